@@ -1,0 +1,136 @@
+/* main.c: the `herald` command: global options, then one subcommand from the
+ * table below. Subcommands parse their own arguments. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "queue.h"
+
+/* Keep sorted by name; `herald help` prints it in this order. */
+static const cli_command commands[] = {
+
+    {"help", cmd_help, "list the subcommands"},
+
+};
+
+static const char *config_path;
+static hr_config *config;
+static queue *cli_q;
+
+void cli_set_config_path(const char *path) { config_path = path; }
+
+const hr_config *cli_config(void)
+{
+    if (config) return config;
+    hr_err err = {0};
+    const char *path = config_path ? config_path : getenv("HERALD_CONFIG");
+    config = hr_config_load(path, &err);
+    if (!config) {
+        fprintf(stderr, "herald: config: %s\n", err.msg);
+        exit(2);
+    }
+    return config;
+}
+
+queue *cli_queue(void)
+{
+    if (cli_q) return cli_q;
+    const hr_config *c = cli_config();
+    queue_opts o = {0};
+    o.url = hr_config_get(c, "redis-url", NULL);
+    o.ns = hr_config_get(c, "namespace", "herald");
+    hr_err err = {0};
+    cli_q = queue_connect(&o, &err);
+    if (!cli_q) {
+        fprintf(stderr, "herald: redis: %s\n", err.msg);
+        exit(1);
+    }
+    return cli_q;
+}
+
+static void remove_args(int *argc, char **argv, int at, int n)
+{
+    for (int i = at; i + n <= *argc; i++) argv[i] = argv[i + n];
+    *argc -= n;
+}
+
+int cli_has_flag(int *argc, char **argv, const char *name)
+{
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i] + 2, name) == 0) {
+            remove_args(argc, argv, i, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *cli_take_opt(int *argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strncmp(argv[i], "--", 2) != 0 || strncmp(argv[i] + 2, name, n) != 0) continue;
+        const char *rest = argv[i] + 2 + n;
+        if (*rest == '=') {
+            remove_args(argc, argv, i, 1);
+            return rest + 1;
+        }
+        if (*rest == '\0' && i + 1 < *argc) {
+            const char *v = argv[i + 1];
+            remove_args(argc, argv, i, 2);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("usage: herald [--config FILE] <command> [options]\n\n"
+           "herald imports CMS exports, schedules posts and emails into Redis, and\n"
+           "sends them from worker pools. Commands:\n\n");
+    for (size_t i = 0; i < HR_ARRAY_LEN(commands); i++)
+        printf("  %-12s %s\n", commands[i].name, commands[i].summary);
+    printf("\nEnvironment: HERALD_CONFIG (config file), HERALD_REDIS_URL,\n"
+           "HERALD_NAMESPACE, and HERALD_<KEY> for any config key.\n");
+    return 0;
+}
+
+static void cleanup(void)
+{
+    queue_free(cli_q);
+    hr_config_free(config);
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            cli_set_config_path(argv[i + 1]);
+            i += 2;
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            cli_set_config_path(argv[i] + 9);
+            i++;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return cmd_help(0, NULL);
+        } else {
+            fprintf(stderr, "herald: unknown option %s (see herald help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (i >= argc) return cmd_help(0, NULL), 2;
+    atexit(cleanup);
+    for (size_t k = 0; k < HR_ARRAY_LEN(commands); k++)
+        if (strcmp(commands[k].name, argv[i]) == 0) {
+            hr_log_set_name(argv[i]);
+            return commands[k].run(argc - i, argv + i);
+        }
+    fprintf(stderr, "herald: unknown command '%s' (see herald help)\n", argv[i]);
+    return 2;
+}

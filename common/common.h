@@ -1,0 +1,127 @@
+/* common.h: the few helpers every herald module shares: allocation that
+ * aborts on out-of-memory, a growable byte buffer, error strings, JSON-lines
+ * logging with email masking, clocks, random bytes and base62 ids.
+ * Nothing here knows about jobs, Redis or platforms. */
+#ifndef HERALD_COMMON_H
+#define HERALD_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define HR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- allocation: these never return NULL; they abort with a message. */
+void *hr_malloc(size_t n);
+void *hr_calloc(size_t count, size_t n);
+void *hr_realloc(void *p, size_t n);
+char *hr_strdup(const char *s);           /* hr_strdup(NULL) returns NULL */
+char *hr_strndup(const char *s, size_t n);
+char *hr_asprintf(const char *fmt, ...) HR_PRINTF(1, 2);
+char *hr_vasprintf(const char *fmt, va_list ap) HR_PRINTF(1, 0);
+
+/* ---- hr_buf: a growable byte buffer, always NUL-terminated after len. */
+typedef struct hr_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} hr_buf;
+
+void hr_buf_init(hr_buf *b);
+void hr_buf_release(hr_buf *b);
+void hr_buf_reset(hr_buf *b);
+void hr_buf_reserve(hr_buf *b, size_t extra);
+void hr_buf_append(hr_buf *b, const void *p, size_t n);
+void hr_buf_puts(hr_buf *b, const char *s);
+void hr_buf_putc(hr_buf *b, char c);
+void hr_buf_printf(hr_buf *b, const char *fmt, ...) HR_PRINTF(2, 3);
+/* hr_buf_detach returns the data (caller frees) and leaves b empty. */
+char *hr_buf_detach(hr_buf *b);
+
+/* ---- errors: a caller-owned message buffer filled by one setter. */
+#define HR_ERRLEN 256
+typedef struct hr_err {
+    int code; /* 0: no error */
+    char msg[HR_ERRLEN];
+} hr_err;
+
+/* hr_err_set formats msg into e (when e is not NULL) and returns -1. */
+int hr_err_set(hr_err *e, const char *fmt, ...) HR_PRINTF(2, 3);
+void hr_err_clear(hr_err *e);
+
+/* ---- logging: one JSON object per line on stderr.
+ * hr_log("info", "job sent", "job", id, "platform", p, NULL): key/value
+ * string pairs after the message, ending with NULL. Values that look like
+ * email addresses are masked (j***@example.com). */
+typedef enum { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR } hr_log_level;
+void hr_log_set_level(hr_log_level min);
+void hr_log_set_name(const char *process_name);
+void hr_log(hr_log_level lvl, const char *msg, ...);
+/* hr_mask_email writes a masked copy of s into out (size outlen): every
+ * email address found in s keeps its first character and its domain. */
+void hr_mask_email(const char *s, char *out, size_t outlen);
+
+/* ---- time */
+int64_t hr_now_ms(void);       /* wall clock, ms since the Unix epoch */
+int64_t hr_mono_ms(void);      /* monotonic clock, ms */
+int64_t hr_mono_us(void);      /* monotonic clock, us */
+/* hr_format_rfc3339 writes ms as "2026-11-21T20:40:16Z" (UTC, second
+ * precision unless the ms part is non-zero) into out (>= 32 bytes). */
+void hr_format_rfc3339(int64_t ms, char *out, size_t outlen);
+/* hr_parse_rfc3339 parses "YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)"; returns 0
+ * and sets *ms, or -1. */
+int hr_parse_rfc3339(const char *s, int64_t *ms);
+
+/* ---- randomness and ids */
+void hr_random_bytes(void *out, size_t n); /* from the kernel; aborts on failure */
+uint64_t hr_random_u64(void);
+/* hr_base62_fixed writes v as exactly width base62 digits (0-9A-Za-z, an
+ * ASCII-ordered alphabet, so equal-width strings sort like the numbers). */
+void hr_base62_fixed(uint64_t v, int width, char *out);
+
+/* ---- small string helpers */
+int hr_streq(const char *a, const char *b); /* NULL-safe */
+/* hr_ct_equal compares n bytes in constant time; returns 1 when equal. */
+int hr_ct_equal(const void *a, const void *b, size_t n);
+/* hr_hex writes 2*n lowercase hex digits and a NUL into out. */
+void hr_hex(const unsigned char *in, size_t n, char *out);
+/* hr_parse_i64 parses a whole decimal string; returns 0 or -1. */
+int hr_parse_i64(const char *s, int64_t *out);
+
+/* ---- configuration: one file of "directive arg arg..." lines, as
+ * redis.conf is written; '#' starts a comment, double quotes group words
+ * and take \" \\ \n escapes. Each module reads the directives it owns.
+ * Every single-valued directive may be overridden from the environment:
+ * "redis-url" by HERALD_REDIS_URL. */
+typedef struct hr_conf_line {
+    char *key;
+    int argc; /* arguments after the key */
+    char **argv;
+    int line; /* 1-based line number in the file */
+} hr_conf_line;
+
+typedef struct hr_config {
+    char *path; /* NULL when no file was read */
+    hr_conf_line *lines;
+    int nlines;
+} hr_config;
+
+/* hr_config_load reads path (NULL: an empty config). Returns a new config or
+ * NULL with "path:line: reason" in err. Free with hr_config_free. */
+hr_config *hr_config_load(const char *path, hr_err *err);
+/* hr_config_parse parses text as if read from the file named name. */
+hr_config *hr_config_parse(const char *text, const char *name, hr_err *err);
+void hr_config_free(hr_config *c);
+/* hr_config_get returns the environment override, else the first argument of
+ * the last line with that key, else def. The result is borrowed. */
+const char *hr_config_get(const hr_config *c, const char *key, const char *def);
+/* hr_config_get_i64 does the same for an integer; returns -1 with err set
+ * ("path:line: key: not a number") on a bad value. */
+int hr_config_get_i64(const hr_config *c, const char *key, int64_t def, int64_t *out,
+                      hr_err *err);
+/* hr_config_next returns the next line with that key after *pos (start with
+ * *pos = -1), or NULL; used for repeated directives such as "account". */
+const hr_conf_line *hr_config_next(const hr_config *c, const char *key, int *pos);
+
+#endif

@@ -1,0 +1,80 @@
+/* internal.h: what the queue's sync and async halves share: the parsed
+ * Redis URL, the script table, key building, and argv assembly. Not part of
+ * the public API. */
+#ifndef HERALD_QUEUE_INTERNAL_H
+#define HERALD_QUEUE_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+
+#include "queue.h"
+
+typedef struct queue_url {
+    int unix_socket;
+    char host[256];
+    int port;
+    char path[512];
+    char user[128];
+    char pass[256];
+    int db;
+} queue_url;
+
+/* queue_url_parse parses redis://, rediss:// (refused: no TLS here) and
+ * unix:// URLs. */
+int queue_url_parse(const char *url, queue_url *u, hr_err *err);
+
+/* The scripts (queue/lua/NAME.lua), indexed by the QS_ constants. */
+enum {
+    QS_ENQUEUE,
+    QS_PROMOTE,
+    QS_FETCH,
+    QS_ATTEMPT,
+    QS_ACK,
+    QS_RETRY,
+    QS_BURY,
+    QS_REAP,
+    QS_CANCEL,
+    QS_RESOLVE,
+    QS_REGISTER,
+    QS_COUNT
+};
+typedef struct queue_script {
+    const char *name;
+    const char *src;
+    char sha[41]; /* computed locally with SHA-1, as Redis does */
+} queue_script;
+extern queue_script queue_scripts[QS_COUNT];
+void queue_scripts_init(void); /* idempotent; fills the shas */
+
+/* An argv under construction: owned copies of each argument. */
+typedef struct queue_argv {
+    int argc, cap;
+    char **argv;
+    size_t *lens;
+} queue_argv;
+
+void qa_init(queue_argv *a);
+void qa_release(queue_argv *a);
+void qa_push(queue_argv *a, const void *p, size_t n);
+void qa_pushs(queue_argv *a, const char *s);
+void qa_pushf(queue_argv *a, const char *fmt, ...) HR_PRINTF(2, 3);
+void qa_pushkey(queue_argv *a, const char *ns, const char *fmt, ...) HR_PRINTF(3, 4);
+
+/* qa_evalsha starts an EVALSHA of script s with nkeys keys to follow. */
+void qa_evalsha(queue_argv *a, int s, int nkeys_placeholder);
+/* qa_set_nkeys writes the key count into the EVALSHA argv (index 2). */
+void qa_set_nkeys(queue_argv *a, int nkeys);
+
+/* queue_run_sync sends argv (an EVALSHA) and returns its reply, loading the
+ * script and retrying once on NOSCRIPT. NULL with err on failure; a Redis
+ * error reply also becomes NULL with its text in err. */
+redisReply *queue_run_sync(queue *q, queue_argv *a, int script, hr_err *err);
+redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...);
+
+struct queue {
+    redisContext *c;
+    char ns[64];
+    queue_url url;
+    int timeout_ms;
+};
+
+#endif

@@ -1,0 +1,1 @@
+-- bury: todo

@@ -1,0 +1,291 @@
+/* queue.h: herald's Redis data model: the job record and its msgpack codec,
+ * the key schema, and every queue operation as one atomic Lua script, with a
+ * synchronous API (hiredis, for the CLI and scheduler) and an asynchronous one
+ * (hiredis async on libev, for workers) sharing scripts, argv and replies.
+ * It does not decide when to retry or how to send; callers do. */
+#ifndef HERALD_QUEUE_H
+#define HERALD_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+/* ---------------------------------------------------------------- jobs */
+
+/* A job id is 20 characters: 8 base62 digits of its creation time in ms
+ * (so ids sort by time) then the 12-character unique hash (ukh) that keys
+ * the job in Redis. The ukh is derived from the job's unique key when it has
+ * one (so a re-import finds the same job) and random otherwise. */
+#define QUEUE_TS_LEN 8
+#define QUEUE_UKH_LEN 12
+#define QUEUE_ID_LEN (QUEUE_TS_LEN + QUEUE_UKH_LEN)
+#define QUEUE_CODEC_VERSION 1
+
+typedef enum {
+    QUEUE_KIND_POST = 1,  /* a social post (possibly a thread) */
+    QUEUE_KIND_EMAIL = 2, /* one email to one recipient */
+    QUEUE_KIND_POLL = 3,  /* read a sent post's engagement counts */
+} queue_kind;
+
+typedef struct queue_kv {
+    char *key;
+    char *value;
+} queue_kv;
+
+typedef struct queue_job {
+    char id[QUEUE_ID_LEN + 1]; /* "" until queue_job_assign_id */
+    queue_kind kind;
+    char *platform; /* "x", "mastodon", "bluesky", "sendgrid", ... */
+    char *account;  /* "@shop", "main": with platform names the lane */
+    char *campaign;
+    char *source;     /* the CMS item it came from, e.g. "wxr:1169" */
+    char *unique_key; /* dedupe key: same key, same job (may be NULL) */
+    char *idem_key;   /* sent to platforms; stable across retries/imports */
+    int64_t run_at_ms;
+    int64_t created_ms;
+    int attempt; /* attempts started so far */
+    int max_attempts;
+    char *last_error;
+
+    /* post payload */
+    char *text; /* the text to post, or NULL to build it from the template */
+    char *title;
+    char *excerpt;
+    char *link;
+    char **tags;
+    int ntags;
+    char **media; /* media references (URLs) */
+    int nmedia;
+
+    /* email payload */
+    char *to;
+    char *to_name;
+    char *subject;
+    char *html;
+    char *body_text;
+    char *preheader;
+    queue_kv *vars; /* template variables */
+    int nvars;
+
+    /* anything else a module needs to carry: thread parts, the platform's
+     * post id for a poll, template name, ... */
+    queue_kv *meta;
+    int nmeta;
+
+    /* fields written by a newer herald, kept verbatim and re-encoded */
+    unsigned char *extra;
+    size_t extra_len;
+    uint32_t extra_count;
+} queue_job;
+
+queue_job *queue_job_new(void);
+void queue_job_free(queue_job *j);           /* queue_job_free(NULL) is a no-op */
+queue_job *queue_job_dup(const queue_job *j); /* deep copy */
+/* queue_set replaces *field with a copy of v (NULL clears it). */
+void queue_set(char **field, const char *v);
+void queue_job_add_tag(queue_job *j, const char *tag);
+void queue_job_add_media(queue_job *j, const char *ref);
+void queue_job_set_var(queue_job *j, const char *k, const char *v);
+void queue_job_set_meta(queue_job *j, const char *k, const char *v);
+const char *queue_job_get_meta(const queue_job *j, const char *k); /* borrowed */
+const char *queue_job_get_var(const queue_job *j, const char *k);  /* borrowed */
+
+/* queue_job_lane writes "platform:account" into out; returns -1 when it
+ * does not fit or a part is missing. */
+int queue_job_lane(const queue_job *j, char *out, size_t outlen);
+#define QUEUE_LANE_MAX 160
+
+/* queue_ukh_from_key writes the 12-char hash of a unique key into out (13
+ * bytes). */
+void queue_ukh_from_key(const char *unique_key, char *out);
+/* queue_job_assign_id gives j an id (creation time now, ukh from its unique
+ * key or random) and, when unset, the idempotency key "hr-<ukh>". */
+void queue_job_assign_id(queue_job *j);
+const char *queue_job_ukh(const queue_job *j); /* borrowed: j->id + 8 */
+
+/* queue_job_encode appends j's msgpack encoding (without its id) to out. */
+void queue_job_encode(const queue_job *j, hr_buf *out);
+/* queue_job_decode decodes a msgpack blob. Returns a new job or NULL with the
+ * reason in err; never reads outside [p, p+n). Unknown fields are kept. */
+queue_job *queue_job_decode(const void *p, size_t n, hr_err *err);
+/* queue_job_decode_stored decodes a value of the jobs hash (8-char time
+ * prefix + blob) stored under ukh, and sets the job's id. */
+queue_job *queue_job_decode_stored(const char *ukh, const void *p, size_t n, hr_err *err);
+/* queue_job_to_json returns a new JSON text of j for people and scripts. */
+char *queue_job_to_json(const queue_job *j);
+/* queue_job_from_json parses such a JSON object; NULL with err on bad input. */
+queue_job *queue_job_from_json(const char *text, hr_err *err);
+
+/* ------------------------------------------------------- redis handles */
+
+/* Connection settings. url: redis://[user:pass@]host:port[/db] or
+ * unix:///path/to.sock[?db=N] (NULL: $HERALD_REDIS_URL or
+ * redis://127.0.0.1:6379). ns: key namespace (NULL: "herald"). */
+typedef struct queue_opts {
+    const char *url;
+    const char *ns;
+    int timeout_ms; /* connect/command timeout for the sync API; 0: 5000 */
+} queue_opts;
+
+typedef struct queue queue; /* a synchronous handle */
+
+queue *queue_connect(const queue_opts *o, hr_err *err);
+void queue_free(queue *q);
+const char *queue_ns(const queue *q);
+/* queue_redis returns the underlying redisContext (borrowed) so other
+ * modules can run their own commands on the same connection. */
+struct redisContext *queue_redis(queue *q);
+/* queue_key writes "{ns}:suffix" into out; returns out. */
+char *queue_key(const char *ns, const char *suffix, char *out, size_t outlen);
+
+/* ------------------------------------------------------------ enqueue */
+
+typedef enum {
+    QUEUE_ADDED = 1,     /* new job: scheduled or ready */
+    QUEUE_UPDATED = 2,   /* same unique key, still scheduled: updated */
+    QUEUE_UNCHANGED = 3, /* same unique key, already ready/in flight/dead */
+    QUEUE_DONE = 4,      /* same unique key, already sent: never touched */
+} queue_enqueue_result;
+
+/* queue_enqueue adds n jobs in one round trip per lane group (ids are
+ * assigned when empty). Jobs due now go straight to their lane's ready list,
+ * later ones to its scheduled set. results (n entries, may be NULL) gets a
+ * queue_enqueue_result per job; an updated job keeps its first id, which is
+ * written back into jobs[i]->id. Returns 0 or -1 with err. */
+int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err);
+
+/* queue_cancel removes a job that is scheduled, retrying, ready or dead.
+ * Returns 1 when removed, 0 when unknown or not cancellable (in flight,
+ * unknown, sent), -1 on error. */
+int queue_cancel(queue *q, const char *id, hr_err *err);
+
+/* queue_get reads a job by id (or by ukh). Returns a new job, or NULL with
+ * err->code 0 when there is none, or NULL with err set. */
+queue_job *queue_get(queue *q, const char *id, hr_err *err);
+
+/* ------------------------------------------------------------ promote */
+
+/* queue_promote moves every job whose time has come (by Redis TIME) from the
+ * scheduled and retry sets into its lane's ready list, at most batch per lane
+ * per call; safe with several schedulers at once. Sets *promoted and
+ * *next_due_ms (the earliest time still scheduled, or 0 when none) and
+ * *now_ms (Redis time). */
+int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms,
+                  int64_t *now_ms, hr_err *err);
+
+/* -------------------------------------------------------------- fetch */
+
+typedef struct queue_fetched {
+    char ukh[QUEUE_UKH_LEN + 1];
+    char lane[QUEUE_LANE_MAX];
+    char *value; /* the stored value: time prefix + blob (owned) */
+    size_t value_len;
+} queue_fetched;
+
+/* A worker has an id (unique per process), a lease renewed by heartbeats,
+ * and an in-flight record; queue_worker_register creates them. */
+int queue_worker_register(queue *q, const char *worker, int lease_ms, hr_err *err);
+/* queue_heartbeat renews the lease; returns 0, 1 when the lease was lost
+ * (the worker was reaped: it must stop and register again), -1 on error. */
+int queue_heartbeat(queue *q, const char *worker, int lease_ms, hr_err *err);
+/* queue_worker_unregister returns in-flight jobs that have not started an
+ * attempt to the front of their lanes and removes the worker. */
+int queue_worker_unregister(queue *q, const char *worker, hr_err *err);
+
+/* queue_fetch takes up to max jobs from the given lanes (round robin, only
+ * lanes not paused whose budget admits them) into the worker's in-flight
+ * record. *out gets a new array of *nout entries (free with
+ * queue_fetched_free). Returns 0, 1 when the lease was lost, -1 on error. */
+int queue_fetch(queue *q, const char *worker, const char *const *lanes, int nlanes, int max,
+                int lease_ms, queue_fetched **out, int *nout, hr_err *err);
+void queue_fetched_free(queue_fetched *f, int n);
+/* queue_lanes lists every lane that has ever held a job (new array of new
+ * strings; free with queue_strv_free). */
+int queue_lanes(queue *q, char ***out, int *n, hr_err *err);
+void queue_strv_free(char **v, int n);
+
+/* ----------------------------------------------------------- outcomes */
+
+/* queue_attempt records that the worker is about to send job ukh. Returns 0
+ * when recorded, 1 when the job is no longer the worker's (it must not
+ * send), -1 on error. */
+int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err);
+
+typedef struct queue_ack_item {
+    const char *ukh;
+    const char *lane;
+    const char *platform_id; /* the platform's id of the post/message, or NULL */
+    int64_t lateness_ms;     /* fetch time - run_at, for the histogram; <0: skip */
+} queue_ack_item;
+
+/* queue_ack marks jobs sent: removes them and keeps a small "done" record so
+ * a re-import never sends them again. A job reaped while its attempt was
+ * running is found in the unknown set and resolved as sent. results[i]: 1
+ * acked, 2 resolved from unknown, 0 not the worker's. */
+int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, int *results,
+              hr_err *err);
+
+/* queue_retry puts the worker's job back in its lane's retry set at at_ms
+ * (absolute), storing the updated job (attempt, last_error). Returns 1, 0
+ * when not the worker's, -1. */
+int queue_retry(queue *q, const char *worker, const queue_job *job, int64_t at_ms,
+                hr_err *err);
+
+/* queue_bury moves a job to its lane's dead set with reason. job may be
+ * NULL for a blob that could not be decoded (then ukh and lane name it).
+ * worker NULL buries a job that is not in flight (operator action). */
+int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
+               const queue_job *job, const char *reason, hr_err *err);
+
+/* ------------------------------------------------------ dead workers */
+
+/* queue_reap re-queues the in-flight jobs of every worker whose lease ended:
+ * jobs whose attempt had not started go back to the front of their lane,
+ * started ones to the lane's unknown set. Exactly once, however many
+ * schedulers run it. Sets *requeued and *unknown. */
+int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err);
+
+/* queue_unknown_resolve settles a job in the unknown state: sent (record it
+ * done with platform_id) or resend (back to the front of its lane). */
+int queue_unknown_resolve(queue *q, const char *id, int sent, const char *platform_id,
+                          hr_err *err);
+
+/* queue_dead_retry moves a dead job back to its lane's ready list;
+ * queue_dead_purge deletes a dead job. Return 1, 0 (not dead), -1. */
+int queue_dead_retry(queue *q, const char *id, hr_err *err);
+int queue_dead_purge(queue *q, const char *id, hr_err *err);
+/* queue_dead_reason returns the reason a job was buried (new string). */
+char *queue_dead_reason(queue *q, const char *id, hr_err *err);
+
+/* ------------------------------------------------------ pause, stats */
+
+/* queue_pause/queue_resume take a lane ("x:@shop") or a platform ("x"). */
+int queue_pause(queue *q, const char *lane_or_platform, hr_err *err);
+int queue_resume(queue *q, const char *lane_or_platform, hr_err *err);
+int queue_is_paused(queue *q, const char *lane, hr_err *err); /* 1, 0, -1 */
+
+typedef struct queue_lane_counts {
+    char lane[QUEUE_LANE_MAX];
+    long scheduled, ready, inflight, retrying, dead, unknown;
+    long sent_total, dead_total, retried_total;
+    int paused;
+    int64_t oldest_ready_ms; /* run_at of the lane's oldest ready job, 0 if none */
+} queue_lane_counts;
+
+/* queue_counts fills a new array with one entry per lane. */
+int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err);
+
+/* Lateness histogram buckets (upper bounds in ms; the last is +Inf). */
+#define QUEUE_LATENESS_BUCKETS 12
+extern const int64_t queue_lateness_bounds_ms[QUEUE_LATENESS_BUCKETS];
+/* queue_lateness reads the histogram: counts[i] jobs had lateness <= bound i
+ * (not cumulative). */
+int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err);
+
+/* List members of one lane's state: state is "scheduled", "retry", "ready",
+ * "dead" or "unknown"; returns ukhs (new strings). */
+int queue_list(queue *q, const char *lane, const char *state, long start, long count,
+               char ***out, int *n, hr_err *err);
+
+#endif

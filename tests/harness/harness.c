@@ -1,0 +1,372 @@
+/* harness.c: the test runner, private redis-servers and child processes. */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int th_failures;
+const char *th_current = "";
+static int th_ran;
+
+#define MAX_CHILDREN 64
+static pid_t children[MAX_CHILDREN];
+static int nchildren;
+static th_redis *servers[16];
+static int nservers;
+
+static void kill_children(void)
+{
+    for (int i = 0; i < nchildren; i++)
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+        }
+    nchildren = 0;
+    for (int i = 0; i < nservers; i++) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", servers[i]->dir);
+        if (system(cmd) != 0) { /* best effort */
+        }
+        free(servers[i]);
+    }
+    nservers = 0;
+}
+
+static void on_signal(int sig)
+{
+    kill_children();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void setup_once(void)
+{
+    static int done;
+    if (done) return;
+    done = 1;
+    atexit(kill_children);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void th_run(const char *name, void (*fn)(void))
+{
+    const char *only = getenv("TH_ONLY");
+    if (only && strcmp(only, name) != 0) return;
+    setup_once();
+    th_current = name;
+    int before = th_failures;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    fn();
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    fprintf(stderr, "%s %s (%ld ms)\n", th_failures == before ? "ok  " : "FAIL", name, ms);
+    th_ran++;
+}
+
+int th_main_end(void)
+{
+    fprintf(stderr, "%d tests, %d failed checks\n", th_ran, th_failures);
+    return th_failures ? 1 : 0;
+}
+
+static void track(pid_t pid)
+{
+    for (int i = 0; i < nchildren; i++)
+        if (children[i] <= 0) {
+            children[i] = pid;
+            return;
+        }
+    if (nchildren < MAX_CHILDREN) children[nchildren++] = pid;
+}
+
+static void untrack(pid_t pid)
+{
+    for (int i = 0; i < nchildren; i++)
+        if (children[i] == pid) children[i] = 0;
+}
+
+pid_t th_spawn(char *const argv[], const char *out_path)
+{
+    setup_once();
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        abort();
+    }
+    if (pid == 0) {
+        if (out_path) {
+            FILE *f = freopen(out_path, "a", stdout);
+            if (f) dup2(fileno(stdout), 2);
+        }
+        setpgid(0, 0);
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    track(pid);
+    return pid;
+}
+
+void th_kill(pid_t pid, int sig)
+{
+    if (pid <= 0) return;
+    kill(pid, sig);
+    waitpid(pid, NULL, 0);
+    untrack(pid);
+}
+
+char *th_tempdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/herald-test-XXXXXX", base ? base : "/tmp");
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return strdup(tmpl);
+}
+
+int th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) abort();
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static const char *redis_server_path(void)
+{
+    const char *e = getenv("REDIS_SERVER");
+    if (e) return e;
+    if (access("/usr/bin/redis-server", X_OK) == 0) return "/usr/bin/redis-server";
+    return "/usr/local/bin/redis-server";
+}
+
+static int redis_ping(th_redis *r)
+{
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
+    int ok = 0;
+    if (c && !c->err) {
+        redisReply *rep = redisCommand(c, "PING");
+        ok = rep && rep->type == REDIS_REPLY_STATUS;
+        if (rep) freeReplyObject(rep);
+    }
+    if (c) redisFree(c);
+    return ok;
+}
+
+static char *extra_args[32];
+static int nextra;
+
+static void launch(th_redis *r)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)redis_server_path();
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--unixsocket";
+    argv[n++] = r->sock;
+    argv[n++] = "--dir";
+    argv[n++] = r->dir;
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--daemonize";
+    argv[n++] = "no";
+    argv[n++] = "--logfile";
+    argv[n++] = "redis.log";
+    for (int i = 0; i < nextra && n < 62; i++) argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    r->pid = th_spawn(argv, NULL);
+    for (int i = 0; i < 2500; i++) {
+        if (redis_ping(r)) return;
+        usleep(2000);
+    }
+    fprintf(stderr, "harness: redis-server did not start in %s\n", r->dir);
+    abort();
+}
+
+th_redis *th_redis_start(int tcp, ...)
+{
+    setup_once();
+    th_redis *r = calloc(1, sizeof *r);
+    char *d = th_tempdir();
+    snprintf(r->dir, sizeof r->dir, "%s", d);
+    free(d);
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    r->port = tcp ? th_free_port() : 0;
+    va_list ap;
+    va_start(ap, tcp);
+    nextra = 0;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && nextra < 31) extra_args[nextra++] = (char *)a;
+    va_end(ap);
+    launch(r);
+    if (nservers < 16) servers[nservers++] = r;
+    return r;
+}
+
+void th_redis_stop(th_redis *r)
+{
+    th_kill(r->pid, SIGKILL);
+    r->pid = 0;
+    unlink(r->sock);
+}
+
+void th_redis_restart(th_redis *r)
+{
+    if (r->pid) th_redis_stop(r);
+    launch(r);
+}
+
+char *th_redis_cmd(th_redis *r, const char *fmt, ...)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    char *out = NULL;
+    if (rep) {
+        size_t cap = 64, len = 0;
+        out = malloc(cap);
+        out[0] = '\0';
+#define APPEND(s, n)                                                                 \
+    do {                                                                             \
+        while (len + (n) + 2 > cap) out = realloc(out, cap *= 2);                    \
+        memcpy(out + len, s, n);                                                     \
+        len += n;                                                                    \
+        out[len] = '\0';                                                             \
+    } while (0)
+        if (rep->type == REDIS_REPLY_INTEGER) {
+            char tmp[32];
+            int n = snprintf(tmp, sizeof tmp, "%lld", rep->integer);
+            APPEND(tmp, (size_t)n);
+        } else if (rep->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < rep->elements; i++) {
+                redisReply *e = rep->element[i];
+                if (i) APPEND("\n", 1);
+                if (e->type == REDIS_REPLY_INTEGER) {
+                    char tmp[32];
+                    int n = snprintf(tmp, sizeof tmp, "%lld", e->integer);
+                    APPEND(tmp, (size_t)n);
+                } else if (e->str) {
+                    APPEND(e->str, e->len);
+                }
+            }
+        } else if (rep->str) {
+            APPEND(rep->str, rep->len);
+        }
+#undef APPEND
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    return out;
+}
+
+int th_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (;;) {
+        if (cond(arg)) return 1;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+        if (ms > timeout_ms) return 0;
+        usleep(2000);
+    }
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, r;
+    char *p = malloc(cap);
+    while ((r = fread(p + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) p = realloc(p, cap *= 2);
+    }
+    fclose(f);
+    p[n] = '\0';
+    if (len) *len = n;
+    return p;
+}
+
+void th_write_file(const char *path, const char *data)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        abort();
+    }
+    fputs(data, f);
+    fclose(f);
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ud)
+{
+    char **out = ud;
+    size_t old = *out ? strlen(*out) : 0;
+    *out = realloc(*out, old + size * n + 1);
+    memcpy(*out + old, p, size * n);
+    (*out)[old + size * n] = '\0';
+    return size * n;
+}
+
+int th_http(int port, const char *method, const char *path, const char *headers[],
+            const char *body, char **resp_body)
+{
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    char *out = NULL;
+    struct curl_slist *h = NULL;
+    for (int i = 0; headers && headers[i]; i++) h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (method) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (resp_body)
+        *resp_body = out;
+    else
+        free(out);
+    return (int)status;
+}
