@@ -288,4 +288,73 @@ int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err);
 int queue_list(queue *q, const char *lane, const char *state, long start, long count,
                char ***out, int *n, hr_err *err);
 
+/* ------------------------------------------------- suppression list */
+
+/* The suppression list holds, per namespace, a keyed hash (HMAC-SHA256 with
+ * the install's secret) of each normalized address, never the address:
+ * key {ns}:suppressed, a hash of hex digest -> "reason\tms". */
+/* queue_email_normalize lowercases and trims an address into out; returns -1
+ * when it is not a plausible address (no '@', spaces, empty parts). */
+int queue_email_normalize(const char *email, char *out, size_t outlen);
+/* queue_suppress_hash writes the 64-hex-digit keyed hash of the normalized
+ * address into out (65 bytes); returns -1 for an invalid address. */
+int queue_suppress_hash(const char *secret, const char *email, char *out);
+int queue_suppress_add(queue *q, const char *secret, const char *email, const char *reason,
+                       hr_err *err);
+/* queue_is_suppressed returns 1, 0, or -1 on error. */
+int queue_is_suppressed(queue *q, const char *secret, const char *email, hr_err *err);
+
+/* ------------------------------------------------ async API (libev) */
+
+/* The asynchronous handle runs on the caller's libev loop through hiredis'
+ * libev adapter. It connects in the background and reconnects with
+ * exponential backoff (50 ms .. 2 s); a command issued while disconnected
+ * fails at once through its callback. Every callback runs exactly once,
+ * with status -1 and a message on failure or when the handle is freed.
+ * Replies are decoded into herald's own structs before callbacks run. */
+struct ev_loop;
+typedef struct queue_async queue_async;
+
+queue_async *queue_async_new(struct ev_loop *loop, const queue_opts *o, hr_err *err);
+/* queue_async_free fails every pending callback and frees the handle. It may
+ * be called from inside a callback; the free is then deferred. */
+void queue_async_free(queue_async *qa);
+int queue_async_connected(const queue_async *qa);
+const char *queue_async_ns(const queue_async *qa);
+/* queue_async_on_state registers cb for (re)connections and losses. */
+void queue_async_on_state(queue_async *qa, void (*cb)(queue_async *qa, int connected, void *priv),
+                          void *priv);
+/* queue_async_redis returns the current redisAsyncContext (borrowed; NULL
+ * while disconnected) for modules running their own commands. */
+struct redisAsyncContext *queue_async_redis(queue_async *qa);
+
+/* status: the operation's result as in the sync API (0/1 as documented
+ * there, a count for ack), or -1 with errmsg. */
+typedef void queue_status_cb(int status, const char *errmsg, void *priv);
+/* jobs: a new array the callback owns (free with queue_fetched_free). */
+typedef void queue_fetch_cb(int status, queue_fetched *jobs, int n, const char *errmsg,
+                            void *priv);
+
+void queue_async_register(queue_async *qa, const char *worker, int lease_ms,
+                          queue_status_cb *cb, void *priv);
+void queue_async_heartbeat(queue_async *qa, const char *worker, int lease_ms,
+                           queue_status_cb *cb, void *priv);
+void queue_async_fetch(queue_async *qa, const char *worker, const char *const *lanes,
+                       int nlanes, int max, int lease_ms, queue_fetch_cb *cb, void *priv);
+void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
+                         queue_status_cb *cb, void *priv);
+/* results may be NULL; otherwise it must live until cb runs. */
+void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
+                     int *results, queue_status_cb *cb, void *priv);
+void queue_async_retry(queue_async *qa, const char *worker, const queue_job *job,
+                       int64_t at_ms, queue_status_cb *cb, void *priv);
+void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, const char *lane,
+                      const queue_job *job, const char *reason, queue_status_cb *cb,
+                      void *priv);
+void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
+                            void *priv);
+/* queue_async_lanes lists every lane; cb owns the array (queue_strv_free). */
+typedef void queue_lanes_cb(int status, char **lanes, int n, const char *errmsg, void *priv);
+void queue_async_lanes(queue_async *qa, queue_lanes_cb *cb, void *priv);
+
 #endif
