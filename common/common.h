@@ -124,4 +124,32 @@ int hr_config_get_i64(const hr_config *c, const char *key, int64_t def, int64_t 
  * *pos = -1), or NULL; used for repeated directives such as "account". */
 const hr_conf_line *hr_config_next(const hr_config *c, const char *key, int *pos);
 
+/* ---- secrets and signed tokens */
+/* hr_secret_load returns the install's secret (new string, >= 16 bytes):
+ * $HERALD_SECRET, else the file named by config "secret-file", else
+ * $CREDENTIALS_DIRECTORY/herald-secret. NULL with err when there is none.
+ * The secret keys unsubscribe tokens and the suppression list. */
+char *hr_secret_load(const hr_config *c, hr_err *err);
+/* hr_hmac_sha256 writes the 32-byte HMAC of msg under key into out. */
+void hr_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                    unsigned char out[32]);
+/* hr_b64url_encode writes unpadded base64url of in into out (needs
+ * 4*ceil(n/3)+1 bytes); hr_b64url_decode returns the decoded length or -1. */
+void hr_b64url_encode(const unsigned char *in, size_t n, char *out);
+long hr_b64url_decode(const char *in, unsigned char *out, size_t outcap);
+
+/* An unsubscribe token names a recipient and campaign (and the job) and is
+ * signed with HMAC-SHA256 under the secret: "<base64url payload>.<base64url
+ * mac>", safe in a URL path. */
+typedef struct hr_unsub {
+    char email[256];
+    char campaign[128];
+    char job[64];
+} hr_unsub;
+/* hr_unsub_token_make returns a new token string. */
+char *hr_unsub_token_make(const char *secret, const hr_unsub *u);
+/* hr_unsub_token_verify checks the MAC in constant time and fills u; returns
+ * 0, or -1 with the reason in err (forged, altered, malformed). */
+int hr_unsub_token_verify(const char *secret, const char *token, hr_unsub *u, hr_err *err);
+
 #endif

@@ -1,0 +1,146 @@
+/* token.c: the install's secret, HMAC, base64url and signed unsubscribe
+ * tokens. Crypto is OpenSSL's; this file only frames it. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static char *read_secret_file(const char *path, hr_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        hr_err_set(err, "secret: cannot open %s: %m", path);
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+    buf[n] = '\0';
+    if (n < 16) {
+        hr_err_set(err, "secret: %s: shorter than 16 bytes", path);
+        return NULL;
+    }
+    return hr_strdup(buf);
+}
+
+char *hr_secret_load(const hr_config *c, hr_err *err)
+{
+    const char *env = getenv("HERALD_SECRET");
+    if (env) {
+        if (strlen(env) < 16) {
+            hr_err_set(err, "secret: $HERALD_SECRET is shorter than 16 bytes");
+            return NULL;
+        }
+        return hr_strdup(env);
+    }
+    const char *file = hr_config_get(c, "secret-file", NULL);
+    if (file) return read_secret_file(file, err);
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (dir) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/herald-secret", dir);
+        return read_secret_file(path, err);
+    }
+    hr_err_set(err, "secret: none configured (set HERALD_SECRET, secret-file, or a "
+                    "herald-secret credential)");
+    return NULL;
+}
+
+void hr_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                    unsigned char out[32])
+{
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &len);
+}
+
+void hr_b64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    while (len > 0 && out[len - 1] == '=') len--;
+    out[len] = '\0';
+    for (int i = 0; i < len; i++) {
+        if (out[i] == '+') out[i] = '-';
+        else if (out[i] == '/') out[i] = '_';
+    }
+}
+
+long hr_b64url_decode(const char *in, unsigned char *out, size_t outcap)
+{
+    size_t n = strlen(in);
+    if (n % 4 == 1) return -1;
+    size_t padded = (n + 3) / 4 * 4;
+    char *tmp = hr_malloc(padded + 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '-') c = '+';
+        else if (c == '_') c = '/';
+        else if (c == '+' || c == '/' || c == '=') {
+            free(tmp);
+            return -1;
+        }
+        tmp[i] = c;
+    }
+    for (size_t i = n; i < padded; i++) tmp[i] = '=';
+    tmp[padded] = '\0';
+    if (padded / 4 * 3 > outcap) {
+        free(tmp);
+        return -1;
+    }
+    int len = EVP_DecodeBlock(out, (unsigned char *)tmp, (int)padded);
+    free(tmp);
+    if (len < 0) return -1;
+    return len - (long)(padded - n); /* EVP_DecodeBlock counts padding bytes */
+}
+
+static int copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* The payload is "email\ncampaign\njob": fields cannot contain newlines. */
+char *hr_unsub_token_make(const char *secret, const hr_unsub *u)
+{
+    char payload[512];
+    int n = snprintf(payload, sizeof payload, "%s\n%s\n%s", u->email, u->campaign, u->job);
+    if (n < 0 || (size_t)n >= sizeof payload) n = (int)sizeof payload - 1;
+    unsigned char mac[32];
+    hr_hmac_sha256(secret, strlen(secret), payload, (size_t)n, mac);
+    char p64[700], m64[64];
+    hr_b64url_encode((unsigned char *)payload, (size_t)n, p64);
+    hr_b64url_encode(mac, 16, m64); /* 128 bits of MAC is plenty for a URL */
+    return hr_asprintf("%s.%s", p64, m64);
+}
+
+int hr_unsub_token_verify(const char *secret, const char *token, hr_unsub *u, hr_err *err)
+{
+    const char *dot = strchr(token, '.');
+    if (!dot || dot == token || strlen(token) > 1000)
+        return hr_err_set(err, "unsubscribe token: malformed");
+    char p64[1001];
+    memcpy(p64, token, (size_t)(dot - token));
+    p64[dot - token] = '\0';
+    unsigned char payload[800], mac[64];
+    long plen = hr_b64url_decode(p64, payload, sizeof payload - 1);
+    long mlen = hr_b64url_decode(dot + 1, mac, sizeof mac);
+    if (plen < 0 || mlen != 16) return hr_err_set(err, "unsubscribe token: malformed");
+    unsigned char want[32];
+    hr_hmac_sha256(secret, strlen(secret), payload, (size_t)plen, want);
+    if (!hr_ct_equal(want, mac, 16)) return hr_err_set(err, "unsubscribe token: bad signature");
+    payload[plen] = '\0';
+    char *a = (char *)payload, *b = strchr(a, '\n'), *c = b ? strchr(b + 1, '\n') : NULL;
+    if (!b || !c) return hr_err_set(err, "unsubscribe token: malformed payload");
+    *b = *c = '\0';
+    memset(u, 0, sizeof *u);
+    if (copy_field(u->email, sizeof u->email, a) < 0 ||
+        copy_field(u->campaign, sizeof u->campaign, b + 1) < 0 ||
+        copy_field(u->job, sizeof u->job, c + 1) < 0)
+        return hr_err_set(err, "unsubscribe token: field too long");
+    return 0;
+}
