@@ -1,0 +1,270 @@
+/* policy.c: the worker's plain decisions: durations, money, backoff with
+ * full jitter, outcome -> next state, circuit breaker, windows, budgets,
+ * account and pool config, weighted lane order. */
+#include <stdlib.h>
+
+#include "harness.h"
+#include "worker.h"
+
+static void durations_and_money(void)
+{
+    int64_t v;
+    hr_err e = {0};
+    CHECK(worker_parse_duration("15m", &v, &e) == 0 && v == 15 * 60000);
+    CHECK(worker_parse_duration("500ms", &v, &e) == 0 && v == 500);
+    CHECK(worker_parse_duration("7d", &v, &e) == 0 && v == 7LL * 86400000);
+    CHECK(worker_parse_duration("30", &v, &e) == 0 && v == 30000);
+    CHECK(worker_parse_duration("3x", &v, &e) == -1);
+    CHECK(strstr(e.msg, "unknown unit") != NULL);
+    CHECK(worker_parse_duration("-1s", &v, &e) == -1);
+    CHECK(worker_parse_money("0.01", &v, &e) == 0 && v == 10000);
+    CHECK(worker_parse_money("5", &v, &e) == 0 && v == 5000000);
+    CHECK(worker_parse_money("12.5", &v, &e) == 0 && v == 12500000);
+    CHECK(worker_parse_money(".000001", &v, &e) == 0 && v == 1);
+    CHECK(worker_parse_money("0.0000001", &v, &e) == -1);
+    CHECK(worker_parse_money("1,5", &v, &e) == -1);
+    CHECK(worker_parse_money("", &v, &e) == -1);
+}
+
+static void backoff_full_jitter(void)
+{
+    /* The ceiling doubles per attempt up to the cap; the draw is uniform
+     * below it, never above. */
+    for (uint64_t r = 0; r < 5000; r += 7) {
+        CHECK(worker_backoff_ms(1, 1000, 60000, r * 2654435761u) <= 1000);
+        CHECK(worker_backoff_ms(3, 1000, 60000, r * 2654435761u) <= 4000);
+        CHECK(worker_backoff_ms(30, 1000, 60000, r * 2654435761u) <= 60000);
+    }
+    CHECK_INT(worker_backoff_ms(3, 1000, 60000, 4000), 4000);
+    CHECK_INT(worker_backoff_ms(3, 1000, 60000, 4001), 0);
+    CHECK_INT(worker_backoff_ms(200, 1000, 60000, 60000), 60000);
+    /* jitter spreads: many draws at attempt 5 are not all equal */
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int i = 0; i < 100; i++) {
+        int64_t d = worker_backoff_ms(5, 1000, 60000, hr_random_u64());
+        if (d < lo) lo = d;
+        if (d > hi) hi = d;
+    }
+    CHECK(hi - lo > 1000);
+}
+
+static void outcomes(void)
+{
+    worker_decision d;
+    worker_retry_policy p = {.base_ms = 1000, .cap_ms = 60000, .hold_ms = 30000};
+    int64_t now = 1000000;
+
+    worker_decide(WORKER_SENT, 1, 5, now, 0, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_ACK && d.budget == WORKER_BUDGET_COMMIT && d.circuit_success);
+
+    worker_decide(WORKER_RETRY_AFTER, 1, 5, now, now + 42000, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 42000);
+    CHECK(d.budget == WORKER_BUDGET_REFUND && !d.circuit_failure);
+    /* at the attempt limit, Retry-After still waits: it is not a failure */
+    worker_decide(WORKER_RETRY_AFTER, 5, 5, now, now + 1, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 1);
+    /* a time in the past means now, never earlier */
+    worker_decide(WORKER_RETRY_AFTER, 1, 5, now, now - 5, 0, 0, &p, 1, &d);
+    CHECK(d.at_ms == now);
+
+    worker_decide(WORKER_TRANSIENT, 2, 5, now, 0, 0, 0, &p, 2000, &d);
+    CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 2000);
+    CHECK(d.circuit_failure && d.budget == WORKER_BUDGET_REFUND);
+    worker_decide(WORKER_TRANSIENT, 5, 5, now, 0, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_BURY && d.budget == WORKER_BUDGET_REFUND);
+
+    worker_decide(WORKER_REAUTH, 1, 5, now, 0, 1, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_RETRY && d.refresh_session && !d.pause_lane);
+    worker_decide(WORKER_REAUTH, 1, 5, now, 0, 1, 1, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_HOLD && d.pause_lane && d.at_ms == now + 30000);
+    worker_decide(WORKER_REAUTH, 1, 5, now, 0, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_HOLD && d.pause_lane);
+
+    worker_decide(WORKER_PERMANENT, 1, 5, now, 0, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_BURY && d.budget == WORKER_BUDGET_REFUND);
+
+    worker_decide(WORKER_UNKNOWN, 1, 5, now, 0, 0, 0, &p, 1, &d);
+    CHECK(d.action == WORKER_DO_UNKNOWN && d.budget == WORKER_BUDGET_HOLD);
+    CHECK_STR(worker_outcome_name(WORKER_REAUTH), "reauth");
+}
+
+static void circuit(void)
+{
+    worker_circuit c;
+    worker_circuit_init(&c, 3);
+    int64_t t = 1000;
+    CHECK_INT(worker_circuit_allow(&c, 0, t), -1);
+    CHECK_INT(worker_circuit_record(&c, 0, t), 0);
+    CHECK_INT(worker_circuit_record(&c, 0, t), 0);
+    CHECK_INT(worker_circuit_record(&c, 1, t), 0); /* a success resets the count */
+    CHECK_INT(c.failures, 0);
+    worker_circuit_record(&c, 0, t);
+    worker_circuit_record(&c, 0, t);
+    CHECK_INT(worker_circuit_record(&c, 0, t), 1);
+    CHECK(c.state == WORKER_CIRCUIT_OPEN);
+    CHECK_INT(worker_circuit_allow(&c, 0, t + 4999), 0);
+    /* after the open time: one probe, and only while none is in flight */
+    CHECK_INT(worker_circuit_allow(&c, 0, t + 5000), 1);
+    CHECK(c.state == WORKER_CIRCUIT_HALF_OPEN);
+    CHECK_INT(worker_circuit_allow(&c, 1, t + 5000), 0);
+    /* the probe fails: open again for twice as long */
+    worker_circuit_record(&c, 0, t + 5100);
+    CHECK(c.state == WORKER_CIRCUIT_OPEN && c.open_until_ms == t + 5100 + 10000);
+    CHECK_INT(worker_circuit_allow(&c, 0, t + 15100), 1);
+    CHECK_INT(worker_circuit_record(&c, 1, t + 15200), 1);
+    CHECK(c.state == WORKER_CIRCUIT_CLOSED);
+    CHECK_STR(worker_circuit_name(c.state), "closed");
+}
+
+static void windows(void)
+{
+    worker_limits l;
+    hr_err e = {0};
+    CHECK(worker_limits_parse("100/15m,300/3h,2400/24h", &l, &e) == 0);
+    CHECK_INT(l.nw, 3);
+    CHECK_INT(l.w[1].window_ms, 3 * 3600000);
+    CHECK_INT(l.cost, 1);
+    int64_t used[3] = {90, 295, 10};
+    CHECK_INT(worker_limits_admit(&l, used, 50), 5); /* the 3 h window binds */
+    used[1] = 300;
+    CHECK_INT(worker_limits_admit(&l, used, 50), 0);
+
+    CHECK(worker_limits_parse(worker_limits_default("bluesky"), &l, &e) == 0);
+    CHECK_INT(l.cost, 3);
+    int64_t bu[2] = {4990, 0};
+    CHECK_INT(worker_limits_admit(&l, bu, 10), 3); /* 10 points left: 3 creates */
+    CHECK(worker_limits_parse("10/s", &l, &e) == 0 && l.w[0].window_ms == 1000);
+    CHECK(worker_limits_parse("ten/15m", &l, &e) == -1);
+    CHECK(worker_limits_parse("10/15q", &l, &e) == -1);
+    CHECK(worker_limits_parse("", &l, &e) == 0 && l.nw == 0);
+    int64_t none[1] = {0};
+    CHECK_INT(worker_limits_admit(&l, none, 7), 7);
+
+    CHECK_INT(worker_limits_window_start(900000, 1800000 + 5), 1800000);
+
+    /* remaining-quota headers lower the window that holds the reset */
+    CHECK(worker_limits_parse("100/15m,300/3h", &l, &e) == 0);
+    int64_t u2[2] = {10, 10};
+    int64_t now = 10 * 3600000LL + 60000; /* one minute into a 15-minute window */
+    CHECK_INT(worker_limits_lower(&l, u2, now, 3, now + 14 * 60000), 0);
+    CHECK_INT(u2[0], 97);
+    CHECK_INT(worker_limits_admit(&l, u2, 50), 3);
+    /* a reset beyond the 15-minute window speaks of the 3-hour one */
+    CHECK_INT(worker_limits_lower(&l, u2, now, 5, now + 3600000), 1);
+    CHECK_INT(u2[1], 295);
+    /* never raises what is used */
+    CHECK_INT(worker_limits_lower(&l, u2, now, 90, now + 60000), -1);
+}
+
+static void budgets(void)
+{
+    worker_budget b = {.cost = 10000, .cap_day = 50000, .cap_month = 1000000};
+    CHECK_INT(worker_budget_admit(&b, 0, 0, 10), 5);
+    CHECK_INT(worker_budget_admit(&b, 45000, 0, 10), 0);
+    CHECK_INT(worker_budget_admit(&b, 40000, 0, 10), 1);
+    CHECK_INT(worker_budget_admit(&b, 0, 990000, 10), 1);
+    CHECK_INT(worker_budget_admit(&b, 60000, 0, 10), 0); /* over (held unknowns) */
+    worker_budget free_b = {0};
+    CHECK_INT(worker_budget_admit(&free_b, 1 << 30, 1 << 30, 9), 9);
+    int64_t ms = 1795293616000LL; /* 2026-11-21T20:40:16Z */
+    CHECK_INT(worker_budget_day(ms), 20261121);
+    CHECK_INT(worker_budget_month(ms), 202611);
+}
+
+static void account_config(void)
+{
+    hr_err e = {0};
+    hr_config *c = hr_config_parse(
+        "account x:@shop token=abc rate=10/1m,20/1h cost=0.01 budget-daily=1 "
+        "budget-monthly=20 circuit=3\n"
+        "account x:@bad circuit=zero\n"
+        "account bluesky:me.bsky.social points=2\n",
+        "herald.conf", &e);
+    REQUIRE(c);
+    worker_account_conf a;
+    CHECK(worker_account_conf_get(c, "x:@shop", &a, &e) == 0);
+    CHECK_INT(a.limits.nw, 2);
+    CHECK_INT(a.limits.w[0].limit, 10);
+    CHECK_INT(a.budget.cost, 10000);
+    CHECK_INT(a.budget.cap_day, 1000000);
+    CHECK_INT(a.budget.cap_month, 20000000);
+    CHECK_INT(a.circuit, 3);
+    CHECK(worker_account_conf_get(c, "x:@other", &a, &e) == 0);
+    CHECK_INT(a.limits.nw, 3); /* X's defaults */
+    CHECK_INT(a.circuit, 5);
+    CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == 0);
+    CHECK_INT(a.limits.cost, 2);
+    CHECK(worker_account_conf_get(c, "x:@bad", &a, &e) == -1);
+    CHECK_STR(e.msg, "herald.conf:2: account x:@bad: circuit: expected 1..1000, got \"zero\"");
+    hr_config_free(c);
+}
+
+static void pools(void)
+{
+    hr_err e = {0};
+    hr_config *c = hr_config_parse(
+        "pool social platforms=x,bluesky weights=x:3,bluesky:1 concurrency=64 processes=2\n"
+        "pool broken platforms=x weights=mastodon:2\n"
+        "pool nolist concurrency=3\n",
+        "herald.conf", &e);
+    REQUIRE(c);
+    worker_pool_conf p;
+    CHECK(worker_pool_conf_get(c, "social", &p, &e) == 0);
+    CHECK_INT(p.nplatforms, 2);
+    CHECK_INT(p.weights[0], 3);
+    CHECK_INT(p.concurrency, 64);
+    CHECK_INT(p.processes, 2);
+    CHECK(worker_pool_serves(&p, "x:@shop"));
+    CHECK(worker_pool_serves(&p, "bluesky:a"));
+    CHECK(!worker_pool_serves(&p, "xmas:a"));
+    CHECK(!worker_pool_serves(&p, "sendgrid:main"));
+
+    const char *lanes[] = {"x:@a", "bluesky:b", "x:@c", "sendgrid:m"};
+    const char *order[8];
+    int n = worker_pool_order(&p, lanes, 4, order, 8);
+    CHECK_INT(n, 8);
+    int nx = 0, nb = 0, na = 0, nc = 0;
+    for (int i = 0; i < n; i++) {
+        nx += order[i][0] == 'x';
+        nb += order[i][0] == 'b';
+        na += strcmp(order[i], "x:@a") == 0;
+        nc += strcmp(order[i], "x:@c") == 0;
+        CHECK(strcmp(order[i], "sendgrid:m") != 0);
+    }
+    CHECK_INT(nx, 6);
+    CHECK_INT(nb, 2);
+    CHECK_INT(na, 3); /* the x lanes take turns */
+    CHECK_INT(nc, 3);
+
+    CHECK(worker_pool_conf_get(c, "mastodon,x", &p, &e) == 0);
+    CHECK_INT(p.nplatforms, 2);
+    CHECK(worker_pool_serves(&p, "mastodon:a"));
+    CHECK(worker_pool_conf_get(c, NULL, &p, &e) == 0);
+    CHECK(worker_pool_serves(&p, "anything:a"));
+    CHECK(worker_pool_conf_get(c, "broken", &p, &e) == -1);
+    CHECK(strstr(e.msg, "herald.conf:2: pool broken: weights: mastodon") != NULL);
+    CHECK(worker_pool_conf_get(c, "nolist", &p, &e) == -1);
+    CHECK(strstr(e.msg, "platforms= is missing") != NULL);
+
+    int64_t d[8];
+    CHECK_INT(worker_poll_schedule(c, d, 8, &e), 3);
+    CHECK_INT(d[2], 7LL * 86400000);
+    hr_config_free(c);
+    c = hr_config_parse("poll-schedule 2s,5s\n", "t.conf", &e);
+    CHECK_INT(worker_poll_schedule(c, d, 8, &e), 2);
+    CHECK_INT(d[1], 5000);
+    hr_config_free(c);
+}
+
+int main(void)
+{
+    th_run("durations_and_money", durations_and_money);
+    th_run("backoff_full_jitter", backoff_full_jitter);
+    th_run("outcomes", outcomes);
+    th_run("circuit", circuit);
+    th_run("windows", windows);
+    th_run("budgets", budgets);
+    th_run("account_config", account_config);
+    th_run("pools", pools);
+    return th_main_end();
+}

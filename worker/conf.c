@@ -1,0 +1,244 @@
+/* conf.c: the worker's directives: per-account limits, costs, budgets and
+ * breaker ("account" lines, whose credentials platforms/ reads), pools, and
+ * the engagement poll schedule. Reads a parsed hr_config; never a file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+static const char *conf_name(const hr_config *c) { return c && c->path ? c->path : "config"; }
+
+/* line_opt returns the value of "key=value" among a line's arguments. */
+static const char *line_opt(const hr_conf_line *l, const char *key)
+{
+    size_t n = strlen(key);
+    for (int i = 1; i < l->argc; i++)
+        if (strncmp(l->argv[i], key, n) == 0 && l->argv[i][n] == '=') return l->argv[i] + n + 1;
+    return NULL;
+}
+
+int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
+                            hr_err *err)
+{
+    memset(a, 0, sizeof *a);
+    size_t lane_len = strlen(lane);
+    if (lane_len >= sizeof a->lane) return hr_err_set(err, "lane too long: %s", lane);
+    memcpy(a->lane, lane, lane_len + 1);
+    char platform[32];
+    const char *colon = strchr(lane, ':');
+    size_t plen = colon ? (size_t)(colon - lane) : strlen(lane);
+    if (plen >= sizeof platform) plen = sizeof platform - 1;
+    memcpy(platform, lane, plen);
+    platform[plen] = '\0';
+
+    const hr_conf_line *l = NULL, *it;
+    int pos = -1;
+    while ((it = hr_config_next(c, "account", &pos)))
+        if (it->argc > 0 && strcmp(it->argv[0], lane) == 0) l = it;
+
+    const char *rate = l ? line_opt(l, "rate") : NULL;
+    hr_err e = {0};
+    if (worker_limits_parse(rate ? rate : worker_limits_default(platform), &a->limits, &e) != 0)
+        return hr_err_set(err, "%s:%d: account %s: %s", conf_name(c), l ? l->line : 0, lane,
+                          e.msg);
+    a->circuit = 5;
+    if (!l) return 0;
+    const char *v;
+    if ((v = line_opt(l, "points")) && (hr_parse_i64(v, &a->limits.cost) != 0 || a->limits.cost < 1))
+        return hr_err_set(err, "%s:%d: account %s: points: not a positive number: \"%s\"",
+                          conf_name(c), l->line, lane, v);
+    struct {
+        const char *key;
+        int64_t *out;
+    } money[] = {{"cost", &a->budget.cost},
+                 {"budget-daily", &a->budget.cap_day},
+                 {"budget-monthly", &a->budget.cap_month}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(money); i++)
+        if ((v = line_opt(l, money[i].key)) && worker_parse_money(v, money[i].out, &e) != 0)
+            return hr_err_set(err, "%s:%d: account %s: %s: %s", conf_name(c), l->line, lane,
+                              money[i].key, e.msg);
+    int64_t k;
+    if ((v = line_opt(l, "circuit"))) {
+        if (hr_parse_i64(v, &k) != 0 || k < 1 || k > 1000)
+            return hr_err_set(err, "%s:%d: account %s: circuit: expected 1..1000, got \"%s\"",
+                              conf_name(c), l->line, lane, v);
+        a->circuit = (int)k;
+    }
+    return 0;
+}
+
+static int add_platform(worker_pool_conf *p, const char *name, size_t n, int weight, hr_err *err)
+{
+    if (n == 0) return 0;
+    if (n >= sizeof p->platforms[0])
+        return hr_err_set(err, "pool: platform name too long: %.*s", (int)n, name);
+    if (p->nplatforms == WORKER_MAX_PLATFORMS)
+        return hr_err_set(err, "pool: more than %d platforms", WORKER_MAX_PLATFORMS);
+    memcpy(p->platforms[p->nplatforms], name, n);
+    p->platforms[p->nplatforms][n] = '\0';
+    p->weights[p->nplatforms++] = weight;
+    return 0;
+}
+
+static int parse_list(worker_pool_conf *p, const char *list, hr_err *err)
+{
+    for (const char *s = list; *s;) {
+        size_t n = strcspn(s, ",");
+        if (add_platform(p, s, n, 1, err) != 0) return -1;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return 0;
+}
+
+static int parse_weights(worker_pool_conf *p, const char *spec, const char *where, hr_err *err)
+{
+    char *copy = hr_strdup(spec), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        int64_t w;
+        if (!colon || hr_parse_i64(colon + 1, &w) != 0 || w < 1 || w > 1000) {
+            rc = hr_err_set(err, "%s: weights: expected platform:N (1..1000), got \"%s\"", where,
+                            tok);
+            break;
+        }
+        *colon = '\0';
+        int found = 0;
+        for (int i = 0; i < p->nplatforms; i++)
+            if (strcmp(p->platforms[i], tok) == 0) p->weights[i] = (int)w, found = 1;
+        if (!found) rc = hr_err_set(err, "%s: weights: %s is not in platforms=", where, tok);
+    }
+    free(copy);
+    return rc;
+}
+
+int worker_pool_conf_get(const hr_config *c, const char *name_or_list, worker_pool_conf *p,
+                         hr_err *err)
+{
+    memset(p, 0, sizeof *p);
+    if (!name_or_list || !*name_or_list) {
+        snprintf(p->name, sizeof p->name, "all");
+        return 0;
+    }
+    const hr_conf_line *l = NULL, *it;
+    int pos = -1;
+    while ((it = hr_config_next(c, "pool", &pos)))
+        if (it->argc > 0 && strcmp(it->argv[0], name_or_list) == 0) l = it;
+    if (!l) {
+        snprintf(p->name, sizeof p->name, "%.63s", name_or_list);
+        return parse_list(p, name_or_list, err);
+    }
+    char where[600];
+    snprintf(where, sizeof where, "%s:%d: pool %.63s", conf_name(c), l->line, l->argv[0]);
+    snprintf(p->name, sizeof p->name, "%s", l->argv[0]);
+    const char *v = line_opt(l, "platforms");
+    if (!v) return hr_err_set(err, "%s: platforms= is missing", where);
+    if (parse_list(p, v, err) != 0) return -1;
+    if ((v = line_opt(l, "weights")) && parse_weights(p, v, where, err) != 0) return -1;
+    struct {
+        const char *key;
+        int *out;
+        int max;
+    } ints[] = {{"concurrency", &p->concurrency, 100000}, {"processes", &p->processes, 1024}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(ints); i++) {
+        int64_t n;
+        if (!(v = line_opt(l, ints[i].key))) continue;
+        if (hr_parse_i64(v, &n) != 0 || n < 1 || n > ints[i].max)
+            return hr_err_set(err, "%s: %s: expected 1..%d, got \"%s\"", where, ints[i].key,
+                              ints[i].max, v);
+        *ints[i].out = (int)n;
+    }
+    return 0;
+}
+
+static int platform_index(const worker_pool_conf *p, const char *lane)
+{
+    size_t n = strcspn(lane, ":");
+    for (int i = 0; i < p->nplatforms; i++)
+        if (strlen(p->platforms[i]) == n && strncmp(p->platforms[i], lane, n) == 0) return i;
+    return -1;
+}
+
+int worker_pool_serves(const worker_pool_conf *p, const char *lane)
+{
+    return p->nplatforms == 0 || platform_index(p, lane) >= 0;
+}
+
+int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int nlanes,
+                      const char **out, int cap)
+{
+    /* Groups: one per platform present among lanes (every lane its own
+     * platform group of weight 1 when the pool names none). */
+    enum { MAXG = WORKER_MAX_PLATFORMS };
+    int weight[MAXG], current[MAXG] = {0}, next[MAXG] = {0}, count[MAXG] = {0}, ng = 0;
+    int group_of[256];
+    if (nlanes > 256) nlanes = 256;
+    if (p->nplatforms == 0) {
+        int n = 0;
+        for (int i = 0; i < nlanes && n < cap; i++) out[n++] = lanes[i];
+        return n;
+    }
+    int map[MAXG];
+    for (int i = 0; i < MAXG; i++) map[i] = -1;
+    for (int i = 0; i < nlanes; i++) {
+        int pi = platform_index(p, lanes[i]);
+        group_of[i] = -1;
+        if (pi < 0) continue;
+        if (map[pi] < 0) {
+            map[pi] = ng;
+            weight[ng++] = p->weights[pi] > 0 ? p->weights[pi] : 1;
+        }
+        group_of[i] = map[pi];
+        count[map[pi]]++;
+    }
+    if (ng == 0) return 0;
+    int total = 0;
+    for (int g = 0; g < ng; g++) total += weight[g];
+    int n = 0;
+    while (n < cap) {
+        /* smooth weighted round robin, as nginx balances upstreams */
+        int best = 0;
+        for (int g = 0; g < ng; g++) {
+            current[g] += weight[g];
+            if (current[g] > current[best]) best = g;
+        }
+        current[best] -= total;
+        /* the next lane of that group, in turn */
+        int seen = 0;
+        for (int i = 0; i < nlanes; i++) {
+            if (group_of[i] != best) continue;
+            if (seen++ == next[best] % count[best]) {
+                out[n++] = lanes[i];
+                break;
+            }
+        }
+        next[best]++;
+        if (n >= nlanes * 64) break; /* a full cycle is plenty */
+    }
+    return n;
+}
+
+int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err *err)
+{
+    const char *spec = hr_config_get(c, "poll-schedule", "1h,24h,7d");
+    int n = 0;
+    if (strcmp(spec, "none") == 0 || !*spec) return 0;
+    char *copy = hr_strdup(spec), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        hr_err e = {0};
+        if (n == cap) {
+            free(copy);
+            return hr_err_set(err, "poll-schedule: more than %d polls", cap);
+        }
+        if (worker_parse_duration(tok, &delays_ms[n], &e) != 0) {
+            free(copy);
+            return hr_err_set(err, "poll-schedule: %s", e.msg);
+        }
+        n++;
+    }
+    free(copy);
+    return n;
+}

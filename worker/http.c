@@ -1,0 +1,354 @@
+/* http.c: libcurl's multi-socket API driven by libev: one ev_io per socket
+ * curl asks about, one ev_timer for curl's timeout, connections kept alive
+ * per host and a shared DNS + TLS session cache. It neither builds requests
+ * nor reads answers' meaning (platforms/ does). */
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+struct wk_http {
+    struct ev_loop *loop;
+    CURLM *multi;
+    CURLSH *share;
+    ev_timer timer;
+    int running; /* requests started and not yet called back */
+    wk_req *active; /* those requests, a doubly linked list */
+    wk_req *failed; /* refused by curl: called back from fail_timer */
+    ev_timer fail_timer;
+    wk_req *free_list;
+    int nfree;
+};
+
+/* One watched socket. */
+typedef struct wk_sock {
+    ev_io io;
+    curl_socket_t fd;
+    wk_http *h;
+} wk_sock;
+
+static void check_done(wk_http *h);
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    wk_sock *s = (wk_sock *)w;
+    int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
+                 (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int still;
+    curl_multi_socket_action(s->h->multi, s->fd, action, &still);
+    check_done(s->h);
+}
+
+static void finish(wk_req *r, CURLcode rc);
+
+static void on_fail_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_http *h = w->data;
+    while (h->failed) {
+        wk_req *r = h->failed;
+        h->failed = r->next_free;
+        r->next_free = NULL;
+        finish(r, CURLE_FAILED_INIT);
+    }
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_http *h = w->data;
+    int still;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    check_done(h);
+}
+
+static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+    wk_http *h = userp;
+    wk_sock *s = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            ev_io_stop(h->loop, &s->io);
+            free(s);
+        }
+        curl_multi_assign(h->multi, fd, NULL);
+        return 0;
+    }
+    int ev = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (!s) {
+        s = hr_calloc(1, sizeof *s);
+        s->fd = fd;
+        s->h = h;
+        curl_multi_assign(h->multi, fd, s);
+    } else {
+        ev_io_stop(h->loop, &s->io);
+    }
+    ev_io_init(&s->io, on_io, fd, ev);
+    ev_io_start(h->loop, &s->io);
+    return 0;
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    wk_http *h = userp;
+    ev_timer_stop(h->loop, &h->timer);
+    if (timeout_ms >= 0) {
+        /* 0 means "as soon as possible": the next loop iteration, never from
+         * inside this callback (curl forbids re-entry). */
+        ev_timer_set(&h->timer, (double)timeout_ms / 1000.0, 0.);
+        ev_timer_start(h->loop, &h->timer);
+    }
+    return 0;
+}
+
+wk_http *wk_http_new(struct ev_loop *loop, int max_conns)
+{
+    static int global_done;
+    if (!global_done) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        global_done = 1;
+    }
+    wk_http *h = hr_calloc(1, sizeof *h);
+    h->loop = loop;
+    h->multi = curl_multi_init();
+    h->share = curl_share_init();
+    if (!h->multi || !h->share) {
+        fprintf(stderr, "herald: curl: out of memory\n");
+        abort();
+    }
+    /* One process, one thread: no share locks needed. */
+    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)(max_conns > 0 ? max_conns : 256));
+    curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    ev_timer_init(&h->timer, on_timer, 0., 0.);
+    h->timer.data = h;
+    ev_timer_init(&h->fail_timer, on_fail_timer, 0., 0.);
+    h->fail_timer.data = h;
+    return h;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    wk_req *r = ud;
+    /* Platform answers are small; a runaway body is cut, not buffered. */
+    if (r->resp_body.len + size * n > 4 << 20) return 0;
+    hr_buf_append(&r->resp_body, p, size * n);
+    return size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    wk_req *r = ud;
+    /* A new status line starts a new response (100-continue, redirects):
+     * keep only the last one's headers. */
+    if (n * size >= 5 && strncmp(p, "HTTP/", 5) == 0) hr_buf_reset(&r->resp_headers);
+    if (r->resp_headers.len + size * n > 64 << 10) return 0;
+    hr_buf_append(&r->resp_headers, p, size * n);
+    return size * n;
+}
+
+wk_req *wk_req_new(wk_http *h)
+{
+    wk_req *r = h->free_list;
+    if (r) {
+        h->free_list = r->next_free;
+        h->nfree--;
+        CURL *easy = r->easy;
+        hr_buf body = r->resp_body, hdrs = r->resp_headers;
+        memset(r, 0, sizeof *r);
+        r->easy = easy;
+        r->resp_body = body;
+        r->resp_headers = hdrs;
+        hr_buf_reset(&r->resp_body);
+        hr_buf_reset(&r->resp_headers);
+        curl_easy_reset(easy);
+    } else {
+        r = hr_calloc(1, sizeof *r);
+        hr_buf_init(&r->resp_body);
+        hr_buf_init(&r->resp_headers);
+        r->easy = curl_easy_init();
+        if (!r->easy) {
+            fprintf(stderr, "herald: curl: out of memory\n");
+            abort();
+        }
+    }
+    r->http = h;
+    return r;
+}
+
+CURL *wk_req_easy(wk_req *r) { return r->easy; }
+
+void wk_req_header(wk_req *r, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(r->headers, line);
+    if (!l) abort();
+    r->headers = l;
+}
+
+static void release_request_parts(wk_req *r)
+{
+    free(r->method);
+    free(r->url);
+    free(r->body);
+    curl_slist_free_all(r->headers);
+    r->method = r->url = r->body = NULL;
+    r->headers = NULL;
+}
+
+void wk_req_free(wk_req *r)
+{
+    if (!r) return;
+    wk_http *h = r->http;
+    release_request_parts(r);
+    /* Recycle a few handles: curl_easy_reset keeps the handle's buffers. */
+    if (h && h->nfree < 1024) {
+        r->next_free = h->free_list;
+        h->free_list = r;
+        h->nfree++;
+        return;
+    }
+    curl_easy_cleanup(r->easy);
+    hr_buf_release(&r->resp_body);
+    hr_buf_release(&r->resp_headers);
+    free(r);
+}
+
+int wk_http_running(const wk_http *h) { return h->running; }
+
+static void finish(wk_req *r, CURLcode rc)
+{
+    wk_http *h = r->http;
+    r->rc = rc;
+    r->running = 0;
+    h->running--;
+    if (r->prev) r->prev->next = r->next;
+    else if (h->active == r) h->active = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    long req_size = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &req_size);
+    r->maybe_sent = req_size > 0;
+    r->latency_us = hr_mono_us() - r->started_us;
+    r->cb(r, r->priv);
+}
+
+static void check_done(wk_http *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(h->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        wk_req *r = NULL;
+        CURL *easy = m->easy_handle;
+        CURLcode rc = m->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+        curl_multi_remove_handle(h->multi, easy);
+        finish(r, rc);
+    }
+}
+
+int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
+{
+    wk_http *h = r->http;
+    CURL *e = r->easy;
+    r->cb = cb;
+    r->priv = priv;
+    r->errbuf[0] = '\0';
+    if (r->url) curl_easy_setopt(e, CURLOPT_URL, r->url);
+    if (r->method && strcmp(r->method, "GET") != 0) {
+        if (strcmp(r->method, "POST") == 0) curl_easy_setopt(e, CURLOPT_POST, 1L);
+        else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    if (r->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    }
+    /* no "Expect: 100-continue" round trip for small bodies */
+    wk_req_header(r, "Expect:");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 300L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 30000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/0.1");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
+    r->started_us = hr_mono_us();
+    r->running = 1;
+    h->running++;
+    r->prev = NULL;
+    r->next = h->active;
+    if (h->active) h->active->prev = r;
+    h->active = r;
+    CURLMcode mc = curl_multi_add_handle(h->multi, e);
+    if (mc != CURLM_OK) {
+        /* Still called back exactly once, from the loop, not from here. */
+        snprintf(r->errbuf, sizeof r->errbuf, "curl: %s", curl_multi_strerror(mc));
+        r->next_free = h->failed;
+        h->failed = r;
+        ev_timer_set(&h->fail_timer, 0., 0.);
+        ev_timer_start(h->loop, &h->fail_timer);
+        return -1;
+    }
+    return 0;
+}
+
+char *wk_req_header_value(const wk_req *r, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = r->resp_headers.data, *end = p ? p + r->resp_headers.len : NULL;
+    char *found = NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        if ((size_t)(eol - p) > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+            const char *v = p + n + 1;
+            while (v < eol && (*v == ' ' || *v == '\t')) v++;
+            const char *ve = eol;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+            free(found);
+            found = hr_strndup(v, (size_t)(ve - v));
+        }
+        p = eol + 1;
+    }
+    return found;
+}
+
+void wk_http_free(wk_http *h)
+{
+    if (!h) return;
+    /* Fail what still runs: every callback runs exactly once. */
+    on_fail_timer(h->loop, &h->fail_timer, 0);
+    while (h->active) {
+        wk_req *r = h->active;
+        curl_multi_remove_handle(h->multi, r->easy);
+        snprintf(r->errbuf, sizeof r->errbuf, "shutting down");
+        finish(r, CURLE_ABORTED_BY_CALLBACK);
+    }
+    ev_timer_stop(h->loop, &h->timer);
+    ev_timer_stop(h->loop, &h->fail_timer);
+    curl_multi_cleanup(h->multi);
+    curl_share_cleanup(h->share);
+    while (h->free_list) {
+        wk_req *r = h->free_list;
+        h->free_list = r->next_free;
+        curl_easy_cleanup(r->easy);
+        hr_buf_release(&r->resp_body);
+        hr_buf_release(&r->resp_headers);
+        free(r);
+    }
+    free(h);
+}

@@ -1,0 +1,91 @@
+/* internal.h: what the worker's files share and its tests reach: the HTTP
+ * engine (libcurl multi-socket on a libev loop), sd_notify, and the process
+ * root. Not part of the public API. */
+#ifndef HERALD_WORKER_INTERNAL_H
+#define HERALD_WORKER_INTERNAL_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+struct ev_loop;
+
+/* ---------------------------------------------------------------- http */
+
+typedef struct wk_http wk_http;
+typedef struct wk_req wk_req;
+
+typedef void wk_req_cb(wk_req *r, void *priv);
+
+/* One request. The caller fills the first part (or configures easy itself
+ * through wk_req_easy before wk_http_start); the engine fills the answer. */
+struct wk_req {
+    /* request */
+    char *method; /* "GET", "POST", ...; NULL: GET (or what easy says) */
+    char *url;
+    struct curl_slist *headers;
+    char *body; /* owned */
+    size_t body_len;
+    long timeout_ms; /* 0: 30 s */
+
+    /* answer */
+    CURLcode rc;
+    long status;
+    hr_buf resp_body;
+    hr_buf resp_headers; /* "Name: value\r\n" lines of the last response */
+    int64_t latency_us;
+    /* maybe_sent: some bytes of the request left this host, so a failure
+     * does not prove the platform did nothing (unknown, not transient). */
+    int maybe_sent;
+    char errbuf[CURL_ERROR_SIZE];
+
+    /* engine */
+    CURL *easy;
+    wk_http *http;
+    wk_req_cb *cb;
+    void *priv;
+    int64_t started_us;
+    int running;
+    wk_req *next_free;
+    wk_req *prev, *next; /* the engine's running list */
+};
+
+/* wk_http_new returns an engine on loop: one CURLM, a shared DNS and TLS
+ * session cache, connections kept alive per host (max_conns; 0: 256). */
+wk_http *wk_http_new(struct ev_loop *loop, int max_conns);
+/* wk_http_free fails every running request (rc CURLE_ABORTED_BY_CALLBACK,
+ * callback run) and frees the engine. */
+void wk_http_free(wk_http *h);
+/* wk_req_new returns a clean request of h (recycled easy handle). */
+wk_req *wk_req_new(wk_http *h);
+/* wk_req_easy returns the request's easy handle to configure directly (SMTP
+ * through platforms/); the engine still sets its own callbacks. */
+CURL *wk_req_easy(wk_req *r);
+void wk_req_header(wk_req *r, const char *line);
+/* wk_http_start sends r; cb runs exactly once, later, from the loop (never
+ * from inside wk_http_start). Returns 0, or -1 when curl refused it (cb will
+ * still run with the error). */
+int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv);
+/* wk_req_free releases r (call it from or after its callback). */
+void wk_req_free(wk_req *r);
+int wk_http_running(const wk_http *h);
+/* wk_req_header_value returns the value of the last response header name
+ * (case-insensitive) as a new string, or NULL. */
+char *wk_req_header_value(const wk_req *r, const char *name);
+
+/* ------------------------------------------------------------- notify */
+
+/* wk_notify sends "READY=1", "STATUS=...", "WATCHDOG=1", "STOPPING=1" to
+ * systemd when run by it (NOTIFY_SOCKET set); a no-op otherwise and when
+ * built without libsystemd. wk_notify_watchdog_us returns the watchdog
+ * interval asked for, or 0. */
+void wk_notify(const char *state);
+uint64_t wk_notify_watchdog_us(void);
+
+/* --------------------------------------------------------------- seam */
+
+/* wk_seam_init reads HERALD_WORKER_CRASH_AT once. */
+void wk_seam_init(void);
+
+#endif

@@ -1,0 +1,34 @@
+/* seam.c: TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N] makes a worker process
+ * die like kill -9 (_exit(137), no cleanup) the N-th time it reaches STEP, so
+ * tests can stop it at each step of a send deterministically. Read once at
+ * start; inert when unset. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static char crash_step[32];
+static long crash_left;
+
+void wk_seam_init(void)
+{
+    const char *v = getenv("HERALD_WORKER_CRASH_AT");
+    crash_step[0] = '\0';
+    if (!v || !*v) return;
+    size_t n = strcspn(v, ":");
+    if (n >= sizeof crash_step) return;
+    memcpy(crash_step, v, n);
+    crash_step[n] = '\0';
+    crash_left = v[n] == ':' ? strtol(v + n + 1, NULL, 10) : 1;
+    if (crash_left < 1) crash_left = 1;
+}
+
+void worker_crash_point(const char *step)
+{
+    if (!crash_step[0] || strcmp(step, crash_step) != 0) return;
+    if (--crash_left > 0) return;
+    hr_log(HR_LOG_WARN, "test seam: crashing", "step", step, NULL);
+    _exit(137);
+}

@@ -1,0 +1,242 @@
+/* worker.h: herald's sending side: the supervisor that forks and restarts
+ * worker processes, the worker process (one libev loop driving hiredis async
+ * for the queue and libcurl's multi-socket API for HTTP), and the plain
+ * decisions they make (backoff, outcome -> next state, circuit breaker,
+ * budgets, rate windows, pool weights), testable without a loop.
+ * It does not format posts or read platform answers (platforms/ does) and
+ * does not promote or reap jobs (the scheduler does). */
+#ifndef HERALD_WORKER_H
+#define HERALD_WORKER_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+/* ------------------------------------------------------------ durations */
+
+/* worker_parse_duration parses "500ms", "30s", "15m", "3h", "7d" (or a bare
+ * number of seconds) into ms; returns 0, or -1 with err. */
+int worker_parse_duration(const char *s, int64_t *ms, hr_err *err);
+
+/* worker_parse_money parses a non-negative decimal amount ("0.01", "5",
+ * "12.5") into micro-units (1 = 1e-6 of the currency); returns 0 or -1. */
+int worker_parse_money(const char *s, int64_t *micros, hr_err *err);
+
+/* ------------------------------------------------------------- outcomes */
+
+/* What a send came to, as platforms/ classifies an answer (plus UNKNOWN:
+ * the request may have reached the platform but no answer came back). */
+typedef enum worker_outcome {
+    WORKER_SENT = 0,
+    WORKER_RETRY_AFTER, /* the platform named a time: not earlier */
+    WORKER_TRANSIENT,   /* 5xx, connection refused before sending, ... */
+    WORKER_REAUTH,      /* 401/expired token */
+    WORKER_PERMANENT,   /* 4xx the platform will always refuse */
+    WORKER_UNKNOWN,     /* timeout or drop after the request went out */
+} worker_outcome;
+
+const char *worker_outcome_name(worker_outcome o);
+
+/* What to do with the job next. */
+typedef enum worker_action {
+    WORKER_DO_ACK,     /* record sent, commit budget, acknowledge */
+    WORKER_DO_RETRY,   /* back to its lane's retry set at at_ms */
+    WORKER_DO_BURY,    /* dead set with the platform's message */
+    WORKER_DO_HOLD,    /* re-auth: lane paused, job kept (retry set at at_ms) */
+    WORKER_DO_UNKNOWN, /* unknown set: the reconciler decides */
+} worker_action;
+
+typedef enum worker_budget_op {
+    WORKER_BUDGET_COMMIT, /* the money is spent */
+    WORKER_BUDGET_REFUND, /* nothing was spent: give the reservation back */
+    WORKER_BUDGET_HOLD,   /* might be spent: keep it reserved */
+} worker_budget_op;
+
+typedef struct worker_decision {
+    worker_action action;
+    int64_t at_ms;          /* retry/hold time (absolute ms, Redis clock) */
+    worker_budget_op budget;
+    int refresh_session;    /* re-auth with a refreshable session: refresh first */
+    int pause_lane;         /* re-auth: pause only this lane */
+    int circuit_failure;    /* counts as a consecutive failure for the breaker */
+    int circuit_success;    /* closes/resets the breaker */
+} worker_decision;
+
+typedef struct worker_retry_policy {
+    int64_t base_ms; /* first backoff ceiling; 0: 1000 */
+    int64_t cap_ms;  /* largest backoff ceiling; 0: 1 h */
+    int64_t hold_ms; /* how soon a held (re-auth) job is looked at again; 0: 60 s */
+} worker_retry_policy;
+
+/* worker_backoff_ms returns a delay with "full jitter": uniform in
+ * [0, min(cap, base * 2^(attempt-1))], drawn from rnd (any 64-bit random
+ * value), so a fleet that failed together does not retry together. */
+int64_t worker_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t rnd);
+
+/* worker_decide maps an outcome to the next state. attempt: attempts started
+ * including this one; retry_at_ms: the platform's Retry-After as an absolute
+ * time (RETRY_AFTER only); refreshed: the session was already refreshed for
+ * this job (a second 401 then pauses the lane). now_ms is the Redis clock. */
+void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_ms,
+                   int64_t retry_at_ms, int can_refresh, int refreshed,
+                   const worker_retry_policy *p, uint64_t rnd, worker_decision *d);
+
+/* ------------------------------------------------------- circuit breaker */
+
+typedef enum worker_circuit_state {
+    WORKER_CIRCUIT_CLOSED = 0,
+    WORKER_CIRCUIT_OPEN,
+    WORKER_CIRCUIT_HALF_OPEN, /* one probe in flight */
+} worker_circuit_state;
+
+typedef struct worker_circuit {
+    worker_circuit_state state;
+    int failures;           /* consecutive transient failures */
+    int threshold;          /* K: opens after K in a row; 0: 5 */
+    int64_t open_ms;        /* how long it stays open; doubles per failed probe */
+    int64_t open_base_ms;   /* 0: 5 s */
+    int64_t open_max_ms;    /* 0: 5 min */
+    int64_t open_until_ms;
+} worker_circuit;
+
+void worker_circuit_init(worker_circuit *c, int threshold);
+/* worker_circuit_allow returns how many sends the lane may start now: -1 for
+ * no limit (closed), 1 for the half-open probe (the call moves an expired
+ * open breaker to half-open), 0 while open or while the probe runs. */
+int worker_circuit_allow(worker_circuit *c, int inflight, int64_t now_ms);
+/* worker_circuit_record feeds one result; returns 1 when the state changed. */
+int worker_circuit_record(worker_circuit *c, int success, int64_t now_ms);
+const char *worker_circuit_name(worker_circuit_state s);
+
+/* ---------------------------------------------------------- rate windows */
+
+#define WORKER_MAX_WINDOWS 4
+
+typedef struct worker_window {
+    int64_t window_ms;
+    int64_t limit; /* points per window */
+} worker_window;
+
+typedef struct worker_limits {
+    worker_window w[WORKER_MAX_WINDOWS];
+    int nw;
+    int64_t cost; /* points one send uses (Bluesky create: 3); >= 1 */
+} worker_limits;
+
+/* worker_limits_parse parses "100/15m,300/3h,2400/24h" (optionally ending
+ * in ";cost=3") into l; returns 0 or -1 with err. "" means no limits. */
+int worker_limits_parse(const char *spec, worker_limits *l, hr_err *err);
+/* worker_limits_default returns the spec herald uses for a platform when the
+ * config names none (conservative published limits), or "". */
+const char *worker_limits_default(const char *platform);
+/* worker_limits_admit returns how many of want sends fit: used[i] is the
+ * points already used in window i's current period. */
+int64_t worker_limits_admit(const worker_limits *l, const int64_t *used, int64_t want);
+/* worker_limits_window_start returns the start of the fixed window of length
+ * window_ms that contains now_ms. */
+int64_t worker_limits_window_start(int64_t window_ms, int64_t now_ms);
+/* worker_limits_lower applies a platform's remaining-quota headers: when it
+ * says only `remaining` calls are left until reset_ms, the window that
+ * contains the reset is marked used up to limit - remaining*cost (never
+ * lowered below what is already used). Returns the index changed or -1. */
+int worker_limits_lower(const worker_limits *l, int64_t *used, int64_t now_ms,
+                        int64_t remaining, int64_t reset_ms);
+
+/* --------------------------------------------------------------- budget */
+
+typedef struct worker_budget {
+    int64_t cost;      /* micro-units per call; 0: free */
+    int64_t cap_day;   /* 0: none */
+    int64_t cap_month; /* 0: none */
+} worker_budget;
+
+/* worker_budget_admit returns how many of want calls fit under both caps,
+ * given what is already reserved or spent today and this month. */
+int64_t worker_budget_admit(const worker_budget *b, int64_t used_day, int64_t used_month,
+                            int64_t want);
+/* worker_budget_day / worker_budget_month return the UTC period ids of
+ * now_ms: 20261121 and 202611. */
+int64_t worker_budget_day(int64_t now_ms);
+int64_t worker_budget_month(int64_t now_ms);
+
+/* ------------------------------------------------------------ config */
+
+/* Per account (lane) settings from "account <platform>:<name> ... rate=...
+ * cost=... budget-daily=... budget-monthly=... circuit=K". */
+typedef struct worker_account_conf {
+    char lane[160];
+    worker_limits limits;
+    worker_budget budget;
+    int circuit; /* K */
+} worker_account_conf;
+
+/* worker_account_conf_get fills a for lane ("x:@shop") from the config (its
+ * account line if any, else the platform's defaults). Returns 0 or -1 with
+ * "path:line: reason" in err. */
+int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
+                            hr_err *err);
+
+#define WORKER_MAX_PLATFORMS 16
+
+/* "pool <name> platforms=x,bluesky weights=x:3,bluesky:1 concurrency=64
+ * processes=2" */
+typedef struct worker_pool_conf {
+    char name[64];
+    char platforms[WORKER_MAX_PLATFORMS][32];
+    int weights[WORKER_MAX_PLATFORMS];
+    int nplatforms; /* 0: every platform */
+    int concurrency; /* 0: unset */
+    int processes;   /* 0: unset */
+} worker_pool_conf;
+
+/* worker_pool_conf_get resolves what --platforms names: a pool of the
+ * config, or a comma list of platforms (each weight 1), or NULL/"" for every
+ * platform. Returns 0 or -1 with err. */
+int worker_pool_conf_get(const hr_config *c, const char *name_or_list, worker_pool_conf *p,
+                         hr_err *err);
+/* worker_pool_serves returns 1 when the pool sends for lane's platform. */
+int worker_pool_serves(const worker_pool_conf *p, const char *lane);
+/* worker_pool_order writes into out (room for cap entries) the order in
+ * which to offer capacity to the given lanes: a smooth weighted round robin
+ * over platforms (weights from the pool), lanes of one platform in turn.
+ * Returns the number written (at most cap). */
+int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int nlanes,
+                      const char **out, int cap);
+
+/* worker_poll_schedule reads "poll-schedule 1h,24h,7d" (the default) into
+ * delays_ms (room for cap); returns the count, or -1 with err. */
+int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err *err);
+
+/* ---------------------------------------------------------- processes */
+
+typedef struct worker_opts {
+    const hr_config *config;   /* borrowed; reloaded on SIGHUP by the callee */
+    const char *config_path;   /* to reload on SIGHUP; NULL: no reload */
+    const char *platforms;     /* --platforms: a pool name or a list */
+    int processes;             /* 0: pool's, else the number of cores */
+    int concurrency;           /* sends in flight per process; 0: pool's, else 64 */
+    int64_t shutdown_timeout_ms; /* 0: 10 s */
+    int64_t lease_ms;          /* 0: 30 s */
+    int once;                  /* exit when no job is ready (tests, bench) */
+} worker_opts;
+
+/* worker_supervise runs the supervisor in the calling process: forks
+ * o->processes workers (each runs worker_process_main), restarts one that
+ * dies with backoff (100 ms doubling to 10 s, reset after a minute of life),
+ * forwards SIGTERM/SIGINT/SIGHUP. Returns the exit status for main. */
+int worker_supervise(const worker_opts *o);
+
+/* worker_process_main runs one worker process: its own libev loop until
+ * SIGTERM (then drains within shutdown_timeout) or, with o->once, until
+ * nothing is left to send. Returns the exit status. */
+int worker_process_main(const worker_opts *o);
+
+/* ---------------------------------------------------------- test seam */
+
+/* TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N] (read once at start) makes the
+ * worker process _exit(137) the N-th time (default 1) it reaches STEP, one
+ * of after_fetch, after_attempt, during_send, after_answer, before_ack.
+ * worker_crash_point is called at each of those steps. */
+void worker_crash_point(const char *step);
+
+#endif
