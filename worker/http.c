@@ -132,7 +132,7 @@ wk_http *wk_http_new(struct ev_loop *loop, int max_conns)
     return h;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
+size_t wk_collect_body(char *p, size_t size, size_t n, void *ud)
 {
     wk_req *r = ud;
     /* Platform answers are small; a runaway body is cut, not buffered. */
@@ -141,9 +141,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+size_t wk_collect_header(char *p, size_t size, size_t n, void *ud)
 {
     wk_req *r = ud;
+    /* The request is out and the answer has begun: the platform has acted. */
+    if (r->resp_headers.len == 0) worker_crash_point("during_send");
     /* A new status line starts a new response (100-continue, redirects):
      * keep only the last one's headers. */
     if (n * size >= 5 && strncmp(p, "HTTP/", 5) == 0) hr_buf_reset(&r->resp_headers);
@@ -272,9 +274,9 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     /* no "Expect: 100-continue" round trip for small bodies */
     wk_req_header(r, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wk_collect_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wk_collect_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -352,3 +354,4 @@ void wk_http_free(wk_http *h)
     }
     free(h);
 }
+

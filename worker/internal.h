@@ -74,6 +74,16 @@ int wk_http_running(const wk_http *h);
  * (case-insensitive) as a new string, or NULL. */
 char *wk_req_header_value(const wk_req *r, const char *name);
 
+/* The curl write/header callbacks the engine uses, for blocking transfers
+ * too (userdata: a wk_req whose resp_body/resp_headers collect). */
+size_t wk_collect_body(char *p, size_t size, size_t n, void *ud);
+size_t wk_collect_header(char *p, size_t size, size_t n, void *ud);
+/* wk_split_headers turns collected header lines into a new array of
+ * name/value pairs (free with wk_free_headers); returns the count. */
+struct plat_header;
+int wk_split_headers(const hr_buf *raw, struct plat_header **out);
+void wk_free_headers(struct plat_header *h, int n);
+
 /* ------------------------------------------------------------- notify */
 
 /* wk_notify sends "READY=1", "STATUS=...", "WATCHDOG=1", "STOPPING=1" to
@@ -82,6 +92,13 @@ char *wk_req_header_value(const wk_req *r, const char *name);
  * interval asked for, or 0. */
 void wk_notify(const char *state);
 uint64_t wk_notify_watchdog_us(void);
+
+/* ---------------------------------------------------------- processes */
+
+/* wk_reconciler_main runs the reconciler process: it settles jobs in the
+ * unknown state by reading back from each platform (sync Redis and curl:
+ * it has no loop to block). Returns the exit status. */
+int wk_reconciler_main(const worker_opts *o);
 
 /* --------------------------------------------------------------- seam */
 

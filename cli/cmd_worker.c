@@ -1,0 +1,67 @@
+/* cmd_worker.c: `herald worker`: runs a supervised pool of worker processes
+ * (see worker/worker.h and docs/worker.md). Option parsing only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "worker.h"
+
+static int parse_int(const char *name, const char *v, int lo, int hi, int *out)
+{
+    int64_t n;
+    if (hr_parse_i64(v, &n) != 0 || n < lo || n > hi) {
+        fprintf(stderr, "herald worker: --%s: expected %d..%d, got \"%s\"\n", name, lo, hi, v);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+int cmd_worker(int argc, char **argv)
+{
+    if (cli_has_flag(&argc, argv, "help")) {
+        printf("usage: herald worker [--platforms POOL|x,bluesky] [--processes N]\n"
+               "                     [--concurrency M] [--shutdown-timeout 10s]\n"
+               "                     [--lease 30s] [--once] [--foreground]\n"
+               "Sends queued posts and emails. --foreground runs one worker process\n"
+               "without a supervisor; --once exits when nothing is left to send.\n");
+        return 0;
+    }
+    worker_opts o = {0};
+    o.config = cli_config();
+    o.config_path = o.config->path;
+    const char *v;
+    o.platforms = cli_take_opt(&argc, argv, "platforms");
+    if ((v = cli_take_opt(&argc, argv, "processes")) &&
+        parse_int("processes", v, 1, 1024, &o.processes) != 0)
+        return 2;
+    if ((v = cli_take_opt(&argc, argv, "concurrency")) &&
+        parse_int("concurrency", v, 1, 100000, &o.concurrency) != 0)
+        return 2;
+    hr_err err = {0};
+    if ((v = cli_take_opt(&argc, argv, "shutdown-timeout")) &&
+        worker_parse_duration(v, &o.shutdown_timeout_ms, &err) != 0) {
+        fprintf(stderr, "herald worker: --shutdown-timeout: %s\n", err.msg);
+        return 2;
+    }
+    if ((v = cli_take_opt(&argc, argv, "lease")) &&
+        worker_parse_duration(v, &o.lease_ms, &err) != 0) {
+        fprintf(stderr, "herald worker: --lease: %s\n", err.msg);
+        return 2;
+    }
+    o.once = cli_has_flag(&argc, argv, "once");
+    int foreground = cli_has_flag(&argc, argv, "foreground");
+    if (argc > 1) {
+        fprintf(stderr, "herald worker: unexpected argument '%s' (see --help)\n", argv[1]);
+        return 2;
+    }
+    worker_pool_conf pool;
+    if (worker_pool_conf_get(o.config, o.platforms, &pool, &err) != 0) {
+        fprintf(stderr, "herald worker: %s\n", err.msg);
+        return 2;
+    }
+    if (o.processes == 0 && pool.processes > 0) o.processes = pool.processes;
+    if (foreground) return worker_process_main(&o);
+    return worker_supervise(&o);
+}

@@ -1,0 +1,968 @@
+/* process.c: one worker process: a libev loop that fetches jobs in batches
+ * sized to free capacity (hiredis async), sends them through platforms/ over
+ * the curl engine, classifies, and records the outcome. Each job walks
+ * decode -> suppression -> format -> attempt -> send -> classify -> record;
+ * nothing blocks the loop. It does not reconcile reaped jobs (the
+ * reconciler process does) and does not promote (the scheduler does). */
+#include <ev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "platforms.h"
+#include "queue.h"
+
+#define MAX_LANES 256
+
+typedef struct wk_lane {
+    char name[QUEUE_LANE_MAX];
+    char platform[32];
+    plat_account *acct; /* NULL: not usable (reason logged once) */
+    plat_session sess;
+    worker_account_conf conf;
+    worker_circuit circuit;
+    int inflight;
+    int paused; /* re-auth failed: paused in Redis until an operator resumes */
+} wk_lane;
+
+typedef struct wk_proc wk_proc;
+
+typedef struct wk_job {
+    wk_proc *p;
+    wk_lane *lane;
+    char ukh[QUEUE_UKH_LEN + 1];
+    char lane_name[QUEUE_LANE_MAX];
+    queue_job *job;
+    plat_send *send;
+    struct plat_smtp_owned *smtp;
+    wk_req *req;
+    plat_header *hdrs;
+    int nhdrs;
+    int64_t fetched_ms;
+    int64_t started_us;
+    int refreshed;
+    int readbacks;
+    ev_timer readback_timer;
+    queue_ack_item ack;
+    int ack_result;
+    char *platform_id;
+    struct wk_job *prev, *next;
+} wk_job;
+
+struct wk_proc {
+    struct ev_loop *loop;
+    worker_opts o;
+    hr_config *owned_config;
+    queue_async *qa;
+    wk_http *http;
+    char *secret;
+    char worker_id[64];
+    worker_pool_conf pool;
+    worker_retry_policy retry;
+    wk_lane *lanes[MAX_LANES];
+    int nlanes;
+    wk_job *jobs; /* in this process, any step */
+    int inflight;
+    int concurrency;
+    int registered, registering, fetching, listing;
+    int draining, done;
+    int shutting; /* past the loop: callbacks only let go of their jobs */
+    int idle_polls; /* consecutive empty fetches */
+    int64_t poll_delays_ms[8];
+    int npolls;
+    long sent, failed, retried;
+    int exit_status;
+    ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_idle kick;
+};
+
+static void fetch_more(wk_proc *p);
+static void job_send_step(wk_job *j);
+static void stop_now(wk_proc *p);
+
+/* ------------------------------------------------------------ helpers */
+int wk_split_headers(const hr_buf *raw, plat_header **out)
+{
+    int n = 0, cap = 0;
+    plat_header *v = NULL;
+    const char *s = raw->data, *end = s ? s + raw->len : NULL;
+    while (s && s < end) {
+        const char *eol = memchr(s, '\n', (size_t)(end - s));
+        if (!eol) eol = end;
+        const char *colon = memchr(s, ':', (size_t)(eol - s));
+        /* curl hands over whole header lines; only name and value remain */
+        if (colon && strncmp(s, "HTTP/", 5) != 0) {
+            const char *val = colon + 1, *ve = eol;
+            while (val < ve && (*val == ' ' || *val == '\t')) val++;
+            while (ve > val && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = hr_realloc(v, (size_t)cap * sizeof *v);
+            }
+            v[n].name = hr_strndup(s, (size_t)(colon - s));
+            v[n++].value = hr_strndup(val, (size_t)(ve - val));
+        }
+        s = eol + 1;
+    }
+    *out = v;
+    return n;
+}
+
+void wk_free_headers(plat_header *h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+}
+
+
+static void log_job(hr_log_level lvl, const char *msg, const wk_job *j, const char *outcome,
+                    const char *detail)
+{
+    char attempt[16], lat[24];
+    snprintf(attempt, sizeof attempt, "%d", j->job ? j->job->attempt : 0);
+    snprintf(lat, sizeof lat, "%lld",
+             (long long)(j->started_us ? (hr_mono_us() - j->started_us) / 1000 : 0));
+    hr_log(lvl, msg, "job", j->job ? j->job->id : j->ukh, "platform",
+           j->lane ? j->lane->platform : "", "account",
+           j->job && j->job->account ? j->job->account : "", "outcome", outcome ? outcome : "",
+           "latency_ms", lat, "attempt", attempt, "detail", detail ? detail : "", NULL);
+}
+
+static wk_lane *lane_get(wk_proc *p, const char *name)
+{
+    for (int i = 0; i < p->nlanes; i++)
+        if (strcmp(p->lanes[i]->name, name) == 0) return p->lanes[i];
+    return NULL;
+}
+
+static wk_lane *lane_add(wk_proc *p, const char *name)
+{
+    if (p->nlanes == MAX_LANES) return NULL;
+    wk_lane *l = hr_calloc(1, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", name);
+    size_t n = strcspn(name, ":");
+    snprintf(l->platform, sizeof l->platform, "%.*s", (int)(n < 31 ? n : 31), name);
+    hr_err err = {0};
+    if (worker_account_conf_get(p->o.config, name, &l->conf, &err) != 0)
+        hr_log(HR_LOG_ERROR, "lane config", "lane", name, "error", err.msg, NULL);
+    worker_circuit_init(&l->circuit, l->conf.circuit);
+    const char *account = name[n] == ':' ? name + n + 1 : "";
+    l->acct = plat_account_find(p->o.config, l->platform, account, &err);
+    if (l->acct && plat_account_load_credential(l->acct, p->o.config, &err) != 0) {
+        plat_account_free(l->acct);
+        l->acct = NULL;
+    }
+    if (!l->acct)
+        hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", name, "error", err.msg,
+               NULL);
+    p->lanes[p->nlanes++] = l;
+    return l;
+}
+
+static void lane_free(wk_lane *l)
+{
+    if (!l) return;
+    plat_account_free(l->acct);
+    plat_session_release(&l->sess);
+    free(l);
+}
+
+static void job_free(wk_job *j)
+{
+    if (!j) return;
+    ev_timer_stop(j->p->loop, &j->readback_timer);
+    queue_job_free(j->job);
+    plat_send_free(j->send);
+    plat_smtp_cleanup(j->smtp);
+    wk_req_free(j->req);
+    wk_free_headers(j->hdrs, j->nhdrs);
+    free(j->platform_id);
+    free(j);
+}
+
+/* job_release takes j out of the process's books and frees it. */
+static void job_release(wk_job *j)
+{
+    wk_proc *p = j->p;
+    if (j->prev) j->prev->next = j->next;
+    else p->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    p->inflight--;
+    if (j->lane) j->lane->inflight--;
+    job_free(j);
+    if (p->shutting) return;
+    if (!p->draining) ev_idle_start(p->loop, &p->kick);
+    else if (p->inflight == 0) stop_now(p);
+}
+
+static void on_status_done(int status, const char *errmsg, void *priv)
+{
+    wk_job *j = priv;
+    if (status < 0 && !j->p->shutting) log_job(HR_LOG_ERROR, "recording failed", j, NULL, errmsg);
+    job_release(j);
+}
+
+/* raw runs one Redis command for which no queue_ API exists (pause a lane,
+ * record a platform id); fire and forget, failures logged. */
+static void on_raw(redisAsyncContext *c, void *r, void *priv)
+{
+    redisReply *reply = r;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        hr_log(HR_LOG_ERROR, "redis command failed", "error",
+               reply ? reply->str : (c && c->errstr[0] ? c->errstr : "no reply"), NULL);
+}
+
+/* ------------------------------------------------------ recording */
+
+static void bury(wk_job *j, const char *reason)
+{
+    wk_proc *p = j->p;
+    p->failed++;
+    log_job(HR_LOG_WARN, "job dead", j, "dead", reason);
+    if (j->job) queue_set(&j->job->last_error, reason);
+    queue_async_bury(p->qa, p->worker_id, j->ukh, j->lane_name, j->job, reason, on_status_done, j);
+}
+
+static void retry_at(wk_job *j, int64_t at_ms, const char *why)
+{
+    wk_proc *p = j->p;
+    p->retried++;
+    queue_set(&j->job->last_error, why);
+    queue_async_retry(p->qa, p->worker_id, j->job, at_ms, on_status_done, j);
+}
+
+static void on_acked(int status, const char *errmsg, void *priv)
+{
+    wk_job *j = priv;
+    wk_proc *p = j->p;
+    if (p->shutting) {
+        job_release(j);
+        return;
+    }
+    if (status < 0) {
+        /* Redis lost the ack: the attempt record makes the reaper put it in
+         * unknown, where the read-back finds it sent. Never re-send here. */
+        log_job(HR_LOG_ERROR, "ack failed; left for the reconciler", j, "sent", errmsg);
+    } else if (j->ack_result == 0) {
+        log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j, "sent", NULL);
+    }
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (c && j->platform_id && status >= 0) {
+        /* So the webhooks server can match engagement for this post. */
+        char key[128], field[300], val[300];
+        snprintf(key, sizeof key, "{%s}:platform_ids", queue_async_ns(p->qa));
+        snprintf(field, sizeof field, "%s:%s", j->lane->platform, j->platform_id);
+        snprintf(val, sizeof val, "%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
+        redisAsyncCommand(c, on_raw, NULL, "HSET %s %s %s", key, field, val);
+    }
+    job_release(j);
+}
+
+static void ack(wk_job *j, const char *platform_id)
+{
+    wk_proc *p = j->p;
+    p->sent++;
+    free(j->platform_id);
+    j->platform_id = hr_strdup(platform_id);
+    log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
+    j->ack.ukh = j->ukh;
+    j->ack.lane = j->lane_name;
+    j->ack.platform_id = j->platform_id;
+    j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
+    worker_crash_point("before_ack");
+    queue_async_ack(p->qa, p->worker_id, &j->ack, 1, &j->ack_result, on_acked, j);
+}
+
+static worker_outcome outcome_of(plat_outcome_kind k)
+{
+    switch (k) {
+    case PLAT_OUT_SENT: return WORKER_SENT;
+    case PLAT_OUT_RETRY: return WORKER_RETRY_AFTER;
+    case PLAT_OUT_REAUTH: return WORKER_REAUTH;
+    case PLAT_OUT_PERMANENT: return WORKER_PERMANENT;
+    case PLAT_OUT_UNKNOWN: return WORKER_UNKNOWN;
+    default: return WORKER_TRANSIENT;
+    }
+}
+
+static void readback(wk_job *j);
+
+static void readback_now(wk_job *j);
+
+static void on_readback_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    readback_now(w->data);
+}
+
+static void settle(wk_job *j, const plat_outcome *o)
+{
+    wk_proc *p = j->p;
+    worker_outcome wo = outcome_of(o->kind);
+    int64_t now = hr_now_ms();
+    worker_decision d;
+    int can_refresh = strcmp(j->lane->platform, "bluesky") == 0;
+    worker_decide(wo, j->job->attempt, j->job->max_attempts, now,
+                  now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0), can_refresh,
+                  j->refreshed, &p->retry, hr_random_u64(), &d);
+    if (d.circuit_failure || d.circuit_success) {
+        worker_circuit_state was = j->lane->circuit.state;
+        if (worker_circuit_record(&j->lane->circuit, d.circuit_success, now))
+            hr_log(HR_LOG_WARN, "circuit changed", "lane", j->lane->name, "from",
+                   worker_circuit_name(was), "to", worker_circuit_name(j->lane->circuit.state),
+                   NULL);
+    }
+    switch (d.action) {
+    case WORKER_DO_ACK: ack(j, o->platform_id); return;
+    case WORKER_DO_RETRY:
+        if (d.refresh_session) plat_session_release(&j->lane->sess);
+        log_job(HR_LOG_INFO, "job retry", j, worker_outcome_name(wo), o->message);
+        retry_at(j, d.at_ms, o->message[0] ? o->message : worker_outcome_name(wo));
+        return;
+    case WORKER_DO_BURY: bury(j, o->message[0] ? o->message : worker_outcome_name(wo)); return;
+    case WORKER_DO_HOLD: {
+        redisAsyncContext *c = queue_async_redis(p->qa);
+        if (!j->lane->paused) {
+            hr_log(HR_LOG_ERROR, "credentials refused: lane paused until fixed", "lane",
+                   j->lane->name, "detail", o->message, NULL);
+            j->lane->paused = 1;
+        }
+        if (c) {
+            char key[128];
+            snprintf(key, sizeof key, "{%s}:paused", queue_async_ns(p->qa));
+            redisAsyncCommand(c, on_raw, NULL, "SADD %s %s", key, j->lane->name);
+        }
+        retry_at(j, d.at_ms, o->message[0] ? o->message : "re-authentication needed");
+        return;
+    }
+    case WORKER_DO_UNKNOWN:
+        log_job(HR_LOG_WARN, "outcome unknown: reading back", j, "unknown", o->message);
+        readback(j);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------- HTTP */
+
+static void fill_response(wk_job *j, plat_response *r)
+{
+    wk_req *q = j->req;
+    wk_free_headers(j->hdrs, j->nhdrs);
+    j->nhdrs = wk_split_headers(&q->resp_headers, &j->hdrs);
+    memset(r, 0, sizeof *r);
+    r->status = q->status;
+    r->headers = j->hdrs;
+    r->nheaders = j->nhdrs;
+    r->body = q->resp_body.data ? q->resp_body.data : "";
+    r->body_len = q->resp_body.len;
+    r->fully_sent = q->maybe_sent;
+    switch (q->rc) {
+    case CURLE_OK: r->terr = PLAT_TE_NONE; break;
+    case CURLE_OPERATION_TIMEDOUT: r->terr = PLAT_TE_TIMEOUT; break;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        r->terr = PLAT_TE_CONNECT;
+        r->fully_sent = 0;
+        break;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE: r->terr = PLAT_TE_RESET; break;
+    default: r->terr = PLAT_TE_OTHER; break;
+    }
+}
+
+static int start_request(wk_job *j, const plat_request *pr, wk_req_cb *cb)
+{
+    wk_proc *p = j->p;
+    wk_req_free(j->req);
+    j->req = wk_req_new(p->http);
+    wk_req *q = j->req;
+    if (strcmp(pr->method, "SMTP") == 0) {
+        hr_err err = {0};
+        plat_smtp_cleanup(j->smtp);
+        j->smtp = NULL;
+        if (plat_smtp_setup(j->send, wk_req_easy(q), &j->smtp, &err) != 0) return -1;
+    } else {
+        q->method = hr_strdup(pr->method);
+        q->url = hr_strdup(pr->url);
+        for (int i = 0; i < pr->nheaders; i++) {
+            char *line = hr_asprintf("%s: %s", pr->headers[i].name, pr->headers[i].value);
+            wk_req_header(q, line);
+            free(line);
+        }
+        if (pr->body) {
+            q->body = hr_strndup(pr->body, pr->body_len);
+            q->body_len = pr->body_len;
+        }
+    }
+    wk_http_start(q, cb, j);
+    return 0;
+}
+
+static void on_send_done(wk_req *q, void *priv)
+{
+    wk_job *j = priv;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    plat_response r;
+    fill_response(j, &r);
+    plat_outcome o;
+    memset(&o, 0, sizeof o);
+    plat_send_response(j->send, &r, &o);
+    if (o.kind == PLAT_OUT_NEXT) {
+        plat_outcome_release(&o);
+        job_send_step(j);
+        return;
+    }
+    worker_crash_point("after_answer");
+    settle(j, &o);
+    plat_outcome_release(&o);
+}
+
+static void job_send_step(wk_job *j)
+{
+    plat_request pr;
+    memset(&pr, 0, sizeof pr);
+    hr_err err = {0};
+    if (plat_send_request(j->send, &pr, &err) != 0 || start_request(j, &pr, on_send_done) != 0) {
+        plat_request_release(&pr);
+        /* Nothing of this step went out; a bug or a missing setting. */
+        bury(j, err.msg[0] ? err.msg : "could not build the request");
+        return;
+    }
+    plat_request_release(&pr);
+}
+
+static void on_readback_done(wk_req *q, void *priv)
+{
+    wk_job *j = priv;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    plat_response r;
+    fill_response(j, &r);
+    plat_outcome o;
+    memset(&o, 0, sizeof o);
+    plat_send_readback_response(j->send, &r, &o);
+    if (o.kind == PLAT_OUT_SENT) {
+        ack(j, o.platform_id);
+    } else if (o.kind == PLAT_OUT_ABSENT) {
+        /* Proved not sent: safe to send again (same idempotency key). */
+        log_job(HR_LOG_INFO, "read-back: not sent, retrying", j, "absent", NULL);
+        retry_at(j, hr_now_ms(), "outcome unknown; read-back found nothing");
+    } else {
+        readback(j);
+    }
+    plat_outcome_release(&o);
+}
+
+/* readback_give_up lets go of a job whose outcome this worker cannot tell.
+ * Its attempt record stays: when this worker stops or dies the job moves to
+ * unknown, where the reconciler or an operator settles it, budget held. */
+static void readback_give_up(wk_job *j, const char *why)
+{
+    log_job(HR_LOG_WARN, "outcome unknown: left to the reconciler", j, "unknown", why);
+    job_release(j);
+}
+
+static void readback_now(wk_job *j)
+{
+    plat_request pr;
+    memset(&pr, 0, sizeof pr);
+    hr_err err = {0};
+    j->readbacks++;
+    if (j->p->draining || plat_send_readback(j->send, &pr, &err) != 0 ||
+        start_request(j, &pr, on_readback_done) != 0) {
+        plat_request_release(&pr);
+        readback_give_up(j, err.msg[0] ? err.msg : "no read-back");
+        return;
+    }
+    plat_request_release(&pr);
+}
+
+static void readback(wk_job *j)
+{
+    if (j->p->draining || j->readbacks >= 5) {
+        readback_give_up(j, "read-back gave no answer");
+        return;
+    }
+    if (j->readbacks == 0) {
+        readback_now(j);
+        return;
+    }
+    /* Give the platform time to show the post (eventual consistency). */
+    ev_timer_set(&j->readback_timer, (double)(1 << j->readbacks), 0.);
+    ev_timer_start(j->p->loop, &j->readback_timer);
+}
+
+/* ----------------------------------------------------------- one job */
+
+static void on_attempt(int status, const char *errmsg, void *priv)
+{
+    wk_job *j = priv;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    if (status != 0) {
+        /* 1: reaped, no longer ours; -1: Redis gone. Either way nothing was
+         * sent and we must not send. */
+        log_job(HR_LOG_WARN, "attempt not recorded: not sending", j, "skipped",
+                status < 0 ? errmsg : "job no longer ours");
+        job_release(j);
+        return;
+    }
+    worker_crash_point("after_attempt");
+    j->started_us = hr_mono_us();
+    job_send_step(j);
+}
+
+static void job_format_and_send(wk_job *j)
+{
+    wk_proc *p = j->p;
+    hr_err err = {0};
+    plat_ctx ctx = {.secret = p->secret, .now_ms = 0};
+    j->send = plat_send_new(j->lane->acct, &j->lane->sess, j->job, &ctx, &err);
+    if (!j->send) {
+        bury(j, err.msg[0] ? err.msg : "cannot be formatted");
+        return;
+    }
+    j->job->attempt++;
+    queue_async_attempt(p->qa, p->worker_id, j->ukh, on_attempt, j);
+}
+
+static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
+{
+    wk_job *j = priv;
+    redisReply *reply = r;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        /* Cannot tell: do not send; the lease runs out, nothing attempted. */
+        log_job(HR_LOG_ERROR, "suppression check failed", j, NULL, reply ? reply->str : NULL);
+        job_release(j);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        bury(j, "suppressed: the address unsubscribed, bounced or complained");
+        return;
+    }
+    job_format_and_send(j);
+}
+
+static void job_start(wk_proc *p, queue_fetched *f)
+{
+    wk_job *j = hr_calloc(1, sizeof *j);
+    j->p = p;
+    ev_timer_init(&j->readback_timer, on_readback_timer, 0., 0.);
+    j->readback_timer.data = j;
+    memcpy(j->ukh, f->ukh, sizeof j->ukh);
+    memcpy(j->lane_name, f->lane, sizeof j->lane_name);
+    j->fetched_ms = hr_now_ms();
+    j->next = p->jobs;
+    if (p->jobs) p->jobs->prev = j;
+    p->jobs = j;
+    p->inflight++;
+    j->lane = lane_get(p, f->lane);
+    if (!j->lane) j->lane = lane_add(p, f->lane);
+    if (j->lane) j->lane->inflight++;
+    worker_crash_point("after_fetch");
+
+    hr_err err = {0};
+    j->job = queue_job_decode_stored(f->ukh, f->value, f->value_len, &err);
+    if (!j->job) {
+        bury(j, err.msg);
+        return;
+    }
+    if (!j->lane || !j->lane->acct) {
+        /* Not ours to send after all: it stays, visible, for a pool that can. */
+        retry_at(j, hr_now_ms() + 60000, "no usable account for this lane in this pool");
+        return;
+    }
+    if (j->job->kind == QUEUE_KIND_EMAIL && plat_is_email(j->lane->platform) && j->job->to) {
+        char digest[65];
+        redisAsyncContext *c = queue_async_redis(p->qa);
+        if (p->secret && c && queue_suppress_hash(p->secret, j->job->to, digest) == 0) {
+            char key[128];
+            snprintf(key, sizeof key, "{%s}:suppressed", queue_async_ns(p->qa));
+            /* Checked at send time: an unsubscribe after enqueue still counts. */
+            redisAsyncCommand(c, on_suppressed, j, "HEXISTS %s %s", key, digest);
+            return;
+        }
+        if (!p->secret) {
+            bury(j, "suppression list unavailable (no secret): refusing to email");
+            return;
+        }
+    }
+    job_format_and_send(j);
+}
+
+/* ------------------------------------------------------------ fetching */
+
+static void arm_fetch(wk_proc *p, double after_s)
+{
+    ev_timer_stop(p->loop, &p->fetch_timer);
+    ev_timer_set(&p->fetch_timer, after_s, 0.);
+    ev_timer_start(p->loop, &p->fetch_timer);
+}
+
+static void on_fetched(int status, queue_fetched *jobs, int n, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    p->fetching = 0;
+    if (p->shutting) {
+        queue_fetched_free(jobs, n);
+        return;
+    }
+    if (status < 0) {
+        hr_log(HR_LOG_WARN, "fetch failed", "error", errmsg, NULL);
+        queue_fetched_free(jobs, n);
+        arm_fetch(p, 0.2);
+        return;
+    }
+    if (status == 1) {
+        /* Our lease ran out (we were reaped): register again. */
+        hr_log(HR_LOG_WARN, "lease lost; registering again", "worker", p->worker_id, NULL);
+        p->registered = 0;
+        queue_fetched_free(jobs, n);
+        arm_fetch(p, 0.);
+        return;
+    }
+    for (int i = 0; i < n; i++) job_start(p, &jobs[i]);
+    queue_fetched_free(jobs, n);
+    if (n > 0) {
+        p->idle_polls = 0;
+        fetch_more(p);
+        return;
+    }
+    p->idle_polls++;
+    if (p->o.once && p->inflight == 0 && p->idle_polls >= 3) {
+        stop_now(p);
+        return;
+    }
+    /* Nothing ready: look again soon, less often while idle. */
+    double delay = 0.005 * (1 << (p->idle_polls < 7 ? p->idle_polls : 7));
+    arm_fetch(p, delay);
+}
+
+static void on_registered(int status, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    p->registering = 0;
+    if (p->shutting) return;
+    if (status < 0) {
+        hr_log(HR_LOG_WARN, "register failed", "error", errmsg, NULL);
+        arm_fetch(p, 0.5);
+        return;
+    }
+    p->registered = 1;
+    fetch_more(p);
+}
+
+static void on_lanes(int status, char **lanes, int n, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    p->listing = 0;
+    if (status >= 0)
+        for (int i = 0; i < n; i++)
+            if (worker_pool_serves(&p->pool, lanes[i]) && !lane_get(p, lanes[i]))
+                lane_add(p, lanes[i]);
+    queue_strv_free(lanes, n);
+    if (!p->shutting) fetch_more(p);
+}
+
+static void fetch_more(wk_proc *p)
+{
+    if (p->draining || p->fetching || p->done) return;
+    if (!queue_async_connected(p->qa)) {
+        arm_fetch(p, 0.1);
+        return;
+    }
+    if (!p->registered) {
+        if (!p->registering) {
+            p->registering = 1;
+            queue_async_register(p->qa, p->worker_id, (int)p->o.lease_ms, on_registered, p);
+        }
+        return;
+    }
+    int free_slots = p->concurrency - p->inflight;
+    if (free_slots <= 0) return; /* a finished job kicks us */
+    if (p->nlanes == 0) {
+        if (!p->listing) {
+            p->listing = 1;
+            queue_async_lanes(p->qa, on_lanes, p);
+        }
+        arm_fetch(p, 0.2);
+        return;
+    }
+    const char *eligible[MAX_LANES];
+    int ne = 0;
+    int64_t now = hr_now_ms();
+    for (int i = 0; i < p->nlanes; i++) {
+        wk_lane *l = p->lanes[i];
+        if (!l->acct) continue;
+        if (worker_circuit_allow(&l->circuit, l->inflight, now) == 0) continue;
+        eligible[ne++] = l->name;
+    }
+    if (ne == 0) {
+        arm_fetch(p, 0.5);
+        return;
+    }
+    const char *order[256];
+    int no = worker_pool_order(&p->pool, eligible, ne, order, ne * 4 < 256 ? ne * 4 : 256);
+    if (no == 0) {
+        arm_fetch(p, 0.5);
+        return;
+    }
+    p->fetching = 1;
+    /* One batch sized to free capacity; the script round-robins lanes. */
+    int batch = free_slots > 256 ? 256 : free_slots;
+    queue_async_fetch(p->qa, p->worker_id, order, no, batch, (int)p->o.lease_ms, on_fetched, p);
+}
+
+static void on_fetch_timer(struct ev_loop *loop, ev_timer *w, int revents) { fetch_more(w->data); }
+
+static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    ev_idle_stop(loop, w);
+    fetch_more(w->data);
+}
+
+static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_proc *p = w->data;
+    if (!p->listing && queue_async_connected(p->qa) && !p->draining) {
+        p->listing = 1;
+        queue_async_lanes(p->qa, on_lanes, p);
+    }
+}
+
+/* --------------------------------------------------- lease and status */
+
+static void on_beat(int status, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    if (status == 1) {
+        hr_log(HR_LOG_WARN, "lease lost at heartbeat; registering again", NULL);
+        p->registered = 0;
+    }
+}
+
+static void on_beat_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_proc *p = w->data;
+    if (p->registered && queue_async_connected(p->qa))
+        queue_async_heartbeat(p->qa, p->worker_id, (int)p->o.lease_ms, on_beat, p);
+}
+
+static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_proc *p = w->data;
+    char st[160];
+    snprintf(st, sizeof st, "STATUS=in flight %d, sent %ld, failed %ld, retried %ld\nWATCHDOG=1",
+             p->inflight, p->sent, p->failed, p->retried);
+    wk_notify(st);
+}
+
+/* ---------------------------------------------------------- shutdown */
+
+static void on_unregistered(int status, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    if (status < 0) hr_log(HR_LOG_WARN, "unregister failed; the reaper will do it", "error", errmsg, NULL);
+    ev_break(p->loop, EVBREAK_ALL);
+}
+
+static void stop_now(wk_proc *p)
+{
+    if (p->done) return;
+    p->done = 1;
+    p->draining = 1;
+    ev_timer_stop(p->loop, &p->fetch_timer);
+    ev_timer_stop(p->loop, &p->drain_timer);
+    ev_idle_stop(p->loop, &p->kick);
+    /* What never started goes back to the front of its lane; what started
+     * moves to unknown for the reconciler. */
+    if (p->registered && queue_async_connected(p->qa))
+        queue_async_unregister(p->qa, p->worker_id, on_unregistered, p);
+    else
+        ev_break(p->loop, EVBREAK_ALL);
+}
+
+static void on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_proc *p = w->data;
+    hr_log(HR_LOG_WARN, "shutdown timeout: leaving sends in flight to the reconciler", NULL);
+    stop_now(p);
+}
+
+static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    wk_proc *p = w->data;
+    if (p->draining) return;
+    p->draining = 1;
+    char n[16];
+    snprintf(n, sizeof n, "%d", p->inflight);
+    hr_log(HR_LOG_INFO, "stopping: finishing sends in flight", "inflight", n, NULL);
+    ev_timer_stop(loop, &p->fetch_timer);
+    if (p->inflight == 0) {
+        stop_now(p);
+        return;
+    }
+    ev_timer_set(&p->drain_timer, (double)p->o.shutdown_timeout_ms / 1000.0, 0.);
+    ev_timer_start(loop, &p->drain_timer);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    wk_proc *p = w->data;
+    if (!p->o.config_path) return;
+    hr_err err = {0};
+    hr_config *c = hr_config_load(p->o.config_path, &err);
+    if (!c) {
+        hr_log(HR_LOG_ERROR, "config reload failed, keeping the old one", "error", err.msg, NULL);
+        return;
+    }
+    /* Lanes re-read their accounts when next discovered; jobs in flight keep
+     * the lane (and account) they started with until they finish. */
+    int busy = 0;
+    for (int i = 0; i < p->nlanes; i++) busy += p->lanes[i]->inflight > 0;
+    if (busy) {
+        hr_log(HR_LOG_INFO, "config reload deferred: sends in flight", NULL);
+        hr_config_free(c);
+        return;
+    }
+    for (int i = 0; i < p->nlanes; i++) lane_free(p->lanes[i]);
+    p->nlanes = 0;
+    hr_config_free(p->owned_config);
+    p->owned_config = c;
+    p->o.config = c;
+    hr_log(HR_LOG_INFO, "config reloaded", NULL);
+}
+
+static void on_qa_state(queue_async *qa, int connected, void *priv)
+{
+    wk_proc *p = priv;
+    if (p->shutting) return;
+    hr_log(connected ? HR_LOG_INFO : HR_LOG_WARN, connected ? "redis connected" : "redis lost",
+           NULL);
+    if (connected) fetch_more(p);
+}
+
+int worker_process_main(const worker_opts *o)
+{
+    wk_seam_init();
+    signal(SIGPIPE, SIG_IGN);
+    wk_proc *p = hr_calloc(1, sizeof *p);
+    p->o = *o;
+    if (p->o.lease_ms <= 0) p->o.lease_ms = 30000;
+    if (p->o.shutdown_timeout_ms <= 0) p->o.shutdown_timeout_ms = 10000;
+    p->loop = ev_default_loop(0);
+    hr_err err = {0};
+    if (worker_pool_conf_get(o->config, o->platforms, &p->pool, &err) != 0) {
+        hr_log(HR_LOG_ERROR, "worker: pool", "error", err.msg, NULL);
+        free(p);
+        return 2;
+    }
+    p->concurrency = o->concurrency > 0 ? o->concurrency
+                     : p->pool.concurrency > 0 ? p->pool.concurrency
+                                               : 64;
+    p->npolls = worker_poll_schedule(o->config, p->poll_delays_ms, 8, &err);
+    if (p->npolls < 0) p->npolls = 0;
+    p->retry.base_ms = 1000;
+    p->retry.cap_ms = 3600000;
+    p->retry.hold_ms = 60000;
+    p->secret = hr_secret_load(o->config, &err); /* NULL: emails refused */
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char rnd[7];
+    hr_base62_fixed(hr_random_u64() % 56800235584ULL, 6, rnd);
+    snprintf(p->worker_id, sizeof p->worker_id, "%.32s:%d:%s", host, (int)getpid(), rnd);
+
+    queue_opts qo = {.url = hr_config_get(o->config, "redis-url", NULL),
+                     .ns = hr_config_get(o->config, "namespace", "herald")};
+    p->qa = queue_async_new(p->loop, &qo, &err);
+    if (!p->qa) {
+        hr_log(HR_LOG_ERROR, "worker: redis", "error", err.msg, NULL);
+        free(p->secret);
+        free(p);
+        return 1;
+    }
+    queue_async_on_state(p->qa, on_qa_state, p);
+    p->http = wk_http_new(p->loop, p->concurrency + 16);
+
+    ev_timer_init(&p->fetch_timer, on_fetch_timer, 0., 0.);
+    ev_timer_init(&p->beat_timer, on_beat_timer, 0., (double)p->o.lease_ms / 3000.0);
+    ev_timer_init(&p->lanes_timer, on_lanes_timer, 0., 2.0);
+    ev_timer_init(&p->status_timer, on_status_timer, 0., 1.0);
+    ev_timer_init(&p->drain_timer, on_drain_timer, 0., 0.);
+    ev_idle_init(&p->kick, on_kick);
+    p->fetch_timer.data = p->beat_timer.data = p->lanes_timer.data = p;
+    p->status_timer.data = p->drain_timer.data = p->kick.data = p;
+    ev_timer_again(p->loop, &p->beat_timer);
+    ev_timer_again(p->loop, &p->lanes_timer);
+    uint64_t wd = wk_notify_watchdog_us();
+    p->status_timer.repeat = wd ? (double)wd / 2e6 : 1.0;
+    ev_timer_again(p->loop, &p->status_timer);
+    ev_signal_init(&p->sig_term, on_term, SIGTERM);
+    ev_signal_init(&p->sig_int, on_term, SIGINT);
+    ev_signal_init(&p->sig_hup, on_hup, SIGHUP);
+    p->sig_term.data = p->sig_int.data = p->sig_hup.data = p;
+    ev_signal_start(p->loop, &p->sig_term);
+    ev_signal_start(p->loop, &p->sig_int);
+    ev_signal_start(p->loop, &p->sig_hup);
+    wk_notify("READY=1");
+    arm_fetch(p, 0.);
+
+    ev_run(p->loop, 0);
+
+    /* Whatever still runs is failed through its callback, which only lets
+     * go of its job now: HTTP first, then Redis. */
+    p->shutting = 1;
+    for (wk_job *j = p->jobs; j; j = j->next)
+        if (j->req && !j->req->running) {
+            wk_req_free(j->req);
+            j->req = NULL;
+        }
+    wk_http_free(p->http);
+    p->http = NULL;
+    queue_async_free(p->qa);
+    while (p->jobs) {
+        wk_job *j = p->jobs;
+        p->jobs = j->next;
+        job_free(j);
+    }
+    ev_timer_stop(p->loop, &p->beat_timer);
+    ev_timer_stop(p->loop, &p->lanes_timer);
+    ev_timer_stop(p->loop, &p->status_timer);
+    ev_timer_stop(p->loop, &p->fetch_timer);
+    ev_timer_stop(p->loop, &p->drain_timer);
+    ev_idle_stop(p->loop, &p->kick);
+    ev_signal_stop(p->loop, &p->sig_term);
+    ev_signal_stop(p->loop, &p->sig_int);
+    ev_signal_stop(p->loop, &p->sig_hup);
+    for (int i = 0; i < p->nlanes; i++) lane_free(p->lanes[i]);
+    char sent[24];
+    snprintf(sent, sizeof sent, "%ld", p->sent);
+    hr_log(HR_LOG_INFO, "worker stopped", "sent", sent, NULL);
+    int rc = p->exit_status;
+    hr_config_free(p->owned_config);
+    free(p->secret);
+    free(p);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/* reconcile.c: the reconciler process: settles jobs in the unknown state
+ * (attempt recorded, outcome never heard) by reading back from the platform:
+ * Bluesky's rkey derived from the idempotency key, Mastodon's Idempotency-Key,
+ * X and LinkedIn by looking for the post among the account's recent ones.
+ * Found: resolved as sent. Proved absent: back to its lane. Anything else
+ * (email, no read-back, platform down) waits for `herald unknown resolve`.
+ * It never sends a post itself. Sync Redis and blocking curl: this process
+ * has no loop to block; it wakes every interval and on SIGTERM exits. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "platforms.h"
+#include "queue.h"
+
+static volatile sig_atomic_t stop_flag;
+static void on_stop(int sig) { stop_flag = 1; }
+
+/* run_blocking performs one plat_request with curl_easy and fills resp from
+ * the owned buffers in b/h. Returns 0 (a response, maybe an error code). */
+static int run_blocking(CURL *e, const plat_request *pr, wk_req *q)
+{
+    curl_easy_reset(e);
+    struct curl_slist *hl = NULL;
+    for (int i = 0; i < pr->nheaders; i++) {
+        char *line = hr_asprintf("%s: %s", pr->headers[i].name, pr->headers[i].value);
+        hl = curl_slist_append(hl, line);
+        free(line);
+    }
+    hr_buf_reset(&q->resp_body);
+    hr_buf_reset(&q->resp_headers);
+    curl_easy_setopt(e, CURLOPT_URL, pr->url);
+    if (strcmp(pr->method, "GET") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, pr->method);
+    if (pr->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, pr->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)pr->body_len);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wk_collect_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wk_collect_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    q->rc = curl_easy_perform(e);
+    q->status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &q->status);
+    curl_slist_free_all(hl);
+    return 0;
+}
+
+/* settle_one reads back one unknown job; returns 1 when resolved. */
+static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
+                      const char *lane)
+{
+    hr_err err = {0};
+    queue_job *j = queue_get(q, ukh, &err);
+    if (!j) return 0;
+    int resolved = 0;
+    plat_account *a = plat_account_find(c, j->platform, j->account, &err);
+    plat_session sess = {0};
+    plat_ctx ctx = {0};
+    plat_send *s = NULL;
+    plat_request pr;
+    memset(&pr, 0, sizeof pr);
+    if (!a || plat_account_load_credential(a, c, &err) != 0) goto out;
+    if (!(s = plat_send_new(a, &sess, j, &ctx, &err))) goto out;
+    /* Bluesky reads back with a session: log in first when it asks. */
+    for (int step = 0; step < 3; step++) {
+        plat_request_release(&pr);
+        memset(&pr, 0, sizeof pr);
+        if (plat_send_readback(s, &pr, &err) != 0) goto out;
+        run_blocking(e, &pr, buf);
+        plat_header *hdrs = NULL;
+        int nh = wk_split_headers(&buf->resp_headers, &hdrs);
+        plat_response r = {.status = buf->status,
+                           .headers = hdrs,
+                           .nheaders = nh,
+                           .body = buf->resp_body.data ? buf->resp_body.data : "",
+                           .body_len = buf->resp_body.len,
+                           .terr = buf->rc == CURLE_OK ? PLAT_TE_NONE : PLAT_TE_OTHER};
+        plat_outcome o;
+        memset(&o, 0, sizeof o);
+        plat_send_readback_response(s, &r, &o);
+        wk_free_headers(hdrs, nh);
+        if (o.kind == PLAT_OUT_SENT) {
+            if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) == 0) resolved = 1;
+            hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
+                   o.platform_id ? o.platform_id : "", NULL);
+        } else if (o.kind == PLAT_OUT_ABSENT) {
+            if (queue_unknown_resolve(q, j->id, 0, NULL, &err) == 0) resolved = 1;
+            hr_log(HR_LOG_INFO, "reconciled: not sent, back to its lane", "job", j->id, "lane",
+                   lane, NULL);
+        } else if (o.kind == PLAT_OUT_NEXT) {
+            plat_outcome_release(&o);
+            continue;
+        }
+        plat_outcome_release(&o);
+        break;
+    }
+out:
+    if (!resolved && err.msg[0])
+        hr_log(HR_LOG_DEBUG, "unknown job waits for an operator", "job", j->id, "lane", lane,
+               "detail", err.msg, NULL);
+    plat_request_release(&pr);
+    plat_send_free(s);
+    plat_session_release(&sess);
+    plat_account_free(a);
+    queue_job_free(j);
+    return resolved;
+}
+
+int wk_reconciler_main(const worker_opts *o)
+{
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+    signal(SIGPIPE, SIG_IGN);
+    worker_pool_conf pool;
+    hr_err err = {0};
+    if (worker_pool_conf_get(o->config, o->platforms, &pool, &err) != 0) return 2;
+    int64_t interval_ms = 2000;
+    const char *iv = hr_config_get(o->config, "reconcile-interval", "2s");
+    if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *e = curl_easy_init();
+    wk_req buf;
+    memset(&buf, 0, sizeof buf);
+    hr_buf_init(&buf.resp_body);
+    hr_buf_init(&buf.resp_headers);
+    queue *q = NULL;
+    while (!stop_flag) {
+        if (!q) {
+            queue_opts qo = {.url = hr_config_get(o->config, "redis-url", NULL),
+                             .ns = hr_config_get(o->config, "namespace", "herald")};
+            q = queue_connect(&qo, &err);
+        }
+        char **lanes = NULL;
+        int nl = 0;
+        if (q && queue_lanes(q, &lanes, &nl, &err) != 0) {
+            queue_free(q);
+            q = NULL;
+        }
+        for (int i = 0; q && i < nl && !stop_flag; i++) {
+            if (!worker_pool_serves(&pool, lanes[i])) continue;
+            char **ukhs = NULL;
+            int nu = 0;
+            if (queue_list(q, lanes[i], "unknown", 0, 100, &ukhs, &nu, &err) != 0) continue;
+            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, o->config, e, &buf, ukhs[k], lanes[i]);
+            queue_strv_free(ukhs, nu);
+        }
+        queue_strv_free(lanes, nl);
+        /* Also what the scheduler would do: re-queue jobs of dead workers. */
+        long rq = 0, un = 0;
+        if (q && queue_reap(q, &rq, &un, &err) != 0) {
+            queue_free(q);
+            q = NULL;
+        }
+        for (int64_t slept = 0; slept < interval_ms && !stop_flag; slept += 50) usleep(50000);
+    }
+    queue_free(q);
+    hr_buf_release(&buf.resp_body);
+    hr_buf_release(&buf.resp_headers);
+    curl_easy_cleanup(e);
+    return 0;
+}

@@ -1,0 +1,224 @@
+/* supervisor.c: `herald worker`'s parent process: forks N worker processes
+ * and one reconciler, restarts a child that dies (with backoff), forwards
+ * SIGTERM/SIGINT/SIGHUP, and reloads the config on SIGHUP. It sends nothing
+ * itself and touches no queue state. */
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_CHILDREN 1025
+
+typedef struct child {
+    int slot;
+    int reconciler; /* the reconciler process instead of a worker */
+    pid_t pid;
+    int64_t started_ms;
+    int64_t backoff_ms;
+    ev_timer restart;
+    struct sup *sup;
+} child;
+
+typedef struct sup {
+    struct ev_loop *loop;
+    worker_opts opts;
+    hr_config *owned_config; /* after a reload */
+    child *children;
+    int nchildren;
+    int alive;
+    int stopping;
+    int status; /* exit status: 0 unless a child failed to start at all */
+    ev_child child_w;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_timer kill_timer;
+} sup;
+
+static void start_child(sup *s, child *c);
+
+static void on_restart(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    child *c = w->data;
+    if (!c->sup->stopping) start_child(c->sup, c);
+}
+
+static void start_child(sup *s, child *c)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        hr_log(HR_LOG_ERROR, "worker: fork failed", "error", strerror(errno), NULL);
+        ev_timer_set(&c->restart, 1.0, 0.);
+        ev_timer_start(s->loop, &c->restart);
+        return;
+    }
+    if (pid == 0) {
+        /* The child starts clean: its own loop, default signal handling. */
+        ev_loop_destroy(EV_DEFAULT_UC);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        char name[32];
+        snprintf(name, sizeof name, c->reconciler ? "reconciler" : "worker.%d", c->slot);
+        hr_log_set_name(name);
+        int rc = c->reconciler ? wk_reconciler_main(&s->opts) : worker_process_main(&s->opts);
+        fflush(NULL);
+        _exit(rc);
+    }
+    c->pid = pid;
+    c->started_ms = hr_mono_ms();
+    s->alive++;
+    char spid[24], slot[16];
+    snprintf(spid, sizeof spid, "%d", (int)pid);
+    snprintf(slot, sizeof slot, "%d", c->slot);
+    hr_log(HR_LOG_INFO, c->reconciler ? "reconciler started" : "worker started", "pid", spid,
+           "slot", slot, NULL);
+}
+
+static void on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    sup *s = w->data;
+    child *c = NULL;
+    for (int i = 0; i < s->nchildren; i++)
+        if (s->children[i].pid == w->rpid) c = &s->children[i];
+    if (!c) return;
+    c->pid = 0;
+    s->alive--;
+    char spid[24], how[48];
+    snprintf(spid, sizeof spid, "%d", (int)w->rpid);
+    if (WIFSIGNALED(w->rstatus)) snprintf(how, sizeof how, "signal %d", WTERMSIG(w->rstatus));
+    else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(w->rstatus));
+    if (s->stopping) {
+        hr_log(HR_LOG_INFO, "worker stopped", "pid", spid, "status", how, NULL);
+        if (s->alive == 0) ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    /* A child that lived a minute earns a fresh start; one that keeps dying
+     * waits longer each time, up to 10 s. */
+    int64_t lived = hr_mono_ms() - c->started_ms;
+    if (lived > 60000 || c->backoff_ms == 0) c->backoff_ms = 100;
+    else c->backoff_ms = c->backoff_ms * 2 > 10000 ? 10000 : c->backoff_ms * 2;
+    if (s->opts.once && WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0 &&
+        !c->reconciler) {
+        /* --once: a worker that finished is done, not dead. */
+        int workers_left = 0;
+        for (int i = 0; i < s->nchildren; i++)
+            if (s->children[i].pid && !s->children[i].reconciler) workers_left++;
+        if (workers_left == 0) {
+            s->stopping = 1;
+            for (int i = 0; i < s->nchildren; i++)
+                if (s->children[i].pid) kill(s->children[i].pid, SIGTERM);
+            if (s->alive == 0) ev_break(loop, EVBREAK_ALL);
+        }
+        return;
+    }
+    char backoff[24];
+    snprintf(backoff, sizeof backoff, "%lld", (long long)c->backoff_ms);
+    hr_log(HR_LOG_WARN, "worker died, restarting", "pid", spid, "status", how, "backoff_ms",
+           backoff, NULL);
+    ev_timer_set(&c->restart, (double)c->backoff_ms / 1000.0, 0.);
+    ev_timer_start(loop, &c->restart);
+}
+
+static void on_kill_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sup *s = w->data;
+    /* Children had their shutdown timeout and more: no more waiting. */
+    for (int i = 0; i < s->nchildren; i++)
+        if (s->children[i].pid) kill(s->children[i].pid, SIGKILL);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    sup *s = w->data;
+    if (s->stopping) return;
+    s->stopping = 1;
+    hr_log(HR_LOG_INFO, "stopping workers", NULL);
+    wk_notify("STOPPING=1");
+    for (int i = 0; i < s->nchildren; i++) {
+        ev_timer_stop(loop, &s->children[i].restart);
+        if (s->children[i].pid) kill(s->children[i].pid, SIGTERM);
+    }
+    if (s->alive == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    double grace = (double)(s->opts.shutdown_timeout_ms > 0 ? s->opts.shutdown_timeout_ms : 10000);
+    ev_timer_set(&s->kill_timer, grace / 1000.0 + 5.0, 0.);
+    ev_timer_start(loop, &s->kill_timer);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    sup *s = w->data;
+    if (!s->opts.config_path) return;
+    hr_err err = {0};
+    hr_config *c = hr_config_load(s->opts.config_path, &err);
+    if (!c) {
+        /* A broken edit keeps the old config everywhere. */
+        hr_log(HR_LOG_ERROR, "config reload failed, keeping the old one", "error", err.msg, NULL);
+        return;
+    }
+    hr_config_free(s->owned_config);
+    s->owned_config = c;
+    s->opts.config = c;
+    hr_log(HR_LOG_INFO, "config reloaded", "path", s->opts.config_path, NULL);
+    for (int i = 0; i < s->nchildren; i++)
+        if (s->children[i].pid) kill(s->children[i].pid, SIGHUP);
+}
+
+int worker_supervise(const worker_opts *o)
+{
+    sup s;
+    memset(&s, 0, sizeof s);
+    s.opts = *o;
+    s.loop = ev_default_loop(0);
+    if (s.opts.processes <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s.opts.processes = n > 0 ? (int)n : 1;
+    }
+    if (s.opts.processes > MAX_CHILDREN - 1) s.opts.processes = MAX_CHILDREN - 1;
+    int reconciler = !s.opts.once && !getenv("HERALD_WORKER_NO_RECONCILER");
+    s.nchildren = s.opts.processes + reconciler;
+    s.children = hr_calloc((size_t)s.nchildren, sizeof *s.children);
+    ev_child_init(&s.child_w, on_child, 0, 0);
+    s.child_w.data = &s;
+    ev_child_start(s.loop, &s.child_w);
+    ev_signal_init(&s.sig_term, on_stop, SIGTERM);
+    ev_signal_init(&s.sig_int, on_stop, SIGINT);
+    ev_signal_init(&s.sig_hup, on_hup, SIGHUP);
+    s.sig_term.data = s.sig_int.data = s.sig_hup.data = &s;
+    ev_signal_start(s.loop, &s.sig_term);
+    ev_signal_start(s.loop, &s.sig_int);
+    ev_signal_start(s.loop, &s.sig_hup);
+    ev_timer_init(&s.kill_timer, on_kill_timer, 0., 0.);
+    s.kill_timer.data = &s;
+    for (int i = 0; i < s.nchildren; i++) {
+        child *c = &s.children[i];
+        c->slot = i;
+        c->sup = &s;
+        c->reconciler = reconciler && i == s.nchildren - 1;
+        ev_timer_init(&c->restart, on_restart, 0., 0.);
+        c->restart.data = c;
+        start_child(&s, c);
+    }
+    wk_notify("READY=1");
+    ev_run(s.loop, 0);
+    for (int i = 0; i < s.nchildren; i++) ev_timer_stop(s.loop, &s.children[i].restart);
+    ev_timer_stop(s.loop, &s.kill_timer);
+    ev_signal_stop(s.loop, &s.sig_term);
+    ev_signal_stop(s.loop, &s.sig_int);
+    ev_signal_stop(s.loop, &s.sig_hup);
+    ev_child_stop(s.loop, &s.child_w);
+    free(s.children);
+    hr_config_free(s.owned_config);
+    return s.status;
+}
