@@ -1,0 +1,70 @@
+/* cmd_sandbox.c: `herald sandbox`: serves look-alike platform APIs on
+ * loopback (see docs/sandbox.md) until SIGTERM or SIGINT. */
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "commands.h"
+#include "webhooks.h"
+
+static void stopped(void *priv) { ev_break((struct ev_loop *)priv, EVBREAK_ALL); }
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    ev_signal_stop(loop, w);
+    hook_sandbox_stop(w->data, stopped, loop);
+}
+
+int cmd_sandbox(int argc, char **argv)
+{
+    const hr_config *c = cli_config();
+    hook_sandbox_opts o = {0};
+    o.config = c;
+    o.listen = cli_take_opt(&argc, argv, "listen");
+    o.webhooks_url = cli_take_opt(&argc, argv, "webhooks");
+    o.faults = cli_take_opt(&argc, argv, "faults");
+    const char *seed = cli_take_opt(&argc, argv, "seed");
+    const char *pubout = cli_take_opt(&argc, argv, "sendgrid-pubkey-out");
+    o.auto_events = cli_has_flag(&argc, argv, "auto-events");
+    if (argc > 1) {
+        fprintf(stderr, "usage: herald sandbox [--listen HOST:PORT] [--webhooks URL] "
+                        "[--auto-events] [--faults JSON] [--seed N] "
+                        "[--sendgrid-pubkey-out FILE]\n");
+        return 2;
+    }
+    if (!o.listen) o.listen = hr_config_get(c, "sandbox-listen", "127.0.0.1:8700");
+    if (!o.webhooks_url) o.webhooks_url = hr_config_get(c, "sandbox-webhooks-url", NULL);
+    if (seed) o.seed = strtoull(seed, NULL, 10);
+    struct ev_loop *loop = ev_default_loop(0);
+    hr_err err = {0};
+    hook_sandbox *s = hook_sandbox_new(loop, &o, &err);
+    if (!s) {
+        fprintf(stderr, "herald sandbox: %s\n", err.msg);
+        return 1;
+    }
+    if (pubout) {
+        FILE *f = fopen(pubout, "w");
+        if (!f || fputs(hook_sandbox_sendgrid_pubkey(s), f) < 0) {
+            fprintf(stderr, "herald sandbox: cannot write %s\n", pubout);
+            if (f) fclose(f);
+            hook_sandbox_free(s);
+            return 1;
+        }
+        fclose(f);
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", hook_sandbox_port(s));
+    hr_log(HR_LOG_INFO, "sandbox listening", "port", port, NULL);
+    ev_signal term, intr;
+    ev_signal_init(&term, on_signal, SIGTERM);
+    ev_signal_init(&intr, on_signal, SIGINT);
+    term.data = intr.data = s;
+    ev_signal_start(loop, &term);
+    ev_signal_start(loop, &intr);
+    ev_run(loop, 0);
+    ev_signal_stop(loop, &term);
+    ev_signal_stop(loop, &intr);
+    hook_sandbox_free(s);
+    ev_loop_destroy(loop);
+    return 0;
+}

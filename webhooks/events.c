@@ -1,0 +1,334 @@
+/* events.c: turns each provider's (already verified) webhook body into
+ * herald's normalized events. jansson parses; these functions only map
+ * fields. They do not check signatures or touch Redis. */
+#include <jansson.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "webhooks.h"
+
+static const char *const ev_names[HOOK_EV_COUNT] = {
+    "none", "delivered", "open", "click", "bounce", "spam", "unsubscribe", "like", "repost", "reply",
+};
+
+const char *hook_ev_name(hook_ev_type t)
+{
+    return (t >= 0 && t < HOOK_EV_COUNT) ? ev_names[t] : "none";
+}
+
+hook_ev_type hook_ev_parse(const char *name)
+{
+    for (int i = 1; name && i < HOOK_EV_COUNT; i++)
+        if (strcmp(ev_names[i], name) == 0) return (hook_ev_type)i;
+    return HOOK_EV_NONE;
+}
+
+static void event_release(hook_event *e)
+{
+    free(e->id);
+    free(e->job);
+    free(e->campaign);
+    free(e->platform);
+    free(e->platform_id);
+    free(e->email);
+}
+
+void hook_events_release(hook_events *e)
+{
+    for (int i = 0; i < e->n; i++) event_release(&e->v[i]);
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+static hook_event *push(hook_events *out)
+{
+    out->v = hr_realloc(out->v, sizeof *out->v * (size_t)(out->n + 1));
+    hook_event *e = &out->v[out->n++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+/* truncate drops events appended after n (on a failure half-way). */
+static void truncate_to(hook_events *out, int n, int ignored)
+{
+    while (out->n > n) event_release(&out->v[--out->n]);
+    out->ignored = ignored;
+}
+
+static char *str_of(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 1024)
+        return hr_strndup(json_string_value(v), json_string_length(v));
+    if (json_is_integer(v)) return hr_asprintf("%lld", (long long)json_integer_value(v));
+    return NULL;
+}
+
+static int64_t ts_of(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_integer(v)) return (int64_t)json_integer_value(v) * 1000;
+    if (json_is_real(v)) return (int64_t)(json_real_value(v) * 1000.0);
+    if (json_is_string(v)) {
+        int64_t ms;
+        if (hr_parse_rfc3339(json_string_value(v), &ms) == 0) return ms;
+    }
+    return 0;
+}
+
+static json_t *load(const char *body, size_t len, const char *who, hr_err *err)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) hr_err_set(err, "%s: body is not JSON: line %d: %s", who, je.line, je.text);
+    return root;
+}
+
+/* ------------------------------------------------------------ SendGrid */
+
+static hook_ev_type sendgrid_type(json_t *ev)
+{
+    const char *t = json_string_value(json_object_get(ev, "event"));
+    if (!t) return HOOK_EV_NONE;
+    if (strcmp(t, "delivered") == 0) return HOOK_EV_DELIVERED;
+    if (strcmp(t, "open") == 0) return HOOK_EV_OPEN;
+    if (strcmp(t, "click") == 0) return HOOK_EV_CLICK;
+    if (strcmp(t, "bounce") == 0) {
+        /* "blocked" is a temporary refusal, not a bad address */
+        const char *bt = json_string_value(json_object_get(ev, "type"));
+        return (bt && strcmp(bt, "blocked") == 0) ? HOOK_EV_NONE : HOOK_EV_BOUNCE;
+    }
+    if (strcmp(t, "spamreport") == 0) return HOOK_EV_SPAM;
+    if (strcmp(t, "unsubscribe") == 0 || strcmp(t, "group_unsubscribe") == 0)
+        return HOOK_EV_UNSUBSCRIBE;
+    return HOOK_EV_NONE;
+}
+
+int hook_parse_sendgrid(const char *body, size_t len, hook_events *out, hr_err *err)
+{
+    json_t *root = load(body, len, "sendgrid", err);
+    if (!root) return -1;
+    int n0 = out->n, ig0 = out->ignored;
+    if (!json_is_array(root)) {
+        json_decref(root);
+        return hr_err_set(err, "sendgrid: body is not a JSON array of events");
+    }
+    size_t i;
+    json_t *ev;
+    json_array_foreach(root, i, ev)
+    {
+        if (!json_is_object(ev)) {
+            hr_err_set(err, "sendgrid: event %zu: not an object", i);
+            goto fail;
+        }
+        char *id = str_of(ev, "sg_event_id");
+        if (!id) {
+            hr_err_set(err, "sendgrid: event %zu: no sg_event_id", i);
+            goto fail;
+        }
+        hook_ev_type t = sendgrid_type(ev);
+        if (t == HOOK_EV_NONE) {
+            free(id);
+            out->ignored++;
+            continue;
+        }
+        hook_event *e = push(out);
+        e->id = hr_asprintf("sendgrid:%s", id);
+        free(id);
+        e->type = t;
+        e->platform = hr_strdup("sendgrid");
+        e->job = str_of(ev, "herald_job");
+        e->campaign = str_of(ev, "herald_campaign");
+        json_t *cat = json_object_get(ev, "category");
+        if (!e->campaign && json_is_string(cat)) e->campaign = str_of(ev, "category");
+        if (!e->campaign && json_is_string(json_array_get(cat, 0)))
+            e->campaign = hr_strdup(json_string_value(json_array_get(cat, 0)));
+        e->email = str_of(ev, "email");
+        char *msg = str_of(ev, "sg_message_id");
+        if (msg) { /* "<X-Message-Id>.filter..." : the send answer's id is the prefix */
+            char *dot = strchr(msg, '.');
+            if (dot) *dot = '\0';
+            e->platform_id = msg;
+        }
+        e->ts_ms = ts_of(ev, "timestamp");
+    }
+    json_decref(root);
+    return 0;
+fail:
+    truncate_to(out, n0, ig0);
+    json_decref(root);
+    return -1;
+}
+
+/* ------------------------------------------------------------- Mailgun */
+
+int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *err)
+{
+    json_t *root = load(body, len, "mailgun", err);
+    if (!root) return -1;
+    json_t *ed = json_object_get(root, "event-data");
+    if (!json_is_object(ed)) {
+        json_decref(root);
+        return hr_err_set(err, "mailgun: no event-data object");
+    }
+    const char *t = json_string_value(json_object_get(ed, "event"));
+    char *id = str_of(ed, "id");
+    if (!t || !id) {
+        free(id);
+        json_decref(root);
+        return hr_err_set(err, "mailgun: event-data: missing %s", t ? "id" : "event");
+    }
+    hook_ev_type type = HOOK_EV_NONE;
+    if (strcmp(t, "delivered") == 0) type = HOOK_EV_DELIVERED;
+    else if (strcmp(t, "opened") == 0) type = HOOK_EV_OPEN;
+    else if (strcmp(t, "clicked") == 0) type = HOOK_EV_CLICK;
+    else if (strcmp(t, "complained") == 0) type = HOOK_EV_SPAM;
+    else if (strcmp(t, "unsubscribed") == 0) type = HOOK_EV_UNSUBSCRIBE;
+    else if (strcmp(t, "failed") == 0) {
+        const char *sev = json_string_value(json_object_get(ed, "severity"));
+        if (sev && strcmp(sev, "permanent") == 0) type = HOOK_EV_BOUNCE;
+    }
+    if (type == HOOK_EV_NONE) {
+        free(id);
+        out->ignored++;
+        json_decref(root);
+        return 0;
+    }
+    hook_event *e = push(out);
+    e->id = hr_asprintf("mailgun:%s", id);
+    free(id);
+    e->type = type;
+    e->platform = hr_strdup("mailgun");
+    json_t *uv = json_object_get(ed, "user-variables");
+    e->job = str_of(uv, "herald-job");
+    e->campaign = str_of(uv, "herald-campaign");
+    json_t *tags = json_object_get(ed, "tags");
+    if (!e->campaign && json_is_string(json_array_get(tags, 0)))
+        e->campaign = hr_strdup(json_string_value(json_array_get(tags, 0)));
+    e->email = str_of(ed, "recipient");
+    json_t *hdrs = json_object_get(json_object_get(ed, "message"), "headers");
+    char *mid = str_of(hdrs, "message-id");
+    if (mid) {
+        e->platform_id = hr_asprintf("<%s>", mid); /* the send answer's id keeps <> */
+        free(mid);
+    }
+    e->ts_ms = ts_of(ed, "timestamp");
+    json_decref(root);
+    return 0;
+}
+
+/* ------------------------------------------------------------ Postmark */
+
+int hook_parse_postmark(const char *body, size_t len, hook_events *out, hr_err *err)
+{
+    json_t *root = load(body, len, "postmark", err);
+    if (!root) return -1;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return hr_err_set(err, "postmark: body is not a JSON object");
+    }
+    const char *rt = json_string_value(json_object_get(root, "RecordType"));
+    if (!rt) {
+        json_decref(root);
+        return hr_err_set(err, "postmark: no RecordType");
+    }
+    hook_ev_type type = HOOK_EV_NONE;
+    if (strcmp(rt, "Delivery") == 0) type = HOOK_EV_DELIVERED;
+    else if (strcmp(rt, "Open") == 0) type = HOOK_EV_OPEN;
+    else if (strcmp(rt, "Click") == 0) type = HOOK_EV_CLICK;
+    else if (strcmp(rt, "SpamComplaint") == 0) type = HOOK_EV_SPAM;
+    else if (strcmp(rt, "Bounce") == 0) {
+        const char *bt = json_string_value(json_object_get(root, "Type"));
+        if (!bt || strcmp(bt, "HardBounce") == 0 || strcmp(bt, "BadEmailAddress") == 0)
+            type = HOOK_EV_BOUNCE;
+    } else if (strcmp(rt, "SubscriptionChange") == 0) {
+        if (json_is_true(json_object_get(root, "SuppressSending"))) type = HOOK_EV_UNSUBSCRIBE;
+    }
+    if (type == HOOK_EV_NONE) {
+        out->ignored++;
+        json_decref(root);
+        return 0;
+    }
+    hook_event *e = push(out);
+    /* Postmark has no event id on most record types: a delivery of the same
+     * body is the same event, so its hash is the id. */
+    char *pid = str_of(root, "ID");
+    if (pid) {
+        e->id = hr_asprintf("postmark:%s:%s", rt, pid);
+        free(pid);
+    } else {
+        unsigned char d[32];
+        char hex[65];
+        SHA256((const unsigned char *)body, len, d);
+        hr_hex(d, 16, hex);
+        e->id = hr_asprintf("postmark:%s", hex);
+    }
+    e->type = type;
+    e->platform = hr_strdup("postmark");
+    json_t *md = json_object_get(root, "Metadata");
+    e->job = str_of(md, "herald_job");
+    e->campaign = str_of(md, "herald_campaign");
+    if (!e->campaign) e->campaign = str_of(root, "Tag");
+    e->email = str_of(root, "Recipient");
+    if (!e->email) e->email = str_of(root, "Email");
+    e->platform_id = str_of(root, "MessageID");
+    e->ts_ms = ts_of(root, "ReceivedAt");
+    if (!e->ts_ms) e->ts_ms = ts_of(root, "DeliveredAt");
+    if (!e->ts_ms) e->ts_ms = ts_of(root, "BouncedAt");
+    json_decref(root);
+    return 0;
+}
+
+/* ------------------------------------------------------------- generic */
+
+int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *err)
+{
+    json_t *root = load(body, len, "generic", err);
+    if (!root) return -1;
+    json_t *arr = json_is_array(root) ? root : json_object_get(root, "events");
+    int n0 = out->n, ig0 = out->ignored;
+    if (!json_is_array(arr)) {
+        json_decref(root);
+        return hr_err_set(err, "generic: no events array");
+    }
+    size_t i;
+    json_t *ev;
+    json_array_foreach(arr, i, ev)
+    {
+        char *id = str_of(ev, "id");
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        if (!json_is_object(ev) || !id || !t) {
+            free(id);
+            hr_err_set(err, "generic: event %zu: needs \"id\" and \"type\"", i);
+            goto fail;
+        }
+        hook_ev_type type = hook_ev_parse(t);
+        if (type == HOOK_EV_NONE) {
+            free(id);
+            out->ignored++;
+            continue;
+        }
+        hook_event *e = push(out);
+        e->platform = str_of(ev, "platform");
+        e->id = hr_asprintf("%s:%s", e->platform ? e->platform : "generic", id);
+        free(id);
+        e->type = type;
+        e->job = str_of(ev, "job");
+        e->campaign = str_of(ev, "campaign");
+        e->platform_id = str_of(ev, "platform_id");
+        e->email = str_of(ev, "email");
+        e->ts_ms = ts_of(ev, "ts");
+        if (!e->job && !e->platform_id && !e->email) {
+            hr_err_set(err, "generic: event %zu: needs \"job\", \"platform_id\" or \"email\"", i);
+            goto fail;
+        }
+    }
+    json_decref(root);
+    return 0;
+fail:
+    truncate_to(out, n0, ig0);
+    json_decref(root);
+    return -1;
+}

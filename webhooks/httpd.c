@@ -1,0 +1,681 @@
+/* httpd.c: a small HTTP/1.1 server on libev: http-parser reads requests, we
+ * own the sockets, buffers, limits and timers. A handler may answer later
+ * (after an async Redis reply); reading pauses until it does.
+ * No TLS, no chunked responses, no HTTP/2: herald sits behind a proxy. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct hdr {
+    hr_buf name, value;
+} hdr;
+
+typedef enum {
+    C_READING,  /* waiting for / reading a request */
+    C_HANDLING, /* the handler has the request */
+    C_WRITING,  /* flushing the answer */
+} conn_state;
+
+typedef struct conn conn;
+
+struct hook_req {
+    conn *c;
+    hr_buf url;
+    char *path, *query;
+    hdr *hdrs;
+    int nhdrs, caphdrs;
+    int last_was_value;
+    hr_buf body;
+    hr_buf out_hdrs; /* extra response headers */
+    char method[16];
+    int keep_alive;
+};
+
+struct conn {
+    hook_httpd *h;
+    conn *prev, *next;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+    http_parser parser;
+    conn_state state;
+    int got_bytes;    /* a request has started arriving */
+    int too_large;
+    int closing;      /* close after the answer is written */
+    int dead;         /* the socket is gone; the handler still holds req */
+    char peer[64];
+    hr_buf in;        /* bytes read but not parsed (pipelined) */
+    size_t in_off;
+    hr_buf out;
+    size_t out_off;
+    hook_req req;
+};
+
+struct hook_httpd {
+    struct ev_loop *loop;
+    hook_httpd_opts o;
+    int fd, port;
+    ev_io accept_io;
+    conn *conns;
+    int nconns;
+    int stopping;
+    void (*stop_done)(void *);
+    void *stop_priv;
+    ev_idle stop_idle; /* calls stop_done outside the caller's stack */
+    http_parser_settings settings;
+};
+
+static void conn_close(conn *c);
+static void conn_try_parse(conn *c);
+
+/* ------------------------------------------------------------ status */
+
+const char *hook_status_text(int s)
+{
+    switch (s) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+/* ----------------------------------------------------------- request */
+
+static void req_reset(hook_req *r)
+{
+    hr_buf_reset(&r->url);
+    for (int i = 0; i < r->nhdrs; i++) {
+        hr_buf_release(&r->hdrs[i].name);
+        hr_buf_release(&r->hdrs[i].value);
+    }
+    r->nhdrs = 0;
+    r->last_was_value = 0;
+    hr_buf_reset(&r->body);
+    hr_buf_reset(&r->out_hdrs);
+    free(r->path);
+    r->path = NULL;
+    r->query = NULL;
+    r->method[0] = '\0';
+    r->keep_alive = 0;
+}
+
+static void req_release(hook_req *r)
+{
+    req_reset(r);
+    free(r->hdrs);
+    hr_buf_release(&r->url);
+    hr_buf_release(&r->body);
+    hr_buf_release(&r->out_hdrs);
+}
+
+const char *hook_req_method(const hook_req *r) { return r->method; }
+const char *hook_req_path(const hook_req *r) { return r->path ? r->path : "/"; }
+const char *hook_req_query(const hook_req *r) { return r->query ? r->query : ""; }
+const char *hook_req_peer(const hook_req *r) { return r->c->peer; }
+
+const char *hook_req_header(const hook_req *r, const char *name)
+{
+    for (int i = 0; i < r->nhdrs; i++)
+        if (strcasecmp(r->hdrs[i].name.data, name) == 0) return r->hdrs[i].value.data;
+    return NULL;
+}
+
+const char *hook_req_body(const hook_req *r, size_t *len)
+{
+    if (len) *len = r->body.len;
+    return r->body.data ? r->body.data : "";
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+char *hook_form_value(const char *form, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *q = form, *end = form + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        size_t seg = amp ? (size_t)(amp - q) : (size_t)(end - q);
+        if (seg >= nl + 1 && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            char *out = hr_malloc(seg - nl);
+            size_t o = 0;
+            for (size_t i = nl + 1; i < seg; i++) {
+                int ch = (unsigned char)q[i];
+                if (ch == '+') ch = ' ';
+                else if (ch == '%' && i + 2 < seg && hexval(q[i + 1]) >= 0 &&
+                         hexval(q[i + 2]) >= 0) {
+                    ch = hexval(q[i + 1]) * 16 + hexval(q[i + 2]);
+                    i += 2;
+                }
+                out[o++] = (char)ch;
+            }
+            out[o] = '\0';
+            return out;
+        }
+        if (!amp) break;
+        q = amp + 1;
+    }
+    return NULL;
+}
+
+int hook_req_query_param(const hook_req *r, const char *name, char *out, size_t outlen)
+{
+    const char *q = hook_req_query(r);
+    char *v = hook_form_value(q, strlen(q), name);
+    if (!v) return -1;
+    int rc = strlen(v) < outlen ? 0 : -1;
+    if (rc == 0) memcpy(out, v, strlen(v) + 1);
+    free(v);
+    return rc;
+}
+
+void hook_req_add_header(hook_req *r, const char *name, const char *value)
+{
+    hr_buf_printf(&r->out_hdrs, "%s: %s\r\n", name, value);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void conn_arm(conn *c, int ms)
+{
+    ev_timer_stop(c->h->loop, &c->timer);
+    if (ms <= 0) return;
+    ev_timer_set(&c->timer, ms / 1000.0, 0.);
+    ev_timer_start(c->h->loop, &c->timer);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    conn *c = w->data;
+    /* Slow or idle client: drop it. A request the handler holds is not
+     * timed (its own deadline is the handler's business). */
+    if (c->state != C_HANDLING) conn_close(c);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void write_some(conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(c->h->loop, &c->wio);
+            conn_arm(c, c->h->o.idle_timeout_ms);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    ev_io_stop(c->h->loop, &c->wio);
+    hr_buf_reset(&c->out);
+    c->out_off = 0;
+    if (c->state == C_WRITING) {
+        if (c->closing || c->h->stopping) {
+            conn_close(c);
+            return;
+        }
+        c->state = C_READING;
+        c->got_bytes = 0;
+        req_reset(&c->req);
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+        conn_arm(c, c->h->o.idle_timeout_ms);
+        ev_io_start(c->h->loop, &c->rio);
+        conn_try_parse(c); /* pipelined bytes already read */
+    }
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    write_some(w->data);
+}
+
+static void conn_answer(conn *c, int status, const char *ctype, const void *body, size_t len,
+                        const char *extra)
+{
+    int keep = c->req.keep_alive && !c->closing && !c->h->stopping && status != 413 &&
+               status != 400 && status != 408;
+    if (!keep) c->closing = 1;
+    hr_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n",
+                  status, hook_status_text(status), len, keep ? "keep-alive" : "close");
+    if (ctype) hr_buf_printf(&c->out, "Content-Type: %s\r\n", ctype);
+    if (extra) hr_buf_puts(&c->out, extra);
+    hr_buf_puts(&c->out, "\r\n");
+    if (len && strcmp(c->req.method, "HEAD") != 0) hr_buf_append(&c->out, body, len);
+    c->state = C_WRITING;
+    ev_io_stop(c->h->loop, &c->rio);
+    write_some(c);
+}
+
+static void conn_free(conn *c)
+{
+    req_release(&c->req);
+    hr_buf_release(&c->in);
+    hr_buf_release(&c->out);
+    free(c);
+}
+
+void hook_req_respond(hook_req *r, int status, const char *ctype, const void *body, size_t len)
+{
+    conn *c = r->c;
+    if (c->dead) { /* the client went away while we worked */
+        conn_free(c);
+        return;
+    }
+    if (c->state != C_HANDLING) return; /* BUG guard: a second answer is ignored */
+    conn_answer(c, status, ctype, body, len, c->req.out_hdrs.data);
+}
+
+void hook_req_respond_json(hook_req *r, int status, const char *json)
+{
+    hook_req_respond(r, status, "application/json", json, strlen(json));
+}
+
+void hook_req_drop(hook_req *r)
+{
+    conn *c = r->c;
+    if (c->dead) {
+        conn_free(c);
+        return;
+    }
+    conn_close(c);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int p_begin(http_parser *p)
+{
+    conn *c = p->data;
+    req_reset(&c->req);
+    c->too_large = 0;
+    return 0;
+}
+
+static int p_url(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    if (c->req.url.len + n > 8192) return -1;
+    hr_buf_append(&c->req.url, at, n);
+    return 0;
+}
+
+static int p_field(http_parser *p, const char *at, size_t n)
+{
+    hook_req *r = &((conn *)p->data)->req;
+    if (r->nhdrs == 0 || r->last_was_value) {
+        if (r->nhdrs >= 100) return -1;
+        if (r->nhdrs == r->caphdrs) {
+            r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 16;
+            r->hdrs = hr_realloc(r->hdrs, sizeof *r->hdrs * (size_t)r->caphdrs);
+        }
+        hdr *hd = &r->hdrs[r->nhdrs++];
+        hr_buf_init(&hd->name);
+        hr_buf_init(&hd->value);
+        hr_buf_puts(&hd->value, "");
+        r->last_was_value = 0;
+    }
+    hdr *hd = &r->hdrs[r->nhdrs - 1];
+    if (hd->name.len + n > 256) return -1;
+    hr_buf_append(&hd->name, at, n);
+    return 0;
+}
+
+static int p_value(http_parser *p, const char *at, size_t n)
+{
+    hook_req *r = &((conn *)p->data)->req;
+    if (r->nhdrs == 0) return -1;
+    hdr *hd = &r->hdrs[r->nhdrs - 1];
+    if (hd->value.len + n > 8192) return -1;
+    hr_buf_append(&hd->value, at, n);
+    r->last_was_value = 1;
+    return 0;
+}
+
+static int p_headers_done(http_parser *p)
+{
+    conn *c = p->data;
+    hook_req *r = &c->req;
+    snprintf(r->method, sizeof r->method, "%s", http_method_str(p->method));
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    hr_buf_puts(&r->url, "");
+    if (http_parser_parse_url(r->url.data, r->url.len, 0, &u) != 0) return -1;
+    if (u.field_set & (1 << UF_PATH))
+        r->path = hr_strndup(r->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    else
+        r->path = hr_strdup("/");
+    if (u.field_set & (1 << UF_QUERY)) r->query = r->url.data + u.field_data[UF_QUERY].off;
+    if (u.field_set & (1 << UF_QUERY)) r->url.data[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
+    if (p->flags & F_CONTENTLENGTH && p->content_length > c->h->o.max_body) {
+        c->too_large = 1;
+        return -1;
+    }
+    const char *expect = hook_req_header(r, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        /* best effort: the client sends the body anyway after a delay */
+        if (send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL) < 0) { /* ignored */
+        }
+    }
+    return 0;
+}
+
+static int p_body(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    if (c->req.body.len + n > c->h->o.max_body) {
+        c->too_large = 1;
+        return -1;
+    }
+    hr_buf_append(&c->req.body, at, n);
+    return 0;
+}
+
+static int p_done(http_parser *p)
+{
+    conn *c = p->data;
+    c->req.keep_alive = http_should_keep_alive(p);
+    hr_buf_puts(&c->req.body, ""); /* NUL-terminate even when empty */
+    c->state = C_HANDLING;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* conn_try_parse feeds the unparsed bytes to the parser and hands a complete
+ * request to the handler. */
+static void conn_try_parse(conn *c)
+{
+    while (c->state == C_READING && c->in_off < c->in.len) {
+        size_t avail = c->in.len - c->in_off;
+        if (!c->got_bytes) {
+            c->got_bytes = 1;
+            conn_arm(c, c->h->o.request_timeout_ms);
+        }
+        size_t used = http_parser_execute(&c->parser, &c->h->settings, c->in.data + c->in_off,
+                                          avail);
+        c->in_off += used;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->state == C_HANDLING) {
+            if (e == HPE_PAUSED) http_parser_pause(&c->parser, 0);
+            /* compact the input buffer: pipelined bytes stay */
+            if (c->in_off == c->in.len) {
+                hr_buf_reset(&c->in);
+                c->in_off = 0;
+            }
+            ev_io_stop(c->h->loop, &c->rio);
+            ev_timer_stop(c->h->loop, &c->timer);
+            c->h->o.handler(&c->req, c->h->o.priv);
+            return;
+        }
+        if (e != HPE_OK) {
+            c->state = C_HANDLING;
+            c->closing = 1;
+            if (c->too_large) {
+                static const char msg[] = "{\"error\":\"request body too large\"}";
+                conn_answer(c, 413, "application/json", msg, sizeof msg - 1, NULL);
+            } else {
+                static const char msg[] = "{\"error\":\"malformed request\"}";
+                conn_answer(c, 400, "application/json", msg, sizeof msg - 1, NULL);
+            }
+            return;
+        }
+    }
+    if (c->in_off == c->in.len) {
+        hr_buf_reset(&c->in);
+        c->in_off = 0;
+    }
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    for (;;) {
+        hr_buf_reserve(&c->in, 16384);
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            c->in.data[c->in.len] = '\0';
+            if (c->in.len - c->in_off > c->h->o.max_body + 65536) break; /* parse now */
+            if ((size_t)n < 16384) break;
+            continue;
+        }
+        if (n == 0) { /* peer closed */
+            if (c->state == C_READING) {
+                conn_close(c);
+                return;
+            }
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        conn_close(c);
+        return;
+    }
+    conn_try_parse(c);
+}
+
+/* ------------------------------------------------------- connections */
+
+static void conn_close(conn *c)
+{
+    hook_httpd *h = c->h;
+    ev_io_stop(h->loop, &c->rio);
+    ev_io_stop(h->loop, &c->wio);
+    ev_timer_stop(h->loop, &c->timer);
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    if (c->prev) c->prev->next = c->next;
+    else h->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    h->nconns--;
+    if (c->state == C_HANDLING) c->dead = 1; /* freed by the handler's answer */
+    else conn_free(c);
+    if (h->stopping && h->nconns == 0 && h->stop_done) ev_idle_start(h->loop, &h->stop_idle);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    hook_httpd *h = w->data;
+    for (int k = 0; k < 64; k++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return; /* EAGAIN, or EMFILE: try again on the next wakeup */
+        if (h->nconns >= h->o.max_conns) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                       "Connection: close\r\nRetry-After: 1\r\n\r\n";
+            if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0) { /* best effort */
+            }
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn *c = hr_calloc(1, sizeof *c);
+        c->h = h;
+        c->fd = fd;
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
+                      sizeof c->peer);
+        c->req.c = c;
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+        ev_io_init(&c->rio, on_readable, fd, EV_READ);
+        ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+        ev_init(&c->timer, on_timer);
+        c->rio.data = c->wio.data = c->timer.data = c;
+        c->next = h->conns;
+        if (h->conns) h->conns->prev = c;
+        h->conns = c;
+        h->nconns++;
+        ev_io_start(loop, &c->rio);
+        conn_arm(c, h->o.idle_timeout_ms);
+    }
+}
+
+static void on_stop_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    hook_httpd *h = w->data;
+    ev_idle_stop(loop, w);
+    void (*done)(void *) = h->stop_done;
+    h->stop_done = NULL;
+    if (done) done(h->stop_priv);
+}
+
+static int split_listen(const char *addr, char *host, size_t hostlen, char *port,
+                        size_t portlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon) {
+        snprintf(host, hostlen, "127.0.0.1");
+        if ((size_t)snprintf(port, portlen, "%s", addr) >= portlen) return -1;
+        return 0;
+    }
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= hostlen) return -1;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[') { /* [::1]:8080 */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    if (!host[0]) snprintf(host, hostlen, "0.0.0.0");
+    if ((size_t)snprintf(port, portlen, "%s", colon + 1) >= portlen) return -1;
+    return 0;
+}
+
+hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_err *err)
+{
+    char host[256], port[16];
+    const char *addr = o->listen ? o->listen : "127.0.0.1:0";
+    if (split_listen(addr, host, sizeof host, port, sizeof port) != 0) {
+        hr_err_set(err, "httpd: bad listen address \"%s\"", addr);
+        return NULL;
+    }
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        hr_err_set(err, "httpd: %s: %s", addr, gai_strerror(rc));
+        return NULL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        hr_err_set(err, "httpd: cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    freeaddrinfo(ai);
+    hook_httpd *h = hr_calloc(1, sizeof *h);
+    h->loop = loop;
+    h->o = *o;
+    if (!h->o.max_body) h->o.max_body = 1 << 20;
+    if (!h->o.request_timeout_ms) h->o.request_timeout_ms = 10000;
+    if (!h->o.idle_timeout_ms) h->o.idle_timeout_ms = 30000;
+    if (!h->o.max_conns) h->o.max_conns = 1024;
+    h->o.listen = NULL; /* not kept: borrowed */
+    h->fd = fd;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    h->settings.on_message_begin = p_begin;
+    h->settings.on_url = p_url;
+    h->settings.on_header_field = p_field;
+    h->settings.on_header_value = p_value;
+    h->settings.on_headers_complete = p_headers_done;
+    h->settings.on_body = p_body;
+    h->settings.on_message_complete = p_done;
+    ev_io_init(&h->accept_io, on_accept, fd, EV_READ);
+    h->accept_io.data = h;
+    ev_io_start(loop, &h->accept_io);
+    ev_idle_init(&h->stop_idle, on_stop_idle);
+    h->stop_idle.data = h;
+    return h;
+}
+
+int hook_httpd_port(const hook_httpd *h) { return h->port; }
+int hook_httpd_conns(const hook_httpd *h) { return h->nconns; }
+
+void hook_httpd_stop(hook_httpd *h, void (*done)(void *priv), void *priv)
+{
+    h->stopping = 1;
+    h->stop_done = done;
+    h->stop_priv = priv;
+    ev_io_stop(h->loop, &h->accept_io);
+    if (h->fd >= 0) close(h->fd);
+    h->fd = -1;
+    /* idle connections go now; busy ones close after their answer */
+    for (conn *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == C_READING && !c->got_bytes) conn_close(c);
+    }
+    if (h->nconns == 0 && done) ev_idle_start(h->loop, &h->stop_idle);
+}
+
+void hook_httpd_free(hook_httpd *h)
+{
+    if (!h) return;
+    ev_io_stop(h->loop, &h->accept_io);
+    ev_idle_stop(h->loop, &h->stop_idle);
+    h->stop_done = NULL;
+    while (h->conns) {
+        conn *c = h->conns;
+        int held = c->state == C_HANDLING;
+        conn_close(c);
+        if (held) conn_free(c); /* nobody may answer it after free */
+    }
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+}

@@ -1,0 +1,55 @@
+/* internal.h: what the webhooks module's files share: cached key checks, the
+ * Redis connection with reconnects, and the recording script. Not public. */
+#ifndef HERALD_HOOK_INTERNAL_H
+#define HERALD_HOOK_INTERNAL_H
+
+#include <openssl/evp.h>
+
+#include "webhooks.h"
+
+struct redisAsyncContext;
+struct redisReply;
+
+long hook_b64_decode(const char *in, unsigned char *out, size_t outcap);
+EVP_PKEY *hook_pubkey_load(const char *pubkey, hr_err *err);
+int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *timestamp,
+                             const char *body, size_t len, int64_t now_s, int window_s,
+                             hr_err *err);
+
+/* hook_redis: one hiredis async connection on the loop that reconnects with
+ * backoff (50 ms .. 2 s). Commands issued while down fail at once. */
+typedef struct hook_redis hook_redis;
+/* cb gets the reply (NULL on failure; valid only during cb). */
+typedef void hook_redis_cb(struct redisReply *reply, const char *errmsg, void *priv);
+hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, hr_err *err);
+void hook_redis_free(hook_redis *r);
+int hook_redis_up(const hook_redis *r);
+/* hook_redis_argv runs a command; cb runs exactly once. */
+void hook_redis_argv(hook_redis *r, int argc, const char **argv, const size_t *lens,
+                     hook_redis_cb *cb, void *priv);
+/* hook_redis_script runs EVALSHA of src (loading it on NOSCRIPT) with the
+ * given keys+args argv (without "EVALSHA sha nkeys"). */
+void hook_redis_script(hook_redis *r, const char *src, const char *sha, int nkeys, int argc,
+                       const char **argv, const size_t *lens, hook_redis_cb *cb, void *priv);
+void hook_script_sha(const char *src, char out[41]);
+
+extern const char hook_lua_record[];
+
+/* hook_fire: POSTs from the loop through libcurl multi. cb gets the HTTP
+ * status (0 when the request failed or the handle was freed). */
+typedef struct hook_fire hook_fire;
+typedef void hook_fire_cb(long status, void *priv);
+hook_fire *hook_fire_new(struct ev_loop *loop);
+void hook_fire_free(hook_fire *f);
+void hook_fire_post(hook_fire *f, const char *url, const char *const *headers, const char *body,
+                    size_t len, hook_fire_cb *cb, void *priv);
+int hook_fire_pending(const hook_fire *f);
+
+/* hook_form_value returns the decoded value of name in an
+ * application/x-www-form-urlencoded text (new string), or NULL. */
+char *hook_form_value(const char *form, size_t len, const char *name);
+
+/* hook_html_escape appends s to out with & < > " ' escaped. */
+void hook_html_escape(hr_buf *out, const char *s);
+
+#endif

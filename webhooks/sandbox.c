@@ -1,0 +1,1430 @@
+/* sandbox.c: `herald sandbox`: look-alike platform APIs on loopback, as
+ * docs/platforms.md describes them: same paths, auth headers, validation,
+ * answer shapes and ids; Idempotency-Key; injected faults; engagement counts
+ * that grow; signed engagement webhooks fired at `herald webhooks`; and a
+ * queryable record of every request. Records live in memory only. */
+#include <ev.h>
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <utf8proc.h>
+
+#include "internal.h"
+#include "queue.h"
+
+typedef struct sb_fault {
+    char platform[32]; /* "*" for all */
+    double rate429, rate500, drop;
+    int retry_after_s, slow_ms;
+} sb_fault;
+
+typedef struct sb_rec {
+    char *platform, *kind, *method, *path, *idem, *id;
+    json_t *body; /* the request body: parsed JSON, a form as an object, or a string */
+    int status;
+    char *resp;      /* answer body */
+    char *resp_hdrs; /* extra answer headers, "Name: value\r\n"... */
+    int duplicates;
+    int64_t received_ms;
+    char *text;                  /* the post's text, for read-back */
+    char *email, *job, *campaign; /* emails: for the webhooks it fires */
+    char *message_id;            /* mailgun/sendgrid Message-Id header we were given */
+    char *rkey, *repo;           /* bluesky */
+    int published;               /* threads containers */
+} sb_rec;
+
+typedef struct sb_session {
+    char access[48], refresh[48], did[64];
+    int expired;
+} sb_session;
+
+struct hook_sandbox {
+    struct ev_loop *loop;
+    hook_httpd *http;
+    hook_fire *fire;
+    sb_rec **recs;
+    int nrecs, caprecs;
+    sb_fault faults[16];
+    int nfaults;
+    sb_session *sessions;
+    int nsessions;
+    uint64_t rng;
+    uint64_t seq;
+    char *webhooks_url;
+    int auto_events;
+    EVP_PKEY *sg_key;
+    char *sg_pub_pem;
+    char *mailgun_key, *postmark_auth, *generic_key;
+    long fired, fired_ok, fired_failed, faults_injected;
+    struct delayed *delays; /* slow answers waiting on their timers */
+};
+
+/* The answer being built for one request. */
+typedef struct sb_reply {
+    int status;
+    hr_buf body;
+    hr_buf hdrs;
+} sb_reply;
+
+/* ------------------------------------------------------------ helpers */
+
+static double rnd(hook_sandbox *s)
+{
+    /* xorshift64*: faults must be reproducible with --seed */
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void reply_json(sb_reply *o, int status, json_t *j)
+{
+    o->status = status;
+    char *t = json_dumps(j, JSON_COMPACT);
+    hr_buf_puts(&o->body, t);
+    free(t);
+    json_decref(j);
+}
+
+static void reply_hdr(sb_reply *o, const char *name, const char *value)
+{
+    hr_buf_printf(&o->hdrs, "%s: %s\r\n", name, value);
+}
+
+static char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? hr_strdup(v) : NULL;
+}
+
+static const char *bearer(const hook_req *r)
+{
+    const char *a = hook_req_header(r, "Authorization");
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0 || !a[7]) return NULL;
+    return a + 7;
+}
+
+/* count_chars counts code points, a URL as 23 (X's and Mastodon's rule). */
+static long count_chars(const char *t)
+{
+    long n = 0;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t;
+    while (*p) {
+        if (strncmp((const char *)p, "http://", 7) == 0 ||
+            strncmp((const char *)p, "https://", 8) == 0) {
+            while (*p && *p != ' ' && *p != '\n') p++;
+            n += 23;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate(p, -1, &cp);
+        if (l <= 0) return -1; /* not UTF-8 */
+        p += l;
+        n++;
+    }
+    return n;
+}
+
+static long count_graphemes(const char *t)
+{
+    long n = 0;
+    utf8proc_int32_t prev = -1, state = 0;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t;
+    while (*p) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate(p, -1, &cp);
+        if (l <= 0) return -1;
+        if (prev < 0 || utf8proc_grapheme_break_stateful(prev, cp, &state)) n++;
+        prev = cp;
+        p += l;
+    }
+    return n;
+}
+
+static char *digits_id(hook_sandbox *s, const char *prefix, int width)
+{
+    /* time-ordered decimal ids like the platforms' snowflakes */
+    uint64_t v = (uint64_t)hr_now_ms() * 1000 + (++s->seq % 1000);
+    char d[32];
+    snprintf(d, sizeof d, "%llu", (unsigned long long)v);
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_puts(&b, prefix);
+    for (int i = (int)strlen(d); i < width; i++) hr_buf_putc(&b, (char)('1' + (i % 9)));
+    hr_buf_puts(&b, d);
+    return hr_buf_detach(&b);
+}
+
+static char *rand_token(int nbytes)
+{
+    unsigned char raw[48];
+    char out[72];
+    hr_random_bytes(raw, (size_t)nbytes);
+    hr_b64url_encode(raw, (size_t)nbytes, out);
+    return hr_strdup(out);
+}
+
+static json_t *form_to_json(const char *body, size_t len)
+{
+    json_t *o = json_object();
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t seg = amp ? (size_t)(amp - p) : (size_t)(end - p);
+        const char *eq = memchr(p, '=', seg);
+        if (eq) {
+            char *name = hr_strndup(p, (size_t)(eq - p));
+            char *v = hook_form_value(p, seg, name);
+            if (v && json_object_get(o, name) == NULL) json_object_set_new(o, name, json_string(v));
+            free(v);
+            free(name);
+        }
+        if (!amp) break;
+        p = amp + 1;
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------ records */
+
+static sb_rec *rec_new(hook_sandbox *s, const char *platform, const char *kind, hook_req *r)
+{
+    sb_rec *x = hr_calloc(1, sizeof *x);
+    x->platform = hr_strdup(platform);
+    x->kind = hr_strdup(kind);
+    x->method = hr_strdup(hook_req_method(r));
+    x->path = hr_strdup(hook_req_path(r));
+    x->idem = hr_strdup(hook_req_header(r, "Idempotency-Key"));
+    x->received_ms = hr_now_ms();
+    size_t len;
+    const char *body = hook_req_body(r, &len);
+    const char *ct = hook_req_header(r, "Content-Type");
+    if (len && ct && strstr(ct, "json")) x->body = json_loadb(body, len, 0, NULL);
+    else if (len && ct && strstr(ct, "x-www-form-urlencoded")) x->body = form_to_json(body, len);
+    if (!x->body && len) x->body = json_stringn_nocheck(body, len);
+    if (!x->body) x->body = json_null();
+    if (s->nrecs == s->caprecs) {
+        s->caprecs = s->caprecs ? s->caprecs * 2 : 64;
+        s->recs = hr_realloc(s->recs, sizeof *s->recs * (size_t)s->caprecs);
+    }
+    s->recs[s->nrecs++] = x;
+    return x;
+}
+
+static void rec_free(sb_rec *x)
+{
+    free(x->platform);
+    free(x->kind);
+    free(x->method);
+    free(x->path);
+    free(x->idem);
+    free(x->id);
+    json_decref(x->body);
+    free(x->resp);
+    free(x->resp_hdrs);
+    free(x->text);
+    free(x->email);
+    free(x->job);
+    free(x->campaign);
+    free(x->message_id);
+    free(x->rkey);
+    free(x->repo);
+    free(x);
+}
+
+static sb_rec *find_idem(hook_sandbox *s, const char *platform, const char *key)
+{
+    for (int i = 0; i < s->nrecs; i++) {
+        sb_rec *x = s->recs[i];
+        if (x->idem && x->status >= 200 && x->status < 300 && strcmp(x->idem, key) == 0 &&
+            strcmp(x->platform, platform) == 0)
+            return x;
+    }
+    return NULL;
+}
+
+static sb_rec *find_id(hook_sandbox *s, const char *platform, const char *kind, const char *id)
+{
+    for (int i = 0; i < s->nrecs; i++) {
+        sb_rec *x = s->recs[i];
+        if (x->id && strcmp(x->id, id) == 0 && strcmp(x->platform, platform) == 0 &&
+            (!kind || strcmp(x->kind, kind) == 0) && x->status >= 200 && x->status < 300)
+            return x;
+    }
+    return NULL;
+}
+
+/* engagement grows with the post's age, so polls see counts rise */
+static long grow(const sb_rec *x, int per_s)
+{
+    int64_t age_s = (hr_now_ms() - x->received_ms) / 1000;
+    return per_s > 0 ? (long)(age_s / per_s) : 0;
+}
+
+/* ------------------------------------------------------------ platforms */
+
+typedef void handler_fn(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x);
+
+static json_t *load_body(hook_req *r)
+{
+    size_t len;
+    const char *b = hook_req_body(r, &len);
+    return json_loadb(b, len, 0, NULL);
+}
+
+/* X */
+static void x_error(sb_reply *o, int status, const char *detail)
+{
+    reply_json(o, status,
+               json_pack("{ss ss ss si}", "title", status == 401 ? "Unauthorized" : "Invalid Request",
+                         "detail", detail, "type", "https://api.twitter.com/2/problems/invalid-request",
+                         "status", status));
+}
+
+static void x_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = bearer(r);
+    if (!tok || strcmp(tok, "invalid") == 0) return x_error(o, 401, "Unauthorized");
+    json_t *j = load_body(r);
+    const char *text = json_string_value(json_object_get(j, "text"));
+    long n = text ? count_chars(text) : -1;
+    if (!text || n <= 0) x_error(o, 400, "The `text` field is required and must be UTF-8");
+    else if (n > 280) x_error(o, 403, "Your Tweet text is too long.");
+    else {
+        x->id = digits_id(s, "", 19);
+        x->text = hr_strdup(text);
+        reply_json(o, 201, json_pack("{s{ssss}}", "data", "id", x->id, "text", text));
+    }
+    json_decref(j);
+}
+
+static void x_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *id = hook_req_path(r) + strlen("/2/tweets/");
+    sb_rec *p = find_id(s, "x", "post", id);
+    if (!p) return x_error(o, 404, "Could not find tweet");
+    reply_json(o, 200,
+               json_pack("{s{ssss s{sisisisisi}}}", "data", "id", p->id, "text", p->text,
+                         "public_metrics", "retweet_count", (int)grow(p, 10), "reply_count",
+                         (int)grow(p, 15), "like_count", (int)grow(p, 3), "quote_count",
+                         (int)grow(p, 30), "impression_count", (int)grow(p, 1) * 7));
+}
+
+static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    json_t *data = json_array();
+    for (int i = s->nrecs - 1; i >= 0 && json_array_size(data) < 100; i--) {
+        sb_rec *p = s->recs[i];
+        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id) continue;
+        char ts[32];
+        hr_format_rfc3339(p->received_ms, ts, sizeof ts);
+        json_array_append_new(data, json_pack("{ssssss}", "id", p->id, "text", p->text,
+                                              "created_at", ts));
+    }
+    reply_json(o, 200, json_pack("{so}", "data", data));
+}
+
+/* Mastodon */
+static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = bearer(r);
+    if (!tok || strcmp(tok, "invalid") == 0)
+        return reply_json(o, 401, json_pack("{ss}", "error", "The access token is invalid"));
+    const char *text = json_string_value(json_object_get(x->body, "status"));
+    long n = text ? count_chars(text) : -1;
+    if (!text || n <= 0)
+        return reply_json(o, 422, json_pack("{ss}", "error", "Validation failed: Text can't be blank"));
+    if (n > 500)
+        return reply_json(o, 422, json_pack("{ss}", "error",
+                                            "Validation failed: Text character limit of 500 exceeded"));
+    x->id = digits_id(s, "", 18);
+    x->text = hr_strdup(text);
+    char *url = hr_asprintf("https://mastodon.sandbox/@shop/%s", x->id);
+    char ts[32];
+    hr_format_rfc3339(x->received_ms, ts, sizeof ts);
+    hr_buf content;
+    hr_buf_init(&content);
+    hr_buf_puts(&content, "<p>");
+    hook_html_escape(&content, text);
+    hr_buf_puts(&content, "</p>");
+    reply_json(o, 200,
+               json_pack("{ss ss ss ss ss ss si si si}", "id", x->id, "uri", url, "url", url,
+                         "created_at", ts, "content", content.data, "visibility", "public",
+                         "favourites_count", 0, "reblogs_count", 0, "replies_count", 0));
+    hr_buf_release(&content);
+    free(url);
+}
+
+static void masto_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *id = hook_req_path(r) + strlen("/api/v1/statuses/");
+    sb_rec *p = find_id(s, "mastodon", "post", id);
+    if (!p) return reply_json(o, 404, json_pack("{ss}", "error", "Record not found"));
+    reply_json(o, 200, json_pack("{ss si si si}", "id", p->id, "favourites_count",
+                                 (int)grow(p, 3), "reblogs_count", (int)grow(p, 10),
+                                 "replies_count", (int)grow(p, 15)));
+}
+
+static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    json_t *a = json_array();
+    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 40; i--) {
+        sb_rec *p = s->recs[i];
+        if (strcmp(p->platform, "mastodon") || strcmp(p->kind, "post") || !p->id) continue;
+        hr_buf c;
+        hr_buf_init(&c);
+        hr_buf_puts(&c, "<p>");
+        hook_html_escape(&c, p->text);
+        hr_buf_puts(&c, "</p>");
+        json_array_append_new(a, json_pack("{ssss}", "id", p->id, "content", c.data));
+        hr_buf_release(&c);
+    }
+    reply_json(o, 200, a);
+}
+
+/* Bluesky */
+static void bsky_error(sb_reply *o, int status, const char *err, const char *msg)
+{
+    reply_json(o, status, json_pack("{ssss}", "error", err, "message", msg));
+}
+
+static void bsky_session_reply(sb_reply *o, const sb_session *ss, const char *handle)
+{
+    reply_json(o, 200, json_pack("{ssssssss}", "did", ss->did, "handle", handle, "accessJwt",
+                                 ss->access, "refreshJwt", ss->refresh));
+}
+
+static sb_session *new_session(hook_sandbox *s, const char *did)
+{
+    s->sessions = hr_realloc(s->sessions, sizeof *s->sessions * (size_t)(s->nsessions + 1));
+    sb_session *ss = &s->sessions[s->nsessions++];
+    memset(ss, 0, sizeof *ss);
+    char *a = rand_token(24), *f = rand_token(24);
+    snprintf(ss->access, sizeof ss->access, "acc.%s", a);
+    snprintf(ss->refresh, sizeof ss->refresh, "ref.%s", f);
+    snprintf(ss->did, sizeof ss->did, "%s", did);
+    free(a);
+    free(f);
+    return ss;
+}
+
+static void bsky_create_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *id = json_string_value(json_object_get(x->body, "identifier"));
+    const char *pw = json_string_value(json_object_get(x->body, "password"));
+    if (!id || !pw) return bsky_error(o, 400, "InvalidRequest", "identifier and password required");
+    if (strcmp(pw, "invalid") == 0)
+        return bsky_error(o, 401, "AuthenticationRequired", "Invalid identifier or password");
+    char ukh[13], did[64];
+    queue_ukh_from_key(id, ukh);
+    snprintf(did, sizeof did, "did:plc:%s", ukh);
+    for (char *p = did; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    sb_session *ss = new_session(s, did);
+    bsky_session_reply(o, ss, id);
+}
+
+static void bsky_refresh_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = bearer(r);
+    for (int i = 0; tok && i < s->nsessions; i++)
+        if (strcmp(s->sessions[i].refresh, tok) == 0) {
+            char did[64];
+            snprintf(did, sizeof did, "%s", s->sessions[i].did);
+            s->sessions[i].refresh[0] = '\0'; /* refresh tokens are single use */
+            sb_session *ss = new_session(s, did);
+            return bsky_session_reply(o, ss, "handle.sandbox");
+        }
+    bsky_error(o, 400, "ExpiredToken", "Token has been revoked");
+}
+
+static int bsky_auth(hook_sandbox *s, hook_req *r, sb_reply *o)
+{
+    const char *tok = bearer(r);
+    for (int i = 0; tok && i < s->nsessions; i++)
+        if (strcmp(s->sessions[i].access, tok) == 0) {
+            if (!s->sessions[i].expired) return 0;
+            bsky_error(o, 400, "ExpiredToken", "Token has expired");
+            return -1;
+        }
+    bsky_error(o, 401, "InvalidToken", "Bad token");
+    return -1;
+}
+
+static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    if (bsky_auth(s, r, o) != 0) return;
+    const char *repo = json_string_value(json_object_get(x->body, "repo"));
+    const char *coll = json_string_value(json_object_get(x->body, "collection"));
+    const char *rkey = json_string_value(json_object_get(x->body, "rkey"));
+    json_t *rec = json_object_get(x->body, "record");
+    const char *text = json_string_value(json_object_get(rec, "text"));
+    if (!repo || !coll || !json_is_object(rec) || !text ||
+        !json_string_value(json_object_get(rec, "createdAt")))
+        return bsky_error(o, 400, "InvalidRequest",
+                          "Input must have the properties \"repo\", \"collection\", \"record\" "
+                          "(with text and createdAt)");
+    if (strcmp(coll, "app.bsky.feed.post") != 0)
+        return bsky_error(o, 400, "InvalidRequest", "Unsupported collection");
+    long g = count_graphemes(text);
+    if (g < 0 || g > 300 || strlen(text) > 3000)
+        return bsky_error(o, 400, "InvalidRequest",
+                          "Invalid app.bsky.feed.post record: Record/text must not be longer "
+                          "than 300 graphemes");
+    char *key = rkey ? hr_strdup(rkey) : digits_id(s, "3k", 11);
+    for (int i = 0; i < s->nrecs; i++) {
+        sb_rec *p = s->recs[i];
+        if (p != x && p->rkey && p->status == 200 && strcmp(p->rkey, key) == 0 &&
+            hr_streq(p->repo, repo)) {
+            p->duplicates++;
+            free(key);
+            return bsky_error(o, 400, "InvalidRequest", "Record already exists");
+        }
+    }
+    x->rkey = key;
+    x->repo = hr_strdup(repo);
+    x->text = hr_strdup(text);
+    x->id = hr_asprintf("at://%s/app.bsky.feed.post/%s", repo, key);
+    char *cid = rand_token(30);
+    for (char *p = cid; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : (*p == '-' || *p == '_') ? 'a' : *p);
+    char *full = hr_asprintf("bafyrei%s", cid);
+    reply_json(o, 200, json_pack("{ssss}", "uri", x->id, "cid", full));
+    free(cid);
+    free(full);
+}
+
+static void bsky_get_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    char repo[128], rkey[64];
+    if (hook_req_query_param(r, "repo", repo, sizeof repo) ||
+        hook_req_query_param(r, "rkey", rkey, sizeof rkey))
+        return bsky_error(o, 400, "InvalidRequest", "repo and rkey are required");
+    for (int i = 0; i < s->nrecs; i++) {
+        sb_rec *p = s->recs[i];
+        if (p->rkey && p->status == 200 && strcmp(p->rkey, rkey) == 0 && hr_streq(p->repo, repo))
+            return reply_json(o, 200,
+                              json_pack("{sssssO}", "uri", p->id, "cid", "bafyreisandbox",
+                                        "value", json_object_get(p->body, "record")));
+    }
+    bsky_error(o, 400, "RecordNotFound", "Could not locate record");
+}
+
+static void bsky_get_posts(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    char uri[300];
+    json_t *posts = json_array();
+    if (hook_req_query_param(r, "uris", uri, sizeof uri) == 0) {
+        sb_rec *p = find_id(s, "bluesky", "post", uri);
+        if (p)
+            json_array_append_new(posts, json_pack("{sssisisisi}", "uri", p->id, "likeCount",
+                                                   (int)grow(p, 3), "repostCount", (int)grow(p, 10),
+                                                   "replyCount", (int)grow(p, 15), "quoteCount",
+                                                   (int)grow(p, 30)));
+    }
+    reply_json(o, 200, json_pack("{so}", "posts", posts));
+}
+
+/* LinkedIn */
+static void li_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = bearer(r);
+    if (!tok || strcmp(tok, "invalid") == 0)
+        return reply_json(o, 401, json_pack("{sssisi}", "message", "Invalid access token", "status",
+                                            401, "serviceErrorCode", 65600));
+    if (!hook_req_header(r, "LinkedIn-Version") ||
+        !hr_streq(hook_req_header(r, "X-Restli-Protocol-Version"), "2.0.0"))
+        return reply_json(o, 400, json_pack("{sssi}", "message",
+                                            "LinkedIn-Version and X-Restli-Protocol-Version: 2.0.0 "
+                                            "headers are required",
+                                            "status", 400));
+    const char *text = json_string_value(json_object_get(x->body, "commentary"));
+    const char *author = json_string_value(json_object_get(x->body, "author"));
+    if (!author || !text || !json_object_get(x->body, "visibility") ||
+        !json_object_get(x->body, "lifecycleState"))
+        return reply_json(o, 422, json_pack("{sssisi}", "message",
+                                            "author, commentary, visibility and lifecycleState "
+                                            "are required",
+                                            "status", 422, "serviceErrorCode", 100));
+    if (count_chars(text) > 3000)
+        return reply_json(o, 422, json_pack("{sssisi}", "message", "commentary is too long",
+                                            "status", 422, "serviceErrorCode", 100));
+    x->id = digits_id(s, "urn:li:share:7", 18);
+    x->text = hr_strdup(text);
+    o->status = 201;
+    reply_hdr(o, "x-restli-id", x->id);
+}
+
+static void li_social(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *enc = hook_req_path(r) + strlen("/rest/socialActions/");
+    char *form = hr_asprintf("u=%s", enc); /* the URN arrives percent-encoded */
+    char *urn = hook_form_value(form, strlen(form), "u");
+    free(form);
+    sb_rec *p = find_id(s, "linkedin", "post", urn ? urn : "");
+    free(urn);
+    if (!p) return reply_json(o, 404, json_pack("{sssi}", "message", "Not found", "status", 404));
+    reply_json(o, 200, json_pack("{s{si}s{si}}", "likesSummary", "totalLikes", (int)grow(p, 3),
+                                 "commentsSummary", "aggregatedTotalComments", (int)grow(p, 15)));
+}
+
+static void li_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    json_t *a = json_array();
+    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 50; i--) {
+        sb_rec *p = s->recs[i];
+        if (strcmp(p->platform, "linkedin") || strcmp(p->kind, "post") || !p->id) continue;
+        json_array_append_new(a, json_pack("{ssss}", "id", p->id, "commentary", p->text));
+    }
+    reply_json(o, 200, json_pack("{so}", "elements", a));
+}
+
+/* Meta (Threads, Facebook) */
+static void meta_error(sb_reply *o, int status, int code, const char *msg)
+{
+    reply_json(o, status, json_pack("{s{sssssi}}", "error", "message", msg, "type",
+                                    code == 190 ? "OAuthException" : "GraphMethodException", "code",
+                                    code));
+}
+
+static int meta_auth(hook_req *r, sb_reply *o)
+{
+    const char *tok = bearer(r);
+    char q[256];
+    if (!tok && hook_req_query_param(r, "access_token", q, sizeof q) == 0) tok = q;
+    if (!tok || strcmp(tok, "invalid") == 0) {
+        meta_error(o, 400, 190, "Invalid OAuth access token.");
+        return -1;
+    }
+    return 0;
+}
+
+static void threads_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    if (meta_auth(r, o) != 0) return;
+    const char *mt = json_string_value(json_object_get(x->body, "media_type"));
+    const char *text = json_string_value(json_object_get(x->body, "text"));
+    if (!mt || strcmp(mt, "TEXT") != 0 || !text || !text[0])
+        return meta_error(o, 400, 100, "Param media_type=TEXT and text are required");
+    if (count_chars(text) > 500) return meta_error(o, 400, 100, "Param text is too long");
+    x->id = digits_id(s, "", 17);
+    x->text = hr_strdup(text);
+    reply_json(o, 200, json_pack("{ss}", "id", x->id));
+}
+
+static void threads_publish(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    if (meta_auth(r, o) != 0) return;
+    const char *cid = json_string_value(json_object_get(x->body, "creation_id"));
+    sb_rec *c = cid ? find_id(s, "threads", "container", cid) : NULL;
+    if (!c) return meta_error(o, 400, 100, "Param creation_id is not a valid container");
+    if (c->published) {
+        c->duplicates++;
+        return meta_error(o, 400, 100, "The media has already been published");
+    }
+    c->published = 1;
+    x->id = digits_id(s, "", 17);
+    x->text = hr_strdup(c->text);
+    reply_json(o, 200, json_pack("{ss}", "id", x->id));
+}
+
+static void threads_insights(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *path = hook_req_path(r) + strlen("/v1.0/");
+    char id[64];
+    size_t n = strcspn(path, "/");
+    if (n >= sizeof id) n = sizeof id - 1;
+    memcpy(id, path, n);
+    id[n] = '\0';
+    sb_rec *p = find_id(s, "threads", "post", id);
+    if (!p) return meta_error(o, 400, 100, "Unsupported get request");
+    const char *names[] = {"likes", "replies", "reposts", "quotes", "views"};
+    int per[] = {3, 15, 10, 30, 1};
+    json_t *data = json_array();
+    for (int i = 0; i < 5; i++)
+        json_array_append_new(data, json_pack("{ss s[{si}]}", "name", names[i], "values", "value",
+                                               (int)grow(p, per[i])));
+    reply_json(o, 200, json_pack("{so}", "data", data));
+}
+
+static void meta_list(hook_sandbox *s, const char *platform, const char *field, sb_reply *o)
+{
+    json_t *a = json_array();
+    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 25; i--) {
+        sb_rec *p = s->recs[i];
+        if (strcmp(p->platform, platform) || strcmp(p->kind, "post") || !p->id) continue;
+        json_array_append_new(a, json_pack("{ssss}", "id", p->id, field, p->text));
+    }
+    reply_json(o, 200, json_pack("{so}", "data", a));
+}
+
+static void threads_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    meta_list(s, "threads", "text", o);
+}
+
+static void fb_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    if (meta_auth(r, o) != 0) return;
+    const char *msg = json_string_value(json_object_get(x->body, "message"));
+    if (!msg || !msg[0]) return meta_error(o, 400, 100, "(#100) Missing message or attachment");
+    if (count_chars(msg) > 63206) return meta_error(o, 400, 100, "(#100) Message too long");
+    const char *page = hook_req_path(r) + strlen("/v19.0/");
+    size_t n = strcspn(page, "/");
+    char *prefix = hr_asprintf("%.*s_", (int)n, page);
+    x->id = digits_id(s, prefix, 16);
+    free(prefix);
+    x->text = hr_strdup(msg);
+    reply_json(o, 200, json_pack("{ss}", "id", x->id));
+}
+
+static void fb_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *path = hook_req_path(r) + strlen("/v19.0/");
+    if (strchr(path, '/')) return meta_list(s, "facebook", "message", o); /* <page>/feed */
+    sb_rec *p = find_id(s, "facebook", "post", path);
+    if (!p) return meta_error(o, 400, 100, "Unsupported get request");
+    reply_json(o, 200,
+               json_pack("{ss s{s[]s{si}} s{s[]s{si}} s{si}}", "id", p->id, "reactions", "data",
+                         "summary", "total_count", (int)grow(p, 3), "comments", "data", "summary",
+                         "total_count", (int)grow(p, 15), "shares", "count", (int)grow(p, 10)));
+}
+
+/* SendGrid */
+static void sg_error(sb_reply *o, int status, const char *msg, const char *field)
+{
+    reply_json(o, status, json_pack("{s[{sssoso}]}", "errors", "message", msg, "field",
+                                    field ? json_string(field) : json_null(), "help", json_null()));
+}
+
+static void sg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = bearer(r);
+    if (!tok || strcmp(tok, "invalid") == 0)
+        return sg_error(o, 401, "The provided authorization grant is invalid, expired, or revoked",
+                        NULL);
+    json_t *b = x->body;
+    json_t *p0 = json_array_get(json_object_get(b, "personalizations"), 0);
+    const char *to = json_string_value(json_object_get(json_array_get(json_object_get(p0, "to"), 0), "email"));
+    const char *from = json_string_value(json_object_get(json_object_get(b, "from"), "email"));
+    const char *subj = json_string_value(json_object_get(b, "subject"));
+    if (!json_is_object(b)) return sg_error(o, 400, "Bad Request", NULL);
+    if (!to) return sg_error(o, 400, "The to array is required for all personalization objects", "personalizations.0.to");
+    if (!from) return sg_error(o, 400, "The from object must be provided for every email send.", "from");
+    if (!subj || !subj[0]) return sg_error(o, 400, "The subject is required.", "subject");
+    json_t *c0 = json_array_get(json_object_get(b, "content"), 0);
+    if (!json_string_value(json_object_get(c0, "value")))
+        return sg_error(o, 400, "Unless a valid template_id is provided, the content parameter is required.", "content");
+    if (!strchr(to, '@')) return sg_error(o, 400, "Does not contain a valid address.", "personalizations.0.to.0.email");
+    x->id = rand_token(16);
+    x->email = hr_strdup(to);
+    json_t *ca = json_object_get(b, "custom_args");
+    x->job = jstr(ca, "herald_job");
+    x->campaign = jstr(ca, "herald_campaign");
+    x->text = hr_strdup(subj);
+    o->status = 202;
+    reply_hdr(o, "X-Message-Id", x->id);
+}
+
+static void sg_messages(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    char q[512];
+    json_t *a = json_array();
+    if (hook_req_query_param(r, "query", q, sizeof q) == 0) {
+        char *v = strchr(q, '"'), *e = v ? strchr(v + 1, '"') : NULL;
+        if (v && e) {
+            *e = '\0';
+            for (int i = 0; i < s->nrecs; i++) {
+                sb_rec *p = s->recs[i];
+                if (!strcmp(p->platform, "sendgrid") && p->id && hr_streq(p->job, v + 1))
+                    json_array_append_new(a, json_pack("{ss}", "msg_id", p->id));
+            }
+        }
+    }
+    reply_json(o, 200, json_pack("{so}", "messages", a));
+}
+
+/* Mailgun */
+static void mg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *auth = hook_req_header(r, "Authorization");
+    unsigned char dec[512];
+    long n = (auth && strncmp(auth, "Basic ", 6) == 0) ? hook_b64_decode(auth + 6, dec, sizeof dec - 1) : -1;
+    if (n > 0) dec[n] = '\0';
+    if (n <= 4 || strncmp((char *)dec, "api:", 4) != 0 || strcmp((char *)dec + 4, "invalid") == 0) {
+        o->status = 401;
+        hr_buf_puts(&o->body, "Forbidden");
+        return;
+    }
+    json_t *b = x->body;
+    const char *from = json_string_value(json_object_get(b, "from"));
+    const char *to = json_string_value(json_object_get(b, "to"));
+    const char *subj = json_string_value(json_object_get(b, "subject"));
+    if (!from) return reply_json(o, 400, json_pack("{ss}", "message", "'from' parameter is missing"));
+    if (!to) return reply_json(o, 400, json_pack("{ss}", "message", "'to' parameter is missing"));
+    if (!subj) return reply_json(o, 400, json_pack("{ss}", "message", "'subject' parameter is missing"));
+    if (!json_object_get(b, "text") && !json_object_get(b, "html"))
+        return reply_json(o, 400, json_pack("{ss}", "message", "Need at least one of 'text' or 'html' parameters specified"));
+    const char *dom = hook_req_path(r) + strlen("/v3/");
+    size_t dl = strcspn(dom, "/");
+    char *ts = digits_id(s, "", 14);
+    x->id = hr_asprintf("<%.14s.%llu@%.*s>", ts, (unsigned long long)s->seq, (int)dl, dom);
+    free(ts);
+    const char *lt = strrchr(to, '<');
+    x->email = lt ? hr_strndup(lt + 1, strcspn(lt + 1, ">")) : hr_strdup(to);
+    x->job = jstr(b, "v:herald-job");
+    x->campaign = jstr(b, "o:tag");
+    x->message_id = jstr(b, "h:Message-Id");
+    x->text = hr_strdup(subj);
+    reply_json(o, 200, json_pack("{ssss}", "id", x->id, "message", "Queued. Thank you."));
+}
+
+static void mg_events(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    char mid[300];
+    json_t *a = json_array();
+    if (hook_req_query_param(r, "message-id", mid, sizeof mid) == 0)
+        for (int i = 0; i < s->nrecs; i++) {
+            sb_rec *p = s->recs[i];
+            if (strcmp(p->platform, "mailgun") || !p->id || !p->message_id) continue;
+            const char *m = p->message_id + (p->message_id[0] == '<');
+            if (strncmp(m, mid, strlen(mid)) == 0)
+                json_array_append_new(a, json_pack("{sss{s{ss}}}", "event", "accepted", "message",
+                                                   "headers", "message-id", mid));
+        }
+    reply_json(o, 200, json_pack("{so}", "items", a));
+}
+
+/* Postmark */
+static void pm_error(sb_reply *o, int status, int code, const char *msg)
+{
+    reply_json(o, status, json_pack("{sissss}", "ErrorCode", code, "Message", msg));
+}
+
+static void pm_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    const char *tok = hook_req_header(r, "X-Postmark-Server-Token");
+    if (!tok || !tok[0] || strcmp(tok, "invalid") == 0)
+        return pm_error(o, 401, 10, "Request does not contain a valid Server token.");
+    json_t *b = x->body;
+    const char *to = json_string_value(json_object_get(b, "To"));
+    if (!json_is_object(b)) return pm_error(o, 422, 402, "Received invalid JSON input.");
+    if (!json_string_value(json_object_get(b, "From")))
+        return pm_error(o, 422, 300, "Invalid 'From' address: ''.");
+    if (!to || !strchr(to, '@')) return pm_error(o, 422, 300, "Invalid 'To' address.");
+    if (!json_string_value(json_object_get(b, "Subject")))
+        return pm_error(o, 422, 300, "Subject is required");
+    if (!json_object_get(b, "HtmlBody") && !json_object_get(b, "TextBody"))
+        return pm_error(o, 422, 300, "Provide either email TextBody or HtmlBody or both.");
+    unsigned char u[16];
+    hr_random_bytes(u, sizeof u);
+    char hex[33];
+    hr_hex(u, 16, hex);
+    x->id = hr_asprintf("%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    const char *lt = strrchr(to, '<');
+    x->email = lt ? hr_strndup(lt + 1, strcspn(lt + 1, ">")) : hr_strdup(to);
+    json_t *md = json_object_get(b, "Metadata");
+    x->job = jstr(md, "herald_job");
+    x->campaign = jstr(b, "Tag");
+    x->text = jstr(b, "Subject");
+    char ts[40];
+    hr_format_rfc3339(x->received_ms, ts, sizeof ts);
+    reply_json(o, 200, json_pack("{sssssssiss}", "To", to, "SubmittedAt", ts, "MessageID", x->id,
+                                 "ErrorCode", 0, "Message", "OK"));
+}
+
+static void pm_outbound(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    char job[64];
+    json_t *a = json_array();
+    if (hook_req_query_param(r, "metadata_herald_job", job, sizeof job) == 0)
+        for (int i = 0; i < s->nrecs; i++) {
+            sb_rec *p = s->recs[i];
+            if (!strcmp(p->platform, "postmark") && p->id && hr_streq(p->job, job))
+                json_array_append_new(a, json_pack("{ss}", "MessageID", p->id));
+        }
+    reply_json(o, 200, json_pack("{sIso}", "TotalCount", (json_int_t)json_array_size(a), "Messages", a));
+}
+
+/* Generic webhook relay (a CRM) */
+static void relay_post(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
+{
+    if (!hook_req_header(r, "X-Herald-Signature"))
+        return reply_json(o, 401, json_pack("{ss}", "error", "missing X-Herald-Signature"));
+    x->id = digits_id(s, "wh-", 12);
+    reply_json(o, 200, json_pack("{ss}", "id", x->id));
+}
+
+typedef struct route {
+    const char *method;
+    const char *prefix; /* path prefix */
+    const char *suffix; /* required path suffix, or NULL */
+    const char *platform, *kind;
+    handler_fn *fn;
+} route;
+
+static const route routes[] = {
+    {"POST", "/2/tweets", "/2/tweets", "x", "post", x_create},
+    {"GET", "/2/tweets/", NULL, "x", "read", x_get},
+    {"GET", "/2/users/", "/tweets", "x", "read", x_list},
+    {"POST", "/api/v1/statuses", "/api/v1/statuses", "mastodon", "post", masto_create},
+    {"GET", "/api/v1/statuses/", NULL, "mastodon", "read", masto_get},
+    {"GET", "/api/v1/accounts/", "/statuses", "mastodon", "read", masto_list},
+    {"POST", "/xrpc/com.atproto.server.createSession", NULL, "bluesky", "session", bsky_create_session},
+    {"POST", "/xrpc/com.atproto.server.refreshSession", NULL, "bluesky", "session", bsky_refresh_session},
+    {"POST", "/xrpc/com.atproto.repo.createRecord", NULL, "bluesky", "post", bsky_create_record},
+    {"GET", "/xrpc/com.atproto.repo.getRecord", NULL, "bluesky", "read", bsky_get_record},
+    {"GET", "/xrpc/app.bsky.feed.getPosts", NULL, "bluesky", "read", bsky_get_posts},
+    {"POST", "/rest/posts", "/rest/posts", "linkedin", "post", li_create},
+    {"GET", "/rest/posts", "/rest/posts", "linkedin", "read", li_list},
+    {"GET", "/rest/socialActions/", NULL, "linkedin", "read", li_social},
+    {"POST", "/v1.0/", "/threads_publish", "threads", "post", threads_publish},
+    {"POST", "/v1.0/", "/threads", "threads", "container", threads_create},
+    {"GET", "/v1.0/", "/insights", "threads", "read", threads_insights},
+    {"GET", "/v1.0/", "/threads", "threads", "read", threads_list},
+    {"POST", "/v19.0/", "/feed", "facebook", "post", fb_create},
+    {"GET", "/v19.0/", NULL, "facebook", "read", fb_get},
+    {"POST", "/v3/mail/send", "/v3/mail/send", "sendgrid", "email", sg_send},
+    {"GET", "/v3/messages", "/v3/messages", "sendgrid", "read", sg_messages},
+    {"POST", "/v3/", "/messages", "mailgun", "email", mg_send},
+    {"GET", "/v3/", "/events", "mailgun", "read", mg_events},
+    {"POST", "/email", "/email", "postmark", "email", pm_send},
+    {"GET", "/messages/outbound", "/messages/outbound", "postmark", "read", pm_outbound},
+    {"POST", "/hook/", NULL, "webhook", "post", relay_post},
+};
+
+static const route *find_route(const char *method, const char *path)
+{
+    size_t pl = strlen(path);
+    for (size_t i = 0; i < HR_ARRAY_LEN(routes); i++) {
+        const route *rt = &routes[i];
+        size_t n = strlen(rt->prefix);
+        if (strcmp(rt->method, method) != 0 || strncmp(path, rt->prefix, n) != 0) continue;
+        if (rt->suffix) {
+            size_t sl = strlen(rt->suffix);
+            if (pl < sl || strcmp(path + pl - sl, rt->suffix) != 0) continue;
+        }
+        return rt;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ webhooks */
+
+typedef struct fire_ctx {
+    hook_sandbox *s;
+} fire_ctx;
+
+static void on_fired(long status, void *priv)
+{
+    hook_sandbox *s = priv;
+    if (status >= 200 && status < 300) s->fired_ok++;
+    else s->fired_failed++;
+}
+
+static void post_to(hook_sandbox *s, const char *rpath, const char *const *hdrs, const char *body)
+{
+    char *url = hr_asprintf("%s/webhooks/%s", s->webhooks_url, rpath);
+    s->fired++;
+    hook_fire_post(s->fire, url, hdrs, body, strlen(body), on_fired, s);
+    free(url);
+}
+
+static const char *provider_event(const char *platform, hook_ev_type t)
+{
+    static const char *const sg[] = {NULL, "delivered", "open", "click", "bounce", "spamreport", "unsubscribe"};
+    static const char *const mg[] = {NULL, "delivered", "opened", "clicked", "failed", "complained", "unsubscribed"};
+    static const char *const pm[] = {NULL, "Delivery", "Open", "Click", "Bounce", "SpamComplaint", "SubscriptionChange"};
+    if (t <= 0 || t > HOOK_EV_UNSUBSCRIBE) return NULL;
+    if (!strcmp(platform, "sendgrid")) return sg[t];
+    if (!strcmp(platform, "mailgun")) return mg[t];
+    if (!strcmp(platform, "postmark")) return pm[t];
+    return NULL;
+}
+
+/* fire_event sends one signed event about record x, repeat times (the same
+ * event id each time, as providers redeliver). Returns -1 when it cannot. */
+static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr_err *err)
+{
+    if (!s->webhooks_url) return hr_err_set(err, "no --webhooks URL configured");
+    int64_t now_ms = hr_now_ms();
+    char *evid = rand_token(16);
+    char *body = NULL;
+    const char *rpath = x->platform;
+    char h1[800] = "", h2[300] = "";
+    const char *name = provider_event(x->platform, t);
+    if (!strcmp(x->platform, "sendgrid") && name) {
+        if (!s->sg_key) { free(evid); return hr_err_set(err, "no sendgrid key"); }
+        json_t *ev = json_pack("{sssIssssss}", "email", x->email, "timestamp",
+                               (json_int_t)(now_ms / 1000), "event", name, "sg_event_id", evid,
+                               "sg_message_id", "");
+        char *smid = hr_asprintf("%s.filterdrecv-sandbox.0", x->id);
+        json_object_set_new(ev, "sg_message_id", json_string(smid));
+        free(smid);
+        if (x->job) json_object_set_new(ev, "herald_job", json_string(x->job));
+        if (x->campaign) json_object_set_new(ev, "herald_campaign", json_string(x->campaign));
+        if (t == HOOK_EV_BOUNCE) json_object_set_new(ev, "type", json_string("bounce"));
+        json_t *arr = json_array();
+        json_array_append_new(arr, ev);
+        body = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)(now_ms / 1000));
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        unsigned char sig[128];
+        size_t sl = sizeof sig;
+        EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, s->sg_key);
+        EVP_DigestSignUpdate(ctx, ts, strlen(ts));
+        EVP_DigestSignUpdate(ctx, body, strlen(body));
+        EVP_DigestSignFinal(ctx, sig, &sl);
+        EVP_MD_CTX_free(ctx);
+        unsigned char b64[200];
+        EVP_EncodeBlock(b64, sig, (int)sl);
+        snprintf(h1, sizeof h1, "X-Twilio-Email-Event-Webhook-Signature: %s", (char *)b64);
+        snprintf(h2, sizeof h2, "X-Twilio-Email-Event-Webhook-Timestamp: %s", ts);
+    } else if (!strcmp(x->platform, "mailgun") && name) {
+        if (!s->mailgun_key) { free(evid); return hr_err_set(err, "no mailgun signing key"); }
+        char ts[24], tokhex[65], sighex[65];
+        snprintf(ts, sizeof ts, "%lld", (long long)(now_ms / 1000));
+        unsigned char rb[25], mac[32];
+        hr_random_bytes(rb, sizeof rb);
+        hr_hex(rb, 25, tokhex);
+        tokhex[50] = '\0';
+        char *msg = hr_asprintf("%s%s", ts, tokhex);
+        hr_hmac_sha256(s->mailgun_key, strlen(s->mailgun_key), msg, strlen(msg), mac);
+        free(msg);
+        hr_hex(mac, 32, sighex);
+        const char *mid = x->id + 1;
+        json_t *ed = json_pack("{sssssfss s{s{ss#}}}", "event", name, "id", evid, "timestamp",
+                               now_ms / 1000.0, "recipient", x->email, "message", "headers",
+                               "message-id", mid, (int)(strlen(mid) - 1));
+        json_t *uv = json_object();
+        if (x->job) json_object_set_new(uv, "herald-job", json_string(x->job));
+        json_object_set_new(ed, "user-variables", uv);
+        if (x->campaign) json_object_set_new(ed, "tags", json_pack("[s]", x->campaign));
+        if (t == HOOK_EV_BOUNCE) json_object_set_new(ed, "severity", json_string("permanent"));
+        json_t *root = json_pack("{s{ssssss}so}", "signature", "timestamp", ts, "token", tokhex,
+                                 "signature", sighex, "event-data", ed);
+        body = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+    } else if (!strcmp(x->platform, "postmark") && name) {
+        if (!s->postmark_auth) { free(evid); return hr_err_set(err, "no postmark credentials"); }
+        char ts[40];
+        hr_format_rfc3339(now_ms, ts, sizeof ts);
+        json_t *o = json_pack("{sssssssssiss}", "RecordType", name, "MessageID", x->id,
+                              "Recipient", x->email, "ReceivedAt", ts, "DeliveredAt", ts,
+                              "ServerID", 1, "MessageStream", "broadcast");
+        json_t *md = json_object();
+        if (x->job) json_object_set_new(md, "herald_job", json_string(x->job));
+        json_object_set_new(o, "Metadata", md);
+        if (x->campaign) json_object_set_new(o, "Tag", json_string(x->campaign));
+        if (t == HOOK_EV_BOUNCE) json_object_set_new(o, "Type", json_string("HardBounce"));
+        if (t == HOOK_EV_UNSUBSCRIBE) json_object_set_new(o, "SuppressSending", json_true());
+        if (t == HOOK_EV_OPEN) json_object_set_new(o, "FirstOpen", json_false());
+        json_object_set_new(o, "SandboxEventId", json_string(evid)); /* distinct bodies */
+        body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        unsigned char b64[700];
+        EVP_EncodeBlock(b64, (const unsigned char *)s->postmark_auth, (int)strlen(s->postmark_auth));
+        snprintf(h1, sizeof h1, "Authorization: Basic %s", (char *)b64);
+    } else {
+        /* social posts (and anything else): the generic signed route */
+        if (!s->generic_key) { free(evid); return hr_err_set(err, "no webhook-hmac-key"); }
+        rpath = "generic";
+        json_t *ev = json_pack("{sssssssssI}", "id", evid, "type", hook_ev_name(t), "platform",
+                               x->platform, "platform_id", x->id, "campaign", "", "ts",
+                               (json_int_t)now_ms);
+        json_object_del(ev, "campaign");
+        if (x->job) json_object_set_new(ev, "job", json_string(x->job));
+        if (x->email) json_object_set_new(ev, "email", json_string(x->email));
+        json_t *root = json_pack("{s[o]}", "events", ev);
+        body = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        char sig[200];
+        hook_sign_generic(s->generic_key, now_ms / 1000, body, strlen(body), sig, sizeof sig);
+        snprintf(h1, sizeof h1, "X-Herald-Signature: %s", sig);
+    }
+    const char *hdrs[] = {"Content-Type: application/json", h1[0] ? h1 : NULL, h2[0] ? h2 : NULL,
+                          NULL};
+    if (!h1[0]) hdrs[1] = NULL;
+    for (int i = 0; i < (repeat > 0 ? repeat : 1); i++) post_to(s, rpath, hdrs, body);
+    free(body);
+    free(evid);
+    return 0;
+}
+
+/* ------------------------------------------------------------ control */
+
+static sb_fault *fault_for(hook_sandbox *s, const char *platform)
+{
+    for (int i = 0; i < s->nfaults; i++)
+        if (strcmp(s->faults[i].platform, platform) == 0) return &s->faults[i];
+    for (int i = 0; i < s->nfaults; i++)
+        if (strcmp(s->faults[i].platform, "*") == 0) return &s->faults[i];
+    return NULL;
+}
+
+static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
+{
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) if (set_faults(s, v, err) != 0) return -1;
+        return 0;
+    }
+    if (!json_is_object(j)) return hr_err_set(err, "faults: expected an object");
+    const char *p = json_string_value(json_object_get(j, "platform"));
+    if (!p) p = "*";
+    if (strlen(p) >= sizeof s->faults[0].platform) return hr_err_set(err, "faults: bad platform");
+    sb_fault *f = NULL;
+    for (int i = 0; i < s->nfaults; i++)
+        if (strcmp(s->faults[i].platform, p) == 0) f = &s->faults[i];
+    if (!f) {
+        if (s->nfaults == (int)HR_ARRAY_LEN(s->faults)) return hr_err_set(err, "faults: too many");
+        f = &s->faults[s->nfaults++];
+    }
+    memset(f, 0, sizeof *f);
+    snprintf(f->platform, sizeof f->platform, "%s", p);
+    f->rate429 = json_number_value(json_object_get(j, "rate429"));
+    f->rate500 = json_number_value(json_object_get(j, "rate500"));
+    f->drop = json_number_value(json_object_get(j, "drop"));
+    f->slow_ms = (int)json_integer_value(json_object_get(j, "slow_ms"));
+    f->retry_after_s = (int)json_integer_value(json_object_get(j, "retry_after"));
+    if (!f->retry_after_s) f->retry_after_s = 1;
+    return 0;
+}
+
+static json_t *rec_json(const sb_rec *x)
+{
+    json_t *o = json_pack("{ssssssss si si sI sO}", "platform", x->platform, "kind", x->kind,
+                          "method", x->method, "path", x->path, "status", x->status,
+                          "duplicates", x->duplicates, "received_ms", (json_int_t)x->received_ms,
+                          "body", x->body);
+    if (x->id) json_object_set_new(o, "id", json_string(x->id));
+    if (x->idem) json_object_set_new(o, "idempotency_key", json_string(x->idem));
+    if (x->text) json_object_set_new(o, "text", json_string(x->text));
+    if (x->job) json_object_set_new(o, "job", json_string(x->job));
+    return o;
+}
+
+static void sandbox_reset(hook_sandbox *s)
+{
+    for (int i = 0; i < s->nrecs; i++) rec_free(s->recs[i]);
+    s->nrecs = 0;
+    s->nfaults = 0;
+    free(s->sessions);
+    s->sessions = NULL;
+    s->nsessions = 0;
+}
+
+static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
+{
+    const char *path = hook_req_path(r) + strlen("/_sandbox/");
+    int post = strcmp(hook_req_method(r), "POST") == 0;
+    hr_err err = {0};
+    if (!strcmp(path, "posts")) {
+        char plat[32] = "", kind[32] = "";
+        hook_req_query_param(r, "platform", plat, sizeof plat);
+        hook_req_query_param(r, "kind", kind, sizeof kind);
+        json_t *a = json_array();
+        long dups = 0;
+        for (int i = 0; i < s->nrecs; i++) {
+            sb_rec *x = s->recs[i];
+            if ((plat[0] && strcmp(plat, x->platform)) || (kind[0] && strcmp(kind, x->kind)))
+                continue;
+            if (!kind[0] && !strcmp(x->kind, "read")) continue; /* polls only when asked */
+            dups += x->duplicates;
+            json_array_append_new(a, rec_json(x));
+        }
+        return reply_json(o, 200, json_pack("{sIsIso}", "count", (json_int_t)json_array_size(a),
+                                            "duplicates", (json_int_t)dups, "posts", a));
+    }
+    if (!strcmp(path, "reset") && post) {
+        sandbox_reset(s);
+        return reply_json(o, 200, json_pack("{sb}", "ok", 1));
+    }
+    if (!strcmp(path, "faults")) {
+        if (post) {
+            json_t *j = load_body(r);
+            int rc = j ? set_faults(s, j, &err) : hr_err_set(&err, "faults: body is not JSON");
+            json_decref(j);
+            if (rc != 0) return reply_json(o, 400, json_pack("{ss}", "error", err.msg));
+        }
+        json_t *a = json_array();
+        for (int i = 0; i < s->nfaults; i++) {
+            sb_fault *f = &s->faults[i];
+            json_array_append_new(a, json_pack("{ss sf sf sf si si}", "platform", f->platform,
+                                               "rate429", f->rate429, "rate500", f->rate500, "drop",
+                                               f->drop, "slow_ms", f->slow_ms, "retry_after",
+                                               f->retry_after_s));
+        }
+        return reply_json(o, 200, json_pack("{soso}", "faults", a, "injected",
+                                            json_integer(s->faults_injected)));
+    }
+    if (!strcmp(path, "expire-sessions") && post) {
+        for (int i = 0; i < s->nsessions; i++) s->sessions[i].expired = 1;
+        return reply_json(o, 200, json_pack("{si}", "expired", s->nsessions));
+    }
+    if (!strcmp(path, "events") && post) {
+        json_t *j = load_body(r);
+        const char *id = json_string_value(json_object_get(j, "id"));
+        hook_ev_type t = hook_ev_parse(json_string_value(json_object_get(j, "type")));
+        int repeat = (int)json_integer_value(json_object_get(j, "repeat"));
+        sb_rec *x = NULL;
+        for (int i = 0; id && i < s->nrecs && !x; i++)
+            if (s->recs[i]->id && !strcmp(s->recs[i]->id, id) && s->recs[i]->status / 100 == 2 &&
+                strcmp(s->recs[i]->kind, "container"))
+                x = s->recs[i];
+        int rc = -1;
+        if (!x) hr_err_set(&err, "events: no accepted post or email with that id");
+        else if (t == HOOK_EV_NONE) hr_err_set(&err, "events: unknown type");
+        else rc = fire_event(s, x, t, repeat, &err);
+        json_decref(j);
+        if (rc != 0) return reply_json(o, 400, json_pack("{ss}", "error", err.msg));
+        return reply_json(o, 202, json_pack("{si}", "fired", repeat > 0 ? repeat : 1));
+    }
+    if (!strcmp(path, "webhooks"))
+        return reply_json(o, 200, json_pack("{sIsIsIsi}", "fired", (json_int_t)s->fired, "ok",
+                                            (json_int_t)s->fired_ok, "failed",
+                                            (json_int_t)s->fired_failed, "pending",
+                                            hook_fire_pending(s->fire)));
+    if (!strcmp(path, "keys"))
+        return reply_json(o, 200, json_pack("{ss}", "sendgrid_public_key",
+                                            s->sg_pub_pem ? s->sg_pub_pem : ""));
+    reply_json(o, 404, json_pack("{ss}", "error", "no such sandbox route"));
+}
+
+/* ------------------------------------------------------------ requests */
+
+typedef struct delayed {
+    ev_timer t;
+    hook_req *r;
+    hook_sandbox *s;
+    struct delayed *prev, *next;
+    sb_reply o;
+} delayed;
+
+static void delayed_unlink(hook_sandbox *s, delayed *d)
+{
+    if (d->prev) d->prev->next = d->next;
+    else s->delays = d->next;
+    if (d->next) d->next->prev = d->prev;
+}
+
+static void send_reply(hook_req *r, sb_reply *o)
+{
+    if (o->hdrs.len) {
+        /* split "Name: value\r\n" lines into the request's answer headers */
+        char *p = o->hdrs.data;
+        while (*p) {
+            char *eol = strstr(p, "\r\n");
+            if (!eol) break;
+            *eol = '\0';
+            char *colon = strchr(p, ':');
+            if (colon) {
+                *colon = '\0';
+                hook_req_add_header(r, p, colon + 2);
+            }
+            p = eol + 2;
+        }
+    }
+    const char *ct = o->body.len ? (o->body.data[0] == '{' || o->body.data[0] == '['
+                                        ? "application/json"
+                                        : "text/plain")
+                                 : NULL;
+    hook_req_respond(r, o->status, ct, o->body.data, o->body.len);
+    hr_buf_release(&o->body);
+    hr_buf_release(&o->hdrs);
+}
+
+static void on_delay(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    delayed *d = (delayed *)w;
+    delayed_unlink(d->s, d);
+    send_reply(d->r, &d->o);
+    free(d);
+}
+
+static void on_request(hook_req *r, void *priv)
+{
+    hook_sandbox *s = priv;
+    const char *path = hook_req_path(r);
+    sb_reply o = {0};
+    hr_buf_init(&o.body);
+    hr_buf_init(&o.hdrs);
+    if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz")) {
+        reply_json(&o, 200, json_pack("{sb}", "ok", 1));
+        return send_reply(r, &o);
+    }
+    if (!strncmp(path, "/_sandbox/", 10)) {
+        control(s, r, &o);
+        return send_reply(r, &o);
+    }
+    const route *rt = find_route(hook_req_method(r), path);
+    if (!rt) {
+        reply_json(&o, 404, json_pack("{ss}", "error", "not found"));
+        return send_reply(r, &o);
+    }
+    sb_fault *f = fault_for(s, rt->platform);
+    int slow = 0;
+    if (f) {
+        double x = rnd(s);
+        slow = f->slow_ms;
+        if (x < f->drop) {
+            s->faults_injected++;
+            hr_buf_release(&o.body);
+            hr_buf_release(&o.hdrs);
+            return hook_req_drop(r);
+        }
+        x = rnd(s);
+        if (x < f->rate429) {
+            s->faults_injected++;
+            char ra[24], reset[24];
+            snprintf(ra, sizeof ra, "%d", f->retry_after_s);
+            snprintf(reset, sizeof reset, "%lld", (long long)(hr_now_ms() / 1000 + f->retry_after_s));
+            reply_hdr(&o, "Retry-After", ra);
+            reply_hdr(&o, "x-rate-limit-reset", reset);
+            reply_hdr(&o, "ratelimit-reset", reset);
+            reply_hdr(&o, "x-rate-limit-remaining", "0");
+            reply_json(&o, 429, json_pack("{ss si}", "title", "Too Many Requests", "status", 429));
+            goto answer;
+        }
+        x = rnd(s);
+        if (x < f->rate500) {
+            s->faults_injected++;
+            reply_json(&o, 500, json_pack("{ss}", "error", "sandbox: injected server error"));
+            goto answer;
+        }
+    }
+    const char *idem = hook_req_header(r, "Idempotency-Key");
+    sb_rec *prev = idem ? find_idem(s, rt->platform, idem) : NULL;
+    if (prev) {
+        prev->duplicates++;
+        o.status = prev->status;
+        hr_buf_puts(&o.body, prev->resp ? prev->resp : "");
+        if (prev->resp_hdrs) hr_buf_puts(&o.hdrs, prev->resp_hdrs);
+        goto answer;
+    }
+    if (strcmp(rt->kind, "read") == 0) {
+        rt->fn(s, r, &o, NULL);
+    } else {
+        sb_rec *x = rec_new(s, rt->platform, rt->kind, r);
+        rt->fn(s, r, &o, x);
+        if (!o.status) o.status = 500;
+        x->status = o.status;
+        x->resp = hr_strdup(o.body.data ? o.body.data : "");
+        x->resp_hdrs = hr_strdup(o.hdrs.data ? o.hdrs.data : "");
+        if (o.status / 100 != 2) {
+            free(x->id);
+            x->id = NULL;
+        } else if (s->auto_events && !strcmp(rt->kind, "email")) {
+            hr_err err = {0};
+            if (fire_event(s, x, HOOK_EV_DELIVERED, 1, &err) != 0)
+                hr_log(HR_LOG_WARN, "sandbox: cannot fire delivered event", "error", err.msg, NULL);
+        }
+    }
+answer:
+    if (slow > 0) {
+        delayed *d = hr_calloc(1, sizeof *d);
+        d->r = r;
+        d->s = s;
+        d->o = o;
+        d->next = s->delays;
+        if (s->delays) s->delays->prev = d;
+        s->delays = d;
+        ev_timer_init(&d->t, on_delay, slow / 1000.0, 0.);
+        ev_timer_start(s->loop, &d->t);
+        return;
+    }
+    send_reply(r, &o);
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err)
+{
+    hook_sandbox *s = hr_calloc(1, sizeof *s);
+    s->loop = loop;
+    s->rng = o->seed ? o->seed : hr_random_u64() | 1;
+    s->webhooks_url = o->webhooks_url ? hr_strdup(o->webhooks_url) : NULL;
+    if (s->webhooks_url) {
+        size_t n = strlen(s->webhooks_url);
+        while (n && s->webhooks_url[n - 1] == '/') s->webhooks_url[--n] = '\0';
+    }
+    s->auto_events = o->auto_events;
+    s->fire = hook_fire_new(loop);
+    s->sg_key = EVP_EC_gen("P-256");
+    if (s->sg_key) {
+        BIO *b = BIO_new(BIO_s_mem());
+        PEM_write_bio_PUBKEY(b, s->sg_key);
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        s->sg_pub_pem = hr_strndup(p, (size_t)n);
+        BIO_free(b);
+    }
+    hr_err cerr = {0};
+    s->mailgun_key = hook_credential(o->config, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
+    s->postmark_auth = hook_credential(o->config, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
+    s->generic_key = hook_credential(o->config, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
+    if (cerr.msg[0]) {
+        hr_err_set(err, "sandbox: %s", cerr.msg);
+        hook_sandbox_free(s);
+        return NULL;
+    }
+    if (o->faults) {
+        json_error_t je;
+        json_t *j = json_loads(o->faults, 0, &je);
+        int rc = j ? set_faults(s, j, err) : hr_err_set(err, "sandbox: --faults is not JSON: %s", je.text);
+        json_decref(j);
+        if (rc != 0) {
+            hook_sandbox_free(s);
+            return NULL;
+        }
+    }
+    hook_httpd_opts ho = {0};
+    ho.listen = o->listen ? o->listen : "127.0.0.1:8700";
+    ho.max_body = 4 << 20;
+    ho.handler = on_request;
+    ho.priv = s;
+    s->http = hook_httpd_new(loop, &ho, err);
+    if (!s->http) {
+        hook_sandbox_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void hook_sandbox_free(hook_sandbox *s)
+{
+    if (!s) return;
+    while (s->delays) { /* answer what waits, so no request is left held */
+        delayed *d = s->delays;
+        ev_timer_stop(s->loop, &d->t);
+        delayed_unlink(s, d);
+        send_reply(d->r, &d->o);
+        free(d);
+    }
+    hook_httpd_free(s->http);
+    hook_fire_free(s->fire);
+    sandbox_reset(s);
+    free(s->recs);
+    free(s->webhooks_url);
+    EVP_PKEY_free(s->sg_key);
+    free(s->sg_pub_pem);
+    free(s->mailgun_key);
+    free(s->postmark_auth);
+    free(s->generic_key);
+    free(s);
+}
+
+int hook_sandbox_port(const hook_sandbox *s) { return hook_httpd_port(s->http); }
+
+void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv)
+{
+    hook_httpd_stop(s->http, done, priv);
+}
+
+const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s) { return s->sg_pub_pem; }

@@ -1,0 +1,470 @@
+/* server.c: `herald webhooks`: the providers' engagement routes, one-click
+ * unsubscribe, health and metrics. Each request is verified, parsed, and
+ * recorded by one Lua script; the answer waits for the script's reply.
+ * It does not retry Redis writes itself: a 503 makes the provider retry. */
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "queue.h"
+
+enum { K_SEEN, K_EVENTS, K_SUPP, K_DONE, K_JOBS, K_PIDS, K_EJOBS, K_ECAMP, K_ECONT, K_ETOT, K_N };
+static const char *const key_names[K_N] = {
+    "ev:seen", "events", "suppressed", "done", "jobs", "platform_ids",
+    "eng:jobs", "eng:campaigns", "eng:contacts", "eng:totals",
+};
+
+struct hook_server {
+    struct ev_loop *loop;
+    hook_httpd *http;
+    hook_redis *redis;
+    char keys[K_N][160];
+    char sha[41];
+    char *secret;
+    EVP_PKEY *sendgrid_key;
+    char *mailgun_key;
+    char *postmark_auth;
+    char *generic_key;
+    int window_s;
+    int64_t seen_retention_ms;
+    long stream_maxlen;
+    hook_metrics_fn *metrics;
+    void *metrics_priv;
+    /* counters for /metrics */
+    long requests, rejected, malformed, unavailable;
+    long recorded, duplicates, unmatched, ignored, unsubscribes;
+};
+
+typedef struct rec_ctx {
+    hook_server *s;
+    hook_req *r;
+    int ignored;
+    int unsub; /* answer with the unsubscribe page */
+    char masked[300];
+    char campaign[128];
+} rec_ctx;
+
+/* ------------------------------------------------------------ helpers */
+
+void hook_html_escape(hr_buf *out, const char *s)
+{
+    for (; *s; s++) switch (*s) {
+        case '&': hr_buf_puts(out, "&amp;"); break;
+        case '<': hr_buf_puts(out, "&lt;"); break;
+        case '>': hr_buf_puts(out, "&gt;"); break;
+        case '"': hr_buf_puts(out, "&quot;"); break;
+        case '\'': hr_buf_puts(out, "&#39;"); break;
+        default: hr_buf_putc(out, *s);
+        }
+}
+
+static void answer_error(hook_req *r, int status, const char *msg)
+{
+    char *j = hr_asprintf("{\"error\":\"%s\"}", msg);
+    hook_req_respond_json(r, status, j);
+    free(j);
+}
+
+/* The answer page for unsubscribe links; msg is already escaped HTML. */
+static void answer_page(hook_req *r, int status, const char *title, const char *msg)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_printf(&b,
+                  "<!doctype html><html><head><meta charset=\"utf-8\">"
+                  "<meta name=\"viewport\" content=\"width=device-width\">"
+                  "<title>%s</title></head><body style=\"font-family:sans-serif;max-width:32em;"
+                  "margin:3em auto\"><h1>%s</h1>%s</body></html>\n",
+                  title, title, msg);
+    hook_req_respond(r, status, "text/html; charset=utf-8", b.data, b.len);
+    hr_buf_release(&b);
+}
+
+/* ---------------------------------------------------------- recording */
+
+static void on_recorded(redisReply *rep, const char *errmsg, void *priv)
+{
+    rec_ctx *x = priv;
+    hook_server *s = x->s;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        s->unavailable++;
+        hr_log(HR_LOG_WARN, "webhook not recorded", "error", errmsg ? errmsg : "bad reply", NULL);
+        if (x->unsub)
+            answer_page(x->r, 503, "Try again",
+                        "<p>We could not record your request just now. Please try again in a "
+                        "minute.</p>");
+        else
+            answer_error(x->r, 503, "storage unavailable, retry later");
+        free(x);
+        return;
+    }
+    long rec = (long)rep->element[0]->integer, dup = (long)rep->element[1]->integer,
+         unm = (long)rep->element[2]->integer;
+    s->recorded += rec;
+    s->duplicates += dup;
+    s->unmatched += unm;
+    if (x->unsub) {
+        s->unsubscribes++;
+        hr_buf b;
+        hr_buf_init(&b);
+        hr_buf_puts(&b, "<p>");
+        hook_html_escape(&b, x->masked);
+        hr_buf_puts(&b, " will get no more emails");
+        if (x->campaign[0]) {
+            hr_buf_puts(&b, " from <b>");
+            hook_html_escape(&b, x->campaign);
+            hr_buf_puts(&b, "</b>");
+        }
+        hr_buf_puts(&b, ".</p>");
+        answer_page(x->r, 200, "Unsubscribed", b.data);
+        hr_buf_release(&b);
+    } else {
+        char out[160];
+        snprintf(out, sizeof out,
+                 "{\"recorded\":%ld,\"duplicates\":%ld,\"unmatched\":%ld,\"ignored\":%d}", rec,
+                 dup, unm, x->ignored);
+        hook_req_respond_json(x->r, 200, out);
+    }
+    free(x);
+}
+
+/* record runs the recording script for evs and answers r when it replies.
+ * ctx is taken over. */
+static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
+{
+    int n = evs->n;
+    int argc = K_N + 4 + n * 8;
+    const char **av = hr_malloc(sizeof *av * (size_t)argc);
+    char **owned = hr_calloc((size_t)n * 3 + 4, sizeof *owned);
+    int no = 0, a = 0;
+    for (int k = 0; k < K_N; k++) av[a++] = s->keys[k];
+    av[a++] = owned[no++] = hr_asprintf("%lld", (long long)hr_now_ms());
+    av[a++] = owned[no++] = hr_asprintf("%lld", (long long)s->seen_retention_ms);
+    av[a++] = owned[no++] = hr_asprintf("%ld", s->stream_maxlen);
+    av[a++] = owned[no++] = hr_asprintf("%d", n);
+    for (int i = 0; i < n; i++) {
+        const hook_event *e = &evs->v[i];
+        av[a++] = e->id;
+        av[a++] = hook_ev_name(e->type);
+        av[a++] = e->job ? e->job : "";
+        av[a++] = e->campaign ? e->campaign : "";
+        if (e->platform && e->platform_id)
+            av[a++] = owned[no++] = hr_asprintf("%s:%s", e->platform, e->platform_id);
+        else
+            av[a++] = "";
+        char digest[65] = "";
+        if (e->email && queue_suppress_hash(s->secret, e->email, digest) == 0)
+            av[a++] = owned[no++] = hr_strdup(digest);
+        else
+            av[a++] = "";
+        av[a++] = e->platform ? e->platform : "";
+        av[a++] = owned[no++] = hr_asprintf("%lld", (long long)e->ts_ms);
+    }
+    hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_recorded, x);
+    for (int i = 0; i < no; i++) free(owned[i]);
+    free(owned);
+    free(av);
+}
+
+/* ------------------------------------------------------------- routes */
+
+static int route_verify(hook_server *s, hook_req *r, const char *provider, const char *body,
+                        size_t len, hr_err *err)
+{
+    int64_t now = hr_now_ms() / 1000;
+    if (strcmp(provider, "sendgrid") == 0)
+        return hook_verify_sendgrid_key(
+            s->sendgrid_key, hook_req_header(r, "X-Twilio-Email-Event-Webhook-Signature"),
+            hook_req_header(r, "X-Twilio-Email-Event-Webhook-Timestamp"), body, len, now,
+            s->window_s, err);
+    if (strcmp(provider, "postmark") == 0)
+        return hook_verify_basic(s->postmark_auth, hook_req_header(r, "Authorization"), err);
+    if (strcmp(provider, "generic") == 0)
+        return hook_verify_generic(s->generic_key, hook_req_header(r, "X-Herald-Signature"),
+                                   body, len, now, s->window_s, err);
+    /* mailgun signs inside the body */
+    return hr_err_set(err, "unreachable");
+}
+
+static int mailgun_verify_body(hook_server *s, const char *body, size_t len, hr_err *err)
+{
+    /* the signature object sits in the JSON body: parse just for it */
+    json_error_t je;
+    json_t *root = json_loadb(body, len, 0, &je);
+    if (!root) return hr_err_set(err, "mailgun: body is not JSON");
+    json_t *sig = json_object_get(root, "signature");
+    int rc = hook_verify_mailgun(s->mailgun_key,
+                                 json_string_value(json_object_get(sig, "timestamp")),
+                                 json_string_value(json_object_get(sig, "token")),
+                                 json_string_value(json_object_get(sig, "signature")),
+                                 hr_now_ms() / 1000, s->window_s, err);
+    json_decref(root);
+    return rc;
+}
+
+static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
+{
+    if (strcmp(hook_req_method(r), "POST") != 0) {
+        answer_error(r, 405, "use POST");
+        return;
+    }
+    int configured = strcmp(provider, "sendgrid") == 0   ? s->sendgrid_key != NULL
+                     : strcmp(provider, "mailgun") == 0  ? s->mailgun_key != NULL
+                     : strcmp(provider, "postmark") == 0 ? s->postmark_auth != NULL
+                     : strcmp(provider, "generic") == 0  ? s->generic_key != NULL
+                                                         : -1;
+    if (configured < 0) {
+        answer_error(r, 404, "no such route");
+        return;
+    }
+    if (!configured) {
+        answer_error(r, 404, "route not configured (no credential)");
+        return;
+    }
+    size_t len;
+    const char *body = hook_req_body(r, &len);
+    hr_err err = {0};
+    int vrc = strcmp(provider, "mailgun") == 0 ? mailgun_verify_body(s, body, len, &err)
+                                               : route_verify(s, r, provider, body, len, &err);
+    if (vrc != 0) {
+        s->rejected++;
+        hr_log(HR_LOG_WARN, "webhook rejected", "route", provider, "peer", hook_req_peer(r),
+               "error", err.msg, NULL);
+        answer_error(r, 401, "signature check failed");
+        return;
+    }
+    hook_events evs = {0};
+    int prc = strcmp(provider, "sendgrid") == 0   ? hook_parse_sendgrid(body, len, &evs, &err)
+              : strcmp(provider, "mailgun") == 0  ? hook_parse_mailgun(body, len, &evs, &err)
+              : strcmp(provider, "postmark") == 0 ? hook_parse_postmark(body, len, &evs, &err)
+                                                  : hook_parse_generic(body, len, &evs, &err);
+    if (prc != 0) {
+        s->malformed++;
+        hr_log(HR_LOG_WARN, "webhook malformed", "route", provider, "error", err.msg, NULL);
+        json_t *o = json_pack("{ss}", "error", err.msg);
+        char *j = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        hook_req_respond_json(r, 400, j ? j : "{\"error\":\"malformed\"}");
+        free(j);
+        return;
+    }
+    s->ignored += evs.ignored;
+    if (evs.n == 0) {
+        char out[96];
+        snprintf(out, sizeof out,
+                 "{\"recorded\":0,\"duplicates\":0,\"unmatched\":0,\"ignored\":%d}", evs.ignored);
+        hook_req_respond_json(r, 200, out);
+        hook_events_release(&evs);
+        return;
+    }
+    if (!hook_redis_up(s->redis)) {
+        s->unavailable++;
+        answer_error(r, 503, "storage unavailable, retry later");
+        hook_events_release(&evs);
+        return;
+    }
+    rec_ctx *x = hr_calloc(1, sizeof *x);
+    x->s = s;
+    x->r = r;
+    x->ignored = evs.ignored;
+    record(s, x, &evs);
+    hook_events_release(&evs);
+}
+
+static void handle_unsub(hook_server *s, hook_req *r, const char *token)
+{
+    const char *m = hook_req_method(r);
+    int post = strcmp(m, "POST") == 0;
+    if (!post && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+        answer_error(r, 405, "use GET or POST");
+        return;
+    }
+    hr_unsub u;
+    hr_err err = {0};
+    if (hr_unsub_token_verify(s->secret, token, &u, &err) != 0) {
+        s->rejected++;
+        hr_log(HR_LOG_WARN, "unsubscribe token rejected", "error", err.msg, NULL);
+        answer_page(r, 400, "Invalid link",
+                    "<p>This unsubscribe link is not valid. Please use the link from your "
+                    "email.</p>");
+        return;
+    }
+    char masked[300];
+    hr_mask_email(u.email, masked, sizeof masked);
+    if (!post) {
+        hr_buf b;
+        hr_buf_init(&b);
+        hr_buf_puts(&b, "<p>Stop sending emails to ");
+        hook_html_escape(&b, masked);
+        if (u.campaign[0]) {
+            hr_buf_puts(&b, " from <b>");
+            hook_html_escape(&b, u.campaign);
+            hr_buf_puts(&b, "</b>");
+        }
+        hr_buf_puts(&b, "?</p><form method=\"post\"><input type=\"hidden\" "
+                        "name=\"List-Unsubscribe\" value=\"One-Click\">"
+                        "<button type=\"submit\">Unsubscribe</button></form>");
+        answer_page(r, 200, "Unsubscribe", b.data);
+        hr_buf_release(&b);
+        return;
+    }
+    /* RFC 8058 one-click POST, or the page's button: unsubscribe now. */
+    hook_events evs = {0};
+    evs.v = hr_calloc(1, sizeof *evs.v);
+    evs.n = 1;
+    char digest[65] = "";
+    if (queue_suppress_hash(s->secret, u.email, digest) != 0) {
+        hook_events_release(&evs);
+        answer_page(r, 400, "Invalid link", "<p>This link names no valid address.</p>");
+        return;
+    }
+    evs.v[0].id = hr_asprintf("unsub:%s:%s", digest, u.campaign);
+    evs.v[0].type = HOOK_EV_UNSUBSCRIBE;
+    evs.v[0].job = u.job[0] ? hr_strdup(u.job) : NULL;
+    evs.v[0].campaign = u.campaign[0] ? hr_strdup(u.campaign) : NULL;
+    evs.v[0].platform = hr_strdup("unsubscribe");
+    evs.v[0].email = hr_strdup(u.email);
+    evs.v[0].ts_ms = hr_now_ms();
+    rec_ctx *x = hr_calloc(1, sizeof *x);
+    x->s = s;
+    x->r = r;
+    x->unsub = 1;
+    snprintf(x->masked, sizeof x->masked, "%s", masked);
+    snprintf(x->campaign, sizeof x->campaign, "%s", u.campaign);
+    record(s, x, &evs);
+    hook_events_release(&evs);
+}
+
+static void handle_metrics(hook_server *s, hook_req *r)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_printf(&b,
+                  "# TYPE herald_webhook_requests_total counter\n"
+                  "herald_webhook_requests_total %ld\n"
+                  "# TYPE herald_webhook_rejected_total counter\n"
+                  "herald_webhook_rejected_total %ld\n"
+                  "# TYPE herald_webhook_malformed_total counter\n"
+                  "herald_webhook_malformed_total %ld\n"
+                  "# TYPE herald_webhook_unavailable_total counter\n"
+                  "herald_webhook_unavailable_total %ld\n"
+                  "# TYPE herald_webhook_events_total counter\n"
+                  "herald_webhook_events_total{result=\"recorded\"} %ld\n"
+                  "herald_webhook_events_total{result=\"duplicate\"} %ld\n"
+                  "herald_webhook_events_total{result=\"unmatched\"} %ld\n"
+                  "herald_webhook_events_total{result=\"ignored\"} %ld\n"
+                  "# TYPE herald_unsubscribes_total counter\n"
+                  "herald_unsubscribes_total %ld\n"
+                  "# TYPE herald_webhook_redis_up gauge\n"
+                  "herald_webhook_redis_up %d\n",
+                  s->requests, s->rejected, s->malformed, s->unavailable, s->recorded,
+                  s->duplicates, s->unmatched, s->ignored, s->unsubscribes,
+                  hook_redis_up(s->redis));
+    if (s->metrics) s->metrics(&b, s->metrics_priv);
+    hook_req_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+    hr_buf_release(&b);
+}
+
+static void on_request(hook_req *r, void *priv)
+{
+    hook_server *s = priv;
+    const char *path = hook_req_path(r);
+    s->requests++;
+    if (strncmp(path, "/webhooks/", 10) == 0) return handle_webhook(s, r, path + 10);
+    if (strncmp(path, "/u/", 3) == 0) return handle_unsub(s, r, path + 3);
+    if (strcmp(path, "/healthz") == 0) return hook_req_respond_json(r, 200, "{\"ok\":true}");
+    if (strcmp(path, "/readyz") == 0) {
+        if (hook_redis_up(s->redis)) return hook_req_respond_json(r, 200, "{\"redis\":true}");
+        return hook_req_respond_json(r, 503, "{\"redis\":false}");
+    }
+    if (strcmp(path, "/metrics") == 0) return handle_metrics(s, r);
+    answer_error(r, 404, "no such route");
+}
+
+/* -------------------------------------------------------- life cycle */
+
+void hook_server_free(hook_server *s)
+{
+    if (!s) return;
+    hook_redis_free(s->redis); /* answers requests waiting on Redis (503) */
+    hook_httpd_free(s->http);
+    EVP_PKEY_free(s->sendgrid_key);
+    free(s->secret);
+    free(s->mailgun_key);
+    free(s->postmark_auth);
+    free(s->generic_key);
+    free(s);
+}
+
+hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const char *listen,
+                             hr_err *err)
+{
+    hook_server *s = hr_calloc(1, sizeof *s);
+    s->loop = loop;
+    s->secret = hr_secret_load(c, err);
+    if (!s->secret) goto fail;
+    const char *ns = hr_config_get(c, "namespace", "herald");
+    for (int k = 0; k < K_N; k++) queue_key(ns, key_names[k], s->keys[k], sizeof s->keys[k]);
+    hook_script_sha(hook_lua_record, s->sha);
+    int64_t v;
+    if (hr_config_get_i64(c, "webhooks-replay-window", 300, &v, err) != 0) goto fail;
+    s->window_s = (int)v;
+    if (hr_config_get_i64(c, "webhooks-dedupe-days", 7, &v, err) != 0) goto fail;
+    s->seen_retention_ms = v * 86400000LL;
+    if (hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &v, err) != 0) goto fail;
+    s->stream_maxlen = (long)v;
+    hr_err cerr = {0};
+    char *pem = hook_credential(c, "sendgrid-webhook-key-file", "sendgrid-webhook-key", &cerr);
+    if (pem) {
+        s->sendgrid_key = hook_pubkey_load(pem, err);
+        free(pem);
+        if (!s->sendgrid_key) goto fail;
+    }
+    s->mailgun_key = hook_credential(c, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
+    s->postmark_auth =
+        hook_credential(c, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
+    s->generic_key = hook_credential(c, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
+    if (cerr.code || cerr.msg[0]) {
+        hr_err_set(err, "%s", cerr.msg);
+        goto fail;
+    }
+    int64_t max_body, max_conns, req_ms, idle_ms;
+    if (hr_config_get_i64(c, "webhooks-max-body", 1 << 20, &max_body, err) != 0 ||
+        hr_config_get_i64(c, "webhooks-max-conns", 1024, &max_conns, err) != 0 ||
+        hr_config_get_i64(c, "webhooks-request-timeout-ms", 10000, &req_ms, err) != 0 ||
+        hr_config_get_i64(c, "webhooks-idle-timeout-ms", 30000, &idle_ms, err) != 0)
+        goto fail;
+    s->redis = hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), err);
+    if (!s->redis) goto fail;
+    hook_httpd_opts o = {0};
+    o.listen = listen ? listen : hr_config_get(c, "webhooks-listen", "127.0.0.1:8025");
+    o.max_body = (size_t)max_body;
+    o.max_conns = (int)max_conns;
+    o.request_timeout_ms = (int)req_ms;
+    o.idle_timeout_ms = (int)idle_ms;
+    o.handler = on_request;
+    o.priv = s;
+    s->http = hook_httpd_new(loop, &o, err);
+    if (!s->http) goto fail;
+    return s;
+fail:
+    hook_server_free(s);
+    return NULL;
+}
+
+int hook_server_port(const hook_server *s) { return hook_httpd_port(s->http); }
+
+void hook_server_stop(hook_server *s, void (*done)(void *priv), void *priv)
+{
+    hook_httpd_stop(s->http, done, priv);
+}
+
+void hook_server_set_metrics(hook_server *s, hook_metrics_fn *fn, void *priv)
+{
+    s->metrics = fn;
+    s->metrics_priv = priv;
+}

@@ -1,0 +1,205 @@
+/* verify.c: the providers' webhook signature checks (SendGrid ECDSA, Mailgun
+ * and generic HMAC, Postmark basic auth) and reading credential files.
+ * Pure functions of their inputs; crypto is OpenSSL's. They do not parse
+ * event bodies (events.c does). */
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* b64_decode decodes standard (padded or not) base64; returns length or -1. */
+long hook_b64_decode(const char *in, unsigned char *out, size_t outcap)
+{
+    size_t n = strlen(in);
+    while (n && (in[n - 1] == '\n' || in[n - 1] == '\r' || in[n - 1] == ' ')) n--;
+    if (n == 0 || n > 8192) return -1;
+    char buf[8200];
+    memcpy(buf, in, n);
+    while (n % 4) buf[n++] = '=';
+    buf[n] = '\0';
+    if (outcap < n / 4 * 3) return -1;
+    int len = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)n);
+    if (len < 0) return -1;
+    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--) len--;
+    return len;
+}
+
+static int check_window(const char *timestamp, int64_t now_s, int window_s, hr_err *err)
+{
+    int64_t ts;
+    if (!timestamp || hr_parse_i64(timestamp, &ts) != 0)
+        return hr_err_set(err, "signature: missing or bad timestamp");
+    if (window_s > 0 && (ts < now_s - window_s || ts > now_s + window_s))
+        return hr_err_set(err, "signature: timestamp outside the replay window");
+    return 0;
+}
+
+EVP_PKEY *hook_pubkey_load(const char *pubkey, hr_err *err)
+{
+    EVP_PKEY *k = NULL;
+    if (strncmp(pubkey, "-----BEGIN", 10) == 0) {
+        BIO *b = BIO_new_mem_buf(pubkey, -1);
+        k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+        BIO_free(b);
+    } else {
+        unsigned char der[2048];
+        long n = hook_b64_decode(pubkey, der, sizeof der);
+        if (n > 0) {
+            const unsigned char *p = der;
+            k = d2i_PUBKEY(NULL, &p, n);
+        }
+    }
+    if (!k) hr_err_set(err, "sendgrid: public key is neither PEM nor base64 DER");
+    return k;
+}
+
+int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *timestamp,
+                             const char *body, size_t len, int64_t now_s, int window_s,
+                             hr_err *err)
+{
+    if (!sig_b64) return hr_err_set(err, "sendgrid: missing signature header");
+    if (check_window(timestamp, now_s, window_s, err) != 0) return -1;
+    unsigned char sig[256];
+    long sl = hook_b64_decode(sig_b64, sig, sizeof sig);
+    if (sl <= 0) return hr_err_set(err, "sendgrid: signature is not base64");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+             EVP_DigestVerifyUpdate(ctx, timestamp, strlen(timestamp)) == 1 &&
+             EVP_DigestVerifyUpdate(ctx, body, len) == 1 &&
+             EVP_DigestVerifyFinal(ctx, sig, (size_t)sl) == 1;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return hr_err_set(err, "sendgrid: bad signature");
+    return 0;
+}
+
+int hook_verify_sendgrid(const char *pubkey, const char *sig_b64, const char *timestamp,
+                         const char *body, size_t len, int64_t now_s, int window_s,
+                         hr_err *err)
+{
+    EVP_PKEY *k = hook_pubkey_load(pubkey, err);
+    if (!k) return -1;
+    int rc = hook_verify_sendgrid_key(k, sig_b64, timestamp, body, len, now_s, window_s, err);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int hook_verify_mailgun(const char *key, const char *timestamp, const char *token,
+                        const char *sig_hex, int64_t now_s, int window_s, hr_err *err)
+{
+    if (!token || !sig_hex) return hr_err_set(err, "mailgun: missing token or signature");
+    if (check_window(timestamp, now_s, window_s, err) != 0) return -1;
+    hr_buf msg;
+    hr_buf_init(&msg);
+    hr_buf_puts(&msg, timestamp);
+    hr_buf_puts(&msg, token);
+    unsigned char mac[32];
+    hr_hmac_sha256(key, strlen(key), msg.data, msg.len, mac);
+    hr_buf_release(&msg);
+    char hex[65];
+    hr_hex(mac, 32, hex);
+    if (strlen(sig_hex) != 64 || !hr_ct_equal(hex, sig_hex, 64))
+        return hr_err_set(err, "mailgun: bad signature");
+    return 0;
+}
+
+int hook_verify_basic(const char *userpass, const char *authorization, hr_err *err)
+{
+    if (!authorization || strncmp(authorization, "Basic ", 6) != 0)
+        return hr_err_set(err, "postmark: missing basic auth");
+    size_t n = strlen(userpass);
+    if (n > 1000) return hr_err_set(err, "postmark: credential too long");
+    unsigned char want[1400];
+    int wl = EVP_EncodeBlock(want, (const unsigned char *)userpass, (int)n);
+    const char *got = authorization + 6;
+    if ((size_t)wl != strlen(got) || !hr_ct_equal(want, got, (size_t)wl))
+        return hr_err_set(err, "postmark: bad credentials");
+    return 0;
+}
+
+static void generic_mac(const char *key, const char *t, const char *body, size_t len,
+                        char hex[65])
+{
+    hr_buf msg;
+    hr_buf_init(&msg);
+    hr_buf_puts(&msg, t);
+    hr_buf_putc(&msg, '.');
+    hr_buf_append(&msg, body, len);
+    unsigned char mac[32];
+    hr_hmac_sha256(key, strlen(key), msg.data, msg.len, mac);
+    hr_buf_release(&msg);
+    hr_hex(mac, 32, hex);
+}
+
+void hook_sign_generic(const char *key, int64_t now_s, const char *body, size_t len, char *out,
+                       size_t outlen)
+{
+    char t[24], hex[65];
+    snprintf(t, sizeof t, "%lld", (long long)now_s);
+    generic_mac(key, t, body, len, hex);
+    snprintf(out, outlen, "t=%s,v1=%s", t, hex);
+}
+
+int hook_verify_generic(const char *key, const char *sig_header, const char *body, size_t len,
+                        int64_t now_s, int window_s, hr_err *err)
+{
+    if (!sig_header) return hr_err_set(err, "generic: missing X-Herald-Signature");
+    char t[24] = "", v1[65] = "";
+    const char *p = sig_header;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *end = strchr(p, ',');
+        size_t seg = end ? (size_t)(end - p) : strlen(p);
+        if (seg > 2 && strncmp(p, "t=", 2) == 0 && seg - 2 < sizeof t) {
+            memcpy(t, p + 2, seg - 2);
+            t[seg - 2] = '\0';
+        } else if (seg == 67 && strncmp(p, "v1=", 3) == 0) {
+            memcpy(v1, p + 3, 64);
+            v1[64] = '\0';
+        }
+        p += seg;
+    }
+    if (!t[0] || !v1[0]) return hr_err_set(err, "generic: malformed X-Herald-Signature");
+    if (check_window(t, now_s, window_s, err) != 0) return -1;
+    char hex[65];
+    generic_mac(key, t, body, len, hex);
+    if (!hr_ct_equal(hex, v1, 64)) return hr_err_set(err, "generic: bad signature");
+    return 0;
+}
+
+char *hook_credential(const hr_config *c, const char *key, const char *name, hr_err *err)
+{
+    const char *file = c ? hr_config_get(c, key, NULL) : NULL;
+    char path[1024];
+    if (!file) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        if (!dir) return NULL;
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        file = path;
+    }
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        if (file == path) return NULL; /* not provided in the credentials dir */
+        hr_err_set(err, "credential %s: cannot open %s: %m", key, file);
+        return NULL;
+    }
+    hr_buf b;
+    hr_buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 65536) hr_buf_append(&b, chunk, n);
+    fclose(f);
+    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' ||
+                     b.data[b.len - 1] == ' '))
+        b.data[--b.len] = '\0';
+    if (b.len == 0) {
+        hr_buf_release(&b);
+        hr_err_set(err, "credential %s: %s is empty", key, file);
+        return NULL;
+    }
+    return hr_buf_detach(&b);
+}
