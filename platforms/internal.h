@@ -1,0 +1,118 @@
+/* internal.h: what the files of platforms/ share and nobody else sees: the
+ * per-platform ops table, the send state, text scanning, request and
+ * classification helpers. */
+#ifndef HERALD_PLATFORMS_INTERNAL_H
+#define HERALD_PLATFORMS_INTERNAL_H
+
+#include <jansson.h>
+#include <sys/types.h>
+
+#include "platforms.h"
+
+/* ---- the one table of function pointers, one instance per platform file */
+typedef struct plat_ops {
+    const char *name;
+    int email;
+    const char *default_base;
+    long default_limit;
+    int default_hashtags;
+    int scan_flags; /* TX_SCAN_* for facets/counting */
+    long (*count)(const plat_account *a, const char *text);
+    /* finish: after formatting, per part (Bluesky facets). May be NULL. */
+    int (*finish)(const plat_account *a, const queue_job *j, plat_part *p, hr_err *err);
+    int (*request)(plat_send *s, plat_request *req, hr_err *err);
+    void (*response)(plat_send *s, const plat_response *r, plat_outcome *o);
+    int (*readback)(plat_send *s, plat_request *req, hr_err *err);
+    void (*readback_response)(plat_send *s, const plat_response *r, plat_outcome *o);
+    /* social only (NULL for email) */
+    int (*engagement)(const plat_account *a, const plat_session *sess, const char *post_id,
+                      plat_request *req, hr_err *err);
+    void (*engagement_parse)(const plat_response *r, plat_engagement *e, plat_outcome *o);
+} plat_ops;
+
+extern const plat_ops plat_x_ops, plat_mastodon_ops, plat_bluesky_ops, plat_linkedin_ops,
+    plat_threads_ops, plat_facebook_ops, plat_sendgrid_ops, plat_mailgun_ops,
+    plat_postmark_ops, plat_smtp_ops, plat_webhook_ops;
+
+const plat_ops *plat_ops_find(const char *platform);
+
+/* ---- the state of one job being sent (steps, thread progress) */
+struct plat_send {
+    const plat_account *a;
+    plat_session *sess;
+    queue_job *job; /* own copy */
+    plat_ctx ctx;
+    plat_post post;
+    int step;  /* platform-defined */
+    int part;  /* thread part being sent */
+    char **ids;  /* platform id per part */
+    char **cids; /* Bluesky cid per part */
+    char *container; /* Threads: the container being published */
+    int readback_tries;
+    char *unsub_header; /* "<url>" for List-Unsubscribe */
+};
+
+/* ---- text (text.c) */
+#define TX_SCAN_SCHEMELESS 1 /* bare domains are links (X) */
+#define TX_SCAN_MASTO 2      /* @user@domain mentions */
+#define TX_SCAN_DOTTED 4     /* @handle.domain mentions (Bluesky) */
+
+typedef enum { TX_URL, TX_MENTION, TX_TAG } tx_type;
+typedef struct tx_ent {
+    tx_type type;
+    size_t start, end; /* bytes; for mentions/tags includes the sigil */
+    size_t user_end;   /* mentions: end of "@user" before "@domain" */
+} tx_ent;
+
+/* tx_scan finds links, mentions and hashtags in s; returns the count and a
+ * new array in *out (free()), sorted by start. */
+int tx_scan(const char *s, size_t n, int flags, tx_ent **out);
+/* tx_bounds fills a new array of grapheme cluster starts plus n at the end;
+ * returns the cluster count, or -1 for invalid UTF-8. */
+long tx_bounds(const char *s, size_t n, size_t **out);
+int tx_valid_utf8(const char *s, size_t n);
+long tx_graphemes_n(const char *s, size_t n);
+int tx_is_space_at(const char *s, size_t n, size_t i); /* whitespace cp at i */
+
+/* ---- requests and answers (request.c) */
+void req_init(plat_request *r, const char *method, char *url /* owned */);
+void req_header(plat_request *r, const char *name, const char *value);
+void req_secret(plat_request *r, const char *secret);
+void req_bearer(plat_request *r, const char *token);
+void req_json(plat_request *r, json_t *body /* stolen */);
+/* form body: name/value pairs, NULL-terminated; NULL values are skipped */
+void req_form(plat_request *r, const char *const *pairs);
+void req_idem(plat_request *r, const plat_send *s);
+char *plat_urlenc(const char *s); /* percent-encoded copy */
+char *url_join(const plat_account *a, const char *fmt, ...) HR_PRINTF(2, 3);
+int need_opt(const plat_account *a, const char *key, const char **out, hr_err *err);
+
+void out_init(plat_outcome *o);
+void out_set(plat_outcome *o, plat_outcome_kind k, const char *fmt, ...) HR_PRINTF(3, 4);
+void out_sent(plat_outcome *o, const char *id);
+/* body_json parses the response body; NULL (and o PERMANENT or TRANSIENT
+ * with a message) when empty or malformed. what names the answer. */
+json_t *body_json(const plat_response *r, plat_outcome *o, const char *what);
+const char *jstr(json_t *o, const char *path); /* "data.id" style, NULL if not a string */
+long jlong(json_t *o, const char *path, long def);
+/* classify_common: plat_classify_http plus the 4xx default (permanent with
+ * the message found at msg_path in the JSON body); returns 1 when decided. */
+int classify_error(const plat_send *s, const plat_response *r, plat_outcome *o,
+                   const char *const *msg_paths);
+int64_t send_now(const plat_send *s);
+/* meta_error classifies a Meta Graph error body; returns 1 when decided. */
+int meta_error(const plat_response *r, plat_outcome *o);
+/* email_headers: the headers every email carries, as name/value pairs
+ * (List-Unsubscribe, List-Unsubscribe-Post, Message-ID, X-Herald-Job). */
+int email_headers(plat_send *s, plat_header *out, int max);
+
+/* ---- composition (compose.c) */
+long count_for(const plat_account *a, const char *text);
+/* html_strip: text from possibly-HTML CMS content (new string) */
+char *html_maybe(const char *s);
+
+/* ---- shared platform bits */
+void eng_init(plat_engagement *e);
+int social_text_readback_match(const char *want, const char *got);
+
+#endif

@@ -1,0 +1,147 @@
+/* mastodon.c: Mastodon statuses API on any instance. Mastodon honours
+ * Idempotency-Key for an hour; counting is in grapheme clusters with every
+ * link 23 and remote mentions as their local part. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void social_part_done(plat_send *s, const char *id, plat_outcome *o);
+
+static long masto_count(const plat_account *a, const char *text)
+{
+    return plat_count_mastodon(text);
+}
+
+static int masto_post(plat_send *s, plat_request *req)
+{
+    req_init(req, "POST", url_join(s->a, "/api/v1/statuses"));
+    req_bearer(req, s->a->credential);
+    /* per part: a thread's parts are distinct statuses */
+    if (s->job->idem_key) {
+        char *k = s->part ? hr_asprintf("%s-%d", s->job->idem_key, s->part + 1)
+                          : hr_strdup(s->job->idem_key);
+        req_header(req, "Idempotency-Key", k);
+        free(k);
+    }
+    json_t *b = json_object();
+    json_object_set_new(b, "status", json_string(s->post.parts[s->part].text));
+    json_object_set_new(b, "visibility",
+                        json_string(plat_account_opt(s->a, "visibility", "public")));
+    if (s->part > 0) json_object_set_new(b, "in_reply_to_id", json_string(s->ids[s->part - 1]));
+    req_json(req, b);
+    return 0;
+}
+
+static int masto_request(plat_send *s, plat_request *req, hr_err *err)
+{
+    return masto_post(s, req);
+}
+
+static const char *const masto_msgs[] = {"error", "error_description", NULL};
+
+static void masto_response(plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (classify_error(s, r, o, masto_msgs)) return;
+    json_t *j = body_json(r, o, "mastodon: post status");
+    if (!j) return;
+    const char *id = jstr(j, "id");
+    if (id)
+        social_part_done(s, id, o);
+    else
+        out_set(o, PLAT_OUT_UNKNOWN, "mastodon: post status: answer has no id");
+    json_decref(j);
+}
+
+/* With account-id= the read-back lists the account's statuses; without it,
+ * the same POST with the same Idempotency-Key returns the status Mastodon
+ * already has (within the hour it keeps keys) instead of a new one. */
+static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
+{
+    const char *acct = plat_account_opt(s->a, "account-id", NULL);
+    if (!acct) {
+        s->part = 0;
+        return masto_post(s, req);
+    }
+    char *e = plat_urlenc(acct);
+    req_init(req, "GET", url_join(s->a, "/api/v1/accounts/%s/statuses?limit=20", e));
+    free(e);
+    req_bearer(req, s->a->credential);
+    return 0;
+}
+
+static void masto_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (classify_error(s, r, o, masto_msgs)) return;
+    json_t *j = body_json(r, o, "mastodon: read back");
+    if (!j) {
+        if (o->kind == PLAT_OUT_UNKNOWN) o->kind = PLAT_OUT_TRANSIENT;
+        return;
+    }
+    if (json_is_object(j)) { /* the idempotent re-POST answered the status */
+        const char *id = jstr(j, "id");
+        if (id) out_sent(o, id);
+        else out_set(o, PLAT_OUT_TRANSIENT, "mastodon: read back: answer has no id");
+        json_decref(j);
+        return;
+    }
+    out_set(o, PLAT_OUT_ABSENT, "mastodon: no recent status has the text");
+    size_t i;
+    json_t *st;
+    json_array_foreach(j, i, st)
+    {
+        const char *html = jstr(st, "content");
+        char *txt = html ? plat_html_to_text(html, strlen(html)) : NULL;
+        int m = social_text_readback_match(s->post.parts[0].text, txt);
+        free(txt);
+        if (m && jstr(st, "id")) {
+            out_sent(o, jstr(st, "id"));
+            break;
+        }
+    }
+    json_decref(j);
+}
+
+static int masto_engagement(const plat_account *a, const plat_session *sess, const char *id,
+                            plat_request *req, hr_err *err)
+{
+    char *e = plat_urlenc(id);
+    req_init(req, "GET", url_join(a, "/api/v1/statuses/%s", e));
+    free(e);
+    req_bearer(req, a->credential);
+    return 0;
+}
+
+static void masto_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
+{
+    json_t *j = body_json(r, o, "mastodon: engagement");
+    if (!j) {
+        o->kind = PLAT_OUT_PERMANENT;
+        return;
+    }
+    if (!json_is_object(j) || !jstr(j, "id")) {
+        out_set(o, PLAT_OUT_PERMANENT, "mastodon: engagement: answer is not a status");
+    } else {
+        e->likes = jlong(j, "favourites_count", -1);
+        e->reposts = jlong(j, "reblogs_count", -1);
+        e->replies = jlong(j, "replies_count", -1);
+        e->quotes = jlong(j, "quotes_count", -1);
+        out_sent(o, jstr(j, "id"));
+    }
+    json_decref(j);
+}
+
+const plat_ops plat_mastodon_ops = {
+    .name = "mastodon",
+    .default_base = "https://mastodon.social",
+    .default_limit = 500,
+    .default_hashtags = 4,
+    .scan_flags = TX_SCAN_MASTO,
+    .count = masto_count,
+    .request = masto_request,
+    .response = masto_response,
+    .readback = masto_readback,
+    .readback_response = masto_readback_response,
+    .engagement = masto_engagement,
+    .engagement_parse = masto_engagement_parse,
+};

@@ -1,0 +1,138 @@
+/* x.c: X (API v2). POST /2/tweets with a bearer token; threads reply to the
+ * previous part. X offers no idempotency, so the key rides along in a header
+ * it ignores and uncertain sends are settled by reading the timeline back. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static long x_count(const plat_account *a, const char *text) { return plat_count_x(text); }
+
+static int x_request(plat_send *s, plat_request *req, hr_err *err)
+{
+    req_init(req, "POST", url_join(s->a, "/2/tweets"));
+    req_bearer(req, s->a->credential);
+    req_idem(req, s);
+    json_t *b = json_object();
+    json_object_set_new(b, "text", json_string(s->post.parts[s->part].text));
+    if (s->part > 0) {
+        json_t *r = json_object();
+        json_object_set_new(r, "in_reply_to_tweet_id", json_string(s->ids[s->part - 1]));
+        json_object_set_new(b, "reply", r);
+    }
+    req_json(req, b);
+    return 0;
+}
+
+static const char *const x_msgs[] = {"detail", "title", "errors.0.message", NULL};
+
+/* social_part_done records a part's id and says NEXT or SENT. */
+void social_part_done(plat_send *s, const char *id, plat_outcome *o);
+void social_part_done(plat_send *s, const char *id, plat_outcome *o)
+{
+    free(s->ids[s->part]);
+    s->ids[s->part] = hr_strdup(id);
+    s->part++;
+    if (s->part < s->post.nparts)
+        out_set(o, PLAT_OUT_NEXT, "part %d of %d sent", s->part, s->post.nparts);
+    else
+        out_sent(o, s->ids[0]);
+}
+
+static void x_response(plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (classify_error(s, r, o, x_msgs)) {
+        /* X refuses a repeat of a post it already has: the first try went
+         * through, which only a read-back can confirm */
+        if (r->status == 403 && strstr(o->message, "duplicate")) o->kind = PLAT_OUT_UNKNOWN;
+        return;
+    }
+    json_t *j = body_json(r, o, "x: create post");
+    if (!j) return;
+    const char *id = jstr(j, "data.id");
+    if (id)
+        social_part_done(s, id, o);
+    else
+        out_set(o, PLAT_OUT_UNKNOWN, "x: create post: answer has no data.id");
+    json_decref(j);
+}
+
+static int x_readback(plat_send *s, plat_request *req, hr_err *err)
+{
+    const char *uid;
+    if (need_opt(s->a, "user-id", &uid, err)) return -1;
+    char *e = plat_urlenc(uid);
+    req_init(req, "GET",
+             url_join(s->a, "/2/users/%s/tweets?max_results=20&tweet.fields=created_at", e));
+    free(e);
+    req_bearer(req, s->a->credential);
+    return 0;
+}
+
+static void x_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (classify_error(s, r, o, x_msgs)) return;
+    json_t *j = body_json(r, o, "x: read back");
+    if (!j) {
+        if (o->kind == PLAT_OUT_UNKNOWN) o->kind = PLAT_OUT_TRANSIENT;
+        return;
+    }
+    json_t *data = json_object_get(j, "data");
+    size_t i;
+    json_t *t;
+    out_set(o, PLAT_OUT_ABSENT, "x: no recent post has the text");
+    json_array_foreach(data, i, t)
+    {
+        if (social_text_readback_match(s->post.parts[0].text, jstr(t, "text")) && jstr(t, "id")) {
+            out_sent(o, jstr(t, "id"));
+            break;
+        }
+    }
+    json_decref(j);
+}
+
+static int x_engagement(const plat_account *a, const plat_session *sess, const char *id,
+                        plat_request *req, hr_err *err)
+{
+    char *e = plat_urlenc(id);
+    req_init(req, "GET", url_join(a, "/2/tweets/%s?tweet.fields=public_metrics", e));
+    free(e);
+    req_bearer(req, a->credential);
+    return 0;
+}
+
+static void x_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
+{
+    json_t *j = body_json(r, o, "x: engagement");
+    if (!j) {
+        o->kind = PLAT_OUT_PERMANENT;
+        return;
+    }
+    json_t *m = json_object_get(json_object_get(j, "data"), "public_metrics");
+    if (!m) {
+        out_set(o, PLAT_OUT_PERMANENT, "x: engagement: answer has no data.public_metrics");
+    } else {
+        e->likes = jlong(m, "like_count", -1);
+        e->reposts = jlong(m, "retweet_count", -1);
+        e->replies = jlong(m, "reply_count", -1);
+        e->quotes = jlong(m, "quote_count", -1);
+        e->views = jlong(m, "impression_count", -1);
+        out_sent(o, jstr(j, "data.id"));
+    }
+    json_decref(j);
+}
+
+const plat_ops plat_x_ops = {
+    .name = "x",
+    .default_base = "https://api.x.com",
+    .default_limit = 280,
+    .default_hashtags = 2,
+    .scan_flags = TX_SCAN_SCHEMELESS,
+    .count = x_count,
+    .request = x_request,
+    .response = x_response,
+    .readback = x_readback,
+    .readback_response = x_readback_response,
+    .engagement = x_engagement,
+    .engagement_parse = x_engagement_parse,
+};
