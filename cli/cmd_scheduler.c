@@ -1,0 +1,56 @@
+/* cmd_scheduler.c: `herald scheduler`: runs the promotion daemon on the
+ * default loop until SIGTERM or SIGINT. */
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "commands.h"
+#include "queue.h"
+#include "scheduler.h"
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    sched_daemon_stop(w->data);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int cmd_scheduler(int argc, char **argv)
+{
+    const char *batch = cli_take_opt(&argc, argv, "batch");
+    if (argc != 1) {
+        fprintf(stderr, "usage: herald scheduler [--batch N]\n");
+        return 2;
+    }
+    const hr_config *cfg = cli_config();
+    sched_daemon_opts o = {0};
+    o.q.url = hr_config_get(cfg, "redis-url", NULL);
+    o.q.ns = hr_config_get(cfg, "namespace", "herald");
+    int64_t v;
+    if (batch && (hr_parse_i64(batch, &v) < 0 || v < 1 || v > 1000000)) {
+        fprintf(stderr, "herald scheduler: --batch: not a count\n");
+        return 2;
+    }
+    o.batch = batch ? (int)v : 0;
+    hr_err e = {0};
+    struct ev_loop *loop = EV_DEFAULT;
+    sched_daemon *d = sched_daemon_new(loop, &o, &e);
+    if (!d) {
+        fprintf(stderr, "herald scheduler: %s\n", e.msg);
+        return 1;
+    }
+    ev_signal sterm, sint;
+    ev_signal_init(&sterm, on_signal, SIGTERM);
+    ev_signal_init(&sint, on_signal, SIGINT);
+    sterm.data = sint.data = d;
+    ev_signal_start(loop, &sterm);
+    ev_signal_start(loop, &sint);
+    hr_log(HR_LOG_INFO, "scheduler started", "namespace", o.q.ns, NULL);
+    ev_run(loop, 0);
+    char n[32];
+    snprintf(n, sizeof n, "%ld", sched_daemon_promoted(d));
+    hr_log(HR_LOG_INFO, "scheduler stopped", "promoted", n, NULL);
+    sched_daemon_free(d);
+    return 0;
+}

@@ -1,0 +1,873 @@
+/* import.c: `herald import`: reads an export twice, streaming. Pass 1
+ * validates every item and writes nothing; pass 2 maps items to jobs through
+ * the campaign, plans their times and enqueues them in batches, keeping the
+ * campaign's import index ({NS}:import:<campaign>) so a re-import adds
+ * nothing, an edit updates, and --sync cancels what disappeared. Jobs this
+ * run added are logged to a temp file and cancelled if a later batch fails.
+ * It does not send or format for platforms beyond counting. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+#include "internal.h"
+
+#ifdef HAVE_HERALD_PLATFORMS
+#include "platforms.h"
+#endif
+
+int (*sched_test_enqueue_fail)(int batch_no);
+
+/* One item of the current batch: its jobs are jobs[first .. first+n). */
+typedef struct pending {
+    char *source;
+    uint64_t hash;
+    int first, n;
+    int64_t publish_ms;
+    int changed; /* set at flush: 0 unchanged, 1 changed, 2 new */
+    char *old;   /* the index entry's job list before this run */
+} pending;
+
+typedef struct imp {
+    queue *q;
+    const sched_import_opts *o;
+    sched_import_stats *st;
+    hr_err *err;
+    sched_campaign *cp;
+    sched_account *accts; /* one per campaign lane, then the email lane */
+    sched_taken *taken;
+    int naccts;
+    int email_acct; /* index in accts, or -1 */
+    int64_t email_cursor;
+    sched_contact *contacts;
+    int ncontacts;
+    uint64_t contacts_hash;
+    uint64_t seed;
+    int64_t now;
+    int pass;
+    long total_items, seen;
+    FILE *out;
+    char index_key[256];
+    long long gen;
+    /* pass 2 batch */
+    pending *pend;
+    int npend, cappend;
+    queue_job **jobs;
+    int njobs, capjobs;
+    int batch_no;
+    FILE *undo;
+    long undo_n;
+    int64_t last_progress_ms;
+} imp;
+
+/* ---- small helpers */
+
+static int in_list(char **v, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcasecmp(v[i], s)) return 1;
+    return 0;
+}
+
+static long utf8_len(const char *s)
+{
+    long n = 0;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    while (*p) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(p, -1, &cp);
+        p += k > 0 ? k : 1;
+        n++;
+    }
+    return n;
+}
+
+/* text_length returns the platform's length of text and its limit (0 when
+ * unknown): the platforms module counts when it is built in. */
+static void text_length(const char *platform, const char *text, long *len, long *limit)
+{
+#ifdef HAVE_HERALD_PLATFORMS
+    if (plat_count_text(platform, text, len, limit) == 0) return;
+#endif
+    (void)platform;
+    *len = utf8_len(text);
+    *limit = 0;
+}
+
+static int acct_index(const imp *m, const char *lane)
+{
+    for (int i = 0; i < m->naccts; i++)
+        if (!strcmp(m->accts[i].lane, lane)) return i;
+    return -1;
+}
+
+/* ---- accounts and contacts */
+
+static int load_accounts(imp *m, const hr_config *cfg)
+{
+    sched_campaign *cp = m->cp;
+    int n = cp->nlanes + (cp->email_lane ? 1 : 0);
+    m->accts = hr_calloc((size_t)n, sizeof *m->accts);
+    m->taken = hr_calloc((size_t)n, sizeof *m->taken);
+    m->email_acct = -1;
+    int64_t from = m->now - 86400000LL, to = m->now + 5 * 366 * 86400000LL;
+    for (int i = 0; i < n; i++) {
+        const char *lane = i < cp->nlanes ? cp->lanes[i] : cp->email_lane;
+        if (i < cp->nlanes && acct_index(m, lane) >= 0) continue; /* listed twice */
+        const hr_conf_line *l = NULL, *x;
+        int pos = -1;
+        while ((x = hr_config_next(cfg, "account", &pos)))
+            if (x->argc >= 1 && !strcmp(x->argv[0], lane)) l = x;
+        char *argv1[1] = {(char *)lane};
+        hr_err e = {0};
+        sched_account *a = &m->accts[m->naccts];
+        if (sched_account_parse(a, l ? l->argc : 1, l ? l->argv : argv1, from, to, &e) < 0) {
+            hr_err_set(m->err, "%s:%d: account %s: %s", cfg->path ? cfg->path : "config",
+                       l ? l->line : 0, lane, e.msg);
+            return -1;
+        }
+        sched_taken_init(&m->taken[m->naccts]);
+        if (i >= cp->nlanes) {
+            m->email_acct = m->naccts;
+            if (cp->email_rate_per_s > 0) a->rate_per_s = cp->email_rate_per_s;
+        }
+        m->naccts++;
+    }
+    return 0;
+}
+
+/* occupancy: jobs already scheduled on our lanes (any campaign) take slots */
+static int load_taken(imp *m)
+{
+    if (!m->q) return 0;
+    redisContext *c = queue_redis(m->q);
+    for (int i = 0; i < m->naccts; i++) {
+        if (i == m->email_acct) continue;
+        redisReply *r = redisCommand(c, "ZRANGE {%s}:sched:%s 0 -1 WITHSCORES",
+                                     queue_ns(m->q), m->accts[i].lane);
+        if (!r) return hr_err_set(m->err, "redis: %s", c->errstr);
+        if (r->type == REDIS_REPLY_ARRAY)
+            for (size_t k = 0; k + 1 < r->elements; k += 2)
+                sched_taken_add(&m->taken[i], strtoll(r->element[k + 1]->str, NULL, 10));
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+static int load_contacts(imp *m, const hr_config *cfg)
+{
+    if (!m->cp->email_lane) return 0;
+    hr_err e = {0};
+    if (sched_contacts_load(m->cp->contacts_path, &m->contacts, &m->ncontacts,
+                            &m->st->invalid_emails, &e) < 0) {
+        hr_err_set(m->err, "import: %s", e.msg);
+        return -1;
+    }
+    if (m->q) {
+        char *secret = hr_secret_load(cfg, &e);
+        if (!secret) {
+            hr_err_set(m->err, "import: email needs the install's secret for the suppression "
+                               "list: %s", e.msg);
+            return -1;
+        }
+        char *gone = hr_calloc((size_t)(m->ncontacts ? m->ncontacts : 1), 1);
+        for (int i = 0; i < m->ncontacts; i++) {
+            int s = queue_is_suppressed(m->q, secret, m->contacts[i].email, &e);
+            if (s < 0) {
+                free(secret);
+                free(gone);
+                hr_err_set(m->err, "redis: %s", e.msg);
+                return -1;
+            }
+            gone[i] = s == 1;
+        }
+        int w = 0;
+        for (int i = 0; i < m->ncontacts; i++) {
+            if (gone[i]) {
+                m->st->suppressed++;
+                sched_contacts_free_one(&m->contacts[i]);
+            } else {
+                m->contacts[w++] = m->contacts[i];
+            }
+        }
+        m->ncontacts = w;
+        free(gone);
+        free(secret);
+    }
+    uint64_t h = SCHED_HASH_INIT;
+    for (int i = 0; i < m->ncontacts; i++) {
+        h = sched_hash64(h, m->contacts[i].email);
+        h = sched_hash64(h, m->contacts[i].first_name);
+        h = sched_hash64(h, m->contacts[i].last_name);
+        for (int k = 0; k < m->contacts[i].nvars; k++)
+            h = sched_hash64(h, m->contacts[i].vars[k].value);
+    }
+    m->contacts_hash = h;
+    return 0;
+}
+
+/* ---- item checks shared by both passes */
+
+/* wanted returns 1 when the campaign takes the item (status and type). */
+static int wanted(const imp *m, const sched_item *it)
+{
+    int drafts = m->o->drafts || m->cp->drafts;
+    int st_ok = in_list(m->cp->statuses, m->cp->nstatuses, it->status) ||
+                (drafts && !strcmp(it->status, "draft"));
+    return st_ok && in_list(m->cp->types, m->cp->ntypes, it->type);
+}
+
+/* item_lanes fills sel[] (account indexes) for the item's platforms, or
+ * writes the reason into why. */
+static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, char *why,
+                      size_t whylen)
+{
+    *nsel = 0;
+    int nposts = m->cp->nlanes;
+    if (it->nplatforms == 0) {
+        for (int i = 0; i < m->naccts; i++)
+            if (i != m->email_acct) sel[(*nsel)++] = i;
+        return 0;
+    }
+    for (int k = 0; k < it->nplatforms; k++) {
+        const char *p = it->platforms[k];
+        int found = 0;
+        for (int i = 0; i < m->naccts && nposts; i++) {
+            if (i == m->email_acct) continue;
+            int match = strchr(p, ':') ? !strcmp(m->accts[i].lane, p)
+                                       : !strcmp(m->accts[i].platform, p);
+            if (!match) continue;
+            found = 1;
+            int dup = 0;
+            for (int j = 0; j < *nsel; j++) dup |= sel[j] == i;
+            if (!dup) sel[(*nsel)++] = i;
+        }
+        if (!found) {
+            snprintf(why, whylen, "platform \"%.60s\" is not in campaign %.60s's platforms", p,
+                     m->cp->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void report_invalid(imp *m, const sched_item *it, const char *why)
+{
+    m->st->invalid++;
+    if (m->o->skip_invalid)
+        fprintf(m->out, "skipped: %s:%ld: %s: %s\n", it->file, it->line, it->id, why);
+}
+
+/* ---- pass 1 */
+
+static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
+{
+    imp *m = priv;
+    m->total_items++;
+    char why[240];
+    const char *problem = it->error;
+    if (!problem && wanted(m, it)) {
+        int sel[64], nsel;
+        if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) problem = why;
+    }
+    if (!problem) return 0;
+    if (m->o->skip_invalid) return 0; /* listed in pass 2, which meets it again */
+    m->st->invalid++;
+    hr_err_set(err, "import: %s:%ld: %s", it->file, it->line, problem);
+    err->code = 2;
+    return -1;
+}
+
+/* ---- pass 2: building jobs */
+
+static uint64_t item_hash(const imp *m, const sched_item *it)
+{
+    uint64_t h = m->cp->config_hash ^ m->contacts_hash;
+    h = sched_hash64(h, it->title);
+    h = sched_hash64(h, it->link);
+    h = sched_hash64(h, it->html);
+    h = sched_hash64(h, it->text);
+    h = sched_hash64(h, it->excerpt);
+    h = sched_hash64(h, it->image);
+    h = sched_hash64(h, it->status);
+    char t[32];
+    snprintf(t, sizeof t, "%lld", (long long)it->publish_ms);
+    h = sched_hash64(h, t);
+    for (int i = 0; i < it->ntags; i++) h = sched_hash64(h, it->tags[i]);
+    h = sched_hash64(h, "|");
+    for (int i = 0; i < it->nplatforms; i++) h = sched_hash64(h, it->platforms[i]);
+    for (int i = 0; i < it->nvars; i++)
+        h = sched_hash64(sched_hash64(h, it->vars[i].key), it->vars[i].value);
+    return h;
+}
+
+static void push_job(imp *m, queue_job *j)
+{
+    if (m->njobs == m->capjobs) {
+        m->capjobs = m->capjobs ? m->capjobs * 2 : 256;
+        m->jobs = hr_realloc(m->jobs, (size_t)m->capjobs * sizeof *m->jobs);
+    }
+    m->jobs[m->njobs++] = j;
+}
+
+static queue_job *base_job(const imp *m, const sched_item *it, const sched_account *a,
+                           const char *link, const char *email)
+{
+    queue_job *j = queue_job_new();
+    queue_set(&j->platform, a->platform);
+    queue_set(&j->account, a->account);
+    queue_set(&j->campaign, m->cp->name);
+    queue_set(&j->source, it->id);
+    char *key = email ? hr_asprintf("%s|%s|%s|%s|%s", m->cp->name, it->id, a->platform,
+                                    a->account, email)
+                      : hr_asprintf("%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account);
+    j->unique_key = key;
+    j->max_attempts = m->cp->max_attempts;
+    queue_set(&j->title, it->title);
+    queue_set(&j->excerpt, it->excerpt);
+    queue_set(&j->link, link);
+    for (int i = 0; i < it->ntags; i++) queue_job_add_tag(j, it->tags[i]);
+    if (it->image && *it->image) {
+        char *img = it->image[0] == '/' && m->cp->base_url
+                        ? hr_asprintf("%s%s", m->cp->base_url, it->image)
+                        : hr_strdup(it->image);
+        queue_job_add_media(j, img);
+        free(img);
+    }
+    return j;
+}
+
+static int pass2_flush(imp *m);
+
+static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
+{
+    imp *m = priv;
+    (void)err;
+    m->seen++;
+    if (m->o->progress && (m->seen % 1000) == 0) {
+        int64_t t = hr_mono_ms();
+        if (t - m->last_progress_ms >= 100) {
+            m->last_progress_ms = t;
+            int pct = m->total_items ? (int)(m->seen * 100 / m->total_items) : 0;
+            char bar[31];
+            memset(bar, ' ', 30);
+            bar[30] = '\0';
+            memset(bar, '#', (size_t)(pct * 30 / 100));
+            fprintf(stderr, "\rimport [%s] %3d%% %ld/%ld items", bar, pct, m->seen,
+                    m->total_items);
+        }
+    }
+    m->st->items++;
+    char why[240];
+    if (it->error) {
+        report_invalid(m, it, it->error);
+        return 0;
+    }
+    if (!wanted(m, it)) {
+        m->st->filtered++;
+        return 0;
+    }
+    int sel[64], nsel;
+    if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) {
+        report_invalid(m, it, why);
+        return 0;
+    }
+    m->st->taken++;
+    char *plain = it->text ? sched_html_to_text(it->text) : sched_html_to_text(it->html);
+    char *link = it->link && it->link[0] == '/' && m->cp->base_url
+                     ? hr_asprintf("%s%s", m->cp->base_url, it->link)
+                     : hr_strdup(it->link);
+    sched_item view = *it;
+    view.link = link;
+    if (m->npend == m->cappend) {
+        m->cappend = m->cappend ? m->cappend * 2 : 64;
+        m->pend = hr_realloc(m->pend, (size_t)m->cappend * sizeof *m->pend);
+    }
+    pending *p = &m->pend[m->npend++];
+    memset(p, 0, sizeof *p);
+    p->source = hr_strdup(it->id);
+    p->hash = item_hash(m, it);
+    p->first = m->njobs;
+    p->publish_ms = it->publish_ms;
+    for (int k = 0; k < nsel; k++) {
+        const sched_account *a = &m->accts[sel[k]];
+        queue_job *j = base_job(m, &view, a, link, NULL);
+        j->kind = QUEUE_KIND_POST;
+        j->text = sched_render(sched_campaign_template(m->cp, a->lane), &view, plain, it->vars,
+                               it->nvars);
+        push_job(m, j);
+    }
+    if (m->email_acct >= 0) {
+        const sched_account *a = &m->accts[m->email_acct];
+        for (int c = 0; c < m->ncontacts; c++) {
+            const sched_contact *ct = &m->contacts[c];
+            int nv = ct->nvars + it->nvars + 3;
+            queue_kv *vars = hr_malloc((size_t)nv * sizeof *vars);
+            int k = 0;
+            vars[k++] = (queue_kv){"first_name", ct->first_name};
+            vars[k++] = (queue_kv){"last_name", ct->last_name};
+            vars[k++] = (queue_kv){"email", ct->email};
+            for (int i = 0; i < ct->nvars; i++) vars[k++] = ct->vars[i];
+            for (int i = 0; i < it->nvars; i++) vars[k++] = it->vars[i];
+            queue_job *j = base_job(m, &view, a, link, ct->email);
+            j->kind = QUEUE_KIND_EMAIL;
+            queue_set(&j->to, ct->email);
+            char *name = hr_asprintf("%s %s", ct->first_name, ct->last_name);
+            char *trim = name;
+            while (*trim == ' ') trim++;
+            size_t nl = strlen(trim);
+            while (nl && trim[nl - 1] == ' ') trim[--nl] = '\0';
+            if (*trim) queue_set(&j->to_name, trim);
+            free(name);
+            j->subject = sched_render(m->cp->subject, &view, plain, vars, k);
+            j->html = m->cp->email_html ? sched_render(m->cp->email_html, &view, plain, vars, k)
+                                        : hr_strdup(it->html);
+            j->body_text = m->cp->email_text
+                               ? sched_render(m->cp->email_text, &view, plain, vars, k)
+                               : hr_strdup(plain);
+            for (int i = 0; i < k; i++) queue_job_set_var(j, vars[i].key, vars[i].value);
+            free(vars);
+            push_job(m, j);
+        }
+    }
+    p->n = m->njobs - p->first;
+    free(plain);
+    free(link);
+    int limit = m->o->batch > 0 ? m->o->batch : 2000;
+    if (m->njobs >= limit || m->npend >= limit) return pass2_flush(m);
+    return 0;
+}
+
+/* ---- pass 2: planning and writing a batch */
+
+static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
+{
+    for (int i = 0; i < p->n; i++) {
+        queue_job *j = m->jobs[p->first + i];
+        if (keep_ms && keep_ms[i] > 0) { /* an edit keeps its time */
+            j->run_at_ms = keep_ms[i];
+            continue;
+        }
+        char lane[QUEUE_LANE_MAX];
+        queue_job_lane(j, lane, sizeof lane);
+        int ai = acct_index(m, lane);
+        const sched_account *a = &m->accts[ai];
+        if (j->kind == QUEUE_KIND_EMAIL) {
+            int64_t at = p->publish_ms > m->now ? p->publish_ms : m->now;
+            j->run_at_ms = sched_rate_next(a, &m->email_cursor, at);
+        } else {
+            int64_t t = sched_place(a, &m->taken[ai], m->seed, j->unique_key, m->now,
+                                    p->publish_ms);
+            j->run_at_ms = t >= 0 ? t : m->now;
+        }
+    }
+}
+
+static void print_plan(imp *m, pending *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        queue_job *j = m->jobs[p->first + i];
+        char lane[QUEUE_LANE_MAX];
+        queue_job_lane(j, lane, sizeof lane);
+        const sched_account *a = &m->accts[acct_index(m, lane)];
+        const char *text = j->kind == QUEUE_KIND_EMAIL ? j->subject : j->text;
+        long len, limit;
+        text_length(j->platform, text ? text : "", &len, &limit);
+        if (m->o->json) {
+            char *js = NULL;
+            char run[40];
+            hr_format_rfc3339(j->run_at_ms, run, sizeof run);
+            json_t *o = json_pack("{s:s,s:s?,s:s,s:s,s:s,s:s,s:s?,s:I,s:o}", "source", j->source,
+                                  "title", j->title, "platform", j->platform, "account",
+                                  j->account, "kind",
+                                  j->kind == QUEUE_KIND_EMAIL ? "email" : "post", "run_at", run,
+                                  "text", text, "length", (json_int_t)len, "limit",
+                                  limit > 0 ? json_integer(limit) : json_null());
+            if (o && j->to) json_object_set_new(o, "to", json_string(j->to));
+            js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            if (js) fprintf(m->out, "%s\n", js);
+            free(js);
+            json_decref(o);
+            continue;
+        }
+        struct tm tm;
+        sched_tz_local(a->tz, j->run_at_ms, &tm);
+        int off = (int)tm.tm_gmtoff;
+        char when[64];
+        snprintf(when, sizeof when, "%04d-%02d-%02d %02d:%02d%c%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, off < 0 ? '-' : '+',
+                 abs(off) / 3600, abs(off) % 3600 / 60);
+        /* preview: 40 characters on one line, cut on a character boundary */
+        char prev[200];
+        size_t w = 0;
+        int chars = 0;
+        const char *s = text ? text : "";
+        if (j->kind == QUEUE_KIND_EMAIL) {
+            w = (size_t)snprintf(prev, sizeof prev, "%.60s: ", j->to);
+        }
+        while (*s && chars < 40 && w + 5 < sizeof prev) {
+            unsigned char c = (unsigned char)*s;
+            size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+            if (c == '\n' || c == '\t' || c == '\r') {
+                prev[w++] = ' ';
+                s++;
+            } else {
+                for (size_t k = 0; k < n && s[k]; k++) prev[w++] = s[k];
+                s += n;
+            }
+            chars++;
+        }
+        if (*s && w + 3 < sizeof prev) prev[w++] = '.', prev[w++] = '.', prev[w++] = '.';
+        prev[w] = '\0';
+        char lim[32] = "-";
+        if (limit > 0) snprintf(lim, sizeof lim, "%ld", limit);
+        fprintf(m->out, "%-22s %-10s %-24s %5ld/%-5s %s\n", when, j->platform, j->account, len,
+                lim, prev);
+    }
+}
+
+static void pend_clear(imp *m)
+{
+    for (int i = 0; i < m->npend; i++) {
+        free(m->pend[i].source);
+        free(m->pend[i].old);
+    }
+    m->npend = 0;
+    for (int i = 0; i < m->njobs; i++) queue_job_free(m->jobs[i]);
+    m->njobs = 0;
+}
+
+/* old entry: "<gen> <hash> <ukh>,<ukh>..." */
+static int parse_entry(const char *v, long long *gen, uint64_t *hash, const char **ids)
+{
+    char *end;
+    *gen = strtoll(v, &end, 10);
+    if (*end != ' ') return -1;
+    *hash = strtoull(end + 1, &end, 16);
+    if (*end != ' ' && *end != '\0') return -1;
+    *ids = *end ? end + 1 : "";
+    return 0;
+}
+
+static int list_has(const char *list, const char *ukh)
+{
+    size_t n = strlen(ukh);
+    for (const char *p = list; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncmp(p, ukh, n)) return 1;
+        p += k;
+        if (*p) p++;
+    }
+    return 0;
+}
+
+static int redis_fail(imp *m, redisContext *c, redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ERROR) hr_err_set(m->err, "redis: %s", r->str);
+    else hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
+    if (r) freeReplyObject(r);
+    m->err->code = 1;
+    return -1;
+}
+
+static int pass2_flush(imp *m)
+{
+    if (m->npend == 0) return 0;
+    if (m->o->dry_run) {
+        for (int i = 0; i < m->npend; i++) {
+            plan_item(m, &m->pend[i], NULL);
+            print_plan(m, &m->pend[i]);
+        }
+        pend_clear(m);
+        return 0;
+    }
+    redisContext *c = queue_redis(m->q);
+    const char *ns = queue_ns(m->q);
+    /* 1. which items changed since the last import */
+    const char **argv = hr_malloc(sizeof *argv * (size_t)(m->npend + 2));
+    argv[0] = "HMGET";
+    argv[1] = m->index_key;
+    for (int i = 0; i < m->npend; i++) argv[i + 2] = m->pend[i].source;
+    redisReply *r = redisCommandArgv(c, m->npend + 2, argv, NULL);
+    free(argv);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)m->npend)
+        return redis_fail(m, c, r);
+    for (int i = 0; i < m->npend; i++) {
+        pending *p = &m->pend[i];
+        redisReply *e = r->element[i];
+        long long g;
+        uint64_t h;
+        const char *ids;
+        if (e->type != REDIS_REPLY_STRING || parse_entry(e->str, &g, &h, &ids) < 0) {
+            p->changed = 2;
+            continue;
+        }
+        p->old = hr_strdup(ids);
+        p->changed = h == p->hash ? 0 : 1;
+    }
+    freeReplyObject(r);
+
+    /* 2. plan and collect the jobs to write */
+    queue_job **out = hr_malloc(sizeof *out * (size_t)(m->njobs ? m->njobs : 1));
+    int nout = 0;
+    for (int i = 0; i < m->npend; i++) {
+        pending *p = &m->pend[i];
+        if (p->changed == 0) {
+            m->st->unchanged_items++;
+            continue;
+        }
+        int64_t *keep = NULL;
+        if (p->changed == 1) {
+            keep = hr_calloc((size_t)p->n, sizeof *keep);
+            for (int k = 0; k < p->n; k++) {
+                queue_job *j = m->jobs[p->first + k];
+                queue_ukh_from_key(j->unique_key, j->id + QUEUE_TS_LEN);
+                if (!list_has(p->old, j->id + QUEUE_TS_LEN)) continue;
+                hr_err e = {0};
+                queue_job *old = queue_get(m->q, j->id + QUEUE_TS_LEN, &e);
+                if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
+                queue_job_free(old);
+            }
+        }
+        plan_item(m, p, keep);
+        free(keep);
+        for (int k = 0; k < p->n; k++) out[nout++] = m->jobs[p->first + k];
+    }
+    int *res = hr_calloc((size_t)(nout ? nout : 1), sizeof *res);
+    hr_err e = {0};
+    int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
+    m->batch_no++;
+    if (failed) {
+        free(out);
+        free(res);
+        hr_err_set(m->err, "redis: enqueue failed (injected by a test)");
+        m->err->code = 1;
+        return -1;
+    }
+    if (nout && queue_enqueue(m->q, out, nout, res, &e) < 0) {
+        free(out);
+        free(res);
+        hr_err_set(m->err, "redis: %s", e.msg);
+        m->err->code = 1;
+        return -1;
+    }
+    for (int i = 0; i < nout; i++) {
+        switch (res[i]) {
+        case QUEUE_ADDED:
+            m->st->added++;
+            fprintf(m->undo, "j %s\n", queue_job_ukh(out[i]));
+            m->undo_n++;
+            break;
+        case QUEUE_UPDATED: m->st->updated++; break;
+        case QUEUE_DONE: m->st->done++; break;
+        default: m->st->unchanged++; break;
+        }
+        if (out[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
+    }
+    free(out);
+    free(res);
+
+    /* 3. the index: every item seen gets this run's generation */
+    int appended = 0;
+    for (int i = 0; i < m->npend; i++) {
+        pending *p = &m->pend[i];
+        hr_buf v;
+        hr_buf_init(&v);
+        hr_buf_printf(&v, "%lld %016llx ", m->gen, (unsigned long long)p->hash);
+        if (p->changed == 0) {
+            hr_buf_puts(&v, p->old);
+        } else {
+            for (int k = 0; k < p->n; k++) {
+                if (k) hr_buf_putc(&v, ',');
+                hr_buf_puts(&v, queue_job_ukh(m->jobs[p->first + k]));
+            }
+            /* jobs of the old version that this one no longer makes */
+            for (const char *s = p->old; s && *s;) {
+                size_t n = strcspn(s, ",");
+                char ukh[QUEUE_UKH_LEN + 1];
+                int mine = 0;
+                if (n == QUEUE_UKH_LEN) {
+                    memcpy(ukh, s, n);
+                    ukh[n] = '\0';
+                    for (int k = 0; k < p->n && !mine; k++)
+                        mine = !strcmp(queue_job_ukh(m->jobs[p->first + k]), ukh);
+                    if (!mine) {
+                        if (m->o->sync) {
+                            hr_err ce = {0};
+                            if (queue_cancel(m->q, ukh, &ce) == 1) m->st->cancelled++;
+                        } else {
+                            hr_buf_printf(&v, "%s%s", v.data[v.len - 1] == ' ' ? "" : ",", ukh);
+                        }
+                    }
+                }
+                s += n;
+                if (*s) s++;
+            }
+            if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
+        }
+        redisAppendCommand(c, "HSET %s %s %b", m->index_key, p->source, v.data, v.len);
+        appended++;
+        hr_buf_release(&v);
+    }
+    int rc = 0;
+    for (int i = 0; i < appended; i++) {
+        redisReply *hr = NULL;
+        if (redisGetReply(c, (void **)&hr) != REDIS_OK || !hr || hr->type == REDIS_REPLY_ERROR) {
+            if (!rc) rc = redis_fail(m, c, hr), hr = NULL;
+            if (c->err) break;
+        }
+        if (hr) freeReplyObject(hr);
+    }
+    (void)ns;
+    pend_clear(m);
+    return rc;
+}
+
+/* ---- sync and rollback */
+
+static int sync_gone(imp *m)
+{
+    redisContext *c = queue_redis(m->q);
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(c, "HSCAN %s %s COUNT 1000", m->index_key, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return redis_fail(m, c, r);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            const char *src = kv->element[i]->str;
+            long long g;
+            uint64_t h;
+            const char *ids;
+            if (src[0] == '#' || parse_entry(kv->element[i + 1]->str, &g, &h, &ids) < 0 ||
+                g == m->gen)
+                continue;
+            for (const char *s = ids; *s;) {
+                size_t n = strcspn(s, ",");
+                char ukh[QUEUE_UKH_LEN + 1];
+                if (n == QUEUE_UKH_LEN) {
+                    memcpy(ukh, s, n);
+                    ukh[n] = '\0';
+                    hr_err e = {0};
+                    if (queue_cancel(m->q, ukh, &e) == 1) m->st->cancelled++;
+                }
+                s += n;
+                if (*s) s++;
+            }
+            redisReply *d = redisCommand(c, "HDEL %s %s", m->index_key, src);
+            if (d) freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+static void rollback(imp *m)
+{
+    if (!m->undo) return;
+    rewind(m->undo);
+    char line[512];
+    long left = 0;
+    while (fgets(line, sizeof line, m->undo)) {
+        line[strcspn(line, "\n")] = '\0';
+        hr_err e = {0};
+        if (line[0] == 'j') {
+            if (queue_cancel(m->q, line + 2, &e) >= 0) m->st->rolled_back++;
+            else left++;
+        } else if (line[0] == 's') {
+            redisReply *r = redisCommand(queue_redis(m->q), "HDEL %s %s", m->index_key, line + 2);
+            if (r) freeReplyObject(r);
+        }
+    }
+    size_t n = strlen(m->err->msg);
+    if (left)
+        snprintf(m->err->msg + n, sizeof m->err->msg - n,
+                 "; rolled back %ld jobs, %ld could not be cancelled (Redis unreachable)",
+                 m->st->rolled_back, left);
+    else
+        snprintf(m->err->msg + n, sizeof m->err->msg - n,
+                 "; rolled back the %ld jobs this run had added", m->st->rolled_back);
+}
+
+/* ---- the import */
+
+int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
+                 sched_import_stats *st, hr_err *err)
+{
+    memset(st, 0, sizeof *st);
+    imp m = {.q = o->dry_run && !q ? NULL : q, .o = o, .st = st, .err = err, .email_acct = -1};
+    m.out = o->out ? o->out : stdout;
+    m.now = o->now_ms ? o->now_ms : hr_now_ms();
+    int rc = -1;
+    hr_err e = {0};
+    if (!o->dry_run && !q) return hr_err_set(err, "import: no Redis connection");
+    m.cp = sched_campaign_load(cfg, o->campaign, &e);
+    if (!m.cp) {
+        hr_err_set(err, "import: %s", e.msg);
+        err->code = 2;
+        return -1;
+    }
+    m.seed = o->has_seed ? o->seed : sched_hash64(SCHED_HASH_INIT, m.cp->name);
+    if (load_accounts(&m, cfg) < 0) {
+        err->code = 2;
+        goto out;
+    }
+    /* pass 1: validate everything, write nothing */
+    m.pass = 1;
+    if (sched_read(o->path, o->format, pass1_cb, &m, err) < 0) {
+        if (!err->code || err->code == 1) err->code = 2;
+        goto out;
+    }
+    st->invalid = 0; /* counted again in pass 2 */
+    if (load_contacts(&m, cfg) < 0 || load_taken(&m) < 0) goto out;
+    if (m.q) {
+        char suffix[160];
+        snprintf(suffix, sizeof suffix, "import:%s", m.cp->name);
+        queue_key(queue_ns(m.q), suffix, m.index_key, sizeof m.index_key);
+    }
+    if (!o->dry_run) {
+        redisReply *r = redisCommand(queue_redis(q), "HINCRBY %s #gen 1", m.index_key);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            redis_fail(&m, queue_redis(q), r);
+            goto out;
+        }
+        m.gen = r->integer;
+        freeReplyObject(r);
+        m.undo = tmpfile();
+        if (!m.undo) {
+            hr_err_set(err, "import: cannot create the undo log: %s", strerror(errno));
+            goto out;
+        }
+    }
+    if (o->dry_run && !o->json)
+        fprintf(m.out, "%-22s %-10s %-24s %11s %s\n", "TIME (ACCOUNT ZONE)", "PLATFORM",
+                "ACCOUNT", "LENGTH", "TEXT");
+    m.pass = 2;
+    int r2 = sched_read(o->path, o->format, pass2_cb, &m, err);
+    if (r2 == 0) r2 = pass2_flush(&m);
+    if (o->progress) fprintf(stderr, "\r%*s\r", 70, "");
+    if (r2 < 0) {
+        if (!o->dry_run) rollback(&m);
+        goto out;
+    }
+    if (!o->dry_run && o->sync && sync_gone(&m) < 0) goto out;
+    rc = 0;
+out:
+    pend_clear(&m);
+    free(m.pend);
+    free(m.jobs);
+    if (m.undo) fclose(m.undo);
+    for (int i = 0; i < m.naccts; i++) {
+        sched_account_release(&m.accts[i]);
+        sched_taken_release(&m.taken[i]);
+    }
+    free(m.accts);
+    free(m.taken);
+    sched_contacts_free(m.contacts, m.ncontacts);
+    sched_campaign_free(m.cp);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* internal.h: what the scheduler's files share and nobody else sees: the
+ * input source every reader takes, one reader entry point per format, and
+ * small string helpers. */
+#ifndef HERALD_SCHED_INTERNAL_H
+#define HERALD_SCHED_INTERNAL_H
+
+#include <stdio.h>
+
+#include "scheduler.h"
+
+/* Where a reader reads from: a file (path) or a buffer (mem, n). */
+typedef struct sched_src {
+    const char *path;
+    const void *mem;
+    size_t n;
+    const char *name; /* for messages: the path's base name or the given name */
+} sched_src;
+
+/* sched_src_open returns a stream on the source (fopen or fmemopen). */
+FILE *sched_src_open(const sched_src *s, hr_err *err);
+
+int sched_wxr_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *err);
+int sched_ghost_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *err);
+int sched_csv_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *err);
+int sched_ndjson_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *err);
+
+/* A growable vector of owned strings. */
+typedef struct sched_strv {
+    char **v;
+    int n, cap;
+} sched_strv;
+void sched_strv_push(sched_strv *s, const char *str, size_t len);
+void sched_strv_clear(sched_strv *s);
+void sched_strv_release(sched_strv *s);
+
+/* sched_split appends the trimmed, non-empty parts of s separated by any of
+ * seps to out. */
+void sched_split(const char *s, const char *seps, sched_strv *out);
+
+/* sched_parse_utc parses "YYYY-MM-DD HH:MM:SS" (UTC), or RFC 3339 with a
+ * zone. Returns 0 with *ms (0 for WordPress' "0000-00-00 00:00:00"), or -1. */
+int sched_parse_utc(const char *s, int64_t *ms);
+
+/* sched_utf8_valid returns 1 when s is valid UTF-8. */
+int sched_utf8_valid(const char *s);
+
+/* sched_status_norm maps CMS status words to herald's: published -> publish,
+ * scheduled -> future; others are lowercased as they are. */
+const char *sched_status_norm(const char *s);
+
+/* sched_hash64 is FNV-1a over a string, continuing from h (start with
+ * SCHED_HASH_INIT). */
+#define SCHED_HASH_INIT 0xcbf29ce484222325ULL
+uint64_t sched_hash64(uint64_t h, const char *s);
+
+/* sched_contacts_free_one frees one contact's fields (not the struct). */
+void sched_contacts_free_one(sched_contact *ct);
+
+#endif
