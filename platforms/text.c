@@ -196,7 +196,8 @@ int tx_scan(const char *s, size_t n, int flags, tx_ent **out)
             size_t sl = 0;
             if (n - i > 8 && strncasecmp(s + i, "https://", 8) == 0) sl = 8;
             else if (n - i > 7 && strncasecmp(s + i, "http://", 7) == 0) sl = 7;
-            if (sl && i + sl < n && isalnum((unsigned char)s[i + sl])) {
+            if (sl && i + sl < n &&
+                (isalnum((unsigned char)s[i + sl]) || (unsigned char)s[i + sl] >= 0x80)) {
                 size_t e = url_tail(s, n, i + sl);
                 if (e > i + sl) {
                     push(&v, &nv, &cap, TX_URL, i, e, e);
@@ -251,6 +252,11 @@ int tx_scan(const char *s, size_t n, int flags, tx_ent **out)
                 int32_t cp;
                 ssize_t k = next_cp(s, n, e, &cp);
                 if (k <= 0 || cp < 0 || !is_tag_cp(cp)) break;
+                /* a tag starts with a letter, digit or '_', not a mark
+                 * (so the keycap "#\uFE0F\u20E3" is no tag) */
+                if (e == i + 1 && utf8proc_category(cp) >= UTF8PROC_CATEGORY_MN &&
+                    utf8proc_category(cp) <= UTF8PROC_CATEGORY_ME)
+                    break;
                 if (cp >= 0x80 || !isdigit(cp)) nondigit = 1;
                 e += (size_t)k;
             }
