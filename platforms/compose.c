@@ -77,24 +77,25 @@ static char *job_link(const plat_account *a, const queue_job *j)
     return plat_add_utm(j->link, a->platform, medium, j->campaign);
 }
 
-/* Bluesky shows long links shortened; the facet keeps the full URI. */
+/* Bluesky shows long links shortened as its app does: the host, then the
+ * path (with query and fragment) cut to 13 characters and "..." when it is
+ * longer than 15. The facet keeps the full URI. */
 char *bsky_short_link(const char *url);
 char *bsky_short_link(const char *url)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
-    size_t n = strlen(p);
-    if (n <= 30) return hr_strdup(p);
-    const char *slash = strchr(p, '/');
-    size_t host = slash ? (size_t)(slash - p) : n;
-    size_t keep = host + 15 < 27 ? 27 : host + 15;
-    if (keep >= n) return hr_strdup(p);
-    /* never cut inside a UTF-8 sequence */
-    while (keep > 0 && ((unsigned char)p[keep] & 0xC0) == 0x80) keep--;
-    char *s = hr_malloc(keep + 4);
-    memcpy(s, p, keep);
-    memcpy(s + keep, "...", 4);
-    return s;
+    size_t host = strcspn(p, "/?#");
+    const char *path = p + host;
+    if (strcmp(path, "/") == 0) path = "";
+    size_t n = strlen(path), cps = 0, cut = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)path[i] & 0xC0) != 0x80) {
+            if (cps == 13) cut = i;
+            cps++;
+        }
+    if (cps <= 15) return hr_asprintf("%.*s%s", (int)host, p, path);
+    return hr_asprintf("%.*s%.*s...", (int)host, p, (int)cut, path);
 }
 
 /* ---------------------------------------------------------- hashtags */

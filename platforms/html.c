@@ -97,10 +97,9 @@ char *plat_html_to_text(const char *html, size_t len)
     if (len > 0 && len < (size_t)INT32_MAX) {
         htmlDocPtr doc = htmlReadMemory(html, (int)len, NULL, "UTF-8",
                                         HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |
-                                            HTML_PARSE_NOWARNING | HTML_PARSE_NONET |
-                                            HTML_PARSE_NOIMPLIED);
+                                            HTML_PARSE_NOWARNING | HTML_PARSE_NONET);
         if (doc) {
-            walk(&w, xmlDocGetRootElement(doc) ? doc->children : NULL);
+            walk(&w, doc->children);
             xmlFreeDoc(doc);
         }
     }
