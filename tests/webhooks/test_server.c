@@ -1,0 +1,639 @@
+/* test_server.c: `herald webhooks` end to end against a private Redis:
+ * every route with valid, forged, replayed, duplicated, oversized, truncated
+ * and malformed requests; unknown jobs; Redis stopped mid-test; many
+ * concurrent connections; keep-alive, pipelining and slow clients; one-click
+ * unsubscribe; `herald forget`. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "queue.h"
+#include "webhooks.h"
+
+static th_redis *redis;
+static char *dir;
+static char conf[512];
+static int port;
+static pid_t server;
+static EVP_PKEY *sg_key;
+static const char *secret = "test-secret-0123456789abcdef";
+static const char *gen_key = "generic-hmac-key-0123456789";
+static const char *mg_key = "mailgun-signing-key-0123456789";
+static const char *JOB = "0000000Aabcdefghijkl"; /* a sent job (in the done hash) */
+
+static void write_at(const char *name, const char *text)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    th_write_file(p, text);
+}
+
+static int healthy(void *arg)
+{
+    return th_http(port, NULL, (const char *)arg, NULL, NULL, NULL) == 200;
+}
+
+static void start_server(void)
+{
+    char *argv[] = {HERALD_BIN, "--config", conf, "webhooks", NULL};
+    char log[600];
+    snprintf(log, sizeof log, "%s/webhooks.log", dir);
+    server = th_spawn(argv, log);
+    if (!th_wait_for(healthy, "/readyz", 10000)) {
+        fprintf(stderr, "webhooks did not start; log:\n%s\n", th_read_file(log, NULL));
+        abort();
+    }
+}
+
+static void setup(void)
+{
+    redis = th_redis_start(0, "--enable-debug-command", "local", NULL);
+    dir = th_tempdir();
+    port = th_free_port();
+    sg_key = EVP_EC_gen("P-256");
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(b, sg_key);
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    char *pem = strndup(p, (size_t)n);
+    BIO_free(b);
+    write_at("sg.pem", pem);
+    free(pem);
+    write_at("secret", secret);
+    write_at("gen.key", gen_key);
+    write_at("mg.key", mg_key);
+    write_at("pm.auth", "hooks:pm-pass");
+    char *text = hr_asprintf(
+        "redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
+        "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
+        "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
+        "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body 65536\n"
+        "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
+        redis->sock, dir, dir, dir, dir, dir, port);
+    snprintf(conf, sizeof conf, "%s/herald.conf", dir);
+    th_write_file(conf, text);
+    free(text);
+    char *r = th_redis_cmd(redis, "HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB);
+    free(r);
+    start_server();
+}
+
+#define rcmd(...) th_redis_cmd(redis, __VA_ARGS__)
+#define rint_(...) to_long(th_redis_cmd(redis, __VA_ARGS__))
+
+static long to_long(char *s)
+{
+    long v = s ? atol(s) : -1;
+    free(s);
+    return v;
+}
+
+/* post_generic signs body at time ts (0: now) and posts it. */
+static int post_generic(const char *body, int64_t ts, char **resp)
+{
+    char sig[200], hdr[260];
+    hook_sign_generic(gen_key, ts ? ts : hr_now_ms() / 1000, body, strlen(body), sig, sizeof sig);
+    snprintf(hdr, sizeof hdr, "X-Herald-Signature: %s", sig);
+    const char *h[] = {hdr, "Content-Type: application/json", NULL};
+    return th_http(port, "POST", "/webhooks/generic", h, body, resp);
+}
+
+static void test_generic(void)
+{
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"ev1\",\"type\":\"like\",\"job\":\"%s\",\"campaign\":\"spring\"}]}",
+             JOB);
+    char *resp = NULL;
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|like", JOB), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns spring|like"), 1);
+    /* the same event again (a provider retry, freshly signed): counted once */
+    resp = NULL;
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"duplicates\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|like", JOB), 1);
+    /* replayed: an old signature is refused and changes nothing */
+    CHECK_INT(post_generic(body, hr_now_ms() / 1000 - 3600, NULL), 401);
+    /* forged: wrong key */
+    const char *h[] = {"X-Herald-Signature: t=1700000000,v1="
+                       "0000000000000000000000000000000000000000000000000000000000000000",
+                       NULL};
+    CHECK_INT(th_http(port, "POST", "/webhooks/generic", h, body, NULL), 401);
+    CHECK_INT(th_http(port, "POST", "/webhooks/generic", NULL, body, NULL), 401);
+    /* malformed and truncated (validly signed) */
+    CHECK_INT(post_generic("{\"events\":[{\"id\":\"x\"", 0, NULL), 400);
+    CHECK_INT(post_generic("{\"events\":[{\"type\":\"like\",\"job\":\"J\"}]}", 0, NULL), 400);
+    CHECK_INT(post_generic("not json", 0, NULL), 400);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|like", JOB), 1);
+    /* wrong method, unknown route */
+    CHECK_INT(th_http(port, "GET", "/webhooks/generic", NULL, NULL, NULL), 405);
+    CHECK_INT(th_http(port, "POST", "/webhooks/nope", NULL, "{}", NULL), 404);
+    /* the stream got one entry per new event */
+    CHECK_INT(rint_("XLEN {t}:events"), 1);
+}
+
+static void test_unknown_job(void)
+{
+    char *resp = NULL;
+    const char *body = "{\"events\":[{\"id\":\"ev-unk\",\"type\":\"click\",\"job\":"
+                       "\"0000000Azzzzzzzzzzzz\"}]}";
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"unmatched\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs 0000000Azzzzzzzzzzzz|click"), 0);
+    CHECK(rint_("HGET {t}:eng:totals unmatched") >= 1);
+}
+
+static void test_platform_id(void)
+{
+    free(rcmd("HSET {t}:platform_ids x:1445880548472328192 %s\tlaunch", JOB));
+    const char *body = "{\"events\":[{\"id\":\"r1\",\"type\":\"repost\",\"platform\":\"x\","
+                       "\"platform_id\":\"1445880548472328192\"}]}";
+    CHECK_INT(post_generic(body, 0, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|repost", JOB), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns launch|repost"), 1);
+}
+
+static void sg_sign(const char *ts, const char *body, char *out)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char sig[128];
+    size_t sl = sizeof sig;
+    EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, sg_key);
+    EVP_DigestSignUpdate(ctx, ts, strlen(ts));
+    EVP_DigestSignUpdate(ctx, body, strlen(body));
+    EVP_DigestSignFinal(ctx, sig, &sl);
+    EVP_MD_CTX_free(ctx);
+    EVP_EncodeBlock((unsigned char *)out, sig, (int)sl);
+}
+
+static int post_sendgrid(const char *body, const char *sign_body)
+{
+    char ts[24], sig[200], h1[300], h2[100];
+    snprintf(ts, sizeof ts, "%lld", (long long)(hr_now_ms() / 1000));
+    sg_sign(ts, sign_body ? sign_body : body, sig);
+    snprintf(h1, sizeof h1, "X-Twilio-Email-Event-Webhook-Signature: %s", sig);
+    snprintf(h2, sizeof h2, "X-Twilio-Email-Event-Webhook-Timestamp: %s", ts);
+    const char *h[] = {h1, h2, "Content-Type: application/json", NULL};
+    return th_http(port, "POST", "/webhooks/sendgrid", h, body, NULL);
+}
+
+static void test_sendgrid(void)
+{
+    char body[600];
+    snprintf(body, sizeof body,
+             "[{\"email\":\"Bounce.Me@Example.com\",\"timestamp\":1700000000,\"event\":\"bounce\","
+             "\"sg_event_id\":\"sg-b1\",\"herald_job\":\"%s\",\"herald_campaign\":\"spring\"},"
+             "{\"email\":\"x@example.com\",\"event\":\"processed\",\"sg_event_id\":\"sg-p1\"}]",
+             JOB);
+    CHECK_INT(post_sendgrid(body, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|bounce", JOB), 1);
+    char digest[65];
+    REQUIRE(queue_suppress_hash(secret, "bounce.me@example.com", digest) == 0);
+    char *v = rcmd("HGET {t}:suppressed %s", digest);
+    CHECK(v && strncmp(v, "bounce\t", 7) == 0);
+    free(v);
+    /* the address itself is stored nowhere */
+    char *keys = rcmd("KEYS *");
+    CHECK(keys && !strstr(keys, "bounce.me"));
+    free(keys);
+    /* signed over something else: forged */
+    CHECK_INT(post_sendgrid(body, "[]"), 401);
+    CHECK_INT(post_sendgrid("[{\"event\":", NULL), 400);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|bounce", JOB), 1);
+}
+
+static int post_mailgun(const char *event_json, int64_t ts, int forge)
+{
+    char t[24], hex[65];
+    snprintf(t, sizeof t, "%lld", (long long)ts);
+    const char *tok = "tok0123456789abcdef0123456789abcdef0123456789abcd";
+    char *msg = hr_asprintf("%s%s", t, tok);
+    unsigned char mac[32];
+    hr_hmac_sha256(mg_key, strlen(mg_key), msg, strlen(msg), mac);
+    free(msg);
+    hr_hex(mac, 32, hex);
+    if (forge) hex[0] = hex[0] == 'a' ? 'b' : 'a';
+    char *body = hr_asprintf("{\"signature\":{\"timestamp\":\"%s\",\"token\":\"%s\",\"signature\":"
+                             "\"%s\"},\"event-data\":%s}",
+                             t, tok, hex, event_json);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    int st = th_http(port, "POST", "/webhooks/mailgun", h, body, NULL);
+    free(body);
+    return st;
+}
+
+static void test_mailgun(void)
+{
+    char ev[400];
+    snprintf(ev, sizeof ev,
+             "{\"event\":\"complained\",\"id\":\"mg-1\",\"recipient\":\"spam@example.com\","
+             "\"user-variables\":{\"herald-job\":\"%s\"}}",
+             JOB);
+    int64_t now = hr_now_ms() / 1000;
+    CHECK_INT(post_mailgun(ev, now, 1), 401);
+    CHECK_INT(post_mailgun(ev, now - 3600, 0), 401);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 0);
+    CHECK_INT(post_mailgun(ev, now, 0), 200);
+    CHECK_INT(post_mailgun(ev, now, 0), 200); /* duplicate delivery */
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 1);
+    CHECK_INT(post_mailgun("{\"event\":\"opened\"}", now, 0), 400);
+}
+
+static void test_postmark(void)
+{
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"RecordType\":\"Open\",\"MessageID\":\"m-1\",\"Recipient\":\"o@example.com\","
+             "\"ReceivedAt\":\"2026-11-21T20:00:00Z\",\"Metadata\":{\"herald_job\":\"%s\"}}",
+             JOB);
+    const char *good[] = {"Authorization: Basic aG9va3M6cG0tcGFzcw==", NULL}; /* hooks:pm-pass */
+    const char *bad[] = {"Authorization: Basic aG9va3M6bm9wZQ==", NULL};
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", bad, body, NULL), 401);
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", NULL, body, NULL), 401);
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", good, body, NULL), 200);
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", good, body, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", JOB), 1);
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", good, "{\"RecordType\":", NULL), 400);
+}
+
+static void test_oversized(void)
+{
+    size_t n = 70000;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[n] = '\0';
+    memcpy(big, "{\"events\":[]", 12);
+    big[n - 1] = '}';
+    CHECK_INT(post_generic(big, 0, NULL), 413);
+    free(big);
+    /* the server is fine afterwards */
+    CHECK_INT(th_http(port, NULL, "/healthz", NULL, NULL, NULL), 200);
+}
+
+static int redis_down(void *arg) { return th_http(port, NULL, "/readyz", NULL, NULL, NULL) == 503; }
+
+static void test_redis_down(void)
+{
+    th_redis_stop(redis);
+    CHECK(th_wait_for(redis_down, NULL, 5000));
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"down-1\",\"type\":\"reply\",\"job\":\"%s\"}]}", JOB);
+    CHECK_INT(post_generic(body, 0, NULL), 503);
+    th_redis_restart(redis);
+    CHECK(th_wait_for(healthy, "/readyz", 10000));
+    /* the restarted Redis kept nothing (no persistence): the job again */
+    free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB));
+    CHECK_INT(post_generic(body, 0, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|reply", JOB), 1);
+}
+
+/* ---- raw sockets for keep-alive, pipelining, slow clients, many conns */
+
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static int send_all(int fd, const char *s)
+{
+    size_t n = strlen(s), off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* read_responses reads until count "HTTP/1.1 " status lines with their
+ * bodies arrived; returns how many 200s it saw, or -1 on EOF/timeout. */
+static int read_responses(int fd, int count)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    int seen = 0, ok = 0;
+    size_t pos = 0;
+    while (seen < count) {
+        char *hdr_end = b.data ? strstr(b.data + pos, "\r\n\r\n") : NULL;
+        if (hdr_end) {
+            char *cl = strcasestr(b.data + pos, "Content-Length: ");
+            long len = cl && cl < hdr_end ? atol(cl + 16) : 0;
+            size_t need = (size_t)(hdr_end - b.data) + 4 + (size_t)len;
+            if (b.len >= need) {
+                if (strncmp(b.data + pos, "HTTP/1.1 200", 12) == 0) ok++;
+                seen++;
+                pos = need;
+                continue;
+            }
+        }
+        char chunk[4096];
+        ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) {
+            hr_buf_release(&b);
+            return -1;
+        }
+        hr_buf_append(&b, chunk, (size_t)n);
+    }
+    hr_buf_release(&b);
+    return ok;
+}
+
+static char *signed_request(const char *evid, int keep)
+{
+    char body[300], sig[200];
+    snprintf(body, sizeof body, "{\"events\":[{\"id\":\"%s\",\"type\":\"open\",\"job\":\"%s\"}]}",
+             evid, JOB);
+    hook_sign_generic(gen_key, hr_now_ms() / 1000, body, strlen(body), sig, sizeof sig);
+    return hr_asprintf("POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nX-Herald-Signature: %s\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
+                       sig, strlen(body), keep ? "" : "Connection: close\r\n", body);
+}
+
+static void test_keepalive_pipelining(void)
+{
+    int fd = dial();
+    REQUIRE(fd >= 0);
+    char *a = signed_request("ka-1", 1), *b = signed_request("ka-2", 1);
+    CHECK_INT(send_all(fd, a), 0);
+    CHECK_INT(read_responses(fd, 1), 1);
+    CHECK_INT(send_all(fd, b), 0); /* same connection, second request */
+    CHECK_INT(read_responses(fd, 1), 1);
+    free(a);
+    free(b);
+    /* three pipelined in one write */
+    char *p1 = signed_request("pl-1", 1), *p2 = signed_request("pl-2", 1),
+         *p3 = signed_request("pl-3", 0);
+    char *all = hr_asprintf("%s%s%s", p1, p2, p3);
+    CHECK_INT(send_all(fd, all), 0);
+    CHECK_INT(read_responses(fd, 3), 3);
+    free(p1);
+    free(p2);
+    free(p3);
+    free(all);
+    close(fd);
+    /* garbage is a 400 and a closed connection */
+    fd = dial();
+    REQUIRE(fd >= 0);
+    send_all(fd, "NOT HTTP AT ALL\r\n\r\n");
+    char buf[256] = "";
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    CHECK(n > 0 && strncmp(buf, "HTTP/1.1 400", 12) == 0);
+    close(fd);
+}
+
+static int closed_by_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static void test_slow_client(void)
+{
+    int fd = dial();
+    REQUIRE(fd >= 0);
+    send_all(fd, "POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Le");
+    /* request timeout 400 ms: the server drops it */
+    CHECK(th_wait_for(closed_by_peer, &fd, 10000));
+    close(fd);
+    fd = dial();
+    REQUIRE(fd >= 0);
+    send_all(fd, "POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+    CHECK(th_wait_for(closed_by_peer, &fd, 10000));
+    close(fd);
+}
+
+static void test_many_connections(void)
+{
+    enum { N = 100 };
+    int fds[N];
+    for (int i = 0; i < N; i++) fds[i] = dial();
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "conc-%d", i);
+        char *req = signed_request(id, 0);
+        if (fds[i] >= 0) send_all(fds[i], req);
+        free(req);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (fds[i] >= 0 && read_responses(fds[i], 1) == 1) ok++;
+        if (fds[i] >= 0) close(fds[i]);
+    }
+    CHECK_INT(ok, N);
+}
+
+static void test_unsubscribe(void)
+{
+    hr_unsub u = {0};
+    snprintf(u.email, sizeof u.email, "Reader@Example.com");
+    snprintf(u.campaign, sizeof u.campaign, "newsletter");
+    snprintf(u.job, sizeof u.job, "%s", JOB);
+    char *tok = hr_unsub_token_make(secret, &u);
+    char path[600];
+    snprintf(path, sizeof path, "/u/%s", tok);
+    char *page = NULL;
+    CHECK_INT(th_http(port, "GET", path, NULL, NULL, &page), 200);
+    CHECK(page && strstr(page, "<form method=\"post\"") && !strstr(page, "Reader@Example.com"));
+    free(page);
+    char digest[65];
+    queue_suppress_hash(secret, u.email, digest);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
+    /* RFC 8058 one-click */
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns newsletter|unsubscribe"), 1);
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns newsletter|unsubscribe"), 1);
+    /* altered and forged tokens are refused */
+    char *alt = strdup(path);
+    size_t L = strlen(alt);
+    alt[L - 2] = alt[L - 2] == 'A' ? 'B' : 'A';
+    CHECK_INT(th_http(port, "POST", alt, h, "List-Unsubscribe=One-Click", NULL), 400);
+    CHECK_INT(th_http(port, "GET", alt, NULL, NULL, NULL), 400);
+    free(alt);
+    char *other = hr_unsub_token_make("another-secret-0123456789", &u);
+    snprintf(path, sizeof path, "/u/%s", other);
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 400);
+    CHECK_INT(th_http(port, "GET", "/u/garbage", NULL, NULL, NULL), 400);
+    free(other);
+    free(tok);
+}
+
+static void test_forget(void)
+{
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", redis->sock);
+    queue_opts o = {url, "t", 0};
+    hr_err err = {0};
+    queue *q = queue_connect(&o, &err);
+    REQUIRE(q);
+    queue_job *jobs[3];
+    const char *to[3] = {"ann@example.com", "ANN@example.com ", "bob@example.com"};
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = queue_job_new();
+        jobs[i]->kind = QUEUE_KIND_EMAIL;
+        queue_set(&jobs[i]->platform, "sendgrid");
+        queue_set(&jobs[i]->account, "main");
+        queue_set(&jobs[i]->campaign, "spring");
+        queue_set(&jobs[i]->to, to[i]);
+        queue_set(&jobs[i]->subject, "hello");
+        jobs[i]->run_at_ms = hr_now_ms() + 3600000;
+    }
+    REQUIRE(queue_enqueue(q, jobs, 3, NULL, &err) == 0);
+    /* an open by ann, recorded against her first job */
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"f-1\",\"type\":\"open\",\"job\":\"%s\",\"email\":"
+             "\"ann@example.com\"}]}",
+             jobs[0]->id);
+    CHECK_INT(post_generic(body, 0, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", jobs[0]->id), 1);
+    char out[600];
+    snprintf(out, sizeof out, "%s/forget.out", dir);
+    char *argv[] = {HERALD_BIN, "--config", conf, "forget", "ann@example.com", NULL};
+    pid_t pid = th_spawn(argv, out);
+    int st = -1;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *text = th_read_file(out, NULL);
+    CHECK(text && strstr(text, "removed 2 queued jobs"));
+    free(text);
+    hr_err e2 = {0};
+    queue_job *g = queue_get(q, jobs[0]->id, &e2);
+    CHECK(g == NULL);
+    queue_job_free(g);
+    g = queue_get(q, jobs[2]->id, &e2);
+    CHECK(g != NULL); /* bob keeps his */
+    queue_job_free(g);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", jobs[0]->id), 0);
+    CHECK_INT(queue_is_suppressed(q, secret, "ann@example.com", &e2), 1);
+    char digest[65];
+    queue_suppress_hash(secret, "ann@example.com", digest);
+    char *v = rcmd("HGET {t}:suppressed %s", digest);
+    CHECK(v && strncmp(v, "forget\t", 7) == 0);
+    free(v);
+    /* bad input is exit 2 */
+    char *bad[] = {HERALD_BIN, "--config", conf, "forget", "not-an-address", NULL};
+    pid = th_spawn(bad, out);
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    for (int i = 0; i < 3; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
+static void test_health_metrics(void)
+{
+    char *m = NULL;
+    CHECK_INT(th_http(port, NULL, "/metrics", NULL, NULL, &m), 200);
+    CHECK(m && strstr(m, "herald_webhook_events_total{result=\"recorded\"}"));
+    free(m);
+    CHECK_INT(th_http(port, NULL, "/healthz", NULL, NULL, NULL), 200);
+    CHECK_INT(th_http(port, NULL, "/nope", NULL, NULL, NULL), 404);
+}
+
+static int redis_blocked(void *arg)
+{
+    struct timeval tv = {0, 30000};
+    redisContext *c = redisConnectUnixWithTimeout(redis->sock, tv);
+    if (!c || c->err) {
+        redisFree(c);
+        return 1;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, "PING");
+    int blocked = r == NULL;
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return blocked;
+}
+
+static long metric_requests(void)
+{
+    char *m = NULL;
+    th_http(port, NULL, "/metrics", NULL, NULL, &m);
+    char *p = m ? strstr(m, "\nherald_webhook_requests_total ") : NULL;
+    long v = p ? atol(p + 31) : -1;
+    free(m);
+    return v;
+}
+
+static long requests_before;
+static int request_arrived(void *arg) { return metric_requests() >= requests_before + 2; }
+
+static void test_graceful_stop(void)
+{
+    /* Redis sleeps, so a request is held waiting for its script when SIGTERM
+     * arrives: it must still be answered, then the process exits 0. */
+    char *cli[] = {"/usr/bin/redis-cli", "-s", redis->sock, "DEBUG", "SLEEP", "1.5", NULL};
+    th_spawn(cli, "/dev/null");
+    CHECK(th_wait_for(redis_blocked, NULL, 5000));
+    requests_before = metric_requests();
+    int fd = dial();
+    REQUIRE(fd >= 0);
+    char *req = signed_request("stop-1", 1);
+    send_all(fd, req);
+    free(req);
+    CHECK(th_wait_for(request_arrived, NULL, 5000));
+    kill(server, SIGTERM);
+    CHECK_INT(read_responses(fd, 1), 1);
+    close(fd);
+    int st = -1;
+    waitpid(server, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void)
+{
+    setup();
+    th_run("generic", test_generic);
+    th_run("unknown_job", test_unknown_job);
+    th_run("platform_id", test_platform_id);
+    th_run("sendgrid", test_sendgrid);
+    th_run("mailgun", test_mailgun);
+    th_run("postmark", test_postmark);
+    th_run("oversized", test_oversized);
+    th_run("keepalive_pipelining", test_keepalive_pipelining);
+    th_run("slow_client", test_slow_client);
+    th_run("many_connections", test_many_connections);
+    th_run("unsubscribe", test_unsubscribe);
+    th_run("forget", test_forget);
+    th_run("health_metrics", test_health_metrics);
+    th_run("redis_down", test_redis_down);
+    th_run("graceful_stop", test_graceful_stop);
+    EVP_PKEY_free(sg_key);
+    free(dir);
+    return th_main_end();
+}
