@@ -668,7 +668,11 @@ int plat_format_text(const plat_account *a, const char *text, int flags, plat_po
 static int format_social(const plat_account *a, const queue_job *j, int flags, plat_post *p,
                          hr_err *err)
 {
-    if (j->text && *j->text) return place_text(a, j, j->text, flags, p, err);
+    const char *thread = queue_job_get_meta(j, "thread");
+    int want_thread = (flags & PLAT_FMT_THREAD) || (thread && strcmp(thread, "0") != 0 &&
+                                                     strcmp(thread, "false") != 0);
+    if (j->text && *j->text)
+        return place_text(a, j, j->text, flags | (want_thread ? PLAT_FMT_THREAD : 0), p, err);
     const char *tpl = queue_job_get_meta(j, "template");
     if (!tpl) tpl = plat_account_opt(a, "template", DEFAULT_TEMPLATE);
     char *title = html_maybe(j->title), *excerpt = html_maybe(j->excerpt);
@@ -680,9 +684,6 @@ static int format_social(const plat_account *a, const queue_job *j, int flags, p
                 .tags = tags, .ntags = ntags};
     t.v = (post_vars){title, excerpt, shown ? shown : link, NULL, j};
     int r = 0;
-    const char *thread = queue_job_get_meta(j, "thread");
-    int want_thread = (flags & PLAT_FMT_THREAD) || (thread && strcmp(thread, "0") != 0 &&
-                                                     strcmp(thread, "false") != 0);
     char *full = tpl_render(&t);
     if (want_thread && thread_allowed(a) && !fits(a, full)) {
         r = place_text(a, j, full, PLAT_FMT_THREAD, p, err);

@@ -49,6 +49,8 @@ const plat_post *plat_send_post(const plat_send *s) { return &s->post; }
 int plat_send_request(plat_send *s, plat_request *req, hr_err *err)
 {
     memset(req, 0, sizeof *req);
+    if (s->part >= s->post.nparts)
+        return hr_err_set(err, "%s: every part is sent already", s->a->platform);
     return s->a->ops->request(s, req, err);
 }
 
