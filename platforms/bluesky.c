@@ -113,7 +113,7 @@ static int bsky_finish(const plat_account *a, const queue_job *j, plat_part *p, 
         free(v);
     }
     free(e);
-    qsort(p->facets, (size_t)p->nfacets, sizeof *p->facets, facet_cmp);
+    if (p->nfacets > 1) qsort(p->facets, (size_t)p->nfacets, sizeof *p->facets, facet_cmp);
     return 0;
 }
 
