@@ -77,4 +77,28 @@ struct queue {
     int timeout_ms;
 };
 
+/* ---- per-operation argv builders and reply parsers (ops.c), shared by
+ * the sync (ops.c) and async (async.c) halves. */
+int qo_valid_lane(const char *lane);
+void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes, int nlanes,
+                    int max, int lease_ms, queue_argv *a);
+/* qo_parse_fetch returns 0 (jobs in *out), 1 lease lost, -1 bad reply. */
+int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fetched **out,
+                   int *nout, hr_err *err);
+void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue_argv *a);
+int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
+                 queue_argv *a, hr_err *err);
+int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err);
+int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
+                   queue_argv *a, hr_err *err);
+int qo_build_bury(const char *ns, const char *worker, const char *ukh, const char *lane,
+                  const queue_job *job, const char *reason, queue_argv *a, hr_err *err);
+void qo_build_register(const char *ns, const char *worker, int lease_ms, int renew,
+                       queue_argv *a);
+/* qo_int_reply reads an integer reply into *out; -1 when it is not one. */
+int qo_int_reply(redisReply *r, long long *out, hr_err *err);
+/* qo_stored_value appends the 8-char id time prefix and the job's blob. */
+void qo_stored_value(const queue_job *j, hr_buf *out);
+int qo_lateness_bucket(int64_t ms);
+
 #endif

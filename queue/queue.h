@@ -214,6 +214,7 @@ int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err);
 
 typedef struct queue_ack_item {
     const char *ukh;
+    const char *id; /* the job's full id for the done record (NULL: ukh) */
     const char *lane;
     const char *platform_id; /* the platform's id of the post/message, or NULL */
     int64_t lateness_ms;     /* fetch time - run_at, for the histogram; <0: skip */

@@ -1,1 +1,13 @@
--- attempt: todo
+-- attempt: record that the worker starts sending a job, before the request.
+-- KEYS[1] workers  KEYS[2] inflight:WORKER   ARGV[1] worker  ARGV[2] ukh
+-- Returns 0 when recorded, 1 when the job or the lease is no longer the
+-- worker's (it must not send).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HGET', KEYS[2], ARGV[2])
+if not v then return 1 end
+local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not exp or tonumber(exp) < now then return 1 end
+local lane, fetched = string.match(v, '^(.*)\t(%d+)\t%d+$')
+redis.call('HSET', KEYS[2], ARGV[2], lane .. '\t' .. fetched .. '\t' .. now)
+return 0

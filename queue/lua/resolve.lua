@@ -1,1 +1,31 @@
--- resolve: todo
+-- resolve: operator and reconciler moves out of the unknown and dead sets.
+-- KEYS[1] jobs KEYS[2] done KEYS[3] reasons KEYS[4] unknown:LANE
+-- KEYS[5] dead:LANE KEYS[6] ready:LANE KEYS[7] stats
+-- ARGV[1] op: sent | resend | dead_retry | dead_purge
+-- ARGV[2] ukh ARGV[3] id ARGV[4] platform id ARGV[5] lane
+-- ARGV[6] new value ('' keeps the stored one)
+-- Returns 1 when done, 0 when the job was not in the expected set.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local op, ukh = ARGV[1], ARGV[2]
+if op == 'sent' or op == 'resend' then
+  if redis.call('ZREM', KEYS[4], ukh) == 0 then return 0 end
+else
+  if redis.call('ZREM', KEYS[5], ukh) == 0 then return 0 end
+end
+redis.call('HDEL', KEYS[3], ukh)
+if op == 'sent' then
+  redis.call('HDEL', KEYS[1], ukh)
+  redis.call('HSET', KEYS[2], ukh, ARGV[3] .. '\t' .. now .. '\t' .. ARGV[4])
+  redis.call('HINCRBY', KEYS[7], 'sent|' .. ARGV[5], 1)
+elseif op == 'dead_purge' then
+  redis.call('HDEL', KEYS[1], ukh)
+else
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ukh, ARGV[6]) end
+  if op == 'resend' then
+    redis.call('LPUSH', KEYS[6], ukh)
+  else
+    redis.call('RPUSH', KEYS[6], ukh)
+  end
+end
+return 1

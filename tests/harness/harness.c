@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -107,10 +108,10 @@ pid_t th_spawn(char *const argv[], const char *out_path)
         abort();
     }
     if (pid == 0) {
-        if (out_path) {
-            FILE *f = freopen(out_path, "a", stdout);
-            if (f) dup2(fileno(stdout), 2);
-        }
+        /* die with the test process, and never hold its output pipe open */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(out_path ? out_path : "/dev/null", "a", stdout);
+        if (f) dup2(fileno(stdout), 2);
         setpgid(0, 0);
         execv(argv[0], argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));

@@ -1,0 +1,524 @@
+/* async.c: the queue on a libev loop: hiredis async with its libev adapter,
+ * reconnecting with exponential backoff. It shares argv builders and reply
+ * parsers with the sync half (ops.c); only transport and lifetimes live
+ * here. Every request's callback runs exactly once. */
+#include <ev.h>
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum req_kind { RK_STATUS, RK_FETCH, RK_ACK, RK_LANES };
+
+typedef struct qreq {
+    struct queue_async *qa;
+    enum req_kind kind;
+    int script; /* -1: a plain command */
+    int retried;
+    queue_argv argv;
+    queue_status_cb *status_cb;
+    queue_fetch_cb *fetch_cb;
+    queue_lanes_cb *lanes_cb;
+    void *priv;
+    char **lanes; /* fetch: lane names by index */
+    int nlanes;
+    int *results; /* ack */
+    int n;
+    char errmsg[HR_ERRLEN];
+    struct qreq *next; /* on the deferred-failure list */
+} qreq;
+
+struct queue_async {
+    struct ev_loop *loop;
+    redisAsyncContext *ac;
+    queue_url url;
+    char ns[64];
+    int connected;
+    int backoff_ms;
+    ev_timer reconnect;
+    ev_timer failer; /* runs deferred failures outside the caller's stack */
+    qreq *failq;
+    void (*state_cb)(queue_async *, int, void *);
+    void *state_priv;
+    int depth; /* > 0 while our callbacks run */
+    int free_pending;
+};
+
+static void start_connect(queue_async *qa);
+
+static void req_free(qreq *r)
+{
+    qa_release(&r->argv);
+    queue_strv_free(r->lanes, r->nlanes);
+    free(r);
+}
+
+static void finish_fail(qreq *r, const char *msg)
+{
+    queue_async *qa = r->qa;
+    qa->depth++;
+    switch (r->kind) {
+    case RK_STATUS:
+    case RK_ACK:
+        if (r->status_cb) r->status_cb(-1, msg, r->priv);
+        break;
+    case RK_FETCH:
+        if (r->fetch_cb) r->fetch_cb(-1, NULL, 0, msg, r->priv);
+        break;
+    case RK_LANES:
+        if (r->lanes_cb) r->lanes_cb(-1, NULL, 0, msg, r->priv);
+        break;
+    }
+    qa->depth--;
+    req_free(r);
+}
+
+static void defer_fail(qreq *r, const char *msg)
+{
+    queue_async *qa = r->qa;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", msg);
+    r->next = qa->failq;
+    qa->failq = r;
+    ev_timer_stop(qa->loop, &qa->failer);
+    ev_timer_set(&qa->failer, 0., 0.);
+    ev_timer_start(qa->loop, &qa->failer);
+}
+
+static void really_free(queue_async *qa)
+{
+    ev_timer_stop(qa->loop, &qa->reconnect);
+    ev_timer_stop(qa->loop, &qa->failer);
+    while (qa->failq) {
+        qreq *r = qa->failq;
+        qa->failq = r->next;
+        finish_fail(r, r->errmsg);
+    }
+    free(qa);
+}
+
+static void maybe_free(queue_async *qa)
+{
+    if (qa->free_pending && qa->depth == 0 && !qa->ac) really_free(qa);
+}
+
+static void on_failer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    queue_async *qa = w->data;
+    qa->depth++;
+    while (qa->failq) {
+        qreq *r = qa->failq;
+        qa->failq = r->next;
+        finish_fail(r, r->errmsg);
+    }
+    qa->depth--;
+    maybe_free(qa);
+}
+
+static void send_req(queue_async *qa, qreq *r);
+
+static void on_reply(redisAsyncContext *c, void *reply, void *priv)
+{
+    qreq *r = priv;
+    queue_async *qa = r->qa;
+    redisReply *rep = reply;
+    if (!rep) {
+        finish_fail(r, qa->free_pending ? "queue: handle closed" : "redis: connection lost");
+        maybe_free(qa);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->retried &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* the script cache was flushed: load it and resend; the connection
+         * keeps order, so the load runs first */
+        r->retried = 1;
+        redisAsyncCommand(c, NULL, NULL, "SCRIPT LOAD %s", queue_scripts[r->script].src);
+        send_req(qa, r);
+        return;
+    }
+    hr_err err = {0};
+    qa->depth++;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        hr_err_set(&err, "redis: %s", rep->str);
+        qa->depth--;
+        finish_fail(r, err.msg);
+        maybe_free(qa);
+        return;
+    }
+    switch (r->kind) {
+    case RK_STATUS: {
+        long long v = -1;
+        if (rep->type == REDIS_REPLY_INTEGER)
+            v = rep->integer;
+        else if (rep->type == REDIS_REPLY_STATUS)
+            v = 0;
+        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                 rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer >= 0)
+            v = 0; /* reap: {requeued, unknown} */
+        else
+            hr_err_set(&err, "redis: unexpected reply");
+        if (r->status_cb) r->status_cb(v < 0 ? -1 : (int)v, err.code ? err.msg : NULL, r->priv);
+        break;
+    }
+    case RK_ACK: {
+        int v = qo_parse_ack(rep, r->n, r->results, &err);
+        if (r->status_cb) r->status_cb(v, err.code ? err.msg : NULL, r->priv);
+        break;
+    }
+    case RK_FETCH: {
+        queue_fetched *f = NULL;
+        int n = 0;
+        int st = qo_parse_fetch(rep, (const char *const *)r->lanes, r->nlanes, &f, &n, &err);
+        if (r->fetch_cb) r->fetch_cb(st, f, n, err.code ? err.msg : NULL, r->priv);
+        else queue_fetched_free(f, n);
+        break;
+    }
+    case RK_LANES: {
+        char **v = hr_calloc(rep->elements + 1, sizeof *v);
+        for (size_t i = 0; i < rep->elements; i++)
+            v[i] = hr_strndup(rep->element[i]->str, rep->element[i]->len);
+        if (r->lanes_cb)
+            r->lanes_cb(0, v, (int)rep->elements, NULL, r->priv);
+        else
+            queue_strv_free(v, (int)rep->elements);
+        break;
+    }
+    }
+    qa->depth--;
+    req_free(r);
+    maybe_free(qa);
+}
+
+static void send_req(queue_async *qa, qreq *r)
+{
+    if (!qa->connected || !qa->ac || qa->free_pending) {
+        defer_fail(r, qa->free_pending ? "queue: handle closed" : "redis: not connected");
+        return;
+    }
+    if (redisAsyncCommandArgv(qa->ac, on_reply, r, r->argv.argc, (const char **)r->argv.argv,
+                              r->argv.lens) != REDIS_OK)
+        defer_fail(r, "redis: cannot send command");
+}
+
+static qreq *req_new(queue_async *qa, enum req_kind kind, int script, void *priv)
+{
+    qreq *r = hr_calloc(1, sizeof *r);
+    r->qa = qa;
+    r->kind = kind;
+    r->script = script;
+    r->priv = priv;
+    qa_init(&r->argv);
+    return r;
+}
+
+/* ------------------------------------------------------- connection */
+
+static void schedule_reconnect(queue_async *qa)
+{
+    if (qa->free_pending) return;
+    qa->backoff_ms = qa->backoff_ms ? qa->backoff_ms * 2 : 50;
+    if (qa->backoff_ms > 2000) qa->backoff_ms = 2000;
+    ev_timer_set(&qa->reconnect, qa->backoff_ms / 1000.0, 0.);
+    ev_timer_start(qa->loop, &qa->reconnect);
+}
+
+static void on_connect(const redisAsyncContext *c, int status)
+{
+    queue_async *qa = c->data;
+    if (status != REDIS_OK) {
+        qa->ac = NULL; /* hiredis frees it after this callback */
+        if (qa->free_pending) {
+            maybe_free(qa);
+            return;
+        }
+        schedule_reconnect(qa);
+        return;
+    }
+    qa->connected = 1;
+    qa->backoff_ms = 0;
+    hr_log(HR_LOG_INFO, "redis connected", NULL);
+    if (qa->state_cb) {
+        qa->depth++;
+        qa->state_cb(qa, 1, qa->state_priv);
+        qa->depth--;
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *c, int status)
+{
+    queue_async *qa = c->data;
+    int was = qa->connected;
+    qa->connected = 0;
+    qa->ac = NULL;
+    if (qa->free_pending) {
+        maybe_free(qa);
+        return;
+    }
+    if (was) {
+        hr_log(HR_LOG_WARN, "redis connection lost", "error", c->errstr, NULL);
+        if (qa->state_cb) {
+            qa->depth++;
+            qa->state_cb(qa, 0, qa->state_priv);
+            qa->depth--;
+        }
+    }
+    schedule_reconnect(qa);
+}
+
+static void on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    start_connect(w->data);
+}
+
+static void start_connect(queue_async *qa)
+{
+    redisAsyncContext *ac = qa->url.unix_socket ? redisAsyncConnectUnix(qa->url.path)
+                                                : redisAsyncConnect(qa->url.host, qa->url.port);
+    if (!ac || ac->err) {
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(qa);
+        return;
+    }
+    ac->data = qa;
+    qa->ac = ac;
+    redisLibevAttach(qa->loop, ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* queued now, sent first once connected */
+    if (qa->url.pass[0]) {
+        if (qa->url.user[0])
+            redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", qa->url.user, qa->url.pass);
+        else
+            redisAsyncCommand(ac, NULL, NULL, "AUTH %s", qa->url.pass);
+    }
+    if (qa->url.db) redisAsyncCommand(ac, NULL, NULL, "SELECT %d", qa->url.db);
+    for (int i = 0; i < QS_COUNT; i++)
+        redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", queue_scripts[i].src);
+}
+
+queue_async *queue_async_new(struct ev_loop *loop, const queue_opts *o, hr_err *err)
+{
+    queue_scripts_init();
+    queue_async *qa = hr_calloc(1, sizeof *qa);
+    qa->loop = loop;
+    const char *url = o && o->url ? o->url : getenv("HERALD_REDIS_URL");
+    if (!url) url = "redis://127.0.0.1:6379";
+    const char *ns = o && o->ns ? o->ns : "herald";
+    if (!*ns || strpbrk(ns, "{}") || strlen(ns) >= sizeof qa->ns) {
+        hr_err_set(err, "namespace \"%s\": must be 1-63 characters without braces", ns);
+        free(qa);
+        return NULL;
+    }
+    snprintf(qa->ns, sizeof qa->ns, "%s", ns);
+    if (queue_url_parse(url, &qa->url, err) < 0) {
+        free(qa);
+        return NULL;
+    }
+    ev_timer_init(&qa->reconnect, on_reconnect_timer, 0., 0.);
+    qa->reconnect.data = qa;
+    ev_timer_init(&qa->failer, on_failer, 0., 0.);
+    qa->failer.data = qa;
+    start_connect(qa);
+    return qa;
+}
+
+void queue_async_free(queue_async *qa)
+{
+    if (!qa || qa->free_pending) return;
+    qa->free_pending = 1;
+    ev_timer_stop(qa->loop, &qa->reconnect);
+    if (qa->ac) {
+        redisAsyncContext *ac = qa->ac;
+        qa->ac = NULL;
+        /* pending replies come back NULL and fail their requests; the depth
+         * keeps those callbacks from freeing qa under our feet */
+        qa->depth++;
+        redisAsyncFree(ac);
+        qa->depth--;
+    }
+    maybe_free(qa);
+}
+
+int queue_async_connected(const queue_async *qa) { return qa->connected; }
+const char *queue_async_ns(const queue_async *qa) { return qa->ns; }
+
+void queue_async_on_state(queue_async *qa, void (*cb)(queue_async *, int, void *), void *priv)
+{
+    qa->state_cb = cb;
+    qa->state_priv = priv;
+}
+
+struct redisAsyncContext *queue_async_redis(queue_async *qa)
+{
+    return qa->connected ? qa->ac : NULL;
+}
+
+/* ------------------------------------------------------- operations */
+
+static void status_req(queue_async *qa, int script, qreq *r, queue_status_cb *cb)
+{
+    r->status_cb = cb;
+    (void)script;
+    send_req(qa, r);
+}
+
+void queue_async_register(queue_async *qa, const char *worker, int lease_ms,
+                          queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_REGISTER, priv);
+    qo_build_register(qa->ns, worker, lease_ms, 0, &r->argv);
+    status_req(qa, QS_REGISTER, r, cb);
+}
+
+void queue_async_heartbeat(queue_async *qa, const char *worker, int lease_ms,
+                           queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_REGISTER, priv);
+    qo_build_register(qa->ns, worker, lease_ms, 1, &r->argv);
+    status_req(qa, QS_REGISTER, r, cb);
+}
+
+void queue_async_fetch(queue_async *qa, const char *worker, const char *const *lanes,
+                       int nlanes, int max, int lease_ms, queue_fetch_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_FETCH, QS_FETCH, priv);
+    r->fetch_cb = cb;
+    r->lanes = hr_calloc((size_t)nlanes + 1, sizeof *r->lanes);
+    for (int i = 0; i < nlanes; i++) r->lanes[i] = hr_strdup(lanes[i]);
+    r->nlanes = nlanes;
+    qo_build_fetch(qa->ns, worker, lanes, nlanes, max, lease_ms, &r->argv);
+    send_req(qa, r);
+}
+
+void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
+                         queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_ATTEMPT, priv);
+    qo_build_attempt(qa->ns, worker, ukh, &r->argv);
+    status_req(qa, QS_ATTEMPT, r, cb);
+}
+
+void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
+                     int *results, queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_ACK, QS_ACK, priv);
+    r->status_cb = cb;
+    r->results = results;
+    r->n = n;
+    hr_err err = {0};
+    if (qo_build_ack(qa->ns, worker, items, n, &r->argv, &err) < 0) {
+        defer_fail(r, err.msg);
+        return;
+    }
+    send_req(qa, r);
+}
+
+void queue_async_retry(queue_async *qa, const char *worker, const queue_job *job,
+                       int64_t at_ms, queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_RETRY, priv);
+    hr_err err = {0};
+    r->status_cb = cb;
+    if (qo_build_retry(qa->ns, worker, job, at_ms, &r->argv, &err) < 0) {
+        defer_fail(r, err.msg);
+        return;
+    }
+    send_req(qa, r);
+}
+
+void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, const char *lane,
+                      const queue_job *job, const char *reason, queue_status_cb *cb,
+                      void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_BURY, priv);
+    hr_err err = {0};
+    r->status_cb = cb;
+    if (qo_build_bury(qa->ns, worker, ukh, lane, job, reason, &r->argv, &err) < 0) {
+        defer_fail(r, err.msg);
+        return;
+    }
+    send_req(qa, r);
+}
+
+/* unregister: a graceful worker has drained its sends, so every entry left
+ * is unstarted; the reap script (forced) returns them to their lanes. The
+ * lanes are read first, as in the sync half. */
+typedef struct unreg_ctx {
+    queue_async *qa;
+    char worker[128];
+    queue_status_cb *cb;
+    void *priv;
+} unreg_ctx;
+
+static void on_unreg_vals(redisAsyncContext *c, void *reply, void *priv)
+{
+    unreg_ctx *u = priv;
+    redisReply *rep = reply;
+    queue_async *qa = u->qa;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        qa->depth++;
+        if (u->cb) u->cb(-1, rep ? "redis: unexpected reply" : "redis: connection lost", u->priv);
+        qa->depth--;
+        free(u);
+        maybe_free(qa);
+        return;
+    }
+    qreq *r = req_new(qa, RK_STATUS, QS_REAP, u->priv);
+    r->status_cb = u->cb;
+    queue_argv *a = &r->argv;
+    qa_evalsha(a, QS_REAP, 0);
+    qa_pushkey(a, qa->ns, "workers");
+    qa_pushkey(a, qa->ns, "inflight:%s", u->worker);
+    qa_pushkey(a, qa->ns, "reasons");
+    qa_pushkey(a, qa->ns, "stats");
+    char **lanes = hr_calloc(rep->elements + 1, sizeof *lanes);
+    int nl = 0;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const char *tab = strchr(rep->element[i]->str, '\t');
+        if (!tab) continue;
+        char *lane = hr_strndup(rep->element[i]->str, (size_t)(tab - rep->element[i]->str));
+        int k = 0;
+        while (k < nl && strcmp(lanes[k], lane) != 0) k++;
+        if (k < nl) {
+            free(lane);
+            continue;
+        }
+        lanes[nl++] = lane;
+        qa_pushkey(a, qa->ns, "ready:%s", lane);
+        qa_pushkey(a, qa->ns, "unknown:%s", lane);
+    }
+    qa_set_nkeys(a, 4 + 2 * nl);
+    qa_pushs(a, u->worker);
+    qa_pushs(a, "1");
+    for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
+    queue_strv_free(lanes, nl);
+    free(u);
+    send_req(qa, r);
+}
+
+void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
+                            void *priv)
+{
+    if (!qa->connected || !qa->ac) {
+        qreq *r = req_new(qa, RK_STATUS, -1, priv);
+        r->status_cb = cb;
+        defer_fail(r, "redis: not connected");
+        return;
+    }
+    unreg_ctx *u = hr_calloc(1, sizeof *u);
+    u->qa = qa;
+    snprintf(u->worker, sizeof u->worker, "%s", worker);
+    u->cb = cb;
+    u->priv = priv;
+    redisAsyncCommand(qa->ac, on_unreg_vals, u, "HVALS {%s}:inflight:%s", qa->ns, worker);
+}
+
+void queue_async_lanes(queue_async *qa, queue_lanes_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_LANES, -1, priv);
+    r->lanes_cb = cb;
+    qa_pushs(&r->argv, "SMEMBERS");
+    qa_pushf(&r->argv, "{%s}:lanes", qa->ns);
+    send_req(qa, r);
+}

@@ -1,0 +1,982 @@
+/* ops.c: every queue operation: the argv each script takes, the parsing of
+ * its reply, and the synchronous wrappers. The async half (async.c) reuses
+ * the builders and parsers. Decisions (when to retry, what is due) live in
+ * the callers and in the scripts, not here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ENQUEUE_CHUNK 1000
+#define PROMOTE_ENTRIES 256
+
+const int64_t queue_lateness_bounds_ms[QUEUE_LATENESS_BUCKETS] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 60000, INT64_MAX};
+
+int qo_lateness_bucket(int64_t ms)
+{
+    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++)
+        if (ms <= queue_lateness_bounds_ms[i]) return i;
+    return QUEUE_LATENESS_BUCKETS - 1;
+}
+
+int qo_valid_lane(const char *lane)
+{
+    size_t n = strlen(lane);
+    if (n == 0 || n >= QUEUE_LANE_MAX || !strchr(lane, ':')) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)lane[i] < 0x20) return 0; /* tabs separate in-flight fields */
+    return 1;
+}
+
+static int ukh_of(const char *id, char *ukh)
+{
+    size_t n = strlen(id);
+    const char *p = n == QUEUE_ID_LEN ? id + QUEUE_TS_LEN : n == QUEUE_UKH_LEN ? id : NULL;
+    if (!p) return -1;
+    for (int i = 0; i < QUEUE_UKH_LEN; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+            return -1;
+    }
+    memcpy(ukh, p, QUEUE_UKH_LEN);
+    ukh[QUEUE_UKH_LEN] = '\0';
+    return 0;
+}
+
+void qo_stored_value(const queue_job *j, hr_buf *out)
+{
+    hr_buf_append(out, j->id, QUEUE_TS_LEN);
+    queue_job_encode(j, out);
+}
+
+int qo_int_reply(redisReply *r, long long *out, hr_err *err)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER) return hr_err_set(err, "redis: unexpected reply");
+    *out = r->integer;
+    return 0;
+}
+
+static long long reply_ll(redisReply *e)
+{
+    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
+    if (e->type == REDIS_REPLY_STRING) return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+/* ------------------------------------------------------------ enqueue */
+
+typedef struct {
+    int idx;
+    char lane[QUEUE_LANE_MAX];
+} lane_ref;
+
+static int cmp_lane_ref(const void *a, const void *b)
+{
+    const lane_ref *x = a, *y = b;
+    int c = strcmp(x->lane, y->lane);
+    return c ? c : x->idx - y->idx;
+}
+
+static int enqueue_chunk(queue *q, queue_job *const *jobs, const lane_ref *refs, int n,
+                         int *results, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    qa_evalsha(&a, QS_ENQUEUE, 0);
+    const char *ns = q->ns;
+    qa_pushkey(&a, ns, "jobs");
+    qa_pushkey(&a, ns, "done");
+    qa_pushkey(&a, ns, "lanes");
+    qa_pushkey(&a, ns, "due");
+    int nkeys = 4;
+    /* keys first, one pair per lane group */
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && strcmp(refs[i].lane, refs[i - 1].lane) == 0) continue;
+        qa_pushkey(&a, ns, "sched:%s", refs[i].lane);
+        qa_pushkey(&a, ns, "ready:%s", refs[i].lane);
+        nkeys += 2;
+    }
+    qa_set_nkeys(&a, nkeys);
+    qa_pushf(&a, "{%s}:wake", ns);
+    qa_pushf(&a, "{%s}:readych", ns);
+    hr_buf v;
+    hr_buf_init(&v);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && strcmp(refs[j].lane, refs[i].lane) == 0) j++;
+        qa_pushs(&a, refs[i].lane);
+        qa_pushf(&a, "%d", j - i);
+        for (int k = i; k < j; k++) {
+            const queue_job *job = jobs[refs[k].idx];
+            qa_pushs(&a, queue_job_ukh(job));
+            qa_pushf(&a, "%lld", (long long)job->run_at_ms);
+            hr_buf_reset(&v);
+            qo_stored_value(job, &v);
+            qa_push(&a, v.data, v.len);
+        }
+        i = j;
+    }
+    hr_buf_release(&v);
+    redisReply *r = queue_run_sync(q, &a, QS_ENQUEUE, err);
+    qa_release(&a);
+    if (!r) return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n * 2) {
+        freeReplyObject(r);
+        return hr_err_set(err, "redis: enqueue: unexpected reply");
+    }
+    for (int i = 0; i < n; i++) {
+        queue_job *job = jobs[refs[i].idx];
+        int code = (int)reply_ll(r->element[2 * i]);
+        redisReply *pre = r->element[2 * i + 1];
+        if (pre->type == REDIS_REPLY_STRING && pre->len == QUEUE_TS_LEN)
+            memcpy(job->id, pre->str, QUEUE_TS_LEN); /* keep the first id */
+        if (results) results[refs[i].idx] = code;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err)
+{
+    if (n <= 0) return 0;
+    lane_ref *refs = hr_malloc(sizeof *refs * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        queue_job *j = jobs[i];
+        if (queue_job_lane(j, refs[i].lane, sizeof refs[i].lane) < 0 ||
+            !qo_valid_lane(refs[i].lane)) {
+            free(refs);
+            return hr_err_set(err, "enqueue: job %d: needs a platform and an account "
+                                   "(without control characters)", i);
+        }
+        queue_job_assign_id(j);
+        refs[i].idx = i;
+    }
+    qsort(refs, (size_t)n, sizeof *refs, cmp_lane_ref);
+    /* The same ukh twice in one batch: the last one wins, the earlier ones
+     * report UPDATED. Lanes are equal for equal ukhs (the lane is part of
+     * the unique key), so duplicates sit in the same group. */
+    int m = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int k = i + 1; k < n && strcmp(refs[k].lane, refs[i].lane) == 0; k++)
+            if (strcmp(queue_job_ukh(jobs[refs[k].idx]), queue_job_ukh(jobs[refs[i].idx])) ==
+                0) {
+                dup = 1;
+                break;
+            }
+        if (dup) {
+            if (results) results[refs[i].idx] = QUEUE_UPDATED;
+            continue;
+        }
+        refs[m++] = refs[i];
+    }
+    for (int i = 0; i < m && rc == 0; i += ENQUEUE_CHUNK) {
+        int c = m - i < ENQUEUE_CHUNK ? m - i : ENQUEUE_CHUNK;
+        rc = enqueue_chunk(q, jobs, refs + i, c, results, err);
+    }
+    free(refs);
+    return rc;
+}
+
+/* ------------------------------------------------------- get, cancel */
+
+static redisReply *hget_job(queue *q, const char *ukh, hr_err *err)
+{
+    return queue_cmd_sync(q, err, "HGET {%s}:jobs %s", q->ns, ukh);
+}
+
+queue_job *queue_get(queue *q, const char *id, hr_err *err)
+{
+    char ukh[QUEUE_UKH_LEN + 1];
+    hr_err_clear(err);
+    if (ukh_of(id, ukh) < 0) return NULL;
+    redisReply *r = hget_job(q, ukh, err);
+    if (!r) return NULL;
+    queue_job *j = NULL;
+    if (r->type == REDIS_REPLY_STRING) j = queue_job_decode_stored(ukh, r->str, r->len, err);
+    freeReplyObject(r);
+    return j;
+}
+
+/* job_lane finds the lane of a stored job, also when its blob is corrupt
+ * (then from whichever lane's sets hold it). */
+static int job_lane(queue *q, const char *ukh, char *lane, hr_err *err)
+{
+    hr_err e2 = {0};
+    queue_job *j = queue_get(q, ukh, &e2);
+    if (j) {
+        int rc = queue_job_lane(j, lane, QUEUE_LANE_MAX);
+        queue_job_free(j);
+        if (rc == 0) return 0;
+    }
+    char **lanes;
+    int n;
+    if (queue_lanes(q, &lanes, &n, err) < 0) return -1;
+    int found = -1;
+    for (int i = 0; i < n && found < 0; i++) {
+        redisReply *r = queue_cmd_sync(
+            q, err, "EVAL %s 5 {%s}:sched:%s {%s}:retry:%s {%s}:ready:%s {%s}:dead:%s "
+                    "{%s}:unknown:%s %s",
+            "for i=1,5 do if i==3 then if redis.call('LPOS',KEYS[i],ARGV[1]) then return 1 end "
+            "elseif redis.call('ZSCORE',KEYS[i],ARGV[1]) then return 1 end end return 0",
+            q->ns, lanes[i], q->ns, lanes[i], q->ns, lanes[i], q->ns, lanes[i], q->ns, lanes[i],
+            ukh);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            snprintf(lane, QUEUE_LANE_MAX, "%s", lanes[i]);
+            found = 0;
+        }
+        if (r) freeReplyObject(r);
+    }
+    queue_strv_free(lanes, n);
+    return found;
+}
+
+int queue_cancel(queue *q, const char *id, hr_err *err)
+{
+    char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
+    if (ukh_of(id, ukh) < 0) return hr_err_set(err, "cancel: \"%s\" is not a job id", id);
+    hr_err_clear(err);
+    if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
+    queue_argv a;
+    qa_init(&a);
+    qa_evalsha(&a, QS_CANCEL, 6);
+    qa_pushkey(&a, q->ns, "jobs");
+    qa_pushkey(&a, q->ns, "reasons");
+    qa_pushkey(&a, q->ns, "sched:%s", lane);
+    qa_pushkey(&a, q->ns, "retry:%s", lane);
+    qa_pushkey(&a, q->ns, "ready:%s", lane);
+    qa_pushkey(&a, q->ns, "dead:%s", lane);
+    qa_pushs(&a, ukh);
+    redisReply *r = queue_run_sync(q, &a, QS_CANCEL, err);
+    qa_release(&a);
+    long long v = -1;
+    if (r) qo_int_reply(r, &v, err);
+    if (r) freeReplyObject(r);
+    return (int)v;
+}
+
+/* ------------------------------------------------------------ promote */
+
+int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int64_t *now_ms,
+                  hr_err *err)
+{
+    *promoted = 0;
+    /* The pipeline needs a live connection; reconnect through a no-op first. */
+    if (!q->c) {
+        redisReply *p = queue_cmd_sync(q, err, "PING");
+        if (!p) return -1;
+        freeReplyObject(p);
+    }
+    redisAppendCommand(q->c, "TIME");
+    redisAppendCommand(q->c, "ZRANGE {%s}:due 0 %d WITHSCORES", q->ns, PROMOTE_ENTRIES - 1);
+    redisReply *t = NULL, *d = NULL;
+    if (redisGetReply(q->c, (void **)&t) != REDIS_OK || redisGetReply(q->c, (void **)&d) != REDIS_OK) {
+        hr_err_set(err, "redis: %s", q->c->errstr);
+        if (t) freeReplyObject(t);
+        redisFree(q->c);
+        q->c = NULL;
+        return -1;
+    }
+    int64_t now = 0;
+    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2)
+        now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
+              strtoll(t->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(t);
+    if (d->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(d);
+        return hr_err_set(err, "redis: promote: unexpected reply");
+    }
+    queue_argv a;
+    qa_init(&a);
+    qa_evalsha(&a, QS_PROMOTE, 0);
+    qa_pushkey(&a, q->ns, "due");
+    int entries = 0;
+    int64_t first_later = 0;
+    for (size_t i = 0; i + 1 < d->elements; i += 2) {
+        const char *m = d->element[i]->str;
+        int64_t at = strtoll(d->element[i + 1]->str, NULL, 10);
+        if (at > now) {
+            first_later = at;
+            break;
+        }
+        if (strlen(m) < 3 || m[1] != '|') continue;
+        qa_pushkey(&a, q->ns, "%s:%s", m[0] == 'r' ? "retry" : "sched", m + 2);
+        qa_pushkey(&a, q->ns, "ready:%s", m + 2);
+        entries++;
+    }
+    if (entries == 0) {
+        qa_release(&a);
+        freeReplyObject(d);
+        *next_due_ms = first_later;
+        *now_ms = now;
+        return 0;
+    }
+    qa_set_nkeys(&a, 1 + 2 * entries);
+    qa_pushf(&a, "%d", batch);
+    qa_pushf(&a, "{%s}:readych", q->ns);
+    for (size_t i = 0, k = 0; k < (size_t)entries; i += 2) {
+        const char *m = d->element[i]->str;
+        if (strlen(m) < 3 || m[1] != '|') continue;
+        qa_pushs(&a, m);
+        k++;
+    }
+    freeReplyObject(d);
+    redisReply *r = queue_run_sync(q, &a, QS_PROMOTE, err);
+    qa_release(&a);
+    if (!r) return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        freeReplyObject(r);
+        return hr_err_set(err, "redis: promote: unexpected reply");
+    }
+    *promoted = (long)reply_ll(r->element[0]);
+    *next_due_ms = reply_ll(r->element[1]);
+    *now_ms = reply_ll(r->element[2]);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* -------------------------------------------------------------- fetch */
+
+static void run_register(queue_argv *a, const char *ns, const char *worker, int lease_ms,
+                         int renew)
+{
+    qa_evalsha(a, QS_REGISTER, 1);
+    qa_pushkey(a, ns, "workers");
+    qa_pushs(a, worker);
+    qa_pushf(a, "%d", lease_ms);
+    qa_pushs(a, renew ? "renew" : "new");
+}
+
+void qo_build_register(const char *ns, const char *worker, int lease_ms, int renew,
+                       queue_argv *a)
+{
+    run_register(a, ns, worker, lease_ms, renew);
+}
+
+static int sync_int_script(queue *q, queue_argv *a, int script, hr_err *err)
+{
+    redisReply *r = queue_run_sync(q, a, script, err);
+    qa_release(a);
+    if (!r) return -1;
+    long long v = -1;
+    int rc = qo_int_reply(r, &v, err);
+    freeReplyObject(r);
+    return rc < 0 ? -1 : (int)v;
+}
+
+int queue_worker_register(queue *q, const char *worker, int lease_ms, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    qo_build_register(q->ns, worker, lease_ms, 0, &a);
+    return sync_int_script(q, &a, QS_REGISTER, err);
+}
+
+int queue_heartbeat(queue *q, const char *worker, int lease_ms, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    qo_build_register(q->ns, worker, lease_ms, 1, &a);
+    return sync_int_script(q, &a, QS_REGISTER, err);
+}
+
+void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes, int nlanes,
+                    int max, int lease_ms, queue_argv *a)
+{
+    qa_evalsha(a, QS_FETCH, 5 + 2 * nlanes);
+    qa_pushkey(a, ns, "workers");
+    qa_pushkey(a, ns, "paused");
+    qa_pushkey(a, ns, "jobs");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushkey(a, ns, "stats");
+    for (int i = 0; i < nlanes; i++) {
+        qa_pushkey(a, ns, "ready:%s", lanes[i]);
+        qa_pushkey(a, ns, "lane:%s", lanes[i]);
+    }
+    qa_pushs(a, worker);
+    qa_pushf(a, "%d", max);
+    qa_pushf(a, "%d", lease_ms);
+    for (int i = 0; i < nlanes; i++) qa_pushs(a, lanes[i]);
+}
+
+int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fetched **out,
+                   int *nout, hr_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return hr_err_set(err, "redis: fetch: unexpected reply");
+    if (strcmp(r->element[0]->str, "lease") == 0) return 1;
+    size_t n = (r->elements - 1) / 3;
+    queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *li = r->element[1 + 3 * i], *u = r->element[2 + 3 * i],
+                   *v = r->element[3 + 3 * i];
+        long long idx = reply_ll(li);
+        if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_STRING ||
+            v->type != REDIS_REPLY_STRING) {
+            queue_fetched_free(f, (int)i);
+            return hr_err_set(err, "redis: fetch: malformed entry");
+        }
+        snprintf(f[i].ukh, sizeof f[i].ukh, "%.*s", (int)u->len, u->str);
+        snprintf(f[i].lane, sizeof f[i].lane, "%s", lanes[idx - 1]);
+        f[i].value = hr_strndup(v->str, v->len);
+        f[i].value_len = v->len;
+    }
+    *out = f;
+    *nout = (int)n;
+    return 0;
+}
+
+void queue_fetched_free(queue_fetched *f, int n)
+{
+    if (!f) return;
+    for (int i = 0; i < n; i++) free(f[i].value);
+    free(f);
+}
+
+int queue_fetch(queue *q, const char *worker, const char *const *lanes, int nlanes, int max,
+                int lease_ms, queue_fetched **out, int *nout, hr_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    if (nlanes <= 0 || max <= 0) return 0;
+    queue_argv a;
+    qa_init(&a);
+    qo_build_fetch(q->ns, worker, lanes, nlanes, max, lease_ms, &a);
+    redisReply *r = queue_run_sync(q, &a, QS_FETCH, err);
+    qa_release(&a);
+    if (!r) return -1;
+    int rc = qo_parse_fetch(r, lanes, nlanes, out, nout, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_lanes(queue *q, char ***out, int *n, hr_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    redisReply *r = queue_cmd_sync(q, err, "SMEMBERS {%s}:lanes", q->ns);
+    if (!r) return -1;
+    char **v = hr_calloc(r->elements + 1, sizeof *v);
+    for (size_t i = 0; i < r->elements; i++) v[i] = hr_strndup(r->element[i]->str, r->element[i]->len);
+    /* sorted, so listings and round robin start are stable */
+    for (size_t i = 1; i < r->elements; i++)
+        for (size_t k = i; k > 0 && strcmp(v[k - 1], v[k]) > 0; k--) {
+            char *t = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = t;
+        }
+    *out = v;
+    *n = (int)r->elements;
+    freeReplyObject(r);
+    return 0;
+}
+
+void queue_strv_free(char **v, int n)
+{
+    if (!v) return;
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* ----------------------------------------------------------- outcomes */
+
+void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue_argv *a)
+{
+    qa_evalsha(a, QS_ATTEMPT, 2);
+    qa_pushkey(a, ns, "workers");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushs(a, worker);
+    qa_pushs(a, ukh);
+}
+
+int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    qo_build_attempt(q->ns, worker, ukh, &a);
+    return sync_int_script(q, &a, QS_ATTEMPT, err);
+}
+
+int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
+                 queue_argv *a, hr_err *err)
+{
+    /* distinct lanes, in first-seen order */
+    const char **lanes = hr_malloc(sizeof(char *) * (size_t)n);
+    int *li = hr_malloc(sizeof(int) * (size_t)n);
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh) {
+            free(lanes);
+            free(li);
+            return hr_err_set(err, "ack: item %d has no valid lane or ukh", i);
+        }
+        int k = 0;
+        while (k < nl && strcmp(lanes[k], items[i].lane) != 0) k++;
+        if (k == nl) lanes[nl++] = items[i].lane;
+        li[i] = k + 1;
+    }
+    qa_evalsha(a, QS_ACK, 5 + nl);
+    qa_pushkey(a, ns, "jobs");
+    qa_pushkey(a, ns, "done");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushkey(a, ns, "stats");
+    qa_pushkey(a, ns, "reasons");
+    for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "unknown:%s", lanes[k]);
+    qa_pushf(a, "%d", nl);
+    for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
+    for (int i = 0; i < n; i++) {
+        qa_pushs(a, items[i].ukh);
+        qa_pushf(a, "%d", li[i]);
+        qa_pushs(a, items[i].id ? items[i].id : items[i].ukh);
+        qa_pushs(a, items[i].platform_id ? items[i].platform_id : "");
+        if (items[i].lateness_ms >= 0)
+            qa_pushf(a, "%d", qo_lateness_bucket(items[i].lateness_ms));
+        else
+            qa_pushs(a, "");
+    }
+    free(lanes);
+    free(li);
+    return 0;
+}
+
+int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)
+        return hr_err_set(err, "redis: ack: unexpected reply");
+    int acked = 0;
+    for (int i = 0; i < n; i++) {
+        int v = (int)reply_ll(r->element[i]);
+        if (results) results[i] = v;
+        acked += v > 0;
+    }
+    return acked;
+}
+
+int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, int *results,
+              hr_err *err)
+{
+    if (n <= 0) return 0;
+    queue_argv a;
+    qa_init(&a);
+    if (qo_build_ack(q->ns, worker, items, n, &a, err) < 0) {
+        qa_release(&a);
+        return -1;
+    }
+    redisReply *r = queue_run_sync(q, &a, QS_ACK, err);
+    qa_release(&a);
+    if (!r) return -1;
+    int rc = qo_parse_ack(r, n, results, err);
+    freeReplyObject(r);
+    return rc < 0 ? -1 : 0;
+}
+
+int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
+                   queue_argv *a, hr_err *err)
+{
+    char lane[QUEUE_LANE_MAX];
+    if (!job->id[0] || queue_job_lane(job, lane, sizeof lane) < 0)
+        return hr_err_set(err, "retry: job has no id or lane");
+    qa_evalsha(a, QS_RETRY, 5);
+    qa_pushkey(a, ns, "jobs");
+    qa_pushkey(a, ns, "due");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushkey(a, ns, "retry:%s", lane);
+    qa_pushkey(a, ns, "stats");
+    qa_pushs(a, queue_job_ukh(job));
+    qa_pushf(a, "%lld", (long long)at_ms);
+    hr_buf v;
+    hr_buf_init(&v);
+    qo_stored_value(job, &v);
+    qa_push(a, v.data, v.len);
+    hr_buf_release(&v);
+    qa_pushs(a, lane);
+    qa_pushf(a, "{%s}:wake", ns);
+    return 0;
+}
+
+int queue_retry(queue *q, const char *worker, const queue_job *job, int64_t at_ms, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    if (qo_build_retry(q->ns, worker, job, at_ms, &a, err) < 0) {
+        qa_release(&a);
+        return -1;
+    }
+    return sync_int_script(q, &a, QS_RETRY, err);
+}
+
+int qo_build_bury(const char *ns, const char *worker, const char *ukh, const char *lane,
+                  const queue_job *job, const char *reason, queue_argv *a, hr_err *err)
+{
+    char jl[QUEUE_LANE_MAX];
+    if (job) {
+        if (queue_job_lane(job, jl, sizeof jl) < 0) return hr_err_set(err, "bury: job has no lane");
+        lane = jl;
+        ukh = queue_job_ukh(job);
+    }
+    if (!ukh || !lane || !qo_valid_lane(lane)) return hr_err_set(err, "bury: no ukh or lane");
+    qa_evalsha(a, QS_BURY, 6);
+    qa_pushkey(a, ns, "jobs");
+    qa_pushkey(a, ns, "reasons");
+    qa_pushkey(a, ns, "inflight:%s", worker ? worker : "-");
+    qa_pushkey(a, ns, "dead:%s", lane);
+    qa_pushkey(a, ns, "stats");
+    qa_pushkey(a, ns, "unknown:%s", lane);
+    qa_pushs(a, ukh);
+    qa_pushs(a, reason ? reason : "buried");
+    if (job) {
+        hr_buf v;
+        hr_buf_init(&v);
+        qo_stored_value(job, &v);
+        qa_push(a, v.data, v.len);
+        hr_buf_release(&v);
+    } else {
+        qa_pushs(a, "");
+    }
+    qa_pushs(a, lane);
+    qa_pushs(a, worker ? "1" : "0");
+    return 0;
+}
+
+int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
+               const queue_job *job, const char *reason, hr_err *err)
+{
+    queue_argv a;
+    qa_init(&a);
+    if (qo_build_bury(q->ns, worker, ukh, lane, job, reason, &a, err) < 0) {
+        qa_release(&a);
+        return -1;
+    }
+    return sync_int_script(q, &a, QS_BURY, err);
+}
+
+/* ------------------------------------------------------ dead workers */
+
+/* reap_worker runs the reap script for one worker: reads its in-flight
+ * lanes, then lets the script re-check and move atomically. */
+static int reap_worker(queue *q, const char *worker, int force, long *requeued, long *unknown,
+                       hr_err *err)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        redisReply *h = queue_cmd_sync(q, err, "HVALS {%s}:inflight:%s", q->ns, worker);
+        if (!h) return -1;
+        queue_argv a;
+        qa_init(&a);
+        qa_evalsha(&a, QS_REAP, 0);
+        qa_pushkey(&a, q->ns, "workers");
+        qa_pushkey(&a, q->ns, "inflight:%s", worker);
+        qa_pushkey(&a, q->ns, "reasons");
+        qa_pushkey(&a, q->ns, "stats");
+        char **lanes = hr_calloc(h->elements + 1, sizeof *lanes);
+        int nl = 0;
+        for (size_t i = 0; i < h->elements; i++) {
+            const char *v = h->element[i]->str;
+            const char *tab = strchr(v, '\t');
+            if (!tab) continue;
+            char *lane = hr_strndup(v, (size_t)(tab - v));
+            int k = 0;
+            while (k < nl && strcmp(lanes[k], lane) != 0) k++;
+            if (k < nl) {
+                free(lane);
+                continue;
+            }
+            lanes[nl++] = lane;
+            qa_pushkey(&a, q->ns, "ready:%s", lane);
+            qa_pushkey(&a, q->ns, "unknown:%s", lane);
+        }
+        freeReplyObject(h);
+        qa_set_nkeys(&a, 4 + 2 * nl);
+        qa_pushs(&a, worker);
+        qa_pushs(&a, force ? "1" : "0");
+        for (int k = 0; k < nl; k++) qa_pushs(&a, lanes[k]);
+        queue_strv_free(lanes, nl);
+        redisReply *r = queue_run_sync(q, &a, QS_REAP, err);
+        qa_release(&a);
+        if (!r) return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+            freeReplyObject(r);
+            return hr_err_set(err, "redis: reap: unexpected reply");
+        }
+        long long first = reply_ll(r->element[0]);
+        if (first == -2) { /* the record changed between the read and the script */
+            freeReplyObject(r);
+            continue;
+        }
+        if (first >= 0 && r->elements == 2) {
+            *requeued += (long)first;
+            *unknown += (long)reply_ll(r->element[1]);
+        }
+        freeReplyObject(r);
+        return 0;
+    }
+    return hr_err_set(err, "reap: worker %s: in-flight record kept changing", worker);
+}
+
+int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err)
+{
+    *requeued = *unknown = 0;
+    redisReply *t = queue_cmd_sync(q, err, "TIME");
+    if (!t) return -1;
+    long long now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
+                    strtoll(t->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(t);
+    redisReply *w = queue_cmd_sync(q, err, "ZRANGEBYSCORE {%s}:workers -inf %lld LIMIT 0 100",
+                                   q->ns, now - 1);
+    if (!w) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < w->elements && rc == 0; i++)
+        rc = reap_worker(q, w->element[i]->str, 0, requeued, unknown, err);
+    freeReplyObject(w);
+    return rc;
+}
+
+int queue_worker_unregister(queue *q, const char *worker, hr_err *err)
+{
+    long r = 0, u = 0;
+    return reap_worker(q, worker, 1, &r, &u, err);
+}
+
+/* ------------------------------------------------- unknown and dead */
+
+static int resolve(queue *q, const char *op, const char *id, const char *platform_id,
+                   int reset_attempts, hr_err *err)
+{
+    char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
+    if (ukh_of(id, ukh) < 0) return hr_err_set(err, "\"%s\" is not a job id", id);
+    hr_err_clear(err);
+    if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
+    hr_buf v;
+    hr_buf_init(&v);
+    if (reset_attempts) {
+        hr_err e2 = {0};
+        queue_job *j = queue_get(q, ukh, &e2);
+        if (j) {
+            j->attempt = 0;
+            queue_set(&j->last_error, NULL);
+            qo_stored_value(j, &v);
+            queue_job_free(j);
+        }
+    }
+    queue_argv a;
+    qa_init(&a);
+    qa_evalsha(&a, QS_RESOLVE, 7);
+    qa_pushkey(&a, q->ns, "jobs");
+    qa_pushkey(&a, q->ns, "done");
+    qa_pushkey(&a, q->ns, "reasons");
+    qa_pushkey(&a, q->ns, "unknown:%s", lane);
+    qa_pushkey(&a, q->ns, "dead:%s", lane);
+    qa_pushkey(&a, q->ns, "ready:%s", lane);
+    qa_pushkey(&a, q->ns, "stats");
+    qa_pushs(&a, op);
+    qa_pushs(&a, ukh);
+    qa_pushs(&a, ukh);
+    qa_pushs(&a, platform_id ? platform_id : "");
+    qa_pushs(&a, lane);
+    qa_push(&a, v.data ? v.data : "", v.len);
+    hr_buf_release(&v);
+    return sync_int_script(q, &a, QS_RESOLVE, err);
+}
+
+int queue_unknown_resolve(queue *q, const char *id, int sent, const char *platform_id,
+                          hr_err *err)
+{
+    return resolve(q, sent ? "sent" : "resend", id, platform_id, 0, err);
+}
+
+int queue_dead_retry(queue *q, const char *id, hr_err *err)
+{
+    return resolve(q, "dead_retry", id, NULL, 1, err);
+}
+
+int queue_dead_purge(queue *q, const char *id, hr_err *err)
+{
+    return resolve(q, "dead_purge", id, NULL, 0, err);
+}
+
+char *queue_dead_reason(queue *q, const char *id, hr_err *err)
+{
+    char ukh[QUEUE_UKH_LEN + 1];
+    if (ukh_of(id, ukh) < 0) {
+        hr_err_set(err, "\"%s\" is not a job id", id);
+        return NULL;
+    }
+    redisReply *r = queue_cmd_sync(q, err, "HGET {%s}:reasons %s", q->ns, ukh);
+    if (!r) return NULL;
+    char *s = r->type == REDIS_REPLY_STRING ? hr_strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+/* ------------------------------------------------------ pause, stats */
+
+int queue_pause(queue *q, const char *what, hr_err *err)
+{
+    redisReply *r = queue_cmd_sync(q, err, "SADD {%s}:paused %s", q->ns, what);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_resume(queue *q, const char *what, hr_err *err)
+{
+    redisReply *r = queue_cmd_sync(q, err, "SREM {%s}:paused %s", q->ns, what);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_is_paused(queue *q, const char *lane, hr_err *err)
+{
+    char platform[QUEUE_LANE_MAX];
+    snprintf(platform, sizeof platform, "%s", lane);
+    char *colon = strchr(platform, ':');
+    if (colon) *colon = '\0';
+    redisReply *r = queue_cmd_sync(q, err, "SMISMEMBER {%s}:paused %s %s", q->ns, lane, platform);
+    if (!r) return -1;
+    int p = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            (r->element[0]->integer || r->element[1]->integer);
+    freeReplyObject(r);
+    return p;
+}
+
+static long long stat_field(redisReply *h, const char *field)
+{
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
+        if (strcmp(h->element[i]->str, field) == 0) return strtoll(h->element[i + 1]->str, NULL, 10);
+    return 0;
+}
+
+int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    char **lanes;
+    int nl;
+    if (queue_lanes(q, &lanes, &nl, err) < 0) return -1;
+    queue_lane_counts *c = hr_calloc(nl ? (size_t)nl : 1, sizeof *c);
+    redisContext *ctx = q->c;
+    for (int i = 0; i < nl; i++) {
+        const char *l = lanes[i], *ns = q->ns;
+        redisAppendCommand(ctx, "ZCARD {%s}:sched:%s", ns, l);
+        redisAppendCommand(ctx, "LLEN {%s}:ready:%s", ns, l);
+        redisAppendCommand(ctx, "ZCARD {%s}:retry:%s", ns, l);
+        redisAppendCommand(ctx, "ZCARD {%s}:dead:%s", ns, l);
+        redisAppendCommand(ctx, "ZCARD {%s}:unknown:%s", ns, l);
+        redisAppendCommand(ctx, "LINDEX {%s}:ready:%s 0", ns, l);
+    }
+    int rc = 0;
+    for (int i = 0; i < nl; i++) {
+        snprintf(c[i].lane, sizeof c[i].lane, "%s", lanes[i]);
+        long *fields[] = {&c[i].scheduled, &c[i].ready, &c[i].retrying, &c[i].dead, &c[i].unknown};
+        for (int k = 0; k < 6; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
+                rc = hr_err_set(err, "redis: %s", ctx->errstr);
+                break;
+            }
+            if (k < 5) *fields[k] = (long)r->integer;
+            if (k == 5 && r->type == REDIS_REPLY_STRING) {
+                queue_job *j = queue_get(q, r->str, &(hr_err){0});
+                if (j) c[i].oldest_ready_ms = j->run_at_ms;
+                queue_job_free(j);
+            }
+            freeReplyObject(r);
+        }
+        if (rc < 0) break;
+    }
+    if (rc == 0) {
+        /* in flight: every worker's record, by lane */
+        redisReply *w = queue_cmd_sync(q, err, "ZRANGE {%s}:workers 0 -1", q->ns);
+        redisReply *st = w ? queue_cmd_sync(q, err, "HGETALL {%s}:stats", q->ns) : NULL;
+        redisReply *pz = st ? queue_cmd_sync(q, err, "SMEMBERS {%s}:paused", q->ns) : NULL;
+        if (!pz) rc = -1;
+        for (size_t k = 0; rc == 0 && k < w->elements; k++) {
+            redisReply *h = queue_cmd_sync(q, err, "HVALS {%s}:inflight:%s", q->ns, w->element[k]->str);
+            if (!h) {
+                rc = -1;
+                break;
+            }
+            for (size_t e = 0; e < h->elements; e++)
+                for (int i = 0; i < nl; i++) {
+                    size_t ll = strlen(lanes[i]);
+                    if (strncmp(h->element[e]->str, lanes[i], ll) == 0 && h->element[e]->str[ll] == '\t')
+                        c[i].inflight++;
+                }
+            freeReplyObject(h);
+        }
+        for (int i = 0; rc == 0 && i < nl; i++) {
+            char f[QUEUE_LANE_MAX + 16];
+            snprintf(f, sizeof f, "sent|%s", lanes[i]);
+            c[i].sent_total = (long)stat_field(st, f);
+            snprintf(f, sizeof f, "dead|%s", lanes[i]);
+            c[i].dead_total = (long)stat_field(st, f);
+            snprintf(f, sizeof f, "retried|%s", lanes[i]);
+            c[i].retried_total = (long)stat_field(st, f);
+            char platform[QUEUE_LANE_MAX];
+            snprintf(platform, sizeof platform, "%s", lanes[i]);
+            char *colon = strchr(platform, ':');
+            if (colon) *colon = '\0';
+            for (size_t k = 0; k < pz->elements; k++)
+                if (strcmp(pz->element[k]->str, lanes[i]) == 0 ||
+                    strcmp(pz->element[k]->str, platform) == 0)
+                    c[i].paused = 1;
+        }
+        if (w) freeReplyObject(w);
+        if (st) freeReplyObject(st);
+        if (pz) freeReplyObject(pz);
+    }
+    queue_strv_free(lanes, nl);
+    if (rc < 0) {
+        free(c);
+        return -1;
+    }
+    *out = c;
+    *n = nl;
+    return 0;
+}
+
+int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err)
+{
+    redisReply *st = queue_cmd_sync(q, err, "HGETALL {%s}:stats", q->ns);
+    if (!st) return -1;
+    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) {
+        char f[16];
+        snprintf(f, sizeof f, "lat|%d", i);
+        counts[i] = (long)stat_field(st, f);
+    }
+    freeReplyObject(st);
+    return 0;
+}
+
+int queue_list(queue *q, const char *lane, const char *state, long start, long count,
+               char ***out, int *n, hr_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    static const char *zsets[] = {"scheduled", "retry", "dead", "unknown"};
+    static const char *keys[] = {"sched", "retry", "dead", "unknown"};
+    redisReply *r = NULL;
+    if (strcmp(state, "ready") == 0) {
+        r = queue_cmd_sync(q, err, "LRANGE {%s}:ready:%s %ld %ld", q->ns, lane, start,
+                           start + count - 1);
+    } else {
+        for (size_t i = 0; i < HR_ARRAY_LEN(zsets); i++)
+            if (strcmp(state, zsets[i]) == 0)
+                r = queue_cmd_sync(q, err, "ZRANGE {%s}:%s:%s %ld %ld", q->ns, keys[i], lane,
+                                   start, start + count - 1);
+        if (!r && !(err && err->code))
+            return hr_err_set(err, "list: unknown state \"%s\" (scheduled, retry, ready, dead, "
+                                   "unknown)", state);
+    }
+    if (!r) return -1;
+    char **v = hr_calloc(r->elements + 1, sizeof *v);
+    for (size_t i = 0; i < r->elements; i++) v[i] = hr_strndup(r->element[i]->str, r->element[i]->len);
+    *out = v;
+    *n = (int)r->elements;
+    freeReplyObject(r);
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* suppress.c: the suppression list. It stores a keyed hash of each
+ * normalized address, never the address, so a leaked Redis dump does not
+ * leak the list. */
+#include <ctype.h>
+#include <string.h>
+
+#include "internal.h"
+
+int queue_email_normalize(const char *email, char *out, size_t outlen)
+{
+    while (*email && isspace((unsigned char)*email)) email++;
+    size_t n = strlen(email);
+    while (n && isspace((unsigned char)email[n - 1])) n--;
+    if (n == 0 || n >= outlen || n > 254) return -1;
+    const char *at = memchr(email, '@', n);
+    if (!at || at == email || at == email + n - 1 || memchr(at + 1, '@', n - (size_t)(at - email) - 1))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)email[i];
+        if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';') return -1;
+        out[i] = (char)tolower(c);
+    }
+    out[n] = '\0';
+    const char *dom = strchr(out, '@') + 1;
+    if (!strchr(dom, '.') || dom[0] == '.' || out[n - 1] == '.') return -1;
+    return 0;
+}
+
+int queue_suppress_hash(const char *secret, const char *email, char *out)
+{
+    char norm[256];
+    if (queue_email_normalize(email, norm, sizeof norm) < 0) return -1;
+    unsigned char mac[32];
+    hr_hmac_sha256(secret, strlen(secret), norm, strlen(norm), mac);
+    hr_hex(mac, sizeof mac, out);
+    return 0;
+}
+
+int queue_suppress_add(queue *q, const char *secret, const char *email, const char *reason,
+                       hr_err *err)
+{
+    char h[65];
+    if (queue_suppress_hash(secret, email, h) < 0)
+        return hr_err_set(err, "suppress: not an email address");
+    redisReply *r = queue_cmd_sync(q, err, "HSET {%s}:suppressed %s %s\t%lld", q->ns, h,
+                                   reason ? reason : "manual", (long long)hr_now_ms());
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int queue_is_suppressed(queue *q, const char *secret, const char *email, hr_err *err)
+{
+    char h[65];
+    if (queue_suppress_hash(secret, email, h) < 0) return 0;
+    redisReply *r = queue_cmd_sync(q, err, "HEXISTS {%s}:suppressed %s", q->ns, h);
+    if (!r) return -1;
+    int v = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return v;
+}

@@ -1,0 +1,84 @@
+/* test_common.c: config parsing, email masking, time, tokens. */
+#include <stdlib.h>
+
+#include "common.h"
+#include "harness.h"
+
+static void test_config(void)
+{
+    hr_err err = {0};
+    hr_config *c = hr_config_parse("# comment\nnamespace shop\n\naccount x:@shop base-url=http://a "
+                                   "\"tag=two words\"\nlease-ms 9000\n",
+                                   "t.conf", &err);
+    REQUIRE(c);
+    CHECK_STR(hr_config_get(c, "namespace", NULL), "shop");
+    int pos = -1;
+    const hr_conf_line *l = hr_config_next(c, "account", &pos);
+    REQUIRE(l);
+    CHECK_INT(l->argc, 3);
+    CHECK_STR(l->argv[2], "tag=two words");
+    CHECK_INT(l->line, 4);
+    int64_t v;
+    CHECK(hr_config_get_i64(c, "lease-ms", 0, &v, &err) == 0);
+    CHECK_INT(v, 9000);
+    setenv("HERALD_LEASE_MS", "12", 1);
+    CHECK(hr_config_get_i64(c, "lease-ms", 0, &v, &err) == 0);
+    CHECK_INT(v, 12);
+    setenv("HERALD_LEASE_MS", "x", 1);
+    CHECK(hr_config_get_i64(c, "lease-ms", 0, &v, &err) < 0);
+    unsetenv("HERALD_LEASE_MS");
+    hr_config_free(c);
+    hr_err_clear(&err);
+    CHECK(hr_config_parse("a b\nc \"unterminated\n", "bad.conf", &err) == NULL);
+    CHECK_STR(err.msg, "bad.conf:2: unterminated quote");
+}
+
+static void test_mask(void)
+{
+    char out[128];
+    hr_mask_email("send to ann.lee@example.com now", out, sizeof out);
+    CHECK_STR(out, "send to a***@example.com now");
+    hr_mask_email("no address @ here", out, sizeof out);
+    CHECK_STR(out, "no address @ here");
+}
+
+static void test_time(void)
+{
+    int64_t ms;
+    CHECK(hr_parse_rfc3339("2026-03-29T01:30:00+01:00", &ms) == 0);
+    char s[40];
+    hr_format_rfc3339(ms, s, sizeof s);
+    CHECK_STR(s, "2026-03-29T00:30:00Z");
+    CHECK(hr_parse_rfc3339("2026-13-01T00:00:00Z", &ms) < 0);
+    CHECK(hr_parse_rfc3339("2026-01-01T00:00:00.5Z", &ms) == 0);
+    hr_format_rfc3339(ms, s, sizeof s);
+    CHECK_STR(s, "2026-01-01T00:00:00.500Z");
+}
+
+static void test_token(void)
+{
+    hr_unsub u = {0};
+    snprintf(u.email, sizeof u.email, "ann@example.com");
+    snprintf(u.campaign, sizeof u.campaign, "spring");
+    snprintf(u.job, sizeof u.job, "abc");
+    char *t = hr_unsub_token_make("0123456789abcdef-secret", &u);
+    hr_unsub back;
+    hr_err err = {0};
+    CHECK(hr_unsub_token_verify("0123456789abcdef-secret", t, &back, &err) == 0);
+    CHECK_STR(back.email, "ann@example.com");
+    CHECK_STR(back.campaign, "spring");
+    CHECK(hr_unsub_token_verify("another-secret-0123456", t, &back, &err) < 0);
+    t[3] ^= 1; /* altered payload */
+    CHECK(hr_unsub_token_verify("0123456789abcdef-secret", t, &back, &err) < 0);
+    CHECK(hr_unsub_token_verify("0123456789abcdef-secret", "garbage", &back, &err) < 0);
+    free(t);
+}
+
+int main(void)
+{
+    th_run("config", test_config);
+    th_run("mask", test_mask);
+    th_run("time", test_time);
+    th_run("token", test_token);
+    return th_main_end();
+}

@@ -1,0 +1,596 @@
+/* test_ops.c: every queue operation against a real redis-server. */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "queue.h"
+
+static th_redis *R;
+
+static queue *connect_q(const char *ns)
+{
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = ns};
+    hr_err err = {0};
+    queue *q = queue_connect(&o, &err);
+    if (!q) fprintf(stderr, "connect: %s\n", err.msg);
+    return q;
+}
+
+static queue_job *post(const char *platform, const char *account, const char *key,
+                       int64_t run_at)
+{
+    queue_job *j = queue_job_new();
+    queue_set(&j->platform, platform);
+    queue_set(&j->account, account);
+    queue_set(&j->campaign, "c1");
+    if (key) queue_set(&j->unique_key, key);
+    queue_set(&j->text, "hello");
+    j->run_at_ms = run_at;
+    return j;
+}
+
+static long count(const char *fmt, const char *ns, const char *lane)
+{
+    char *s = th_redis_cmd(R, fmt, ns, lane);
+    long v = s ? atol(s) : -1;
+    free(s);
+    return v;
+}
+
+static void test_enqueue_dedupe(void)
+{
+    queue *q = connect_q("t1");
+    REQUIRE(q);
+    hr_err err = {0};
+    int64_t later = hr_now_ms() + 3600000;
+    queue_job *a = post("x", "@shop", "c1|wxr:1|x|@shop", later);
+    queue_job *b = post("x", "@shop", "c1|wxr:2|x|@shop", 0); /* due now */
+    queue_job *jobs[] = {a, b};
+    int res[2];
+    CHECK(queue_enqueue(q, jobs, 2, res, &err) == 0);
+    CHECK_INT(res[0], QUEUE_ADDED);
+    CHECK_INT(res[1], QUEUE_ADDED);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t1", "x:@shop"), 1);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t1", "x:@shop"), 1);
+    char first_id[QUEUE_ID_LEN + 1];
+    memcpy(first_id, a->id, sizeof first_id);
+
+    /* re-import: same unique keys, new content and a new time */
+    queue_job *a2 = post("x", "@shop", "c1|wxr:1|x|@shop", later + 60000);
+    queue_set(&a2->text, "edited");
+    a2->created_ms = hr_now_ms() + 5000; /* a different id time */
+    queue_job *b2 = post("x", "@shop", "c1|wxr:2|x|@shop", 0);
+    queue_job *jobs2[] = {a2, b2};
+    CHECK(queue_enqueue(q, jobs2, 2, res, &err) == 0);
+    CHECK_INT(res[0], QUEUE_UPDATED);
+    CHECK_INT(res[1], QUEUE_UNCHANGED); /* already ready: left alone */
+    CHECK_STR(a2->id, first_id);       /* the first id is kept */
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t1", "x:@shop"), 1);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t1", "x:@shop"), 1);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "t1", ""), 2);
+    queue_job *g = queue_get(q, first_id, &err);
+    REQUIRE(g);
+    CHECK_STR(g->text, "edited");
+    CHECK_INT(g->run_at_ms, later + 60000);
+    CHECK_STR(g->id, first_id);
+    queue_job_free(g);
+
+    /* the same key twice in one batch: one job */
+    queue_job *d1 = post("x", "@shop", "c1|wxr:3|x|@shop", later);
+    queue_job *d2 = post("x", "@shop", "c1|wxr:3|x|@shop", later);
+    queue_set(&d2->text, "second");
+    queue_job *jobs3[] = {d1, d2};
+    CHECK(queue_enqueue(q, jobs3, 2, res, &err) == 0);
+    CHECK_INT(res[0], QUEUE_UPDATED);
+    CHECK_INT(res[1], QUEUE_ADDED);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t1", "x:@shop"), 2);
+
+    /* a bad lane is refused with a message, nothing written */
+    queue_job *bad = post("x", "", NULL, 0);
+    CHECK(queue_enqueue(q, &bad, 1, res, &err) < 0);
+    CHECK(strstr(err.msg, "account") != NULL);
+    queue_job *all[] = {a, b, a2, b2, d1, d2, bad};
+    for (size_t i = 0; i < HR_ARRAY_LEN(all); i++) queue_job_free(all[i]);
+    queue_free(q);
+}
+
+static void test_done_never_resent(void)
+{
+    queue *q = connect_q("t2");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("mastodon", "@shop@m.social", "k|1", 0);
+    CHECK(queue_enqueue(q, &a, 1, NULL, &err) == 0);
+    CHECK(queue_worker_register(q, "w1", 30000, &err) == 0);
+    const char *lanes[] = {"mastodon:@shop@m.social"};
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w1", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK(queue_attempt(q, "w1", f[0].ukh, &err) == 0);
+    queue_ack_item it = {.ukh = f[0].ukh, .id = a->id, .lane = f[0].lane,
+                         .platform_id = "109", .lateness_ms = 3};
+    int r;
+    CHECK(queue_ack(q, "w1", &it, 1, &r, &err) == 0);
+    CHECK_INT(r, 1);
+    queue_fetched_free(f, n);
+    /* a re-import of the sent item does nothing */
+    queue_job *again = post("mastodon", "@shop@m.social", "k|1", 0);
+    int res;
+    CHECK(queue_enqueue(q, &again, 1, &res, &err) == 0);
+    CHECK_INT(res, QUEUE_DONE);
+    CHECK_STR(again->id, a->id);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t2", "mastodon:@shop@m.social"), 0);
+    long lat[QUEUE_LATENESS_BUCKETS];
+    CHECK(queue_lateness(q, lat, &err) == 0);
+    CHECK_INT(lat[2], 1); /* 3 ms falls in the <= 5 ms bucket */
+    queue_job_free(a);
+    queue_job_free(again);
+    queue_free(q);
+}
+
+static void test_promote(void)
+{
+    queue *q = connect_q("t3");
+    REQUIRE(q);
+    hr_err err = {0};
+    int64_t now = hr_now_ms();
+    queue_job *jobs[30];
+    for (int i = 0; i < 30; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "p|%d", i);
+        /* 10 due in the past on two lanes, 20 far in the future */
+        jobs[i] = post("x", i % 2 ? "@a" : "@b", key, i < 10 ? now - 1000 + i : now + 3600000);
+    }
+    /* due-in-the-past jobs go straight to ready; schedule them first at a
+     * future time, then move the clock by rewriting their scores */
+    for (int i = 0; i < 10; i++) jobs[i]->run_at_ms = now + 600000;
+    CHECK(queue_enqueue(q, jobs, 30, NULL, &err) == 0);
+    for (int i = 0; i < 10; i++) {
+        char *s = th_redis_cmd(R, "ZADD {t3}:sched:%s %lld %s", i % 2 ? "x:@a" : "x:@b",
+                               (long long)(now - 1000), queue_job_ukh(jobs[i]));
+        free(s);
+        s = th_redis_cmd(R, "ZADD {t3}:due %lld s|%s", (long long)(now - 1000),
+                         i % 2 ? "x:@a" : "x:@b");
+        free(s);
+    }
+    long promoted;
+    int64_t next, rnow;
+    CHECK(queue_promote(q, 1000, &promoted, &next, &rnow, &err) == 0);
+    CHECK_INT(promoted, 10);
+    CHECK(next >= now + 3600000 - 10);
+    CHECK(rnow >= now - 5000);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t3", "x:@a") + count("LLEN {%s}:ready:%s", "t3", "x:@b"), 10);
+    CHECK(queue_promote(q, 1000, &promoted, &next, &rnow, &err) == 0);
+    CHECK_INT(promoted, 0);
+    for (int i = 0; i < 30; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
+/* Two schedulers promote the same stream of due jobs concurrently: every job
+ * reaches a ready list exactly once. */
+static void test_two_promoters(void)
+{
+    queue *q = connect_q("t4");
+    REQUIRE(q);
+    hr_err err = {0};
+    enum { N = 3000 };
+    int64_t base = hr_now_ms() + 400;
+    queue_job **jobs = calloc(N, sizeof *jobs);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "tp|%d", i);
+        jobs[i] = post("x", i % 3 == 0 ? "@a" : i % 3 == 1 ? "@b" : "@c", key, base + i % 600);
+    }
+    CHECK(queue_enqueue(q, jobs, N, NULL, &err) == 0);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            queue *qq = connect_q("t4");
+            int64_t end = hr_now_ms() + 2500;
+            while (hr_now_ms() < end) {
+                long p;
+                int64_t nx, rn;
+                if (queue_promote(qq, 50, &p, &nx, &rn, &err) < 0) _exit(3);
+            }
+            queue_free(qq);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    long total = count("LLEN {%s}:ready:%s", "t4", "x:@a") + count("LLEN {%s}:ready:%s", "t4", "x:@b") +
+                 count("LLEN {%s}:ready:%s", "t4", "x:@c");
+    CHECK_INT(total, N);
+    /* and no ukh twice */
+    char *s = th_redis_cmd(R, "EVAL %s 3 {t4}:ready:x:@a {t4}:ready:x:@b {t4}:ready:x:@c",
+                           "local seen, d = {}, 0 for i=1,3 do for _,v in ipairs(redis.call('LRANGE',"
+                           "KEYS[i],0,-1)) do if seen[v] then d=d+1 end seen[v]=1 end end return d");
+    CHECK_STR(s, "0");
+    free(s);
+    for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
+    free(jobs);
+    queue_free(q);
+}
+
+static void test_fetch_lanes_pause(void)
+{
+    queue *q = connect_q("t5");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *jobs[9];
+    const char *accts[] = {"@a", "@b", "@c"};
+    for (int i = 0; i < 9; i++) jobs[i] = post("x", accts[i % 3], NULL, 0);
+    CHECK(queue_enqueue(q, jobs, 9, NULL, &err) == 0);
+    CHECK(queue_worker_register(q, "w", 30000, &err) == 0);
+    const char *lanes[] = {"x:@a", "x:@b", "x:@c"};
+    CHECK(queue_pause(q, "x:@b", &err) == 0);
+    CHECK_INT(queue_is_paused(q, "x:@b", &err), 1);
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w", lanes, 3, 4, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 4);
+    int per[3] = {0};
+    for (int i = 0; i < n; i++) per[f[i].lane[3] - 'a']++;
+    CHECK_INT(per[1], 0); /* paused lane untouched */
+    CHECK_INT(per[0], 2); /* round robin across the others */
+    CHECK_INT(per[2], 2);
+    queue_fetched_free(f, n);
+    /* pausing the whole platform stops everything */
+    CHECK(queue_resume(q, "x:@b", &err) == 0);
+    CHECK(queue_pause(q, "x", &err) == 0);
+    CHECK(queue_fetch(q, "w", lanes, 3, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 0);
+    queue_fetched_free(f, n);
+    CHECK(queue_resume(q, "x", &err) == 0);
+    CHECK(queue_fetch(q, "w", lanes, 3, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 5);
+    queue_fetched_free(f, n);
+    queue_lane_counts *c;
+    int nc;
+    CHECK(queue_counts(q, &c, &nc, &err) == 0);
+    CHECK_INT(nc, 3);
+    long inflight = 0;
+    for (int i = 0; i < nc; i++) inflight += c[i].inflight;
+    CHECK_INT(inflight, 9);
+    free(c);
+    /* an unregistered worker cannot fetch */
+    CHECK_INT(queue_fetch(q, "ghost", lanes, 3, 10, 30000, &f, &n, &err), 1);
+    for (int i = 0; i < 9; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
+static void test_corrupt_blob_dead(void)
+{
+    queue *q = connect_q("t6");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("x", "@a", NULL, 0), *b = post("x", "@a", NULL, 0);
+    queue_job *jobs[] = {a, b};
+    CHECK(queue_enqueue(q, jobs, 2, NULL, &err) == 0);
+    /* corrupt the first job's stored blob, and push a dangling member */
+    free(th_redis_cmd(R, "HSET {t6}:jobs %s %s", queue_job_ukh(a), "00000000garbage!"));
+    free(th_redis_cmd(R, "LPUSH {t6}:ready:x:@a %s", "ZZZZZZZZZZZZ"));
+    CHECK(queue_worker_register(q, "w", 30000, &err) == 0);
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 2); /* the dangling member is dropped, the next jobs served */
+    int decoded = 0;
+    for (int i = 0; i < n; i++) {
+        hr_err de = {0};
+        queue_job *j = queue_job_decode_stored(f[i].ukh, f[i].value, f[i].value_len, &de);
+        if (!j) {
+            char reason[300];
+            snprintf(reason, sizeof reason, "decode: %s", de.msg);
+            CHECK_INT(queue_bury(q, "w", f[i].ukh, f[i].lane, NULL, reason, &err), 1);
+        } else {
+            decoded++;
+            CHECK_STR(j->id, b->id);
+            queue_job_free(j);
+        }
+    }
+    CHECK_INT(decoded, 1);
+    char *reason = queue_dead_reason(q, a->id, &err);
+    CHECK(reason && strncmp(reason, "decode: job", 11) == 0);
+    free(reason);
+    CHECK_INT(count("ZCARD {%s}:dead:%s", "t6", "x:@a"), 1);
+    /* dead purge */
+    CHECK_INT(queue_dead_purge(q, a->id, &err), 1);
+    CHECK_INT(count("ZCARD {%s}:dead:%s", "t6", "x:@a"), 0);
+    queue_fetched_free(f, n);
+    queue_job_free(a);
+    queue_job_free(b);
+    queue_free(q);
+}
+
+static void test_retry_bury_dead_retry(void)
+{
+    queue *q = connect_q("t7");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("bluesky", "@s.bsky.social", "r|1", 0);
+    CHECK(queue_enqueue(q, &a, 1, NULL, &err) == 0);
+    CHECK(queue_worker_register(q, "w", 30000, &err) == 0);
+    const char *lanes[] = {"bluesky:@s.bsky.social"};
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    queue_job *j = queue_job_decode_stored(f[0].ukh, f[0].value, f[0].value_len, &err);
+    REQUIRE(j);
+    j->attempt = 1;
+    queue_set(&j->last_error, "503 from platform");
+    int64_t at = hr_now_ms() + 120000;
+    CHECK_INT(queue_retry(q, "w", j, at, &err), 1);
+    CHECK_INT(queue_retry(q, "w", j, at, &err), 0); /* no longer in flight */
+    CHECK_INT(count("ZCARD {%s}:retry:%s", "t7", "bluesky:@s.bsky.social"), 1);
+    char *s = th_redis_cmd(R, "ZSCORE {t7}:due r|bluesky:@s.bsky.social");
+    CHECK(s && atoll(s) == at);
+    free(s);
+    queue_job *g = queue_get(q, a->id, &err);
+    REQUIRE(g);
+    CHECK_INT(g->attempt, 1);
+    CHECK_STR(g->last_error, "503 from platform");
+    queue_job_free(g);
+    /* move it due and promote: it comes back; then bury it */
+    free(th_redis_cmd(R, "ZADD {t7}:retry:bluesky:@s.bsky.social 1 %s", f[0].ukh));
+    free(th_redis_cmd(R, "ZADD {t7}:due 1 r|bluesky:@s.bsky.social"));
+    long p;
+    int64_t nx, rn;
+    CHECK(queue_promote(q, 100, &p, &nx, &rn, &err) == 0);
+    CHECK_INT(p, 1);
+    queue_fetched_free(f, n);
+    CHECK(queue_fetch(q, "w", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK_INT(queue_bury(q, "w", NULL, NULL, j, "400: text too long", &err), 1);
+    CHECK_INT(count("ZCARD {%s}:dead:%s", "t7", "bluesky:@s.bsky.social"), 1);
+    CHECK_INT(queue_dead_retry(q, a->id, &err), 1);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t7", "bluesky:@s.bsky.social"), 1);
+    g = queue_get(q, a->id, &err);
+    REQUIRE(g);
+    CHECK_INT(g->attempt, 0); /* an operator retry starts afresh */
+    queue_job_free(g);
+    queue_fetched_free(f, n);
+    queue_job_free(j);
+    queue_job_free(a);
+    queue_free(q);
+}
+
+static void test_cancel(void)
+{
+    queue *q = connect_q("t8");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("x", "@a", NULL, hr_now_ms() + 100000), *b = post("x", "@a", NULL, 0);
+    queue_job *jobs[] = {a, b};
+    CHECK(queue_enqueue(q, jobs, 2, NULL, &err) == 0);
+    CHECK_INT(queue_cancel(q, a->id, &err), 1);
+    CHECK_INT(queue_cancel(q, a->id, &err), 0);
+    CHECK_INT(queue_cancel(q, b->id, &err), 1);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "t8", ""), 0);
+    CHECK(queue_cancel(q, "nonsense", &err) < 0);
+    queue_job_free(a);
+    queue_job_free(b);
+    queue_free(q);
+}
+
+/* A worker process is killed with jobs in flight (some with an attempt
+ * started); after its lease ends, reaping (twice, concurrently) re-queues the
+ * unstarted ones exactly once and parks the started ones as unknown. A live
+ * worker then gets each re-queued job exactly once. */
+static void test_killed_worker(void)
+{
+    queue *q = connect_q("t9");
+    REQUIRE(q);
+    hr_err err = {0};
+    enum { N = 200 };
+    queue_job *jobs[N];
+    for (int i = 0; i < N; i++) jobs[i] = post("x", i % 2 ? "@a" : "@b", NULL, 0);
+    CHECK(queue_enqueue(q, jobs, N, NULL, &err) == 0);
+    const char *lanes[] = {"x:@a", "x:@b"};
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        queue *kq = connect_q("t9");
+        hr_err e = {0};
+        queue_worker_register(kq, "doomed", 300, &e);
+        queue_fetched *f;
+        int n;
+        queue_fetch(kq, "doomed", lanes, 2, 150, 300, &f, &n, &e);
+        for (int i = 0; i < 20 && i < n; i++) queue_attempt(kq, "doomed", f[i].ukh, &e);
+        if (write(pfd[1], "x", 1) != 1) _exit(1);
+        pause(); /* killed here, mid-flight */
+        _exit(0);
+    }
+    char c;
+    CHECK(read(pfd[0], &c, 1) == 1);
+    kill(kid, SIGKILL);
+    waitpid(kid, NULL, 0);
+    close(pfd[0]);
+    close(pfd[1]);
+    CHECK_INT(count("HLEN {%s}:inflight:%s", "t9", "doomed"), 150);
+    /* before the lease ends nothing moves */
+    long rq = 0, un = 0;
+    CHECK(queue_reap(q, &rq, &un, &err) == 0);
+    CHECK_INT(rq + un, 0);
+    usleep(400000);
+    pid_t reapers[2];
+    for (int k = 0; k < 2; k++) {
+        reapers[k] = fork();
+        if (reapers[k] == 0) {
+            queue *rq2 = connect_q("t9");
+            long a = 0, b = 0;
+            hr_err e = {0};
+            int rc = queue_reap(rq2, &a, &b, &e);
+            queue_free(rq2);
+            _exit(rc == 0 ? 0 : 1);
+        }
+    }
+    for (int k = 0; k < 2; k++) waitpid(reapers[k], NULL, 0);
+    CHECK_INT(count("HLEN {%s}:inflight:%s", "t9", "doomed"), 0);
+    CHECK_INT(count("ZCARD {%s}:unknown:%s", "t9", "x:@a") + count("ZCARD {%s}:unknown:%s", "t9", "x:@b"), 20);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t9", "x:@a") + count("LLEN {%s}:ready:%s", "t9", "x:@b"), N - 20);
+    /* the live worker gets every remaining job exactly once */
+    CHECK(queue_worker_register(q, "alive", 30000, &err) == 0);
+    int seen[N] = {0};
+    for (;;) {
+        queue_fetched *f;
+        int n;
+        CHECK(queue_fetch(q, "alive", lanes, 2, 64, 30000, &f, &n, &err) == 0);
+        if (n == 0) break;
+        queue_ack_item *items = calloc((size_t)n, sizeof *items);
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < N; k++)
+                if (strcmp(queue_job_ukh(jobs[k]), f[i].ukh) == 0) seen[k]++;
+            items[i] = (queue_ack_item){.ukh = f[i].ukh, .lane = f[i].lane, .lateness_ms = -1};
+        }
+        CHECK(queue_ack(q, "alive", items, n, NULL, &err) == 0);
+        free(items);
+        queue_fetched_free(f, n);
+    }
+    int once = 0, twice = 0;
+    for (int k = 0; k < N; k++) {
+        once += seen[k] == 1;
+        twice += seen[k] > 1;
+    }
+    CHECK_INT(once, N - 20);
+    CHECK_INT(twice, 0);
+    /* the unknown ones: the late ack of the reaped worker resolves one as
+     * sent; an operator resends another */
+    char **u;
+    int nu;
+    CHECK(queue_list(q, "x:@a", "unknown", 0, 100, &u, &nu, &err) == 0);
+    REQUIRE(nu > 1);
+    queue_ack_item late = {.ukh = u[0], .lane = "x:@a", .lateness_ms = -1};
+    int r;
+    CHECK(queue_ack(q, "doomed", &late, 1, &r, &err) == 0);
+    CHECK_INT(r, 2);
+    CHECK_INT(queue_unknown_resolve(q, u[1], 0, NULL, &err), 1);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t9", "x:@a"), 1);
+    queue_strv_free(u, nu);
+    for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
+static void test_lease_lost_no_send(void)
+{
+    queue *q = connect_q("t10");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("x", "@a", NULL, 0);
+    CHECK(queue_enqueue(q, &a, 1, NULL, &err) == 0);
+    CHECK(queue_worker_register(q, "slow", 100, &err) == 0);
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "slow", lanes, 1, 1, 100, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    usleep(200000);
+    /* lease ended: the attempt is refused even before a reaper ran */
+    CHECK_INT(queue_attempt(q, "slow", f[0].ukh, &err), 1);
+    CHECK_INT(queue_heartbeat(q, "slow", 100, &err), 1);
+    long rq, un;
+    CHECK(queue_reap(q, &rq, &un, &err) == 0);
+    CHECK_INT(rq, 1);
+    CHECK_INT(un, 0);
+    /* graceful unregister returns unstarted jobs */
+    CHECK(queue_worker_register(q, "polite", 30000, &err) == 0);
+    queue_fetched_free(f, n);
+    CHECK(queue_fetch(q, "polite", lanes, 1, 1, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    CHECK(queue_worker_unregister(q, "polite", &err) == 0);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t10", "x:@a"), 1);
+    queue_fetched_free(f, n);
+    queue_job_free(a);
+    queue_free(q);
+}
+
+static void test_suppression(void)
+{
+    queue *q = connect_q("t11");
+    REQUIRE(q);
+    hr_err err = {0};
+    const char *secret = "0123456789abcdef0123";
+    CHECK(queue_suppress_add(q, secret, " Ann@Example.COM ", "bounce", &err) == 0);
+    CHECK_INT(queue_is_suppressed(q, secret, "ann@example.com", &err), 1);
+    CHECK_INT(queue_is_suppressed(q, secret, "bob@example.com", &err), 0);
+    char *s = th_redis_cmd(R, "HKEYS {t11}:suppressed");
+    CHECK(s && strstr(s, "ann") == NULL && strlen(s) == 64); /* a hash, not the address */
+    free(s);
+    char norm[64];
+    CHECK(queue_email_normalize("not an address", norm, sizeof norm) < 0);
+    CHECK(queue_email_normalize("a@b", norm, sizeof norm) < 0);
+    queue_free(q);
+}
+
+static void test_url(void)
+{
+    hr_err err = {0};
+    char url[400];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", R->port);
+    queue_opts o = {.url = url, .ns = "t12"};
+    queue *q = queue_connect(&o, &err);
+    REQUIRE(q);
+    queue_job *a = post("x", "@a", NULL, 0);
+    CHECK(queue_enqueue(q, &a, 1, NULL, &err) == 0);
+    char *s = th_redis_cmd(R, "SELECT 3");
+    free(s);
+    queue_job_free(a);
+    queue_free(q);
+    o.url = "redis://127.0.0.1:1/0";
+    hr_err_clear(&err);
+    CHECK(queue_connect(&o, &err) == NULL);
+    CHECK(strstr(err.msg, "connect") != NULL);
+    o.url = "http://nope";
+    CHECK(queue_connect(&o, &err) == NULL);
+    o.url = url;
+    o.ns = "bad{ns}";
+    CHECK(queue_connect(&o, &err) == NULL);
+}
+
+/* Redis restarts between calls: the sync handle reconnects by itself. */
+static void test_reconnect(void)
+{
+    queue *q = connect_q("t13");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *a = post("x", "@a", NULL, 0);
+    CHECK(queue_enqueue(q, &a, 1, NULL, &err) == 0);
+    th_redis_restart(R); /* no persistence in tests: data is gone, scripts too */
+    queue_job *b = post("x", "@a", NULL, 0);
+    CHECK(queue_enqueue(q, &b, 1, NULL, &err) == 0); /* NOSCRIPT handled */
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t13", "x:@a"), 1);
+    queue_job_free(a);
+    queue_job_free(b);
+    queue_free(q);
+}
+
+int main(void)
+{
+    R = th_redis_start(1, NULL);
+    th_run("enqueue_dedupe", test_enqueue_dedupe);
+    th_run("done_never_resent", test_done_never_resent);
+    th_run("promote", test_promote);
+    th_run("two_promoters", test_two_promoters);
+    th_run("fetch_lanes_pause", test_fetch_lanes_pause);
+    th_run("corrupt_blob_dead", test_corrupt_blob_dead);
+    th_run("retry_bury_dead_retry", test_retry_bury_dead_retry);
+    th_run("cancel", test_cancel);
+    th_run("killed_worker", test_killed_worker);
+    th_run("lease_lost_no_send", test_lease_lost_no_send);
+    th_run("suppression", test_suppression);
+    th_run("url", test_url);
+    th_run("reconnect", test_reconnect);
+    return th_main_end();
+}
