@@ -55,6 +55,10 @@ static void truncate_to(hook_events *out, int n, int ignored)
 {
     while (out->n > n) event_release(&out->v[--out->n]);
     out->ignored = ignored;
+    if (out->n == 0) { /* callers need not release after a failure */
+        free(out->v);
+        out->v = NULL;
+    }
 }
 
 static char *str_of(json_t *o, const char *key)

@@ -167,28 +167,35 @@ static int hexval(int ch)
     return -1;
 }
 
+char *hook_url_decode(const char *q, size_t n)
+{
+    char *out = hr_malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)q[i];
+        if (ch == '+') ch = ' ';
+        else if (ch == '%' && i + 2 < n && hexval(q[i + 1]) >= 0 && hexval(q[i + 2]) >= 0) {
+            ch = hexval(q[i + 1]) * 16 + hexval(q[i + 2]);
+            i += 2;
+        }
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 char *hook_form_value(const char *form, size_t len, const char *name)
 {
-    size_t nl = strlen(name);
     const char *q = form, *end = form + len;
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         size_t seg = amp ? (size_t)(amp - q) : (size_t)(end - q);
-        if (seg >= nl + 1 && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-            char *out = hr_malloc(seg - nl);
-            size_t o = 0;
-            for (size_t i = nl + 1; i < seg; i++) {
-                int ch = (unsigned char)q[i];
-                if (ch == '+') ch = ' ';
-                else if (ch == '%' && i + 2 < seg && hexval(q[i + 1]) >= 0 &&
-                         hexval(q[i + 2]) >= 0) {
-                    ch = hexval(q[i + 1]) * 16 + hexval(q[i + 2]);
-                    i += 2;
-                }
-                out[o++] = (char)ch;
-            }
-            out[o] = '\0';
-            return out;
+        const char *eq = memchr(q, '=', seg);
+        if (eq) {
+            char *k = hook_url_decode(q, (size_t)(eq - q));
+            int match = strcmp(k, name) == 0;
+            free(k);
+            if (match) return hook_url_decode(eq + 1, seg - (size_t)(eq - q) - 1);
         }
         if (!amp) break;
         q = amp + 1;
@@ -321,6 +328,7 @@ void hook_req_drop(hook_req *r)
         conn_free(c);
         return;
     }
+    c->state = C_READING; /* the request is over: close frees the connection */
     conn_close(c);
 }
 

@@ -48,6 +48,8 @@ int hook_fire_pending(const hook_fire *f);
 /* hook_form_value returns the decoded value of name in an
  * application/x-www-form-urlencoded text (new string), or NULL. */
 char *hook_form_value(const char *form, size_t len, const char *name);
+/* hook_url_decode decodes %XX and '+' in n bytes of q (new string). */
+char *hook_url_decode(const char *q, size_t n);
 
 /* hook_html_escape appends s to out with & < > " ' escaped. */
 void hook_html_escape(hr_buf *out, const char *s);

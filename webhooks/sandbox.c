@@ -85,6 +85,12 @@ static double rnd(hook_sandbox *s)
 static void reply_json(sb_reply *o, int status, json_t *j)
 {
     o->status = status;
+    if (!j) { /* BUG guard: a json_pack format mistake */
+        hr_log(HR_LOG_ERROR, "sandbox: cannot build an answer", NULL);
+        o->status = 500;
+        hr_buf_puts(&o->body, "{\"error\":\"sandbox: cannot build the answer\"}");
+        return;
+    }
     char *t = json_dumps(j, JSON_COMPACT);
     hr_buf_puts(&o->body, t);
     free(t);
@@ -178,9 +184,10 @@ static json_t *form_to_json(const char *body, size_t len)
         size_t seg = amp ? (size_t)(amp - p) : (size_t)(end - p);
         const char *eq = memchr(p, '=', seg);
         if (eq) {
-            char *name = hr_strndup(p, (size_t)(eq - p));
-            char *v = hook_form_value(p, seg, name);
-            if (v && json_object_get(o, name) == NULL) json_object_set_new(o, name, json_string(v));
+            char *name = hook_url_decode(p, (size_t)(eq - p));
+            char *v = hook_url_decode(eq + 1, seg - (size_t)(eq - p) - 1);
+            /* json_string refuses invalid UTF-8: keep such values as null */
+            if (json_object_get(o, name) == NULL) json_object_set_new(o, name, json_string(v));
             free(v);
             free(name);
         }
@@ -801,7 +808,7 @@ static void mg_events(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 /* Postmark */
 static void pm_error(sb_reply *o, int status, int code, const char *msg)
 {
-    reply_json(o, status, json_pack("{sissss}", "ErrorCode", code, "Message", msg));
+    reply_json(o, status, json_pack("{siss}", "ErrorCode", code, "Message", msg));
 }
 
 static void pm_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -1014,7 +1021,7 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         if (!s->postmark_auth) { free(evid); return hr_err_set(err, "no postmark credentials"); }
         char ts[40];
         hr_format_rfc3339(now_ms, ts, sizeof ts);
-        json_t *o = json_pack("{sssssssssiss}", "RecordType", name, "MessageID", x->id,
+        json_t *o = json_pack("{ss ss ss ss ss si ss}", "RecordType", name, "MessageID", x->id,
                               "Recipient", x->email, "ReceivedAt", ts, "DeliveredAt", ts,
                               "ServerID", 1, "MessageStream", "broadcast");
         json_t *md = json_object();
@@ -1034,10 +1041,8 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         /* social posts (and anything else): the generic signed route */
         if (!s->generic_key) { free(evid); return hr_err_set(err, "no webhook-hmac-key"); }
         rpath = "generic";
-        json_t *ev = json_pack("{sssssssssI}", "id", evid, "type", hook_ev_name(t), "platform",
-                               x->platform, "platform_id", x->id, "campaign", "", "ts",
-                               (json_int_t)now_ms);
-        json_object_del(ev, "campaign");
+        json_t *ev = json_pack("{ss ss ss ss sI}", "id", evid, "type", hook_ev_name(t), "platform",
+                               x->platform, "platform_id", x->id, "ts", (json_int_t)now_ms);
         if (x->job) json_object_set_new(ev, "job", json_string(x->job));
         if (x->email) json_object_set_new(ev, "email", json_string(x->email));
         json_t *root = json_pack("{s[o]}", "events", ev);
@@ -1046,6 +1051,10 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         char sig[200];
         hook_sign_generic(s->generic_key, now_ms / 1000, body, strlen(body), sig, sizeof sig);
         snprintf(h1, sizeof h1, "X-Herald-Signature: %s", sig);
+    }
+    if (!body) { /* a json_pack format bug: fail loudly, not with a crash */
+        free(evid);
+        return hr_err_set(err, "cannot build the %s event", x->platform);
     }
     const char *hdrs[] = {"Content-Type: application/json", h1[0] ? h1 : NULL, h2[0] ? h2 : NULL,
                           NULL};

@@ -1,1 +1,526 @@
-int main(void){return 0;}
+/* test_sandbox.c: `herald sandbox`: each platform's validation, answers and
+ * ids, Idempotency-Key, Bluesky sessions, injected faults, the record of
+ * requests, and the whole loop: emails and posts it accepted come back as
+ * signed webhooks that `herald webhooks` verifies and records. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "webhooks.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+static th_redis *redis;
+static pid_t sb_pid, wh_pid;
+static char *dir;
+static int sport, wport;
+static const char *JOB = "0000000Bqrstuvwxyzab";
+
+typedef struct resp {
+    long status;
+    hr_buf body, hdrs;
+} resp;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *u)
+{
+    hr_buf_append(u, p, sz * n);
+    return sz * n;
+}
+
+/* req sends one request to the sandbox; r gets status (0: no answer),
+ * body and headers. */
+static void req(const char *method, const char *path, const char *const *hdrs, const char *body,
+                resp *r)
+{
+    hr_buf_init(&r->body);
+    hr_buf_init(&r->hdrs);
+    hr_buf_puts(&r->body, "");
+    hr_buf_puts(&r->hdrs, "");
+    CURL *c = curl_easy_init();
+    char url[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", sport, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    for (int i = 0; hdrs && hdrs[i]; i++) h = curl_slist_append(h, hdrs[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->hdrs);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    r->status = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void resp_release(resp *r)
+{
+    hr_buf_release(&r->body);
+    hr_buf_release(&r->hdrs);
+}
+
+static json_t *json_of(const resp *r) { return json_loads(r->body.data, 0, NULL); }
+
+static int up(void *arg)
+{
+    return th_http(*(int *)arg, NULL, (const char *)"/readyz", NULL, NULL, NULL) == 200;
+}
+
+static void setup(void)
+{
+    redis = th_redis_start(0, NULL);
+    dir = th_tempdir();
+    sport = th_free_port();
+    wport = th_free_port();
+    char p[600];
+#define FILE_AT(name, text)                                                                   \
+    do {                                                                                      \
+        snprintf(p, sizeof p, "%s/%s", dir, name);                                            \
+        th_write_file(p, text);                                                               \
+    } while (0)
+    FILE_AT("secret", "sandbox-test-secret-0123456789");
+    FILE_AT("gen.key", "generic-key-for-sandbox-test");
+    FILE_AT("mg.key", "mailgun-key-for-sandbox-test");
+    FILE_AT("pm.auth", "pm:hook-pass");
+    char *text = hr_asprintf(
+        "redis-url unix://%s\nnamespace s\nsecret-file %s/secret\n"
+        "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
+        "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
+        "webhooks-listen 127.0.0.1:%d\n",
+        redis->sock, dir, dir, dir, dir, dir, wport);
+    char conf[600];
+    snprintf(conf, sizeof conf, "%s/herald.conf", dir);
+    th_write_file(conf, text);
+    free(text);
+    char listen[64], hooks[64], pub[600], log1[600], log2[600];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", sport);
+    snprintf(hooks, sizeof hooks, "http://127.0.0.1:%d", wport);
+    snprintf(pub, sizeof pub, "%s/sg.pem", dir);
+    snprintf(log1, sizeof log1, "%s/sandbox.log", dir);
+    snprintf(log2, sizeof log2, "%s/webhooks.log", dir);
+    char *sb[] = {HERALD_BIN, "--config", conf, "sandbox", "--listen", listen, "--webhooks", hooks,
+                  "--sendgrid-pubkey-out", pub, "--seed", "7", "--auto-events", NULL};
+    sb_pid = th_spawn(sb, log1);
+    if (!th_wait_for(up, &sport, 10000)) abort();
+    char *wh[] = {HERALD_BIN, "--config", conf, "webhooks", NULL};
+    wh_pid = th_spawn(wh, log2);
+    if (!th_wait_for(up, &wport, 10000)) abort();
+    free(th_redis_cmd(redis, "HSET {s}:done %s %s\t1700000000000\tx", JOB + 8, JOB));
+}
+
+static const char *bearer[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                               NULL};
+
+static void test_x(void)
+{
+    resp r;
+    req("POST", "/2/tweets", bearer, "{\"text\":\"hello from herald\"}", &r);
+    CHECK_INT(r.status, 201);
+    json_t *j = json_of(&r);
+    const char *id = json_string_value(json_object_get(json_object_get(j, "data"), "id"));
+    CHECK(id && strlen(id) >= 19);
+    char path[100];
+    snprintf(path, sizeof path, "/2/tweets/%s?tweet.fields=public_metrics", id ? id : "");
+    resp_release(&r);
+    req("GET", path, bearer, NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "\"like_count\""));
+    resp_release(&r);
+    json_decref(j);
+    const char *noauth[] = {"Content-Type: application/json", NULL};
+    req("POST", "/2/tweets", noauth, "{\"text\":\"x\"}", &r);
+    CHECK_INT(r.status, 401);
+    resp_release(&r);
+    char longt[400];
+    memset(longt, 'a', 281);
+    longt[281] = '\0';
+    char *body = hr_asprintf("{\"text\":\"%s\"}", longt);
+    req("POST", "/2/tweets", bearer, body, &r);
+    CHECK_INT(r.status, 403);
+    resp_release(&r);
+    free(body);
+    /* a URL counts 23 whatever its length */
+    body = hr_asprintf("{\"text\":\"%.250s https://example.com/%s\"}", longt, longt);
+    req("POST", "/2/tweets", bearer, body, &r);
+    CHECK_INT(r.status, 201);
+    resp_release(&r);
+    free(body);
+    req("POST", "/2/tweets", bearer, "{}", &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":", &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+}
+
+static void test_idempotency(void)
+{
+    const char *h[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                       "Idempotency-Key: hr-idem-1", NULL};
+    resp a, b;
+    req("POST", "/api/v1/statuses", h, "{\"status\":\"once only\",\"visibility\":\"public\"}", &a);
+    req("POST", "/api/v1/statuses", h, "{\"status\":\"once only\",\"visibility\":\"public\"}", &b);
+    CHECK_INT(a.status, 200);
+    CHECK_INT(b.status, 200);
+    CHECK_STR(a.body.data, b.body.data);
+    resp_release(&a);
+    resp_release(&b);
+    req("GET", "/_sandbox/posts?platform=mastodon", NULL, NULL, &a);
+    json_t *j = json_of(&a);
+    CHECK_INT(json_integer_value(json_object_get(j, "count")), 1);
+    CHECK_INT(json_integer_value(json_object_get(j, "duplicates")), 1);
+    json_t *p0 = json_array_get(json_object_get(j, "posts"), 0);
+    CHECK_STR(json_string_value(json_object_get(p0, "idempotency_key")), "hr-idem-1");
+    CHECK_STR(json_string_value(json_object_get(json_object_get(p0, "body"), "status")),
+              "once only");
+    json_decref(j);
+    resp_release(&a);
+    char big[600];
+    memset(big, 'b', 501);
+    big[501] = '\0';
+    char *body = hr_asprintf("{\"status\":\"%s\"}", big);
+    req("POST", "/api/v1/statuses", bearer, body, &a);
+    CHECK_INT(a.status, 422);
+    CHECK(strstr(a.body.data, "character limit of 500"));
+    resp_release(&a);
+    free(body);
+}
+
+static void test_bluesky(void)
+{
+    resp r;
+    const char *ct[] = {"Content-Type: application/json", NULL};
+    req("POST", "/xrpc/com.atproto.server.createSession", ct,
+        "{\"identifier\":\"shop.bsky.social\",\"password\":\"app-pass\"}", &r);
+    CHECK_INT(r.status, 200);
+    json_t *s = json_of(&r);
+    resp_release(&r);
+    const char *acc = json_string_value(json_object_get(s, "accessJwt"));
+    const char *ref = json_string_value(json_object_get(s, "refreshJwt"));
+    const char *did = json_string_value(json_object_get(s, "did"));
+    REQUIRE(acc && ref && did);
+    char auth[200];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", acc);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    char *body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"rkey\":"
+                             "\"3kq2abcdefghi\",\"record\":{\"$type\":\"app.bsky.feed.post\","
+                             "\"text\":\"hello bluesky\",\"createdAt\":\"2026-11-21T20:40:16Z\"}}",
+                             did);
+    req("POST", "/xrpc/com.atproto.repo.createRecord", h, body, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "app.bsky.feed.post/3kq2abcdefghi"));
+    resp_release(&r);
+    req("POST", "/xrpc/com.atproto.repo.createRecord", h, body, &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "already exists"));
+    resp_release(&r);
+    char path[300];
+    snprintf(path, sizeof path,
+             "/xrpc/com.atproto.repo.getRecord?repo=%s&collection=app.bsky.feed.post&rkey="
+             "3kq2abcdefghi",
+             did);
+    req("GET", path, h, NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    snprintf(path, sizeof path,
+             "/xrpc/com.atproto.repo.getRecord?repo=%s&collection=app.bsky.feed.post&rkey=nope",
+             did);
+    req("GET", path, h, NULL, &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "RecordNotFound"));
+    resp_release(&r);
+    /* sessions expire; a refresh brings a working one */
+    req("POST", "/_sandbox/expire-sessions", NULL, "", &r);
+    resp_release(&r);
+    free(body);
+    body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"rkey\":"
+                       "\"3kq2zzzzzzzzz\",\"record\":{\"text\":\"again\",\"createdAt\":"
+                       "\"2026-11-21T20:40:16Z\"}}",
+                       did);
+    req("POST", "/xrpc/com.atproto.repo.createRecord", h, body, &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "ExpiredToken"));
+    resp_release(&r);
+    char rauth[200];
+    snprintf(rauth, sizeof rauth, "Authorization: Bearer %s", ref);
+    const char *rh[] = {rauth, NULL};
+    req("POST", "/xrpc/com.atproto.server.refreshSession", rh, "", &r);
+    CHECK_INT(r.status, 200);
+    json_t *s2 = json_of(&r);
+    resp_release(&r);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s",
+             json_string_value(json_object_get(s2, "accessJwt")));
+    req("POST", "/xrpc/com.atproto.repo.createRecord", h, body, &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    /* too long: 301 graphemes */
+    char t[400];
+    memset(t, 'g', 301);
+    t[301] = '\0';
+    free(body);
+    body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"record\":"
+                       "{\"text\":\"%s\",\"createdAt\":\"2026-11-21T20:40:16Z\"}}",
+                       did, t);
+    req("POST", "/xrpc/com.atproto.repo.createRecord", h, body, &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+    free(body);
+    json_decref(s);
+    json_decref(s2);
+}
+
+static void test_linkedin_threads_facebook(void)
+{
+    resp r;
+    const char *li[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                        "LinkedIn-Version: 202401", "X-Restli-Protocol-Version: 2.0.0", NULL};
+    const char *post = "{\"author\":\"urn:li:organization:5515715\",\"commentary\":\"hi\","
+                       "\"visibility\":\"PUBLIC\",\"lifecycleState\":\"PUBLISHED\"}";
+    req("POST", "/rest/posts", li, post, &r);
+    CHECK_INT(r.status, 201);
+    CHECK(strstr(r.hdrs.data, "x-restli-id: urn:li:share:"));
+    resp_release(&r);
+    req("POST", "/rest/posts", bearer, post, &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+
+    const char *form[] = {"Authorization: Bearer tok",
+                          "Content-Type: application/x-www-form-urlencoded", NULL};
+    req("POST", "/v1.0/1234567/threads", form, "media_type=TEXT&text=hello+threads", &r);
+    CHECK_INT(r.status, 200);
+    json_t *c = json_of(&r);
+    resp_release(&r);
+    char *pub = hr_asprintf("creation_id=%s", json_string_value(json_object_get(c, "id")));
+    req("POST", "/v1.0/1234567/threads_publish", form, pub, &r);
+    CHECK_INT(r.status, 200);
+    json_t *m = json_of(&r);
+    resp_release(&r);
+    req("POST", "/v1.0/1234567/threads_publish", form, pub, &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+    char path[200];
+    snprintf(path, sizeof path, "/v1.0/%s/insights?metric=likes,replies",
+             json_string_value(json_object_get(m, "id")));
+    req("GET", path, form, NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "\"likes\""));
+    resp_release(&r);
+    free(pub);
+    json_decref(c);
+    json_decref(m);
+    req("POST", "/v1.0/1234567/threads", form, "text=no+type", &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+
+    req("POST", "/v19.0/1122334455/feed", form, "message=hello+page&link=https%3A%2F%2Fx.y", &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "\"1122334455_"));
+    resp_release(&r);
+    const char *bad[] = {"Authorization: Bearer invalid",
+                         "Content-Type: application/x-www-form-urlencoded", NULL};
+    req("POST", "/v19.0/1122334455/feed", bad, "message=x", &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "\"code\":190"));
+    resp_release(&r);
+}
+
+static int counted(void *arg)
+{
+    char *v = th_redis_cmd(redis, "HGET {s}:eng:jobs %s", (const char *)arg);
+    int ok = v && atol(v) >= 1;
+    free(v);
+    return ok;
+}
+
+static void test_emails_and_loop(void)
+{
+    resp r;
+    char *sg = hr_asprintf(
+        "{\"personalizations\":[{\"to\":[{\"email\":\"ann@example.com\"}]}],\"from\":{\"email\":"
+        "\"news@shop.example\"},\"subject\":\"Hi\",\"content\":[{\"type\":\"text/plain\",\"value\":"
+        "\"x\"}],\"custom_args\":{\"herald_job\":\"%s\",\"herald_campaign\":\"spring\"}}",
+        JOB);
+    req("POST", "/v3/mail/send", bearer, sg, &r);
+    CHECK_INT(r.status, 202);
+    char *mid = strcasestr(r.hdrs.data, "X-Message-Id: ");
+    CHECK(mid != NULL);
+    char msgid[64] = "";
+    if (mid) sscanf(mid + 14, "%63[^\r\n]", msgid);
+    resp_release(&r);
+    free(sg);
+    req("POST", "/v3/mail/send", bearer, "{\"personalizations\":[]}", &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "\"errors\""));
+    resp_release(&r);
+    /* --auto-events: SendGrid's signed "delivered" reached herald webhooks */
+    char field[100];
+    snprintf(field, sizeof field, "%s|delivered", JOB);
+    CHECK(th_wait_for(counted, field, 10000));
+    /* an open, delivered twice by the provider, counted once */
+    char *ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"open\",\"repeat\":2}", msgid);
+    req("POST", "/_sandbox/events", NULL, ev, &r);
+    CHECK_INT(r.status, 202);
+    resp_release(&r);
+    free(ev);
+    snprintf(field, sizeof field, "%s|open", JOB);
+    CHECK(th_wait_for(counted, field, 10000));
+
+    const char *mg[] = {"Authorization: Basic YXBpOmtleS10ZXN0", /* api:key-test */
+                        "Content-Type: application/x-www-form-urlencoded", NULL};
+    char *form = hr_asprintf("from=news%%40shop.example&to=Bob+%%3Cbob%%40example.com%%3E&subject=Hi"
+                             "&text=x&v%%3Aherald-job=%s&o%%3Atag=spring",
+                             JOB);
+    req("POST", "/v3/mg.shop.example/messages", mg, form, &r);
+    CHECK_INT(r.status, 200);
+    json_t *j = json_of(&r);
+    resp_release(&r);
+    ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"click\"}", json_string_value(json_object_get(j, "id")));
+    req("POST", "/_sandbox/events", NULL, ev, &r);
+    CHECK_INT(r.status, 202);
+    resp_release(&r);
+    free(ev);
+    json_decref(j);
+    snprintf(field, sizeof field, "%s|click", JOB);
+    CHECK(th_wait_for(counted, field, 10000));
+    req("POST", "/v3/mg.shop.example/messages", mg, "from=a%40b.c&to=x%40y.z", &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+    free(form);
+
+    const char *pm[] = {"X-Postmark-Server-Token: tok", "Content-Type: application/json",
+                        "Accept: application/json", NULL};
+    char *pb = hr_asprintf("{\"From\":\"news@shop.example\",\"To\":\"Cy <cy@example.com>\","
+                           "\"Subject\":\"Hi\",\"TextBody\":\"x\",\"Metadata\":{\"herald_job\":"
+                           "\"%s\"}}",
+                           JOB);
+    req("POST", "/email", pm, pb, &r);
+    CHECK_INT(r.status, 200);
+    j = json_of(&r);
+    resp_release(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "ErrorCode")), 0);
+    ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"bounce\"}",
+                     json_string_value(json_object_get(j, "MessageID")));
+    req("POST", "/_sandbox/events", NULL, ev, &r);
+    CHECK_INT(r.status, 202);
+    resp_release(&r);
+    free(ev);
+    json_decref(j);
+    free(pb);
+    snprintf(field, sizeof field, "%s|bounce", JOB);
+    CHECK(th_wait_for(counted, field, 10000));
+    req("POST", "/email", pm, "{\"From\":\"a@b.c\",\"To\":\"nobody\",\"Subject\":\"s\"}", &r);
+    CHECK_INT(r.status, 422);
+    resp_release(&r);
+
+    /* a social post: matched by the platform id the worker recorded */
+    req("POST", "/2/tweets", bearer, "{\"text\":\"loop\"}", &r);
+    j = json_of(&r);
+    resp_release(&r);
+    const char *pid = json_string_value(json_object_get(json_object_get(j, "data"), "id"));
+    REQUIRE(pid);
+    free(th_redis_cmd(redis, "HSET {s}:platform_ids x:%s %s\tlaunch", pid, JOB));
+    ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"like\"}", pid);
+    req("POST", "/_sandbox/events", NULL, ev, &r);
+    CHECK_INT(r.status, 202);
+    resp_release(&r);
+    free(ev);
+    json_decref(j);
+    snprintf(field, sizeof field, "%s|like", JOB);
+    CHECK(th_wait_for(counted, field, 10000));
+    char *dups = th_redis_cmd(redis, "HGET {s}:eng:totals duplicate");
+    CHECK(dups && atol(dups) >= 1);
+    free(dups);
+    req("GET", "/_sandbox/webhooks", NULL, NULL, &r);
+    CHECK(strstr(r.body.data, "\"failed\":0"));
+    resp_release(&r);
+}
+
+static void test_faults(void)
+{
+    resp r;
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":1,\"retry_after\":7}", &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"limited\"}", &r);
+    CHECK_INT(r.status, 429);
+    CHECK(strcasestr(r.hdrs.data, "Retry-After: 7"));
+    CHECK(strcasestr(r.hdrs.data, "x-rate-limit-reset: "));
+    resp_release(&r);
+    /* other platforms are untouched */
+    req("POST", "/api/v1/statuses", bearer, "{\"status\":\"fine\"}", &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate500\":1}", &r);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"broken\"}", &r);
+    CHECK_INT(r.status, 500);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"drop\":1}", &r);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"dropped\"}", &r);
+    CHECK_INT(r.status, 0);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"slow_ms\":200}", &r);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"slow but fine\"}", &r);
+    CHECK_INT(r.status, 201);
+    resp_release(&r);
+    req("GET", "/_sandbox/faults", NULL, NULL, &r);
+    json_t *j = json_of(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "injected")), 3);
+    json_decref(j);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":2,", &r);
+    CHECK_INT(r.status, 400);
+    resp_release(&r);
+    /* reset clears faults and records */
+    req("POST", "/_sandbox/reset", NULL, "", &r);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"after reset\"}", &r);
+    CHECK_INT(r.status, 201);
+    resp_release(&r);
+    req("GET", "/_sandbox/posts", NULL, NULL, &r);
+    j = json_of(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "count")), 1);
+    json_decref(j);
+    resp_release(&r);
+    req("GET", "/nowhere", NULL, NULL, &r);
+    CHECK_INT(r.status, 404);
+    resp_release(&r);
+}
+
+static void test_stop(void)
+{
+    /* both stop cleanly on SIGTERM (and, under ASan, without leaks) */
+    pid_t p[2] = {sb_pid, wh_pid};
+    for (int i = 0; i < 2; i++) {
+        kill(p[i], SIGTERM);
+        int st = -1;
+        waitpid(p[i], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    setup();
+    th_run("x", test_x);
+    th_run("idempotency", test_idempotency);
+    th_run("bluesky", test_bluesky);
+    th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
+    th_run("emails_and_loop", test_emails_and_loop);
+    th_run("faults", test_faults);
+    th_run("stop", test_stop);
+    free(dir);
+    int rc = th_main_end();
+    curl_global_cleanup();
+    return rc;
+}
