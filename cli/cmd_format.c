@@ -30,12 +30,16 @@ static int usage(void)
     return 2;
 }
 
-static plat_account *pick_account(const char *platform, const char *name, hr_err *err)
+static plat_account *pick_account(const char *platform, const char *name,
+                                  const char *job_account, hr_err *err)
 {
     const hr_config *c = cli_config();
     plat_account *a = NULL;
+    hr_err ignored = {0};
     if (name) {
         a = plat_account_find(c, platform, name, err);
+    } else if (job_account && (a = plat_account_find(c, platform, job_account, &ignored))) {
+        /* the job's own account, when configured */
     } else {
         /* the first configured account of that platform, else defaults */
         int pos = -1;
@@ -81,7 +85,6 @@ int cmd_format(int argc, char **argv)
             return 2;
         }
         if (!platform) platform = job->platform;
-        if (!acct) acct = job->account;
     } else {
         /* the newline a shell or editor adds is not part of the post */
         if (len && in[len - 1] == '\n') in[--len] = '\0';
@@ -100,7 +103,7 @@ int cmd_format(int argc, char **argv)
         queue_job_free(job);
         return 2;
     }
-    plat_account *a = pick_account(platform, acct, &err);
+    plat_account *a = pick_account(platform, acct, job ? job->account : NULL, &err);
     if (!a) {
         fprintf(stderr, "herald format: %s\n", err.msg);
         free(in);

@@ -475,7 +475,10 @@ static char *raw_build(void *cx, const char *cut)
         while (*t && isspace((unsigned char)*t)) t++;
         return hr_strdup(t);
     }
-    return hr_asprintf("%s%s", cut, r->sep_tail);
+    char *t = hr_asprintf("%s%s", cut, r->sep_tail);
+    size_t n = strlen(t);
+    while (n && isspace((unsigned char)t[n - 1])) t[--n] = '\0';
+    return t;
 }
 
 static size_t tail_start(const plat_account *a, const char *s)
