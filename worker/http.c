@@ -34,11 +34,12 @@ static void check_done(wk_http *h);
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     wk_sock *s = (wk_sock *)w;
+    wk_http *h = s->h; /* s may be freed by curl inside socket_action */
     int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
                  (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int still;
-    curl_multi_socket_action(s->h->multi, s->fd, action, &still);
-    check_done(s->h);
+    curl_multi_socket_action(h->multi, s->fd, action, &still);
+    check_done(h);
 }
 
 static void finish(wk_req *r, CURLcode rc);
@@ -343,7 +344,6 @@ void wk_http_free(wk_http *h)
     ev_timer_stop(h->loop, &h->timer);
     ev_timer_stop(h->loop, &h->fail_timer);
     curl_multi_cleanup(h->multi);
-    curl_share_cleanup(h->share);
     while (h->free_list) {
         wk_req *r = h->free_list;
         h->free_list = r->next_free;
@@ -352,6 +352,8 @@ void wk_http_free(wk_http *h)
         hr_buf_release(&r->resp_headers);
         free(r);
     }
+    /* last: curl refuses to free a share an easy handle still uses */
+    curl_share_cleanup(h->share);
     free(h);
 }
 
