@@ -6,13 +6,31 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
 void social_part_done(plat_send *s, const char *id, plat_outcome *o);
 char *bsky_short_link(const char *url);
 
-enum { ST_CREATE = 0, ST_SESSION = 1, ST_CHECK = 2 };
+enum { ST_CREATE = 0, ST_SESSION = 1, ST_CHECK = 2, ST_RESOLVE = 3 };
+
+/* Handles mentioned without a known DID, resolved one request each before
+ * the first createRecord (com.atproto.identity.resolveHandle). */
+typedef struct mentions {
+    char **handles;
+    int n, next;
+    int listed;
+} mentions;
+
+static void mentions_free(void *p)
+{
+    mentions *m = p;
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) free(m->handles[i]);
+    free(m->handles);
+    free(m);
+}
 
 static long bsky_count(const plat_account *a, const char *text)
 {
@@ -146,6 +164,63 @@ static json_t *facets_record(const plat_part *p)
     return arr;
 }
 
+static int has_facet_at(const plat_part *p, size_t start)
+{
+    for (int i = 0; i < p->nfacets; i++)
+        if (p->facets[i].byte_start == start) return 1;
+    return 0;
+}
+
+static mentions *list_mentions(plat_send *s)
+{
+    mentions *m = s->priv;
+    if (m && m->listed) return m;
+    if (!m) {
+        m = hr_calloc(1, sizeof *m);
+        s->priv = m;
+        s->priv_free = mentions_free;
+    }
+    m->listed = 1;
+    for (int k = 0; k < s->post.nparts; k++) {
+        const plat_part *p = &s->post.parts[k];
+        tx_ent *e;
+        int ne = tx_scan(p->text, strlen(p->text), TX_SCAN_DOTTED, &e);
+        for (int i = 0; i < ne; i++) {
+            if (e[i].type != TX_MENTION || has_facet_at(p, e[i].start)) continue;
+            char *h = hr_strndup(p->text + e[i].start + 1, e[i].end - e[i].start - 1);
+            int dup = 0;
+            for (int d = 0; d < m->n && !dup; d++) dup = strcasecmp(m->handles[d], h) == 0;
+            if (dup || m->n >= 20) { /* a post mentions few people; cap the lookups */
+                free(h);
+                continue;
+            }
+            m->handles = hr_realloc(m->handles, (size_t)(m->n + 1) * sizeof *m->handles);
+            m->handles[m->n++] = h;
+        }
+        free(e);
+    }
+    return m;
+}
+
+/* apply_did adds a mention facet for every unfaceted @handle in every part */
+static void apply_did(plat_send *s, const char *handle, const char *did)
+{
+    for (int k = 0; k < s->post.nparts; k++) {
+        plat_part *p = &s->post.parts[k];
+        tx_ent *e;
+        int ne = tx_scan(p->text, strlen(p->text), TX_SCAN_DOTTED, &e);
+        for (int i = 0; i < ne; i++) {
+            if (e[i].type != TX_MENTION || has_facet_at(p, e[i].start)) continue;
+            if (e[i].end - e[i].start - 1 != strlen(handle) ||
+                strncasecmp(p->text + e[i].start + 1, handle, strlen(handle)) != 0)
+                continue;
+            add_facet(p, PLAT_FACET_MENTION, e[i].start, e[i].end, did);
+        }
+        free(e);
+        if (p->nfacets > 1) qsort(p->facets, (size_t)p->nfacets, sizeof *p->facets, facet_cmp);
+    }
+}
+
 /* ---------------------------------------------------------- requests */
 
 static int session_request(plat_send *s, plat_request *req, hr_err *err)
@@ -187,6 +262,15 @@ static int bsky_request(plat_send *s, plat_request *req, hr_err *err)
     if (!s->sess) return hr_err_set(err, "bluesky: a session is required");
     if (!s->sess->access || !s->sess->did) return session_request(s, req, err);
     if (s->step == ST_CHECK) return get_record(s, req);
+    mentions *m = s->preview ? NULL : list_mentions(s);
+    if (m && m->next < m->n) {
+        s->step = ST_RESOLVE;
+        char *h = plat_urlenc(m->handles[m->next]);
+        req_init(req, "GET", url_join(s->a, "/xrpc/com.atproto.identity.resolveHandle?handle=%s", h));
+        free(h);
+        req_bearer(req, s->sess->access);
+        return 0;
+    }
     s->step = ST_CREATE;
     const plat_part *p = &s->post.parts[s->part];
     char rk[14], ts[40];
@@ -292,6 +376,28 @@ static void bsky_response(plat_send *s, const plat_response *r, plat_outcome *o)
         free(s->sess->access);
         s->sess->access = NULL;
         out_set(o, PLAT_OUT_REAUTH, "bluesky: access token expired");
+        return;
+    }
+    if (s->step == ST_RESOLVE) {
+        mentions *m = s->priv;
+        if (classify_error(s, r, o, bsky_msgs)) {
+            /* an unknown handle stays plain text; a failing server is retried */
+            if (o->kind == PLAT_OUT_PERMANENT) {
+                m->next++;
+                out_set(o, PLAT_OUT_NEXT, "bluesky: handle not resolved");
+            }
+            return;
+        }
+        json_t *j = body_json(r, o, "bluesky: resolveHandle");
+        if (!j) {
+            o->kind = PLAT_OUT_TRANSIENT;
+            return;
+        }
+        const char *did = jstr(j, "did");
+        if (did && strncmp(did, "did:", 4) == 0) apply_did(s, m->handles[m->next], did);
+        m->next++;
+        out_set(o, PLAT_OUT_NEXT, "bluesky: handle resolved");
+        json_decref(j);
         return;
     }
     if (s->step == ST_CHECK) {

@@ -49,7 +49,10 @@ struct plat_send {
     char **cids; /* Bluesky cid per part */
     char *container; /* Threads: the container being published */
     int readback_tries;
+    int preview; /* building a request to show, not to send: no lookups */
     char *unsub_header; /* "<url>" for List-Unsubscribe */
+    void *priv;                 /* platform-private step state */
+    void (*priv_free)(void *priv);
 };
 
 /* ---- text (text.c) */

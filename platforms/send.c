@@ -40,6 +40,7 @@ void plat_send_free(plat_send *s)
     plat_post_release(&s->post);
     free(s->container);
     free(s->unsub_header);
+    if (s->priv_free) s->priv_free(s->priv);
     queue_job_free(s->job);
     free(s);
 }
@@ -204,7 +205,7 @@ int plat_post_request(const plat_account *a, const queue_job *j, const plat_post
     memset(req, 0, sizeof *req);
     if (!p->nparts) return hr_err_set(err, "%s: nothing to send", a->platform);
     plat_session sess = {hr_strdup("ACCESS"), NULL, hr_strdup("did:plc:preview")};
-    plat_send s = {.a = a, .sess = &sess, .job = queue_job_dup(j), .post = *p};
+    plat_send s = {.a = a, .sess = &sess, .job = queue_job_dup(j), .post = *p, .preview = 1};
     s.ids = hr_calloc((size_t)p->nparts + 1, sizeof *s.ids);
     s.cids = hr_calloc((size_t)p->nparts + 1, sizeof *s.cids);
     if (!s.job->idem_key) s.job->idem_key = hr_strdup("hr-preview");
@@ -213,6 +214,7 @@ int plat_post_request(const plat_account *a, const queue_job *j, const plat_post
     free(s.cids);
     free(s.container);
     free(s.unsub_header);
+    if (s.priv_free) s.priv_free(s.priv);
     queue_job_free(s.job);
     plat_session_release(&sess);
     return r;

@@ -158,6 +158,14 @@ static void run_script(const char *path, const char *name)
                     got_path, method, want_path);
             th_failures++;
         }
+        /* ~~~ TEXT: the request body must contain TEXT */
+        for (; i < nl && strncmp(lines[i], "~~~ ", 4) == 0; i++) {
+            if (!req.body || !strstr(req.body, lines[i] + 4)) {
+                fprintf(stderr, "%s:%d: request body lacks %s: %s\n", name, i + 1, lines[i] + 4,
+                        req.body ? req.body : "(none)");
+                th_failures++;
+            }
+        }
         /* <<< STATUS | <<< timeout|reset|connect [sent] */
         plat_response r = {0};
         if (i < nl && strncmp(lines[i], "<<<", 3) == 0) {
