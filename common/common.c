@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t n)
 {
@@ -245,9 +246,8 @@ int hr_parse_rfc3339(const char *s, int64_t *ms)
     return 0;
 }
 
-void hr_random_bytes(void *out, size_t n)
+static void fill_random(unsigned char *p, size_t n)
 {
-    unsigned char *p = out;
     while (n) {
         ssize_t r = getrandom(p, n, 0);
         if (r < 0) {
@@ -258,6 +258,34 @@ void hr_random_bytes(void *out, size_t n)
         p += r;
         n -= (size_t)r;
     }
+}
+
+/* A pool of kernel randomness, so ids cost no system call each. It is the
+ * one piece of process state here; it is refilled after a fork (the pid
+ * changes) so parent and child never hand out the same bytes. */
+static struct {
+    unsigned char buf[4096];
+    size_t pos;
+    pid_t pid;
+} rnd_pool = {.pos = sizeof rnd_pool.buf};
+
+void hr_random_bytes(void *out, size_t n)
+{
+    unsigned char *p = out;
+    if (n > sizeof rnd_pool.buf / 4) {
+        fill_random(p, n);
+        return;
+    }
+    pid_t pid = getpid();
+    if (pid != rnd_pool.pid || rnd_pool.pos + n > sizeof rnd_pool.buf) {
+        fill_random(rnd_pool.buf, sizeof rnd_pool.buf);
+        rnd_pool.pos = 0;
+        rnd_pool.pid = pid;
+    }
+    memcpy(p, rnd_pool.buf + rnd_pool.pos, n);
+    /* used bytes are wiped so a core dump does not replay them */
+    memset(rnd_pool.buf + rnd_pool.pos, 0, n);
+    rnd_pool.pos += n;
 }
 
 uint64_t hr_random_u64(void)

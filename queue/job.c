@@ -159,22 +159,25 @@ int queue_job_lane(const queue_job *j, char *out, size_t outlen)
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-void queue_ukh_from_key(const char *unique_key, char *out)
+/* ukh_from_bytes turns 71 bits of b (9 bytes) into 12 base62 digits. */
+static void ukh_from_bytes(const unsigned char *b, char *out)
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)unique_key, strlen(unique_key), md);
-    /* 71 bits of the digest as 12 base62 digits: hi carries 7 bits */
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     uint64_t lo;
-    memcpy(&lo, md, 8);
-    unsigned hi = md[8] & 0x7f;
-    unsigned __int128 v = ((unsigned __int128)hi << 64) | lo;
+    memcpy(&lo, b, 8);
+    unsigned __int128 v = ((unsigned __int128)(b[8] & 0x7f) << 64) | lo;
     for (int i = QUEUE_UKH_LEN - 1; i >= 0; i--) {
-        static const char b62[] =
-            "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         out[i] = b62[(int)(v % 62)];
         v /= 62;
     }
     out[QUEUE_UKH_LEN] = '\0';
+}
+
+void queue_ukh_from_key(const char *unique_key, char *out)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)unique_key, strlen(unique_key), md);
+    ukh_from_bytes(md, out);
 }
 
 void queue_job_assign_id(queue_job *j)
@@ -185,11 +188,9 @@ void queue_job_assign_id(queue_job *j)
     if (j->unique_key && *j->unique_key) {
         queue_ukh_from_key(j->unique_key, ukh);
     } else {
-        char rnd[40];
-        unsigned char b[16];
+        unsigned char b[9];
         hr_random_bytes(b, sizeof b);
-        hr_hex(b, sizeof b, rnd);
-        queue_ukh_from_key(rnd, ukh);
+        ukh_from_bytes(b, ukh);
     }
     hr_base62_fixed((uint64_t)j->created_ms, QUEUE_TS_LEN, j->id);
     memcpy(j->id + QUEUE_TS_LEN, ukh, QUEUE_UKH_LEN + 1);

@@ -111,6 +111,7 @@ static int enqueue_chunk(queue *q, queue_job *const *jobs, const lane_ref *refs,
             const queue_job *job = jobs[refs[k].idx];
             qa_pushs(&a, queue_job_ukh(job));
             qa_pushf(&a, "%lld", (long long)job->run_at_ms);
+            qa_pushs(&a, job->unique_key && *job->unique_key ? "1" : "");
             hr_buf_reset(&v);
             qo_stored_value(job, &v);
             qa_push(&a, v.data, v.len);
@@ -121,17 +122,21 @@ static int enqueue_chunk(queue *q, queue_job *const *jobs, const lane_ref *refs,
     redisReply *r = queue_run_sync(q, &a, QS_ENQUEUE, err);
     qa_release(&a);
     if (!r) return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n * 2) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         freeReplyObject(r);
         return hr_err_set(err, "redis: enqueue: unexpected reply");
     }
-    for (int i = 0; i < n; i++) {
+    if (results)
+        for (int i = 0; i < n; i++) results[refs[i].idx] = QUEUE_ADDED;
+    /* the reply lists only the jobs not simply added */
+    for (size_t e = 0; e + 2 < r->elements; e += 3) {
+        long long i = reply_ll(r->element[e]) - 1;
+        if (i < 0 || i >= n) continue;
         queue_job *job = jobs[refs[i].idx];
-        int code = (int)reply_ll(r->element[2 * i]);
-        redisReply *pre = r->element[2 * i + 1];
+        redisReply *pre = r->element[e + 2];
         if (pre->type == REDIS_REPLY_STRING && pre->len == QUEUE_TS_LEN)
             memcpy(job->id, pre->str, QUEUE_TS_LEN); /* keep the first id */
-        if (results) results[refs[i].idx] = code;
+        if (results) results[refs[i].idx] = (int)reply_ll(r->element[e + 1]);
     }
     freeReplyObject(r);
     return 0;
@@ -531,8 +536,11 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int i = 0; i < n; i++) {
         qa_pushs(a, items[i].ukh);
         qa_pushf(a, "%d", li[i]);
-        qa_pushs(a, items[i].id ? items[i].id : items[i].ukh);
-        qa_pushs(a, items[i].platform_id ? items[i].platform_id : "");
+        if (items[i].no_done)
+            qa_pushs(a, "");
+        else
+            qa_pushf(a, "%s\t%s", items[i].id ? items[i].id : items[i].ukh,
+                     items[i].platform_id ? items[i].platform_id : "");
         if (items[i].lateness_ms >= 0)
             qa_pushf(a, "%d", qo_lateness_bucket(items[i].lateness_ms));
         else

@@ -218,6 +218,8 @@ typedef struct queue_ack_item {
     const char *lane;
     const char *platform_id; /* the platform's id of the post/message, or NULL */
     int64_t lateness_ms;     /* fetch time - run_at, for the histogram; <0: skip */
+    int no_done; /* 1: the job has no unique key, so keep no done record (it
+                    can never be enqueued again under the same ukh) */
 } queue_ack_item;
 
 /* queue_ack marks jobs sent: removes them and keeps a small "done" record so

@@ -1,20 +1,25 @@
 -- ack: jobs sent. Removes them from the worker's in-flight record (or from
--- the unknown set, when the worker was reaped mid-send) and keeps a done
--- record so a re-import never sends them again.
+-- the unknown set, when the worker was reaped mid-send). Jobs with a unique
+-- key keep a done record, so a re-import never sends them again.
 -- KEYS[1] jobs  KEYS[2] done  KEYS[3] inflight:WORKER  KEYS[4] stats
 -- KEYS[5] reasons, then unknown:LANE per lane
 -- ARGV[1] nlanes, ARGV[2..] lane names, then per job:
---   ukh, lane index (1-based), id, platform id, lateness bucket ('' = none)
+--   ukh, lane index (1-based), done record ('' = none), lateness bucket ('')
 -- Returns per job: 1 acked, 2 resolved from unknown, 0 not the worker's.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local jobs, done, inflight, stats, reasons = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local nl = tonumber(ARGV[1])
+local first = 2 + nl
+local ukhs = {}
+for a = first, #ARGV, 4 do ukhs[#ukhs + 1] = ARGV[a] end
+local mine = redis.call('HMGET', inflight, unpack(ukhs))
 local out, del, hset, sent, lat = {}, {}, {}, {}, {}
-for a = 2 + nl, #ARGV, 5 do
-  local ukh, li = ARGV[a], tonumber(ARGV[a + 1])
+for j = 1, #ukhs do
+  local a = first + 4 * (j - 1)
+  local ukh, li = ukhs[j], tonumber(ARGV[a + 1])
   local r = 0
-  if redis.call('HDEL', inflight, ukh) == 1 then
+  if mine[j] then
     r = 1
   elseif redis.call('ZREM', KEYS[5 + li], ukh) == 1 then
     r = 2
@@ -22,19 +27,22 @@ for a = 2 + nl, #ARGV, 5 do
   end
   if r > 0 then
     del[#del + 1] = ukh
-    hset[#hset + 1] = ukh
-    hset[#hset + 1] = ARGV[a + 2] .. '\t' .. now .. '\t' .. ARGV[a + 3]
+    if ARGV[a + 2] ~= '' then
+      hset[#hset + 1] = ukh
+      hset[#hset + 1] = ARGV[a + 2] .. '\t' .. now
+    end
     local lane = ARGV[1 + li]
     sent[lane] = (sent[lane] or 0) + 1
-    local b = ARGV[a + 4]
+    local b = ARGV[a + 3]
     if b ~= '' then lat[b] = (lat[b] or 0) + 1 end
   end
-  out[#out + 1] = r
+  out[j] = r
 end
 if #del > 0 then
+  redis.call('HDEL', inflight, unpack(del))
   redis.call('HDEL', jobs, unpack(del))
-  redis.call('HSET', done, unpack(hset))
 end
+if #hset > 0 then redis.call('HSET', done, unpack(hset)) end
 for lane, n in pairs(sent) do redis.call('HINCRBY', stats, 'sent|' .. lane, n) end
 for b, n in pairs(lat) do redis.call('HINCRBY', stats, 'lat|' .. b, n) end
 return out

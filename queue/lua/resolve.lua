@@ -16,7 +16,7 @@ end
 redis.call('HDEL', KEYS[3], ukh)
 if op == 'sent' then
   redis.call('HDEL', KEYS[1], ukh)
-  redis.call('HSET', KEYS[2], ukh, ARGV[3] .. '\t' .. now .. '\t' .. ARGV[4])
+  redis.call('HSET', KEYS[2], ukh, ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. now)
   redis.call('HINCRBY', KEYS[7], 'sent|' .. ARGV[5], 1)
 elseif op == 'dead_purge' then
   redis.call('HDEL', KEYS[1], ukh)

@@ -1,0 +1,196 @@
+/* queue_bench.c: pushes N no-op jobs through enqueue -> promote -> fetch ->
+ * ack with batching and reports jobs/s, and Redis memory per queued job
+ * (ready and scheduled). Driven by bench/queue, which starts redis-server. */
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "queue.h"
+
+#define LANES 8
+#define BATCH 1000
+
+static queue *connect_ns(const char *url, const char *ns)
+{
+    queue_opts o = {.url = url, .ns = ns};
+    hr_err err = {0};
+    queue *q = queue_connect(&o, &err);
+    if (!q) {
+        fprintf(stderr, "queue_bench: %s\n", err.msg);
+        exit(1);
+    }
+    return q;
+}
+
+static long long used_memory(queue *q)
+{
+    redisReply *r = redisCommand(queue_redis(q), "INFO memory");
+    const char *p = r && r->str ? strstr(r->str, "used_memory:") : NULL;
+    long long v = p ? atoll(p + 12) : -1;
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+static const char *accounts[LANES] = {"@shop", "@news", "@blog", "@deals",
+                                      "@team", "@jobs", "@help", "@dev"};
+
+static queue_job *make_job(long i, int64_t run_at)
+{
+    queue_job *j = queue_job_new();
+    queue_set(&j->platform, "x");
+    queue_set(&j->account, accounts[i % LANES]);
+    j->run_at_ms = run_at;
+    return j;
+}
+
+static void die(const char *what, hr_err *err)
+{
+    fprintf(stderr, "queue_bench: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+/* fill enqueues n jobs due at run_at into namespace q; returns the mean
+ * stored blob size */
+static double fill(queue *q, long n, int64_t run_at)
+{
+    hr_err err = {0};
+    long payload_total = 0;
+    queue_job *batch[BATCH];
+    for (long i = 0; i < n; i += BATCH) {
+        int k = 0;
+        for (; k < BATCH && i + k < n; k++) {
+            batch[k] = make_job(i + k, run_at);
+            queue_job_assign_id(batch[k]);
+            hr_buf b;
+            hr_buf_init(&b);
+            queue_job_encode(batch[k], &b);
+            payload_total += (long)b.len;
+            hr_buf_release(&b);
+        }
+        if (queue_enqueue(q, batch, k, NULL, &err) < 0) die("enqueue", &err);
+        for (int x = 0; x < k; x++) queue_job_free(batch[x]);
+    }
+    return (double)payload_total / (double)n;
+}
+
+/* memory: N jobs queued as scheduled (an hour ahead), then N as ready */
+static void measure_memory(const char *url, long n, double *per_sched, double *per_ready,
+                           double *payload)
+{
+    queue *q = connect_ns(url, "mem");
+    long long m0 = used_memory(q);
+    *payload = fill(q, n, hr_now_ms() + 3600000);
+    long long m1 = used_memory(q);
+    redisReply *r = redisCommand(queue_redis(q), "FLUSHALL");
+    if (r) freeReplyObject(r);
+    long long m2 = used_memory(q);
+    fill(q, n, 0);
+    long long m3 = used_memory(q);
+    *per_sched = (double)(m1 - m0) / (double)n;
+    *per_ready = (double)(m3 - m2) / (double)n;
+    r = redisCommand(queue_redis(q), "FLUSHALL");
+    if (r) freeReplyObject(r);
+    queue_free(q);
+}
+
+/* throughput: the stages run as they do in production, as separate
+ * processes on the same Redis: a producer enqueues (scheduled 20 ms ahead, so
+ * every job passes through promote), a scheduler promotes, a worker fetches
+ * and acknowledges. The figure is N over the time until the last ack. */
+static void producer(const char *url, long n)
+{
+    queue *q = connect_ns(url, "tp");
+    hr_err err = {0};
+    queue_job *batch[BATCH];
+    for (long enq = 0; enq < n;) {
+        int k = 0;
+        int64_t at = hr_now_ms() + 20;
+        for (; k < BATCH && enq + k < n; k++) batch[k] = make_job(enq + k, at);
+        if (queue_enqueue(q, batch, k, NULL, &err) < 0) die("enqueue", &err);
+        for (int x = 0; x < k; x++) queue_job_free(batch[x]);
+        enq += k;
+    }
+    queue_free(q);
+}
+
+static void scheduler(const char *url, long n)
+{
+    queue *q = connect_ns(url, "tp");
+    hr_err err = {0};
+    for (long promoted = 0; promoted < n;) {
+        long p;
+        int64_t next, now;
+        if (queue_promote(q, BATCH, &p, &next, &now, &err) < 0) die("promote", &err);
+        promoted += p;
+        if (p == 0) usleep(500);
+    }
+    queue_free(q);
+}
+
+static void worker(const char *url, long n)
+{
+    queue *q = connect_ns(url, "tp");
+    hr_err err = {0};
+    const char *lanes[LANES];
+    for (int i = 0; i < LANES; i++) lanes[i] = hr_asprintf("x:%s", accounts[i]);
+    if (queue_worker_register(q, "bench", 60000, &err) < 0) die("register", &err);
+    queue_ack_item items[BATCH];
+    for (long acked = 0; acked < n;) {
+        queue_fetched *f;
+        int nf;
+        if (queue_fetch(q, "bench", lanes, LANES, BATCH, 60000, &f, &nf, &err) != 0)
+            die("fetch", &err);
+        for (int i = 0; i < nf; i++)
+            items[i] = (queue_ack_item){
+                .ukh = f[i].ukh, .lane = f[i].lane, .lateness_ms = -1, .no_done = 1};
+        if (nf && queue_ack(q, "bench", items, nf, NULL, &err) < 0) die("ack", &err);
+        acked += nf;
+        queue_fetched_free(f, nf);
+        if (nf == 0) usleep(500);
+    }
+    for (int i = 0; i < LANES; i++) free((char *)lanes[i]);
+    queue_free(q);
+}
+
+static double measure_throughput(const char *url, long n)
+{
+    void (*stages[3])(const char *, long) = {producer, scheduler, worker};
+    pid_t pids[3];
+    int64_t t0 = hr_mono_us();
+    for (int i = 0; i < 3; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            stages[i](url, n);
+            _exit(0);
+        }
+    }
+    for (int i = 2; i >= 0; i--) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "queue_bench: stage %d failed\n", i);
+            exit(1);
+        }
+    }
+    double secs = (double)(hr_mono_us() - t0) / 1e6;
+    fprintf(stderr, "queue_bench: %ld jobs through enqueue, promote, fetch, ack in %.3f s\n", n,
+            secs);
+    return (double)n / secs;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: queue_bench REDIS_URL N\n");
+        return 2;
+    }
+    const char *url = argv[1];
+    long n = atol(argv[2]);
+    double per_sched, per_ready, payload;
+    measure_memory(url, n, &per_sched, &per_ready, &payload);
+    double jps = measure_throughput(url, n);
+    printf("%.0f %.1f %.1f %.1f\n", jps, per_ready, per_sched, payload);
+    return 0;
+}
