@@ -256,6 +256,11 @@ int plat_send_request(plat_send *s, plat_request *req, hr_err *err);
 /* plat_send_response classifies the answer to the last request into o
  * (caller releases). PLAT_OUT_NEXT: call plat_send_request again. */
 void plat_send_response(plat_send *s, const plat_response *r, plat_outcome *o);
+/* plat_send_save_progress records in j's meta what this send has done
+ * (thread parts sent and their ids, a Threads container created) so that a
+ * retry of j with plat_send_new resumes instead of starting over. Call it
+ * on j before storing it for a retry. */
+void plat_send_save_progress(const plat_send *s, queue_job *j);
 /* plat_send_readback fills req with the request that tells whether an
  * uncertain send went through; plat_send_readback_response says SENT (with
  * the id), ABSENT, or an error outcome. */

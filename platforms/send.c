@@ -6,6 +6,73 @@
 
 #include "internal.h"
 
+/* split_words returns the n-th space-separated word of v (new string) */
+static char *nth_word(const char *v, int n)
+{
+    for (int i = 0; v && *v; i++) {
+        size_t l = strcspn(v, " ");
+        if (i == n) return l ? hr_strndup(v, l) : NULL;
+        v += l;
+        while (*v == ' ') v++;
+    }
+    return NULL;
+}
+
+/* resume picks up the progress plat_send_save_progress left in the job */
+static void resume(plat_send *s)
+{
+    const char *done = queue_job_get_meta(s->job, "parts_sent");
+    int64_t n;
+    if (done && hr_parse_i64(done, &n) == 0 && n > 0 && n < s->post.nparts) {
+        const char *ids = queue_job_get_meta(s->job, "part_ids");
+        const char *cids = queue_job_get_meta(s->job, "part_cids");
+        int ok = 1;
+        for (int i = 0; i < n; i++) {
+            s->ids[i] = nth_word(ids, i);
+            s->cids[i] = nth_word(cids, i);
+            if (!s->ids[i]) ok = 0;
+        }
+        if (ok) {
+            s->part = (int)n;
+        } else {
+            for (int i = 0; i < n; i++) {
+                free(s->ids[i]);
+                free(s->cids[i]);
+                s->ids[i] = s->cids[i] = NULL;
+            }
+        }
+    }
+    const char *c = queue_job_get_meta(s->job, "container");
+    if (c && *c) s->container = hr_strdup(c);
+}
+
+/* meta_put never stores NULL: a key once set is cleared to "" */
+static void meta_put(queue_job *j, const char *k, const char *v)
+{
+    if (v) queue_job_set_meta(j, k, v);
+    else if (queue_job_get_meta(j, k)) queue_job_set_meta(j, k, "");
+}
+
+void plat_send_save_progress(const plat_send *s, queue_job *j)
+{
+    hr_buf ids, cids;
+    hr_buf_init(&ids);
+    hr_buf_init(&cids);
+    for (int i = 0; i < s->part; i++) {
+        hr_buf_printf(&ids, "%s%s", i ? " " : "", s->ids[i] ? s->ids[i] : "");
+        hr_buf_printf(&cids, "%s%s", i ? " " : "", s->cids[i] ? s->cids[i] : "-");
+    }
+    char num[16];
+    snprintf(num, sizeof num, "%d", s->part);
+    meta_put(j, "parts_sent", s->part ? num : NULL);
+    meta_put(j, "part_ids", s->part ? ids.data : NULL);
+    meta_put(j, "part_cids",
+             s->part && strcmp(s->a->platform, "bluesky") == 0 ? cids.data : NULL);
+    meta_put(j, "container", s->container);
+    hr_buf_release(&ids);
+    hr_buf_release(&cids);
+}
+
 plat_send *plat_send_new(const plat_account *a, plat_session *sess, const queue_job *j,
                          const plat_ctx *ctx, hr_err *err)
 {
@@ -27,6 +94,7 @@ plat_send *plat_send_new(const plat_account *a, plat_session *sess, const queue_
     }
     s->ids = hr_calloc((size_t)s->post.nparts + 1, sizeof *s->ids);
     s->cids = hr_calloc((size_t)s->post.nparts + 1, sizeof *s->cids);
+    resume(s);
     return s;
 }
 

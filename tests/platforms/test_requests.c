@@ -186,8 +186,56 @@ static void test_refused(void)
     plat_account_free(a);
 }
 
+/* progress saved after part 1 of a thread makes a new send resume there */
+static void test_progress(void)
+{
+    hr_err err = {0};
+    plat_account *a = plat_account_default("threads", &err);
+    queue_job *j = queue_job_new();
+    queue_set(&j->platform, "threads");
+    queue_set(&j->text, "hello");
+    a->limit = 500;
+    plat_session sess = {0};
+    plat_send *s = plat_send_new(a, &sess, j, NULL, &err);
+    REQUIRE(s);
+    /* pretend the container was created: a retry must publish it, not
+     * create another */
+    plat_header h[] = {{"content-type", "application/json"}};
+    plat_response r = {.status = 200, .headers = h, .nheaders = 1, .body = "{\"id\":\"C1\"}",
+                       .body_len = 11, .fully_sent = 1};
+    plat_request req;
+    queue_job_free(j);
+    j = queue_job_new();
+    queue_set(&j->platform, "threads");
+    queue_set(&j->text, "hello");
+    (void)req;
+    plat_outcome o;
+    plat_send_response(s, &r, &o);
+    CHECK_INT(o.kind, PLAT_OUT_NEXT);
+    plat_outcome_release(&o);
+    plat_send_save_progress(s, j);
+    CHECK_STR(queue_job_get_meta(j, "container"), "C1");
+    plat_send_free(s);
+    plat_account_free(a);
+    a = plat_account_parse(&(hr_conf_line){.key = "account", .argc = 2,
+                                           .argv = (char *[]){"threads:shop", "user-id=9"},
+                                           .line = 1},
+                           "t", &err);
+    REQUIRE(a);
+    s = plat_send_new(a, &sess, j, NULL, &err);
+    REQUIRE(s);
+    REQUIRE(plat_send_request(s, &req, &err) == 0);
+    CHECK(strstr(req.url, "/threads_publish") != NULL);
+    CHECK(req.body && strstr(req.body, "creation_id=C1") != NULL);
+    plat_request_release(&req);
+    plat_send_free(s);
+    queue_job_free(j);
+    plat_account_free(a);
+}
+
 int main(void)
 {
+    th_run("progress", test_progress);
     th_run("shapes", test_shapes);
     th_run("refused", test_refused);
     return th_main_end();
