@@ -947,6 +947,47 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
     return 0;
 }
 
+int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *dead,
+                 long *retried, hr_err *err)
+{
+    redisReply *t = queue_cmd_sync(q, err, "TIME");
+    if (!t) return -1;
+    long long minute = strtoll(t->element[0]->str, NULL, 10) / 60;
+    freeReplyObject(t);
+    long v[3] = {0, 0, 0};
+    static const char *kinds[3] = {"sent", "dead", "retry"};
+    unsigned long long cursor = 0;
+    do {
+        redisReply *r = queue_cmd_sync(q, err, "HSCAN {%s}:stats %llu MATCH m|* COUNT 1000",
+                                       q->ns, cursor);
+        if (!r) return -1;
+        cursor = strtoull(r->element[0]->str, NULL, 10);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            const char *f = kv->element[i]->str;
+            const char *bar = strrchr(f, '|');
+            long long m = bar ? strtoll(bar + 1, NULL, 10) : 0;
+            if (minute - m > 1440) { /* older than a day: prune */
+                redisReply *d = queue_cmd_sync(q, err, "HDEL {%s}:stats %s", q->ns, f);
+                if (d) freeReplyObject(d);
+                continue;
+            }
+            if (minute - m >= window_min) continue;
+            for (int k = 0; k < 3; k++) {
+                size_t kl = strlen(kinds[k]), ll = strlen(lane);
+                if (strncmp(f + 2, kinds[k], kl) == 0 && f[2 + kl] == '|' &&
+                    strncmp(f + 3 + kl, lane, ll) == 0 && f + 3 + kl + ll == bar)
+                    v[k] += strtol(kv->element[i + 1]->str, NULL, 10);
+            }
+        }
+        freeReplyObject(r);
+    } while (cursor != 0);
+    if (sent) *sent = v[0];
+    if (dead) *dead = v[1];
+    if (retried) *retried = v[2];
+    return 0;
+}
+
 int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err)
 {
     redisReply *st = queue_cmd_sync(q, err, "HGETALL {%s}:stats", q->ns);

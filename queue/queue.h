@@ -279,6 +279,13 @@ typedef struct queue_lane_counts {
 /* queue_counts fills a new array with one entry per lane. */
 int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err);
 
+/* queue_recent counts outcomes per lane in the last window_min minutes, from
+ * the per-minute buckets kept in {ns}:stats ("m|sent|LANE|MINUTE", also
+ * m|dead and m|retry); buckets older than a day are pruned as it reads.
+ * Sets sent/dead/retried (each may be NULL). */
+int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *dead,
+                 long *retried, hr_err *err);
+
 /* Lateness histogram buckets (upper bounds in ms; the last is +Inf). */
 #define QUEUE_LATENESS_BUCKETS 12
 extern const int64_t queue_lateness_bounds_ms[QUEUE_LATENESS_BUCKETS];

@@ -43,6 +43,11 @@ if #del > 0 then
   redis.call('HDEL', jobs, unpack(del))
 end
 if #hset > 0 then redis.call('HSET', done, unpack(hset)) end
-for lane, n in pairs(sent) do redis.call('HINCRBY', stats, 'sent|' .. lane, n) end
+local minute = math.floor(now / 60000)
+for lane, n in pairs(sent) do
+  redis.call('HINCRBY', stats, 'sent|' .. lane, n)
+  -- per-minute buckets for 'sent in the last minute/hour/day' (pruned by readers)
+  redis.call('HINCRBY', stats, 'm|sent|' .. lane .. '|' .. minute, n)
+end
 for b, n in pairs(lat) do redis.call('HINCRBY', stats, 'lat|' .. b, n) end
 return out

@@ -16,4 +16,5 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[5], 'dead|' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[5], 'm|dead|' .. ARGV[4] .. '|' .. math.floor(now / 60000), 1)
 return 1

@@ -4,12 +4,15 @@
 -- ARGV[1] ukh  ARGV[2] at_ms  ARGV[3] value  ARGV[4] lane  ARGV[5] wake channel
 -- Returns 1, or 0 when the job is not the worker's.
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local minute = math.floor(tonumber(t[1]) / 60)
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], head[2], 'r|' .. ARGV[4])
 redis.call('HINCRBY', KEYS[5], 'retried|' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[5], 'm|retry|' .. ARGV[4] .. '|' .. minute, 1)
 if #old_min == 0 or tonumber(ARGV[2]) < tonumber(old_min[2]) then
   redis.call('PUBLISH', ARGV[5], ARGV[2])
 end

@@ -125,6 +125,10 @@ static void test_done_never_resent(void)
     CHECK_INT(res, QUEUE_DONE);
     CHECK_STR(again->id, a->id);
     CHECK_INT(count("LLEN {%s}:ready:%s", "t2", "mastodon:@shop@m.social"), 0);
+    long sent = -1, dead = -1;
+    CHECK(queue_recent(q, "mastodon:@shop@m.social", 60, &sent, &dead, NULL, &err) == 0);
+    CHECK_INT(sent, 1);
+    CHECK_INT(dead, 0);
     long lat[QUEUE_LATENESS_BUCKETS];
     CHECK(queue_lateness(q, lat, &err) == 0);
     CHECK_INT(lat[2], 1); /* 3 ms falls in the <= 5 ms bucket */
