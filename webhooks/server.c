@@ -32,6 +32,8 @@ struct hook_server {
     int window_s;
     int64_t seen_retention_ms;
     long stream_maxlen;
+    struct batch *cur; /* filling; flushed before the loop blocks */
+    ev_prepare flush;
     hook_metrics_fn *metrics;
     void *metrics_priv;
     /* counters for /metrics */
@@ -44,9 +46,23 @@ typedef struct rec_ctx {
     hook_req *r;
     int ignored;
     int unsub; /* answer with the unsubscribe page */
+    int first, count; /* this request's events in its batch */
     char masked[300];
     char campaign[128];
 } rec_ctx;
+
+/* A batch: the events of every request that arrived in one loop iteration,
+ * recorded by one script call (group commit); each request is answered when
+ * that call replies. */
+typedef struct batch {
+    char **args; /* owned; the per-event ARGV entries */
+    int nargs, capargs;
+    int nevents;
+    rec_ctx **ctxs;
+    int nctxs, capctxs;
+} batch;
+
+#define BATCH_MAX_EVENTS 512
 
 /* ------------------------------------------------------------ helpers */
 
@@ -86,24 +102,9 @@ static void answer_page(hook_req *r, int status, const char *title, const char *
 
 /* ---------------------------------------------------------- recording */
 
-static void on_recorded(redisReply *rep, const char *errmsg, void *priv)
+static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
 {
-    rec_ctx *x = priv;
     hook_server *s = x->s;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
-        s->unavailable++;
-        hr_log(HR_LOG_WARN, "webhook not recorded", "error", errmsg ? errmsg : "bad reply", NULL);
-        if (x->unsub)
-            answer_page(x->r, 503, "Try again",
-                        "<p>We could not record your request just now. Please try again in a "
-                        "minute.</p>");
-        else
-            answer_error(x->r, 503, "storage unavailable, retry later");
-        free(x);
-        return;
-    }
-    long rec = (long)rep->element[0]->integer, dup = (long)rep->element[1]->integer,
-         unm = (long)rep->element[2]->integer;
     s->recorded += rec;
     s->duplicates += dup;
     s->unmatched += unm;
@@ -129,45 +130,120 @@ static void on_recorded(redisReply *rep, const char *errmsg, void *priv)
                  dup, unm, x->ignored);
         hook_req_respond_json(x->r, 200, out);
     }
-    free(x);
 }
 
-/* record runs the recording script for evs and answers r when it replies.
- * ctx is taken over. */
+static void answer_unavailable(rec_ctx *x, const char *errmsg)
+{
+    x->s->unavailable++;
+    if (x->unsub)
+        answer_page(x->r, 503, "Try again",
+                    "<p>We could not record your request just now. Please try again in a "
+                    "minute.</p>");
+    else
+        answer_error(x->r, 503, "storage unavailable, retry later");
+}
+
+static void batch_free(batch *b)
+{
+    for (int i = 0; i < b->nargs; i++) free(b->args[i]);
+    free(b->args);
+    for (int i = 0; i < b->nctxs; i++) free(b->ctxs[i]);
+    free(b->ctxs);
+    free(b);
+}
+
+/* on_batch answers every request of the batch from the script's per-event
+ * codes: 1 recorded, 2 duplicate, 3 unmatched. */
+static void on_batch(redisReply *rep, const char *errmsg, void *priv)
+{
+    batch *b = priv;
+    int ok = rep && rep->type == REDIS_REPLY_ARRAY && (int)rep->elements == b->nevents;
+    if (!ok)
+        hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
+               errmsg ? errmsg : "unexpected script reply", NULL);
+    for (int i = 0; i < b->nctxs; i++) {
+        rec_ctx *x = b->ctxs[i];
+        if (!ok) {
+            answer_unavailable(x, errmsg);
+            continue;
+        }
+        long c[4] = {0};
+        for (int k = x->first; k < x->first + x->count; k++) {
+            long long v = rep->element[k]->integer;
+            if (v >= 1 && v <= 3) c[v]++;
+        }
+        answer_recorded(x, c[1], c[2], c[3]);
+    }
+    batch_free(b);
+}
+
+static void flush_batch(hook_server *s)
+{
+    batch *b = s->cur;
+    if (!b) return;
+    s->cur = NULL;
+    int argc = K_N + 4 + b->nargs;
+    const char **av = hr_malloc(sizeof *av * (size_t)argc);
+    char now[24], ret[24], maxlen[24], n[16];
+    snprintf(now, sizeof now, "%lld", (long long)hr_now_ms());
+    snprintf(ret, sizeof ret, "%lld", (long long)s->seen_retention_ms);
+    snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
+    snprintf(n, sizeof n, "%d", b->nevents);
+    int a = 0;
+    for (int k = 0; k < K_N; k++) av[a++] = s->keys[k];
+    av[a++] = now;
+    av[a++] = ret;
+    av[a++] = maxlen;
+    av[a++] = n;
+    for (int i = 0; i < b->nargs; i++) av[a++] = b->args[i];
+    hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_batch, b);
+    free(av);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    flush_batch(w->data);
+}
+
+static void push_arg(batch *b, char *owned)
+{
+    if (b->nargs == b->capargs) {
+        b->capargs = b->capargs ? b->capargs * 2 : 64;
+        b->args = hr_realloc(b->args, sizeof *b->args * (size_t)b->capargs);
+    }
+    b->args[b->nargs++] = owned;
+}
+
+/* record adds evs to the current batch; ctx is taken over and answered when
+ * the batch's script replies. */
 static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
 {
-    int n = evs->n;
-    int argc = K_N + 4 + n * 8;
-    const char **av = hr_malloc(sizeof *av * (size_t)argc);
-    char **owned = hr_calloc((size_t)n * 3 + 4, sizeof *owned);
-    int no = 0, a = 0;
-    for (int k = 0; k < K_N; k++) av[a++] = s->keys[k];
-    av[a++] = owned[no++] = hr_asprintf("%lld", (long long)hr_now_ms());
-    av[a++] = owned[no++] = hr_asprintf("%lld", (long long)s->seen_retention_ms);
-    av[a++] = owned[no++] = hr_asprintf("%ld", s->stream_maxlen);
-    av[a++] = owned[no++] = hr_asprintf("%d", n);
-    for (int i = 0; i < n; i++) {
+    if (!s->cur) s->cur = hr_calloc(1, sizeof *s->cur);
+    batch *b = s->cur;
+    x->first = b->nevents;
+    x->count = evs->n;
+    for (int i = 0; i < evs->n; i++) {
         const hook_event *e = &evs->v[i];
-        av[a++] = e->id;
-        av[a++] = hook_ev_name(e->type);
-        av[a++] = e->job ? e->job : "";
-        av[a++] = e->campaign ? e->campaign : "";
-        if (e->platform && e->platform_id)
-            av[a++] = owned[no++] = hr_asprintf("%s:%s", e->platform, e->platform_id);
-        else
-            av[a++] = "";
+        push_arg(b, hr_strdup(e->id));
+        push_arg(b, hr_strdup(hook_ev_name(e->type)));
+        push_arg(b, hr_strdup(e->job ? e->job : ""));
+        push_arg(b, hr_strdup(e->campaign ? e->campaign : ""));
+        push_arg(b, (e->platform && e->platform_id)
+                        ? hr_asprintf("%s:%s", e->platform, e->platform_id)
+                        : hr_strdup(""));
         char digest[65] = "";
-        if (e->email && queue_suppress_hash(s->secret, e->email, digest) == 0)
-            av[a++] = owned[no++] = hr_strdup(digest);
-        else
-            av[a++] = "";
-        av[a++] = e->platform ? e->platform : "";
-        av[a++] = owned[no++] = hr_asprintf("%lld", (long long)e->ts_ms);
+        if (e->email && queue_suppress_hash(s->secret, e->email, digest) != 0) digest[0] = '\0';
+        push_arg(b, hr_strdup(digest));
+        push_arg(b, hr_strdup(e->platform ? e->platform : ""));
+        push_arg(b, hr_asprintf("%lld", (long long)e->ts_ms));
     }
-    hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_recorded, x);
-    for (int i = 0; i < no; i++) free(owned[i]);
-    free(owned);
-    free(av);
+    b->nevents += evs->n;
+    if (b->nctxs == b->capctxs) {
+        b->capctxs = b->capctxs ? b->capctxs * 2 : 16;
+        b->ctxs = hr_realloc(b->ctxs, sizeof *b->ctxs * (size_t)b->capctxs);
+    }
+    b->ctxs[b->nctxs++] = x;
+    if (b->nevents >= BATCH_MAX_EVENTS) flush_batch(s);
 }
 
 /* ------------------------------------------------------------- routes */
@@ -390,6 +466,8 @@ static void on_request(hook_req *r, void *priv)
 void hook_server_free(hook_server *s)
 {
     if (!s) return;
+    ev_prepare_stop(s->loop, &s->flush);
+    flush_batch(s);            /* fails at once when Redis is gone: 503s */
     hook_redis_free(s->redis); /* answers requests waiting on Redis (503) */
     hook_httpd_free(s->http);
     EVP_PKEY_free(s->sendgrid_key);
@@ -450,6 +528,9 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     o.priv = s;
     s->http = hook_httpd_new(loop, &o, err);
     if (!s->http) goto fail;
+    ev_prepare_init(&s->flush, on_prepare);
+    s->flush.data = s;
+    ev_prepare_start(loop, &s->flush);
     return s;
 fail:
     hook_server_free(s);

@@ -4,19 +4,22 @@
 --       8 eng:campaigns, 9 eng:contacts, 10 eng:totals (hashes)
 -- ARGV: now_ms, seen_retention_ms, stream_maxlen, n, then 8 per event:
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
--- Returns {recorded, duplicates, unmatched}.
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
+-- Returns one code per event: 1 recorded, 2 duplicate, 3 unmatched.
+local now = ARGV[1] -- kept a string: Lua numbers would be re-formatted per call
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(now) - tonumber(ARGV[2])))
 local maxlen = ARGV[3]
 local n = tonumber(ARGV[4])
-local recorded, dups, unmatched = 0, 0, 0
+local out = {}
+-- counters are summed here and written once per field per batch
+local incr = {{}, {}, {}, {}} -- eng:jobs, eng:campaigns, eng:contacts, eng:totals
+local function add(t, f) t[f] = (t[f] or 0) + 1 end
 for i = 0, n - 1 do
   local b = 5 + i * 8
   local id, typ, job, camp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local pkey, supp, plat, ts = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   if redis.call('ZADD', KEYS[1], 'NX', now, id) == 0 then
-    dups = dups + 1
-    redis.call('HINCRBY', KEYS[10], 'duplicate', 1)
+    out[i + 1] = 2
+    add(incr[4], 'duplicate')
   else
     local matched = false
     -- a job id names a job that is queued or was sent: check it exists
@@ -41,20 +44,20 @@ for i = 0, n - 1 do
       end
     end
     if matched then
-      recorded = recorded + 1
-      redis.call('HINCRBY', KEYS[7], job .. '|' .. typ, 1)
-      if camp ~= '' then redis.call('HINCRBY', KEYS[8], camp .. '|' .. typ, 1) end
+      out[i + 1] = 1
+      add(incr[1], job .. '|' .. typ)
+      if camp ~= '' then add(incr[2], camp .. '|' .. typ) end
     else
-      unmatched = unmatched + 1
-      redis.call('HINCRBY', KEYS[10], 'unmatched', 1)
+      out[i + 1] = 3
+      add(incr[4], 'unmatched')
       job = ''
     end
-    redis.call('HINCRBY', KEYS[10], typ, 1)
+    add(incr[4], typ)
     if supp ~= '' then
       if typ == 'bounce' or typ == 'spam' or typ == 'unsubscribe' then
         redis.call('HSETNX', KEYS[3], supp, typ .. '\t' .. now)
       end
-      redis.call('HINCRBY', KEYS[9], supp .. '|' .. typ, 1)
+      add(incr[3], supp .. '|' .. typ)
       if job ~= '' then
         -- the contact's jobs, so `forget` can find their rows (bounded)
         local f = supp .. '|jobs'
@@ -68,4 +71,7 @@ for i = 0, n - 1 do
       'campaign', camp, 'platform', plat, 'ts', ts, 'event', id)
   end
 end
-return {recorded, dups, unmatched}
+for k = 1, 4 do
+  for f, v in pairs(incr[k]) do redis.call('HINCRBY', KEYS[6 + k], f, v) end
+end
+return out
