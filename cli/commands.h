@@ -27,7 +27,17 @@ int cli_has_flag(int *argc, char **argv, const char *name);
 const char *cli_take_opt(int *argc, char **argv, const char *name);
 
 #define CLI_CMD(n) int cmd_##n(int argc, char **argv)
+CLI_CMD(enqueue);
+CLI_CMD(forget);
+CLI_CMD(format);
 CLI_CMD(help);
+CLI_CMD(import);
+CLI_CMD(queue);
+CLI_CMD(sandbox);
+CLI_CMD(scheduler);
+CLI_CMD(unknown);
+CLI_CMD(webhooks);
+CLI_CMD(worker);
 
 
 

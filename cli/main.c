@@ -10,7 +10,17 @@
 /* Keep sorted by name; `herald help` prints it in this order. */
 static const cli_command commands[] = {
 
+    {"enqueue", cmd_enqueue, "add jobs given as JSON lines on stdin (all or nothing)"},
+    {"forget", cmd_forget, "remove what is stored about a contact; keep the suppression"},
+    {"format", cmd_format, "show what a platform would be sent for a post (--json)"},
     {"help", cmd_help, "list the subcommands"},
+    {"import", cmd_import, "import a CMS export (WXR, Ghost, CSV, NDJSON) as scheduled jobs"},
+    {"queue", cmd_queue, "queue operations: counts, promote, reap, lanes, get, cancel, pause"},
+    {"sandbox", cmd_sandbox, "serve look-alike platform APIs on loopback"},
+    {"scheduler", cmd_scheduler, "promote due jobs on time and re-queue dead workers' jobs"},
+    {"unknown", cmd_unknown, "list or settle jobs whose send may have happened"},
+    {"webhooks", cmd_webhooks, "receive engagement webhooks and one-click unsubscribes"},
+    {"worker", cmd_worker, "run a pool of worker processes that send"},
 
 };
 

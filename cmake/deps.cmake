@@ -31,3 +31,11 @@ add_library(herald_http_parser INTERFACE)
 target_include_directories(herald_http_parser INTERFACE ${HTTP_PARSER_INCLUDE_DIR})
 target_link_libraries(herald_http_parser INTERFACE ${HTTP_PARSER_LIBRARY})
 add_library(herald::http_parser ALIAS herald_http_parser)
+
+# libcsv (RFC 4180) for CSV content calendars and contact lists; no .pc file.
+find_path(CSV_INCLUDE_DIR csv.h REQUIRED)
+find_library(CSV_LIBRARY csv REQUIRED)
+add_library(herald_csv INTERFACE)
+target_include_directories(herald_csv INTERFACE ${CSV_INCLUDE_DIR})
+target_link_libraries(herald_csv INTERFACE ${CSV_LIBRARY})
+add_library(herald::csv ALIAS herald_csv)
