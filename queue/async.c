@@ -304,14 +304,8 @@ queue_async *queue_async_new(struct ev_loop *loop, const queue_opts *o, hr_err *
     qa->loop = loop;
     const char *url = o && o->url ? o->url : getenv("HERALD_REDIS_URL");
     if (!url) url = "redis://127.0.0.1:6379";
-    const char *ns = o && o->ns ? o->ns : "herald";
-    if (!*ns || strpbrk(ns, "{}") || strlen(ns) >= sizeof qa->ns) {
-        hr_err_set(err, "namespace \"%s\": must be 1-63 characters without braces", ns);
-        free(qa);
-        return NULL;
-    }
-    snprintf(qa->ns, sizeof qa->ns, "%s", ns);
-    if (queue_url_parse(url, &qa->url, err) < 0) {
+    if (qo_check_ns(o && o->ns ? o->ns : "herald", qa->ns, sizeof qa->ns, err) < 0 ||
+        queue_url_parse(url, &qa->url, err) < 0) {
         free(qa);
         return NULL;
     }
@@ -467,32 +461,7 @@ static void on_unreg_vals(redisAsyncContext *c, void *reply, void *priv)
     qreq *r = req_new(qa, RK_STATUS, QS_REAP, u->priv);
     r->status_cb = u->cb;
     queue_argv *a = &r->argv;
-    qa_evalsha(a, QS_REAP, 0);
-    qa_pushkey(a, qa->ns, "workers");
-    qa_pushkey(a, qa->ns, "inflight:%s", u->worker);
-    qa_pushkey(a, qa->ns, "reasons");
-    qa_pushkey(a, qa->ns, "stats");
-    char **lanes = hr_calloc(rep->elements + 1, sizeof *lanes);
-    int nl = 0;
-    for (size_t i = 0; i < rep->elements; i++) {
-        const char *tab = strchr(rep->element[i]->str, '\t');
-        if (!tab) continue;
-        char *lane = hr_strndup(rep->element[i]->str, (size_t)(tab - rep->element[i]->str));
-        int k = 0;
-        while (k < nl && strcmp(lanes[k], lane) != 0) k++;
-        if (k < nl) {
-            free(lane);
-            continue;
-        }
-        lanes[nl++] = lane;
-        qa_pushkey(a, qa->ns, "ready:%s", lane);
-        qa_pushkey(a, qa->ns, "unknown:%s", lane);
-    }
-    qa_set_nkeys(a, 4 + 2 * nl);
-    qa_pushs(a, u->worker);
-    qa_pushs(a, "1");
-    for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
-    queue_strv_free(lanes, nl);
+    qo_build_reap(qa->ns, u->worker, 1, rep, a);
     free(u);
     send_req(qa, r);
 }

@@ -100,5 +100,11 @@ int qo_int_reply(redisReply *r, long long *out, hr_err *err);
 /* qo_stored_value appends the 8-char id time prefix and the job's blob. */
 void qo_stored_value(const queue_job *j, hr_buf *out);
 int qo_lateness_bucket(int64_t ms);
+/* qo_build_reap builds the reap script's argv for worker from its in-flight
+ * record's values (an HVALS reply). */
+void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *vals,
+                   queue_argv *a);
+/* qo_check_ns validates a namespace and copies it into out. */
+int qo_check_ns(const char *ns, char *out, size_t outlen, hr_err *err);
 
 #endif

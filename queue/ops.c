@@ -664,6 +664,46 @@ int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
 
 /* ------------------------------------------------------ dead workers */
 
+void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *vals,
+                   queue_argv *a)
+{
+    qa_evalsha(a, QS_REAP, 0);
+    qa_pushkey(a, ns, "workers");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushkey(a, ns, "reasons");
+    qa_pushkey(a, ns, "stats");
+    char **lanes = hr_calloc(vals->elements + 1, sizeof *lanes);
+    int nl = 0;
+    for (size_t i = 0; i < vals->elements; i++) {
+        const char *v = vals->element[i]->str;
+        const char *tab = v ? strchr(v, '\t') : NULL;
+        if (!tab) continue;
+        char *lane = hr_strndup(v, (size_t)(tab - v));
+        int k = 0;
+        while (k < nl && strcmp(lanes[k], lane) != 0) k++;
+        if (k < nl) {
+            free(lane);
+            continue;
+        }
+        lanes[nl++] = lane;
+        qa_pushkey(a, ns, "ready:%s", lane);
+        qa_pushkey(a, ns, "unknown:%s", lane);
+    }
+    qa_set_nkeys(a, 4 + 2 * nl);
+    qa_pushs(a, worker);
+    qa_pushs(a, force ? "1" : "0");
+    for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
+    queue_strv_free(lanes, nl);
+}
+
+int qo_check_ns(const char *ns, char *out, size_t outlen, hr_err *err)
+{
+    if (!*ns || strpbrk(ns, "{}") || strlen(ns) >= outlen)
+        return hr_err_set(err, "namespace \"%s\": must be 1-63 characters without braces", ns);
+    snprintf(out, outlen, "%s", ns);
+    return 0;
+}
+
 /* reap_worker runs the reap script for one worker: reads its in-flight
  * lanes, then lets the script re-check and move atomically. */
 static int reap_worker(queue *q, const char *worker, int force, long *requeued, long *unknown,
@@ -674,34 +714,8 @@ static int reap_worker(queue *q, const char *worker, int force, long *requeued, 
         if (!h) return -1;
         queue_argv a;
         qa_init(&a);
-        qa_evalsha(&a, QS_REAP, 0);
-        qa_pushkey(&a, q->ns, "workers");
-        qa_pushkey(&a, q->ns, "inflight:%s", worker);
-        qa_pushkey(&a, q->ns, "reasons");
-        qa_pushkey(&a, q->ns, "stats");
-        char **lanes = hr_calloc(h->elements + 1, sizeof *lanes);
-        int nl = 0;
-        for (size_t i = 0; i < h->elements; i++) {
-            const char *v = h->element[i]->str;
-            const char *tab = strchr(v, '\t');
-            if (!tab) continue;
-            char *lane = hr_strndup(v, (size_t)(tab - v));
-            int k = 0;
-            while (k < nl && strcmp(lanes[k], lane) != 0) k++;
-            if (k < nl) {
-                free(lane);
-                continue;
-            }
-            lanes[nl++] = lane;
-            qa_pushkey(&a, q->ns, "ready:%s", lane);
-            qa_pushkey(&a, q->ns, "unknown:%s", lane);
-        }
+        qo_build_reap(q->ns, worker, force, h, &a);
         freeReplyObject(h);
-        qa_set_nkeys(&a, 4 + 2 * nl);
-        qa_pushs(&a, worker);
-        qa_pushs(&a, force ? "1" : "0");
-        for (int k = 0; k < nl; k++) qa_pushs(&a, lanes[k]);
-        queue_strv_free(lanes, nl);
         redisReply *r = queue_run_sync(q, &a, QS_REAP, err);
         qa_release(&a);
         if (!r) return -1;

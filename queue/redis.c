@@ -149,13 +149,10 @@ queue *queue_connect(const queue_opts *o, hr_err *err)
     queue *q = hr_calloc(1, sizeof *q);
     const char *url = o && o->url ? o->url : getenv("HERALD_REDIS_URL");
     if (!url) url = "redis://127.0.0.1:6379";
-    const char *ns = o && o->ns ? o->ns : "herald";
-    if (!*ns || strpbrk(ns, "{}") || strlen(ns) >= sizeof q->ns) {
-        hr_err_set(err, "namespace \"%s\": must be 1-63 characters without braces", ns);
+    if (qo_check_ns(o && o->ns ? o->ns : "herald", q->ns, sizeof q->ns, err) < 0) {
         free(q);
         return NULL;
     }
-    snprintf(q->ns, sizeof q->ns, "%s", ns);
     q->timeout_ms = o && o->timeout_ms ? o->timeout_ms : 5000;
     if (queue_url_parse(url, &q->url, err) < 0 || sync_connect(q, err) < 0) {
         free(q);
