@@ -72,9 +72,13 @@ int cmd_unknown(int argc, char **argv)
             return 2;
         }
         hr_err err = {0};
-        if (queue_unknown_resolve(cli_queue(), argv[2], sent, pid, &err) != 0) {
-            fprintf(stderr, "herald unknown resolve: %s: %s\n", argv[2],
-                    err.msg[0] ? err.msg : "not in the unknown state");
+        int rc = queue_unknown_resolve(cli_queue(), argv[2], sent, pid, &err);
+        if (rc < 0) {
+            fprintf(stderr, "herald unknown resolve: %s: %s\n", argv[2], err.msg);
+            return 1;
+        }
+        if (rc == 0) {
+            fprintf(stderr, "herald unknown resolve: %s: not in the unknown state\n", argv[2]);
             return 1;
         }
         printf("%s %s\n", argv[2], sent ? "resolved as sent" : "back to its lane to be sent");

@@ -458,6 +458,8 @@ static void on_readback_done(wk_req *q, void *priv)
     plat_send_readback_response(j->send, &r, &o);
     if (o.kind == PLAT_OUT_SENT) {
         ack(j, o.platform_id);
+    } else if (o.kind == PLAT_OUT_NEXT) {
+        readback_now(j); /* a session step first */
     } else if (o.kind == PLAT_OUT_ABSENT) {
         /* Proved not sent: safe to send again (same idempotency key). */
         log_job(HR_LOG_INFO, "read-back: not sent, retrying", j, "absent", NULL);
@@ -883,9 +885,16 @@ int worker_process_main(const worker_opts *o)
                                                : 64;
     p->npolls = worker_poll_schedule(o->config, p->poll_delays_ms, 8, &err);
     if (p->npolls < 0) p->npolls = 0;
+    const char *v;
     p->retry.base_ms = 1000;
     p->retry.cap_ms = 3600000;
     p->retry.hold_ms = 60000;
+    if ((v = hr_config_get(o->config, "retry-base", NULL)))
+        worker_parse_duration(v, &p->retry.base_ms, &err);
+    if ((v = hr_config_get(o->config, "retry-cap", NULL)))
+        worker_parse_duration(v, &p->retry.cap_ms, &err);
+    if ((v = hr_config_get(o->config, "reauth-hold", NULL)))
+        worker_parse_duration(v, &p->retry.hold_ms, &err);
     p->secret = hr_secret_load(o->config, &err); /* NULL: emails refused */
     char host[64] = "host";
     gethostname(host, sizeof host - 1);

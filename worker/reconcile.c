@@ -88,11 +88,11 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         plat_send_readback_response(s, &r, &o);
         wk_free_headers(hdrs, nh);
         if (o.kind == PLAT_OUT_SENT) {
-            if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) == 0) resolved = 1;
+            if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
                    o.platform_id ? o.platform_id : "", NULL);
         } else if (o.kind == PLAT_OUT_ABSENT) {
-            if (queue_unknown_resolve(q, j->id, 0, NULL, &err) == 0) resolved = 1;
+            if (queue_unknown_resolve(q, j->id, 0, NULL, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: not sent, back to its lane", "job", j->id, "lane",
                    lane, NULL);
         } else if (o.kind == PLAT_OUT_NEXT) {

@@ -1,16 +1,19 @@
-/* seam.c: TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N] makes a worker process
- * die like kill -9 (_exit(137), no cleanup) the N-th time it reaches STEP, so
- * tests can stop it at each step of a send deterministically. Read once at
- * start; inert when unset. */
+/* seam.c: TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N[:FILE]] makes a worker
+ * process die like kill -9 (_exit(137), no cleanup) the N-th time it reaches
+ * STEP, so tests can stop it at each step of a send deterministically. With
+ * FILE, only the process that creates FILE crashes (once per run, not again
+ * in the restarted worker). Read once at start; inert when unset. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 static char crash_step[32];
 static long crash_left;
+static char crash_file[512];
 
 void wk_seam_init(void)
 {
@@ -21,14 +24,25 @@ void wk_seam_init(void)
     if (n >= sizeof crash_step) return;
     memcpy(crash_step, v, n);
     crash_step[n] = '\0';
-    crash_left = v[n] == ':' ? strtol(v + n + 1, NULL, 10) : 1;
+    char *end = NULL;
+    crash_left = v[n] == ':' ? strtol(v + n + 1, &end, 10) : 1;
     if (crash_left < 1) crash_left = 1;
+    crash_file[0] = '\0';
+    if (end && *end == ':') snprintf(crash_file, sizeof crash_file, "%s", end + 1);
 }
 
 void worker_crash_point(const char *step)
 {
     if (!crash_step[0] || strcmp(step, crash_step) != 0) return;
     if (--crash_left > 0) return;
+    if (crash_file[0]) {
+        int fd = open(crash_file, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd < 0) {
+            crash_step[0] = '\0'; /* someone crashed already: not us */
+            return;
+        }
+        close(fd);
+    }
     hr_log(HR_LOG_WARN, "test seam: crashing", "step", step, NULL);
     _exit(137);
 }

@@ -233,9 +233,10 @@ int worker_process_main(const worker_opts *o);
 
 /* ---------------------------------------------------------- test seam */
 
-/* TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N] (read once at start) makes the
- * worker process _exit(137) the N-th time (default 1) it reaches STEP, one
- * of after_fetch, after_attempt, during_send, after_answer, before_ack.
+/* TEST SEAM: HERALD_WORKER_CRASH_AT=STEP[:N[:FILE]] (read once at start)
+ * makes the worker process _exit(137) the N-th time (default 1) it reaches
+ * STEP, one of after_fetch, after_attempt, during_send, after_answer,
+ * before_ack; with FILE only the first process to create FILE does.
  * worker_crash_point is called at each of those steps. */
 void worker_crash_point(const char *step);
 

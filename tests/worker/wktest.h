@@ -1,0 +1,211 @@
+/* wktest.h: what the worker's end-to-end tests share: a private Redis, a
+ * `herald sandbox`, a config with accounts pointing at it, enqueueing
+ * numbered posts, and reading back what the sandbox and Redis saw. */
+#ifndef HERALD_WKTEST_H
+#define HERALD_WKTEST_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "queue.h"
+
+typedef struct wt_env {
+    th_redis *redis;
+    int sandbox_port;
+    char *dir;
+    char conf[600];
+    queue *q;
+} wt_env;
+
+static wt_env wt;
+
+/* wt_start starts Redis (append-only, so a restart keeps the data), the
+ * sandbox, and writes a config; extra_conf lines are appended. */
+static void wt_start(const char *extra_conf)
+{
+    wt.redis = th_redis_start(0, "--appendonly", "yes", "--appendfsync", "always", NULL);
+    wt.dir = th_tempdir();
+    wt.sandbox_port = th_free_port();
+    char listen[64], out[700];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", wt.sandbox_port);
+    snprintf(out, sizeof out, "%s/sandbox.log", wt.dir);
+    char *argv[] = {HERALD_BIN, "sandbox", "--listen", listen, "--seed", "7", NULL};
+    th_spawn(argv, out);
+    const char *creds[][2] = {{"x-a", "token-a"}, {"x-b", "token-b"}, {"x-bad", "invalid"},
+                              {"bsky-b", "app-password"}, {"masto-m", "token-m"}};
+    for (size_t i = 0; i < sizeof creds / sizeof creds[0]; i++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", wt.dir, creds[i][0]);
+        th_write_file(path, creds[i][1]);
+    }
+    hr_buf c;
+    hr_buf_init(&c);
+    int p = wt.sandbox_port;
+    hr_buf_printf(&c,
+                  "redis-url unix://%s\nnamespace t\ncredentials-dir %s\n"
+                  "reconcile-interval 200ms\npoll-schedule none\nretry-base 50ms\n"
+                  "retry-cap 500ms\nreauth-hold 200ms\n"
+                  "account x:@a base-url=http://127.0.0.1:%d credentials=x-a user-id=11\n"
+                  "account x:@b base-url=http://127.0.0.1:%d credentials=x-b user-id=12\n"
+                  "account x:@bad base-url=http://127.0.0.1:%d credentials=x-bad user-id=13\n"
+                  "account bluesky:@b.bsky.social base-url=http://127.0.0.1:%d "
+                  "handle=b.bsky.social credentials=bsky-b\n"
+                  "account mastodon:@m base-url=http://127.0.0.1:%d credentials=masto-m\n"
+                  "%s\n",
+                  wt.redis->sock, wt.dir, p, p, p, p, p, extra_conf ? extra_conf : "");
+    snprintf(wt.conf, sizeof wt.conf, "%s/herald.conf", wt.dir);
+    th_write_file(wt.conf, c.data);
+    hr_buf_release(&c);
+    setenv("HERALD_CONFIG", wt.conf, 1);
+    setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", wt.redis->sock);
+    queue_opts o = {.url = url, .ns = "t"};
+    hr_err err = {0};
+    wt.q = queue_connect(&o, &err);
+    if (!wt.q) {
+        fprintf(stderr, "wt_start: %s\n", err.msg);
+        exit(1);
+    }
+    for (int i = 0; i < 2500; i++) {
+        if (th_http(wt.sandbox_port, NULL, "/healthz", NULL, NULL, NULL) == 200) return;
+        usleep(2000);
+    }
+    fprintf(stderr, "wt_start: sandbox did not start\n");
+    exit(1);
+}
+
+static void wt_stop(void)
+{
+    queue_free(wt.q);
+    wt.q = NULL;
+    free(wt.dir);
+    wt.dir = NULL;
+}
+
+/* wt_enqueue adds n posts "<prefix> <i>" to platform:account, due now. */
+static void wt_enqueue(const char *platform, const char *account, const char *prefix, int n)
+{
+    queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        queue_job *j = queue_job_new();
+        j->kind = QUEUE_KIND_POST;
+        queue_set(&j->platform, platform);
+        queue_set(&j->account, account);
+        queue_set(&j->campaign, "c1");
+        char text[128], key[160];
+        snprintf(text, sizeof text, "%s %d", prefix, i);
+        snprintf(key, sizeof key, "%s:%s:%s", platform, account, text);
+        queue_set(&j->text, text);
+        queue_set(&j->unique_key, key);
+        j->run_at_ms = hr_now_ms() - 1000;
+        j->max_attempts = 50;
+        jobs[i] = j;
+    }
+    hr_err err = {0};
+    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    free(jobs);
+}
+
+/* wt_worker starts `herald worker` with extra arguments (NULL-terminated);
+ * env is "NAME=value" or NULL. */
+static pid_t wt_worker(const char *env, const char *log_name, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = HERALD_BIN;
+    argv[n++] = "worker";
+    va_list ap;
+    va_start(ap, log_name);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 30) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    char out[700];
+    snprintf(out, sizeof out, "%s/%s.log", wt.dir, log_name);
+    char name[64] = "";
+    if (env) {
+        const char *eq = strchr(env, '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env), env);
+        setenv(name, eq + 1, 1);
+    }
+    pid_t pid = th_spawn(argv, out);
+    if (env) unsetenv(name);
+    return pid;
+}
+
+/* wt_sandbox_posts returns how many posts the sandbox took for platform
+ * (each once) and sets *dups to the duplicate requests it saw. */
+static long wt_sandbox_posts(const char *platform, long *dups)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=post", platform);
+    char *body = NULL;
+    long count = -1;
+    if (th_http(wt.sandbox_port, NULL, path, NULL, NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        json_t *v;
+        size_t i;
+        count = 0;
+        /* posts the platform took (not refused ones) */
+        json_array_foreach(json_object_get(j, "posts"), i, v)
+            count += json_integer_value(json_object_get(v, "status")) / 100 == 2;
+        if (dups) *dups = (long)json_integer_value(json_object_get(j, "duplicates"));
+        json_decref(j);
+    }
+    free(body);
+    return count;
+}
+
+static long wt_redis_int(const char *fmt, const char *arg)
+{
+    char *s = th_redis_cmd(wt.redis, fmt, arg);
+    long v = s ? strtol(s, NULL, 10) : -1;
+    free(s);
+    return v;
+}
+
+/* wt_done counts sent jobs in Redis. */
+static long wt_done(void) { return wt_redis_int("HLEN {t}:done", ""); }
+
+/* wt_tick plays the scheduler: promotes due retries, reaps dead workers. */
+static void wt_tick(void)
+{
+    long promoted = 0, rq = 0, un = 0;
+    int64_t next = 0, now = 0;
+    hr_err err = {0};
+    queue_promote(wt.q, 1000, &promoted, &next, &now, &err);
+    queue_reap(wt.q, &rq, &un, &err);
+}
+
+typedef struct wt_goal {
+    long done;
+} wt_goal;
+
+static int wt_reached(void *arg)
+{
+    wt_goal *g = arg;
+    static int64_t last;
+    if (hr_mono_ms() - last > 20) {
+        wt_tick();
+        last = hr_mono_ms();
+    }
+    return wt_done() >= g->done;
+}
+
+/* wt_wait_done waits until n jobs are done (promoting retries meanwhile). */
+static int wt_wait_done(long n, int timeout_ms)
+{
+    wt_goal g = {n};
+    return th_wait_for(wt_reached, &g, timeout_ms);
+}
+
+/* wt_term stops a worker supervisor gracefully and waits for it. */
+static void wt_term(pid_t pid) { th_kill(pid, SIGTERM); }
+
+#endif
