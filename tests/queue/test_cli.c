@@ -1,0 +1,77 @@
+/* test_cli.c: `herald enqueue` and `herald queue` against a real Redis:
+ * bad input names the line and enqueues nothing; good input is counted. */
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+static th_redis *R;
+
+/* run returns the exit status of `printf input | herald args`, with stdout
+ * in *out (caller frees). */
+static int run(const char *input, const char *args, char **out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "printf '%%s' '%s' | HERALD_REDIS_URL=unix://%s HERALD_NAMESPACE=cli %s %s 2>&1",
+             input, R->sock, HERALD_BIN, args);
+    FILE *p = popen(cmd, "r");
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += r;
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_enqueue_all_or_nothing(void)
+{
+    char *out;
+    const char *bad = "{\"platform\":\"x\",\"account\":\"@a\",\"text\":\"one\"}\n"
+                      "{\"platform\":\"x\",\"text\":\"no account\"}\n"
+                      "{\"platform\": \n";
+    CHECK_INT(run(bad, "enqueue", &out), 2);
+    CHECK(strstr(out, "stdin:2: job needs") != NULL);
+    CHECK(strstr(out, "stdin:3: job: ") != NULL);
+    CHECK(strstr(out, "nothing enqueued") != NULL);
+    free(out);
+    char *n = th_redis_cmd(R, "EXISTS {cli}:jobs");
+    CHECK_STR(n, "0");
+    free(n);
+
+    const char *good = "{\"platform\":\"x\",\"account\":\"@a\",\"text\":\"one\",\"unique_key\":\"k1\"}\n"
+                       "{\"platform\":\"mastodon\",\"account\":\"@a@m.social\",\"text\":\"two\","
+                       "\"run_at\":\"2999-01-01T00:00:00Z\"}\n";
+    CHECK_INT(run(good, "enqueue", &out), 0);
+    CHECK(strstr(out, "2 added") != NULL);
+    free(out);
+    CHECK_INT(run(good, "enqueue", &out), 0); /* k1 is ready: unchanged; the other is new */
+    CHECK(strstr(out, "1 added, 0 updated, 1 unchanged") != NULL);
+    free(out);
+    CHECK_INT(run("", "queue counts --json", &out), 0);
+    CHECK(strstr(out, "\"lane\":\"x:@a\"") != NULL);
+    CHECK(strstr(out, "\"scheduled\":2") != NULL);
+    free(out);
+    CHECK_INT(run("", "queue pause x", &out), 0);
+    free(out);
+    CHECK_INT(run("", "queue counts", &out), 0);
+    CHECK(strstr(out, "(paused)") != NULL);
+    free(out);
+    CHECK_INT(run("", "queue bogus", &out), 2);
+    free(out);
+}
+
+int main(void)
+{
+    R = th_redis_start(0, NULL);
+    th_run("enqueue_all_or_nothing", test_enqueue_all_or_nothing);
+    return th_main_end();
+}
