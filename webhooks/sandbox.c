@@ -1273,6 +1273,8 @@ static void on_request(hook_req *r, void *priv)
         return send_reply(r, &o);
     }
     const route *rt = find_route(hook_req_method(r), path);
+    if (!rt && !strcmp(hook_req_method(r), "POST") && hook_req_header(r, "X-Herald-Signature"))
+        rt = find_route("POST", "/hook/"); /* a generic relay at any path */
     if (!rt) {
         reply_json(&o, 404, json_pack("{ss}", "error", "not found"));
         return send_reply(r, &o);
