@@ -38,6 +38,20 @@ static char *encode_word(const char *v)
     return r;
 }
 
+/* crlf: message lines end in CRLF (RFC 5322); curl's quoted-printable
+ * encoder would otherwise encode bare LFs as =0A */
+static char *crlf(const char *t)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    for (const char *p = t; *p; p++) {
+        if (*p == '\n' && (p == t || p[-1] != '\r')) hr_buf_putc(&b, '\r');
+        hr_buf_putc(&b, *p);
+    }
+    if (!b.data) hr_buf_append(&b, "", 0);
+    return hr_buf_detach(&b);
+}
+
 static int smtp_request(plat_send *s, plat_request *req, hr_err *err)
 {
     req_init(req, "SMTP", hr_strdup(s->a->base_url));
@@ -116,12 +130,16 @@ int plat_smtp_setup(plat_send *s, void *easy, struct plat_smtp_owned **owned, hr
     o->mime = curl_mime_init(c);
     curl_mime *alt = curl_mime_init(c);
     curl_mimepart *part = curl_mime_addpart(alt);
-    curl_mime_data(part, p->text, CURL_ZERO_TERMINATED);
+    char *text = crlf(p->text);
+    curl_mime_data(part, text, CURL_ZERO_TERMINATED); /* curl copies it */
+    free(text);
     curl_mime_type(part, "text/plain; charset=utf-8");
     curl_mime_encoder(part, "quoted-printable");
     if (p->html) {
         part = curl_mime_addpart(alt);
-        curl_mime_data(part, p->html, CURL_ZERO_TERMINATED);
+        char *html = crlf(p->html);
+        curl_mime_data(part, html, CURL_ZERO_TERMINATED);
+        free(html);
         curl_mime_type(part, "text/html; charset=utf-8");
         curl_mime_encoder(part, "quoted-printable");
     }
