@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "queue.h" /* before commands.h, which names struct queue_job */
 #include "commands.h"
 #include "webhooks.h"
 
