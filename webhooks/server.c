@@ -436,10 +436,12 @@ static void handle_metrics(hook_server *s, hook_req *r)
                   "# TYPE herald_unsubscribes_total counter\n"
                   "herald_unsubscribes_total %ld\n"
                   "# TYPE herald_webhook_redis_up gauge\n"
-                  "herald_webhook_redis_up %d\n",
+                  "herald_webhook_redis_up %d\n"
+                  "# TYPE herald_webhook_connections gauge\n"
+                  "herald_webhook_connections %d\n",
                   s->requests, s->rejected, s->malformed, s->unavailable, s->recorded,
                   s->duplicates, s->unmatched, s->ignored, s->unsubscribes,
-                  hook_redis_up(s->redis));
+                  hook_redis_up(s->redis), hook_httpd_conns(s->http));
     if (s->metrics) s->metrics(&b, s->metrics_priv);
     hook_req_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     hr_buf_release(&b);

@@ -454,6 +454,49 @@ static void test_many_connections(void)
     CHECK_INT(ok, N);
 }
 
+static long metric(const char *name)
+{
+    char *m = NULL, pat[128];
+    th_http(port, NULL, "/metrics", NULL, NULL, &m);
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    char *p = m ? strstr(m, pat) : NULL;
+    long v = p ? atol(p + strlen(pat)) : -1;
+    free(m);
+    return v;
+}
+
+static int conns_open(void *arg) { return metric("herald_webhook_connections") >= *(long *)arg; }
+
+static int extra_fds[64], nextra;
+
+/* refused: one more connection is answered 503 (accepted ones stay open so
+ * the count only grows) */
+static int refused(void *arg)
+{
+    int fd = dial();
+    if (fd < 0 || nextra == 64) return 0;
+    struct timeval tv = {0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[128] = "";
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    extra_fds[nextra++] = fd;
+    return n > 0 && strncmp(buf, "HTTP/1.1 503", 12) == 0;
+}
+
+static void test_connection_cap(void)
+{
+    /* webhooks-max-conns 200 */
+    enum { N = 200 };
+    int fds[N];
+    for (int i = 0; i < N; i++) fds[i] = dial();
+    CHECK(th_wait_for(refused, NULL, 10000));
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    for (int i = 0; i < nextra; i++) close(extra_fds[i]);
+    long one = 1;
+    CHECK(th_wait_for(conns_open, &one, 10000)); /* serving again */
+}
+
 static void test_unsubscribe(void)
 {
     hr_unsub u = {0};
@@ -628,6 +671,7 @@ int main(void)
     th_run("keepalive_pipelining", test_keepalive_pipelining);
     th_run("slow_client", test_slow_client);
     th_run("many_connections", test_many_connections);
+    th_run("connection_cap", test_connection_cap);
     th_run("unsubscribe", test_unsubscribe);
     th_run("forget", test_forget);
     th_run("health_metrics", test_health_metrics);
