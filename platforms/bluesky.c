@@ -106,12 +106,15 @@ static int bsky_finish(const plat_account *a, const queue_job *j, plat_part *p, 
         free(full);
     }
     tx_ent *e;
-    int ne = tx_scan(t, n, TX_SCAN_DOTTED, &e);
+    int ne = tx_scan(t, n, TX_SCAN_DOTTED | TX_SCAN_SCHEMELESS, &e);
     for (int i = 0; i < ne; i++) {
         if (overlaps(p, e[i].start, e[i].end)) continue;
         char *v = hr_strndup(t + e[i].start, e[i].end - e[i].start);
         if (e[i].type == TX_URL) {
-            add_facet(p, PLAT_FACET_LINK, e[i].start, e[i].end, v);
+            /* a bare domain links to https://, as Bluesky's app does */
+            char *uri = strstr(v, "://") ? hr_strdup(v) : hr_asprintf("https://%s", v);
+            add_facet(p, PLAT_FACET_LINK, e[i].start, e[i].end, uri);
+            free(uri);
         } else if (e[i].type == TX_TAG) {
             add_facet(p, PLAT_FACET_TAG, e[i].start, e[i].end, v + 1);
         } else {
@@ -505,7 +508,7 @@ const plat_ops plat_bluesky_ops = {
     .default_base = "https://bsky.social",
     .default_limit = 300,
     .default_hashtags = 3,
-    .scan_flags = TX_SCAN_DOTTED,
+    .scan_flags = TX_SCAN_DOTTED | TX_SCAN_SCHEMELESS,
     .count = bsky_count,
     .finish = bsky_finish,
     .request = bsky_request,

@@ -380,11 +380,6 @@ static char *best_cut(const plat_account *a, const char *s, build_fn build, void
             char *t = build(cx, c);
             free(c);
             free(pts);
-            /* words that would keep under half of what graphemes keep lose
-             * too much (CJK has no spaces) */
-            if (words && pts && best >= 0) {
-                /* accept */
-            }
             return t;
         }
         free(pts);
