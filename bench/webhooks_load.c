@@ -65,12 +65,14 @@ static void build(conn *c)
         unsigned int maclen = 32;
         HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)msg, (size_t)ml, mac, &maclen);
         char hex[65];
-        for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", mac[i]);
-        c->out_len = (size_t)snprintf(c->out, sizeof c->out,
-                                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                      "Content-Type: application/json\r\n"
-                                      "X-Herald-Signature: t=%s,v1=%s\r\nContent-Length: %d\r\n\r\n%s",
-                                      path, ts, hex, bl, body);
+        for (int i = 0; i < 32; i++)
+            sprintf(hex + 2 * i, "%02x", mac[i]);
+        c->out_len =
+            (size_t)snprintf(c->out, sizeof c->out,
+                             "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Type: application/json\r\n"
+                             "X-Herald-Signature: t=%s,v1=%s\r\nContent-Length: %d\r\n\r\n%s",
+                             path, ts, hex, bl, body);
     }
     c->out_off = 0;
 }
@@ -139,7 +141,8 @@ static double quantile(double q)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: webhooks_load get|generic PORT PATH CONNS SECONDS WARMUP_S [KEY]\n");
+        fprintf(stderr,
+                "usage: webhooks_load get|generic PORT PATH CONNS SECONDS WARMUP_S [KEY]\n");
         return 2;
     }
     mode = argv[1];

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "queue.h" /* before commands.h, which names struct queue_job */
 #include "commands.h"
+#include "queue.h"
 #include "webhooks.h"
 
 int cmd_forget(int argc, char **argv)

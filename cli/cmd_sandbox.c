@@ -4,16 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "queue.h" /* before commands.h, which names struct queue_job */
 #include "commands.h"
 #include "webhooks.h"
 
-static void stopped(void *priv) { ev_break((struct ev_loop *)priv, EVBREAK_ALL); }
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+static void stop(void *obj, void (*done)(void *priv), void *priv)
 {
-    ev_signal_stop(loop, w);
-    hook_sandbox_stop(w->data, stopped, loop);
+    hook_sandbox_stop(obj, done, priv);
 }
 
 int cmd_sandbox(int argc, char **argv)
@@ -56,15 +52,7 @@ int cmd_sandbox(int argc, char **argv)
     char port[16];
     snprintf(port, sizeof port, "%d", hook_sandbox_port(s));
     hr_log(HR_LOG_INFO, "sandbox listening", "port", port, NULL);
-    ev_signal term, intr;
-    ev_signal_init(&term, on_signal, SIGTERM);
-    ev_signal_init(&intr, on_signal, SIGINT);
-    term.data = intr.data = s;
-    ev_signal_start(loop, &term);
-    ev_signal_start(loop, &intr);
-    ev_run(loop, 0);
-    ev_signal_stop(loop, &term);
-    ev_signal_stop(loop, &intr);
+    hook_run(loop, stop, s);
     hook_sandbox_free(s);
     ev_loop_destroy(loop);
     return 0;

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "webhooks.h"
+#include "internal.h"
 
 static const char *const ev_names[HOOK_EV_COUNT] = {
-    "none", "delivered", "open", "click", "bounce", "spam", "unsubscribe", "like", "repost", "reply",
+    "none", "delivered",   "open", "click",  "bounce",
+    "spam", "unsubscribe", "like", "repost", "reply",
 };
 
 const char *hook_ev_name(hook_ev_type t)
@@ -37,7 +38,8 @@ static void event_release(hook_event *e)
 
 void hook_events_release(hook_events *e)
 {
-    for (int i = 0; i < e->n; i++) event_release(&e->v[i]);
+    for (int i = 0; i < e->n; i++)
+        event_release(&e->v[i]);
     free(e->v);
     memset(e, 0, sizeof *e);
 }
@@ -53,7 +55,8 @@ static hook_event *push(hook_events *out)
 /* truncate drops events appended after n (on a failure half-way). */
 static void truncate_to(hook_events *out, int n, int ignored)
 {
-    while (out->n > n) event_release(&out->v[--out->n]);
+    while (out->n > n)
+        event_release(&out->v[--out->n]);
     out->ignored = ignored;
     if (out->n == 0) { /* callers need not release after a failure */
         free(out->v);
@@ -90,24 +93,50 @@ static json_t *load(const char *body, size_t len, const char *who, hr_err *err)
     return root;
 }
 
+/* Each provider's event names, in hook_ev_type order (index 1..6: delivered,
+ * open, click, bounce, spam, unsubscribe). The parsers read them one way, the
+ * sandbox writes them the other. */
+static const char *const names_sendgrid[] = {NULL,     "delivered",  "open",       "click",
+                                             "bounce", "spamreport", "unsubscribe"};
+static const char *const names_mailgun[] = {NULL,     "delivered",  "opened",      "clicked",
+                                            "failed", "complained", "unsubscribed"};
+static const char *const names_postmark[] = {
+    NULL, "Delivery", "Open", "Click", "Bounce", "SpamComplaint", "SubscriptionChange"};
+
+static const char *const *provider_names(const char *provider)
+{
+    if (!provider) return NULL;
+    if (strcmp(provider, "sendgrid") == 0) return names_sendgrid;
+    if (strcmp(provider, "mailgun") == 0) return names_mailgun;
+    if (strcmp(provider, "postmark") == 0) return names_postmark;
+    return NULL;
+}
+
+const char *hook_provider_event(const char *provider, hook_ev_type t)
+{
+    const char *const *names = provider_names(provider);
+    return names && t > HOOK_EV_NONE && t <= HOOK_EV_UNSUBSCRIBE ? names[t] : NULL;
+}
+
+static hook_ev_type provider_type(const char *provider, const char *name)
+{
+    const char *const *names = provider_names(provider);
+    for (int t = HOOK_EV_DELIVERED; name && t <= HOOK_EV_UNSUBSCRIBE; t++)
+        if (strcmp(names[t], name) == 0) return (hook_ev_type)t;
+    return HOOK_EV_NONE;
+}
+
 /* ------------------------------------------------------------ SendGrid */
 
 static hook_ev_type sendgrid_type(json_t *ev)
 {
     const char *t = json_string_value(json_object_get(ev, "event"));
-    if (!t) return HOOK_EV_NONE;
-    if (strcmp(t, "delivered") == 0) return HOOK_EV_DELIVERED;
-    if (strcmp(t, "open") == 0) return HOOK_EV_OPEN;
-    if (strcmp(t, "click") == 0) return HOOK_EV_CLICK;
-    if (strcmp(t, "bounce") == 0) {
-        /* "blocked" is a temporary refusal, not a bad address */
-        const char *bt = json_string_value(json_object_get(ev, "type"));
-        return (bt && strcmp(bt, "blocked") == 0) ? HOOK_EV_NONE : HOOK_EV_BOUNCE;
-    }
-    if (strcmp(t, "spamreport") == 0) return HOOK_EV_SPAM;
-    if (strcmp(t, "unsubscribe") == 0 || strcmp(t, "group_unsubscribe") == 0)
-        return HOOK_EV_UNSUBSCRIBE;
-    return HOOK_EV_NONE;
+    if (t && strcmp(t, "group_unsubscribe") == 0) return HOOK_EV_UNSUBSCRIBE;
+    hook_ev_type type = provider_type("sendgrid", t);
+    /* "blocked" is a temporary refusal, not a bad address */
+    const char *bt = json_string_value(json_object_get(ev, "type"));
+    if (type == HOOK_EV_BOUNCE && bt && strcmp(bt, "blocked") == 0) return HOOK_EV_NONE;
+    return type;
 }
 
 int hook_parse_sendgrid(const char *body, size_t len, hook_events *out, hr_err *err)
@@ -184,15 +213,10 @@ int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *e
         json_decref(root);
         return hr_err_set(err, "mailgun: event-data: missing %s", t ? "id" : "event");
     }
-    hook_ev_type type = HOOK_EV_NONE;
-    if (strcmp(t, "delivered") == 0) type = HOOK_EV_DELIVERED;
-    else if (strcmp(t, "opened") == 0) type = HOOK_EV_OPEN;
-    else if (strcmp(t, "clicked") == 0) type = HOOK_EV_CLICK;
-    else if (strcmp(t, "complained") == 0) type = HOOK_EV_SPAM;
-    else if (strcmp(t, "unsubscribed") == 0) type = HOOK_EV_UNSUBSCRIBE;
-    else if (strcmp(t, "failed") == 0) {
+    hook_ev_type type = provider_type("mailgun", t);
+    if (type == HOOK_EV_BOUNCE) { /* only permanent failures are bounces */
         const char *sev = json_string_value(json_object_get(ed, "severity"));
-        if (sev && strcmp(sev, "permanent") == 0) type = HOOK_EV_BOUNCE;
+        if (!sev || strcmp(sev, "permanent") != 0) type = HOOK_EV_NONE;
     }
     if (type == HOOK_EV_NONE) {
         free(id);
@@ -238,17 +262,14 @@ int hook_parse_postmark(const char *body, size_t len, hook_events *out, hr_err *
         json_decref(root);
         return hr_err_set(err, "postmark: no RecordType");
     }
-    hook_ev_type type = HOOK_EV_NONE;
-    if (strcmp(rt, "Delivery") == 0) type = HOOK_EV_DELIVERED;
-    else if (strcmp(rt, "Open") == 0) type = HOOK_EV_OPEN;
-    else if (strcmp(rt, "Click") == 0) type = HOOK_EV_CLICK;
-    else if (strcmp(rt, "SpamComplaint") == 0) type = HOOK_EV_SPAM;
-    else if (strcmp(rt, "Bounce") == 0) {
+    hook_ev_type type = provider_type("postmark", rt);
+    if (type == HOOK_EV_BOUNCE) { /* soft bounces and the like are not */
         const char *bt = json_string_value(json_object_get(root, "Type"));
-        if (!bt || strcmp(bt, "HardBounce") == 0 || strcmp(bt, "BadEmailAddress") == 0)
-            type = HOOK_EV_BOUNCE;
-    } else if (strcmp(rt, "SubscriptionChange") == 0) {
-        if (json_is_true(json_object_get(root, "SuppressSending"))) type = HOOK_EV_UNSUBSCRIBE;
+        if (bt && strcmp(bt, "HardBounce") != 0 && strcmp(bt, "BadEmailAddress") != 0)
+            type = HOOK_EV_NONE;
+    } else if (type == HOOK_EV_UNSUBSCRIBE &&
+               !json_is_true(json_object_get(root, "SuppressSending"))) {
+        type = HOOK_EV_NONE; /* a resubscribe */
     }
     if (type == HOOK_EV_NONE) {
         out->ignored++;

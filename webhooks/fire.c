@@ -34,8 +34,10 @@ typedef struct xfer {
 
 static void xfer_end(hook_fire *f, xfer *x, long status)
 {
-    if (x->prev) x->prev->next = x->next;
-    else f->xfers = x->next;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        f->xfers = x->next;
     if (x->next) x->next->prev = x->prev;
     curl_multi_remove_handle(f->multi, x->easy);
     curl_easy_cleanup(x->easy);
@@ -82,8 +84,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     sockw *s = (sockw *)w;
     hook_fire *f = s->f;
-    int action = ((revents & EV_READ) ? CURL_CSELECT_IN : 0) |
-                 ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int action =
+        ((revents & EV_READ) ? CURL_CSELECT_IN : 0) | ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     curl_multi_socket_action(f->multi, s->fd, action, &f->running);
     check_done(f);
     if (f->running <= 0) ev_timer_stop(loop, &f->timer);
@@ -129,7 +131,10 @@ hook_fire *hook_fire_new(struct ev_loop *loop)
     return f;
 }
 
-static size_t discard(char *p, size_t sz, size_t n, void *u) { return sz * n; }
+static size_t discard(char *p, size_t sz, size_t n, void *u)
+{
+    return sz * n;
+}
 
 void hook_fire_post(hook_fire *f, const char *url, const char *const *headers, const char *body,
                     size_t len, hook_fire_cb *cb, void *priv)
@@ -138,7 +143,8 @@ void hook_fire_post(hook_fire *f, const char *url, const char *const *headers, c
     x->cb = cb;
     x->priv = priv;
     x->body = hr_strndup(body, len);
-    for (int i = 0; headers && headers[i]; i++) x->hdrs = curl_slist_append(x->hdrs, headers[i]);
+    for (int i = 0; headers && headers[i]; i++)
+        x->hdrs = curl_slist_append(x->hdrs, headers[i]);
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     CURL *e = curl_easy_init();
     x->easy = e;
@@ -157,12 +163,16 @@ void hook_fire_post(hook_fire *f, const char *url, const char *const *headers, c
     curl_multi_add_handle(f->multi, e);
 }
 
-int hook_fire_pending(const hook_fire *f) { return f->running; }
+int hook_fire_pending(const hook_fire *f)
+{
+    return f->running;
+}
 
 void hook_fire_free(hook_fire *f)
 {
     if (!f) return;
-    while (f->xfers) xfer_end(f, f->xfers, 0); /* callbacks see status 0 */
+    while (f->xfers)
+        xfer_end(f, f->xfers, 0); /* callbacks see status 0 */
     ev_timer_stop(f->loop, &f->timer);
     curl_multi_cleanup(f->multi);
     free(f);

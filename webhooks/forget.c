@@ -51,8 +51,10 @@ static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *re
             if (j && j->kind == QUEUE_KIND_EMAIL && j->to &&
                 queue_email_normalize(j->to, to, sizeof to) == 0 && strcmp(to, norm) == 0) {
                 int c = queue_cancel(q, j->id, &e2);
-                if (c == 1) res->jobs_removed++;
-                else if (c == 0) res->jobs_in_flight++;
+                if (c == 1)
+                    res->jobs_removed++;
+                else if (c == 0)
+                    res->jobs_in_flight++;
                 else {
                     hr_err_set(err, "forget: cancel %s: %s", j->id, e2.msg);
                     queue_job_free(j);

@@ -52,12 +52,12 @@ struct conn {
     ev_timer timer;
     http_parser parser;
     conn_state state;
-    int got_bytes;    /* a request has started arriving */
+    int got_bytes; /* a request has started arriving */
     int too_large;
-    int closing;      /* close after the answer is written */
-    int dead;         /* the socket is gone; the handler still holds req */
+    int closing; /* close after the answer is written */
+    int dead;    /* the socket is gone; the handler still holds req */
     char peer[64];
-    hr_buf in;        /* bytes read but not parsed (pipelined) */
+    hr_buf in; /* bytes read but not parsed (pipelined) */
     size_t in_off;
     hr_buf out;
     size_t out_off;
@@ -86,29 +86,52 @@ static void conn_try_parse(conn *c);
 const char *hook_status_text(int s)
 {
     switch (s) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -141,10 +164,22 @@ static void req_release(hook_req *r)
     hr_buf_release(&r->out_hdrs);
 }
 
-const char *hook_req_method(const hook_req *r) { return r->method; }
-const char *hook_req_path(const hook_req *r) { return r->path ? r->path : "/"; }
-const char *hook_req_query(const hook_req *r) { return r->query ? r->query : ""; }
-const char *hook_req_peer(const hook_req *r) { return r->c->peer; }
+const char *hook_req_method(const hook_req *r)
+{
+    return r->method;
+}
+const char *hook_req_path(const hook_req *r)
+{
+    return r->path ? r->path : "/";
+}
+const char *hook_req_query(const hook_req *r)
+{
+    return r->query ? r->query : "";
+}
+const char *hook_req_peer(const hook_req *r)
+{
+    return r->c->peer;
+}
 
 const char *hook_req_header(const hook_req *r, const char *name)
 {
@@ -173,7 +208,8 @@ char *hook_url_decode(const char *q, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int ch = (unsigned char)q[i];
-        if (ch == '+') ch = ' ';
+        if (ch == '+')
+            ch = ' ';
         else if (ch == '%' && i + 2 < n && hexval(q[i + 1]) >= 0 && hexval(q[i + 2]) >= 0) {
             ch = hexval(q[i + 1]) * 16 + hexval(q[i + 2]);
             i += 2;
@@ -286,8 +322,8 @@ static void conn_answer(conn *c, int status, const char *ctype, const void *body
     int keep = c->req.keep_alive && !c->closing && !c->h->stopping && status != 413 &&
                status != 400 && status != 408;
     if (!keep) c->closing = 1;
-    hr_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n",
-                  status, hook_status_text(status), len, keep ? "keep-alive" : "close");
+    hr_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n", status,
+                  hook_status_text(status), len, keep ? "keep-alive" : "close");
     if (ctype) hr_buf_printf(&c->out, "Content-Type: %s\r\n", ctype);
     if (extra) hr_buf_puts(&c->out, extra);
     hr_buf_puts(&c->out, "\r\n");
@@ -396,7 +432,8 @@ static int p_headers_done(http_parser *p)
     else
         r->path = hr_strdup("/");
     if (u.field_set & (1 << UF_QUERY)) r->query = r->url.data + u.field_data[UF_QUERY].off;
-    if (u.field_set & (1 << UF_QUERY)) r->url.data[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
+    if (u.field_set & (1 << UF_QUERY))
+        r->url.data[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
     if (p->flags & F_CONTENTLENGTH && p->content_length > c->h->o.max_body) {
         c->too_large = 1;
         return -1;
@@ -442,8 +479,8 @@ static void conn_try_parse(conn *c)
             c->got_bytes = 1;
             conn_arm(c, c->h->o.request_timeout_ms);
         }
-        size_t used = http_parser_execute(&c->parser, &c->h->settings, c->in.data + c->in_off,
-                                          avail);
+        size_t used =
+            http_parser_execute(&c->parser, &c->h->settings, c->in.data + c->in_off, avail);
         c->in_off += used;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (c->state == C_HANDLING) {
@@ -515,12 +552,16 @@ static void conn_close(conn *c)
     ev_timer_stop(h->loop, &c->timer);
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
-    if (c->prev) c->prev->next = c->next;
-    else h->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     h->nconns--;
-    if (c->state == C_HANDLING) c->dead = 1; /* freed by the handler's answer */
-    else conn_free(c);
+    if (c->state == C_HANDLING)
+        c->dead = 1; /* freed by the handler's answer */
+    else
+        conn_free(c);
     if (h->stopping && h->nconns == 0 && h->stop_done) ev_idle_start(h->loop, &h->stop_idle);
 }
 
@@ -548,8 +589,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         if (ss.ss_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
         else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
-                      sizeof c->peer);
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof c->peer);
         c->req.c = c;
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
@@ -575,8 +615,7 @@ static void on_stop_idle(struct ev_loop *loop, ev_idle *w, int revents)
     if (done) done(h->stop_priv);
 }
 
-static int split_listen(const char *addr, char *host, size_t hostlen, char *port,
-                        size_t portlen)
+static int split_listen(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
 {
     const char *colon = strrchr(addr, ':');
     if (!colon) {
@@ -653,8 +692,14 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     return h;
 }
 
-int hook_httpd_port(const hook_httpd *h) { return h->port; }
-int hook_httpd_conns(const hook_httpd *h) { return h->nconns; }
+int hook_httpd_port(const hook_httpd *h)
+{
+    return h->port;
+}
+int hook_httpd_conns(const hook_httpd *h)
+{
+    return h->nconns;
+}
 
 void hook_httpd_stop(hook_httpd *h, void (*done)(void *priv), void *priv)
 {

@@ -51,6 +51,10 @@ char *hook_form_value(const char *form, size_t len, const char *name);
 /* hook_url_decode decodes %XX and '+' in n bytes of q (new string). */
 char *hook_url_decode(const char *q, size_t n);
 
+/* hook_provider_event names type t as provider ("sendgrid", "mailgun",
+ * "postmark") names it in its webhooks, or NULL. */
+const char *hook_provider_event(const char *provider, hook_ev_type t);
+
 /* hook_html_escape appends s to out with & < > " ' escaped. */
 void hook_html_escape(hr_buf *out, const char *s);
 

@@ -172,11 +172,15 @@ void hook_redis_free(hook_redis *r)
     free(r);
 }
 
-int hook_redis_up(const hook_redis *r) { return r->up && r->ac; }
+int hook_redis_up(const hook_redis *r)
+{
+    return r->up && r->ac;
+}
 
 static void pending_free(pending *p)
 {
-    for (int i = 0; i < p->argc; i++) free(p->argv[i]);
+    for (int i = 0; i < p->argc; i++)
+        free(p->argv[i]);
     free(p->argv);
     free(p->lens);
     free(p);
@@ -202,14 +206,16 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         rep = NULL;
     }
     const char *msg = NULL;
-    if (!rep) msg = ac && ac->errstr[0] ? ac->errstr : "redis: connection lost";
-    else if (rep->type == REDIS_REPLY_ERROR) msg = rep->str;
+    if (!rep)
+        msg = ac && ac->errstr[0] ? ac->errstr : "redis: connection lost";
+    else if (rep->type == REDIS_REPLY_ERROR)
+        msg = rep->str;
     p->cb(msg ? NULL : rep, msg, p->priv);
     pending_free(p);
 }
 
-static void submit(hook_redis *r, const char *src, int argc, const char **argv,
-                   const size_t *lens, hook_redis_cb *cb, void *priv)
+static void submit(hook_redis *r, const char *src, int argc, const char **argv, const size_t *lens,
+                   hook_redis_cb *cb, void *priv)
 {
     if (!hook_redis_up(r)) {
         cb(NULL, "redis: not connected", priv);

@@ -31,11 +31,11 @@ typedef struct sb_rec {
     char *resp_hdrs; /* extra answer headers, "Name: value\r\n"... */
     int duplicates;
     int64_t received_ms;
-    char *text;                  /* the post's text, for read-back */
+    char *text;                   /* the post's text, for read-back */
     char *email, *job, *campaign; /* emails: for the webhooks it fires */
-    char *message_id;            /* mailgun/sendgrid Message-Id header we were given */
-    char *rkey, *repo;           /* bluesky */
-    int published;               /* threads containers */
+    char *message_id;             /* mailgun/sendgrid Message-Id header we were given */
+    char *rkey, *repo;            /* bluesky */
+    int published;                /* threads containers */
 } sb_rec;
 
 typedef struct sb_session {
@@ -123,7 +123,8 @@ static long count_chars(const char *t)
     while (*p) {
         if (strncmp((const char *)p, "http://", 7) == 0 ||
             strncmp((const char *)p, "https://", 8) == 0) {
-            while (*p && *p != ' ' && *p != '\n') p++;
+            while (*p && *p != ' ' && *p != '\n')
+                p++;
             n += 23;
             continue;
         }
@@ -161,7 +162,8 @@ static char *digits_id(hook_sandbox *s, const char *prefix, int width)
     hr_buf b;
     hr_buf_init(&b);
     hr_buf_puts(&b, prefix);
-    for (int i = (int)strlen(d); i < width; i++) hr_buf_putc(&b, (char)('1' + (i % 9)));
+    for (int i = (int)strlen(d); i < width; i++)
+        hr_buf_putc(&b, (char)('1' + (i % 9)));
     hr_buf_puts(&b, d);
     return hr_buf_detach(&b);
 }
@@ -211,8 +213,10 @@ static sb_rec *rec_new(hook_sandbox *s, const char *platform, const char *kind, 
     size_t len;
     const char *body = hook_req_body(r, &len);
     const char *ct = hook_req_header(r, "Content-Type");
-    if (len && ct && strstr(ct, "json")) x->body = json_loadb(body, len, 0, NULL);
-    else if (len && ct && strstr(ct, "x-www-form-urlencoded")) x->body = form_to_json(body, len);
+    if (len && ct && strstr(ct, "json"))
+        x->body = json_loadb(body, len, 0, NULL);
+    else if (len && ct && strstr(ct, "x-www-form-urlencoded"))
+        x->body = form_to_json(body, len);
     if (!x->body && len) x->body = json_stringn_nocheck(body, len);
     if (!x->body) x->body = json_null();
     if (s->nrecs == s->caprecs) {
@@ -288,9 +292,10 @@ static json_t *load_body(hook_req *r)
 static void x_error(sb_reply *o, int status, const char *detail)
 {
     reply_json(o, status,
-               json_pack("{ss ss ss si}", "title", status == 401 ? "Unauthorized" : "Invalid Request",
-                         "detail", detail, "type", "https://api.twitter.com/2/problems/invalid-request",
-                         "status", status));
+               json_pack("{ss ss ss si}", "title",
+                         status == 401 ? "Unauthorized" : "Invalid Request", "detail", detail,
+                         "type", "https://api.twitter.com/2/problems/invalid-request", "status",
+                         status));
 }
 
 static void x_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -300,8 +305,10 @@ static void x_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     json_t *j = load_body(r);
     const char *text = json_string_value(json_object_get(j, "text"));
     long n = text ? count_chars(text) : -1;
-    if (!text || n <= 0) x_error(o, 400, "The `text` field is required and must be UTF-8");
-    else if (n > 280) x_error(o, 403, "Your Tweet text is too long.");
+    if (!text || n <= 0)
+        x_error(o, 400, "The `text` field is required and must be UTF-8");
+    else if (n > 280)
+        x_error(o, 403, "Your Tweet text is too long.");
     else {
         x->id = digits_id(s, "", 19);
         x->text = hr_strdup(text);
@@ -330,8 +337,8 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
         if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id) continue;
         char ts[32];
         hr_format_rfc3339(p->received_ms, ts, sizeof ts);
-        json_array_append_new(data, json_pack("{ssssss}", "id", p->id, "text", p->text,
-                                              "created_at", ts));
+        json_array_append_new(
+            data, json_pack("{ssssss}", "id", p->id, "text", p->text, "created_at", ts));
     }
     reply_json(o, 200, json_pack("{so}", "data", data));
 }
@@ -345,10 +352,12 @@ static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     const char *text = json_string_value(json_object_get(x->body, "status"));
     long n = text ? count_chars(text) : -1;
     if (!text || n <= 0)
-        return reply_json(o, 422, json_pack("{ss}", "error", "Validation failed: Text can't be blank"));
+        return reply_json(o, 422,
+                          json_pack("{ss}", "error", "Validation failed: Text can't be blank"));
     if (n > 500)
-        return reply_json(o, 422, json_pack("{ss}", "error",
-                                            "Validation failed: Text character limit of 500 exceeded"));
+        return reply_json(
+            o, 422,
+            json_pack("{ss}", "error", "Validation failed: Text character limit of 500 exceeded"));
     x->id = digits_id(s, "", 18);
     x->text = hr_strdup(text);
     char *url = hr_asprintf("https://mastodon.sandbox/@shop/%s", x->id);
@@ -372,9 +381,9 @@ static void masto_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     const char *id = hook_req_path(r) + strlen("/api/v1/statuses/");
     sb_rec *p = find_id(s, "mastodon", "post", id);
     if (!p) return reply_json(o, 404, json_pack("{ss}", "error", "Record not found"));
-    reply_json(o, 200, json_pack("{ss si si si}", "id", p->id, "favourites_count",
-                                 (int)grow(p, 3), "reblogs_count", (int)grow(p, 10),
-                                 "replies_count", (int)grow(p, 15)));
+    reply_json(o, 200,
+               json_pack("{ss si si si}", "id", p->id, "favourites_count", (int)grow(p, 3),
+                         "reblogs_count", (int)grow(p, 10), "replies_count", (int)grow(p, 15)));
 }
 
 static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -402,8 +411,9 @@ static void bsky_error(sb_reply *o, int status, const char *err, const char *msg
 
 static void bsky_session_reply(sb_reply *o, const sb_session *ss, const char *handle)
 {
-    reply_json(o, 200, json_pack("{ssssssss}", "did", ss->did, "handle", handle, "accessJwt",
-                                 ss->access, "refreshJwt", ss->refresh));
+    reply_json(o, 200,
+               json_pack("{ssssssss}", "did", ss->did, "handle", handle, "accessJwt", ss->access,
+                         "refreshJwt", ss->refresh));
 }
 
 static sb_session *new_session(hook_sandbox *s, const char *did)
@@ -430,7 +440,8 @@ static void bsky_create_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_re
     char ukh[13], did[64];
     queue_ukh_from_key(id, ukh);
     snprintf(did, sizeof did, "did:plc:%s", ukh);
-    for (char *p = did; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    for (char *p = did; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
     sb_session *ss = new_session(s, did);
     bsky_session_reply(o, ss, id);
 }
@@ -497,7 +508,8 @@ static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec
     x->text = hr_strdup(text);
     x->id = hr_asprintf("at://%s/app.bsky.feed.post/%s", repo, key);
     char *cid = rand_token(30);
-    for (char *p = cid; *p; p++) *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : (*p == '-' || *p == '_') ? 'a' : *p);
+    for (char *p = cid; *p; p++)
+        *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : (*p == '-' || *p == '_') ? 'a' : *p);
     char *full = hr_asprintf("bafyrei%s", cid);
     reply_json(o, 200, json_pack("{ssss}", "uri", x->id, "cid", full));
     free(cid);
@@ -514,8 +526,8 @@ static void bsky_get_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x
         sb_rec *p = s->recs[i];
         if (p->rkey && p->status == 200 && strcmp(p->rkey, rkey) == 0 && hr_streq(p->repo, repo))
             return reply_json(o, 200,
-                              json_pack("{sssssO}", "uri", p->id, "cid", "bafyreisandbox",
-                                        "value", json_object_get(p->body, "record")));
+                              json_pack("{sssssO}", "uri", p->id, "cid", "bafyreisandbox", "value",
+                                        json_object_get(p->body, "record")));
     }
     bsky_error(o, 400, "RecordNotFound", "Could not locate record");
 }
@@ -540,25 +552,29 @@ static void li_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     const char *tok = bearer(r);
     if (!tok || strcmp(tok, "invalid") == 0)
-        return reply_json(o, 401, json_pack("{sssisi}", "message", "Invalid access token", "status",
-                                            401, "serviceErrorCode", 65600));
+        return reply_json(o, 401,
+                          json_pack("{sssisi}", "message", "Invalid access token", "status", 401,
+                                    "serviceErrorCode", 65600));
     if (!hook_req_header(r, "LinkedIn-Version") ||
         !hr_streq(hook_req_header(r, "X-Restli-Protocol-Version"), "2.0.0"))
-        return reply_json(o, 400, json_pack("{sssi}", "message",
-                                            "LinkedIn-Version and X-Restli-Protocol-Version: 2.0.0 "
-                                            "headers are required",
-                                            "status", 400));
+        return reply_json(o, 400,
+                          json_pack("{sssi}", "message",
+                                    "LinkedIn-Version and X-Restli-Protocol-Version: 2.0.0 "
+                                    "headers are required",
+                                    "status", 400));
     const char *text = json_string_value(json_object_get(x->body, "commentary"));
     const char *author = json_string_value(json_object_get(x->body, "author"));
     if (!author || !text || !json_object_get(x->body, "visibility") ||
         !json_object_get(x->body, "lifecycleState"))
-        return reply_json(o, 422, json_pack("{sssisi}", "message",
-                                            "author, commentary, visibility and lifecycleState "
-                                            "are required",
-                                            "status", 422, "serviceErrorCode", 100));
+        return reply_json(o, 422,
+                          json_pack("{sssisi}", "message",
+                                    "author, commentary, visibility and lifecycleState "
+                                    "are required",
+                                    "status", 422, "serviceErrorCode", 100));
     if (count_chars(text) > 3000)
-        return reply_json(o, 422, json_pack("{sssisi}", "message", "commentary is too long",
-                                            "status", 422, "serviceErrorCode", 100));
+        return reply_json(o, 422,
+                          json_pack("{sssisi}", "message", "commentary is too long", "status", 422,
+                                    "serviceErrorCode", 100));
     x->id = digits_id(s, "urn:li:share:7", 18);
     x->text = hr_strdup(text);
     o->status = 201;
@@ -574,8 +590,9 @@ static void li_social(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     sb_rec *p = find_id(s, "linkedin", "post", urn ? urn : "");
     free(urn);
     if (!p) return reply_json(o, 404, json_pack("{sssi}", "message", "Not found", "status", 404));
-    reply_json(o, 200, json_pack("{s{si}s{si}}", "likesSummary", "totalLikes", (int)grow(p, 3),
-                                 "commentsSummary", "aggregatedTotalComments", (int)grow(p, 15)));
+    reply_json(o, 200,
+               json_pack("{s{si}s{si}}", "likesSummary", "totalLikes", (int)grow(p, 3),
+                         "commentsSummary", "aggregatedTotalComments", (int)grow(p, 15)));
 }
 
 static void li_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -592,9 +609,9 @@ static void li_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 /* Meta (Threads, Facebook) */
 static void meta_error(sb_reply *o, int status, int code, const char *msg)
 {
-    reply_json(o, status, json_pack("{s{sssssi}}", "error", "message", msg, "type",
-                                    code == 190 ? "OAuthException" : "GraphMethodException", "code",
-                                    code));
+    reply_json(o, status,
+               json_pack("{s{sssssi}}", "error", "message", msg, "type",
+                         code == 190 ? "OAuthException" : "GraphMethodException", "code", code));
 }
 
 static int meta_auth(hook_req *r, sb_reply *o)
@@ -653,7 +670,7 @@ static void threads_insights(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *
     json_t *data = json_array();
     for (int i = 0; i < 5; i++)
         json_array_append_new(data, json_pack("{ss s[{si}]}", "name", names[i], "values", "value",
-                                               (int)grow(p, per[i])));
+                                              (int)grow(p, per[i])));
     reply_json(o, 200, json_pack("{so}", "data", data));
 }
 
@@ -703,8 +720,9 @@ static void fb_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 /* SendGrid */
 static void sg_error(sb_reply *o, int status, const char *msg, const char *field)
 {
-    reply_json(o, status, json_pack("{s[{sssoso}]}", "errors", "message", msg, "field",
-                                    field ? json_string(field) : json_null(), "help", json_null()));
+    reply_json(o, status,
+               json_pack("{s[{sssoso}]}", "errors", "message", msg, "field",
+                         field ? json_string(field) : json_null(), "help", json_null()));
 }
 
 static void sg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -715,17 +733,25 @@ static void sg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                         NULL);
     json_t *b = x->body;
     json_t *p0 = json_array_get(json_object_get(b, "personalizations"), 0);
-    const char *to = json_string_value(json_object_get(json_array_get(json_object_get(p0, "to"), 0), "email"));
+    const char *to =
+        json_string_value(json_object_get(json_array_get(json_object_get(p0, "to"), 0), "email"));
     const char *from = json_string_value(json_object_get(json_object_get(b, "from"), "email"));
     const char *subj = json_string_value(json_object_get(b, "subject"));
     if (!json_is_object(b)) return sg_error(o, 400, "Bad Request", NULL);
-    if (!to) return sg_error(o, 400, "The to array is required for all personalization objects", "personalizations.0.to");
-    if (!from) return sg_error(o, 400, "The from object must be provided for every email send.", "from");
+    if (!to)
+        return sg_error(o, 400, "The to array is required for all personalization objects",
+                        "personalizations.0.to");
+    if (!from)
+        return sg_error(o, 400, "The from object must be provided for every email send.", "from");
     if (!subj || !subj[0]) return sg_error(o, 400, "The subject is required.", "subject");
     json_t *c0 = json_array_get(json_object_get(b, "content"), 0);
     if (!json_string_value(json_object_get(c0, "value")))
-        return sg_error(o, 400, "Unless a valid template_id is provided, the content parameter is required.", "content");
-    if (!strchr(to, '@')) return sg_error(o, 400, "Does not contain a valid address.", "personalizations.0.to.0.email");
+        return sg_error(
+            o, 400, "Unless a valid template_id is provided, the content parameter is required.",
+            "content");
+    if (!strchr(to, '@'))
+        return sg_error(o, 400, "Does not contain a valid address.",
+                        "personalizations.0.to.0.email");
     x->id = rand_token(16);
     x->email = hr_strdup(to);
     json_t *ca = json_object_get(b, "custom_args");
@@ -759,7 +785,9 @@ static void mg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     const char *auth = hook_req_header(r, "Authorization");
     unsigned char dec[512];
-    long n = (auth && strncmp(auth, "Basic ", 6) == 0) ? hook_b64_decode(auth + 6, dec, sizeof dec - 1) : -1;
+    long n = (auth && strncmp(auth, "Basic ", 6) == 0)
+                 ? hook_b64_decode(auth + 6, dec, sizeof dec - 1)
+                 : -1;
     if (n > 0) dec[n] = '\0';
     if (n <= 4 || strncmp((char *)dec, "api:", 4) != 0 || strcmp((char *)dec + 4, "invalid") == 0) {
         o->status = 401;
@@ -770,11 +798,15 @@ static void mg_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     const char *from = json_string_value(json_object_get(b, "from"));
     const char *to = json_string_value(json_object_get(b, "to"));
     const char *subj = json_string_value(json_object_get(b, "subject"));
-    if (!from) return reply_json(o, 400, json_pack("{ss}", "message", "'from' parameter is missing"));
+    if (!from)
+        return reply_json(o, 400, json_pack("{ss}", "message", "'from' parameter is missing"));
     if (!to) return reply_json(o, 400, json_pack("{ss}", "message", "'to' parameter is missing"));
-    if (!subj) return reply_json(o, 400, json_pack("{ss}", "message", "'subject' parameter is missing"));
+    if (!subj)
+        return reply_json(o, 400, json_pack("{ss}", "message", "'subject' parameter is missing"));
     if (!json_object_get(b, "text") && !json_object_get(b, "html"))
-        return reply_json(o, 400, json_pack("{ss}", "message", "Need at least one of 'text' or 'html' parameters specified"));
+        return reply_json(o, 400,
+                          json_pack("{ss}", "message",
+                                    "Need at least one of 'text' or 'html' parameters specified"));
     const char *dom = hook_req_path(r) + strlen("/v3/");
     size_t dl = strcspn(dom, "/");
     char *ts = digits_id(s, "", 14);
@@ -839,8 +871,9 @@ static void pm_send(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     x->text = jstr(b, "Subject");
     char ts[40];
     hr_format_rfc3339(x->received_ms, ts, sizeof ts);
-    reply_json(o, 200, json_pack("{sssssssiss}", "To", to, "SubmittedAt", ts, "MessageID", x->id,
-                                 "ErrorCode", 0, "Message", "OK"));
+    reply_json(o, 200,
+               json_pack("{sssssssiss}", "To", to, "SubmittedAt", ts, "MessageID", x->id,
+                         "ErrorCode", 0, "Message", "OK"));
 }
 
 static void pm_outbound(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -853,7 +886,8 @@ static void pm_outbound(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
             if (!strcmp(p->platform, "postmark") && p->id && hr_streq(p->job, job))
                 json_array_append_new(a, json_pack("{ss}", "MessageID", p->id));
         }
-    reply_json(o, 200, json_pack("{sIso}", "TotalCount", (json_int_t)json_array_size(a), "Messages", a));
+    reply_json(o, 200,
+               json_pack("{sIso}", "TotalCount", (json_int_t)json_array_size(a), "Messages", a));
 }
 
 /* Generic webhook relay (a CRM) */
@@ -880,8 +914,10 @@ static const route routes[] = {
     {"POST", "/api/v1/statuses", "/api/v1/statuses", "mastodon", "post", masto_create},
     {"GET", "/api/v1/statuses/", NULL, "mastodon", "read", masto_get},
     {"GET", "/api/v1/accounts/", "/statuses", "mastodon", "read", masto_list},
-    {"POST", "/xrpc/com.atproto.server.createSession", NULL, "bluesky", "session", bsky_create_session},
-    {"POST", "/xrpc/com.atproto.server.refreshSession", NULL, "bluesky", "session", bsky_refresh_session},
+    {"POST", "/xrpc/com.atproto.server.createSession", NULL, "bluesky", "session",
+     bsky_create_session},
+    {"POST", "/xrpc/com.atproto.server.refreshSession", NULL, "bluesky", "session",
+     bsky_refresh_session},
     {"POST", "/xrpc/com.atproto.repo.createRecord", NULL, "bluesky", "post", bsky_create_record},
     {"GET", "/xrpc/com.atproto.repo.getRecord", NULL, "bluesky", "read", bsky_get_record},
     {"GET", "/xrpc/app.bsky.feed.getPosts", NULL, "bluesky", "read", bsky_get_posts},
@@ -928,8 +964,10 @@ typedef struct fire_ctx {
 static void on_fired(long status, void *priv)
 {
     hook_sandbox *s = priv;
-    if (status >= 200 && status < 300) s->fired_ok++;
-    else s->fired_failed++;
+    if (status >= 200 && status < 300)
+        s->fired_ok++;
+    else
+        s->fired_failed++;
 }
 
 static void post_to(hook_sandbox *s, const char *rpath, const char *const *hdrs, const char *body)
@@ -938,18 +976,6 @@ static void post_to(hook_sandbox *s, const char *rpath, const char *const *hdrs,
     s->fired++;
     hook_fire_post(s->fire, url, hdrs, body, strlen(body), on_fired, s);
     free(url);
-}
-
-static const char *provider_event(const char *platform, hook_ev_type t)
-{
-    static const char *const sg[] = {NULL, "delivered", "open", "click", "bounce", "spamreport", "unsubscribe"};
-    static const char *const mg[] = {NULL, "delivered", "opened", "clicked", "failed", "complained", "unsubscribed"};
-    static const char *const pm[] = {NULL, "Delivery", "Open", "Click", "Bounce", "SpamComplaint", "SubscriptionChange"};
-    if (t <= 0 || t > HOOK_EV_UNSUBSCRIBE) return NULL;
-    if (!strcmp(platform, "sendgrid")) return sg[t];
-    if (!strcmp(platform, "mailgun")) return mg[t];
-    if (!strcmp(platform, "postmark")) return pm[t];
-    return NULL;
 }
 
 /* fire_event sends one signed event about record x, repeat times (the same
@@ -962,12 +988,15 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
     char *body = NULL;
     const char *rpath = x->platform;
     char h1[800] = "", h2[300] = "";
-    const char *name = provider_event(x->platform, t);
+    const char *name = hook_provider_event(x->platform, t);
     if (!strcmp(x->platform, "sendgrid") && name) {
-        if (!s->sg_key) { free(evid); return hr_err_set(err, "no sendgrid key"); }
-        json_t *ev = json_pack("{sssIssssss}", "email", x->email, "timestamp",
-                               (json_int_t)(now_ms / 1000), "event", name, "sg_event_id", evid,
-                               "sg_message_id", "");
+        if (!s->sg_key) {
+            free(evid);
+            return hr_err_set(err, "no sendgrid key");
+        }
+        json_t *ev =
+            json_pack("{sssIssssss}", "email", x->email, "timestamp", (json_int_t)(now_ms / 1000),
+                      "event", name, "sg_event_id", evid, "sg_message_id", "");
         char *smid = hr_asprintf("%s.filterdrecv-sandbox.0", x->id);
         json_object_set_new(ev, "sg_message_id", json_string(smid));
         free(smid);
@@ -993,7 +1022,10 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         snprintf(h1, sizeof h1, "X-Twilio-Email-Event-Webhook-Signature: %s", (char *)b64);
         snprintf(h2, sizeof h2, "X-Twilio-Email-Event-Webhook-Timestamp: %s", ts);
     } else if (!strcmp(x->platform, "mailgun") && name) {
-        if (!s->mailgun_key) { free(evid); return hr_err_set(err, "no mailgun signing key"); }
+        if (!s->mailgun_key) {
+            free(evid);
+            return hr_err_set(err, "no mailgun signing key");
+        }
         char ts[24], tokhex[65], sighex[65];
         snprintf(ts, sizeof ts, "%lld", (long long)(now_ms / 1000));
         unsigned char rb[25], mac[32];
@@ -1018,7 +1050,10 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         body = json_dumps(root, JSON_COMPACT);
         json_decref(root);
     } else if (!strcmp(x->platform, "postmark") && name) {
-        if (!s->postmark_auth) { free(evid); return hr_err_set(err, "no postmark credentials"); }
+        if (!s->postmark_auth) {
+            free(evid);
+            return hr_err_set(err, "no postmark credentials");
+        }
         char ts[40];
         hr_format_rfc3339(now_ms, ts, sizeof ts);
         json_t *o = json_pack("{ss ss ss ss ss si ss}", "RecordType", name, "MessageID", x->id,
@@ -1035,11 +1070,15 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
         body = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         unsigned char b64[700];
-        EVP_EncodeBlock(b64, (const unsigned char *)s->postmark_auth, (int)strlen(s->postmark_auth));
+        EVP_EncodeBlock(b64, (const unsigned char *)s->postmark_auth,
+                        (int)strlen(s->postmark_auth));
         snprintf(h1, sizeof h1, "Authorization: Basic %s", (char *)b64);
     } else {
         /* social posts (and anything else): the generic signed route */
-        if (!s->generic_key) { free(evid); return hr_err_set(err, "no webhook-hmac-key"); }
+        if (!s->generic_key) {
+            free(evid);
+            return hr_err_set(err, "no webhook-hmac-key");
+        }
         rpath = "generic";
         json_t *ev = json_pack("{ss ss ss ss sI}", "id", evid, "type", hook_ev_name(t), "platform",
                                x->platform, "platform_id", x->id, "ts", (json_int_t)now_ms);
@@ -1059,7 +1098,8 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
     const char *hdrs[] = {"Content-Type: application/json", h1[0] ? h1 : NULL, h2[0] ? h2 : NULL,
                           NULL};
     if (!h1[0]) hdrs[1] = NULL;
-    for (int i = 0; i < (repeat > 0 ? repeat : 1); i++) post_to(s, rpath, hdrs, body);
+    for (int i = 0; i < (repeat > 0 ? repeat : 1); i++)
+        post_to(s, rpath, hdrs, body);
     free(body);
     free(evid);
     return 0;
@@ -1108,10 +1148,10 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
 
 static json_t *rec_json(const sb_rec *x)
 {
-    json_t *o = json_pack("{ssssssss si si sI sO}", "platform", x->platform, "kind", x->kind,
-                          "method", x->method, "path", x->path, "status", x->status,
-                          "duplicates", x->duplicates, "received_ms", (json_int_t)x->received_ms,
-                          "body", x->body);
+    json_t *o =
+        json_pack("{ssssssss si si sI sO}", "platform", x->platform, "kind", x->kind, "method",
+                  x->method, "path", x->path, "status", x->status, "duplicates", x->duplicates,
+                  "received_ms", (json_int_t)x->received_ms, "body", x->body);
     if (x->id) json_object_set_new(o, "id", json_string(x->id));
     if (x->idem) json_object_set_new(o, "idempotency_key", json_string(x->idem));
     if (x->text) json_object_set_new(o, "text", json_string(x->text));
@@ -1121,7 +1161,8 @@ static json_t *rec_json(const sb_rec *x)
 
 static void sandbox_reset(hook_sandbox *s)
 {
-    for (int i = 0; i < s->nrecs; i++) rec_free(s->recs[i]);
+    for (int i = 0; i < s->nrecs; i++)
+        rec_free(s->recs[i]);
     s->nrecs = 0;
     s->nfaults = 0;
     free(s->sessions);
@@ -1148,8 +1189,9 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
             dups += x->duplicates;
             json_array_append_new(a, rec_json(x));
         }
-        return reply_json(o, 200, json_pack("{sIsIso}", "count", (json_int_t)json_array_size(a),
-                                            "duplicates", (json_int_t)dups, "posts", a));
+        return reply_json(o, 200,
+                          json_pack("{sIsIso}", "count", (json_int_t)json_array_size(a),
+                                    "duplicates", (json_int_t)dups, "posts", a));
     }
     if (!strcmp(path, "reset") && post) {
         sandbox_reset(s);
@@ -1170,11 +1212,12 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
                                                f->drop, "slow_ms", f->slow_ms, "retry_after",
                                                f->retry_after_s));
         }
-        return reply_json(o, 200, json_pack("{soso}", "faults", a, "injected",
-                                            json_integer(s->faults_injected)));
+        return reply_json(
+            o, 200, json_pack("{soso}", "faults", a, "injected", json_integer(s->faults_injected)));
     }
     if (!strcmp(path, "expire-sessions") && post) {
-        for (int i = 0; i < s->nsessions; i++) s->sessions[i].expired = 1;
+        for (int i = 0; i < s->nsessions; i++)
+            s->sessions[i].expired = 1;
         return reply_json(o, 200, json_pack("{si}", "expired", s->nsessions));
     }
     if (!strcmp(path, "events") && post) {
@@ -1188,21 +1231,24 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
                 strcmp(s->recs[i]->kind, "container"))
                 x = s->recs[i];
         int rc = -1;
-        if (!x) hr_err_set(&err, "events: no accepted post or email with that id");
-        else if (t == HOOK_EV_NONE) hr_err_set(&err, "events: unknown type");
-        else rc = fire_event(s, x, t, repeat, &err);
+        if (!x)
+            hr_err_set(&err, "events: no accepted post or email with that id");
+        else if (t == HOOK_EV_NONE)
+            hr_err_set(&err, "events: unknown type");
+        else
+            rc = fire_event(s, x, t, repeat, &err);
         json_decref(j);
         if (rc != 0) return reply_json(o, 400, json_pack("{ss}", "error", err.msg));
         return reply_json(o, 202, json_pack("{si}", "fired", repeat > 0 ? repeat : 1));
     }
     if (!strcmp(path, "webhooks"))
-        return reply_json(o, 200, json_pack("{sIsIsIsi}", "fired", (json_int_t)s->fired, "ok",
-                                            (json_int_t)s->fired_ok, "failed",
-                                            (json_int_t)s->fired_failed, "pending",
-                                            hook_fire_pending(s->fire)));
+        return reply_json(o, 200,
+                          json_pack("{sIsIsIsi}", "fired", (json_int_t)s->fired, "ok",
+                                    (json_int_t)s->fired_ok, "failed", (json_int_t)s->fired_failed,
+                                    "pending", hook_fire_pending(s->fire)));
     if (!strcmp(path, "keys"))
-        return reply_json(o, 200, json_pack("{ss}", "sendgrid_public_key",
-                                            s->sg_pub_pem ? s->sg_pub_pem : ""));
+        return reply_json(
+            o, 200, json_pack("{ss}", "sendgrid_public_key", s->sg_pub_pem ? s->sg_pub_pem : ""));
     reply_json(o, 404, json_pack("{ss}", "error", "no such sandbox route"));
 }
 
@@ -1218,8 +1264,10 @@ typedef struct delayed {
 
 static void delayed_unlink(hook_sandbox *s, delayed *d)
 {
-    if (d->prev) d->prev->next = d->next;
-    else s->delays = d->next;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        s->delays = d->next;
     if (d->next) d->next->prev = d->prev;
 }
 
@@ -1240,10 +1288,10 @@ static void send_reply(hook_req *r, sb_reply *o)
             p = eol + 2;
         }
     }
-    const char *ct = o->body.len ? (o->body.data[0] == '{' || o->body.data[0] == '['
-                                        ? "application/json"
-                                        : "text/plain")
-                                 : NULL;
+    const char *ct =
+        o->body.len
+            ? (o->body.data[0] == '{' || o->body.data[0] == '[' ? "application/json" : "text/plain")
+            : NULL;
     hook_req_respond(r, o->status, ct, o->body.data, o->body.len);
     hr_buf_release(&o->body);
     hr_buf_release(&o->hdrs);
@@ -1295,7 +1343,8 @@ static void on_request(hook_req *r, void *priv)
             s->faults_injected++;
             char ra[24], reset[24];
             snprintf(ra, sizeof ra, "%d", f->retry_after_s);
-            snprintf(reset, sizeof reset, "%lld", (long long)(hr_now_ms() / 1000 + f->retry_after_s));
+            snprintf(reset, sizeof reset, "%lld",
+                     (long long)(hr_now_ms() / 1000 + f->retry_after_s));
             reply_hdr(&o, "Retry-After", ra);
             reply_hdr(&o, "x-rate-limit-reset", reset);
             reply_hdr(&o, "ratelimit-reset", reset);
@@ -1363,7 +1412,8 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
     s->webhooks_url = o->webhooks_url ? hr_strdup(o->webhooks_url) : NULL;
     if (s->webhooks_url) {
         size_t n = strlen(s->webhooks_url);
-        while (n && s->webhooks_url[n - 1] == '/') s->webhooks_url[--n] = '\0';
+        while (n && s->webhooks_url[n - 1] == '/')
+            s->webhooks_url[--n] = '\0';
     }
     s->auto_events = o->auto_events;
     s->fire = hook_fire_new(loop);
@@ -1377,8 +1427,10 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
         BIO_free(b);
     }
     hr_err cerr = {0};
-    s->mailgun_key = hook_credential(o->config, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
-    s->postmark_auth = hook_credential(o->config, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
+    s->mailgun_key =
+        hook_credential(o->config, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
+    s->postmark_auth =
+        hook_credential(o->config, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
     s->generic_key = hook_credential(o->config, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
     if (cerr.msg[0]) {
         hr_err_set(err, "sandbox: %s", cerr.msg);
@@ -1388,7 +1440,8 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
     if (o->faults) {
         json_error_t je;
         json_t *j = json_loads(o->faults, 0, &je);
-        int rc = j ? set_faults(s, j, err) : hr_err_set(err, "sandbox: --faults is not JSON: %s", je.text);
+        int rc = j ? set_faults(s, j, err)
+                   : hr_err_set(err, "sandbox: --faults is not JSON: %s", je.text);
         json_decref(j);
         if (rc != 0) {
             hook_sandbox_free(s);
@@ -1431,11 +1484,17 @@ void hook_sandbox_free(hook_sandbox *s)
     free(s);
 }
 
-int hook_sandbox_port(const hook_sandbox *s) { return hook_httpd_port(s->http); }
+int hook_sandbox_port(const hook_sandbox *s)
+{
+    return hook_httpd_port(s->http);
+}
 
 void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv)
 {
     hook_httpd_stop(s->http, done, priv);
 }
 
-const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s) { return s->sg_pub_pem; }
+const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s)
+{
+    return s->sg_pub_pem;
+}

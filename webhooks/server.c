@@ -14,8 +14,8 @@
 
 enum { K_SEEN, K_EVENTS, K_SUPP, K_DONE, K_JOBS, K_PIDS, K_EJOBS, K_ECAMP, K_ECONT, K_ETOT, K_N };
 static const char *const key_names[K_N] = {
-    "ev:seen", "events", "suppressed", "done", "jobs", "platform_ids",
-    "eng:jobs", "eng:campaigns", "eng:contacts", "eng:totals",
+    "ev:seen",      "events",   "suppressed",    "done",         "jobs",
+    "platform_ids", "eng:jobs", "eng:campaigns", "eng:contacts", "eng:totals",
 };
 
 struct hook_server {
@@ -45,7 +45,7 @@ typedef struct rec_ctx {
     hook_server *s;
     hook_req *r;
     int ignored;
-    int unsub; /* answer with the unsubscribe page */
+    int unsub;        /* answer with the unsubscribe page */
     int first, count; /* this request's events in its batch */
     char masked[300];
     char campaign[128];
@@ -68,13 +68,25 @@ typedef struct batch {
 
 void hook_html_escape(hr_buf *out, const char *s)
 {
-    for (; *s; s++) switch (*s) {
-        case '&': hr_buf_puts(out, "&amp;"); break;
-        case '<': hr_buf_puts(out, "&lt;"); break;
-        case '>': hr_buf_puts(out, "&gt;"); break;
-        case '"': hr_buf_puts(out, "&quot;"); break;
-        case '\'': hr_buf_puts(out, "&#39;"); break;
-        default: hr_buf_putc(out, *s);
+    for (; *s; s++)
+        switch (*s) {
+        case '&':
+            hr_buf_puts(out, "&amp;");
+            break;
+        case '<':
+            hr_buf_puts(out, "&lt;");
+            break;
+        case '>':
+            hr_buf_puts(out, "&gt;");
+            break;
+        case '"':
+            hr_buf_puts(out, "&quot;");
+            break;
+        case '\'':
+            hr_buf_puts(out, "&#39;");
+            break;
+        default:
+            hr_buf_putc(out, *s);
         }
 }
 
@@ -126,8 +138,8 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
     } else {
         char out[160];
         snprintf(out, sizeof out,
-                 "{\"recorded\":%ld,\"duplicates\":%ld,\"unmatched\":%ld,\"ignored\":%d}", rec,
-                 dup, unm, x->ignored);
+                 "{\"recorded\":%ld,\"duplicates\":%ld,\"unmatched\":%ld,\"ignored\":%d}", rec, dup,
+                 unm, x->ignored);
         hook_req_respond_json(x->r, 200, out);
     }
 }
@@ -145,9 +157,11 @@ static void answer_unavailable(rec_ctx *x, const char *errmsg)
 
 static void batch_free(batch *b)
 {
-    for (int i = 0; i < b->nargs; i++) free(b->args[i]);
+    for (int i = 0; i < b->nargs; i++)
+        free(b->args[i]);
     free(b->args);
-    for (int i = 0; i < b->nctxs; i++) free(b->ctxs[i]);
+    for (int i = 0; i < b->nctxs; i++)
+        free(b->ctxs[i]);
     free(b->ctxs);
     free(b);
 }
@@ -190,12 +204,14 @@ static void flush_batch(hook_server *s)
     snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
     snprintf(n, sizeof n, "%d", b->nevents);
     int a = 0;
-    for (int k = 0; k < K_N; k++) av[a++] = s->keys[k];
+    for (int k = 0; k < K_N; k++)
+        av[a++] = s->keys[k];
     av[a++] = now;
     av[a++] = ret;
     av[a++] = maxlen;
     av[a++] = n;
-    for (int i = 0; i < b->nargs; i++) av[a++] = b->args[i];
+    for (int i = 0; i < b->nargs; i++)
+        av[a++] = b->args[i];
     hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_batch, b);
     free(av);
 }
@@ -260,8 +276,8 @@ static int route_verify(hook_server *s, hook_req *r, const char *provider, const
     if (strcmp(provider, "postmark") == 0)
         return hook_verify_basic(s->postmark_auth, hook_req_header(r, "Authorization"), err);
     if (strcmp(provider, "generic") == 0)
-        return hook_verify_generic(s->generic_key, hook_req_header(r, "X-Herald-Signature"),
-                                   body, len, now, s->window_s, err);
+        return hook_verify_generic(s->generic_key, hook_req_header(r, "X-Herald-Signature"), body,
+                                   len, now, s->window_s, err);
     /* mailgun signs inside the body */
     return hr_err_set(err, "unreachable");
 }
@@ -273,11 +289,10 @@ static int mailgun_verify_body(hook_server *s, const char *body, size_t len, hr_
     json_t *root = json_loadb(body, len, 0, &je);
     if (!root) return hr_err_set(err, "mailgun: body is not JSON");
     json_t *sig = json_object_get(root, "signature");
-    int rc = hook_verify_mailgun(s->mailgun_key,
-                                 json_string_value(json_object_get(sig, "timestamp")),
-                                 json_string_value(json_object_get(sig, "token")),
-                                 json_string_value(json_object_get(sig, "signature")),
-                                 hr_now_ms() / 1000, s->window_s, err);
+    int rc = hook_verify_mailgun(
+        s->mailgun_key, json_string_value(json_object_get(sig, "timestamp")),
+        json_string_value(json_object_get(sig, "token")),
+        json_string_value(json_object_get(sig, "signature")), hr_now_ms() / 1000, s->window_s, err);
     json_decref(root);
     return rc;
 }
@@ -440,8 +455,8 @@ static void handle_metrics(hook_server *s, hook_req *r)
                   "# TYPE herald_webhook_connections gauge\n"
                   "herald_webhook_connections %d\n",
                   s->requests, s->rejected, s->malformed, s->unavailable, s->recorded,
-                  s->duplicates, s->unmatched, s->ignored, s->unsubscribes,
-                  hook_redis_up(s->redis), hook_httpd_conns(s->http));
+                  s->duplicates, s->unmatched, s->ignored, s->unsubscribes, hook_redis_up(s->redis),
+                  hook_httpd_conns(s->http));
     if (s->metrics) s->metrics(&b, s->metrics_priv);
     hook_req_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     hr_buf_release(&b);
@@ -488,7 +503,8 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     s->secret = hr_secret_load(c, err);
     if (!s->secret) goto fail;
     const char *ns = hr_config_get(c, "namespace", "herald");
-    for (int k = 0; k < K_N; k++) queue_key(ns, key_names[k], s->keys[k], sizeof s->keys[k]);
+    for (int k = 0; k < K_N; k++)
+        queue_key(ns, key_names[k], s->keys[k], sizeof s->keys[k]);
     hook_script_sha(hook_lua_record, s->sha);
     int64_t v;
     if (hr_config_get_i64(c, "webhooks-replay-window", 300, &v, err) != 0) goto fail;
@@ -539,7 +555,10 @@ fail:
     return NULL;
 }
 
-int hook_server_port(const hook_server *s) { return hook_httpd_port(s->http); }
+int hook_server_port(const hook_server *s)
+{
+    return hook_httpd_port(s->http);
+}
 
 void hook_server_stop(hook_server *s, void (*done)(void *priv), void *priv)
 {

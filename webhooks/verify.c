@@ -16,16 +16,19 @@
 long hook_b64_decode(const char *in, unsigned char *out, size_t outcap)
 {
     size_t n = strlen(in);
-    while (n && (in[n - 1] == '\n' || in[n - 1] == '\r' || in[n - 1] == ' ')) n--;
+    while (n && (in[n - 1] == '\n' || in[n - 1] == '\r' || in[n - 1] == ' '))
+        n--;
     if (n == 0 || n > 8192) return -1;
     char buf[8200];
     memcpy(buf, in, n);
-    while (n % 4) buf[n++] = '=';
+    while (n % 4)
+        buf[n++] = '=';
     buf[n] = '\0';
     if (outcap < n / 4 * 3) return -1;
     int len = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)n);
     if (len < 0) return -1;
-    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--) len--;
+    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--)
+        len--;
     return len;
 }
 
@@ -59,8 +62,7 @@ EVP_PKEY *hook_pubkey_load(const char *pubkey, hr_err *err)
 }
 
 int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *timestamp,
-                             const char *body, size_t len, int64_t now_s, int window_s,
-                             hr_err *err)
+                             const char *body, size_t len, int64_t now_s, int window_s, hr_err *err)
 {
     if (!sig_b64) return hr_err_set(err, "sendgrid: missing signature header");
     if (check_window(timestamp, now_s, window_s, err) != 0) return -1;
@@ -78,8 +80,7 @@ int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *tim
 }
 
 int hook_verify_sendgrid(const char *pubkey, const char *sig_b64, const char *timestamp,
-                         const char *body, size_t len, int64_t now_s, int window_s,
-                         hr_err *err)
+                         const char *body, size_t len, int64_t now_s, int window_s, hr_err *err)
 {
     EVP_PKEY *k = hook_pubkey_load(pubkey, err);
     if (!k) return -1;
@@ -121,8 +122,7 @@ int hook_verify_basic(const char *userpass, const char *authorization, hr_err *e
     return 0;
 }
 
-static void generic_mac(const char *key, const char *t, const char *body, size_t len,
-                        char hex[65])
+static void generic_mac(const char *key, const char *t, const char *body, size_t len, char hex[65])
 {
     hr_buf msg;
     hr_buf_init(&msg);
@@ -151,7 +151,8 @@ int hook_verify_generic(const char *key, const char *sig_header, const char *bod
     char t[24] = "", v1[65] = "";
     const char *p = sig_header;
     while (*p) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p == ' ' || *p == ',')
+            p++;
         const char *end = strchr(p, ',');
         size_t seg = end ? (size_t)(end - p) : strlen(p);
         if (seg > 2 && strncmp(p, "t=", 2) == 0 && seg - 2 < sizeof t) {
@@ -191,10 +192,11 @@ char *hook_credential(const hr_config *c, const char *key, const char *name, hr_
     hr_buf_init(&b);
     char chunk[4096];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 65536) hr_buf_append(&b, chunk, n);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 65536)
+        hr_buf_append(&b, chunk, n);
     fclose(f);
-    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' ||
-                     b.data[b.len - 1] == ' '))
+    while (b.len &&
+           (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' || b.data[b.len - 1] == ' '))
         b.data[--b.len] = '\0';
     if (b.len == 0) {
         hr_buf_release(&b);

@@ -30,11 +30,11 @@ typedef struct hook_req hook_req;
 typedef void hook_handler_fn(hook_req *r, void *priv);
 
 typedef struct hook_httpd_opts {
-    const char *listen;        /* "host:port" or "port"; port 0 picks a free one */
-    size_t max_body;           /* bytes; 0: 1 MiB */
-    int request_timeout_ms;    /* first byte to complete request; 0: 10000 */
-    int idle_timeout_ms;       /* keep-alive idle and write stalls; 0: 30000 */
-    int max_conns;             /* 0: 1024 */
+    const char *listen;     /* "host:port" or "port"; port 0 picks a free one */
+    size_t max_body;        /* bytes; 0: 1 MiB */
+    int request_timeout_ms; /* first byte to complete request; 0: 10000 */
+    int idle_timeout_ms;    /* keep-alive idle and write stalls; 0: 30000 */
+    int max_conns;          /* 0: 1024 */
     hook_handler_fn *handler;
     void *priv;
 } hook_httpd_opts;
@@ -59,7 +59,7 @@ const char *hook_req_query(const hook_req *r);  /* after '?', or "" */
  * or NULL. */
 const char *hook_req_header(const hook_req *r, const char *name);
 const char *hook_req_body(const hook_req *r, size_t *len); /* NUL-terminated */
-const char *hook_req_peer(const hook_req *r);             /* "127.0.0.1" */
+const char *hook_req_peer(const hook_req *r);              /* "127.0.0.1" */
 /* hook_req_query_param copies a decoded query parameter into out; returns 0
  * or -1 when absent or too long. */
 int hook_req_query_param(const hook_req *r, const char *name, char *out, size_t outlen);
@@ -67,8 +67,7 @@ int hook_req_query_param(const hook_req *r, const char *name, char *out, size_t 
 void hook_req_add_header(hook_req *r, const char *name, const char *value);
 /* hook_req_respond sends the answer and ends the request (r is invalid
  * afterwards). ctype may be NULL when len is 0. */
-void hook_req_respond(hook_req *r, int status, const char *ctype, const void *body,
-                      size_t len);
+void hook_req_respond(hook_req *r, int status, const char *ctype, const void *body, size_t len);
 void hook_req_respond_json(hook_req *r, int status, const char *json);
 /* hook_req_drop closes the connection without answering (fault injection). */
 void hook_req_drop(hook_req *r);
@@ -97,7 +96,7 @@ hook_ev_type hook_ev_parse(const char *name);
 
 /* One engagement event, normalized from any provider. */
 typedef struct hook_event {
-    char *id;          /* "<provider>:<provider's event id>", the dedupe key */
+    char *id; /* "<provider>:<provider's event id>", the dedupe key */
     hook_ev_type type;
     char *job;         /* herald job id carried with the message, or NULL */
     char *campaign;    /* when the provider echoes it, or NULL */
@@ -131,8 +130,7 @@ int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *e
  * is the X-Twilio-Email-Event-Webhook-Signature header (base64 DER); pubkey
  * is PEM or the base64 DER key SendGrid shows. */
 int hook_verify_sendgrid(const char *pubkey, const char *sig_b64, const char *timestamp,
-                         const char *body, size_t len, int64_t now_s, int window_s,
-                         hr_err *err);
+                         const char *body, size_t len, int64_t now_s, int window_s, hr_err *err);
 /* hook_verify_mailgun: hex HMAC-SHA256(key, timestamp + token). */
 int hook_verify_mailgun(const char *key, const char *timestamp, const char *token,
                         const char *sig_hex, int64_t now_s, int window_s, hr_err *err);
@@ -166,16 +164,16 @@ void hook_server_set_metrics(hook_server *s, hook_metrics_fn *fn, void *priv);
 /* --------------------------------------------------------- forget */
 
 typedef struct hook_forget_result {
-    long jobs_removed;     /* queued email jobs to the address */
-    long jobs_in_flight;   /* being sent right now: not removable, suppressed */
-    long engagement_rows;  /* engagement rows keyed by the contact */
-    int suppressed;        /* 1 when the suppression entry was added or kept */
+    long jobs_removed;    /* queued email jobs to the address */
+    long jobs_in_flight;  /* being sent right now: not removable, suppressed */
+    long engagement_rows; /* engagement rows keyed by the contact */
+    int suppressed;       /* 1 when the suppression entry was added or kept */
 } hook_forget_result;
 
 /* hook_forget removes every queued job to email and the engagement rows
  * keyed by it, and leaves (adds) the suppression entry. */
-int hook_forget(struct queue *q, const char *secret, const char *email,
-                hook_forget_result *res, hr_err *err);
+int hook_forget(struct queue *q, const char *secret, const char *email, hook_forget_result *res,
+                hr_err *err);
 
 /* -------------------------------------------------------- sandbox */
 
@@ -197,6 +195,14 @@ void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv);
 /* hook_sandbox_sendgrid_pubkey returns the PEM public key of the ECDSA key
  * the sandbox signs SendGrid events with (borrowed). */
 const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s);
+
+/* ----------------------------------------------------------- running */
+
+/* hook_stop_fn stops obj gracefully and calls done(priv) once when it has. */
+typedef void hook_stop_fn(void *obj, void (*done)(void *priv), void *priv);
+/* hook_run runs loop until SIGTERM or SIGINT, then stops obj with stop and
+ * returns when it has stopped. For main's loop (it watches signals). */
+void hook_run(struct ev_loop *loop, hook_stop_fn *stop, void *obj);
 
 /* ----------------------------------------------------- credentials */
 

@@ -13,10 +13,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hook_events ev = {0};
     hr_err err = {0};
     switch (data[0] % 4) {
-    case 0: hook_parse_sendgrid(body, len, &ev, &err); break;
-    case 1: hook_parse_mailgun(body, len, &ev, &err); break;
-    case 2: hook_parse_postmark(body, len, &ev, &err); break;
-    default: hook_parse_generic(body, len, &ev, &err); break;
+    case 0:
+        hook_parse_sendgrid(body, len, &ev, &err);
+        break;
+    case 1:
+        hook_parse_mailgun(body, len, &ev, &err);
+        break;
+    case 2:
+        hook_parse_postmark(body, len, &ev, &err);
+        break;
+    default:
+        hook_parse_generic(body, len, &ev, &err);
+        break;
     }
     hook_events_release(&ev);
     return 0;

@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *body = nl ? nl + 1 : "";
     if (nl) *nl = '\0';
     hr_err err = {0};
-    if (hook_verify_generic("fuzz-key-0123456789", s, body, strlen(body), 1700000000, 300,
-                            &err) == 0)
+    if (hook_verify_generic("fuzz-key-0123456789", s, body, strlen(body), 1700000000, 300, &err) ==
+        0)
         abort(); /* a forged signature must never pass */
     if (hook_verify_basic("user:pass", s, &err) == 0 && strcmp(s, "Basic dXNlcjpwYXNz") != 0)
         abort();

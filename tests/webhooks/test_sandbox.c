@@ -43,7 +43,8 @@ static void req(const char *method, const char *path, const char *const *hdrs, c
     char url[600];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", sport, path);
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    for (int i = 0; hdrs && hdrs[i]; i++) h = curl_slist_append(h, hdrs[i]);
+    for (int i = 0; hdrs && hdrs[i]; i++)
+        h = curl_slist_append(h, hdrs[i]);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -66,7 +67,10 @@ static void resp_release(resp *r)
     hr_buf_release(&r->hdrs);
 }
 
-static json_t *json_of(const resp *r) { return json_loads(r->body.data, 0, NULL); }
+static json_t *json_of(const resp *r)
+{
+    return json_loads(r->body.data, 0, NULL);
+}
 
 static int up(void *arg)
 {
@@ -80,21 +84,21 @@ static void setup(void)
     sport = th_free_port();
     wport = th_free_port();
     char p[600];
-#define FILE_AT(name, text)                                                                   \
-    do {                                                                                      \
-        snprintf(p, sizeof p, "%s/%s", dir, name);                                            \
-        th_write_file(p, text);                                                               \
+#define FILE_AT(name, text)                                                                        \
+    do {                                                                                           \
+        snprintf(p, sizeof p, "%s/%s", dir, name);                                                 \
+        th_write_file(p, text);                                                                    \
     } while (0)
     FILE_AT("secret", "sandbox-test-secret-0123456789");
     FILE_AT("gen.key", "generic-key-for-sandbox-test");
     FILE_AT("mg.key", "mailgun-key-for-sandbox-test");
     FILE_AT("pm.auth", "pm:hook-pass");
-    char *text = hr_asprintf(
-        "redis-url unix://%s\nnamespace s\nsecret-file %s/secret\n"
-        "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
-        "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
-        "webhooks-listen 127.0.0.1:%d\n",
-        redis->sock, dir, dir, dir, dir, dir, wport);
+    char *text =
+        hr_asprintf("redis-url unix://%s\nnamespace s\nsecret-file %s/secret\n"
+                    "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
+                    "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
+                    "webhooks-listen 127.0.0.1:%d\n",
+                    redis->sock, dir, dir, dir, dir, dir, wport);
     char conf[600];
     snprintf(conf, sizeof conf, "%s/herald.conf", dir);
     th_write_file(conf, text);
@@ -105,8 +109,20 @@ static void setup(void)
     snprintf(pub, sizeof pub, "%s/sg.pem", dir);
     snprintf(log1, sizeof log1, "%s/sandbox.log", dir);
     snprintf(log2, sizeof log2, "%s/webhooks.log", dir);
-    char *sb[] = {HERALD_BIN, "--config", conf, "sandbox", "--listen", listen, "--webhooks", hooks,
-                  "--sendgrid-pubkey-out", pub, "--seed", "7", "--auto-events", NULL};
+    char *sb[] = {HERALD_BIN,
+                  "--config",
+                  conf,
+                  "sandbox",
+                  "--listen",
+                  listen,
+                  "--webhooks",
+                  hooks,
+                  "--sendgrid-pubkey-out",
+                  pub,
+                  "--seed",
+                  "7",
+                  "--auto-events",
+                  NULL};
     sb_pid = th_spawn(sb, log1);
     if (!th_wait_for(up, &sport, 10000)) abort();
     char *wh[] = {HERALD_BIN, "--config", conf, "webhooks", NULL};
@@ -115,8 +131,7 @@ static void setup(void)
     free(th_redis_cmd(redis, "HSET {s}:done %s %s\t1700000000000\tx", JOB + 8, JOB));
 }
 
-static const char *bearer[] = {"Authorization: Bearer tok", "Content-Type: application/json",
-                               NULL};
+static const char *bearer[] = {"Authorization: Bearer tok", "Content-Type: application/json", NULL};
 
 static void test_x(void)
 {
@@ -374,14 +389,16 @@ static void test_emails_and_loop(void)
 
     const char *mg[] = {"Authorization: Basic YXBpOmtleS10ZXN0", /* api:key-test */
                         "Content-Type: application/x-www-form-urlencoded", NULL};
-    char *form = hr_asprintf("from=news%%40shop.example&to=Bob+%%3Cbob%%40example.com%%3E&subject=Hi"
-                             "&text=x&v%%3Aherald-job=%s&o%%3Atag=spring",
-                             JOB);
+    char *form =
+        hr_asprintf("from=news%%40shop.example&to=Bob+%%3Cbob%%40example.com%%3E&subject=Hi"
+                    "&text=x&v%%3Aherald-job=%s&o%%3Atag=spring",
+                    JOB);
     req("POST", "/v3/mg.shop.example/messages", mg, form, &r);
     CHECK_INT(r.status, 200);
     json_t *j = json_of(&r);
     resp_release(&r);
-    ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"click\"}", json_string_value(json_object_get(j, "id")));
+    ev = hr_asprintf("{\"id\":\"%s\",\"type\":\"click\"}",
+                     json_string_value(json_object_get(j, "id")));
     req("POST", "/_sandbox/events", NULL, ev, &r);
     CHECK_INT(r.status, 202);
     resp_release(&r);
@@ -445,7 +462,8 @@ static void test_emails_and_loop(void)
 static void test_faults(void)
 {
     resp r;
-    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":1,\"retry_after\":7}", &r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":1,\"retry_after\":7}",
+        &r);
     CHECK_INT(r.status, 200);
     resp_release(&r);
     req("POST", "/2/tweets", bearer, "{\"text\":\"limited\"}", &r);

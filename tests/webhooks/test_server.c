@@ -76,13 +76,13 @@ static void setup(void)
     write_at("gen.key", gen_key);
     write_at("mg.key", mg_key);
     write_at("pm.auth", "hooks:pm-pass");
-    char *text = hr_asprintf(
-        "redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
-        "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
-        "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
-        "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body 65536\n"
-        "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
-        redis->sock, dir, dir, dir, dir, dir, port);
+    char *text =
+        hr_asprintf("redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
+                    "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
+                    "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
+                    "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body 65536\n"
+                    "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
+                    redis->sock, dir, dir, dir, dir, dir, port);
     snprintf(conf, sizeof conf, "%s/herald.conf", dir);
     th_write_file(conf, text);
     free(text);
@@ -114,9 +114,10 @@ static int post_generic(const char *body, int64_t ts, char **resp)
 static void test_generic(void)
 {
     char body[400];
-    snprintf(body, sizeof body,
-             "{\"events\":[{\"id\":\"ev1\",\"type\":\"like\",\"job\":\"%s\",\"campaign\":\"spring\"}]}",
-             JOB);
+    snprintf(
+        body, sizeof body,
+        "{\"events\":[{\"id\":\"ev1\",\"type\":\"like\",\"job\":\"%s\",\"campaign\":\"spring\"}]}",
+        JOB);
     char *resp = NULL;
     CHECK_INT(post_generic(body, 0, &resp), 200);
     CHECK(resp && strstr(resp, "\"recorded\":1"));
@@ -288,7 +289,10 @@ static void test_oversized(void)
     CHECK_INT(th_http(port, NULL, "/healthz", NULL, NULL, NULL), 200);
 }
 
-static int redis_down(void *arg) { return th_http(port, NULL, "/readyz", NULL, NULL, NULL) == 503; }
+static int redis_down(void *arg)
+{
+    return th_http(port, NULL, "/readyz", NULL, NULL, NULL) == 503;
+}
 
 static void test_redis_down(void)
 {
@@ -438,7 +442,8 @@ static void test_many_connections(void)
 {
     enum { N = 100 };
     int fds[N];
-    for (int i = 0; i < N; i++) fds[i] = dial();
+    for (int i = 0; i < N; i++)
+        fds[i] = dial();
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof id, "conc-%d", i);
@@ -465,7 +470,10 @@ static long metric(const char *name)
     return v;
 }
 
-static int conns_open(void *arg) { return metric("herald_webhook_connections") >= *(long *)arg; }
+static int conns_open(void *arg)
+{
+    return metric("herald_webhook_connections") >= *(long *)arg;
+}
 
 static int extra_fds[64], nextra;
 
@@ -488,11 +496,13 @@ static void test_connection_cap(void)
     /* webhooks-max-conns 200 */
     enum { N = 200 };
     int fds[N];
-    for (int i = 0; i < N; i++) fds[i] = dial();
+    for (int i = 0; i < N; i++)
+        fds[i] = dial();
     CHECK(th_wait_for(refused, NULL, 10000));
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0) close(fds[i]);
-    for (int i = 0; i < nextra; i++) close(extra_fds[i]);
+    for (int i = 0; i < nextra; i++)
+        close(extra_fds[i]);
     long one = 1;
     CHECK(th_wait_for(conns_open, &one, 10000)); /* serving again */
 }
@@ -593,7 +603,8 @@ static void test_forget(void)
     pid = th_spawn(bad, out);
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    for (int i = 0; i < 3; i++) queue_job_free(jobs[i]);
+    for (int i = 0; i < 3; i++)
+        queue_job_free(jobs[i]);
     queue_free(q);
 }
 
@@ -634,7 +645,10 @@ static long metric_requests(void)
 }
 
 static long requests_before;
-static int request_arrived(void *arg) { return metric_requests() >= requests_before + 2; }
+static int request_arrived(void *arg)
+{
+    return metric_requests() >= requests_before + 2;
+}
 
 static void test_graceful_stop(void)
 {

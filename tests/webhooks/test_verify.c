@@ -78,7 +78,8 @@ static void test_sendgrid(void)
     long n = BIO_get_mem_data(b, &p);
     char *pem = strndup(p, (size_t)n);
     BIO_free(b);
-    const char *body = "[{\"email\":\"ann@example.com\",\"event\":\"open\",\"sg_event_id\":\"x1\"}]";
+    const char *body =
+        "[{\"email\":\"ann@example.com\",\"event\":\"open\",\"sg_event_id\":\"x1\"}]";
     const char *ts = "1700000000";
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char sig[128];
@@ -100,9 +101,9 @@ static void test_sendgrid(void)
     CHECK_INT(hook_verify_sendgrid(der.data, b64, ts, body, strlen(body), 1700000001, 300, &err),
               0);
     hr_buf_release(&der);
-    CHECK_INT(hook_verify_sendgrid(pem, b64, "1700000001", body, strlen(body), 1700000001, 300,
-                                   &err),
-              -1);
+    CHECK_INT(
+        hook_verify_sendgrid(pem, b64, "1700000001", body, strlen(body), 1700000001, 300, &err),
+        -1);
     CHECK_INT(hook_verify_sendgrid(pem, b64, ts, body, strlen(body) - 1, 1700000001, 300, &err),
               -1);
     CHECK_INT(hook_verify_sendgrid(pem, b64, ts, body, strlen(body), 1800000000, 300, &err), -1);
@@ -174,8 +175,9 @@ static void test_parsers(void)
     hook_events_release(&b);
     CHECK_INT(hook_parse_postmark("{\"MessageID\":1}", 15, &ev, &err), -1);
 
-    const char *gen = "[{\"id\":\"g1\",\"type\":\"repost\",\"platform\":\"bluesky\",\"platform_id\":"
-                      "\"at://x\"},{\"id\":\"g2\",\"type\":\"weird\",\"job\":\"J\"}]";
+    const char *gen =
+        "[{\"id\":\"g1\",\"type\":\"repost\",\"platform\":\"bluesky\",\"platform_id\":"
+        "\"at://x\"},{\"id\":\"g2\",\"type\":\"weird\",\"job\":\"J\"}]";
     CHECK_INT(hook_parse_generic(gen, strlen(gen), &ev, &err), 0);
     CHECK_INT(ev.n, 1);
     CHECK_INT(ev.ignored, 1);
