@@ -1,0 +1,338 @@
+/* cmd_admin.c: `herald pause|resume PLATFORM|LANE` and `herald config check`,
+ * which validates the config file and the credential files it names by asking
+ * each module to parse what it owns, and prints every problem with its line.
+ * It never prints a secret, only whether it could be read. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdarg.h>
+
+#include "commands.h"
+#include "platforms.h"
+#include "queue.h"
+#include "scheduler.h"
+#include "webhooks.h"
+#include "worker.h"
+
+/* ------------------------------------------------------ pause/resume */
+
+static int pause_resume(int argc, char **argv, int pause)
+{
+    int json = cli_has_flag(&argc, argv, "json");
+    if (argc < 2) {
+        fprintf(stderr, "usage: herald %s PLATFORM|PLATFORM:ACCOUNT...\n",
+                pause ? "pause" : "resume");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *colon = strchr(argv[i], ':');
+        char plat[64];
+        snprintf(plat, sizeof plat, "%.*s", colon ? (int)(colon - argv[i]) : (int)strlen(argv[i]),
+                 argv[i]);
+        if (!plat_known(plat)) {
+            fprintf(stderr, "herald %s: \"%s\" is not a platform herald knows\n",
+                    pause ? "pause" : "resume", plat);
+            return 2;
+        }
+    }
+    queue *q = cli_queue();
+    for (int i = 1; i < argc; i++) {
+        hr_err err = {0};
+        if ((pause ? queue_pause(q, argv[i], &err) : queue_resume(q, argv[i], &err)) < 0) {
+            fprintf(stderr, "herald %s: %s\n", pause ? "pause" : "resume", err.msg);
+            return 1;
+        }
+        if (json) printf("{\"%s\":\"%s\"}\n", pause ? "paused" : "resumed", argv[i]);
+        else printf("%s %s\n", pause ? "paused" : "resumed", argv[i]);
+    }
+    return 0;
+}
+
+int cmd_pause(int argc, char **argv) { return pause_resume(argc, argv, 1); }
+int cmd_resume(int argc, char **argv) { return pause_resume(argc, argv, 0); }
+
+/* ------------------------------------------------------ config check */
+
+/* Every directive some module reads (docs/config.md describes each). */
+static const char *const known[] = {
+    "account", "campaign", "pool", "redis-url", "namespace", "secret-file", "credentials-dir",
+    "lease-ms", "poll-schedule", "reauth-hold", "reconcile-interval", "retry-base",
+    "retry-cap", "sandbox-listen", "sandbox-webhooks-url", "webhooks-listen",
+    "webhooks-dedupe-days", "webhooks-idle-timeout-ms", "webhooks-max-body",
+    "webhooks-max-conns", "webhooks-replay-window", "webhooks-request-timeout-ms",
+    "webhooks-stream-maxlen", "sendgrid-webhook-key-file", "mailgun-signing-key-file",
+    "postmark-webhook-auth-file", "webhook-hmac-key-file", "metrics-listen", "log-level",
+    NULL,
+};
+
+typedef struct checker {
+    const hr_config *c;
+    const char *path;
+    int problems, warnings;
+    json_t *list; /* --json: one object per problem */
+} checker;
+
+static void report(checker *k, int warn, int line, const char *fmt, ...) HR_PRINTF(4, 5);
+static void report(checker *k, int warn, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = hr_vasprintf(fmt, ap);
+    va_end(ap);
+    if (warn) k->warnings++;
+    else k->problems++;
+    if (k->list) {
+        json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level",
+                              warn ? "warning" : "error", "message", msg);
+        if (line > 0) json_object_set_new(o, "line", json_integer(line));
+        json_array_append_new(k->list, o);
+    } else if (line > 0) {
+        fprintf(stdout, "%s:%d: %s%s\n", k->path, line, warn ? "warning: " : "", msg);
+    } else {
+        fprintf(stdout, "%s: %s%s\n", k->path, warn ? "warning: " : "", msg);
+    }
+    free(msg);
+}
+
+/* strip_prefix drops a leading "path:line: " a module put in its message,
+ * since report() adds the file and line itself. */
+static const char *strip_prefix(const char *msg, const char *path, int *line)
+{
+    size_t n = path ? strlen(path) : 0;
+    if (n && strncmp(msg, path, n) == 0 && msg[n] == ':') {
+        char *end;
+        long l = strtol(msg + n + 1, &end, 10);
+        if (end != msg + n + 1 && *end == ':') {
+            if (line && l > 0) *line = (int)l;
+            msg = end + 1;
+            while (*msg == ' ') msg++;
+        }
+    }
+    return msg;
+}
+
+static int is_known(const char *key)
+{
+    for (int i = 0; known[i]; i++)
+        if (strcmp(known[i], key) == 0) return 1;
+    return 0;
+}
+
+static void check_accounts(checker *k, int online)
+{
+    int pos = -1;
+    const hr_conf_line *l;
+    int64_t now = hr_now_ms();
+    while ((l = hr_config_next(k->c, "account", &pos))) {
+        hr_err e = {0};
+        plat_account *a = plat_account_parse(l, k->path, &e);
+        if (!a) {
+            int line = l->line;
+            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
+            continue;
+        }
+        sched_account sa;
+        memset(&sa, 0, sizeof sa);
+        if (sched_account_parse(&sa, l->argc, l->argv, now - 86400000LL,
+                                now + 2 * 366 * 86400000LL, &e) < 0)
+            report(k, 0, l->line, "account %s: %s", l->argv[0], e.msg);
+        else
+            sched_account_release(&sa);
+        worker_account_conf wa;
+        hr_err_clear(&e);
+        if (worker_account_conf_get(k->c, l->argv[0], &wa, &e) < 0) {
+            int line = l->line;
+            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
+        }
+        hr_err_clear(&e);
+        if (plat_account_opt(a, "credentials", NULL)) {
+            if (plat_account_load_credential(a, k->c, &e) < 0)
+                report(k, 0, l->line, "%s", e.msg);
+        } else if (strcmp(a->platform, "webhook") != 0) {
+            report(k, 1, l->line, "account %s:%s: no credentials= (fine for the sandbox only)",
+                   a->platform, a->name);
+        }
+        (void)online;
+        plat_account_free(a);
+    }
+}
+
+static void check_campaigns(checker *k)
+{
+    int pos = -1;
+    const hr_conf_line *l;
+    char *seen[256];
+    int nseen = 0;
+    while ((l = hr_config_next(k->c, "campaign", &pos))) {
+        if (l->argc < 1) {
+            report(k, 0, l->line, "campaign: needs a name");
+            continue;
+        }
+        int dup = 0;
+        for (int i = 0; i < nseen; i++) dup |= strcmp(seen[i], l->argv[0]) == 0;
+        if (dup) continue;
+        if (nseen < (int)HR_ARRAY_LEN(seen)) seen[nseen++] = l->argv[0];
+        hr_err e = {0};
+        sched_campaign *cp = sched_campaign_load(k->c, l->argv[0], &e);
+        if (!cp) {
+            int line = l->line;
+            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
+            continue;
+        }
+        /* every lane a campaign posts to should have an account line */
+        for (int i = 0; i <= cp->nlanes; i++) {
+            const char *lane = i < cp->nlanes ? cp->lanes[i] : cp->email_lane;
+            if (!lane) continue;
+            int p2 = -1, found = 0;
+            const hr_conf_line *x;
+            while ((x = hr_config_next(k->c, "account", &p2)))
+                if (x->argc >= 1 && strcmp(x->argv[0], lane) == 0) found = 1;
+            if (!found)
+                report(k, 1, l->line, "campaign %s: lane %s has no account line (defaults used)",
+                       cp->name, lane);
+        }
+        if (cp->contacts_path) {
+            FILE *f = fopen(cp->contacts_path, "r");
+            if (!f) report(k, 0, l->line, "campaign %s: contacts file %s cannot be read",
+                           cp->name, cp->contacts_path);
+            else fclose(f);
+        }
+        sched_campaign_free(cp);
+    }
+}
+
+static void check_pools(checker *k)
+{
+    int pos = -1;
+    const hr_conf_line *l;
+    while ((l = hr_config_next(k->c, "pool", &pos))) {
+        if (l->argc < 1) {
+            report(k, 0, l->line, "pool: needs a name");
+            continue;
+        }
+        worker_pool_conf p;
+        hr_err e = {0};
+        if (worker_pool_conf_get(k->c, l->argv[0], &p, &e) < 0) {
+            int line = l->line;
+            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
+        }
+    }
+    int64_t d[16];
+    hr_err e = {0};
+    if (worker_poll_schedule(k->c, d, 16, &e) < 0) report(k, 0, 0, "%s", e.msg);
+}
+
+static int line_of(const hr_config *c, const char *key)
+{
+    int line = 0;
+    for (int i = 0; i < c->nlines; i++)
+        if (strcmp(c->lines[i].key, key) == 0) line = c->lines[i].line;
+    return line;
+}
+
+static void check_globals(checker *k, int online)
+{
+    for (int i = 0; i < k->c->nlines; i++) {
+        const hr_conf_line *l = &k->c->lines[i];
+        if (!is_known(l->key))
+            report(k, 0, l->line, "unknown directive \"%s\"", l->key);
+        else if (l->argc < 1)
+            report(k, 0, l->line, "%s: needs a value", l->key);
+    }
+    static const char *ints[] = {"lease-ms", "webhooks-dedupe-days", "webhooks-idle-timeout-ms",
+                                 "webhooks-max-body", "webhooks-max-conns",
+                                 "webhooks-replay-window", "webhooks-request-timeout-ms",
+                                 "webhooks-stream-maxlen", NULL};
+    for (int i = 0; ints[i]; i++) {
+        int64_t v;
+        hr_err e = {0};
+        if (hr_config_get_i64(k->c, ints[i], 0, &v, &e) < 0) {
+            int line = line_of(k->c, ints[i]);
+            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
+        }
+    }
+    static const char *durs[] = {"retry-base", "retry-cap", "reauth-hold", "reconcile-interval",
+                                 NULL};
+    for (int i = 0; durs[i]; i++) {
+        const char *v = hr_config_get(k->c, durs[i], NULL);
+        int64_t ms;
+        hr_err e = {0};
+        if (v && worker_parse_duration(v, &ms, &e) < 0)
+            report(k, 0, line_of(k->c, durs[i]), "%s: %s", durs[i], e.msg);
+    }
+    /* Redis: the URL parses (and, with --online, answers) */
+    const char *url = hr_config_get(k->c, "redis-url", NULL);
+    queue_opts o = {0};
+    o.url = url;
+    o.ns = hr_config_get(k->c, "namespace", "herald");
+    o.timeout_ms = 2000;
+    if (online) {
+        hr_err e = {0};
+        queue *q = queue_connect(&o, &e);
+        if (!q) report(k, 0, line_of(k->c, "redis-url"), "%s", e.msg);
+        queue_free(q);
+    }
+    /* the install's secret (unsubscribe links, suppression list) */
+    hr_err e = {0};
+    char *secret = hr_secret_load(k->c, &e);
+    if (!secret) report(k, 0, line_of(k->c, "secret-file"), "secret: %s", e.msg);
+    free(secret);
+    /* webhook verification keys named by *-file directives */
+    static const char *creds[][2] = {{"sendgrid-webhook-key-file", "sendgrid-webhook-key"},
+                                     {"mailgun-signing-key-file", "mailgun-signing-key"},
+                                     {"postmark-webhook-auth-file", "postmark-webhook-auth"},
+                                     {"webhook-hmac-key-file", "webhook-hmac-key"}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(creds); i++) {
+        if (!hr_config_get(k->c, creds[i][0], NULL)) continue;
+        hr_err ce = {0};
+        char *v = hook_credential(k->c, creds[i][0], creds[i][1], &ce);
+        if (!v) report(k, 0, line_of(k->c, creds[i][0]), "%s: %s", creds[i][0],
+                       ce.code || ce.msg[0] ? ce.msg : "cannot be read");
+        free(v);
+    }
+}
+
+static int config_check(int argc, char **argv)
+{
+    int json = cli_has_flag(&argc, argv, "json");
+    int online = cli_has_flag(&argc, argv, "online");
+    if (argc == 3) cli_set_config_path(argv[2]);
+    else if (argc != 2) {
+        fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n");
+        return 2;
+    }
+    /* cli_config exits 2 with "path:line: reason" on a syntax error */
+    checker k = {0};
+    k.c = cli_config();
+    k.path = k.c->path ? k.c->path : "(no config file)";
+    if (json) k.list = json_array();
+    check_globals(&k, online);
+    check_accounts(&k, online);
+    check_campaigns(&k);
+    check_pools(&k);
+    if (json) {
+        json_t *o = json_pack("{s:s,s:b,s:i,s:i,s:o}", "file", k.path, "ok", k.problems == 0,
+                              "errors", k.problems, "warnings", k.warnings, "problems", k.list);
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else if (k.problems == 0) {
+        printf("%s: ok (%d warning%s)\n", k.path, k.warnings, k.warnings == 1 ? "" : "s");
+    } else {
+        printf("%s: %d error%s, %d warning%s\n", k.path, k.problems, k.problems == 1 ? "" : "s",
+               k.warnings, k.warnings == 1 ? "" : "s");
+    }
+    return k.problems ? 2 : 0;
+}
+
+int cmd_config(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) return config_check(argc, argv);
+    fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n"
+                    "exit: 0 valid, 2 problems found (each printed as FILE:LINE: reason)\n");
+    return 2;
+}

@@ -1,0 +1,578 @@
+/* cmd_stats.c: `herald stats` (queue depth per lane and state, queue latency,
+ * recent outcomes, circuits, budgets, engagement; a table, --json, --watch)
+ * and the Prometheus text the servers' /metrics append (cli_metrics_render).
+ * It only reads: nothing here changes the queue. */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "queue.h"
+#include "worker.h"
+
+/* One lane's figures, as `stats` shows them. */
+typedef struct cli_lane_stats {
+    queue_lane_counts c;
+    char platform[64];
+    long sent[3], dead[3], retried[3]; /* last minute, hour, day */
+    char circuit[16];
+    int64_t circuit_until_ms, throttled_until_ms;
+    int64_t spent_day, spent_month, cap_day, cap_month; /* micro-units */
+} cli_lane_stats;
+
+/* The windows of "sent/failed in the last ...", in minutes. */
+static const int windows_min[3] = {1, 60, 1440};
+static const char *const window_names[3] = {"1m", "1h", "1d"};
+
+/* ---------------------------------------------------------- collect */
+
+static int cli_stats_collect(queue *q, const hr_config *cfg, cli_lane_stats **out, int *nout,
+                      int64_t *now_ms, hr_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    redisContext *rc = queue_redis(q);
+    redisReply *t = redisCommand(rc, "TIME");
+    if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
+        hr_err_set(err, "stats: redis TIME: %s", t ? "unexpected reply" : rc->errstr);
+        if (t) freeReplyObject(t);
+        return -1;
+    }
+    *now_ms = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+    freeReplyObject(t);
+
+    queue_lane_counts *c;
+    int n;
+    if (queue_counts(q, &c, &n, err) < 0) return -1;
+    cli_lane_stats *v = hr_calloc((size_t)n + 1, sizeof *v);
+    int64_t day = worker_budget_day(*now_ms), month = worker_budget_month(*now_ms);
+    for (int i = 0; i < n; i++) {
+        cli_lane_stats *s = &v[i];
+        s->c = c[i];
+        const char *colon = strchr(c[i].lane, ':');
+        snprintf(s->platform, sizeof s->platform, "%.*s",
+                 colon ? (int)(colon - c[i].lane) : (int)strlen(c[i].lane), c[i].lane);
+        for (int w = 0; w < 3; w++)
+            if (queue_recent(q, c[i].lane, windows_min[w], &s->sent[w], &s->dead[w],
+                             &s->retried[w], err) < 0)
+                goto fail;
+        /* The worker keeps the lane's limiter, circuit and budget state in
+         * {ns}:lane:LANE (see docs/metrics.md); absent fields read as zero. */
+        snprintf(s->circuit, sizeof s->circuit, "closed");
+        redisReply *h = redisCommand(rc, "HGETALL {%s}:lane:%s", queue_ns(q), c[i].lane);
+        if (!h) {
+            hr_err_set(err, "stats: redis: %s", rc->errstr);
+            goto fail;
+        }
+        char fday[32], fmon[32];
+        snprintf(fday, sizeof fday, "budget_day|%lld", (long long)day);
+        snprintf(fmon, sizeof fmon, "budget_month|%lld", (long long)month);
+        for (size_t k = 0; h->type == REDIS_REPLY_ARRAY && k + 1 < h->elements; k += 2) {
+            const char *f = h->element[k]->str, *val = h->element[k + 1]->str;
+            if (strcmp(f, "circuit") == 0)
+                snprintf(s->circuit, sizeof s->circuit, "%s", val);
+            else if (strcmp(f, "circuit_until_ms") == 0)
+                s->circuit_until_ms = atoll(val);
+            else if (strcmp(f, "throttled_until_ms") == 0)
+                s->throttled_until_ms = atoll(val);
+            else if (strcmp(f, fday) == 0)
+                s->spent_day = atoll(val);
+            else if (strcmp(f, fmon) == 0)
+                s->spent_month = atoll(val);
+        }
+        freeReplyObject(h);
+        worker_account_conf a;
+        hr_err e2 = {0};
+        if (worker_account_conf_get(cfg, c[i].lane, &a, &e2) == 0) {
+            s->cap_day = a.budget.cap_day;
+            s->cap_month = a.budget.cap_month;
+        }
+    }
+    free(c);
+    *out = v;
+    *nout = n;
+    return 0;
+fail:
+    free(c);
+    free(v);
+    return -1;
+}
+
+static int cli_engagement(queue *q, queue_kv **out, int *n, hr_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    redisContext *rc = queue_redis(q);
+    redisReply *r = redisCommand(rc, "HGETALL {%s}:eng:totals", queue_ns(q));
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        hr_err_set(err, "engagement: redis: %s", r ? "unexpected reply" : rc->errstr);
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    queue_kv *v = hr_calloc(r->elements / 2 + 1, sizeof *v);
+    for (size_t k = 0; k + 1 < r->elements; k += 2) {
+        v[*n].key = hr_strdup(r->element[k]->str);
+        v[*n].value = hr_strdup(r->element[k + 1]->str);
+        (*n)++;
+    }
+    freeReplyObject(r);
+    *out = v;
+    return 0;
+}
+
+static void cli_kv_free(queue_kv *v, int n)
+{
+    for (int i = 0; v && i < n; i++) {
+        free(v[i].key);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+/* ------------------------------------------------------------ print */
+
+static int matches(const cli_lane_stats *s, const char *platform, const char *lane)
+{
+    if (platform && strcmp(s->platform, platform) != 0) return 0;
+    if (lane && strcmp(s->c.lane, lane) != 0) return 0;
+    return 1;
+}
+
+static double age_s(const cli_lane_stats *s, int64_t now_ms)
+{
+    if (!s->c.oldest_ready_ms || s->c.ready == 0) return 0;
+    int64_t d = now_ms - s->c.oldest_ready_ms;
+    return d > 0 ? (double)d / 1000.0 : 0;
+}
+
+static const char *circuit_now(const cli_lane_stats *s, int64_t now_ms)
+{
+    /* an open breaker whose time has passed lets a probe through next */
+    if (strcmp(s->circuit, "open") == 0 && s->circuit_until_ms && s->circuit_until_ms <= now_ms)
+        return "half-open";
+    return s->circuit;
+}
+
+static json_t *money(int64_t micros) { return json_real((double)micros / 1e6); }
+
+static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const queue_kv *eng,
+                          int neng, const char *platform, const char *lane)
+{
+    json_t *lanes = json_array();
+    long tot[6] = {0}, tsent[3] = {0}, tfail[3] = {0};
+    for (int i = 0; i < n; i++) {
+        const cli_lane_stats *s = &v[i];
+        if (!matches(s, platform, lane)) continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "lane", json_string(s->c.lane));
+        json_object_set_new(o, "platform", json_string(s->platform));
+        json_object_set_new(o, "account", json_string(s->c.lane + strlen(s->platform) + 1));
+        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                      s->c.unknown};
+        static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
+                                       "parked"};
+        for (int k = 0; k < 6; k++) {
+            json_object_set_new(o, names[k], json_integer(st[k]));
+            tot[k] += st[k];
+        }
+        json_object_set_new(o, "paused", json_boolean(s->c.paused));
+        json_object_set_new(o, "oldest_ready_age_s", json_real(age_s(s, now_ms)));
+        json_t *sent = json_object(), *failed = json_object(), *retried = json_object();
+        for (int w = 0; w < 3; w++) {
+            json_object_set_new(sent, window_names[w], json_integer(s->sent[w]));
+            json_object_set_new(failed, window_names[w], json_integer(s->dead[w]));
+            json_object_set_new(retried, window_names[w], json_integer(s->retried[w]));
+            tsent[w] += s->sent[w];
+            tfail[w] += s->dead[w];
+        }
+        json_object_set_new(o, "sent", sent);
+        json_object_set_new(o, "failed", failed);
+        json_object_set_new(o, "retried", retried);
+        json_object_set_new(o, "sent_total", json_integer(s->c.sent_total));
+        json_object_set_new(o, "dead_total", json_integer(s->c.dead_total));
+        json_object_set_new(o, "retried_total", json_integer(s->c.retried_total));
+        json_object_set_new(o, "circuit", json_string(circuit_now(s, now_ms)));
+        int64_t wait = s->throttled_until_ms > now_ms ? s->throttled_until_ms - now_ms : 0;
+        json_object_set_new(o, "rate_limit_wait_s", json_real((double)wait / 1000.0));
+        json_t *b = json_object();
+        json_object_set_new(b, "spent_day", money(s->spent_day));
+        json_object_set_new(b, "limit_day", s->cap_day ? money(s->cap_day) : json_null());
+        json_object_set_new(b, "spent_month", money(s->spent_month));
+        json_object_set_new(b, "limit_month", s->cap_month ? money(s->cap_month) : json_null());
+        json_object_set_new(o, "budget", b);
+        json_array_append_new(lanes, o);
+    }
+    json_t *t = json_object();
+    static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
+                                   "parked"};
+    for (int k = 0; k < 6; k++) json_object_set_new(t, names[k], json_integer(tot[k]));
+    json_t *sent = json_object(), *failed = json_object();
+    for (int w = 0; w < 3; w++) {
+        json_object_set_new(sent, window_names[w], json_integer(tsent[w]));
+        json_object_set_new(failed, window_names[w], json_integer(tfail[w]));
+    }
+    json_object_set_new(t, "sent", sent);
+    json_object_set_new(t, "failed", failed);
+    json_t *e = json_object();
+    for (int i = 0; i < neng; i++) json_object_set_new(e, eng[i].key, json_integer(atoll(eng[i].value)));
+    return json_pack("{s:I,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms, "lanes", lanes,
+                     "totals", t, "engagement", e);
+}
+
+static void fmt_age(double s, char *out, size_t n)
+{
+    if (s <= 0) snprintf(out, n, "-");
+    else if (s < 120) snprintf(out, n, "%.1fs", s);
+    else if (s < 7200) snprintf(out, n, "%.0fm", s / 60);
+    else snprintf(out, n, "%.0fh", s / 3600);
+}
+
+static void fmt_budget(const cli_lane_stats *s, char *out, size_t n)
+{
+    if (s->cap_day)
+        snprintf(out, n, "%.2f/%.2f", (double)s->spent_day / 1e6, (double)s->cap_day / 1e6);
+    else if (s->cap_month)
+        snprintf(out, n, "%.2f/%.2f mo", (double)s->spent_month / 1e6,
+                 (double)s->cap_month / 1e6);
+    else if (s->spent_day)
+        snprintf(out, n, "%.2f", (double)s->spent_day / 1e6);
+    else
+        snprintf(out, n, "-");
+}
+
+static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now_ms,
+                     const char *platform, const char *lane)
+{
+    fprintf(f, "%-32s %5s %5s %5s %5s %5s %6s %7s %14s %11s %6s %-9s %s\n", "LANE", "SCHED",
+            "READY", "FLIGHT", "RETRY", "DEAD", "PARKED", "LATENCY", "SENT 1m/1h/1d",
+            "FAILED 1h/1d", "WAIT", "CIRCUIT", "BUDGET");
+    long tot[6] = {0}, ts[3] = {0}, tf[3] = {0};
+    for (int i = 0; i < n; i++) {
+        const cli_lane_stats *s = &v[i];
+        if (!matches(s, platform, lane)) continue;
+        char age[16], sent[48], failed[40], wait[16], budget[48];
+        fmt_age(age_s(s, now_ms), age, sizeof age);
+        snprintf(sent, sizeof sent, "%ld/%ld/%ld", s->sent[0], s->sent[1], s->sent[2]);
+        snprintf(failed, sizeof failed, "%ld/%ld", s->dead[1], s->dead[2]);
+        fmt_age(s->throttled_until_ms > now_ms ? (double)(s->throttled_until_ms - now_ms) / 1000
+                                               : 0,
+                wait, sizeof wait);
+        fmt_budget(s, budget, sizeof budget);
+        fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s %6s %-9s %s%s\n",
+                s->c.lane, s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                s->c.unknown, age, sent, failed, wait, circuit_now(s, now_ms), budget,
+                s->c.paused ? "  PAUSED" : "");
+        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                      s->c.unknown};
+        for (int k = 0; k < 6; k++) tot[k] += st[k];
+        for (int w = 0; w < 3; w++) ts[w] += s->sent[w], tf[w] += s->dead[w];
+    }
+    char sent[48], failed[40];
+    snprintf(sent, sizeof sent, "%ld/%ld/%ld", ts[0], ts[1], ts[2]);
+    snprintf(failed, sizeof failed, "%ld/%ld", tf[1], tf[2]);
+    fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s\n", "TOTAL", tot[0], tot[1],
+            tot[2], tot[3], tot[4], tot[5], "", sent, failed);
+}
+
+int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)
+{
+    cli_lane_stats *v;
+    int n, neng = 0;
+    int64_t now;
+    queue_kv *eng = NULL;
+    if (cli_stats_collect(q, cfg, &v, &n, &now, err) < 0) return -1;
+    if (cli_engagement(q, &eng, &neng, err) < 0) {
+        free(v);
+        return -1;
+    }
+    cli_stats_print(f, v, n, now, NULL, NULL);
+    fprintf(f, "\nengagement:");
+    for (int i = 0; i < neng; i++) fprintf(f, " %s=%s", eng[i].key, eng[i].value);
+    fprintf(f, "%s\n", neng ? "" : " none recorded");
+    free(v);
+    cli_kv_free(eng, neng);
+    return 0;
+}
+
+static volatile sig_atomic_t stop_watch;
+static void on_int(int sig) { stop_watch = sig; }
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: herald stats [--json] [--watch [SECONDS]] [--platform P] "
+                    "[--lane PLATFORM:ACCOUNT]\n");
+    return 2;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    int json = cli_has_flag(&argc, argv, "json");
+    const char *platform = cli_take_opt(&argc, argv, "platform");
+    const char *lane = cli_take_opt(&argc, argv, "lane");
+    int watch = 0;
+    double every = 2;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--watch") == 0) {
+            watch = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') {
+                every = atof(argv[i + 1]);
+                if (every < 0.1) return usage();
+                memmove(&argv[i + 1], &argv[i + 2], sizeof *argv * (size_t)(argc - i - 2));
+                argc--;
+            }
+            memmove(&argv[i], &argv[i + 1], sizeof *argv * (size_t)(argc - i - 1));
+            argc--;
+            break;
+        }
+    if (argc > 1) return usage();
+    queue *q = cli_queue();
+    const hr_config *cfg = cli_config();
+    int tty = isatty(1);
+    if (watch) signal(SIGINT, on_int);
+    for (;;) {
+        cli_lane_stats *v;
+        int n;
+        int64_t now;
+        hr_err err = {0};
+        queue_kv *eng = NULL;
+        int neng = 0;
+        if (cli_stats_collect(q, cfg, &v, &n, &now, &err) < 0 ||
+            cli_engagement(q, &eng, &neng, &err) < 0) {
+            fprintf(stderr, "herald stats: %s\n", err.msg);
+            return 1;
+        }
+        if (json) {
+            json_t *o = stats_json(v, n, now, eng, neng, platform, lane);
+            char *s = json_dumps(o, JSON_COMPACT);
+            printf("%s\n", s);
+            free(s);
+            json_decref(o);
+        } else {
+            /* like top: home the cursor and clear, so the table redraws in place */
+            if (watch && tty) fputs("\033[H\033[2J", stdout);
+            if (watch) {
+                char ts[40];
+                hr_format_rfc3339(now - now % 1000, ts, sizeof ts);
+                printf("herald stats  %s  (every %gs, Ctrl-C to stop)\n\n", ts, every);
+            }
+            cli_stats_print(stdout, v, n, now, platform, lane);
+            if (neng) {
+                printf("\nengagement:");
+                for (int i = 0; i < neng; i++) printf(" %s=%s", eng[i].key, eng[i].value);
+                printf("\n");
+            }
+        }
+        fflush(stdout);
+        free(v);
+        cli_kv_free(eng, neng);
+        if (!watch) return 0;
+        for (int ms = 0; ms < every * 1000 && !stop_watch; ms += 100) usleep(100 * 1000);
+        if (stop_watch) return 0;
+    }
+}
+
+/* ----------------------------------------------------------- metrics */
+
+static void label_escape(hr_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"') hr_buf_putc(b, '\\');
+        if (*s == '\n') {
+            hr_buf_puts(b, "\\n");
+            continue;
+        }
+        hr_buf_putc(b, *s);
+    }
+}
+
+/* send_hist renders {ns}:sendtime ("PLATFORM|LE_MS" or "PLATFORM|inf" ->
+ * count, "PLATFORM|sum_ms" -> ms) as one cumulative histogram per platform. */
+typedef struct hist_cell {
+    char platform[64];
+    double le_ms; /* 1e300 for +Inf */
+    long count;
+} hist_cell;
+
+static int cell_cmp(const void *a, const void *b)
+{
+    const hist_cell *x = a, *y = b;
+    int c = strcmp(x->platform, y->platform);
+    if (c) return c;
+    return x->le_ms < y->le_ms ? -1 : x->le_ms > y->le_ms;
+}
+
+static void send_hist_render(hr_buf *b, const redisReply *r)
+{
+    size_t n = r->elements / 2;
+    hist_cell *cells = hr_calloc(n + 1, sizeof *cells);
+    size_t nc = 0;
+    for (size_t k = 0; k + 1 < r->elements; k += 2) {
+        const char *f = r->element[k]->str, *bar = strrchr(f, '|');
+        if (!bar || (size_t)(bar - f) >= sizeof cells[0].platform) continue;
+        hist_cell *c = &cells[nc];
+        snprintf(c->platform, sizeof c->platform, "%.*s", (int)(bar - f), f);
+        c->count = atol(r->element[k + 1]->str);
+        if (strcmp(bar + 1, "sum_ms") == 0) c->le_ms = -1; /* sorts first */
+        else if (strcmp(bar + 1, "inf") == 0) c->le_ms = 1e300;
+        else c->le_ms = atof(bar + 1);
+        nc++;
+    }
+    qsort(cells, nc, sizeof *cells, cell_cmp);
+    for (size_t i = 0; i < nc;) {
+        size_t j = i;
+        long cum = 0;
+        double sum_s = 0;
+        for (; j < nc && strcmp(cells[j].platform, cells[i].platform) == 0; j++) {
+            if (cells[j].le_ms < 0) {
+                sum_s = (double)cells[j].count / 1000.0;
+                continue;
+            }
+            cum += cells[j].count;
+            hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
+            label_escape(b, cells[i].platform);
+            if (cells[j].le_ms >= 1e300) hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
+            else hr_buf_printf(b, "\",le=\"%g\"} %ld\n", cells[j].le_ms / 1000.0, cum);
+        }
+        if (nc && cells[j - 1].le_ms < 1e300) {
+            hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
+            label_escape(b, cells[i].platform);
+            hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
+        }
+        hr_buf_puts(b, "herald_send_duration_seconds_sum{platform=\"");
+        label_escape(b, cells[i].platform);
+        hr_buf_printf(b, "\"} %.3f\n", sum_s);
+        hr_buf_puts(b, "herald_send_duration_seconds_count{platform=\"");
+        label_escape(b, cells[i].platform);
+        hr_buf_printf(b, "\"} %ld\n", cum);
+        i = j;
+    }
+    free(cells);
+}
+
+/* Platform totals for herald_sends_total, summed over lanes. */
+typedef struct plat_sum {
+    char platform[64];
+    long sent, dead, retried;
+} plat_sum;
+
+int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
+{
+    cli_lane_stats *v;
+    int n;
+    int64_t now;
+    if (cli_stats_collect(q, cfg, &v, &n, &now, err) < 0) return -1;
+    static const char *states[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
+                                    "parked"};
+    hr_buf_puts(b, "# HELP herald_queue_depth Jobs per lane and state.\n"
+                   "# TYPE herald_queue_depth gauge\n");
+    for (int i = 0; i < n; i++) {
+        long st[6] = {v[i].c.scheduled, v[i].c.ready, v[i].c.inflight, v[i].c.retrying,
+                      v[i].c.dead, v[i].c.unknown};
+        for (int k = 0; k < 6; k++) {
+            hr_buf_puts(b, "herald_queue_depth{platform=\"");
+            label_escape(b, v[i].platform);
+            hr_buf_puts(b, "\",lane=\"");
+            label_escape(b, v[i].c.lane);
+            hr_buf_printf(b, "\",state=\"%s\"} %ld\n", states[k], st[k]);
+        }
+    }
+    hr_buf_puts(b, "# HELP herald_queue_oldest_ready_seconds Age of the oldest ready job.\n"
+                   "# TYPE herald_queue_oldest_ready_seconds gauge\n");
+    for (int i = 0; i < n; i++) {
+        hr_buf_puts(b, "herald_queue_oldest_ready_seconds{lane=\"");
+        label_escape(b, v[i].c.lane);
+        hr_buf_printf(b, "\"} %.3f\n", age_s(&v[i], now));
+    }
+    hr_buf_puts(b, "# HELP herald_lane_paused 1 when the lane or its platform is paused.\n"
+                   "# TYPE herald_lane_paused gauge\n");
+    for (int i = 0; i < n; i++) {
+        hr_buf_puts(b, "herald_lane_paused{lane=\"");
+        label_escape(b, v[i].c.lane);
+        hr_buf_printf(b, "\"} %d\n", v[i].c.paused ? 1 : 0);
+    }
+    hr_buf_puts(b, "# HELP herald_circuit_open 1 while the lane's circuit breaker is open.\n"
+                   "# TYPE herald_circuit_open gauge\n");
+    for (int i = 0; i < n; i++) {
+        hr_buf_puts(b, "herald_circuit_open{lane=\"");
+        label_escape(b, v[i].c.lane);
+        hr_buf_printf(b, "\"} %d\n", strcmp(circuit_now(&v[i], now), "closed") != 0);
+    }
+    hr_buf_puts(b, "# HELP herald_budget_spent Money spent in the period (currency units).\n"
+                   "# TYPE herald_budget_spent gauge\n");
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < 2; p++) {
+            hr_buf_puts(b, "herald_budget_spent{lane=\"");
+            label_escape(b, v[i].c.lane);
+            hr_buf_printf(b, "\",period=\"%s\"} %.6f\n", p ? "month" : "day",
+                          (double)(p ? v[i].spent_month : v[i].spent_day) / 1e6);
+        }
+    }
+    hr_buf_puts(b, "# HELP herald_budget_limit Budget cap of the period (absent: no cap).\n"
+                   "# TYPE herald_budget_limit gauge\n");
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < 2; p++) {
+            int64_t cap = p ? v[i].cap_month : v[i].cap_day;
+            if (!cap) continue;
+            hr_buf_puts(b, "herald_budget_limit{lane=\"");
+            label_escape(b, v[i].c.lane);
+            hr_buf_printf(b, "\",period=\"%s\"} %.6f\n", p ? "month" : "day", (double)cap / 1e6);
+        }
+    }
+    plat_sum *ps = hr_calloc((size_t)n + 1, sizeof *ps);
+    int np = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < np && strcmp(ps[k].platform, v[i].platform) != 0) k++;
+        if (k == np) snprintf(ps[np++].platform, sizeof ps[0].platform, "%s", v[i].platform);
+        ps[k].sent += v[i].c.sent_total;
+        ps[k].dead += v[i].c.dead_total;
+        ps[k].retried += v[i].c.retried_total;
+    }
+    hr_buf_puts(b, "# HELP herald_sends_total Send outcomes per platform.\n"
+                   "# TYPE herald_sends_total counter\n");
+    for (int k = 0; k < np; k++) {
+        const char *outcome[3] = {"sent", "dead", "retry"};
+        long val[3] = {ps[k].sent, ps[k].dead, ps[k].retried};
+        for (int o = 0; o < 3; o++) {
+            hr_buf_puts(b, "herald_sends_total{platform=\"");
+            label_escape(b, ps[k].platform);
+            hr_buf_printf(b, "\",outcome=\"%s\"} %ld\n", outcome[o], val[o]);
+        }
+    }
+    free(ps);
+    free(v);
+
+    /* Lateness (fetch time - run_at) from the queue's histogram. */
+    long lat[QUEUE_LATENESS_BUCKETS];
+    if (queue_lateness(q, lat, err) < 0) return -1;
+    hr_buf_puts(b, "# HELP herald_job_lateness_seconds How late jobs were fetched after their "
+                   "run time.\n# TYPE herald_job_lateness_seconds histogram\n");
+    long cum = 0;
+    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) {
+        cum += lat[i];
+        if (i == QUEUE_LATENESS_BUCKETS - 1)
+            hr_buf_printf(b, "herald_job_lateness_seconds_bucket{le=\"+Inf\"} %ld\n", cum);
+        else
+            hr_buf_printf(b, "herald_job_lateness_seconds_bucket{le=\"%g\"} %ld\n",
+                          (double)queue_lateness_bounds_ms[i] / 1000.0, cum);
+    }
+    hr_buf_printf(b, "herald_job_lateness_seconds_count %ld\n", cum);
+
+    /* Send durations, when the workers record them: {ns}:sendtime hash
+     * "PLATFORM|BUCKET_MS" -> count (non-cumulative; "inf" for the last),
+     * "PLATFORM|sum_ms" -> total ms. See docs/metrics.md. */
+    redisContext *rc = queue_redis(q);
+    redisReply *r = redisCommand(rc, "HGETALL {%s}:sendtime", queue_ns(q));
+    if (!r) return hr_err_set(err, "metrics: redis: %s", rc->errstr);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements) {
+        hr_buf_puts(b, "# HELP herald_send_duration_seconds Platform request time per send.\n"
+                       "# TYPE herald_send_duration_seconds histogram\n");
+        send_hist_render(b, r);
+    }
+    freeReplyObject(r);
+    return 0;
+}
