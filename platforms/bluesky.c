@@ -116,7 +116,10 @@ static int bsky_finish(const plat_account *a, const queue_job *j, plat_part *p, 
             add_facet(p, PLAT_FACET_LINK, e[i].start, e[i].end, uri);
             free(uri);
         } else if (e[i].type == TX_TAG) {
-            add_facet(p, PLAT_FACET_TAG, e[i].start, e[i].end, v + 1);
+            /* the lexicon caps a tag at 64 graphemes / 640 bytes */
+            size_t tl = e[i].end - e[i].start - 1;
+            if (tl <= 640 && tx_graphemes_n(v + 1, tl) <= 64)
+                add_facet(p, PLAT_FACET_TAG, e[i].start, e[i].end, v + 1);
         } else {
             /* a mention needs the handle's DID; without it the text stays
              * plain, as Bluesky's own app does for unresolved handles */

@@ -451,7 +451,7 @@ int meta_error(const plat_response *r, plat_outcome *o)
     else if (code == 4 || code == 17 || code == 32 || code == 613 || code == 80001) {
         o->retry_after_ms = 60000;
         out_set(o, PLAT_OUT_RETRY, "graph error %ld: %s", code, msg);
-    } else if (code == 1 || code == 2)
+    } else if (code == 1 || code == 2 || json_is_true(json_object_get(e, "is_transient")))
         out_set(o, PLAT_OUT_TRANSIENT, "graph error %ld: %s", code, msg);
     else
         out_set(o, PLAT_OUT_PERMANENT, "graph error %ld: %s", code, msg);
