@@ -16,12 +16,12 @@ int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *tim
                              const char *body, size_t len, int64_t now_s, int window_s,
                              hr_err *err);
 
-/* hook_redis: one hiredis async connection on the loop that reconnects with
- * backoff (50 ms .. 2 s). Commands issued while down fail at once. */
+/* hook_redis: raw commands and scripts on a queue_async connection (which
+ * reconnects with backoff). Commands issued while down fail at once. */
 typedef struct hook_redis hook_redis;
 /* cb gets the reply (NULL on failure; valid only during cb). */
 typedef void hook_redis_cb(struct redisReply *reply, const char *errmsg, void *priv);
-hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, hr_err *err);
+hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns, hr_err *err);
 void hook_redis_free(hook_redis *r);
 int hook_redis_up(const hook_redis *r);
 /* hook_redis_argv runs a command; cb runs exactly once. */

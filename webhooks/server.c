@@ -534,7 +534,7 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
         hr_config_get_i64(c, "webhooks-request-timeout-ms", 10000, &req_ms, err) != 0 ||
         hr_config_get_i64(c, "webhooks-idle-timeout-ms", 30000, &idle_ms, err) != 0)
         goto fail;
-    s->redis = hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), err);
+    s->redis = hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), ns, err);
     if (!s->redis) goto fail;
     hook_httpd_opts o = {0};
     o.listen = listen ? listen : hr_config_get(c, "webhooks-listen", "127.0.0.1:8025");
