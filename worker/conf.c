@@ -34,7 +34,8 @@ int worker_account_conf_get(const hr_config *c, const char *lane, worker_account
 
     const hr_conf_line *l = NULL, *it;
     int pos = -1;
-    while ((it = hr_config_next(c, "account", &pos)))
+    /* the first line for the account, as platforms/ reads it */
+    while (!l && (it = hr_config_next(c, "account", &pos)))
         if (it->argc > 0 && strcmp(it->argv[0], lane) == 0) l = it;
 
     const char *rate = l ? line_opt(l, "rate") : NULL;

@@ -28,6 +28,9 @@ typedef struct wk_lane {
     worker_circuit circuit;
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
+    int parked; /* the budget cap holds it (logged once) */
+    int conf_written; /* limits written to its state hash for the fetch script */
+    int reload;       /* SIGHUP came while sends were in flight on it */
 } wk_lane;
 
 typedef struct wk_proc wk_proc;
@@ -83,6 +86,9 @@ struct wk_proc {
 };
 
 static void fetch_more(wk_proc *p);
+static void lane_write_conf(wk_proc *p, wk_lane *l);
+static void lane_reload(wk_proc *p, wk_lane *l);
+static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
 static void stop_now(wk_proc *p);
 
@@ -151,21 +157,123 @@ static wk_lane *lane_add(wk_proc *p, const char *name)
     snprintf(l->name, sizeof l->name, "%s", name);
     size_t n = strcspn(name, ":");
     snprintf(l->platform, sizeof l->platform, "%.*s", (int)(n < 31 ? n : 31), name);
+    p->lanes[p->nlanes++] = l;
+    lane_reload(p, l);
+    return l;
+}
+
+/* lane_reload (re)reads the lane's account and limits from the config; only
+ * called while no send borrows its account. */
+static void lane_reload(wk_proc *p, wk_lane *l)
+{
     hr_err err = {0};
-    if (worker_account_conf_get(p->o.config, name, &l->conf, &err) != 0)
-        hr_log(HR_LOG_ERROR, "lane config", "lane", name, "error", err.msg, NULL);
+    l->reload = 0;
+    plat_account_free(l->acct);
+    l->acct = NULL;
+    plat_session_release(&l->sess);
+    memset(&l->sess, 0, sizeof l->sess);
+    if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0)
+        hr_log(HR_LOG_ERROR, "lane config", "lane", l->name, "error", err.msg, NULL);
     worker_circuit_init(&l->circuit, l->conf.circuit);
-    const char *account = name[n] == ':' ? name + n + 1 : "";
-    l->acct = plat_account_find(p->o.config, l->platform, account, &err);
+    const char *colon = strchr(l->name, ':');
+    l->acct = plat_account_find(p->o.config, l->platform, colon ? colon + 1 : "", &err);
     if (l->acct && plat_account_load_credential(l->acct, p->o.config, &err) != 0) {
         plat_account_free(l->acct);
         l->acct = NULL;
     }
     if (!l->acct)
-        hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", name, "error", err.msg,
-               NULL);
-    p->lanes[p->nlanes++] = l;
-    return l;
+        hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", l->name, "error",
+               err.msg, NULL);
+    l->paused = 0;
+    lane_write_conf(p, l);
+}
+
+/* lane_write_conf puts the lane's limits and budget into {NS}:lane:LANE,
+ * where the fetch script admits from them fleet-wide with Redis TIME. */
+static void lane_write_conf(wk_proc *p, wk_lane *l)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c) return;
+    const worker_account_conf *a = &l->conf;
+    char key[256];
+    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+    char vals[24][32];
+    const char *argv[40];
+    int n = 0, v = 0;
+    argv[n++] = "HSET";
+    argv[n++] = key;
+#define PUT(name, val)                                                          \
+    do {                                                                       \
+        snprintf(vals[v], sizeof vals[v], "%lld", (long long)(val));           \
+        argv[n++] = name;                                                      \
+        argv[n++] = vals[v++];                                                 \
+    } while (0)
+    static const char *wms[] = {"w1_ms", "w2_ms", "w3_ms", "w4_ms"};
+    static const char *wlim[] = {"w1_limit", "w2_limit", "w3_limit", "w4_limit"};
+    PUT("nw", a->limits.nw);
+    for (int i = 0; i < a->limits.nw && i < 4; i++) {
+        PUT(wms[i], a->limits.w[i].window_ms);
+        PUT(wlim[i], a->limits.w[i].limit);
+    }
+    PUT("cost", a->limits.cost);
+    PUT("b_cost", a->budget.cost);
+    PUT("b_day_cap", a->budget.cap_day);
+    PUT("b_month_cap", a->budget.cap_month);
+#undef PUT
+    redisAsyncCommandArgv(c, on_raw, NULL, n, argv, NULL);
+    l->conf_written = 1;
+}
+
+/* Refund a reservation made at fetch: only when the day (and month) it was
+ * counted in is still the current one. */
+static const char refund_lua[] =
+    "local d = redis.call('HGET', KEYS[1], 'b_day')\n"
+    "local m = redis.call('HGET', KEYS[1], 'b_month')\n"
+    "local c = tonumber(ARGV[1])\n"
+    "if d == ARGV[2] and tonumber(redis.call('HGET', KEYS[1], 'b_day_used') or '0') >= c then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'b_day_used', -c) end\n"
+    "if m == ARGV[3] and tonumber(redis.call('HGET', KEYS[1], 'b_month_used') or '0') >= c then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'b_month_used', -c) end\n"
+    "return 1\n";
+
+static void budget_refund(wk_proc *p, wk_lane *l, int64_t fetched_ms)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c || l->conf.budget.cost <= 0) return;
+    char key[256], cost[24], day[16], month[16];
+    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+    snprintf(cost, sizeof cost, "%lld", (long long)l->conf.budget.cost);
+    snprintf(day, sizeof day, "%lld", (long long)worker_budget_day(fetched_ms));
+    snprintf(month, sizeof month, "%lld", (long long)worker_budget_month(fetched_ms));
+    const char *argv[] = {"EVAL", refund_lua, "1", key, cost, day, month};
+    redisAsyncCommandArgv(c, on_raw, NULL, 7, argv, NULL);
+}
+
+/* quota_note records what the platform's quota headers said, so the fetch
+ * script stops before a 429 (for the whole fleet). */
+static void quota_note(wk_proc *p, wk_lane *l, const plat_outcome *o)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c || o->quota_remaining < 0 || o->quota_reset_ms <= 0) return;
+    char key[256], left[24], reset[24];
+    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+    snprintf(left, sizeof left, "%ld", o->quota_remaining);
+    snprintf(reset, sizeof reset, "%lld", (long long)o->quota_reset_ms);
+    const char *argv[] = {"HSET", key, "q_left", left, "q_reset", reset};
+    redisAsyncCommandArgv(c, on_raw, NULL, 6, argv, NULL);
+}
+
+static void on_parked(redisAsyncContext *c, void *r, void *priv)
+{
+    wk_lane *l = priv;
+    redisReply *reply = r;
+    if (!reply) return;
+    int parked = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "budget") == 0;
+    if (parked && !l->parked)
+        hr_log(HR_LOG_ERROR, "budget cap reached: lane parked", "lane", l->name, NULL);
+    else if (!parked && l->parked)
+        hr_log(HR_LOG_INFO, "budget available again: lane resumed", "lane", l->name, NULL);
+    l->parked = parked;
 }
 
 static void lane_free(wk_lane *l)
@@ -197,8 +305,10 @@ static void job_release(wk_job *j)
     else p->jobs = j->next;
     if (j->next) j->next->prev = j->prev;
     p->inflight--;
-    if (j->lane) j->lane->inflight--;
+    wk_lane *l = j->lane;
+    if (l) l->inflight--;
     job_free(j);
+    if (l && l->reload && l->inflight == 0 && !p->shutting) lane_reload(p, l);
     if (p->shutting) return;
     if (!p->draining) ev_idle_start(p->loop, &p->kick);
     else if (p->inflight == 0) stop_now(p);
@@ -313,6 +423,8 @@ static void settle(wk_job *j, const plat_outcome *o)
     worker_decide(wo, j->job->attempt, j->job->max_attempts, now,
                   now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0), can_refresh,
                   j->refreshed, &p->retry, hr_random_u64(), &d);
+    quota_note(p, j->lane, o);
+    if (d.budget == WORKER_BUDGET_REFUND) budget_refund(p, j->lane, j->fetched_ms);
     if (d.circuit_failure || d.circuit_success) {
         worker_circuit_state was = j->lane->circuit.state;
         if (worker_circuit_record(&j->lane->circuit, d.circuit_success, now))
@@ -751,6 +863,15 @@ static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
         p->listing = 1;
         queue_async_lanes(p->qa, on_lanes, p);
     }
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    for (int i = 0; c && i < p->nlanes; i++) {
+        wk_lane *l = p->lanes[i];
+        if (!l->conf_written) lane_write_conf(p, l);
+        if (l->conf.budget.cost <= 0) continue;
+        char key[256];
+        snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+        redisAsyncCommand(c, on_parked, l, "HGET %s parked", key);
+    }
 }
 
 /* --------------------------------------------------- lease and status */
@@ -839,20 +960,17 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         hr_log(HR_LOG_ERROR, "config reload failed, keeping the old one", "error", err.msg, NULL);
         return;
     }
-    /* Lanes re-read their accounts when next discovered; jobs in flight keep
-     * the lane (and account) they started with until they finish. */
-    int busy = 0;
-    for (int i = 0; i < p->nlanes; i++) busy += p->lanes[i]->inflight > 0;
-    if (busy) {
-        hr_log(HR_LOG_INFO, "config reload deferred: sends in flight", NULL);
-        hr_config_free(c);
-        return;
-    }
-    for (int i = 0; i < p->nlanes; i++) lane_free(p->lanes[i]);
-    p->nlanes = 0;
+    /* Lanes with sends in flight keep the account those sends borrow until
+     * they finish, then reload. Accounts and lane settings are copies, so
+     * the old config can go now. */
     hr_config_free(p->owned_config);
     p->owned_config = c;
     p->o.config = c;
+    for (int i = 0; i < p->nlanes; i++) {
+        wk_lane *l = p->lanes[i];
+        if (l->inflight > 0) l->reload = 1;
+        else lane_reload(p, l);
+    }
     hr_log(HR_LOG_INFO, "config reloaded", NULL);
 }
 

@@ -14,12 +14,119 @@ if not exp or tonumber(exp) < now then return {'lease'} end
 redis.call('ZADD', workers, now + lease, worker)
 
 -- admit(lane, state_key, want): how many jobs this lane may start now.
--- HOOK: the fleet rate limiter, circuit breaker and budget (worker module)
--- decide here, from the lane's state hash and Redis TIME.
+-- HOOK: the fleet rate limiter and budget (worker module) decide here, from
+-- the lane's state hash and Redis TIME. The worker writes the limits into
+-- the hash (nw, w<i>_ms, w<i>_limit, cost, b_cost, b_day_cap, b_month_cap);
+-- this script keeps the usage (w<i>_start/_used, b_day/_used,
+-- b_month/_used, q_left/q_reset from the platform's quota headers) and
+-- sets parked=budget while a budget cap holds the lane.
+local function civil(days)
+  -- days since 1970-01-01 -> year, month, day (H. Hinnant's algorithm)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+local y, m, d = civil(math.floor(now / 86400000))
+local day_id, month_id = y * 10000 + m * 100 + d, y * 100 + m
+
+local function lane_state(state_key)
+  local flat = redis.call('HGETALL', state_key)
+  local st = {}
+  for i = 1, #flat, 2 do st[flat[i]] = flat[i + 1] end
+  return st
+end
+
+local function num(st, k, def) return tonumber(st[k] or '') or def end
+
 local function admit(lane, state_key, want)
-  local parked = redis.call('HGET', state_key, 'parked')
-  if parked and parked ~= '0' then return 0 end
-  return want
+  local st = lane_state(state_key)
+  if st.parked and st.parked ~= '0' and st.parked ~= 'budget' then return 0 end
+  local n = want
+  local cost = num(st, 'cost', 1)
+  if cost < 1 then cost = 1 end
+  for i = 1, num(st, 'nw', 0) do
+    local win, lim = num(st, 'w' .. i .. '_ms', 0), num(st, 'w' .. i .. '_limit', 0)
+    if win > 0 then
+      local used = 0
+      if num(st, 'w' .. i .. '_start', -1) == now - now % win then
+        used = num(st, 'w' .. i .. '_used', 0)
+      end
+      local fit = math.floor((lim - used) / cost)
+      if fit < n then n = fit end
+    end
+  end
+  -- the platform said how many calls are left until its reset
+  if num(st, 'q_reset', 0) > now then
+    local left = num(st, 'q_left', n)
+    if left < n then n = left end
+  end
+  local bcost = num(st, 'b_cost', 0)
+  if bcost > 0 then
+    local dcap, mcap = num(st, 'b_day_cap', 0), num(st, 'b_month_cap', 0)
+    local dused = num(st, 'b_day', 0) == day_id and num(st, 'b_day_used', 0) or 0
+    local mused = num(st, 'b_month', 0) == month_id and num(st, 'b_month_used', 0) or 0
+    local bn = n
+    if dcap > 0 then bn = math.min(bn, math.floor((dcap - dused) / bcost)) end
+    if mcap > 0 then bn = math.min(bn, math.floor((mcap - mused) / bcost)) end
+    if bn <= 0 and n > 0 then
+      -- parked, not dropped: visible in stats until the cap lifts
+      if st.parked ~= 'budget' then redis.call('HSET', state_key, 'parked', 'budget') end
+      return 0
+    end
+    n = bn
+  end
+  if st.parked == 'budget' then redis.call('HDEL', state_key, 'parked') end
+  if n < 0 then n = 0 end
+  return n
+end
+
+-- charge(state_key, k): k jobs were taken: count them in every window, the
+-- quota left, and reserve their cost in the budget (refunded by the worker
+-- on a definite failure, committed by the send).
+local function charge(state_key, k)
+  local st = lane_state(state_key)
+  local cost = num(st, 'cost', 1)
+  if cost < 1 then cost = 1 end
+  local h = {}
+  for i = 1, num(st, 'nw', 0) do
+    local win = num(st, 'w' .. i .. '_ms', 0)
+    if win > 0 then
+      local start = now - now % win
+      local used = 0
+      if num(st, 'w' .. i .. '_start', -1) == start then used = num(st, 'w' .. i .. '_used', 0) end
+      h[#h + 1] = 'w' .. i .. '_start'
+      h[#h + 1] = start
+      h[#h + 1] = 'w' .. i .. '_used'
+      h[#h + 1] = used + k * cost
+    end
+  end
+  if num(st, 'q_reset', 0) > now and st.q_left then
+    h[#h + 1] = 'q_left'
+    h[#h + 1] = num(st, 'q_left', 0) - k
+  end
+  local bcost = num(st, 'b_cost', 0)
+  if bcost > 0 then
+    local dused = num(st, 'b_day', 0) == day_id and num(st, 'b_day_used', 0) or 0
+    local mused = num(st, 'b_month', 0) == month_id and num(st, 'b_month_used', 0) or 0
+    h[#h + 1] = 'b_day'
+    h[#h + 1] = day_id
+    h[#h + 1] = 'b_day_used'
+    h[#h + 1] = dused + k * bcost
+    h[#h + 1] = 'b_month'
+    h[#h + 1] = month_id
+    h[#h + 1] = 'b_month_used'
+    h[#h + 1] = mused + k * bcost
+  end
+  if #h > 0 then redis.call('HSET', state_key, unpack(h)) end
 end
 
 local nl = (#KEYS - 5) / 2
@@ -61,7 +168,10 @@ while remaining > 0 and #active > 0 do
             redis.call('HINCRBY', stats, 'dangling|' .. lane, 1)
           end
         end
-        if #hset > 0 then redis.call('HSET', inflight, unpack(hset)) end
+        if #hset > 0 then
+          redis.call('HSET', inflight, unpack(hset))
+          charge(state_key, #hset / 2)
+        end
         if #ids == n then still[#still + 1] = i end
       end
     end

@@ -5,16 +5,9 @@
  * acknowledgement) loses nothing and doubles nothing. */
 #include "wktest.h"
 
-static void reset(void)
-{
-    char *s = th_redis_cmd(wt.redis, "FLUSHALL");
-    free(s);
-    th_http(wt.sandbox_port, "POST", "/_sandbox/reset", NULL, "", NULL);
-}
-
 static void sends_all(void)
 {
-    reset();
+    wt_reset();
     wt_enqueue("x", "@a", "hello from a", 300);
     wt_enqueue("mastodon", "@m", "toot", 100);
     pid_t w = wt_worker(NULL, "sends_all", "--processes", "2", "--concurrency", "32", NULL);
@@ -32,19 +25,27 @@ static void sends_all(void)
 
 static void faults_retry(void)
 {
-    reset();
-    const char *faults = "{\"platform\":\"x\",\"rate500\":0.3,\"rate429\":0.2,\"retry_after\":1}";
+    wt_reset();
+    const char *faults = "{\"platform\":\"x\",\"rate500\":0.3,\"rate429\":0.1,\"retry_after\":1}";
     const char *h[] = {"Content-Type: application/json", NULL};
     CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, faults, NULL), 200);
-    wt_enqueue("x", "@a", "flaky", 200);
+    wt_enqueue("x", "@a", "flaky", 120);
     pid_t w = wt_worker(NULL, "faults", "--processes", "1", "--concurrency", "16", NULL);
-    CHECK(wt_wait_done(200, 25000));
+    CHECK(wt_wait_done(120, 25000));
     long dups = -1;
-    CHECK_INT(wt_sandbox_posts("x", &dups), 200);
+    CHECK_INT(wt_sandbox_posts("x", &dups), 120);
     CHECK_INT(dups, 0);
     CHECK(wt_redis_int("HLEN {t}:stats", "") > 0);
     wt_term(w);
     CHECK_INT(wt_redis_int("ZCARD {t}:dead:x:@a", ""), 0);
+    /* 30% 500s: five in a row happen, and the breaker opens rather than
+     * burning attempts, then a probe closes it */
+    char log[700];
+    snprintf(log, sizeof log, "%s/faults.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    CHECK(text && strstr(text, "\"to\":\"open\""));
+    CHECK(text && strstr(text, "\"to\":\"closed\""));
+    free(text);
 }
 
 static int bad_lane_paused(void *arg)
@@ -56,7 +57,7 @@ static int bad_lane_paused(void *arg)
 
 static void reauth_pauses_one_lane(void)
 {
-    reset();
+    wt_reset();
     wt_enqueue("x", "@bad", "refused", 20);
     wt_enqueue("x", "@b", "fine", 150);
     pid_t w = wt_worker(NULL, "reauth", "--processes", "1", "--concurrency", "16", NULL);
@@ -76,7 +77,7 @@ static void reauth_pauses_one_lane(void)
 
 static void crash_at(const char *step, const char *platform, const char *account)
 {
-    reset();
+    wt_reset();
     enum { N = 400 };
     wt_enqueue(platform, account, step, N);
     char env[800];

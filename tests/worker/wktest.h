@@ -25,7 +25,7 @@ static wt_env wt;
 
 /* wt_start starts Redis (append-only, so a restart keeps the data), the
  * sandbox, and writes a config; extra_conf lines are appended. */
-static void wt_start(const char *extra_conf)
+static inline void wt_start(const char *extra_conf)
 {
     wt.redis = th_redis_start(0, "--appendonly", "yes", "--appendfsync", "always", NULL);
     wt.dir = th_tempdir();
@@ -45,18 +45,33 @@ static void wt_start(const char *extra_conf)
     hr_buf c;
     hr_buf_init(&c);
     int p = wt.sandbox_port;
+    /* extra lines first: the first line for an account is the one used;
+     * $PORT stands for the sandbox's port */
+    char port[16];
+    snprintf(port, sizeof port, "%d", p);
+    for (const char *e = extra_conf; e && *e; e++) {
+        if (strncmp(e, "$PORT", 5) == 0) {
+            hr_buf_puts(&c, port);
+            e += 4;
+        } else {
+            hr_buf_putc(&c, *e);
+        }
+    }
     hr_buf_printf(&c,
                   "redis-url unix://%s\nnamespace t\ncredentials-dir %s\n"
                   "reconcile-interval 200ms\npoll-schedule none\nretry-base 50ms\n"
                   "retry-cap 500ms\nreauth-hold 200ms\n"
-                  "account x:@a base-url=http://127.0.0.1:%d credentials=x-a user-id=11\n"
-                  "account x:@b base-url=http://127.0.0.1:%d credentials=x-b user-id=12\n"
+                  /* the platforms' real limits would make tests wait hours */
+                  "account x:@a base-url=http://127.0.0.1:%d credentials=x-a user-id=11 "
+                  "rate=1000000/1h\n"
+                  "account x:@b base-url=http://127.0.0.1:%d credentials=x-b user-id=12 "
+                  "rate=1000000/1h\n"
                   "account x:@bad base-url=http://127.0.0.1:%d credentials=x-bad user-id=13\n"
                   "account bluesky:@b.bsky.social base-url=http://127.0.0.1:%d "
-                  "handle=b.bsky.social credentials=bsky-b\n"
-                  "account mastodon:@m base-url=http://127.0.0.1:%d credentials=masto-m\n"
-                  "%s\n",
-                  wt.redis->sock, wt.dir, p, p, p, p, p, extra_conf ? extra_conf : "");
+                  "handle=b.bsky.social credentials=bsky-b rate=1000000/1h\n"
+                  "account mastodon:@m base-url=http://127.0.0.1:%d credentials=masto-m "
+                  "rate=1000000/1h\n",
+                  wt.redis->sock, wt.dir, p, p, p, p, p);
     snprintf(wt.conf, sizeof wt.conf, "%s/herald.conf", wt.dir);
     th_write_file(wt.conf, c.data);
     hr_buf_release(&c);
@@ -79,7 +94,7 @@ static void wt_start(const char *extra_conf)
     exit(1);
 }
 
-static void wt_stop(void)
+static inline void wt_stop(void)
 {
     queue_free(wt.q);
     wt.q = NULL;
@@ -88,7 +103,7 @@ static void wt_stop(void)
 }
 
 /* wt_enqueue adds n posts "<prefix> <i>" to platform:account, due now. */
-static void wt_enqueue(const char *platform, const char *account, const char *prefix, int n)
+static inline void wt_enqueue(const char *platform, const char *account, const char *prefix, int n)
 {
     queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++) {
@@ -114,7 +129,7 @@ static void wt_enqueue(const char *platform, const char *account, const char *pr
 
 /* wt_worker starts `herald worker` with extra arguments (NULL-terminated);
  * env is "NAME=value" or NULL. */
-static pid_t wt_worker(const char *env, const char *log_name, ...)
+static inline pid_t wt_worker(const char *env, const char *log_name, ...)
 {
     char *argv[32];
     int n = 0;
@@ -141,7 +156,7 @@ static pid_t wt_worker(const char *env, const char *log_name, ...)
 
 /* wt_sandbox_posts returns how many posts the sandbox took for platform
  * (each once) and sets *dups to the duplicate requests it saw. */
-static long wt_sandbox_posts(const char *platform, long *dups)
+static inline long wt_sandbox_posts(const char *platform, long *dups)
 {
     char path[128];
     snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=post", platform);
@@ -162,7 +177,7 @@ static long wt_sandbox_posts(const char *platform, long *dups)
     return count;
 }
 
-static long wt_redis_int(const char *fmt, const char *arg)
+static inline long wt_redis_int(const char *fmt, const char *arg)
 {
     char *s = th_redis_cmd(wt.redis, fmt, arg);
     long v = s ? strtol(s, NULL, 10) : -1;
@@ -171,10 +186,10 @@ static long wt_redis_int(const char *fmt, const char *arg)
 }
 
 /* wt_done counts sent jobs in Redis. */
-static long wt_done(void) { return wt_redis_int("HLEN {t}:done", ""); }
+static inline long wt_done(void) { return wt_redis_int("HLEN {t}:done", ""); }
 
 /* wt_tick plays the scheduler: promotes due retries, reaps dead workers. */
-static void wt_tick(void)
+static inline void wt_tick(void)
 {
     long promoted = 0, rq = 0, un = 0;
     int64_t next = 0, now = 0;
@@ -187,7 +202,7 @@ typedef struct wt_goal {
     long done;
 } wt_goal;
 
-static int wt_reached(void *arg)
+static inline int wt_reached(void *arg)
 {
     wt_goal *g = arg;
     static int64_t last;
@@ -199,13 +214,21 @@ static int wt_reached(void *arg)
 }
 
 /* wt_wait_done waits until n jobs are done (promoting retries meanwhile). */
-static int wt_wait_done(long n, int timeout_ms)
+static inline int wt_wait_done(long n, int timeout_ms)
 {
     wt_goal g = {n};
     return th_wait_for(wt_reached, &g, timeout_ms);
 }
 
+/* wt_reset empties Redis and the sandbox between tests. */
+static inline void wt_reset(void)
+{
+    char *s = th_redis_cmd(wt.redis, "FLUSHALL");
+    free(s);
+    th_http(wt.sandbox_port, "POST", "/_sandbox/reset", NULL, "", NULL);
+}
+
 /* wt_term stops a worker supervisor gracefully and waits for it. */
-static void wt_term(pid_t pid) { th_kill(pid, SIGTERM); }
+static inline void wt_term(pid_t pid) { th_kill(pid, SIGTERM); }
 
 #endif

@@ -1,0 +1,84 @@
+/* limits.c: throttling as a fleet: two worker pools (separate process
+ * trees, as on two machines) sharing one account stay under its limit
+ * together; a budget cap parks a lane (visible, nothing dropped) and a
+ * config reload that lifts the cap resumes it. */
+#include "wktest.h"
+
+static long sent_x(void) { return wt_sandbox_posts("x", NULL); }
+
+static int settled(void *arg)
+{
+    long *want = arg;
+    wt_tick();
+    return wt_done() >= *want;
+}
+
+static void two_pools_share_a_limit(void)
+{
+    wt_reset();
+    wt_enqueue("x", "@a", "limited", 100);
+    /* x:@a allows 30 a day (config below): two pools, two processes each */
+    pid_t w1 = wt_worker(NULL, "pool1", "--processes", "2", "--concurrency", "8", NULL);
+    pid_t w2 = wt_worker(NULL, "pool2", "--processes", "2", "--concurrency", "8", NULL);
+    long want = 30;
+    CHECK(th_wait_for(settled, &want, 15000));
+    /* Give all four processes many more fetch rounds: none may send more. */
+    for (int i = 0; i < 50; i++) {
+        wt_tick();
+        usleep(10000);
+    }
+    CHECK_INT(sent_x(), 30);
+    CHECK_INT(wt_done(), 30);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", ""), 70);
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@a w1_used", ""), 30);
+    wt_term(w1);
+    wt_term(w2);
+}
+
+static int parked(void *arg)
+{
+    (void)arg;
+    char *s = th_redis_cmd(wt.redis, "HGET {t}:lane:x:@b parked");
+    int yes = s && strcmp(s, "budget") == 0;
+    free(s);
+    return yes;
+}
+
+static void budget_cap_parks_and_resumes(void)
+{
+    wt_reset();
+    wt_enqueue("x", "@b", "paid", 60);
+    pid_t w = wt_worker(NULL, "budget", "--processes", "1", "--concurrency", "8", NULL);
+    long want = 25;
+    CHECK(th_wait_for(settled, &want, 15000));
+    CHECK(th_wait_for(parked, NULL, 10000));
+    CHECK_INT(wt_done(), 25); /* 0.25 a day at 0.01 a post */
+    CHECK_INT(wt_redis_int("ZCARD {t}:dead:x:@b", ""), 0);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@b", ""), 35);
+    /* lift the cap and reload: the lane resumes */
+    char *conf = th_read_file(wt.conf, NULL);
+    REQUIRE(conf);
+    char *at = strstr(conf, "budget-daily=0.25");
+    REQUIRE(at);
+    memcpy(at, "budget-daily=9.00", 17);
+    th_write_file(wt.conf, conf);
+    free(conf);
+    kill(w, SIGHUP);
+    want = 60;
+    CHECK(th_wait_for(settled, &want, 15000));
+    CHECK_INT(sent_x(), 60);
+    wt_term(w);
+    CHECK(!parked(NULL));
+}
+
+int main(void)
+{
+    wt_start("account x:@a base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
+             "rate=30/24h\n"
+             "account x:@b base-url=http://127.0.0.1:$PORT credentials=x-b user-id=12 "
+             "cost=0.01 budget-daily=0.25\n");
+    th_run("two_pools_share_a_limit", two_pools_share_a_limit);
+    th_run("budget_cap_parks_and_resumes", budget_cap_parks_and_resumes);
+    wt_stop();
+    return th_main_end();
+}
