@@ -86,6 +86,7 @@ void req_json(plat_request *r, json_t *body /* stolen */);
 /* form body: name/value pairs, NULL-terminated; NULL values are skipped */
 void req_form(plat_request *r, const char *const *pairs);
 void req_idem(plat_request *r, const plat_send *s);
+void req_idem_step(plat_request *r, const plat_send *s, const char *step);
 char *plat_urlenc(const char *s); /* percent-encoded copy */
 char *url_join(const plat_account *a, const char *fmt, ...) HR_PRINTF(2, 3);
 int need_opt(const plat_account *a, const char *key, const char **out, hr_err *err);

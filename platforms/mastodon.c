@@ -17,13 +17,7 @@ static int masto_post(plat_send *s, plat_request *req)
 {
     req_init(req, "POST", url_join(s->a, "/api/v1/statuses"));
     req_bearer(req, s->a->credential);
-    /* per part: a thread's parts are distinct statuses */
-    if (s->job->idem_key) {
-        char *k = s->part ? hr_asprintf("%s-%d", s->job->idem_key, s->part + 1)
-                          : hr_strdup(s->job->idem_key);
-        req_header(req, "Idempotency-Key", k);
-        free(k);
-    }
+    req_idem(req, s); /* per part: a thread's parts are distinct statuses */
     json_t *b = json_object();
     json_object_set_new(b, "status", json_string(s->post.parts[s->part].text));
     json_object_set_new(b, "visibility",

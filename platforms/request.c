@@ -84,10 +84,23 @@ void req_form(plat_request *r, const char *const *pairs)
     req_body(r, hr_buf_detach(&b), len, "application/x-www-form-urlencoded");
 }
 
-void req_idem(plat_request *r, const plat_send *s)
+/* Each distinct request of a send gets its own key: a server that honours
+ * Idempotency-Key replays the first answer to a key, so a thread's second
+ * part or Threads' publish step must not reuse the first request's key.
+ * Part 1 uses the job's key as is; part n "<key>-n"; a step adds "-<step>". */
+void req_idem_step(plat_request *r, const plat_send *s, const char *step)
 {
-    if (s->job->idem_key) req_header(r, "Idempotency-Key", s->job->idem_key);
+    if (!s->job->idem_key) return;
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_puts(&b, s->job->idem_key);
+    if (s->part > 0) hr_buf_printf(&b, "-%d", s->part + 1);
+    if (step) hr_buf_printf(&b, "-%s", step);
+    req_header(r, "Idempotency-Key", b.data);
+    hr_buf_release(&b);
 }
+
+void req_idem(plat_request *r, const plat_send *s) { req_idem_step(r, s, NULL); }
 
 char *url_join(const plat_account *a, const char *fmt, ...)
 {

@@ -26,7 +26,7 @@ static int th_request(plat_send *s, plat_request *req, hr_err *err)
         req_init(req, "POST", url_join(s->a, "/v1.0/%s/threads_publish", e));
         const char *pairs[] = {"creation_id", s->container, NULL};
         req_bearer(req, s->a->credential);
-        req_idem(req, s);
+        req_idem_step(req, s, "publish");
         req_form(req, pairs);
     }
     free(e);
