@@ -7,6 +7,7 @@
  * stops everything in order. Ctrl-C stops everything in the same order.
  * It does not send anything itself; the children do. */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -433,6 +434,45 @@ out:
     return rc;
 }
 
+/* save_sandbox_record writes what the sandbox received (GET /_sandbox/posts)
+ * to sandbox-posts.json in the state dir, so the run can be checked after
+ * the sandbox is gone; returns the duplicates it counted, or -1. */
+static size_t on_body(char *p, size_t size, size_t n, void *priv)
+{
+    hr_buf_append(priv, p, size * n);
+    return size * n;
+}
+
+static long save_sandbox_record(run_state *s, long *count)
+{
+    char url[96], path[PATH_MAX + 32];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/_sandbox/posts", s->sandbox_port);
+    snprintf(path, sizeof path, "%s/sandbox-posts.json", s->dir);
+    hr_buf b;
+    hr_buf_init(&b);
+    CURL *c = curl_easy_init();
+    long status = 0, dups = -1;
+    if (c) {
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+    }
+    if (status == 200 && write_file(path, b.data ? b.data : "", 0600) == 0) {
+        /* the totals are top-level fields of the answer */
+        const char *d = strstr(b.data, "\"duplicates\":");
+        const char *n = strstr(b.data, "\"count\":");
+        if (d) dups = atol(d + 13);
+        if (n) *count = atol(n + 8);
+    }
+    hr_buf_release(&b);
+    return dups;
+}
+
 /* ----------------------------------------------------------- progress */
 
 typedef struct progress {
@@ -487,10 +527,11 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: herald run [--state-dir DIR] [--import FILE] [--span SECONDS]\n"
-            "                  [--timeout SECONDS] [--processes N] [--quiet]\n"
+            "                  [--timeout SECONDS] [--processes N] [--fresh] [--quiet]\n"
             "Runs the whole pipeline on a private Redis and the sandbox platforms;\n"
             "state (Redis data, logs, generated config and secrets) goes in DIR\n"
-            "(default $HERALD_STATE_DIR or ./.state).\n");
+            "(default $HERALD_STATE_DIR or ./.state). Jobs sent by an earlier run\n"
+            "are not sent again; --fresh forgets them first.\n");
     return 2;
 }
 
@@ -551,6 +592,7 @@ int cmd_run(int argc, char **argv)
     const char *timeout_v = cli_take_opt(&argc, argv, "timeout");
     const char *procs_v = cli_take_opt(&argc, argv, "processes");
     s.quiet = cli_has_flag(&argc, argv, "quiet");
+    int fresh = cli_has_flag(&argc, argv, "fresh");
     int span_s = 20, timeout_s = 55, procs = 2;
     if (argc != 1 || (span_v && parse_secs(span_v, 0, 3600, &span_s) < 0) ||
         (timeout_v && parse_secs(timeout_v, 5, 86400, &timeout_s) < 0) ||
@@ -639,6 +681,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
 
+    if (fresh && drop_namespace(q, RUN_NS, &err) < 0) goto fail;
+
     /* 2. the sandbox (it writes the key its SendGrid events are signed with),
      * then the webhooks server that checks them */
     char pem[PATH_MAX + 64], sp[32], wurl[64];
@@ -717,8 +761,11 @@ int cmd_run(int argc, char **argv)
     stop(&s, CH_SCHEDULER, 5000);
     if (!s.quiet) fprintf(stderr, "\n");
     if (cli_stats_report(q, cfg, stdout, &err) < 0) goto fail;
-    printf("\nthis run: %ld sent, %ld new engagement events; %.1f s\n", pr.sent - base_sent,
-           pr.engagement - base_eng, (double)(hr_mono_ms() - t0) / 1000.0);
+    long received = 0, dups = save_sandbox_record(&s, &received);
+    printf("\nthis run: %ld sent, %ld new engagement events; the sandbox received %ld "
+           "requests, %ld duplicate sends; %.1f s\n",
+           pr.sent - base_sent, pr.engagement - base_eng, received, dups,
+           (double)(hr_mono_ms() - t0) / 1000.0);
     fflush(stdout);
     goto done;
 fail:

@@ -303,14 +303,15 @@ static void on_int(int sig) { stop_watch = sig; }
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: herald stats [--json] [--watch [SECONDS]] [--platform P] "
-                    "[--lane PLATFORM:ACCOUNT]\n");
+    fprintf(stderr, "usage: herald stats [--json|--prometheus] [--watch [SECONDS]] "
+                    "[--platform P] [--lane PLATFORM:ACCOUNT]\n");
     return 2;
 }
 
 int cmd_stats(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
+    int prom = cli_has_flag(&argc, argv, "prometheus");
     const char *platform = cli_take_opt(&argc, argv, "platform");
     const char *lane = cli_take_opt(&argc, argv, "lane");
     int watch = 0;
@@ -331,6 +332,17 @@ int cmd_stats(int argc, char **argv)
     if (argc > 1) return usage();
     queue *q = cli_queue();
     const hr_config *cfg = cli_config();
+    if (prom) {
+        /* the /metrics text once, e.g. for node_exporter's textfile collector */
+        hr_buf b;
+        hr_buf_init(&b);
+        hr_err err = {0};
+        int rc = cli_metrics_render(q, cfg, &b, &err);
+        if (rc == 0) fwrite(b.data, 1, b.len, stdout);
+        else fprintf(stderr, "herald stats: %s\n", err.msg);
+        hr_buf_release(&b);
+        return rc == 0 ? 0 : 1;
+    }
     int tty = isatty(1);
     if (watch) signal(SIGINT, on_int);
     for (;;) {

@@ -1,0 +1,361 @@
+/* test_admin.c: the operator commands against known queue contents: stats
+ * (--json, --prometheus), jobs list/show/cancel, dead list/show/retry/purge,
+ * pause/resume, and config check's errors with line numbers; exit codes as
+ * docs/operations.md documents them. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "queue.h"
+
+static th_redis *R;
+static queue *Q;
+static char *dir;
+static char conf[600];
+
+/* herald runs the herald binary with the test config and the given
+ * arguments (NULL-terminated); stdout goes into *out (may be NULL). Returns
+ * the exit status. */
+static int herald(char **out, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = HERALD_BIN;
+    argv[n++] = "--config";
+    argv[n++] = conf;
+    va_list ap;
+    va_start(ap, out);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 30) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int fd[2];
+    if (pipe(fd) < 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        int nul = open("/dev/null", O_WRONLY);
+        if (!getenv("TH_VERBOSE")) dup2(nul, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    hr_buf b;
+    hr_buf_init(&b);
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(fd[0], buf, sizeof buf)) > 0) hr_buf_append(&b, buf, (size_t)r);
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (out) *out = hr_buf_detach(&b);
+    hr_buf_release(&b);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static queue_job *mk(const char *platform, const char *account, const char *campaign,
+                     const char *title, int64_t run_at_ms)
+{
+    queue_job *j = queue_job_new();
+    j->kind = QUEUE_KIND_POST;
+    queue_set(&j->platform, platform);
+    queue_set(&j->account, account);
+    queue_set(&j->campaign, campaign);
+    queue_set(&j->title, title);
+    queue_set(&j->text, title);
+    char key[200];
+    snprintf(key, sizeof key, "%s|%s|%s", campaign, platform, title);
+    queue_set(&j->unique_key, key);
+    j->run_at_ms = run_at_ms;
+    j->max_attempts = 5;
+    return j;
+}
+
+static char ids[8][QUEUE_ID_LEN + 1];
+
+/* setup: x:@a has 2 scheduled, 3 ready (one then in flight), one dead and
+ * one retrying; mastodon:@m has 1 ready (campaign c2). */
+static void setup(void)
+{
+    int64_t now = hr_now_ms();
+    queue_job *jobs[8] = {
+        mk("x", "@a", "c1", "later one", now + 3600000),
+        mk("x", "@a", "c1", "later two", now + 7200000),
+        mk("x", "@a", "c1", "now one", now - 5000),
+        mk("x", "@a", "c1", "now two", now - 4000),
+        mk("x", "@a", "c1", "now three", now - 3000),
+        mk("mastodon", "@m", "c2", "toot", now - 2000),
+        mk("x", "@a", "c1", "to bury", now - 6000),
+        mk("x", "@a", "c1", "to retry", now - 7000),
+    };
+    hr_err err = {0};
+    /* first the two to bury and retry: fetched, then settled */
+    if (queue_enqueue(Q, jobs + 6, 2, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    queue_worker_register(Q, "w1", 60000, &err);
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f;
+    int nf;
+    queue_fetch(Q, "w1", lanes, 1, 2, 60000, &f, &nf, &err);
+    for (int i = 0; i < nf; i++) {
+        queue_job *j = queue_job_decode_stored(f[i].ukh, f[i].value, f[i].value_len, &err);
+        if (j && strcmp(j->title, "to bury") == 0)
+            queue_bury(Q, "w1", f[i].ukh, f[i].lane, j, "x: 403 duplicate content", &err);
+        else if (j)
+            queue_retry(Q, "w1", j, now + 600000, &err);
+        queue_job_free(j);
+    }
+    queue_fetched_free(f, nf);
+    /* then the rest; the oldest ready one ("now one") stays in flight */
+    if (queue_enqueue(Q, jobs, 6, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    queue_fetch(Q, "w1", lanes, 1, 1, 60000, &f, &nf, &err);
+    queue_fetched_free(f, nf);
+    for (int i = 0; i < 8; i++) snprintf(ids[i], sizeof ids[i], "%s", jobs[i]->id);
+    for (int i = 0; i < 8; i++) queue_job_free(jobs[i]);
+}
+
+static json_t *lane_of(json_t *stats, const char *lane)
+{
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(stats, "lanes"), i, l)
+    {
+        if (strcmp(json_string_value(json_object_get(l, "lane")), lane) == 0) return l;
+    }
+    return NULL;
+}
+
+static long jint(json_t *o, const char *k) { return (long)json_integer_value(json_object_get(o, k)); }
+
+static void test_stats(void)
+{
+    char *out;
+    CHECK_INT(herald(&out, "stats", "--json", NULL), 0);
+    json_t *s = json_loads(out, 0, NULL);
+    REQUIRE(s);
+    json_t *x = lane_of(s, "x:@a"), *m = lane_of(s, "mastodon:@m");
+    REQUIRE(x && m);
+    CHECK_INT(jint(x, "scheduled"), 2);
+    CHECK_INT(jint(x, "ready"), 2);
+    CHECK_INT(jint(x, "inflight"), 1);
+    CHECK_INT(jint(x, "retrying"), 1);
+    CHECK_INT(jint(x, "dead"), 1);
+    CHECK_INT(jint(x, "parked"), 0);
+    CHECK_INT(jint(m, "ready"), 1);
+    CHECK_STR(json_string_value(json_object_get(x, "platform")), "x");
+    CHECK_STR(json_string_value(json_object_get(x, "circuit")), "closed");
+    /* the oldest ready job of x:@a was due 4 s ago */
+    CHECK(json_real_value(json_object_get(x, "oldest_ready_age_s")) >= 3.0);
+    CHECK_INT(jint(json_object_get(x, "failed"), "1h"), 1);
+    CHECK_INT(jint(json_object_get(x, "retried"), "1h"), 1);
+    /* the budget cap comes from the account line */
+    CHECK(json_real_value(json_object_get(json_object_get(x, "budget"), "limit_day")) == 2.5);
+    json_t *t = json_object_get(s, "totals");
+    CHECK_INT(jint(t, "ready"), 3);
+    CHECK_INT(jint(t, "scheduled"), 2);
+    json_decref(s);
+    free(out);
+
+    CHECK_INT(herald(&out, "stats", "--json", "--platform", "mastodon", NULL), 0);
+    s = json_loads(out, 0, NULL);
+    CHECK_INT(json_array_size(json_object_get(s, "lanes")), 1);
+    json_decref(s);
+    free(out);
+
+    CHECK_INT(herald(&out, "stats", NULL), 0);
+    CHECK(out && strstr(out, "x:@a") && strstr(out, "TOTAL"));
+    free(out);
+
+    CHECK_INT(herald(&out, "stats", "--prometheus", NULL), 0);
+    CHECK(out && strstr(out, "herald_queue_depth{platform=\"x\",lane=\"x:@a\",state=\"ready\"} 2"));
+    CHECK(out && strstr(out, "herald_queue_depth{platform=\"x\",lane=\"x:@a\",state=\"dead\"} 1"));
+    CHECK(out && strstr(out, "herald_sends_total{platform=\"x\",outcome=\"dead\"} 1"));
+    CHECK(out && strstr(out, "herald_circuit_open{lane=\"x:@a\"} 0"));
+    CHECK(out && strstr(out, "herald_budget_limit{lane=\"x:@a\",period=\"day\"} 2.5"));
+    CHECK(out && strstr(out, "# TYPE herald_job_lateness_seconds histogram"));
+    free(out);
+
+    CHECK_INT(herald(NULL, "stats", "--bogus", NULL), 2);
+}
+
+static void test_jobs(void)
+{
+    char *out;
+    CHECK_INT(herald(&out, "jobs", "list", "--state", "ready", "--json", NULL), 0);
+    json_t *a = json_loads(out, 0, NULL);
+    CHECK_INT(json_array_size(a), 3);
+    json_decref(a);
+    free(out);
+    CHECK_INT(herald(&out, "jobs", "list", "--campaign", "c2", "--json", NULL), 0);
+    a = json_loads(out, 0, NULL);
+    CHECK_INT(json_array_size(a), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(a, 0), "title")), "toot");
+    json_decref(a);
+    free(out);
+    CHECK_INT(herald(&out, "jobs", "list", "--state", "inflight", "--json", NULL), 0);
+    a = json_loads(out, 0, NULL);
+    CHECK_INT(json_array_size(a), 1);
+    json_decref(a);
+    free(out);
+    CHECK_INT(herald(&out, "jobs", "list", NULL), 0);
+    CHECK(out && strstr(out, "later two") && strstr(out, "scheduled"));
+    free(out);
+    CHECK_INT(herald(NULL, "jobs", "list", "--state", "sideways", NULL), 2);
+
+    CHECK_INT(herald(&out, "jobs", "show", ids[0], "--json", NULL), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(j, "state")), "scheduled");
+    json_decref(j);
+    free(out);
+    CHECK_INT(herald(&out, "jobs", "show", ids[7], NULL), 0);
+    CHECK(out && strstr(out, "retrying"));
+    free(out);
+    CHECK_INT(herald(NULL, "jobs", "show", "0000000000000000000Z", NULL), 3);
+
+    CHECK_INT(herald(NULL, "jobs", "cancel", ids[1], NULL), 0);
+    CHECK_INT(herald(NULL, "jobs", "show", ids[1], NULL), 3);
+    CHECK_INT(herald(NULL, "jobs", "cancel", ids[2], NULL), 4); /* in flight */
+    CHECK_INT(herald(NULL, "jobs", "cancel", "0000000000000000000Z", NULL), 3);
+    CHECK_INT(herald(NULL, "jobs", "cancel", NULL), 2);
+    CHECK_INT(herald(&out, "jobs", "cancel", "--campaign", "c2", "--json", NULL), 0);
+    CHECK(out && strstr(out, "\"cancelled\":1"));
+    free(out);
+}
+
+static void test_dead(void)
+{
+    char *out;
+    CHECK_INT(herald(&out, "dead", "list", "--json", NULL), 0);
+    json_t *a = json_loads(out, 0, NULL);
+    REQUIRE(json_array_size(a) == 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(a, 0), "reason")),
+              "x: 403 duplicate content");
+    json_decref(a);
+    free(out);
+    CHECK_INT(herald(&out, "dead", "show", ids[6], NULL), 0);
+    CHECK(out && strstr(out, "403 duplicate content") && strstr(out, "dead"));
+    free(out);
+    CHECK_INT(herald(NULL, "dead", "retry", ids[0], NULL), 3); /* not dead */
+    CHECK_INT(herald(NULL, "dead", "retry", ids[6], NULL), 0);
+    char *s = th_redis_cmd(R, "LLEN {t}:ready:x:@a");
+    CHECK_STR(s, "3");
+    free(s);
+    /* bury it again (fetched by another worker) and purge everything dead on x */
+    hr_err err = {0};
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f;
+    int nf;
+    REQUIRE(queue_worker_register(Q, "w2", 60000, &err) == 0);
+    REQUIRE(queue_fetch(Q, "w2", lanes, 1, 3, 60000, &f, &nf, &err) == 0);
+    int buried = 0;
+    for (int i = 0; i < nf; i++)
+        if (strcmp(f[i].ukh, ids[6] + 8) == 0)
+            buried = queue_bury(Q, "w2", f[i].ukh, f[i].lane, NULL, "again", &err);
+    queue_fetched_free(f, nf);
+    CHECK_INT(buried, 1);
+    queue_worker_unregister(Q, "w2", &err);
+    CHECK_INT(herald(&out, "dead", "purge", "--platform", "x", NULL), 0);
+    CHECK(out && strstr(out, "purged 1"));
+    free(out);
+    CHECK_INT(herald(NULL, "dead", "show", ids[6], NULL), 3);
+    CHECK_INT(herald(NULL, "dead", "frobnicate", NULL), 2);
+}
+
+static void test_pause(void)
+{
+    char *out;
+    CHECK_INT(herald(NULL, "pause", "x", NULL), 0);
+    CHECK_INT(herald(&out, "stats", "--json", NULL), 0);
+    json_t *s = json_loads(out, 0, NULL);
+    CHECK(json_is_true(json_object_get(lane_of(s, "x:@a"), "paused")));
+    json_decref(s);
+    free(out);
+    CHECK_INT(herald(NULL, "resume", "x", NULL), 0);
+    CHECK_INT(herald(&out, "stats", "--json", NULL), 0);
+    s = json_loads(out, 0, NULL);
+    CHECK(json_is_false(json_object_get(lane_of(s, "x:@a"), "paused")));
+    json_decref(s);
+    free(out);
+    CHECK_INT(herald(NULL, "pause", "myspace", NULL), 2);
+    CHECK_INT(herald(NULL, "pause", NULL), 2);
+}
+
+static void test_config_check(void)
+{
+    char *out;
+    CHECK_INT(herald(&out, "config", "check", NULL), 0);
+    CHECK(out && strstr(out, ": ok"));
+    free(out);
+
+    char bad[580], good_conf[600];
+    snprintf(bad, sizeof bad, "%s/bad.conf", dir);
+    th_write_file(bad, "# a config with problems\n"
+                       "namespace t\n"
+                       "redis-ur unix:///tmp/x.sock\n"
+                       "account x:@a credentials=missing-file\n"
+                       "account x:@b circuit=many\n"
+                       "campaign c platforms=x:@a \"template={{title}}\" colour=blue\n"
+                       "pool p platforms=x weights=mastodon:2\n"
+                       "retry-base soon\n");
+    snprintf(good_conf, sizeof good_conf, "%s", conf);
+    snprintf(conf, sizeof conf, "%s", bad);
+    CHECK_INT(herald(&out, "config", "check", NULL), 2);
+    CHECK(out && strstr(out, "bad.conf:3: unknown directive \"redis-ur\""));
+    CHECK(out && strstr(out, "bad.conf:4: ") && strstr(out, "missing-file"));
+    CHECK(out && strstr(out, "bad.conf:5: ") && strstr(out, "circuit"));
+    CHECK(out && strstr(out, "bad.conf:6: ") && strstr(out, "colour"));
+    CHECK(out && strstr(out, "bad.conf:7: ") && strstr(out, "weights"));
+    CHECK(out && strstr(out, "bad.conf:8: retry-base"));
+    if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+    CHECK_INT(herald(&out, "config", "check", "--json", NULL), 2);
+    json_t *o = json_loads(out, 0, NULL);
+    CHECK(json_is_false(json_object_get(o, "ok")));
+    CHECK(json_integer_value(json_object_get(o, "errors")) >= 6);
+    json_decref(o);
+    free(out);
+
+    /* a syntax error stops at its line */
+    th_write_file(bad, "namespace t\nredis-url \"unterminated\n");
+    CHECK_INT(herald(NULL, "config", "check", NULL), 2);
+    snprintf(conf, sizeof conf, "%s", good_conf);
+}
+
+int main(void)
+{
+    R = th_redis_start(0, NULL);
+    dir = th_tempdir();
+    char cred[700];
+    snprintf(cred, sizeof cred, "%s/x-a", dir);
+    th_write_file(cred, "token-a\n");
+    snprintf(conf, sizeof conf, "%s/herald.conf", dir);
+    char *text = hr_asprintf("redis-url unix://%s\nnamespace t\ncredentials-dir %s\n"
+                             "account x:@a credentials=x-a budget-daily=2.5 cost=0.01\n",
+                             R->sock, dir);
+    th_write_file(conf, text);
+    free(text);
+    setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = "t"};
+    hr_err err = {0};
+    Q = queue_connect(&o, &err);
+    if (!Q) {
+        fprintf(stderr, "connect: %s\n", err.msg);
+        return 1;
+    }
+    setup();
+    th_run("stats", test_stats);
+    th_run("jobs", test_jobs);
+    th_run("dead", test_dead);
+    th_run("pause", test_pause);
+    th_run("config_check", test_config_check);
+    queue_free(Q);
+    free(dir);
+    return th_main_end();
+}

@@ -1,0 +1,160 @@
+/* test_run.c: the main job end to end: `herald run` in a temp state dir
+ * finishes, sends every example item exactly once to each of its platforms
+ * (as the sandbox saw it: no duplicates), records engagement, sends nothing
+ * again on a second run, and stops every child cleanly on Ctrl-C. */
+#include <dirent.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* The posts of examples/blog.wxr the demo campaign takes (not the draft,
+ * not the page). */
+static const char *const titles[] = {
+    "Why we moved our build to CMake presets",
+    "A small guide to Redis streams for job logs",
+    "Jitter: why retries should not march in step",
+    "Time zones, posting slots and the DST Sunday",
+    "Counting characters the way X counts them",
+    "Idempotency keys: sending exactly once over HTTP",
+    "Circuit breakers for flaky APIs",
+    "Unsubscribe in one click, without a database",
+    "Reading a WordPress export without loading it all",
+    "What we learned running a queue on one Redis",
+};
+
+static int run(const char *dir, const char *out, int *status)
+{
+    char *argv[] = {HERALD_BIN, "run", "--state-dir", (char *)dir, "--span", "6", "--timeout",
+                    "50", "--quiet", NULL};
+    pid_t pid = th_spawn(argv, out);
+    return waitpid(pid, status, 0) == pid ? 0 : -1;
+}
+
+static int count_with(json_t *posts, const char *platform, const char *kind, const char *title)
+{
+    int n = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(posts, i, p)
+    {
+        if (!json_is_string(json_object_get(p, "platform")) ||
+            strcmp(json_string_value(json_object_get(p, "platform")), platform) != 0)
+            continue;
+        if (strcmp(json_string_value(json_object_get(p, "kind")), kind) != 0) continue;
+        char *body = json_dumps(json_object_get(p, "body"), JSON_COMPACT);
+        if (body && strstr(body, title)) n++;
+        free(body);
+    }
+    return n;
+}
+
+static void test_run_once(void)
+{
+    char *dir = th_tempdir();
+    char out[600], path[600];
+    snprintf(out, sizeof out, "%s/run.out", dir);
+    int st;
+    REQUIRE(run(dir, out, &st) == 0);
+    char *text = th_read_file(out, NULL);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fprintf(stderr, "%s\n", text ? text : "");
+    REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    REQUIRE(text);
+    CHECK(strstr(text, "this run: 60 sent") != NULL);
+    CHECK(strstr(text, "0 duplicate sends") != NULL);
+    const char *eng = strstr(text, "engagement: delivered=");
+    CHECK(eng && atol(eng + 22) > 0);
+
+    snprintf(path, sizeof path, "%s/sandbox-posts.json", dir);
+    json_error_t je;
+    json_t *rec = json_load_file(path, 0, &je);
+    REQUIRE(rec);
+    CHECK_INT(json_integer_value(json_object_get(rec, "duplicates")), 0);
+    json_t *posts = json_object_get(rec, "posts");
+    REQUIRE(json_is_array(posts));
+    for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++) {
+        th_current = titles[i];
+        CHECK_INT(count_with(posts, "x", "post", titles[i]), 1);
+        CHECK_INT(count_with(posts, "mastodon", "post", titles[i]), 1);
+        CHECK_INT(count_with(posts, "bluesky", "post", titles[i]), 1);
+        CHECK_INT(count_with(posts, "sendgrid", "email", titles[i]), 3); /* 3 contacts */
+    }
+    th_current = "run_once";
+    json_decref(rec);
+    free(text);
+
+    /* a second run finds every job done: nothing is sent again */
+    snprintf(out, sizeof out, "%s/run2.out", dir);
+    REQUIRE(run(dir, out, &st) == 0);
+    text = th_read_file(out, NULL);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(text && strstr(text, "this run: 0 sent") != NULL);
+    free(text);
+    free(dir);
+}
+
+/* holds_dir returns 1 while some process's command line names dir. */
+static int holds_dir(void *arg)
+{
+    const char *dir = arg;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d)) && !found) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300], buf[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (!buf[i]) buf[i] = ' ';
+        buf[n] = '\0';
+        if (strstr(buf, dir)) found = 1;
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+static int none_hold(void *arg) { return !holds_dir(arg); }
+
+static int sending(void *arg)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/logs/worker.log", (const char *)arg);
+    char *s = th_read_file(path, NULL);
+    int ok = s && strstr(s, "job sent");
+    free(s);
+    return ok;
+}
+
+static void test_ctrl_c(void)
+{
+    char *dir = th_tempdir();
+    char out[600];
+    snprintf(out, sizeof out, "%s/run.out", dir);
+    char *argv[] = {HERALD_BIN, "run", "--state-dir", dir, "--span", "20", NULL};
+    pid_t pid = th_spawn(argv, out);
+    REQUIRE(th_wait_for(sending, dir, 30000));
+    kill(pid, SIGINT);
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 130);
+    /* every child (redis, sandbox, webhooks, scheduler, workers) is gone */
+    CHECK(th_wait_for(none_hold, dir, 5000));
+    char *text = th_read_file(out, NULL);
+    CHECK(text && strstr(text, "interrupted") != NULL);
+    free(text);
+    free(dir);
+}
+
+int main(void)
+{
+    th_run("run_once", test_run_once);
+    th_run("ctrl_c", test_ctrl_c);
+    return th_main_end();
+}
