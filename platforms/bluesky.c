@@ -330,6 +330,17 @@ static int expired(const plat_response *r)
     return x;
 }
 
+/* access_expired: on an expired access token, drops it from the session
+ * (the next request refreshes) and says reauth; returns 1 when it did */
+static int access_expired(plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (!expired(r)) return 0;
+    free(s->sess->access);
+    s->sess->access = NULL;
+    out_set(o, PLAT_OUT_REAUTH, "bluesky: access token expired");
+    return 1;
+}
+
 static void session_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     int refreshing = s->sess->refresh != NULL;
@@ -377,13 +388,7 @@ static void bsky_response(plat_send *s, const plat_response *r, plat_outcome *o)
         session_response(s, r, o);
         return;
     }
-    if (expired(r)) {
-        /* drop the access token: the next request refreshes the session */
-        free(s->sess->access);
-        s->sess->access = NULL;
-        out_set(o, PLAT_OUT_REAUTH, "bluesky: access token expired");
-        return;
-    }
+    if (access_expired(s, r, o)) return;
     if (s->step == ST_RESOLVE) {
         mentions *m = s->priv;
         if (classify_error(s, r, o, bsky_msgs)) {
@@ -459,12 +464,7 @@ static void bsky_readback_response(plat_send *s, const plat_response *r, plat_ou
             return;
         }
     }
-    if (expired(r)) {
-        free(s->sess->access);
-        s->sess->access = NULL;
-        out_set(o, PLAT_OUT_REAUTH, "bluesky: access token expired");
-        return;
-    }
+    if (access_expired(s, r, o)) return;
     if (classify_error(s, r, o, bsky_msgs)) return;
     json_t *j = body_json(r, o, "bluesky: read back");
     if (!j) {
@@ -488,11 +488,8 @@ static int bsky_engagement(const plat_account *a, const plat_session *sess, cons
 
 static void bsky_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "bluesky: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "bluesky: engagement");
+    if (!j) return;
     json_t *p = json_array_get(json_object_get(j, "posts"), 0);
     if (!p) {
         out_set(o, PLAT_OUT_PERMANENT, "bluesky: engagement: no such post");

@@ -54,23 +54,7 @@ static void fb_readback_response(plat_send *s, const plat_response *r, plat_outc
 {
     if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
     if (classify_error(s, r, o, NULL)) return;
-    json_t *j = body_json(r, o, "facebook: read back");
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    out_set(o, PLAT_OUT_ABSENT, "facebook: no recent page post has the message");
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(j, "data"), i, p)
-    {
-        if (jstr(p, "id") &&
-            social_text_readback_match(s->post.parts[0].text, jstr(p, "message"))) {
-            out_sent(o, jstr(p, "id"));
-            break;
-        }
-    }
-    json_decref(j);
+    readback_by_text(s, r, o, "data", "message", "facebook: read back");
 }
 
 static int fb_engagement(const plat_account *a, const plat_session *sess, const char *id,
@@ -89,11 +73,8 @@ static int fb_engagement(const plat_account *a, const plat_session *sess, const 
 
 static void fb_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "facebook: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "facebook: engagement");
+    if (!j) return;
     if (!jstr(j, "id")) {
         out_set(o, PLAT_OUT_PERMANENT, "facebook: engagement: answer has no id");
     } else {

@@ -118,5 +118,15 @@ char *html_maybe(const char *s);
 /* ---- shared platform bits */
 void eng_init(plat_engagement *e);
 int social_text_readback_match(const char *want, const char *got);
+/* eng_body parses an engagement answer; NULL with o PERMANENT when it
+ * cannot be read */
+json_t *eng_body(const plat_response *r, plat_outcome *o, const char *what);
+/* readback_by_text finds the sent post in a list answer (the array at list,
+ * or the body itself when list is NULL) by its field's text: SENT with its
+ * id, or ABSENT */
+/* readback_id_at: SENT with the id at path of the answer, else ABSENT */
+void readback_id_at(const plat_response *r, plat_outcome *o, const char *path, const char *what);
+void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
+                      const char *list, const char *field, const char *what);
 
 #endif

@@ -136,11 +136,8 @@ static int li_engagement(const plat_account *a, const plat_session *sess, const 
 
 static void li_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "linkedin: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "linkedin: engagement");
+    if (!j) return;
     if (!json_object_get(j, "likesSummary") && !json_object_get(j, "commentsSummary")) {
         out_set(o, PLAT_OUT_PERMANENT, "linkedin: engagement: no likesSummary/commentsSummary");
     } else {

@@ -67,33 +67,15 @@ static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 static void masto_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     if (classify_error(s, r, o, masto_msgs)) return;
-    json_t *j = body_json(r, o, "mastodon: read back");
-    if (!j) {
-        if (o->kind == PLAT_OUT_UNKNOWN) o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    if (json_is_object(j)) { /* the idempotent re-POST answered the status */
+    if (r->body_len && r->body[0] == '{') { /* the idempotent re-POST: the status */
+        json_t *j = body_json(r, o, "mastodon: read back");
         const char *id = jstr(j, "id");
         if (id) out_sent(o, id);
         else out_set(o, PLAT_OUT_TRANSIENT, "mastodon: read back: answer has no id");
         json_decref(j);
         return;
     }
-    out_set(o, PLAT_OUT_ABSENT, "mastodon: no recent status has the text");
-    size_t i;
-    json_t *st;
-    json_array_foreach(j, i, st)
-    {
-        const char *html = jstr(st, "content");
-        char *txt = html ? plat_html_to_text(html, strlen(html)) : NULL;
-        int m = social_text_readback_match(s->post.parts[0].text, txt);
-        free(txt);
-        if (m && jstr(st, "id")) {
-            out_sent(o, jstr(st, "id"));
-            break;
-        }
-    }
-    json_decref(j);
+    readback_by_text(s, r, o, NULL, "content", "mastodon: read back");
 }
 
 static int masto_engagement(const plat_account *a, const plat_session *sess, const char *id,
@@ -108,11 +90,8 @@ static int masto_engagement(const plat_account *a, const plat_session *sess, con
 
 static void masto_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "mastodon: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "mastodon: engagement");
+    if (!j) return;
     if (!json_is_object(j) || !jstr(j, "id")) {
         out_set(o, PLAT_OUT_PERMANENT, "mastodon: engagement: answer is not a status");
     } else {

@@ -93,15 +93,7 @@ static int pm_readback(plat_send *s, plat_request *req, hr_err *err)
 static void pm_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     if (classify_error(s, r, o, (const char *const[]){"Message", NULL})) return;
-    json_t *j = body_json(r, o, "postmark: read back");
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    const char *id = jstr(j, "Messages.0.MessageID");
-    if (id) out_sent(o, id);
-    else out_set(o, PLAT_OUT_ABSENT, "postmark: no message with herald_job=%s", s->job->id);
-    json_decref(j);
+    readback_id_at(r, o, "Messages.0.MessageID", "postmark: read back");
 }
 
 const plat_ops plat_postmark_ops = {

@@ -94,15 +94,7 @@ static int sg_readback(plat_send *s, plat_request *req, hr_err *err)
 static void sg_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     if (classify_error(s, r, o, sg_msgs)) return;
-    json_t *j = body_json(r, o, "sendgrid: read back");
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    const char *id = jstr(j, "messages.0.msg_id");
-    if (id) out_sent(o, id);
-    else out_set(o, PLAT_OUT_ABSENT, "sendgrid: no message with herald_job=%s", s->job->id);
-    json_decref(j);
+    readback_id_at(r, o, "messages.0.msg_id", "sendgrid: read back");
 }
 
 const plat_ops plat_sendgrid_ops = {

@@ -68,22 +68,7 @@ static void th_readback_response(plat_send *s, const plat_response *r, plat_outc
 {
     if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
     if (classify_error(s, r, o, NULL)) return;
-    json_t *j = body_json(r, o, "threads: read back");
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    out_set(o, PLAT_OUT_ABSENT, "threads: no recent post has the text");
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(j, "data"), i, p)
-    {
-        if (jstr(p, "id") && social_text_readback_match(s->post.parts[0].text, jstr(p, "text"))) {
-            out_sent(o, jstr(p, "id"));
-            break;
-        }
-    }
-    json_decref(j);
+    readback_by_text(s, r, o, "data", "text", "threads: read back");
 }
 
 static int th_engagement(const plat_account *a, const plat_session *sess, const char *id,
@@ -99,11 +84,8 @@ static int th_engagement(const plat_account *a, const plat_session *sess, const 
 
 static void th_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "threads: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "threads: engagement");
+    if (!j) return;
     json_t *data = json_object_get(j, "data");
     if (!json_is_array(data)) {
         out_set(o, PLAT_OUT_PERMANENT, "threads: engagement: answer has no data");

@@ -72,23 +72,7 @@ static int x_readback(plat_send *s, plat_request *req, hr_err *err)
 static void x_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     if (classify_error(s, r, o, x_msgs)) return;
-    json_t *j = body_json(r, o, "x: read back");
-    if (!j) {
-        if (o->kind == PLAT_OUT_UNKNOWN) o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    json_t *data = json_object_get(j, "data");
-    size_t i;
-    json_t *t;
-    out_set(o, PLAT_OUT_ABSENT, "x: no recent post has the text");
-    json_array_foreach(data, i, t)
-    {
-        if (social_text_readback_match(s->post.parts[0].text, jstr(t, "text")) && jstr(t, "id")) {
-            out_sent(o, jstr(t, "id"));
-            break;
-        }
-    }
-    json_decref(j);
+    readback_by_text(s, r, o, "data", "text", "x: read back");
 }
 
 static int x_engagement(const plat_account *a, const plat_session *sess, const char *id,
@@ -103,11 +87,8 @@ static int x_engagement(const plat_account *a, const plat_session *sess, const c
 
 static void x_engagement_parse(const plat_response *r, plat_engagement *e, plat_outcome *o)
 {
-    json_t *j = body_json(r, o, "x: engagement");
-    if (!j) {
-        o->kind = PLAT_OUT_PERMANENT;
-        return;
-    }
+    json_t *j = eng_body(r, o, "x: engagement");
+    if (!j) return;
     json_t *m = json_object_get(json_object_get(j, "data"), "public_metrics");
     if (!m) {
         out_set(o, PLAT_OUT_PERMANENT, "x: engagement: answer has no data.public_metrics");
