@@ -98,6 +98,46 @@ char *bsky_short_link(const char *url)
     return hr_asprintf("%.*s%.*s...", (int)host, p, (int)cut, path);
 }
 
+/* link_in_text returns j->text with every link equal to j->link replaced
+ * by the posted form of the link (new string), or NULL when there is none. */
+static char *link_in_text(const plat_account *a, const queue_job *j)
+{
+    if (!j->link || !*j->link || !tx_valid_utf8(j->text, strlen(j->text))) return NULL;
+    char *link = job_link(a, j);
+    char *shown = strcmp(a->platform, "bluesky") == 0 ? bsky_short_link(link) : NULL;
+    const char *with = shown ? shown : link;
+    if (strcmp(with, j->link) == 0) {
+        free(link);
+        free(shown);
+        return NULL;
+    }
+    size_t n = strlen(j->text), ll = strlen(j->link);
+    tx_ent *e;
+    int ne = tx_scan(j->text, n, a->ops->scan_flags, &e);
+    hr_buf b;
+    hr_buf_init(&b);
+    size_t at = 0;
+    int hits = 0;
+    for (int i = 0; i < ne; i++) {
+        if (e[i].type != TX_URL || e[i].end - e[i].start != ll ||
+            memcmp(j->text + e[i].start, j->link, ll) != 0)
+            continue;
+        hr_buf_append(&b, j->text + at, e[i].start - at);
+        hr_buf_puts(&b, with);
+        at = e[i].end;
+        hits++;
+    }
+    hr_buf_puts(&b, j->text + at);
+    free(e);
+    free(link);
+    free(shown);
+    if (!hits) {
+        hr_buf_release(&b);
+        return NULL;
+    }
+    return hr_buf_detach(&b);
+}
+
 /* ---------------------------------------------------------- hashtags */
 
 /* Unicode-aware title-casing of one word's first letter. */
@@ -283,7 +323,9 @@ static char *tidy(const char *s)
         size_t l = len;
         while (l && (p[l - 1] == ' ' || p[l - 1] == '\t' || p[l - 1] == '\r')) l--;
         size_t st = 0;
-        if (l == 0) {
+        /* an empty field at the start of the template leaves no leading space */
+        while (b.len == 0 && st < l && (p[st] == ' ' || p[st] == '\t')) st++;
+        if (l == st) {
             nl++;
         } else {
             if (b.len) hr_buf_append(&b, "\n\n", nl >= 2 ? 2 : 1);
@@ -669,8 +711,15 @@ static int format_social(const plat_account *a, const queue_job *j, int flags, p
     const char *thread = queue_job_get_meta(j, "thread");
     int want_thread = (flags & PLAT_FMT_THREAD) || (thread && strcmp(thread, "0") != 0 &&
                                                      strcmp(thread, "false") != 0);
-    if (j->text && *j->text)
-        return place_text(a, j, j->text, flags | (want_thread ? PLAT_FMT_THREAD : 0), p, err);
+    if (j->text && *j->text) {
+        /* a text rendered upstream (the scheduler's templates) still gets
+         * the job's link with UTM parameters, shown as the platform shows it */
+        char *text = link_in_text(a, j);
+        int r = place_text(a, j, text ? text : j->text,
+                           flags | (want_thread ? PLAT_FMT_THREAD : 0), p, err);
+        free(text);
+        return r;
+    }
     const char *tpl = queue_job_get_meta(j, "template");
     if (!tpl) tpl = plat_account_opt(a, "template", DEFAULT_TEMPLATE);
     char *title = html_maybe(j->title), *excerpt = html_maybe(j->excerpt);

@@ -224,6 +224,35 @@ static void test_template(void)
     plat_account_free(x);
 }
 
+/* a text rendered upstream gets the job's link with UTM parameters */
+static void test_text_link(void)
+{
+    queue_job *j = queue_job_new();
+    queue_set(&j->platform, "x");
+    queue_set(&j->campaign, "c1");
+    queue_set(&j->link, "https://shop.example/p");
+    queue_set(&j->text, "New: https://shop.example/p (and https://shop.example/p2)");
+    plat_account *x = acct("account x:@shop");
+    plat_post p;
+    hr_err err = {0};
+    REQUIRE(plat_format_job(x, j, NULL, 0, &p, &err) == 0);
+    CHECK_STR(p.parts[0].text, "New: https://shop.example/p?utm_source=x&utm_medium=social&"
+                               "utm_campaign=c1 (and https://shop.example/p2)");
+    plat_post_release(&p);
+    plat_account *b = acct("account bluesky:@shop.bsky.social");
+    REQUIRE(plat_format_job(b, j, NULL, 0, &p, &err) == 0);
+    CHECK(strncmp(p.parts[0].text, "New: shop.example/p?utm_source...", 33) == 0);
+    REQUIRE(p.parts[0].nfacets == 2);
+    CHECK_INT(p.parts[0].facets[0].byte_start, 5);
+    CHECK(strstr(p.parts[0].facets[0].value, "https://shop.example/p?utm_source=bluesky") ==
+          p.parts[0].facets[0].value);
+    CHECK_STR(p.parts[0].facets[1].value, "https://shop.example/p2");
+    plat_post_release(&p);
+    plat_account_free(b);
+    plat_account_free(x);
+    queue_job_free(j);
+}
+
 static void test_facets(void)
 {
     plat_account *b = acct("account bluesky:@shop.bsky.social");
@@ -414,6 +443,7 @@ int main(void)
     th_run("fit", test_fit);
     th_run("thread", test_thread);
     th_run("template", test_template);
+    th_run("text_link", test_text_link);
     th_run("facets", test_facets);
     th_run("little_text", test_little_text);
     th_run("email", test_email);
