@@ -12,10 +12,23 @@
 #include "internal.h"
 #include "queue.h"
 
-enum { K_SEEN, K_EVENTS, K_SUPP, K_DONE, K_JOBS, K_PIDS, K_EJOBS, K_ECAMP, K_ECONT, K_ETOT, K_N };
+enum {
+    K_SEEN0,
+    K_EVENTS,
+    K_SUPP,
+    K_DONE,
+    K_JOBS,
+    K_PIDS,
+    K_EJOBS,
+    K_ECAMP,
+    K_ECONT,
+    K_ETOT,
+    K_SEEN1,
+    K_N
+};
 static const char *const key_names[K_N] = {
-    "ev:seen",      "events",   "suppressed",    "done",         "jobs",
-    "platform_ids", "eng:jobs", "eng:campaigns", "eng:contacts", "eng:totals",
+    "ev:seen:0", "events",        "suppressed",   "done",       "jobs",      "platform_ids",
+    "eng:jobs",  "eng:campaigns", "eng:contacts", "eng:totals", "ev:seen:1",
 };
 
 struct hook_server {
@@ -30,7 +43,7 @@ struct hook_server {
     char *postmark_auth;
     char *generic_key;
     int window_s;
-    int64_t seen_retention_ms;
+    int64_t seen_period_ms;
     long stream_maxlen;
     struct batch *cur; /* filling; flushed before the loop blocks */
     ev_prepare flush;
@@ -200,7 +213,7 @@ static void flush_batch(hook_server *s)
     const char **av = hr_malloc(sizeof *av * (size_t)argc);
     char now[24], ret[24], maxlen[24], n[16];
     snprintf(now, sizeof now, "%lld", (long long)hr_now_ms());
-    snprintf(ret, sizeof ret, "%lld", (long long)s->seen_retention_ms);
+    snprintf(ret, sizeof ret, "%lld", (long long)s->seen_period_ms);
     snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
     snprintf(n, sizeof n, "%d", b->nevents);
     int a = 0;
@@ -510,7 +523,7 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     if (hr_config_get_i64(c, "webhooks-replay-window", 300, &v, err) != 0) goto fail;
     s->window_s = (int)v;
     if (hr_config_get_i64(c, "webhooks-dedupe-days", 7, &v, err) != 0) goto fail;
-    s->seen_retention_ms = v * 86400000LL;
+    s->seen_period_ms = v * 86400000LL;
     if (hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &v, err) != 0) goto fail;
     s->stream_maxlen = (long)v;
     hr_err cerr = {0};

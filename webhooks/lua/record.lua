@@ -1,47 +1,86 @@
 -- record.lua: records a batch of engagement events atomically.
--- KEYS: 1 seen (zset event id -> ms), 2 events (stream), 3 suppressed (hash),
---       4 done (hash), 5 jobs (hash), 6 platform_ids (hash), 7 eng:jobs,
---       8 eng:campaigns, 9 eng:contacts, 10 eng:totals (hashes)
--- ARGV: now_ms, seen_retention_ms, stream_maxlen, n, then 8 per event:
+-- KEYS: 1 seen:0, 2 events (stream), 3 suppressed (hash), 4 done (hash),
+--       5 jobs (hash), 6 platform_ids (hash), 7 eng:jobs, 8 eng:campaigns,
+--       9 eng:contacts, 10 eng:totals (hashes), 11 seen:1
+-- ARGV: now_ms, seen_period_ms, stream_maxlen, n, then 8 per event:
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
 -- Returns one code per event: 1 recorded, 2 duplicate, 3 unmatched.
 local now = ARGV[1] -- kept a string: Lua numbers would be re-formatted per call
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(now) - tonumber(ARGV[2])))
+-- Event ids seen are kept in two hashes, one per period (seen_period_ms):
+-- the current one and the previous one, so an id is remembered for one to
+-- two periods. A hash field is much cheaper than a sorted-set member.
+local period = math.floor(tonumber(now) / tonumber(ARGV[2]))
+local cur, old = KEYS[1], KEYS[11]
+if period % 2 == 1 then cur, old = old, cur end
+if redis.call('HGET', cur, '_period') ~= tostring(period) then
+  redis.call('DEL', cur)
+  redis.call('HSET', cur, '_period', period)
+end
+local old_p = redis.call('HGET', old, '_period')
+if old_p and old_p ~= tostring(period - 1) then
+  redis.call('DEL', old)
+  old_p = nil
+end
 local maxlen = ARGV[3]
 local n = tonumber(ARGV[4])
 local out = {}
 -- counters are summed here and written once per field per batch
 local incr = {{}, {}, {}, {}} -- eng:jobs, eng:campaigns, eng:contacts, eng:totals
 local function add(t, f) t[f] = (t[f] or 0) + 1 end
+
+-- unpack() has a stack limit: big batches go in chunks
+local function hmget(key, list)
+  local res = {}
+  for s = 1, #list, 1000 do
+    local part = redis.call('HMGET', key, unpack(list, s, math.min(s + 999, #list)))
+    for k = 1, #part do res[s + k - 1] = part[k] end
+  end
+  return res
+end
+
+-- Read everything the batch needs in a few HMGETs rather than per event.
+local ids, ukhs, pkeys = {}, {}, {}
+for i = 0, n - 1 do
+  local b = 5 + i * 8
+  ids[i + 1] = ARGV[b]
+  local job = ARGV[b + 2]
+  ukhs[i + 1] = string.len(job) == 20 and string.sub(job, 9) or '-'
+  pkeys[i + 1] = ARGV[b + 4] ~= '' and ARGV[b + 4] or '-'
+end
+local in_cur = hmget(cur, ids)
+local in_old = old_p and hmget(old, ids) or {}
+local done = hmget(KEYS[4], ukhs)
+local queued = hmget(KEYS[5], ukhs)
+local pids = hmget(KEYS[6], pkeys)
+
+local new_ids = {}
+local batch_seen = {}
 for i = 0, n - 1 do
   local b = 5 + i * 8
   local id, typ, job, camp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local pkey, supp, plat, ts = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  if redis.call('ZADD', KEYS[1], 'NX', now, id) == 0 then
+  local supp, plat, ts = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  if in_cur[i + 1] or in_old[i + 1] or batch_seen[id] then
     out[i + 1] = 2
     add(incr[4], 'duplicate')
   else
+    batch_seen[id] = true
+    new_ids[#new_ids + 1] = id
+    new_ids[#new_ids + 1] = now
     local matched = false
     -- a job id names a job that is queued or was sent: check it exists
     if string.len(job) == 20 then
-      local ukh = string.sub(job, 9)
-      local d = redis.call('HGET', KEYS[4], ukh)
-      if d and string.sub(d, 1, 20) == job then
+      local d, j = done[i + 1], queued[i + 1]
+      if (d and string.sub(d, 1, 20) == job) or (j and string.sub(j, 1, 8) == string.sub(job, 1, 8)) then
         matched = true
-      else
-        local j = redis.call('HGET', KEYS[5], ukh)
-        if j and string.sub(j, 1, 8) == string.sub(job, 1, 8) then matched = true end
       end
     end
     -- else (or also, for the campaign) the platform's id recorded at send
-    if pkey ~= '' and (not matched or camp == '') then
-      local m = redis.call('HGET', KEYS[6], pkey)
-      if m then
-        local tab = string.find(m, '\t', 1, true)
-        local mjob = tab and string.sub(m, 1, tab - 1) or m
-        if not matched then job = mjob; matched = true end
-        if camp == '' and tab and mjob == job then camp = string.sub(m, tab + 1) end
-      end
+    local m = pids[i + 1]
+    if m and (not matched or camp == '') then
+      local tab = string.find(m, '\t', 1, true)
+      local mjob = tab and string.sub(m, 1, tab - 1) or m
+      if not matched then job = mjob; matched = true end
+      if camp == '' and tab and mjob == job then camp = string.sub(m, tab + 1) end
     end
     if matched then
       out[i + 1] = 1
@@ -70,6 +109,9 @@ for i = 0, n - 1 do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'type', typ, 'job', job,
       'campaign', camp, 'platform', plat, 'ts', ts, 'event', id)
   end
+end
+for s = 1, #new_ids, 1000 do
+  redis.call('HSET', cur, unpack(new_ids, s, math.min(s + 999, #new_ids)))
 end
 for k = 1, 4 do
   for f, v in pairs(incr[k]) do redis.call('HINCRBY', KEYS[6 + k], f, v) end
