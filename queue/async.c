@@ -271,8 +271,34 @@ static void on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
     start_connect(w->data);
 }
 
+/* on_role drops a connection that reached a replica (the sentinels had not
+ * finished a failover); the reconnect asks them again. */
+static void on_role(redisAsyncContext *c, void *reply, void *priv)
+{
+    redisReply *r = reply;
+    (void)priv;
+    if (!r) return;
+    int master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                 r->element[0]->type == REDIS_REPLY_STRING &&
+                 strcmp(r->element[0]->str, "master") == 0;
+    if (!master) {
+        hr_log(HR_LOG_WARN, "redis sentinel: connected to a replica; asking again", NULL);
+        redisAsyncDisconnect(c);
+    }
+}
+
 static void start_connect(queue_async *qa)
 {
+    if (qa->url.sentinel) {
+        /* blocks the loop for at most a few hundred ms per dead sentinel,
+         * and only while disconnected */
+        hr_err e = {0};
+        if (queue_sentinel_resolve(&qa->url, &e) < 0) {
+            hr_log(HR_LOG_WARN, "redis sentinel", "error", e.msg, NULL);
+            schedule_reconnect(qa);
+            return;
+        }
+    }
     redisAsyncContext *ac = qa->url.unix_socket ? redisAsyncConnectUnix(qa->url.path)
                                                 : redisAsyncConnect(qa->url.host, qa->url.port);
     if (!ac || ac->err) {
@@ -293,6 +319,7 @@ static void start_connect(queue_async *qa)
             redisAsyncCommand(ac, NULL, NULL, "AUTH %s", qa->url.pass);
     }
     if (qa->url.db) redisAsyncCommand(ac, NULL, NULL, "SELECT %d", qa->url.db);
+    if (qa->url.sentinel) redisAsyncCommand(ac, on_role, qa, "ROLE");
     for (int i = 0; i < QS_COUNT; i++)
         redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", queue_scripts[i].src);
 }

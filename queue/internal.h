@@ -16,11 +16,20 @@ typedef struct queue_url {
     char user[128];
     char pass[256];
     int db;
+    int sentinel;        /* redis-sentinel://: host/port come from the sentinels */
+    char sentinels[512]; /* "host:port,host:port" */
+    char master[128];    /* the monitored master's name */
 } queue_url;
 
 /* queue_url_parse parses redis://, rediss:// (refused: no TLS here) and
  * unix:// URLs. */
 int queue_url_parse(const char *url, queue_url *u, hr_err *err);
+/* sentinel.c: queue_sentinel_parse parses redis-sentinel://[user:pass@]
+ * host:port[,host:port...]/master[/db]; queue_sentinel_resolve asks the
+ * sentinels in order for the master's address and sets u->host/port
+ * (blocking, a few hundred ms per unreachable sentinel). */
+int queue_sentinel_parse(const char *url, queue_url *u, hr_err *err);
+int queue_sentinel_resolve(queue_url *u, hr_err *err);
 
 /* The scripts (queue/lua/NAME.lua), indexed by the QS_ constants. */
 enum {

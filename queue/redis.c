@@ -46,6 +46,7 @@ static int parse_port(const char *s, int *port)
 
 int queue_url_parse(const char *url, queue_url *u, hr_err *err)
 {
+    if (strncmp(url, "redis-sentinel://", 17) == 0) return queue_sentinel_parse(url, u, err);
     memset(u, 0, sizeof *u);
     u->port = 6379;
     snprintf(u->host, sizeof u->host, "127.0.0.1");
@@ -107,6 +108,8 @@ char *queue_key(const char *ns, const char *suffix, char *out, size_t outlen)
 static int sync_connect(queue *q, hr_err *err)
 {
     struct timeval tv = {q->timeout_ms / 1000, (q->timeout_ms % 1000) * 1000};
+    /* with Sentinel, ask where the master is now on every (re)connect */
+    if (q->url.sentinel && queue_sentinel_resolve(&q->url, err) < 0) return -1;
     redisContext *c = q->url.unix_socket ? redisConnectUnixWithTimeout(q->url.path, tv)
                                          : redisConnectWithTimeout(q->url.host, q->url.port, tv);
     if (!c || c->err) {
@@ -138,6 +141,20 @@ static int sync_connect(queue *q, hr_err *err)
             return -1;
         }
         freeReplyObject(r);
+    }
+    if (q->url.sentinel) {
+        /* a demoted master answers until the sentinels reconfigure it */
+        r = redisCommand(c, "ROLE");
+        int master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                     r->element[0]->type == REDIS_REPLY_STRING &&
+                     strcmp(r->element[0]->str, "master") == 0;
+        if (r) freeReplyObject(r);
+        if (!master) {
+            hr_err_set(err, "redis sentinel: %s:%d is not a master yet (failover running)",
+                       q->url.host, q->url.port);
+            redisFree(c);
+            return -1;
+        }
     }
     q->c = c;
     return 0;
