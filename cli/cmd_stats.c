@@ -588,3 +588,30 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     freeReplyObject(r);
     return 0;
 }
+
+/* cli_metrics_hook adapts cli_metrics_render to webhooks.h's hook_metrics_fn
+ * (priv: the config). It keeps its own sync connection, opened on first use
+ * with a short timeout and reopened after a failure, so a scrape while Redis
+ * is down answers with a comment instead of failing the whole page.
+ * BUG: the reads block the server's loop for the few ms they take; a
+ * snapshot refreshed by an async timer would not. */
+void cli_metrics_hook(hr_buf *out, void *priv)
+{
+    static queue *q; /* the process's metrics connection */
+    const hr_config *cfg = priv;
+    hr_err err = {0};
+    if (!q) {
+        queue_opts o = {0};
+        o.url = hr_config_get(cfg, "redis-url", NULL);
+        o.ns = hr_config_get(cfg, "namespace", "herald");
+        o.timeout_ms = 500;
+        q = queue_connect(&o, &err);
+    }
+    if (q && cli_metrics_render(q, cfg, out, &err) == 0) {
+        hr_buf_puts(out, "herald_metrics_redis_up 1\n");
+        return;
+    }
+    queue_free(q);
+    q = NULL;
+    hr_buf_puts(out, "# herald queue metrics unavailable\nherald_metrics_redis_up 0\n");
+}
