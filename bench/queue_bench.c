@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,17 +116,26 @@ static void producer(const char *url, long n)
     queue_free(q);
 }
 
+/* scheduler promotes until the parent stops it (when the worker is done);
+ * it reports how many jobs it promoted on its exit status pipe. */
+static int sched_pipe[2];
+
 static void scheduler(const char *url, long n)
 {
+    (void)n;
     queue *q = connect_ns(url, "tp");
     hr_err err = {0};
-    for (long promoted = 0; promoted < n;) {
+    long promoted = 0;
+    char c;
+    fcntl(sched_pipe[0], F_SETFL, O_NONBLOCK);
+    while (read(sched_pipe[0], &c, 1) != 1) {
         long p;
         int64_t next, now;
         if (queue_promote(q, BATCH, &p, &next, &now, &err) < 0) die("promote", &err);
         promoted += p;
-        if (p == 0) usleep(500);
+        if (p == 0) usleep(200);
     }
+    if (write(sched_pipe[1], &promoted, sizeof promoted) != sizeof promoted) _exit(1);
     queue_free(q);
 }
 
@@ -158,6 +168,7 @@ static double measure_throughput(const char *url, long n)
 {
     void (*stages[3])(const char *, long) = {producer, scheduler, worker};
     pid_t pids[3];
+    if (pipe(sched_pipe) < 0) exit(1);
     int64_t t0 = hr_mono_us();
     for (int i = 0; i < 3; i++) {
         pids[i] = fork();
@@ -166,17 +177,24 @@ static double measure_throughput(const char *url, long n)
             _exit(0);
         }
     }
+    double secs = 0;
+    long promoted = 0;
     for (int i = 2; i >= 0; i--) {
         int st;
+        if (i == 1) { /* the worker is done: stop the scheduler */
+            secs = (double)(hr_mono_us() - t0) / 1e6;
+            if (write(sched_pipe[1], "x", 1) != 1) exit(1);
+            usleep(100000);
+        }
         waitpid(pids[i], &st, 0);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "queue_bench: stage %d failed\n", i);
             exit(1);
         }
     }
-    double secs = (double)(hr_mono_us() - t0) / 1e6;
-    fprintf(stderr, "queue_bench: %ld jobs through enqueue, promote, fetch, ack in %.3f s\n", n,
-            secs);
+    if (read(sched_pipe[0], &promoted, sizeof promoted) != sizeof promoted) promoted = -1;
+    fprintf(stderr, "queue_bench: %ld jobs through enqueue, promote (%ld), fetch, ack in %.3f s\n",
+            n, promoted, secs);
     return (double)n / secs;
 }
 

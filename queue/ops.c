@@ -102,42 +102,78 @@ static int enqueue_chunk(queue *q, queue_job *const *jobs, const lane_ref *refs,
     qa_pushf(&a, "{%s}:readych", ns);
     hr_buf v;
     hr_buf_init(&v);
+    /* uidx: the refs index of each unique-key job, in argument order */
+    int *uidx = hr_malloc(sizeof(int) * (size_t)n);
+    int nu_all = 0;
     for (int i = 0; i < n;) {
-        int j = i;
-        while (j < n && strcmp(refs[j].lane, refs[i].lane) == 0) j++;
+        int j = i, nu = 0, np = 0;
+        int64_t pmin = INT64_MAX;
+        while (j < n && strcmp(refs[j].lane, refs[i].lane) == 0) {
+            const queue_job *job = jobs[refs[j].idx];
+            if (job->unique_key && *job->unique_key) {
+                nu++;
+            } else {
+                np++;
+                if (job->run_at_ms < pmin) pmin = job->run_at_ms;
+            }
+            j++;
+        }
         qa_pushs(&a, refs[i].lane);
-        qa_pushf(&a, "%d", j - i);
+        qa_pushf(&a, "%d", nu);
+        qa_pushf(&a, "%d", np);
+        qa_pushf(&a, "%lld", (long long)(np ? pmin : 0));
         for (int k = i; k < j; k++) {
             const queue_job *job = jobs[refs[k].idx];
+            if (!(job->unique_key && *job->unique_key)) continue;
+            uidx[nu_all++] = k;
             qa_pushs(&a, queue_job_ukh(job));
             qa_pushf(&a, "%lld", (long long)job->run_at_ms);
-            qa_pushs(&a, job->unique_key && *job->unique_key ? "1" : "");
             hr_buf_reset(&v);
             qo_stored_value(job, &v);
             qa_push(&a, v.data, v.len);
+        }
+        for (int k = i; k < j; k++) { /* plain jobs: (ukh, value) pairs for HSET */
+            const queue_job *job = jobs[refs[k].idx];
+            if (job->unique_key && *job->unique_key) continue;
+            qa_pushs(&a, queue_job_ukh(job));
+            hr_buf_reset(&v);
+            qo_stored_value(job, &v);
+            qa_push(&a, v.data, v.len);
+        }
+        for (int k = i; k < j; k++) { /* then (score, member) pairs for ZADD */
+            const queue_job *job = jobs[refs[k].idx];
+            if (job->unique_key && *job->unique_key) continue;
+            qa_pushf(&a, "%lld", (long long)job->run_at_ms);
+            qa_pushs(&a, queue_job_ukh(job));
         }
         i = j;
     }
     hr_buf_release(&v);
     redisReply *r = queue_run_sync(q, &a, QS_ENQUEUE, err);
     qa_release(&a);
-    if (!r) return -1;
+    if (!r) {
+        free(uidx);
+        return -1;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         freeReplyObject(r);
+        free(uidx);
         return hr_err_set(err, "redis: enqueue: unexpected reply");
     }
     if (results)
         for (int i = 0; i < n; i++) results[refs[i].idx] = QUEUE_ADDED;
-    /* the reply lists only the jobs not simply added */
+    /* the reply lists only the unique-key jobs not simply added */
     for (size_t e = 0; e + 2 < r->elements; e += 3) {
-        long long i = reply_ll(r->element[e]) - 1;
-        if (i < 0 || i >= n) continue;
+        long long u = reply_ll(r->element[e]) - 1;
+        if (u < 0 || u >= nu_all) continue;
+        int i = uidx[u];
         queue_job *job = jobs[refs[i].idx];
         redisReply *pre = r->element[e + 2];
         if (pre->type == REDIS_REPLY_STRING && pre->len == QUEUE_TS_LEN)
             memcpy(job->id, pre->str, QUEUE_TS_LEN); /* keep the first id */
         if (results) results[refs[i].idx] = (int)reply_ll(r->element[e + 1]);
     }
+    free(uidx);
     freeReplyObject(r);
     return 0;
 }
@@ -512,18 +548,25 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     /* distinct lanes, in first-seen order */
     const char **lanes = hr_malloc(sizeof(char *) * (size_t)n);
     int *li = hr_malloc(sizeof(int) * (size_t)n);
-    int nl = 0;
+    long *per_lane = hr_calloc((size_t)n, sizeof(long));
+    long buckets[QUEUE_LATENESS_BUCKETS] = {0};
+    int nl = 0, nd = 0, nb = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh) {
             free(lanes);
             free(li);
+            free(per_lane);
             return hr_err_set(err, "ack: item %d has no valid lane or ukh", i);
         }
         int k = 0;
         while (k < nl && strcmp(lanes[k], items[i].lane) != 0) k++;
         if (k == nl) lanes[nl++] = items[i].lane;
         li[i] = k + 1;
+        per_lane[k]++;
+        nd += !items[i].no_done;
+        if (items[i].lateness_ms >= 0) buckets[qo_lateness_bucket(items[i].lateness_ms)]++;
     }
+    for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
     qa_evalsha(a, QS_ACK, 5 + nl);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "done");
@@ -533,28 +576,41 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "unknown:%s", lanes[k]);
     qa_pushf(a, "%d", nl);
     for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
+    qa_pushf(a, "%d", n);
+    for (int i = 0; i < n; i++) qa_pushs(a, items[i].ukh);
+    for (int i = 0; i < n; i++) qa_pushf(a, "%d", li[i]);
+    for (int k = 0; k < nl; k++) qa_pushf(a, "%ld", per_lane[k]);
+    qa_pushf(a, "%d", nd);
+    long long now = (long long)hr_now_ms();
     for (int i = 0; i < n; i++) {
+        if (items[i].no_done) continue;
         qa_pushs(a, items[i].ukh);
-        qa_pushf(a, "%d", li[i]);
-        if (items[i].no_done)
-            qa_pushs(a, "");
-        else
-            qa_pushf(a, "%s\t%s", items[i].id ? items[i].id : items[i].ukh,
-                     items[i].platform_id ? items[i].platform_id : "");
-        if (items[i].lateness_ms >= 0)
-            qa_pushf(a, "%d", qo_lateness_bucket(items[i].lateness_ms));
-        else
-            qa_pushs(a, "");
+        qa_pushf(a, "%s\t%s\t%lld", items[i].id ? items[i].id : items[i].ukh,
+                 items[i].platform_id ? items[i].platform_id : "", now);
+    }
+    qa_pushf(a, "%d", nb);
+    for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) {
+        if (!buckets[b]) continue;
+        qa_pushf(a, "%d", b);
+        qa_pushf(a, "%ld", buckets[b]);
     }
     free(lanes);
     free(li);
+    free(per_lane);
     return 0;
 }
 
 int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)
-        return hr_err_set(err, "redis: ack: unexpected reply");
+    if (r->type != REDIS_REPLY_ARRAY) return hr_err_set(err, "redis: ack: unexpected reply");
+    if (n > 1 && r->elements == 1) {
+        /* {n}: every job was still the worker's */
+        if (reply_ll(r->element[0]) != n) return hr_err_set(err, "redis: ack: unexpected reply");
+        for (int i = 0; results && i < n; i++) results[i] = 1;
+        return n;
+    }
+    /* per job (for n == 1 the short form {1} reads the same: acked) */
+    if (r->elements != (size_t)n) return hr_err_set(err, "redis: ack: unexpected reply");
     int acked = 0;
     for (int i = 0; i < n; i++) {
         int v = (int)reply_ll(r->element[i]);
