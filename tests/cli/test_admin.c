@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +15,7 @@
 static th_redis *R;
 static queue *Q;
 static char *dir;
-static char conf[600];
+static char conf[700];
 
 /* herald runs the herald binary with the test config and the given
  * arguments (NULL-terminated); stdout goes into *out (may be NULL). Returns
@@ -291,7 +292,7 @@ static void test_config_check(void)
     CHECK(out && strstr(out, ": ok"));
     free(out);
 
-    char bad[580], good_conf[600];
+    char bad[580], good_conf[700];
     snprintf(bad, sizeof bad, "%s/bad.conf", dir);
     th_write_file(bad, "# a config with problems\n"
                        "namespace t\n"
@@ -325,6 +326,49 @@ static void test_config_check(void)
     snprintf(conf, sizeof conf, "%s", good_conf);
 }
 
+/* the shipped example config is valid once its credential files exist */
+static void test_example_config(void)
+{
+    char path[700], cdir[620], *text = th_read_file(HERALD_SRC "/examples/herald.conf", NULL);
+    REQUIRE(text);
+    snprintf(cdir, sizeof cdir, "%s/etc-credentials", dir);
+    REQUIRE(mkdir(cdir, 0700) == 0);
+    static const char *files[] = {"x-heraldhq", "mastodon-herald", "bluesky-herald",
+                                  "sendgrid-key", "sendgrid-webhook-key", "webhook-hmac-key"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", cdir, files[i]);
+        th_write_file(path, "not-a-real-secret-0123456789\n");
+    }
+    snprintf(path, sizeof path, "%s/contacts.csv", dir);
+    th_write_file(path, "Email\nann@example.com\n");
+    /* point its /etc paths at the temp dir */
+    hr_buf b;
+    hr_buf_init(&b);
+    for (const char *p = text; *p;) {
+        const char *a = strstr(p, "/etc/herald/credentials"), *c = strstr(p, "/etc/herald/contacts.csv");
+        const char *hit = a && (!c || a < c) ? a : c;
+        if (!hit) {
+            hr_buf_puts(&b, p);
+            break;
+        }
+        hr_buf_append(&b, p, (size_t)(hit - p));
+        hr_buf_puts(&b, hit == a ? cdir : path);
+        p = hit + strlen(hit == a ? "/etc/herald/credentials" : "/etc/herald/contacts.csv");
+    }
+    char example[640], saved[700];
+    snprintf(example, sizeof example, "%s/example.conf", dir);
+    th_write_file(example, b.data);
+    hr_buf_release(&b);
+    free(text);
+    snprintf(saved, sizeof saved, "%s", conf);
+    snprintf(conf, sizeof conf, "%s", example);
+    char *out;
+    CHECK_INT(herald(&out, "config", "check", NULL), 0);
+    if (!out || !strstr(out, ": ok")) fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+    snprintf(conf, sizeof conf, "%s", saved);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
@@ -355,6 +399,7 @@ int main(void)
     th_run("dead", test_dead);
     th_run("pause", test_pause);
     th_run("config_check", test_config_check);
+    th_run("example_config", test_example_config);
     queue_free(Q);
     free(dir);
     return th_main_end();
