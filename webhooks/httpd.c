@@ -37,6 +37,7 @@ struct hook_req {
     char *path, *query;
     hdr *hdrs;
     int nhdrs, caphdrs;
+    int inited; /* header buffers allocated so far, reused by later requests */
     int last_was_value;
     hr_buf body;
     hr_buf out_hdrs; /* extra response headers */
@@ -140,11 +141,7 @@ const char *hook_status_text(int s)
 static void req_reset(hook_req *r)
 {
     hr_buf_reset(&r->url);
-    for (int i = 0; i < r->nhdrs; i++) {
-        hr_buf_release(&r->hdrs[i].name);
-        hr_buf_release(&r->hdrs[i].value);
-    }
-    r->nhdrs = 0;
+    r->nhdrs = 0; /* the buffers stay for the connection's next request */
     r->last_was_value = 0;
     hr_buf_reset(&r->body);
     hr_buf_reset(&r->out_hdrs);
@@ -158,6 +155,10 @@ static void req_reset(hook_req *r)
 static void req_release(hook_req *r)
 {
     req_reset(r);
+    for (int i = 0; i < r->inited; i++) {
+        hr_buf_release(&r->hdrs[i].name);
+        hr_buf_release(&r->hdrs[i].value);
+    }
     free(r->hdrs);
     hr_buf_release(&r->url);
     hr_buf_release(&r->body);
@@ -396,8 +397,14 @@ static int p_field(http_parser *p, const char *at, size_t n)
             r->hdrs = hr_realloc(r->hdrs, sizeof *r->hdrs * (size_t)r->caphdrs);
         }
         hdr *hd = &r->hdrs[r->nhdrs++];
-        hr_buf_init(&hd->name);
-        hr_buf_init(&hd->value);
+        if (r->nhdrs > r->inited) {
+            hr_buf_init(&hd->name);
+            hr_buf_init(&hd->value);
+            r->inited = r->nhdrs;
+        }
+        hr_buf_reset(&hd->name);
+        hr_buf_reset(&hd->value);
+        hr_buf_puts(&hd->name, "");
         hr_buf_puts(&hd->value, "");
         r->last_was_value = 0;
     }

@@ -68,7 +68,8 @@ typedef struct rec_ctx {
  * recorded by one script call (group commit); each request is answered when
  * that call replies. */
 typedef struct batch {
-    char **args; /* owned; the per-event ARGV entries */
+    hr_buf arena; /* the per-event ARGV entries, NUL-separated */
+    size_t *offs;
     int nargs, capargs;
     int nevents;
     rec_ctx **ctxs;
@@ -170,9 +171,8 @@ static void answer_unavailable(rec_ctx *x, const char *errmsg)
 
 static void batch_free(batch *b)
 {
-    for (int i = 0; i < b->nargs; i++)
-        free(b->args[i]);
-    free(b->args);
+    hr_buf_release(&b->arena);
+    free(b->offs);
     for (int i = 0; i < b->nctxs; i++)
         free(b->ctxs[i]);
     free(b->ctxs);
@@ -223,8 +223,8 @@ static void flush_batch(hook_server *s)
     av[a++] = ret;
     av[a++] = maxlen;
     av[a++] = n;
-    for (int i = 0; i < b->nargs; i++)
-        av[a++] = b->args[i];
+    for (int i = 0; i < b->nargs; i++) /* the arena may have moved while growing */
+        av[a++] = b->arena.data + b->offs[i];
     hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_batch, b);
     free(av);
 }
@@ -234,13 +234,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     flush_batch(w->data);
 }
 
-static void push_arg(batch *b, char *owned)
+static void push_arg(batch *b, const char *v)
 {
     if (b->nargs == b->capargs) {
         b->capargs = b->capargs ? b->capargs * 2 : 64;
-        b->args = hr_realloc(b->args, sizeof *b->args * (size_t)b->capargs);
+        b->offs = hr_realloc(b->offs, sizeof *b->offs * (size_t)b->capargs);
     }
-    b->args[b->nargs++] = owned;
+    b->offs[b->nargs++] = b->arena.len;
+    hr_buf_append(&b->arena, v, strlen(v) + 1);
 }
 
 /* record adds evs to the current batch; ctx is taken over and answered when
@@ -253,18 +254,24 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
     x->count = evs->n;
     for (int i = 0; i < evs->n; i++) {
         const hook_event *e = &evs->v[i];
-        push_arg(b, hr_strdup(e->id));
-        push_arg(b, hr_strdup(hook_ev_name(e->type)));
-        push_arg(b, hr_strdup(e->job ? e->job : ""));
-        push_arg(b, hr_strdup(e->campaign ? e->campaign : ""));
-        push_arg(b, (e->platform && e->platform_id)
-                        ? hr_asprintf("%s:%s", e->platform, e->platform_id)
-                        : hr_strdup(""));
+        push_arg(b, e->id);
+        push_arg(b, hook_ev_name(e->type));
+        push_arg(b, e->job ? e->job : "");
+        push_arg(b, e->campaign ? e->campaign : "");
+        if (e->platform && e->platform_id) { /* "platform:id" */
+            push_arg(b, e->platform);
+            b->arena.data[b->arena.len - 1] = ':'; /* the NUL becomes the colon */
+            hr_buf_append(&b->arena, e->platform_id, strlen(e->platform_id) + 1);
+        } else {
+            push_arg(b, "");
+        }
         char digest[65] = "";
         if (e->email && queue_suppress_hash(s->secret, e->email, digest) != 0) digest[0] = '\0';
-        push_arg(b, hr_strdup(digest));
-        push_arg(b, hr_strdup(e->platform ? e->platform : ""));
-        push_arg(b, hr_asprintf("%lld", (long long)e->ts_ms));
+        push_arg(b, digest);
+        push_arg(b, e->platform ? e->platform : "");
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)e->ts_ms);
+        push_arg(b, ts);
     }
     b->nevents += evs->n;
     if (b->nctxs == b->capctxs) {
