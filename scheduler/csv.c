@@ -69,8 +69,8 @@ static sched_tz *zone(csv_ctx *c, const char *name, hr_err *err)
     return z;
 }
 
-/* local "YYYY-MM-DD HH:MM[:SS]" in zone tzname */
-static int local_time(csv_ctx *c, const char *s, const char *tzname, int64_t *ms, char *why,
+/* local "YYYY-MM-DD HH:MM[:SS]" in zone zname */
+static int local_time(csv_ctx *c, const char *s, const char *zname, int64_t *ms, char *why,
                       size_t whylen)
 {
     int Y, M, D, h = 0, m = 0, sec = 0, n = 0;
@@ -84,13 +84,13 @@ static int local_time(csv_ctx *c, const char *s, const char *tzname, int64_t *ms
         p += 1 + n2;
     }
     if (*p || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 59) goto bad;
-    if (!tzname || !*tzname) {
+    if (!zname || !*zname) {
         snprintf(why, whylen, "publish_at \"%.40s\" has no time zone (add an offset or a "
                               "timezone column)", s);
         return -1;
     }
     hr_err zerr = {0};
-    sched_tz *z = zone(c, tzname, &zerr);
+    sched_tz *z = zone(c, zname, &zerr);
     if (!z) {
         snprintf(why, whylen, "%.200s", zerr.msg);
         return -1;

@@ -1,0 +1,254 @@
+/* test_daemon.c: the promotion daemon: due jobs reach their ready lists,
+ * a wake for an earlier job re-arms a long timer, dead workers' jobs are
+ * re-queued, and two `herald scheduler` processes never promote a job twice. */
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "scheduler.h"
+
+static th_redis *R;
+static char url[400];
+
+static queue *connect_ns(const char *ns)
+{
+    queue_opts o = {.url = url, .ns = ns};
+    hr_err err = {0};
+    queue *q = queue_connect(&o, &err);
+    if (!q) fprintf(stderr, "connect: %s\n", err.msg);
+    return q;
+}
+
+static void enqueue(queue *q, const char *lane_account, int n, int64_t at_ms, int64_t step_ms,
+                    int tag)
+{
+    queue_job **v = malloc(sizeof *v * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        v[i] = queue_job_new();
+        queue_set(&v[i]->platform, "x");
+        queue_set(&v[i]->account, lane_account);
+        v[i]->unique_key = hr_asprintf("d|%d|%s|%d", tag, lane_account, i);
+        v[i]->run_at_ms = at_ms + i * step_ms;
+        queue_set(&v[i]->text, "hello");
+    }
+    hr_err err = {0};
+    if (queue_enqueue(q, v, n, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    for (int i = 0; i < n; i++) queue_job_free(v[i]);
+    free(v);
+}
+
+static long llen(const char *ns, const char *lane)
+{
+    char *s = th_redis_cmd(R, "LLEN {%s}:ready:%s", ns, lane);
+    long n = s ? atol(s) : -1;
+    free(s);
+    return n;
+}
+
+/* ---- running the loop until a condition holds */
+
+typedef struct watch {
+    int (*cond)(void *);
+    void *arg;
+    int met;
+} watch;
+
+static void on_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    watch *wa = w->data;
+    if (wa->cond(wa->arg)) {
+        wa->met = 1;
+        ev_break(loop, EVBREAK_ONE);
+    }
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+static int run_until(struct ev_loop *loop, int (*cond)(void *), void *arg, double max_s)
+{
+    watch wa = {cond, arg, 0};
+    ev_timer check, deadline;
+    ev_timer_init(&check, on_check, 0.005, 0.005);
+    check.data = &wa;
+    ev_timer_init(&deadline, on_deadline, max_s, 0);
+    ev_timer_start(loop, &check);
+    ev_timer_start(loop, &deadline);
+    ev_run(loop, 0);
+    ev_timer_stop(loop, &check);
+    ev_timer_stop(loop, &deadline);
+    return wa.met;
+}
+
+typedef struct want {
+    const char *ns, *lane;
+    long n;
+} want;
+
+static int ready_has(void *arg)
+{
+    want *w = arg;
+    return llen(w->ns, w->lane) >= w->n;
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void test_promotes_due_jobs(void)
+{
+    queue *q = connect_ns("d1");
+    REQUIRE(q);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    sched_daemon_opts o = {.q = {.url = url, .ns = "d1"}, .batch = 7};
+    hr_err err = {0};
+    sched_daemon *d = sched_daemon_new(loop, &o, &err);
+    REQUIRE(d);
+    int64_t now = hr_now_ms();
+    enqueue(q, "@a", 60, now + 200, 2, 1);
+    enqueue(q, "@b", 40, now + 300, 0, 2);
+    want wa = {"d1", "x:@a", 60}, wb = {"d1", "x:@b", 40};
+    CHECK(run_until(loop, ready_has, &wa, 10));
+    CHECK(run_until(loop, ready_has, &wb, 10));
+    CHECK_INT(llen("d1", "x:@a"), 60);
+    CHECK_INT(sched_daemon_promoted(d), 100);
+    sched_daemon_free(d);
+    ev_loop_destroy(loop);
+    queue_free(q);
+}
+
+static void test_wake_rearms(void)
+{
+    queue *q = connect_ns("d2");
+    REQUIRE(q);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    /* a timer cap far beyond the test: only the wake can bring the job in */
+    sched_daemon_opts o = {.q = {.url = url, .ns = "d2"}, .max_sleep_ms = 600000};
+    hr_err err = {0};
+    sched_daemon *d = sched_daemon_new(loop, &o, &err);
+    REQUIRE(d);
+    enqueue(q, "@late", 1, hr_now_ms() + 3600000, 0, 3);
+    run_until(loop, never, NULL, 0.2); /* subscribed, timer armed for an hour */
+    enqueue(q, "@soon", 1, hr_now_ms() + 50, 0, 4);
+    want w = {"d2", "x:@soon", 1};
+    CHECK(run_until(loop, ready_has, &w, 10));
+    CHECK_INT(llen("d2", "x:@late"), 0);
+    sched_daemon_free(d);
+    ev_loop_destroy(loop);
+    queue_free(q);
+}
+
+static void test_reaps_dead_workers(void)
+{
+    queue *q = connect_ns("d3");
+    REQUIRE(q);
+    enqueue(q, "@r", 3, hr_now_ms() - 1000, 0, 5);
+    hr_err err = {0};
+    /* the jobs are due: promote them, then a worker takes them and dies */
+    long n;
+    int64_t next, now;
+    REQUIRE(queue_promote(q, 100, &n, &next, &now, &err) == 0);
+    REQUIRE(queue_worker_register(q, "dead-worker", 50, &err) == 0);
+    const char *lanes[] = {"x:@r"};
+    queue_fetched *f = NULL;
+    int nf = 0;
+    REQUIRE(queue_fetch(q, "dead-worker", lanes, 1, 10, 50, &f, &nf, &err) == 0);
+    CHECK_INT(nf, 3);
+    queue_fetched_free(f, nf);
+    CHECK_INT(llen("d3", "x:@r"), 0);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    sched_daemon_opts o = {.q = {.url = url, .ns = "d3"}, .reap_every_ms = 50};
+    sched_daemon *d = sched_daemon_new(loop, &o, &err);
+    REQUIRE(d);
+    want w = {"d3", "x:@r", 3};
+    CHECK(run_until(loop, ready_has, &w, 10));
+    sched_daemon_free(d);
+    ev_loop_destroy(loop);
+    queue_free(q);
+}
+
+typedef struct total {
+    const char *ns;
+    long n;
+} total;
+
+static int all_ready(void *arg)
+{
+    total *t = arg;
+    long sum = 0;
+    for (int i = 0; i < 3; i++) {
+        char lane[16];
+        snprintf(lane, sizeof lane, "x:@m%d", i);
+        sum += llen(t->ns, lane);
+    }
+    return sum >= t->n;
+}
+
+static void test_two_schedulers_no_double(void)
+{
+    char *dir = th_tempdir();
+    char *conf = hr_asprintf("%s/herald.conf", dir);
+    char *text = hr_asprintf("redis-url %s\nnamespace d4\n", url);
+    th_write_file(conf, text);
+    char *out1 = hr_asprintf("%s/s1.log", dir), *out2 = hr_asprintf("%s/s2.log", dir);
+    char *argv[] = {HERALD_BIN, "--config", conf, "scheduler", "--batch", "50", NULL};
+    pid_t p1 = th_spawn(argv, out1), p2 = th_spawn(argv, out2);
+    queue *q = connect_ns("d4");
+    REQUIRE(q);
+    int64_t at = hr_now_ms() + 500;
+    for (int i = 0; i < 3; i++) {
+        char acct[8];
+        snprintf(acct, sizeof acct, "@m%d", i);
+        enqueue(q, acct, 1000, at, 0, 10 + i); /* 3000 jobs due in the same ms */
+    }
+    total t = {"d4", 3000};
+    CHECK(th_wait_for(all_ready, &t, 20000));
+    /* nothing left to promote, and every ukh is in a ready list exactly once */
+    th_wait_for(never, NULL, 300);
+    long sum = 0;
+    for (int i = 0; i < 3; i++) {
+        char lane[16];
+        snprintf(lane, sizeof lane, "x:@m%d", i);
+        sum += llen("d4", lane);
+        char *dup = th_redis_cmd(
+            R, "EVAL %s 1 {d4}:ready:%s",
+            "local s={} local d=0 for _,v in ipairs(redis.call('LRANGE',KEYS[1],0,-1)) do "
+            "if s[v] then d=d+1 end s[v]=1 end return d",
+            lane);
+        CHECK_STR(dup, "0");
+        free(dup);
+    }
+    CHECK_INT(sum, 3000);
+    char *z = th_redis_cmd(R, "ZCARD {d4}:due");
+    CHECK_STR(z, "0");
+    free(z);
+    th_kill(p1, SIGTERM);
+    th_kill(p2, SIGTERM);
+    queue_free(q);
+    free(text);
+    free(conf);
+    free(out1);
+    free(out2);
+    free(dir);
+}
+
+int main(void)
+{
+    R = th_redis_start(0, NULL);
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    th_run("promotes_due_jobs", test_promotes_due_jobs);
+    th_run("wake_rearms", test_wake_rearms);
+    th_run("reaps_dead_workers", test_reaps_dead_workers);
+    th_run("two_schedulers_no_double", test_two_schedulers_no_double);
+    return th_main_end();
+}

@@ -1,0 +1,387 @@
+/* test_import.c: herald import against a private redis-server: the real
+ * fixtures, idempotent re-import, edits, --sync, jobs already sent, all or
+ * nothing (bad input and a Redis failure midway), --skip-invalid, dry-run
+ * JSON, and emails with suppression and invalid contacts. */
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "scheduler.h"
+
+static th_redis *R;
+static char *dir;
+static int ns_seq;
+static char ns[32];
+static queue *Q;
+
+static const char *ACCOUNTS =
+    "account x:@shop tz=Europe/Paris slots=daily@09:00,13:00,18:00 spacing=30m jitter=10m "
+    "quiet=22:00-07:00 credentials=ignored\n"
+    "account mastodon:@shop@mastodon.social tz=Europe/Paris slots=mon-fri@10:00 spacing=1h\n";
+
+/* fresh namespace and config per test */
+static hr_config *setup(const char *campaign_line)
+{
+    snprintf(ns, sizeof ns, "t%d", ++ns_seq);
+    char *text = hr_asprintf("%s%s\n", ACCOUNTS, campaign_line);
+    hr_err err = {0};
+    hr_config *c = hr_config_parse(text, "test.conf", &err);
+    if (!c) fprintf(stderr, "config: %s\n", err.msg);
+    free(text);
+    queue_free(Q);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = ns};
+    Q = queue_connect(&o, &err);
+    if (!Q) fprintf(stderr, "connect: %s\n", err.msg);
+    return c;
+}
+
+static const char *CAMPAIGN =
+    "campaign blog platforms=x:@shop,mastodon:@shop@mastodon.social "
+    "\"template.x={{title}} {{link}} {{hashtags}}\" statuses=publish,future";
+
+static long hlen(const char *key)
+{
+    char *s = th_redis_cmd(R, "HLEN {%s}:%s", ns, key);
+    long n = s ? atol(s) : -1;
+    free(s);
+    return n;
+}
+
+static int import(hr_config *c, sched_import_opts *o, sched_import_stats *st, hr_err *err)
+{
+    if (!o->now_ms) hr_parse_rfc3339("2027-01-04T08:00:00Z", &o->now_ms);
+    return sched_import(Q, c, o, st, err);
+}
+
+static queue_job *job_of(const char *key)
+{
+    char ukh[QUEUE_UKH_LEN + 1];
+    queue_ukh_from_key(key, ukh);
+    hr_err err = {0};
+    return queue_get(Q, ukh, &err);
+}
+
+static void test_wxr_fixture_and_reimport(void)
+{
+    hr_config *c = setup(CAMPAIGN);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = HERALD_FIXTURES
+                           "/cms/wxr-wordpress-importer-theme-unit-test-data.xml"};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.items, 186);
+    CHECK_INT(st.taken, 57); /* 56 published posts and the scheduled one */
+    CHECK_INT(st.added, 114);
+    CHECK_INT(hlen("jobs"), 114);
+    queue_job *j = job_of("blog|wxr:1153|x|@shop");
+    REQUIRE(j);
+    int64_t p;
+    hr_parse_rfc3339("2030-01-01T19:00:18Z", &p);
+    CHECK(j->run_at_ms >= p && j->run_at_ms <= p + 600000);
+    CHECK_STR(j->campaign, "blog");
+    CHECK_STR(j->source, "wxr:1153");
+    CHECK(strncmp(j->text, "Scheduled https://", 18) == 0);
+    CHECK(strstr(j->text, "#content") != NULL);
+    queue_job_free(j);
+    /* the same export again adds nothing */
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.updated, 0);
+    CHECK_INT(st.unchanged_items, 57);
+    CHECK_INT(hlen("jobs"), 114);
+    hr_config_free(c);
+}
+
+static void write_ndjson(const char *path, const char *second_text, int with_third)
+{
+    char *s = hr_asprintf(
+        "{\"id\":\"a\",\"title\":\"Alpha\",\"text\":\"one\",\"link\":\"https://e.x/a\"}\n"
+        "{\"id\":\"b\",\"title\":\"Beta\",\"text\":\"%s\",\"link\":\"https://e.x/b\"}\n%s",
+        second_text,
+        with_third ? "{\"id\":\"c\",\"title\":\"Gamma\",\"publish_at\":\"2027-02-01T10:00:00Z\"}\n"
+                   : "");
+    th_write_file(path, s);
+    free(s);
+}
+
+static void test_edit_sync_and_sent(void)
+{
+    hr_config *c = setup("campaign news platforms=x:@shop,mastodon:@shop@mastodon.social "
+                         "\"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/news.ndjson", dir);
+    write_ndjson(path, "two", 1);
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 6);
+    queue_job *before = job_of("news|ndjson:b|x|@shop");
+    REQUIRE(before);
+    CHECK_STR(before->text, "Beta: two");
+
+    /* an edit updates the still-scheduled jobs and keeps their times */
+    write_ndjson(path, "two, edited", 1);
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.updated, 2);
+    CHECK_INT(st.unchanged_items, 2);
+    queue_job *after = job_of("news|ndjson:b|x|@shop");
+    REQUIRE(after);
+    CHECK_STR(after->text, "Beta: two, edited");
+    CHECK_INT(after->run_at_ms, before->run_at_ms);
+    CHECK_STR(after->id, before->id);
+    queue_job_free(before);
+    queue_job_free(after);
+
+    /* without --sync a vanished item stays; with it, its jobs are cancelled */
+    write_ndjson(path, "two, edited", 0);
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.cancelled, 0);
+    CHECK_INT(hlen("jobs"), 6);
+    o.sync = 1;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.cancelled, 2);
+    CHECK_INT(hlen("jobs"), 4);
+    queue_job *gone = job_of("news|ndjson:c|x|@shop");
+    CHECK(gone == NULL);
+    queue_job_free(gone);
+    hr_config_free(c);
+    free(path);
+}
+
+static void test_sent_jobs_untouched(void)
+{
+    hr_config *c = setup("campaign now platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/now.ndjson", dir);
+    write_ndjson(path, "two", 0);
+    /* plan as of long ago, so every job is due now and goes to the ready list */
+    sched_import_opts o = {.path = path};
+    hr_parse_rfc3339("2020-01-01T00:00:00Z", &o.now_ms);
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(sched_import(Q, c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    /* a worker sends both */
+    REQUIRE(queue_worker_register(Q, "w1", 30000, &err) == 0);
+    const char *lanes[] = {"x:@shop"};
+    queue_fetched *f = NULL;
+    int n = 0;
+    REQUIRE(queue_fetch(Q, "w1", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 2);
+    for (int i = 0; i < n; i++) {
+        CHECK_INT(queue_attempt(Q, "w1", f[i].ukh, &err), 0);
+        queue_ack_item a = {.ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1",
+                            .lateness_ms = -1};
+        int res = 0;
+        CHECK(queue_ack(Q, "w1", &a, 1, &res, &err) >= 0);
+    }
+    queue_fetched_free(f, n);
+    /* an edited re-import with --sync touches neither */
+    write_ndjson(path, "changed", 0);
+    o.sync = 1;
+    REQUIRE(sched_import(Q, c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.done, 1);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(hlen("done"), 2);
+    hr_config_free(c);
+    free(path);
+}
+
+static void test_all_or_nothing_bad_item(void)
+{
+    hr_config *c = setup(CAMPAIGN);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = SCHED_DATA "/bad-date.xml"};
+    sched_import_stats st;
+    hr_err err = {0};
+    CHECK(import(c, &o, &st, &err) < 0);
+    CHECK_STR(err.msg, "import: bad-date.xml:11: <wp:post_date_gmt> is not a date: "
+                       "\"yesterday\"");
+    CHECK_INT(err.code, 2);
+    CHECK_INT(hlen("jobs"), 0);
+    /* --skip-invalid: the rest goes in, the bad one is listed */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    o.skip_invalid = 1;
+    o.out = out;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(out);
+    CHECK_INT(st.invalid, 1);
+    CHECK_INT(st.added, 4);
+    CHECK(buf && strstr(buf, "skipped: bad-date.xml:11: wxr:2: <wp:post_date_gmt>") != NULL);
+    free(buf);
+    /* a platform the campaign does not have is a bad item too */
+    sched_import_opts o2 = {.path = SCHED_DATA "/calendar.csv"};
+    hr_config *c2 = setup("campaign cal platforms=x:@shop");
+    CHECK(import(c2, &o2, &st, &err) < 0);
+    CHECK(strstr(err.msg, "calendar.csv:3: platform \"mastodon\" is not in campaign") != NULL);
+    CHECK_INT(hlen("jobs"), 0);
+    hr_config_free(c);
+    hr_config_free(c2);
+}
+
+static int fail_at;
+static int fail_third(int batch_no) { return batch_no == fail_at; }
+
+static void test_all_or_nothing_redis_failure(void)
+{
+    hr_config *c = setup(CAMPAIGN);
+    REQUIRE(c && Q);
+    sched_import_opts o = {
+        .path = HERALD_FIXTURES "/cms/wxr-wordpress-importer-theme-unit-test-data.xml",
+        .batch = 10};
+    sched_import_stats st;
+    hr_err err = {0};
+    fail_at = 3;
+    sched_test_enqueue_fail = fail_third;
+    CHECK(import(c, &o, &st, &err) < 0);
+    sched_test_enqueue_fail = NULL;
+    CHECK(strstr(err.msg, "rolled back") != NULL);
+    CHECK(st.rolled_back > 0);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(hlen("import:blog"), 1); /* only the generation counter */
+    /* and it imports cleanly afterwards */
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 114);
+    hr_config_free(c);
+}
+
+static void test_csv_calendar(void)
+{
+    hr_config *c = setup("campaign cal platforms=x:@shop,mastodon:@shop@mastodon.social");
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = SCHED_DATA "/calendar.csv"};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.filtered, 1); /* the draft */
+    CHECK_INT(st.added, 5);
+    queue_job *j = job_of("cal|csv:c1|x|@shop");
+    REQUIRE(j);
+    int64_t p;
+    hr_parse_rfc3339("2031-03-28T08:00:00Z", &p);
+    CHECK(j->run_at_ms >= p && j->run_at_ms <= p + 600000);
+    queue_job_free(j);
+    /* drafts come with the flag */
+    o.drafts = 1;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    hr_config_free(c);
+}
+
+static void test_dry_run_json(void)
+{
+    hr_config *c = setup(CAMPAIGN);
+    REQUIRE(c && Q);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    sched_import_opts o = {.path = HERALD_FIXTURES "/cms/ghost-3.3.0-uksb-theme-unit-test.json",
+                           .dry_run = 1, .json = 1, .out = out};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(out);
+    CHECK_INT(hlen("jobs"), 0);
+    int lines = 0;
+    for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *v = json_loads(l, 0, &je);
+        CHECK(v != NULL);
+        CHECK(json_is_string(json_object_get(v, "source")));
+        CHECK(json_is_string(json_object_get(v, "platform")));
+        CHECK(json_is_string(json_object_get(v, "account")));
+        CHECK(json_is_string(json_object_get(v, "text")));
+        CHECK(json_is_integer(json_object_get(v, "length")));
+        CHECK(json_object_get(v, "limit") != NULL);
+        const char *run = json_string_value(json_object_get(v, "run_at"));
+        int64_t ms;
+        CHECK(run && hr_parse_rfc3339(run, &ms) == 0 && run[strlen(run) - 1] == 'Z');
+        json_decref(v);
+        lines++;
+    }
+    CHECK_INT(lines, 38);
+    free(buf);
+    /* the table */
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    o.json = 0;
+    o.out = out;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(out);
+    CHECK(strstr(buf, "TIME (ACCOUNT ZONE)") == buf);
+    CHECK(strstr(buf, "+01:00 x          @shop") != NULL);
+    free(buf);
+    hr_config_free(c);
+}
+
+static void test_emails(void)
+{
+    char *contacts = hr_asprintf("%s/contacts.csv", dir);
+    th_write_file(contacts, "Email,First Name,Last Name,Plan\n"
+                            "ann@example.com,Ann,Lee,pro\n"
+                            "bob@example.com,Bob,,free\n"
+                            "not-an-address,X,Y,free\n"
+                            "gone@example.com,Gone,Away,pro\n"
+                            "ANN@example.com,Ann,Again,pro\n");
+    char *line = hr_asprintf("campaign mail email=sendgrid:main contacts=%s email-rate=2/s "
+                             "\"subject=Hi {{first_name}}: {{title}}\"",
+                             contacts);
+    hr_config *c = setup(line);
+    REQUIRE(c && Q);
+    setenv("HERALD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    hr_err err = {0};
+    REQUIRE(queue_suppress_add(Q, "0123456789abcdef0123456789abcdef", "gone@example.com",
+                               "unsubscribed", &err) == 0);
+    char *path = hr_asprintf("%s/mail.ndjson", dir);
+    write_ndjson(path, "two", 0);
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.emails, 4); /* 2 items x ann, bob */
+    CHECK_INT(st.suppressed, 1);
+    CHECK_INT(st.invalid_emails, 2); /* not-an-address and the duplicate */
+    queue_job *j = job_of("mail|ndjson:a|sendgrid|main|ann@example.com");
+    REQUIRE(j);
+    CHECK_INT(j->kind, QUEUE_KIND_EMAIL);
+    CHECK_STR(j->subject, "Hi Ann: Alpha");
+    CHECK_STR(j->to, "ann@example.com");
+    CHECK_STR(j->to_name, "Ann Lee");
+    CHECK_STR(queue_job_get_var(j, "plan"), "pro");
+    int64_t t0 = j->run_at_ms;
+    queue_job_free(j);
+    j = job_of("mail|ndjson:b|sendgrid|main|bob@example.com");
+    REQUIRE(j);
+    CHECK_INT(j->run_at_ms - t0, 1500); /* 4th email at 2/s */
+    queue_job_free(j);
+    hr_config_free(c);
+    free(path);
+    free(line);
+    free(contacts);
+}
+
+int main(void)
+{
+    R = th_redis_start(0, NULL);
+    dir = th_tempdir();
+    th_run("wxr_fixture_and_reimport", test_wxr_fixture_and_reimport);
+    th_run("edit_sync_and_sent", test_edit_sync_and_sent);
+    th_run("sent_jobs_untouched", test_sent_jobs_untouched);
+    th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
+    th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
+    th_run("csv_calendar", test_csv_calendar);
+    th_run("dry_run_json", test_dry_run_json);
+    th_run("emails", test_emails);
+    queue_free(Q);
+    free(dir);
+    return th_main_end();
+}
