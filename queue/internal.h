@@ -24,6 +24,9 @@ typedef struct queue_url {
 /* queue_url_parse parses redis://, rediss:// (refused: no TLS here) and
  * unix:// URLs. */
 int queue_url_parse(const char *url, queue_url *u, hr_err *err);
+/* queue_url_userinfo reads "user:pass" (or "pass") from p up to at ('@')
+ * into u; returns at + 1. */
+const char *queue_url_userinfo(queue_url *u, const char *p, const char *at);
 /* sentinel.c: queue_sentinel_parse parses redis-sentinel://[user:pass@]
  * host:port[,host:port...]/master[/db]; queue_sentinel_resolve asks the
  * sentinels in order for the master's address and sets u->host/port

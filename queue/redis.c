@@ -44,6 +44,18 @@ static int parse_port(const char *s, int *port)
     return 0;
 }
 
+const char *queue_url_userinfo(queue_url *u, const char *p, const char *at)
+{
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon) {
+        snprintf(u->user, sizeof u->user, "%.*s", (int)(colon - p), p);
+        snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - colon - 1), colon + 1);
+    } else {
+        snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - p), p);
+    }
+    return at + 1;
+}
+
 int queue_url_parse(const char *url, queue_url *u, hr_err *err)
 {
     if (strncmp(url, "redis-sentinel://", 17) == 0) return queue_sentinel_parse(url, u, err);
@@ -67,16 +79,7 @@ int queue_url_parse(const char *url, queue_url *u, hr_err *err)
         return hr_err_set(err, "redis url: \"%s\": expected redis:// or unix://", url);
     const char *p = url + 8;
     const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            snprintf(u->user, sizeof u->user, "%.*s", (int)(colon - p), p);
-            snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - colon - 1), colon + 1);
-        } else {
-            snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - p), p);
-        }
-        p = at + 1;
-    }
+    if (at) p = queue_url_userinfo(u, p, at);
     const char *slash = strchr(p, '/');
     size_t hl = slash ? (size_t)(slash - p) : strlen(p);
     char hostport[256];

@@ -23,16 +23,7 @@ int queue_sentinel_parse(const char *url, queue_url *u, hr_err *err)
     const char *p = url + strlen("redis-sentinel://");
     const char *slash = strchr(p, '/');
     const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            snprintf(u->user, sizeof u->user, "%.*s", (int)(colon - p), p);
-            snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - colon - 1), colon + 1);
-        } else {
-            snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - p), p);
-        }
-        p = at + 1;
-    }
+    if (at) p = queue_url_userinfo(u, p, at);
     if (!slash || slash == p)
         return hr_err_set(err, "redis url: redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER"
                                "[/DB]: sentinels and master name needed");
