@@ -381,13 +381,12 @@ static size_t *cut_points(const char *s, int words, int scan_flags, int *np)
     tx_ent *e;
     int ne = tx_scan(s, n, scan_flags, &e);
     size_t *v = hr_malloc(((size_t)(nb < 0 ? 0 : nb) + 1) * sizeof *v);
-    int cnt = 0;
+    int cnt = 0, k = 0;
     for (long g = 1; g < nb; g++) {
         size_t p = b[g];
-        int inside = 0;
-        for (int k = 0; k < ne && !inside; k++)
-            inside = e[k].type != TX_TAG && p > e[k].start && p < e[k].end;
-        if (inside) continue;
+        /* entities are sorted and disjoint: walk them along with p */
+        while (k < ne && e[k].end <= p) k++;
+        if (k < ne && e[k].type != TX_TAG && p > e[k].start) continue;
         if (words && !(tx_is_space_at(s, n, p) && !tx_is_space_at(s, n, b[g - 1]))) continue;
         v[cnt++] = p;
     }
@@ -399,34 +398,48 @@ static size_t *cut_points(const char *s, int words, int scan_flags, int *np)
 
 typedef char *(*build_fn)(void *cx, const char *cut);
 
-/* best_cut finds the longest cut of s (words first, then graphemes) for
- * which build(cut) fits; returns the built text or NULL. */
+/* longest_cut returns the index of the last cut point for which
+ * build(cut) fits (binary search: longer cuts never fit better), or -1. */
+static int longest_cut(const plat_account *a, const char *s, const size_t *pts, int np,
+                       build_fn build, void *cx)
+{
+    int lo = 0, hi = np - 1, best = -1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        char *c = cut_at(s, pts[mid]);
+        char *t = build(cx, c);
+        int ok = fits(a, t);
+        free(t);
+        free(c);
+        if (ok) best = mid, lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return best;
+}
+
+/* best_cut finds the longest cut of s for which build(cut) fits and returns
+ * the built text, or NULL. It cuts at the end of a word, unless that keeps
+ * less than 70% of what a cut between graphemes keeps (text without
+ * spaces, such as CJK, is cut between graphemes). */
 static char *best_cut(const plat_account *a, const char *s, build_fn build, void *cx)
 {
-    for (int words = 1; words >= 0; words--) {
-        int np;
-        size_t *pts = cut_points(s, words, a->ops->scan_flags, &np);
-        int lo = 0, hi = np - 1, best = -1;
-        while (lo <= hi) {
-            int mid = (lo + hi) / 2;
-            char *c = cut_at(s, pts[mid]);
-            char *t = build(cx, c);
-            int ok = fits(a, t);
-            free(t);
-            free(c);
-            if (ok) best = mid, lo = mid + 1;
-            else hi = mid - 1;
-        }
-        if (best >= 0) {
-            char *c = cut_at(s, pts[best]);
-            char *t = build(cx, c);
-            free(c);
-            free(pts);
-            return t;
-        }
-        free(pts);
-    }
-    return NULL;
+    int nw, ng;
+    size_t *wp = cut_points(s, 1, a->ops->scan_flags, &nw);
+    size_t *gp = cut_points(s, 0, a->ops->scan_flags, &ng);
+    int bw = longest_cut(a, s, wp, nw, build, cx);
+    int bg = longest_cut(a, s, gp, ng, build, cx);
+    size_t at = 0;
+    int found = 1;
+    if (bw >= 0 && (bg < 0 || wp[bw] * 10 >= gp[bg] * 7)) at = wp[bw];
+    else if (bg >= 0) at = gp[bg];
+    else found = 0;
+    free(wp);
+    free(gp);
+    if (!found) return NULL;
+    char *c = cut_at(s, at);
+    char *t = build(cx, c);
+    free(c);
+    return t;
 }
 
 typedef struct tpl_cx {

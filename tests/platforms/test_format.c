@@ -111,6 +111,19 @@ static void test_fit(void)
     CHECK(strcmp(f + strlen(f) - 3, "\xE2\x80\xA6") == 0);
     free(f);
     free(t);
+    /* mostly CJK with a few words: a word cut would lose most of it */
+    t = td_unescape("Sale now \\{200*日}");
+    f = plat_fit(x, t, 280);
+    CHECK_INT(plat_count_x(f), 279); /* 9 + 134 * 2 + the ellipsis' 2 */
+    free(f);
+    free(t);
+    /* a long article with many links and tags is cut without quadratic work */
+    t = td_unescape("\\{5000*word https://a.example/x #tag }");
+    f = plat_fit(x, t, 280);
+    REQUIRE(f);
+    CHECK(plat_count_x(f) <= 280);
+    free(f);
+    free(t);
     /* emoji sequences are never split */
     t = td_unescape("\\{200*👨‍👩‍👧}");
     f = plat_fit(x, t, 10);
