@@ -23,6 +23,8 @@ typedef struct hook_redis hook_redis;
 typedef void hook_redis_cb(struct redisReply *reply, const char *errmsg, void *priv);
 hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns, hr_err *err);
 void hook_redis_free(hook_redis *r);
+/* hook_redis_add_script has src (static) loaded on every connection. */
+void hook_redis_add_script(hook_redis *r, const char *src);
 int hook_redis_up(const hook_redis *r);
 /* hook_redis_argv runs a command; cb runs exactly once. */
 void hook_redis_argv(hook_redis *r, int argc, const char **argv, const size_t *lens,

@@ -15,18 +15,16 @@
 #include "queue.h"
 
 struct hook_redis {
-    queue_async *qa; /* the connection, its reconnects and backoff */
+    queue_async *qa;        /* the connection, its reconnects and backoff */
+    const char *scripts[4]; /* loaded on every (re)connection */
+    int nscripts;
 };
 
 typedef struct pending {
     hook_redis *r;
     hook_redis_cb *cb;
     void *priv;
-    /* for NOSCRIPT: the full argv to retry once with SCRIPT LOAD first */
-    const char *src;
-    int argc;
-    char **argv;
-    size_t *lens;
+    const char *src; /* the script, reloaded when Redis answers NOSCRIPT */
 } pending;
 
 void hook_script_sha(const char *src, char out[41])
@@ -38,6 +36,16 @@ void hook_script_sha(const char *src, char out[41])
 
 static void ignore_reply(redisAsyncContext *ac, void *reply, void *priv) {}
 
+/* on_state loads the scripts first thing on each connection: commands sent
+ * later on it are ordered after the load, so EVALSHA finds them. */
+static void on_state(queue_async *qa, int connected, void *priv)
+{
+    hook_redis *r = priv;
+    redisAsyncContext *ac = queue_async_redis(qa);
+    for (int i = 0; connected && ac && i < r->nscripts; i++)
+        redisAsyncCommand(ac, ignore_reply, NULL, "SCRIPT LOAD %s", r->scripts[i]);
+}
+
 hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns, hr_err *err)
 {
     queue_opts o = {0};
@@ -47,6 +55,7 @@ hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns
     if (!qa) return NULL;
     hook_redis *r = hr_calloc(1, sizeof *r);
     r->qa = qa;
+    queue_async_on_state(qa, on_state, r);
     return r;
 }
 
@@ -63,40 +72,26 @@ int hook_redis_up(const hook_redis *r)
     return queue_async_connected(r->qa);
 }
 
-static void pending_free(pending *p)
+void hook_redis_add_script(hook_redis *r, const char *src)
 {
-    for (int i = 0; i < p->argc; i++)
-        free(p->argv[i]);
-    free(p->argv);
-    free(p->lens);
-    free(p);
+    if (r->nscripts < (int)HR_ARRAY_LEN(r->scripts)) r->scripts[r->nscripts++] = src;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     pending *p = priv;
     redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ERROR && p->src && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-        /* load it and retry once, in order on the same connection */
+    if (rep && rep->type == REDIS_REPLY_ERROR && p->src && strncmp(rep->str, "NOSCRIPT", 8) == 0)
+        /* flushed behind our back: reload for the next call; this one fails
+         * (503) and its provider retries */
         redisAsyncCommand(ac, ignore_reply, NULL, "SCRIPT LOAD %s", p->src);
-        p->argv[0][4] = '\0'; /* "EVALSHA" -> "EVAL", body instead of sha */
-        free(p->argv[1]);
-        p->argv[1] = hr_strdup(p->src);
-        p->lens[0] = 4;
-        p->lens[1] = strlen(p->src);
-        p->src = NULL;
-        if (redisAsyncCommandArgv(ac, on_reply, p, p->argc, (const char **)p->argv, p->lens) ==
-            REDIS_OK)
-            return;
-        rep = NULL;
-    }
     const char *msg = NULL;
     if (!rep)
         msg = ac && ac->errstr[0] ? ac->errstr : "redis: connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
         msg = rep->str;
     p->cb(msg ? NULL : rep, msg, p->priv);
-    pending_free(p);
+    free(p);
 }
 
 static void submit(hook_redis *r, const char *src, int argc, const char **argv, const size_t *lens,
@@ -112,18 +107,9 @@ static void submit(hook_redis *r, const char *src, int argc, const char **argv, 
     p->cb = cb;
     p->priv = priv;
     p->src = src;
-    p->argc = argc;
-    p->argv = hr_malloc(sizeof *p->argv * (size_t)argc);
-    p->lens = hr_malloc(sizeof *p->lens * (size_t)argc);
-    for (int i = 0; i < argc; i++) {
-        size_t n = lens ? lens[i] : strlen(argv[i]);
-        p->argv[i] = hr_malloc(n + 1);
-        memcpy(p->argv[i], argv[i], n);
-        p->argv[i][n] = '\0';
-        p->lens[i] = n;
-    }
-    if (redisAsyncCommandArgv(ac, on_reply, p, argc, (const char **)p->argv, p->lens) != REDIS_OK) {
-        pending_free(p);
+    /* hiredis formats the command now: argv need not outlive this call */
+    if (redisAsyncCommandArgv(ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+        free(p);
         cb(NULL, "redis: cannot send command", priv);
     }
 }

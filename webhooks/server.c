@@ -556,6 +556,7 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
         goto fail;
     s->redis = hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), ns, err);
     if (!s->redis) goto fail;
+    hook_redis_add_script(s->redis, hook_lua_record);
     hook_httpd_opts o = {0};
     o.listen = listen ? listen : hr_config_get(c, "webhooks-listen", "127.0.0.1:8025");
     o.max_body = (size_t)max_body;
