@@ -121,6 +121,53 @@ static void test_security(void)
     }
 }
 
+/* cmake --install into a temp prefix: binary, units naming it, man pages
+ * (herald(1) and one per subcommand), docs and examples; the installed
+ * units verify as they are. */
+static void test_install(void)
+{
+    char build[600], cmd[2000], *out;
+    snprintf(build, sizeof build, "%s", HERALD_BIN);
+    for (int up = 0; up < 2; up++) *strrchr(build, '/') = '\0'; /* <build>/cli/herald */
+    snprintf(cmd, sizeof cmd, "cmake --install %s --prefix %s/prefix", build, dir);
+    int rc = sh(cmd, &out);
+    if (rc != 0) fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+    REQUIRE(rc == 0);
+    static const char *const files[] = {
+        "bin/herald", "lib/systemd/system/herald-scheduler.service",
+        "lib/systemd/system/herald-worker@.service", "lib/systemd/system/herald.target",
+        "share/man/man1/herald.1", "share/man/man1/herald-stats.1",
+        "share/man/man1/herald-run.1", "share/man/man1/herald-config.1",
+        "share/man/man1/herald-jobs.1", "share/man/man1/herald-dead.1",
+        "share/doc/herald/examples/herald.conf", "share/doc/herald/examples/blog.wxr",
+        "share/doc/herald/operations.md"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[900];
+        snprintf(path, sizeof path, "%s/prefix/%s", dir, files[i]);
+        if (access(path, R_OK) != 0) {
+            th_failures++;
+            fprintf(stderr, "not installed: %s\n", files[i]);
+        }
+    }
+    char unit[900], want[900];
+    snprintf(unit, sizeof unit, "%s/prefix/lib/systemd/system/herald-worker@.service", dir);
+    snprintf(want, sizeof want, "ExecStart=%s/prefix/bin/herald worker", dir);
+    char *text = th_read_file(unit, NULL);
+    CHECK(text && strstr(text, want));
+    free(text);
+    snprintf(cmd, sizeof cmd,
+             "cd %s/prefix/lib/systemd/system && cp herald-worker@.service "
+             "herald-worker@social.service && systemd-analyze verify --man=no "
+             "herald-scheduler.service herald-webhooks.service herald-worker@social.service "
+             "herald.target",
+             dir);
+    rc = sh(cmd, &out);
+    if (rc != 0 || (out && *out)) fprintf(stderr, "%s\n", out ? out : "");
+    CHECK_INT(rc, 0);
+    free(out);
+}
+
 int main(void)
 {
     if (system("command -v systemd-analyze >/dev/null 2>&1") != 0) {
@@ -131,6 +178,7 @@ int main(void)
     th_run("verify", test_verify);
     th_run("directives", test_directives);
     th_run("security", test_security);
+    th_run("install", test_install);
     free(dir);
     return th_main_end();
 }
