@@ -30,8 +30,11 @@ static const char *const window_names[3] = {"1m", "1h", "1d"};
 
 /* ---------------------------------------------------------- collect */
 
-static int cli_stats_collect(queue *q, const hr_config *cfg, cli_lane_stats **out, int *nout,
-                      int64_t *now_ms, hr_err *err)
+/* cli_stats_collect reads every lane's figures; with_recent also counts the
+ * last minute/hour/day (a scan of the per-minute buckets per lane, which
+ * /metrics skips: Prometheus takes rates of the counters itself). */
+static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent,
+                             cli_lane_stats **out, int *nout, int64_t *now_ms, hr_err *err)
 {
     *out = NULL;
     *nout = 0;
@@ -56,7 +59,7 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, cli_lane_stats **ou
         const char *colon = strchr(c[i].lane, ':');
         snprintf(s->platform, sizeof s->platform, "%.*s",
                  colon ? (int)(colon - c[i].lane) : (int)strlen(c[i].lane), c[i].lane);
-        for (int w = 0; w < 3; w++)
+        for (int w = 0; w < 3 && with_recent; w++)
             if (queue_recent(q, c[i].lane, windows_min[w], &s->sent[w], &s->dead[w],
                              &s->retried[w], err) < 0)
                 goto fail;
@@ -284,7 +287,7 @@ int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)
     int n, neng = 0;
     int64_t now;
     queue_kv *eng = NULL;
-    if (cli_stats_collect(q, cfg, &v, &n, &now, err) < 0) return -1;
+    if (cli_stats_collect(q, cfg, 1, &v, &n, &now, err) < 0) return -1;
     if (cli_engagement(q, &eng, &neng, err) < 0) {
         free(v);
         return -1;
@@ -352,7 +355,7 @@ int cmd_stats(int argc, char **argv)
         hr_err err = {0};
         queue_kv *eng = NULL;
         int neng = 0;
-        if (cli_stats_collect(q, cfg, &v, &n, &now, &err) < 0 ||
+        if (cli_stats_collect(q, cfg, 1, &v, &n, &now, &err) < 0 ||
             cli_engagement(q, &eng, &neng, &err) < 0) {
             fprintf(stderr, "herald stats: %s\n", err.msg);
             return 1;
@@ -476,7 +479,7 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     cli_lane_stats *v;
     int n;
     int64_t now;
-    if (cli_stats_collect(q, cfg, &v, &n, &now, err) < 0) return -1;
+    if (cli_stats_collect(q, cfg, 0, &v, &n, &now, err) < 0) return -1;
     static const char *states[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
                                     "parked"};
     hr_buf_puts(b, "# HELP herald_queue_depth Jobs per lane and state.\n"
