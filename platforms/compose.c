@@ -537,20 +537,41 @@ static size_t tail_start(const plat_account *a, const char *s)
     tx_ent *e;
     int ne = tx_scan(s, n, a->ops->scan_flags, &e);
     size_t t = n;
-    for (;;) {
+    /* walk the entities backwards while only links, tags and spaces follow */
+    for (int k = ne - 1; k >= 0; k--) {
         size_t p = t;
         while (p > 0 && isspace((unsigned char)s[p - 1])) p--;
-        int found = 0;
-        for (int k = ne - 1; k >= 0; k--)
-            if (e[k].end == p && e[k].type != TX_MENTION) {
-                t = e[k].start;
-                found = 1;
-                break;
-            }
-        if (!found) break;
+        if (e[k].end != p || e[k].type == TX_MENTION) break;
+        t = e[k].start;
     }
     free(e);
     return t;
+}
+
+/* drop_tags: when even the links and hashtags at the end do not fit, keep
+ * the longest prefix ending after a whole hashtag or link (the tags at the
+ * end go first); NULL when not even the first one fits. */
+static char *drop_tags(const plat_account *a, const char *text, size_t ts)
+{
+    size_t n = strlen(text);
+    tx_ent *e;
+    int ne = tx_scan(text, n, a->ops->scan_flags, &e);
+    int lo = 0, hi = ne - 1, best = -1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (e[mid].end <= ts) {
+            lo = mid + 1;
+            continue;
+        }
+        char *t = hr_strndup(text, e[mid].end);
+        int ok = fits(a, t);
+        free(t);
+        if (ok) best = mid, lo = mid + 1;
+        else hi = mid - 1;
+    }
+    char *out = best >= 0 ? hr_strndup(text, e[best].end) : NULL;
+    free(e);
+    return out;
 }
 
 char *plat_fit(const plat_account *a, const char *text, long limit)
@@ -569,6 +590,7 @@ char *plat_fit(const plat_account *a, const char *text, long limit)
         if (fits(&tmp, t)) out = t;
         else free(t);
     }
+    if (!out) out = drop_tags(&tmp, text, ts);
     free(body);
     return out;
 }

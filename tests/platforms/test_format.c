@@ -124,6 +124,14 @@ static void test_fit(void)
     CHECK(plat_count_x(f) <= 280);
     free(f);
     free(t);
+    /* only hashtags: whole tags are dropped from the end, in linear work */
+    t = td_unescape("\\{20000*#tag }");
+    f = plat_fit(x, t, 280);
+    REQUIRE(f);
+    CHECK_INT(plat_count_x(f), 279); /* 56 tags of 5 with spaces between */
+    CHECK(strcmp(f + strlen(f) - 4, "#tag") == 0);
+    free(f);
+    free(t);
     /* emoji sequences are never split */
     t = td_unescape("\\{200*👨‍👩‍👧}");
     f = plat_fit(x, t, 10);
