@@ -21,7 +21,7 @@ int cmd_sandbox(int argc, char **argv)
     o.webhooks_url = cli_take_opt(&argc, argv, "webhooks");
     o.faults = cli_take_opt(&argc, argv, "faults");
     const char *seed = cli_take_opt(&argc, argv, "seed");
-    const char *pubout = cli_take_opt(&argc, argv, "sendgrid-pubkey-out");
+    o.sendgrid_pubkey_out = cli_take_opt(&argc, argv, "sendgrid-pubkey-out");
     o.auto_events = cli_has_flag(&argc, argv, "auto-events");
     if (argc > 1) {
         fprintf(stderr, "usage: herald sandbox [--listen HOST:PORT] [--webhooks URL] "
@@ -38,16 +38,6 @@ int cmd_sandbox(int argc, char **argv)
     if (!s) {
         fprintf(stderr, "herald sandbox: %s\n", err.msg);
         return 1;
-    }
-    if (pubout) {
-        FILE *f = fopen(pubout, "w");
-        if (!f || fputs(hook_sandbox_sendgrid_pubkey(s), f) < 0) {
-            fprintf(stderr, "herald sandbox: cannot write %s\n", pubout);
-            if (f) fclose(f);
-            hook_sandbox_free(s);
-            return 1;
-        }
-        fclose(f);
     }
     char port[16];
     snprintf(port, sizeof port, "%d", hook_sandbox_port(s));

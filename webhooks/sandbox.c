@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "internal.h"
@@ -1404,6 +1405,24 @@ answer:
 
 /* ------------------------------------------------------------ life cycle */
 
+/* write_pubkey writes the SendGrid public key to path through a temporary
+ * file and rename, so a reader never sees half of it. */
+static int write_pubkey(hook_sandbox *s, const char *path, hr_err *err)
+{
+    if (!s->sg_pub_pem) return hr_err_set(err, "sandbox: no SendGrid key was generated");
+    char *tmp = hr_asprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(s->sg_pub_pem, f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok && rename(tmp, path) != 0) ok = 0;
+    if (!ok) {
+        hr_err_set(err, "sandbox: cannot write %s: %m", path);
+        unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err)
 {
     hook_sandbox *s = hr_calloc(1, sizeof *s);
@@ -1447,6 +1466,10 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
             hook_sandbox_free(s);
             return NULL;
         }
+    }
+    if (o->sendgrid_pubkey_out && write_pubkey(s, o->sendgrid_pubkey_out, err) != 0) {
+        hook_sandbox_free(s);
+        return NULL;
     }
     hook_httpd_opts ho = {0};
     ho.listen = o->listen ? o->listen : "127.0.0.1:8700";

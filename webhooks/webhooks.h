@@ -186,6 +186,9 @@ typedef struct hook_sandbox_opts {
     const hr_config *config;  /* for credential files (signing keys) */
     const char *faults;       /* initial faults JSON (see docs/sandbox.md) */
     uint64_t seed;            /* fault RNG seed; 0: random */
+    /* where to write the PEM public key its SendGrid events are signed with
+     * (written, atomically, before the sandbox listens), or NULL */
+    const char *sendgrid_pubkey_out;
 } hook_sandbox_opts;
 
 hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err);
