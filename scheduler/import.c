@@ -62,6 +62,7 @@ typedef struct imp {
     FILE *undo;
     long undo_n;
     int64_t last_progress_ms;
+    int need_text; /* a template or the email body uses {{text}} */
 } imp;
 
 /* ---- small helpers */
@@ -377,7 +378,10 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
         return 0;
     }
     m->st->taken++;
-    char *plain = it->text ? sched_html_to_text(it->text) : sched_html_to_text(it->html);
+    /* HTML to text is the dearest step per item: only when something uses it */
+    char *plain = !m->need_text ? NULL
+                  : it->text  ? hr_strdup(it->text) /* already plain: keep it as written */
+                              : sched_html_to_text(it->html);
     char *link = it->link && it->link[0] == '/' && m->cp->base_url
                      ? hr_asprintf("%s%s", m->cp->base_url, it->link)
                      : hr_strdup(it->link);
@@ -811,6 +815,10 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
         err->code = 2;
         return -1;
     }
+    /* emails carry a text body; posts need text only when a template says so */
+    m.need_text = m.cp->email_lane != NULL;
+    for (int i = 0; i < m.cp->ntemplates; i++)
+        if (strstr(m.cp->templates[i].value, "{{text")) m.need_text = 1;
     m.seed = o->has_seed ? o->seed : sched_hash64(SCHED_HASH_INIT, m.cp->name);
     if (load_accounts(&m, cfg) < 0) {
         err->code = 2;
