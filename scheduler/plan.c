@@ -352,7 +352,14 @@ int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, cons
                     int64_t now_ms, int64_t publish_ms)
 {
     int64_t J = a->jitter_ms, S = a->spacing_ms, j = sched_jitter(seed, key, J);
-    if (publish_ms > now_ms) {
+    int queued = 0;
+    if (publish_ms <= now_ms && a->nslots == 0) {
+        /* no posting schedule: as soon as possible, one after the other */
+        publish_ms = tk->cursor_ms ? tk->cursor_ms + S : now_ms;
+        if (publish_ms < now_ms) publish_ms = now_ms;
+        queued = 1;
+    }
+    if (publish_ms > now_ms || queued) {
         /* the item's own time: never before it is public */
         int64_t lo = publish_ms, step = S > 0 ? S : 60000;
         for (int round = 0; round < 100000; round++) {
@@ -361,6 +368,7 @@ int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, cons
             int64_t t = fit(tk, lo + (j < 0 ? -j : j), lo, hi, S);
             if (t >= 0 && !sched_in_quiet(a, t)) {
                 sched_taken_add(tk, t);
+                if (queued) tk->cursor_ms = t;
                 return t;
             }
             if (t >= 0) lo = t; /* jitter ran into quiet hours: start after them */

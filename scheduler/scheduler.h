@@ -159,7 +159,8 @@ void sched_taken_add(sched_taken *tk, int64_t t_ms);
 /* sched_place chooses a run time for one post in account a and records it in
  * tk. publish_ms > now_ms: at the item's own time plus jitter in [0, J]
  * (never before the item is public); otherwise the next free slot after
- * now_ms plus jitter in [-J, J]. Spacing to every taken time and quiet hours
+ * now_ms plus jitter in [-J, J]; an account without slots takes items as
+ * soon as possible, one after the other (spacing apart, jitter in [0, J]). Spacing to every taken time and quiet hours
  * hold; the jitter is clamped to fit between neighbours. key seeds the
  * jitter. Returns the run time, or -1 when no slot is found. */
 int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, const char *key,

@@ -235,6 +235,25 @@ static void test_taken_slots_skipped(void)
     sched_account_release(&a);
 }
 
+static void test_no_slots_queue(void)
+{
+    sched_account a;
+    REQUIRE(account(&a, "x:@a spacing=10m jitter=1m") == 0);
+    sched_taken tk;
+    sched_taken_init(&tk);
+    int64_t now = utc("2027-01-01T00:00:00Z"), prev = 0;
+    for (int i = 0; i < 2000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "q%d", i);
+        int64_t t = sched_place(&a, &tk, 3, key, now, 0);
+        CHECK(t >= now);
+        if (i) CHECK(t - prev >= 600000 && t - prev <= 660000);
+        prev = t;
+    }
+    sched_taken_release(&tk);
+    sched_account_release(&a);
+}
+
 static void test_rate(void)
 {
     sched_account a;
@@ -255,6 +274,7 @@ int main(void)
     th_run("spacing_publish_time", test_spacing_publish_time);
     th_run("reproducible", test_reproducible);
     th_run("taken_slots_skipped", test_taken_slots_skipped);
+    th_run("no_slots_queue", test_no_slots_queue);
     th_run("rate", test_rate);
     return th_main_end();
 }
