@@ -179,9 +179,10 @@ int sched_account_parse(sched_account *a, int argc, char *const *argv, int64_t f
             }
             if (a->quiet_to_sec == 86400) a->quiet_to_sec = 0;
             if (a->quiet_from_sec == a->quiet_to_sec) a->quiet_from_sec = a->quiet_to_sec = -1;
-        } else if (KEY("rate")) {
+        } else if (KEY("email-rate")) {
+            /* not "rate=": the worker owns that key (windows like 100/15m) */
             if (parse_rate(v, &a->rate_per_s) < 0) {
-                hr_err_set(err, "rate: \"%s\" is not N/s, N/m or N/h", v);
+                hr_err_set(err, "email-rate: \"%s\" is not N/s, N/m or N/h", v);
                 goto fail;
             }
         }

@@ -116,7 +116,7 @@ typedef struct sched_account {
     int64_t spacing_ms;
     int64_t jitter_ms;
     int quiet_from_sec, quiet_to_sec; /* local; -1: no quiet hours */
-    double rate_per_s;                /* emails: sends per second (0: none) */
+    double rate_per_s;                /* emails: sends per second (0: none), email-rate= */
 } sched_account;
 
 /* sched_account_parse reads "platform:account key=value..." words (the

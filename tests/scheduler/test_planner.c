@@ -32,7 +32,7 @@ static void test_parse(void)
     sched_account a;
     REQUIRE(account(&a, "x:@shop base-url=http://x tz=Europe/Paris "
                         "slots=mon-fri@09:00,12:30;sat@10:00 spacing=30m jitter=10m "
-                        "quiet=22:00-07:00 credentials=file") == 0);
+                        "quiet=22:00-07:00 credentials=file rate=300/3h") == 0);
     CHECK_STR(a.platform, "x");
     CHECK_STR(a.account, "@shop");
     CHECK_INT(a.nslots, 3);
@@ -257,7 +257,7 @@ static void test_no_slots_queue(void)
 static void test_rate(void)
 {
     sched_account a;
-    REQUIRE(account(&a, "sendgrid:main rate=10/s") == 0);
+    REQUIRE(account(&a, "sendgrid:main rate=100/15m,300/3h email-rate=10/s") == 0);
     int64_t cur = 0, t0 = utc("2027-01-01T00:00:00Z");
     for (int i = 0; i < 100; i++) CHECK_INT(sched_rate_next(&a, &cur, t0), t0 + i * 100);
     sched_account_release(&a);
