@@ -5,6 +5,8 @@
 #ifndef HERALD_COMMANDS_H
 #define HERALD_COMMANDS_H
 
+#include <stdio.h>
+
 #include "common.h"
 
 typedef struct cli_command {
@@ -26,14 +28,42 @@ int cli_has_flag(int *argc, char **argv, const char *name);
  * (borrowed from argv), or NULL. */
 const char *cli_take_opt(int *argc, char **argv, const char *name);
 
+/* cli_stats_report prints the stats table and the engagement recorded
+ * (cmd_stats.c); cli_metrics_render appends the queue's Prometheus text to b
+ * (sync Redis reads: a few ms). Both return 0 or -1 with err. */
+struct queue;
+struct queue_job;
+int cli_stats_report(struct queue *q, const hr_config *cfg, FILE *f, hr_err *err);
+int cli_metrics_render(struct queue *q, const hr_config *cfg, hr_buf *b, hr_err *err);
+/* cli_metrics_hook is a hook_metrics_fn (webhooks.h) for any server's
+ * /metrics: priv is the config. Daemons: hook_server_set_metrics(s,
+ * cli_metrics_hook, (void *)cli_config()). */
+void cli_metrics_hook(hr_buf *out, void *priv);
+
+/* Shared by `jobs` and `dead` (cmd_jobs.c): cli_job_state writes the state
+ * of a stored job ("scheduled", "ready", "inflight", "retrying", "dead",
+ * "parked", "sent"); cli_list_jobs and cli_show_job run the list and show
+ * subcommands and return the exit status (3: no such job). */
+int cli_job_state(struct queue *q, const struct queue_job *j, char *out, size_t outlen,
+                  hr_err *err);
+int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *who);
+int cli_show_job(const char *id, int json, const char *who);
+
 #define CLI_CMD(n) int cmd_##n(int argc, char **argv)
+CLI_CMD(config);
+CLI_CMD(dead);
 CLI_CMD(enqueue);
 CLI_CMD(forget);
 CLI_CMD(format);
 CLI_CMD(help);
 CLI_CMD(import);
+CLI_CMD(jobs);
+CLI_CMD(pause);
 CLI_CMD(queue);
+CLI_CMD(resume);
+CLI_CMD(run);
 CLI_CMD(sandbox);
+CLI_CMD(stats);
 CLI_CMD(scheduler);
 CLI_CMD(unknown);
 CLI_CMD(webhooks);

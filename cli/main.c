@@ -10,14 +10,21 @@
 /* Keep sorted by name; `herald help` prints it in this order. */
 static const cli_command commands[] = {
 
+    {"config", cmd_config, "check the config and credential files (config check)"},
+    {"dead", cmd_dead, "dead jobs: list, show, retry, purge"},
     {"enqueue", cmd_enqueue, "add jobs given as JSON lines on stdin (all or nothing)"},
     {"forget", cmd_forget, "remove what is stored about a contact; keep the suppression"},
     {"format", cmd_format, "show what a platform would be sent for a post (--json)"},
     {"help", cmd_help, "list the subcommands"},
     {"import", cmd_import, "import a CMS export (WXR, Ghost, CSV, NDJSON) as scheduled jobs"},
+    {"jobs", cmd_jobs, "jobs by state, platform, campaign: list, show, cancel"},
+    {"pause", cmd_pause, "stop sending on a platform or lane (jobs wait)"},
     {"queue", cmd_queue, "queue operations: counts, promote, reap, lanes, get, cancel, pause"},
+    {"resume", cmd_resume, "resume sending on a paused platform or lane"},
+    {"run", cmd_run, "run the whole pipeline on a private Redis and the sandbox"},
     {"sandbox", cmd_sandbox, "serve look-alike platform APIs on loopback"},
     {"scheduler", cmd_scheduler, "promote due jobs on time and re-queue dead workers' jobs"},
+    {"stats", cmd_stats, "queue depth, latency, outcomes, circuits, budgets (--json, --watch)"},
     {"unknown", cmd_unknown, "list or settle jobs whose send may have happened"},
     {"webhooks", cmd_webhooks, "receive engagement webhooks and one-click unsubscribes"},
     {"worker", cmd_worker, "run a pool of worker processes that send"},
