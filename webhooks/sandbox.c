@@ -63,6 +63,8 @@ struct hook_sandbox {
     char *mailgun_key, *postmark_auth, *generic_key;
     long fired, fired_ok, fired_failed, faults_injected;
     struct delayed *delays; /* slow answers waiting on their timers */
+    struct later *laters;   /* engagement to fire about accepted posts */
+    unsigned generation;    /* bumped by reset: laters of older records drop */
 };
 
 /* The answer being built for one request. */
@@ -1162,6 +1164,7 @@ static json_t *rec_json(const sb_rec *x)
 
 static void sandbox_reset(hook_sandbox *s)
 {
+    s->generation++;
     for (int i = 0; i < s->nrecs; i++)
         rec_free(s->recs[i]);
     s->nrecs = 0;
@@ -1251,6 +1254,55 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
         return reply_json(
             o, 200, json_pack("{ss}", "sendgrid_public_key", s->sg_pub_pem ? s->sg_pub_pem : ""));
     reply_json(o, 404, json_pack("{ss}", "error", "no such sandbox route"));
+}
+
+/* ------------------------------------------------------- later events */
+
+/* With --auto-events an accepted post gets a "like" a moment later: by then
+ * the worker has recorded the post's id, so `herald webhooks` can match it. */
+#define AUTO_LIKE_AFTER_S 1.5
+
+typedef struct later {
+    ev_timer t;
+    hook_sandbox *s;
+    int rec;
+    unsigned generation;
+    struct later *prev, *next;
+} later;
+
+static void later_unlink(hook_sandbox *s, later *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        s->laters = l->next;
+    if (l->next) l->next->prev = l->prev;
+}
+
+static void on_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    later *l = (later *)w;
+    hook_sandbox *s = l->s;
+    later_unlink(s, l);
+    if (l->generation == s->generation && l->rec < s->nrecs) {
+        hr_err err = {0};
+        if (fire_event(s, s->recs[l->rec], HOOK_EV_LIKE, 1, &err) != 0)
+            hr_log(HR_LOG_WARN, "sandbox: cannot fire like", "error", err.msg, NULL);
+    }
+    free(l);
+}
+
+static void fire_later(hook_sandbox *s, int rec)
+{
+    later *l = hr_calloc(1, sizeof *l);
+    l->s = s;
+    l->rec = rec;
+    l->generation = s->generation;
+    l->next = s->laters;
+    if (s->laters) s->laters->prev = l;
+    s->laters = l;
+    ev_timer_init(&l->t, on_later, AUTO_LIKE_AFTER_S, 0.);
+    ev_timer_start(s->loop, &l->t);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1381,10 +1433,13 @@ static void on_request(hook_req *r, void *priv)
         if (o.status / 100 != 2) {
             free(x->id);
             x->id = NULL;
-        } else if (s->auto_events && !strcmp(rt->kind, "email")) {
+        } else if (s->auto_events && s->webhooks_url && !strcmp(rt->kind, "email")) {
             hr_err err = {0};
             if (fire_event(s, x, HOOK_EV_DELIVERED, 1, &err) != 0)
                 hr_log(HR_LOG_WARN, "sandbox: cannot fire delivered event", "error", err.msg, NULL);
+        } else if (s->auto_events && s->webhooks_url && s->generic_key &&
+                   !strcmp(rt->kind, "post") && strcmp(rt->platform, "webhook") != 0) {
+            fire_later(s, s->nrecs - 1);
         }
     }
 answer:
@@ -1493,6 +1548,12 @@ void hook_sandbox_free(hook_sandbox *s)
         delayed_unlink(s, d);
         send_reply(d->r, &d->o);
         free(d);
+    }
+    while (s->laters) {
+        later *l = s->laters;
+        ev_timer_stop(s->loop, &l->t);
+        later_unlink(s, l);
+        free(l);
     }
     hook_httpd_free(s->http);
     hook_fire_free(s->fire);
