@@ -309,6 +309,13 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
         if (s[r] == ' ' && (w == 0 || s[w - 1] == ' ' || s[w - 1] == '\n')) continue;
         s[w++] = s[r];
     }
+    /* and an empty {{excerpt}} between paragraphs leaves blank lines */
+    size_t w2 = 0;
+    for (size_t r = 0; r < w; r++) {
+        if (s[r] == '\n' && w2 >= 2 && s[w2 - 1] == '\n' && s[w2 - 2] == '\n') continue;
+        s[w2++] = s[r];
+    }
+    w = w2;
     while (w && (s[w - 1] == ' ' || s[w - 1] == '\n')) w--;
     s[w] = '\0';
     return s;

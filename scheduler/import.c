@@ -42,7 +42,7 @@ typedef struct imp {
     sched_taken *taken;
     int naccts;
     int email_acct; /* index in accts, or -1 */
-    int64_t email_cursor;
+    sched_blocks email_blocks;
     sched_contact *contacts;
     int ncontacts;
     uint64_t contacts_hash;
@@ -450,6 +450,8 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
 
 static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
 {
+    long email_k = 0;
+    int64_t email_start = 0;
     for (int i = 0; i < p->n; i++) {
         queue_job *j = m->jobs[p->first + i];
         if (keep_ms && keep_ms[i] > 0) { /* an edit keeps its time */
@@ -461,8 +463,13 @@ static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
         int ai = acct_index(m, lane);
         const sched_account *a = &m->accts[ai];
         if (j->kind == QUEUE_KIND_EMAIL) {
-            int64_t at = p->publish_ms > m->now ? p->publish_ms : m->now;
-            j->run_at_ms = sched_rate_next(a, &m->email_cursor, at);
+            if (email_k == 0) {
+                long n = 0;
+                for (int k = i; k < p->n; k++) n += m->jobs[p->first + k]->kind == QUEUE_KIND_EMAIL;
+                int64_t at = p->publish_ms > m->now ? p->publish_ms : m->now;
+                email_start = sched_rate_block(a, &m->email_blocks, at, n);
+            }
+            j->run_at_ms = sched_rate_at(a, email_start, email_k++);
         } else {
             int64_t t = sched_place(a, &m->taken[ai], m->seed, j->unique_key, m->now,
                                     p->publish_ms);
@@ -827,7 +834,12 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
     /* pass 1: validate everything, write nothing */
     m.pass = 1;
     if (sched_read(o->path, o->format, pass1_cb, &m, err) < 0) {
-        if (!err->code || err->code == 1) err->code = 2;
+        if (strncmp(err->msg, "import: ", 8) != 0) {
+            char msg[HR_ERRLEN];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            hr_err_set(err, "import: %.*s", HR_ERRLEN - 10, msg);
+        }
+        err->code = 2;
         goto out;
     }
     st->invalid = 0; /* counted again in pass 2 */
@@ -876,6 +888,7 @@ out:
     free(m.accts);
     free(m.taken);
     sched_contacts_free(m.contacts, m.ncontacts);
+    sched_blocks_release(&m.email_blocks);
     sched_campaign_free(m.cp);
     return rc;
 }

@@ -393,11 +393,45 @@ int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, cons
     return -1;
 }
 
-int64_t sched_rate_next(const sched_account *a, int64_t *cursor_ms, int64_t at_ms)
+void sched_blocks_release(sched_blocks *b)
 {
-    int64_t t = at_ms > *cursor_ms ? at_ms : *cursor_ms;
-    t = sched_quiet_end(a, t);
-    double rate = a->rate_per_s > 0 ? a->rate_per_s : 0;
-    *cursor_ms = t + (rate > 0 ? (int64_t)(1000.0 / rate) : 0);
+    free(b->start);
+    free(b->end);
+    memset(b, 0, sizeof *b);
+}
+
+int64_t sched_rate_at(const sched_account *a, int64_t start_ms, long k)
+{
+    return a->rate_per_s > 0 ? start_ms + (int64_t)((double)k * 1000.0 / a->rate_per_s)
+                             : start_ms;
+}
+
+int64_t sched_rate_block(const sched_account *a, sched_blocks *b, int64_t at_ms, long n)
+{
+    int64_t len = sched_rate_at(a, 0, n);
+    int64_t t = sched_quiet_end(a, at_ms);
+    size_t i = 0;
+    /* first block that ends after t (blocks are sorted and disjoint) */
+    size_t lo = 0, hi = b->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->end[mid] <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    for (i = lo; i < b->n; i++) {
+        if (b->start[i] >= t + len && len > 0) break; /* fits before block i */
+        if (b->end[i] > t) t = sched_quiet_end(a, b->end[i]);
+    }
+    if (len <= 0) return t;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->start = hr_realloc(b->start, b->cap * sizeof *b->start);
+        b->end = hr_realloc(b->end, b->cap * sizeof *b->end);
+    }
+    memmove(b->start + i + 1, b->start + i, (b->n - i) * sizeof *b->start);
+    memmove(b->end + i + 1, b->end + i, (b->n - i) * sizeof *b->end);
+    b->start[i] = t;
+    b->end[i] = t + len;
+    b->n++;
     return t;
 }

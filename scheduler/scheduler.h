@@ -166,9 +166,20 @@ void sched_taken_add(sched_taken *tk, int64_t t_ms);
 int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, const char *key,
                     int64_t now_ms, int64_t publish_ms);
 
-/* sched_rate_next spreads emails at a's rate: returns max(at_ms, *cursor_ms)
- * moved out of quiet hours, and advances *cursor_ms by 1/rate. */
-int64_t sched_rate_next(const sched_account *a, int64_t *cursor_ms, int64_t at_ms);
+/* Email blocks: each item's emails go out as one block of n sends at the
+ * provider's rate; blocks of different items never overlap. */
+typedef struct sched_blocks {
+    int64_t *start, *end; /* sorted, [start, end) */
+    size_t n, cap;
+} sched_blocks;
+void sched_blocks_release(sched_blocks *b);
+/* sched_rate_block reserves n sends at a's rate (email-rate=; none: all at
+ * once) starting at the first free time >= at_ms out of quiet hours, and
+ * returns that start; send k of the block is at start + k * 1000 / rate.
+ * BUG: a long block may run into quiet hours; only its start is checked. */
+int64_t sched_rate_block(const sched_account *a, sched_blocks *b, int64_t at_ms, long n);
+/* sched_rate_at returns the time of send k of a block starting at start. */
+int64_t sched_rate_at(const sched_account *a, int64_t start_ms, long k);
 
 /* ------------------------------------------------------------ campaigns */
 

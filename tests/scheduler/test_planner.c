@@ -258,8 +258,17 @@ static void test_rate(void)
 {
     sched_account a;
     REQUIRE(account(&a, "sendgrid:main rate=100/15m,300/3h email-rate=10/s") == 0);
-    int64_t cur = 0, t0 = utc("2027-01-01T00:00:00Z");
-    for (int i = 0; i < 100; i++) CHECK_INT(sched_rate_next(&a, &cur, t0), t0 + i * 100);
+    sched_blocks b = {0};
+    int64_t t0 = utc("2027-01-01T00:00:00Z");
+    /* a later item first, then an earlier one: each keeps its own time */
+    CHECK_INT(sched_rate_block(&a, &b, t0 + 3600000, 100), t0 + 3600000);
+    CHECK_INT(sched_rate_block(&a, &b, t0, 100), t0);
+    CHECK_INT(sched_rate_at(&a, t0, 99), t0 + 9900);
+    /* overlapping ones queue behind */
+    CHECK_INT(sched_rate_block(&a, &b, t0 + 5000, 10), t0 + 10000);
+    CHECK_INT(sched_rate_block(&a, &b, t0 + 3600000 - 500, 10), t0 + 3600000 + 10000);
+    CHECK_INT(sched_rate_block(&a, &b, t0 + 3600000 - 1000, 10), t0 + 3600000 - 1000);
+    sched_blocks_release(&b);
     sched_account_release(&a);
 }
 
