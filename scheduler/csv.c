@@ -73,17 +73,11 @@ static sched_tz *zone(csv_ctx *c, const char *name, hr_err *err)
 static int local_time(csv_ctx *c, const char *s, const char *zname, int64_t *ms, char *why,
                       size_t whylen)
 {
-    int Y, M, D, h = 0, m = 0, sec = 0, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3) goto bad;
-    const char *p = s + n;
-    if (*p == ' ' || *p == 'T') {
-        int n2 = 0;
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &m, &sec, &n2) != 3 &&
-            sscanf(p + 1, "%2d:%2d%n", &h, &m, &n2) != 2)
-            goto bad;
-        p += 1 + n2;
+    int Y, M, D, sec;
+    if (sched_parse_wall(s, &Y, &M, &D, &sec) < 0) {
+        snprintf(why, whylen, "publish_at is not a date: \"%.60s\"", s);
+        return -1;
     }
-    if (*p || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 59) goto bad;
     if (!zname || !*zname) {
         snprintf(why, whylen, "publish_at \"%.40s\" has no time zone (add an offset or a "
                               "timezone column)", s);
@@ -95,11 +89,8 @@ static int local_time(csv_ctx *c, const char *s, const char *zname, int64_t *ms,
         snprintf(why, whylen, "%.200s", zerr.msg);
         return -1;
     }
-    *ms = sched_tz_from_local(z, Y, M, D, h * 3600 + m * 60 + sec);
+    *ms = sched_tz_from_local(z, Y, M, D, sec);
     return 0;
-bad:
-    snprintf(why, whylen, "publish_at is not a date: \"%.60s\"", s);
-    return -1;
 }
 
 static const char *field(csv_ctx *c, int col)

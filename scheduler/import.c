@@ -597,7 +597,6 @@ static int pass2_flush(imp *m)
         return 0;
     }
     redisContext *c = queue_redis(m->q);
-    const char *ns = queue_ns(m->q);
     /* 1. which items changed since the last import */
     const char **argv = hr_malloc(sizeof *argv * (size_t)(m->npend + 2));
     argv[0] = "HMGET";
@@ -733,7 +732,6 @@ static int pass2_flush(imp *m)
         }
         if (hr) freeReplyObject(hr);
     }
-    (void)ns;
     pend_clear(m);
     return rc;
 }

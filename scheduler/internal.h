@@ -37,6 +37,9 @@ void sched_strv_release(sched_strv *s);
  * seps to out. */
 void sched_split(const char *s, const char *seps, sched_strv *out);
 
+/* sched_parse_wall parses a wall time "YYYY-MM-DD[ HH:MM[:SS[.fff]]]" with
+ * no zone; returns 0 or -1. */
+int sched_parse_wall(const char *s, int *Y, int *M, int *D, int *sec_of_day);
 /* sched_parse_utc parses "YYYY-MM-DD HH:MM:SS" (UTC), or RFC 3339 with a
  * zone. Returns 0 with *ms (0 for WordPress' "0000-00-00 00:00:00"), or -1. */
 int sched_parse_utc(const char *s, int64_t *ms);

@@ -258,6 +258,28 @@ void sched_split(const char *s, const char *seps, sched_strv *out)
     }
 }
 
+int sched_parse_wall(const char *s, int *Y, int *M, int *D, int *sec_of_day)
+{
+    int h = 0, m = 0, sec = 0, used = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", Y, M, D, &used) != 3) return -1;
+    const char *p = s + used;
+    if (*p == ' ' || *p == 'T') {
+        int u2 = 0;
+        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &m, &sec, &u2) != 3 &&
+            sscanf(p + 1, "%2d:%2d%n", &h, &m, &u2) != 2)
+            return -1;
+        p += 1 + u2;
+        if (*p == '.') {
+            p++;
+            while (isdigit((unsigned char)*p)) p++;
+        }
+    }
+    while (isspace((unsigned char)*p)) p++;
+    if (*p || *M < 1 || *M > 12 || *D < 1 || *D > 31 || h > 23 || m > 59 || sec > 59) return -1;
+    *sec_of_day = h * 3600 + m * 60 + sec;
+    return 0;
+}
+
 int sched_parse_utc(const char *s, int64_t *ms)
 {
     if (!s) return -1;
@@ -267,31 +289,13 @@ int sched_parse_utc(const char *s, int64_t *ms)
         return 0;
     }
     if (hr_parse_rfc3339(s, ms) == 0) return 0;
-    int Y, M, D, h = 0, m = 0, sec = 0, used = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &used) != 3) return -1;
-    const char *p = s + used;
-    if (*p == ' ' || *p == 'T') {
-        int u2 = 0;
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &m, &sec, &u2) != 3) {
-            if (sscanf(p + 1, "%2d:%2d%n", &h, &m, &u2) != 2) return -1;
-        }
-        p += 1 + u2;
-        if (*p == '.') {
-            p++;
-            while (isdigit((unsigned char)*p)) p++;
-        }
-    }
-    while (isspace((unsigned char)*p)) p++;
-    if (*p == 'Z') p++;
-    if (*p || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
+    int Y, M, D, sec;
+    if (sched_parse_wall(s, &Y, &M, &D, &sec) < 0) return -1;
     struct tm tm = {0};
     tm.tm_year = Y - 1900;
     tm.tm_mon = M - 1;
     tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = sec;
-    *ms = (int64_t)timegm(&tm) * 1000;
+    *ms = ((int64_t)timegm(&tm) + sec) * 1000;
     return 0;
 }
 
