@@ -9,11 +9,24 @@
 
 #include "internal.h"
 
+/* curl looks for a reusable connection by walking every connection it has
+ * to the host, so one multi handle with 512 connections to one API spends
+ * its time searching. Requests are spread over shards of at most
+ * SHARD_CONNS connections each; they share DNS and TLS sessions. */
+#define SHARD_CONNS 32
+
+typedef struct wk_shard {
+    struct wk_http *h;
+    CURLM *multi;
+    ev_timer timer;
+    int running;
+} wk_shard;
+
 struct wk_http {
     struct ev_loop *loop;
-    CURLM *multi;
+    wk_shard *shards;
+    int nshards;
     CURLSH *share;
-    ev_timer timer;
     int running; /* requests started and not yet called back */
     wk_req *active; /* those requests, a doubly linked list */
     wk_req *failed; /* refused by curl: called back from fail_timer */
@@ -26,20 +39,20 @@ struct wk_http {
 typedef struct wk_sock {
     ev_io io;
     curl_socket_t fd;
-    wk_http *h;
+    wk_shard *sh;
 } wk_sock;
 
-static void check_done(wk_http *h);
+static void check_done(wk_shard *sh);
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     wk_sock *s = (wk_sock *)w;
-    wk_http *h = s->h; /* s may be freed by curl inside socket_action */
+    wk_shard *sh = s->sh; /* s may be freed by curl inside socket_action */
     int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
                  (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int still;
-    curl_multi_socket_action(h->multi, s->fd, action, &still);
-    check_done(h);
+    curl_multi_socket_action(sh->multi, s->fd, action, &still);
+    check_done(sh);
 }
 
 static void finish(wk_req *r, CURLcode rc);
@@ -57,30 +70,31 @@ static void on_fail_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wk_http *h = w->data;
+    wk_shard *sh = w->data;
     int still;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &still);
-    check_done(h);
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    check_done(sh);
 }
 
 static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 {
-    wk_http *h = userp;
+    wk_shard *sh = userp;
+    wk_http *h = sh->h;
     wk_sock *s = sockp;
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             ev_io_stop(h->loop, &s->io);
             free(s);
         }
-        curl_multi_assign(h->multi, fd, NULL);
+        curl_multi_assign(sh->multi, fd, NULL);
         return 0;
     }
     int ev = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     if (!s) {
         s = hr_calloc(1, sizeof *s);
         s->fd = fd;
-        s->h = h;
-        curl_multi_assign(h->multi, fd, s);
+        s->sh = sh;
+        curl_multi_assign(sh->multi, fd, s);
     } else {
         ev_io_stop(h->loop, &s->io);
     }
@@ -91,13 +105,14 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-    wk_http *h = userp;
-    ev_timer_stop(h->loop, &h->timer);
+    wk_shard *sh = userp;
+    struct ev_loop *loop = sh->h->loop;
+    ev_timer_stop(loop, &sh->timer);
     if (timeout_ms >= 0) {
         /* 0 means "as soon as possible": the next loop iteration, never from
          * inside this callback (curl forbids re-entry). */
-        ev_timer_set(&h->timer, (double)timeout_ms / 1000.0, 0.);
-        ev_timer_start(h->loop, &h->timer);
+        ev_timer_set(&sh->timer, (double)timeout_ms / 1000.0, 0.);
+        ev_timer_start(loop, &sh->timer);
     }
     return 0;
 }
@@ -111,23 +126,34 @@ wk_http *wk_http_new(struct ev_loop *loop, int max_conns)
     }
     wk_http *h = hr_calloc(1, sizeof *h);
     h->loop = loop;
-    h->multi = curl_multi_init();
     h->share = curl_share_init();
-    if (!h->multi || !h->share) {
+    if (!h->share) {
         fprintf(stderr, "herald: curl: out of memory\n");
         abort();
     }
     /* One process, one thread: no share locks needed. */
     curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)(max_conns > 0 ? max_conns : 256));
-    curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    ev_timer_init(&h->timer, on_timer, 0., 0.);
-    h->timer.data = h;
+    if (max_conns <= 0) max_conns = 256;
+    h->nshards = (max_conns + SHARD_CONNS - 1) / SHARD_CONNS;
+    h->shards = hr_calloc((size_t)h->nshards, sizeof *h->shards);
+    for (int i = 0; i < h->nshards; i++) {
+        wk_shard *sh = &h->shards[i];
+        sh->h = h;
+        sh->multi = curl_multi_init();
+        if (!sh->multi) {
+            fprintf(stderr, "herald: curl: out of memory\n");
+            abort();
+        }
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+        curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, (long)SHARD_CONNS + 8);
+        curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        ev_timer_init(&sh->timer, on_timer, 0., 0.);
+        sh->timer.data = sh;
+    }
     ev_timer_init(&h->fail_timer, on_fail_timer, 0., 0.);
     h->fail_timer.data = h;
     return h;
@@ -229,6 +255,8 @@ static void finish(wk_req *r, CURLcode rc)
     r->rc = rc;
     r->running = 0;
     h->running--;
+    if (r->shard) r->shard->running--;
+    r->shard = NULL;
     if (r->prev) r->prev->next = r->next;
     else if (h->active == r) h->active = r->next;
     if (r->next) r->next->prev = r->prev;
@@ -241,17 +269,17 @@ static void finish(wk_req *r, CURLcode rc)
     r->cb(r, r->priv);
 }
 
-static void check_done(wk_http *h)
+static void check_done(wk_shard *sh)
 {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(h->multi, &left))) {
+    while ((m = curl_multi_info_read(sh->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         wk_req *r = NULL;
         CURL *easy = m->easy_handle;
         CURLcode rc = m->data.result;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-        curl_multi_remove_handle(h->multi, easy);
+        curl_multi_remove_handle(sh->multi, easy);
         finish(r, rc);
     }
 }
@@ -287,6 +315,9 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 30000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Answers are small: a 4 KiB receive buffer instead of 16 KiB keeps a
+     * worker with 512 sends in flight small. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/0.1");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
     r->started_us = hr_mono_us();
@@ -296,10 +327,18 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     r->next = h->active;
     if (h->active) h->active->prev = r;
     h->active = r;
-    CURLMcode mc = curl_multi_add_handle(h->multi, e);
+    /* the least busy shard (they fill evenly, so connections stay warm) */
+    wk_shard *sh = &h->shards[0];
+    for (int i = 1; i < h->nshards; i++)
+        if (h->shards[i].running < sh->running) sh = &h->shards[i];
+    r->shard = sh;
+    sh->running++;
+    CURLMcode mc = curl_multi_add_handle(sh->multi, e);
     if (mc != CURLM_OK) {
         /* Still called back exactly once, from the loop, not from here. */
         snprintf(r->errbuf, sizeof r->errbuf, "curl: %s", curl_multi_strerror(mc));
+        sh->running--;
+        r->shard = NULL;
         r->next_free = h->failed;
         h->failed = r;
         ev_timer_set(&h->fail_timer, 0., 0.);
@@ -337,13 +376,16 @@ void wk_http_free(wk_http *h)
     on_fail_timer(h->loop, &h->fail_timer, 0);
     while (h->active) {
         wk_req *r = h->active;
-        curl_multi_remove_handle(h->multi, r->easy);
+        curl_multi_remove_handle(r->shard->multi, r->easy);
         snprintf(r->errbuf, sizeof r->errbuf, "shutting down");
         finish(r, CURLE_ABORTED_BY_CALLBACK);
     }
-    ev_timer_stop(h->loop, &h->timer);
     ev_timer_stop(h->loop, &h->fail_timer);
-    curl_multi_cleanup(h->multi);
+    for (int i = 0; i < h->nshards; i++) {
+        ev_timer_stop(h->loop, &h->shards[i].timer);
+        curl_multi_cleanup(h->shards[i].multi);
+    }
+    free(h->shards);
     while (h->free_list) {
         wk_req *r = h->free_list;
         h->free_list = r->next_free;

@@ -49,6 +49,7 @@ struct wk_req {
     int running;
     wk_req *next_free;
     wk_req *prev, *next; /* the engine's running list */
+    struct wk_shard *shard;
 };
 
 /* wk_http_new returns an engine on loop: one CURLM, a shared DNS and TLS

@@ -82,7 +82,7 @@ struct wk_proc {
     int exit_status;
     ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
     ev_signal sig_term, sig_int, sig_hup;
-    ev_idle kick;
+    ev_prepare kick; /* fetch again before the loop next waits (idle would starve) */
 };
 
 static void fetch_more(wk_proc *p);
@@ -310,7 +310,7 @@ static void job_release(wk_job *j)
     job_free(j);
     if (l && l->reload && l->inflight == 0 && !p->shutting) lane_reload(p, l);
     if (p->shutting) return;
-    if (!p->draining) ev_idle_start(p->loop, &p->kick);
+    if (!p->draining) ev_prepare_start(p->loop, &p->kick);
     else if (p->inflight == 0) stop_now(p);
 }
 
@@ -850,9 +850,9 @@ static void fetch_more(wk_proc *p)
 
 static void on_fetch_timer(struct ev_loop *loop, ev_timer *w, int revents) { fetch_more(w->data); }
 
-static void on_kick(struct ev_loop *loop, ev_idle *w, int revents)
+static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    ev_idle_stop(loop, w);
+    ev_prepare_stop(loop, w);
     fetch_more(w->data);
 }
 
@@ -917,7 +917,7 @@ static void stop_now(wk_proc *p)
     p->draining = 1;
     ev_timer_stop(p->loop, &p->fetch_timer);
     ev_timer_stop(p->loop, &p->drain_timer);
-    ev_idle_stop(p->loop, &p->kick);
+    ev_prepare_stop(p->loop, &p->kick);
     /* What never started goes back to the front of its lane; what started
      * moves to unknown for the reconciler. */
     if (p->registered && queue_async_connected(p->qa))
@@ -1038,7 +1038,7 @@ int worker_process_main(const worker_opts *o)
     ev_timer_init(&p->lanes_timer, on_lanes_timer, 0., 2.0);
     ev_timer_init(&p->status_timer, on_status_timer, 0., 1.0);
     ev_timer_init(&p->drain_timer, on_drain_timer, 0., 0.);
-    ev_idle_init(&p->kick, on_kick);
+    ev_prepare_init(&p->kick, on_kick);
     p->fetch_timer.data = p->beat_timer.data = p->lanes_timer.data = p;
     p->status_timer.data = p->drain_timer.data = p->kick.data = p;
     ev_timer_again(p->loop, &p->beat_timer);
@@ -1079,7 +1079,7 @@ int worker_process_main(const worker_opts *o)
     ev_timer_stop(p->loop, &p->status_timer);
     ev_timer_stop(p->loop, &p->fetch_timer);
     ev_timer_stop(p->loop, &p->drain_timer);
-    ev_idle_stop(p->loop, &p->kick);
+    ev_prepare_stop(p->loop, &p->kick);
     ev_signal_stop(p->loop, &p->sig_term);
     ev_signal_stop(p->loop, &p->sig_int);
     ev_signal_stop(p->loop, &p->sig_hup);
