@@ -682,7 +682,13 @@ static int pass2_flush(imp *m)
     free(res);
 
     /* 3. the index: every item seen gets this run's generation */
-    int appended = 0;
+    /* one HSET with every item of the batch */
+    int argc = 2 + 2 * m->npend;
+    const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
+    size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
+    char **vals = hr_calloc((size_t)m->npend, sizeof *vals);
+    hv[0] = "HSET", lens[0] = 4;
+    hv[1] = m->index_key, lens[1] = strlen(m->index_key);
     for (int i = 0; i < m->npend; i++) {
         pending *p = &m->pend[i];
         hr_buf v;
@@ -719,19 +725,18 @@ static int pass2_flush(imp *m)
             }
             if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
         }
-        redisAppendCommand(c, "HSET %s %s %b", m->index_key, p->source, v.data, v.len);
-        appended++;
-        hr_buf_release(&v);
+        hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
+        lens[3 + 2 * i] = v.len;
+        hv[3 + 2 * i] = vals[i] = hr_buf_detach(&v);
     }
     int rc = 0;
-    for (int i = 0; i < appended; i++) {
-        redisReply *hr = NULL;
-        if (redisGetReply(c, (void **)&hr) != REDIS_OK || !hr || hr->type == REDIS_REPLY_ERROR) {
-            if (!rc) rc = redis_fail(m, c, hr), hr = NULL;
-            if (c->err) break;
-        }
-        if (hr) freeReplyObject(hr);
-    }
+    redisReply *hr = redisCommandArgv(c, argc, hv, lens);
+    if (!hr || hr->type == REDIS_REPLY_ERROR) rc = redis_fail(m, c, hr);
+    else freeReplyObject(hr);
+    for (int i = 0; i < m->npend; i++) free(vals[i]);
+    free(vals);
+    free(hv);
+    free(lens);
     pend_clear(m);
     return rc;
 }
