@@ -427,7 +427,11 @@ static char *best_cut(const plat_account *a, const char *s, build_fn build, void
     size_t *wp = cut_points(s, 1, a->ops->scan_flags, &nw);
     size_t *gp = cut_points(s, 0, a->ops->scan_flags, &ng);
     int bw = longest_cut(a, s, wp, nw, build, cx);
-    int bg = longest_cut(a, s, gp, ng, build, cx);
+    /* a grapheme cut ends before the next word end, which did not fit: when
+     * that is within reach, the word cut wins without searching */
+    int bg = bw >= 0 && bw + 1 < nw && wp[bw + 1] * 7 <= wp[bw] * 10
+                 ? -1
+                 : longest_cut(a, s, gp, ng, build, cx);
     size_t at = 0;
     int found = 1;
     if (bw >= 0 && (bg < 0 || wp[bw] * 10 >= gp[bg] * 7)) at = wp[bw];
