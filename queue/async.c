@@ -43,10 +43,13 @@ struct queue_async {
     void (*state_cb)(queue_async *, int, void *);
     void *state_priv;
     int depth; /* > 0 while our callbacks run */
+    int in_cb; /* > 0 while hiredis runs one of our callbacks */
     int free_pending;
+    ev_timer closer; /* completes a free asked for from inside a callback */
 };
 
 static void start_connect(queue_async *qa);
+static void on_closer(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void req_free(qreq *r)
 {
@@ -89,6 +92,7 @@ static void defer_fail(qreq *r, const char *msg)
 static void really_free(queue_async *qa)
 {
     ev_timer_stop(qa->loop, &qa->reconnect);
+    ev_timer_stop(qa->loop, &qa->closer);
     ev_timer_stop(qa->loop, &qa->failer);
     while (qa->failq) {
         qreq *r = qa->failq;
@@ -100,7 +104,7 @@ static void really_free(queue_async *qa)
 
 static void maybe_free(queue_async *qa)
 {
-    if (qa->free_pending && qa->depth == 0 && !qa->ac) really_free(qa);
+    if (qa->free_pending && qa->depth == 0 && qa->in_cb == 0 && !qa->ac) really_free(qa);
 }
 
 static void on_failer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -118,14 +122,23 @@ static void on_failer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void send_req(queue_async *qa, qreq *r);
 
+static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r);
+
 static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 {
     qreq *r = priv;
     queue_async *qa = r->qa;
-    redisReply *rep = reply;
+    qa->in_cb++;
+    on_reply_body(c, reply, r);
+    qa->in_cb--;
+    maybe_free(qa);
+}
+
+static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
+{
+    queue_async *qa = r->qa;
     if (!rep) {
         finish_fail(r, qa->free_pending ? "queue: handle closed" : "redis: connection lost");
-        maybe_free(qa);
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->retried &&
@@ -143,7 +156,6 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
         hr_err_set(&err, "redis: %s", rep->str);
         qa->depth--;
         finish_fail(r, err.msg);
-        maybe_free(qa);
         return;
     }
     switch (r->kind) {
@@ -187,7 +199,6 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
     }
     qa->depth--;
     req_free(r);
-    maybe_free(qa);
 }
 
 static void send_req(queue_async *qa, qreq *r)
@@ -226,23 +237,24 @@ static void schedule_reconnect(queue_async *qa)
 static void on_connect(const redisAsyncContext *c, int status)
 {
     queue_async *qa = c->data;
+    qa->in_cb++;
     if (status != REDIS_OK) {
         qa->ac = NULL; /* hiredis frees it after this callback */
-        if (qa->free_pending) {
-            maybe_free(qa);
-            return;
-        }
-        schedule_reconnect(qa);
+        if (!qa->free_pending) schedule_reconnect(qa);
+        qa->in_cb--;
+        maybe_free(qa);
         return;
     }
     qa->connected = 1;
     qa->backoff_ms = 0;
     hr_log(HR_LOG_INFO, "redis connected", NULL);
-    if (qa->state_cb) {
+    if (qa->state_cb && !qa->free_pending) {
         qa->depth++;
         qa->state_cb(qa, 1, qa->state_priv);
         qa->depth--;
     }
+    qa->in_cb--;
+    /* a free asked for in state_cb completes on the closer timer */
 }
 
 static void on_disconnect(const redisAsyncContext *c, int status)
@@ -255,6 +267,7 @@ static void on_disconnect(const redisAsyncContext *c, int status)
         maybe_free(qa);
         return;
     }
+    qa->in_cb++;
     if (was) {
         hr_log(HR_LOG_WARN, "redis connection lost", "error", c->errstr, NULL);
         if (qa->state_cb) {
@@ -263,7 +276,8 @@ static void on_disconnect(const redisAsyncContext *c, int status)
             qa->depth--;
         }
     }
-    schedule_reconnect(qa);
+    if (!qa->free_pending) schedule_reconnect(qa);
+    qa->in_cb--;
 }
 
 static void on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -340,14 +354,14 @@ queue_async *queue_async_new(struct ev_loop *loop, const queue_opts *o, hr_err *
     qa->reconnect.data = qa;
     ev_timer_init(&qa->failer, on_failer, 0., 0.);
     qa->failer.data = qa;
+    ev_timer_init(&qa->closer, on_closer, 0., 0.);
+    qa->closer.data = qa;
     start_connect(qa);
     return qa;
 }
 
-void queue_async_free(queue_async *qa)
+static void do_free(queue_async *qa)
 {
-    if (!qa || qa->free_pending) return;
-    qa->free_pending = 1;
     ev_timer_stop(qa->loop, &qa->reconnect);
     if (qa->ac) {
         redisAsyncContext *ac = qa->ac;
@@ -359,6 +373,25 @@ void queue_async_free(queue_async *qa)
         qa->depth--;
     }
     maybe_free(qa);
+}
+
+static void on_closer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    do_free(w->data);
+}
+
+void queue_async_free(queue_async *qa)
+{
+    if (!qa || qa->free_pending) return;
+    qa->free_pending = 1;
+    if (qa->in_cb) {
+        /* inside one of our hiredis callbacks: hiredis still uses its context
+         * after we return, so the free happens on the next loop turn */
+        ev_timer_set(&qa->closer, 0., 0.);
+        ev_timer_start(qa->loop, &qa->closer);
+        return;
+    }
+    do_free(qa);
 }
 
 int queue_async_connected(const queue_async *qa) { return qa->connected; }
@@ -479,7 +512,9 @@ static void on_unreg_vals(redisAsyncContext *c, void *reply, void *priv)
     queue_async *qa = u->qa;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         qa->depth++;
+        qa->in_cb++;
         if (u->cb) u->cb(-1, rep ? "redis: unexpected reply" : "redis: connection lost", u->priv);
+        qa->in_cb--;
         qa->depth--;
         free(u);
         maybe_free(qa);

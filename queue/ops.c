@@ -190,6 +190,12 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
             return hr_err_set(err, "enqueue: job %d: needs a platform and an account "
                                    "(without control characters)", i);
         }
+        if (j->id[0] && j->unique_key && *j->unique_key) {
+            /* the unique key decides the ukh, whatever id a caller passed */
+            char ukh[QUEUE_UKH_LEN + 1];
+            queue_ukh_from_key(j->unique_key, ukh);
+            memcpy(j->id + QUEUE_TS_LEN, ukh, QUEUE_UKH_LEN + 1);
+        }
         queue_job_assign_id(j);
         refs[i].idx = i;
     }
@@ -320,7 +326,8 @@ int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int
         return -1;
     }
     int64_t now = 0;
-    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2)
+    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2 &&
+        t->element[0]->type == REDIS_REPLY_STRING && t->element[1]->type == REDIS_REPLY_STRING)
         now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
               strtoll(t->element[1]->str, NULL, 10) / 1000;
     freeReplyObject(t);
@@ -545,6 +552,8 @@ int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err)
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
                  queue_argv *a, hr_err *err)
 {
+    if (n > QUEUE_ACK_MAX)
+        return hr_err_set(err, "ack: %d jobs in one call (at most %d)", n, QUEUE_ACK_MAX);
     /* distinct lanes, in first-seen order */
     const char **lanes = hr_malloc(sizeof(char *) * (size_t)n);
     int *li = hr_malloc(sizeof(int) * (size_t)n);
@@ -624,6 +633,14 @@ int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, 
               hr_err *err)
 {
     if (n <= 0) return 0;
+    if (n > QUEUE_ACK_MAX) { /* the script's unpack has a limit: in chunks */
+        for (int i = 0; i < n; i += QUEUE_ACK_MAX) {
+            int c = n - i < QUEUE_ACK_MAX ? n - i : QUEUE_ACK_MAX;
+            if (queue_ack(q, worker, items + i, c, results ? results + i : NULL, err) < 0)
+                return -1;
+        }
+        return 0;
+    }
     queue_argv a;
     qa_init(&a);
     if (qo_build_ack(q->ns, worker, items, n, &a, err) < 0) {
@@ -644,12 +661,14 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     char lane[QUEUE_LANE_MAX];
     if (!job->id[0] || queue_job_lane(job, lane, sizeof lane) < 0)
         return hr_err_set(err, "retry: job has no id or lane");
-    qa_evalsha(a, QS_RETRY, 5);
+    qa_evalsha(a, QS_RETRY, 7);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "due");
     qa_pushkey(a, ns, "inflight:%s", worker);
     qa_pushkey(a, ns, "retry:%s", lane);
     qa_pushkey(a, ns, "stats");
+    qa_pushkey(a, ns, "unknown:%s", lane);
+    qa_pushkey(a, ns, "reasons");
     qa_pushs(a, queue_job_ukh(job));
     qa_pushf(a, "%lld", (long long)at_ms);
     hr_buf v;
@@ -719,6 +738,20 @@ int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
 }
 
 /* ------------------------------------------------------ dead workers */
+
+static int redis_time_ms(queue *q, long long *ms, hr_err *err)
+{
+    redisReply *t = queue_cmd_sync(q, err, "TIME");
+    if (!t) return -1;
+    int ok = t->type == REDIS_REPLY_ARRAY && t->elements == 2 &&
+             t->element[0]->type == REDIS_REPLY_STRING &&
+             t->element[1]->type == REDIS_REPLY_STRING;
+    if (ok)
+        *ms = strtoll(t->element[0]->str, NULL, 10) * 1000 +
+              strtoll(t->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(t);
+    return ok ? 0 : hr_err_set(err, "redis: TIME: unexpected reply");
+}
 
 void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *vals,
                    queue_argv *a)
@@ -797,11 +830,8 @@ static int reap_worker(queue *q, const char *worker, int force, long *requeued, 
 int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err)
 {
     *requeued = *unknown = 0;
-    redisReply *t = queue_cmd_sync(q, err, "TIME");
-    if (!t) return -1;
-    long long now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
-                    strtoll(t->element[1]->str, NULL, 10) / 1000;
-    freeReplyObject(t);
+    long long now;
+    if (redis_time_ms(q, &now, err) < 0) return -1;
     redisReply *w = queue_cmd_sync(q, err, "ZRANGEBYSCORE {%s}:workers -inf %lld LIMIT 0 100",
                                    q->ns, now - 1);
     if (!w) return -1;
@@ -916,6 +946,8 @@ int queue_is_paused(queue *q, const char *lane, hr_err *err)
     redisReply *r = queue_cmd_sync(q, err, "SMISMEMBER {%s}:paused %s %s", q->ns, lane, platform);
     if (!r) return -1;
     int p = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_INTEGER &&
+            r->element[1]->type == REDIS_REPLY_INTEGER &&
             (r->element[0]->integer || r->element[1]->integer);
     freeReplyObject(r);
     return p;
@@ -936,7 +968,7 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
     int nl;
     if (queue_lanes(q, &lanes, &nl, err) < 0) return -1;
     queue_lane_counts *c = hr_calloc(nl ? (size_t)nl : 1, sizeof *c);
-    redisContext *ctx = q->c;
+    redisContext *ctx = q->c; /* queue_lanes just used it, so it is connected */
     for (int i = 0; i < nl; i++) {
         const char *l = lanes[i], *ns = q->ns;
         redisAppendCommand(ctx, "ZCARD {%s}:sched:%s", ns, l);
@@ -947,25 +979,34 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
         redisAppendCommand(ctx, "LINDEX {%s}:ready:%s 0", ns, l);
     }
     int rc = 0;
+    /* every pipelined reply is read before any other command is sent */
+    char **heads = hr_calloc(nl ? (size_t)nl : 1, sizeof *heads);
     for (int i = 0; i < nl; i++) {
         snprintf(c[i].lane, sizeof c[i].lane, "%s", lanes[i]);
         long *fields[] = {&c[i].scheduled, &c[i].ready, &c[i].retrying, &c[i].dead, &c[i].unknown};
         for (int k = 0; k < 6; k++) {
             redisReply *r = NULL;
             if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
-                rc = hr_err_set(err, "redis: %s", ctx->errstr);
+                if (rc == 0) rc = hr_err_set(err, "redis: %s", ctx->errstr);
                 break;
             }
-            if (k < 5) *fields[k] = (long)r->integer;
-            if (k == 5 && r->type == REDIS_REPLY_STRING) {
-                queue_job *j = queue_get(q, r->str, &(hr_err){0});
-                if (j) c[i].oldest_ready_ms = j->run_at_ms;
-                queue_job_free(j);
-            }
+            if (k < 5 && r->type == REDIS_REPLY_INTEGER) *fields[k] = (long)r->integer;
+            if (k == 5 && r->type == REDIS_REPLY_STRING) heads[i] = hr_strndup(r->str, r->len);
             freeReplyObject(r);
         }
         if (rc < 0) break;
     }
+    if (rc < 0) { /* the pipeline is out of step: start on a new connection */
+        redisFree(q->c);
+        q->c = NULL;
+    }
+    for (int i = 0; rc == 0 && i < nl; i++) {
+        if (!heads[i]) continue;
+        queue_job *j = queue_get(q, heads[i], &(hr_err){0});
+        if (j) c[i].oldest_ready_ms = j->run_at_ms;
+        queue_job_free(j);
+    }
+    queue_strv_free(heads, nl);
     if (rc == 0) {
         /* in flight: every worker's record, by lane */
         redisReply *w = queue_cmd_sync(q, err, "ZRANGE {%s}:workers 0 -1", q->ns);
@@ -1020,10 +1061,9 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
 int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *dead,
                  long *retried, hr_err *err)
 {
-    redisReply *t = queue_cmd_sync(q, err, "TIME");
-    if (!t) return -1;
-    long long minute = strtoll(t->element[0]->str, NULL, 10) / 60;
-    freeReplyObject(t);
+    long long now_ms;
+    if (redis_time_ms(q, &now_ms, err) < 0) return -1;
+    long long minute = now_ms / 60000;
     long v[3] = {0, 0, 0};
     static const char *kinds[3] = {"sent", "dead", "retry"};
     unsigned long long cursor = 0;
@@ -1031,6 +1071,11 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
         redisReply *r = queue_cmd_sync(q, err, "HSCAN {%s}:stats %llu MATCH m|* COUNT 1000",
                                        q->ns, cursor);
         if (!r) return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return hr_err_set(err, "redis: HSCAN: unexpected reply");
+        }
         cursor = strtoull(r->element[0]->str, NULL, 10);
         redisReply *kv = r->element[1];
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {

@@ -222,6 +222,10 @@ typedef struct queue_ack_item {
                     can never be enqueued again under the same ukh) */
 } queue_ack_item;
 
+/* At most this many jobs per async ack (the sync queue_ack splits larger
+ * batches itself). */
+#define QUEUE_ACK_MAX 1000
+
 /* queue_ack marks jobs sent: removes them and keeps a small "done" record so
  * a re-import never sends them again. A job reaped while its attempt was
  * running is found in the unknown set and resolved as sent. results[i]: 1

@@ -248,17 +248,31 @@ void qa_set_nkeys(queue_argv *a, int nkeys)
     a->lens[2] = strlen(a->argv[2]);
 }
 
+/* send_argv sends one command. It is sent again on a new connection only
+ * when writing it failed (an incomplete command never runs). Once written,
+ * a timeout or a broken connection leaves its outcome unknown, and a script
+ * is never resent blindly: enqueue would add its jobs twice. */
 static redisReply *send_argv(queue *q, queue_argv *a, hr_err *err)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!q->c && sync_connect(q, err) < 0) return NULL;
-        redisReply *r = redisCommandArgv(q->c, a->argc, (const char **)a->argv, a->lens);
-        if (r) return r;
-        hr_err_set(err, "redis: %s", q->c->errstr[0] ? q->c->errstr : "connection lost");
+        redisAppendCommandArgv(q->c, a->argc, (const char **)a->argv, a->lens);
+        int done = 0;
+        while (!done)
+            if (redisBufferWrite(q->c, &done) == REDIS_ERR) break;
+        if (!done) { /* not sent: safe to try once more */
+            hr_err_set(err, "redis: %s", q->c->errstr[0] ? q->c->errstr : "write failed");
+            redisFree(q->c);
+            q->c = NULL;
+            continue;
+        }
+        redisReply *r = NULL;
+        if (redisGetReply(q->c, (void **)&r) == REDIS_OK && r) return r;
+        hr_err_set(err, "redis: %s (the command was sent; it may or may not have run)",
+                   q->c->errstr[0] ? q->c->errstr : "connection lost");
         redisFree(q->c);
         q->c = NULL;
-        /* A write may have reached Redis before the connection broke; every
-         * script is written so that running it again is harmless. */
+        return NULL;
     }
     return NULL;
 }
@@ -292,6 +306,9 @@ redisReply *queue_run_sync(queue *q, queue_argv *a, int script, hr_err *err)
     return r;
 }
 
+/* queue_cmd_sync is for idempotent commands only (reads, SADD, HSET of a
+ * fixed value...): after a broken connection it reconnects and sends once
+ * more. */
 redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...)
 {
     for (int attempt = 0; attempt < 2; attempt++) {

@@ -75,7 +75,8 @@ static int ask(const char *host, int port, const char *master, char *ip, size_t 
     if (!r) {
         hr_err_set(err, "sentinel %s:%d: %s", host, port, c->errstr);
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-               r->element[0]->type == REDIS_REPLY_STRING) {
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[1]->type == REDIS_REPLY_STRING) {
         snprintf(ip, iplen, "%s", r->element[0]->str);
         *mport = atoi(r->element[1]->str);
         rc = *mport > 0 ? 0 : hr_err_set(err, "sentinel %s:%d: bad port", host, port);

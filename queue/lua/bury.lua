@@ -8,7 +8,11 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[5] == '1' then
-  if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+  -- the worker's job, or one reaped while its attempt ran (then unknown)
+  if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 and
+     redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then
+    return 0
+  end
 else
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
 end

@@ -6,8 +6,8 @@
 --   nu times (ukh, run_at_ms, value): jobs with a unique key, which may
 --     already exist and are looked up one by one;
 --   np times (ukh, value), then np times (run_at_ms, ukh): jobs without one
---     (random ukh: new by construction), laid out so that HSET and ZADD take
---     them whole.
+--     (random ukh: new unless the same job is enqueued again, which is
+--     checked), laid out so that HSET and ZADD take them whole.
 -- A value is the 8-char id time + the msgpack job.
 -- Returns {position, code, prefix, ...} for each unique-key job not simply
 -- added (position: 1-based over the unique jobs of the whole call; code 2
@@ -77,20 +77,39 @@ while a <= #ARGV do
   end
   if np > 0 then
     local hs, zs = a, a + 2 * np
-    redis.call('HSET', jobs, unpack(ARGV, hs, zs - 1))
-    if pmin > now then
+    -- a plain ukh is random, so new, unless a caller enqueues the same job
+    -- twice (a retry after an error): then it is left alone
+    local pu = {}
+    for i = 0, np - 1 do pu[i + 1] = ARGV[hs + 2 * i] end
+    local ex = redis.call('HMGET', jobs, unpack(pu))
+    local fresh = true
+    for i = 1, np do
+      if ex[i] then fresh = false break end
+    end
+    if fresh then
+      redis.call('HSET', jobs, unpack(ARGV, hs, zs - 1))
+    end
+    if fresh and pmin > now then
       redis.call('ZADD', sched, unpack(ARGV, zs, zs + 2 * np - 1))
       scheduled = true
     else
+      local hset = {}
       for i = 0, np - 1 do
         local run_at, ukh = tonumber(ARGV[zs + 2 * i]), ARGV[zs + 2 * i + 1]
-        if run_at <= now then
-          rpush[#rpush + 1] = ukh
-        else
-          zadd[#zadd + 1] = run_at
-          zadd[#zadd + 1] = ukh
+        if fresh or not ex[i + 1] then
+          if not fresh then
+            hset[#hset + 1] = ukh
+            hset[#hset + 1] = ARGV[hs + 2 * i + 1]
+          end
+          if run_at <= now then
+            rpush[#rpush + 1] = ukh
+          else
+            zadd[#zadd + 1] = run_at
+            zadd[#zadd + 1] = ukh
+          end
         end
       end
+      if #hset > 0 then redis.call('HSET', jobs, unpack(hset)) end
     end
     a = zs + 2 * np
   end

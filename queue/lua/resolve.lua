@@ -15,9 +15,14 @@ else
 end
 redis.call('HDEL', KEYS[3], ukh)
 if op == 'sent' then
+  -- the done record names the job by its full id: stored time prefix + ukh
+  local v = redis.call('HGET', KEYS[1], ukh)
+  local id = ARGV[3]
+  if v then id = string.sub(v, 1, 8) .. ukh end
   redis.call('HDEL', KEYS[1], ukh)
-  redis.call('HSET', KEYS[2], ukh, ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. now)
+  redis.call('HSET', KEYS[2], ukh, id .. '\t' .. ARGV[4] .. '\t' .. now)
   redis.call('HINCRBY', KEYS[7], 'sent|' .. ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[7], 'm|sent|' .. ARGV[5] .. '|' .. math.floor(now / 60000), 1)
 elseif op == 'dead_purge' then
   redis.call('HDEL', KEYS[1], ukh)
 else

@@ -1,9 +1,14 @@
 -- retry: the worker's job goes back to its lane's retry set at a time.
 -- KEYS[1] jobs  KEYS[2] due  KEYS[3] inflight:WORKER  KEYS[4] retry:LANE
--- KEYS[5] stats
+-- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] reasons
 -- ARGV[1] ukh  ARGV[2] at_ms  ARGV[3] value  ARGV[4] lane  ARGV[5] wake channel
--- Returns 1, or 0 when the job is not the worker's.
-if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+-- A job reaped while its attempt ran sits in the unknown set; a definite
+-- failure reported late settles it from there, keeping its attempt count.
+-- Returns 1, or 0 when the job is neither the worker's nor unknown.
+if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then
+  if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
+  redis.call('HDEL', KEYS[7], ARGV[1])
+end
 local t = redis.call('TIME')
 local minute = math.floor(tonumber(t[1]) / 60)
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -210,10 +210,45 @@ static void test_not_connected(void)
     ev_loop_destroy(loop);
 }
 
+/* queue_async_free from inside a reply callback: the other pending
+ * callbacks still run once each, and nothing is touched after the free. */
+typedef struct freer {
+    queue_async *qa;
+    int calls, fails;
+} freer;
+
+static void on_free_in_cb(int st, const char *err, void *priv)
+{
+    freer *f = priv;
+    f->calls++;
+    if (st < 0) f->fails++;
+    if (f->calls == 1) queue_async_free(f->qa);
+}
+
+static void test_free_in_callback(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = "a3"};
+    hr_err err = {0};
+    freer f = {0};
+    f.qa = queue_async_new(loop, &o, &err);
+    REQUIRE(f.qa);
+    for (int i = 0; i < 50 && !queue_async_connected(f.qa); i++) ev_run(loop, EVRUN_ONCE);
+    REQUIRE(queue_async_connected(f.qa));
+    for (int i = 0; i < 3; i++) queue_async_heartbeat(f.qa, "w", 1000, on_free_in_cb, &f);
+    for (int i = 0; i < 20 && f.calls < 3; i++) ev_run(loop, EVRUN_ONCE);
+    ev_run(loop, EVRUN_NOWAIT);
+    CHECK_INT(f.calls, 3);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("flow", test_flow);
     th_run("not_connected", test_not_connected);
+    th_run("free_in_callback", test_free_in_callback);
     return th_main_end();
 }

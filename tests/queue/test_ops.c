@@ -580,6 +580,101 @@ static void test_reconnect(void)
     queue_free(q);
 }
 
+/* Found in review: the same plain job enqueued twice (a retry after an
+ * error) must not be queued twice; counts must match each lane; a retry
+ * that arrives after a reap settles the job from the unknown set; acks of
+ * more jobs than one script takes are split. */
+static void test_review_fixes(void)
+{
+    queue *q = connect_q("t14");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *p = post("x", "@a", NULL, 0);
+    CHECK(queue_enqueue(q, &p, 1, NULL, &err) == 0);
+    CHECK(queue_enqueue(q, &p, 1, NULL, &err) == 0);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t14", "x:@a"), 1);
+    queue_job *later = post("x", "@a", NULL, hr_now_ms() + 600000);
+    CHECK(queue_enqueue(q, &later, 1, NULL, &err) == 0);
+    CHECK(queue_enqueue(q, &later, 1, NULL, &err) == 0);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t14", "x:@a"), 1);
+
+    /* counts over several lanes, with the oldest ready time */
+    queue_job *b1 = post("y", "@b", NULL, 0), *b2 = post("y", "@b", NULL, 0);
+    queue_job *bb[] = {b1, b2};
+    CHECK(queue_enqueue(q, bb, 2, NULL, &err) == 0);
+    queue_lane_counts *c;
+    int nc;
+    CHECK(queue_counts(q, &c, &nc, &err) == 0);
+    REQUIRE(nc == 2);
+    CHECK_STR(c[0].lane, "x:@a");
+    CHECK_INT(c[0].ready, 1);
+    CHECK_INT(c[0].scheduled, 1);
+    CHECK_STR(c[1].lane, "y:@b");
+    CHECK_INT(c[1].ready, 2);
+    CHECK_INT(c[1].scheduled, 0);
+    CHECK(c[1].oldest_ready_ms > 0 || b1->run_at_ms == 0);
+    free(c);
+
+    /* a retry after the worker was reaped mid-send */
+    CHECK(queue_worker_register(q, "gone", 50, &err) == 0);
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "gone", lanes, 1, 1, 50, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK_INT(queue_attempt(q, "gone", f[0].ukh, &err), 0);
+    usleep(100000);
+    long rq, un;
+    CHECK(queue_reap(q, &rq, &un, &err) == 0);
+    CHECK_INT(un, 1);
+    queue_job *j = queue_job_decode_stored(f[0].ukh, f[0].value, f[0].value_len, &err);
+    REQUIRE(j);
+    j->attempt = 1;
+    CHECK_INT(queue_retry(q, "gone", j, hr_now_ms() + 1000, &err), 1);
+    CHECK_INT(count("ZCARD {%s}:unknown:%s", "t14", "x:@a"), 0);
+    CHECK_INT(count("ZCARD {%s}:retry:%s", "t14", "x:@a"), 1);
+    queue_job_free(j);
+    queue_fetched_free(f, n);
+
+    /* 2500 acks in one call */
+    enum { M = 2500 };
+    queue_job **m = calloc(M, sizeof *m);
+    for (int i = 0; i < M; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "big|%d", i);
+        m[i] = post("z", "@c", key, 0);
+    }
+    CHECK(queue_enqueue(q, m, M, NULL, &err) == 0);
+    CHECK(queue_worker_register(q, "big", 60000, &err) == 0);
+    const char *zl[] = {"z:@c"};
+    queue_ack_item *items = calloc(M, sizeof *items);
+    queue_fetched *all[16];
+    int na[16], nb = 0, total = 0;
+    while (total < M && nb < 16) {
+        CHECK(queue_fetch(q, "big", zl, 1, 1000, 60000, &all[nb], &na[nb], &err) == 0);
+        for (int i = 0; i < na[nb]; i++)
+            items[total + i] = (queue_ack_item){.ukh = all[nb][i].ukh, .lane = "z:@c", .lateness_ms = -1};
+        total += na[nb++];
+    }
+    CHECK_INT(total, M);
+    int *res = calloc(M, sizeof *res);
+    CHECK(queue_ack(q, "big", items, M, res, &err) == 0);
+    int ok = 0;
+    for (int i = 0; i < M; i++) ok += res[i] == 1;
+    CHECK_INT(ok, M);
+    CHECK_INT(count("HLEN {%s}:done%s", "t14", ""), M);
+    for (int i = 0; i < nb; i++) queue_fetched_free(all[i], na[i]);
+    for (int i = 0; i < M; i++) queue_job_free(m[i]);
+    free(m);
+    free(items);
+    free(res);
+    queue_job_free(p);
+    queue_job_free(later);
+    queue_job_free(b1);
+    queue_job_free(b2);
+    queue_free(q);
+}
+
 int main(void)
 {
     R = th_redis_start(1, NULL);
@@ -595,6 +690,7 @@ int main(void)
     th_run("lease_lost_no_send", test_lease_lost_no_send);
     th_run("suppression", test_suppression);
     th_run("url", test_url);
+    th_run("review_fixes", test_review_fixes);
     th_run("reconnect", test_reconnect);
     return th_main_end();
 }
