@@ -2,7 +2,9 @@
  * account into the exact request(s) a platform takes, and a response into an
  * outcome; counts text the way each platform does. Pure code: no sockets,
  * no clocks read behind the caller's back (plat_ctx carries "now").
- * The worker runs the requests (libcurl) and feeds the responses back. */
+ * The worker runs the requests (libcurl) and feeds the responses back.
+ * Nothing here blocks or keeps global state: every function may be called
+ * from any callback, on any thread, for different sends at once. */
 #ifndef HERALD_PLATFORMS_H
 #define HERALD_PLATFORMS_H
 
