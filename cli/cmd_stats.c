@@ -30,6 +30,55 @@ static const char *const window_names[3] = {"1m", "1h", "1d"};
 
 /* ---------------------------------------------------------- collect */
 
+static int by_lane(const void *a, const void *b)
+{
+    return strcmp(((const cli_lane_stats *)a)->c.lane, ((const cli_lane_stats *)b)->c.lane);
+}
+
+/* recent_all counts every lane's outcomes in the last minute, hour and day
+ * in one pass over the per-minute buckets ("m|KIND|LANE|MINUTE" in
+ * {ns}:stats, queue.h), where queue_recent would scan them all once per lane
+ * and window. v must be sorted by lane. Old buckets are left to
+ * queue_recent's pruning: stats only reads. */
+static int recent_all(queue *q, cli_lane_stats *v, int n, int64_t now_ms, hr_err *err)
+{
+    redisContext *rc = queue_redis(q);
+    int64_t minute = now_ms / 60000;
+    char cursor[32] = "0";
+    cli_lane_stats key;
+    do {
+        redisReply *r = redisCommand(rc, "HSCAN {%s}:stats %s MATCH m|* COUNT 1000", queue_ns(q),
+                                     cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            hr_err_set(err, "stats: redis HSCAN: %s", r ? "unexpected reply" : rc->errstr);
+            if (r) freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            const char *f = kv->element[i]->str + 2; /* after "m|" */
+            const char *bar = strchr(f, '|'), *last = strrchr(f, '|');
+            if (!bar || last <= bar || (size_t)(last - bar - 1) >= sizeof key.c.lane) continue;
+            int64_t age = minute - atoll(last + 1);
+            if (age >= windows_min[2]) continue;
+            snprintf(key.c.lane, sizeof key.c.lane, "%.*s", (int)(last - bar - 1), bar + 1);
+            cli_lane_stats *s = bsearch(&key, v, (size_t)n, sizeof *v, by_lane);
+            if (!s) continue;
+            long count = atol(kv->element[i + 1]->str);
+            size_t kl = (size_t)(bar - f);
+            long *slot = kl == 4 && !strncmp(f, "sent", 4)    ? s->sent
+                         : kl == 4 && !strncmp(f, "dead", 4)  ? s->dead
+                         : kl == 5 && !strncmp(f, "retry", 5) ? s->retried
+                                                              : NULL;
+            for (int w = 0; slot && w < 3; w++)
+                if (age < windows_min[w]) slot[w] += count;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
 /* cli_stats_collect reads every lane's figures; with_recent also counts the
  * last minute/hour/day (a scan of the per-minute buckets per lane, which
  * /metrics skips: Prometheus takes rates of the counters itself). */
@@ -59,10 +108,6 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent,
         const char *colon = strchr(c[i].lane, ':');
         snprintf(s->platform, sizeof s->platform, "%.*s",
                  colon ? (int)(colon - c[i].lane) : (int)strlen(c[i].lane), c[i].lane);
-        for (int w = 0; w < 3 && with_recent; w++)
-            if (queue_recent(q, c[i].lane, windows_min[w], &s->sent[w], &s->dead[w],
-                             &s->retried[w], err) < 0)
-                goto fail;
         /* The worker keeps the lane's limiter, circuit and budget state in
          * {ns}:lane:LANE (see docs/metrics.md); absent fields read as zero. */
         snprintf(s->circuit, sizeof s->circuit, "closed");
@@ -96,6 +141,11 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent,
         }
     }
     free(c);
+    qsort(v, (size_t)n, sizeof *v, by_lane);
+    if (with_recent && recent_all(q, v, n, *now_ms, err) < 0) {
+        free(v);
+        return -1;
+    }
     *out = v;
     *nout = n;
     return 0;
