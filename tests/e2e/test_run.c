@@ -29,7 +29,7 @@ static const char *const titles[] = {
 static int run(const char *dir, const char *out, int *status)
 {
     char *argv[] = {HERALD_BIN, "run", "--state-dir", (char *)dir, "--span", "6", "--timeout",
-                    "50", "--quiet", NULL};
+                    "100", "--quiet", NULL};
     pid_t pid = th_spawn(argv, out);
     return waitpid(pid, status, 0) == pid ? 0 : -1;
 }
