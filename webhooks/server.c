@@ -42,6 +42,7 @@ struct hook_server {
     char *mailgun_key;
     char *postmark_auth;
     char *generic_key;
+    hook_mac *generic_mac; /* keyed with generic_key */
     int window_s;
     int64_t seen_period_ms;
     long stream_maxlen;
@@ -296,8 +297,8 @@ static int route_verify(hook_server *s, hook_req *r, const char *provider, const
     if (strcmp(provider, "postmark") == 0)
         return hook_verify_basic(s->postmark_auth, hook_req_header(r, "Authorization"), err);
     if (strcmp(provider, "generic") == 0)
-        return hook_verify_generic(s->generic_key, hook_req_header(r, "X-Herald-Signature"), body,
-                                   len, now, s->window_s, err);
+        return hook_verify_generic_mac(s->generic_mac, hook_req_header(r, "X-Herald-Signature"),
+                                       body, len, now, s->window_s, err);
     /* mailgun signs inside the body */
     return hr_err_set(err, "unreachable");
 }
@@ -512,6 +513,7 @@ void hook_server_free(hook_server *s)
     free(s->mailgun_key);
     free(s->postmark_auth);
     free(s->generic_key);
+    hook_mac_free(s->generic_mac);
     free(s);
 }
 
@@ -544,6 +546,7 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     s->postmark_auth =
         hook_credential(c, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
     s->generic_key = hook_credential(c, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
+    if (s->generic_key) s->generic_mac = hook_mac_new(s->generic_key);
     if (cerr.code || cerr.msg[0]) {
         hr_err_set(err, "%s", cerr.msg);
         goto fail;
