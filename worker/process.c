@@ -756,6 +756,13 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
         arm_fetch(p, 0.);
         return;
     }
+    if (p->draining) {
+        /* Fetched as SIGTERM came: never started, so unregistering returns
+         * them to the front of their lanes. */
+        queue_fetched_free(jobs, n);
+        if (p->inflight == 0) stop_now(p);
+        return;
+    }
     for (int i = 0; i < n; i++) job_start(p, &jobs[i]);
     queue_fetched_free(jobs, n);
     if (n > 0) {

@@ -58,7 +58,15 @@ static void start_child(sup *s, child *c)
         return;
     }
     if (pid == 0) {
-        /* The child starts clean: its own loop, default signal handling. */
+        /* The child starts clean: its own loop, default signal handling.
+         * libev keeps signal watchers in process-wide tables: stop ours
+         * first, or the child's own ev_signal would never be installed. */
+        ev_signal_stop(s->loop, &s->sig_term);
+        ev_signal_stop(s->loop, &s->sig_int);
+        ev_signal_stop(s->loop, &s->sig_hup);
+        ev_child_stop(s->loop, &s->child_w);
+        ev_timer_stop(s->loop, &s->kill_timer);
+        for (int i = 0; i < s->nchildren; i++) ev_timer_stop(s->loop, &s->children[i].restart);
         ev_loop_destroy(EV_DEFAULT_UC);
         sigset_t none;
         sigemptyset(&none);

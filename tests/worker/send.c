@@ -48,6 +48,42 @@ static void faults_retry(void)
     free(text);
 }
 
+static int some_done(void *arg)
+{
+    (void)arg;
+    return wt_done() >= 8;
+}
+
+static void sigterm_drains(void)
+{
+    wt_reset();
+    /* slow answers, so sends are in flight when SIGTERM comes */
+    const char *faults = "{\"platform\":\"x\",\"slow_ms\":300}";
+    const char *h[] = {"Content-Type: application/json", NULL};
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, faults, NULL), 200);
+    wt_enqueue("x", "@a", "drain", 200);
+    pid_t w = wt_worker(NULL, "drain", "--processes", "2", "--concurrency", "16",
+                        "--shutdown-timeout", "10s", NULL);
+    CHECK(th_wait_for(some_done, NULL, 15000));
+    wt_term(w); /* waits for the supervisor, which waits for its workers */
+    long done = wt_done();
+    long dups = -1;
+    /* every send that started finished and was recorded: nothing unknown,
+     * nothing left in flight, the rest back in the lane */
+    CHECK_INT(wt_sandbox_posts("x", &dups), done);
+    CHECK_INT(dups, 0);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:x:@a", ""), 0);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", "") + done, 200);
+    CHECK(done < 200);
+    char log[700];
+    snprintf(log, sizeof log, "%s/drain.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    CHECK(text && strstr(text, "finishing sends in flight"));
+    CHECK(text && !strstr(text, "signal 15"));
+    free(text);
+    th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, "{\"platform\":\"x\"}", NULL);
+}
+
 static int bad_lane_paused(void *arg)
 {
     (void)arg;
@@ -125,6 +161,7 @@ int main(void)
     th_run("sends_all", sends_all);
     th_run("faults_retry", faults_retry);
     th_run("reauth_pauses_one_lane", reauth_pauses_one_lane);
+    th_run("sigterm_drains", sigterm_drains);
     th_run("crash_after_fetch", crash_after_fetch);
     th_run("crash_after_attempt", crash_after_attempt);
     th_run("crash_during_send", crash_during_send);
