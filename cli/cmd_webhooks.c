@@ -27,6 +27,8 @@ int cmd_webhooks(int argc, char **argv)
         fprintf(stderr, "herald webhooks: %s\n", err.msg);
         return 1;
     }
+    /* /metrics: the server's own counters, then the queue's */
+    hook_server_set_metrics(s, cli_metrics_hook, (void *)cli_config());
     char port[16];
     snprintf(port, sizeof port, "%d", hook_server_port(s));
     hr_log(HR_LOG_INFO, "webhooks listening", "port", port, NULL);
