@@ -40,6 +40,7 @@ typedef struct wk_job {
     wk_lane *lane;
     char ukh[QUEUE_UKH_LEN + 1];
     char lane_name[QUEUE_LANE_MAX];
+    char worker[64]; /* the worker id that fetched it (ids change on reconnect) */
     queue_job *job;
     plat_send *send;
     struct plat_smtp_owned *smtp;
@@ -75,6 +76,7 @@ struct wk_proc {
     int registered, registering, fetching, listing;
     int draining, done;
     int shutting; /* past the loop: callbacks only let go of their jobs */
+    int lost_redis;
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
     int npolls;
@@ -93,6 +95,19 @@ static void job_send_step(wk_job *j);
 static void stop_now(wk_proc *p);
 
 /* ------------------------------------------------------------ helpers */
+
+/* new_worker_id names this process in Redis: host:pid:random. A new id after
+ * Redis came back lets the old one's lease run out, so the reaper returns
+ * whatever an operation lost while Redis was away left in flight. */
+static void new_worker_id(wk_proc *p)
+{
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char rnd[7];
+    hr_base62_fixed(hr_random_u64() % 56800235584ULL, 6, rnd);
+    snprintf(p->worker_id, sizeof p->worker_id, "%.32s:%d:%s", host, (int)getpid(), rnd);
+}
 int wk_split_headers(const hr_buf *raw, plat_header **out)
 {
     int n = 0, cap = 0;
@@ -339,7 +354,7 @@ static void bury(wk_job *j, const char *reason)
     p->failed++;
     log_job(HR_LOG_WARN, "job dead", j, "dead", reason);
     if (j->job) queue_set(&j->job->last_error, reason);
-    queue_async_bury(p->qa, p->worker_id, j->ukh, j->lane_name, j->job, reason, on_status_done, j);
+    queue_async_bury(p->qa, j->worker, j->ukh, j->lane_name, j->job, reason, on_status_done, j);
 }
 
 static void retry_at(wk_job *j, int64_t at_ms, const char *why)
@@ -347,7 +362,7 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
     wk_proc *p = j->p;
     p->retried++;
     queue_set(&j->job->last_error, why);
-    queue_async_retry(p->qa, p->worker_id, j->job, at_ms, on_status_done, j);
+    queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
 }
 
 static void on_acked(int status, const char *errmsg, void *priv)
@@ -389,7 +404,7 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.platform_id = j->platform_id;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
     worker_crash_point("before_ack");
-    queue_async_ack(p->qa, p->worker_id, &j->ack, 1, &j->ack_result, on_acked, j);
+    queue_async_ack(p->qa, j->worker, &j->ack, 1, &j->ack_result, on_acked, j);
 }
 
 static worker_outcome outcome_of(plat_outcome_kind k)
@@ -654,7 +669,7 @@ static void job_format_and_send(wk_job *j)
         return;
     }
     j->job->attempt++;
-    queue_async_attempt(p->qa, p->worker_id, j->ukh, on_attempt, j);
+    queue_async_attempt(p->qa, j->worker, j->ukh, on_attempt, j);
 }
 
 static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
@@ -686,6 +701,7 @@ static void job_start(wk_proc *p, queue_fetched *f)
     j->readback_timer.data = j;
     memcpy(j->ukh, f->ukh, sizeof j->ukh);
     memcpy(j->lane_name, f->lane, sizeof j->lane_name);
+    memcpy(j->worker, p->worker_id, sizeof j->worker);
     j->fetched_ms = hr_now_ms();
     j->next = p->jobs;
     if (p->jobs) p->jobs->prev = j;
@@ -987,7 +1003,22 @@ static void on_qa_state(queue_async *qa, int connected, void *priv)
     if (p->shutting) return;
     hr_log(connected ? HR_LOG_INFO : HR_LOG_WARN, connected ? "redis connected" : "redis lost",
            NULL);
-    if (connected) fetch_more(p);
+    if (!connected) {
+        p->lost_redis = 1;
+        return;
+    }
+    if (p->lost_redis && p->registered) {
+        /* Operations that failed meanwhile left jobs in our in-flight
+         * record: start afresh under a new id; the old lease runs out and
+         * the reaper settles them (unsent ones back to their lanes). Jobs
+         * still running keep acknowledging under the id they were
+         * fetched with. */
+        new_worker_id(p);
+        p->registered = 0;
+        for (int i = 0; i < p->nlanes; i++) p->lanes[i]->conf_written = 0;
+    }
+    p->lost_redis = 0;
+    fetch_more(p);
 }
 
 int worker_process_main(const worker_opts *o)
@@ -1021,12 +1052,7 @@ int worker_process_main(const worker_opts *o)
     if ((v = hr_config_get(o->config, "reauth-hold", NULL)))
         worker_parse_duration(v, &p->retry.hold_ms, &err);
     p->secret = hr_secret_load(o->config, &err); /* NULL: emails refused */
-    char host[64] = "host";
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    char rnd[7];
-    hr_base62_fixed(hr_random_u64() % 56800235584ULL, 6, rnd);
-    snprintf(p->worker_id, sizeof p->worker_id, "%.32s:%d:%s", host, (int)getpid(), rnd);
+    new_worker_id(p);
 
     queue_opts qo = {.url = hr_config_get(o->config, "redis-url", NULL),
                      .ns = hr_config_get(o->config, "namespace", "herald")};

@@ -84,6 +84,37 @@ static void sigterm_drains(void)
     th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, "{\"platform\":\"x\"}", NULL);
 }
 
+static int half_done(void *arg)
+{
+    (void)arg;
+    return wt_done() >= 100;
+}
+
+static void redis_restart(void)
+{
+    wt_reset();
+    enum { N = 400 };
+    wt_enqueue("bluesky", "@b.bsky.social", "through the outage", N);
+    pid_t w = wt_worker(NULL, "redis_restart", "--processes", "2", "--concurrency", "32",
+                        "--lease", "1s", NULL);
+    CHECK(th_wait_for(half_done, NULL, 15000));
+    th_redis_stop(wt.redis);    /* kill -9: append-only with fsync always */
+    th_redis_restart(wt.redis); /* workers reconnect with backoff */
+    queue_free(wt.q);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", wt.redis->sock);
+    queue_opts o = {.url = url, .ns = "t"};
+    hr_err err = {0};
+    wt.q = queue_connect(&o, &err);
+    REQUIRE(wt.q);
+    CHECK(wt_wait_done(N, 25000));
+    wt_term(w);
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts("bluesky", &dups), N);
+    CHECK_INT(dups, 0);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:bluesky:@b.bsky.social", ""), 0);
+}
+
 static int bad_lane_paused(void *arg)
 {
     (void)arg;
@@ -162,6 +193,7 @@ int main(void)
     th_run("faults_retry", faults_retry);
     th_run("reauth_pauses_one_lane", reauth_pauses_one_lane);
     th_run("sigterm_drains", sigterm_drains);
+    th_run("redis_restart", redis_restart);
     th_run("crash_after_fetch", crash_after_fetch);
     th_run("crash_after_attempt", crash_after_attempt);
     th_run("crash_during_send", crash_during_send);
