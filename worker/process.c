@@ -53,7 +53,6 @@ typedef struct wk_job {
     int readbacks;
     ev_timer readback_timer;
     queue_ack_item ack;
-    int ack_result;
     char *platform_id;
     struct wk_job *prev, *next;
 } wk_job;
@@ -76,6 +75,9 @@ struct wk_proc {
     int registered, registering, fetching, listing;
     int draining, done;
     int shutting; /* past the loop: callbacks only let go of their jobs */
+    wk_job **ackq; /* sent, waiting for the next group commit */
+    int nackq, capackq;
+    ev_prepare ack_flush;
     int lost_redis;
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
@@ -365,31 +367,84 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
     queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
 }
 
-static void on_acked(int status, const char *errmsg, void *priv)
+/* Acknowledgements are group-committed: every job sent during one loop
+ * iteration is acknowledged by one script call before the loop next waits,
+ * and their platform ids recorded by one HSET. */
+typedef struct ack_batch {
+    wk_proc *p;
+    int n;
+    wk_job **jobs;
+    queue_ack_item *items;
+    int *results;
+} ack_batch;
+
+static void on_batch_acked(int status, const char *errmsg, void *priv)
 {
-    wk_job *j = priv;
-    wk_proc *p = j->p;
-    if (p->shutting) {
+    ack_batch *b = priv;
+    wk_proc *p = b->p;
+    redisAsyncContext *c = p->shutting || status < 0 ? NULL : queue_async_redis(p->qa);
+    const char **argv = c ? hr_calloc((size_t)(2 + 2 * b->n), sizeof *argv) : NULL;
+    char **owned = c ? hr_calloc((size_t)(2 * b->n + 1), sizeof *owned) : NULL;
+    int argc = 0, no = 0;
+    if (c) {
+        argv[argc++] = "HSET";
+        argv[argc++] = owned[no++] = hr_asprintf("{%s}:platform_ids", queue_async_ns(p->qa));
+    }
+    for (int i = 0; i < b->n; i++) {
+        wk_job *j = b->jobs[i];
+        if (!p->shutting) {
+            if (status < 0)
+                /* Redis lost the ack: the attempt record makes the reaper put
+                 * it in unknown, where the read-back finds it sent. Never
+                 * re-send here. */
+                log_job(HR_LOG_ERROR, "ack failed; left for the reconciler", j, "sent", errmsg);
+            else if (b->results[i] == 0)
+                log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j,
+                        "sent", NULL);
+        }
+        if (c && j->platform_id) {
+            /* So the webhooks server can match engagement for this post. */
+            argv[argc++] = owned[no++] = hr_asprintf("%s:%s", j->lane->platform, j->platform_id);
+            argv[argc++] = owned[no++] =
+                hr_asprintf("%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
+        }
         job_release(j);
-        return;
     }
-    if (status < 0) {
-        /* Redis lost the ack: the attempt record makes the reaper put it in
-         * unknown, where the read-back finds it sent. Never re-send here. */
-        log_job(HR_LOG_ERROR, "ack failed; left for the reconciler", j, "sent", errmsg);
-    } else if (j->ack_result == 0) {
-        log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j, "sent", NULL);
+    if (c && argc > 2) redisAsyncCommandArgv(c, on_raw, NULL, argc, argv, NULL);
+    for (int i = 0; owned && i < no; i++) free(owned[i]);
+    free(owned);
+    free(argv);
+    free(b->jobs);
+    free(b->items);
+    free(b->results);
+    free(b);
+}
+
+static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    wk_proc *p = w->data;
+    ev_prepare_stop(loop, w);
+    while (p->nackq > 0) {
+        /* one batch per worker id (they differ only after a reconnect) */
+        const char *worker = p->ackq[0]->worker;
+        ack_batch *b = hr_calloc(1, sizeof *b);
+        b->p = p;
+        b->jobs = hr_calloc((size_t)p->nackq, sizeof *b->jobs);
+        b->items = hr_calloc((size_t)p->nackq, sizeof *b->items);
+        b->results = hr_calloc((size_t)p->nackq, sizeof *b->results);
+        int keep = 0;
+        for (int i = 0; i < p->nackq; i++) {
+            wk_job *j = p->ackq[i];
+            if (strcmp(j->worker, worker) != 0) {
+                p->ackq[keep++] = j;
+                continue;
+            }
+            b->jobs[b->n] = j;
+            b->items[b->n++] = j->ack;
+        }
+        p->nackq = keep;
+        queue_async_ack(p->qa, b->jobs[0]->worker, b->items, b->n, b->results, on_batch_acked, b);
     }
-    redisAsyncContext *c = queue_async_redis(p->qa);
-    if (c && j->platform_id && status >= 0) {
-        /* So the webhooks server can match engagement for this post. */
-        char key[128], field[300], val[300];
-        snprintf(key, sizeof key, "{%s}:platform_ids", queue_async_ns(p->qa));
-        snprintf(field, sizeof field, "%s:%s", j->lane->platform, j->platform_id);
-        snprintf(val, sizeof val, "%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
-        redisAsyncCommand(c, on_raw, NULL, "HSET %s %s %s", key, field, val);
-    }
-    job_release(j);
 }
 
 static void ack(wk_job *j, const char *platform_id)
@@ -404,7 +459,12 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.platform_id = j->platform_id;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
     worker_crash_point("before_ack");
-    queue_async_ack(p->qa, j->worker, &j->ack, 1, &j->ack_result, on_acked, j);
+    if (p->nackq == p->capackq) {
+        p->capackq = p->capackq ? p->capackq * 2 : 64;
+        p->ackq = hr_realloc(p->ackq, (size_t)p->capackq * sizeof *p->ackq);
+    }
+    p->ackq[p->nackq++] = j;
+    ev_prepare_start(p->loop, &p->ack_flush);
 }
 
 static worker_outcome outcome_of(plat_outcome_kind k)
@@ -1072,6 +1132,8 @@ int worker_process_main(const worker_opts *o)
     ev_timer_init(&p->status_timer, on_status_timer, 0., 1.0);
     ev_timer_init(&p->drain_timer, on_drain_timer, 0., 0.);
     ev_prepare_init(&p->kick, on_kick);
+    ev_prepare_init(&p->ack_flush, on_ack_flush);
+    p->ack_flush.data = p;
     p->fetch_timer.data = p->beat_timer.data = p->lanes_timer.data = p;
     p->status_timer.data = p->drain_timer.data = p->kick.data = p;
     ev_timer_again(p->loop, &p->beat_timer);
@@ -1094,6 +1156,11 @@ int worker_process_main(const worker_opts *o)
     /* Whatever still runs is failed through its callback, which only lets
      * go of its job now: HTTP first, then Redis. */
     p->shutting = 1;
+    ev_prepare_stop(p->loop, &p->ack_flush);
+    for (int i = 0; i < p->nackq; i++) job_release(p->ackq[i]);
+    p->nackq = 0;
+    free(p->ackq);
+    p->ackq = NULL;
     for (wk_job *j = p->jobs; j; j = j->next)
         if (j->req && !j->req->running) {
             wk_req_free(j->req);
