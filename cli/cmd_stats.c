@@ -2,6 +2,7 @@
  * recent outcomes, circuits, budgets, engagement; a table, --json, --watch)
  * and the Prometheus text the servers' /metrics append (cli_metrics_render).
  * It only reads: nothing here changes the queue. */
+#include <ev.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include "commands.h"
 #include "queue.h"
+#include "webhooks.h"
 #include "worker.h"
 
 /* One lane's figures, as `stats` shows them. */
@@ -351,13 +353,76 @@ int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)
     return 0;
 }
 
+/* --serve: a small metrics server of its own (hook_httpd), for a machine
+ * that runs no other herald server, or as a Prometheus sidecar: /metrics,
+ * /healthz, /readyz. Its loop does nothing else, so the sync reads of a
+ * scrape block nobody. */
+static void serve_request(hook_req *r, void *priv)
+{
+    const char *path = hook_req_path(r);
+    if (strcmp(path, "/healthz") == 0) return hook_req_respond_json(r, 200, "{\"ok\":true}");
+    if (strcmp(path, "/metrics") == 0 || strcmp(path, "/readyz") == 0) {
+        hr_buf b;
+        hr_buf_init(&b);
+        cli_metrics_hook(&b, priv);
+        int up = strstr(b.data, "herald_metrics_redis_up 1") != NULL;
+        if (path[1] == 'r')
+            hook_req_respond_json(r, up ? 200 : 503, up ? "{\"redis\":true}" : "{\"redis\":false}");
+        else
+            hook_req_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+        hr_buf_release(&b);
+        return;
+    }
+    hook_req_respond_json(r, 404, "{\"error\":\"no such route\"}");
+}
+
+static void serve_stopped(void *priv) { ev_break((struct ev_loop *)priv, EVBREAK_ALL); }
+
+static void serve_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    ev_signal_stop(loop, w);
+    hook_httpd_stop(w->data, serve_stopped, loop);
+}
+
+static int serve(const char *listen, const hr_config *cfg)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    hook_httpd_opts o = {0};
+    o.listen = listen;
+    o.handler = serve_request;
+    o.priv = (void *)cfg;
+    hr_err err = {0};
+    hook_httpd *h = hook_httpd_new(loop, &o, &err);
+    if (!h) {
+        fprintf(stderr, "herald stats --serve: %s\n", err.msg);
+        return 1;
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", hook_httpd_port(h));
+    hr_log(HR_LOG_INFO, "metrics listening", "port", port, NULL);
+    ev_signal term, intr;
+    ev_signal_init(&term, serve_signal, SIGTERM);
+    ev_signal_init(&intr, serve_signal, SIGINT);
+    term.data = intr.data = h;
+    ev_signal_start(loop, &term);
+    ev_signal_start(loop, &intr);
+    ev_run(loop, 0);
+    ev_signal_stop(loop, &term);
+    ev_signal_stop(loop, &intr);
+    hook_httpd_free(h);
+    ev_loop_destroy(loop);
+    return 0;
+}
+
 static volatile sig_atomic_t stop_watch;
 static void on_int(int sig) { stop_watch = sig; }
 
 static int usage(void)
 {
     fprintf(stderr, "usage: herald stats [--json|--prometheus] [--watch [SECONDS]] "
-                    "[--platform P] [--lane PLATFORM:ACCOUNT]\n");
+                    "[--platform P] [--lane PLATFORM:ACCOUNT]\n"
+                    "       herald stats --serve HOST:PORT   (/metrics, /healthz, /readyz)\n");
     return 2;
 }
 
@@ -365,6 +430,7 @@ int cmd_stats(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
     int prom = cli_has_flag(&argc, argv, "prometheus");
+    const char *listen = cli_take_opt(&argc, argv, "serve");
     const char *platform = cli_take_opt(&argc, argv, "platform");
     const char *lane = cli_take_opt(&argc, argv, "lane");
     int watch = 0;
@@ -383,6 +449,7 @@ int cmd_stats(int argc, char **argv)
             break;
         }
     if (argc > 1) return usage();
+    if (listen) return serve(listen, cli_config());
     queue *q = cli_queue();
     const hr_config *cfg = cli_config();
     if (prom) {

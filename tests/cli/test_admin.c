@@ -4,6 +4,7 @@
  * docs/operations.md documents them. */
 #include <fcntl.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -326,6 +327,29 @@ static void test_config_check(void)
     snprintf(conf, sizeof conf, "%s", good_conf);
 }
 
+static int serving(void *arg) { return th_http(*(int *)arg, NULL, "/healthz", NULL, NULL, NULL) == 200; }
+
+/* herald stats --serve: /metrics, /healthz and /readyz of its own */
+static void test_serve(void)
+{
+    int port = th_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    char *argv[] = {HERALD_BIN, "--config", conf, "stats", "--serve", listen, NULL};
+    pid_t pid = th_spawn(argv, NULL);
+    REQUIRE(th_wait_for(serving, &port, 10000));
+    char *body = NULL;
+    CHECK_INT(th_http(port, NULL, "/metrics", NULL, NULL, &body), 200);
+    CHECK(body && strstr(body, "herald_queue_depth{platform=\"x\",lane=\"x:@a\",state=\"ready\"}"));
+    CHECK(body && strstr(body, "herald_metrics_redis_up 1"));
+    free(body);
+    CHECK_INT(th_http(port, NULL, "/readyz", NULL, NULL, NULL), 200);
+    CHECK_INT(th_http(port, NULL, "/nope", NULL, NULL, NULL), 404);
+    kill(pid, SIGTERM);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* the shipped example config is valid once its credential files exist */
 static void test_example_config(void)
 {
@@ -398,6 +422,7 @@ int main(void)
     th_run("jobs", test_jobs);
     th_run("dead", test_dead);
     th_run("pause", test_pause);
+    th_run("serve", test_serve);
     th_run("config_check", test_config_check);
     th_run("example_config", test_example_config);
     queue_free(Q);
