@@ -68,6 +68,16 @@ static const char *const known[] = {
     NULL,
 };
 
+/* Every key=value an account line may carry, the union of what platforms/
+ * (per platform), the scheduler (schedule) and the worker (limits) read. */
+static const char *const account_keys[] = {
+    "account-id", "api-version", "author", "base-url", "credentials", "domain", "from",
+    "from-name", "handle", "hashtags", "limit", "page-id", "path", "reply-to", "starttls",
+    "stream", "template", "unsubscribe-base", "user-id", "utm", "utm-medium", "visibility",
+    "tz", "slots", "spacing", "jitter", "quiet", "rate", "points", "cost", "budget-daily",
+    "budget-monthly", "circuit", NULL,
+};
+
 typedef struct checker {
     const hr_config *c;
     const char *path;
@@ -156,6 +166,17 @@ static void check_accounts(checker *k, int online)
                    a->platform, a->name);
         }
         (void)online;
+        /* a misspelt key is otherwise silently ignored by every module */
+        for (int i = 1; i < l->argc; i++) {
+            const char *eq = strchr(l->argv[i], '=');
+            size_t kl = eq ? (size_t)(eq - l->argv[i]) : strlen(l->argv[i]);
+            int ok = 0;
+            for (int j = 0; account_keys[j] && !ok; j++)
+                ok = strlen(account_keys[j]) == kl && !strncmp(account_keys[j], l->argv[i], kl);
+            if (!ok)
+                report(k, 1, l->line, "account %s: unknown key \"%.*s\" (ignored)", l->argv[0],
+                       (int)kl, l->argv[i]);
+        }
         plat_account_free(a);
     }
 }

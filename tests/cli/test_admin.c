@@ -302,7 +302,8 @@ static void test_config_check(void)
                        "account x:@b circuit=many\n"
                        "campaign c platforms=x:@a \"template={{title}}\" colour=blue\n"
                        "pool p platforms=x weights=mastodon:2\n"
-                       "retry-base soon\n");
+                       "retry-base soon\n"
+                       "account mastodon:@m credentails=m\n");
     snprintf(good_conf, sizeof good_conf, "%s", conf);
     snprintf(conf, sizeof conf, "%s", bad);
     CHECK_INT(herald(&out, "config", "check", NULL), 2);
@@ -312,6 +313,7 @@ static void test_config_check(void)
     CHECK(out && strstr(out, "bad.conf:6: ") && strstr(out, "colour"));
     CHECK(out && strstr(out, "bad.conf:7: ") && strstr(out, "weights"));
     CHECK(out && strstr(out, "bad.conf:8: retry-base"));
+    CHECK(out && strstr(out, "bad.conf:9: warning: account mastodon:@m: unknown key \"credentails\""));
     if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     CHECK_INT(herald(&out, "config", "check", "--json", NULL), 2);
