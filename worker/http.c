@@ -315,9 +315,9 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 30000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Answers are small: a 4 KiB receive buffer instead of 16 KiB keeps a
+    /* Answers are small: a 1 KiB receive buffer instead of 16 KiB keeps a
      * worker with 512 sends in flight small. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/0.1");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
     r->started_us = hr_mono_us();
