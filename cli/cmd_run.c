@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -608,6 +609,15 @@ int cmd_run(int argc, char **argv)
     s.self[sl] = '\0';
     if (mkdir_p(dir, 0700) < 0 || !realpath(dir, s.dir)) {
         fprintf(stderr, "herald run: state dir %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    /* one run per state dir: two would share a Redis socket and its file */
+    char lock[PATH_MAX + 16];
+    snprintf(lock, sizeof lock, "%s/lock", s.dir);
+    int lockfd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "herald run: %s is in use by another herald run\n", s.dir);
+        if (lockfd >= 0) close(lockfd);
         return 1;
     }
     char logs[PATH_MAX + 16], example[PATH_MAX + 32], contacts[PATH_MAX + 32];
