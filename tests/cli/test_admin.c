@@ -329,6 +329,33 @@ static void test_config_check(void)
     snprintf(conf, sizeof conf, "%s", good_conf);
 }
 
+static int two_lines(void *arg)
+{
+    char *s = th_read_file(arg, NULL);
+    int n = 0;
+    for (char *p = s; p && (p = strchr(p, '\n')); p++) n++;
+    free(s);
+    return n >= 2;
+}
+
+/* stats --watch refreshes until Ctrl-C, then exits 0 */
+static void test_watch(void)
+{
+    char out[800];
+    snprintf(out, sizeof out, "%s/watch.out", dir);
+    char *argv[] = {HERALD_BIN, "--config", conf, "stats", "--json", "--watch", "0.2", NULL};
+    pid_t pid = th_spawn(argv, out);
+    CHECK(th_wait_for(two_lines, out, 10000));
+    kill(pid, SIGINT);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *text = th_read_file(out, NULL);
+    json_t *first = text ? json_loads(text, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+    CHECK(first && json_object_get(first, "lanes"));
+    json_decref(first);
+    free(text);
+}
+
 static int serving(void *arg) { return th_http(*(int *)arg, NULL, "/healthz", NULL, NULL, NULL) == 200; }
 
 /* herald stats --serve: /metrics, /healthz and /readyz of its own */
@@ -425,6 +452,7 @@ int main(void)
     th_run("dead", test_dead);
     th_run("pause", test_pause);
     th_run("serve", test_serve);
+    th_run("watch", test_watch);
     th_run("config_check", test_config_check);
     th_run("example_config", test_example_config);
     queue_free(Q);
