@@ -405,6 +405,24 @@ static void test_keepalive_pipelining(void)
     free(p3);
     free(all);
     close(fd);
+    /* a chunked body is reassembled before the signature is checked */
+    {
+        const char *body = "{\"events\":[{\"id\":\"chunked-1\",\"type\":\"open\",\"job\":"
+                           "\"0000000Aabcdefghijkl\"}]}";
+        char sig[200];
+        hook_sign_generic(gen_key, hr_now_ms() / 1000, body, strlen(body), sig, sizeof sig);
+        size_t half = strlen(body) / 2;
+        char *req = hr_asprintf("POST /webhooks/generic HTTP/1.1\r\nHost: x\r\n"
+                                "X-Herald-Signature: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "%zx\r\n%.*s\r\n%zx\r\n%s\r\n0\r\n\r\n",
+                                sig, half, (int)half, body, strlen(body) - half, body + half);
+        int cfd = dial();
+        REQUIRE(cfd >= 0);
+        CHECK_INT(send_all(cfd, req), 0);
+        CHECK_INT(read_responses(cfd, 1), 1);
+        close(cfd);
+        free(req);
+    }
     /* garbage is a 400 and a closed connection */
     fd = dial();
     REQUIRE(fd >= 0);
