@@ -41,9 +41,10 @@ typedef struct hook_httpd_opts {
 
 /* hook_httpd_new binds and starts listening; NULL with err on failure. */
 hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_err *err);
-/* hook_httpd_free closes every connection at once (pending requests are
- * answered by nobody: their later respond calls are ignored safely only if
- * made before free returns, so stop first). hook_httpd_free(NULL) is a no-op. */
+/* hook_httpd_free closes every connection at once and frees the requests a
+ * handler still holds: answer or cancel those first (the webhooks server
+ * frees its Redis handle first, which answers them 503). hook_httpd_free(NULL)
+ * is a no-op. */
 void hook_httpd_free(hook_httpd *h);
 int hook_httpd_port(const hook_httpd *h);
 int hook_httpd_conns(const hook_httpd *h); /* open connections */
