@@ -441,7 +441,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     p->n = m->njobs - p->first;
     free(plain);
     free(link);
-    int limit = m->o->batch > 0 ? m->o->batch : 2000;
+    int limit = m->o->batch > 0 ? m->o->batch : 1000;
     if (m->njobs >= limit || m->npend >= limit) return pass2_flush(m);
     return 0;
 }

@@ -250,7 +250,7 @@ typedef struct sched_import_opts {
     int has_seed;
     uint64_t seed;   /* jitter seed (default: from the campaign name) */
     int64_t now_ms;  /* 0: the clock */
-    int batch;       /* jobs per enqueue call (0: 2000) */
+    int batch;       /* jobs per enqueue call (0: 1000) */
     int progress;    /* progress bar on stderr */
     FILE *out;       /* plan and invalid-item listing (NULL: stdout) */
 } sched_import_opts;
