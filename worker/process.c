@@ -91,6 +91,8 @@ struct wk_proc {
 
 static void fetch_more(wk_proc *p);
 static void lane_write_conf(wk_proc *p, wk_lane *l);
+static void poll_start(wk_job *j);
+static void poll_schedule(wk_proc *p, redisAsyncContext *c, const wk_job *j);
 static void lane_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
@@ -370,6 +372,29 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
 /* Acknowledgements are group-committed: every job sent during one loop
  * iteration is acknowledged by one script call before the loop next waits,
  * and their platform ids recorded by one HSET. */
+/* poll_schedule notes engagement polls for a sent post (+1 h, +24 h, +7 d
+ * by default) in {NS}:polls, a zset of due time -> "lane\tpost id\tjob
+ * id\tcampaign\tindex"; the reconciler turns due ones into poll jobs in the
+ * same lane, under the same limits and budgets. */
+static void poll_schedule(wk_proc *p, redisAsyncContext *c, const wk_job *j)
+{
+    if (p->npolls <= 0) return;
+    int64_t now = hr_now_ms();
+    const char *argv[2 + 2 * 8];
+    char *owned[1 + 2 * 8];
+    int argc = 0, no = 0;
+    argv[argc++] = "ZADD";
+    argv[argc++] = owned[no++] = hr_asprintf("{%s}:polls", queue_async_ns(p->qa));
+    for (int i = 0; i < p->npolls && i < 8; i++) {
+        argv[argc++] = owned[no++] = hr_asprintf("%lld", (long long)(now + p->poll_delays_ms[i]));
+        argv[argc++] = owned[no++] =
+            hr_asprintf("%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id, j->job->id,
+                        j->job->campaign ? j->job->campaign : "", i);
+    }
+    redisAsyncCommandArgv(c, on_raw, NULL, argc, argv, NULL);
+    for (int i = 0; i < no; i++) free(owned[i]);
+}
+
 typedef struct ack_batch {
     wk_proc *p;
     int n;
@@ -402,6 +427,7 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
                 log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j,
                         "sent", NULL);
         }
+        if (c && j->platform_id && j->job->kind == QUEUE_KIND_POST) poll_schedule(p, c, j);
         if (c && j->platform_id) {
             /* So the webhooks server can match engagement for this post. */
             argv[argc++] = owned[no++] = hr_asprintf("%s:%s", j->lane->platform, j->platform_id);
@@ -414,6 +440,8 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     for (int i = 0; owned && i < no; i++) free(owned[i]);
     free(owned);
     free(argv);
+    free(b->jobs);
+    b->jobs = NULL;
     free(b->jobs);
     free(b->items);
     free(b->results);
@@ -696,6 +724,101 @@ static void readback(wk_job *j)
     ev_timer_start(j->p->loop, &j->readback_timer);
 }
 
+/* ---------------------------------------------------- engagement polls */
+
+/* Polled counts are recorded where the webhooks server records pushed
+ * events: the rise since the last poll goes to eng:jobs (JOB|type, set to
+ * the count), eng:campaigns and eng:totals (incremented) and one entry in
+ * the events stream, so `herald stats` shows social and email side by side. */
+static const char poll_record_lua[] =
+    "local job, camp, plat, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local n = 0\n"
+    "for i = 5, #ARGV, 2 do\n"
+    "  local typ, count = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  local f = job .. '|' .. typ\n"
+    "  local old = tonumber(redis.call('HGET', KEYS[1], f) or '0')\n"
+    "  if count > old then\n"
+    "    local d = count - old\n"
+    "    redis.call('HSET', KEYS[1], f, count)\n"
+    "    if camp ~= '' then redis.call('HINCRBY', KEYS[2], camp .. '|' .. typ, d) end\n"
+    "    redis.call('HINCRBY', KEYS[3], typ, d)\n"
+    "    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'type', typ, 'job', job,\n"
+    "      'campaign', camp, 'platform', plat, 'ts', ts, 'event', 'poll:' .. f .. ':' .. count)\n"
+    "    n = n + d\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+static void poll_record(wk_job *j, const plat_engagement *e)
+{
+    wk_proc *p = j->p;
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    const char *for_job = queue_job_get_meta(j->job, "for_job");
+    if (!c || !for_job) return;
+    const char *ns = queue_async_ns(p->qa);
+    char k1[96], k2[96], k3[96], k4[96], ts[24], v[3][24];
+    snprintf(k1, sizeof k1, "{%s}:eng:jobs", ns);
+    snprintf(k2, sizeof k2, "{%s}:eng:campaigns", ns);
+    snprintf(k3, sizeof k3, "{%s}:eng:totals", ns);
+    snprintf(k4, sizeof k4, "{%s}:events", ns);
+    snprintf(ts, sizeof ts, "%lld", (long long)hr_now_ms());
+    const char *argv[20] = {"EVAL", poll_record_lua, "4", k1, k2, k3, k4, for_job,
+                            j->job->campaign ? j->job->campaign : "", j->lane->platform, ts};
+    int argc = 11;
+    const char *types[] = {"like", "repost", "reply"};
+    long counts[] = {e->likes, e->reposts, e->replies};
+    for (int i = 0; i < 3; i++) {
+        if (counts[i] < 0) continue; /* not offered by this platform */
+        snprintf(v[i], sizeof v[i], "%ld", counts[i]);
+        argv[argc++] = types[i];
+        argv[argc++] = v[i];
+    }
+    redisAsyncCommandArgv(c, on_raw, NULL, argc, argv, NULL);
+}
+
+static void on_poll_done(wk_req *q, void *priv)
+{
+    wk_job *j = priv;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    plat_response r;
+    fill_response(j, &r);
+    plat_engagement e;
+    memset(&e, 0, sizeof e);
+    plat_outcome o;
+    memset(&o, 0, sizeof o);
+    plat_engagement_parse(j->lane->acct, &r, &e, &o);
+    if (o.kind == PLAT_OUT_SENT) {
+        poll_record(j, &e);
+        ack(j, NULL);
+    } else {
+        /* reads are safe to repeat: an unknown answer is just transient */
+        if (o.kind == PLAT_OUT_UNKNOWN || o.kind == PLAT_OUT_NEXT || o.kind == PLAT_OUT_ABSENT)
+            o.kind = PLAT_OUT_TRANSIENT;
+        settle(j, &o);
+    }
+    plat_outcome_release(&o);
+}
+
+static void poll_start(wk_job *j)
+{
+    plat_request pr;
+    memset(&pr, 0, sizeof pr);
+    hr_err err = {0};
+    const char *post_id = queue_job_get_meta(j->job, "post_id");
+    j->job->attempt++;
+    j->started_us = hr_mono_us();
+    if (plat_engagement_request(j->lane->acct, &j->lane->sess, post_id, &pr, &err) != 0 ||
+        start_request(j, &pr, on_poll_done) != 0) {
+        plat_request_release(&pr);
+        bury(j, err.msg[0] ? err.msg : "engagement: cannot build the request");
+        return;
+    }
+    plat_request_release(&pr);
+}
+
 /* ----------------------------------------------------------- one job */
 
 static void on_attempt(int status, const char *errmsg, void *priv)
@@ -781,6 +904,10 @@ static void job_start(wk_proc *p, queue_fetched *f)
     if (!j->lane || !j->lane->acct) {
         /* Not ours to send after all: it stays, visible, for a pool that can. */
         retry_at(j, hr_now_ms() + 60000, "no usable account for this lane in this pool");
+        return;
+    }
+    if (j->job->kind == QUEUE_KIND_POLL) {
+        poll_start(j);
         return;
     }
     if (j->job->kind == QUEUE_KIND_EMAIL && plat_is_email(j->lane->platform) && j->job->to) {

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "internal.h"
 #include "platforms.h"
 #include "queue.h"
@@ -114,6 +116,64 @@ out:
     return resolved;
 }
 
+/* enqueue_due_polls turns due entries of {NS}:polls (written by workers at
+ * send time) into poll jobs in the post's lane. Their unique key makes a
+ * repeat after a crash between enqueue and ZREM harmless. */
+static void enqueue_due_polls(queue *q)
+{
+    redisContext *c = queue_redis(q);
+    int64_t now = hr_now_ms();
+    redisReply *r = redisCommand(c, "ZRANGEBYSCORE {%s}:polls -inf %lld LIMIT 0 500",
+                                 queue_ns(q), (long long)now);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        if (r) freeReplyObject(r);
+        return;
+    }
+    queue_job **jobs = hr_calloc(r->elements, sizeof *jobs);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        char *m = hr_strndup(r->element[i]->str, r->element[i]->len), *save = NULL;
+        char *lane = strtok_r(m, "\t", &save), *post = strtok_r(NULL, "\t", &save);
+        char *job = strtok_r(NULL, "\t", &save), *camp = strtok_r(NULL, "\t", &save);
+        char *idx = camp ? strtok_r(NULL, "\t", &save) : NULL;
+        if (!idx) { /* no campaign: the field was empty */
+            idx = camp;
+            camp = NULL;
+        }
+        char *colon = lane ? strchr(lane, ':') : NULL;
+        if (colon && post && job && idx) {
+            queue_job *j = queue_job_new();
+            j->kind = QUEUE_KIND_POLL;
+            *colon = '\0';
+            queue_set(&j->platform, lane);
+            queue_set(&j->account, colon + 1);
+            queue_set(&j->campaign, camp);
+            char key[160];
+            snprintf(key, sizeof key, "poll:%s:%s", job, idx);
+            queue_set(&j->unique_key, key);
+            queue_job_set_meta(j, "post_id", post);
+            queue_job_set_meta(j, "for_job", job);
+            j->run_at_ms = now;
+            j->max_attempts = 5;
+            jobs[n++] = j;
+        }
+        free(m);
+    }
+    hr_err err = {0};
+    if (queue_enqueue(q, jobs, n, NULL, &err) == 0) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *z = redisCommand(c, "ZREM {%s}:polls %b", queue_ns(q), r->element[i]->str,
+                                         r->element[i]->len);
+            if (z) freeReplyObject(z);
+        }
+    } else {
+        hr_log(HR_LOG_WARN, "engagement polls: enqueue failed", "error", err.msg, NULL);
+    }
+    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    free(jobs);
+    freeReplyObject(r);
+}
+
 int wk_reconciler_main(const worker_opts *o)
 {
     signal(SIGTERM, on_stop);
@@ -153,6 +213,7 @@ int wk_reconciler_main(const worker_opts *o)
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);
+        if (q) enqueue_due_polls(q);
         /* Also what the scheduler would do: re-queue jobs of dead workers. */
         long rq = 0, un = 0;
         if (q && queue_reap(q, &rq, &un, &err) != 0) {
