@@ -272,10 +272,32 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
     }
     json_object_set_new(t, "sent", sent);
     json_object_set_new(t, "failed", failed);
+    /* per platform, by state */
+    json_t *plats = json_object();
+    for (int i = 0; i < n; i++) {
+        const cli_lane_stats *s = &v[i];
+        if (!matches(s, platform, lane)) continue;
+        json_t *o = json_object_get(plats, s->platform);
+        if (!o) {
+            o = json_object();
+            json_object_set_new(plats, s->platform, o);
+        }
+        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                      s->c.unknown};
+        for (int k = 0; k < 6; k++)
+            json_object_set_new(o, names[k],
+                                json_integer(json_integer_value(json_object_get(o, names[k])) +
+                                             st[k]));
+        double age = age_s(s, now_ms);
+        if (age > json_real_value(json_object_get(o, "oldest_ready_age_s")))
+            json_object_set_new(o, "oldest_ready_age_s", json_real(age));
+        else if (!json_object_get(o, "oldest_ready_age_s"))
+            json_object_set_new(o, "oldest_ready_age_s", json_real(0));
+    }
     json_t *e = json_object();
     for (int i = 0; i < neng; i++) json_object_set_new(e, eng[i].key, json_integer(atoll(eng[i].value)));
-    return json_pack("{s:I,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms, "lanes", lanes,
-                     "totals", t, "engagement", e);
+    return json_pack("{s:I,s:o,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms, "lanes", lanes,
+                     "platforms", plats, "totals", t, "engagement", e);
 }
 
 static void fmt_age(double s, char *out, size_t n)
@@ -299,16 +321,56 @@ static void fmt_budget(const cli_lane_stats *s, char *out, size_t n)
         snprintf(out, n, "-");
 }
 
+/* A sum of lanes: a platform's or everything's. */
+typedef struct lane_sum {
+    long st[6], sent[3], dead[3];
+    double age_s; /* the oldest ready job among them */
+    int lanes;
+} lane_sum;
+
+static void sum_add(lane_sum *t, const cli_lane_stats *s, int64_t now_ms)
+{
+    long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                  s->c.unknown};
+    for (int k = 0; k < 6; k++) t->st[k] += st[k];
+    for (int w = 0; w < 3; w++) t->sent[w] += s->sent[w], t->dead[w] += s->dead[w];
+    if (age_s(s, now_ms) > t->age_s) t->age_s = age_s(s, now_ms);
+    t->lanes++;
+}
+
+static void print_sum(FILE *f, const char *label, const lane_sum *t)
+{
+    char age[16], sent[48], failed[40];
+    fmt_age(t->age_s, age, sizeof age);
+    snprintf(sent, sizeof sent, "%ld/%ld/%ld", t->sent[0], t->sent[1], t->sent[2]);
+    snprintf(failed, sizeof failed, "%ld/%ld", t->dead[1], t->dead[2]);
+    fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s\n", label, t->st[0], t->st[1],
+            t->st[2], t->st[3], t->st[4], t->st[5], age, sent, failed);
+}
+
+/* cli_stats_print prints one row per lane (v is sorted, so a platform's
+ * lanes are together), a subtotal per platform with several lanes, and the
+ * total. */
 static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now_ms,
-                     const char *platform, const char *lane)
+                            const char *platform, const char *lane)
 {
     fprintf(f, "%-32s %5s %5s %5s %5s %5s %6s %7s %14s %11s %6s %-9s %s\n", "LANE", "SCHED",
             "READY", "FLIGHT", "RETRY", "DEAD", "PARKED", "LATENCY", "SENT 1m/1h/1d",
             "FAILED 1h/1d", "WAIT", "CIRCUIT", "BUDGET");
-    long tot[6] = {0}, ts[3] = {0}, tf[3] = {0};
+    lane_sum total = {0}, plat = {0};
+    const char *cur = NULL;
     for (int i = 0; i < n; i++) {
         const cli_lane_stats *s = &v[i];
         if (!matches(s, platform, lane)) continue;
+        if (cur && strcmp(cur, s->platform) != 0) {
+            if (plat.lanes > 1) {
+                char label[80];
+                snprintf(label, sizeof label, "  %s (%d lanes)", cur, plat.lanes);
+                print_sum(f, label, &plat);
+            }
+            memset(&plat, 0, sizeof plat);
+        }
+        cur = s->platform;
         char age[16], sent[48], failed[40], wait[16], budget[48];
         fmt_age(age_s(s, now_ms), age, sizeof age);
         snprintf(sent, sizeof sent, "%ld/%ld/%ld", s->sent[0], s->sent[1], s->sent[2]);
@@ -321,16 +383,15 @@ static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now
                 s->c.lane, s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
                 s->c.unknown, age, sent, failed, wait, circuit_now(s, now_ms), budget,
                 s->c.paused ? "  PAUSED" : "");
-        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
-                      s->c.unknown};
-        for (int k = 0; k < 6; k++) tot[k] += st[k];
-        for (int w = 0; w < 3; w++) ts[w] += s->sent[w], tf[w] += s->dead[w];
+        sum_add(&plat, s, now_ms);
+        sum_add(&total, s, now_ms);
     }
-    char sent[48], failed[40];
-    snprintf(sent, sizeof sent, "%ld/%ld/%ld", ts[0], ts[1], ts[2]);
-    snprintf(failed, sizeof failed, "%ld/%ld", tf[1], tf[2]);
-    fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s\n", "TOTAL", tot[0], tot[1],
-            tot[2], tot[3], tot[4], tot[5], "", sent, failed);
+    if (cur && plat.lanes > 1) {
+        char label[80];
+        snprintf(label, sizeof label, "  %s (%d lanes)", cur, plat.lanes);
+        print_sum(f, label, &plat);
+    }
+    print_sum(f, "TOTAL", &total);
 }
 
 int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)

@@ -159,6 +159,10 @@ static void test_stats(void)
     json_t *t = json_object_get(s, "totals");
     CHECK_INT(jint(t, "ready"), 3);
     CHECK_INT(jint(t, "scheduled"), 2);
+    json_t *px = json_object_get(json_object_get(s, "platforms"), "x");
+    CHECK_INT(jint(px, "ready"), 2);
+    CHECK_INT(jint(px, "dead"), 1);
+    CHECK_INT(jint(json_object_get(json_object_get(s, "platforms"), "mastodon"), "ready"), 1);
     json_decref(s);
     free(out);
 
