@@ -45,37 +45,79 @@ static int pause_resume(int argc, char **argv, int pause)
             fprintf(stderr, "herald %s: %s\n", pause ? "pause" : "resume", err.msg);
             return 1;
         }
-        if (json) printf("{\"%s\":\"%s\"}\n", pause ? "paused" : "resumed", argv[i]);
-        else printf("%s %s\n", pause ? "paused" : "resumed", argv[i]);
+        if (json)
+            printf("{\"%s\":\"%s\"}\n", pause ? "paused" : "resumed", argv[i]);
+        else
+            printf("%s %s\n", pause ? "paused" : "resumed", argv[i]);
     }
     return 0;
 }
 
-int cmd_pause(int argc, char **argv) { return pause_resume(argc, argv, 1); }
-int cmd_resume(int argc, char **argv) { return pause_resume(argc, argv, 0); }
+int cmd_pause(int argc, char **argv)
+{
+    return pause_resume(argc, argv, 1);
+}
+int cmd_resume(int argc, char **argv)
+{
+    return pause_resume(argc, argv, 0);
+}
 
 /* ------------------------------------------------------ config check */
 
 /* Every directive some module reads (docs/config.md describes each). */
 static const char *const known[] = {
-    "account", "campaign", "pool", "redis-url", "namespace", "secret-file", "credentials-dir",
-    "lease-ms", "poll-schedule", "reauth-hold", "reconcile-interval", "retry-base",
-    "retry-cap", "sandbox-listen", "sandbox-webhooks-url", "webhooks-listen",
-    "webhooks-dedupe-days", "webhooks-idle-timeout-ms", "webhooks-max-body",
-    "webhooks-max-conns", "webhooks-replay-window", "webhooks-request-timeout-ms",
-    "webhooks-stream-maxlen", "sendgrid-webhook-key-file", "mailgun-signing-key-file",
-    "postmark-webhook-auth-file", "webhook-hmac-key-file", "metrics-listen", "log-level",
+    "account",
+    "campaign",
+    "pool",
+    "redis-url",
+    "namespace",
+    "secret-file",
+    "credentials-dir",
+    "lease-ms",
+    "poll-schedule",
+    "reauth-hold",
+    "reconcile-interval",
+    "retry-base",
+    "retry-cap",
+    "sandbox-listen",
+    "sandbox-webhooks-url",
+    "webhooks-listen",
+    "webhooks-dedupe-days",
+    "webhooks-idle-timeout-ms",
+    "webhooks-max-body",
+    "webhooks-max-conns",
+    "webhooks-replay-window",
+    "webhooks-request-timeout-ms",
+    "webhooks-stream-maxlen",
+    "sendgrid-webhook-key-file",
+    "mailgun-signing-key-file",
+    "postmark-webhook-auth-file",
+    "webhook-hmac-key-file",
+    "metrics-listen",
+    "log-level",
     NULL,
 };
 
 /* Every key=value an account line may carry, the union of what platforms/
  * (per platform), the scheduler (schedule) and the worker (limits) read. */
 static const char *const account_keys[] = {
-    "account-id", "api-version", "author", "base-url", "credentials", "domain", "from",
-    "from-name", "handle", "hashtags", "limit", "page-id", "path", "reply-to", "starttls",
-    "stream", "template", "unsubscribe-base", "user-id", "utm", "utm-medium", "visibility",
-    "tz", "slots", "spacing", "jitter", "quiet", "rate", "points", "cost", "budget-daily",
-    "budget-monthly", "circuit", NULL,
+    "account-id",   "api-version",
+    "author",       "base-url",
+    "credentials",  "domain",
+    "from",         "from-name",
+    "handle",       "hashtags",
+    "limit",        "page-id",
+    "path",         "reply-to",
+    "starttls",     "stream",
+    "template",     "unsubscribe-base",
+    "user-id",      "utm",
+    "utm-medium",   "visibility",
+    "tz",           "slots",
+    "spacing",      "jitter",
+    "quiet",        "rate",
+    "points",       "cost",
+    "budget-daily", "budget-monthly",
+    "circuit",      NULL,
 };
 
 typedef struct checker {
@@ -92,11 +134,13 @@ static void report(checker *k, int warn, int line, const char *fmt, ...)
     va_start(ap, fmt);
     char *msg = hr_vasprintf(fmt, ap);
     va_end(ap);
-    if (warn) k->warnings++;
-    else k->problems++;
+    if (warn)
+        k->warnings++;
+    else
+        k->problems++;
     if (k->list) {
-        json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level",
-                              warn ? "warning" : "error", "message", msg);
+        json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level", warn ? "warning" : "error",
+                              "message", msg);
         if (line > 0) json_object_set_new(o, "line", json_integer(line));
         json_array_append_new(k->list, o);
     } else if (line > 0) {
@@ -118,7 +162,8 @@ static const char *strip_prefix(const char *msg, const char *path, int *line)
         if (end != msg + n + 1 && *end == ':') {
             if (line && l > 0) *line = (int)l;
             msg = end + 1;
-            while (*msg == ' ') msg++;
+            while (*msg == ' ')
+                msg++;
         }
     }
     return msg;
@@ -146,8 +191,8 @@ static void check_accounts(checker *k, int online)
         }
         sched_account sa;
         memset(&sa, 0, sizeof sa);
-        if (sched_account_parse(&sa, l->argc, l->argv, now - 86400000LL,
-                                now + 2 * 366 * 86400000LL, &e) < 0)
+        if (sched_account_parse(&sa, l->argc, l->argv, now - 86400000LL, now + 2 * 366 * 86400000LL,
+                                &e) < 0)
             report(k, 0, l->line, "account %s: %s", l->argv[0], e.msg);
         else
             sched_account_release(&sa);
@@ -159,8 +204,7 @@ static void check_accounts(checker *k, int online)
         }
         hr_err_clear(&e);
         if (plat_account_opt(a, "credentials", NULL)) {
-            if (plat_account_load_credential(a, k->c, &e) < 0)
-                report(k, 0, l->line, "%s", e.msg);
+            if (plat_account_load_credential(a, k->c, &e) < 0) report(k, 0, l->line, "%s", e.msg);
         } else if (strcmp(a->platform, "webhook") != 0) {
             report(k, 1, l->line, "account %s:%s: no credentials= (fine for the sandbox only)",
                    a->platform, a->name);
@@ -193,7 +237,8 @@ static void check_campaigns(checker *k)
             continue;
         }
         int dup = 0;
-        for (int i = 0; i < nseen; i++) dup |= strcmp(seen[i], l->argv[0]) == 0;
+        for (int i = 0; i < nseen; i++)
+            dup |= strcmp(seen[i], l->argv[0]) == 0;
         if (dup) continue;
         if (nseen < (int)HR_ARRAY_LEN(seen)) seen[nseen++] = l->argv[0];
         hr_err e = {0};
@@ -217,9 +262,11 @@ static void check_campaigns(checker *k)
         }
         if (cp->contacts_path) {
             FILE *f = fopen(cp->contacts_path, "r");
-            if (!f) report(k, 0, l->line, "campaign %s: contacts file %s cannot be read",
-                           cp->name, cp->contacts_path);
-            else fclose(f);
+            if (!f)
+                report(k, 0, l->line, "campaign %s: contacts file %s cannot be read", cp->name,
+                       cp->contacts_path);
+            else
+                fclose(f);
         }
         sched_campaign_free(cp);
     }
@@ -263,10 +310,15 @@ static void check_globals(checker *k, int online)
         else if (l->argc < 1)
             report(k, 0, l->line, "%s: needs a value", l->key);
     }
-    static const char *ints[] = {"lease-ms", "webhooks-dedupe-days", "webhooks-idle-timeout-ms",
-                                 "webhooks-max-body", "webhooks-max-conns",
-                                 "webhooks-replay-window", "webhooks-request-timeout-ms",
-                                 "webhooks-stream-maxlen", NULL};
+    static const char *ints[] = {"lease-ms",
+                                 "webhooks-dedupe-days",
+                                 "webhooks-idle-timeout-ms",
+                                 "webhooks-max-body",
+                                 "webhooks-max-conns",
+                                 "webhooks-replay-window",
+                                 "webhooks-request-timeout-ms",
+                                 "webhooks-stream-maxlen",
+                                 NULL};
     for (int i = 0; ints[i]; i++) {
         int64_t v;
         hr_err e = {0};
@@ -310,8 +362,9 @@ static void check_globals(checker *k, int online)
         if (!hr_config_get(k->c, creds[i][0], NULL)) continue;
         hr_err ce = {0};
         char *v = hook_credential(k->c, creds[i][0], creds[i][1], &ce);
-        if (!v) report(k, 0, line_of(k->c, creds[i][0]), "%s: %s", creds[i][0],
-                       ce.code || ce.msg[0] ? ce.msg : "cannot be read");
+        if (!v)
+            report(k, 0, line_of(k->c, creds[i][0]), "%s: %s", creds[i][0],
+                   ce.code || ce.msg[0] ? ce.msg : "cannot be read");
         free(v);
     }
 }
@@ -320,7 +373,8 @@ static int config_check(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
     int online = cli_has_flag(&argc, argv, "online");
-    if (argc == 3) cli_set_config_path(argv[2]);
+    if (argc == 3)
+        cli_set_config_path(argv[2]);
     else if (argc != 2) {
         fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n");
         return 2;

@@ -12,14 +12,13 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: herald dead list [--platform P] [--lane L] [--campaign C] [--limit N] "
-            "[--json]\n"
-            "       herald dead show ID [--json]\n"
-            "       herald dead retry ID...|--all [--platform P] [--lane L]\n"
-            "       herald dead purge ID...|--all [--platform P] [--lane L] "
-            "[--older-than 7d]\n"
-            "exit: 0 ok, 1 Redis failed, 2 usage, 3 a named job is not dead\n");
+    fprintf(stderr, "usage: herald dead list [--platform P] [--lane L] [--campaign C] [--limit N] "
+                    "[--json]\n"
+                    "       herald dead show ID [--json]\n"
+                    "       herald dead retry ID...|--all [--platform P] [--lane L]\n"
+                    "       herald dead purge ID...|--all [--platform P] [--lane L] "
+                    "[--older-than 7d]\n"
+                    "exit: 0 ok, 1 Redis failed, 2 usage, 3 a named job is not dead\n");
     return 2;
 }
 
@@ -77,8 +76,10 @@ static int bulk(queue *q, int retry, const char *platform, const char *only, int
         }
     }
     queue_strv_free(lanes, nl);
-    if (json) printf("{\"%s\":%ld}\n", retry ? "retried" : "purged", done);
-    else printf("%s %ld dead job%s\n", retry ? "retried" : "purged", done, done == 1 ? "" : "s");
+    if (json)
+        printf("{\"%s\":%ld}\n", retry ? "retried" : "purged", done);
+    else
+        printf("%s %ld dead job%s\n", retry ? "retried" : "purged", done, done == 1 ? "" : "s");
     return 0;
 fail:
     fprintf(stderr, "herald dead %s: %s\n", retry ? "retry" : "purge", err.msg);

@@ -12,8 +12,8 @@
 #include "queue.h"
 
 /* States as operators name them, and the queue_list name of each. */
-static const char *const states[] = {"scheduled", "ready", "inflight", "retrying", "dead",
-                                     "parked"};
+static const char *const states[] = {"scheduled", "ready", "inflight",
+                                     "retrying",  "dead",  "parked"};
 static const char *const list_names[] = {"scheduled", "ready", NULL, "retry", "dead", "unknown"};
 #define NSTATES 6
 
@@ -34,7 +34,8 @@ static redisReply *cmd(queue *q, hr_err *err, const char *fmt, ...)
     redisContext *c = queue_redis(q);
     redisReply *r = redisvCommand(c, fmt, ap);
     va_end(ap);
-    if (!r) hr_err_set(err, "redis: %s", c->errstr);
+    if (!r)
+        hr_err_set(err, "redis: %s", c->errstr);
     else if (r->type == REDIS_REPLY_ERROR) {
         hr_err_set(err, "redis: %s", r->str);
         freeReplyObject(r);
@@ -120,8 +121,8 @@ static int collect(queue *q, const filter *f, found **out, int *nout, hr_err *er
             redisReply *w = cmd(q, err, "ZRANGE {%s}:workers 0 -1", queue_ns(q));
             if (!w) goto fail;
             for (size_t i = 0; i < w->elements; i++) {
-                redisReply *h = cmd(q, err, "HGETALL {%s}:inflight:%s", queue_ns(q),
-                                    w->element[i]->str);
+                redisReply *h =
+                    cmd(q, err, "HGETALL {%s}:inflight:%s", queue_ns(q), w->element[i]->str);
                 if (!h) {
                     freeReplyObject(w);
                     goto fail;
@@ -129,8 +130,8 @@ static int collect(queue *q, const filter *f, found **out, int *nout, hr_err *er
                 for (size_t k = 0; k + 1 < h->elements; k += 2) {
                     char lane[QUEUE_LANE_MAX];
                     const char *val = h->element[k + 1]->str, *tab = strchr(val, '\t');
-                    snprintf(lane, sizeof lane, "%.*s",
-                             tab ? (int)(tab - val) : (int)strlen(val), val);
+                    snprintf(lane, sizeof lane, "%.*s", tab ? (int)(tab - val) : (int)strlen(val),
+                             val);
                     if (lane_ok(f, lane)) add_found(&v, &n, &cap, h->element[k]->str, lane, s);
                 }
                 freeReplyObject(h);
@@ -145,7 +146,8 @@ static int collect(queue *q, const filter *f, found **out, int *nout, hr_err *er
                 int nu;
                 if (queue_list(q, lanes[l], list_names[s], start, page, &u, &nu, err) < 0)
                     goto fail;
-                for (int i = 0; i < nu; i++) add_found(&v, &n, &cap, u[i], lanes[l], s);
+                for (int i = 0; i < nu; i++)
+                    add_found(&v, &n, &cap, u[i], lanes[l], s);
                 queue_strv_free(u, nu);
                 if (nu < page) break;
             }
@@ -172,8 +174,10 @@ static int parse_filter(int *argc, char **argv, filter *f)
     f->campaign = cli_take_opt(argc, argv, "campaign");
     const char *lim = cli_take_opt(argc, argv, "limit");
     if (st && (f->state = state_index(st)) < 0) {
-        fprintf(stderr, "herald jobs: --state: \"%s\" is not one of scheduled, ready, inflight, "
-                        "retrying, dead, parked\n", st);
+        fprintf(stderr,
+                "herald jobs: --state: \"%s\" is not one of scheduled, ready, inflight, "
+                "retrying, dead, parked\n",
+                st);
         return -1;
     }
     int64_t v;
@@ -246,9 +250,9 @@ int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *wh
         const char *st = states[v[i].state];
         char *reason = v[i].state == 4 ? queue_dead_reason(q, v[i].ukh, &err) : NULL;
         if (json) {
-            json_t *o = j ? job_json(j, st, reason)
-                          : json_pack("{s:s,s:s,s:s}", "ukh", v[i].ukh, "state", st, "lane",
-                                      v[i].lane);
+            json_t *o =
+                j ? job_json(j, st, reason)
+                  : json_pack("{s:s,s:s,s:s}", "ukh", v[i].ukh, "state", st, "lane", v[i].lane);
             if (!j && reason) json_object_set_new(o, "reason", json_string(reason));
             json_array_append_new(arr, o);
         } else {
@@ -293,7 +297,8 @@ int cli_show_job(const char *id, int json, const char *who)
             if (f3) hr_format_rfc3339(atoll(f3), when, sizeof when);
             if (json)
                 printf("{\"id\":\"%s\",\"state\":\"sent\",\"platform_id\":\"%s\",\"sent_at\":"
-                       "\"%s\"}\n", f1 ? f1 : id, f2 ? f2 : "", when);
+                       "\"%s\"}\n",
+                       f1 ? f1 : id, f2 ? f2 : "", when);
             else
                 printf("id:          %s\nstate:       sent\nplatform id: %s\nsent at:     %s\n",
                        f1 ? f1 : id, f2 ? f2 : "", when);
@@ -350,14 +355,13 @@ int cli_show_job(const char *id, int json, const char *who)
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: herald jobs list [--state S] [--platform P] [--lane L] [--campaign C]\n"
-            "                        [--limit N] [--json]\n"
-            "       herald jobs show ID [--json]\n"
-            "       herald jobs cancel ID...\n"
-            "       herald jobs cancel --campaign C|--platform P|--lane L [--state S]\n"
-            "states: scheduled, ready, inflight, retrying, dead, parked\n"
-            "exit: 0 ok, 1 Redis failed, 2 usage, 3 no such job, 4 not cancellable\n");
+    fprintf(stderr, "usage: herald jobs list [--state S] [--platform P] [--lane L] [--campaign C]\n"
+                    "                        [--limit N] [--json]\n"
+                    "       herald jobs show ID [--json]\n"
+                    "       herald jobs cancel ID...\n"
+                    "       herald jobs cancel --campaign C|--platform P|--lane L [--state S]\n"
+                    "states: scheduled, ready, inflight, retrying, dead, parked\n"
+                    "exit: 0 ok, 1 Redis failed, 2 usage, 3 no such job, 4 not cancellable\n");
     return 2;
 }
 
@@ -418,12 +422,16 @@ static int cancel(int argc, char **argv)
             free(v);
             return 1;
         }
-        if (r) done++;
-        else skipped++;
+        if (r)
+            done++;
+        else
+            skipped++;
     }
     free(v);
-    if (json) printf("{\"cancelled\":%ld,\"not_cancellable\":%ld}\n", done, skipped);
-    else printf("cancelled %ld, not cancellable (in flight or parked) %ld\n", done, skipped);
+    if (json)
+        printf("{\"cancelled\":%ld,\"not_cancellable\":%ld}\n", done, skipped);
+    else
+        printf("cancelled %ld, not cancellable (in flight or parked) %ld\n", done, skipped);
     return 0;
 }
 

@@ -50,7 +50,10 @@ typedef struct run_state {
 } run_state;
 
 static volatile sig_atomic_t interrupted;
-static void on_signal(int sig) { interrupted = sig; }
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -94,7 +97,8 @@ static int free_port(void)
 static int port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (fd >= 0) close(fd);
@@ -188,8 +192,8 @@ static int wait_until(run_state *s, int ch, wait_fn *cond, void *arg, int timeou
     for (int t = 0; t < timeout_ms && !interrupted; t += 20) {
         if (cond(s, arg)) return 0;
         if (!alive(s, ch)) {
-            fprintf(stderr, "herald run: %s exited at start; see %s/logs/%s.log\n",
-                    child_names[ch], s->dir, child_names[ch]);
+            fprintf(stderr, "herald run: %s exited at start; see %s/logs/%s.log\n", child_names[ch],
+                    s->dir, child_names[ch]);
             return -1;
         }
         sleep_ms(20);
@@ -246,9 +250,12 @@ static int ensure_secret(run_state *s, const char *name, int hexlen)
 
 static int write_config(run_state *s)
 {
-    static const char *creds[] = {"credentials/x-token", "credentials/mastodon-token",
-                                  "credentials/bluesky-password", "credentials/sendgrid-key",
-                                  "secret", "webhook-hmac-key"};
+    static const char *creds[] = {"credentials/x-token",
+                                  "credentials/mastodon-token",
+                                  "credentials/bluesky-password",
+                                  "credentials/sendgrid-key",
+                                  "secret",
+                                  "webhook-hmac-key"};
     char cdir[PATH_MAX + 32];
     snprintf(cdir, sizeof cdir, "%s/credentials", s->dir);
     if (mkdir_p(cdir, 0700) < 0) return -1;
@@ -358,8 +365,8 @@ static int drop_namespace(queue *q, const char *ns, hr_err *err)
  * back, compresses each lane's times into span_ms from now, and enqueues the
  * jobs into the run's namespace (where unique keys dedupe against earlier
  * runs). Sets *added to the number of new jobs. */
-static int import(run_state *s, const hr_config *cfg, const char *path, queue *q,
-                  int64_t span_ms, long *added, hr_err *err)
+static int import(run_state *s, const hr_config *cfg, const char *path, queue *q, int64_t span_ms,
+                  long *added, hr_err *err)
 {
     char url[PATH_MAX + 80];
     snprintf(url, sizeof url, "unix://%s", s->sock);
@@ -428,7 +435,8 @@ static int import(run_state *s, const hr_config *cfg, const char *path, queue *q
     }
     rc = drop_namespace(plan, PLAN_NS, err);
 out:
-    for (int i = 0; i < p.n; i++) queue_job_free(p.v[i]);
+    for (int i = 0; i < p.n; i++)
+        queue_job_free(p.v[i]);
     free(p.v);
     queue_strv_free(lanes, nl);
     queue_free(plan);
@@ -459,8 +467,7 @@ static long save_sandbox_record(run_state *s, long *count)
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        if (curl_easy_perform(c) == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(c);
     }
     if (status == 200 && write_file(path, b.data ? b.data : "", 0600) == 0) {
@@ -518,21 +525,22 @@ static void show_progress(run_state *s, const progress *pr, long base_sent, long
              "dead %ld  engagement %ld",
              (double)(hr_mono_ms() - t0_ms) / 1000.0, sent, total, pr->scheduled, pr->ready,
              pr->inflight, pr->retrying, pr->dead, pr->engagement);
-    if (s->tty) fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-    else fprintf(stderr, "%s\n", line);
+    if (s->tty)
+        fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
 }
 
 /* ---------------------------------------------------------------- run */
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: herald run [--state-dir DIR] [--import FILE] [--span SECONDS]\n"
-            "                  [--timeout SECONDS] [--processes N] [--fresh] [--quiet]\n"
-            "Runs the whole pipeline on a private Redis and the sandbox platforms;\n"
-            "state (Redis data, logs, generated config and secrets) goes in DIR\n"
-            "(default $HERALD_STATE_DIR or ./.state). Jobs sent by an earlier run\n"
-            "are not sent again; --fresh forgets them first.\n");
+    fprintf(stderr, "usage: herald run [--state-dir DIR] [--import FILE] [--span SECONDS]\n"
+                    "                  [--timeout SECONDS] [--processes N] [--fresh] [--quiet]\n"
+                    "Runs the whole pipeline on a private Redis and the sandbox platforms;\n"
+                    "state (Redis data, logs, generated config and secrets) goes in DIR\n"
+                    "(default $HERALD_STATE_DIR or ./.state). Jobs sent by an earlier run\n"
+                    "are not sent again; --fresh forgets them first.\n");
     return 2;
 }
 
@@ -570,7 +578,8 @@ static int copy_file(const char *from, const char *to)
     }
     char buf[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, out);
     fclose(in);
     return fclose(out);
 }
@@ -677,11 +686,23 @@ int cmd_run(int argc, char **argv)
     if (!s.quiet) fprintf(stderr, "herald run: state in %s (logs in %s)\n", s.dir, logs);
 
     /* 1. a private Redis: unix socket only, append-only file in the state dir */
-    char *redis_argv[] = {"redis-server", "--port", "0", "--unixsocket", s.sock,
-                          "--unixsocketperm", "700", "--dir", s.dir, "--appendonly", "yes",
-                          "--save", "", "--daemonize", "no", NULL};
-    if (spawn(&s, CH_REDIS, redis_argv) < 0 ||
-        wait_until(&s, CH_REDIS, redis_up, NULL, 10000) < 0)
+    char *redis_argv[] = {"redis-server",
+                          "--port",
+                          "0",
+                          "--unixsocket",
+                          s.sock,
+                          "--unixsocketperm",
+                          "700",
+                          "--dir",
+                          s.dir,
+                          "--appendonly",
+                          "yes",
+                          "--save",
+                          "",
+                          "--daemonize",
+                          "no",
+                          NULL};
+    if (spawn(&s, CH_REDIS, redis_argv) < 0 || wait_until(&s, CH_REDIS, redis_up, NULL, 10000) < 0)
         goto done;
     char url[PATH_MAX + 80];
     snprintf(url, sizeof url, "unix://%s", s.sock);
@@ -700,9 +721,10 @@ int cmd_run(int argc, char **argv)
     unlink(pem);
     snprintf(sp, sizeof sp, "127.0.0.1:%d", s.sandbox_port);
     snprintf(wurl, sizeof wurl, "http://127.0.0.1:%d", s.webhooks_port);
-    char *sandbox_argv[] = {s.self, "--config", s.conf, "sandbox", "--listen", sp, "--webhooks",
-                            wurl, "--auto-events", "--seed", "1", "--sendgrid-pubkey-out", pem,
-                            NULL};
+    char *sandbox_argv[] = {
+        s.self,       "--config", s.conf,          "sandbox", "--listen", sp,
+        "--webhooks", wurl,       "--auto-events", "--seed",  "1",        "--sendgrid-pubkey-out",
+        pem,          NULL};
     if (spawn(&s, CH_SANDBOX, sandbox_argv) < 0 ||
         wait_until(&s, CH_SANDBOX, port_up, &s.sandbox_port, 10000) < 0 ||
         wait_until(&s, CH_SANDBOX, file_up, pem, 10000) < 0)
@@ -727,8 +749,9 @@ int cmd_run(int argc, char **argv)
     if (import(&s, cfg, file, q, (int64_t)span_s * 1000, &total, &err) < 0) goto fail;
     char procs_s[16];
     snprintf(procs_s, sizeof procs_s, "%d", procs);
-    char *worker_argv[] = {s.self, "--config", s.conf, "worker", "--processes", procs_s,
-                           "--concurrency", "16", "--shutdown-timeout", "10s", NULL};
+    char *worker_argv[] = {
+        s.self, "--config",           s.conf, "worker", "--processes", procs_s, "--concurrency",
+        "16",   "--shutdown-timeout", "10s",  NULL};
     if (spawn(&s, CH_WORKER, worker_argv) < 0) goto done;
 
     /* 4. watch the jobs flow until all are settled and engagement is back */
@@ -758,8 +781,7 @@ int cmd_run(int argc, char **argv)
     }
     show_progress(&s, &pr, base_sent, total, t0, 1);
     if (interrupted) {
-        fprintf(stderr, "herald run: interrupted; stopping (jobs left stay queued in %s)\n",
-                s.dir);
+        fprintf(stderr, "herald run: interrupted; stopping (jobs left stay queued in %s)\n", s.dir);
         rc = 130;
     } else if (!settled) {
         fprintf(stderr, "herald run: not finished after %d s; stopping\n", timeout_s);

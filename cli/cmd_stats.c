@@ -49,8 +49,8 @@ static int recent_all(queue *q, cli_lane_stats *v, int n, int64_t now_ms, hr_err
     char cursor[32] = "0";
     cli_lane_stats key;
     do {
-        redisReply *r = redisCommand(rc, "HSCAN {%s}:stats %s MATCH m|* COUNT 1000", queue_ns(q),
-                                     cursor);
+        redisReply *r =
+            redisCommand(rc, "HSCAN {%s}:stats %s MATCH m|* COUNT 1000", queue_ns(q), cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             hr_err_set(err, "stats: redis HSCAN: %s", r ? "unexpected reply" : rc->errstr);
             if (r) freeReplyObject(r);
@@ -84,8 +84,8 @@ static int recent_all(queue *q, cli_lane_stats *v, int n, int64_t now_ms, hr_err
 /* cli_stats_collect reads every lane's figures; with_recent also counts the
  * last minute/hour/day (a scan of the per-minute buckets per lane, which
  * /metrics skips: Prometheus takes rates of the counters itself). */
-static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent,
-                             cli_lane_stats **out, int *nout, int64_t *now_ms, hr_err *err)
+static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cli_lane_stats **out,
+                             int *nout, int64_t *now_ms, hr_err *err)
 {
     *out = NULL;
     *nout = 0;
@@ -212,7 +212,10 @@ static const char *circuit_now(const cli_lane_stats *s, int64_t now_ms)
     return s->circuit;
 }
 
-static json_t *money(int64_t micros) { return json_real((double)micros / 1e6); }
+static json_t *money(int64_t micros)
+{
+    return json_real((double)micros / 1e6);
+}
 
 static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const queue_kv *eng,
                           int neng, const char *platform, const char *lane)
@@ -226,10 +229,10 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_object_set_new(o, "lane", json_string(s->c.lane));
         json_object_set_new(o, "platform", json_string(s->platform));
         json_object_set_new(o, "account", json_string(s->c.lane + strlen(s->platform) + 1));
-        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
-                      s->c.unknown};
-        static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
-                                       "parked"};
+        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
+                      s->c.retrying,  s->c.dead,  s->c.unknown};
+        static const char *names[6] = {"scheduled", "ready", "inflight",
+                                       "retrying",  "dead",  "parked"};
         for (int k = 0; k < 6; k++) {
             json_object_set_new(o, names[k], json_integer(st[k]));
             tot[k] += st[k];
@@ -262,9 +265,9 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_array_append_new(lanes, o);
     }
     json_t *t = json_object();
-    static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
-                                   "parked"};
-    for (int k = 0; k < 6; k++) json_object_set_new(t, names[k], json_integer(tot[k]));
+    static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead", "parked"};
+    for (int k = 0; k < 6; k++)
+        json_object_set_new(t, names[k], json_integer(tot[k]));
     json_t *sent = json_object(), *failed = json_object();
     for (int w = 0; w < 3; w++) {
         json_object_set_new(sent, window_names[w], json_integer(tsent[w]));
@@ -282,12 +285,12 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
             o = json_object();
             json_object_set_new(plats, s->platform, o);
         }
-        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
-                      s->c.unknown};
+        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
+                      s->c.retrying,  s->c.dead,  s->c.unknown};
         for (int k = 0; k < 6; k++)
-            json_object_set_new(o, names[k],
-                                json_integer(json_integer_value(json_object_get(o, names[k])) +
-                                             st[k]));
+            json_object_set_new(
+                o, names[k],
+                json_integer(json_integer_value(json_object_get(o, names[k])) + st[k]));
         double age = age_s(s, now_ms);
         if (age > json_real_value(json_object_get(o, "oldest_ready_age_s")))
             json_object_set_new(o, "oldest_ready_age_s", json_real(age));
@@ -295,17 +298,22 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
             json_object_set_new(o, "oldest_ready_age_s", json_real(0));
     }
     json_t *e = json_object();
-    for (int i = 0; i < neng; i++) json_object_set_new(e, eng[i].key, json_integer(atoll(eng[i].value)));
+    for (int i = 0; i < neng; i++)
+        json_object_set_new(e, eng[i].key, json_integer(atoll(eng[i].value)));
     return json_pack("{s:I,s:o,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms, "lanes", lanes,
                      "platforms", plats, "totals", t, "engagement", e);
 }
 
 static void fmt_age(double s, char *out, size_t n)
 {
-    if (s <= 0) snprintf(out, n, "-");
-    else if (s < 120) snprintf(out, n, "%.1fs", s);
-    else if (s < 7200) snprintf(out, n, "%.0fm", s / 60);
-    else snprintf(out, n, "%.0fh", s / 3600);
+    if (s <= 0)
+        snprintf(out, n, "-");
+    else if (s < 120)
+        snprintf(out, n, "%.1fs", s);
+    else if (s < 7200)
+        snprintf(out, n, "%.0fm", s / 60);
+    else
+        snprintf(out, n, "%.0fh", s / 3600);
 }
 
 static void fmt_budget(const cli_lane_stats *s, char *out, size_t n)
@@ -313,8 +321,7 @@ static void fmt_budget(const cli_lane_stats *s, char *out, size_t n)
     if (s->cap_day)
         snprintf(out, n, "%.2f/%.2f", (double)s->spent_day / 1e6, (double)s->cap_day / 1e6);
     else if (s->cap_month)
-        snprintf(out, n, "%.2f/%.2f mo", (double)s->spent_month / 1e6,
-                 (double)s->cap_month / 1e6);
+        snprintf(out, n, "%.2f/%.2f mo", (double)s->spent_month / 1e6, (double)s->cap_month / 1e6);
     else if (s->spent_day)
         snprintf(out, n, "%.2f", (double)s->spent_day / 1e6);
     else
@@ -330,10 +337,12 @@ typedef struct lane_sum {
 
 static void sum_add(lane_sum *t, const cli_lane_stats *s, int64_t now_ms)
 {
-    long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
-                  s->c.unknown};
-    for (int k = 0; k < 6; k++) t->st[k] += st[k];
-    for (int w = 0; w < 3; w++) t->sent[w] += s->sent[w], t->dead[w] += s->dead[w];
+    long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
+                  s->c.retrying,  s->c.dead,  s->c.unknown};
+    for (int k = 0; k < 6; k++)
+        t->st[k] += st[k];
+    for (int w = 0; w < 3; w++)
+        t->sent[w] += s->sent[w], t->dead[w] += s->dead[w];
     if (age_s(s, now_ms) > t->age_s) t->age_s = age_s(s, now_ms);
     t->lanes++;
 }
@@ -379,9 +388,9 @@ static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now
                                                : 0,
                 wait, sizeof wait);
         fmt_budget(s, budget, sizeof budget);
-        fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s %6s %-9s %s%s\n",
-                s->c.lane, s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
-                s->c.unknown, age, sent, failed, wait, circuit_now(s, now_ms), budget,
+        fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s %6s %-9s %s%s\n", s->c.lane,
+                s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead, s->c.unknown,
+                age, sent, failed, wait, circuit_now(s, now_ms), budget,
                 s->c.paused ? "  PAUSED" : "");
         sum_add(&plat, s, now_ms);
         sum_add(&total, s, now_ms);
@@ -407,7 +416,8 @@ int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)
     }
     cli_stats_print(f, v, n, now, NULL, NULL);
     fprintf(f, "\nengagement:");
-    for (int i = 0; i < neng; i++) fprintf(f, " %s=%s", eng[i].key, eng[i].value);
+    for (int i = 0; i < neng; i++)
+        fprintf(f, " %s=%s", eng[i].key, eng[i].value);
     fprintf(f, "%s\n", neng ? "" : " none recorded");
     free(v);
     cli_kv_free(eng, neng);
@@ -437,7 +447,10 @@ static void serve_request(hook_req *r, void *priv)
     hook_req_respond_json(r, 404, "{\"error\":\"no such route\"}");
 }
 
-static void serve_stopped(void *priv) { ev_break((struct ev_loop *)priv, EVBREAK_ALL); }
+static void serve_stopped(void *priv)
+{
+    ev_break((struct ev_loop *)priv, EVBREAK_ALL);
+}
 
 static void serve_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -477,7 +490,10 @@ static int serve(const char *listen, const hr_config *cfg)
 }
 
 static volatile sig_atomic_t stop_watch;
-static void on_int(int sig) { stop_watch = sig; }
+static void on_int(int sig)
+{
+    stop_watch = sig;
+}
 
 static int usage(void)
 {
@@ -519,8 +535,10 @@ int cmd_stats(int argc, char **argv)
         hr_buf_init(&b);
         hr_err err = {0};
         int rc = cli_metrics_render(q, cfg, &b, &err);
-        if (rc == 0) fwrite(b.data, 1, b.len, stdout);
-        else fprintf(stderr, "herald stats: %s\n", err.msg);
+        if (rc == 0)
+            fwrite(b.data, 1, b.len, stdout);
+        else
+            fprintf(stderr, "herald stats: %s\n", err.msg);
         hr_buf_release(&b);
         return rc == 0 ? 0 : 1;
     }
@@ -555,7 +573,8 @@ int cmd_stats(int argc, char **argv)
             cli_stats_print(stdout, v, n, now, platform, lane);
             if (neng) {
                 printf("\nengagement:");
-                for (int i = 0; i < neng; i++) printf(" %s=%s", eng[i].key, eng[i].value);
+                for (int i = 0; i < neng; i++)
+                    printf(" %s=%s", eng[i].key, eng[i].value);
                 printf("\n");
             }
         }
@@ -563,7 +582,8 @@ int cmd_stats(int argc, char **argv)
         free(v);
         cli_kv_free(eng, neng);
         if (!watch) return 0;
-        for (int ms = 0; ms < every * 1000 && !stop_watch; ms += 100) usleep(100 * 1000);
+        for (int ms = 0; ms < every * 1000 && !stop_watch; ms += 100)
+            usleep(100 * 1000);
         if (stop_watch) return 0;
     }
 }
@@ -609,9 +629,12 @@ static void send_hist_render(hr_buf *b, const redisReply *r)
         hist_cell *c = &cells[nc];
         snprintf(c->platform, sizeof c->platform, "%.*s", (int)(bar - f), f);
         c->count = atol(r->element[k + 1]->str);
-        if (strcmp(bar + 1, "sum_ms") == 0) c->le_ms = -1; /* sorts first */
-        else if (strcmp(bar + 1, "inf") == 0) c->le_ms = 1e300;
-        else c->le_ms = atof(bar + 1);
+        if (strcmp(bar + 1, "sum_ms") == 0)
+            c->le_ms = -1; /* sorts first */
+        else if (strcmp(bar + 1, "inf") == 0)
+            c->le_ms = 1e300;
+        else
+            c->le_ms = atof(bar + 1);
         nc++;
     }
     qsort(cells, nc, sizeof *cells, cell_cmp);
@@ -627,8 +650,10 @@ static void send_hist_render(hr_buf *b, const redisReply *r)
             cum += cells[j].count;
             hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
             label_escape(b, cells[i].platform);
-            if (cells[j].le_ms >= 1e300) hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
-            else hr_buf_printf(b, "\",le=\"%g\"} %ld\n", cells[j].le_ms / 1000.0, cum);
+            if (cells[j].le_ms >= 1e300)
+                hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
+            else
+                hr_buf_printf(b, "\",le=\"%g\"} %ld\n", cells[j].le_ms / 1000.0, cum);
         }
         if (nc && cells[j - 1].le_ms < 1e300) {
             hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
@@ -658,13 +683,12 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     int n;
     int64_t now;
     if (cli_stats_collect(q, cfg, 0, &v, &n, &now, err) < 0) return -1;
-    static const char *states[6] = {"scheduled", "ready", "inflight", "retrying", "dead",
-                                    "parked"};
+    static const char *states[6] = {"scheduled", "ready", "inflight", "retrying", "dead", "parked"};
     hr_buf_puts(b, "# HELP herald_queue_depth Jobs per lane and state.\n"
                    "# TYPE herald_queue_depth gauge\n");
     for (int i = 0; i < n; i++) {
-        long st[6] = {v[i].c.scheduled, v[i].c.ready, v[i].c.inflight, v[i].c.retrying,
-                      v[i].c.dead, v[i].c.unknown};
+        long st[6] = {v[i].c.scheduled, v[i].c.ready, v[i].c.inflight,
+                      v[i].c.retrying,  v[i].c.dead,  v[i].c.unknown};
         for (int k = 0; k < 6; k++) {
             hr_buf_puts(b, "herald_queue_depth{platform=\"");
             label_escape(b, v[i].platform);
@@ -719,7 +743,8 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     int np = 0;
     for (int i = 0; i < n; i++) {
         int k = 0;
-        while (k < np && strcmp(ps[k].platform, v[i].platform) != 0) k++;
+        while (k < np && strcmp(ps[k].platform, v[i].platform) != 0)
+            k++;
         if (k == np) snprintf(ps[np++].platform, sizeof ps[0].platform, "%s", v[i].platform);
         ps[k].sent += v[i].c.sent_total;
         ps[k].dead += v[i].c.dead_total;

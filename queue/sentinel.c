@@ -59,8 +59,8 @@ int queue_sentinel_parse(const char *url, queue_url *u, hr_err *err)
 }
 
 /* ask one sentinel; 0 and the address, or -1 with the reason */
-static int ask(const char *host, int port, const char *master, char *ip, size_t iplen,
-               int *mport, hr_err *err)
+static int ask(const char *host, int port, const char *master, char *ip, size_t iplen, int *mport,
+               hr_err *err)
 {
     struct timeval tv = {0, SENTINEL_TIMEOUT_MS * 1000};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
@@ -111,6 +111,6 @@ int queue_sentinel_resolve(queue_url *u, hr_err *err)
             return 0;
         }
     }
-    return hr_err_set(err, "redis sentinel: no sentinel knows master \"%s\" (last: %s)",
-                      u->master, last.msg);
+    return hr_err_set(err, "redis sentinel: no sentinel knows master \"%s\" (last: %s)", u->master,
+                      last.msg);
 }

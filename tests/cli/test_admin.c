@@ -31,7 +31,8 @@ static int herald(char **out, ...)
     va_list ap;
     va_start(ap, out);
     const char *a;
-    while ((a = va_arg(ap, const char *)) && n < 30) argv[n++] = (char *)a;
+    while ((a = va_arg(ap, const char *)) && n < 30)
+        argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
     int fd[2];
@@ -51,7 +52,8 @@ static int herald(char **out, ...)
     hr_buf_init(&b);
     char buf[4096];
     ssize_t r;
-    while ((r = read(fd[0], buf, sizeof buf)) > 0) hr_buf_append(&b, buf, (size_t)r);
+    while ((r = read(fd[0], buf, sizeof buf)) > 0)
+        hr_buf_append(&b, buf, (size_t)r);
     close(fd[0]);
     int st;
     waitpid(pid, &st, 0);
@@ -116,8 +118,10 @@ static void setup(void)
     if (queue_enqueue(Q, jobs, 6, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
     queue_fetch(Q, "w1", lanes, 1, 1, 60000, &f, &nf, &err);
     queue_fetched_free(f, nf);
-    for (int i = 0; i < 8; i++) snprintf(ids[i], sizeof ids[i], "%s", jobs[i]->id);
-    for (int i = 0; i < 8; i++) queue_job_free(jobs[i]);
+    for (int i = 0; i < 8; i++)
+        snprintf(ids[i], sizeof ids[i], "%s", jobs[i]->id);
+    for (int i = 0; i < 8; i++)
+        queue_job_free(jobs[i]);
 }
 
 static json_t *lane_of(json_t *stats, const char *lane)
@@ -131,7 +135,10 @@ static json_t *lane_of(json_t *stats, const char *lane)
     return NULL;
 }
 
-static long jint(json_t *o, const char *k) { return (long)json_integer_value(json_object_get(o, k)); }
+static long jint(json_t *o, const char *k)
+{
+    return (long)json_integer_value(json_object_get(o, k));
+}
 
 static void test_stats(void)
 {
@@ -317,7 +324,8 @@ static void test_config_check(void)
     CHECK(out && strstr(out, "bad.conf:6: ") && strstr(out, "colour"));
     CHECK(out && strstr(out, "bad.conf:7: ") && strstr(out, "weights"));
     CHECK(out && strstr(out, "bad.conf:8: retry-base"));
-    CHECK(out && strstr(out, "bad.conf:9: warning: account mastodon:@m: unknown key \"credentails\""));
+    CHECK(out &&
+          strstr(out, "bad.conf:9: warning: account mastodon:@m: unknown key \"credentails\""));
     if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     CHECK_INT(herald(&out, "config", "check", "--json", NULL), 2);
@@ -337,7 +345,8 @@ static int two_lines(void *arg)
 {
     char *s = th_read_file(arg, NULL);
     int n = 0;
-    for (char *p = s; p && (p = strchr(p, '\n')); p++) n++;
+    for (char *p = s; p && (p = strchr(p, '\n')); p++)
+        n++;
     free(s);
     return n >= 2;
 }
@@ -360,7 +369,10 @@ static void test_watch(void)
     free(text);
 }
 
-static int serving(void *arg) { return th_http(*(int *)arg, NULL, "/healthz", NULL, NULL, NULL) == 200; }
+static int serving(void *arg)
+{
+    return th_http(*(int *)arg, NULL, "/healthz", NULL, NULL, NULL) == 200;
+}
 
 /* herald stats --serve: /metrics, /healthz and /readyz of its own */
 static void test_serve(void)
@@ -390,7 +402,7 @@ static void test_example_config(void)
     REQUIRE(text);
     snprintf(cdir, sizeof cdir, "%s/etc-credentials", dir);
     REQUIRE(mkdir(cdir, 0700) == 0);
-    static const char *files[] = {"x-heraldhq", "mastodon-herald", "bluesky-herald",
+    static const char *files[] = {"x-heraldhq",   "mastodon-herald",      "bluesky-herald",
                                   "sendgrid-key", "sendgrid-webhook-key", "webhook-hmac-key"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", cdir, files[i]);
@@ -402,7 +414,8 @@ static void test_example_config(void)
     hr_buf b;
     hr_buf_init(&b);
     for (const char *p = text; *p;) {
-        const char *a = strstr(p, "/etc/herald/credentials"), *c = strstr(p, "/etc/herald/contacts.csv");
+        const char *a = strstr(p, "/etc/herald/credentials"),
+                   *c = strstr(p, "/etc/herald/contacts.csv");
         const char *hit = a && (!c || a < c) ? a : c;
         if (!hit) {
             hr_buf_puts(&b, p);

@@ -95,8 +95,10 @@ static int registered(void *arg)
     if (status == -2) return 0; /* in progress */
     if (status >= 0) return 1;
     status = -2;
-    if (queue_async_connected(qa)) queue_async_register(qa, arg, 60000, on_status, NULL);
-    else status = -1;
+    if (queue_async_connected(qa))
+        queue_async_register(qa, arg, 60000, on_status, NULL);
+    else
+        status = -1;
     return 0;
 }
 
@@ -215,7 +217,8 @@ int main(void)
     snprintf(log, sizeof log, "%s/sentinel.log", dir);
     char *argv[] = {bin, conf, "--sentinel", NULL};
     th_spawn(argv, log);
-    for (int i = 0; i < 2500 && master_port() == 0; i++) usleep(2000);
+    for (int i = 0; i < 2500 && master_port() == 0; i++)
+        usleep(2000);
     snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/mymaster", sentinel_port);
     th_run("parse", test_parse);
     th_run("failover", test_failover);

@@ -75,11 +75,18 @@ static void test_verify(void)
 
 static void test_directives(void)
 {
-    static const char *const want[] = {
-        "Type=notify", "WatchdogSec=", "Restart=on-failure", "LoadCredential=",
-        "DynamicUser=yes", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
-        "CapabilityBoundingSet=\n", "RestrictAddressFamilies=", "SystemCallFilter=@system-service",
-        "WantedBy=herald.target"};
+    static const char *const want[] = {"Type=notify",
+                                       "WatchdogSec=",
+                                       "Restart=on-failure",
+                                       "LoadCredential=",
+                                       "DynamicUser=yes",
+                                       "ProtectSystem=strict",
+                                       "PrivateTmp=yes",
+                                       "NoNewPrivileges=yes",
+                                       "CapabilityBoundingSet=\n",
+                                       "RestrictAddressFamilies=",
+                                       "SystemCallFilter=@system-service",
+                                       "WantedBy=herald.target"};
     for (size_t u = 0; u < 3; u++) {
         char path[600];
         snprintf(path, sizeof path, "%s/systemd/%s", HERALD_SRC, units[u]);
@@ -128,20 +135,26 @@ static void test_install(void)
 {
     char build[600], cmd[2000], *out;
     snprintf(build, sizeof build, "%s", HERALD_BIN);
-    for (int up = 0; up < 2; up++) *strrchr(build, '/') = '\0'; /* <build>/cli/herald */
+    for (int up = 0; up < 2; up++)
+        *strrchr(build, '/') = '\0'; /* <build>/cli/herald */
     snprintf(cmd, sizeof cmd, "cmake --install %s --prefix %s/prefix", build, dir);
     int rc = sh(cmd, &out);
     if (rc != 0) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     REQUIRE(rc == 0);
-    static const char *const files[] = {
-        "bin/herald", "lib/systemd/system/herald-scheduler.service",
-        "lib/systemd/system/herald-worker@.service", "lib/systemd/system/herald.target",
-        "share/man/man1/herald.1", "share/man/man1/herald-stats.1",
-        "share/man/man1/herald-run.1", "share/man/man1/herald-config.1",
-        "share/man/man1/herald-jobs.1", "share/man/man1/herald-dead.1",
-        "share/doc/herald/examples/herald.conf", "share/doc/herald/examples/blog.wxr",
-        "share/doc/herald/operations.md"};
+    static const char *const files[] = {"bin/herald",
+                                        "lib/systemd/system/herald-scheduler.service",
+                                        "lib/systemd/system/herald-worker@.service",
+                                        "lib/systemd/system/herald.target",
+                                        "share/man/man1/herald.1",
+                                        "share/man/man1/herald-stats.1",
+                                        "share/man/man1/herald-run.1",
+                                        "share/man/man1/herald-config.1",
+                                        "share/man/man1/herald-jobs.1",
+                                        "share/man/man1/herald-dead.1",
+                                        "share/doc/herald/examples/herald.conf",
+                                        "share/doc/herald/examples/blog.wxr",
+                                        "share/doc/herald/operations.md"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[900];
         snprintf(path, sizeof path, "%s/prefix/%s", dir, files[i]);

@@ -28,8 +28,8 @@ static const char *const titles[] = {
 
 static int run(const char *dir, const char *out, int *status)
 {
-    char *argv[] = {HERALD_BIN, "run", "--state-dir", (char *)dir, "--span", "6", "--timeout",
-                    "100", "--quiet", NULL};
+    char *argv[] = {HERALD_BIN, "run",       "--state-dir", (char *)dir, "--span",
+                    "6",        "--timeout", "100",         "--quiet",   NULL};
     pid_t pid = th_spawn(argv, out);
     return waitpid(pid, status, 0) == pid ? 0 : -1;
 }
@@ -120,7 +120,10 @@ static int holds_dir(void *arg)
     return found;
 }
 
-static int none_hold(void *arg) { return !holds_dir(arg); }
+static int none_hold(void *arg)
+{
+    return !holds_dir(arg);
+}
 
 static int sending(void *arg)
 {
