@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -521,13 +522,17 @@ static void show_progress(run_state *s, const progress *pr, long base_sent, long
     long sent = pr->sent - base_sent;
     char line[256];
     snprintf(line, sizeof line,
-             "%5.1fs  sent %ld/%ld  scheduled %ld  ready %ld  in flight %ld  retrying %ld  "
-             "dead %ld  engagement %ld",
+             "%5.1fs  sent %ld/%ld | scheduled %ld ready %ld in flight %ld retrying %ld "
+             "dead %ld | engagement %ld",
              (double)(hr_mono_ms() - t0_ms) / 1000.0, sent, total, pr->scheduled, pr->ready,
              pr->inflight, pr->retrying, pr->dead, pr->engagement);
-    if (s->tty)
+    if (s->tty) {
+        /* a line that wraps could not be redrawn in place: cut it */
+        struct winsize ws;
+        if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_col <= sizeof line)
+            line[ws.ws_col - 1] = '\0';
         fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-    else
+    } else
         fprintf(stderr, "%s\n", line);
 }
 
