@@ -61,6 +61,9 @@ static int apply(sched_campaign *cp, const hr_config *c, const hr_conf_line *l, 
         const char *v = eq + 1;
         if (!strcmp(key, "platforms")) {
             list_set(&cp->lanes, &cp->nlanes, v);
+            if (cp->nlanes > SCHED_MAX_LANES)
+                return hr_err_set(err, "%s:%d: campaign %s: platforms: more than %d lanes", file,
+                                  l->line, cp->name, SCHED_MAX_LANES);
             for (int k = 0; k < cp->nlanes; k++) {
                 const char *colon = strchr(cp->lanes[k], ':');
                 if (!colon || colon == cp->lanes[k] || !colon[1] ||

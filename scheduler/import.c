@@ -272,7 +272,7 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
     char why[240];
     const char *problem = it->error;
     if (!problem && wanted(m, it)) {
-        int sel[64], nsel;
+        int sel[SCHED_MAX_LANES + 1], nsel;
         if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) problem = why;
     }
     if (!problem) return 0;
@@ -295,6 +295,8 @@ static uint64_t item_hash(const imp *m, const sched_item *it)
     h = sched_hash64(h, it->excerpt);
     h = sched_hash64(h, it->image);
     h = sched_hash64(h, it->status);
+    h = sched_hash64(h, it->author);
+    h = sched_hash64(h, it->type);
     char t[32];
     snprintf(t, sizeof t, "%lld", (long long)it->publish_ms);
     h = sched_hash64(h, t);
@@ -372,7 +374,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
         m->st->filtered++;
         return 0;
     }
-    int sel[64], nsel;
+    int sel[SCHED_MAX_LANES + 1], nsel;
     if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) {
         report_invalid(m, it, why);
         return 0;

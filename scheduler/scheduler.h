@@ -191,6 +191,8 @@ typedef struct sched_contact {
     int nvars;
 } sched_contact;
 
+#define SCHED_MAX_LANES 60 /* post lanes per campaign */
+
 typedef struct sched_campaign {
     char *name;
     char **lanes; /* "x:@shop" */
