@@ -90,6 +90,7 @@ struct wk_proc {
 };
 
 static void fetch_more(wk_proc *p);
+static void check_lanes(wk_proc *p);
 static void lane_write_conf(wk_proc *p, wk_lane *l);
 static void poll_start(wk_job *j);
 static void poll_schedule(wk_proc *p, redisAsyncContext *c, const wk_job *j);
@@ -974,6 +975,7 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
         return;
     }
     p->idle_polls++;
+    if (p->idle_polls == 1) check_lanes(p); /* idle: parked by a budget? */
     if (p->o.once && p->inflight == 0 && p->idle_polls >= 3) {
         stop_now(p);
         return;
@@ -1066,13 +1068,10 @@ static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
     fetch_more(w->data);
 }
 
-static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* check_lanes rewrites lane limits Redis lost and looks whether a budget
+ * parked a lane (logged once per park). */
+static void check_lanes(wk_proc *p)
 {
-    wk_proc *p = w->data;
-    if (!p->listing && queue_async_connected(p->qa) && !p->draining) {
-        p->listing = 1;
-        queue_async_lanes(p->qa, on_lanes, p);
-    }
     redisAsyncContext *c = queue_async_redis(p->qa);
     for (int i = 0; c && i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
@@ -1082,6 +1081,16 @@ static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
         redisAsyncCommand(c, on_parked, l, "HGET %s parked", key);
     }
+}
+
+static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    wk_proc *p = w->data;
+    if (!p->listing && queue_async_connected(p->qa) && !p->draining) {
+        p->listing = 1;
+        queue_async_lanes(p->qa, on_lanes, p);
+    }
+    check_lanes(p);
 }
 
 /* --------------------------------------------------- lease and status */

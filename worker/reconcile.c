@@ -19,8 +19,9 @@
 #include "platforms.h"
 #include "queue.h"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 static void on_stop(int sig) { stop_flag = 1; }
+static void on_hup(int sig) { reload_flag = 1; }
 
 /* run_blocking performs one plat_request with curl_easy and fills resp from
  * the owned buffers in b/h. Returns 0 (a response, maybe an error code). */
@@ -178,12 +179,15 @@ int wk_reconciler_main(const worker_opts *o)
 {
     signal(SIGTERM, on_stop);
     signal(SIGINT, on_stop);
+    signal(SIGHUP, on_hup);
     signal(SIGPIPE, SIG_IGN);
+    const hr_config *conf = o->config;
+    hr_config *owned = NULL;
     worker_pool_conf pool;
     hr_err err = {0};
-    if (worker_pool_conf_get(o->config, o->platforms, &pool, &err) != 0) return 2;
+    if (worker_pool_conf_get(conf, o->platforms, &pool, &err) != 0) return 2;
     int64_t interval_ms = 2000;
-    const char *iv = hr_config_get(o->config, "reconcile-interval", "2s");
+    const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
     if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();
@@ -193,9 +197,18 @@ int wk_reconciler_main(const worker_opts *o)
     hr_buf_init(&buf.resp_headers);
     queue *q = NULL;
     while (!stop_flag) {
+        if (reload_flag && o->config_path) {
+            reload_flag = 0;
+            hr_config *c = hr_config_load(o->config_path, &err);
+            if (c) {
+                hr_config_free(owned);
+                owned = c;
+                conf = c;
+            }
+        }
         if (!q) {
-            queue_opts qo = {.url = hr_config_get(o->config, "redis-url", NULL),
-                             .ns = hr_config_get(o->config, "namespace", "herald")};
+            queue_opts qo = {.url = hr_config_get(conf, "redis-url", NULL),
+                             .ns = hr_config_get(conf, "namespace", "herald")};
             q = queue_connect(&qo, &err);
         }
         char **lanes = NULL;
@@ -209,7 +222,7 @@ int wk_reconciler_main(const worker_opts *o)
             char **ukhs = NULL;
             int nu = 0;
             if (queue_list(q, lanes[i], "unknown", 0, 100, &ukhs, &nu, &err) != 0) continue;
-            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, o->config, e, &buf, ukhs[k], lanes[i]);
+            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, conf, e, &buf, ukhs[k], lanes[i]);
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);
@@ -223,6 +236,7 @@ int wk_reconciler_main(const worker_opts *o)
         for (int64_t slept = 0; slept < interval_ms && !stop_flag; slept += 50) usleep(50000);
     }
     queue_free(q);
+    hr_config_free(owned);
     hr_buf_release(&buf.resp_body);
     hr_buf_release(&buf.resp_headers);
     curl_easy_cleanup(e);

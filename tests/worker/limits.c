@@ -44,6 +44,17 @@ static int parked(void *arg)
     return yes;
 }
 
+static int park_logged(void *arg)
+{
+    (void)arg;
+    char log[700];
+    snprintf(log, sizeof log, "%s/budget.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    int yes = text && strstr(text, "budget cap reached");
+    free(text);
+    return yes;
+}
+
 static void budget_cap_parks_and_resumes(void)
 {
     wt_reset();
@@ -52,6 +63,7 @@ static void budget_cap_parks_and_resumes(void)
     long want = 25;
     CHECK(th_wait_for(settled, &want, 15000));
     CHECK(th_wait_for(parked, NULL, 10000));
+    CHECK(th_wait_for(park_logged, NULL, 10000));
     CHECK_INT(wt_done(), 25); /* 0.25 a day at 0.01 a post */
     CHECK_INT(wt_redis_int("ZCARD {t}:dead:x:@b", ""), 0);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@b", ""), 35);
@@ -69,6 +81,15 @@ static void budget_cap_parks_and_resumes(void)
     CHECK_INT(sent_x(), 60);
     wt_term(w);
     CHECK(!parked(NULL));
+    /* the park was logged once, as an error, and the resume once */
+    char log[700];
+    snprintf(log, sizeof log, "%s/budget.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    int n = 0;
+    for (char *q = text; q && (q = strstr(q, "budget cap reached")); q++) n++;
+    CHECK_INT(n, 1);
+    CHECK(text && strstr(text, "budget available again"));
+    free(text);
 }
 
 int main(void)
