@@ -10,7 +10,13 @@
 
 static void stop(void *obj, void (*done)(void *priv), void *priv)
 {
+    hr_notify("STOPPING=1");
     hook_server_stop(obj, done, priv);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    hr_notify("WATCHDOG=1");
 }
 
 int cmd_webhooks(int argc, char **argv)
@@ -32,7 +38,21 @@ int cmd_webhooks(int argc, char **argv)
     char port[16];
     snprintf(port, sizeof port, "%d", hook_server_port(s));
     hr_log(HR_LOG_INFO, "webhooks listening", "port", port, NULL);
+    /* systemd: ready once listening; the watchdog is pinged by the loop
+     * itself, so a wedged loop is restarted */
+    ev_timer wd;
+    int64_t wd_ms = hr_notify_watchdog_ms();
+    ev_timer_init(&wd, on_watchdog, wd_ms / 2000.0, wd_ms / 2000.0);
+    if (wd_ms > 0) {
+        ev_timer_start(loop, &wd);
+        ev_unref(loop); /* the watchdog alone does not keep the loop running */
+    }
+    hr_notify("READY=1");
     hook_run(loop, stop, s);
+    if (wd_ms > 0) {
+        ev_ref(loop);
+        ev_timer_stop(loop, &wd);
+    }
     hook_server_free(s);
     ev_loop_destroy(loop);
     return 0;

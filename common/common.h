@@ -124,6 +124,14 @@ int hr_config_get_i64(const hr_config *c, const char *key, int64_t def, int64_t 
  * *pos = -1), or NULL; used for repeated directives such as "account". */
 const hr_conf_line *hr_config_next(const hr_config *c, const char *key, int *pos);
 
+/* ---- systemd */
+/* hr_notify sends a state line to systemd ("READY=1", "STOPPING=1",
+ * "WATCHDOG=1", "STATUS=..."); outside systemd it does nothing. */
+void hr_notify(const char *state);
+/* hr_notify_watchdog_ms returns the watchdog interval systemd asks for, or
+ * 0; a daemon pings WATCHDOG=1 at half of it. */
+int64_t hr_notify_watchdog_ms(void);
+
 /* ---- secrets and signed tokens */
 /* hr_secret_load returns the install's secret (new string, >= 16 bytes):
  * $HERALD_SECRET, else the file named by config "secret-file", else
