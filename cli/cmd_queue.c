@@ -16,6 +16,7 @@ static int usage_queue(void)
             "usage: herald queue counts [--json]\n"
             "       herald queue promote        move every due job to its ready lane\n"
             "       herald queue reap           re-queue the jobs of dead workers\n"
+            "       herald queue prune          drop per-minute stats older than a day\n"
             "       herald queue lanes\n"
             "       herald queue get ID\n"
             "       herald queue cancel ID\n"
@@ -82,6 +83,12 @@ int cmd_queue(int argc, char **argv)
         long rq, un;
         if (queue_reap(q, &rq, &un, &err) < 0) goto fail;
         printf("requeued %ld, unknown %ld\n", rq, un);
+        return 0;
+    }
+    if (strcmp(op, "prune") == 0) {
+        int n = queue_prune_stats(q, &err);
+        if (n < 0) goto fail;
+        printf("pruned %d\n", n);
         return 0;
     }
     if (strcmp(op, "lanes") == 0) {

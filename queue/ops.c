@@ -953,6 +953,38 @@ int queue_is_paused(queue *q, const char *lane, hr_err *err)
     return p;
 }
 
+static long long hmget_ll(const redisReply *h, int i)
+{
+    if (!h || h->type != REDIS_REPLY_ARRAY || (size_t)i >= h->elements) return 0;
+    const redisReply *e = h->element[i];
+    return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
+}
+
+/* send_argv_sync runs a plain (idempotent) command given as an argv. */
+static redisReply *send_argv_sync(queue *q, queue_argv *a, hr_err *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!q->c) {
+            redisReply *p = queue_cmd_sync(q, err, "PING");
+            if (!p) return NULL;
+            freeReplyObject(p);
+        }
+        redisReply *r = redisCommandArgv(q->c, a->argc, (const char **)a->argv, a->lens);
+        if (r) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                hr_err_set(err, "redis: %s", r->str);
+                freeReplyObject(r);
+                return NULL;
+            }
+            return r;
+        }
+        hr_err_set(err, "redis: %s", q->c->errstr[0] ? q->c->errstr : "connection lost");
+        redisFree(q->c);
+        q->c = NULL;
+    }
+    return NULL;
+}
+
 static long long stat_field(redisReply *h, const char *field)
 {
     for (size_t i = 0; h && i + 1 < h->elements; i += 2)
@@ -1010,7 +1042,23 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
     if (rc == 0) {
         /* in flight: every worker's record, by lane */
         redisReply *w = queue_cmd_sync(q, err, "ZRANGE {%s}:workers 0 -1", q->ns);
-        redisReply *st = w ? queue_cmd_sync(q, err, "HGETALL {%s}:stats", q->ns) : NULL;
+        /* only the totals this needs (the stats hash also holds a day of
+         * per-minute buckets per lane) */
+        redisReply *st = NULL;
+        if (w) {
+            queue_argv a;
+            qa_init(&a);
+            qa_pushs(&a, "HMGET");
+            qa_pushf(&a, "{%s}:stats", q->ns);
+            for (int i = 0; i < nl; i++) {
+                qa_pushf(&a, "sent|%s", lanes[i]);
+                qa_pushf(&a, "dead|%s", lanes[i]);
+                qa_pushf(&a, "retried|%s", lanes[i]);
+            }
+            if (nl == 0) qa_pushs(&a, "-");
+            st = send_argv_sync(q, &a, err);
+            qa_release(&a);
+        }
         redisReply *pz = st ? queue_cmd_sync(q, err, "SMEMBERS {%s}:paused", q->ns) : NULL;
         if (!pz) rc = -1;
         for (size_t k = 0; rc == 0 && k < w->elements; k++) {
@@ -1028,13 +1076,9 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
             freeReplyObject(h);
         }
         for (int i = 0; rc == 0 && i < nl; i++) {
-            char f[QUEUE_LANE_MAX + 16];
-            snprintf(f, sizeof f, "sent|%s", lanes[i]);
-            c[i].sent_total = (long)stat_field(st, f);
-            snprintf(f, sizeof f, "dead|%s", lanes[i]);
-            c[i].dead_total = (long)stat_field(st, f);
-            snprintf(f, sizeof f, "retried|%s", lanes[i]);
-            c[i].retried_total = (long)stat_field(st, f);
+            c[i].sent_total = (long)hmget_ll(st, 3 * i);
+            c[i].dead_total = (long)hmget_ll(st, 3 * i + 1);
+            c[i].retried_total = (long)hmget_ll(st, 3 * i + 2);
             char platform[QUEUE_LANE_MAX];
             snprintf(platform, sizeof platform, "%s", lanes[i]);
             char *colon = strchr(platform, ':');
@@ -1064,9 +1108,37 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
     long long now_ms;
     if (redis_time_ms(q, &now_ms, err) < 0) return -1;
     long long minute = now_ms / 60000;
-    long v[3] = {0, 0, 0};
+    if (window_min < 1) window_min = 1;
+    if (window_min > 1440) window_min = 1440;
     static const char *kinds[3] = {"sent", "dead", "retry"};
+    long v[3] = {0, 0, 0};
+    /* the exact buckets of the window: no scan of the whole hash */
+    queue_argv a;
+    qa_init(&a);
+    qa_pushs(&a, "HMGET");
+    qa_pushf(&a, "{%s}:stats", q->ns);
+    for (int k = 0; k < 3; k++)
+        for (int m = 0; m < window_min; m++)
+            qa_pushf(&a, "m|%s|%s|%lld", kinds[k], lane, minute - m);
+    redisReply *r = send_argv_sync(q, &a, err);
+    qa_release(&a);
+    if (!r) return -1;
+    for (int k = 0; k < 3; k++)
+        for (int m = 0; m < window_min; m++) v[k] += (long)hmget_ll(r, k * window_min + m);
+    freeReplyObject(r);
+    if (sent) *sent = v[0];
+    if (dead) *dead = v[1];
+    if (retried) *retried = v[2];
+    return 0;
+}
+
+int queue_prune_stats(queue *q, hr_err *err)
+{
+    long long now_ms;
+    if (redis_time_ms(q, &now_ms, err) < 0) return -1;
+    long long minute = now_ms / 60000;
     unsigned long long cursor = 0;
+    int pruned = 0;
     do {
         redisReply *r = queue_cmd_sync(q, err, "HSCAN {%s}:stats %llu MATCH m|* COUNT 1000",
                                        q->ns, cursor);
@@ -1080,27 +1152,15 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
         redisReply *kv = r->element[1];
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {
             const char *f = kv->element[i]->str;
-            const char *bar = strrchr(f, '|');
-            long long m = bar ? strtoll(bar + 1, NULL, 10) : 0;
-            if (minute - m > 1440) { /* older than a day: prune */
-                redisReply *d = queue_cmd_sync(q, err, "HDEL {%s}:stats %s", q->ns, f);
-                if (d) freeReplyObject(d);
-                continue;
-            }
-            if (minute - m >= window_min) continue;
-            for (int k = 0; k < 3; k++) {
-                size_t kl = strlen(kinds[k]), ll = strlen(lane);
-                if (strncmp(f + 2, kinds[k], kl) == 0 && f[2 + kl] == '|' &&
-                    strncmp(f + 3 + kl, lane, ll) == 0 && f + 3 + kl + ll == bar)
-                    v[k] += strtol(kv->element[i + 1]->str, NULL, 10);
-            }
+            const char *bar = f ? strrchr(f, '|') : NULL;
+            if (!bar || minute - strtoll(bar + 1, NULL, 10) <= 1440) continue;
+            redisReply *d = queue_cmd_sync(q, err, "HDEL {%s}:stats %s", q->ns, f);
+            if (d) freeReplyObject(d);
+            pruned++;
         }
         freeReplyObject(r);
     } while (cursor != 0);
-    if (sent) *sent = v[0];
-    if (dead) *dead = v[1];
-    if (retried) *retried = v[2];
-    return 0;
+    return pruned;
 }
 
 int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err)

@@ -120,7 +120,9 @@ queue_job *queue_job_from_json(const char *text, hr_err *err);
 /* ------------------------------------------------------- redis handles */
 
 /* Connection settings. url: redis://[user:pass@]host:port[/db] or
- * unix:///path/to.sock[?db=N] (NULL: $HERALD_REDIS_URL or
+ * unix:///path/to.sock[?db=N] or
+ * redis-sentinel://[user:pass@]host:port[,host:port]/master[/db]
+ * (NULL: $HERALD_REDIS_URL or
  * redis://127.0.0.1:6379). ns: key namespace (NULL: "herald"). */
 typedef struct queue_opts {
     const char *url;
@@ -283,12 +285,16 @@ typedef struct queue_lane_counts {
 /* queue_counts fills a new array with one entry per lane. */
 int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err);
 
-/* queue_recent counts outcomes per lane in the last window_min minutes, from
- * the per-minute buckets kept in {ns}:stats ("m|sent|LANE|MINUTE", also
- * m|dead and m|retry); buckets older than a day are pruned as it reads.
- * Sets sent/dead/retried (each may be NULL). */
+/* queue_recent counts outcomes of one lane in the last window_min minutes
+ * (1..1440), from the per-minute buckets kept in {ns}:stats
+ * ("m|sent|LANE|MINUTE", also m|dead and m|retry), reading exactly the
+ * window's buckets. Sets sent/dead/retried (each may be NULL). */
 int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *dead,
                  long *retried, hr_err *err);
+/* queue_prune_stats deletes buckets older than a day (the scripts delete
+ * yesterday's bucket of a lane when they open today's; this catches the
+ * rest). Returns how many it deleted, or -1. */
+int queue_prune_stats(queue *q, hr_err *err);
 
 /* Lateness histogram buckets (upper bounds in ms; the last is +Inf). */
 #define QUEUE_LATENESS_BUCKETS 12

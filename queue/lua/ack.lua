@@ -23,6 +23,17 @@ local ds = cs + nl + 1     -- first done pair
 local nb = tonumber(ARGV[ds + 2 * nd])
 local bs = ds + 2 * nd + 1 -- first lateness pair
 local minute = math.floor(now / 60000)
+-- bump adds c to a lane's per-minute bucket; opening a new minute drops the
+-- lane's buckets of a day ago (an hour of them, for minutes without traffic;
+-- queue_prune_stats catches longer gaps)
+local function bump(stats, kind, lane, minute, c)
+  local f = 'm|' .. kind .. '|' .. lane .. '|'
+  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
+    local old = {}
+    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
+    redis.call('HDEL', stats, unpack(old))
+  end
+end
 local mine = redis.call('HMGET', inflight, unpack(ARGV, us, ls - 1))
 local all = true
 for j = 1, n do
@@ -37,8 +48,8 @@ if all then
     if c > 0 then
       local lane = ARGV[1 + i]
       redis.call('HINCRBY', stats, 'sent|' .. lane, c)
-      -- per-minute buckets for 'sent in the last minute/hour/day' (pruned by readers)
-      redis.call('HINCRBY', stats, 'm|sent|' .. lane .. '|' .. minute, c)
+      -- per-minute buckets for 'sent in the last minute/hour/day'
+      bump(stats, 'sent', lane, minute, c)
     end
   end
   for i = 0, nb - 1 do
@@ -76,7 +87,7 @@ end
 if #hset > 0 then redis.call('HSET', done, unpack(hset)) end
 for lane, c in pairs(sent) do
   redis.call('HINCRBY', stats, 'sent|' .. lane, c)
-  redis.call('HINCRBY', stats, 'm|sent|' .. lane .. '|' .. minute, c)
+  bump(stats, 'sent', lane, minute, c)
 end
 -- lateness is only an estimate when some jobs were not ours: keep it anyway
 for i = 0, nb - 1 do

@@ -7,6 +7,17 @@
 -- Returns 1, or 0 when it was not found where expected.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- bump adds c to a lane's per-minute bucket; opening a new minute drops the
+-- lane's buckets of a day ago (an hour of them, for minutes without traffic;
+-- queue_prune_stats catches longer gaps)
+local function bump(stats, kind, lane, minute, c)
+  local f = 'm|' .. kind .. '|' .. lane .. '|'
+  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
+    local old = {}
+    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
+    redis.call('HDEL', stats, unpack(old))
+  end
+end
 if ARGV[5] == '1' then
   -- the worker's job, or one reaped while its attempt ran (then unknown)
   if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 and
@@ -20,5 +31,5 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[5], 'dead|' .. ARGV[4], 1)
-redis.call('HINCRBY', KEYS[5], 'm|dead|' .. ARGV[4] .. '|' .. math.floor(now / 60000), 1)
+bump(KEYS[5], 'dead', ARGV[4], math.floor(now / 60000), 1)
 return 1

@@ -7,6 +7,17 @@
 -- Returns 1 when done, 0 when the job was not in the expected set.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- bump adds c to a lane's per-minute bucket; opening a new minute drops the
+-- lane's buckets of a day ago (an hour of them, for minutes without traffic;
+-- queue_prune_stats catches longer gaps)
+local function bump(stats, kind, lane, minute, c)
+  local f = 'm|' .. kind .. '|' .. lane .. '|'
+  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
+    local old = {}
+    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
+    redis.call('HDEL', stats, unpack(old))
+  end
+end
 local op, ukh = ARGV[1], ARGV[2]
 if op == 'sent' or op == 'resend' then
   if redis.call('ZREM', KEYS[4], ukh) == 0 then return 0 end
@@ -22,7 +33,7 @@ if op == 'sent' then
   redis.call('HDEL', KEYS[1], ukh)
   redis.call('HSET', KEYS[2], ukh, id .. '\t' .. ARGV[4] .. '\t' .. now)
   redis.call('HINCRBY', KEYS[7], 'sent|' .. ARGV[5], 1)
-  redis.call('HINCRBY', KEYS[7], 'm|sent|' .. ARGV[5] .. '|' .. math.floor(now / 60000), 1)
+  bump(KEYS[7], 'sent', ARGV[5], math.floor(now / 60000), 1)
 elseif op == 'dead_purge' then
   redis.call('HDEL', KEYS[1], ukh)
 else

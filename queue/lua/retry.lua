@@ -11,13 +11,24 @@ if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then
 end
 local t = redis.call('TIME')
 local minute = math.floor(tonumber(t[1]) / 60)
+-- bump adds c to a lane's per-minute bucket; opening a new minute drops the
+-- lane's buckets of a day ago (an hour of them, for minutes without traffic;
+-- queue_prune_stats catches longer gaps)
+local function bump(stats, kind, lane, minute, c)
+  local f = 'm|' .. kind .. '|' .. lane .. '|'
+  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
+    local old = {}
+    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
+    redis.call('HDEL', stats, unpack(old))
+  end
+end
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], head[2], 'r|' .. ARGV[4])
 redis.call('HINCRBY', KEYS[5], 'retried|' .. ARGV[4], 1)
-redis.call('HINCRBY', KEYS[5], 'm|retry|' .. ARGV[4] .. '|' .. minute, 1)
+bump(KEYS[5], 'retry', ARGV[4], minute, 1)
 if #old_min == 0 or tonumber(ARGV[2]) < tonumber(old_min[2]) then
   redis.call('PUBLISH', ARGV[5], ARGV[2])
 end

@@ -129,6 +129,11 @@ static void test_done_never_resent(void)
     CHECK(queue_recent(q, "mastodon:@shop@m.social", 60, &sent, &dead, NULL, &err) == 0);
     CHECK_INT(sent, 1);
     CHECK_INT(dead, 0);
+    /* a bucket from two days ago is pruned; today's stays */
+    free(th_redis_cmd(R, "HSET {t2}:stats m|sent|x:@old|1000 5"));
+    CHECK_INT(queue_prune_stats(q, &err), 1);
+    CHECK(queue_recent(q, "mastodon:@shop@m.social", 1440, &sent, NULL, NULL, &err) == 0);
+    CHECK_INT(sent, 1);
     long lat[QUEUE_LATENESS_BUCKETS];
     CHECK(queue_lateness(q, lat, &err) == 0);
     CHECK_INT(lat[2], 1); /* 3 ms falls in the <= 5 ms bucket */
