@@ -141,20 +141,34 @@ static int load_accounts(imp *m, const hr_config *cfg)
     return 0;
 }
 
+static int redis_fail(imp *m, redisContext *c, redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ERROR) hr_err_set(m->err, "redis: %s", r->str);
+    else hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
+    if (r) freeReplyObject(r);
+    m->err->code = 1;
+    return -1;
+}
+
 /* occupancy: jobs already scheduled on our lanes (any campaign) take slots */
 static int load_taken(imp *m)
 {
     if (!m->q) return 0;
     redisContext *c = queue_redis(m->q);
+    enum { PAGE = 10000 }; /* a million-job lane in one reply would cost ~100 MB */
     for (int i = 0; i < m->naccts; i++) {
         if (i == m->email_acct) continue;
-        redisReply *r = redisCommand(c, "ZRANGE {%s}:sched:%s 0 -1 WITHSCORES",
-                                     queue_ns(m->q), m->accts[i].lane);
-        if (!r) return hr_err_set(m->err, "redis: %s", c->errstr);
-        if (r->type == REDIS_REPLY_ARRAY)
+        for (long start = 0;; start += PAGE) {
+            redisReply *r = redisCommand(c, "ZRANGE {%s}:sched:%s %ld %ld WITHSCORES",
+                                         queue_ns(m->q), m->accts[i].lane, start,
+                                         start + PAGE - 1);
+            if (!r || r->type != REDIS_REPLY_ARRAY) return redis_fail(m, c, r);
+            size_t n = r->elements / 2;
             for (size_t k = 0; k + 1 < r->elements; k += 2)
                 sched_taken_add(&m->taken[i], strtoll(r->element[k + 1]->str, NULL, 10));
-        freeReplyObject(r);
+            freeReplyObject(r);
+            if (n < PAGE) break;
+        }
     }
     return 0;
 }
@@ -578,14 +592,6 @@ static int list_has(const char *list, const char *ukh)
     return 0;
 }
 
-static int redis_fail(imp *m, redisContext *c, redisReply *r)
-{
-    if (r && r->type == REDIS_REPLY_ERROR) hr_err_set(m->err, "redis: %s", r->str);
-    else hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
-    if (r) freeReplyObject(r);
-    m->err->code = 1;
-    return -1;
-}
 
 static int pass2_flush(imp *m)
 {
