@@ -86,10 +86,11 @@ static int enqueue(const char *url, long n)
             queue_set(&j->account, plat[i % 3][1]);
             queue_set(&j->campaign, "bench");
             j->source = hr_asprintf("wxr:%ld", i / 3);
-            j->unique_key = hr_asprintf("bench|wxr:%ld|%s|%s", i / 3, plat[i % 3][0],
-                                        plat[i % 3][1]);
+            j->unique_key =
+                hr_asprintf("bench|wxr:%ld|%s|%s", i / 3, plat[i % 3][0], plat[i % 3][1]);
             j->text = hr_asprintf("Post number %ld about queues https://blog.example.com/%ld/ "
-                                  "#redis #c", i / 3, i / 3);
+                                  "#redis #c",
+                                  i / 3, i / 3);
             queue_set(&j->title, "Post number about queues");
             queue_set(&j->link, "https://blog.example.com/1/");
             queue_job_add_tag(j, "redis");
@@ -98,7 +99,8 @@ static int enqueue(const char *url, long n)
         }
         if (queue_enqueue(q, v, k, NULL, &err) < 0)
             return fprintf(stderr, "import_bench: %s\n", err.msg), 1;
-        for (int x = 0; x < k; x++) queue_job_free(v[x]);
+        for (int x = 0; x < k; x++)
+            queue_job_free(v[x]);
     }
     double s = (hr_mono_us() - t0) / 1e6;
     printf("%.0f\n", n / s);
@@ -109,7 +111,8 @@ static int enqueue(const char *url, long n)
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "gen")) return gen(argv[2], atol(argv[3]));
-    if (argc >= 5 && !strcmp(argv[1], "run") && !strcmp(argv[3], "--")) return run(argv[2], argv + 4);
+    if (argc >= 5 && !strcmp(argv[1], "run") && !strcmp(argv[3], "--"))
+        return run(argv[2], argv + 4);
     if (argc == 4 && !strcmp(argv[1], "enqueue")) return enqueue(argv[2], atol(argv[3]));
     fprintf(stderr, "usage: import_bench gen FILE N | run OUT -- CMD... | enqueue URL N\n");
     return 2;

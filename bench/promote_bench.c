@@ -76,7 +76,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "promote_bench: enqueue: %s\n", err.msg);
             return 1;
         }
-        for (int x = 0; x < k; x++) queue_job_free(v[x]);
+        for (int x = 0; x < k; x++)
+            queue_job_free(v[x]);
     }
     if (hr_now_ms() >= t0) fprintf(stderr, "promote_bench: enqueue took too long\n");
     qsort(e, (size_t)n, sizeof *e, ent_cmp);
@@ -96,7 +97,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    while (hr_now_ms() < t0 - 100) usleep(10000);
+    while (hr_now_ms() < t0 - 100)
+        usleep(10000);
     int64_t *late = calloc((size_t)n, sizeof *late);
     long seen = 0;
     redisContext *c = queue_redis(q);

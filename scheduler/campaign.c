@@ -2,8 +2,8 @@
  * statuses, email and contacts), {{name}} template expansion, and the CRM
  * contacts CSV (libcsv). It does not plan times or talk to Redis. */
 #include <csv.h>
-#include <errno.h>
 #include <ctype.h>
+#include <errno.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,8 @@ static void strv_add(char ***v, int *n, const char *s, size_t len)
 
 static void list_set(char ***v, int *n, const char *s)
 {
-    for (int i = 0; i < *n; i++) free((*v)[i]);
+    for (int i = 0; i < *n; i++)
+        free((*v)[i]);
     *n = 0;
     while (*s) {
         size_t k = strcspn(s, ",");
@@ -29,7 +30,10 @@ static void list_set(char ***v, int *n, const char *s)
     }
 }
 
-static int yes(const char *v) { return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"); }
+static int yes(const char *v)
+{
+    return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1");
+}
 
 static void set_kv(queue_kv **kv, int *n, const char *k, const char *v)
 {
@@ -68,9 +72,10 @@ static int apply(sched_campaign *cp, const hr_config *c, const hr_conf_line *l, 
                 const char *colon = strchr(cp->lanes[k], ':');
                 if (!colon || colon == cp->lanes[k] || !colon[1] ||
                     strlen(cp->lanes[k]) >= QUEUE_LANE_MAX)
-                    return hr_err_set(err, "%s:%d: campaign %s: platforms: \"%s\" is not "
-                                           "platform:account", file, l->line, cp->name,
-                                      cp->lanes[k]);
+                    return hr_err_set(err,
+                                      "%s:%d: campaign %s: platforms: \"%s\" is not "
+                                      "platform:account",
+                                      file, l->line, cp->name, cp->lanes[k]);
             }
         } else if (!strcmp(key, "template")) {
             set_kv(&cp->templates, &cp->ntemplates, "default", v);
@@ -86,8 +91,10 @@ static int apply(sched_campaign *cp, const hr_config *c, const hr_conf_line *l, 
             free(cp->email_lane);
             cp->email_lane = *v ? hr_strdup(v) : NULL;
             if (cp->email_lane && !strchr(v, ':'))
-                return hr_err_set(err, "%s:%d: campaign %s: email: \"%s\" is not "
-                                       "provider:account", file, l->line, cp->name, v);
+                return hr_err_set(err,
+                                  "%s:%d: campaign %s: email: \"%s\" is not "
+                                  "provider:account",
+                                  file, l->line, cp->name, v);
         } else if (!strcmp(key, "contacts")) {
             free(cp->contacts_path);
             if (v[0] != '/' && c->path) {
@@ -109,16 +116,19 @@ static int apply(sched_campaign *cp, const hr_config *c, const hr_conf_line *l, 
         } else if (!strcmp(key, "email-rate")) {
             char *end;
             double r = strtod(v, &end);
-            if (end == v || r <= 0 || (*end && strcmp(end, "/s") && strcmp(end, "/m") &&
-                                       strcmp(end, "/h")))
-                return hr_err_set(err, "%s:%d: campaign %s: email-rate: \"%s\" is not N/s, "
-                                       "N/m or N/h", file, l->line, cp->name, v);
+            if (end == v || r <= 0 ||
+                (*end && strcmp(end, "/s") && strcmp(end, "/m") && strcmp(end, "/h")))
+                return hr_err_set(err,
+                                  "%s:%d: campaign %s: email-rate: \"%s\" is not N/s, "
+                                  "N/m or N/h",
+                                  file, l->line, cp->name, v);
             cp->email_rate_per_s = !strcmp(end, "/m") ? r / 60 : !strcmp(end, "/h") ? r / 3600 : r;
         } else if (!strcmp(key, "base-url")) {
             free(cp->base_url);
             cp->base_url = hr_strdup(v);
             size_t n = strlen(cp->base_url);
-            while (n && cp->base_url[n - 1] == '/') cp->base_url[--n] = '\0';
+            while (n && cp->base_url[n - 1] == '/')
+                cp->base_url[--n] = '\0';
         } else if (!strcmp(key, "max-attempts")) {
             int64_t n;
             if (hr_parse_i64(v, &n) < 0 || n < 1 || n > 100)
@@ -182,7 +192,8 @@ sched_campaign *sched_campaign_load(const hr_config *c, const char *name, hr_err
     }
     if (!cp->subject) cp->subject = hr_strdup("{{title}}");
     uint64_t h = sched_hash64(SCHED_HASH_INIT, cp->name);
-    for (int i = 0; i < cp->nlanes; i++) h = sched_hash64(h, cp->lanes[i]);
+    for (int i = 0; i < cp->nlanes; i++)
+        h = sched_hash64(h, cp->lanes[i]);
     for (int i = 0; i < cp->ntemplates; i++)
         h = sched_hash64(sched_hash64(h, cp->templates[i].key), cp->templates[i].value);
     h = sched_hash64(h, cp->email_lane);
@@ -201,16 +212,19 @@ void sched_campaign_free(sched_campaign *cp)
 {
     if (!cp) return;
     free(cp->name);
-    for (int i = 0; i < cp->nlanes; i++) free(cp->lanes[i]);
+    for (int i = 0; i < cp->nlanes; i++)
+        free(cp->lanes[i]);
     free(cp->lanes);
     for (int i = 0; i < cp->ntemplates; i++) {
         free(cp->templates[i].key);
         free(cp->templates[i].value);
     }
     free(cp->templates);
-    for (int i = 0; i < cp->nstatuses; i++) free(cp->statuses[i]);
+    for (int i = 0; i < cp->nstatuses; i++)
+        free(cp->statuses[i]);
     free(cp->statuses);
-    for (int i = 0; i < cp->ntypes; i++) free(cp->types[i]);
+    for (int i = 0; i < cp->ntypes; i++)
+        free(cp->types[i]);
     free(cp->types);
     free(cp->email_lane);
     free(cp->contacts_path);
@@ -253,14 +267,22 @@ static void put_var(hr_buf *b, const char *name, const sched_item *it, const cha
         }
     if (!it) return;
     const char *v = NULL;
-    if (!strcmp(name, "title")) v = it->title;
-    else if (!strcmp(name, "link")) v = it->link;
-    else if (!strcmp(name, "excerpt")) v = it->excerpt;
-    else if (!strcmp(name, "text")) v = plain;
-    else if (!strcmp(name, "author")) v = it->author;
-    else if (!strcmp(name, "id")) v = it->id;
-    else if (!strcmp(name, "image")) v = it->image;
-    else if (!strcmp(name, "html")) v = it->html;
+    if (!strcmp(name, "title"))
+        v = it->title;
+    else if (!strcmp(name, "link"))
+        v = it->link;
+    else if (!strcmp(name, "excerpt"))
+        v = it->excerpt;
+    else if (!strcmp(name, "text"))
+        v = plain;
+    else if (!strcmp(name, "author"))
+        v = it->author;
+    else if (!strcmp(name, "id"))
+        v = it->id;
+    else if (!strcmp(name, "image"))
+        v = it->image;
+    else if (!strcmp(name, "html"))
+        v = it->html;
     if (v) {
         hr_buf_puts(b, v);
         return;
@@ -268,8 +290,10 @@ static void put_var(hr_buf *b, const char *name, const sched_item *it, const cha
     if (!strcmp(name, "tags") || !strcmp(name, "hashtags")) {
         for (int i = 0; i < it->ntags; i++) {
             if (i) hr_buf_putc(b, ' ');
-            if (name[0] == 'h') put_hashtag(b, it->tags[i]);
-            else hr_buf_puts(b, it->tags[i]);
+            if (name[0] == 'h')
+                put_hashtag(b, it->tags[i]);
+            else
+                hr_buf_puts(b, it->tags[i]);
         }
     } else if (!strcmp(name, "publish_at") && it->publish_ms) {
         char t[40];
@@ -294,8 +318,10 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
         }
         hr_buf_append(&b, p, (size_t)(open - p));
         const char *a = open + 2, *e = close;
-        while (a < e && isspace((unsigned char)*a)) a++;
-        while (e > a && isspace((unsigned char)e[-1])) e--;
+        while (a < e && isspace((unsigned char)*a))
+            a++;
+        while (e > a && isspace((unsigned char)e[-1]))
+            e--;
         char name[64];
         size_t n = (size_t)(e - a);
         if (n < sizeof name) {
@@ -319,7 +345,8 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
         s[w2++] = s[r];
     }
     w = w2;
-    while (w && (s[w - 1] == ' ' || s[w - 1] == '\n')) w--;
+    while (w && (s[w - 1] == ' ' || s[w - 1] == '\n'))
+        w--;
     s[w] = '\0';
     return s;
 }
@@ -359,7 +386,8 @@ static void c_field(void *s, size_t n, void *arg)
 
 static void norm_header(char *h)
 {
-    for (char *p = h; *p; p++) *p = (*p == ' ' || *p == '-') ? '_' : (char)tolower((unsigned char)*p);
+    for (char *p = h; *p; p++)
+        *p = (*p == ' ' || *p == '-') ? '_' : (char)tolower((unsigned char)*p);
 }
 
 static int contact_cmp(const void *a, const void *b)
@@ -381,8 +409,8 @@ static void c_row(int term, void *arg)
                 memmove(h, h + 3, strlen(h + 3) + 1);
             norm_header(h);
             sched_strv_push(&c->header, h, strlen(h));
-            if (c->col_email < 0 && (!strcmp(h, "email") || !strcmp(h, "e_mail") ||
-                                     !strcmp(h, "email_address")))
+            if (c->col_email < 0 &&
+                (!strcmp(h, "email") || !strcmp(h, "e_mail") || !strcmp(h, "email_address")))
                 c->col_email = i;
             else if (c->col_first < 0 && (!strcmp(h, "first_name") || !strcmp(h, "firstname") ||
                                           !strcmp(h, "given_name")))
@@ -392,8 +420,8 @@ static void c_row(int term, void *arg)
                 c->col_last = i;
         }
         if (c->col_email < 0) {
-            hr_err_set(c->err, "%s:%ld: contacts: the header row has no \"email\" column",
-                       c->file, c->row_line);
+            hr_err_set(c->err, "%s:%ld: contacts: the header row has no \"email\" column", c->file,
+                       c->row_line);
             c->failed = 1;
         }
         goto out;
@@ -411,8 +439,10 @@ static void c_row(int term, void *arg)
     sched_contact *ct = &c->v[c->n++];
     memset(ct, 0, sizeof *ct);
     ct->email = hr_strdup(norm);
-    ct->first_name = hr_strdup(c->col_first >= 0 && c->col_first < c->row.n ? c->row.v[c->col_first] : "");
-    ct->last_name = hr_strdup(c->col_last >= 0 && c->col_last < c->row.n ? c->row.v[c->col_last] : "");
+    ct->first_name =
+        hr_strdup(c->col_first >= 0 && c->col_first < c->row.n ? c->row.v[c->col_first] : "");
+    ct->last_name =
+        hr_strdup(c->col_last >= 0 && c->col_last < c->row.n ? c->row.v[c->col_last] : "");
     for (int i = 0; i < c->row.n && i < c->header.n; i++) {
         if (i == c->col_email || i == c->col_first || i == c->col_last || !c->header.v[i][0])
             continue;
@@ -424,8 +454,7 @@ out:
     sched_strv_clear(&c->row);
 }
 
-int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid,
-                        hr_err *err)
+int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid, hr_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -482,6 +511,7 @@ int sched_contacts_load(const char *path, sched_contact **out, int *n, long *inv
 
 void sched_contacts_free(sched_contact *v, int n)
 {
-    for (int i = 0; i < n; i++) sched_contacts_free_one(&v[i]);
+    for (int i = 0; i < n; i++)
+        sched_contacts_free_one(&v[i]);
     free(v);
 }

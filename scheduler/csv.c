@@ -10,20 +10,46 @@
 
 #include "internal.h"
 
-enum { C_ID, C_TITLE, C_TEXT, C_LINK, C_PUBLISH, C_TZ, C_PLATFORMS, C_TAGS, C_STATUS, C_IMAGE,
-       C_EXCERPT, C_NCOLS };
+enum {
+    C_ID,
+    C_TITLE,
+    C_TEXT,
+    C_LINK,
+    C_PUBLISH,
+    C_TZ,
+    C_PLATFORMS,
+    C_TAGS,
+    C_STATUS,
+    C_IMAGE,
+    C_EXCERPT,
+    C_NCOLS
+};
 
 static const struct {
     int col;
     const char *name;
 } col_names[] = {
-    {C_ID, "id"},           {C_ID, "key"},          {C_TITLE, "title"},
-    {C_TEXT, "text"},       {C_TEXT, "body"},       {C_TEXT, "message"},
-    {C_LINK, "link"},       {C_LINK, "url"},        {C_PUBLISH, "publish_at"},
-    {C_PUBLISH, "publish_time"}, {C_PUBLISH, "date"}, {C_PUBLISH, "time"},
-    {C_TZ, "timezone"},     {C_TZ, "tz"},           {C_TZ, "time_zone"},
-    {C_PLATFORMS, "platforms"}, {C_PLATFORMS, "platform"}, {C_TAGS, "tags"},
-    {C_STATUS, "status"},   {C_IMAGE, "image"},     {C_IMAGE, "media"},
+    {C_ID, "id"},
+    {C_ID, "key"},
+    {C_TITLE, "title"},
+    {C_TEXT, "text"},
+    {C_TEXT, "body"},
+    {C_TEXT, "message"},
+    {C_LINK, "link"},
+    {C_LINK, "url"},
+    {C_PUBLISH, "publish_at"},
+    {C_PUBLISH, "publish_time"},
+    {C_PUBLISH, "date"},
+    {C_PUBLISH, "time"},
+    {C_TZ, "timezone"},
+    {C_TZ, "tz"},
+    {C_TZ, "time_zone"},
+    {C_PLATFORMS, "platforms"},
+    {C_PLATFORMS, "platform"},
+    {C_TAGS, "tags"},
+    {C_STATUS, "status"},
+    {C_IMAGE, "image"},
+    {C_IMAGE, "media"},
     {C_EXCERPT, "excerpt"},
 };
 
@@ -79,8 +105,10 @@ static int local_time(csv_ctx *c, const char *s, const char *zname, int64_t *ms,
         return -1;
     }
     if (!zname || !*zname) {
-        snprintf(why, whylen, "publish_at \"%.40s\" has no time zone (add an offset or a "
-                              "timezone column)", s);
+        snprintf(why, whylen,
+                 "publish_at \"%.40s\" has no time zone (add an offset or a "
+                 "timezone column)",
+                 s);
         return -1;
     }
     hr_err zerr = {0};
@@ -109,7 +137,8 @@ static void header_row(csv_ctx *c)
         if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB &&
             (unsigned char)h[2] == 0xBF)
             memmove(h, h + 3, strlen(h + 3) + 1);
-        for (char *p = h; *p; p++) *p = (char)tolower((unsigned char)*p);
+        for (char *p = h; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
         sched_strv_push(&c->header, h, strlen(h));
         c->colmap[i] = -1;
         for (size_t k = 0; k < HR_ARRAY_LEN(col_names); k++)

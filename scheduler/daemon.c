@@ -155,4 +155,7 @@ void sched_daemon_free(sched_daemon *d)
     free(d);
 }
 
-long sched_daemon_promoted(const sched_daemon *d) { return d->promoted; }
+long sched_daemon_promoted(const sched_daemon *d)
+{
+    return d->promoted;
+}

@@ -143,8 +143,10 @@ static int load_accounts(imp *m, const hr_config *cfg)
 
 static int redis_fail(imp *m, redisContext *c, redisReply *r)
 {
-    if (r && r->type == REDIS_REPLY_ERROR) hr_err_set(m->err, "redis: %s", r->str);
-    else hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
+    if (r && r->type == REDIS_REPLY_ERROR)
+        hr_err_set(m->err, "redis: %s", r->str);
+    else
+        hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
     if (r) freeReplyObject(r);
     m->err->code = 1;
     return -1;
@@ -160,8 +162,7 @@ static int load_taken(imp *m)
         if (i == m->email_acct) continue;
         for (long start = 0;; start += PAGE) {
             redisReply *r = redisCommand(c, "ZRANGE {%s}:sched:%s %ld %ld WITHSCORES",
-                                         queue_ns(m->q), m->accts[i].lane, start,
-                                         start + PAGE - 1);
+                                         queue_ns(m->q), m->accts[i].lane, start, start + PAGE - 1);
             if (!r || r->type != REDIS_REPLY_ARRAY) return redis_fail(m, c, r);
             size_t n = r->elements / 2;
             for (size_t k = 0; k + 1 < r->elements; k += 2)
@@ -185,8 +186,10 @@ static int load_contacts(imp *m, const hr_config *cfg)
     if (m->q) {
         char *secret = hr_secret_load(cfg, &e);
         if (!secret) {
-            hr_err_set(m->err, "import: email needs the install's secret for the suppression "
-                               "list: %s", e.msg);
+            hr_err_set(m->err,
+                       "import: email needs the install's secret for the suppression "
+                       "list: %s",
+                       e.msg);
             return -1;
         }
         char *gone = hr_calloc((size_t)(m->ncontacts ? m->ncontacts : 1), 1);
@@ -253,12 +256,13 @@ static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, c
         int found = 0;
         for (int i = 0; i < m->naccts && nposts; i++) {
             if (i == m->email_acct) continue;
-            int match = strchr(p, ':') ? !strcmp(m->accts[i].lane, p)
-                                       : !strcmp(m->accts[i].platform, p);
+            int match =
+                strchr(p, ':') ? !strcmp(m->accts[i].lane, p) : !strcmp(m->accts[i].platform, p);
             if (!match) continue;
             found = 1;
             int dup = 0;
-            for (int j = 0; j < *nsel; j++) dup |= sel[j] == i;
+            for (int j = 0; j < *nsel; j++)
+                dup |= sel[j] == i;
             if (!dup) sel[(*nsel)++] = i;
         }
         if (!found) {
@@ -314,9 +318,11 @@ static uint64_t item_hash(const imp *m, const sched_item *it)
     char t[32];
     snprintf(t, sizeof t, "%lld", (long long)it->publish_ms);
     h = sched_hash64(h, t);
-    for (int i = 0; i < it->ntags; i++) h = sched_hash64(h, it->tags[i]);
+    for (int i = 0; i < it->ntags; i++)
+        h = sched_hash64(h, it->tags[i]);
     h = sched_hash64(h, "|");
-    for (int i = 0; i < it->nplatforms; i++) h = sched_hash64(h, it->platforms[i]);
+    for (int i = 0; i < it->nplatforms; i++)
+        h = sched_hash64(h, it->platforms[i]);
     for (int i = 0; i < it->nvars; i++)
         h = sched_hash64(sched_hash64(h, it->vars[i].key), it->vars[i].value);
     return h;
@@ -339,15 +345,16 @@ static queue_job *base_job(const imp *m, const sched_item *it, const sched_accou
     queue_set(&j->account, a->account);
     queue_set(&j->campaign, m->cp->name);
     queue_set(&j->source, it->id);
-    char *key = email ? hr_asprintf("%s|%s|%s|%s|%s", m->cp->name, it->id, a->platform,
-                                    a->account, email)
-                      : hr_asprintf("%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account);
+    char *key =
+        email ? hr_asprintf("%s|%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account, email)
+              : hr_asprintf("%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account);
     j->unique_key = key;
     j->max_attempts = m->cp->max_attempts;
     queue_set(&j->title, it->title);
     queue_set(&j->excerpt, it->excerpt);
     queue_set(&j->link, link);
-    for (int i = 0; i < it->ntags; i++) queue_job_add_tag(j, it->tags[i]);
+    for (int i = 0; i < it->ntags; i++)
+        queue_job_add_tag(j, it->tags[i]);
     if (it->image && *it->image) {
         char *img = it->image[0] == '/' && m->cp->base_url
                         ? hr_asprintf("%s%s", m->cp->base_url, it->image)
@@ -374,8 +381,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
             memset(bar, ' ', 30);
             bar[30] = '\0';
             memset(bar, '#', (size_t)(pct * 30 / 100));
-            fprintf(stderr, "\rimport [%s] %3d%% %ld/%ld items", bar, pct, m->seen,
-                    m->total_items);
+            fprintf(stderr, "\rimport [%s] %3d%% %ld/%ld items", bar, pct, m->seen, m->total_items);
         }
     }
     m->st->items++;
@@ -396,8 +402,8 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     m->st->taken++;
     /* HTML to text is the dearest step per item: only when something uses it */
     char *plain = !m->need_text ? NULL
-                  : it->text  ? hr_strdup(it->text) /* already plain: keep it as written */
-                              : sched_html_to_text(it->html);
+                  : it->text    ? hr_strdup(it->text) /* already plain: keep it as written */
+                                : sched_html_to_text(it->html);
     char *link = it->link && it->link[0] == '/' && m->cp->base_url
                      ? hr_asprintf("%s%s", m->cp->base_url, it->link)
                      : hr_strdup(it->link);
@@ -431,16 +437,20 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
             vars[k++] = (queue_kv){"first_name", ct->first_name};
             vars[k++] = (queue_kv){"last_name", ct->last_name};
             vars[k++] = (queue_kv){"email", ct->email};
-            for (int i = 0; i < ct->nvars; i++) vars[k++] = ct->vars[i];
-            for (int i = 0; i < it->nvars; i++) vars[k++] = it->vars[i];
+            for (int i = 0; i < ct->nvars; i++)
+                vars[k++] = ct->vars[i];
+            for (int i = 0; i < it->nvars; i++)
+                vars[k++] = it->vars[i];
             queue_job *j = base_job(m, &view, a, link, ct->email);
             j->kind = QUEUE_KIND_EMAIL;
             queue_set(&j->to, ct->email);
             char *name = hr_asprintf("%s %s", ct->first_name, ct->last_name);
             char *trim = name;
-            while (*trim == ' ') trim++;
+            while (*trim == ' ')
+                trim++;
             size_t nl = strlen(trim);
-            while (nl && trim[nl - 1] == ' ') trim[--nl] = '\0';
+            while (nl && trim[nl - 1] == ' ')
+                trim[--nl] = '\0';
             if (*trim) queue_set(&j->to_name, trim);
             free(name);
             j->subject = sched_render(m->cp->subject, &view, plain, vars, k);
@@ -449,7 +459,8 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
             j->body_text = m->cp->email_text
                                ? sched_render(m->cp->email_text, &view, plain, vars, k)
                                : hr_strdup(plain);
-            for (int i = 0; i < k; i++) queue_job_set_var(j, vars[i].key, vars[i].value);
+            for (int i = 0; i < k; i++)
+                queue_job_set_var(j, vars[i].key, vars[i].value);
             free(vars);
             push_job(m, j);
         }
@@ -481,14 +492,15 @@ static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
         if (j->kind == QUEUE_KIND_EMAIL) {
             if (email_k == 0) {
                 long n = 0;
-                for (int k = i; k < p->n; k++) n += m->jobs[p->first + k]->kind == QUEUE_KIND_EMAIL;
+                for (int k = i; k < p->n; k++)
+                    n += m->jobs[p->first + k]->kind == QUEUE_KIND_EMAIL;
                 int64_t at = p->publish_ms > m->now ? p->publish_ms : m->now;
                 email_start = sched_rate_block(a, &m->email_blocks, at, n);
             }
             j->run_at_ms = sched_rate_at(a, email_start, email_k++);
         } else {
-            int64_t t = sched_place(a, &m->taken[ai], m->seed, j->unique_key, m->now,
-                                    p->publish_ms);
+            int64_t t =
+                sched_place(a, &m->taken[ai], m->seed, j->unique_key, m->now, p->publish_ms);
             j->run_at_ms = t >= 0 ? t : m->now;
         }
     }
@@ -509,10 +521,9 @@ static void print_plan(imp *m, pending *p)
             char run[40];
             hr_format_rfc3339(j->run_at_ms, run, sizeof run);
             json_t *o = json_pack("{s:s,s:s?,s:s,s:s,s:s,s:s,s:s?,s:I,s:o}", "source", j->source,
-                                  "title", j->title, "platform", j->platform, "account",
-                                  j->account, "kind",
-                                  j->kind == QUEUE_KIND_EMAIL ? "email" : "post", "run_at", run,
-                                  "text", text, "length", (json_int_t)len, "limit",
+                                  "title", j->title, "platform", j->platform, "account", j->account,
+                                  "kind", j->kind == QUEUE_KIND_EMAIL ? "email" : "post", "run_at",
+                                  run, "text", text, "length", (json_int_t)len, "limit",
                                   limit > 0 ? json_integer(limit) : json_null());
             if (o && j->to) json_object_set_new(o, "to", json_string(j->to));
             js = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -543,7 +554,8 @@ static void print_plan(imp *m, pending *p)
                 prev[w++] = ' ';
                 s++;
             } else {
-                for (size_t k = 0; k < n && s[k]; k++) prev[w++] = s[k];
+                for (size_t k = 0; k < n && s[k]; k++)
+                    prev[w++] = s[k];
                 s += n;
             }
             chars++;
@@ -552,8 +564,8 @@ static void print_plan(imp *m, pending *p)
         prev[w] = '\0';
         char lim[32] = "-";
         if (limit > 0) snprintf(lim, sizeof lim, "%ld", limit);
-        fprintf(m->out, "%-22s %-10s %-24s %5ld/%-5s %s\n", when, j->platform, j->account, len,
-                lim, prev);
+        fprintf(m->out, "%-22s %-10s %-24s %5ld/%-5s %s\n", when, j->platform, j->account, len, lim,
+                prev);
     }
 }
 
@@ -564,7 +576,8 @@ static void pend_clear(imp *m)
         free(m->pend[i].old);
     }
     m->npend = 0;
-    for (int i = 0; i < m->njobs; i++) queue_job_free(m->jobs[i]);
+    for (int i = 0; i < m->njobs; i++)
+        queue_job_free(m->jobs[i]);
     m->njobs = 0;
 }
 
@@ -592,7 +605,6 @@ static int list_has(const char *list, const char *ukh)
     return 0;
 }
 
-
 static int pass2_flush(imp *m)
 {
     if (m->npend == 0) return 0;
@@ -609,7 +621,8 @@ static int pass2_flush(imp *m)
     const char **argv = hr_malloc(sizeof *argv * (size_t)(m->npend + 2));
     argv[0] = "HMGET";
     argv[1] = m->index_key;
-    for (int i = 0; i < m->npend; i++) argv[i + 2] = m->pend[i].source;
+    for (int i = 0; i < m->npend; i++)
+        argv[i + 2] = m->pend[i].source;
     redisReply *r = redisCommandArgv(c, m->npend + 2, argv, NULL);
     free(argv);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)m->npend)
@@ -653,7 +666,8 @@ static int pass2_flush(imp *m)
         }
         plan_item(m, p, keep);
         free(keep);
-        for (int k = 0; k < p->n; k++) out[nout++] = m->jobs[p->first + k];
+        for (int k = 0; k < p->n; k++)
+            out[nout++] = m->jobs[p->first + k];
     }
     int *res = hr_calloc((size_t)(nout ? nout : 1), sizeof *res);
     hr_err e = {0};
@@ -680,9 +694,15 @@ static int pass2_flush(imp *m)
             fprintf(m->undo, "j %s\n", queue_job_ukh(out[i]));
             m->undo_n++;
             break;
-        case QUEUE_UPDATED: m->st->updated++; break;
-        case QUEUE_DONE: m->st->done++; break;
-        default: m->st->unchanged++; break;
+        case QUEUE_UPDATED:
+            m->st->updated++;
+            break;
+        case QUEUE_DONE:
+            m->st->done++;
+            break;
+        default:
+            m->st->unchanged++;
+            break;
         }
         if (out[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
     }
@@ -739,9 +759,12 @@ static int pass2_flush(imp *m)
     }
     int rc = 0;
     redisReply *hr = redisCommandArgv(c, argc, hv, lens);
-    if (!hr || hr->type == REDIS_REPLY_ERROR) rc = redis_fail(m, c, hr);
-    else freeReplyObject(hr);
-    for (int i = 0; i < m->npend; i++) free(vals[i]);
+    if (!hr || hr->type == REDIS_REPLY_ERROR)
+        rc = redis_fail(m, c, hr);
+    else
+        freeReplyObject(hr);
+    for (int i = 0; i < m->npend; i++)
+        free(vals[i]);
     free(vals);
     free(hv);
     free(lens);
@@ -798,8 +821,10 @@ static void rollback(imp *m)
         line[strcspn(line, "\n")] = '\0';
         hr_err e = {0};
         if (line[0] == 'j') {
-            if (queue_cancel(m->q, line + 2, &e) >= 0) m->st->rolled_back++;
-            else left++;
+            if (queue_cancel(m->q, line + 2, &e) >= 0)
+                m->st->rolled_back++;
+            else
+                left++;
         } else if (line[0] == 's') {
             redisReply *r = redisCommand(queue_redis(m->q), "HDEL %s %s", m->index_key, line + 2);
             if (r) freeReplyObject(r);
@@ -817,8 +842,8 @@ static void rollback(imp *m)
 
 /* ---- the import */
 
-int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
-                 sched_import_stats *st, hr_err *err)
+int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sched_import_stats *st,
+                 hr_err *err)
 {
     memset(st, 0, sizeof *st);
     imp m = {.q = o->dry_run && !q ? NULL : q, .o = o, .st = st, .err = err, .email_acct = -1};
@@ -875,8 +900,8 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
         }
     }
     if (o->dry_run && !o->json)
-        fprintf(m.out, "%-22s %-10s %-24s %11s %s\n", "TIME (ACCOUNT ZONE)", "PLATFORM",
-                "ACCOUNT", "LENGTH", "TEXT");
+        fprintf(m.out, "%-22s %-10s %-24s %11s %s\n", "TIME (ACCOUNT ZONE)", "PLATFORM", "ACCOUNT",
+                "LENGTH", "TEXT");
     m.pass = 2;
     int r2 = sched_read(o->path, o->format, pass2_cb, &m, err);
     if (r2 == 0) r2 = pass2_flush(&m);

@@ -47,11 +47,16 @@ sched_format sched_format_parse(const char *name)
 const char *sched_format_name(sched_format f)
 {
     switch (f) {
-    case SCHED_FMT_WXR: return "wxr";
-    case SCHED_FMT_GHOST: return "ghost";
-    case SCHED_FMT_CSV: return "csv";
-    case SCHED_FMT_NDJSON: return "ndjson";
-    default: return "auto";
+    case SCHED_FMT_WXR:
+        return "wxr";
+    case SCHED_FMT_GHOST:
+        return "ghost";
+    case SCHED_FMT_CSV:
+        return "csv";
+    case SCHED_FMT_NDJSON:
+        return "ndjson";
+    default:
+        return "auto";
     }
 }
 
@@ -65,7 +70,8 @@ sched_format sched_detect(const char *head, size_t n)
     if (n >= 3 && (unsigned char)head[0] == 0xEF && (unsigned char)head[1] == 0xBB &&
         (unsigned char)head[2] == 0xBF)
         i = 3;
-    while (i < n && isspace((unsigned char)head[i])) i++;
+    while (i < n && isspace((unsigned char)head[i]))
+        i++;
     if (i >= n) return SCHED_FMT_AUTO;
     if (head[i] == '<') return SCHED_FMT_WXR;
     if (head[i] == '{') {
@@ -73,7 +79,8 @@ sched_format sched_detect(const char *head, size_t n)
         size_t len = nl ? (size_t)(nl - (head + i)) : n - i;
         /* a wrapper's first key gives Ghost away even on one line */
         const char *p = head + i + 1;
-        while (p < head + n && isspace((unsigned char)*p)) p++;
+        while (p < head + n && isspace((unsigned char)*p))
+            p++;
         if ((size_t)(head + n - p) >= 5 &&
             (!strncmp(p, "\"db\"", 4) || !strncmp(p, "\"meta\"", 6) || !strncmp(p, "\"data\"", 6)))
             return SCHED_FMT_GHOST;
@@ -81,8 +88,10 @@ sched_format sched_detect(const char *head, size_t n)
         for (size_t k = 0; k < len && !closed; k++) {
             char c = head[i + k];
             if (in_str) {
-                if (c == '\\') k++;
-                else if (c == '"') in_str = 0;
+                if (c == '\\')
+                    k++;
+                else if (c == '"')
+                    in_str = 0;
             } else if (c == '"') {
                 in_str = 1;
             } else if (c == '{' || c == '[') {
@@ -117,11 +126,16 @@ static int read_src(const sched_src *s, sched_format fmt, sched_item_cb *cb, voi
                               s->name);
     }
     switch (fmt) {
-    case SCHED_FMT_WXR: return sched_wxr_read(s, cb, priv, err);
-    case SCHED_FMT_GHOST: return sched_ghost_read(s, cb, priv, err);
-    case SCHED_FMT_CSV: return sched_csv_read(s, cb, priv, err);
-    case SCHED_FMT_NDJSON: return sched_ndjson_read(s, cb, priv, err);
-    default: return hr_err_set(err, "%s: unknown format", s->name);
+    case SCHED_FMT_WXR:
+        return sched_wxr_read(s, cb, priv, err);
+    case SCHED_FMT_GHOST:
+        return sched_ghost_read(s, cb, priv, err);
+    case SCHED_FMT_CSV:
+        return sched_csv_read(s, cb, priv, err);
+    case SCHED_FMT_NDJSON:
+        return sched_ndjson_read(s, cb, priv, err);
+    default:
+        return hr_err_set(err, "%s: unknown format", s->name);
     }
 }
 
@@ -143,9 +157,9 @@ int sched_read_mem(const void *data, size_t n, const char *name, sched_format fm
 static int is_block(const char *name)
 {
     static const char *const blocks[] = {
-        "p",  "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-        "pre", "table", "tr", "figure", "figcaption", "hr", "section", "article", "header",
-        "footer", "dl", "dt", "dd"};
+        "p",  "div",     "br",      "li",         "ul",     "ol",    "h1", "h2",     "h3",
+        "h4", "h5",      "h6",      "blockquote", "pre",    "table", "tr", "figure", "figcaption",
+        "hr", "section", "article", "header",     "footer", "dl",    "dt", "dd"};
     for (size_t i = 0; i < HR_ARRAY_LEN(blocks); i++)
         if (!strcasecmp(name, blocks[i])) return 1;
     return 0;
@@ -159,7 +173,8 @@ static void text_walk(xmlNode *n, hr_buf *out, int *space)
                 if (isspace(*p)) {
                     *space = *space ? *space : 1;
                 } else {
-                    if (*space == 2 && out->len) hr_buf_putc(out, '\n');
+                    if (*space == 2 && out->len)
+                        hr_buf_putc(out, '\n');
                     else if (*space == 1 && out->len && out->data[out->len - 1] != '\n')
                         hr_buf_putc(out, ' ');
                     *space = 0;
@@ -232,7 +247,8 @@ void sched_strv_push(sched_strv *s, const char *str, size_t len)
 
 void sched_strv_clear(sched_strv *s)
 {
-    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    for (int i = 0; i < s->n; i++)
+        free(s->v[i]);
     s->n = 0;
 }
 
@@ -250,8 +266,10 @@ void sched_split(const char *s, const char *seps, sched_strv *out)
     while (*s) {
         size_t n = strcspn(s, seps);
         const char *a = s, *b = s + n;
-        while (a < b && isspace((unsigned char)*a)) a++;
-        while (b > a && isspace((unsigned char)b[-1])) b--;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
         if (b > a) sched_strv_push(out, a, (size_t)(b - a));
         s += n;
         if (*s) s++;
@@ -271,10 +289,12 @@ int sched_parse_wall(const char *s, int *Y, int *M, int *D, int *sec_of_day)
         p += 1 + u2;
         if (*p == '.') {
             p++;
-            while (isdigit((unsigned char)*p)) p++;
+            while (isdigit((unsigned char)*p))
+                p++;
         }
     }
-    while (isspace((unsigned char)*p)) p++;
+    while (isspace((unsigned char)*p))
+        p++;
     if (*p || *M < 1 || *M > 12 || *D < 1 || *D > 31 || h > 23 || m > 59 || sec > 59) return -1;
     *sec_of_day = h * 3600 + m * 60 + sec;
     return 0;
@@ -283,7 +303,8 @@ int sched_parse_wall(const char *s, int *Y, int *M, int *D, int *sec_of_day)
 int sched_parse_utc(const char *s, int64_t *ms)
 {
     if (!s) return -1;
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+        s++;
     if (!strncmp(s, "0000-00-00", 10)) {
         *ms = 0;
         return 0;

@@ -120,7 +120,8 @@ int sched_ndjson_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err 
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
             len--;
         size_t start = 0;
-        while (start < len && (line[start] == ' ' || line[start] == '\t')) start++;
+        while (start < len && (line[start] == ' ' || line[start] == '\t'))
+            start++;
         if (start == len) continue;
         if (one_line(s, lineno, line + start, len - start, cb, priv, err) < 0) {
             rc = -1;

@@ -18,12 +18,18 @@ int sched_parse_duration(const char *s, int64_t *ms)
     double v = strtod(s, &end);
     if (end == s || v < 0) return -1;
     double mul;
-    if (!*end || !strcmp(end, "s")) mul = 1000;
-    else if (!strcmp(end, "ms")) mul = 1;
-    else if (!strcmp(end, "m") || !strcmp(end, "min")) mul = 60000;
-    else if (!strcmp(end, "h")) mul = 3600000;
-    else if (!strcmp(end, "d")) mul = 86400000;
-    else return -1;
+    if (!*end || !strcmp(end, "s"))
+        mul = 1000;
+    else if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "m") || !strcmp(end, "min"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else if (!strcmp(end, "d"))
+        mul = 86400000;
+    else
+        return -1;
     *ms = (int64_t)(v * mul);
     return 0;
 }
@@ -62,10 +68,12 @@ static int parse_days(const char *s, size_t n, unsigned *mask)
     }
     while (n > 0) {
         size_t k = 0;
-        while (k < n && s[k] != '+') k++;
+        while (k < n && s[k] != '+')
+            k++;
         const char *dash = memchr(s, '-', k);
         if (dash) {
-            int a = day_index(s, (size_t)(dash - s)), b = day_index(dash + 1, k - (size_t)(dash - s) - 1);
+            int a = day_index(s, (size_t)(dash - s)),
+                b = day_index(dash + 1, k - (size_t)(dash - s) - 1);
             if (a < 0 || b < 0) return -1;
             for (int d = a;; d = (d + 1) % 7) {
                 *mask |= 1u << d;
@@ -98,8 +106,7 @@ int sched_parse_slots(sched_account *a, const char *spec, hr_err *err)
         const char *at = memchr(p, '@', glen);
         unsigned mask;
         if (!at || parse_days(p, (size_t)(at - p), &mask) < 0)
-            return hr_err_set(err, "slots: \"%.*s\": expected DAYS@HH:MM[,HH:MM...]", (int)glen,
-                              p);
+            return hr_err_set(err, "slots: \"%.*s\": expected DAYS@HH:MM[,HH:MM...]", (int)glen, p);
         const char *t = at + 1, *gend = p + glen;
         while (t < gend) {
             size_t tl = strcspn(t, ",;");
@@ -108,7 +115,8 @@ int sched_parse_slots(sched_account *a, const char *spec, hr_err *err)
             if (parse_hhmm(t, tl, &sec) < 0 || sec >= 86400)
                 return hr_err_set(err, "slots: \"%.*s\" is not a time of day (HH:MM)", (int)tl, t);
             int k;
-            for (k = 0; k < a->nslots && a->slots[k].sec != sec; k++) {}
+            for (k = 0; k < a->nslots && a->slots[k].sec != sec; k++) {
+            }
             if (k == a->nslots) {
                 if (a->nslots == SCHED_MAX_SLOTS)
                     return hr_err_set(err, "slots: more than %d times of day", SCHED_MAX_SLOTS);
@@ -131,10 +139,14 @@ static int parse_rate(const char *s, double *per_s)
     char *end;
     double v = strtod(s, &end);
     if (end == s || v <= 0) return -1;
-    if (!*end || !strcmp(end, "/s")) *per_s = v;
-    else if (!strcmp(end, "/m") || !strcmp(end, "/min")) *per_s = v / 60;
-    else if (!strcmp(end, "/h")) *per_s = v / 3600;
-    else return -1;
+    if (!*end || !strcmp(end, "/s"))
+        *per_s = v;
+    else if (!strcmp(end, "/m") || !strcmp(end, "/min"))
+        *per_s = v / 60;
+    else if (!strcmp(end, "/h"))
+        *per_s = v / 3600;
+    else
+        return -1;
     return 0;
 }
 
@@ -164,12 +176,14 @@ int sched_account_parse(sched_account *a, int argc, char *const *argv, int64_t f
         } else if (KEY("spacing") || KEY("jitter")) {
             int64_t ms;
             if (sched_parse_duration(v, &ms) < 0) {
-                hr_err_set(err, "%.*s: \"%s\" is not a duration (30m, 90s, 2h)", (int)kl,
-                           argv[i], v);
+                hr_err_set(err, "%.*s: \"%s\" is not a duration (30m, 90s, 2h)", (int)kl, argv[i],
+                           v);
                 goto fail;
             }
-            if (KEY("spacing")) a->spacing_ms = ms;
-            else a->jitter_ms = ms;
+            if (KEY("spacing"))
+                a->spacing_ms = ms;
+            else
+                a->jitter_ms = ms;
         } else if (KEY("quiet")) {
             const char *dash = strchr(v, '-');
             if (!dash || parse_hhmm(v, (size_t)(dash - v), &a->quiet_from_sec) < 0 ||
@@ -283,7 +297,10 @@ int64_t sched_jitter(uint64_t seed, const char *key, int64_t jitter_ms)
     return (int64_t)(h % (uint64_t)(2 * jitter_ms + 1)) - jitter_ms;
 }
 
-void sched_taken_init(sched_taken *tk) { memset(tk, 0, sizeof *tk); }
+void sched_taken_init(sched_taken *tk)
+{
+    memset(tk, 0, sizeof *tk);
+}
 
 void sched_taken_release(sched_taken *tk)
 {
@@ -296,8 +313,10 @@ static size_t lower_bound(const sched_taken *tk, int64_t v)
     size_t lo = 0, hi = tk->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (tk->t[mid] < v) lo = mid + 1;
-        else hi = mid;
+        if (tk->t[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -324,8 +343,7 @@ static int64_t fit(const sched_taken *tk, int64_t want, int64_t lo, int64_t hi, 
     if (lo > hi) return -1;
     if (spacing <= 0) return want;
     int64_t best = -1, bestd = 0, cur = lo;
-    for (size_t i = lower_bound(tk, lo - spacing + 1); i < tk->n && tk->t[i] < hi + spacing;
-         i++) {
+    for (size_t i = lower_bound(tk, lo - spacing + 1); i < tk->n && tk->t[i] < hi + spacing; i++) {
         int64_t x = tk->t[i], end = x - spacing < hi ? x - spacing : hi;
         if (end >= cur) {
             int64_t p = want < cur ? cur : want > end ? end : want;
@@ -402,8 +420,7 @@ void sched_blocks_release(sched_blocks *b)
 
 int64_t sched_rate_at(const sched_account *a, int64_t start_ms, long k)
 {
-    return a->rate_per_s > 0 ? start_ms + (int64_t)((double)k * 1000.0 / a->rate_per_s)
-                             : start_ms;
+    return a->rate_per_s > 0 ? start_ms + (int64_t)((double)k * 1000.0 / a->rate_per_s) : start_ms;
 }
 
 int64_t sched_rate_block(const sched_account *a, sched_blocks *b, int64_t at_ms, long n)
@@ -415,8 +432,10 @@ int64_t sched_rate_block(const sched_account *a, sched_blocks *b, int64_t at_ms,
     size_t lo = 0, hi = b->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (b->end[mid] <= t) lo = mid + 1;
-        else hi = mid;
+        if (b->end[mid] <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     for (i = lo; i < b->n; i++) {
         if (b->start[i] >= t + len && len > 0) break; /* fits before block i */

@@ -37,9 +37,9 @@ typedef struct sched_item {
     const char *excerpt;
     const char *image;
     const char *author;
-    const char *status;  /* normalized: "publish", "future", "draft", "private", ... */
-    const char *type;    /* "post", "page", "attachment", ... */
-    int64_t publish_ms;  /* publish time (UTC), 0 when unknown */
+    const char *status; /* normalized: "publish", "future", "draft", "private", ... */
+    const char *type;   /* "post", "page", "attachment", ... */
+    int64_t publish_ms; /* publish time (UTC), 0 when unknown */
     const char *const *tags;
     int ntags;
     const char *const *platforms; /* per-item lanes (CSV/NDJSON), or none */
@@ -160,9 +160,9 @@ void sched_taken_add(sched_taken *tk, int64_t t_ms);
  * tk. publish_ms > now_ms: at the item's own time plus jitter in [0, J]
  * (never before the item is public); otherwise the next free slot after
  * now_ms plus jitter in [-J, J]; an account without slots takes items as
- * soon as possible, one after the other (spacing apart, jitter in [0, J]). Spacing to every taken time and quiet hours
- * hold; the jitter is clamped to fit between neighbours. key seeds the
- * jitter. Returns the run time, or -1 when no slot is found. */
+ * soon as possible, one after the other (spacing apart, jitter in [0, J]). Spacing to every taken
+ * time and quiet hours hold; the jitter is clamped to fit between neighbours. key seeds the jitter.
+ * Returns the run time, or -1 when no slot is found. */
 int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, const char *key,
                     int64_t now_ms, int64_t publish_ms);
 
@@ -234,8 +234,7 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
  * column (first/last name columns optional, any others become template
  * variables). Invalid addresses are skipped and counted in *invalid.
  * Returns 0 or -1 with "file:line: reason". */
-int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid,
-                        hr_err *err);
+int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid, hr_err *err);
 void sched_contacts_free(sched_contact *v, int n);
 
 /* ------------------------------------------------------------ importer */
@@ -250,18 +249,18 @@ typedef struct sched_import_opts {
     int sync;             /* cancel jobs of items gone or unpublished */
     int skip_invalid;     /* enqueue the valid items, list the bad ones */
     int has_seed;
-    uint64_t seed;   /* jitter seed (default: from the campaign name) */
-    int64_t now_ms;  /* 0: the clock */
-    int batch;       /* jobs per enqueue call (0: 1000) */
-    int progress;    /* progress bar on stderr */
-    FILE *out;       /* plan and invalid-item listing (NULL: stdout) */
+    uint64_t seed;  /* jitter seed (default: from the campaign name) */
+    int64_t now_ms; /* 0: the clock */
+    int batch;      /* jobs per enqueue call (0: 1000) */
+    int progress;   /* progress bar on stderr */
+    FILE *out;      /* plan and invalid-item listing (NULL: stdout) */
 } sched_import_opts;
 
 typedef struct sched_import_stats {
-    long items;      /* items read */
-    long taken;      /* items that made jobs */
-    long filtered;   /* items left out by status or type */
-    long invalid;    /* bad items (skipped with skip_invalid) */
+    long items;    /* items read */
+    long taken;    /* items that made jobs */
+    long filtered; /* items left out by status or type */
+    long invalid;  /* bad items (skipped with skip_invalid) */
     long unchanged_items;
     long added, updated, unchanged, done;
     long cancelled;
@@ -274,8 +273,8 @@ typedef struct sched_import_stats {
  * q may be NULL for a dry run (no occupancy from Redis then). All or
  * nothing: on failure nothing this run added stays queued. Returns 0, or -1
  * with err (err->code 2: bad input, 1: environment). */
-int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o,
-                 sched_import_stats *st, hr_err *err);
+int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sched_import_stats *st,
+                 hr_err *err);
 
 /* Test seam: when set, called before each enqueue batch (0-based); a
  * non-zero return makes that batch fail as if Redis had gone away. */
@@ -285,9 +284,9 @@ extern int (*sched_test_enqueue_fail)(int batch_no);
 
 typedef struct sched_daemon_opts {
     queue_opts q;
-    int batch;          /* jobs per lane per promote call (0: 1000) */
-    int max_sleep_ms;   /* timer cap (0: 1000) */
-    int reap_every_ms;  /* 0: 1000 */
+    int batch;         /* jobs per lane per promote call (0: 1000) */
+    int max_sleep_ms;  /* timer cap (0: 1000) */
+    int reap_every_ms; /* 0: 1000 */
 } sched_daemon_opts;
 
 typedef struct sched_daemon sched_daemon;

@@ -13,9 +13,9 @@
 
 struct sched_tz {
     char *name;
-    int off0;     /* offset before the first change */
-    int64_t *at;  /* instants (s) where the offset changes */
-    int *off;     /* the offset from at[i] on */
+    int off0;    /* offset before the first change */
+    int64_t *at; /* instants (s) where the offset changes */
+    int *off;    /* the offset from at[i] on */
     int n, cap;
 };
 
@@ -57,8 +57,10 @@ sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err 
         int64_t lo = t - 86400, hi = t; /* offset(lo) == prev, offset(hi) == o */
         while (hi - lo > 1) {
             int64_t mid = lo + (hi - lo) / 2;
-            if (offset_now((time_t)mid) == prev) lo = mid;
-            else hi = mid;
+            if (offset_now((time_t)mid) == prev)
+                lo = mid;
+            else
+                hi = mid;
         }
         if (z->n == z->cap) {
             z->cap = z->cap ? z->cap * 2 : 16;
@@ -69,8 +71,10 @@ sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err 
         z->off[z->n++] = (int)o;
         prev = o;
     }
-    if (saved) setenv("TZ", saved, 1);
-    else unsetenv("TZ");
+    if (saved)
+        setenv("TZ", saved, 1);
+    else
+        unsetenv("TZ");
     tzset();
     free(saved);
     return z;
@@ -85,7 +89,10 @@ void sched_tz_free(sched_tz *z)
     free(z);
 }
 
-const char *sched_tz_name(const sched_tz *z) { return z->name; }
+const char *sched_tz_name(const sched_tz *z)
+{
+    return z->name;
+}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -98,13 +105,18 @@ static int offset_s(const sched_tz *z, int64_t s)
     int lo = 0, hi = z->n; /* first change after s */
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (z->at[mid] <= s) lo = mid + 1;
-        else hi = mid;
+        if (z->at[mid] <= s)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo == 0 ? z->off0 : z->off[lo - 1];
 }
 
-int sched_tz_offset(const sched_tz *z, int64_t ms) { return offset_s(z, floor_div(ms, 1000)); }
+int sched_tz_offset(const sched_tz *z, int64_t ms)
+{
+    return offset_s(z, floor_div(ms, 1000));
+}
 
 void sched_tz_local(const sched_tz *z, int64_t ms, struct tm *out)
 {
@@ -128,9 +140,13 @@ int64_t sched_tz_from_local(const sched_tz *z, int year, int mon1, int mday, int
     if (o1 == o2) return ta * 1000;
     int va = offset_s(z, ta) == o1, vb = offset_s(z, tb) == o2;
     int64_t t;
-    if (va && vb) t = ta < tb ? ta : tb; /* fall back: the first occurrence */
-    else if (va) t = ta;
-    else if (vb) t = tb;
-    else t = ta; /* spring forward gap: read with the old offset = shifted by the gap */
+    if (va && vb)
+        t = ta < tb ? ta : tb; /* fall back: the first occurrence */
+    else if (va)
+        t = ta;
+    else if (vb)
+        t = tb;
+    else
+        t = ta; /* spring forward gap: read with the old offset = shifted by the gap */
     return t * 1000;
 }

@@ -23,14 +23,17 @@ static int ns_kind(const xmlChar *uri)
 }
 
 typedef struct wxr_item {
-    char *title, *link, *pubdate, *creator, *content, *excerpt, *post_id, *date_gmt, *status,
-        *type;
+    char *title, *link, *pubdate, *creator, *content, *excerpt, *post_id, *date_gmt, *status, *type;
     sched_strv tags;
     long line;
 } wxr_item;
 
 typedef struct wxr_ctx {
     const sched_src *src;
+    /* namespace URIs are interned in the reader's dictionary: a few pointers
+     * stand for all of them, so strstr runs once per URI, not per element */
+    const xmlChar *ns_uri[8];
+    int ns_val[8], ns_n;
     hr_err xml_err; /* the first error libxml2 reported */
     int have_xml_err;
 } wxr_ctx;
@@ -42,15 +45,16 @@ static void on_xml_error(void *arg, xmlErrorPtr e)
     char msg[200];
     snprintf(msg, sizeof msg, "%s", e->message ? e->message : "error");
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
     hr_err_set(&c->xml_err, "%s:%d: malformed XML: %s", c->src->name, e->line, msg);
     c->have_xml_err = 1;
 }
 
 static void item_clear(wxr_item *it)
 {
-    char **f[] = {&it->title, &it->link,     &it->pubdate, &it->creator, &it->content,
-                  &it->excerpt, &it->post_id, &it->date_gmt, &it->status, &it->type};
+    char **f[] = {&it->title,   &it->link,    &it->pubdate,  &it->creator, &it->content,
+                  &it->excerpt, &it->post_id, &it->date_gmt, &it->status,  &it->type};
     for (size_t i = 0; i < HR_ARRAY_LEN(f); i++) {
         xmlFree(*f[i]);
         *f[i] = NULL;
@@ -94,7 +98,8 @@ static int emit(wxr_ctx *c, wxr_item *w, sched_item_cb *cb, void *priv, hr_err *
     it.tags = (const char *const *)w->tags.v;
     it.ntags = w->tags.n;
     const char *pid = w->post_id;
-    while (pid && (*pid == ' ' || *pid == '\n')) pid++;
+    while (pid && (*pid == ' ' || *pid == '\n'))
+        pid++;
     if (!pid || !*pid || strlen(pid) > 40) {
         it.id = "wxr:?";
         it.error = "item has no <wp:post_id>";
@@ -104,8 +109,7 @@ static int emit(wxr_ctx *c, wxr_item *w, sched_item_cb *cb, void *priv, hr_err *
     }
     int64_t ms = 0;
     if (!it.error && w->date_gmt && *w->date_gmt && sched_parse_utc(w->date_gmt, &ms) < 0) {
-        snprintf(errbuf, sizeof errbuf, "<wp:post_date_gmt> is not a date: \"%.60s\"",
-                 w->date_gmt);
+        snprintf(errbuf, sizeof errbuf, "<wp:post_date_gmt> is not a date: \"%.60s\"", w->date_gmt);
         it.error = errbuf;
     }
     if (!it.error && ms == 0 && w->pubdate && parse_rfc822(w->pubdate, &ms) < 0) ms = 0;
@@ -117,6 +121,18 @@ static int emit(wxr_ctx *c, wxr_item *w, sched_item_cb *cb, void *priv, hr_err *
     return rc;
 }
 
+static int ns_cached(wxr_ctx *c, const xmlChar *uri)
+{
+    for (int i = 0; i < c->ns_n; i++)
+        if (c->ns_uri[i] == uri) return c->ns_val[i];
+    int k = ns_kind(uri);
+    if (c->ns_n < 8) {
+        c->ns_uri[c->ns_n] = uri;
+        c->ns_val[c->ns_n++] = k;
+    }
+    return k;
+}
+
 static char **field_for(wxr_item *w, int ns, const char *name)
 {
     switch (ns) {
@@ -125,16 +141,20 @@ static char **field_for(wxr_item *w, int ns, const char *name)
         if (!strcmp(name, "link")) return &w->link;
         if (!strcmp(name, "pubDate")) return &w->pubdate;
         return NULL;
-    case NS_DC: return !strcmp(name, "creator") ? &w->creator : NULL;
-    case NS_CONTENT: return !strcmp(name, "encoded") ? &w->content : NULL;
-    case NS_EXCERPT: return !strcmp(name, "encoded") ? &w->excerpt : NULL;
+    case NS_DC:
+        return !strcmp(name, "creator") ? &w->creator : NULL;
+    case NS_CONTENT:
+        return !strcmp(name, "encoded") ? &w->content : NULL;
+    case NS_EXCERPT:
+        return !strcmp(name, "encoded") ? &w->excerpt : NULL;
     case NS_WP:
         if (!strcmp(name, "post_id")) return &w->post_id;
         if (!strcmp(name, "post_date_gmt")) return &w->date_gmt;
         if (!strcmp(name, "status")) return &w->status;
         if (!strcmp(name, "post_type")) return &w->type;
         return NULL;
-    default: return NULL;
+    default:
+        return NULL;
     }
 }
 
@@ -160,7 +180,7 @@ static int read_item(xmlTextReaderPtr r, wxr_ctx *c, wxr_item *w, sched_item_cb 
         }
         if (type == XML_READER_TYPE_ELEMENT && d == depth + 1) {
             const char *name = (const char *)xmlTextReaderConstLocalName(r);
-            int ns = ns_kind(xmlTextReaderConstNamespaceUri(r));
+            int ns = ns_cached(c, xmlTextReaderConstNamespaceUri(r));
             char **f = field_for(w, ns, name);
             if (f) {
                 xmlFree(*f);
@@ -201,8 +221,8 @@ int sched_wxr_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *er
             const char *name = (const char *)xmlTextReaderConstLocalName(r);
             int d = xmlTextReaderDepth(r);
             if (d == 0) saw_rss = !strcmp(name, "rss");
-            if (d == 2 && !strcmp(name, "item") && ns_kind(xmlTextReaderConstNamespaceUri(r)) ==
-                                                        NS_RSS) {
+            if (d == 2 && !strcmp(name, "item") &&
+                ns_cached(&c, xmlTextReaderConstNamespaceUri(r)) == NS_RSS) {
                 items++;
                 ret = read_item(r, &c, &w, cb, priv, &stop, err);
                 continue;
@@ -214,8 +234,10 @@ int sched_wxr_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *er
     if (stop) {
         rc = -1;
     } else if (ret < 0) {
-        if (c.have_xml_err) rc = hr_err_set(err, "%s", c.xml_err.msg);
-        else hr_err_set(err, "%s:%d: malformed XML", s->name, xmlTextReaderGetParserLineNumber(r));
+        if (c.have_xml_err)
+            rc = hr_err_set(err, "%s", c.xml_err.msg);
+        else
+            hr_err_set(err, "%s:%d: malformed XML", s->name, xmlTextReaderGetParserLineNumber(r));
         rc = -1;
     } else if (!saw_rss) {
         rc = hr_err_set(err, "%s:1: not a WordPress export (no <rss> root)", s->name);

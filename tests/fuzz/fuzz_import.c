@@ -12,13 +12,16 @@ static int walk(const sched_item *it, void *priv, hr_err *err)
 {
     (void)err;
     size_t *sum = priv;
-    const char *fields[] = {it->id, it->title, it->link, it->html, it->text, it->excerpt,
+    const char *fields[] = {it->id,    it->title,  it->link,   it->html, it->text, it->excerpt,
                             it->image, it->author, it->status, it->type, it->error};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (fields[i]) *sum += strlen(fields[i]);
-    for (int i = 0; i < it->ntags; i++) *sum += strlen(it->tags[i]);
-    for (int i = 0; i < it->nplatforms; i++) *sum += strlen(it->platforms[i]);
-    for (int i = 0; i < it->nvars; i++) *sum += strlen(it->vars[i].key) + strlen(it->vars[i].value);
+    for (int i = 0; i < it->ntags; i++)
+        *sum += strlen(it->tags[i]);
+    for (int i = 0; i < it->nplatforms; i++)
+        *sum += strlen(it->platforms[i]);
+    for (int i = 0; i < it->nvars; i++)
+        *sum += strlen(it->vars[i].key) + strlen(it->vars[i].value);
     return 0;
 }
 

@@ -2,9 +2,9 @@
  * fixtures, idempotent re-import, edits, --sync, jobs already sent, all or
  * nothing (bad input and a Redis failure midway), --skip-invalid, dry-run
  * JSON, and emails with suppression and invalid contacts. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -177,8 +177,8 @@ static void test_sent_jobs_untouched(void)
     CHECK_INT(n, 2);
     for (int i = 0; i < n; i++) {
         CHECK_INT(queue_attempt(Q, "w1", f[i].ukh, &err), 0);
-        queue_ack_item a = {.ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1",
-                            .lateness_ms = -1};
+        queue_ack_item a = {
+            .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1", .lateness_ms = -1};
         int res = 0;
         CHECK(queue_ack(Q, "w1", &a, 1, &res, &err) >= 0);
     }
@@ -230,15 +230,18 @@ static void test_all_or_nothing_bad_item(void)
 }
 
 static int fail_at;
-static int fail_third(int batch_no) { return batch_no == fail_at; }
+static int fail_third(int batch_no)
+{
+    return batch_no == fail_at;
+}
 
 static void test_all_or_nothing_redis_failure(void)
 {
     hr_config *c = setup(CAMPAIGN);
     REQUIRE(c && Q);
-    sched_import_opts o = {
-        .path = HERALD_FIXTURES "/cms/wxr-wordpress-importer-theme-unit-test-data.xml",
-        .batch = 10};
+    sched_import_opts o = {.path = HERALD_FIXTURES
+                           "/cms/wxr-wordpress-importer-theme-unit-test-data.xml",
+                           .batch = 10};
     sched_import_stats st;
     hr_err err = {0};
     fail_at = 3;
@@ -286,7 +289,9 @@ static void test_dry_run_json(void)
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
     sched_import_opts o = {.path = HERALD_FIXTURES "/cms/ghost-3.3.0-uksb-theme-unit-test.json",
-                           .dry_run = 1, .json = 1, .out = out};
+                           .dry_run = 1,
+                           .json = 1,
+                           .out = out};
     sched_import_stats st;
     hr_err err = {0};
     REQUIRE(import(c, &o, &st, &err) == 0);

@@ -18,7 +18,8 @@ static int account(sched_account *a, const char *line)
 {
     char *dup = strdup(line), *argv[16];
     int argc = 0;
-    for (char *t = strtok(dup, " "); t && argc < 16; t = strtok(NULL, " ")) argv[argc++] = t;
+    for (char *t = strtok(dup, " "); t && argc < 16; t = strtok(NULL, " "))
+        argv[argc++] = t;
     hr_err err = {0};
     int rc = sched_account_parse(a, argc, argv, utc("2026-01-01T00:00:00Z"),
                                  utc("2032-01-01T00:00:00Z"), &err);
@@ -90,12 +91,10 @@ static void walk(const char *line, const char *from, const char *const *want, in
 static void test_dst(void)
 {
     /* Paris springs forward on 2027-03-28 at 02:00: 02:30 happens at 03:30 CEST */
-    const char *spring[] = {"2027-03-27T01:30:00Z", "2027-03-28T01:30:00Z",
-                            "2027-03-29T00:30:00Z"};
+    const char *spring[] = {"2027-03-27T01:30:00Z", "2027-03-28T01:30:00Z", "2027-03-29T00:30:00Z"};
     walk("x:@a tz=Europe/Paris slots=daily@02:30", "2027-03-27T00:00:00Z", spring, 3);
     /* and falls back on 2027-10-31 at 03:00: 02:30 happens twice, we post once */
-    const char *fall[] = {"2027-10-30T00:30:00Z", "2027-10-31T00:30:00Z",
-                          "2027-11-01T01:30:00Z"};
+    const char *fall[] = {"2027-10-30T00:30:00Z", "2027-10-31T00:30:00Z", "2027-11-01T01:30:00Z"};
     walk("x:@a tz=Europe/Paris slots=daily@02:30", "2027-10-30T00:00:00Z", fall, 3);
     /* New York, 2027-03-14 and 2027-11-07 */
     const char *ny_spring[] = {"2027-03-13T07:15:00Z", "2027-03-14T07:15:00Z",
@@ -118,7 +117,7 @@ static void test_quiet(void)
 {
     sched_account a;
     REQUIRE(account(&a, "x:@a tz=Europe/Paris quiet=22:00-07:00") == 0);
-    CHECK(sched_in_quiet(&a, utc("2027-06-01T21:00:00Z"))); /* 23:00 CEST */
+    CHECK(sched_in_quiet(&a, utc("2027-06-01T21:00:00Z")));  /* 23:00 CEST */
     CHECK(!sched_in_quiet(&a, utc("2027-06-01T05:00:00Z"))); /* 07:00 */
     CHECK(sched_in_quiet(&a, utc("2027-06-01T04:59:00Z")));
     CHECK_INT(sched_quiet_end(&a, utc("2027-06-01T21:00:00Z")), utc("2027-06-02T05:00:00Z"));
@@ -148,8 +147,7 @@ static void test_spacing_slots(void)
     sched_account a;
     REQUIRE(account(&a, "x:@a tz=Europe/Paris spacing=40m jitter=15m quiet=23:00-06:00 "
                         "slots=daily@00:00,01:00,06:00,07:00,08:00,09:00,10:00,11:00,12:00,"
-                        "12:20,13:00,14:00,15:00,16:00,17:00,18:00,19:00,20:00,21:00,22:00") ==
-            0);
+                        "12:20,13:00,14:00,15:00,16:00,17:00,18:00,19:00,20:00,21:00,22:00") == 0);
     sched_taken tk;
     sched_taken_init(&tk);
     int64_t now = utc("2027-03-20T00:00:00Z"), prev = 0;
@@ -193,7 +191,8 @@ static void test_spacing_publish_time(void)
         CHECK(v[i] >= p); /* never before the item is public */
     }
     CHECK(v[0] <= p + 120000); /* the first one within [P, P+J] */
-    for (size_t i = 1; i < tk.n; i++) CHECK(tk.t[i] - tk.t[i - 1] >= 300000);
+    for (size_t i = 1; i < tk.n; i++)
+        CHECK(tk.t[i] - tk.t[i - 1] >= 300000);
     free(v);
     sched_taken_release(&tk);
     sched_account_release(&a);
@@ -202,8 +201,7 @@ static void test_spacing_publish_time(void)
 static void test_reproducible(void)
 {
     sched_account a;
-    REQUIRE(account(&a, "x:@a tz=Asia/Tokyo slots=daily@09:00,18:00 spacing=1h jitter=20m") ==
-            0);
+    REQUIRE(account(&a, "x:@a tz=Asia/Tokyo slots=daily@09:00,18:00 spacing=1h jitter=20m") == 0);
     int64_t now = utc("2027-05-01T00:00:00Z");
     int64_t run1[50], run2[50], run3[50];
     for (int r = 0; r < 3; r++) {

@@ -8,8 +8,8 @@
 #include "scheduler.h"
 
 typedef struct got {
-    char id[96], title[200], link[200], status[16], type[24], error[240], text[200],
-        tags[400], plats[100];
+    char id[96], title[200], link[200], status[16], type[24], error[240], text[200], tags[400],
+        plats[100];
     int ntags, nvars;
     long line;
     int64_t publish_ms;
@@ -21,7 +21,10 @@ typedef struct bag {
     int n;
 } bag;
 
-static void cp(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
+static void cp(char *dst, size_t n, const char *s)
+{
+    snprintf(dst, n, "%s", s ? s : "");
+}
 
 static int collect(const sched_item *it, void *priv, hr_err *err)
 {
@@ -100,7 +103,8 @@ static void test_wxr_theme_unit(void)
     for (int i = 0; i < b.n; i++)
         if (strstr(b.v[i].title, "Markup: Title With Markup")) markup = 1;
     CHECK(markup);
-    for (int i = 0; i < b.n; i++) CHECK(b.v[i].error[0] == '\0');
+    for (int i = 0; i < b.n; i++)
+        CHECK(b.v[i].error[0] == '\0');
 }
 
 static void test_wxr_small_export(void)
@@ -187,8 +191,8 @@ static void test_ghost_fixtures(void)
         if (!strcmp(b.v[i].title, "Many Tags")) many = b.v[i].ntags;
     CHECK_INT(many, 24);
     b.n = 0;
-    REQUIRE(sched_read(HERALD_FIXTURES "/cms/ghost-3.3.0-uksb-theme-unit-test.json",
-                       SCHED_FMT_AUTO, collect, &b, &err) == 0);
+    REQUIRE(sched_read(HERALD_FIXTURES "/cms/ghost-3.3.0-uksb-theme-unit-test.json", SCHED_FMT_AUTO,
+                       collect, &b, &err) == 0);
     CHECK_INT(b.n, 19);
     CHECK_INT(count(&b, "publish", "post"), 19);
     const got *g = find(&b, "ghost:5e2c0c2fbea7830001d7cf42");
@@ -197,7 +201,8 @@ static void test_ghost_fixtures(void)
     CHECK_STR(g->link, "/themes/");
     CHECK_INT(g->publish_ms, utc("2020-01-24T20:04:22Z"));
     int emoji = 0;
-    for (int i = 0; i < b.n; i++) emoji |= !strcmp(b.v[i].title, "Writing posts with Ghost ✍️");
+    for (int i = 0; i < b.n; i++)
+        emoji |= !strcmp(b.v[i].title, "Writing posts with Ghost ✍️");
     CHECK(emoji);
 }
 
