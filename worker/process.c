@@ -624,17 +624,25 @@ static int start_request(wk_job *j, const plat_request *pr, wk_req_cb *cb)
     return 0;
 }
 
+/* answer_begin starts every HTTP answer callback: past the loop it only lets
+ * go of the job (returns -1); otherwise r gets the answer and o is cleared. */
+static int answer_begin(wk_job *j, plat_response *r, plat_outcome *o)
+{
+    if (j->p->shutting) {
+        job_release(j);
+        return -1;
+    }
+    fill_response(j, r);
+    memset(o, 0, sizeof *o);
+    return 0;
+}
+
 static void on_send_done(wk_req *q, void *priv)
 {
     wk_job *j = priv;
-    if (j->p->shutting) {
-        job_release(j);
-        return;
-    }
     plat_response r;
-    fill_response(j, &r);
     plat_outcome o;
-    memset(&o, 0, sizeof o);
+    if (answer_begin(j, &r, &o) != 0) return;
     plat_send_response(j->send, &r, &o);
     if (o.kind == PLAT_OUT_NEXT) {
         plat_outcome_release(&o);
@@ -663,14 +671,9 @@ static void job_send_step(wk_job *j)
 static void on_readback_done(wk_req *q, void *priv)
 {
     wk_job *j = priv;
-    if (j->p->shutting) {
-        job_release(j);
-        return;
-    }
     plat_response r;
-    fill_response(j, &r);
     plat_outcome o;
-    memset(&o, 0, sizeof o);
+    if (answer_begin(j, &r, &o) != 0) return;
     plat_send_readback_response(j->send, &r, &o);
     if (o.kind == PLAT_OUT_SENT) {
         ack(j, o.platform_id);
@@ -780,16 +783,11 @@ static void poll_record(wk_job *j, const plat_engagement *e)
 static void on_poll_done(wk_req *q, void *priv)
 {
     wk_job *j = priv;
-    if (j->p->shutting) {
-        job_release(j);
-        return;
-    }
     plat_response r;
-    fill_response(j, &r);
+    plat_outcome o;
+    if (answer_begin(j, &r, &o) != 0) return;
     plat_engagement e;
     memset(&e, 0, sizeof e);
-    plat_outcome o;
-    memset(&o, 0, sizeof o);
     plat_engagement_parse(j->lane->acct, &r, &e, &o);
     if (o.kind == PLAT_OUT_SENT) {
         poll_record(j, &e);
