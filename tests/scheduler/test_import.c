@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -374,6 +375,48 @@ static void test_emails(void)
     free(contacts);
 }
 
+/* the command itself: exit codes, messages, the dry-run table, a summary */
+static int run_cli(const char *conf, const char *a1, const char *a2, const char *a3,
+                   const char *out)
+{
+    char *argv[] = {HERALD_BIN, "--config", (char *)conf, "import", "--no-progress",
+                    (char *)a1, (char *)a2, (char *)a3,   NULL};
+    pid_t pid = th_spawn(argv, out);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void)
+{
+    snprintf(ns, sizeof ns, "t%d", ++ns_seq);
+    char *conf = hr_asprintf("%s/cli.conf", dir), *out = hr_asprintf("%s/cli.out", dir);
+    char *text =
+        hr_asprintf("redis-url unix://%s\nnamespace %s\n%s%s\n", R->sock, ns, ACCOUNTS, CAMPAIGN);
+    th_write_file(conf, text);
+    CHECK_INT(run_cli(conf, SCHED_DATA "/bad-date.xml", NULL, NULL, out), 2);
+    char *o = th_read_file(out, NULL);
+    CHECK(o && strstr(o, "herald import: bad-date.xml:11: <wp:post_date_gmt> is not a date"));
+    free(o);
+    CHECK_INT(run_cli(conf, SCHED_DATA "/malformed.xml", NULL, NULL, out), 2);
+    o = th_read_file(out, NULL);
+    CHECK(o && strstr(o, "herald import: malformed.xml:10: malformed XML"));
+    free(o);
+    CHECK_INT(run_cli(conf, "--dry-run", SCHED_DATA "/edge.xml", NULL, out), 0);
+    o = th_read_file(out, NULL);
+    CHECK(o && strstr(o, "TIME (ACCOUNT ZONE)") && strstr(o, "Crème brûlée"));
+    free(o);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(run_cli(conf, "--json", SCHED_DATA "/edge.xml", NULL, out), 0);
+    o = th_read_file(out, NULL);
+    CHECK(o && strstr(o, "\"added\":8")); /* 4 posts (10, 11, 12, 15) x 2 lanes */
+    free(o);
+    CHECK_INT(run_cli(conf, "--format", "ghost", SCHED_DATA "/edge.xml", out), 2);
+    free(text);
+    free(conf);
+    free(out);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
@@ -386,6 +429,7 @@ int main(void)
     th_run("csv_calendar", test_csv_calendar);
     th_run("dry_run_json", test_dry_run_json);
     th_run("emails", test_emails);
+    th_run("cli", test_cli);
     queue_free(Q);
     free(dir);
     return th_main_end();
