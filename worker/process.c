@@ -442,8 +442,6 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     free(owned);
     free(argv);
     free(b->jobs);
-    b->jobs = NULL;
-    free(b->jobs);
     free(b->items);
     free(b->results);
     free(b);
@@ -464,8 +462,8 @@ static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         int keep = 0;
         for (int i = 0; i < p->nackq; i++) {
             wk_job *j = p->ackq[i];
-            if (strcmp(j->worker, worker) != 0) {
-                p->ackq[keep++] = j;
+            if (strcmp(j->worker, worker) != 0 || b->n >= QUEUE_ACK_MAX) {
+                p->ackq[keep++] = j; /* next batch */
                 continue;
             }
             b->jobs[b->n] = j;
@@ -484,6 +482,10 @@ static void ack(wk_job *j, const char *platform_id)
     j->platform_id = hr_strdup(platform_id);
     log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
     j->ack.ukh = j->ukh;
+    j->ack.id = j->job->id; /* the done record names the job by its full id */
+    /* a job without a unique key can never be enqueued again under its
+     * ukh, so it needs no done record */
+    j->ack.no_done = !(j->job->unique_key && *j->job->unique_key);
     j->ack.lane = j->lane_name;
     j->ack.platform_id = j->platform_id;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
