@@ -69,12 +69,22 @@ static long long reply_ll(redisReply *e)
 typedef struct {
     int idx;
     char lane[QUEUE_LANE_MAX];
+    const char *ukh; /* borrowed from the job */
 } lane_ref;
 
+static int cmp_lane_order(const void *a, const void *b)
+{
+    const lane_ref *x = a, *y = b;
+    int c = strcmp(x->lane, y->lane);
+    return c ? c : x->idx - y->idx;
+}
+
+/* by lane, then ukh, then batch order: equal ukhs end up side by side */
 static int cmp_lane_ref(const void *a, const void *b)
 {
     const lane_ref *x = a, *y = b;
     int c = strcmp(x->lane, y->lane);
+    if (!c) c = strcmp(x->ukh, y->ukh);
     return c ? c : x->idx - y->idx;
 }
 
@@ -198,6 +208,7 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
         }
         queue_job_assign_id(j);
         refs[i].idx = i;
+        refs[i].ukh = queue_job_ukh(j);
     }
     qsort(refs, (size_t)n, sizeof *refs, cmp_lane_ref);
     /* The same ukh twice in one batch: the last one wins, the earlier ones
@@ -205,19 +216,16 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
      * the unique key), so duplicates sit in the same group. */
     int m = 0, rc = 0;
     for (int i = 0; i < n; i++) {
-        int dup = 0;
-        for (int k = i + 1; k < n && strcmp(refs[k].lane, refs[i].lane) == 0; k++)
-            if (strcmp(queue_job_ukh(jobs[refs[k].idx]), queue_job_ukh(jobs[refs[i].idx])) ==
-                0) {
-                dup = 1;
-                break;
-            }
+        int dup = i + 1 < n && strcmp(refs[i + 1].lane, refs[i].lane) == 0 &&
+                  strcmp(refs[i + 1].ukh, refs[i].ukh) == 0;
         if (dup) {
             if (results) results[refs[i].idx] = QUEUE_UPDATED;
             continue;
         }
         refs[m++] = refs[i];
     }
+    /* back to batch order within each lane, so jobs due now keep FIFO */
+    qsort(refs, (size_t)m, sizeof *refs, cmp_lane_order);
     for (int i = 0; i < m && rc == 0; i += ENQUEUE_CHUNK) {
         int c = m - i < ENQUEUE_CHUNK ? m - i : ENQUEUE_CHUNK;
         rc = enqueue_chunk(q, jobs, refs + i, c, results, err);
