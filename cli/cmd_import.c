@@ -5,7 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "commands.h"
+#include "platforms.h"
 #include "queue.h"
 #include "scheduler.h"
 
@@ -14,11 +17,75 @@ static int usage(void)
     fprintf(stderr,
             "usage: herald import [--format wxr|ghost|csv|ndjson] [--campaign NAME]\n"
             "                     [--dry-run [--json]] [--sync] [--skip-invalid] [--drafts]\n"
-            "                     [--seed N] [--now RFC3339] [--batch N] [--json] FILE\n");
+            "                     [--seed N] [--now RFC3339] [--batch N] [--json] FILE\n"
+            "       herald preview [--format F] [--campaign NAME] [--drafts] [--seed N]\n"
+            "                      [--now RFC3339] FILE   (every job as `format --json`)\n");
     return 2;
 }
 
-int cmd_import(int argc, char **argv)
+/* herald preview: every job an import would create, each printed as the
+ * `herald format --json` object for its account (docs/format.md) plus the
+ * job's source, run_at and kind. Accounts are parsed once each. */
+typedef struct preview_ctx {
+    const hr_config *cfg;
+    char *secret;
+    plat_account **accts;
+    char **lanes;
+    int n;
+    int failed;
+} preview_ctx;
+
+static void on_planned(const queue_job *j, void *priv)
+{
+    preview_ctx *pc = priv;
+    char lane[QUEUE_LANE_MAX];
+    if (queue_job_lane(j, lane, sizeof lane) < 0) return;
+    plat_account *a = NULL;
+    for (int i = 0; i < pc->n && !a; i++)
+        if (strcmp(pc->lanes[i], lane) == 0) a = pc->accts[i];
+    hr_err err = {0};
+    if (!a) {
+        a = plat_account_find(pc->cfg, j->platform, j->account, &err);
+        if (!a) {
+            fprintf(stderr, "herald preview: %s\n", err.msg);
+            pc->failed = 1;
+            return;
+        }
+        pc->accts = hr_realloc(pc->accts, sizeof *pc->accts * (size_t)(pc->n + 1));
+        pc->lanes = hr_realloc(pc->lanes, sizeof *pc->lanes * (size_t)(pc->n + 1));
+        pc->accts[pc->n] = a;
+        pc->lanes[pc->n++] = hr_strdup(lane);
+    }
+    plat_ctx ctx = {.secret = pc->secret, .now_ms = 0};
+    char *js = plat_preview_job(a, j, &ctx, &err);
+    if (!js) {
+        fprintf(stderr, "herald preview: %s %s: %s\n", j->source ? j->source : "?", lane,
+                err.msg);
+        pc->failed = 1;
+        return;
+    }
+    json_t *o = json_loads(js, 0, NULL);
+    free(js);
+    if (!o) return;
+    char run[40];
+    hr_format_rfc3339(j->run_at_ms, run, sizeof run);
+    json_object_set_new(o, "source", json_string(j->source ? j->source : ""));
+    json_object_set_new(o, "platform", json_string(j->platform));
+    json_object_set_new(o, "account", json_string(j->account));
+    json_object_set_new(o, "kind", json_string(j->kind == QUEUE_KIND_EMAIL ? "email" : "post"));
+    json_object_set_new(o, "run_at", json_string(run));
+    char *line = json_dumps(o, JSON_COMPACT);
+    if (line) printf("%s\n", line);
+    free(line);
+    json_decref(o);
+}
+
+static int run_import(int argc, char **argv, int preview);
+
+int cmd_import(int argc, char **argv) { return run_import(argc, argv, 0); }
+int cmd_preview(int argc, char **argv) { return run_import(argc, argv, 1); }
+
+static int run_import(int argc, char **argv, int preview)
 {
     sched_import_opts o = {0};
     const char *fmt = cli_take_opt(&argc, argv, "format");
@@ -33,6 +100,16 @@ int cmd_import(int argc, char **argv)
     o.drafts = cli_has_flag(&argc, argv, "drafts");
     int no_progress = cli_has_flag(&argc, argv, "no-progress");
     if (argc != 2 || argv[1][0] == '-') return usage();
+    preview_ctx pc = {0};
+    if (preview) {
+        o.dry_run = 1;
+        o.json = 1;
+        o.on_planned = on_planned;
+        o.planned_priv = &pc;
+        pc.cfg = cli_config();
+        hr_err se = {0};
+        pc.secret = hr_secret_load(pc.cfg, &se); /* NULL: emails show no unsubscribe URL */
+    }
     o.path = argv[1];
     if (fmt) {
         o.format = sched_format_parse(fmt);
@@ -73,6 +150,16 @@ int cmd_import(int argc, char **argv)
     hr_err err = {0};
     int rc = sched_import(q, cfg, &o, &st, &err);
     if (o.dry_run) queue_free(q);
+    if (preview) {
+        for (int i = 0; i < pc.n; i++) {
+            plat_account_free(pc.accts[i]);
+            free(pc.lanes[i]);
+        }
+        free(pc.accts);
+        free(pc.lanes);
+        free(pc.secret);
+        if (rc == 0 && pc.failed) return 2;
+    }
     if (rc < 0) {
         fprintf(stderr, "herald %s\n", err.msg);
         return err.code == 2 ? 2 : 1;

@@ -59,6 +59,7 @@ CLI_CMD(help);
 CLI_CMD(import);
 CLI_CMD(jobs);
 CLI_CMD(pause);
+CLI_CMD(preview);
 CLI_CMD(queue);
 CLI_CMD(resume);
 CLI_CMD(run);

@@ -19,6 +19,7 @@ static const cli_command commands[] = {
     {"import", cmd_import, "import a CMS export (WXR, Ghost, CSV, NDJSON) as scheduled jobs"},
     {"jobs", cmd_jobs, "jobs by state, platform, campaign: list, show, cancel"},
     {"pause", cmd_pause, "stop sending on a platform or lane (jobs wait)"},
+    {"preview", cmd_preview, "show what every job of an import would send (format --json each)"},
     {"queue", cmd_queue, "queue operations: counts, promote, reap, lanes, get, cancel, pause"},
     {"resume", cmd_resume, "resume sending on a paused platform or lane"},
     {"run", cmd_run, "run the whole pipeline on a private Redis and the sandbox"},

@@ -510,6 +510,10 @@ static void print_plan(imp *m, pending *p)
 {
     for (int i = 0; i < p->n; i++) {
         queue_job *j = m->jobs[p->first + i];
+        if (m->o->on_planned) {
+            m->o->on_planned(j, m->o->planned_priv);
+            continue;
+        }
         char lane[QUEUE_LANE_MAX];
         queue_job_lane(j, lane, sizeof lane);
         const sched_account *a = &m->accts[acct_index(m, lane)];

@@ -254,6 +254,10 @@ typedef struct sched_import_opts {
     int batch;      /* jobs per enqueue call (0: 1000) */
     int progress;   /* progress bar on stderr */
     FILE *out;      /* plan and invalid-item listing (NULL: stdout) */
+    /* dry run: when set, called with each planned job instead of printing
+     * the plan (herald preview); the job is borrowed for the call only */
+    void (*on_planned)(const queue_job *j, void *priv);
+    void *planned_priv;
 } sched_import_opts;
 
 typedef struct sched_import_stats {

@@ -69,9 +69,46 @@ static void test_enqueue_all_or_nothing(void)
     free(out);
 }
 
+/* herald preview: every job of the example import as `format --json`. */
+static void test_preview(void)
+{
+    char *dir = th_tempdir();
+    char conf[512], cmd[2048];
+    snprintf(conf, sizeof conf, "%s/h.conf", dir);
+    snprintf(cmd, sizeof cmd,
+             "sed 's|contacts=/etc/herald/contacts.csv|contacts=%s/examples/contacts.csv|' "
+             "%s/examples/herald.conf > %s",
+             HERALD_SRC, HERALD_SRC, conf);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd,
+             "HERALD_SECRET=0123456789abcdef0123 HERALD_REDIS_URL=unix:///nonexistent "
+             "%s --config %s preview %s/examples/blog.wxr 2>/dev/null",
+             HERALD_BIN, conf, HERALD_SRC);
+    FILE *p = popen(cmd, "r");
+    char line[16384];
+    int lines = 0, with_request = 0, emails = 0, bad_unsub = 0;
+    while (fgets(line, sizeof line, p)) {
+        lines++;
+        with_request += strstr(line, "\"request\":{\"method\"") != NULL;
+        emails += strstr(line, "\"kind\":\"email\"") != NULL;
+        bad_unsub += strstr(line, "/u/u/") != NULL;
+        CHECK(strstr(line, "\"run_at\":\"") != NULL);
+        CHECK(strstr(line, "\"length\":") != NULL);
+    }
+    CHECK_INT(WEXITSTATUS(pclose(p)), 0);
+    CHECK_INT(lines, 60); /* 10 posts x 3 platforms + 10 x 3 contacts */
+    CHECK_INT(with_request, 60);
+    CHECK_INT(emails, 30);
+    CHECK_INT(bad_unsub, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("enqueue_all_or_nothing", test_enqueue_all_or_nothing);
+    th_run("preview", test_preview);
     return th_main_end();
 }
