@@ -118,9 +118,11 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
             hr_err_set(err, "stats: redis: %s", rc->errstr);
             goto fail;
         }
-        char fday[32], fmon[32];
-        snprintf(fday, sizeof fday, "budget_day|%lld", (long long)day);
-        snprintf(fmon, sizeof fmon, "budget_month|%lld", (long long)month);
+        /* the worker's fields (worker/process.c, queue/lua/fetch.lua): b_day
+         * and b_month name the period b_*_used counts; q_left/q_reset are
+         * the platform's remaining quota until its reset */
+        int64_t b_day = 0, b_month = 0, b_day_used = 0, b_month_used = 0, q_left = -1,
+                q_reset = 0;
         for (size_t k = 0; h->type == REDIS_REPLY_ARRAY && k + 1 < h->elements; k += 2) {
             const char *f = h->element[k]->str, *val = h->element[k + 1]->str;
             if (strcmp(f, "circuit") == 0)
@@ -129,11 +131,23 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
                 s->circuit_until_ms = atoll(val);
             else if (strcmp(f, "throttled_until_ms") == 0)
                 s->throttled_until_ms = atoll(val);
-            else if (strcmp(f, fday) == 0)
-                s->spent_day = atoll(val);
-            else if (strcmp(f, fmon) == 0)
-                s->spent_month = atoll(val);
+            else if (strcmp(f, "b_day") == 0)
+                b_day = atoll(val);
+            else if (strcmp(f, "b_month") == 0)
+                b_month = atoll(val);
+            else if (strcmp(f, "b_day_used") == 0)
+                b_day_used = atoll(val);
+            else if (strcmp(f, "b_month_used") == 0)
+                b_month_used = atoll(val);
+            else if (strcmp(f, "q_left") == 0)
+                q_left = atoll(val);
+            else if (strcmp(f, "q_reset") == 0)
+                q_reset = atoll(val);
         }
+        if (b_day == day) s->spent_day = b_day_used;
+        if (b_month == month) s->spent_month = b_month_used;
+        if (q_left == 0 && q_reset > *now_ms && q_reset > s->throttled_until_ms)
+            s->throttled_until_ms = q_reset; /* waiting for the platform's reset */
         freeReplyObject(h);
         worker_account_conf a;
         hr_err e2 = {0};

@@ -31,7 +31,14 @@ typedef struct wk_lane {
     int parked; /* the budget cap holds it (logged once) */
     int conf_written; /* limits written to its state hash for the fetch script */
     int reload;       /* SIGHUP came while sends were in flight on it */
+    /* send durations since the last flush, for {ns}:sendtime (herald stats,
+     * herald_send_duration_seconds): counts per bucket, and their sum */
+    long send_hist[9];
+    long long send_sum_ms;
 } wk_lane;
+
+/* upper bounds (ms) of the send-duration buckets; the last bucket is +Inf */
+static const int send_bounds_ms[8] = {10, 25, 50, 100, 250, 500, 1000, 5000};
 
 typedef struct wk_proc wk_proc;
 
@@ -269,6 +276,21 @@ static void budget_refund(wk_proc *p, wk_lane *l, int64_t fetched_ms)
     redisAsyncCommandArgv(c, on_raw, NULL, 7, argv, NULL);
 }
 
+/* circuit_note shows this process's breaker of a lane in the lane's state
+ * hash, for herald stats and /metrics (the breaker itself is per process;
+ * the last change wins). */
+static void circuit_note(wk_proc *p, wk_lane *l)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c) return;
+    char key[256], until[24];
+    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+    snprintf(until, sizeof until, "%lld", (long long)l->circuit.open_until_ms);
+    const char *argv[] = {"HSET", key, "circuit", worker_circuit_name(l->circuit.state),
+                          "circuit_until_ms", until};
+    redisAsyncCommandArgv(c, on_raw, NULL, 6, argv, NULL);
+}
+
 /* quota_note records what the platform's quota headers said, so the fetch
  * script stops before a 429 (for the whole fleet). */
 static void quota_note(wk_proc *p, wk_lane *l, const plat_outcome *o)
@@ -447,10 +469,40 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     free(b);
 }
 
+/* flush_sendtime adds the lanes' send durations to {ns}:sendtime, once per
+ * loop iteration with the acknowledgements. */
+static void flush_sendtime(wk_proc *p)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c) return;
+    char key[128];
+    snprintf(key, sizeof key, "{%s}:sendtime", queue_async_ns(p->qa));
+    for (int i = 0; i < p->nlanes; i++) {
+        wk_lane *l = p->lanes[i];
+        long total = 0;
+        for (int b = 0; l && b < 9; b++) total += l->send_hist[b];
+        if (!total) continue;
+        for (int b = 0; b < 9; b++) {
+            if (!l->send_hist[b]) continue;
+            char field[64];
+            if (b < 8)
+                snprintf(field, sizeof field, "%s|%d", l->platform, send_bounds_ms[b]);
+            else
+                snprintf(field, sizeof field, "%s|inf", l->platform);
+            redisAsyncCommand(c, on_raw, NULL, "HINCRBY %s %s %ld", key, field, l->send_hist[b]);
+        }
+        redisAsyncCommand(c, on_raw, NULL, "HINCRBY %s %s|sum_ms %lld", key, l->platform,
+                          l->send_sum_ms);
+        memset(l->send_hist, 0, sizeof l->send_hist);
+        l->send_sum_ms = 0;
+    }
+}
+
 static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     wk_proc *p = w->data;
     ev_prepare_stop(loop, w);
+    flush_sendtime(p);
     while (p->nackq > 0) {
         /* one batch per worker id (they differ only after a reconnect) */
         const char *worker = p->ackq[0]->worker;
@@ -489,6 +541,13 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.lane = j->lane_name;
     j->ack.platform_id = j->platform_id;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
+    if (j->started_us) {
+        long long ms = (hr_mono_us() - j->started_us) / 1000;
+        int b = 0;
+        while (b < 8 && ms > send_bounds_ms[b]) b++;
+        j->lane->send_hist[b]++;
+        j->lane->send_sum_ms += ms;
+    }
     worker_crash_point("before_ack");
     if (p->nackq == p->capackq) {
         p->capackq = p->capackq ? p->capackq * 2 : 64;
@@ -533,10 +592,12 @@ static void settle(wk_job *j, const plat_outcome *o)
     if (d.budget == WORKER_BUDGET_REFUND) budget_refund(p, j->lane, j->fetched_ms);
     if (d.circuit_failure || d.circuit_success) {
         worker_circuit_state was = j->lane->circuit.state;
-        if (worker_circuit_record(&j->lane->circuit, d.circuit_success, now))
+        if (worker_circuit_record(&j->lane->circuit, d.circuit_success, now)) {
             hr_log(HR_LOG_WARN, "circuit changed", "lane", j->lane->name, "from",
                    worker_circuit_name(was), "to", worker_circuit_name(j->lane->circuit.state),
                    NULL);
+            circuit_note(p, j->lane);
+        }
     }
     switch (d.action) {
     case WORKER_DO_ACK: ack(j, o->platform_id); return;
