@@ -442,7 +442,7 @@ int cli_stats_report(queue *q, const hr_config *cfg, FILE *f, hr_err *err)
  * that runs no other herald server, or as a Prometheus sidecar: /metrics,
  * /healthz, /readyz. Its loop does nothing else, so the sync reads of a
  * scrape block nobody. */
-static void serve_request(hook_req *r, void *priv)
+void cli_metrics_request(hook_req *r, void *priv)
 {
     const char *path = hook_req_path(r);
     if (strcmp(path, "/healthz") == 0) return hook_req_respond_json(r, 200, "{\"ok\":true}");
@@ -478,7 +478,7 @@ static int serve(const char *listen, const hr_config *cfg)
     struct ev_loop *loop = ev_default_loop(0);
     hook_httpd_opts o = {0};
     o.listen = listen;
-    o.handler = serve_request;
+    o.handler = cli_metrics_request;
     o.priv = (void *)cfg;
     hr_err err = {0};
     hook_httpd *h = hook_httpd_new(loop, &o, &err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "webhooks.h"
 #include "worker.h"
 
 static int parse_int(const char *name, const char *v, int lo, int hi, int *out)
@@ -18,12 +19,45 @@ static int parse_int(const char *name, const char *v, int lo, int hi, int *out)
     return 0;
 }
 
+/* --metrics ADDR: the supervisor serves /metrics, /healthz and /readyz on
+ * its own loop; forked workers close their copy of the listener. */
+typedef struct metrics_ctx {
+    const char *listen;
+    const hr_config *cfg;
+    hook_httpd *h;
+} metrics_ctx;
+
+static void metrics_start(struct ev_loop *loop, void *priv)
+{
+    metrics_ctx *m = priv;
+    hook_httpd_opts ho = {0};
+    ho.listen = m->listen;
+    ho.handler = cli_metrics_request;
+    ho.priv = (void *)m->cfg;
+    hr_err err = {0};
+    m->h = hook_httpd_new(loop, &ho, &err);
+    if (!m->h) {
+        hr_log(HR_LOG_ERROR, "metrics server not started", "error", err.msg, NULL);
+        return;
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", hook_httpd_port(m->h));
+    hr_log(HR_LOG_INFO, "metrics listening", "port", port, NULL);
+}
+
+static void metrics_drop(void *priv)
+{
+    metrics_ctx *m = priv;
+    hook_httpd_free(m->h); /* the child's copy: the parent keeps serving */
+    m->h = NULL;
+}
+
 int cmd_worker(int argc, char **argv)
 {
     if (cli_has_flag(&argc, argv, "help")) {
         printf("usage: herald worker [--platforms POOL|x,bluesky] [--processes N]\n"
                "                     [--concurrency M] [--shutdown-timeout 10s]\n"
-               "                     [--lease 30s] [--once] [--foreground]\n"
+               "                     [--lease 30s] [--once] [--foreground] [--metrics ADDR]\n"
                "Sends queued posts and emails. --foreground runs one worker process\n"
                "without a supervisor; --once exits when nothing is left to send.\n");
         return 0;
@@ -51,6 +85,8 @@ int cmd_worker(int argc, char **argv)
         return 2;
     }
     o.once = cli_has_flag(&argc, argv, "once");
+    metrics_ctx mc = {.listen = cli_take_opt(&argc, argv, "metrics"), .cfg = o.config};
+    if (!mc.listen) mc.listen = hr_config_get(o.config, "metrics-listen", NULL);
     int foreground = cli_has_flag(&argc, argv, "foreground");
     if (argc > 1) {
         fprintf(stderr, "herald worker: unexpected argument '%s' (see --help)\n", argv[1]);
@@ -63,5 +99,12 @@ int cmd_worker(int argc, char **argv)
     }
     if (o.processes == 0 && pool.processes > 0) o.processes = pool.processes;
     if (foreground) return worker_process_main(&o);
-    return worker_supervise(&o);
+    if (mc.listen) {
+        o.on_loop = metrics_start;
+        o.on_child = metrics_drop;
+        o.hook_priv = &mc;
+    }
+    int rc = worker_supervise(&o);
+    hook_httpd_free(mc.h);
+    return rc;
 }

@@ -39,6 +39,10 @@ int cli_metrics_render(struct queue *q, const hr_config *cfg, hr_buf *b, hr_err 
  * /metrics: priv is the config. Daemons: hook_server_set_metrics(s,
  * cli_metrics_hook, (void *)cli_config()). */
 void cli_metrics_hook(hr_buf *out, void *priv);
+/* cli_metrics_request answers /metrics, /healthz and /readyz (404 else) for
+ * a metrics-only server (hook_httpd handler; priv is the config). */
+struct hook_req;
+void cli_metrics_request(struct hook_req *r, void *priv);
 
 /* Shared by `jobs` and `dead` (cmd_jobs.c): cli_job_state writes the state
  * of a stored job ("scheduled", "ready", "inflight", "retrying", "dead",

@@ -58,6 +58,7 @@ static void start_child(sup *s, child *c)
         return;
     }
     if (pid == 0) {
+        if (s->opts.on_child) s->opts.on_child(s->opts.hook_priv);
         /* The child starts clean: its own loop, default signal handling.
          * libev keeps signal watchers in process-wide tables: stop ours
          * first, or the child's own ev_signal would never be installed. */
@@ -218,6 +219,7 @@ int worker_supervise(const worker_opts *o)
         c->restart.data = c;
         start_child(&s, c);
     }
+    if (s.opts.on_loop) s.opts.on_loop(s.loop, s.opts.hook_priv);
     wk_notify("READY=1");
     ev_run(s.loop, 0);
     for (int i = 0; i < s.nchildren; i++) ev_timer_stop(s.loop, &s.children[i].restart);

@@ -209,6 +209,8 @@ int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err
 
 /* ---------------------------------------------------------- processes */
 
+struct ev_loop;
+
 typedef struct worker_opts {
     const hr_config *config;   /* borrowed; reloaded on SIGHUP by the callee */
     const char *config_path;   /* to reload on SIGHUP; NULL: no reload */
@@ -218,6 +220,13 @@ typedef struct worker_opts {
     int64_t shutdown_timeout_ms; /* 0: 10 s */
     int64_t lease_ms;          /* 0: 30 s */
     int once;                  /* exit when no job is ready (tests, bench) */
+    /* supervisor only (both may be NULL): on_loop runs on its loop before
+     * it starts, e.g. to serve /metrics (herald worker --metrics); on_child
+     * runs first thing in every forked child, to let go of what on_loop set
+     * up there. */
+    void (*on_loop)(struct ev_loop *loop, void *priv);
+    void (*on_child)(void *priv);
+    void *hook_priv;
 } worker_opts;
 
 /* worker_supervise runs the supervisor in the calling process: forks

@@ -1,6 +1,8 @@
 /* test_cli.c: `herald enqueue` and `herald queue` against a real Redis:
  * bad input names the line and enqueues nothing; good input is counted. */
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -105,10 +107,37 @@ static void test_preview(void)
     free(dir);
 }
 
+/* herald worker --metrics: the supervisor serves Prometheus text. */
+static void test_worker_metrics(void)
+{
+    int port = th_free_port();
+    char url[400], listen[64];
+    snprintf(url, sizeof url, "HERALD_REDIS_URL=unix://%s", R->sock);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    putenv(url);
+    setenv("HERALD_NAMESPACE", "cli", 1);
+    char *argv[] = {HERALD_BIN, "worker", "--processes", "1", "--metrics", listen, NULL};
+    pid_t pid = th_spawn(argv, NULL);
+    char *body = NULL;
+    int status = -1;
+    for (int i = 0; i < 250 && status != 200; i++) {
+        free(body);
+        body = NULL;
+        status = th_http(port, NULL, "/metrics", NULL, NULL, &body);
+        if (status != 200) usleep(20000);
+    }
+    CHECK_INT(status, 200);
+    CHECK(body && strstr(body, "herald_queue_depth{") != NULL);
+    free(body);
+    CHECK_INT(th_http(port, NULL, "/readyz", NULL, NULL, NULL), 200);
+    th_kill(pid, SIGTERM);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("enqueue_all_or_nothing", test_enqueue_all_or_nothing);
     th_run("preview", test_preview);
+    th_run("worker_metrics", test_worker_metrics);
     return th_main_end();
 }
