@@ -80,7 +80,11 @@ void qa_set_nkeys(queue_argv *a, int nkeys);
  * script and retrying once on NOSCRIPT. NULL with err on failure; a Redis
  * error reply also becomes NULL with its text in err. */
 redisReply *queue_run_sync(queue *q, queue_argv *a, int script, hr_err *err);
+/* queue_cmd_sync and queue_cmdargv_sync run one idempotent command (sent
+ * once more after a broken connection); NULL with err on failure or on a
+ * Redis error reply. */
 redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...);
+redisReply *queue_cmdargv_sync(queue *q, queue_argv *a, hr_err *err);
 
 struct queue {
     redisContext *c;

@@ -968,31 +968,6 @@ static long long hmget_ll(const redisReply *h, int i)
     return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
 }
 
-/* send_argv_sync runs a plain (idempotent) command given as an argv. */
-static redisReply *send_argv_sync(queue *q, queue_argv *a, hr_err *err)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!q->c) {
-            redisReply *p = queue_cmd_sync(q, err, "PING");
-            if (!p) return NULL;
-            freeReplyObject(p);
-        }
-        redisReply *r = redisCommandArgv(q->c, a->argc, (const char **)a->argv, a->lens);
-        if (r) {
-            if (r->type == REDIS_REPLY_ERROR) {
-                hr_err_set(err, "redis: %s", r->str);
-                freeReplyObject(r);
-                return NULL;
-            }
-            return r;
-        }
-        hr_err_set(err, "redis: %s", q->c->errstr[0] ? q->c->errstr : "connection lost");
-        redisFree(q->c);
-        q->c = NULL;
-    }
-    return NULL;
-}
-
 static long long stat_field(redisReply *h, const char *field)
 {
     for (size_t i = 0; h && i + 1 < h->elements; i += 2)
@@ -1064,7 +1039,7 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
                 qa_pushf(&a, "retried|%s", lanes[i]);
             }
             if (nl == 0) qa_pushs(&a, "-");
-            st = send_argv_sync(q, &a, err);
+            st = queue_cmdargv_sync(q, &a, err);
             qa_release(&a);
         }
         redisReply *pz = st ? queue_cmd_sync(q, err, "SMEMBERS {%s}:paused", q->ns) : NULL;
@@ -1128,7 +1103,7 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
     for (int k = 0; k < 3; k++)
         for (int m = 0; m < window_min; m++)
             qa_pushf(&a, "m|%s|%s|%lld", kinds[k], lane, minute - m);
-    redisReply *r = send_argv_sync(q, &a, err);
+    redisReply *r = queue_cmdargv_sync(q, &a, err);
     qa_release(&a);
     if (!r) return -1;
     for (int k = 0; k < 3; k++)

@@ -306,18 +306,16 @@ redisReply *queue_run_sync(queue *q, queue_argv *a, int script, hr_err *err)
     return r;
 }
 
-/* queue_cmd_sync is for idempotent commands only (reads, SADD, HSET of a
- * fixed value...): after a broken connection it reconnects and sends once
- * more. */
-redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...)
+/* idempotent_send sends one formatted command; after a broken connection it
+ * reconnects and sends it once more, so it is for idempotent commands only
+ * (reads, SADD, HSET of a fixed value...). */
+static redisReply *idempotent_send(queue *q, const char *cmd, size_t len, hr_err *err)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!q->c && sync_connect(q, err) < 0) return NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *r = redisvCommand(q->c, fmt, ap);
-        va_end(ap);
-        if (r) {
+        redisReply *r = NULL;
+        if (redisAppendFormattedCommand(q->c, cmd, len) == REDIS_OK &&
+            redisGetReply(q->c, (void **)&r) == REDIS_OK && r) {
             if (r->type == REDIS_REPLY_ERROR) {
                 hr_err_set(err, "redis: %s", r->str);
                 freeReplyObject(r);
@@ -330,4 +328,33 @@ redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...)
         q->c = NULL;
     }
     return NULL;
+}
+
+redisReply *queue_cmd_sync(queue *q, hr_err *err, const char *fmt, ...)
+{
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        hr_err_set(err, "redis: bad command format");
+        return NULL;
+    }
+    redisReply *r = idempotent_send(q, cmd, (size_t)len, err);
+    redisFreeCommand(cmd);
+    return r;
+}
+
+redisReply *queue_cmdargv_sync(queue *q, queue_argv *a, hr_err *err)
+{
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, a->argc, (const char **)a->argv, a->lens);
+    if (len < 0) {
+        hr_err_set(err, "redis: cannot format command");
+        return NULL;
+    }
+    redisReply *r = idempotent_send(q, cmd, (size_t)len, err);
+    redisFreeCommand(cmd);
+    return r;
 }

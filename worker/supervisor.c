@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +51,7 @@ static void on_restart(struct ev_loop *loop, ev_timer *w, int revents)
 static void start_child(sup *s, child *c)
 {
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         hr_log(HR_LOG_ERROR, "worker: fork failed", "error", strerror(errno), NULL);
@@ -58,6 +60,10 @@ static void start_child(sup *s, child *c)
         return;
     }
     if (pid == 0) {
+        /* a worker outlives no supervisor: if it dies, the worker is told to
+         * stop (and drains within its shutdown timeout) */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
         if (s->opts.on_child) s->opts.on_child(s->opts.hook_priv);
         /* The child starts clean: its own loop, default signal handling.
          * libev keeps signal watchers in process-wide tables: stop ours

@@ -10,8 +10,7 @@
 -- loop; otherwise each job is settled on its own.
 -- Returns {n} when all were acked, else per job: 1 acked, 2 resolved from
 -- unknown, 0 not the worker's.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local jobs, done, inflight, stats, reasons = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local nl = tonumber(ARGV[1])
 local n = tonumber(ARGV[2 + nl])
@@ -23,17 +22,6 @@ local ds = cs + nl + 1     -- first done pair
 local nb = tonumber(ARGV[ds + 2 * nd])
 local bs = ds + 2 * nd + 1 -- first lateness pair
 local minute = math.floor(now / 60000)
--- bump adds c to a lane's per-minute bucket; opening a new minute drops the
--- lane's buckets of a day ago (an hour of them, for minutes without traffic;
--- queue_prune_stats catches longer gaps)
-local function bump(stats, kind, lane, minute, c)
-  local f = 'm|' .. kind .. '|' .. lane .. '|'
-  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
-    local old = {}
-    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
-    redis.call('HDEL', stats, unpack(old))
-  end
-end
 local mine = redis.call('HMGET', inflight, unpack(ARGV, us, ls - 1))
 local all = true
 for j = 1, n do

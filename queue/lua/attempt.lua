@@ -2,8 +2,7 @@
 -- KEYS[1] workers  KEYS[2] inflight:WORKER   ARGV[1] worker  ARGV[2] ukh
 -- Returns 0 when recorded, 1 when the job or the lease is no longer the
 -- worker's (it must not send).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local v = redis.call('HGET', KEYS[2], ARGV[2])
 if not v then return 1 end
 local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])

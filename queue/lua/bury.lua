@@ -5,19 +5,7 @@
 -- ARGV[4] lane  ARGV[5] '1' when the job must be the worker's in-flight job
 -- (otherwise an operator buries it from the unknown set)
 -- Returns 1, or 0 when it was not found where expected.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- bump adds c to a lane's per-minute bucket; opening a new minute drops the
--- lane's buckets of a day ago (an hour of them, for minutes without traffic;
--- queue_prune_stats catches longer gaps)
-local function bump(stats, kind, lane, minute, c)
-  local f = 'm|' .. kind .. '|' .. lane .. '|'
-  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
-    local old = {}
-    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
-    redis.call('HDEL', stats, unpack(old))
-  end
-end
+local now = now_ms()
 if ARGV[5] == '1' then
   -- the worker's job, or one reaped while its attempt ran (then unknown)
   if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 and

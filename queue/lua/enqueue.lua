@@ -12,8 +12,7 @@
 -- Returns {position, code, prefix, ...} for each unique-key job not simply
 -- added (position: 1-based over the unique jobs of the whole call; code 2
 -- updated, 3 unchanged, 4 done; prefix: the stored 8-char id time).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local jobs, done, lanes, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local old_min = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
 local res = {}
@@ -27,6 +26,15 @@ while a <= #ARGV do
   redis.call('SADD', lanes, lane)
   local zadd, rpush = {}, {}
   local scheduled = false
+  -- place: a job due now goes to the ready list, a later one to the set
+  local function place(ukh, run_at)
+    if run_at <= now then
+      rpush[#rpush + 1] = ukh
+    else
+      zadd[#zadd + 1] = run_at
+      zadd[#zadd + 1] = ukh
+    end
+  end
   if nu > 0 then
     local ukhs = {}
     for i = 1, nu do ukhs[i] = ARGV[a + 3 * (i - 1)] end
@@ -63,12 +71,7 @@ while a <= #ARGV do
       else
         hset[#hset + 1] = ukh
         hset[#hset + 1] = val
-        if run_at <= now then
-          rpush[#rpush + 1] = ukh
-        else
-          zadd[#zadd + 1] = run_at
-          zadd[#zadd + 1] = ukh
-        end
+        place(ukh, run_at)
       end
     end
     if #hset > 0 then redis.call('HSET', jobs, unpack(hset)) end
@@ -101,12 +104,7 @@ while a <= #ARGV do
             hset[#hset + 1] = ukh
             hset[#hset + 1] = ARGV[hs + 2 * i + 1]
           end
-          if run_at <= now then
-            rpush[#rpush + 1] = ukh
-          else
-            zadd[#zadd + 1] = run_at
-            zadd[#zadd + 1] = ukh
-          end
+          place(ukh, run_at)
         end
       end
       if #hset > 0 then redis.call('HSET', jobs, unpack(hset)) end

@@ -5,8 +5,7 @@
 -- ARGV[1] worker, ARGV[2] max, ARGV[3] lease_ms, then the lane names.
 -- Returns {'ok', lane_index, ukh, value, ...} or {'lease'} when the worker's
 -- lease is gone (it was reaped and must register again).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local workers, paused, jobs, inflight, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, max, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local exp = redis.call('ZSCORE', workers, worker)

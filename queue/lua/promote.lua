@@ -5,8 +5,7 @@
 -- ZRANGEBYSCORE + ZREMRANGEBYRANK remove exactly what was read, in one
 -- script, so two schedulers never promote the same job twice.
 -- Returns {promoted, next_due_ms or 0, now_ms}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due, batch = KEYS[1], tonumber(ARGV[1])
 local total = 0
 for i = 1, (#KEYS - 1) / 2 do

@@ -6,8 +6,7 @@
 -- ARGV[1] worker  ARGV[2] '1' to force (graceful unregister)  ARGV[3..] lanes
 -- Returns {requeued, unknown}, {-1} when the worker renewed its lease,
 -- {-2} when an entry's lane was not in ARGV (read again and retry).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local worker = ARGV[1]
 if ARGV[2] ~= '1' then
   local exp = redis.call('ZSCORE', KEYS[1], worker)

@@ -5,19 +5,7 @@
 -- ARGV[2] ukh ARGV[3] id ARGV[4] platform id ARGV[5] lane
 -- ARGV[6] new value ('' keeps the stored one)
 -- Returns 1 when done, 0 when the job was not in the expected set.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- bump adds c to a lane's per-minute bucket; opening a new minute drops the
--- lane's buckets of a day ago (an hour of them, for minutes without traffic;
--- queue_prune_stats catches longer gaps)
-local function bump(stats, kind, lane, minute, c)
-  local f = 'm|' .. kind .. '|' .. lane .. '|'
-  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
-    local old = {}
-    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
-    redis.call('HDEL', stats, unpack(old))
-  end
-end
+local now = now_ms()
 local op, ukh = ARGV[1], ARGV[2]
 if op == 'sent' or op == 'resend' then
   if redis.call('ZREM', KEYS[4], ukh) == 0 then return 0 end

@@ -9,19 +9,7 @@ if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
   redis.call('HDEL', KEYS[7], ARGV[1])
 end
-local t = redis.call('TIME')
-local minute = math.floor(tonumber(t[1]) / 60)
--- bump adds c to a lane's per-minute bucket; opening a new minute drops the
--- lane's buckets of a day ago (an hour of them, for minutes without traffic;
--- queue_prune_stats catches longer gaps)
-local function bump(stats, kind, lane, minute, c)
-  local f = 'm|' .. kind .. '|' .. lane .. '|'
-  if redis.call('HINCRBY', stats, f .. minute, c) == tonumber(c) then
-    local old = {}
-    for m = minute - 1500, minute - 1441 do old[#old + 1] = f .. m end
-    redis.call('HDEL', stats, unpack(old))
-  end
-end
+local minute = math.floor(now_ms() / 60000)
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
