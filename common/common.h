@@ -146,9 +146,10 @@ void hr_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgl
 void hr_b64url_encode(const unsigned char *in, size_t n, char *out);
 long hr_b64url_decode(const char *in, unsigned char *out, size_t outcap);
 
-/* An unsubscribe token names a recipient and campaign (and the job) and is
- * signed with HMAC-SHA256 under the secret: "<base64url payload>.<base64url
- * mac>", safe in a URL path. */
+/* An unsubscribe token names a recipient and campaign (and the job), sealed
+ * with AES-256-GCM under a key derived from the secret: opaque (the address
+ * is not readable in the URL), authenticated (a forged or altered token
+ * fails), base64url so it is safe in a URL path. */
 typedef struct hr_unsub {
     char email[256];
     char campaign[128];
@@ -156,8 +157,9 @@ typedef struct hr_unsub {
 } hr_unsub;
 /* hr_unsub_token_make returns a new token string. */
 char *hr_unsub_token_make(const char *secret, const hr_unsub *u);
-/* hr_unsub_token_verify checks the MAC in constant time and fills u; returns
- * 0, or -1 with the reason in err (forged, altered, malformed). */
+/* hr_unsub_token_verify opens the token (the GCM tag is checked by OpenSSL)
+ * and fills u; returns 0, or -1 with the reason in err (forged, altered,
+ * malformed). */
 int hr_unsub_token_verify(const char *secret, const char *token, hr_unsub *u, hr_err *err);
 
 #endif

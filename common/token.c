@@ -1,5 +1,6 @@
 /* token.c: the install's secret, HMAC, base64url and signed unsubscribe
  * tokens. Crypto is OpenSSL's; this file only frames it. */
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -104,43 +105,72 @@ static int copy_field(char *dst, size_t cap, const char *src)
     return 0;
 }
 
-/* The payload is "email\ncampaign\njob": fields cannot contain newlines. */
+/* A token is base64url(nonce[12] | ciphertext | tag[16]): the payload
+ * "email\ncampaign\njob" sealed with AES-256-GCM under a key derived from
+ * the secret, so the address is not readable in the URL (proxies log URLs)
+ * and any change to the token fails the tag. Fields cannot hold newlines. */
+#define TOKEN_NONCE 12
+#define TOKEN_TAG 16
+
+static void token_key(const char *secret, unsigned char key[32])
+{
+    static const char label[] = "herald unsubscribe token v1";
+    hr_hmac_sha256(secret, strlen(secret), label, sizeof label - 1, key);
+}
+
 char *hr_unsub_token_make(const char *secret, const hr_unsub *u)
 {
     char payload[512];
     int n = snprintf(payload, sizeof payload, "%s\n%s\n%s", u->email, u->campaign, u->job);
     if (n < 0 || (size_t)n >= sizeof payload) n = (int)sizeof payload - 1;
-    unsigned char mac[32];
-    hr_hmac_sha256(secret, strlen(secret), payload, (size_t)n, mac);
-    char p64[700], m64[64];
-    hr_b64url_encode((unsigned char *)payload, (size_t)n, p64);
-    hr_b64url_encode(mac, 16, m64); /* 128 bits of MAC is plenty for a URL */
-    return hr_asprintf("%s.%s", p64, m64);
+    unsigned char key[32], raw[TOKEN_NONCE + sizeof payload + TOKEN_TAG];
+    token_key(secret, key);
+    hr_random_bytes(raw, TOKEN_NONCE);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int len = 0, fin = 0;
+    if (!c || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, raw) != 1 ||
+        EVP_EncryptUpdate(c, raw + TOKEN_NONCE, &len, (unsigned char *)payload, n) != 1 ||
+        EVP_EncryptFinal_ex(c, raw + TOKEN_NONCE + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TOKEN_TAG, raw + TOKEN_NONCE + len + fin) !=
+            1) {
+        fprintf(stderr, "herald: unsubscribe token: OpenSSL failed\n");
+        abort(); /* our own invariant: AES-GCM with valid arguments */
+    }
+    EVP_CIPHER_CTX_free(c);
+    size_t total = (size_t)(TOKEN_NONCE + len + fin + TOKEN_TAG);
+    char *out = hr_malloc(total * 4 / 3 + 4);
+    hr_b64url_encode(raw, total, out);
+    OPENSSL_cleanse(key, sizeof key);
+    return out;
 }
 
 int hr_unsub_token_verify(const char *secret, const char *token, hr_unsub *u, hr_err *err)
 {
-    const char *dot = strchr(token, '.');
-    if (!dot || dot == token || strlen(token) > 1000)
-        return hr_err_set(err, "unsubscribe token: malformed");
-    char p64[1001];
-    memcpy(p64, token, (size_t)(dot - token));
-    p64[dot - token] = '\0';
-    unsigned char payload[800], mac[64];
-    long plen = hr_b64url_decode(p64, payload, sizeof payload - 1);
-    long mlen = hr_b64url_decode(dot + 1, mac, sizeof mac);
-    if (plen < 0 || mlen != 16) return hr_err_set(err, "unsubscribe token: malformed");
-    unsigned char want[32];
-    hr_hmac_sha256(secret, strlen(secret), payload, (size_t)plen, want);
-    if (!hr_ct_equal(want, mac, 16)) return hr_err_set(err, "unsubscribe token: bad signature");
-    payload[plen] = '\0';
-    char *a = (char *)payload, *b = strchr(a, '\n'), *c = b ? strchr(b + 1, '\n') : NULL;
-    if (!b || !c) return hr_err_set(err, "unsubscribe token: malformed payload");
-    *b = *c = '\0';
+    size_t tl = strlen(token);
+    if (tl < 8 || tl > 1000) return hr_err_set(err, "unsubscribe token: malformed");
+    unsigned char raw[800];
+    long n = hr_b64url_decode(token, raw, sizeof raw);
+    if (n < TOKEN_NONCE + TOKEN_TAG + 4) return hr_err_set(err, "unsubscribe token: malformed");
+    unsigned char key[32], payload[800];
+    token_key(secret, key);
+    int clen = (int)n - TOKEN_NONCE - TOKEN_TAG, len = 0, fin = 0, ok = 0;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, raw) == 1 &&
+        EVP_DecryptUpdate(c, payload, &len, raw + TOKEN_NONCE, clen) == 1 &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TOKEN_TAG, raw + TOKEN_NONCE + clen) == 1 &&
+        EVP_DecryptFinal_ex(c, payload + len, &fin) == 1)
+        ok = 1; /* the tag matched: the token is ours and unaltered */
+    EVP_CIPHER_CTX_free(c);
+    OPENSSL_cleanse(key, sizeof key);
+    if (!ok) return hr_err_set(err, "unsubscribe token: bad signature");
+    payload[len + fin] = '\0';
+    char *a = (char *)payload, *b = strchr(a, '\n'), *d = b ? strchr(b + 1, '\n') : NULL;
+    if (!b || !d) return hr_err_set(err, "unsubscribe token: malformed payload");
+    *b = *d = '\0';
     memset(u, 0, sizeof *u);
     if (copy_field(u->email, sizeof u->email, a) < 0 ||
         copy_field(u->campaign, sizeof u->campaign, b + 1) < 0 ||
-        copy_field(u->job, sizeof u->job, c + 1) < 0)
+        copy_field(u->job, sizeof u->job, d + 1) < 0)
         return hr_err_set(err, "unsubscribe token: field too long");
     return 0;
 }
