@@ -1,11 +1,14 @@
 /* tdata.c: see tdata.h. */
 #include "tdata.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 #include "common.h"
+#include "harness.h"
 
 char *td_path(const char *rel) { return hr_asprintf("%s/tests/platforms/data/%s", HERALD_SRC, rel); }
 
@@ -50,4 +53,30 @@ char *td_unescape(const char *s)
     }
     if (!b.data) hr_buf_append(&b, "", 0);
     return hr_buf_detach(&b);
+}
+
+int td_each_file(const char *rel, const char *suffix, void (*fn)(const char *path, const char *name))
+{
+    char *dir = td_path(rel);
+    DIR *d = opendir(dir);
+    if (!d) {
+        free(dir);
+        return -1;
+    }
+    size_t sl = strlen(suffix);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l <= sl || strcmp(de->d_name + l - sl, suffix) != 0) continue;
+        char *p = hr_asprintf("%s/%s", dir, de->d_name);
+        int before = th_failures;
+        fn(p, de->d_name);
+        if (th_failures != before) fprintf(stderr, "  in %s\n", de->d_name);
+        free(p);
+        n++;
+    }
+    closedir(d);
+    free(dir);
+    return n;
 }

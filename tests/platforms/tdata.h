@@ -10,5 +10,9 @@
 char *td_unescape(const char *s);
 /* td_path returns a new path under tests/platforms/data. */
 char *td_path(const char *rel);
+/* td_each_file calls fn(path, name) for every file in data/<rel> whose name
+ * ends with suffix, naming the file when fn adds failed checks; returns how
+ * many it ran (-1 when the folder cannot be read). */
+int td_each_file(const char *rel, const char *suffix, void (*fn)(const char *path, const char *name));
 
 #endif

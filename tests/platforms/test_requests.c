@@ -141,21 +141,7 @@ out:
 
 static void test_shapes(void)
 {
-    char *dir = td_path("requests");
-    DIR *d = opendir(dir);
-    REQUIRE(d);
-    struct dirent *de;
-    int n = 0;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
-        char *p = hr_asprintf("%s/%s", dir, de->d_name);
-        run_case(p, de->d_name);
-        free(p);
-        n++;
-    }
-    closedir(d);
-    free(dir);
+    int n = td_each_file("requests", ".json", run_case);
     CHECK(n >= 10);
 }
 

@@ -236,23 +236,7 @@ out:
 
 static void test_recorded(void)
 {
-    char *dir = td_path("responses");
-    DIR *d = opendir(dir);
-    REQUIRE(d);
-    struct dirent *de;
-    int n = 0;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcmp(de->d_name + l - 4, ".txt") != 0) continue;
-        char *p = hr_asprintf("%s/%s", dir, de->d_name);
-        int before = th_failures;
-        run_script(p, de->d_name);
-        if (th_failures != before) fprintf(stderr, "  in %s\n", de->d_name);
-        free(p);
-        n++;
-    }
-    closedir(d);
-    free(dir);
+    int n = td_each_file("responses", ".txt", run_script);
     CHECK(n >= 20);
 }
 
