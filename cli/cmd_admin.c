@@ -64,38 +64,43 @@ int cmd_resume(int argc, char **argv)
 
 /* ------------------------------------------------------ config check */
 
-/* Every directive some module reads (docs/config.md describes each). */
-static const char *const known[] = {
-    "account",
-    "campaign",
-    "pool",
-    "redis-url",
-    "namespace",
-    "secret-file",
-    "credentials-dir",
-    "lease-ms",
-    "poll-schedule",
-    "reauth-hold",
-    "reconcile-interval",
-    "retry-base",
-    "retry-cap",
-    "sandbox-listen",
-    "sandbox-webhooks-url",
-    "webhooks-listen",
-    "webhooks-dedupe-days",
-    "webhooks-idle-timeout-ms",
-    "webhooks-max-body",
-    "webhooks-max-conns",
-    "webhooks-replay-window",
-    "webhooks-request-timeout-ms",
-    "webhooks-stream-maxlen",
-    "sendgrid-webhook-key-file",
-    "mailgun-signing-key-file",
-    "postmark-webhook-auth-file",
-    "webhook-hmac-key-file",
-    "metrics-listen",
-    "log-level",
-    NULL,
+/* Every directive some module reads (docs/config.md describes each), with
+ * the form its value must take. */
+enum value_kind { V_ANY, V_INT, V_DURATION };
+static const struct directive {
+    const char *name;
+    enum value_kind kind;
+} known[] = {
+    {"account", V_ANY},
+    {"campaign", V_ANY},
+    {"pool", V_ANY},
+    {"redis-url", V_ANY},
+    {"namespace", V_ANY},
+    {"secret-file", V_ANY},
+    {"credentials-dir", V_ANY},
+    {"lease-ms", V_INT},
+    {"poll-schedule", V_ANY},
+    {"reauth-hold", V_DURATION},
+    {"reconcile-interval", V_DURATION},
+    {"retry-base", V_DURATION},
+    {"retry-cap", V_DURATION},
+    {"sandbox-listen", V_ANY},
+    {"sandbox-webhooks-url", V_ANY},
+    {"webhooks-listen", V_ANY},
+    {"webhooks-dedupe-days", V_INT},
+    {"webhooks-idle-timeout-ms", V_INT},
+    {"webhooks-max-body", V_INT},
+    {"webhooks-max-conns", V_INT},
+    {"webhooks-replay-window", V_INT},
+    {"webhooks-request-timeout-ms", V_INT},
+    {"webhooks-stream-maxlen", V_INT},
+    {"sendgrid-webhook-key-file", V_ANY},
+    {"mailgun-signing-key-file", V_ANY},
+    {"postmark-webhook-auth-file", V_ANY},
+    {"webhook-hmac-key-file", V_ANY},
+    {"metrics-listen", V_ANY},
+    {"log-level", V_ANY},
+    {NULL, V_ANY},
 };
 
 /* Every key=value an account line may carry, the union of what platforms/
@@ -171,8 +176,8 @@ static const char *strip_prefix(const char *msg, const char *path, int *line)
 
 static int is_known(const char *key)
 {
-    for (int i = 0; known[i]; i++)
-        if (strcmp(known[i], key) == 0) return 1;
+    for (int i = 0; known[i].name; i++)
+        if (strcmp(known[i].name, key) == 0) return 1;
     return 0;
 }
 
@@ -310,31 +315,17 @@ static void check_globals(checker *k, int online)
         else if (l->argc < 1)
             report(k, 0, l->line, "%s: needs a value", l->key);
     }
-    static const char *ints[] = {"lease-ms",
-                                 "webhooks-dedupe-days",
-                                 "webhooks-idle-timeout-ms",
-                                 "webhooks-max-body",
-                                 "webhooks-max-conns",
-                                 "webhooks-replay-window",
-                                 "webhooks-request-timeout-ms",
-                                 "webhooks-stream-maxlen",
-                                 NULL};
-    for (int i = 0; ints[i]; i++) {
-        int64_t v;
+    for (int i = 0; known[i].name; i++) {
+        const char *name = known[i].name;
         hr_err e = {0};
-        if (hr_config_get_i64(k->c, ints[i], 0, &v, &e) < 0) {
-            int line = line_of(k->c, ints[i]);
+        int64_t v;
+        if (known[i].kind == V_INT && hr_config_get_i64(k->c, name, 0, &v, &e) < 0) {
+            int line = line_of(k->c, name);
             report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
         }
-    }
-    static const char *durs[] = {"retry-base", "retry-cap", "reauth-hold", "reconcile-interval",
-                                 NULL};
-    for (int i = 0; durs[i]; i++) {
-        const char *v = hr_config_get(k->c, durs[i], NULL);
-        int64_t ms;
-        hr_err e = {0};
-        if (v && worker_parse_duration(v, &ms, &e) < 0)
-            report(k, 0, line_of(k->c, durs[i]), "%s: %s", durs[i], e.msg);
+        const char *val = hr_config_get(k->c, name, NULL);
+        if (known[i].kind == V_DURATION && val && worker_parse_duration(val, &v, &e) < 0)
+            report(k, 0, line_of(k->c, name), "%s: %s", name, e.msg);
     }
     /* Redis: the URL parses (and, with --online, answers) */
     const char *url = hr_config_get(k->c, "redis-url", NULL);
