@@ -1015,12 +1015,26 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
         redisFree(q->c);
         q->c = NULL;
     }
-    for (int i = 0; rc == 0 && i < nl; i++) {
+    /* the lanes' oldest ready jobs, in one HMGET */
+    int nh = 0;
+    queue_argv ha;
+    qa_init(&ha);
+    qa_pushs(&ha, "HMGET");
+    qa_pushf(&ha, "{%s}:jobs", q->ns);
+    for (int i = 0; i < nl; i++)
+        if (heads[i]) qa_pushs(&ha, heads[i]), nh++;
+    redisReply *hv = rc == 0 && nh ? queue_cmdargv_sync(q, &ha, err) : NULL;
+    qa_release(&ha);
+    for (int i = 0, k = 0; hv && i < nl; i++) {
         if (!heads[i]) continue;
-        queue_job *j = queue_get(q, heads[i], &(hr_err){0});
+        const redisReply *e = (size_t)k < hv->elements ? hv->element[k] : NULL;
+        k++;
+        if (!e || e->type != REDIS_REPLY_STRING) continue;
+        queue_job *j = queue_job_decode_stored(heads[i], e->str, e->len, &(hr_err){0});
         if (j) c[i].oldest_ready_ms = j->run_at_ms;
         queue_job_free(j);
     }
+    if (hv) freeReplyObject(hv);
     queue_strv_free(heads, nl);
     if (rc == 0) {
         /* in flight: every worker's record, by lane */

@@ -604,7 +604,8 @@ static void test_review_fixes(void)
     CHECK_INT(count("ZCARD {%s}:sched:%s", "t14", "x:@a"), 1);
 
     /* counts over several lanes, with the oldest ready time */
-    queue_job *b1 = post("y", "@b", NULL, 0), *b2 = post("y", "@b", NULL, 0);
+    int64_t past = hr_now_ms() - 5000; /* due already: straight to ready */
+    queue_job *b1 = post("y", "@b", NULL, past), *b2 = post("y", "@b", NULL, past + 1);
     queue_job *bb[] = {b1, b2};
     CHECK(queue_enqueue(q, bb, 2, NULL, &err) == 0);
     queue_lane_counts *c;
@@ -617,7 +618,8 @@ static void test_review_fixes(void)
     CHECK_STR(c[1].lane, "y:@b");
     CHECK_INT(c[1].ready, 2);
     CHECK_INT(c[1].scheduled, 0);
-    CHECK(c[1].oldest_ready_ms > 0 || b1->run_at_ms == 0);
+    CHECK_INT(c[1].oldest_ready_ms, past); /* the head of the lane */
+    CHECK_INT(c[0].oldest_ready_ms, 0);    /* x:@a's ready job has run_at 0 */
     free(c);
 
     /* a retry after the worker was reaped mid-send */
