@@ -968,13 +968,6 @@ static long long hmget_ll(const redisReply *h, int i)
     return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
 }
 
-static long long stat_field(redisReply *h, const char *field)
-{
-    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
-        if (strcmp(h->element[i]->str, field) == 0) return strtoll(h->element[i + 1]->str, NULL, 10);
-    return 0;
-}
-
 int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
 {
     *out = NULL;
@@ -1162,14 +1155,16 @@ int queue_prune_stats(queue *q, hr_err *err)
 
 int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err)
 {
-    redisReply *st = queue_cmd_sync(q, err, "HGETALL {%s}:stats", q->ns);
-    if (!st) return -1;
-    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) {
-        char f[16];
-        snprintf(f, sizeof f, "lat|%d", i);
-        counts[i] = (long)stat_field(st, f);
-    }
-    freeReplyObject(st);
+    queue_argv a;
+    qa_init(&a);
+    qa_pushs(&a, "HMGET");
+    qa_pushf(&a, "{%s}:stats", q->ns);
+    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) qa_pushf(&a, "lat|%d", i);
+    redisReply *r = queue_cmdargv_sync(q, &a, err);
+    qa_release(&a);
+    if (!r) return -1;
+    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) counts[i] = (long)hmget_ll(r, i);
+    freeReplyObject(r);
     return 0;
 }
 
