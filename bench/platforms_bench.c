@@ -18,6 +18,7 @@ static const char *pieces[] = {
 };
 
 static char *texts[NTEXTS];
+static long op_failures; /* an op that fails must not count as done fast */
 
 static void make_texts(void)
 {
@@ -45,12 +46,16 @@ static long op_format(const plat_account *a, const char *t)
     plat_post p;
     hr_err err = {0};
     long n = 0;
-    if (plat_format_text(a, t, 0, &p, &err) == 0) {
+    if (plat_format_text(a, t, 0, &p, &err) != 0) op_failures++;
+    else {
         queue_job *j = queue_job_new();
         queue_set(&j->text, t);
         queue_set(&j->idem_key, "hr-bench");
         plat_request req;
-        if (plat_post_request(a, j, &p, &req, &err) == 0) n = (long)req.body_len;
+        if (plat_post_request(a, j, &p, &req, &err) == 0)
+            n = (long)req.body_len;
+        else
+            op_failures++;
         plat_request_release(&req);
         queue_job_free(j);
     }
@@ -85,17 +90,37 @@ int main(void)
     make_texts();
     hr_err err = {0};
     const char *plats[] = {"x", "mastodon", "bluesky", "linkedin"};
-    printf("{\"bench\":\"platforms\",\"texts\":%d,\"chars_per_text\":220", NTEXTS);
+    long graphemes = 0, bytes = 0;
+    for (int i = 0; i < NTEXTS; i++) {
+        graphemes += plat_count_graphemes(texts[i]);
+        bytes += (long)strlen(texts[i]);
+    }
+    printf("{\"bench\":\"platforms\",\"texts\":%d,\"graphemes_per_text\":%.1f,"
+           "\"bytes_per_text\":%.1f",
+           NTEXTS, (double)graphemes / NTEXTS, (double)bytes / NTEXTS);
     plat_account *ref = plat_account_default("bluesky", &err);
     double r = rate(ref, op_reference);
     for (size_t i = 0; i < HR_ARRAY_LEN(plats); i++) {
-        plat_account *a = plat_account_default(plats[i], &err);
+        /* each account as configured in production (LinkedIn needs its
+         * author URN to build a request) */
+        char line[160];
+        snprintf(line, sizeof line, "account %s:bench author=urn:li:organization:1 user-id=1",
+                 plats[i]);
+        hr_config *c = hr_config_parse(line, "bench", &err);
+        plat_account *a = c ? plat_account_parse(&c->lines[0], "bench", &err) : NULL;
+        hr_config_free(c);
+        if (!a) {
+            fprintf(stderr, "platforms_bench: %s\n", err.msg);
+            return 1;
+        }
         a->credential = hr_strdup("token");
+        long f0 = op_failures;
         printf(",\"%s_format_per_s\":%.0f", plats[i], rate(a, op_format));
+        fprintf(stderr, "platforms_bench: %s: %ld failed ops\n", plats[i], op_failures - f0);
         if (i == 0) printf(",\"x_fit_per_s\":%.0f", rate(a, op_fit));
         plat_account_free(a);
     }
-    printf(",\"reference_grapheme_count_per_s\":%.0f}\n", r);
+    printf(",\"reference_grapheme_count_per_s\":%.0f,\"failed_ops\":%ld}\n", r, op_failures);
     plat_account_free(ref);
     for (int i = 0; i < NTEXTS; i++) free(texts[i]);
     return 0;
