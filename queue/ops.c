@@ -1024,7 +1024,8 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
         k++;
         if (!e || e->type != REDIS_REPLY_STRING) continue;
         queue_job *j = queue_job_decode_stored(heads[i], e->str, e->len, &(hr_err){0});
-        if (j) c[i].oldest_ready_ms = j->run_at_ms;
+        /* a job enqueued with no time has waited since it was created */
+        if (j) c[i].oldest_ready_ms = j->run_at_ms > 0 ? j->run_at_ms : j->created_ms;
         queue_job_free(j);
     }
     if (hv) freeReplyObject(hv);

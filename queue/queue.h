@@ -279,7 +279,9 @@ typedef struct queue_lane_counts {
     long scheduled, ready, inflight, retrying, dead, unknown;
     long sent_total, dead_total, retried_total;
     int paused;
-    int64_t oldest_ready_ms; /* run_at of the lane's oldest ready job, 0 if none */
+    int64_t oldest_ready_ms; /* since when the lane's oldest ready job has been
+                                due (its run_at, or its creation when it had
+                                none); 0 when the lane has no ready job */
 } queue_lane_counts;
 
 /* queue_counts fills a new array with one entry per lane. */

@@ -99,24 +99,24 @@ static void setup(void)
     };
     hr_err err = {0};
     /* first the two to bury and retry: fetched, then settled */
-    if (queue_enqueue(Q, jobs + 6, 2, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
-    queue_worker_register(Q, "w1", 60000, &err);
+    CHECK(queue_enqueue(Q, jobs + 6, 2, NULL, &err) == 0);
+    CHECK(queue_worker_register(Q, "w1", 60000, &err) == 0);
     const char *lanes[] = {"x:@a"};
     queue_fetched *f;
     int nf;
-    queue_fetch(Q, "w1", lanes, 1, 2, 60000, &f, &nf, &err);
+    CHECK(queue_fetch(Q, "w1", lanes, 1, 2, 60000, &f, &nf, &err) == 0);
     for (int i = 0; i < nf; i++) {
         queue_job *j = queue_job_decode_stored(f[i].ukh, f[i].value, f[i].value_len, &err);
         if (j && strcmp(j->title, "to bury") == 0)
-            queue_bury(Q, "w1", f[i].ukh, f[i].lane, j, "x: 403 duplicate content", &err);
+            CHECK(queue_bury(Q, "w1", f[i].ukh, f[i].lane, j, "x: 403 duplicate content", &err) == 1);
         else if (j)
-            queue_retry(Q, "w1", j, now + 600000, &err);
+            CHECK(queue_retry(Q, "w1", j, now + 600000, &err) == 1);
         queue_job_free(j);
     }
     queue_fetched_free(f, nf);
     /* then the rest; the oldest ready one ("now one") stays in flight */
-    if (queue_enqueue(Q, jobs, 6, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
-    queue_fetch(Q, "w1", lanes, 1, 1, 60000, &f, &nf, &err);
+    CHECK(queue_enqueue(Q, jobs, 6, NULL, &err) == 0);
+    CHECK(queue_fetch(Q, "w1", lanes, 1, 1, 60000, &f, &nf, &err) == 0);
     queue_fetched_free(f, nf);
     for (int i = 0; i < 8; i++)
         snprintf(ids[i], sizeof ids[i], "%s", jobs[i]->id);

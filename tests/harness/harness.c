@@ -257,6 +257,12 @@ char *th_redis_cmd(th_redis *r, const char *fmt, ...)
     redisReply *rep = redisvCommand(c, fmt, ap);
     va_end(ap);
     char *out = NULL;
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        /* a test's Redis command must not fail: a wrong key type or a typo
+         * would otherwise read as 0 */
+        th_failures++;
+        fprintf(stderr, "[%s] redis error: %s\n", th_current, rep->str);
+    }
     if (rep) {
         size_t cap = 64, len = 0;
         out = malloc(cap);

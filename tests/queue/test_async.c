@@ -119,7 +119,7 @@ static void enqueue_some(int n)
         queue_set(&jobs[i]->account, "@a");
     }
     hr_err err = {0};
-    queue_enqueue(q, jobs, n, NULL, &err);
+    CHECK(queue_enqueue(q, jobs, n, NULL, &err) == 0);
     for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
     free(jobs);
     queue_free(q);
@@ -172,6 +172,7 @@ static void test_flow(void)
     s.wait_reconnect = 1;
     s.fetched = s.acked = 0;
     run(&s, loop);
+    CHECK_INT(dummy, 1); /* the command on the dead connection failed, once */
     CHECK(s.losses >= 1);
     CHECK(s.connects >= 2);
     CHECK_INT(s.fetched, 5);

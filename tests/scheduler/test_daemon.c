@@ -35,7 +35,7 @@ static void enqueue(queue *q, const char *lane_account, int n, int64_t at_ms, in
         queue_set(&v[i]->text, "hello");
     }
     hr_err err = {0};
-    if (queue_enqueue(q, v, n, NULL, &err) < 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    CHECK(queue_enqueue(q, v, n, NULL, &err) == 0);
     for (int i = 0; i < n; i++)
         queue_job_free(v[i]);
     free(v);

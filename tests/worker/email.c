@@ -19,7 +19,7 @@ static void enqueue_email(const char *to, const char *key)
     j->max_attempts = 5;
     hr_err err = {0};
     queue_job *jobs[] = {j};
-    if (queue_enqueue(wt.q, jobs, 1, NULL, &err) != 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    CHECK(queue_enqueue(wt.q, jobs, 1, NULL, &err) == 0);
     queue_job_free(j);
 }
 

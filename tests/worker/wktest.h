@@ -122,7 +122,10 @@ static inline void wt_enqueue(const char *platform, const char *account, const c
         jobs[i] = j;
     }
     hr_err err = {0};
-    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) fprintf(stderr, "enqueue: %s\n", err.msg);
+    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
+        fprintf(stderr, "enqueue: %s\n", err.msg);
+        th_failures++; /* setup failed: the test cannot mean anything */
+    }
     for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
     free(jobs);
 }
