@@ -129,6 +129,7 @@ typedef struct checker {
     const hr_config *c;
     const char *path;
     int problems, warnings;
+    int unreachable; /* --online: Redis did not answer (exit 1) */
     json_t *list; /* --json: one object per problem */
 } checker;
 
@@ -181,7 +182,7 @@ static int is_known(const char *key)
     return 0;
 }
 
-static void check_accounts(checker *k, int online)
+static void check_accounts(checker *k)
 {
     int pos = -1;
     const hr_conf_line *l;
@@ -214,7 +215,6 @@ static void check_accounts(checker *k, int online)
             report(k, 1, l->line, "account %s:%s: no credentials= (fine for the sandbox only)",
                    a->platform, a->name);
         }
-        (void)online;
         /* a misspelt key is otherwise silently ignored by every module */
         for (int i = 1; i < l->argc; i++) {
             const char *eq = strchr(l->argv[i], '=');
@@ -336,7 +336,10 @@ static void check_globals(checker *k, int online)
     if (online) {
         hr_err e = {0};
         queue *q = queue_connect(&o, &e);
-        if (!q) report(k, 0, line_of(k->c, "redis-url"), "%s", e.msg);
+        if (!q) {
+            report(k, 0, line_of(k->c, "redis-url"), "%s", e.msg);
+            k->unreachable = 1;
+        }
         queue_free(q);
     }
     /* the install's secret (unsubscribe links, suppression list) */
@@ -376,7 +379,7 @@ static int config_check(int argc, char **argv)
     k.path = k.c->path ? k.c->path : "(no config file)";
     if (json) k.list = json_array();
     check_globals(&k, online);
-    check_accounts(&k, online);
+    check_accounts(&k);
     check_campaigns(&k);
     check_pools(&k);
     if (json) {
@@ -392,6 +395,8 @@ static int config_check(int argc, char **argv)
         printf("%s: %d error%s, %d warning%s\n", k.path, k.problems, k.problems == 1 ? "" : "s",
                k.warnings, k.warnings == 1 ? "" : "s");
     }
+    /* an unreachable Redis is the environment failing, not the file */
+    if (k.unreachable && k.problems == 1) return 1;
     return k.problems ? 2 : 0;
 }
 
@@ -399,6 +404,7 @@ int cmd_config(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) return config_check(argc, argv);
     fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n"
-                    "exit: 0 valid, 2 problems found (each printed as FILE:LINE: reason)\n");
+                    "exit: 0 valid, 2 problems found (each printed as FILE:LINE: reason),\n"
+                    "      1 Redis unreachable with --online (and nothing else wrong)\n");
     return 2;
 }
