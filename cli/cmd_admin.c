@@ -82,6 +82,7 @@ static const struct directive {
     {"poll-schedule", V_ANY},
     {"reauth-hold", V_DURATION},
     {"reconcile-interval", V_DURATION},
+    {"reconcile-email-settle", V_DURATION},
     {"retry-base", V_DURATION},
     {"retry-cap", V_DURATION},
     {"sandbox-listen", V_ANY},

@@ -1,9 +1,15 @@
 /* reconcile.c: the reconciler process: settles jobs in the unknown state
- * (attempt recorded, outcome never heard) by reading back from the platform:
- * Bluesky's rkey derived from the idempotency key, Mastodon's Idempotency-Key,
- * X and LinkedIn by looking for the post among the account's recent ones.
- * Found: resolved as sent. Proved absent: back to its lane. Anything else
- * (email, no read-back, platform down) waits for `herald unknown resolve`.
+ * (attempt recorded, outcome never heard). Emails first look for an
+ * engagement webhook about the job (the job id rides in the provider's custom
+ * args; `herald webhooks` counts its events in {NS}:eng:jobs): any event
+ * proves the provider took the message. Then it reads back from the
+ * platform: Bluesky's rkey derived from the idempotency key, Mastodon's
+ * Idempotency-Key, X and LinkedIn by looking for the post among the
+ * account's recent ones, the email providers' message search.
+ * Found: resolved as sent. Proved absent: back to its lane — for emails only
+ * once the job has been unknown for reconcile-email-settle, because the
+ * providers' search indexes lag behind their send API. Anything else (no
+ * read-back, platform down) waits for `herald unknown resolve`.
  * It never sends a post itself. Sync Redis and blocking curl: this process
  * has no loop to block; it wakes every interval and on SIGTERM exits. */
 #include <curl/curl.h>
@@ -56,14 +62,58 @@ static int run_blocking(CURL *e, const plat_request *pr, wk_req *q)
     return 0;
 }
 
+/* email_evidence returns the first engagement type recorded for job id
+ * (delivered, open, ...): the provider had the message. NULL when none. */
+static const char *email_evidence(queue *q, const char *id)
+{
+    static const char *const types[] = {"delivered", "open", "click", "bounce", "spam",
+                                        "unsubscribe"};
+    enum { NT = HR_ARRAY_LEN(types) };
+    char key[128], fields[NT][64];
+    const char *argv[2 + NT];
+    snprintf(key, sizeof key, "{%s}:eng:jobs", queue_ns(q));
+    argv[0] = "HMGET";
+    argv[1] = key;
+    for (int i = 0; i < NT; i++) {
+        snprintf(fields[i], sizeof fields[i], "%s|%s", id, types[i]);
+        argv[2 + i] = fields[i];
+    }
+    redisReply *r = redisCommandArgv(queue_redis(q), 2 + NT, argv, NULL);
+    const char *found = NULL;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !found; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING && atol(r->element[i]->str) > 0)
+            found = types[i];
+    if (r) freeReplyObject(r);
+    return found;
+}
+
+/* unknown_for_ms returns how long job ukh has been in lane's unknown set
+ * (its score is when it went there, Redis time), or -1. */
+static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh)
+{
+    redisReply *r = redisCommand(queue_redis(q), "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane,
+                                 ukh);
+    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    if (r) freeReplyObject(r);
+    return since < 0 ? -1 : hr_now_ms() - since;
+}
+
 /* settle_one reads back one unknown job; returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
-                      const char *lane)
+                      const char *lane, int64_t email_settle_ms)
 {
     hr_err err = {0};
     queue_job *j = queue_get(q, ukh, &err);
     if (!j) return 0;
     int resolved = 0;
+    const char *ev = j->kind == QUEUE_KIND_EMAIL ? email_evidence(q, j->id) : NULL;
+    if (ev) {
+        if (queue_unknown_resolve(q, j->id, 1, NULL, &err) > 0) resolved = 1;
+        hr_log(HR_LOG_INFO, "reconciled: sent (engagement webhook)", "job", j->id, "lane", lane,
+               "event", ev, NULL);
+        queue_job_free(j);
+        return resolved;
+    }
     plat_account *a = plat_account_find(c, j->platform, j->account, &err);
     plat_session sess = {0};
     plat_ctx ctx = {0};
@@ -94,6 +144,11 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
             if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
                    o.platform_id ? o.platform_id : "", NULL);
+        } else if (o.kind == PLAT_OUT_ABSENT && j->kind == QUEUE_KIND_EMAIL &&
+                   unknown_for_ms(q, lane, ukh) < email_settle_ms) {
+            /* the search may not show it yet: absent is not proved */
+            hr_log(HR_LOG_DEBUG, "unknown email: not found yet, waiting for the provider",
+                   "job", j->id, "lane", lane, NULL);
         } else if (o.kind == PLAT_OUT_ABSENT) {
             if (queue_unknown_resolve(q, j->id, 0, NULL, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: not sent, back to its lane", "job", j->id, "lane",
@@ -189,6 +244,9 @@ int wk_reconciler_main(const worker_opts *o)
     int64_t interval_ms = 2000;
     const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
     if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
+    int64_t email_settle_ms = 10 * 60 * 1000;
+    const char *es = hr_config_get(conf, "reconcile-email-settle", "10m");
+    if (worker_parse_duration(es, &email_settle_ms, &err) != 0) email_settle_ms = 10 * 60 * 1000;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();
     wk_req buf;
@@ -222,7 +280,7 @@ int wk_reconciler_main(const worker_opts *o)
             char **ukhs = NULL;
             int nu = 0;
             if (queue_list(q, lanes[i], "unknown", 0, 100, &ukhs, &nu, &err) != 0) continue;
-            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, conf, e, &buf, ukhs[k], lanes[i]);
+            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, conf, e, &buf, ukhs[k], lanes[i], email_settle_ms);
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);
