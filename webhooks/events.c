@@ -64,6 +64,18 @@ static void truncate_to(hook_events *out, int n, int ignored)
     }
 }
 
+/* event_id returns "<provider>:<id>" (new string); ids are made per event,
+ * and printf showed in the profile. */
+static char *event_id(const char *provider, const char *id)
+{
+    size_t pl = strlen(provider), il = strlen(id);
+    char *s = hr_malloc(pl + il + 2);
+    memcpy(s, provider, pl);
+    s[pl] = ':';
+    memcpy(s + pl + 1, id, il + 1);
+    return s;
+}
+
 static char *str_of(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
@@ -168,7 +180,7 @@ int hook_parse_sendgrid(const char *body, size_t len, hook_events *out, hr_err *
             continue;
         }
         hook_event *e = push(out);
-        e->id = hr_asprintf("sendgrid:%s", id);
+        e->id = event_id("sendgrid", id);
         free(id);
         e->type = t;
         e->platform = hr_strdup("sendgrid");
@@ -225,7 +237,7 @@ int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *e
         return 0;
     }
     hook_event *e = push(out);
-    e->id = hr_asprintf("mailgun:%s", id);
+    e->id = event_id("mailgun", id);
     free(id);
     e->type = type;
     e->platform = hr_strdup("mailgun");
@@ -337,7 +349,7 @@ int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *e
         }
         hook_event *e = push(out);
         e->platform = str_of(ev, "platform");
-        e->id = hr_asprintf("%s:%s", e->platform ? e->platform : "generic", id);
+        e->id = event_id(e->platform ? e->platform : "generic", id);
         free(id);
         e->type = type;
         e->job = str_of(ev, "job");

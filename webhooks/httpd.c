@@ -56,6 +56,7 @@ struct conn {
     int got_bytes; /* a request has started arriving */
     int too_large;
     int closing; /* close after the answer is written */
+    int eof;     /* the peer closed its side */
     int dead;    /* the socket is gone; the handler still holds req */
     char peer[64];
     hr_buf in; /* bytes read but not parsed (pipelined) */
@@ -134,6 +135,22 @@ const char *hook_status_text(int s)
     default:
         return "Status";
     }
+}
+
+size_t hook_fmt_i64(char out[24], int64_t v)
+{
+    char tmp[24];
+    size_t n = 0, o = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[o++] = '-';
+    while (n)
+        out[o++] = tmp[--n];
+    out[o] = '\0';
+    return o;
 }
 
 /* ----------------------------------------------------------- request */
@@ -307,7 +324,7 @@ static void write_some(conn *c)
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
         conn_arm(c, c->h->o.idle_timeout_ms);
-        ev_io_start(c->h->loop, &c->rio);
+        if (!c->eof) ev_io_start(c->h->loop, &c->rio);
         conn_try_parse(c); /* pipelined bytes already read */
     }
 }
@@ -323,14 +340,25 @@ static void conn_answer(conn *c, int status, const char *ctype, const void *body
     int keep = c->req.keep_alive && !c->closing && !c->h->stopping && status != 413 &&
                status != 400 && status != 408;
     if (!keep) c->closing = 1;
-    hr_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n", status,
-                  hook_status_text(status), len, keep ? "keep-alive" : "close");
-    if (ctype) hr_buf_printf(&c->out, "Content-Type: %s\r\n", ctype);
+    /* no printf: formatting showed in the profile of small answers */
+    hr_buf *o = &c->out;
+    char num[24];
+    hr_buf_puts(o, "HTTP/1.1 ");
+    hr_buf_append(o, num, hook_fmt_i64(num, status));
+    hr_buf_putc(o, ' ');
+    hr_buf_puts(o, hook_status_text(status));
+    hr_buf_puts(o, "\r\nContent-Length: ");
+    hr_buf_append(o, num, hook_fmt_i64(num, (int64_t)len));
+    hr_buf_puts(o, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+    if (ctype) {
+        hr_buf_puts(o, "Content-Type: ");
+        hr_buf_puts(o, ctype);
+        hr_buf_puts(o, "\r\n");
+    }
     if (extra) hr_buf_puts(&c->out, extra);
     hr_buf_puts(&c->out, "\r\n");
     if (len && strcmp(c->req.method, "HEAD") != 0) hr_buf_append(&c->out, body, len);
     c->state = C_WRITING;
-    ev_io_stop(c->h->loop, &c->rio);
     write_some(c);
 }
 
@@ -497,7 +525,9 @@ static void conn_try_parse(conn *c)
                 hr_buf_reset(&c->in);
                 c->in_off = 0;
             }
-            ev_io_stop(c->h->loop, &c->rio);
+            /* rio stays on: a client waits for its answer and sends
+             * nothing, and stopping and restarting it would cost an
+             * epoll_ctl per request (on_readable buffers what comes) */
             ev_timer_stop(c->h->loop, &c->timer);
             c->h->o.handler(&c->req, c->h->o.priv);
             return;
@@ -519,6 +549,7 @@ static void conn_try_parse(conn *c)
         hr_buf_reset(&c->in);
         c->in_off = 0;
     }
+    if (c->eof && c->state == C_READING) conn_close(c); /* all it asked is answered */
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -530,7 +561,11 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         if (n > 0) {
             c->in.len += (size_t)n;
             c->in.data[c->in.len] = '\0';
-            if (c->in.len - c->in_off > c->h->o.max_body + 65536) break; /* parse now */
+            if (c->in.len - c->in_off > c->h->o.max_body + 65536) {
+                /* a pipelining client far ahead of its answers: wait */
+                if (c->state != C_READING) ev_io_stop(loop, &c->rio);
+                break; /* else parse now */
+            }
             if ((size_t)n < 16384) break;
             continue;
         }
@@ -539,6 +574,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
                 conn_close(c);
                 return;
             }
+            c->eof = 1; /* answer what it asked, then close */
+            ev_io_stop(loop, &c->rio);
             break;
         }
         if (errno == EINTR) continue;

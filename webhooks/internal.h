@@ -37,6 +37,10 @@ void hook_redis_free(hook_redis *r);
 /* hook_redis_add_script has src (static) loaded on every connection. */
 void hook_redis_add_script(hook_redis *r, const char *src);
 int hook_redis_up(const hook_redis *r);
+/* hook_redis_flush writes the commands issued so far now rather than on the
+ * next loop iteration (saves a poll and two epoll_ctl per batch). Not from
+ * inside a hook_redis_cb: call it where the loop would block (ev_prepare). */
+void hook_redis_flush(hook_redis *r);
 /* hook_redis_argv runs a command; cb runs exactly once. */
 void hook_redis_argv(hook_redis *r, int argc, const char **argv, const size_t *lens,
                      hook_redis_cb *cb, void *priv);
@@ -67,6 +71,10 @@ char *hook_url_decode(const char *q, size_t n);
 /* hook_provider_event names type t as provider ("sendgrid", "mailgun",
  * "postmark") names it in its webhooks, or NULL. */
 const char *hook_provider_event(const char *provider, hook_ev_type t);
+
+/* hook_fmt_i64 writes v in decimal to out (NUL-terminated) and returns its
+ * length: snprintf costs more than the rest of a small answer. */
+size_t hook_fmt_i64(char out[24], int64_t v);
 
 /* hook_html_escape appends s to out with & < > " ' escaped. */
 void hook_html_escape(hr_buf *out, const char *s);

@@ -6,6 +6,7 @@
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,14 @@ void hook_redis_free(hook_redis *r)
 int hook_redis_up(const hook_redis *r)
 {
     return queue_async_connected(r->qa);
+}
+
+void hook_redis_flush(hook_redis *r)
+{
+    redisAsyncContext *ac = queue_async_redis(r->qa);
+    /* the libev adapter started the write watcher; a complete write stops it
+     * in the same iteration, so libev never tells the kernel */
+    if (ac && sdslen(ac->c.obuf) > 0) redisAsyncHandleWrite(ac);
 }
 
 void hook_redis_add_script(hook_redis *r, const char *src)

@@ -4,7 +4,8 @@
 --       9 eng:contacts, 10 eng:totals (hashes), 11 seen:1
 -- ARGV: now_ms, seen_period_ms, stream_maxlen, n, then 8 per event:
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
--- Returns one code per event: 1 recorded, 2 duplicate, 3 unmatched.
+-- Returns a string of one code per event: 1 recorded, 2 duplicate,
+-- 3 unmatched (one reply, not an array of n: cheaper on both sides).
 local now = ARGV[1] -- kept a string: Lua numbers would be re-formatted per call
 -- Event ids seen are kept in two hashes, one per period (seen_period_ms):
 -- the current one and the previous one, so an id is remembered for one to
@@ -38,29 +39,49 @@ local function hmget(key, list)
   return res
 end
 
--- Read everything the batch needs in a few HMGETs rather than per event.
-local ids, ukhs, pkeys = {}, {}, {}
+-- Read everything the batch needs in a few HMGETs rather than per event,
+-- each hash only for the events that need it: {NS}:jobs for job ids not in
+-- {NS}:done (most events come after the send), {NS}:platform_ids for events
+-- that carry a platform id. (Every value passed to or from redis.call costs
+-- about as much as the rest of an event's work.)
+local ids, ukhs, pk, pkeys = {}, {}, {}, {}
 for i = 0, n - 1 do
   local b = 5 + i * 8
   ids[i + 1] = ARGV[b]
   local job = ARGV[b + 2]
   ukhs[i + 1] = string.len(job) == 20 and string.sub(job, 9) or '-'
-  pkeys[i + 1] = ARGV[b + 4] ~= '' and ARGV[b + 4] or '-'
+  if ARGV[b + 4] ~= '' then pk[#pk + 1] = i + 1; pkeys[#pkeys + 1] = ARGV[b + 4] end
 end
 local in_cur = hmget(cur, ids)
 local in_old = old_p and hmget(old, ids) or {}
 local done = hmget(KEYS[4], ukhs)
-local queued = hmget(KEYS[5], ukhs)
-local pids = hmget(KEYS[6], pkeys)
+local sent, qi, qk, queued = {}, {}, {}, {}
+for i = 1, n do
+  local d = done[i]
+  if d and ukhs[i] ~= '-' and string.find(d, ARGV[i * 8 - 1], 1, true) == 1 then
+    sent[i] = true
+  elseif ukhs[i] ~= '-' then
+    qi[#qi + 1] = i; qk[#qk + 1] = ukhs[i]
+  end
+end
+if #qk > 0 then
+  local got = hmget(KEYS[5], qk)
+  for k = 1, #qi do queued[qi[k]] = got[k] end
+end
+local pids = {}
+if #pkeys > 0 then
+  local got = hmget(KEYS[6], pkeys)
+  for k = 1, #pk do pids[pk[k]] = got[k] end
+end
 
 local new_ids = {}
-local batch_seen = {}
+local batch_seen, camp_keys = {}, {}
 for i = 0, n - 1 do
   local b = 5 + i * 8
   local id, typ, job, camp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local supp, plat, ts = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   if in_cur[i + 1] or in_old[i + 1] or batch_seen[id] then
-    out[i + 1] = 2
+    out[i + 1] = '2'
     add(incr[4], 'duplicate')
   else
     batch_seen[id] = true
@@ -68,11 +89,9 @@ for i = 0, n - 1 do
     new_ids[#new_ids + 1] = now
     local matched = false
     -- a job id names a job that is queued or was sent: check it exists
-    if string.len(job) == 20 then
-      local d, j = done[i + 1], queued[i + 1]
-      if (d and string.sub(d, 1, 20) == job) or (j and string.sub(j, 1, 8) == string.sub(job, 1, 8)) then
-        matched = true
-      end
+    local j = queued[i + 1]
+    if sent[i + 1] or (j and string.sub(j, 1, 8) == string.sub(job, 1, 8)) then
+      matched = true
     end
     -- else (or also, for the campaign) the platform's id recorded at send
     local m = pids[i + 1]
@@ -83,11 +102,17 @@ for i = 0, n - 1 do
       if camp == '' and tab and mjob == job then camp = string.sub(m, tab + 1) end
     end
     if matched then
-      out[i + 1] = 1
+      out[i + 1] = '1'
       add(incr[1], job .. '|' .. typ)
-      if camp ~= '' then add(incr[2], camp .. '|' .. typ) end
+      if camp ~= '' then -- one "campaign|type" string per pair, not per event
+        local ck = camp_keys[camp]
+        if not ck then ck = {}; camp_keys[camp] = ck end
+        local f = ck[typ]
+        if not f then f = camp .. '|' .. typ; ck[typ] = f end
+        add(incr[2], f)
+      end
     else
-      out[i + 1] = 3
+      out[i + 1] = '3'
       add(incr[4], 'unmatched')
       job = ''
     end
@@ -106,14 +131,18 @@ for i = 0, n - 1 do
         end
       end
     end
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'type', typ, 'job', job,
+    redis.call('XADD', KEYS[2], '*', 'type', typ, 'job', job,
       'campaign', camp, 'platform', plat, 'ts', ts, 'event', id)
   end
 end
+if #new_ids > 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', maxlen) end
 for s = 1, #new_ids, 1000 do
   redis.call('HSET', cur, unpack(new_ids, s, math.min(s + 999, #new_ids)))
 end
 for k = 1, 4 do
-  for f, v in pairs(incr[k]) do redis.call('HINCRBY', KEYS[6 + k], f, v) end
+  -- a Lua number argument is formatted with %.17g; most sums are 1
+  for f, v in pairs(incr[k]) do
+    redis.call('HINCRBY', KEYS[6 + k], f, v == 1 and '1' or string.format('%d', v))
+  end
 end
-return out
+return table.concat(out)
