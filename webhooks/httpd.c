@@ -20,7 +20,7 @@
 #include "internal.h"
 
 typedef struct hdr {
-    hr_buf name, value;
+    size_t name, value; /* offsets in hook_req.hbuf of NUL-terminated text */
 } hdr;
 
 typedef enum {
@@ -34,10 +34,12 @@ typedef struct conn conn;
 struct hook_req {
     conn *c;
     hr_buf url;
-    char *path, *query;
+    const char *path, *query; /* in url */
+    /* every header's name and value, one after the other: one buffer a
+     * connection reuses, not two allocations per header */
+    hr_buf hbuf;
     hdr *hdrs;
     int nhdrs, caphdrs;
-    int inited; /* header buffers allocated so far, reused by later requests */
     int last_was_value;
     hr_buf body;
     hr_buf out_hdrs; /* extra response headers */
@@ -158,11 +160,11 @@ size_t hook_fmt_i64(char out[24], int64_t v)
 static void req_reset(hook_req *r)
 {
     hr_buf_reset(&r->url);
+    hr_buf_reset(&r->hbuf);
     r->nhdrs = 0; /* the buffers stay for the connection's next request */
     r->last_was_value = 0;
     hr_buf_reset(&r->body);
     hr_buf_reset(&r->out_hdrs);
-    free(r->path);
     r->path = NULL;
     r->query = NULL;
     r->method[0] = '\0';
@@ -172,11 +174,8 @@ static void req_reset(hook_req *r)
 static void req_release(hook_req *r)
 {
     req_reset(r);
-    for (int i = 0; i < r->inited; i++) {
-        hr_buf_release(&r->hdrs[i].name);
-        hr_buf_release(&r->hdrs[i].value);
-    }
     free(r->hdrs);
+    hr_buf_release(&r->hbuf);
     hr_buf_release(&r->url);
     hr_buf_release(&r->body);
     hr_buf_release(&r->out_hdrs);
@@ -202,7 +201,8 @@ const char *hook_req_peer(const hook_req *r)
 const char *hook_req_header(const hook_req *r, const char *name)
 {
     for (int i = 0; i < r->nhdrs; i++)
-        if (strcasecmp(r->hdrs[i].name.data, name) == 0) return r->hdrs[i].value.data;
+        if (strcasecmp(r->hbuf.data + r->hdrs[i].name, name) == 0)
+            return r->hbuf.data + r->hdrs[i].value;
     return NULL;
 }
 
@@ -424,21 +424,14 @@ static int p_field(http_parser *p, const char *at, size_t n)
             r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 16;
             r->hdrs = hr_realloc(r->hdrs, sizeof *r->hdrs * (size_t)r->caphdrs);
         }
+        if (r->nhdrs) hr_buf_putc(&r->hbuf, '\0'); /* ends the last value */
         hdr *hd = &r->hdrs[r->nhdrs++];
-        if (r->nhdrs > r->inited) {
-            hr_buf_init(&hd->name);
-            hr_buf_init(&hd->value);
-            r->inited = r->nhdrs;
-        }
-        hr_buf_reset(&hd->name);
-        hr_buf_reset(&hd->value);
-        hr_buf_puts(&hd->name, "");
-        hr_buf_puts(&hd->value, "");
+        hd->name = r->hbuf.len;
+        hd->value = 0;
         r->last_was_value = 0;
     }
-    hdr *hd = &r->hdrs[r->nhdrs - 1];
-    if (hd->name.len + n > 256) return -1;
-    hr_buf_append(&hd->name, at, n);
+    if (r->hbuf.len - r->hdrs[r->nhdrs - 1].name + n > 256) return -1;
+    hr_buf_append(&r->hbuf, at, n);
     return 0;
 }
 
@@ -447,9 +440,13 @@ static int p_value(http_parser *p, const char *at, size_t n)
     hook_req *r = &((conn *)p->data)->req;
     if (r->nhdrs == 0) return -1;
     hdr *hd = &r->hdrs[r->nhdrs - 1];
-    if (hd->value.len + n > 8192) return -1;
-    hr_buf_append(&hd->value, at, n);
-    r->last_was_value = 1;
+    if (!r->last_was_value) {
+        hr_buf_putc(&r->hbuf, '\0'); /* ends the name */
+        hd->value = r->hbuf.len;
+        r->last_was_value = 1;
+    }
+    if (r->hbuf.len - hd->value + n > 8192) return -1;
+    hr_buf_append(&r->hbuf, at, n);
     return 0;
 }
 
@@ -457,18 +454,32 @@ static int p_headers_done(http_parser *p)
 {
     conn *c = p->data;
     hook_req *r = &c->req;
-    snprintf(r->method, sizeof r->method, "%s", http_method_str(p->method));
+    const char *m = http_method_str(p->method);
+    size_t ml = strlen(m);
+    if (ml >= sizeof r->method) ml = sizeof r->method - 1;
+    memcpy(r->method, m, ml);
+    r->method[ml] = '\0';
+    if (r->nhdrs) {
+        if (!r->last_was_value) { /* a header without a value */
+            hr_buf_putc(&r->hbuf, '\0');
+            r->hdrs[r->nhdrs - 1].value = r->hbuf.len;
+        }
+        hr_buf_putc(&r->hbuf, '\0');
+    }
     struct http_parser_url u;
     http_parser_url_init(&u);
     hr_buf_puts(&r->url, "");
     if (http_parser_parse_url(r->url.data, r->url.len, 0, &u) != 0) return -1;
-    if (u.field_set & (1 << UF_PATH))
-        r->path = hr_strndup(r->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    else
-        r->path = hr_strdup("/");
-    if (u.field_set & (1 << UF_QUERY)) r->query = r->url.data + u.field_data[UF_QUERY].off;
-    if (u.field_set & (1 << UF_QUERY))
+    /* path and query end where '?' or '#' or the URL did: NUL-terminated
+     * in place */
+    if (u.field_set & (1 << UF_QUERY)) {
+        r->query = r->url.data + u.field_data[UF_QUERY].off;
         r->url.data[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
+    }
+    if (u.field_set & (1 << UF_PATH)) {
+        r->path = r->url.data + u.field_data[UF_PATH].off;
+        r->url.data[u.field_data[UF_PATH].off + u.field_data[UF_PATH].len] = '\0';
+    }
     if (p->flags & F_CONTENTLENGTH && p->content_length > c->h->o.max_body) {
         c->too_large = 1;
         return -1;
