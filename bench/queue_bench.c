@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,11 +165,15 @@ static void worker(const char *url, long n)
     queue_free(q);
 }
 
+static double redis_cpu_us(queue *q);
+
 static double measure_throughput(const char *url, long n)
 {
     void (*stages[3])(const char *, long) = {producer, scheduler, worker};
     pid_t pids[3];
     if (pipe(sched_pipe) < 0) exit(1);
+    queue *probe = connect_ns(url, "probe");
+    double cpu0 = redis_cpu_us(probe), cpu1 = 0;
     int64_t t0 = hr_mono_us();
     for (int i = 0; i < 3; i++) {
         pids[i] = fork();
@@ -177,25 +182,106 @@ static double measure_throughput(const char *url, long n)
             _exit(0);
         }
     }
-    double secs = 0;
+    double secs = 0, stage_us[3] = {0};
     long promoted = 0;
     for (int i = 2; i >= 0; i--) {
         int st;
+        struct rusage ru;
         if (i == 1) { /* the worker is done: stop the scheduler */
             secs = (double)(hr_mono_us() - t0) / 1e6;
+            cpu1 = redis_cpu_us(probe);
             if (write(sched_pipe[1], "x", 1) != 1) exit(1);
             usleep(100000);
         }
-        waitpid(pids[i], &st, 0);
+        wait4(pids[i], &st, 0, &ru);
+        stage_us[i] = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             fprintf(stderr, "queue_bench: stage %d failed\n", i);
             exit(1);
         }
     }
     if (read(sched_pipe[0], &promoted, sizeof promoted) != sizeof promoted) promoted = -1;
-    fprintf(stderr, "queue_bench: %ld jobs through enqueue, promote (%ld), fetch, ack in %.3f s\n",
-            n, promoted, secs);
+    fprintf(stderr,
+            "queue_bench: %ld jobs through enqueue, promote (%ld), fetch, ack in %.3f s; "
+            "CPU per job: Redis %.2f us, producer %.2f, scheduler %.2f, worker %.2f\n",
+            n, promoted, secs, (cpu1 - cpu0) / (double)n, stage_us[0] / (double)n,
+            stage_us[1] / (double)n, stage_us[2] / (double)n);
+    queue_free(probe);
     return (double)n / secs;
+}
+
+/* redis_cpu_us reads the server's own CPU time (user + sys) from INFO */
+static double redis_cpu_us(queue *q)
+{
+    redisReply *r = redisCommand(queue_redis(q), "INFO cpu");
+    double u = 0, s = 0;
+    const char *p;
+    if (r && r->str && (p = strstr(r->str, "used_cpu_user:"))) u = atof(p + 14);
+    if (r && r->str && (p = strstr(r->str, "used_cpu_sys:"))) s = atof(p + 13);
+    if (r) freeReplyObject(r);
+    return (u + s) * 1e6;
+}
+
+/* stages: each stage in turn over n jobs in one process, printing the
+ * Redis CPU per job of each (a diagnostic: where the server's time goes) */
+static void measure_stages(const char *url, long n)
+{
+    queue *q = connect_ns(url, "st");
+    hr_err err = {0};
+    const char *lanes[LANES];
+    for (int i = 0; i < LANES; i++) lanes[i] = hr_asprintf("x:%s", accounts[i]);
+    if (queue_worker_register(q, "stages", 600000, &err) < 0) die("register", &err);
+    double t0 = redis_cpu_us(q);
+    queue_job *batch[BATCH];
+    int64_t at = hr_now_ms() + 1000;
+    for (long i = 0; i < n; i += BATCH) {
+        int k = 0;
+        for (; k < BATCH && i + k < n; k++) batch[k] = make_job(i + k, at);
+        if (queue_enqueue(q, batch, k, NULL, &err) < 0) die("enqueue", &err);
+        for (int x = 0; x < k; x++) queue_job_free(batch[x]);
+    }
+    double t1 = redis_cpu_us(q);
+    while (hr_now_ms() < at + 50) usleep(10000);
+    double t2 = redis_cpu_us(q);
+    for (long p = 1; p > 0;) {
+        int64_t next, now;
+        if (queue_promote(q, BATCH, &p, &next, &now, &err) < 0) die("promote", &err);
+    }
+    double t3 = redis_cpu_us(q), fetch_us = 0, ack_us = 0;
+    queue_ack_item items[BATCH];
+    /* fetch and ack alternate, as in a worker, so the in-flight record
+     * stays batch-sized; each is timed on its own */
+    for (long got = 0; got < n;) {
+        queue_fetched *f;
+        int nf;
+        double a = redis_cpu_us(q);
+        if (queue_fetch(q, "stages", lanes, LANES, BATCH, 600000, &f, &nf, &err) != 0)
+            die("fetch", &err);
+        double b = redis_cpu_us(q);
+        if (nf == 0) {
+            hr_err_set(&err, "no job ready after %ld", got);
+            die("fetch", &err);
+        }
+        for (int i = 0; i < nf; i++)
+            items[i] = (queue_ack_item){
+                .ukh = f[i].ukh, .lane = f[i].lane, .lateness_ms = -1, .no_done = 1};
+        if (queue_ack(q, "stages", items, nf, NULL, &err) < 0) die("ack", &err);
+        double c = redis_cpu_us(q);
+        fetch_us += b - a;
+        ack_us += c - b;
+        got += nf;
+        queue_fetched_free(f, nf);
+    }
+    fprintf(stderr,
+            "queue_bench: Redis CPU per job: enqueue %.2f us, promote %.2f, fetch %.2f, "
+            "ack %.2f, total %.2f\n",
+            (t1 - t0) / n, (t3 - t2) / n, fetch_us / n, ack_us / n,
+            (t1 - t0 + t3 - t2 + fetch_us + ack_us) / n);
+    for (int i = 0; i < LANES; i++) free((char *)lanes[i]);
+    redisReply *r = redisCommand(queue_redis(q), "FLUSHALL");
+    if (r) freeReplyObject(r);
+    queue_free(q);
 }
 
 int main(int argc, char **argv)
@@ -206,6 +292,10 @@ int main(int argc, char **argv)
     }
     const char *url = argv[1];
     long n = atol(argv[2]);
+    if (argc > 3 && strcmp(argv[3], "stages") == 0) {
+        measure_stages(url, n);
+        return 0;
+    }
     double per_sched, per_ready, payload;
     measure_memory(url, n, &per_sched, &per_ready, &payload);
     double jps = measure_throughput(url, n);

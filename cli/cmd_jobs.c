@@ -121,20 +121,15 @@ static int collect(queue *q, const filter *f, found **out, int *nout, hr_err *er
             redisReply *w = cmd(q, err, "ZRANGE {%s}:workers 0 -1", queue_ns(q));
             if (!w) goto fail;
             for (size_t i = 0; i < w->elements; i++) {
-                redisReply *h =
-                    cmd(q, err, "HGETALL {%s}:inflight:%s", queue_ns(q), w->element[i]->str);
-                if (!h) {
+                queue_inflight_job *fj;
+                int nf;
+                if (queue_inflight(q, w->element[i]->str, &fj, &nf, err) < 0) {
                     freeReplyObject(w);
                     goto fail;
                 }
-                for (size_t k = 0; k + 1 < h->elements; k += 2) {
-                    char lane[QUEUE_LANE_MAX];
-                    const char *val = h->element[k + 1]->str, *tab = strchr(val, '\t');
-                    snprintf(lane, sizeof lane, "%.*s", tab ? (int)(tab - val) : (int)strlen(val),
-                             val);
-                    if (lane_ok(f, lane)) add_found(&v, &n, &cap, h->element[k]->str, lane, s);
-                }
-                freeReplyObject(h);
+                for (int k = 0; k < nf; k++)
+                    if (lane_ok(f, fj[k].lane)) add_found(&v, &n, &cap, fj[k].ukh, fj[k].lane, s);
+                free(fj);
             }
             freeReplyObject(w);
             continue;

@@ -25,6 +25,7 @@ typedef struct qreq {
     char **lanes; /* fetch: lane names by index */
     int nlanes;
     int *results; /* ack */
+    int *order;   /* ack: item index per grouped position (qo_build_ack) */
     int n;
     char errmsg[HR_ERRLEN];
     struct qreq *next; /* on the deferred-failure list */
@@ -55,6 +56,7 @@ static void req_free(qreq *r)
 {
     qa_release(&r->argv);
     queue_strv_free(r->lanes, r->nlanes);
+    free(r->order);
     free(r);
 }
 
@@ -174,7 +176,7 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
         break;
     }
     case RK_ACK: {
-        int v = qo_parse_ack(rep, r->n, r->results, &err);
+        int v = qo_parse_ack(rep, r->n, r->order, r->results, &err);
         if (r->status_cb) r->status_cb(v, err.code ? err.msg : NULL, r->priv);
         break;
     }
@@ -460,8 +462,9 @@ void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *
     r->status_cb = cb;
     r->results = results;
     r->n = n;
+    r->order = hr_malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     hr_err err = {0};
-    if (qo_build_ack(qa->ns, worker, items, n, &r->argv, &err) < 0) {
+    if (qo_build_ack(qa->ns, worker, items, n, &r->argv, r->order, &err) < 0) {
         defer_fail(r, err.msg);
         return;
     }
@@ -505,7 +508,7 @@ typedef struct unreg_ctx {
     void *priv;
 } unreg_ctx;
 
-static void on_unreg_vals(redisAsyncContext *c, void *reply, void *priv)
+static void on_unreg_keys(redisAsyncContext *c, void *reply, void *priv)
 {
     unreg_ctx *u = priv;
     redisReply *rep = reply;
@@ -542,7 +545,7 @@ void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb
     snprintf(u->worker, sizeof u->worker, "%s", worker);
     u->cb = cb;
     u->priv = priv;
-    redisAsyncCommand(qa->ac, on_unreg_vals, u, "HVALS {%s}:inflight:%s", qa->ns, worker);
+    redisAsyncCommand(qa->ac, on_unreg_keys, u, "HKEYS {%s}:inflight:%s", qa->ns, worker);
 }
 
 void queue_async_lanes(queue_async *qa, queue_lanes_cb *cb, void *priv)

@@ -102,9 +102,11 @@ void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes
 int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fetched **out,
                    int *nout, hr_err *err);
 void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue_argv *a);
+/* qo_build_ack passes each lane's ukhs as one range; order (n entries)
+ * gets the item index at each grouped position, for qo_parse_ack. */
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
-                 queue_argv *a, hr_err *err);
-int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err);
+                 queue_argv *a, int *order, hr_err *err);
+int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *err);
 int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
                    queue_argv *a, hr_err *err);
 int qo_build_bury(const char *ns, const char *worker, const char *ukh, const char *lane,
@@ -117,8 +119,8 @@ int qo_int_reply(redisReply *r, long long *out, hr_err *err);
 void qo_stored_value(const queue_job *j, hr_buf *out);
 int qo_lateness_bucket(int64_t ms);
 /* qo_build_reap builds the reap script's argv for worker from its in-flight
- * record's values (an HVALS reply). */
-void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *vals,
+ * record's field names (an HKEYS reply: the lanes are those with a ':'). */
+void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *keys,
                    queue_argv *a);
 /* qo_check_ns validates a namespace and copies it into out. */
 int qo_check_ns(const char *ns, char *out, size_t outlen, hr_err *err);

@@ -465,21 +465,34 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
         r->element[0]->type != REDIS_REPLY_STRING)
         return hr_err_set(err, "redis: fetch: unexpected reply");
     if (strcmp(r->element[0]->str, "lease") == 0) return 1;
-    size_t n = (r->elements - 1) / 3;
-    queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        redisReply *li = r->element[1 + 3 * i], *u = r->element[2 + 3 * i],
-                   *v = r->element[3 + 3 * i];
+    /* per lane visit: lane index, its ukhs, their values */
+    if ((r->elements - 1) % 3 != 0) return hr_err_set(err, "redis: fetch: malformed entry");
+    size_t n = 0;
+    for (size_t t = 1; t < r->elements; t += 3) {
+        redisReply *li = r->element[t], *u = r->element[t + 1], *v = r->element[t + 2];
         long long idx = reply_ll(li);
-        if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_STRING ||
-            v->type != REDIS_REPLY_STRING) {
-            queue_fetched_free(f, (int)i);
+        if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_ARRAY ||
+            v->type != REDIS_REPLY_ARRAY || u->elements != v->elements)
             return hr_err_set(err, "redis: fetch: malformed entry");
+        n += u->elements;
+    }
+    queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
+    size_t k = 0;
+    for (size_t t = 1; t < r->elements; t += 3) {
+        const char *lane = lanes[reply_ll(r->element[t]) - 1];
+        redisReply *u = r->element[t + 1], *v = r->element[t + 2];
+        for (size_t i = 0; i < u->elements; i++, k++) {
+            redisReply *ui = u->element[i], *vi = v->element[i];
+            if (ui->type != REDIS_REPLY_STRING || ui->len != QUEUE_UKH_LEN ||
+                vi->type != REDIS_REPLY_STRING) {
+                queue_fetched_free(f, (int)k);
+                return hr_err_set(err, "redis: fetch: malformed entry");
+            }
+            memcpy(f[k].ukh, ui->str, QUEUE_UKH_LEN);
+            snprintf(f[k].lane, sizeof f[k].lane, "%s", lane);
+            f[k].value = hr_strndup(vi->str, vi->len);
+            f[k].value_len = vi->len;
         }
-        snprintf(f[i].ukh, sizeof f[i].ukh, "%.*s", (int)u->len, u->str);
-        snprintf(f[i].lane, sizeof f[i].lane, "%s", lanes[idx - 1]);
-        f[i].value = hr_strndup(v->str, v->len);
-        f[i].value_len = v->len;
     }
     *out = f;
     *nout = (int)n;
@@ -558,18 +571,19 @@ int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err)
 }
 
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
-                 queue_argv *a, hr_err *err)
+                 queue_argv *a, int *order, hr_err *err)
 {
     if (n > QUEUE_ACK_MAX)
         return hr_err_set(err, "ack: %d jobs in one call (at most %d)", n, QUEUE_ACK_MAX);
     /* distinct lanes, in first-seen order */
     const char **lanes = hr_malloc(sizeof(char *) * (size_t)n);
     int *li = hr_malloc(sizeof(int) * (size_t)n);
-    long *per_lane = hr_calloc((size_t)n, sizeof(long));
+    int *per_lane = hr_calloc((size_t)n + 1, sizeof(int));
     long buckets[QUEUE_LATENESS_BUCKETS] = {0};
     int nl = 0, nd = 0, nb = 0;
     for (int i = 0; i < n; i++) {
-        if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh) {
+        if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh ||
+            strlen(items[i].ukh) != QUEUE_UKH_LEN) {
             free(lanes);
             free(li);
             free(per_lane);
@@ -578,11 +592,17 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
         int k = 0;
         while (k < nl && strcmp(lanes[k], items[i].lane) != 0) k++;
         if (k == nl) lanes[nl++] = items[i].lane;
-        li[i] = k + 1;
+        li[i] = k;
         per_lane[k]++;
         nd += !items[i].no_done;
         if (items[i].lateness_ms >= 0) buckets[qo_lateness_bucket(items[i].lateness_ms)]++;
     }
+    /* the script takes each lane's ukhs as one range: order[g] is the item
+     * at grouped position g (items keep their order within a lane) */
+    int *next = hr_calloc((size_t)nl + 1, sizeof(int));
+    for (int k = 1; k < nl; k++) next[k] = next[k - 1] + per_lane[k - 1];
+    for (int i = 0; i < n; i++) order[next[li[i]]++] = i;
+    free(next);
     for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
     qa_evalsha(a, QS_ACK, 5 + nl);
     qa_pushkey(a, ns, "jobs");
@@ -594,9 +614,8 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     qa_pushf(a, "%d", nl);
     for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
     qa_pushf(a, "%d", n);
-    for (int i = 0; i < n; i++) qa_pushs(a, items[i].ukh);
-    for (int i = 0; i < n; i++) qa_pushf(a, "%d", li[i]);
-    for (int k = 0; k < nl; k++) qa_pushf(a, "%ld", per_lane[k]);
+    for (int g = 0; g < n; g++) qa_push(a, items[order[g]].ukh, QUEUE_UKH_LEN);
+    for (int k = 0; k < nl; k++) qa_pushf(a, "%d", per_lane[k]);
     qa_pushf(a, "%d", nd);
     long long now = (long long)hr_now_ms();
     for (int i = 0; i < n; i++) {
@@ -617,7 +636,7 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     return 0;
 }
 
-int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err)
+int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *err)
 {
     if (r->type != REDIS_REPLY_ARRAY) return hr_err_set(err, "redis: ack: unexpected reply");
     if (n > 1 && r->elements == 1) {
@@ -626,12 +645,13 @@ int qo_parse_ack(redisReply *r, int n, int *results, hr_err *err)
         for (int i = 0; results && i < n; i++) results[i] = 1;
         return n;
     }
-    /* per job (for n == 1 the short form {1} reads the same: acked) */
+    /* per job in the grouped order (for n == 1 the short form {1} reads the
+     * same: acked) */
     if (r->elements != (size_t)n) return hr_err_set(err, "redis: ack: unexpected reply");
     int acked = 0;
-    for (int i = 0; i < n; i++) {
-        int v = (int)reply_ll(r->element[i]);
-        if (results) results[i] = v;
+    for (int g = 0; g < n; g++) {
+        int v = (int)reply_ll(r->element[g]);
+        if (results) results[order[g]] = v;
         acked += v > 0;
     }
     return acked;
@@ -651,14 +671,15 @@ int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, 
     }
     queue_argv a;
     qa_init(&a);
-    if (qo_build_ack(q->ns, worker, items, n, &a, err) < 0) {
+    int order[QUEUE_ACK_MAX];
+    if (qo_build_ack(q->ns, worker, items, n, &a, order, err) < 0) {
         qa_release(&a);
         return -1;
     }
     redisReply *r = queue_run_sync(q, &a, QS_ACK, err);
     qa_release(&a);
     if (!r) return -1;
-    int rc = qo_parse_ack(r, n, results, err);
+    int rc = qo_parse_ack(r, n, order, results, err);
     freeReplyObject(r);
     return rc < 0 ? -1 : 0;
 }
@@ -745,6 +766,43 @@ int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
     return sync_int_script(q, &a, QS_BURY, err);
 }
 
+int queue_inflight(queue *q, const char *worker, queue_inflight_job **out, int *n,
+                   hr_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    redisReply *h = queue_cmd_sync(q, err, "HGETALL {%s}:inflight:%s", q->ns, worker);
+    if (!h) return -1;
+    if (h->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(h);
+        return hr_err_set(err, "redis: inflight: unexpected reply");
+    }
+    /* lane fields pack 12-char ukhs; ukh fields mark started attempts */
+    size_t total = 0;
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        if (strchr(h->element[i]->str, ':')) total += h->element[i + 1]->len / QUEUE_UKH_LEN;
+    queue_inflight_job *v = hr_calloc(total + 1, sizeof *v);
+    int k = 0;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const redisReply *f = h->element[i], *p = h->element[i + 1];
+        if (!strchr(f->str, ':')) continue;
+        for (size_t o = 0; o + QUEUE_UKH_LEN <= p->len; o += QUEUE_UKH_LEN, k++) {
+            memcpy(v[k].ukh, p->str + o, QUEUE_UKH_LEN);
+            snprintf(v[k].lane, sizeof v[k].lane, "%s", f->str);
+        }
+    }
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const redisReply *f = h->element[i];
+        if (strchr(f->str, ':')) continue;
+        for (int j = 0; j < k; j++)
+            if (strcmp(v[j].ukh, f->str) == 0) v[j].started_ms = strtoll(h->element[i + 1]->str, NULL, 10);
+    }
+    freeReplyObject(h);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
 /* ------------------------------------------------------ dead workers */
 
 static int redis_time_ms(queue *q, long long *ms, hr_err *err)
@@ -761,7 +819,7 @@ static int redis_time_ms(queue *q, long long *ms, hr_err *err)
     return ok ? 0 : hr_err_set(err, "redis: TIME: unexpected reply");
 }
 
-void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *vals,
+void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *keys,
                    queue_argv *a)
 {
     qa_evalsha(a, QS_REAP, 0);
@@ -769,28 +827,21 @@ void qo_build_reap(const char *ns, const char *worker, int force, const redisRep
     qa_pushkey(a, ns, "inflight:%s", worker);
     qa_pushkey(a, ns, "reasons");
     qa_pushkey(a, ns, "stats");
-    char **lanes = hr_calloc(vals->elements + 1, sizeof *lanes);
     int nl = 0;
-    for (size_t i = 0; i < vals->elements; i++) {
-        const char *v = vals->element[i]->str;
-        const char *tab = v ? strchr(v, '\t') : NULL;
-        if (!tab) continue;
-        char *lane = hr_strndup(v, (size_t)(tab - v));
-        int k = 0;
-        while (k < nl && strcmp(lanes[k], lane) != 0) k++;
-        if (k < nl) {
-            free(lane);
-            continue;
-        }
-        lanes[nl++] = lane;
-        qa_pushkey(a, ns, "ready:%s", lane);
-        qa_pushkey(a, ns, "unknown:%s", lane);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *f = keys->element[i]->str;
+        if (!f || !strchr(f, ':')) continue; /* an attempt mark, not a lane */
+        qa_pushkey(a, ns, "ready:%s", f);
+        qa_pushkey(a, ns, "unknown:%s", f);
+        nl++;
     }
     qa_set_nkeys(a, 4 + 2 * nl);
     qa_pushs(a, worker);
     qa_pushs(a, force ? "1" : "0");
-    for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
-    queue_strv_free(lanes, nl);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *f = keys->element[i]->str;
+        if (f && strchr(f, ':')) qa_pushs(a, f);
+    }
 }
 
 int qo_check_ns(const char *ns, char *out, size_t outlen, hr_err *err)
@@ -807,7 +858,7 @@ static int reap_worker(queue *q, const char *worker, int force, long *requeued, 
                        hr_err *err)
 {
     for (int tries = 0; tries < 5; tries++) {
-        redisReply *h = queue_cmd_sync(q, err, "HVALS {%s}:inflight:%s", q->ns, worker);
+        redisReply *h = queue_cmd_sync(q, err, "HKEYS {%s}:inflight:%s", q->ns, worker);
         if (!h) return -1;
         queue_argv a;
         qa_init(&a);
@@ -1053,18 +1104,16 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
         redisReply *pz = st ? queue_cmd_sync(q, err, "SMEMBERS {%s}:paused", q->ns) : NULL;
         if (!pz) rc = -1;
         for (size_t k = 0; rc == 0 && k < w->elements; k++) {
-            redisReply *h = queue_cmd_sync(q, err, "HVALS {%s}:inflight:%s", q->ns, w->element[k]->str);
-            if (!h) {
+            queue_inflight_job *fj;
+            int nf;
+            if (queue_inflight(q, w->element[k]->str, &fj, &nf, err) < 0) {
                 rc = -1;
                 break;
             }
-            for (size_t e = 0; e < h->elements; e++)
-                for (int i = 0; i < nl; i++) {
-                    size_t ll = strlen(lanes[i]);
-                    if (strncmp(h->element[e]->str, lanes[i], ll) == 0 && h->element[e]->str[ll] == '\t')
-                        c[i].inflight++;
-                }
-            freeReplyObject(h);
+            for (int e = 0; e < nf; e++)
+                for (int i = 0; i < nl; i++)
+                    if (strcmp(fj[e].lane, lanes[i]) == 0) c[i].inflight++;
+            free(fj);
         }
         for (int i = 0; rc == 0 && i < nl; i++) {
             c[i].sent_total = (long)hmget_ll(st, 3 * i);

@@ -247,6 +247,18 @@ int queue_retry(queue *q, const char *worker, const queue_job *job, int64_t at_m
 int queue_bury(queue *q, const char *worker, const char *ukh, const char *lane,
                const queue_job *job, const char *reason, hr_err *err);
 
+/* One job in a worker's in-flight record. */
+typedef struct queue_inflight_job {
+    char ukh[QUEUE_UKH_LEN + 1];
+    char lane[QUEUE_LANE_MAX];
+    int64_t started_ms; /* when its attempt started (Redis time); 0: not yet */
+} queue_inflight_job;
+
+/* queue_inflight lists worker's in-flight jobs into a new array of *n
+ * entries (free with free()). Returns 0 or -1 with err. */
+int queue_inflight(queue *q, const char *worker, queue_inflight_job **out, int *n,
+                   hr_err *err);
+
 /* ------------------------------------------------------ dead workers */
 
 /* queue_reap re-queues the in-flight jobs of every worker whose lease ended:

@@ -3,82 +3,113 @@
 -- key keep a done record, so a re-import never sends them again.
 -- KEYS[1] jobs  KEYS[2] done  KEYS[3] inflight:WORKER  KEYS[4] stats
 -- KEYS[5] reasons, then unknown:LANE per lane
--- ARGV: nl, nl lane names, n, n ukhs, n lane indexes (1-based),
---   nl sent counts (per lane, as if all were acked), nd, nd pairs
+-- ARGV: nl, nl lane names, n, n ukhs grouped by lane (lane 1's first),
+--   nl counts (how many of the n are each lane's), nd, nd pairs
 --   (ukh, done record), nb, nb pairs (lateness bucket, count).
--- The common case (every job still the worker's) runs without a per-job
--- loop; otherwise each job is settled on its own.
--- Returns {n} when all were acked, else per job: 1 acked, 2 resolved from
--- unknown, 0 not the worker's.
+-- The common case (a lane's acked jobs are the oldest it has in flight, in
+-- fetch order) is one string compare per lane, without a per-job loop;
+-- otherwise that lane's jobs are settled one by one.
+-- Returns {n} when all were acked, else per job (in the grouped order):
+-- 1 acked, 2 resolved from unknown, 0 not the worker's.
 local now = now_ms()
 local jobs, done, inflight, stats, reasons = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local nl = tonumber(ARGV[1])
 local n = tonumber(ARGV[2 + nl])
 local us = 3 + nl          -- first ukh
-local ls = us + n          -- first lane index
-local cs = ls + n          -- first per-lane count
+local cs = us + n          -- first per-lane count
 local nd = tonumber(ARGV[cs + nl])
 local ds = cs + nl + 1     -- first done pair
 local nb = tonumber(ARGV[ds + 2 * nd])
 local bs = ds + 2 * nd + 1 -- first lateness pair
 local minute = math.floor(now / 60000)
-local mine = redis.call('HMGET', inflight, unpack(ARGV, us, ls - 1))
+local res = {}             -- per job result, only for lanes settled one by one
 local all = true
-for j = 1, n do
-  if not mine[j] then all = false break end
+local hset, emptied, sent = {}, {}, {}
+local s = us
+for i = 1, nl do
+  local lane, c = ARGV[1 + i], tonumber(ARGV[cs + i - 1])
+  local e = s + c - 1
+  local packed = redis.call('HGET', inflight, lane) or ''
+  local acked = table.concat(ARGV, '', s, e)
+  local rest
+  if string.sub(packed, 1, #acked) == acked then
+    rest = string.sub(packed, #acked + 1)
+    sent[i] = c
+  else
+    all = false
+    local slot = {}
+    for p = 1, #packed, 12 do slot[string.sub(packed, p, p + 11)] = true end
+    local k = 0
+    for j = s, e do
+      local ukh = ARGV[j]
+      local r = 0
+      if slot[ukh] then
+        r = 1
+        slot[ukh] = nil
+      elseif redis.call('ZREM', KEYS[5 + i], ukh) == 1 then
+        r = 2
+        redis.call('HDEL', reasons, ukh)
+      end
+      if r > 0 then k = k + 1 end
+      res[j - us + 1] = r
+    end
+    local keep = {}
+    for p = 1, #packed, 12 do
+      local ukh = string.sub(packed, p, p + 11)
+      if slot[ukh] then keep[#keep + 1] = ukh end
+    end
+    rest = table.concat(keep)
+    sent[i] = k
+  end
+  if rest == '' then
+    if packed ~= '' then emptied[#emptied + 1] = lane end
+  elseif #rest ~= #packed then
+    hset[#hset + 1] = lane
+    hset[#hset + 1] = rest
+  end
+  s = e + 1
 end
+if #emptied > 0 then redis.call('HDEL', inflight, unpack(emptied)) end
+if #hset > 0 then redis.call('HSET', inflight, unpack(hset)) end
+-- attempt marks can only remain in a record that is not empty now
+local marks = redis.call('EXISTS', inflight) == 1
 if all then
-  redis.call('HDEL', inflight, unpack(ARGV, us, ls - 1))
-  redis.call('HDEL', jobs, unpack(ARGV, us, ls - 1))
+  if marks then redis.call('HDEL', inflight, unpack(ARGV, us, cs - 1)) end
+  redis.call('HDEL', jobs, unpack(ARGV, us, cs - 1))
   if nd > 0 then redis.call('HSET', done, unpack(ARGV, ds, ds + 2 * nd - 1)) end
-  for i = 1, nl do
-    local c = tonumber(ARGV[cs + i - 1])
-    if c > 0 then
-      local lane = ARGV[1 + i]
-      redis.call('HINCRBY', stats, 'sent|' .. lane, c)
-      -- per-minute buckets for 'sent in the last minute/hour/day'
-      bump(stats, 'sent', lane, minute, c)
+else
+  local records = {}
+  for i = 0, nd - 1 do records[ARGV[ds + 2 * i]] = ARGV[ds + 2 * i + 1] end
+  local del, dset = {}, {}
+  for j = 1, n do
+    local r = res[j] or 1
+    res[j] = r
+    if r > 0 then
+      local ukh = ARGV[us + j - 1]
+      del[#del + 1] = ukh
+      if records[ukh] then
+        dset[#dset + 1] = ukh
+        dset[#dset + 1] = records[ukh]
+      end
     end
   end
-  for i = 0, nb - 1 do
-    redis.call('HINCRBY', stats, 'lat|' .. ARGV[bs + 2 * i], ARGV[bs + 2 * i + 1])
+  if #del > 0 then
+    if marks then redis.call('HDEL', inflight, unpack(del)) end
+    redis.call('HDEL', jobs, unpack(del))
   end
-  return {n}
+  if #dset > 0 then redis.call('HSET', done, unpack(dset)) end
 end
-local records = {}
-for i = 0, nd - 1 do records[ARGV[ds + 2 * i]] = ARGV[ds + 2 * i + 1] end
-local out, del, hset, sent = {}, {}, {}, {}
-for j = 1, n do
-  local ukh, li = ARGV[us + j - 1], tonumber(ARGV[ls + j - 1])
-  local r = 0
-  if mine[j] then
-    r = 1
-  elseif redis.call('ZREM', KEYS[5 + li], ukh) == 1 then
-    r = 2
-    redis.call('HDEL', reasons, ukh)
+for i = 1, nl do
+  if sent[i] > 0 then
+    local lane = ARGV[1 + i]
+    redis.call('HINCRBY', stats, 'sent|' .. lane, sent[i])
+    -- per-minute buckets for 'sent in the last minute/hour/day'
+    bump(stats, 'sent', lane, minute, sent[i])
   end
-  if r > 0 then
-    del[#del + 1] = ukh
-    if records[ukh] then
-      hset[#hset + 1] = ukh
-      hset[#hset + 1] = records[ukh]
-    end
-    local lane = ARGV[1 + li]
-    sent[lane] = (sent[lane] or 0) + 1
-  end
-  out[j] = r
-end
-if #del > 0 then
-  redis.call('HDEL', inflight, unpack(del))
-  redis.call('HDEL', jobs, unpack(del))
-end
-if #hset > 0 then redis.call('HSET', done, unpack(hset)) end
-for lane, c in pairs(sent) do
-  redis.call('HINCRBY', stats, 'sent|' .. lane, c)
-  bump(stats, 'sent', lane, minute, c)
 end
 -- lateness is only an estimate when some jobs were not ours: keep it anyway
 for i = 0, nb - 1 do
   redis.call('HINCRBY', stats, 'lat|' .. ARGV[bs + 2 * i], ARGV[bs + 2 * i + 1])
 end
-return out
+if all then return {n} end
+return res

@@ -3,10 +3,9 @@
 -- Returns 0 when recorded, 1 when the job or the lease is no longer the
 -- worker's (it must not send).
 local now = now_ms()
-local v = redis.call('HGET', KEYS[2], ARGV[2])
-if not v then return 1 end
+if not inflight_lane(KEYS[2], ARGV[2]) then return 1 end
 local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not exp or tonumber(exp) < now then return 1 end
-local lane, fetched = string.match(v, '^(.*)\t(%d+)\t%d+$')
-redis.call('HSET', KEYS[2], ARGV[2], lane .. '\t' .. fetched .. '\t' .. now)
+-- the attempt mark (see the prelude): reap sends the job to unknown
+redis.call('HSET', KEYS[2], ARGV[2], now)
 return 0

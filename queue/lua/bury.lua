@@ -8,7 +8,7 @@
 local now = now_ms()
 if ARGV[5] == '1' then
   -- the worker's job, or one reaped while its attempt ran (then unknown)
-  if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 and
+  if not inflight_take(KEYS[3], ARGV[4], ARGV[1]) and
      redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then
     return 0
   end

@@ -3,8 +3,9 @@
 -- KEYS[1] workers  KEYS[2] paused  KEYS[3] jobs  KEYS[4] inflight:WORKER
 -- KEYS[5] stats, then per lane: ready:LANE, lane:LANE
 -- ARGV[1] worker, ARGV[2] max, ARGV[3] lease_ms, then the lane names.
--- Returns {'ok', lane_index, ukh, value, ...} or {'lease'} when the worker's
--- lease is gone (it was reaped and must register again).
+-- Returns {'ok', lane_index, {ukh, ...}, {value, ...}, ...} (one triple per
+-- lane visit: the lists pass through as Redis gave them, no per-job table)
+-- or {'lease'} when the worker's lease is gone (reaped: register again).
 local now = now_ms()
 local workers, paused, jobs, inflight, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, max, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -12,7 +13,8 @@ local exp = redis.call('ZSCORE', workers, worker)
 if not exp or tonumber(exp) < now then return {'lease'} end
 redis.call('ZADD', workers, now + lease, worker)
 
--- admit(lane, state_key, want): how many jobs this lane may start now.
+-- admit(lane, state_key, want, st): how many jobs this lane may start now
+-- (st: the lane's state hash as read by lane_state).
 -- HOOK: the fleet rate limiter and budget (worker module) decide here, from
 -- the lane's state hash and Redis TIME. The worker writes the limits into
 -- the hash (nw, w<i>_ms, w<i>_limit, cost, b_cost, b_day_cap, b_month_cap);
@@ -46,8 +48,7 @@ end
 
 local function num(st, k, def) return tonumber(st[k] or '') or def end
 
-local function admit(lane, state_key, want)
-  local st = lane_state(state_key)
+local function admit(lane, state_key, want, st)
   if st.parked and st.parked ~= '0' and st.parked ~= 'budget' then return 0 end
   local n = want
   local cost = num(st, 'cost', 1)
@@ -88,11 +89,11 @@ local function admit(lane, state_key, want)
   return n
 end
 
--- charge(state_key, k): k jobs were taken: count them in every window, the
--- quota left, and reserve their cost in the budget (refunded by the worker
--- on a definite failure, committed by the send).
-local function charge(state_key, k)
-  local st = lane_state(state_key)
+-- charge(state_key, k, st): k jobs were taken: count them in every window,
+-- the quota left, and reserve their cost in the budget (refunded by the
+-- worker on a definite failure, committed by the send). st: the state admit
+-- read (this script changed at most its 'parked' field since).
+local function charge(state_key, k, st)
   local cost = num(st, 'cost', 1)
   if cost < 1 then cost = 1 end
   local h = {}
@@ -139,6 +140,7 @@ for i = 1, nl do
   end
 end
 local out = {'ok'}
+local packed = {} -- lane -> its in-flight field, read once, written once
 local remaining = max
 while remaining > 0 and #active > 0 do
   local still = {}
@@ -147,34 +149,49 @@ while remaining > 0 and #active > 0 do
     local lanes_left = #active - pos + 1
     local want = math.ceil(remaining / lanes_left)
     local ready, state_key, lane = KEYS[4 + 2 * i], KEYS[5 + 2 * i], ARGV[3 + i]
-    local n = admit(lane, state_key, want)
+    local st = lane_state(state_key)
+    local n = admit(lane, state_key, want, st)
     if n > 0 then
       local ids = redis.call('LPOP', ready, n)
       if ids then
+        local got = #ids
         local vals = redis.call('HMGET', jobs, unpack(ids))
-        local hset = {}
-        local entry = lane .. '\t' .. now .. '\t0'
-        for j = 1, #ids do
-          if vals[j] then
-            hset[#hset + 1] = ids[j]
-            hset[#hset + 1] = entry
-            out[#out + 1] = i
-            out[#out + 1] = ids[j]
-            out[#out + 1] = vals[j]
-            remaining = remaining - 1
-          else
-            -- a ready entry without a job (cancelled concurrently): drop it
-            redis.call('HINCRBY', stats, 'dangling|' .. lane, 1)
+        for j = 1, got do
+          if not vals[j] then
+            -- ready entries without a job (cancelled concurrently): dropped
+            local ki, kv = {}, {}
+            for x = 1, got do
+              if vals[x] then
+                ki[#ki + 1] = ids[x]
+                kv[#kv + 1] = vals[x]
+              end
+            end
+            redis.call('HINCRBY', stats, 'dangling|' .. lane, got - #ki)
+            ids, vals = ki, kv
+            break
           end
         end
-        if #hset > 0 then
-          redis.call('HSET', inflight, unpack(hset))
-          charge(state_key, #hset / 2)
+        if #ids > 0 then
+          if packed[lane] == nil then
+            packed[lane] = redis.call('HGET', inflight, lane) or ''
+          end
+          packed[lane] = packed[lane] .. table.concat(ids)
+          out[#out + 1] = i
+          out[#out + 1] = ids
+          out[#out + 1] = vals
+          remaining = remaining - #ids
+          charge(state_key, #ids, st)
         end
-        if #ids == n then still[#still + 1] = i end
+        if got == n then still[#still + 1] = i end
       end
     end
   end
   active = still
 end
+local h = {}
+for lane, p in pairs(packed) do
+  h[#h + 1] = lane
+  h[#h + 1] = p
+end
+if #h > 0 then redis.call('HSET', inflight, unpack(h)) end
 return out

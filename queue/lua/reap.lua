@@ -5,7 +5,7 @@
 -- then per lane: ready:LANE, unknown:LANE
 -- ARGV[1] worker  ARGV[2] '1' to force (graceful unregister)  ARGV[3..] lanes
 -- Returns {requeued, unknown}, {-1} when the worker renewed its lease,
--- {-2} when an entry's lane was not in ARGV (read again and retry).
+-- {-2} when a lane of the record was not in ARGV (read again and retry).
 local now = now_ms()
 local worker = ARGV[1]
 if ARGV[2] ~= '1' then
@@ -14,23 +14,36 @@ if ARGV[2] ~= '1' then
 end
 local idx = {}
 for i = 3, #ARGV do idx[ARGV[i]] = i - 2 end
-local entries = redis.call('HGETALL', KEYS[2])
-for i = 1, #entries, 2 do
-  local lane = string.match(entries[i + 1], '^(.*)\t%d+\t%d+$')
-  if not lane or not idx[lane] then return {-2} end
+-- lane fields pack the jobs in flight, ukh fields mark started attempts
+local h = redis.call('HGETALL', KEYS[2])
+local started = {}
+for i = 1, #h, 2 do
+  if string.find(h[i], ':', 1, true) then
+    if not idx[h[i]] then return {-2} end
+  else
+    started[h[i]] = true
+  end
 end
 local requeued, unknown = 0, 0
-for i = 1, #entries, 2 do
-  local ukh = entries[i]
-  local lane, started = string.match(entries[i + 1], '^(.*)\t%d+\t(%d+)$')
-  local li = idx[lane]
-  if started ~= '0' then
-    redis.call('ZADD', KEYS[4 + 2 * li], now, ukh)
-    redis.call('HSET', KEYS[3], ukh, 'worker ' .. worker .. ' stopped during the send')
-    unknown = unknown + 1
-  else
-    redis.call('LPUSH', KEYS[3 + 2 * li], ukh)
-    requeued = requeued + 1
+for i = 1, #h, 2 do
+  local li = idx[h[i]]
+  if li then
+    local packed, back = h[i + 1], {}
+    -- from the last: LPUSH puts them back at the front in fetch order
+    for p = #packed - 11, 1, -12 do
+      local ukh = string.sub(packed, p, p + 11)
+      if started[ukh] then
+        redis.call('ZADD', KEYS[4 + 2 * li], now, ukh)
+        redis.call('HSET', KEYS[3], ukh, 'worker ' .. worker .. ' stopped during the send')
+        unknown = unknown + 1
+      else
+        back[#back + 1] = ukh
+      end
+    end
+    for c = 1, #back, 4000 do
+      redis.call('LPUSH', KEYS[3 + 2 * li], unpack(back, c, math.min(c + 3999, #back)))
+    end
+    requeued = requeued + #back
   end
 end
 redis.call('DEL', KEYS[2])

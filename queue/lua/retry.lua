@@ -5,7 +5,7 @@
 -- A job reaped while its attempt ran sits in the unknown set; a definite
 -- failure reported late settles it from there, keeping its attempt count.
 -- Returns 1, or 0 when the job is neither the worker's nor unknown.
-if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then
+if not inflight_take(KEYS[3], ARGV[4], ARGV[1]) then
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
   redis.call('HDEL', KEYS[7], ARGV[1])
 end

@@ -428,7 +428,14 @@ static void test_killed_worker(void)
     waitpid(kid, NULL, 0);
     close(pfd[0]);
     close(pfd[1]);
-    CHECK_INT(count("HLEN {%s}:inflight:%s", "t9", "doomed"), 150);
+    /* 150 in flight, 20 of them with their attempt started */
+    queue_inflight_job *fj;
+    int nfj = -1, nstarted = 0;
+    CHECK(queue_inflight(q, "doomed", &fj, &nfj, &err) == 0);
+    CHECK_INT(nfj, 150);
+    for (int i = 0; i < nfj; i++) nstarted += fj[i].started_ms > 0;
+    CHECK_INT(nstarted, 20);
+    free(fj);
     /* before the lease ends nothing moves */
     long rq = 0, un = 0;
     CHECK(queue_reap(q, &rq, &un, &err) == 0);
@@ -488,6 +495,125 @@ static void test_killed_worker(void)
     CHECK_INT(queue_unknown_resolve(q, u[1], 0, NULL, &err), 1);
     CHECK_INT(count("LLEN {%s}:ready:%s", "t9", "x:@a"), 1);
     queue_strv_free(u, nu);
+    for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
+/* The in-flight record packs each lane's jobs in one field: acks in any
+ * order, across lanes and with strangers, retry and bury from the middle,
+ * attempt marks, and a reap that puts jobs back in their fetch order. */
+static void test_inflight_record(void)
+{
+    queue *q = connect_q("t12");
+    REQUIRE(q);
+    hr_err err = {0};
+    enum { N = 16 };
+    queue_job *jobs[N];
+    for (int i = 0; i < N; i++) jobs[i] = post("x", i % 2 ? "@a" : "@b", NULL, 0);
+    CHECK(queue_enqueue(q, jobs, N, NULL, &err) == 0);
+    const char *lanes[] = {"x:@a", "x:@b"};
+    CHECK(queue_worker_register(q, "w", 30000, &err) == 0);
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w", lanes, 2, 10, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 10);
+    /* a[] and b[]: the fetched jobs of each lane, in fetch order */
+    const queue_fetched *a[N], *b[N];
+    int na = 0, nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(f[i].lane, "x:@a") == 0) a[na++] = &f[i];
+        else b[nb++] = &f[i];
+    }
+    REQUIRE(na == 5 && nb == 5);
+    queue_inflight_job *fj;
+    int nfj;
+    CHECK(queue_inflight(q, "w", &fj, &nfj, &err) == 0);
+    CHECK_INT(nfj, 10);
+    free(fj);
+
+    /* attempt: only a job in flight */
+    CHECK_INT(queue_attempt(q, "w", a[1]->ukh, &err), 0);
+    char stranger[QUEUE_UKH_LEN + 1];
+    snprintf(stranger, sizeof stranger, "%s", queue_job_ukh(jobs[N - 1])); /* still ready */
+    CHECK_INT(queue_attempt(q, "w", stranger, &err), 1);
+    CHECK(queue_inflight(q, "w", &fj, &nfj, &err) == 0);
+    int started = 0;
+    for (int i = 0; i < nfj; i++)
+        if (fj[i].started_ms > 0) started += strcmp(fj[i].ukh, a[1]->ukh) == 0 ? 1 : 100;
+    CHECK_INT(started, 1);
+    free(fj);
+
+    /* ack out of order across lanes, with a job that is not the worker's:
+     * results come back in the caller's order */
+    queue_ack_item items[5] = {
+        {.ukh = b[3]->ukh, .lane = "x:@b", .lateness_ms = -1},
+        {.ukh = a[1]->ukh, .lane = "x:@a", .lateness_ms = -1},
+        {.ukh = stranger, .lane = "x:@a", .lateness_ms = -1},
+        {.ukh = b[0]->ukh, .lane = "x:@b", .lateness_ms = -1},
+        {.ukh = a[1]->ukh, .lane = "x:@a", .lateness_ms = -1},
+    };
+    int res[5] = {-1, -1, -1, -1, -1};
+    CHECK(queue_ack(q, "w", items, 5, res, &err) == 0);
+    CHECK_INT(res[0], 1);
+    CHECK_INT(res[1], 1);
+    CHECK_INT(res[2], 0);
+    CHECK_INT(res[3], 1);
+    CHECK_INT(res[4], 0); /* the same job twice: acked once */
+    queue_job *kept = queue_get(q, stranger, &err); /* not the worker's: untouched */
+    CHECK(kept != NULL);
+    queue_job_free(kept);
+    CHECK_INT(count("HGET {%s}:stats sent|%s", "t12", "x:@a"), 1);
+    CHECK_INT(count("HGET {%s}:stats sent|%s", "t12", "x:@b"), 2);
+    /* its attempt mark went with it */
+    CHECK_INT(count("HEXISTS {%s}:inflight:w %s", "t12", a[1]->ukh), 0);
+
+    /* retry and bury from the middle of a lane */
+    queue_job *j = queue_job_decode_stored(a[2]->ukh, a[2]->value, a[2]->value_len, &err);
+    REQUIRE(j);
+    CHECK_INT(queue_retry(q, "w", j, hr_now_ms() + 60000, &err), 1);
+    CHECK_INT(queue_retry(q, "w", j, hr_now_ms() + 60000, &err), 0);
+    queue_job_free(j);
+    CHECK_INT(queue_bury(q, "w", b[2]->ukh, "x:@b", NULL, "bad", &err), 1);
+    CHECK_INT(queue_bury(q, "w", b[2]->ukh, "x:@b", NULL, "bad", &err), 0);
+    CHECK(queue_inflight(q, "w", &fj, &nfj, &err) == 0);
+    CHECK_INT(nfj, 5); /* a0 a3 a4 b1 b4 */
+    free(fj);
+
+    /* the rest in one ack, out of fetch order */
+    queue_ack_item rest[5] = {
+        {.ukh = a[4]->ukh, .lane = "x:@a", .lateness_ms = -1},
+        {.ukh = b[1]->ukh, .lane = "x:@b", .lateness_ms = -1},
+        {.ukh = a[0]->ukh, .lane = "x:@a", .lateness_ms = -1},
+        {.ukh = b[4]->ukh, .lane = "x:@b", .lateness_ms = -1},
+        {.ukh = a[3]->ukh, .lane = "x:@a", .lateness_ms = -1},
+    };
+    CHECK(queue_ack(q, "w", rest, 5, res, &err) == 0);
+    for (int i = 0; i < 5; i++) CHECK_INT(res[i], 1);
+    CHECK_INT(count("EXISTS {%s}:inflight:%s", "t12", "w"), 0);
+    queue_fetched_free(f, n);
+
+    /* a reaped worker's jobs go back to the front in fetch order; the one
+     * whose attempt started to unknown */
+    CHECK(queue_worker_register(q, "gone", 200, &err) == 0);
+    CHECK(queue_fetch(q, "gone", lanes, 1, 10, 200, &f, &n, &err) == 0);
+    REQUIRE(n == 3); /* what x:@a has left */
+    CHECK_INT(queue_attempt(q, "gone", f[1].ukh, &err), 0);
+    usleep(300000);
+    long rq = 0, un = 0;
+    CHECK(queue_reap(q, &rq, &un, &err) == 0);
+    CHECK_INT(rq, 2);
+    CHECK_INT(un, 1);
+    char **front;
+    int nf;
+    CHECK(queue_list(q, "x:@a", "ready", 0, 10, &front, &nf, &err) == 0);
+    REQUIRE(nf == 2);
+    CHECK_STR(front[0], f[0].ukh);
+    CHECK_STR(front[1], f[2].ukh);
+    queue_strv_free(front, nf);
+    CHECK(queue_list(q, "x:@a", "unknown", 0, 10, &front, &nf, &err) == 0);
+    CHECK(nf == 1 && strcmp(front[0], f[1].ukh) == 0);
+    queue_strv_free(front, nf);
+    queue_fetched_free(f, n);
     for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
     queue_free(q);
 }
@@ -695,6 +821,7 @@ int main(void)
     th_run("retry_bury_dead_retry", test_retry_bury_dead_retry);
     th_run("cancel", test_cancel);
     th_run("killed_worker", test_killed_worker);
+    th_run("inflight_record", test_inflight_record);
     th_run("lease_lost_no_send", test_lease_lost_no_send);
     th_run("suppression", test_suppression);
     th_run("url", test_url);
