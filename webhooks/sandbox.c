@@ -16,6 +16,7 @@
 #include <utf8proc.h>
 
 #include "internal.h"
+#include "platforms.h"
 #include "queue.h"
 
 typedef struct sb_fault {
@@ -61,6 +62,10 @@ struct hook_sandbox {
     EVP_PKEY *sg_key;
     char *sg_pub_pem;
     char *mailgun_key, *postmark_auth, *generic_key;
+    /* the credentials of the config's webhook accounts: a relay POST must
+     * be signed with one of them (none configured: any value passes) */
+    char **relay_keys;
+    int nrelay_keys;
     long fired, fired_ok, fired_failed, faults_injected;
     struct delayed *delays; /* slow answers waiting on their timers */
     struct later *laters;   /* engagement to fire about accepted posts */
@@ -893,11 +898,33 @@ static void pm_outbound(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                json_pack("{sIso}", "TotalCount", (json_int_t)json_array_size(a), "Messages", a));
 }
 
+/* relay_signed: sig is "sha256=<hex HMAC-SHA256(key, body)>" under one of
+ * the relay keys (platforms/webhook.c signs so); compared in constant time. */
+static int relay_signed(const hook_sandbox *s, const char *sig, const char *body, size_t len)
+{
+    if (s->nrelay_keys == 0) return 1;
+    if (strlen(sig) != 7 + 64 || strncmp(sig, "sha256=", 7) != 0) return 0;
+    int ok = 0;
+    for (int i = 0; i < s->nrelay_keys; i++) {
+        unsigned char mac[32];
+        char hex[65];
+        hr_hmac_sha256(s->relay_keys[i], strlen(s->relay_keys[i]), body, len, mac);
+        hr_hex(mac, 32, hex);
+        ok |= hr_ct_equal(hex, sig + 7, 64);
+    }
+    return ok;
+}
+
 /* Generic webhook relay (a CRM) */
 static void relay_post(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    if (!hook_req_header(r, "X-Herald-Signature"))
-        return reply_json(o, 401, json_pack("{ss}", "error", "missing X-Herald-Signature"));
+    const char *sig = hook_req_header(r, "X-Herald-Signature");
+    if (!sig) return reply_json(o, 401, json_pack("{ss}", "error", "missing X-Herald-Signature"));
+    size_t len;
+    const char *body = hook_req_body(r, &len);
+    if (!relay_signed(s, sig, body, len))
+        return reply_json(o, 401,
+                          json_pack("{ss}", "error", "X-Herald-Signature does not match the body"));
     x->id = digits_id(s, "wh-", 12);
     reply_json(o, 200, json_pack("{ss}", "id", x->id));
 }
@@ -1478,6 +1505,29 @@ static int write_pubkey(hook_sandbox *s, const char *path, hr_err *err)
     return ok ? 0 : -1;
 }
 
+/* load_relay_keys reads the credential of each webhook account in the
+ * config. An account whose credential cannot be read is skipped with a
+ * warning: the sandbox serves the other platforms all the same. */
+static void load_relay_keys(hook_sandbox *s, const hr_config *c)
+{
+    int pos = -1;
+    const hr_conf_line *l;
+    while (c && (l = hr_config_next(c, "account", &pos))) {
+        if (l->argc < 1 || strncmp(l->argv[0], "webhook:", 8) != 0) continue;
+        hr_err e = {0};
+        plat_account *a = plat_account_parse(l, c->path, &e);
+        if (a && plat_account_load_credential(a, c, &e) == 0 && a->credential) {
+            s->relay_keys = hr_realloc(s->relay_keys, sizeof *s->relay_keys *
+                                                          (size_t)(s->nrelay_keys + 1));
+            s->relay_keys[s->nrelay_keys++] = hr_strdup(a->credential);
+        } else {
+            hr_log(HR_LOG_WARN, "sandbox: relay account without a credential", "account",
+                   l->argv[0], "error", e.msg[0] ? e.msg : "no credentials=", NULL);
+        }
+        plat_account_free(a);
+    }
+}
+
 hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err)
 {
     hook_sandbox *s = hr_calloc(1, sizeof *s);
@@ -1511,6 +1561,7 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
         hook_sandbox_free(s);
         return NULL;
     }
+    load_relay_keys(s, o->config);
     if (o->faults) {
         json_error_t je;
         json_t *j = json_loads(o->faults, 0, &je);
@@ -1565,6 +1616,9 @@ void hook_sandbox_free(hook_sandbox *s)
     free(s->mailgun_key);
     free(s->postmark_auth);
     free(s->generic_key);
+    for (int i = 0; i < s->nrelay_keys; i++)
+        free(s->relay_keys[i]);
+    free(s->relay_keys);
     free(s);
 }
 

@@ -18,6 +18,7 @@ static pid_t sb_pid, wh_pid;
 static char *dir;
 static int sport, wport;
 static const char *JOB = "0000000Bqrstuvwxyzab";
+#define RELAY_KEY "crm-relay-key-for-sandbox-test"
 
 typedef struct resp {
     long status;
@@ -93,12 +94,15 @@ static void setup(void)
     FILE_AT("gen.key", "generic-key-for-sandbox-test");
     FILE_AT("mg.key", "mailgun-key-for-sandbox-test");
     FILE_AT("pm.auth", "pm:hook-pass");
+    FILE_AT("crm-hook", RELAY_KEY);
     char *text =
         hr_asprintf("redis-url unix://%s\nnamespace s\nsecret-file %s/secret\n"
                     "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
                     "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
-                    "webhooks-listen 127.0.0.1:%d\n",
-                    redis->sock, dir, dir, dir, dir, dir, wport);
+                    "webhooks-listen 127.0.0.1:%d\ncredentials-dir %s\n"
+                    "account webhook:crm base-url=http://127.0.0.1:1 path=/herald "
+                    "credentials=crm-hook\n",
+                    redis->sock, dir, dir, dir, dir, dir, wport, dir);
     char conf[600];
     snprintf(conf, sizeof conf, "%s/herald.conf", dir);
     th_write_file(conf, text);
@@ -525,6 +529,40 @@ static void test_faults(void)
     resp_release(&r);
 }
 
+/* the generic relay checks the signature's value, not just its presence */
+static void test_relay(void)
+{
+    const char *body = "{\"text\":\"to the crm\"}";
+    unsigned char mac[32];
+    char hex[65], good[100], bad[100];
+    hr_hmac_sha256(RELAY_KEY, strlen(RELAY_KEY), body, strlen(body), mac);
+    hr_hex(mac, 32, hex);
+    snprintf(good, sizeof good, "X-Herald-Signature: sha256=%s", hex);
+    hex[0] = hex[0] == '0' ? '1' : '0';
+    snprintf(bad, sizeof bad, "X-Herald-Signature: sha256=%s", hex);
+    const char *h_good[] = {good, "Content-Type: application/json", NULL};
+    const char *h_bad[] = {bad, "Content-Type: application/json", NULL};
+    const char *h_none[] = {"Content-Type: application/json", NULL};
+    const char *h_garbage[] = {"X-Herald-Signature: t=1,v1=00", NULL};
+    resp r;
+    req("POST", "/herald", h_good, body, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "\"id\":\"wh-"));
+    resp_release(&r);
+    req("POST", "/herald", h_bad, body, &r);
+    CHECK_INT(r.status, 401);
+    resp_release(&r);
+    req("POST", "/herald", h_good, "{\"text\":\"altered\"}", &r);
+    CHECK_INT(r.status, 401);
+    resp_release(&r);
+    req("POST", "/herald", h_none, body, &r); /* unsigned: not a relay post at all */
+    CHECK_INT(r.status, 404);
+    resp_release(&r);
+    req("POST", "/herald", h_garbage, body, &r);
+    CHECK_INT(r.status, 401);
+    resp_release(&r);
+}
+
 static void test_stop(void)
 {
     /* both stop cleanly on SIGTERM (and, under ASan, without leaks) */
@@ -547,6 +585,7 @@ int main(void)
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
     th_run("emails_and_loop", test_emails_and_loop);
     th_run("faults", test_faults);
+    th_run("relay", test_relay);
     th_run("stop", test_stop);
     free(dir);
     int rc = th_main_end();
