@@ -68,6 +68,16 @@ static void resp_release(resp *r)
     hr_buf_release(&r->hdrs);
 }
 
+/* status_of sends one request and returns only its status. */
+static long status_of(const char *method, const char *path, const char *const *hdrs,
+                      const char *body)
+{
+    resp r;
+    req(method, path, hdrs, body, &r);
+    resp_release(&r);
+    return r.status;
+}
+
 static json_t *json_of(const resp *r)
 {
     return json_loads(r->body.data, 0, NULL);
@@ -549,18 +559,11 @@ static void test_relay(void)
     CHECK_INT(r.status, 200);
     CHECK(strstr(r.body.data, "\"id\":\"wh-"));
     resp_release(&r);
-    req("POST", "/herald", h_bad, body, &r);
-    CHECK_INT(r.status, 401);
-    resp_release(&r);
-    req("POST", "/herald", h_good, "{\"text\":\"altered\"}", &r);
-    CHECK_INT(r.status, 401);
-    resp_release(&r);
-    req("POST", "/herald", h_none, body, &r); /* unsigned: not a relay post at all */
-    CHECK_INT(r.status, 404);
-    resp_release(&r);
-    req("POST", "/herald", h_garbage, body, &r);
-    CHECK_INT(r.status, 401);
-    resp_release(&r);
+    CHECK_INT(status_of("POST", "/herald", h_bad, body), 401);
+    CHECK_INT(status_of("POST", "/herald", h_good, "{\"text\":\"altered\"}"), 401);
+    /* unsigned: not a relay post at all */
+    CHECK_INT(status_of("POST", "/herald", h_none, body), 404);
+    CHECK_INT(status_of("POST", "/herald", h_garbage, body), 401);
 }
 
 static void test_stop(void)
