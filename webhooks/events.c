@@ -213,16 +213,19 @@ int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *e
 {
     json_t *root = load(body, len, "mailgun", err);
     if (!root) return -1;
+    int rc = hook_parse_mailgun_json(root, out, err);
+    json_decref(root);
+    return rc;
+}
+
+int hook_parse_mailgun_json(json_t *root, hook_events *out, hr_err *err)
+{
     json_t *ed = json_object_get(root, "event-data");
-    if (!json_is_object(ed)) {
-        json_decref(root);
-        return hr_err_set(err, "mailgun: no event-data object");
-    }
+    if (!json_is_object(ed)) return hr_err_set(err, "mailgun: no event-data object");
     const char *t = json_string_value(json_object_get(ed, "event"));
     char *id = str_of(ed, "id");
     if (!t || !id) {
         free(id);
-        json_decref(root);
         return hr_err_set(err, "mailgun: event-data: missing %s", t ? "id" : "event");
     }
     hook_ev_type type = provider_type("mailgun", t);
@@ -233,7 +236,6 @@ int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *e
     if (type == HOOK_EV_NONE) {
         free(id);
         out->ignored++;
-        json_decref(root);
         return 0;
     }
     hook_event *e = push(out);
@@ -255,7 +257,6 @@ int hook_parse_mailgun(const char *body, size_t len, hook_events *out, hr_err *e
         free(mid);
     }
     e->ts_ms = ts_of(ed, "timestamp");
-    json_decref(root);
     return 0;
 }
 

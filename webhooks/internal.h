@@ -68,6 +68,11 @@ char *hook_form_value(const char *form, size_t len, const char *name);
 /* hook_url_decode decodes %XX and '+' in n bytes of q (new string). */
 char *hook_url_decode(const char *q, size_t n);
 
+/* hook_parse_mailgun_json is hook_parse_mailgun on a parsed body (borrowed):
+ * the server parses a Mailgun body once for its signature and its event. */
+struct json_t;
+int hook_parse_mailgun_json(struct json_t *root, hook_events *out, hr_err *err);
+
 /* hook_provider_event names type t as provider ("sendgrid", "mailgun",
  * "postmark") names it in its webhooks, or NULL. */
 const char *hook_provider_event(const char *provider, hook_ev_type t);

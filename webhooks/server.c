@@ -314,18 +314,24 @@ static int route_verify(hook_server *s, hook_req *r, const char *provider, const
     return hr_err_set(err, "unreachable");
 }
 
-static int mailgun_verify_body(hook_server *s, const char *body, size_t len, hr_err *err)
+/* mailgun_verify_body checks the signature object Mailgun puts in the JSON
+ * body; on success *root is the parsed body (the caller's), so the events
+ * are read from it without parsing the body again. */
+static int mailgun_verify_body(hook_server *s, const char *body, size_t len, json_t **root,
+                               hr_err *err)
 {
-    /* the signature object sits in the JSON body: parse just for it */
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
-    if (!root) return hr_err_set(err, "mailgun: body is not JSON");
-    json_t *sig = json_object_get(root, "signature");
+    *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!*root) return hr_err_set(err, "mailgun: body is not JSON (or repeats a key)");
+    json_t *sig = json_object_get(*root, "signature");
     int rc = hook_verify_mailgun(
         s->mailgun_key, json_string_value(json_object_get(sig, "timestamp")),
         json_string_value(json_object_get(sig, "token")),
         json_string_value(json_object_get(sig, "signature")), hr_now_ms() / 1000, s->window_s, err);
-    json_decref(root);
+    if (rc != 0) {
+        json_decref(*root);
+        *root = NULL;
+    }
     return rc;
 }
 
@@ -351,7 +357,8 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
     size_t len;
     const char *body = hook_req_body(r, &len);
     hr_err err = {0};
-    int vrc = strcmp(provider, "mailgun") == 0 ? mailgun_verify_body(s, body, len, &err)
+    json_t *mg_root = NULL; /* mailgun: the body, parsed once */
+    int vrc = strcmp(provider, "mailgun") == 0 ? mailgun_verify_body(s, body, len, &mg_root, &err)
                                                : route_verify(s, r, provider, body, len, &err);
     if (vrc != 0) {
         s->rejected++;
@@ -362,9 +369,10 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
     }
     hook_events evs = {0};
     int prc = strcmp(provider, "sendgrid") == 0   ? hook_parse_sendgrid(body, len, &evs, &err)
-              : strcmp(provider, "mailgun") == 0  ? hook_parse_mailgun(body, len, &evs, &err)
+              : mg_root                           ? hook_parse_mailgun_json(mg_root, &evs, &err)
               : strcmp(provider, "postmark") == 0 ? hook_parse_postmark(body, len, &evs, &err)
                                                   : hook_parse_generic(body, len, &evs, &err);
+    json_decref(mg_root);
     if (prc != 0) {
         s->malformed++;
         hr_log(HR_LOG_WARN, "webhook malformed", "route", provider, "error", err.msg, NULL);
