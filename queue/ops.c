@@ -72,6 +72,17 @@ typedef struct {
     const char *ukh; /* borrowed from the job */
 } lane_ref;
 
+/* A batch prepared for the enqueue script: the jobs' refs grouped by lane,
+ * cut into chunks of one script call each, and the results so far. */
+struct queue_enqueue_batch {
+    queue_job **jobs; /* borrowed */
+    int n;
+    lane_ref *refs; /* in argument order, duplicates dropped */
+    int nref;
+    int *res;   /* n results */
+    hr_buf cmd; /* one chunk's command */
+};
+
 static int cmp_lane_order(const void *a, const void *b)
 {
     const lane_ref *x = a, *y = b;
@@ -88,119 +99,186 @@ static int cmp_lane_ref(const void *a, const void *b)
     return c ? c : x->idx - y->idx;
 }
 
-static int enqueue_chunk(queue *q, queue_job *const *jobs, const lane_ref *refs, int n,
-                         int *results, hr_err *err)
+static int has_unique(const queue_job *j)
 {
-    queue_argv a;
-    qa_init(&a);
-    qa_evalsha(&a, QS_ENQUEUE, 0);
+    return j->unique_key && *j->unique_key;
+}
+
+/* resp_head appends a RESP bulk string header ("$len\r\n"), or with c '*'
+ * an array header. Hand-rolled because it runs four times per job. */
+static void resp_head(hr_buf *b, char c, size_t len)
+{
+    char tmp[24];
+    int k = (int)sizeof tmp;
+    tmp[--k] = '\n';
+    tmp[--k] = '\r';
+    do {
+        tmp[--k] = (char)('0' + len % 10);
+        len /= 10;
+    } while (len);
+    tmp[--k] = c;
+    hr_buf_append(b, tmp + k, sizeof tmp - (size_t)k);
+}
+
+static void resp_arg(hr_buf *b, const void *p, size_t n)
+{
+    resp_head(b, '$', n);
+    hr_buf_reserve(b, n + 2);
+    memcpy(b->data + b->len, p, n);
+    memcpy(b->data + b->len + n, "\r\n", 2);
+    b->len += n + 2;
+    b->data[b->len] = '\0';
+}
+
+static void resp_str(hr_buf *b, const char *s)
+{
+    resp_arg(b, s, strlen(s));
+}
+
+static void resp_ll(hr_buf *b, long long v)
+{
+    char t[24];
+    resp_arg(b, t, (size_t)snprintf(t, sizeof t, "%lld", v));
+}
+
+static void resp_key(hr_buf *b, const char *ns, const char *suffix, const char *lane)
+{
+    char k[QUEUE_LANE_MAX + 128];
+    int n = snprintf(k, sizeof k, "{%s}:%s%s", ns, suffix, lane ? lane : "");
+    resp_arg(b, k, (size_t)n);
+}
+
+/* enqueue_format writes the script call for refs [i, i+c) into b->cmd as one
+ * RESP command (EVAL with the script's text: Redis caches it by its SHA-1). */
+static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
+{
+    const lane_ref *refs = b->refs + i;
+    int ngroups = 0;
+    for (int k = 0; k < c; k++)
+        ngroups += k == 0 || strcmp(refs[k].lane, refs[k - 1].lane) != 0;
+    int nkeys = 4 + 2 * ngroups;
+    hr_buf *o = &b->cmd;
+    hr_buf_reset(o);
+    resp_head(o, '*', (size_t)(3 + nkeys + 2 + 4 * ngroups + 4 * c));
+    resp_str(o, "EVAL");
+    resp_str(o, queue_scripts[QS_ENQUEUE].src);
+    resp_ll(o, nkeys);
     const char *ns = q->ns;
-    qa_pushkey(&a, ns, "jobs");
-    qa_pushkey(&a, ns, "done");
-    qa_pushkey(&a, ns, "lanes");
-    qa_pushkey(&a, ns, "due");
-    int nkeys = 4;
-    /* keys first, one pair per lane group */
-    for (int i = 0; i < n; i++) {
-        if (i > 0 && strcmp(refs[i].lane, refs[i - 1].lane) == 0) continue;
-        qa_pushkey(&a, ns, "sched:%s", refs[i].lane);
-        qa_pushkey(&a, ns, "ready:%s", refs[i].lane);
-        nkeys += 2;
+    resp_key(o, ns, "jobs", NULL);
+    resp_key(o, ns, "done", NULL);
+    resp_key(o, ns, "lanes", NULL);
+    resp_key(o, ns, "due", NULL);
+    for (int k = 0; k < c; k++) {
+        if (k > 0 && strcmp(refs[k].lane, refs[k - 1].lane) == 0) continue;
+        resp_key(o, ns, "sched:", refs[k].lane);
+        resp_key(o, ns, "ready:", refs[k].lane);
     }
-    qa_set_nkeys(&a, nkeys);
-    qa_pushf(&a, "{%s}:wake", ns);
-    qa_pushf(&a, "{%s}:readych", ns);
+    resp_key(o, ns, "wake", NULL);
+    resp_key(o, ns, "readych", NULL);
     hr_buf v;
     hr_buf_init(&v);
-    /* uidx: the refs index of each unique-key job, in argument order */
-    int *uidx = hr_malloc(sizeof(int) * (size_t)n);
-    int nu_all = 0;
-    for (int i = 0; i < n;) {
-        int j = i, nu = 0, np = 0;
-        int64_t pmin = INT64_MAX;
-        while (j < n && strcmp(refs[j].lane, refs[i].lane) == 0) {
-            const queue_job *job = jobs[refs[j].idx];
-            if (job->unique_key && *job->unique_key) {
-                nu++;
-            } else {
-                np++;
-                if (job->run_at_ms < pmin) pmin = job->run_at_ms;
+    for (int g = 0; g < c;) {
+        int e = g, nu = 0;
+        int64_t tmin = INT64_MAX;
+        while (e < c && strcmp(refs[e].lane, refs[g].lane) == 0) {
+            const queue_job *job = b->jobs[refs[e].idx];
+            nu += has_unique(job);
+            if (job->run_at_ms < tmin) tmin = job->run_at_ms;
+            e++;
+        }
+        resp_str(o, refs[g].lane);
+        resp_ll(o, nu);
+        resp_ll(o, e - g - nu);
+        resp_ll(o, (long long)tmin);
+        /* unique-key jobs first, then plain ones: (ukh, value) pairs for
+         * HSET, then (run_at, ukh) pairs for ZADD */
+        for (int pass = 0; pass < 4; pass++) {
+            for (int k = g; k < e; k++) {
+                const queue_job *job = b->jobs[refs[k].idx];
+                if (has_unique(job) != !(pass & 1)) continue;
+                if (pass < 2) {
+                    resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
+                    hr_buf_reset(&v);
+                    qo_stored_value(job, &v);
+                    resp_arg(o, v.data, v.len);
+                } else {
+                    resp_ll(o, (long long)job->run_at_ms);
+                    resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
+                }
             }
-            j++;
         }
-        qa_pushs(&a, refs[i].lane);
-        qa_pushf(&a, "%d", nu);
-        qa_pushf(&a, "%d", np);
-        qa_pushf(&a, "%lld", (long long)(np ? pmin : 0));
-        for (int k = i; k < j; k++) {
-            const queue_job *job = jobs[refs[k].idx];
-            if (!(job->unique_key && *job->unique_key)) continue;
-            uidx[nu_all++] = k;
-            qa_pushs(&a, queue_job_ukh(job));
-            qa_pushf(&a, "%lld", (long long)job->run_at_ms);
-            hr_buf_reset(&v);
-            qo_stored_value(job, &v);
-            qa_push(&a, v.data, v.len);
-        }
-        for (int k = i; k < j; k++) { /* plain jobs: (ukh, value) pairs for HSET */
-            const queue_job *job = jobs[refs[k].idx];
-            if (job->unique_key && *job->unique_key) continue;
-            qa_pushs(&a, queue_job_ukh(job));
-            hr_buf_reset(&v);
-            qo_stored_value(job, &v);
-            qa_push(&a, v.data, v.len);
-        }
-        for (int k = i; k < j; k++) { /* then (score, member) pairs for ZADD */
-            const queue_job *job = jobs[refs[k].idx];
-            if (job->unique_key && *job->unique_key) continue;
-            qa_pushf(&a, "%lld", (long long)job->run_at_ms);
-            qa_pushs(&a, queue_job_ukh(job));
-        }
-        i = j;
+        g = e;
     }
     hr_buf_release(&v);
-    redisReply *r = queue_run_sync(q, &a, QS_ENQUEUE, err);
-    qa_release(&a);
-    if (!r) {
-        free(uidx);
-        return -1;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
-        freeReplyObject(r);
-        free(uidx);
+}
+
+/* enqueue_reply reads one chunk's reply into b->res. */
+static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr_err *err)
+{
+    if (r->type == REDIS_REPLY_ERROR) return hr_err_set(err, "redis: script enqueue: %s", r->str);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3)
         return hr_err_set(err, "redis: enqueue: unexpected reply");
+    const lane_ref *refs = b->refs + i;
+    /* positions count the unique-key jobs in argument order */
+    int *uidx = hr_malloc(sizeof(int) * (size_t)(c ? c : 1));
+    int nu_all = 0;
+    for (int g = 0; g < c;) {
+        int e = g;
+        while (e < c && strcmp(refs[e].lane, refs[g].lane) == 0)
+            e++;
+        for (int k = g; k < e; k++)
+            if (has_unique(b->jobs[refs[k].idx])) uidx[nu_all++] = k;
+        g = e;
     }
-    if (results)
-        for (int i = 0; i < n; i++) results[refs[i].idx] = QUEUE_ADDED;
+    for (int k = 0; k < c; k++)
+        b->res[refs[k].idx] = QUEUE_ADDED;
     /* the reply lists only the unique-key jobs not simply added */
     for (size_t e = 0; e + 2 < r->elements; e += 3) {
         long long u = reply_ll(r->element[e]) - 1;
         if (u < 0 || u >= nu_all) continue;
-        int i = uidx[u];
-        queue_job *job = jobs[refs[i].idx];
+        int k = uidx[u];
+        queue_job *job = b->jobs[refs[k].idx];
         redisReply *pre = r->element[e + 2];
         if (pre->type == REDIS_REPLY_STRING && pre->len == QUEUE_TS_LEN)
             memcpy(job->id, pre->str, QUEUE_TS_LEN); /* keep the first id */
-        if (results) results[refs[i].idx] = (int)reply_ll(r->element[e + 1]);
+        b->res[refs[k].idx] = (int)reply_ll(r->element[e + 1]);
     }
     free(uidx);
-    freeReplyObject(r);
     return 0;
 }
 
-int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err)
+void queue_enqueue_batch_free(queue_enqueue_batch *b)
 {
-    if (n <= 0) return 0;
-    lane_ref *refs = hr_malloc(sizeof *refs * (size_t)n);
+    if (!b) return;
+    free(b->jobs);
+    free(b->refs);
+    free(b->res);
+    hr_buf_release(&b->cmd);
+    free(b);
+}
+
+/* enqueue_prepare checks the jobs, assigns ids and groups them by lane. */
+static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_err *err)
+{
+    queue_enqueue_batch *b = hr_calloc(1, sizeof *b);
+    b->n = n;
+    b->jobs = hr_malloc(sizeof *b->jobs * (size_t)(n ? n : 1));
+    memcpy(b->jobs, jobs, sizeof *b->jobs * (size_t)n);
+    b->res = hr_calloc((size_t)(n ? n : 1), sizeof *b->res);
+    b->refs = hr_malloc(sizeof *b->refs * (size_t)(n ? n : 1));
+    lane_ref *refs = b->refs;
     for (int i = 0; i < n; i++) {
         queue_job *j = jobs[i];
         if (queue_job_lane(j, refs[i].lane, sizeof refs[i].lane) < 0 ||
             !qo_valid_lane(refs[i].lane)) {
-            free(refs);
-            return hr_err_set(err, "enqueue: job %d: needs a platform and an account "
-                                   "(without control characters)", i);
+            queue_enqueue_batch_free(b);
+            hr_err_set(err,
+                       "enqueue: job %d: needs a platform and an account "
+                       "(without control characters)",
+                       i);
+            return NULL;
         }
-        if (j->id[0] && j->unique_key && *j->unique_key) {
+        if (j->id[0] && has_unique(j)) {
             /* the unique key decides the ukh, whatever id a caller passed */
             char ukh[QUEUE_UKH_LEN + 1];
             queue_ukh_from_key(j->unique_key, ukh);
@@ -214,23 +292,114 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
     /* The same ukh twice in one batch: the last one wins, the earlier ones
      * report UPDATED. Lanes are equal for equal ukhs (the lane is part of
      * the unique key), so duplicates sit in the same group. */
-    int m = 0, rc = 0;
+    int m = 0;
     for (int i = 0; i < n; i++) {
         int dup = i + 1 < n && strcmp(refs[i + 1].lane, refs[i].lane) == 0 &&
                   strcmp(refs[i + 1].ukh, refs[i].ukh) == 0;
         if (dup) {
-            if (results) results[refs[i].idx] = QUEUE_UPDATED;
+            b->res[refs[i].idx] = QUEUE_UPDATED;
             continue;
         }
         refs[m++] = refs[i];
     }
     /* back to batch order within each lane, so jobs due now keep FIFO */
     qsort(refs, (size_t)m, sizeof *refs, cmp_lane_order);
-    for (int i = 0; i < m && rc == 0; i += ENQUEUE_CHUNK) {
-        int c = m - i < ENQUEUE_CHUNK ? m - i : ENQUEUE_CHUNK;
-        rc = enqueue_chunk(q, jobs, refs + i, c, results, err);
+    b->nref = m;
+    return b;
+}
+
+static int nchunks(const queue_enqueue_batch *b)
+{
+    return (b->nref + ENQUEUE_CHUNK - 1) / ENQUEUE_CHUNK;
+}
+
+static int chunk_len(const queue_enqueue_batch *b, int i)
+{
+    return b->nref - i < ENQUEUE_CHUNK ? b->nref - i : ENQUEUE_CHUNK;
+}
+
+static void copy_results(const queue_enqueue_batch *b, int *results)
+{
+    if (results) memcpy(results, b->res, sizeof *results * (size_t)b->n);
+}
+
+/* enqueue_write appends every chunk of b (EVAL with the script's text: no
+ * NOSCRIPT to handle in a pipeline) and writes them out. -1 when the
+ * connection failed: a command may have been cut short, none has run. */
+static int enqueue_write(queue *q, queue_enqueue_batch *b, hr_err *err)
+{
+    for (int i = 0; i < b->nref; i += ENQUEUE_CHUNK) {
+        enqueue_format(q, b, i, chunk_len(b, i));
+        redisAppendFormattedCommand(q->c, b->cmd.data, b->cmd.len);
     }
-    free(refs);
+    hr_buf_release(&b->cmd);
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(q->c, &done) == REDIS_ERR)
+            return hr_err_set(err, "redis: %s", q->c->errstr[0] ? q->c->errstr : "write failed");
+    return 0;
+}
+
+queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err)
+{
+    if (!q->c) {
+        hr_err_set(err, "redis: not connected");
+        return NULL;
+    }
+    queue_enqueue_batch *b = enqueue_prepare(jobs, n, err);
+    if (b && enqueue_write(q, b, err) < 0) {
+        queue_enqueue_batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err)
+{
+    if (n <= 0) return 0;
+    queue_enqueue_batch *b = enqueue_prepare(jobs, n, err);
+    if (!b) return -1;
+    /* a connection found dead while writing is replaced once: nothing ran */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!q->c) { /* reconnects through the one place that knows how */
+            redisReply *p = queue_cmd_sync(q, err, "PING");
+            if (!p) break;
+            freeReplyObject(p);
+        }
+        if (enqueue_write(q, b, err) == 0) {
+            int rc = queue_enqueue_recv(q, b, results, err);
+            if (rc < 0 && q->c && q->c->err) {
+                redisFree(q->c);
+                q->c = NULL;
+            }
+            return rc;
+        }
+        redisFree(q->c);
+        q->c = NULL;
+    }
+    queue_enqueue_batch_free(b);
+    return -1;
+}
+
+int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err)
+{
+    int rc = 0;
+    for (int k = 0; k < nchunks(b); k++) {
+        redisReply *r = NULL;
+        if (!q->c || redisGetReply(q->c, (void **)&r) != REDIS_OK || !r) {
+            hr_err_set(err, "redis: %s (the batch was sent; it may or may not have run)",
+                       q->c && q->c->errstr[0] ? q->c->errstr : "connection lost");
+            rc = -1;
+            break;
+        }
+        /* every chunk's reply is read, even after an error, so that the
+         * connection stays in step */
+        if (rc == 0)
+            rc = enqueue_reply(b, k * ENQUEUE_CHUNK, chunk_len(b, k * ENQUEUE_CHUNK), r, err);
+        freeReplyObject(r);
+    }
+    if (rc == 0) copy_results(b, results);
+    queue_enqueue_batch_free(b);
     return rc;
 }
 

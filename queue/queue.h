@@ -157,6 +157,19 @@ typedef enum {
  * written back into jobs[i]->id. Returns 0 or -1 with err. */
 int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err);
 
+/* Pipelined enqueue, for bulk importers that prepare the next batch while
+ * Redis runs this one. queue_enqueue_send writes the batch's script calls
+ * (the same atomic script as queue_enqueue, one call per 1000 jobs) without
+ * reading their replies; the caller may send other commands after it, and
+ * must then read every reply in the order sent: the batch's with
+ * queue_enqueue_recv, which fills results as queue_enqueue does and frees
+ * the batch. The jobs (borrowed) must live until then. NULL or -1 with err;
+ * after an error the connection is out of step: read nothing more on it. */
+typedef struct queue_enqueue_batch queue_enqueue_batch;
+queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err);
+int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err);
+void queue_enqueue_batch_free(queue_enqueue_batch *b); /* without reading its replies */
+
 /* queue_cancel removes a job that is scheduled, retrying, ready or dead.
  * Returns 1 when removed, 0 when unknown or not cancellable (in flight,
  * unknown, sent), -1 on error. */

@@ -22,7 +22,7 @@
 
 int (*sched_test_enqueue_fail)(int batch_no);
 
-/* One item of the current batch: its jobs are jobs[first .. first+n). */
+/* One item of a batch: its jobs are jobs[first .. first+n). */
 typedef struct pending {
     char *source;
     uint64_t hash;
@@ -31,6 +31,28 @@ typedef struct pending {
     int changed; /* set at flush: 0 unchanged, 1 changed, 2 new */
     char *old;   /* the index entry's job list before this run */
 } pending;
+
+/* A batch of items on its way through the pipeline: filled by pass2_cb,
+ * then its index entries are looked up, then it is planned and its jobs and
+ * index entries are written; it is freed when those replies are read. So
+ * Redis writes batch k while the next ones are parsed and planned. */
+typedef struct batch {
+    pending *pend;
+    int npend, cappend;
+    queue_job **jobs;
+    int njobs, capjobs;
+    redisReply *lookup;      /* HMGET of the items' index entries, once read */
+    queue_enqueue_batch *eb; /* the jobs' script calls, until their replies */
+    queue_job **out;         /* the jobs written (borrowed from jobs) */
+    int nout;
+} batch;
+
+/* what each reply due on the connection belongs to, in the order sent */
+enum { SENT_LOOKUP, SENT_ENQUEUE, SENT_INDEX };
+typedef struct sent {
+    int kind;
+    batch *b;
+} sent;
 
 typedef struct imp {
     queue *q;
@@ -53,11 +75,13 @@ typedef struct imp {
     FILE *out;
     char index_key[256];
     long long gen;
-    /* pass 2 batch */
-    pending *pend;
-    int npend, cappend;
-    queue_job **jobs;
-    int njobs, capjobs;
+    /* pass 2 */
+    batch *cur;    /* being filled */
+    batch *looked; /* its index lookup sent, to be planned next */
+    batch **live;  /* every batch not freed yet (freed on error) */
+    int nlive, caplive;
+    sent *sent; /* replies due, oldest first: sent[sent_head .. nsent) */
+    int sent_head, nsent, capsent;
     int batch_no;
     FILE *undo;
     long undo_n;
@@ -328,13 +352,43 @@ static uint64_t item_hash(const imp *m, const sched_item *it)
     return h;
 }
 
-static void push_job(imp *m, queue_job *j)
+static batch *batch_new(imp *m)
 {
-    if (m->njobs == m->capjobs) {
-        m->capjobs = m->capjobs ? m->capjobs * 2 : 256;
-        m->jobs = hr_realloc(m->jobs, (size_t)m->capjobs * sizeof *m->jobs);
+    batch *b = hr_calloc(1, sizeof *b);
+    if (m->nlive == m->caplive) {
+        m->caplive = m->caplive ? m->caplive * 2 : 8;
+        m->live = hr_realloc(m->live, (size_t)m->caplive * sizeof *m->live);
     }
-    m->jobs[m->njobs++] = j;
+    m->live[m->nlive++] = b;
+    return b;
+}
+
+static void batch_free(imp *m, batch *b)
+{
+    if (!b) return;
+    for (int i = 0; i < m->nlive; i++)
+        if (m->live[i] == b) m->live[i] = m->live[--m->nlive];
+    for (int i = 0; i < b->npend; i++) {
+        free(b->pend[i].source);
+        free(b->pend[i].old);
+    }
+    for (int i = 0; i < b->njobs; i++)
+        queue_job_free(b->jobs[i]);
+    free(b->pend);
+    free(b->jobs);
+    if (b->lookup) freeReplyObject(b->lookup);
+    queue_enqueue_batch_free(b->eb);
+    free(b->out);
+    free(b);
+}
+
+static void push_job(batch *b, queue_job *j)
+{
+    if (b->njobs == b->capjobs) {
+        b->capjobs = b->capjobs ? b->capjobs * 2 : 256;
+        b->jobs = hr_realloc(b->jobs, (size_t)b->capjobs * sizeof *b->jobs);
+    }
+    b->jobs[b->njobs++] = j;
 }
 
 static queue_job *base_job(const imp *m, const sched_item *it, const sched_account *a,
@@ -365,7 +419,7 @@ static queue_job *base_job(const imp *m, const sched_item *it, const sched_accou
     return j;
 }
 
-static int pass2_flush(imp *m);
+static int pass2_flush(imp *m, int final);
 
 static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
 {
@@ -409,15 +463,17 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
                      : hr_strdup(it->link);
     sched_item view = *it;
     view.link = link;
-    if (m->npend == m->cappend) {
-        m->cappend = m->cappend ? m->cappend * 2 : 64;
-        m->pend = hr_realloc(m->pend, (size_t)m->cappend * sizeof *m->pend);
+    if (!m->cur) m->cur = batch_new(m);
+    batch *b = m->cur;
+    if (b->npend == b->cappend) {
+        b->cappend = b->cappend ? b->cappend * 2 : 64;
+        b->pend = hr_realloc(b->pend, (size_t)b->cappend * sizeof *b->pend);
     }
-    pending *p = &m->pend[m->npend++];
+    pending *p = &b->pend[b->npend++];
     memset(p, 0, sizeof *p);
     p->source = hr_strdup(it->id);
     p->hash = item_hash(m, it);
-    p->first = m->njobs;
+    p->first = b->njobs;
     p->publish_ms = it->publish_ms;
     for (int k = 0; k < nsel; k++) {
         const sched_account *a = &m->accts[sel[k]];
@@ -425,7 +481,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
         j->kind = QUEUE_KIND_POST;
         j->text = sched_render(sched_campaign_template(m->cp, a->lane), &view, plain, it->vars,
                                it->nvars);
-        push_job(m, j);
+        push_job(b, j);
     }
     if (m->email_acct >= 0) {
         const sched_account *a = &m->accts[m->email_acct];
@@ -462,25 +518,25 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
             for (int i = 0; i < k; i++)
                 queue_job_set_var(j, vars[i].key, vars[i].value);
             free(vars);
-            push_job(m, j);
+            push_job(b, j);
         }
     }
-    p->n = m->njobs - p->first;
+    p->n = b->njobs - p->first;
     free(plain);
     free(link);
     int limit = m->o->batch > 0 ? m->o->batch : 1000;
-    if (m->njobs >= limit || m->npend >= limit) return pass2_flush(m);
+    if (b->njobs >= limit || b->npend >= limit) return pass2_flush(m, 0);
     return 0;
 }
 
 /* ---- pass 2: planning and writing a batch */
 
-static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
+static void plan_item(imp *m, const batch *b, pending *p, const int64_t *keep_ms)
 {
     long email_k = 0;
     int64_t email_start = 0;
     for (int i = 0; i < p->n; i++) {
-        queue_job *j = m->jobs[p->first + i];
+        queue_job *j = b->jobs[p->first + i];
         if (keep_ms && keep_ms[i] > 0) { /* an edit keeps its time */
             j->run_at_ms = keep_ms[i];
             continue;
@@ -493,7 +549,7 @@ static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
             if (email_k == 0) {
                 long n = 0;
                 for (int k = i; k < p->n; k++)
-                    n += m->jobs[p->first + k]->kind == QUEUE_KIND_EMAIL;
+                    n += b->jobs[p->first + k]->kind == QUEUE_KIND_EMAIL;
                 int64_t at = p->publish_ms > m->now ? p->publish_ms : m->now;
                 email_start = sched_rate_block(a, &m->email_blocks, at, n);
             }
@@ -506,10 +562,10 @@ static void plan_item(imp *m, pending *p, const int64_t *keep_ms)
     }
 }
 
-static void print_plan(imp *m, pending *p)
+static void print_plan(imp *m, const batch *b, pending *p)
 {
     for (int i = 0; i < p->n; i++) {
-        queue_job *j = m->jobs[p->first + i];
+        queue_job *j = b->jobs[p->first + i];
         if (m->o->on_planned) {
             m->o->on_planned(j, m->o->planned_priv);
             continue;
@@ -573,18 +629,6 @@ static void print_plan(imp *m, pending *p)
     }
 }
 
-static void pend_clear(imp *m)
-{
-    for (int i = 0; i < m->npend; i++) {
-        free(m->pend[i].source);
-        free(m->pend[i].old);
-    }
-    m->npend = 0;
-    for (int i = 0; i < m->njobs; i++)
-        queue_job_free(m->jobs[i]);
-    m->njobs = 0;
-}
-
 /* old entry: "<gen> <hash> <ukh>,<ukh>..." */
 static int parse_entry(const char *v, long long *gen, uint64_t *hash, const char **ids)
 {
@@ -609,93 +653,48 @@ static int list_has(const char *list, const char *ukh)
     return 0;
 }
 
-static int pass2_flush(imp *m)
-{
-    if (m->npend == 0) return 0;
-    if (m->o->dry_run) {
-        for (int i = 0; i < m->npend; i++) {
-            plan_item(m, &m->pend[i], NULL);
-            print_plan(m, &m->pend[i]);
-        }
-        pend_clear(m);
-        return 0;
-    }
-    redisContext *c = queue_redis(m->q);
-    /* 1. which items changed since the last import */
-    const char **argv = hr_malloc(sizeof *argv * (size_t)(m->npend + 2));
-    argv[0] = "HMGET";
-    argv[1] = m->index_key;
-    for (int i = 0; i < m->npend; i++)
-        argv[i + 2] = m->pend[i].source;
-    redisReply *r = redisCommandArgv(c, m->npend + 2, argv, NULL);
-    free(argv);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)m->npend)
-        return redis_fail(m, c, r);
-    for (int i = 0; i < m->npend; i++) {
-        pending *p = &m->pend[i];
-        redisReply *e = r->element[i];
-        long long g;
-        uint64_t h;
-        const char *ids;
-        if (e->type != REDIS_REPLY_STRING || parse_entry(e->str, &g, &h, &ids) < 0) {
-            p->changed = 2;
-            continue;
-        }
-        p->old = hr_strdup(ids);
-        p->changed = h == p->hash ? 0 : 1;
-    }
-    freeReplyObject(r);
+/* ---- pass 2: the pipeline to Redis */
 
-    /* 2. plan and collect the jobs to write */
-    queue_job **out = hr_malloc(sizeof *out * (size_t)(m->njobs ? m->njobs : 1));
-    int nout = 0;
-    for (int i = 0; i < m->npend; i++) {
-        pending *p = &m->pend[i];
-        if (p->changed == 0) {
-            m->st->unchanged_items++;
-            continue;
-        }
-        int64_t *keep = NULL;
-        if (p->changed == 1) {
-            keep = hr_calloc((size_t)p->n, sizeof *keep);
-            for (int k = 0; k < p->n; k++) {
-                queue_job *j = m->jobs[p->first + k];
-                queue_ukh_from_key(j->unique_key, j->id + QUEUE_TS_LEN);
-                if (!list_has(p->old, j->id + QUEUE_TS_LEN)) continue;
-                hr_err e = {0};
-                queue_job *old = queue_get(m->q, j->id + QUEUE_TS_LEN, &e);
-                if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
-                queue_job_free(old);
-            }
-        }
-        plan_item(m, p, keep);
-        free(keep);
-        for (int k = 0; k < p->n; k++)
-            out[nout++] = m->jobs[p->first + k];
+static int pipe_fail(imp *m, const char *what)
+{
+    redisContext *c = queue_redis(m->q);
+    hr_err_set(m->err, "redis: %s: %s", what, c && c->errstr[0] ? c->errstr : "connection lost");
+    m->err->code = 1;
+    return -1;
+}
+
+static int pipe_flush(imp *m)
+{
+    redisContext *c = queue_redis(m->q);
+    int done = 0;
+    while (!done)
+        if (!c || redisBufferWrite(c, &done) == REDIS_ERR) return pipe_fail(m, "write");
+    return 0;
+}
+
+static void pipe_push(imp *m, int kind, batch *b)
+{
+    if (m->nsent == m->capsent && m->sent_head > 0) {
+        /* slide the read entries out before growing */
+        m->nsent -= m->sent_head;
+        memmove(m->sent, m->sent + m->sent_head, (size_t)m->nsent * sizeof *m->sent);
+        m->sent_head = 0;
     }
-    int *res = hr_calloc((size_t)(nout ? nout : 1), sizeof *res);
-    hr_err e = {0};
-    int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
-    m->batch_no++;
-    if (failed) {
-        free(out);
-        free(res);
-        hr_err_set(m->err, "redis: enqueue failed (injected by a test)");
-        m->err->code = 1;
-        return -1;
+    if (m->nsent == m->capsent) {
+        m->capsent = m->capsent ? m->capsent * 2 : 16;
+        m->sent = hr_realloc(m->sent, (size_t)m->capsent * sizeof *m->sent);
     }
-    if (nout && queue_enqueue(m->q, out, nout, res, &e) < 0) {
-        free(out);
-        free(res);
-        hr_err_set(m->err, "redis: %s", e.msg);
-        m->err->code = 1;
-        return -1;
-    }
-    for (int i = 0; i < nout; i++) {
+    m->sent[m->nsent++] = (sent){kind, b};
+}
+
+/* enqueued takes a batch's job results into the stats and the undo log */
+static void enqueued(imp *m, batch *b, const int *res)
+{
+    for (int i = 0; i < b->nout; i++) {
         switch (res[i]) {
         case QUEUE_ADDED:
             m->st->added++;
-            fprintf(m->undo, "j %s\n", queue_job_ukh(out[i]));
+            fprintf(m->undo, "j %s\n", queue_job_ukh(b->out[i]));
             m->undo_n++;
             break;
         case QUEUE_UPDATED:
@@ -708,72 +707,247 @@ static int pass2_flush(imp *m)
             m->st->unchanged++;
             break;
         }
-        if (out[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
+        if (b->out[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
     }
-    free(out);
-    free(res);
+}
 
-    /* 3. the index: every item seen gets this run's generation */
-    /* one HSET with every item of the batch */
-    int argc = 2 + 2 * m->npend;
+/* pipe_read reads the oldest reply due; the last one of a batch frees it.
+ * Returns 0 or -1 with m->err; after a lost connection every read fails. */
+static int pipe_read(imp *m)
+{
+    sent s = m->sent[m->sent_head++];
+    redisContext *c = queue_redis(m->q);
+    if (s.kind == SENT_ENQUEUE) {
+        hr_err e = {0};
+        int *res = hr_calloc((size_t)(s.b->nout ? s.b->nout : 1), sizeof *res);
+        queue_enqueue_batch *eb = s.b->eb;
+        s.b->eb = NULL;
+        int rc = queue_enqueue_recv(m->q, eb, res, &e);
+        if (rc == 0) enqueued(m, s.b, res);
+        free(res);
+        if (rc < 0) {
+            hr_err_set(m->err, "%s", e.msg);
+            m->err->code = 1;
+        }
+        return rc;
+    }
+    redisReply *r = NULL;
+    int rc = 0;
+    if (!c || redisGetReply(c, (void **)&r) != REDIS_OK || !r)
+        rc = pipe_fail(m, s.kind == SENT_LOOKUP ? "import index" : "import index update");
+    else if (s.kind == SENT_LOOKUP &&
+             (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s.b->npend))
+        rc = redis_fail(m, c, r);
+    else if (s.kind == SENT_LOOKUP)
+        s.b->lookup = r;
+    else if (r->type == REDIS_REPLY_ERROR)
+        rc = redis_fail(m, c, r);
+    else
+        freeReplyObject(r);
+    if (s.kind == SENT_INDEX) batch_free(m, s.b); /* the last of it */
+    return rc;
+}
+
+/* pipe_drain reads every reply due, so the connection can run commands
+ * one by one again. Returns the first error. */
+static int pipe_drain(imp *m)
+{
+    int rc = 0;
+    while (m->sent_head < m->nsent) {
+        if (rc == 0) {
+            rc = pipe_read(m);
+            continue;
+        }
+        hr_err first = *m->err;
+        pipe_read(m);
+        *m->err = first;
+    }
+    m->sent_head = m->nsent = 0;
+    return rc;
+}
+
+static void send_lookup(imp *m, batch *b)
+{
+    const char **argv = hr_malloc(sizeof *argv * (size_t)(b->npend + 2));
+    argv[0] = "HMGET";
+    argv[1] = m->index_key;
+    for (int i = 0; i < b->npend; i++)
+        argv[i + 2] = b->pend[i].source;
+    redisAppendCommandArgv(queue_redis(m->q), b->npend + 2, argv, NULL);
+    free(argv);
+    pipe_push(m, SENT_LOOKUP, b);
+}
+
+/* index_value builds an item's new index entry: this run's generation, its
+ * hash and its jobs; with --sync, jobs an edit no longer makes are
+ * cancelled (the connection must have no reply due), else kept listed. */
+static char *index_value(imp *m, batch *b, pending *p, size_t *len)
+{
+    hr_buf v;
+    hr_buf_init(&v);
+    hr_buf_printf(&v, "%lld %016llx ", m->gen, (unsigned long long)p->hash);
+    if (p->changed == 0) {
+        hr_buf_puts(&v, p->old);
+        *len = v.len;
+        return hr_buf_detach(&v);
+    }
+    for (int k = 0; k < p->n; k++) {
+        if (k) hr_buf_putc(&v, ',');
+        hr_buf_append(&v, queue_job_ukh(b->jobs[p->first + k]), QUEUE_UKH_LEN);
+    }
+    /* jobs of the old version that this one no longer makes */
+    for (const char *s = p->old; s && *s;) {
+        size_t n = strcspn(s, ",");
+        char ukh[QUEUE_UKH_LEN + 1];
+        int mine = 0;
+        if (n == QUEUE_UKH_LEN) {
+            memcpy(ukh, s, n);
+            ukh[n] = '\0';
+            for (int k = 0; k < p->n && !mine; k++)
+                mine = !strcmp(queue_job_ukh(b->jobs[p->first + k]), ukh);
+            if (!mine) {
+                if (m->o->sync) {
+                    hr_err ce = {0};
+                    if (queue_cancel(m->q, ukh, &ce) == 1) m->st->cancelled++;
+                } else {
+                    hr_buf_printf(&v, "%s%s", v.data[v.len - 1] == ' ' ? "" : ",", ukh);
+                }
+            }
+        }
+        s += n;
+        if (*s) s++;
+    }
+    if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
+    *len = v.len;
+    return hr_buf_detach(&v);
+}
+
+/* plan_and_send plans a batch whose lookup is in and sends its jobs and
+ * index entries. Items edited since the last import read their jobs' times
+ * first (an edit keeps its time): only those batches wait for the pipe. */
+static int plan_and_send(imp *m, batch *b)
+{
+    int edits = 0;
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        redisReply *e = b->lookup->element[i];
+        long long g;
+        uint64_t h;
+        const char *ids;
+        if (e->type != REDIS_REPLY_STRING || parse_entry(e->str, &g, &h, &ids) < 0) {
+            p->changed = 2;
+            continue;
+        }
+        p->old = hr_strdup(ids);
+        p->changed = h == p->hash ? 0 : 1;
+        edits += p->changed == 1;
+    }
+    freeReplyObject(b->lookup);
+    b->lookup = NULL;
+    if (edits && pipe_drain(m) < 0) return -1;
+
+    b->out = hr_malloc(sizeof *b->out * (size_t)(b->njobs ? b->njobs : 1));
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        if (p->changed == 0) {
+            m->st->unchanged_items++;
+            continue;
+        }
+        int64_t *keep = NULL;
+        if (p->changed == 1) {
+            keep = hr_calloc((size_t)p->n, sizeof *keep);
+            for (int k = 0; k < p->n; k++) {
+                queue_job *j = b->jobs[p->first + k];
+                queue_ukh_from_key(j->unique_key, j->id + QUEUE_TS_LEN);
+                if (!list_has(p->old, j->id + QUEUE_TS_LEN)) continue;
+                hr_err e = {0};
+                queue_job *old = queue_get(m->q, j->id + QUEUE_TS_LEN, &e);
+                if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
+                queue_job_free(old);
+            }
+        }
+        plan_item(m, b, p, keep);
+        free(keep);
+        for (int k = 0; k < p->n; k++)
+            b->out[b->nout++] = b->jobs[p->first + k];
+    }
+    int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
+    m->batch_no++;
+    if (failed) {
+        hr_err_set(m->err, "redis: enqueue failed (injected by a test)");
+        m->err->code = 1;
+        return -1;
+    }
+    if (b->nout) {
+        hr_err e = {0};
+        b->eb = queue_enqueue_send(m->q, b->out, b->nout, &e);
+        if (!b->eb) {
+            hr_err_set(m->err, "redis: %s", e.msg);
+            m->err->code = 1;
+            return -1;
+        }
+        pipe_push(m, SENT_ENQUEUE, b);
+        /* --sync's cancels below run one by one */
+        if (edits && m->o->sync && pipe_drain(m) < 0) return -1;
+    }
+
+    /* the index: every item seen gets this run's generation, in one HSET */
+    int argc = 2 + 2 * b->npend;
     const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
     size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
-    char **vals = hr_calloc((size_t)m->npend, sizeof *vals);
+    char **vals = hr_calloc((size_t)b->npend, sizeof *vals);
     hv[0] = "HSET", lens[0] = 4;
     hv[1] = m->index_key, lens[1] = strlen(m->index_key);
-    for (int i = 0; i < m->npend; i++) {
-        pending *p = &m->pend[i];
-        hr_buf v;
-        hr_buf_init(&v);
-        hr_buf_printf(&v, "%lld %016llx ", m->gen, (unsigned long long)p->hash);
-        if (p->changed == 0) {
-            hr_buf_puts(&v, p->old);
-        } else {
-            for (int k = 0; k < p->n; k++) {
-                if (k) hr_buf_putc(&v, ',');
-                hr_buf_puts(&v, queue_job_ukh(m->jobs[p->first + k]));
-            }
-            /* jobs of the old version that this one no longer makes */
-            for (const char *s = p->old; s && *s;) {
-                size_t n = strcspn(s, ",");
-                char ukh[QUEUE_UKH_LEN + 1];
-                int mine = 0;
-                if (n == QUEUE_UKH_LEN) {
-                    memcpy(ukh, s, n);
-                    ukh[n] = '\0';
-                    for (int k = 0; k < p->n && !mine; k++)
-                        mine = !strcmp(queue_job_ukh(m->jobs[p->first + k]), ukh);
-                    if (!mine) {
-                        if (m->o->sync) {
-                            hr_err ce = {0};
-                            if (queue_cancel(m->q, ukh, &ce) == 1) m->st->cancelled++;
-                        } else {
-                            hr_buf_printf(&v, "%s%s", v.data[v.len - 1] == ' ' ? "" : ",", ukh);
-                        }
-                    }
-                }
-                s += n;
-                if (*s) s++;
-            }
-            if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
-        }
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
         hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
-        lens[3 + 2 * i] = v.len;
-        hv[3 + 2 * i] = vals[i] = hr_buf_detach(&v);
+        hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
     }
-    int rc = 0;
-    redisReply *hr = redisCommandArgv(c, argc, hv, lens);
-    if (!hr || hr->type == REDIS_REPLY_ERROR)
-        rc = redis_fail(m, c, hr);
-    else
-        freeReplyObject(hr);
-    for (int i = 0; i < m->npend; i++)
+    redisAppendCommandArgv(queue_redis(m->q), argc, hv, lens);
+    pipe_push(m, SENT_INDEX, b);
+    for (int i = 0; i < b->npend; i++)
         free(vals[i]);
     free(vals);
     free(hv);
     free(lens);
-    pend_clear(m);
-    return rc;
+    return pipe_flush(m);
+}
+
+/* pass2_flush hands the batch being filled to the pipeline: its lookup is
+ * sent, and the batch looked up before it is planned and written as soon as
+ * its own lookup is in (older writes may still be running). With final,
+ * everything is written and read. */
+static int pass2_flush(imp *m, int final)
+{
+    batch *b = m->cur;
+    m->cur = NULL;
+    if (b && b->npend == 0) {
+        batch_free(m, b);
+        b = NULL;
+    }
+    if (m->o->dry_run) {
+        for (int i = 0; b && i < b->npend; i++) {
+            plan_item(m, b, &b->pend[i], NULL);
+            print_plan(m, b, &b->pend[i]);
+        }
+        batch_free(m, b);
+        return 0;
+    }
+    if (b) send_lookup(m, b);
+    if (pipe_flush(m) < 0) return -1;
+    batch *ready = m->looked;
+    m->looked = b;
+    for (;;) {
+        if (ready) {
+            while (!ready->lookup)
+                if (pipe_read(m) < 0) return -1;
+            if (plan_and_send(m, ready) < 0) return -1;
+        }
+        if (!final || !m->looked) break;
+        ready = m->looked;
+        m->looked = NULL;
+    }
+    return final ? pipe_drain(m) : 0;
 }
 
 /* ---- sync and rollback */
@@ -908,18 +1082,22 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
                 "LENGTH", "TEXT");
     m.pass = 2;
     int r2 = sched_read(o->path, o->format, pass2_cb, &m, err);
-    if (r2 == 0) r2 = pass2_flush(&m);
+    if (r2 == 0) r2 = pass2_flush(&m, 1);
     if (o->progress) fprintf(stderr, "\r%*s\r", 70, "");
     if (r2 < 0) {
-        if (!o->dry_run) rollback(&m);
+        if (!o->dry_run) {
+            pipe_drain(&m); /* what was sent is known before it is undone */
+            rollback(&m);
+        }
         goto out;
     }
     if (!o->dry_run && o->sync && sync_gone(&m) < 0) goto out;
     rc = 0;
 out:
-    pend_clear(&m);
-    free(m.pend);
-    free(m.jobs);
+    while (m.nlive)
+        batch_free(&m, m.live[0]);
+    free(m.live);
+    free(m.sent);
     if (m.undo) fclose(m.undo);
     for (int i = 0; i < m.naccts; i++) {
         sched_account_release(&m.accts[i]);
