@@ -372,6 +372,14 @@ static int read_responses(int fd, int count)
     return ok;
 }
 
+static int closed_by_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static char *signed_request(const char *evid, int keep)
 {
     char body[300], sig[200];
@@ -405,6 +413,21 @@ static void test_keepalive_pipelining(void)
     free(p3);
     free(all);
     close(fd);
+    /* a client that sends two pipelined requests and closes its side at
+     * once gets both answers, then the connection is closed */
+    fd = dial();
+    REQUIRE(fd >= 0);
+    p1 = signed_request("hc-1", 1);
+    p2 = signed_request("hc-2", 1);
+    all = hr_asprintf("%s%s", p1, p2);
+    CHECK_INT(send_all(fd, all), 0);
+    shutdown(fd, SHUT_WR);
+    CHECK_INT(read_responses(fd, 2), 2);
+    CHECK(th_wait_for(closed_by_peer, &fd, 10000));
+    free(p1);
+    free(p2);
+    free(all);
+    close(fd);
     /* a chunked body is reassembled before the signature is checked */
     {
         const char *body = "{\"events\":[{\"id\":\"chunked-1\",\"type\":\"open\",\"job\":"
@@ -431,14 +454,6 @@ static void test_keepalive_pipelining(void)
     ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
     CHECK(n > 0 && strncmp(buf, "HTTP/1.1 400", 12) == 0);
     close(fd);
-}
-
-static int closed_by_peer(void *arg)
-{
-    int fd = *(int *)arg;
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 static void test_slow_client(void)
