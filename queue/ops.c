@@ -68,9 +68,11 @@ static long long reply_ll(redisReply *e)
 
 typedef struct {
     int idx;
-    char lane[QUEUE_LANE_MAX];
+    int lane;        /* in the batch's lanes */
     const char *ukh; /* borrowed from the job */
 } lane_ref;
+
+typedef char lane_name[QUEUE_LANE_MAX];
 
 /* A batch prepared for the enqueue script: the jobs' refs grouped by lane,
  * cut into chunks of one script call each, and the results so far. */
@@ -79,6 +81,8 @@ struct queue_enqueue_batch {
     int n;
     lane_ref *refs; /* in argument order, duplicates dropped */
     int nref;
+    lane_name *lanes; /* the distinct lanes, first seen first */
+    int nlanes;
     int *res;   /* n results */
     hr_buf cmd; /* one chunk's command */
 };
@@ -86,17 +90,38 @@ struct queue_enqueue_batch {
 static int cmp_lane_order(const void *a, const void *b)
 {
     const lane_ref *x = a, *y = b;
-    int c = strcmp(x->lane, y->lane);
-    return c ? c : x->idx - y->idx;
+    return x->lane != y->lane ? (x->lane > y->lane) - (x->lane < y->lane) : x->idx - y->idx;
 }
 
 /* by lane, then ukh, then batch order: equal ukhs end up side by side */
 static int cmp_lane_ref(const void *a, const void *b)
 {
     const lane_ref *x = a, *y = b;
-    int c = strcmp(x->lane, y->lane);
-    if (!c) c = strcmp(x->ukh, y->ukh);
+    if (x->lane != y->lane) return (x->lane > y->lane) - (x->lane < y->lane);
+    int c = memcmp(x->ukh, y->ukh, QUEUE_UKH_LEN);
     return c ? c : x->idx - y->idx;
+}
+
+/* lane_of returns the number of job j's lane in b, adding the lane when it
+ * is new (slots: an open-addressing table of lane number + 1, mask + 1
+ * entries); -1 when j has no valid lane. A batch has few lanes: each is
+ * built and checked once per job, compared once per lane. */
+static int lane_of(queue_enqueue_batch *b, int *slots, unsigned mask, const queue_job *j)
+{
+    lane_name lane;
+    if (queue_job_lane(j, lane, sizeof lane) < 0) return -1;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = lane; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    for (unsigned s = (unsigned)h & mask;; s = (s + 1) & mask) {
+        if (!slots[s]) {
+            if (!qo_valid_lane(lane)) return -1;
+            memcpy(b->lanes[b->nlanes], lane, sizeof lane);
+            slots[s] = ++b->nlanes;
+            return slots[s] - 1;
+        }
+        if (!strcmp(b->lanes[slots[s] - 1], lane)) return slots[s] - 1;
+    }
 }
 
 static int has_unique(const queue_job *j)
@@ -138,7 +163,14 @@ static void resp_str(hr_buf *b, const char *s)
 static void resp_ll(hr_buf *b, long long v)
 {
     char t[24];
-    resp_arg(b, t, (size_t)snprintf(t, sizeof t, "%lld", v));
+    int k = (int)sizeof t;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) t[--k] = '-';
+    resp_arg(b, t + k, sizeof t - (size_t)k);
 }
 
 static void resp_key(hr_buf *b, const char *ns, const char *suffix, const char *lane)
@@ -155,7 +187,7 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     const lane_ref *refs = b->refs + i;
     int ngroups = 0;
     for (int k = 0; k < c; k++)
-        ngroups += k == 0 || strcmp(refs[k].lane, refs[k - 1].lane) != 0;
+        ngroups += k == 0 || refs[k].lane != refs[k - 1].lane;
     int nkeys = 4 + 2 * ngroups;
     hr_buf *o = &b->cmd;
     hr_buf_reset(o);
@@ -169,9 +201,9 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     resp_key(o, ns, "lanes", NULL);
     resp_key(o, ns, "due", NULL);
     for (int k = 0; k < c; k++) {
-        if (k > 0 && strcmp(refs[k].lane, refs[k - 1].lane) == 0) continue;
-        resp_key(o, ns, "sched:", refs[k].lane);
-        resp_key(o, ns, "ready:", refs[k].lane);
+        if (k > 0 && refs[k].lane == refs[k - 1].lane) continue;
+        resp_key(o, ns, "sched:", b->lanes[refs[k].lane]);
+        resp_key(o, ns, "ready:", b->lanes[refs[k].lane]);
     }
     resp_key(o, ns, "wake", NULL);
     resp_key(o, ns, "readych", NULL);
@@ -180,13 +212,13 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     for (int g = 0; g < c;) {
         int e = g, nu = 0;
         int64_t tmin = INT64_MAX;
-        while (e < c && strcmp(refs[e].lane, refs[g].lane) == 0) {
+        while (e < c && refs[e].lane == refs[g].lane) {
             const queue_job *job = b->jobs[refs[e].idx];
             nu += has_unique(job);
             if (job->run_at_ms < tmin) tmin = job->run_at_ms;
             e++;
         }
-        resp_str(o, refs[g].lane);
+        resp_str(o, b->lanes[refs[g].lane]);
         resp_ll(o, nu);
         resp_ll(o, e - g - nu);
         resp_ll(o, (long long)tmin);
@@ -224,7 +256,7 @@ static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr
     int nu_all = 0;
     for (int g = 0; g < c;) {
         int e = g;
-        while (e < c && strcmp(refs[e].lane, refs[g].lane) == 0)
+        while (e < c && refs[e].lane == refs[g].lane)
             e++;
         for (int k = g; k < e; k++)
             if (has_unique(b->jobs[refs[k].idx])) uidx[nu_all++] = k;
@@ -252,6 +284,7 @@ void queue_enqueue_batch_free(queue_enqueue_batch *b)
     if (!b) return;
     free(b->jobs);
     free(b->refs);
+    free(b->lanes);
     free(b->res);
     hr_buf_release(&b->cmd);
     free(b);
@@ -266,11 +299,17 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
     memcpy(b->jobs, jobs, sizeof *b->jobs * (size_t)n);
     b->res = hr_calloc((size_t)(n ? n : 1), sizeof *b->res);
     b->refs = hr_malloc(sizeof *b->refs * (size_t)(n ? n : 1));
+    b->lanes = hr_malloc(sizeof *b->lanes * (size_t)(n ? n : 1));
+    unsigned mask = 15;
+    while (mask < 2u * (unsigned)n)
+        mask = mask * 2 + 1;
+    int *slots = hr_calloc(mask + 1, sizeof *slots);
     lane_ref *refs = b->refs;
     for (int i = 0; i < n; i++) {
         queue_job *j = jobs[i];
-        if (queue_job_lane(j, refs[i].lane, sizeof refs[i].lane) < 0 ||
-            !qo_valid_lane(refs[i].lane)) {
+        refs[i].lane = lane_of(b, slots, mask, j);
+        if (refs[i].lane < 0) {
+            free(slots);
             queue_enqueue_batch_free(b);
             hr_err_set(err,
                        "enqueue: job %d: needs a platform and an account "
@@ -288,14 +327,15 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
         refs[i].idx = i;
         refs[i].ukh = queue_job_ukh(j);
     }
+    free(slots);
     qsort(refs, (size_t)n, sizeof *refs, cmp_lane_ref);
     /* The same ukh twice in one batch: the last one wins, the earlier ones
      * report UPDATED. Lanes are equal for equal ukhs (the lane is part of
      * the unique key), so duplicates sit in the same group. */
     int m = 0;
     for (int i = 0; i < n; i++) {
-        int dup = i + 1 < n && strcmp(refs[i + 1].lane, refs[i].lane) == 0 &&
-                  strcmp(refs[i + 1].ukh, refs[i].ukh) == 0;
+        int dup = i + 1 < n && refs[i + 1].lane == refs[i].lane &&
+                  memcmp(refs[i + 1].ukh, refs[i].ukh, QUEUE_UKH_LEN) == 0;
         if (dup) {
             b->res[refs[i].idx] = QUEUE_UPDATED;
             continue;

@@ -339,9 +339,17 @@ static uint64_t item_hash(const imp *m, const sched_item *it)
     h = sched_hash64(h, it->status);
     h = sched_hash64(h, it->author);
     h = sched_hash64(h, it->type);
-    char t[32];
-    snprintf(t, sizeof t, "%lld", (long long)it->publish_ms);
-    h = sched_hash64(h, t);
+    char t[24]; /* the time in decimal, written by hand: once per item */
+    int k = (int)sizeof t;
+    t[--k] = '\0';
+    unsigned long long u = it->publish_ms < 0 ? 0ULL - (unsigned long long)it->publish_ms
+                                              : (unsigned long long)it->publish_ms;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (it->publish_ms < 0) t[--k] = '-';
+    h = sched_hash64(h, t + k);
     for (int i = 0; i < it->ntags; i++)
         h = sched_hash64(h, it->tags[i]);
     h = sched_hash64(h, "|");
@@ -399,10 +407,16 @@ static queue_job *base_job(const imp *m, const sched_item *it, const sched_accou
     queue_set(&j->account, a->account);
     queue_set(&j->campaign, m->cp->name);
     queue_set(&j->source, it->id);
-    char *key =
-        email ? hr_asprintf("%s|%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account, email)
-              : hr_asprintf("%s|%s|%s|%s", m->cp->name, it->id, a->platform, a->account);
-    j->unique_key = key;
+    /* campaign|item|platform|account[|email], joined by hand: once per job */
+    const char *part[5] = {m->cp->name, it->id, a->platform, a->account, email};
+    hr_buf key;
+    hr_buf_init(&key);
+    hr_buf_reserve(&key, 96);
+    for (int i = 0; i < (email ? 5 : 4); i++) {
+        if (i) hr_buf_putc(&key, '|');
+        hr_buf_puts(&key, part[i]);
+    }
+    j->unique_key = hr_buf_detach(&key);
     j->max_attempts = m->cp->max_attempts;
     queue_set(&j->title, it->title);
     queue_set(&j->excerpt, it->excerpt);
@@ -694,7 +708,9 @@ static void enqueued(imp *m, batch *b, const int *res)
         switch (res[i]) {
         case QUEUE_ADDED:
             m->st->added++;
-            fprintf(m->undo, "j %s\n", queue_job_ukh(b->out[i]));
+            fputs("j ", m->undo);
+            fwrite(queue_job_ukh(b->out[i]), 1, QUEUE_UKH_LEN, m->undo);
+            putc('\n', m->undo);
             m->undo_n++;
             break;
         case QUEUE_UPDATED:
