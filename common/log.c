@@ -47,10 +47,70 @@ void hr_mask_email(const char *s, char *out, size_t outlen)
     out[o] = '\0';
 }
 
+/* put_plain appends the masked s at *o, or returns -1 when it needs JSON
+ * escaping (or does not fit): the line then goes through jansson. */
+static int put_plain(char *line, size_t cap, size_t *o, const char *s)
+{
+    if (*o + 4 >= cap) return -1;
+    line[(*o)++] = '"';
+    size_t room = cap - *o - 2;
+    hr_mask_email(s, line + *o, room < 1024 ? room : 1024); /* as hr_log cuts */
+    size_t n = strlen(line + *o);
+    if (*o + n + 3 >= cap) return -1; /* maybe cut short: jansson's turn */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[*o + i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return -1;
+    }
+    *o += n;
+    line[(*o)++] = '"';
+    return 0;
+}
+
+/* log_plain writes the line itself, without building a JSON object, when
+ * no key or value needs escaping and no key repeats (most lines: a worker
+ * logs one per job). Returns -1 to leave the line to jansson. */
+static int log_plain(const char *level, const char *msg, va_list ap)
+{
+    char line[2048], ts[40];
+    const char *keys[24];
+    int nk = 0;
+    hr_format_rfc3339(hr_now_ms(), ts, sizeof ts);
+    int o = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"proc\":", ts, level);
+    size_t n = (size_t)o;
+    if (put_plain(line, sizeof line, &n, log_name) < 0) return -1;
+    n += (size_t)snprintf(line + n, sizeof line - n, ",\"pid\":%d,\"msg\":", (int)getpid());
+    if (put_plain(line, sizeof line, &n, msg) < 0) return -1;
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (!k) break;
+        const char *v = va_arg(ap, const char *);
+        if (nk == 24 || strcmp(k, "ts") == 0 || strcmp(k, "level") == 0 ||
+            strcmp(k, "proc") == 0 || strcmp(k, "pid") == 0 || strcmp(k, "msg") == 0)
+            return -1;
+        for (int i = 0; i < nk; i++)
+            if (strcmp(keys[i], k) == 0) return -1;
+        keys[nk++] = k;
+        line[n++] = ',';
+        if (put_plain(line, sizeof line, &n, k) < 0 || n + 2 >= sizeof line) return -1;
+        line[n++] = ':';
+        if (put_plain(line, sizeof line, &n, v ? v : "") < 0) return -1;
+    }
+    if (n + 2 >= sizeof line) return -1;
+    line[n++] = '}';
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
+    return 0;
+}
+
 void hr_log(hr_log_level lvl, const char *msg, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     if (lvl < log_min) return;
+    va_list fast;
+    va_start(fast, msg);
+    int done = log_plain(names[lvl], msg, fast) == 0;
+    va_end(fast);
+    if (done) return;
     json_t *o = json_object();
     char ts[40];
     hr_format_rfc3339(hr_now_ms(), ts, sizeof ts);
