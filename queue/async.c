@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-enum req_kind { RK_STATUS, RK_FETCH, RK_ACK, RK_LANES };
+enum req_kind { RK_STATUS, RK_FETCH, RK_ACK, RK_LANES, RK_ATTEMPTS };
 
 typedef struct qreq {
     struct queue_async *qa;
@@ -67,6 +67,7 @@ static void finish_fail(qreq *r, const char *msg)
     switch (r->kind) {
     case RK_STATUS:
     case RK_ACK:
+    case RK_ATTEMPTS:
         if (r->status_cb) r->status_cb(-1, msg, r->priv);
         break;
     case RK_FETCH:
@@ -186,6 +187,15 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
         int st = qo_parse_fetch(rep, (const char *const *)r->lanes, r->nlanes, &f, &n, &err);
         if (r->fetch_cb) r->fetch_cb(st, f, n, err.code ? err.msg : NULL, r->priv);
         else queue_fetched_free(f, n);
+        break;
+    }
+    case RK_ATTEMPTS: {
+        int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == (size_t)r->n;
+        for (int i = 0; ok && i < r->n; i++) {
+            ok = rep->element[i]->type == REDIS_REPLY_INTEGER;
+            if (ok) r->results[i] = (int)rep->element[i]->integer;
+        }
+        if (r->status_cb) r->status_cb(ok ? 0 : -1, ok ? NULL : "redis: unexpected reply", r->priv);
         break;
     }
     case RK_LANES: {
@@ -453,6 +463,29 @@ void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
     qreq *r = req_new(qa, RK_STATUS, QS_ATTEMPT, priv);
     qo_build_attempt(qa->ns, worker, ukh, &r->argv);
     status_req(qa, QS_ATTEMPT, r, cb);
+}
+
+void queue_async_attempts(queue_async *qa, const char *worker, const char *const *ukhs,
+                          const char *const *lanes, int n, int *results, queue_status_cb *cb,
+                          void *priv)
+{
+    qreq *r = req_new(qa, RK_ATTEMPTS, QS_ATTEMPT, priv);
+    r->status_cb = cb;
+    r->results = results;
+    r->n = n;
+    if (n < 1 || n > QUEUE_ATTEMPT_MAX) {
+        defer_fail(r, "attempt: batch size out of range");
+        return;
+    }
+    qa_evalsha(&r->argv, QS_ATTEMPT, 2);
+    qa_pushkey(&r->argv, qa->ns, "workers");
+    qa_pushkey(&r->argv, qa->ns, "inflight:%s", worker);
+    qa_pushs(&r->argv, worker);
+    for (int i = 0; i < n; i++) {
+        qa_pushs(&r->argv, ukhs[i]);
+        qa_pushs(&r->argv, lanes[i]);
+    }
+    send_req(qa, r);
 }
 
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,

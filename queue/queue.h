@@ -390,6 +390,15 @@ void queue_async_fetch(queue_async *qa, const char *worker, const char *const *l
                        int nlanes, int max, int lease_ms, queue_fetch_cb *cb, void *priv);
 void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
                          queue_status_cb *cb, void *priv);
+/* queue_async_attempts records the attempts of n jobs (at most
+ * QUEUE_ATTEMPT_MAX) of worker in one script call: ukhs[i] was fetched from
+ * lanes[i]. results[i] (caller-owned, alive until cb) gets 0 when recorded,
+ * 1 when job i is no longer the worker's (it must not be sent). cb's status
+ * is 0, or -1 with a message when nothing is known (none may be sent). */
+#define QUEUE_ATTEMPT_MAX 1000
+void queue_async_attempts(queue_async *qa, const char *worker, const char *const *ukhs,
+                          const char *const *lanes, int n, int *results, queue_status_cb *cb,
+                          void *priv);
 /* results may be NULL; otherwise it must live until cb runs. */
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
                      int *results, queue_status_cb *cb, void *priv);

@@ -181,42 +181,103 @@ size_t wk_collect_header(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* easy_defaults gives a handle the settings every request of the engine
+ * shares, once per handle (curl_easy_setopt copies strings and parses
+ * protocol lists: too dear to redo per request). r's address is stable for
+ * the handle's life, so the callbacks' data are set here too. */
+static void easy_defaults(wk_http *h, wk_req *r)
+{
+    CURL *e = r->easy;
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wk_collect_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wk_collect_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 300L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Answers are small: a 1 KiB receive buffer instead of 16 KiB keeps a
+     * worker with 512 sends in flight small. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/0.1");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
+    r->easy_dirty = 0;
+}
+
 wk_req *wk_req_new(wk_http *h)
 {
     wk_req *r = h->free_list;
     if (r) {
         h->free_list = r->next_free;
         h->nfree--;
-        CURL *easy = r->easy;
-        hr_buf body = r->resp_body, hdrs = r->resp_headers;
-        memset(r, 0, sizeof *r);
-        r->easy = easy;
-        r->resp_body = body;
-        r->resp_headers = hdrs;
+        r->next_free = NULL;
+        r->rc = CURLE_OK;
+        r->status = 0;
+        r->latency_us = 0;
+        r->maybe_sent = 0;
+        r->timeout_ms = 0;
+        r->errbuf[0] = '\0';
         hr_buf_reset(&r->resp_body);
         hr_buf_reset(&r->resp_headers);
-        curl_easy_reset(easy);
+        if (r->easy_dirty) {
+            curl_easy_reset(r->easy);
+            easy_defaults(h, r);
+        }
     } else {
         r = hr_calloc(1, sizeof *r);
         hr_buf_init(&r->resp_body);
         hr_buf_init(&r->resp_headers);
+        hr_buf_init(&r->hdr_lines);
         r->easy = curl_easy_init();
         if (!r->easy) {
             fprintf(stderr, "herald: curl: out of memory\n");
             abort();
         }
+        r->http = h;
+        easy_defaults(h, r);
     }
-    r->http = h;
     return r;
 }
 
-CURL *wk_req_easy(wk_req *r) { return r->easy; }
+CURL *wk_req_easy(wk_req *r)
+{
+    r->easy_dirty = 1;
+    return r->easy;
+}
+
+void wk_req_header_nv(wk_req *r, const char *name, const char *value)
+{
+    hr_buf_puts(&r->hdr_lines, name);
+    hr_buf_append(&r->hdr_lines, ": ", 2);
+    hr_buf_append(&r->hdr_lines, value, strlen(value) + 1);
+    r->nhdr++;
+}
 
 void wk_req_header(wk_req *r, const char *line)
 {
-    struct curl_slist *l = curl_slist_append(r->headers, line);
-    if (!l) abort();
-    r->headers = l;
+    hr_buf_append(&r->hdr_lines, line, strlen(line) + 1);
+    r->nhdr++;
+}
+
+/* header_list builds curl's list over the NUL-separated lines (valid until
+ * the next wk_req_header: the transfer adds none while it runs). */
+static struct curl_slist *header_list(wk_req *r)
+{
+    if (r->nhdr == 0) return NULL;
+    if (r->nhdr > r->cap_nodes) {
+        r->cap_nodes = r->nhdr + 8;
+        r->hdr_nodes = hr_realloc(r->hdr_nodes, (size_t)r->cap_nodes * sizeof *r->hdr_nodes);
+    }
+    char *s = r->hdr_lines.data;
+    for (int i = 0; i < r->nhdr; i++) {
+        r->hdr_nodes[i].data = s;
+        r->hdr_nodes[i].next = i + 1 < r->nhdr ? &r->hdr_nodes[i + 1] : NULL;
+        s += strlen(s) + 1;
+    }
+    return r->hdr_nodes;
 }
 
 static void release_request_parts(wk_req *r)
@@ -224,9 +285,19 @@ static void release_request_parts(wk_req *r)
     free(r->method);
     free(r->url);
     free(r->body);
-    curl_slist_free_all(r->headers);
     r->method = r->url = r->body = NULL;
-    r->headers = NULL;
+    hr_buf_reset(&r->hdr_lines);
+    r->nhdr = 0;
+}
+
+static void req_destroy(wk_req *r)
+{
+    curl_easy_cleanup(r->easy);
+    hr_buf_release(&r->resp_body);
+    hr_buf_release(&r->resp_headers);
+    hr_buf_release(&r->hdr_lines);
+    free(r->hdr_nodes);
+    free(r);
 }
 
 void wk_req_free(wk_req *r)
@@ -234,17 +305,14 @@ void wk_req_free(wk_req *r)
     if (!r) return;
     wk_http *h = r->http;
     release_request_parts(r);
-    /* Recycle a few handles: curl_easy_reset keeps the handle's buffers. */
+    /* Recycle handles: they keep their settings, buffers and DNS entries. */
     if (h && h->nfree < 1024) {
         r->next_free = h->free_list;
         h->free_list = r;
         h->nfree++;
         return;
     }
-    curl_easy_cleanup(r->easy);
-    hr_buf_release(&r->resp_body);
-    hr_buf_release(&r->resp_headers);
-    free(r);
+    req_destroy(r);
 }
 
 int wk_http_running(const wk_http *h) { return h->running; }
@@ -292,34 +360,32 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     r->priv = priv;
     r->errbuf[0] = '\0';
     if (r->url) curl_easy_setopt(e, CURLOPT_URL, r->url);
-    if (r->method && strcmp(r->method, "GET") != 0) {
+    if (!r->easy_dirty) {
+        /* A recycled handle keeps the last request's method and body: set
+         * both every time. */
+        const char *m = r->method ? r->method : "GET";
+        int post = strcmp(m, "POST") == 0;
+        if (r->body || post) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        } else {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+            curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        }
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+                         post || strcmp(m, "GET") == 0 ? NULL : m);
+    } else if (r->method && strcmp(r->method, "GET") != 0) {
         if (strcmp(r->method, "POST") == 0) curl_easy_setopt(e, CURLOPT_POST, 1L);
         else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
-    if (r->body) {
+    if (r->body && r->easy_dirty) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     }
     /* no "Expect: 100-continue" round trip for small bodies */
     wk_req_header(r, "Expect:");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wk_collect_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wk_collect_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_SHARE, h->share);
-    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 300L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list(r));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 30000L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Answers are small: a 1 KiB receive buffer instead of 16 KiB keeps a
-     * worker with 512 sends in flight small. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/0.1");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
     r->started_us = hr_mono_us();
     r->running = 1;
     h->running++;
@@ -389,10 +455,7 @@ void wk_http_free(wk_http *h)
     while (h->free_list) {
         wk_req *r = h->free_list;
         h->free_list = r->next_free;
-        curl_easy_cleanup(r->easy);
-        hr_buf_release(&r->resp_body);
-        hr_buf_release(&r->resp_headers);
-        free(r);
+        req_destroy(r);
     }
     /* last: curl refuses to free a share an easy handle still uses */
     curl_share_cleanup(h->share);

@@ -24,7 +24,6 @@ struct wk_req {
     /* request */
     char *method; /* "GET", "POST", ...; NULL: GET (or what easy says) */
     char *url;
-    struct curl_slist *headers;
     char *body; /* owned */
     size_t body_len;
     long timeout_ms; /* 0: 30 s */
@@ -50,6 +49,15 @@ struct wk_req {
     wk_req *next_free;
     wk_req *prev, *next; /* the engine's running list */
     struct wk_shard *shard;
+    /* Header lines, NUL-separated in one buffer, and the list curl reads
+     * built over it at start: no allocation per header once warm. */
+    hr_buf hdr_lines;
+    int nhdr;
+    struct curl_slist *hdr_nodes;
+    int cap_nodes;
+    /* The caller configured easy itself (wk_req_easy): reset it before the
+     * handle serves another request. */
+    int easy_dirty;
 };
 
 /* wk_http_new returns an engine on loop: one CURLM, a shared DNS and TLS
@@ -58,12 +66,17 @@ wk_http *wk_http_new(struct ev_loop *loop, int max_conns);
 /* wk_http_free fails every running request (rc CURLE_ABORTED_BY_CALLBACK,
  * callback run) and frees the engine. */
 void wk_http_free(wk_http *h);
-/* wk_req_new returns a clean request of h (recycled easy handle). */
+/* wk_req_new returns a clean request of h: a recycled easy handle that
+ * keeps its settings between requests (only a handle handed out through
+ * wk_req_easy is reset). */
 wk_req *wk_req_new(wk_http *h);
 /* wk_req_easy returns the request's easy handle to configure directly (SMTP
  * through platforms/); the engine still sets its own callbacks. */
 CURL *wk_req_easy(wk_req *r);
+/* wk_req_header adds a "Name: value" line; wk_req_header_nv one made of
+ * name and value. Both copy. */
 void wk_req_header(wk_req *r, const char *line);
+void wk_req_header_nv(wk_req *r, const char *name, const char *value);
 /* wk_http_start sends r; cb runs exactly once, later, from the loop (never
  * from inside wk_http_start). Returns 0, or -1 when curl refused it (cb will
  * still run with the error). */

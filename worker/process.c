@@ -41,8 +41,15 @@ typedef struct wk_lane {
 static const int send_bounds_ms[8] = {10, 25, 50, 100, 250, 500, 1000, 5000};
 
 typedef struct wk_proc wk_proc;
+typedef struct wk_job wk_job;
 
-typedef struct wk_job {
+/* Jobs waiting for one Redis call that serves many (a group commit). */
+typedef struct wk_jobq {
+    wk_job **v;
+    int n, cap;
+} wk_jobq;
+
+struct wk_job {
     wk_proc *p;
     wk_lane *lane;
     char ukh[QUEUE_UKH_LEN + 1];
@@ -62,7 +69,7 @@ typedef struct wk_job {
     queue_ack_item ack;
     char *platform_id;
     struct wk_job *prev, *next;
-} wk_job;
+};
 
 struct wk_proc {
     struct ev_loop *loop;
@@ -82,9 +89,9 @@ struct wk_proc {
     int registered, registering, fetching, listing;
     int draining, done;
     int shutting; /* past the loop: callbacks only let go of their jobs */
-    wk_job **ackq; /* sent, waiting for the next group commit */
-    int nackq, capackq;
-    ev_prepare ack_flush;
+    wk_jobq ackq; /* sent, waiting for the next group commit */
+    wk_jobq attq; /* formatted, waiting for the next attempt record */
+    ev_prepare ack_flush, att_flush;
     int lost_redis;
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
@@ -100,7 +107,6 @@ static void fetch_more(wk_proc *p);
 static void check_lanes(wk_proc *p);
 static void lane_write_conf(wk_proc *p, wk_lane *l);
 static void poll_start(wk_job *j);
-static void poll_schedule(wk_proc *p, redisAsyncContext *c, const wk_job *j);
 static void lane_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
@@ -122,24 +128,30 @@ static void new_worker_id(wk_proc *p)
 }
 int wk_split_headers(const hr_buf *raw, plat_header **out)
 {
-    int n = 0, cap = 0;
-    plat_header *v = NULL;
-    const char *s = raw->data, *end = s ? s + raw->len : NULL;
-    while (s && s < end) {
-        const char *eol = memchr(s, '\n', (size_t)(end - s));
+    /* One block: the array, then a copy of the lines that names and values
+     * point into (NUL-terminated in place), so wk_free_headers frees once. */
+    int cap = 0;
+    for (size_t i = 0; i < raw->len; i++) cap += raw->data[i] == '\n';
+    cap++;
+    plat_header *v = hr_malloc((size_t)cap * sizeof *v + raw->len + 1);
+    char *text = (char *)(v + cap);
+    if (raw->len) memcpy(text, raw->data, raw->len);
+    text[raw->len] = '\0';
+    int n = 0;
+    char *s = text, *end = text + raw->len;
+    while (s < end && n < cap) {
+        char *eol = memchr(s, '\n', (size_t)(end - s));
         if (!eol) eol = end;
-        const char *colon = memchr(s, ':', (size_t)(eol - s));
+        char *colon = memchr(s, ':', (size_t)(eol - s));
         /* curl hands over whole header lines; only name and value remain */
         if (colon && strncmp(s, "HTTP/", 5) != 0) {
-            const char *val = colon + 1, *ve = eol;
+            char *val = colon + 1, *ve = eol;
             while (val < ve && (*val == ' ' || *val == '\t')) val++;
             while (ve > val && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                v = hr_realloc(v, (size_t)cap * sizeof *v);
-            }
-            v[n].name = hr_strndup(s, (size_t)(colon - s));
-            v[n++].value = hr_strndup(val, (size_t)(ve - val));
+            *colon = '\0';
+            *ve = '\0';
+            v[n].name = s;
+            v[n++].value = val;
         }
         s = eol + 1;
     }
@@ -149,13 +161,9 @@ int wk_split_headers(const hr_buf *raw, plat_header **out)
 
 void wk_free_headers(plat_header *h, int n)
 {
-    for (int i = 0; i < n; i++) {
-        free(h[i].name);
-        free(h[i].value);
-    }
+    (void)n;
     free(h);
 }
-
 
 static void log_job(hr_log_level lvl, const char *msg, const wk_job *j, const char *outcome,
                     const char *detail)
@@ -168,6 +176,41 @@ static void log_job(hr_log_level lvl, const char *msg, const wk_job *j, const ch
            j->lane ? j->lane->platform : "", "account",
            j->job && j->job->account ? j->job->account : "", "outcome", outcome ? outcome : "",
            "latency_ms", lat, "attempt", attempt, "detail", detail ? detail : "", NULL);
+}
+
+static void jobq_push(wk_jobq *q, wk_job *j)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 64;
+        q->v = hr_realloc(q->v, (size_t)q->cap * sizeof *q->v);
+    }
+    q->v[q->n++] = j;
+}
+
+/* jobq_take moves up to max jobs fetched under the first one's worker id
+ * (ids differ only after a reconnect) into a new array; returns how many. */
+static int jobq_take(wk_jobq *q, int max, wk_job ***out)
+{
+    const char *worker = q->v[0]->worker;
+    wk_job **v = hr_malloc((size_t)(q->n < max ? q->n : max) * sizeof *v);
+    int n = 0, keep = 0;
+    for (int i = 0; i < q->n; i++) {
+        wk_job *j = q->v[i];
+        if (n < max && strcmp(j->worker, worker) == 0) v[n++] = j;
+        else q->v[keep++] = j; /* next batch */
+    }
+    q->n = keep;
+    *out = v;
+    return n;
+}
+
+/* jobq_release lets go of what still waits, past the loop. */
+static void job_release(wk_job *j);
+static void jobq_release(wk_jobq *q)
+{
+    for (int i = 0; i < q->n; i++) job_release(q->v[i]);
+    free(q->v);
+    memset(q, 0, sizeof *q);
 }
 
 static wk_lane *lane_get(wk_proc *p, const char *name)
@@ -392,30 +435,47 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
     queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
 }
 
+/* An argv of owned strings, for the commands one acknowledged batch adds
+ * to (platform ids, engagement polls). */
+typedef struct wk_cmd {
+    char **argv;
+    int argc, cap;
+} wk_cmd;
+
+static void cmd_add(wk_cmd *m, char *owned)
+{
+    if (m->argc == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 16;
+        m->argv = hr_realloc(m->argv, (size_t)m->cap * sizeof *m->argv);
+    }
+    m->argv[m->argc++] = owned;
+}
+
+/* cmd_send sends m when it has more than its first two words; frees it. */
+static void cmd_send(redisAsyncContext *c, wk_cmd *m)
+{
+    if (c && m->argc > 2)
+        redisAsyncCommandArgv(c, on_raw, NULL, m->argc, (const char **)m->argv, NULL);
+    for (int i = 0; i < m->argc; i++) free(m->argv[i]);
+    free(m->argv);
+    memset(m, 0, sizeof *m);
+}
+
 /* Acknowledgements are group-committed: every job sent during one loop
  * iteration is acknowledged by one script call before the loop next waits,
- * and their platform ids recorded by one HSET. */
-/* poll_schedule notes engagement polls for a sent post (+1 h, +24 h, +7 d
- * by default) in {NS}:polls, a zset of due time -> "lane\tpost id\tjob
- * id\tcampaign\tindex"; the reconciler turns due ones into poll jobs in the
- * same lane, under the same limits and budgets. */
-static void poll_schedule(wk_proc *p, redisAsyncContext *c, const wk_job *j)
+ * their platform ids recorded by one HSET and their engagement polls by one
+ * ZADD. */
+/* poll_schedule adds engagement polls for a sent post (+1 h, +24 h, +7 d
+ * by default) to the ZADD of {NS}:polls, a zset of due time -> "lane\tpost
+ * id\tjob id\tcampaign\tindex"; the reconciler turns due ones into poll
+ * jobs in the same lane, under the same limits and budgets. */
+static void poll_schedule(wk_proc *p, wk_cmd *zadd, const wk_job *j, int64_t now)
 {
-    if (p->npolls <= 0) return;
-    int64_t now = hr_now_ms();
-    const char *argv[2 + 2 * 8];
-    char *owned[1 + 2 * 8];
-    int argc = 0, no = 0;
-    argv[argc++] = "ZADD";
-    argv[argc++] = owned[no++] = hr_asprintf("{%s}:polls", queue_async_ns(p->qa));
     for (int i = 0; i < p->npolls && i < 8; i++) {
-        argv[argc++] = owned[no++] = hr_asprintf("%lld", (long long)(now + p->poll_delays_ms[i]));
-        argv[argc++] = owned[no++] =
-            hr_asprintf("%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id, j->job->id,
-                        j->job->campaign ? j->job->campaign : "", i);
+        cmd_add(zadd, hr_asprintf("%lld", (long long)(now + p->poll_delays_ms[i])));
+        cmd_add(zadd, hr_asprintf("%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id,
+                                  j->job->id, j->job->campaign ? j->job->campaign : "", i));
     }
-    redisAsyncCommandArgv(c, on_raw, NULL, argc, argv, NULL);
-    for (int i = 0; i < no; i++) free(owned[i]);
 }
 
 typedef struct ack_batch {
@@ -431,12 +491,15 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     ack_batch *b = priv;
     wk_proc *p = b->p;
     redisAsyncContext *c = p->shutting || status < 0 ? NULL : queue_async_redis(p->qa);
-    const char **argv = c ? hr_calloc((size_t)(2 + 2 * b->n), sizeof *argv) : NULL;
-    char **owned = c ? hr_calloc((size_t)(2 * b->n + 1), sizeof *owned) : NULL;
-    int argc = 0, no = 0;
+    wk_cmd ids = {0}, polls = {0};
+    int64_t now = hr_now_ms();
     if (c) {
-        argv[argc++] = "HSET";
-        argv[argc++] = owned[no++] = hr_asprintf("{%s}:platform_ids", queue_async_ns(p->qa));
+        ids.cap = 2 + 2 * b->n;
+        ids.argv = hr_malloc((size_t)ids.cap * sizeof *ids.argv);
+        cmd_add(&ids, hr_strdup("HSET"));
+        cmd_add(&ids, hr_asprintf("{%s}:platform_ids", queue_async_ns(p->qa)));
+        cmd_add(&polls, hr_strdup("ZADD"));
+        cmd_add(&polls, hr_asprintf("{%s}:polls", queue_async_ns(p->qa)));
     }
     for (int i = 0; i < b->n; i++) {
         wk_job *j = b->jobs[i];
@@ -450,19 +513,17 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
                 log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j,
                         "sent", NULL);
         }
-        if (c && j->platform_id && j->job->kind == QUEUE_KIND_POST) poll_schedule(p, c, j);
+        if (c && j->platform_id && j->job->kind == QUEUE_KIND_POST)
+            poll_schedule(p, &polls, j, now);
         if (c && j->platform_id) {
             /* So the webhooks server can match engagement for this post. */
-            argv[argc++] = owned[no++] = hr_asprintf("%s:%s", j->lane->platform, j->platform_id);
-            argv[argc++] = owned[no++] =
-                hr_asprintf("%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
+            cmd_add(&ids, hr_asprintf("%s:%s", j->lane->platform, j->platform_id));
+            cmd_add(&ids, hr_asprintf("%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : ""));
         }
         job_release(j);
     }
-    if (c && argc > 2) redisAsyncCommandArgv(c, on_raw, NULL, argc, argv, NULL);
-    for (int i = 0; owned && i < no; i++) free(owned[i]);
-    free(owned);
-    free(argv);
+    cmd_send(c, &ids);
+    cmd_send(c, &polls);
     free(b->jobs);
     free(b->items);
     free(b->results);
@@ -503,25 +564,13 @@ static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     wk_proc *p = w->data;
     ev_prepare_stop(loop, w);
     flush_sendtime(p);
-    while (p->nackq > 0) {
-        /* one batch per worker id (they differ only after a reconnect) */
-        const char *worker = p->ackq[0]->worker;
+    while (p->ackq.n > 0) {
         ack_batch *b = hr_calloc(1, sizeof *b);
         b->p = p;
-        b->jobs = hr_calloc((size_t)p->nackq, sizeof *b->jobs);
-        b->items = hr_calloc((size_t)p->nackq, sizeof *b->items);
-        b->results = hr_calloc((size_t)p->nackq, sizeof *b->results);
-        int keep = 0;
-        for (int i = 0; i < p->nackq; i++) {
-            wk_job *j = p->ackq[i];
-            if (strcmp(j->worker, worker) != 0 || b->n >= QUEUE_ACK_MAX) {
-                p->ackq[keep++] = j; /* next batch */
-                continue;
-            }
-            b->jobs[b->n] = j;
-            b->items[b->n++] = j->ack;
-        }
-        p->nackq = keep;
+        b->n = jobq_take(&p->ackq, QUEUE_ACK_MAX, &b->jobs);
+        b->items = hr_calloc((size_t)b->n, sizeof *b->items);
+        b->results = hr_calloc((size_t)b->n, sizeof *b->results);
+        for (int i = 0; i < b->n; i++) b->items[i] = b->jobs[i]->ack;
         queue_async_ack(p->qa, b->jobs[0]->worker, b->items, b->n, b->results, on_batch_acked, b);
     }
 }
@@ -549,11 +598,7 @@ static void ack(wk_job *j, const char *platform_id)
         j->lane->send_sum_ms += ms;
     }
     worker_crash_point("before_ack");
-    if (p->nackq == p->capackq) {
-        p->capackq = p->capackq ? p->capackq * 2 : 64;
-        p->ackq = hr_realloc(p->ackq, (size_t)p->capackq * sizeof *p->ackq);
-    }
-    p->ackq[p->nackq++] = j;
+    jobq_push(&p->ackq, j);
     ev_prepare_start(p->loop, &p->ack_flush);
 }
 
@@ -659,7 +704,8 @@ static void fill_response(wk_job *j, plat_response *r)
     }
 }
 
-static int start_request(wk_job *j, const plat_request *pr, wk_req_cb *cb)
+/* start_request sends pr for j; the request takes pr's URL and body. */
+static int start_request(wk_job *j, plat_request *pr, wk_req_cb *cb)
 {
     wk_proc *p = j->p;
     wk_req_free(j->req);
@@ -672,16 +718,13 @@ static int start_request(wk_job *j, const plat_request *pr, wk_req_cb *cb)
         if (plat_smtp_setup(j->send, wk_req_easy(q), &j->smtp, &err) != 0) return -1;
     } else {
         q->method = hr_strdup(pr->method);
-        q->url = hr_strdup(pr->url);
-        for (int i = 0; i < pr->nheaders; i++) {
-            char *line = hr_asprintf("%s: %s", pr->headers[i].name, pr->headers[i].value);
-            wk_req_header(q, line);
-            free(line);
-        }
-        if (pr->body) {
-            q->body = hr_strndup(pr->body, pr->body_len);
-            q->body_len = pr->body_len;
-        }
+        q->url = pr->url;
+        pr->url = NULL;
+        for (int i = 0; i < pr->nheaders; i++)
+            wk_req_header_nv(q, pr->headers[i].name, pr->headers[i].value);
+        q->body = pr->body;
+        q->body_len = pr->body ? pr->body_len : 0;
+        pr->body = NULL;
     }
     wk_http_start(q, cb, j);
     return 0;
@@ -883,9 +926,8 @@ static void poll_start(wk_job *j)
 
 /* ----------------------------------------------------------- one job */
 
-static void on_attempt(int status, const char *errmsg, void *priv)
+static void on_attempt(wk_job *j, int status, const char *errmsg)
 {
-    wk_job *j = priv;
     if (j->p->shutting) {
         job_release(j);
         return;
@@ -903,6 +945,43 @@ static void on_attempt(int status, const char *errmsg, void *priv)
     job_send_step(j);
 }
 
+typedef struct attempt_batch {
+    int n;
+    wk_job **jobs;
+    int *results;
+} attempt_batch;
+
+static void on_attempts(int status, const char *errmsg, void *priv)
+{
+    attempt_batch *b = priv;
+    for (int i = 0; i < b->n; i++) on_attempt(b->jobs[i], status < 0 ? -1 : b->results[i], errmsg);
+    free(b->jobs);
+    free(b->results);
+    free(b);
+}
+
+/* Attempts are group-committed like acknowledgements: the jobs formatted
+ * during one loop iteration are recorded by one script call before the loop
+ * next waits, and each is sent only once its record is in. */
+static void on_att_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    wk_proc *p = w->data;
+    ev_prepare_stop(loop, w);
+    while (p->attq.n > 0) {
+        attempt_batch *b = hr_calloc(1, sizeof *b);
+        b->n = jobq_take(&p->attq, QUEUE_ATTEMPT_MAX, &b->jobs);
+        b->results = hr_calloc((size_t)b->n, sizeof *b->results);
+        const char **ukhs = hr_malloc(2 * (size_t)b->n * sizeof *ukhs), **lanes = ukhs + b->n;
+        for (int i = 0; i < b->n; i++) {
+            ukhs[i] = b->jobs[i]->ukh;
+            lanes[i] = b->jobs[i]->lane_name;
+        }
+        queue_async_attempts(p->qa, b->jobs[0]->worker, ukhs, lanes, b->n, b->results,
+                             on_attempts, b);
+        free(ukhs);
+    }
+}
+
 static void job_format_and_send(wk_job *j)
 {
     wk_proc *p = j->p;
@@ -914,7 +993,8 @@ static void job_format_and_send(wk_job *j)
         return;
     }
     j->job->attempt++;
-    queue_async_attempt(p->qa, j->worker, j->ukh, on_attempt, j);
+    jobq_push(&p->attq, j);
+    ev_prepare_start(p->loop, &p->att_flush);
 }
 
 static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
@@ -1330,7 +1410,8 @@ int worker_process_main(const worker_opts *o)
     ev_timer_init(&p->drain_timer, on_drain_timer, 0., 0.);
     ev_prepare_init(&p->kick, on_kick);
     ev_prepare_init(&p->ack_flush, on_ack_flush);
-    p->ack_flush.data = p;
+    ev_prepare_init(&p->att_flush, on_att_flush);
+    p->ack_flush.data = p->att_flush.data = p;
     p->fetch_timer.data = p->beat_timer.data = p->lanes_timer.data = p;
     p->status_timer.data = p->drain_timer.data = p->kick.data = p;
     ev_timer_again(p->loop, &p->beat_timer);
@@ -1354,10 +1435,9 @@ int worker_process_main(const worker_opts *o)
      * go of its job now: HTTP first, then Redis. */
     p->shutting = 1;
     ev_prepare_stop(p->loop, &p->ack_flush);
-    for (int i = 0; i < p->nackq; i++) job_release(p->ackq[i]);
-    p->nackq = 0;
-    free(p->ackq);
-    p->ackq = NULL;
+    ev_prepare_stop(p->loop, &p->att_flush);
+    jobq_release(&p->ackq);
+    jobq_release(&p->attq); /* never attempted: back to their lanes */
     for (wk_job *j = p->jobs; j; j = j->next)
         if (j->req && !j->req->running) {
             wk_req_free(j->req);
