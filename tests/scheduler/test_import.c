@@ -1,7 +1,8 @@
 /* test_import.c: herald import against a private redis-server: the real
- * fixtures, idempotent re-import, edits, --sync, jobs already sent, all or
- * nothing (bad input and a Redis failure midway), --skip-invalid, dry-run
- * JSON, and emails with suppression and invalid contacts. */
+ * fixtures, idempotent re-import, edits, --sync (also with many batches in
+ * flight), jobs already sent, all or nothing (bad input and a Redis failure
+ * midway), --skip-invalid, dry-run JSON, and emails with suppression and
+ * invalid contacts. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,65 @@ static void test_edit_sync_and_sent(void)
     queue_job *gone = job_of("news|ndjson:c|x|@shop");
     CHECK(gone == NULL);
     queue_job_free(gone);
+    hr_config_free(c);
+    free(path);
+}
+
+/* write_many writes n NDJSON items; item edited (if >= 0) has another text,
+ * items skip1 and skip2 are left out */
+static void write_many(const char *path, int n, int edited, int skip1, int skip2)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    for (int i = 0; i < n; i++) {
+        if (i == skip1 || i == skip2) continue;
+        hr_buf_printf(&b,
+                      "{\"id\":\"p%d\",\"title\":\"Post %d\",\"text\":\"%s\","
+                      "\"link\":\"https://e.x/%d\"}\n",
+                      i, i, i == edited ? "edited" : "body", i);
+    }
+    th_write_file(path, b.data);
+    hr_buf_release(&b);
+}
+
+/* batches of a few jobs keep several of them in flight to Redis at once:
+ * edits and --sync in the middle of that stream, then a re-import */
+static void test_pipelined_batches(void)
+{
+    hr_config *c = setup("campaign pipe platforms=x:@shop,mastodon:@shop@mastodon.social "
+                         "\"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/pipe.ndjson", dir);
+    write_many(path, 40, -1, -1, -1);
+    sched_import_opts o = {.path = path, .batch = 3};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 80);
+    CHECK_INT(hlen("jobs"), 80);
+    queue_job *before = job_of("pipe|ndjson:p17|x|@shop");
+    REQUIRE(before);
+
+    write_many(path, 40, 17, 10, 30);
+    o.sync = 1;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.updated, 2);
+    CHECK_INT(st.unchanged_items, 37);
+    CHECK_INT(st.cancelled, 4);
+    CHECK_INT(hlen("jobs"), 76);
+    queue_job *after = job_of("pipe|ndjson:p17|x|@shop");
+    REQUIRE(after);
+    CHECK_STR(after->text, "Post 17: edited");
+    CHECK_INT(after->run_at_ms, before->run_at_ms);
+    CHECK_STR(after->id, before->id);
+    queue_job_free(before);
+    queue_job_free(after);
+
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added + st.updated + st.cancelled, 0);
+    CHECK_INT(st.unchanged_items, 38);
+    CHECK_INT(hlen("jobs"), 76);
     hr_config_free(c);
     free(path);
 }
@@ -423,6 +483,7 @@ int main(void)
     dir = th_tempdir();
     th_run("wxr_fixture_and_reimport", test_wxr_fixture_and_reimport);
     th_run("edit_sync_and_sent", test_edit_sync_and_sent);
+    th_run("pipelined_batches", test_pipelined_batches);
     th_run("sent_jobs_untouched", test_sent_jobs_untouched);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
