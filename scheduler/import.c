@@ -903,8 +903,10 @@ static int plan_and_send(imp *m, batch *b)
             return -1;
         }
         pipe_push(m, SENT_ENQUEUE, b);
-        /* --sync's cancels below run one by one */
-        if (edits && m->o->sync && pipe_drain(m) < 0) return -1;
+        /* an edited item's index entry (its new hash) is written only once
+         * its jobs are: else a failed batch would leave the edit looking
+         * imported; and --sync's cancels below run one by one */
+        if (edits && pipe_drain(m) < 0) return -1;
     }
 
     /* the index: every item seen gets this run's generation, in one HSET */
