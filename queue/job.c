@@ -205,7 +205,11 @@ void queue_job_assign_id(queue_job *j)
     }
     hr_base62_fixed((uint64_t)j->created_ms, QUEUE_TS_LEN, j->id);
     memcpy(j->id + QUEUE_TS_LEN, ukh, QUEUE_UKH_LEN + 1);
-    if (!j->idem_key) j->idem_key = hr_asprintf("hr-%s", ukh);
+    if (!j->idem_key) { /* "hr-<ukh>", without printf: once per job enqueued */
+        j->idem_key = hr_malloc(3 + QUEUE_UKH_LEN + 1);
+        memcpy(j->idem_key, "hr-", 3);
+        memcpy(j->idem_key + 3, ukh, QUEUE_UKH_LEN + 1);
+    }
 }
 
 const char *queue_job_ukh(const queue_job *j) { return j->id + QUEUE_TS_LEN; }
