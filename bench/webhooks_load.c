@@ -201,7 +201,8 @@ int main(int argc, char **argv)
             if (evs[i].events & EPOLLOUT) send_req(c);
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 for (;;) {
-                    ssize_t r = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len - 1, 0);
+                    size_t room = sizeof c->in - c->in_len - 1;
+                    ssize_t r = recv(c->fd, c->in + c->in_len, room, 0);
                     if (r > 0) {
                         c->in_len += (size_t)r;
                         c->in[c->in_len] = '\0';
@@ -210,6 +211,9 @@ int main(int argc, char **argv)
                             c->sent_us = now_us();
                             send_req(c);
                         }
+                        /* short read: the socket was drained, and what comes
+                         * later raises a new edge (saves a recv per answer) */
+                        if ((size_t)r < room) break;
                         continue;
                     }
                     if (r == 0) {
