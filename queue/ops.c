@@ -87,21 +87,6 @@ struct queue_enqueue_batch {
     hr_buf cmd; /* one chunk's command */
 };
 
-static int cmp_lane_order(const void *a, const void *b)
-{
-    const lane_ref *x = a, *y = b;
-    return x->lane != y->lane ? (x->lane > y->lane) - (x->lane < y->lane) : x->idx - y->idx;
-}
-
-/* by lane, then ukh, then batch order: equal ukhs end up side by side */
-static int cmp_lane_ref(const void *a, const void *b)
-{
-    const lane_ref *x = a, *y = b;
-    if (x->lane != y->lane) return (x->lane > y->lane) - (x->lane < y->lane);
-    int c = memcmp(x->ukh, y->ukh, QUEUE_UKH_LEN);
-    return c ? c : x->idx - y->idx;
-}
-
 /* lane_of returns the number of job j's lane in b, adding the lane when it
  * is new (slots: an open-addressing table of lane number + 1, mask + 1
  * entries); -1 when j has no valid lane. A batch has few lanes: each is
@@ -328,22 +313,43 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
         refs[i].ukh = queue_job_ukh(j);
     }
     free(slots);
-    qsort(refs, (size_t)n, sizeof *refs, cmp_lane_ref);
     /* The same ukh twice in one batch: the last one wins, the earlier ones
-     * report UPDATED. Lanes are equal for equal ukhs (the lane is part of
-     * the unique key), so duplicates sit in the same group. */
+     * report UPDATED (found with a table of ukhs: latest job + 1) */
+    unsigned umask = 15;
+    while (umask < 2u * (unsigned)n)
+        umask = umask * 2 + 1;
+    int *latest = hr_calloc(umask + 1, sizeof *latest);
+    int *count = hr_calloc((size_t)b->nlanes + 1, sizeof *count);
+    for (int i = 0; i < n; i++) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (int k = 0; k < QUEUE_UKH_LEN; k++)
+            h = (h ^ (unsigned char)refs[i].ukh[k]) * 0x100000001b3ULL;
+        unsigned s = (unsigned)h & umask;
+        while (latest[s] && (refs[latest[s] - 1].lane != refs[i].lane ||
+                             memcmp(refs[latest[s] - 1].ukh, refs[i].ukh, QUEUE_UKH_LEN) != 0))
+            s = (s + 1) & umask;
+        if (latest[s]) {
+            int o = latest[s] - 1;
+            b->res[o] = QUEUE_UPDATED;
+            count[refs[o].lane + 1]--;
+        }
+        latest[s] = i + 1;
+        count[refs[i].lane + 1]++;
+    }
+    /* grouped by lane, in batch order within each (jobs due now keep FIFO) */
+    for (int l = 1; l <= b->nlanes; l++)
+        count[l] += count[l - 1];
+    lane_ref *grouped = hr_malloc(sizeof *grouped * (size_t)(n ? n : 1));
     int m = 0;
     for (int i = 0; i < n; i++) {
-        int dup = i + 1 < n && refs[i + 1].lane == refs[i].lane &&
-                  memcmp(refs[i + 1].ukh, refs[i].ukh, QUEUE_UKH_LEN) == 0;
-        if (dup) {
-            b->res[refs[i].idx] = QUEUE_UPDATED;
-            continue;
-        }
-        refs[m++] = refs[i];
+        if (b->res[i] == QUEUE_UPDATED) continue;
+        grouped[count[refs[i].lane]++] = refs[i];
+        m++;
     }
-    /* back to batch order within each lane, so jobs due now keep FIFO */
-    qsort(refs, (size_t)m, sizeof *refs, cmp_lane_order);
+    free(latest);
+    free(count);
+    free(b->refs);
+    b->refs = grouped;
     b->nref = m;
     return b;
 }

@@ -75,6 +75,7 @@ typedef struct imp {
     FILE *out;
     char index_key[256];
     long long gen;
+    char gen_s[24]; /* gen and a space */
     /* pass 2 */
     batch *cur;    /* being filled */
     batch *looked; /* its index lookup sent, to be planned next */
@@ -489,12 +490,18 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     p->hash = item_hash(m, it);
     p->first = b->njobs;
     p->publish_ms = it->publish_ms;
+    const char *last_tmpl = NULL, *last_text = NULL;
     for (int k = 0; k < nsel; k++) {
         const sched_account *a = &m->accts[sel[k]];
         queue_job *j = base_job(m, &view, a, link, NULL);
         j->kind = QUEUE_KIND_POST;
-        j->text = sched_render(sched_campaign_template(m->cp, a->lane), &view, plain, it->vars,
-                               it->nvars);
+        /* lanes sharing a template share its rendering */
+        const char *tmpl = sched_campaign_template(m->cp, a->lane);
+        j->text = tmpl == last_tmpl && last_text
+                      ? hr_strdup(last_text)
+                      : sched_render(tmpl, &view, plain, it->vars, it->nvars);
+        last_tmpl = tmpl;
+        last_text = j->text;
         push_job(b, j);
     }
     if (m->email_acct >= 0) {
@@ -801,7 +808,13 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
 {
     hr_buf v;
     hr_buf_init(&v);
-    hr_buf_printf(&v, "%lld %016llx ", m->gen, (unsigned long long)p->hash);
+    /* "<gen> <16 hex digits> ", without printf: once per item */
+    char hex[17];
+    for (int i = 0; i < 16; i++)
+        hex[i] = "0123456789abcdef"[(p->hash >> (60 - 4 * i)) & 15];
+    hex[16] = ' ';
+    hr_buf_puts(&v, m->gen_s);
+    hr_buf_append(&v, hex, sizeof hex);
     if (p->changed == 0) {
         hr_buf_puts(&v, p->old);
         *len = v.len;
@@ -1088,6 +1101,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
             goto out;
         }
         m.gen = r->integer;
+        snprintf(m.gen_s, sizeof m.gen_s, "%lld ", m.gen);
         freeReplyObject(r);
         m.undo = tmpfile();
         if (!m.undo) {
