@@ -20,6 +20,7 @@ typedef struct wk_shard {
     CURLM *multi;
     ev_timer timer;
     int running;
+    int added; /* handles added since curl last ran its timers */
 } wk_shard;
 
 struct wk_http {
@@ -72,6 +73,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     wk_shard *sh = w->data;
     int still;
+    sh->added = 0;
     curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &still);
     check_done(sh);
 }
@@ -399,6 +401,7 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
         if (h->shards[i].running < sh->running) sh = &h->shards[i];
     r->shard = sh;
     sh->running++;
+    sh->added = 1;
     CURLMcode mc = curl_multi_add_handle(sh->multi, e);
     if (mc != CURLM_OK) {
         /* Still called back exactly once, from the loop, not from here. */
@@ -412,6 +415,18 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
         return -1;
     }
     return 0;
+}
+
+void wk_http_flush(wk_http *h)
+{
+    for (int i = 0; i < h->nshards; i++) {
+        wk_shard *sh = &h->shards[i];
+        if (!sh->added) continue;
+        sh->added = 0;
+        int still;
+        curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+        check_done(sh);
+    }
 }
 
 char *wk_req_header_value(const wk_req *r, const char *name)

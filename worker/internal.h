@@ -81,6 +81,10 @@ void wk_req_header_nv(wk_req *r, const char *name, const char *value);
  * from inside wk_http_start). Returns 0, or -1 when curl refused it (cb will
  * still run with the error). */
 int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv);
+/* wk_http_flush lets curl start the requests added since it last ran, now
+ * rather than on the next loop iteration (not from inside an engine
+ * callback); their callbacks may run from it. */
+void wk_http_flush(wk_http *h);
 /* wk_req_free releases r (call it from or after its callback). */
 void wk_req_free(wk_req *r);
 int wk_http_running(const wk_http *h);

@@ -435,30 +435,45 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
     queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
 }
 
-/* An argv of owned strings, for the commands one acknowledged batch adds
- * to (platform ids, engagement polls). */
+/* The words of a command one acknowledged batch adds to (platform ids,
+ * engagement polls), NUL-separated in one buffer. */
 typedef struct wk_cmd {
-    char **argv;
-    int argc, cap;
+    hr_buf text;
+    int argc;
 } wk_cmd;
 
-static void cmd_add(wk_cmd *m, char *owned)
+static void cmd_add(wk_cmd *m, const char *fmt, ...) HR_PRINTF(2, 3);
+static void cmd_add(wk_cmd *m, const char *fmt, ...)
 {
-    if (m->argc == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 16;
-        m->argv = hr_realloc(m->argv, (size_t)m->cap * sizeof *m->argv);
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    hr_buf_reserve(&m->text, 128);
+    size_t room = m->text.cap - m->text.len - 1; /* one past the word's NUL */
+    int n = vsnprintf(m->text.data + m->text.len, room, fmt, ap);
+    if (n >= 0 && (size_t)n >= room) { /* formatted once more, when long */
+        hr_buf_reserve(&m->text, (size_t)n + 2);
+        vsnprintf(m->text.data + m->text.len, (size_t)n + 1, fmt, again);
     }
-    m->argv[m->argc++] = owned;
+    va_end(again);
+    va_end(ap);
+    m->text.len += (size_t)(n > 0 ? n : 0) + 1; /* and its NUL */
+    m->text.data[m->text.len] = '\0';
+    m->argc++;
 }
 
 /* cmd_send sends m when it has more than its first two words; frees it. */
 static void cmd_send(redisAsyncContext *c, wk_cmd *m)
 {
-    if (c && m->argc > 2)
-        redisAsyncCommandArgv(c, on_raw, NULL, m->argc, (const char **)m->argv, NULL);
-    for (int i = 0; i < m->argc; i++) free(m->argv[i]);
-    free(m->argv);
-    memset(m, 0, sizeof *m);
+    if (c && m->argc > 2) {
+        const char **argv = hr_malloc((size_t)m->argc * sizeof *argv);
+        const char *w = m->text.data;
+        for (int i = 0; i < m->argc; i++, w += strlen(w) + 1) argv[i] = w;
+        redisAsyncCommandArgv(c, on_raw, NULL, m->argc, argv, NULL);
+        free(argv);
+    }
+    hr_buf_release(&m->text);
+    m->argc = 0;
 }
 
 /* Acknowledgements are group-committed: every job sent during one loop
@@ -472,9 +487,9 @@ static void cmd_send(redisAsyncContext *c, wk_cmd *m)
 static void poll_schedule(wk_proc *p, wk_cmd *zadd, const wk_job *j, int64_t now)
 {
     for (int i = 0; i < p->npolls && i < 8; i++) {
-        cmd_add(zadd, hr_asprintf("%lld", (long long)(now + p->poll_delays_ms[i])));
-        cmd_add(zadd, hr_asprintf("%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id,
-                                  j->job->id, j->job->campaign ? j->job->campaign : "", i));
+        cmd_add(zadd, "%lld", (long long)(now + p->poll_delays_ms[i]));
+        cmd_add(zadd, "%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id, j->job->id,
+                j->job->campaign ? j->job->campaign : "", i);
     }
 }
 
@@ -494,12 +509,11 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     wk_cmd ids = {0}, polls = {0};
     int64_t now = hr_now_ms();
     if (c) {
-        ids.cap = 2 + 2 * b->n;
-        ids.argv = hr_malloc((size_t)ids.cap * sizeof *ids.argv);
-        cmd_add(&ids, hr_strdup("HSET"));
-        cmd_add(&ids, hr_asprintf("{%s}:platform_ids", queue_async_ns(p->qa)));
-        cmd_add(&polls, hr_strdup("ZADD"));
-        cmd_add(&polls, hr_asprintf("{%s}:polls", queue_async_ns(p->qa)));
+        hr_buf_reserve(&ids.text, (size_t)b->n * 64);
+        cmd_add(&ids, "HSET");
+        cmd_add(&ids, "{%s}:platform_ids", queue_async_ns(p->qa));
+        cmd_add(&polls, "ZADD");
+        cmd_add(&polls, "{%s}:polls", queue_async_ns(p->qa));
     }
     for (int i = 0; i < b->n; i++) {
         wk_job *j = b->jobs[i];
@@ -517,8 +531,8 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
             poll_schedule(p, &polls, j, now);
         if (c && j->platform_id) {
             /* So the webhooks server can match engagement for this post. */
-            cmd_add(&ids, hr_asprintf("%s:%s", j->lane->platform, j->platform_id));
-            cmd_add(&ids, hr_asprintf("%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : ""));
+            cmd_add(&ids, "%s:%s", j->lane->platform, j->platform_id);
+            cmd_add(&ids, "%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
         }
         job_release(j);
     }
@@ -632,7 +646,7 @@ static void settle(wk_job *j, const plat_outcome *o)
     int can_refresh = strcmp(j->lane->platform, "bluesky") == 0;
     worker_decide(wo, j->job->attempt, j->job->max_attempts, now,
                   now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0), can_refresh,
-                  j->refreshed, &p->retry, hr_random_u64(), &d);
+                  j->refreshed, &p->retry, wo == WORKER_SENT ? 0 : hr_random_u64(), &d);
     quota_note(p, j->lane, o);
     if (d.budget == WORKER_BUDGET_REFUND) budget_refund(p, j->lane, j->fetched_ms);
     if (d.circuit_failure || d.circuit_success) {
@@ -954,10 +968,14 @@ typedef struct attempt_batch {
 static void on_attempts(int status, const char *errmsg, void *priv)
 {
     attempt_batch *b = priv;
+    wk_proc *p = b->n ? b->jobs[0]->p : NULL;
     for (int i = 0; i < b->n; i++) on_attempt(b->jobs[i], status < 0 ? -1 : b->results[i], errmsg);
     free(b->jobs);
     free(b->results);
     free(b);
+    /* The batch's requests leave now: a worker that dies later has sent
+     * every job whose attempt it recorded (the narrowest unknown window). */
+    if (p && p->http) wk_http_flush(p->http);
 }
 
 /* Attempts are group-committed like acknowledgements: the jobs formatted
