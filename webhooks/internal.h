@@ -41,13 +41,16 @@ int hook_redis_up(const hook_redis *r);
  * next loop iteration (saves a poll and two epoll_ctl per batch). Not from
  * inside a hook_redis_cb: call it where the loop would block (ev_prepare). */
 void hook_redis_flush(hook_redis *r);
-/* hook_redis_argv runs a command; cb runs exactly once. */
-void hook_redis_argv(hook_redis *r, int argc, const char **argv, const size_t *lens,
-                     hook_redis_cb *cb, void *priv);
-/* hook_redis_script runs EVALSHA of src (loading it on NOSCRIPT) with the
- * given keys+args argv (without "EVALSHA sha nkeys"). */
-void hook_redis_script(hook_redis *r, const char *src, const char *sha, int nkeys, int argc,
-                       const char **argv, const size_t *lens, hook_redis_cb *cb, void *priv);
+/* hook_resp_arg appends v (len bytes) to b as one argument in the Redis
+ * protocol ("$<len>\r\n<v>\r\n"): a caller that sends many arguments
+ * builds its command once (hiredis would format each again). */
+void hook_resp_arg(hr_buf *b, const char *v, size_t len);
+/* hook_redis_formatted sends cmd, a whole command in the Redis protocol
+ * ("*<argc>\r\n" then hook_resp_arg's); src is the script an EVALSHA in
+ * it runs (reloaded when Redis answers NOSCRIPT), or NULL. cb runs exactly
+ * once. */
+void hook_redis_formatted(hook_redis *r, const char *src, const char *cmd, size_t len,
+                          hook_redis_cb *cb, void *priv);
 void hook_script_sha(const char *src, char out[41]);
 
 extern const char hook_lua_record[];

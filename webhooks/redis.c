@@ -103,8 +103,19 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(p);
 }
 
-static void submit(hook_redis *r, const char *src, int argc, const char **argv, const size_t *lens,
-                   hook_redis_cb *cb, void *priv)
+void hook_resp_arg(hr_buf *b, const char *v, size_t len)
+{
+    char num[24];
+    hr_buf_reserve(b, len + 32);
+    hr_buf_putc(b, '$');
+    hr_buf_append(b, num, hook_fmt_i64(num, (int64_t)len));
+    hr_buf_puts(b, "\r\n");
+    hr_buf_append(b, v, len);
+    hr_buf_puts(b, "\r\n");
+}
+
+void hook_redis_formatted(hook_redis *r, const char *src, const char *cmd, size_t len,
+                          hook_redis_cb *cb, void *priv)
 {
     redisAsyncContext *ac = queue_async_redis(r->qa);
     if (!ac) {
@@ -116,38 +127,9 @@ static void submit(hook_redis *r, const char *src, int argc, const char **argv, 
     p->cb = cb;
     p->priv = priv;
     p->src = src;
-    /* hiredis formats the command now: argv need not outlive this call */
-    if (redisAsyncCommandArgv(ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+    /* hiredis copies the command now: cmd need not outlive this call */
+    if (redisAsyncFormattedCommand(ac, on_reply, p, cmd, len) != REDIS_OK) {
         free(p);
         cb(NULL, "redis: cannot send command", priv);
     }
-}
-
-void hook_redis_argv(hook_redis *r, int argc, const char **argv, const size_t *lens,
-                     hook_redis_cb *cb, void *priv)
-{
-    submit(r, NULL, argc, argv, lens, cb, priv);
-}
-
-void hook_redis_script(hook_redis *r, const char *src, const char *sha, int nkeys, int argc,
-                       const char **argv, const size_t *lens, hook_redis_cb *cb, void *priv)
-{
-    int total = argc + 3;
-    const char **av = hr_malloc(sizeof *av * (size_t)total);
-    size_t *ln = hr_malloc(sizeof *ln * (size_t)total);
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    av[0] = "EVALSHA";
-    ln[0] = 7;
-    av[1] = sha;
-    ln[1] = 40;
-    av[2] = nk;
-    ln[2] = strlen(nk);
-    for (int i = 0; i < argc; i++) {
-        av[i + 3] = argv[i];
-        ln[i + 3] = lens ? lens[i] : strlen(argv[i]);
-    }
-    submit(r, src, total, av, ln, cb, priv);
-    free(av);
-    free(ln);
 }

@@ -37,6 +37,7 @@ struct hook_server {
     hook_redis *redis;
     char keys[K_N][160];
     char sha[41];
+    hr_buf call_head; /* "EVALSHA <sha> <K_N> <keys...>" in the Redis protocol */
     char *secret;
     EVP_PKEY *sendgrid_key;
     char *mailgun_key;
@@ -69,9 +70,8 @@ typedef struct rec_ctx {
  * recorded by one script call (group commit); each request is answered when
  * that call replies. */
 typedef struct batch {
-    hr_buf arena; /* the per-event ARGV entries, NUL-separated */
-    size_t *offs;
-    int nargs, capargs;
+    hr_buf args; /* the per-event ARGV, already in the Redis protocol */
+    int nargs;
     int nevents;
     rec_ctx **ctxs;
     int nctxs, capctxs;
@@ -181,8 +181,7 @@ static void answer_unavailable(rec_ctx *x, const char *errmsg)
 
 static void batch_free(batch *b)
 {
-    hr_buf_release(&b->arena);
-    free(b->offs);
+    hr_buf_release(&b->args);
     for (int i = 0; i < b->nctxs; i++)
         free(b->ctxs[i]);
     free(b->ctxs);
@@ -214,29 +213,28 @@ static void on_batch(redisReply *rep, const char *errmsg, void *priv)
     batch_free(b);
 }
 
+/* flush_batch sends the batch's script call. The command is put together in
+ * the Redis protocol here (the batch's arguments were as they came): hiredis
+ * would format every argument again, which showed in the profile. */
 static void flush_batch(hook_server *s)
 {
     batch *b = s->cur;
     if (!b) return;
     s->cur = NULL;
-    int argc = K_N + 4 + b->nargs;
-    const char **av = hr_malloc(sizeof *av * (size_t)argc);
-    char now[24], ret[24], maxlen[24], n[16];
-    snprintf(now, sizeof now, "%lld", (long long)hr_now_ms());
-    snprintf(ret, sizeof ret, "%lld", (long long)s->seen_period_ms);
-    snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
-    snprintf(n, sizeof n, "%d", b->nevents);
-    int a = 0;
-    for (int k = 0; k < K_N; k++)
-        av[a++] = s->keys[k];
-    av[a++] = now;
-    av[a++] = ret;
-    av[a++] = maxlen;
-    av[a++] = n;
-    for (int i = 0; i < b->nargs; i++) /* the arena may have moved while growing */
-        av[a++] = b->arena.data + b->offs[i];
-    hook_redis_script(s->redis, hook_lua_record, s->sha, K_N, argc, av, NULL, on_batch, b);
-    free(av);
+    hr_buf cmd;
+    hr_buf_init(&cmd);
+    hr_buf_reserve(&cmd, s->call_head.len + b->args.len + 128);
+    char num[24];
+    hr_buf_putc(&cmd, '*');
+    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs));
+    hr_buf_puts(&cmd, "\r\n");
+    hr_buf_append(&cmd, s->call_head.data, s->call_head.len);
+    const int64_t head[4] = {hr_now_ms(), s->seen_period_ms, s->stream_maxlen, b->nevents};
+    for (int k = 0; k < 4; k++)
+        hook_resp_arg(&cmd, num, hook_fmt_i64(num, head[k]));
+    hr_buf_append(&cmd, b->args.data, b->args.len);
+    hook_redis_formatted(s->redis, hook_lua_record, cmd.data, cmd.len, on_batch, b);
+    hr_buf_release(&cmd);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -248,12 +246,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 
 static void push_arg(batch *b, const char *v)
 {
-    if (b->nargs == b->capargs) {
-        b->capargs = b->capargs ? b->capargs * 2 : 64;
-        b->offs = hr_realloc(b->offs, sizeof *b->offs * (size_t)b->capargs);
-    }
-    b->offs[b->nargs++] = b->arena.len;
-    hr_buf_append(&b->arena, v, strlen(v) + 1);
+    hook_resp_arg(&b->args, v, strlen(v));
+    b->nargs++;
 }
 
 /* record adds evs to the current batch; ctx is taken over and answered when
@@ -271,9 +265,9 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
         push_arg(b, e->job ? e->job : "");
         push_arg(b, e->campaign ? e->campaign : "");
         if (e->platform && e->platform_id) { /* "platform:id" */
-            push_arg(b, e->platform);
-            b->arena.data[b->arena.len - 1] = ':'; /* the NUL becomes the colon */
-            hr_buf_append(&b->arena, e->platform_id, strlen(e->platform_id) + 1);
+            char *pk = hr_asprintf("%s:%s", e->platform, e->platform_id);
+            push_arg(b, pk);
+            free(pk);
         } else {
             push_arg(b, "");
         }
@@ -528,6 +522,7 @@ void hook_server_free(hook_server *s)
     hook_redis_free(s->redis); /* answers requests waiting on Redis (503) */
     hook_httpd_free(s->http);
     EVP_PKEY_free(s->sendgrid_key);
+    hr_buf_release(&s->call_head);
     free(s->secret);
     free(s->mailgun_key);
     free(s->postmark_auth);
@@ -547,6 +542,13 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     for (int k = 0; k < K_N; k++)
         queue_key(ns, key_names[k], s->keys[k], sizeof s->keys[k]);
     hook_script_sha(hook_lua_record, s->sha);
+    static const char evalsha[] = "EVALSHA";
+    char nkeys[24];
+    hook_resp_arg(&s->call_head, evalsha, sizeof evalsha - 1);
+    hook_resp_arg(&s->call_head, s->sha, 40);
+    hook_resp_arg(&s->call_head, nkeys, hook_fmt_i64(nkeys, K_N));
+    for (int k = 0; k < K_N; k++)
+        hook_resp_arg(&s->call_head, s->keys[k], strlen(s->keys[k]));
     int64_t v;
     if (hr_config_get_i64(c, "webhooks-replay-window", 300, &v, err) != 0) goto fail;
     s->window_s = (int)v;
