@@ -488,6 +488,19 @@ void queue_async_attempts(queue_async *qa, const char *worker, const char *const
     send_req(qa, r);
 }
 
+void queue_async_circuit(queue_async *qa, const char *lane, queue_circuit_op op, int k,
+                         int64_t open_ms, int64_t max_ms, queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_CIRCUIT, priv);
+    if (!qo_valid_lane(lane)) {
+        r->status_cb = cb;
+        defer_fail(r, "circuit: not a lane");
+        return;
+    }
+    qo_build_circuit(qa->ns, lane, op, k, open_ms, max_ms, &r->argv);
+    status_req(qa, QS_CIRCUIT, r, cb);
+}
+
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
                      int *results, queue_status_cb *cb, void *priv)
 {

@@ -47,6 +47,7 @@ enum {
     QS_CANCEL,
     QS_RESOLVE,
     QS_REGISTER,
+    QS_CIRCUIT,
     QS_COUNT
 };
 typedef struct queue_script {
@@ -113,6 +114,8 @@ int qo_build_bury(const char *ns, const char *worker, const char *ukh, const cha
                   const queue_job *job, const char *reason, queue_argv *a, hr_err *err);
 void qo_build_register(const char *ns, const char *worker, int lease_ms, int renew,
                        queue_argv *a);
+void qo_build_circuit(const char *ns, const char *lane, int op, int k, int64_t open_ms,
+                      int64_t max_ms, queue_argv *a);
 /* qo_int_reply reads an integer reply into *out; -1 when it is not one. */
 int qo_int_reply(redisReply *r, long long *out, hr_err *err);
 /* qo_stored_value appends the 8-char id time prefix and the job's blob. */

@@ -685,7 +685,7 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
     size_t n = 0;
     for (size_t t = 1; t < r->elements; t += 3) {
         redisReply *li = r->element[t], *u = r->element[t + 1], *v = r->element[t + 2];
-        long long idx = reply_ll(li);
+        long long idx = llabs(reply_ll(li)); /* < 0: the circuit's probe */
         if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_ARRAY ||
             v->type != REDIS_REPLY_ARRAY || u->elements != v->elements)
             return hr_err_set(err, "redis: fetch: malformed entry");
@@ -694,7 +694,8 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
     queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
     size_t k = 0;
     for (size_t t = 1; t < r->elements; t += 3) {
-        const char *lane = lanes[reply_ll(r->element[t]) - 1];
+        long long idx = reply_ll(r->element[t]);
+        const char *lane = lanes[llabs(idx) - 1];
         redisReply *u = r->element[t + 1], *v = r->element[t + 2];
         for (size_t i = 0; i < u->elements; i++, k++) {
             redisReply *ui = u->element[i], *vi = v->element[i];
@@ -707,6 +708,7 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
             snprintf(f[k].lane, sizeof f[k].lane, "%s", lane);
             f[k].value = hr_strndup(vi->str, vi->len);
             f[k].value_len = vi->len;
+            f[k].probe = idx < 0;
         }
     }
     *out = f;
@@ -819,13 +821,14 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int i = 0; i < n; i++) order[next[li[i]]++] = i;
     free(next);
     for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
-    qa_evalsha(a, QS_ACK, 5 + nl);
+    qa_evalsha(a, QS_ACK, 5 + 2 * nl);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "done");
     qa_pushkey(a, ns, "inflight:%s", worker);
     qa_pushkey(a, ns, "stats");
     qa_pushkey(a, ns, "reasons");
     for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "unknown:%s", lanes[k]);
+    for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "lane:%s", lanes[k]);
     qa_pushf(a, "%d", nl);
     for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
     qa_pushf(a, "%d", n);
@@ -1016,6 +1019,28 @@ int queue_inflight(queue *q, const char *worker, queue_inflight_job **out, int *
     *out = v;
     *n = k;
     return 0;
+}
+
+void qo_build_circuit(const char *ns, const char *lane, int op, int k, int64_t open_ms,
+                      int64_t max_ms, queue_argv *a)
+{
+    static const char *const ops[] = {"fail", "ok", "release"};
+    qa_evalsha(a, QS_CIRCUIT, 1);
+    qa_pushkey(a, ns, "lane:%s", lane);
+    qa_pushs(a, ops[op >= 0 && op <= QUEUE_CIRCUIT_RELEASE ? op : 0]);
+    qa_pushf(a, "%d", k > 0 ? k : 5);
+    qa_pushf(a, "%lld", (long long)(open_ms > 0 ? open_ms : 5000));
+    qa_pushf(a, "%lld", (long long)(max_ms > 0 ? max_ms : 300000));
+}
+
+int queue_circuit(queue *q, const char *lane, queue_circuit_op op, int k, int64_t open_ms,
+                  int64_t max_ms, hr_err *err)
+{
+    if (!qo_valid_lane(lane)) return hr_err_set(err, "circuit: \"%s\" is not a lane", lane);
+    queue_argv a;
+    qa_init(&a);
+    qo_build_circuit(q->ns, lane, op, k, open_ms, max_ms, &a);
+    return sync_int_script(q, &a, QS_CIRCUIT, err);
 }
 
 /* ------------------------------------------------------ dead workers */

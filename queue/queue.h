@@ -196,6 +196,7 @@ typedef struct queue_fetched {
     char lane[QUEUE_LANE_MAX];
     char *value; /* the stored value: time prefix + blob (owned) */
     size_t value_len;
+    int probe; /* 1: the one job a half-open circuit admits (queue_circuit_fail) */
 } queue_fetched;
 
 /* A worker has an id (unique per process), a lease renewed by heartbeats,
@@ -271,6 +272,30 @@ typedef struct queue_inflight_job {
  * entries (free with free()). Returns 0 or -1 with err. */
 int queue_inflight(queue *q, const char *worker, queue_inflight_job **out, int *n,
                    hr_err *err);
+
+/* The circuit breaker of a lane is fleet-wide, in {ns}:lane:LANE (fields
+ * circuit = closed | open | half-open, circuit_until_ms, c_fail, c_open_ms,
+ * c_probe_until), all times Redis TIME. queue_circuit reports to it:
+ * QUEUE_CIRCUIT_FAIL a transient failure of lane: after k consecutive ones
+ * anywhere in the fleet it opens for open_ms (0: 5 s), and fetch takes
+ * nothing from the lane until then; then it is half-open: fetch admits one
+ * probe job for the whole fleet (queue_fetched.probe; another only when
+ * that one has not reported within its worker's lease). The probe's failure
+ * opens it again for twice as long, at most max_ms (0: 5 min). Any ack of
+ * the lane (the probe's, or a send that started before it opened) resets
+ * the count and closes it; QUEUE_CIRCUIT_OK resets
+ * it at once (a worker whose success follows its own failures, so the run
+ * is counted in the order things happened, not the ack's). QUEUE_CIRCUIT_
+ * RELEASE: the probe ended neither sent nor failed (a 429, a refusal): the
+ * next fetch may admit another. k, open_ms, max_ms matter for FAIL only.
+ * Returns 0 unchanged, 1 opened, 2 opened again (the probe failed), -1. */
+typedef enum {
+    QUEUE_CIRCUIT_FAIL,
+    QUEUE_CIRCUIT_OK,
+    QUEUE_CIRCUIT_RELEASE,
+} queue_circuit_op;
+int queue_circuit(queue *q, const char *lane, queue_circuit_op op, int k, int64_t open_ms,
+                  int64_t max_ms, hr_err *err);
 
 /* ------------------------------------------------------ dead workers */
 
@@ -399,6 +424,10 @@ void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
 void queue_async_attempts(queue_async *qa, const char *worker, const char *const *ukhs,
                           const char *const *lanes, int n, int *results, queue_status_cb *cb,
                           void *priv);
+/* queue_async_circuit: queue_circuit on the loop; cb (may be NULL) gets its
+ * return value as status. */
+void queue_async_circuit(queue_async *qa, const char *lane, queue_circuit_op op, int k,
+                         int64_t open_ms, int64_t max_ms, queue_status_cb *cb, void *priv);
 /* results may be NULL; otherwise it must live until cb runs. */
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
                      int *results, queue_status_cb *cb, void *priv);

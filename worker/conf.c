@@ -61,9 +61,18 @@ int worker_account_conf_get(const hr_config *c, const char *lane, worker_account
                               money[i].key, e.msg);
     int64_t k;
     if ((v = line_opt(l, "circuit"))) {
-        if (hr_parse_i64(v, &k) != 0 || k < 1 || k > 1000)
+        /* K[/DURATION]: opens after K failures, first for DURATION */
+        char kbuf[16];
+        const char *slash = strchr(v, '/');
+        snprintf(kbuf, sizeof kbuf, "%.*s", slash ? (int)(slash - v) : (int)strlen(v), v);
+        if (hr_parse_i64(kbuf, &k) != 0 || k < 1 || k > 1000)
             return hr_err_set(err, "%s:%d: account %s: circuit: expected 1..1000, got \"%s\"",
                               conf_name(c), l->line, lane, v);
+        if (slash && (worker_parse_duration(slash + 1, &a->circuit_open_ms, &e) != 0 ||
+                      a->circuit_open_ms < 1))
+            return hr_err_set(err, "%s:%d: account %s: circuit: K/DURATION: \"%s\": %s",
+                              conf_name(c), l->line, lane, v,
+                              e.code ? e.msg : "not a positive duration");
         a->circuit = (int)k;
     }
     return 0;

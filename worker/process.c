@@ -25,12 +25,12 @@ typedef struct wk_lane {
     plat_account *acct; /* NULL: not usable (reason logged once) */
     plat_session sess;
     worker_account_conf conf;
-    worker_circuit circuit;
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
     int parked; /* the budget cap holds it (logged once) */
     int conf_written; /* limits written to its state hash for the fetch script */
     int reload;       /* SIGHUP came while sends were in flight on it */
+    int circuit_failed; /* we reported a failure since our last success */
     /* send durations since the last flush, for {ns}:sendtime (herald stats,
      * herald_send_duration_seconds): counts per bucket, and their sum */
     long send_hist[9];
@@ -62,6 +62,7 @@ struct wk_job {
     plat_header *hdrs;
     int nhdrs;
     int64_t fetched_ms;
+    int probe; /* the one job the lane's half-open circuit let through */
     int64_t started_us;
     int refreshed;
     int readbacks;
@@ -244,7 +245,6 @@ static void lane_reload(wk_proc *p, wk_lane *l)
     memset(&l->sess, 0, sizeof l->sess);
     if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0)
         hr_log(HR_LOG_ERROR, "lane config", "lane", l->name, "error", err.msg, NULL);
-    worker_circuit_init(&l->circuit, l->conf.circuit);
     const char *colon = strchr(l->name, ':');
     l->acct = plat_account_find(p->o.config, l->platform, colon ? colon + 1 : "", &err);
     if (l->acct && plat_account_load_credential(l->acct, p->o.config, &err) != 0) {
@@ -319,19 +319,16 @@ static void budget_refund(wk_proc *p, wk_lane *l, int64_t fetched_ms)
     redisAsyncCommandArgv(c, on_raw, NULL, 7, argv, NULL);
 }
 
-/* circuit_note shows this process's breaker of a lane in the lane's state
- * hash, for herald stats and /metrics (the breaker itself is per process;
- * the last change wins). */
-static void circuit_note(wk_proc *p, wk_lane *l)
+/* on_circuit logs a circuit this lane's failure opened (for the fleet). */
+static void on_circuit(int status, const char *errmsg, void *priv)
 {
-    redisAsyncContext *c = queue_async_redis(p->qa);
-    if (!c) return;
-    char key[256], until[24];
-    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
-    snprintf(until, sizeof until, "%lld", (long long)l->circuit.open_until_ms);
-    const char *argv[] = {"HSET", key, "circuit", worker_circuit_name(l->circuit.state),
-                          "circuit_until_ms", until};
-    redisAsyncCommandArgv(c, on_raw, NULL, 6, argv, NULL);
+    char *lane = priv;
+    if (status == 1 || status == 2)
+        hr_log(HR_LOG_WARN, "circuit changed", "lane", lane, "from",
+               status == 1 ? "closed" : "half-open", "to", "open", NULL);
+    else if (status < 0)
+        hr_log(HR_LOG_ERROR, "circuit: failure not counted", "lane", lane, "error", errmsg, NULL);
+    free(lane);
 }
 
 /* quota_note records what the platform's quota headers said, so the fetch
@@ -649,15 +646,23 @@ static void settle(wk_job *j, const plat_outcome *o)
                   j->refreshed, &p->retry, wo == WORKER_SENT ? 0 : hr_random_u64(), &d);
     quota_note(p, j->lane, o);
     if (d.budget == WORKER_BUDGET_REFUND) budget_refund(p, j->lane, j->fetched_ms);
-    if (d.circuit_failure || d.circuit_success) {
-        worker_circuit_state was = j->lane->circuit.state;
-        if (worker_circuit_record(&j->lane->circuit, d.circuit_success, now)) {
-            hr_log(HR_LOG_WARN, "circuit changed", "lane", j->lane->name, "from",
-                   worker_circuit_name(was), "to", worker_circuit_name(j->lane->circuit.state),
-                   NULL);
-            circuit_note(p, j->lane);
-        }
+    /* the breaker is the fleet's, in Redis: a failure counts there, a
+     * success is counted by the ack */
+    wk_lane *l = j->lane;
+    if (d.circuit_failure) {
+        l->circuit_failed = 1;
+        queue_async_circuit(p->qa, l->name, QUEUE_CIRCUIT_FAIL, l->conf.circuit,
+                            l->conf.circuit_open_ms, 0, on_circuit, hr_strdup(l->name));
+    } else if (d.circuit_success && l->circuit_failed) {
+        /* after our own failures: end the run now, in order, not at the ack */
+        l->circuit_failed = 0;
+        queue_async_circuit(p->qa, l->name, QUEUE_CIRCUIT_OK, 0, 0, 0, NULL, NULL);
     }
+    if (j->probe && d.circuit_success) /* its ack closes the circuit */
+        hr_log(HR_LOG_WARN, "circuit changed", "lane", l->name, "from", "half-open", "to",
+               "closed", NULL);
+    else if (j->probe && !d.circuit_failure) /* neither way: let another probe go */
+        queue_async_circuit(p->qa, l->name, QUEUE_CIRCUIT_RELEASE, 0, 0, 0, NULL, NULL);
     switch (d.action) {
     case WORKER_DO_ACK: ack(j, o->platform_id); return;
     case WORKER_DO_RETRY:
@@ -1044,6 +1049,7 @@ static void job_start(wk_proc *p, queue_fetched *f)
     j->readback_timer.data = j;
     memcpy(j->ukh, f->ukh, sizeof j->ukh);
     memcpy(j->lane_name, f->lane, sizeof j->lane_name);
+    j->probe = f->probe;
     memcpy(j->worker, p->worker_id, sizeof j->worker);
     j->fetched_ms = hr_now_ms();
     j->next = p->jobs;
@@ -1196,11 +1202,10 @@ static void fetch_more(wk_proc *p)
     }
     const char *eligible[MAX_LANES];
     int ne = 0;
-    int64_t now = hr_now_ms();
+    /* an open circuit is the fetch script's to refuse: fleet-wide */
     for (int i = 0; i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
         if (!l->acct) continue;
-        if (worker_circuit_allow(&l->circuit, l->inflight, now) == 0) continue;
         eligible[ne++] = l->name;
     }
     if (ne == 0) {

@@ -162,12 +162,13 @@ int64_t worker_budget_month(int64_t now_ms);
 /* ------------------------------------------------------------ config */
 
 /* Per account (lane) settings from "account <platform>:<name> ... rate=...
- * cost=... budget-daily=... budget-monthly=... circuit=K". */
+ * cost=... budget-daily=... budget-monthly=... circuit=K[/DURATION]". */
 typedef struct worker_account_conf {
     char lane[160];
     worker_limits limits;
     worker_budget budget;
-    int circuit; /* K */
+    int circuit;             /* K */
+    int64_t circuit_open_ms; /* how long it first stays open; 0: 5 s */
 } worker_account_conf;
 
 /* worker_account_conf_get fills a for lane ("x:@shop") from the config (its

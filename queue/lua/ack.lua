@@ -2,7 +2,7 @@
 -- the unknown set, when the worker was reaped mid-send). Jobs with a unique
 -- key keep a done record, so a re-import never sends them again.
 -- KEYS[1] jobs  KEYS[2] done  KEYS[3] inflight:WORKER  KEYS[4] stats
--- KEYS[5] reasons, then unknown:LANE per lane
+-- KEYS[5] reasons, then unknown:LANE per lane, then lane:LANE per lane
 -- ARGV: nl, nl lane names, n, n ukhs grouped by lane (lane 1's first),
 --   nl counts (how many of the n are each lane's), nd, nd pairs
 --   (ukh, done record), nb, nb pairs (lateness bucket, count).
@@ -105,6 +105,17 @@ for i = 1, nl do
     redis.call('HINCRBY', stats, 'sent|' .. lane, sent[i])
     -- per-minute buckets for 'sent in the last minute/hour/day'
     bump(stats, 'sent', lane, minute, sent[i])
+    -- a success anywhere ends the lane's run of failures (circuit.lua) and
+    -- closes its breaker: the half-open probe's, or a send that started
+    -- before it opened (the platform answers)
+    local state = KEYS[5 + nl + i]
+    local c = redis.call('HMGET', state, 'c_fail', 'circuit')
+    if c[2] == 'half-open' or c[2] == 'open' then
+      redis.call('HSET', state, 'c_fail', 0, 'circuit', 'closed', 'c_open_ms', 0)
+      redis.call('HDEL', state, 'c_probe_until')
+    elseif c[1] and c[1] ~= '0' then
+      redis.call('HSET', state, 'c_fail', 0)
+    end
   end
 end
 -- lateness is only an estimate when some jobs were not ours: keep it anyway

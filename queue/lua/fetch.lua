@@ -4,8 +4,9 @@
 -- KEYS[5] stats, then per lane: ready:LANE, lane:LANE
 -- ARGV[1] worker, ARGV[2] max, ARGV[3] lease_ms, then the lane names.
 -- Returns {'ok', lane_index, {ukh, ...}, {value, ...}, ...} (one triple per
--- lane visit: the lists pass through as Redis gave them, no per-job table)
--- or {'lease'} when the worker's lease is gone (reaped: register again).
+-- lane visit: the lists pass through as Redis gave them, no per-job table;
+-- a negative index marks the half-open circuit's probe) or {'lease'} when
+-- the worker's lease is gone (reaped: register again).
 local now = now_ms()
 local workers, paused, jobs, inflight, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, max, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -50,6 +51,15 @@ local function num(st, k, def) return tonumber(st[k] or '') or def end
 
 local function admit(lane, state_key, want, st)
   if st.parked and st.parked ~= '0' and st.parked ~= 'budget' then return 0 end
+  -- the fleet's circuit breaker (circuit.lua opens it, ack closes it): open,
+  -- nothing until circuit_until_ms; then half-open: one probe job for the
+  -- whole fleet, and another only if that one has not reported by
+  -- c_probe_until (its worker died: the lease is the deadline)
+  local gated = st.circuit == 'open' or st.circuit == 'half-open'
+  if gated then
+    local gate = st.circuit == 'open' and 'circuit_until_ms' or 'c_probe_until'
+    if now < num(st, gate, 0) then return 0 end
+  end
   local n = want
   local cost = num(st, 'cost', 1)
   if cost < 1 then cost = 1 end
@@ -86,7 +96,11 @@ local function admit(lane, state_key, want, st)
   end
   if st.parked == 'budget' then redis.call('HDEL', state_key, 'parked') end
   if n < 0 then n = 0 end
-  return n
+  if gated and n > 0 then
+    redis.call('HSET', state_key, 'circuit', 'half-open', 'c_probe_until', now + lease)
+    return 1, true
+  end
+  return n, false
 end
 
 -- charge(state_key, k, st): k jobs were taken: count them in every window,
@@ -150,7 +164,7 @@ while remaining > 0 and #active > 0 do
     local want = math.ceil(remaining / lanes_left)
     local ready, state_key, lane = KEYS[4 + 2 * i], KEYS[5 + 2 * i], ARGV[3 + i]
     local st = lane_state(state_key)
-    local n = admit(lane, state_key, want, st)
+    local n, probe = admit(lane, state_key, want, st)
     if n > 0 then
       local ids = redis.call('LPOP', ready, n)
       if ids then
@@ -176,7 +190,7 @@ while remaining > 0 and #active > 0 do
             packed[lane] = redis.call('HGET', inflight, lane) or ''
           end
           packed[lane] = packed[lane] .. table.concat(ids)
-          out[#out + 1] = i
+          out[#out + 1] = probe and -i or i
           out[#out + 1] = ids
           out[#out + 1] = vals
           remaining = remaining - #ids

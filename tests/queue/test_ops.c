@@ -618,6 +618,106 @@ static void test_inflight_record(void)
     queue_free(q);
 }
 
+/* fetched_from counts the jobs of lane among n fetched */
+static int fetched_from(const queue_fetched *f, int n, const char *lane)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++) c += strcmp(f[i].lane, lane) == 0;
+    return c;
+}
+
+/* The fleet's circuit breaker in the lane's state hash: K failures from any
+ * worker open it, an ack resets the count; open, fetch skips the lane while
+ * others flow; half-open, one probe for all workers (another only after the
+ * probe's deadline); the probe's failure opens it for twice as long, its
+ * ack closes it. */
+static void test_circuit(void)
+{
+    queue *q = connect_q("t13");
+    REQUIRE(q);
+    hr_err err = {0};
+    enum { N = 20 };
+    queue_job *jobs[2 * N];
+    for (int i = 0; i < 2 * N; i++) jobs[i] = post("x", i < N ? "@c" : "@d", NULL, 0);
+    CHECK(queue_enqueue(q, jobs, 2 * N, NULL, &err) == 0);
+    const char *lanes[] = {"x:@c", "x:@d"};
+    CHECK(queue_worker_register(q, "w1", 30000, &err) == 0);
+    CHECK(queue_worker_register(q, "w2", 30000, &err) == 0);
+
+    /* two failures, then a success anywhere: the run starts again */
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+    queue_fetched *f;
+    int n;
+    CHECK(queue_fetch(q, "w2", lanes, 1, 1, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    queue_ack_item it = {.ukh = f[0].ukh, .lane = f[0].lane, .lateness_ms = -1};
+    CHECK(queue_ack(q, "w2", &it, 1, NULL, &err) == 0);
+    queue_fetched_free(f, n);
+    CHECK_INT(count("HGET {%s}:lane:%s c_fail", "t13", "x:@c"), 0);
+    /* a worker's own success after its failures ends the run at once */
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_OK, 0, 0, 0, &err), 0);
+    CHECK_INT(count("HGET {%s}:lane:%s c_fail", "t13", "x:@c"), 0);
+    /* three in a row, from two workers: open */
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 1);
+    char *st = th_redis_cmd(R, "HGET {t13}:lane:x:@c circuit");
+    CHECK_STR(st, "open");
+    free(st);
+    /* a late failure while open only counts */
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 0);
+
+    /* open: nothing from x:@c, x:@d flows */
+    CHECK(queue_fetch(q, "w1", lanes, 2, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(fetched_from(f, n, "x:@c"), 0);
+    CHECK_INT(fetched_from(f, n, "x:@d"), 10);
+    queue_fetched_free(f, n);
+
+    /* the open time is over: one probe, for both workers */
+    free(th_redis_cmd(R, "HSET {t13}:lane:x:@c circuit_until_ms 1"));
+    CHECK(queue_fetch(q, "w1", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 1);
+    queue_fetched *g;
+    int ng;
+    CHECK(queue_fetch(q, "w2", lanes, 1, 10, 30000, &g, &ng, &err) == 0);
+    CHECK_INT(ng, 0);
+    queue_fetched_free(g, ng);
+    st = th_redis_cmd(R, "HGET {t13}:lane:x:@c circuit");
+    CHECK_STR(st, "half-open");
+    free(st);
+    /* the probe never reports (its worker died): after its deadline, another */
+    free(th_redis_cmd(R, "HSET {t13}:lane:x:@c c_probe_until 1"));
+    CHECK(queue_fetch(q, "w2", lanes, 1, 10, 30000, &g, &ng, &err) == 0);
+    CHECK_INT(ng, 1);
+    /* that probe fails: open again, for twice as long */
+    CHECK_INT(queue_circuit(q, "x:@c", QUEUE_CIRCUIT_FAIL, 3, 60000, 0, &err), 2);
+    CHECK_INT(count("HGET {%s}:lane:%s c_open_ms", "t13", "x:@c"), 120000);
+    queue_fetched_free(g, ng);
+    CHECK(queue_fetch(q, "w2", lanes, 1, 10, 30000, &g, &ng, &err) == 0);
+    CHECK_INT(ng, 0);
+    queue_fetched_free(g, ng);
+    /* half-open again; this probe succeeds: closed, and the lane flows */
+    free(th_redis_cmd(R, "HSET {t13}:lane:x:@c circuit_until_ms 1"));
+    CHECK(queue_fetch(q, "w2", lanes, 1, 10, 30000, &g, &ng, &err) == 0);
+    REQUIRE(ng == 1);
+    it = (queue_ack_item){.ukh = g[0].ukh, .lane = g[0].lane, .lateness_ms = -1};
+    CHECK(queue_ack(q, "w2", &it, 1, NULL, &err) == 0);
+    queue_fetched_free(g, ng);
+    st = th_redis_cmd(R, "HGET {t13}:lane:x:@c circuit");
+    CHECK_STR(st, "closed");
+    free(st);
+    CHECK_INT(count("HGET {%s}:lane:%s c_fail", "t13", "x:@c"), 0);
+    CHECK(queue_fetch(q, "w2", lanes, 1, 100, 30000, &g, &ng, &err) == 0);
+    CHECK_INT(ng, N - 4); /* all but the first ack's job and the three probes */
+    queue_fetched_free(g, ng);
+    queue_fetched_free(f, n);
+    CHECK(queue_circuit(q, "x", QUEUE_CIRCUIT_FAIL, 3, 0, 0, &err) < 0); /* not a lane */
+    for (int i = 0; i < 2 * N; i++) queue_job_free(jobs[i]);
+    queue_free(q);
+}
+
 static void test_lease_lost_no_send(void)
 {
     queue *q = connect_q("t10");
@@ -822,6 +922,7 @@ int main(void)
     th_run("cancel", test_cancel);
     th_run("killed_worker", test_killed_worker);
     th_run("inflight_record", test_inflight_record);
+    th_run("circuit", test_circuit);
     th_run("lease_lost_no_send", test_lease_lost_no_send);
     th_run("suppression", test_suppression);
     th_run("url", test_url);

@@ -1,0 +1,116 @@
+/* circuit.c: the circuit breaker as a fleet: two worker processes sharing a
+ * failing account open its breaker together after K failures in all (not K
+ * each); while it is open nothing is fetched from that lane and the others
+ * keep flowing; half-open lets exactly one probe go for the whole fleet; the
+ * probe's failure opens it again for longer, its success closes it. */
+#include "wktest.h"
+
+static int faults(double rate500)
+{
+    char body[96];
+    snprintf(body, sizeof body, "{\"platform\":\"x\",\"rate500\":%.1f}", rate500);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    return th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, body, NULL);
+}
+
+/* injected: how many requests the sandbox failed on purpose (x only here) */
+static long injected(void)
+{
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, NULL, "/_sandbox/faults", NULL, NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_integer_value(json_object_get(j, "injected"));
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+static char *lane_field(const char *field)
+{
+    return th_redis_cmd(wt.redis, "HGET {t}:lane:x:@a %s", field);
+}
+
+static int circuit_is(void *arg)
+{
+    wt_tick(); /* failed jobs come back from their retry set meanwhile */
+    char *s = lane_field("circuit");
+    int yes = s && strcmp(s, arg) == 0;
+    free(s);
+    return yes;
+}
+
+/* reopened: the probe failed, so it is open again for twice as long */
+static int reopened(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    char *s = lane_field("circuit");
+    long open_ms = wt_redis_int("HGET {t}:lane:x:@a c_open_ms", "");
+    int yes = s && strcmp(s, "open") == 0 && open_ms == 120000;
+    free(s);
+    return yes;
+}
+
+static int mastodon_done(void *arg)
+{
+    wt_tick();
+    return wt_sandbox_posts("mastodon", NULL) >= *(long *)arg;
+}
+
+static void fleet_breaker(void)
+{
+    wt_reset();
+    CHECK_INT(faults(1.0), 200);
+    wt_enqueue("x", "@a", "failing", 30);
+    wt_enqueue("mastodon", "@m", "healthy", 30);
+    /* two processes, one send at a time each: the K-th failure (K = 4, see
+     * the config) can find at most one more send on its way */
+    pid_t w = wt_worker(NULL, "circuit", "--processes", "2", "--concurrency", "1", NULL);
+    CHECK(th_wait_for(circuit_is, "open", 20000));
+    long want = 30;
+    CHECK(th_wait_for(mastodon_done, &want, 20000)); /* the other lane flows */
+    long failed = injected();
+    CHECK(failed >= 4 && failed <= 5); /* 4 in all, not 4 per process (8) */
+    CHECK(wt_redis_int("HGET {t}:lane:x:@a c_fail", "") >= 4);
+    /* many more fetch rounds while open: nothing from x:@a */
+    for (int i = 0; i < 50; i++) {
+        wt_tick();
+        usleep(10000);
+    }
+    CHECK_INT(injected(), failed);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 0);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", "") + wt_redis_int("ZCARD {t}:retry:x:@a", ""),
+              30);
+
+    /* the open time is over (as if 60 s had passed): exactly one probe for
+     * both processes; it fails, so the breaker opens again, for 120 s */
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@a circuit_until_ms 1"));
+    CHECK(th_wait_for(reopened, NULL, 20000));
+    for (int i = 0; i < 50; i++) {
+        wt_tick();
+        usleep(10000);
+    }
+    CHECK_INT(injected(), failed + 1);
+
+    /* the platform recovers: the next probe succeeds and closes it */
+    CHECK_INT(faults(0.0), 200);
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@a circuit_until_ms 1"));
+    CHECK(th_wait_for(circuit_is, "closed", 20000));
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@a c_fail", ""), 0);
+    CHECK(wt_wait_done(60, 30000));
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts("x", &dups), 30);
+    CHECK_INT(dups, 0);
+    wt_term(w);
+}
+
+int main(void)
+{
+    wt_start("account x:@a base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
+             "rate=1000000/1h circuit=4/60s\n");
+    th_run("fleet_breaker", fleet_breaker);
+    wt_stop();
+    return th_main_end();
+}
