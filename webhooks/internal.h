@@ -17,7 +17,8 @@ int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *tim
                              hr_err *err);
 
 /* hook_mac: HMAC-SHA256 keyed once (cheap per message). hook_mac_hex
- * writes the hex MAC of the concatenation a + b + c. */
+ * writes the hex MAC of the concatenation a + b + c; it reuses one context,
+ * so one hook_mac serves one MAC at a time (one loop's). */
 typedef struct hook_mac hook_mac;
 hook_mac *hook_mac_new(const char *key);
 void hook_mac_free(hook_mac *m);
