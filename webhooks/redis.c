@@ -1,7 +1,9 @@
 /* redis.c: the webhooks processes' Redis commands on the queue's async
- * connection (queue_async: hiredis on libev, reconnects with backoff), and
- * EVALSHA that loads the script on NOSCRIPT. Every callback runs exactly once. It does not queue
- * commands while disconnected: the caller answers 503 and the provider retries. */
+ * connection (queue_async: hiredis on libev, reconnects with backoff):
+ * commands built once in the Redis protocol, scripts loaded on each
+ * connection and again on NOSCRIPT. Every callback runs exactly once. It
+ * does not queue commands while disconnected: the caller answers 503 and the
+ * provider retries. */
 #include <ev.h>
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
