@@ -686,10 +686,10 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
     for (size_t t = 1; t < r->elements; t += 3) {
         redisReply *li = r->element[t], *u = r->element[t + 1], *v = r->element[t + 2];
         long long idx = llabs(reply_ll(li)); /* < 0: the circuit's probe */
-        if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_ARRAY ||
-            v->type != REDIS_REPLY_ARRAY || u->elements != v->elements)
+        if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_STRING ||
+            v->type != REDIS_REPLY_ARRAY || u->len != v->elements * QUEUE_UKH_LEN)
             return hr_err_set(err, "redis: fetch: malformed entry");
-        n += u->elements;
+        n += v->elements;
     }
     queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
     size_t k = 0;
@@ -697,14 +697,13 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
         long long idx = reply_ll(r->element[t]);
         const char *lane = lanes[llabs(idx) - 1];
         redisReply *u = r->element[t + 1], *v = r->element[t + 2];
-        for (size_t i = 0; i < u->elements; i++, k++) {
-            redisReply *ui = u->element[i], *vi = v->element[i];
-            if (ui->type != REDIS_REPLY_STRING || ui->len != QUEUE_UKH_LEN ||
-                vi->type != REDIS_REPLY_STRING) {
+        for (size_t i = 0; i < v->elements; i++, k++) {
+            redisReply *vi = v->element[i];
+            if (vi->type != REDIS_REPLY_STRING) {
                 queue_fetched_free(f, (int)k);
                 return hr_err_set(err, "redis: fetch: malformed entry");
             }
-            memcpy(f[k].ukh, ui->str, QUEUE_UKH_LEN);
+            memcpy(f[k].ukh, u->str + i * QUEUE_UKH_LEN, QUEUE_UKH_LEN);
             snprintf(f[k].lane, sizeof f[k].lane, "%s", lane);
             f[k].value = hr_strndup(vi->str, vi->len);
             f[k].value_len = vi->len;

@@ -3,10 +3,11 @@
 -- KEYS[1] workers  KEYS[2] paused  KEYS[3] jobs  KEYS[4] inflight:WORKER
 -- KEYS[5] stats, then per lane: ready:LANE, lane:LANE
 -- ARGV[1] worker, ARGV[2] max, ARGV[3] lease_ms, then the lane names.
--- Returns {'ok', lane_index, {ukh, ...}, {value, ...}, ...} (one triple per
--- lane visit: the lists pass through as Redis gave them, no per-job table;
--- a negative index marks the half-open circuit's probe) or {'lease'} when
--- the worker's lease is gone (reaped: register again).
+-- Returns {'ok', lane_index, ukhs, {value, ...}, ...}: one triple per lane
+-- visit, its 12-char ukhs packed in one string (as in the in-flight record)
+-- and their values as HMGET gave them, no per-job table; a negative index
+-- marks the half-open circuit's probe. {'lease'} when the worker's lease is
+-- gone (reaped: register again).
 local now = now_ms()
 local workers, paused, jobs, inflight, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, max, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -189,9 +190,10 @@ while remaining > 0 and #active > 0 do
           if packed[lane] == nil then
             packed[lane] = redis.call('HGET', inflight, lane) or ''
           end
-          packed[lane] = packed[lane] .. table.concat(ids)
+          local got_ids = table.concat(ids)
+          packed[lane] = packed[lane] .. got_ids
           out[#out + 1] = probe and -i or i
-          out[#out + 1] = ids
+          out[#out + 1] = got_ids
           out[#out + 1] = vals
           remaining = remaining - #ids
           charge(state_key, #ids, st)
