@@ -126,7 +126,7 @@ static void scheduler(const char *url, long n)
     (void)n;
     queue *q = connect_ns(url, "tp");
     hr_err err = {0};
-    long promoted = 0;
+    long promoted = 0, calls = 0, idle = 0;
     char c;
     fcntl(sched_pipe[0], F_SETFL, O_NONBLOCK);
     while (read(sched_pipe[0], &c, 1) != 1) {
@@ -134,8 +134,14 @@ static void scheduler(const char *url, long n)
         int64_t next, now;
         if (queue_promote(q, BATCH, &p, &next, &now, &err) < 0) die("promote", &err);
         promoted += p;
-        if (p == 0) usleep(200);
+        calls++;
+        if (p == 0) {
+            idle++;
+            usleep(200);
+        }
     }
+    fprintf(stderr, "queue_bench: scheduler: %ld promote calls, %ld found nothing due\n", calls,
+            idle);
     if (write(sched_pipe[1], &promoted, sizeof promoted) != sizeof promoted) _exit(1);
     queue_free(q);
 }
@@ -148,11 +154,14 @@ static void worker(const char *url, long n)
     for (int i = 0; i < LANES; i++) lanes[i] = hr_asprintf("x:%s", accounts[i]);
     if (queue_worker_register(q, "bench", 60000, &err) < 0) die("register", &err);
     queue_ack_item items[BATCH];
+    long calls = 0, idle = 0;
     for (long acked = 0; acked < n;) {
         queue_fetched *f;
         int nf;
         if (queue_fetch(q, "bench", lanes, LANES, BATCH, 60000, &f, &nf, &err) != 0)
             die("fetch", &err);
+        calls++;
+        idle += nf == 0;
         for (int i = 0; i < nf; i++)
             items[i] = (queue_ack_item){
                 .ukh = f[i].ukh, .lane = f[i].lane, .lateness_ms = -1, .no_done = 1};
@@ -161,6 +170,7 @@ static void worker(const char *url, long n)
         queue_fetched_free(f, nf);
         if (nf == 0) usleep(500);
     }
+    fprintf(stderr, "queue_bench: worker: %ld fetch calls, %ld empty\n", calls, idle);
     for (int i = 0; i < LANES; i++) free((char *)lanes[i]);
     queue_free(q);
 }
