@@ -14,12 +14,12 @@ local period = math.floor(tonumber(now) / tonumber(ARGV[2]))
 local cur, old = KEYS[1], KEYS[11]
 if period % 2 == 1 then cur, old = old, cur end
 if redis.call('HGET', cur, '_period') ~= tostring(period) then
-  redis.call('DEL', cur)
+  redis.call('UNLINK', cur) -- freed in the background: it may hold millions of ids
   redis.call('HSET', cur, '_period', period)
 end
 local old_p = redis.call('HGET', old, '_period')
 if old_p and old_p ~= tostring(period - 1) then
-  redis.call('DEL', old)
+  redis.call('UNLINK', old)
   old_p = nil
 end
 local maxlen = ARGV[3]
