@@ -231,7 +231,8 @@ int main(int argc, char **argv)
     double elapsed = (double)(now_us() - start_us) / 1e6;
     getrusage(RUSAGE_SELF, &ru1);
     double cpu_us = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
-                             ru0.ru_stime.tv_sec) * 1e6 +
+                             ru0.ru_stime.tv_sec) *
+                        1e6 +
                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
                              ru0.ru_stime.tv_usec);
     printf("{\"req_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"errors\":%ld,\"requests\":%ld,"

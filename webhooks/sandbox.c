@@ -1517,8 +1517,8 @@ static void load_relay_keys(hook_sandbox *s, const hr_config *c)
         hr_err e = {0};
         plat_account *a = plat_account_parse(l, c->path, &e);
         if (a && plat_account_load_credential(a, c, &e) == 0 && a->credential) {
-            s->relay_keys = hr_realloc(s->relay_keys, sizeof *s->relay_keys *
-                                                          (size_t)(s->nrelay_keys + 1));
+            s->relay_keys =
+                hr_realloc(s->relay_keys, sizeof *s->relay_keys * (size_t)(s->nrelay_keys + 1));
             s->relay_keys[s->nrelay_keys++] = hr_strdup(a->credential);
         } else {
             hr_log(HR_LOG_WARN, "sandbox: relay account without a credential", "account",

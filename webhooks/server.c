@@ -152,8 +152,8 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
         hr_buf_release(&b);
     } else {
         /* {"recorded":n,"duplicates":n,"unmatched":n,"ignored":n}, no printf */
-        static const char *const names[4] = {"{\"recorded\":", ",\"duplicates\":",
-                                             ",\"unmatched\":", ",\"ignored\":"};
+        static const char *const names[4] = {
+            "{\"recorded\":", ",\"duplicates\":", ",\"unmatched\":", ",\"ignored\":"};
         const long v[4] = {rec, dup, unm, x->ignored};
         char out[160];
         size_t n = 0;
