@@ -328,8 +328,27 @@ static int cluster_is_emoji(const char *s, size_t a, size_t b)
     return ri >= 2 || keycap || astral_pict || tone || (pict && (vs16 || zwj));
 }
 
+/* count_x_ascii: plat_count_x of an ASCII text, which NFC leaves as it is,
+ * whose clusters are single code points (or CR LF) of weight 100 and never
+ * emoji: every byte weighs 100, a URL X_URL_LEN of them. -1: not ASCII. */
+static long count_x_ascii(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] >= 0x80) return -1;
+    tx_ent *e;
+    int ne = tx_scan(s, n, TX_SCAN_SCHEMELESS, &e);
+    long w = (long)n;
+    for (int i = 0; i < ne; i++)
+        if (e[i].type == TX_URL) w += X_URL_LEN - (long)(e[i].end - e[i].start);
+    free(e);
+    return w;
+}
+
 long plat_count_x(const char *text)
 {
+    long ascii = count_x_ascii(text);
+    if (ascii >= 0) return ascii;
     utf8proc_uint8_t *nfc = utf8proc_NFC((const utf8proc_uint8_t *)text);
     if (!nfc) return -1;
     const char *s = (const char *)nfc;
