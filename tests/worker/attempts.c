@@ -49,7 +49,7 @@ static void attempt_batch(const char *worker, const char **ukhs, const char **la
 }
 
 /* reaped: the reaper has settled want jobs of dead workers (its lease
- * ended); sums into r[0] requeued, r[1] unknown. */
+ * ended), adding up what it requeued and moved to unknown. */
 typedef struct reap_sum {
     queue *q;
     long want, requeued, unknown;
