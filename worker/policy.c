@@ -1,5 +1,6 @@
 /* policy.c: the worker's decisions as plain functions of their inputs:
- * durations and money, backoff, outcome -> next state, the circuit breaker,
+ * durations and money, backoff, outcome -> next state (and whether it counts for the
+ * fleet's circuit breaker, kept in Redis: queue/lua/circuit.lua),
  * rate windows and budgets. No Redis, no loop, no clock reads. */
 #include <ctype.h>
 #include <errno.h>
@@ -130,60 +131,6 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
         d->budget = WORKER_BUDGET_HOLD;
         return;
     }
-}
-
-/* ------------------------------------------------------- circuit breaker */
-
-void worker_circuit_init(worker_circuit *c, int threshold)
-{
-    memset(c, 0, sizeof *c);
-    c->threshold = threshold > 0 ? threshold : 5;
-    c->open_base_ms = 5000;
-    c->open_max_ms = 5 * 60 * 1000;
-}
-
-const char *worker_circuit_name(worker_circuit_state s)
-{
-    return s == WORKER_CIRCUIT_OPEN        ? "open"
-           : s == WORKER_CIRCUIT_HALF_OPEN ? "half-open"
-                                           : "closed";
-}
-
-int worker_circuit_allow(worker_circuit *c, int inflight, int64_t now_ms)
-{
-    switch (c->state) {
-    case WORKER_CIRCUIT_CLOSED: return -1;
-    case WORKER_CIRCUIT_OPEN:
-        if (now_ms < c->open_until_ms) return 0;
-        c->state = WORKER_CIRCUIT_HALF_OPEN;
-        /* fall through */
-    case WORKER_CIRCUIT_HALF_OPEN: return inflight > 0 ? 0 : 1;
-    }
-    return 0;
-}
-
-int worker_circuit_record(worker_circuit *c, int success, int64_t now_ms)
-{
-    worker_circuit_state was = c->state;
-    if (success) {
-        c->failures = 0;
-        c->state = WORKER_CIRCUIT_CLOSED;
-        c->open_ms = 0;
-        return was != c->state;
-    }
-    c->failures++;
-    if (c->state == WORKER_CIRCUIT_HALF_OPEN) {
-        /* The probe failed: open again, for longer. */
-        c->open_ms = c->open_ms ? c->open_ms * 2 : c->open_base_ms;
-        if (c->open_ms > c->open_max_ms) c->open_ms = c->open_max_ms;
-        c->state = WORKER_CIRCUIT_OPEN;
-        c->open_until_ms = now_ms + c->open_ms;
-    } else if (c->state == WORKER_CIRCUIT_CLOSED && c->failures >= c->threshold) {
-        c->open_ms = c->open_base_ms;
-        c->state = WORKER_CIRCUIT_OPEN;
-        c->open_until_ms = now_ms + c->open_ms;
-    }
-    return was != c->state;
 }
 
 /* ---------------------------------------------------------- rate windows */

@@ -81,33 +81,6 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
                    int64_t retry_at_ms, int can_refresh, int refreshed,
                    const worker_retry_policy *p, uint64_t rnd, worker_decision *d);
 
-/* ------------------------------------------------------- circuit breaker */
-
-typedef enum worker_circuit_state {
-    WORKER_CIRCUIT_CLOSED = 0,
-    WORKER_CIRCUIT_OPEN,
-    WORKER_CIRCUIT_HALF_OPEN, /* one probe in flight */
-} worker_circuit_state;
-
-typedef struct worker_circuit {
-    worker_circuit_state state;
-    int failures;           /* consecutive transient failures */
-    int threshold;          /* K: opens after K in a row; 0: 5 */
-    int64_t open_ms;        /* how long it stays open; doubles per failed probe */
-    int64_t open_base_ms;   /* 0: 5 s */
-    int64_t open_max_ms;    /* 0: 5 min */
-    int64_t open_until_ms;
-} worker_circuit;
-
-void worker_circuit_init(worker_circuit *c, int threshold);
-/* worker_circuit_allow returns how many sends the lane may start now: -1 for
- * no limit (closed), 1 for the half-open probe (the call moves an expired
- * open breaker to half-open), 0 while open or while the probe runs. */
-int worker_circuit_allow(worker_circuit *c, int inflight, int64_t now_ms);
-/* worker_circuit_record feeds one result; returns 1 when the state changed. */
-int worker_circuit_record(worker_circuit *c, int success, int64_t now_ms);
-const char *worker_circuit_name(worker_circuit_state s);
-
 /* ---------------------------------------------------------- rate windows */
 
 #define WORKER_MAX_WINDOWS 4

@@ -1,5 +1,5 @@
 /* policy.c: the worker's plain decisions: durations, money, backoff with
- * full jitter, outcome -> next state, circuit breaker, windows, budgets,
+ * full jitter, outcome -> next state, circuit-breaker flags, windows, budgets,
  * account and pool config, weighted lane order. */
 #include <stdlib.h>
 
@@ -86,34 +86,6 @@ static void outcomes(void)
     worker_decide(WORKER_UNKNOWN, 1, 5, now, 0, 0, 0, &p, 1, &d);
     CHECK(d.action == WORKER_DO_UNKNOWN && d.budget == WORKER_BUDGET_HOLD);
     CHECK_STR(worker_outcome_name(WORKER_REAUTH), "reauth");
-}
-
-static void circuit(void)
-{
-    worker_circuit c;
-    worker_circuit_init(&c, 3);
-    int64_t t = 1000;
-    CHECK_INT(worker_circuit_allow(&c, 0, t), -1);
-    CHECK_INT(worker_circuit_record(&c, 0, t), 0);
-    CHECK_INT(worker_circuit_record(&c, 0, t), 0);
-    CHECK_INT(worker_circuit_record(&c, 1, t), 0); /* a success resets the count */
-    CHECK_INT(c.failures, 0);
-    worker_circuit_record(&c, 0, t);
-    worker_circuit_record(&c, 0, t);
-    CHECK_INT(worker_circuit_record(&c, 0, t), 1);
-    CHECK(c.state == WORKER_CIRCUIT_OPEN);
-    CHECK_INT(worker_circuit_allow(&c, 0, t + 4999), 0);
-    /* after the open time: one probe, and only while none is in flight */
-    CHECK_INT(worker_circuit_allow(&c, 0, t + 5000), 1);
-    CHECK(c.state == WORKER_CIRCUIT_HALF_OPEN);
-    CHECK_INT(worker_circuit_allow(&c, 1, t + 5000), 0);
-    /* the probe fails: open again for twice as long */
-    worker_circuit_record(&c, 0, t + 5100);
-    CHECK(c.state == WORKER_CIRCUIT_OPEN && c.open_until_ms == t + 5100 + 10000);
-    CHECK_INT(worker_circuit_allow(&c, 0, t + 15100), 1);
-    CHECK_INT(worker_circuit_record(&c, 1, t + 15200), 1);
-    CHECK(c.state == WORKER_CIRCUIT_CLOSED);
-    CHECK_STR(worker_circuit_name(c.state), "closed");
 }
 
 static void windows(void)
@@ -261,7 +233,6 @@ int main(void)
     th_run("durations_and_money", durations_and_money);
     th_run("backoff_full_jitter", backoff_full_jitter);
     th_run("outcomes", outcomes);
-    th_run("circuit", circuit);
     th_run("windows", windows);
     th_run("budgets", budgets);
     th_run("account_config", account_config);
