@@ -83,8 +83,10 @@ struct queue_enqueue_batch {
     int nref;
     lane_name *lanes; /* the distinct lanes, first seen first */
     int nlanes;
-    int *res;   /* n results */
-    hr_buf cmd; /* one chunk's command */
+    int *res;    /* n results */
+    int *winner; /* per job: the later one of its ukh that replaced it, or
+                    -1 (NULL: the batch has no such pair) */
+    hr_buf cmd;  /* one chunk's command */
 };
 
 /* lane_of returns the number of job j's lane in b, adding the lane when it
@@ -229,13 +231,30 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     hr_buf_release(&v);
 }
 
-/* enqueue_reply reads one chunk's reply into b->res. */
+/* enqueue_mark gives the jobs of refs [i, i+c) one result */
+static void enqueue_mark(queue_enqueue_batch *b, int i, int c, int code)
+{
+    for (int k = i; k < i + c; k++)
+        b->res[b->refs[k].idx] = code;
+}
+
+/* enqueue_reply reads one chunk's reply into b->res; a failed chunk's jobs
+ * are QUEUE_FAILED (the script writes nothing when a call fails). */
 static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr_err *err)
 {
-    if (r->type == REDIS_REPLY_ERROR) return hr_err_set(err, "redis: script enqueue: %s", r->str);
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3)
-        return hr_err_set(err, "redis: enqueue: unexpected reply");
     const lane_ref *refs = b->refs + i;
+    if (r->type == REDIS_REPLY_ERROR) {
+        enqueue_mark(b, i, c, QUEUE_FAILED);
+        int nl = 1;
+        for (int k = 1; k < c; k++)
+            nl += refs[k].lane != refs[k - 1].lane;
+        return hr_err_set(err, "redis: script enqueue: %s (%d jobs, of lane %s%s, not written)",
+                          r->str, c, b->lanes[refs[0].lane], nl > 1 ? " and others" : "");
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
+        enqueue_mark(b, i, c, QUEUE_UNKNOWN);
+        return hr_err_set(err, "redis: enqueue: unexpected reply");
+    }
     /* positions count the unique-key jobs in argument order */
     int *uidx = hr_malloc(sizeof(int) * (size_t)(c ? c : 1));
     int nu_all = 0;
@@ -271,6 +290,7 @@ void queue_enqueue_batch_free(queue_enqueue_batch *b)
     free(b->refs);
     free(b->lanes);
     free(b->res);
+    free(b->winner);
     hr_buf_release(&b->cmd);
     free(b);
 }
@@ -331,6 +351,11 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
         if (latest[s]) {
             int o = latest[s] - 1;
             b->res[o] = QUEUE_UPDATED;
+            if (!b->winner) {
+                b->winner = hr_malloc(sizeof *b->winner * (size_t)n);
+                memset(b->winner, 0xff, sizeof *b->winner * (size_t)n); /* all -1 */
+            }
+            b->winner[o] = i;
             count[refs[o].lane + 1]--;
         }
         latest[s] = i + 1;
@@ -364,9 +389,21 @@ static int chunk_len(const queue_enqueue_batch *b, int i)
     return b->nref - i < ENQUEUE_CHUNK ? b->nref - i : ENQUEUE_CHUNK;
 }
 
-static void copy_results(const queue_enqueue_batch *b, int *results)
+/* copy_results hands b's results over; a job replaced by a later one of
+ * its ukh in the batch (UPDATED) shares that one's failure. */
+static void copy_results(queue_enqueue_batch *b, int *results)
 {
+    for (int i = b->n - 1; b->winner && i >= 0; i--) {
+        int w = b->winner[i];
+        if (w >= 0 && b->res[w] >= QUEUE_FAILED) b->res[i] = b->res[w];
+    }
     if (results) memcpy(results, b->res, sizeof *results * (size_t)b->n);
+}
+
+static void fail_all(int *results, int n)
+{
+    for (int i = 0; results && i < n; i++)
+        results[i] = QUEUE_FAILED;
 }
 
 /* enqueue_write appends every chunk of b (EVAL with the script's text: no
@@ -404,7 +441,10 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
 {
     if (n <= 0) return 0;
     queue_enqueue_batch *b = enqueue_prepare(jobs, n, err);
-    if (!b) return -1;
+    if (!b) {
+        fail_all(results, n);
+        return -1;
+    }
     /* a connection found dead while writing is replaced once: nothing ran */
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!q->c) { /* reconnects through the one place that knows how */
@@ -424,6 +464,7 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
         q->c = NULL;
     }
     queue_enqueue_batch_free(b);
+    fail_all(results, n);
     return -1;
 }
 
@@ -431,20 +472,24 @@ int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *e
 {
     int rc = 0;
     for (int k = 0; k < nchunks(b); k++) {
+        int i = k * ENQUEUE_CHUNK;
         redisReply *r = NULL;
         if (!q->c || redisGetReply(q->c, (void **)&r) != REDIS_OK || !r) {
-            hr_err_set(err, "redis: %s (the batch was sent; it may or may not have run)",
-                       q->c && q->c->errstr[0] ? q->c->errstr : "connection lost");
+            if (rc == 0)
+                hr_err_set(err, "redis: %s (the batch was sent; it may or may not have run)",
+                           q->c && q->c->errstr[0] ? q->c->errstr : "connection lost");
+            enqueue_mark(b, i, b->nref - i, QUEUE_UNKNOWN);
             rc = -1;
             break;
         }
         /* every chunk's reply is read, even after an error, so that the
-         * connection stays in step */
-        if (rc == 0)
-            rc = enqueue_reply(b, k * ENQUEUE_CHUNK, chunk_len(b, k * ENQUEUE_CHUNK), r, err);
+         * connection stays in step and the chunks that ran are known (each
+         * is atomic, the batch is not); the first error is the one told */
+        hr_err later = {0};
+        if (enqueue_reply(b, i, chunk_len(b, i), r, rc == 0 ? err : &later) < 0) rc = -1;
         freeReplyObject(r);
     }
-    if (rc == 0) copy_results(b, results);
+    copy_results(b, results);
     queue_enqueue_batch_free(b);
     return rc;
 }

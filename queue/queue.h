@@ -148,13 +148,19 @@ typedef enum {
     QUEUE_UPDATED = 2,   /* same unique key, still scheduled: updated */
     QUEUE_UNCHANGED = 3, /* same unique key, already ready/in flight/dead */
     QUEUE_DONE = 4,      /* same unique key, already sent: never touched */
+    QUEUE_FAILED = 5,    /* its script call failed: nothing of it written */
+    QUEUE_UNKNOWN = 6,   /* its reply was lost: it may or may not be written */
 } queue_enqueue_result;
 
 /* queue_enqueue adds n jobs in one round trip per lane group (ids are
  * assigned when empty). Jobs due now go straight to their lane's ready list,
  * later ones to its scheduled set. results (n entries, may be NULL) gets a
  * queue_enqueue_result per job; an updated job keeps its first id, which is
- * written back into jobs[i]->id. Returns 0 or -1 with err. */
+ * written back into jobs[i]->id. Returns 0 or -1 with err. A batch of more
+ * than 1000 jobs is several script calls, each atomic, not the whole: after
+ * -1, results still says what each job became (the jobs of calls that ran
+ * ADDED, UPDATED..., the others QUEUE_FAILED or QUEUE_UNKNOWN), so that a
+ * caller can undo what was written. */
 int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err);
 
 /* Pipelined enqueue, for bulk importers that prepare the next batch while
@@ -162,9 +168,10 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
  * (the same atomic script as queue_enqueue, one call per 1000 jobs) without
  * reading their replies; the caller may send other commands after it, and
  * must then read every reply in the order sent: the batch's with
- * queue_enqueue_recv, which fills results as queue_enqueue does and frees
- * the batch. The jobs (borrowed) must live until then. NULL or -1 with err;
- * after an error the connection is out of step: read nothing more on it. */
+ * queue_enqueue_recv, which fills results as queue_enqueue does (also when
+ * it returns -1) and frees the batch. The jobs (borrowed) must live until
+ * then. NULL or -1 with err; after an error the connection is out of step:
+ * read nothing more on it. */
 typedef struct queue_enqueue_batch queue_enqueue_batch;
 queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err);
 int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err);

@@ -11,9 +11,19 @@
 -- Returns {position, code, prefix, ...} for each unique-key job not simply
 -- added (position: 1-based over the unique jobs of the whole call; code 2
 -- updated, 3 unchanged, 4 done; prefix: the stored 8-char id time).
+-- A failed call writes nothing: every key's type is read before the first
+-- write (a wrong type is the one error a write can meet here, and Redis
+-- refuses a script for OOM only at its first write), O(1) per lane group.
 local now = now_ms()
 local jobs, done, lanes, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local old_min = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+redis.call('HLEN', jobs)
+redis.call('HLEN', done)
+redis.call('SCARD', lanes)
+for k = 5, #KEYS, 2 do
+  redis.call('ZCARD', KEYS[k])
+  redis.call('LLEN', KEYS[k + 1])
+end
 local res = {}
 local a, k, base = 3, 5, 0
 while a <= #ARGV do
@@ -38,8 +48,10 @@ while a <= #ARGV do
   end
   local scheduled = false
   if fresh then
-    redis.call('HSET', jobs, unpack(ARGV, hs, zs - 1))
+    -- scheduled first: a job stored but never scheduled would block every
+    -- later import of it (found, so "unchanged")
     redis.call('ZADD', sched, unpack(ARGV, zs, a - 1))
+    redis.call('HSET', jobs, unpack(ARGV, hs, zs - 1))
     scheduled = true
   else
     local hset, zadd, rpush = {}, {}, {}
@@ -86,7 +98,6 @@ while a <= #ARGV do
         end
       end
     end
-    if #hset > 0 then redis.call('HSET', jobs, unpack(hset)) end
     if #zadd > 0 then
       redis.call('ZADD', sched, unpack(zadd))
       scheduled = true
@@ -95,6 +106,7 @@ while a <= #ARGV do
       redis.call('RPUSH', ready, unpack(rpush))
       redis.call('PUBLISH', ARGV[2], lane)
     end
+    if #hset > 0 then redis.call('HSET', jobs, unpack(hset)) end -- last, as above
   end
   base = base + nu
   if scheduled then

@@ -909,6 +909,94 @@ static void test_review_fixes(void)
     queue_free(q);
 }
 
+/* count_res counts the results in res[from, to) equal to code */
+static int count_res(const int *res, int from, int to, int code)
+{
+    int n = 0;
+    for (int i = from; i < to; i++)
+        n += res[i] == code;
+    return n;
+}
+
+/* A batch of more than 1000 jobs is several script calls; when one fails
+ * (a lane's key of the wrong type), the others still run: results tell
+ * each job's fate, and the failed call wrote nothing (not even half). */
+static void test_enqueue_failed_chunk(void)
+{
+    queue *q = connect_q("t30");
+    REQUIRE(q);
+    hr_err err = {0};
+    int64_t later = hr_now_ms() + 3600000;
+    enum { N = 1501 }; /* 1000 on x:@a, 500 on x:@b, job 0 again on x:@a */
+    queue_job *jobs[N];
+    int res[N];
+    char key[64];
+
+    /* the second call fails: the first one's jobs stay and are told */
+    free(th_redis_cmd(R, "SET {t30}:sched:x:@b wrongtype"));
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "c1|k%d", i == N - 1 ? 0 : i);
+        jobs[i] = post("x", i < 1000 || i == N - 1 ? "@a" : "@b", key, later + i);
+    }
+    memset(res, 0, sizeof res);
+    CHECK(queue_enqueue(q, jobs, N, res, &err) < 0);
+    CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
+    CHECK(strstr(err.msg, "(500 jobs, of lane x:@b, not written)") != NULL);
+    CHECK_INT(res[0], QUEUE_UPDATED); /* replaced by its twin, which ran */
+    CHECK_INT(count_res(res, 1, 1000, QUEUE_ADDED), 999);
+    CHECK_INT(count_res(res, 1000, 1500, QUEUE_FAILED), 500);
+    CHECK_INT(res[N - 1], QUEUE_ADDED);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "t30", ""), 1000);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t30", "x:@a"), 1000);
+    for (int i = 0; i < N; i++)
+        queue_job_free(jobs[i]);
+
+    /* the first call fails, the second runs all the same: job 1000 is due
+     * now (the script's slower path), its twin in the failed call too */
+    queue_free(q);
+    q = connect_q("t31");
+    REQUIRE(q);
+    free(th_redis_cmd(R, "SET {t31}:sched:x:@a wrongtype"));
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "c1|k%d", i == N - 1 ? 0 : i);
+        jobs[i] = post("x", i < 1000 || i == N - 1 ? "@a" : "@b", key, i == 1000 ? 0 : later + i);
+    }
+    memset(res, 0, sizeof res);
+    CHECK(queue_enqueue(q, jobs, N, res, &err) < 0);
+    CHECK(strstr(err.msg, "(1000 jobs, of lane x:@a, not written)") != NULL);
+    CHECK_INT(res[0], QUEUE_FAILED); /* its twin's call failed */
+    CHECK_INT(count_res(res, 1, 1000, QUEUE_FAILED), 999);
+    CHECK_INT(count_res(res, 1000, 1500, QUEUE_ADDED), 500);
+    CHECK_INT(res[N - 1], QUEUE_FAILED);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "t31", ""), 500);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t31", "x:@b"), 499);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t31", "x:@b"), 1);
+    for (int i = 0; i < N; i++)
+        queue_job_free(jobs[i]);
+
+    /* one call whose last write would fail (a job due now, a ready list of
+     * the wrong type): it writes nothing, and runs once the key is fixed */
+    queue_free(q);
+    q = connect_q("t32");
+    REQUIRE(q);
+    free(th_redis_cmd(R, "SET {t32}:ready:x:@c wrongtype"));
+    queue_job *two[] = {post("x", "@c", "c1|later", later), post("x", "@c", "c1|now", 0)};
+    CHECK(queue_enqueue(q, two, 2, res, &err) < 0);
+    CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
+    CHECK_INT(res[0], QUEUE_FAILED);
+    CHECK_INT(res[1], QUEUE_FAILED);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "t32", ""), 0);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "t32", "x:@c"), 0);
+    free(th_redis_cmd(R, "DEL {t32}:ready:x:@c"));
+    CHECK(queue_enqueue(q, two, 2, res, &err) == 0);
+    CHECK_INT(res[0], QUEUE_ADDED);
+    CHECK_INT(res[1], QUEUE_ADDED);
+    CHECK_INT(count("LLEN {%s}:ready:%s", "t32", "x:@c"), 1);
+    queue_job_free(two[0]);
+    queue_job_free(two[1]);
+    queue_free(q);
+}
+
 int main(void)
 {
     R = th_redis_start(1, NULL);
@@ -928,5 +1016,6 @@ int main(void)
     th_run("url", test_url);
     th_run("review_fixes", test_review_fixes);
     th_run("reconnect", test_reconnect);
+    th_run("enqueue_failed_chunk", test_enqueue_failed_chunk);
     return th_main_end();
 }
