@@ -708,10 +708,15 @@ static void pipe_push(imp *m, int kind, batch *b)
     m->sent[m->nsent++] = (sent){kind, b};
 }
 
-/* enqueued takes a batch's job results into the stats and the undo log */
+/* enqueued takes a batch's job results into the stats and the undo log,
+ * also those of a batch that failed midway: its chunks that ran added jobs
+ * the rollback must remove. Only ADDED jobs are this run's to undo: an
+ * UPDATED one was there before (or is logged as ADDED by an earlier batch
+ * or its own twin in the batch). */
 static void enqueued(imp *m, batch *b, const int *res)
 {
     for (int i = 0; i < b->nout; i++) {
+        if (res[i] == QUEUE_FAILED || res[i] == QUEUE_UNKNOWN) continue;
         switch (res[i]) {
         case QUEUE_ADDED:
             m->st->added++;
@@ -746,7 +751,7 @@ static int pipe_read(imp *m)
         queue_enqueue_batch *eb = s.b->eb;
         s.b->eb = NULL;
         int rc = queue_enqueue_recv(m->q, eb, res, &e);
-        if (rc == 0) enqueued(m, s.b, res);
+        enqueued(m, s.b, res);
         free(res);
         if (rc < 0) {
             hr_err_set(m->err, "%s", e.msg);

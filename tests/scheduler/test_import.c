@@ -45,12 +45,18 @@ static const char *CAMPAIGN =
     "campaign blog platforms=x:@shop,mastodon:@shop@mastodon.social "
     "\"template.x={{title}} {{link}} {{hashtags}}\" statuses=publish,future";
 
-static long hlen(const char *key)
+/* count runs a counting command (HLEN, ZCARD, LLEN) on {ns}:key */
+static long count(const char *cmd, const char *key)
 {
-    char *s = th_redis_cmd(R, "HLEN {%s}:%s", ns, key);
+    char *s = th_redis_cmd(R, "%s {%s}:%s", cmd, ns, key);
     long n = s ? atol(s) : -1;
     free(s);
     return n;
+}
+
+static long hlen(const char *key)
+{
+    return count("HLEN", key);
 }
 
 static int import(hr_config *c, sched_import_opts *o, sched_import_stats *st, hr_err *err)
@@ -174,15 +180,27 @@ static void write_many(const char *path, int n, int edited, int skip1, int skip2
     hr_buf_release(&b);
 }
 
+/* setup_many sets up campaign name on both accounts and writes n items
+ * to *path (the caller frees it) */
+static hr_config *setup_many(const char *name, int n, char **path)
+{
+    char *line = hr_asprintf("campaign %s platforms=x:@shop,mastodon:@shop@mastodon.social "
+                             "\"template={{title}}: {{text}}\"",
+                             name);
+    hr_config *c = setup(line);
+    free(line);
+    *path = hr_asprintf("%s/%s.ndjson", dir, name);
+    write_many(*path, n, -1, -1, -1);
+    return c;
+}
+
 /* batches of a few jobs keep several of them in flight to Redis at once:
  * edits and --sync in the middle of that stream, then a re-import */
 static void test_pipelined_batches(void)
 {
-    hr_config *c = setup("campaign pipe platforms=x:@shop,mastodon:@shop@mastodon.social "
-                         "\"template={{title}}: {{text}}\"");
+    char *path;
+    hr_config *c = setup_many("pipe", 40, &path);
     REQUIRE(c && Q);
-    char *path = hr_asprintf("%s/pipe.ndjson", dir);
-    write_many(path, 40, -1, -1, -1);
     sched_import_opts o = {.path = path, .batch = 3};
     sched_import_stats st;
     hr_err err = {0};
@@ -317,6 +335,57 @@ static void test_all_or_nothing_redis_failure(void)
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.added, 114);
     hr_config_free(c);
+}
+
+/* the test seam breaks a lane's scheduled set (made a string) just before
+ * the batch is sent: after the import read it for the lane's occupancy */
+static const char *break_lane;
+static int break_lane_seam(int batch_no)
+{
+    (void)batch_no;
+    free(th_redis_cmd(R, "SET {%s}:sched:%s wrongtype", ns, break_lane));
+    return 0;
+}
+
+/* A batch of 2000 jobs goes to Redis as two script calls, all sent before
+ * any reply is read; when one fails (its lane's scheduled set is of the
+ * wrong type), the other's jobs are rolled back too, whichever ran first,
+ * and the failed one left nothing half-written behind. */
+static void test_all_or_nothing_failed_chunk(void)
+{
+    char *path;
+    hr_config *c = setup_many("big", 1000, &path);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = path, .batch = 2000};
+    sched_import_stats st;
+    hr_err err = {0};
+    const char *lanes[] = {"x:@shop", "mastodon:@shop@mastodon.social"};
+    for (int bad = 0; bad < 2; bad++) {
+        break_lane = lanes[bad];
+        sched_test_enqueue_fail = break_lane_seam;
+        CHECK(import(c, &o, &st, &err) < 0);
+        sched_test_enqueue_fail = NULL;
+        CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
+        CHECK(strstr(err.msg, lanes[bad]) != NULL);
+        CHECK(strstr(err.msg, "rolled back the 1000 jobs") != NULL);
+        CHECK_INT(st.rolled_back, 1000);
+        CHECK_INT(hlen("jobs"), 0);
+        CHECK_INT(hlen("import:big"), 1); /* only the generation counter */
+        char key[128];
+        snprintf(key, sizeof key, "sched:%s", lanes[!bad]);
+        CHECK_INT(count("ZCARD", key), 0);
+        for (int l = 0; l < 2; l++) {
+            snprintf(key, sizeof key, "ready:%s", lanes[l]);
+            CHECK_INT(count("LLEN", key), 0);
+        }
+        free(th_redis_cmd(R, "DEL {%s}:sched:%s", ns, lanes[bad]));
+    }
+    /* and it imports cleanly afterwards */
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2000);
+    CHECK_INT(hlen("jobs"), 2000);
+    hr_config_free(c);
+    free(path);
 }
 
 static void test_csv_calendar(void)
@@ -487,6 +556,7 @@ int main(void)
     th_run("sent_jobs_untouched", test_sent_jobs_untouched);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
+    th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
     th_run("csv_calendar", test_csv_calendar);
     th_run("dry_run_json", test_dry_run_json);
     th_run("emails", test_emails);
