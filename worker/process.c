@@ -94,6 +94,12 @@ struct wk_proc {
     wk_jobq attq; /* formatted, waiting for the next attempt record */
     ev_prepare ack_flush, att_flush;
     int lost_redis;
+    /* The lease as this process can vouch for it: renewals (register,
+     * fetch, heartbeat) extend it from the time they were issued, so it
+     * ends no later than Redis's. lease_gen tells an old id's replies. */
+    int64_t lease_until_ms, reg_issued_ms, fetch_issued_ms, beat_issued_ms;
+    unsigned lease_gen, reg_gen, fetch_gen, beat_gen;
+    int beat_pending;
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
     int npolls;
@@ -126,6 +132,24 @@ static void new_worker_id(wk_proc *p)
     char rnd[7];
     hr_base62_fixed(hr_random_u64() % 56800235584ULL, 6, rnd);
     snprintf(p->worker_id, sizeof p->worker_id, "%.32s:%d:%s", host, (int)getpid(), rnd);
+    p->lease_gen++;
+    p->lease_until_ms = 0;
+}
+
+/* lease_renewed: a renewal issued at issued_ms (monotonic) under generation
+ * gen succeeded. */
+static void lease_renewed(wk_proc *p, unsigned gen, int64_t issued_ms)
+{
+    if (gen == p->lease_gen && issued_ms + p->o.lease_ms > p->lease_until_ms)
+        p->lease_until_ms = issued_ms + p->o.lease_ms;
+}
+
+/* lease_vouched: whether requests fetched under id may still go out: the id
+ * is current and its lease has a fifth of its length left, so a reaper
+ * cannot have handed these jobs to anyone else yet. */
+static int lease_vouched(const wk_proc *p, const char *id)
+{
+    return strcmp(id, p->worker_id) == 0 && hr_mono_ms() < p->lease_until_ms - p->o.lease_ms / 5;
 }
 int wk_split_headers(const hr_buf *raw, plat_header **out)
 {
@@ -974,6 +998,22 @@ static void on_attempts(int status, const char *errmsg, void *priv)
 {
     attempt_batch *b = priv;
     wk_proc *p = b->n ? b->jobs[0]->p : NULL;
+    if (p && status >= 0 && !p->shutting && !lease_vouched(p, b->jobs[0]->worker)) {
+        /* The loop stalled (or the id changed) while the record was made:
+         * the reaper may already have given these jobs to another worker.
+         * Their attempts are marked, so the reaper sends them to unknown
+         * and the reconciler reads back; here they must not be sent. */
+        char nj[16];
+        snprintf(nj, sizeof nj, "%d", b->n);
+        hr_log(HR_LOG_WARN, "lease not vouched for: not sending; the reaper settles these",
+               "worker", b->jobs[0]->worker, "jobs", nj, NULL);
+        if (strcmp(b->jobs[0]->worker, p->worker_id) == 0) {
+            new_worker_id(p);
+            p->registered = 0;
+        }
+        status = -1;
+        errmsg = "lease not vouched for";
+    }
     for (int i = 0; i < b->n; i++) on_attempt(b->jobs[i], status < 0 ? -1 : b->results[i], errmsg);
     free(b->jobs);
     free(b->results);
@@ -1120,11 +1160,16 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
     if (status == 1) {
         /* Our lease ran out (we were reaped): register again. */
         hr_log(HR_LOG_WARN, "lease lost; registering again", "worker", p->worker_id, NULL);
+        /* Under a new id: the old record keeps what this process dropped
+         * (refused attempts) until the reaper settles it; the same id would
+         * renew the old lease and strand them. */
+        new_worker_id(p);
         p->registered = 0;
         queue_fetched_free(jobs, n);
         arm_fetch(p, 0.);
         return;
     }
+    lease_renewed(p, p->fetch_gen, p->fetch_issued_ms); /* the fetch renews it */
     if (p->draining) {
         /* Fetched as SIGTERM came: never started, so unregistering returns
          * them to the front of their lanes. */
@@ -1161,6 +1206,7 @@ static void on_registered(int status, const char *errmsg, void *priv)
         return;
     }
     p->registered = 1;
+    lease_renewed(p, p->reg_gen, p->reg_issued_ms);
     fetch_more(p);
 }
 
@@ -1186,6 +1232,8 @@ static void fetch_more(wk_proc *p)
     if (!p->registered) {
         if (!p->registering) {
             p->registering = 1;
+            p->reg_gen = p->lease_gen;
+            p->reg_issued_ms = hr_mono_ms();
             queue_async_register(p->qa, p->worker_id, (int)p->o.lease_ms, on_registered, p);
         }
         return;
@@ -1219,6 +1267,8 @@ static void fetch_more(wk_proc *p)
         return;
     }
     p->fetching = 1;
+    p->fetch_gen = p->lease_gen;
+    p->fetch_issued_ms = hr_mono_ms();
     /* One batch sized to free capacity; the script round-robins lanes. */
     int batch = free_slots > 256 ? 256 : free_slots;
     queue_async_fetch(p->qa, p->worker_id, order, no, batch, (int)p->o.lease_ms, on_fetched, p);
@@ -1262,8 +1312,12 @@ static void on_lanes_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_beat(int status, const char *errmsg, void *priv)
 {
     wk_proc *p = priv;
-    if (status == 1) {
-        hr_log(HR_LOG_WARN, "lease lost at heartbeat; registering again", NULL);
+    p->beat_pending = 0;
+    if (status == 0) lease_renewed(p, p->beat_gen, p->beat_issued_ms);
+    if (status == 1 && p->beat_gen == p->lease_gen) {
+        hr_log(HR_LOG_WARN, "lease lost at heartbeat; registering again", "worker",
+               p->worker_id, NULL);
+        new_worker_id(p);
         p->registered = 0;
     }
 }
@@ -1271,8 +1325,12 @@ static void on_beat(int status, const char *errmsg, void *priv)
 static void on_beat_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     wk_proc *p = w->data;
-    if (p->registered && queue_async_connected(p->qa))
+    if (p->registered && !p->beat_pending && queue_async_connected(p->qa)) {
+        p->beat_pending = 1;
+        p->beat_gen = p->lease_gen;
+        p->beat_issued_ms = hr_mono_ms();
         queue_async_heartbeat(p->qa, p->worker_id, (int)p->o.lease_ms, on_beat, p);
+    }
 }
 
 static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)

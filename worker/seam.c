@@ -2,7 +2,9 @@
  * process die like kill -9 (_exit(137), no cleanup) the N-th time it reaches
  * STEP, so tests can stop it at each step of a send deterministically. With
  * FILE, only the process that creates FILE crashes (once per run, not again
- * in the restarted worker). Read once at start; inert when unset. */
+ * in the restarted worker). HERALD_WORKER_STALL_AT=STEP:N:MS instead blocks
+ * the process for MS the N-th time (a stalled host: its lease runs out).
+ * Read once at start; inert when unset. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +16,25 @@
 static char crash_step[32];
 static long crash_left;
 static char crash_file[512];
+static char stall_step[32];
+static long stall_left, stall_ms;
 
 void wk_seam_init(void)
 {
+    const char *st = getenv("HERALD_WORKER_STALL_AT");
+    stall_step[0] = '\0';
+    if (st && *st) {
+        char *end = NULL;
+        size_t n = strcspn(st, ":");
+        if (n < sizeof stall_step && st[n] == ':') {
+            stall_left = strtol(st + n + 1, &end, 10);
+            if (end && *end == ':' && stall_left > 0) {
+                stall_ms = strtol(end + 1, NULL, 10);
+                memcpy(stall_step, st, n);
+                stall_step[n] = '\0';
+            }
+        }
+    }
     const char *v = getenv("HERALD_WORKER_CRASH_AT");
     crash_step[0] = '\0';
     if (!v || !*v) return;
@@ -33,6 +51,10 @@ void wk_seam_init(void)
 
 void worker_crash_point(const char *step)
 {
+    if (stall_step[0] && strcmp(step, stall_step) == 0 && --stall_left == 0) {
+        hr_log(HR_LOG_WARN, "test seam: stalling", "step", step, NULL);
+        usleep((useconds_t)stall_ms * 1000);
+    }
     if (!crash_step[0] || strcmp(step, crash_step) != 0) return;
     if (--crash_left > 0) return;
     if (crash_file[0]) {

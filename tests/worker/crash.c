@@ -49,9 +49,36 @@ static void crash_after_answer(void) { crash_at("after_answer", "bluesky", "@b.b
 static void crash_before_ack(void) { crash_at("before_ack", "bluesky", "@b.bsky.social"); }
 static void crash_mastodon(void) { crash_at("after_answer", "mastodon", "@m"); }
 
+/* A worker that stalls past its lease (a frozen host) right after a fetch
+ * must not send what it had recorded attempts for (the reaper may have
+ * handed those jobs on: they go to unknown and are read back), and comes
+ * back under a new id so the reaper returns what it dropped: the old id
+ * renewed would strand them, or let a re-fetch be sent twice. */
+static void stall_past_lease(void)
+{
+    wt_reset();
+    enum { N = 500 };
+    wt_enqueue("x", "@a", "stall", N);
+    pid_t w = wt_worker("HERALD_WORKER_STALL_AT=after_fetch:100:2500", "stall", "--processes",
+                        "1", "--concurrency", "64", "--lease", "1s", NULL);
+    CHECK(wt_wait_done(N, 28000));
+    wt_term(w);
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts("x", &dups), N);
+    CHECK_INT(dups, 0);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:x:@a", ""), 0);
+    char log[700];
+    snprintf(log, sizeof log, "%s/stall.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    CHECK(text && strstr(text, "test seam: stalling"));
+    CHECK(text && (strstr(text, "lease lost") || strstr(text, "lease not vouched")));
+    free(text);
+}
+
 int main(void)
 {
     wt_start(NULL);
+    th_run("stall_past_lease", stall_past_lease);
     th_run("crash_after_fetch", crash_after_fetch);
     th_run("crash_after_attempt", crash_after_attempt);
     th_run("crash_during_send", crash_during_send);
