@@ -1103,6 +1103,14 @@ static int redis_time_ms(queue *q, long long *ms, hr_err *err)
     return ok ? 0 : hr_err_set(err, "redis: TIME: unexpected reply");
 }
 
+int queue_time_ms(queue *q, int64_t *ms, hr_err *err)
+{
+    long long t = 0;
+    if (redis_time_ms(q, &t, err) < 0) return -1;
+    *ms = (int64_t)t;
+    return 0;
+}
+
 void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *keys,
                    queue_argv *a)
 {

@@ -138,6 +138,9 @@ const char *queue_ns(const queue *q);
 /* queue_redis returns the underlying redisContext (borrowed) so other
  * modules can run their own commands on the same connection. */
 struct redisContext *queue_redis(queue *q);
+/* queue_time_ms reads Redis's clock (TIME) in ms: the clock every score of
+ * the schema is in, not this host's. */
+int queue_time_ms(queue *q, int64_t *ms, hr_err *err);
 /* queue_key writes "{ns}:suffix" into out; returns out. */
 char *queue_key(const char *ns, const char *suffix, char *out, size_t outlen);
 

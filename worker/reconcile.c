@@ -88,14 +88,17 @@ static const char *email_evidence(queue *q, const char *id)
 }
 
 /* unknown_for_ms returns how long job ukh has been in lane's unknown set
- * (its score is when it went there, Redis time), or -1. */
+ * (its score is when it went there, in Redis's clock, read here too), or
+ * -1 when that cannot be told. */
 static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh)
 {
     redisReply *r = redisCommand(queue_redis(q), "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane,
                                  ukh);
-    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1, now = 0;
     if (r) freeReplyObject(r);
-    return since < 0 ? -1 : hr_now_ms() - since;
+    hr_err err = {0};
+    if (since < 0 || queue_time_ms(q, &now, &err) != 0) return -1;
+    return now - since;
 }
 
 /* settle_one reads back one unknown job; returns 1 when resolved. */
