@@ -53,6 +53,7 @@ struct conn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
+    ev_timer resume; /* parses more pipelined requests on the next loop turn */
     http_parser parser;
     conn_state state;
     int got_bytes; /* a request has started arriving */
@@ -60,6 +61,8 @@ struct conn {
     int closing; /* close after the answer is written */
     int eof;     /* the peer closed its side */
     int dead;    /* the socket is gone; the handler still holds req */
+    int parsing; /* conn_try_parse is on the stack: it goes on, frees */
+    int freed;   /* closed while parsing: conn_try_parse frees it */
     char peer[64];
     hr_buf in; /* bytes read but not parsed (pipelined) */
     size_t in_off;
@@ -84,6 +87,10 @@ struct hook_httpd {
 
 static void conn_close(conn *c);
 static void conn_try_parse(conn *c);
+
+/* Requests of one connection answered in one go: the rest of a pipelined
+ * batch waits for the next loop turn, so other clients get their turn. */
+enum { PIPELINE_BURST = 32 };
 
 /* ------------------------------------------------------------ status */
 
@@ -325,7 +332,9 @@ static void write_some(conn *c)
         c->parser.data = c;
         conn_arm(c, c->h->o.idle_timeout_ms);
         if (!c->eof) ev_io_start(c->h->loop, &c->rio);
-        conn_try_parse(c); /* pipelined bytes already read */
+        /* pipelined bytes already read; when the answer was given from
+         * inside conn_try_parse, that call goes on instead (no recursion) */
+        conn_try_parse(c);
     }
 }
 
@@ -364,6 +373,10 @@ static void conn_answer(conn *c, int status, const char *ctype, const void *body
 
 static void conn_free(conn *c)
 {
+    if (c->parsing) { /* conn_try_parse, on the stack, still reads c */
+        c->freed = 1;
+        return;
+    }
     req_release(&c->req);
     hr_buf_release(&c->in);
     hr_buf_release(&c->out);
@@ -519,7 +532,14 @@ static int p_done(http_parser *p)
  * request to the handler. */
 static void conn_try_parse(conn *c)
 {
+    if (c->parsing) return; /* an answer given from the handler below */
+    c->parsing = 1;
+    int handed = 0;
     while (c->state == C_READING && c->in_off < c->in.len) {
+        if (handed == PIPELINE_BURST) {
+            ev_timer_start(c->h->loop, &c->resume);
+            break;
+        }
         size_t avail = c->in.len - c->in_off;
         if (!c->got_bytes) {
             c->got_bytes = 1;
@@ -540,8 +560,11 @@ static void conn_try_parse(conn *c)
              * nothing, and stopping and restarting it would cost an
              * epoll_ctl per request (on_readable buffers what comes) */
             ev_timer_stop(c->h->loop, &c->timer);
+            handed++;
+            /* a synchronous answer puts c back in C_READING: loop */
             c->h->o.handler(&c->req, c->h->o.priv);
-            return;
+            if (c->freed) break;
+            continue;
         }
         if (e != HPE_OK) {
             c->state = C_HANDLING;
@@ -553,39 +576,59 @@ static void conn_try_parse(conn *c)
                 static const char msg[] = "{\"error\":\"malformed request\"}";
                 conn_answer(c, 400, "application/json", msg, sizeof msg - 1, NULL);
             }
-            return;
+            break;
         }
+    }
+    c->parsing = 0;
+    if (c->freed) {
+        conn_free(c);
+        return;
     }
     if (c->in_off == c->in.len) {
         hr_buf_reset(&c->in);
         c->in_off = 0;
     }
-    if (c->eof && c->state == C_READING) conn_close(c); /* all it asked is answered */
+    if (c->state != C_READING) return;
+    if (c->eof && c->in_off == c->in.len) {
+        conn_close(c); /* all it asked is answered */
+        return;
+    }
+    /* reading stopped when the client was far ahead; go on once parsed */
+    if (!c->eof && c->in.len - c->in_off <= c->h->o.max_body + 65536)
+        ev_io_start(c->h->loop, &c->rio);
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    conn_try_parse(w->data);
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     conn *c = w->data;
     for (;;) {
+        if (c->in.len - c->in_off > c->h->o.max_body + 65536) {
+            /* a pipelining client far ahead of its answers: parse and
+             * answer first (write_some or conn_try_parse read on) */
+            ev_io_stop(loop, &c->rio);
+            break;
+        }
         hr_buf_reserve(&c->in, 16384);
         ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
         if (n > 0) {
             c->in.len += (size_t)n;
             c->in.data[c->in.len] = '\0';
-            if (c->in.len - c->in_off > c->h->o.max_body + 65536) {
-                /* a pipelining client far ahead of its answers: wait */
-                if (c->state != C_READING) ev_io_stop(loop, &c->rio);
-                break; /* else parse now */
-            }
             if ((size_t)n < 16384) break;
             continue;
         }
-        if (n == 0) { /* peer closed */
-            if (c->state == C_READING) {
+        if (n == 0) { /* peer closed its side */
+            if (c->state == C_READING && c->in_off == c->in.len) {
                 conn_close(c);
                 return;
             }
-            c->eof = 1; /* answer what it asked, then close */
+            /* answer what it asked, pipelined requests not yet parsed
+             * too, then close */
+            c->eof = 1;
             ev_io_stop(loop, &c->rio);
             break;
         }
@@ -605,6 +648,7 @@ static void conn_close(conn *c)
     ev_io_stop(h->loop, &c->rio);
     ev_io_stop(h->loop, &c->wio);
     ev_timer_stop(h->loop, &c->timer);
+    ev_timer_stop(h->loop, &c->resume);
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -651,7 +695,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_init(&c->rio, on_readable, fd, EV_READ);
         ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
         ev_init(&c->timer, on_timer);
-        c->rio.data = c->wio.data = c->timer.data = c;
+        ev_timer_init(&c->resume, on_resume, 0., 0.);
+        c->rio.data = c->wio.data = c->timer.data = c->resume.data = c;
         c->next = h->conns;
         if (h->conns) h->conns->prev = c;
         h->conns = c;

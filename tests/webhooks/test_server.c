@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -46,16 +47,44 @@ static int healthy(void *arg)
     return th_http(port, NULL, (const char *)arg, NULL, NULL, NULL) == 200;
 }
 
-static void start_server(void)
+static int ready_at(void *arg)
 {
-    char *argv[] = {HERALD_BIN, "--config", conf, "webhooks", NULL};
+    return th_http(*(int *)arg, NULL, "/readyz", NULL, NULL, NULL) == 200;
+}
+
+/* spawn_server starts `herald webhooks` with the config file at path
+ * (logging to log_name in dir) and waits until it serves /readyz on *at. */
+static pid_t spawn_server(const char *path, const char *log_name, int *at)
+{
+    char *argv[] = {HERALD_BIN, "--config", (char *)path, "webhooks", NULL};
     char log[600];
-    snprintf(log, sizeof log, "%s/webhooks.log", dir);
-    server = th_spawn(argv, log);
-    if (!th_wait_for(healthy, "/readyz", 10000)) {
+    snprintf(log, sizeof log, "%s/%s", dir, log_name);
+    pid_t pid = th_spawn(argv, log);
+    if (!th_wait_for(ready_at, at, 10000)) {
         fprintf(stderr, "webhooks did not start; log:\n%s\n", th_read_file(log, NULL));
         abort();
     }
+    return pid;
+}
+
+static void start_server(void)
+{
+    server = spawn_server(conf, "webhooks.log", &port);
+}
+
+/* write_conf writes the test config, listening on listen_port with a body
+ * limit of max_body bytes, to path */
+static void write_conf(const char *path, int listen_port, long max_body)
+{
+    char *text =
+        hr_asprintf("redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
+                    "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
+                    "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
+                    "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body %ld\n"
+                    "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
+                    redis->sock, dir, dir, dir, dir, dir, listen_port, max_body);
+    th_write_file(path, text);
+    free(text);
 }
 
 static void setup(void)
@@ -76,16 +105,8 @@ static void setup(void)
     write_at("gen.key", gen_key);
     write_at("mg.key", mg_key);
     write_at("pm.auth", "hooks:pm-pass");
-    char *text =
-        hr_asprintf("redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
-                    "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
-                    "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
-                    "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body 65536\n"
-                    "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
-                    redis->sock, dir, dir, dir, dir, dir, port);
     snprintf(conf, sizeof conf, "%s/herald.conf", dir);
-    th_write_file(conf, text);
-    free(text);
+    write_conf(conf, port, 65536);
     char *r = th_redis_cmd(redis, "HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB);
     free(r);
     start_server();
@@ -312,12 +333,12 @@ static void test_redis_down(void)
 
 /* ---- raw sockets for keep-alive, pipelining, slow clients, many conns */
 
-static int dial(void)
+static int dial_port(int at)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
+    a.sin_port = htons((uint16_t)at);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
@@ -326,6 +347,11 @@ static int dial(void)
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+static int dial(void)
+{
+    return dial_port(port);
 }
 
 static int send_all(int fd, const char *s)
@@ -339,6 +365,21 @@ static int send_all(int fd, const char *s)
     return 0;
 }
 
+/* next_response: the status of the whole response at *pos in b (and *pos
+ * moves past it), or 0 when it has not all arrived */
+static int next_response(const hr_buf *b, size_t *pos)
+{
+    char *hdr_end = b->data ? strstr(b->data + *pos, "\r\n\r\n") : NULL;
+    if (!hdr_end) return 0;
+    char *cl = strcasestr(b->data + *pos, "Content-Length: ");
+    long len = cl && cl < hdr_end ? atol(cl + 16) : 0;
+    size_t need = (size_t)(hdr_end - b->data) + 4 + (size_t)len;
+    if (b->len < need) return 0;
+    int status = strncmp(b->data + *pos, "HTTP/1.1 ", 9) == 0 ? atoi(b->data + *pos + 9) : -1;
+    *pos = need;
+    return status;
+}
+
 /* read_responses reads until count "HTTP/1.1 " status lines with their
  * bodies arrived; returns how many 200s it saw, or -1 on EOF/timeout. */
 static int read_responses(int fd, int count)
@@ -348,17 +389,11 @@ static int read_responses(int fd, int count)
     int seen = 0, ok = 0;
     size_t pos = 0;
     while (seen < count) {
-        char *hdr_end = b.data ? strstr(b.data + pos, "\r\n\r\n") : NULL;
-        if (hdr_end) {
-            char *cl = strcasestr(b.data + pos, "Content-Length: ");
-            long len = cl && cl < hdr_end ? atol(cl + 16) : 0;
-            size_t need = (size_t)(hdr_end - b.data) + 4 + (size_t)len;
-            if (b.len >= need) {
-                if (strncmp(b.data + pos, "HTTP/1.1 200", 12) == 0) ok++;
-                seen++;
-                pos = need;
-                continue;
-            }
+        int status = next_response(&b, &pos);
+        if (status) {
+            ok += status == 200;
+            seen++;
+            continue;
         }
         char chunk[4096];
         ssize_t n = recv(fd, chunk, sizeof chunk, 0);
@@ -454,6 +489,91 @@ static void test_keepalive_pipelining(void)
     ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
     CHECK(n > 0 && strncmp(buf, "HTTP/1.1 400", 12) == 0);
     close(fd);
+}
+
+/* pipeline sends count requests on fd in one stream, without waiting for
+ * answers (every 1000th a GET /readyz, the rest a POST to an unknown route),
+ * reading answers as they come; with shut, it closes its side after the
+ * last. Returns how many answers came, in order, with their expected status
+ * (200 or 404) before the first wrong one; *eof says whether the server
+ * closed the connection after them. */
+static int pipeline(int fd, int count, int shut, int *eof)
+{
+    static const char miss[] = "POST /webhooks/nope HTTP/1.1\r\nHost: x\r\n\r\n",
+                      ready[] = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    hr_buf out, in;
+    hr_buf_init(&out);
+    hr_buf_init(&in);
+    for (int i = 0; i < count; i++)
+        hr_buf_puts(&out, i % 1000 == 999 ? ready : miss);
+    size_t sent = 0, pos = 0;
+    int good = 0, wrong = 0;
+    *eof = 0;
+    while (!*eof && !wrong) {
+        struct pollfd p = {fd, POLLIN | (sent < out.len ? POLLOUT : 0), 0};
+        if (poll(&p, 1, 10000) <= 0) break;
+        if (p.revents & POLLOUT) {
+            ssize_t n = send(fd, out.data + sent, out.len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) sent += (size_t)n;
+            if (shut && sent == out.len) shutdown(fd, SHUT_WR);
+        }
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char chunk[65536];
+        ssize_t n = recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n <= 0) {
+            *eof = 1;
+            break;
+        }
+        hr_buf_append(&in, chunk, (size_t)n);
+        for (int status; (status = next_response(&in, &pos)) != 0;) {
+            if (status != (good % 1000 == 999 ? 200 : 404)) {
+                wrong = 1;
+                break;
+            }
+            good++;
+        }
+        if (good == count && !shut) break;
+    }
+    hr_buf_release(&out);
+    hr_buf_release(&in);
+    return good;
+}
+
+static void test_pipeline_flood(void)
+{
+    /* one connection pipelining 30,000 requests answered at once (404s)
+     * gets every answer in order, and the server stays up. Its own server,
+     * whose read-ahead (max body + 64 KB) holds them all: answered one
+     * from inside the other, they overflowed its stack. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/flood.conf", dir);
+    int at = th_free_port();
+    write_conf(path, at, 4 << 20);
+    pid_t pid = spawn_server(path, "flood.log", &at);
+    int fd = dial_port(at), eof;
+    REQUIRE(fd >= 0);
+    CHECK_INT(pipeline(fd, 30000, 0, &eof), 30000);
+    close(fd);
+    CHECK_INT(waitpid(pid, NULL, WNOHANG), 0); /* alive */
+    CHECK(ready_at(&at));
+    kill(pid, SIGTERM);
+    int st = -1;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_pipeline_half_close(void)
+{
+    /* 2,000 pipelined requests and a half-close: the bytes not yet parsed
+     * when the end of input is read are answered all the same, then the
+     * connection is closed */
+    int fd = dial(), eof;
+    REQUIRE(fd >= 0);
+    CHECK_INT(pipeline(fd, 2000, 1, &eof), 2000);
+    CHECK(eof);
+    close(fd);
+    CHECK(ready_at(&port));
 }
 
 static void test_slow_client(void)
@@ -716,6 +836,8 @@ int main(void)
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
+    th_run("pipeline_flood", test_pipeline_flood);
+    th_run("pipeline_half_close", test_pipeline_half_close);
     th_run("slow_client", test_slow_client);
     th_run("many_connections", test_many_connections);
     th_run("connection_cap", test_connection_cap);
