@@ -8,6 +8,8 @@
 
 void hr_notify(const char *state)
 {
+    /* unset_environment 0: a supervisor's forked workers notify too
+     * (NotifyAccess=all in herald-worker@.service). */
     sd_notify(0, state);
 }
 

@@ -102,15 +102,6 @@ struct plat_header;
 int wk_split_headers(const hr_buf *raw, struct plat_header **out);
 void wk_free_headers(struct plat_header *h, int n);
 
-/* ------------------------------------------------------------- notify */
-
-/* wk_notify sends "READY=1", "STATUS=...", "WATCHDOG=1", "STOPPING=1" to
- * systemd when run by it (NOTIFY_SOCKET set); a no-op otherwise and when
- * built without libsystemd. wk_notify_watchdog_us returns the watchdog
- * interval asked for, or 0. */
-void wk_notify(const char *state);
-uint64_t wk_notify_watchdog_us(void);
-
 /* ---------------------------------------------------------- processes */
 
 /* wk_reconciler_main runs the reconciler process: it settles jobs in the

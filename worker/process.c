@@ -1339,7 +1339,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
     char st[160];
     snprintf(st, sizeof st, "STATUS=in flight %d, sent %ld, failed %ld, retried %ld\nWATCHDOG=1",
              p->inflight, p->sent, p->failed, p->retried);
-    wk_notify(st);
+    hr_notify(st);
 }
 
 /* ---------------------------------------------------------- shutdown */
@@ -1497,8 +1497,8 @@ int worker_process_main(const worker_opts *o)
     p->status_timer.data = p->drain_timer.data = p->kick.data = p;
     ev_timer_again(p->loop, &p->beat_timer);
     ev_timer_again(p->loop, &p->lanes_timer);
-    uint64_t wd = wk_notify_watchdog_us();
-    p->status_timer.repeat = wd ? (double)wd / 2e6 : 1.0;
+    int64_t wd = hr_notify_watchdog_ms();
+    p->status_timer.repeat = wd ? (double)wd / 2e3 : 1.0;
     ev_timer_again(p->loop, &p->status_timer);
     ev_signal_init(&p->sig_term, on_term, SIGTERM);
     ev_signal_init(&p->sig_int, on_term, SIGINT);
@@ -1507,7 +1507,7 @@ int worker_process_main(const worker_opts *o)
     ev_signal_start(p->loop, &p->sig_term);
     ev_signal_start(p->loop, &p->sig_int);
     ev_signal_start(p->loop, &p->sig_hup);
-    wk_notify("READY=1");
+    hr_notify("READY=1");
     arm_fetch(p, 0.);
 
     ev_run(p->loop, 0);

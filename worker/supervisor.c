@@ -157,7 +157,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
     if (s->stopping) return;
     s->stopping = 1;
     hr_log(HR_LOG_INFO, "stopping workers", NULL);
-    wk_notify("STOPPING=1");
+    hr_notify("STOPPING=1");
     for (int i = 0; i < s->nchildren; i++) {
         ev_timer_stop(loop, &s->children[i].restart);
         if (s->children[i].pid) kill(s->children[i].pid, SIGTERM);
@@ -226,7 +226,7 @@ int worker_supervise(const worker_opts *o)
         start_child(&s, c);
     }
     if (s.opts.on_loop) s.opts.on_loop(s.loop, s.opts.hook_priv);
-    wk_notify("READY=1");
+    hr_notify("READY=1");
     ev_run(s.loop, 0);
     for (int i = 0; i < s.nchildren; i++) ev_timer_stop(s.loop, &s.children[i].restart);
     ev_timer_stop(s.loop, &s.kill_timer);
