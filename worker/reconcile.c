@@ -87,23 +87,21 @@ static const char *email_evidence(queue *q, const char *id)
     return found;
 }
 
-/* unknown_for_ms returns how long job ukh has been in lane's unknown set
- * (its score is when it went there, in Redis's clock, read here too), or
- * -1 when that cannot be told. */
-static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh)
+/* unknown_for_ms returns how long job ukh has been in lane's unknown set at
+ * now (its score is when it went there: both in Redis's clock), or -1 when
+ * that cannot be told. */
+static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh, int64_t now)
 {
     redisReply *r = redisCommand(queue_redis(q), "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane,
                                  ukh);
-    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1, now = 0;
+    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
     if (r) freeReplyObject(r);
-    hr_err err = {0};
-    if (since < 0 || queue_time_ms(q, &now, &err) != 0) return -1;
-    return now - since;
+    return since < 0 || now < 0 ? -1 : now - since;
 }
 
 /* settle_one reads back one unknown job; returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
-                      const char *lane, int64_t email_settle_ms)
+                      const char *lane, int64_t email_settle_ms, int64_t now)
 {
     hr_err err = {0};
     queue_job *j = queue_get(q, ukh, &err);
@@ -148,7 +146,7 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
             hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
                    o.platform_id ? o.platform_id : "", NULL);
         } else if (o.kind == PLAT_OUT_ABSENT && j->kind == QUEUE_KIND_EMAIL &&
-                   unknown_for_ms(q, lane, ukh) < email_settle_ms) {
+                   unknown_for_ms(q, lane, ukh, now) < email_settle_ms) {
             /* the search may not show it yet: absent is not proved */
             hr_log(HR_LOG_DEBUG, "unknown email: not found yet, waiting for the provider",
                    "job", j->id, "lane", lane, NULL);
@@ -278,12 +276,16 @@ int wk_reconciler_main(const worker_opts *o)
             queue_free(q);
             q = NULL;
         }
+        /* Redis's clock, once a pass: unknown jobs' ages are in it */
+        int64_t now = -1;
+        if (q && queue_time_ms(q, &now, &err) != 0) now = -1;
         for (int i = 0; q && i < nl && !stop_flag; i++) {
             if (!worker_pool_serves(&pool, lanes[i])) continue;
             char **ukhs = NULL;
             int nu = 0;
             if (queue_list(q, lanes[i], "unknown", 0, 100, &ukhs, &nu, &err) != 0) continue;
-            for (int k = 0; k < nu && !stop_flag; k++) settle_one(q, conf, e, &buf, ukhs[k], lanes[i], email_settle_ms);
+            for (int k = 0; k < nu && !stop_flag; k++)
+                settle_one(q, conf, e, &buf, ukhs[k], lanes[i], email_settle_ms, now);
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);

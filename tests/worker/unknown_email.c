@@ -155,6 +155,13 @@ static int all_settled(void *arg)
     return unknowns() == 0 && wt_done() == n;
 }
 
+/* email_job: the job id an email the sandbox took was sent with. */
+static const char *email_job(json_t *post)
+{
+    json_t *args = json_object_get(json_object_get(post, "body"), "custom_args");
+    return json_string_value(json_object_get(args, "herald_job"));
+}
+
 /* emailed_jobs returns the job ids of the emails the sandbox took, one
  * string "id id ..." (owned), and sets *count. */
 static char *emailed_jobs(long *count)
@@ -168,9 +175,7 @@ static char *emailed_jobs(long *count)
     *count = 0;
     json_array_foreach(posts, i, p)
     {
-        const char *job = json_string_value(
-            json_object_get(json_object_get(json_object_get(p, "body"), "custom_args"),
-                            "herald_job"));
+        const char *job = email_job(p);
         hr_buf_printf(&b, "%s ", job ? job : "-");
         (*count)++;
     }
@@ -252,9 +257,7 @@ static void absent_email_waits_then_resends(void)
     json_t *p;
     json_array_foreach(posts, i, p)
     {
-        const char *job = json_string_value(
-            json_object_get(json_object_get(json_object_get(p, "body"), "custom_args"),
-                            "herald_job"));
+        const char *job = email_job(p);
         if (!job || strlen(job) != 20 || !strstr(ids, job + 8) || strstr(before, job)) continue;
         resent++;
         int64_t at = (int64_t)json_integer_value(json_object_get(p, "received_ms"));
