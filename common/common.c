@@ -111,6 +111,23 @@ void hr_buf_puts(hr_buf *b, const char *s)
     hr_buf_append(b, s, strlen(s));
 }
 
+void hr_buf_html_escape(hr_buf *b, const char *s)
+{
+    for (;;) {
+        size_t n = strcspn(s, "&<>\"'");
+        hr_buf_append(b, s, n);
+        s += n;
+        switch (*s++) {
+        case '&': hr_buf_puts(b, "&amp;"); break;
+        case '<': hr_buf_puts(b, "&lt;"); break;
+        case '>': hr_buf_puts(b, "&gt;"); break;
+        case '"': hr_buf_puts(b, "&quot;"); break;
+        case '\'': hr_buf_puts(b, "&#39;"); break;
+        default: return; /* the terminating NUL */
+        }
+    }
+}
+
 void hr_buf_putc(hr_buf *b, char c)
 {
     hr_buf_append(b, &c, 1);

@@ -36,6 +36,9 @@ void hr_buf_append(hr_buf *b, const void *p, size_t n);
 void hr_buf_puts(hr_buf *b, const char *s);
 void hr_buf_putc(hr_buf *b, char c);
 void hr_buf_printf(hr_buf *b, const char *fmt, ...) HR_PRINTF(2, 3);
+/* hr_buf_html_escape appends s with & < > " ' as character references, for
+ * text or a quoted attribute value in HTML. */
+void hr_buf_html_escape(hr_buf *b, const char *s);
 /* hr_buf_detach returns the data (caller frees) and leaves b empty. */
 char *hr_buf_detach(hr_buf *b);
 

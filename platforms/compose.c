@@ -290,19 +290,8 @@ static char *render(const char *tpl, var_fn get, void *cx, int html)
         }
         const char *v = get(cx, nm);
         if (!v || !*v) v = def ? def : "";
-        if (html) {
-            for (const char *q = v; *q; q++) {
-                switch (*q) {
-                case '&': hr_buf_puts(&b, "&amp;"); break;
-                case '<': hr_buf_puts(&b, "&lt;"); break;
-                case '>': hr_buf_puts(&b, "&gt;"); break;
-                case '"': hr_buf_puts(&b, "&quot;"); break;
-                default: hr_buf_putc(&b, *q);
-                }
-            }
-        } else {
-            hr_buf_puts(&b, v);
-        }
+        if (html) hr_buf_html_escape(&b, v);
+        else hr_buf_puts(&b, v);
         p = c + 2;
     }
     if (!b.data) hr_buf_append(&b, "", 0);
@@ -865,12 +854,7 @@ static int format_email(const plat_account *a, const queue_job *j, const plat_ct
             hr_buf b;
             hr_buf_init(&b);
             hr_buf_puts(&b, "<div style=\"display:none;max-height:0;overflow:hidden\">");
-            for (const char *q = p->preheader; *q; q++) {
-                if (*q == '<') hr_buf_puts(&b, "&lt;");
-                else if (*q == '>') hr_buf_puts(&b, "&gt;");
-                else if (*q == '&') hr_buf_puts(&b, "&amp;");
-                else hr_buf_putc(&b, *q);
-            }
+            hr_buf_html_escape(&b, p->preheader);
             hr_buf_puts(&b, "</div>");
             hr_buf_puts(&b, h);
             free(h);

@@ -85,7 +85,5 @@ const char *hook_provider_event(const char *provider, hook_ev_type t);
  * length: snprintf costs more than the rest of a small answer. */
 size_t hook_fmt_i64(char out[24], int64_t v);
 
-/* hook_html_escape appends s to out with & < > " ' escaped. */
-void hook_html_escape(hr_buf *out, const char *s);
 
 #endif

@@ -374,7 +374,7 @@ static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     hr_buf content;
     hr_buf_init(&content);
     hr_buf_puts(&content, "<p>");
-    hook_html_escape(&content, text);
+    hr_buf_html_escape(&content, text);
     hr_buf_puts(&content, "</p>");
     reply_json(o, 200,
                json_pack("{ss ss ss ss ss ss si si si}", "id", x->id, "uri", url, "url", url,
@@ -403,7 +403,7 @@ static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
         hr_buf c;
         hr_buf_init(&c);
         hr_buf_puts(&c, "<p>");
-        hook_html_escape(&c, p->text);
+        hr_buf_html_escape(&c, p->text);
         hr_buf_puts(&c, "</p>");
         json_array_append_new(a, json_pack("{ssss}", "id", p->id, "content", c.data));
         hr_buf_release(&c);

@@ -81,30 +81,6 @@ typedef struct batch {
 
 /* ------------------------------------------------------------ helpers */
 
-void hook_html_escape(hr_buf *out, const char *s)
-{
-    for (; *s; s++)
-        switch (*s) {
-        case '&':
-            hr_buf_puts(out, "&amp;");
-            break;
-        case '<':
-            hr_buf_puts(out, "&lt;");
-            break;
-        case '>':
-            hr_buf_puts(out, "&gt;");
-            break;
-        case '"':
-            hr_buf_puts(out, "&quot;");
-            break;
-        case '\'':
-            hr_buf_puts(out, "&#39;");
-            break;
-        default:
-            hr_buf_putc(out, *s);
-        }
-}
-
 static void answer_error(hook_req *r, int status, const char *msg)
 {
     char *j = hr_asprintf("{\"error\":\"%s\"}", msg);
@@ -140,11 +116,11 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
         hr_buf b;
         hr_buf_init(&b);
         hr_buf_puts(&b, "<p>");
-        hook_html_escape(&b, x->masked);
+        hr_buf_html_escape(&b, x->masked);
         hr_buf_puts(&b, " will get no more emails");
         if (x->campaign[0]) {
             hr_buf_puts(&b, " from <b>");
-            hook_html_escape(&b, x->campaign);
+            hr_buf_html_escape(&b, x->campaign);
             hr_buf_puts(&b, "</b>");
         }
         hr_buf_puts(&b, ".</p>");
@@ -424,10 +400,10 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
         hr_buf b;
         hr_buf_init(&b);
         hr_buf_puts(&b, "<p>Stop sending emails to ");
-        hook_html_escape(&b, masked);
+        hr_buf_html_escape(&b, masked);
         if (u.campaign[0]) {
             hr_buf_puts(&b, " from <b>");
-            hook_html_escape(&b, u.campaign);
+            hr_buf_html_escape(&b, u.campaign);
             hr_buf_puts(&b, "</b>");
         }
         hr_buf_puts(&b, "?</p><form method=\"post\"><input type=\"hidden\" "

@@ -42,6 +42,18 @@ static void test_mask(void)
     CHECK_STR(out, "no address @ here");
 }
 
+static void test_html_escape(void)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_html_escape(&b, "Tom & Jerry's <b>\"show\"</b>");
+    hr_buf_html_escape(&b, "");
+    hr_buf_html_escape(&b, " plain");
+    hr_buf_putc(&b, '\0');
+    CHECK_STR(b.data, "Tom &amp; Jerry&#39;s &lt;b&gt;&quot;show&quot;&lt;/b&gt; plain");
+    hr_buf_release(&b);
+}
+
 static void test_time(void)
 {
     int64_t ms;
@@ -79,6 +91,7 @@ int main(void)
     th_run("config", test_config);
     th_run("mask", test_mask);
     th_run("time", test_time);
+    th_run("html_escape", test_html_escape);
     th_run("token", test_token);
     return th_main_end();
 }
