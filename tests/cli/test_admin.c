@@ -35,31 +35,7 @@ static int herald(char **out, ...)
         argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
-    int fd[2];
-    if (pipe(fd) < 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        int nul = open("/dev/null", O_WRONLY);
-        if (!getenv("TH_VERBOSE")) dup2(nul, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    hr_buf b;
-    hr_buf_init(&b);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(fd[0], buf, sizeof buf)) > 0)
-        hr_buf_append(&b, buf, (size_t)r);
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (out) *out = hr_buf_detach(&b);
-    hr_buf_release(&b);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return th_exec(argv, NULL, 0, out);
 }
 
 static queue_job *mk(const char *platform, const char *account, const char *campaign,

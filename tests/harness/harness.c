@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -119,6 +120,49 @@ pid_t th_spawn(char *const argv[], const char *out_path)
     }
     track(pid);
     return pid;
+}
+
+int th_exec(char *const argv[], const char *input, int with_stderr, char **out)
+{
+    FILE *in = tmpfile(); /* a file, not a pipe: no deadlock on big inputs */
+    int fd[2];
+    if (!in || pipe(fd) < 0) abort();
+    if (input) fputs(input, in);
+    fflush(in);
+    rewind(in);
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fileno(in), 0);
+        dup2(fd[1], 1);
+        if (with_stderr) dup2(fd[1], 2);
+        else if (!getenv("TH_VERBOSE")) {
+            int nul = open("/dev/null", O_WRONLY);
+            if (nul >= 0) dup2(nul, 2);
+        }
+        close(fd[0]);
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd[1]);
+    fclose(in);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while ((r = read(fd[0], buf + n, cap - n - 1)) > 0 || (r < 0 && errno == EINTR)) {
+        if (r > 0) n += (size_t)r;
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    close(fd[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 void th_kill(pid_t pid, int sig)

@@ -83,6 +83,12 @@ int th_wait_for(int (*cond)(void *), void *arg, int timeout_ms);
 /* th_spawn starts argv[0] (a path) with argv; stdout and stderr go to
  * out_path when given. Registered to be killed at exit. */
 pid_t th_spawn(char *const argv[], const char *out_path);
+/* th_exec runs argv[0] (a path) with argv and waits for it: input (or
+ * nothing) on its stdin; its stdout, and its stderr too when with_stderr, in
+ * *out (caller frees; out NULL discards). Uncaptured stderr goes to
+ * /dev/null unless TH_VERBOSE is set. Returns the exit status, -1 when it
+ * did not exit. */
+int th_exec(char *const argv[], const char *input, int with_stderr, char **out);
 void th_kill(pid_t pid, int sig);  /* kill and reap */
 int th_free_port(void);            /* a currently free loopback TCP port */
 char *th_tempdir(void);            /* a new temp dir (caller frees the string) */

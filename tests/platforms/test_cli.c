@@ -13,26 +13,22 @@
 
 static char *dir, *conf;
 
-/* run_format pipes input into `herald format args`; returns the exit status
- * and stdout in *out. */
+/* run_format pipes input into `herald format ARGS` (ARGS split at spaces);
+ * returns the exit status and stdout in *out. */
 static int run_format(const char *input, const char *args, char **out)
 {
-    char *in = hr_asprintf("%s/in", dir);
-    th_write_file(in, input);
-    char *cmd = hr_asprintf("CREDENTIALS_DIRECTORY=%s %s --config %s format %s < %s 2>%s/err",
-                            dir, HERALD_BIN, conf, args, in, dir);
-    FILE *p = popen(cmd, "r");
-    hr_buf b;
-    hr_buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) hr_buf_append(&b, chunk, n);
-    int st = pclose(p);
-    if (!b.data) hr_buf_append(&b, "", 0);
-    *out = hr_buf_detach(&b);
-    free(cmd);
-    free(in);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char *copy = hr_strdup(args), *save = NULL, *argv[16];
+    int n = 0;
+    argv[n++] = HERALD_BIN;
+    argv[n++] = "--config";
+    argv[n++] = conf;
+    argv[n++] = "format";
+    for (char *t = strtok_r(copy, " ", &save); t && n < 15; t = strtok_r(NULL, " ", &save))
+        argv[n++] = t;
+    argv[n] = NULL;
+    int st = th_exec(argv, input, 0, out);
+    free(copy);
+    return st;
 }
 
 static void test_raw_json(void)
@@ -128,6 +124,7 @@ int main(void)
 {
     dir = th_tempdir();
     conf = hr_asprintf("%s/herald.conf", dir);
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
     th_write_file(conf,
                   "account x:@shop base-url=http://127.0.0.1:8700 credentials=x-shop\n"
                   "account bluesky:@shop.bsky.social base-url=http://127.0.0.1:8701 "

@@ -9,29 +9,25 @@
 
 static th_redis *R;
 
-/* run returns the exit status of `printf input | herald args`, with stdout
- * in *out (caller frees). */
+/* run returns the exit status of `herald ARGS` (ARGS split at spaces) with
+ * input on its stdin, and its stdout and stderr in *out (caller frees). */
 static int run(const char *input, const char *args, char **out)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "printf '%%s' '%s' | HERALD_REDIS_URL=unix://%s HERALD_NAMESPACE=cli %s %s 2>&1",
-             input, R->sock, HERALD_BIN, args);
-    FILE *p = popen(cmd, "r");
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (cap - n < 2) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char *copy = strdup(args), *save = NULL, *argv[16];
+    int n = 0;
+    argv[n++] = HERALD_BIN;
+    for (char *t = strtok_r(copy, " ", &save); t && n < 15; t = strtok_r(NULL, " ", &save))
+        argv[n++] = t;
+    argv[n] = NULL;
+    char url[320];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    setenv("HERALD_REDIS_URL", url, 1);
+    setenv("HERALD_NAMESPACE", "cli", 1);
+    int st = th_exec(argv, input, 1, out);
+    unsetenv("HERALD_REDIS_URL");
+    unsetenv("HERALD_NAMESPACE");
+    free(copy);
+    return st;
 }
 
 static void test_enqueue_all_or_nothing(void)
