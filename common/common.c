@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,13 +279,17 @@ static void fill_random(unsigned char *p, size_t n)
 }
 
 /* A pool of kernel randomness, so ids cost no system call each. It is the
- * one piece of process state here; it is refilled after a fork (the pid
- * changes) so parent and child never hand out the same bytes. */
+ * one piece of process state here; a fork empties it in the child (an
+ * atfork handler, registered once) so parent and child never hand out the
+ * same bytes. */
 static struct {
     unsigned char buf[4096];
     size_t pos;
-    pid_t pid;
 } rnd_pool = {.pos = sizeof rnd_pool.buf};
+static pthread_once_t rnd_once = PTHREAD_ONCE_INIT;
+
+static void rnd_pool_empty(void) { rnd_pool.pos = sizeof rnd_pool.buf; }
+static void rnd_pool_register(void) { pthread_atfork(NULL, NULL, rnd_pool_empty); }
 
 void hr_random_bytes(void *out, size_t n)
 {
@@ -293,11 +298,10 @@ void hr_random_bytes(void *out, size_t n)
         fill_random(p, n);
         return;
     }
-    pid_t pid = getpid();
-    if (pid != rnd_pool.pid || rnd_pool.pos + n > sizeof rnd_pool.buf) {
+    pthread_once(&rnd_once, rnd_pool_register);
+    if (rnd_pool.pos + n > sizeof rnd_pool.buf) {
         fill_random(rnd_pool.buf, sizeof rnd_pool.buf);
         rnd_pool.pos = 0;
-        rnd_pool.pid = pid;
     }
     memcpy(p, rnd_pool.buf + rnd_pool.pos, n);
     /* used bytes are wiped so a core dump does not replay them */

@@ -2,6 +2,9 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
 
 static void test_config(void)
@@ -54,6 +57,25 @@ static void test_html_escape(void)
     hr_buf_release(&b);
 }
 
+/* after a fork, parent and child draw different ids from the pool */
+static void test_random_fork(void)
+{
+    (void)hr_random_u64(); /* the pool is filled */
+    int fd[2];
+    REQUIRE(pipe(fd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint64_t v = hr_random_u64();
+        _exit(write(fd[1], &v, sizeof v) == (ssize_t)sizeof v ? 0 : 1);
+    }
+    uint64_t mine = hr_random_u64(), theirs = 0;
+    CHECK(read(fd[0], &theirs, sizeof theirs) == (ssize_t)sizeof theirs);
+    waitpid(pid, NULL, 0);
+    close(fd[0]);
+    close(fd[1]);
+    CHECK(mine != theirs);
+}
+
 static void test_time(void)
 {
     int64_t ms;
@@ -92,6 +114,7 @@ int main(void)
     th_run("mask", test_mask);
     th_run("time", test_time);
     th_run("html_escape", test_html_escape);
+    th_run("random_fork", test_random_fork);
     th_run("token", test_token);
     return th_main_end();
 }
