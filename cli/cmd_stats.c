@@ -89,15 +89,8 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
 {
     *out = NULL;
     *nout = 0;
+    if (queue_time_ms(q, now_ms, err) < 0) return -1;
     redisContext *rc = queue_redis(q);
-    redisReply *t = redisCommand(rc, "TIME");
-    if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
-        hr_err_set(err, "stats: redis TIME: %s", t ? "unexpected reply" : rc->errstr);
-        if (t) freeReplyObject(t);
-        return -1;
-    }
-    *now_ms = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
-    freeReplyObject(t);
 
     queue_lane_counts *c;
     int n;

@@ -573,6 +573,16 @@ int queue_cancel(queue *q, const char *id, hr_err *err)
 
 /* ------------------------------------------------------------ promote */
 
+/* time_reply_ms reads a TIME reply in ms; -1 when it is not one. */
+static int64_t time_reply_ms(const redisReply *t)
+{
+    if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2 ||
+        t->element[0]->type != REDIS_REPLY_STRING || t->element[1]->type != REDIS_REPLY_STRING)
+        return -1;
+    return strtoll(t->element[0]->str, NULL, 10) * 1000 +
+           strtoll(t->element[1]->str, NULL, 10) / 1000;
+}
+
 int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int64_t *now_ms,
                   hr_err *err)
 {
@@ -593,11 +603,8 @@ int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int
         q->c = NULL;
         return -1;
     }
-    int64_t now = 0;
-    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2 &&
-        t->element[0]->type == REDIS_REPLY_STRING && t->element[1]->type == REDIS_REPLY_STRING)
-        now = strtoll(t->element[0]->str, NULL, 10) * 1000 +
-              strtoll(t->element[1]->str, NULL, 10) / 1000;
+    int64_t now = time_reply_ms(t);
+    if (now < 0) now = 0;
     freeReplyObject(t);
     if (d->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(d);
@@ -1089,26 +1096,13 @@ int queue_circuit(queue *q, const char *lane, queue_circuit_op op, int k, int64_
 
 /* ------------------------------------------------------ dead workers */
 
-static int redis_time_ms(queue *q, long long *ms, hr_err *err)
+int queue_time_ms(queue *q, int64_t *ms, hr_err *err)
 {
     redisReply *t = queue_cmd_sync(q, err, "TIME");
     if (!t) return -1;
-    int ok = t->type == REDIS_REPLY_ARRAY && t->elements == 2 &&
-             t->element[0]->type == REDIS_REPLY_STRING &&
-             t->element[1]->type == REDIS_REPLY_STRING;
-    if (ok)
-        *ms = strtoll(t->element[0]->str, NULL, 10) * 1000 +
-              strtoll(t->element[1]->str, NULL, 10) / 1000;
+    *ms = time_reply_ms(t);
     freeReplyObject(t);
-    return ok ? 0 : hr_err_set(err, "redis: TIME: unexpected reply");
-}
-
-int queue_time_ms(queue *q, int64_t *ms, hr_err *err)
-{
-    long long t = 0;
-    if (redis_time_ms(q, &t, err) < 0) return -1;
-    *ms = (int64_t)t;
-    return 0;
+    return *ms < 0 ? hr_err_set(err, "redis: TIME: unexpected reply") : 0;
 }
 
 void qo_build_reap(const char *ns, const char *worker, int force, const redisReply *keys,
@@ -1181,8 +1175,8 @@ static int reap_worker(queue *q, const char *worker, int force, long *requeued, 
 int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err)
 {
     *requeued = *unknown = 0;
-    long long now;
-    if (redis_time_ms(q, &now, err) < 0) return -1;
+    int64_t now;
+    if (queue_time_ms(q, &now, err) < 0) return -1;
     redisReply *w = queue_cmd_sync(q, err, "ZRANGEBYSCORE {%s}:workers -inf %lld LIMIT 0 100",
                                    q->ns, now - 1);
     if (!w) return -1;
@@ -1437,8 +1431,8 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
 int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *dead,
                  long *retried, hr_err *err)
 {
-    long long now_ms;
-    if (redis_time_ms(q, &now_ms, err) < 0) return -1;
+    int64_t now_ms;
+    if (queue_time_ms(q, &now_ms, err) < 0) return -1;
     long long minute = now_ms / 60000;
     if (window_min < 1) window_min = 1;
     if (window_min > 1440) window_min = 1440;
@@ -1466,8 +1460,8 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
 
 int queue_prune_stats(queue *q, hr_err *err)
 {
-    long long now_ms;
-    if (redis_time_ms(q, &now_ms, err) < 0) return -1;
+    int64_t now_ms;
+    if (queue_time_ms(q, &now_ms, err) < 0) return -1;
     long long minute = now_ms / 60000;
     unsigned long long cursor = 0;
     int pruned = 0;

@@ -145,22 +145,6 @@ static long count_chars(const char *t)
     return n;
 }
 
-static long count_graphemes(const char *t)
-{
-    long n = 0;
-    utf8proc_int32_t prev = -1, state = 0;
-    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t;
-    while (*p) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t l = utf8proc_iterate(p, -1, &cp);
-        if (l <= 0) return -1;
-        if (prev < 0 || utf8proc_grapheme_break_stateful(prev, cp, &state)) n++;
-        prev = cp;
-        p += l;
-    }
-    return n;
-}
-
 static char *digits_id(hook_sandbox *s, const char *prefix, int width)
 {
     /* time-ordered decimal ids like the platforms' snowflakes */
@@ -496,7 +480,7 @@ static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec
                           "(with text and createdAt)");
     if (strcmp(coll, "app.bsky.feed.post") != 0)
         return bsky_error(o, 400, "InvalidRequest", "Unsupported collection");
-    long g = count_graphemes(text);
+    long g = plat_count_graphemes(text);
     if (g < 0 || g > 300 || strlen(text) > 3000)
         return bsky_error(o, 400, "InvalidRequest",
                           "Invalid app.bsky.feed.post record: Record/text must not be longer "
@@ -1630,9 +1614,4 @@ int hook_sandbox_port(const hook_sandbox *s)
 void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv)
 {
     hook_httpd_stop(s->http, done, priv);
-}
-
-const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s)
-{
-    return s->sg_pub_pem;
 }

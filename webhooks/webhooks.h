@@ -196,9 +196,6 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
 void hook_sandbox_free(hook_sandbox *s);
 int hook_sandbox_port(const hook_sandbox *s);
 void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv);
-/* hook_sandbox_sendgrid_pubkey returns the PEM public key of the ECDSA key
- * the sandbox signs SendGrid events with (borrowed). */
-const char *hook_sandbox_sendgrid_pubkey(const hook_sandbox *s);
 
 /* ----------------------------------------------------------- running */
 

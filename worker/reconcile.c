@@ -218,11 +218,24 @@ static void enqueue_due_polls(queue *q)
     }
     hr_err err = {0};
     if (queue_enqueue(q, jobs, n, NULL, &err) == 0) {
+        /* one ZREM of every entry taken */
+        size_t argc = 2 + r->elements;
+        const char **argv = hr_malloc(argc * sizeof *argv);
+        size_t *lens = hr_malloc(argc * sizeof *lens);
+        char key[128];
+        snprintf(key, sizeof key, "{%s}:polls", queue_ns(q));
+        argv[0] = "ZREM";
+        argv[1] = key;
+        lens[0] = 4;
+        lens[1] = strlen(key);
         for (size_t i = 0; i < r->elements; i++) {
-            redisReply *z = redisCommand(c, "ZREM {%s}:polls %b", queue_ns(q), r->element[i]->str,
-                                         r->element[i]->len);
-            if (z) freeReplyObject(z);
+            argv[2 + i] = r->element[i]->str;
+            lens[2 + i] = r->element[i]->len;
         }
+        redisReply *z = redisCommandArgv(c, (int)argc, argv, lens);
+        if (z) freeReplyObject(z);
+        free(argv);
+        free(lens);
     } else {
         hr_log(HR_LOG_WARN, "engagement polls: enqueue failed", "error", err.msg, NULL);
     }
