@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "common.h"
+#include <jansson.h>
+
 #include "harness.h"
 #include "platforms.h"
 
@@ -226,16 +228,35 @@ static void test_social(void)
         "{\"kind\":\"post\",\"text\":\"Hello page\",\"link\":\"https://shop.example/p\"}", 1, 1);
 }
 
+/* sandbox_posts counts the posts the sandbox took for platform. */
+static long sandbox_posts(const char *platform)
+{
+    char path[96], *body = NULL;
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=post", platform);
+    long n = -1;
+    if (th_http(port, NULL, path, NULL, NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_integer_value(json_object_get(j, "count"));
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+/* a text over the account's limit goes out as a thread: several posts */
 static void test_threads_of_posts(void)
 {
+    th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
     one("x:@shop user-id=1 limit=40",
         "{\"kind\":\"post\",\"text\":\"one two three four five six seven eight nine ten eleven "
         "twelve\",\"meta\":{\"thread\":\"1\"}}",
         0, 0);
+    CHECK(sandbox_posts("x") >= 2);
     one("bluesky:@shop.bsky.social limit=40",
         "{\"kind\":\"post\",\"text\":\"one two three four five six seven eight nine ten eleven "
         "twelve\",\"meta\":{\"thread\":\"1\"}}",
         0, 0);
+    CHECK(sandbox_posts("bluesky") >= 2);
 }
 
 static void test_email(void)
