@@ -422,10 +422,9 @@ struct redisAsyncContext *queue_async_redis(queue_async *qa)
 
 /* ------------------------------------------------------- operations */
 
-static void status_req(queue_async *qa, int script, qreq *r, queue_status_cb *cb)
+static void status_req(queue_async *qa, qreq *r, queue_status_cb *cb)
 {
     r->status_cb = cb;
-    (void)script;
     send_req(qa, r);
 }
 
@@ -434,7 +433,7 @@ void queue_async_register(queue_async *qa, const char *worker, int lease_ms,
 {
     qreq *r = req_new(qa, RK_STATUS, QS_REGISTER, priv);
     qo_build_register(qa->ns, worker, lease_ms, 0, &r->argv);
-    status_req(qa, QS_REGISTER, r, cb);
+    status_req(qa, r, cb);
 }
 
 void queue_async_heartbeat(queue_async *qa, const char *worker, int lease_ms,
@@ -442,7 +441,7 @@ void queue_async_heartbeat(queue_async *qa, const char *worker, int lease_ms,
 {
     qreq *r = req_new(qa, RK_STATUS, QS_REGISTER, priv);
     qo_build_register(qa->ns, worker, lease_ms, 1, &r->argv);
-    status_req(qa, QS_REGISTER, r, cb);
+    status_req(qa, r, cb);
 }
 
 void queue_async_fetch(queue_async *qa, const char *worker, const char *const *lanes,
@@ -462,7 +461,7 @@ void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
 {
     qreq *r = req_new(qa, RK_STATUS, QS_ATTEMPT, priv);
     qo_build_attempt(qa->ns, worker, ukh, &r->argv);
-    status_req(qa, QS_ATTEMPT, r, cb);
+    status_req(qa, r, cb);
 }
 
 void queue_async_attempts(queue_async *qa, const char *worker, const char *const *ukhs,
@@ -498,7 +497,7 @@ void queue_async_circuit(queue_async *qa, const char *lane, queue_circuit_op op,
         return;
     }
     qo_build_circuit(qa->ns, lane, op, k, open_ms, max_ms, &r->argv);
-    status_req(qa, QS_CIRCUIT, r, cb);
+    status_req(qa, r, cb);
 }
 
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,

@@ -19,6 +19,10 @@
 
 #define MAX_LANES 256
 
+/* upper bounds (ms) of the send-duration buckets; the last bucket is +Inf */
+static const int send_bounds_ms[] = {10, 25, 50, 100, 250, 500, 1000, 5000};
+#define SEND_BUCKETS ((int)HR_ARRAY_LEN(send_bounds_ms))
+
 typedef struct wk_lane {
     char name[QUEUE_LANE_MAX];
     char platform[32];
@@ -33,12 +37,10 @@ typedef struct wk_lane {
     int circuit_failed; /* we reported a failure since our last success */
     /* send durations since the last flush, for {ns}:sendtime (herald stats,
      * herald_send_duration_seconds): counts per bucket, and their sum */
-    long send_hist[9];
+    long send_hist[SEND_BUCKETS + 1]; /* the last: over the top bound */
     long long send_sum_ms;
 } wk_lane;
 
-/* upper bounds (ms) of the send-duration buckets; the last bucket is +Inf */
-static const int send_bounds_ms[8] = {10, 25, 50, 100, 250, 500, 1000, 5000};
 
 typedef struct wk_proc wk_proc;
 typedef struct wk_job wk_job;
@@ -507,7 +509,7 @@ static void cmd_send(redisAsyncContext *c, wk_cmd *m)
  * jobs in the same lane, under the same limits and budgets. */
 static void poll_schedule(wk_proc *p, wk_cmd *zadd, const wk_job *j, int64_t now)
 {
-    for (int i = 0; i < p->npolls && i < 8; i++) {
+    for (int i = 0; i < p->npolls && i < (int)HR_ARRAY_LEN(p->poll_delays_ms); i++) {
         cmd_add(zadd, "%lld", (long long)(now + p->poll_delays_ms[i]));
         cmd_add(zadd, "%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id, j->job->id,
                 j->job->campaign ? j->job->campaign : "", i);
@@ -576,12 +578,12 @@ static void flush_sendtime(wk_proc *p)
     for (int i = 0; i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
         long total = 0;
-        for (int b = 0; l && b < 9; b++) total += l->send_hist[b];
+        for (int b = 0; l && b <= SEND_BUCKETS; b++) total += l->send_hist[b];
         if (!total) continue;
-        for (int b = 0; b < 9; b++) {
+        for (int b = 0; b <= SEND_BUCKETS; b++) {
             if (!l->send_hist[b]) continue;
             char field[64];
-            if (b < 8)
+            if (b < SEND_BUCKETS)
                 snprintf(field, sizeof field, "%s|%d", l->platform, send_bounds_ms[b]);
             else
                 snprintf(field, sizeof field, "%s|inf", l->platform);
@@ -628,7 +630,7 @@ static void ack(wk_job *j, const char *platform_id)
     if (j->started_us) {
         long long ms = (hr_mono_us() - j->started_us) / 1000;
         int b = 0;
-        while (b < 8 && ms > send_bounds_ms[b]) b++;
+        while (b < SEND_BUCKETS && ms > send_bounds_ms[b]) b++;
         j->lane->send_hist[b]++;
         j->lane->send_sum_ms += ms;
     }
@@ -1457,7 +1459,8 @@ int worker_process_main(const worker_opts *o)
     p->concurrency = o->concurrency > 0 ? o->concurrency
                      : p->pool.concurrency > 0 ? p->pool.concurrency
                                                : 64;
-    p->npolls = worker_poll_schedule(o->config, p->poll_delays_ms, 8, &err);
+    p->npolls = worker_poll_schedule(o->config, p->poll_delays_ms,
+                                     (int)HR_ARRAY_LEN(p->poll_delays_ms), &err);
     if (p->npolls < 0) p->npolls = 0;
     const char *v;
     p->retry.base_ms = 1000;
