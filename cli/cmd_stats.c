@@ -97,6 +97,9 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
     if (queue_counts(q, &c, &n, err) < 0) return -1;
     cli_lane_stats *v = hr_calloc((size_t)n + 1, sizeof *v);
     int64_t day = worker_budget_day(*now_ms), month = worker_budget_month(*now_ms);
+    /* every lane's state hash in one round trip: a scrape reads them all */
+    for (int i = 0; i < n; i++)
+        redisAppendCommand(rc, "HGETALL {%s}:lane:%s", queue_ns(q), c[i].lane);
     for (int i = 0; i < n; i++) {
         cli_lane_stats *s = &v[i];
         s->c = c[i];
@@ -106,8 +109,9 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
         /* The worker keeps the lane's limiter, circuit and budget state in
          * {ns}:lane:LANE (see docs/metrics.md); absent fields read as zero. */
         snprintf(s->circuit, sizeof s->circuit, "closed");
-        redisReply *h = redisCommand(rc, "HGETALL {%s}:lane:%s", queue_ns(q), c[i].lane);
-        if (!h) {
+        redisReply *h = NULL;
+        if (redisGetReply(rc, (void **)&h) != REDIS_OK || !h) {
+            /* the connection is broken: its other replies will not come */
             hr_err_set(err, "stats: redis: %s", rc->errstr);
             goto fail;
         }
