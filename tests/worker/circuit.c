@@ -75,10 +75,7 @@ static void fleet_breaker(void)
     CHECK(failed >= 4 && failed <= 5); /* 4 in all, not 4 per process (8) */
     CHECK(wt_redis_int("HGET {t}:lane:x:@a c_fail", "") >= 4);
     /* many more fetch rounds while open: nothing from x:@a */
-    for (int i = 0; i < 50; i++) {
-        wt_tick();
-        usleep(10000);
-    }
+    wt_idle(50);
     CHECK_INT(injected(), failed);
     CHECK_INT(wt_sandbox_posts("x", NULL), 0);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", "") + wt_redis_int("ZCARD {t}:retry:x:@a", ""),
@@ -88,10 +85,7 @@ static void fleet_breaker(void)
      * both processes; it fails, so the breaker opens again, for 120 s */
     free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@a circuit_until_ms 1"));
     CHECK(th_wait_for(reopened, NULL, 20000));
-    for (int i = 0; i < 50; i++) {
-        wt_tick();
-        usleep(10000);
-    }
+    wt_idle(50);
     CHECK_INT(injected(), failed + 1);
 
     /* the platform recovers: the next probe succeeds and closes it */

@@ -23,10 +23,7 @@ static void two_pools_share_a_limit(void)
     long want = 30;
     CHECK(th_wait_for(settled, &want, 15000));
     /* Give all four processes many more fetch rounds: none may send more. */
-    for (int i = 0; i < 50; i++) {
-        wt_tick();
-        usleep(10000);
-    }
+    wt_idle(50);
     CHECK_INT(sent_x(), 30);
     CHECK_INT(wt_done(), 30);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", ""), 70);

@@ -9,10 +9,7 @@ static int polled(void *arg)
     (void)arg;
     wt_tick();
     /* 5 posts + 10 polls done, and likes counted */
-    char *s = th_redis_cmd(wt.redis, "HGET {t}:eng:totals like");
-    long likes = s ? strtol(s, NULL, 10) : 0;
-    free(s);
-    return wt_done() >= 15 && likes >= 5;
+    return wt_done() >= 15 && wt_redis_int("HGET {t}:eng:totals like", "") >= 5;
 }
 
 static void polls_record_engagement(void)

@@ -216,6 +216,16 @@ static inline int wt_reached(void *arg)
     return wt_done() >= g->done;
 }
 
+/* wt_idle plays the scheduler for rounds of 10 ms: time for workers to
+ * do what they should not. */
+static inline void wt_idle(int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        wt_tick();
+        usleep(10000);
+    }
+}
+
 /* wt_wait_done waits until n jobs are done (promoting retries meanwhile). */
 static inline int wt_wait_done(long n, int timeout_ms)
 {
