@@ -89,6 +89,15 @@ struct queue_enqueue_batch {
     hr_buf cmd;  /* one chunk's command */
 };
 
+/* fnv1a hashes n bytes (FNV-1a, 64 bits): for the batch's small tables. */
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
 /* lane_of returns the number of job j's lane in b, adding the lane when it
  * is new (slots: an open-addressing table of lane number + 1, mask + 1
  * entries); -1 when j has no valid lane. A batch has few lanes: each is
@@ -97,9 +106,7 @@ static int lane_of(queue_enqueue_batch *b, int *slots, unsigned mask, const queu
 {
     lane_name lane;
     if (queue_job_lane(j, lane, sizeof lane) < 0) return -1;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const char *p = lane; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    uint64_t h = fnv1a(lane, strlen(lane));
     for (unsigned s = (unsigned)h & mask;; s = (s + 1) & mask) {
         if (!slots[s]) {
             if (!qo_valid_lane(lane)) return -1;
@@ -258,14 +265,8 @@ static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr
     /* positions count the unique-key jobs in argument order */
     int *uidx = hr_malloc(sizeof(int) * (size_t)(c ? c : 1));
     int nu_all = 0;
-    for (int g = 0; g < c;) {
-        int e = g;
-        while (e < c && refs[e].lane == refs[g].lane)
-            e++;
-        for (int k = g; k < e; k++)
-            if (has_unique(b->jobs[refs[k].idx])) uidx[nu_all++] = k;
-        g = e;
-    }
+    for (int k = 0; k < c; k++)
+        if (has_unique(b->jobs[refs[k].idx])) uidx[nu_all++] = k;
     for (int k = 0; k < c; k++)
         b->res[refs[k].idx] = QUEUE_ADDED;
     /* the reply lists only the unique-key jobs not simply added */
@@ -334,20 +335,15 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
     }
     free(slots);
     /* The same ukh twice in one batch: the last one wins, the earlier ones
-     * report UPDATED (found with a table of ukhs: latest job + 1) */
-    unsigned umask = 15;
-    while (umask < 2u * (unsigned)n)
-        umask = umask * 2 + 1;
-    int *latest = hr_calloc(umask + 1, sizeof *latest);
+     * report UPDATED (found with a table of ukhs, sized as the lanes':
+     * latest job + 1) */
+    int *latest = hr_calloc(mask + 1, sizeof *latest);
     int *count = hr_calloc((size_t)b->nlanes + 1, sizeof *count);
     for (int i = 0; i < n; i++) {
-        uint64_t h = 0xcbf29ce484222325ULL;
-        for (int k = 0; k < QUEUE_UKH_LEN; k++)
-            h = (h ^ (unsigned char)refs[i].ukh[k]) * 0x100000001b3ULL;
-        unsigned s = (unsigned)h & umask;
+        unsigned s = (unsigned)fnv1a(refs[i].ukh, QUEUE_UKH_LEN) & mask;
         while (latest[s] && (refs[latest[s] - 1].lane != refs[i].lane ||
                              memcmp(refs[latest[s] - 1].ukh, refs[i].ukh, QUEUE_UKH_LEN) != 0))
-            s = (s + 1) & umask;
+            s = (s + 1) & mask;
         if (latest[s]) {
             int o = latest[s] - 1;
             b->res[o] = QUEUE_UPDATED;
