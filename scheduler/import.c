@@ -662,15 +662,26 @@ static int parse_entry(const char *v, long long *gen, uint64_t *hash, const char
     return 0;
 }
 
+/* next_ukh reads the entry of a comma-separated ukh list at s into ukh
+ * ("" when it is not a ukh) and returns where the next one starts, or NULL
+ * at the end of the list. */
+static const char *next_ukh(const char *s, char ukh[QUEUE_UKH_LEN + 1])
+{
+    if (!s || !*s) return NULL;
+    size_t n = strcspn(s, ",");
+    ukh[0] = '\0';
+    if (n == QUEUE_UKH_LEN) {
+        memcpy(ukh, s, n);
+        ukh[n] = '\0';
+    }
+    return s[n] ? s + n + 1 : s + n;
+}
+
 static int list_has(const char *list, const char *ukh)
 {
-    size_t n = strlen(ukh);
-    for (const char *p = list; p && *p;) {
-        size_t k = strcspn(p, ",");
-        if (k == n && !strncmp(p, ukh, n)) return 1;
-        p += k;
-        if (*p) p++;
-    }
+    char u[QUEUE_UKH_LEN + 1];
+    for (const char *p = list; (p = next_ukh(p, u));)
+        if (!strcmp(u, ukh)) return 1;
     return 0;
 }
 
@@ -830,13 +841,10 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
         hr_buf_append(&v, queue_job_ukh(b->jobs[p->first + k]), QUEUE_UKH_LEN);
     }
     /* jobs of the old version that this one no longer makes */
-    for (const char *s = p->old; s && *s;) {
-        size_t n = strcspn(s, ",");
-        char ukh[QUEUE_UKH_LEN + 1];
+    char ukh[QUEUE_UKH_LEN + 1];
+    for (const char *s = p->old; (s = next_ukh(s, ukh));) {
         int mine = 0;
-        if (n == QUEUE_UKH_LEN) {
-            memcpy(ukh, s, n);
-            ukh[n] = '\0';
+        if (ukh[0]) {
             for (int k = 0; k < p->n && !mine; k++)
                 mine = !strcmp(queue_job_ukh(b->jobs[p->first + k]), ukh);
             if (!mine) {
@@ -848,8 +856,6 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
                 }
             }
         }
-        s += n;
-        if (*s) s++;
     }
     if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
     *len = v.len;
@@ -1005,17 +1011,10 @@ static int sync_gone(imp *m)
             if (src[0] == '#' || parse_entry(kv->element[i + 1]->str, &g, &h, &ids) < 0 ||
                 g == m->gen)
                 continue;
-            for (const char *s = ids; *s;) {
-                size_t n = strcspn(s, ",");
-                char ukh[QUEUE_UKH_LEN + 1];
-                if (n == QUEUE_UKH_LEN) {
-                    memcpy(ukh, s, n);
-                    ukh[n] = '\0';
-                    hr_err e = {0};
-                    if (queue_cancel(m->q, ukh, &e) == 1) m->st->cancelled++;
-                }
-                s += n;
-                if (*s) s++;
+            char ukh[QUEUE_UKH_LEN + 1];
+            for (const char *s = ids; (s = next_ukh(s, ukh));) {
+                hr_err e = {0};
+                if (ukh[0] && queue_cancel(m->q, ukh, &e) == 1) m->st->cancelled++;
             }
             redisReply *d = redisCommand(c, "HDEL %s %s", m->index_key, src);
             if (d) freeReplyObject(d);
