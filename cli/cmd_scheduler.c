@@ -17,11 +17,6 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    hr_notify("WATCHDOG=1");
-}
-
 int cmd_scheduler(int argc, char **argv)
 {
     const char *batch = cli_take_opt(&argc, argv, "batch");
@@ -56,18 +51,9 @@ int cmd_scheduler(int argc, char **argv)
     /* systemd: the watchdog is pinged by this loop, so a wedged loop is
      * restarted */
     ev_timer wd;
-    int64_t wd_ms = hr_notify_watchdog_ms();
-    ev_timer_init(&wd, on_watchdog, wd_ms / 2000.0, wd_ms / 2000.0);
-    if (wd_ms > 0) {
-        ev_timer_start(loop, &wd);
-        ev_unref(loop);
-    }
-    hr_notify("READY=1");
+    cli_daemon_ready(loop, &wd);
     ev_run(loop, 0);
-    if (wd_ms > 0) {
-        ev_ref(loop);
-        ev_timer_stop(loop, &wd);
-    }
+    cli_daemon_done(loop, &wd);
     char n[32];
     snprintf(n, sizeof n, "%ld", sched_daemon_promoted(d));
     hr_log(HR_LOG_INFO, "scheduler stopped", "promoted", n, NULL);

@@ -14,11 +14,6 @@ static void stop(void *obj, void (*done)(void *priv), void *priv)
     hook_server_stop(obj, done, priv);
 }
 
-static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    hr_notify("WATCHDOG=1");
-}
-
 int cmd_webhooks(int argc, char **argv)
 {
     const char *listen = cli_take_opt(&argc, argv, "listen");
@@ -41,18 +36,9 @@ int cmd_webhooks(int argc, char **argv)
     /* systemd: ready once listening; the watchdog is pinged by the loop
      * itself, so a wedged loop is restarted */
     ev_timer wd;
-    int64_t wd_ms = hr_notify_watchdog_ms();
-    ev_timer_init(&wd, on_watchdog, wd_ms / 2000.0, wd_ms / 2000.0);
-    if (wd_ms > 0) {
-        ev_timer_start(loop, &wd);
-        ev_unref(loop); /* the watchdog alone does not keep the loop running */
-    }
-    hr_notify("READY=1");
+    cli_daemon_ready(loop, &wd);
     hook_run(loop, stop, s);
-    if (wd_ms > 0) {
-        ev_ref(loop);
-        ev_timer_stop(loop, &wd);
-    }
+    cli_daemon_done(loop, &wd);
     hook_server_free(s);
     ev_loop_destroy(loop);
     return 0;

@@ -15,6 +15,15 @@ typedef struct cli_command {
     const char *summary;
 } cli_command;
 
+struct ev_loop;
+struct ev_timer;
+/* cli_daemon_ready tells systemd a daemon is ready and, when systemd asks
+ * for a watchdog, pings it from the daemon's own loop (so a wedged loop is
+ * restarted) with wd, which does not keep the loop running by itself;
+ * cli_daemon_done stops it. */
+void cli_daemon_ready(struct ev_loop *loop, struct ev_timer *wd);
+void cli_daemon_done(struct ev_loop *loop, struct ev_timer *wd);
+
 /* cli_config loads the config named by --config/-c or $HERALD_CONFIG (or
  * none) once per process; returns it (borrowed), or exits 2 with a message. */
 const hr_config *cli_config(void);

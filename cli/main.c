@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
+
 #include "commands.h"
 #include "queue.h"
 
@@ -151,4 +153,31 @@ int main(int argc, char **argv)
         }
     fprintf(stderr, "herald: unknown command '%s' (see herald help)\n", argv[i]);
     return 2;
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    hr_notify("WATCHDOG=1");
+}
+
+void cli_daemon_ready(struct ev_loop *loop, ev_timer *wd)
+{
+    int64_t ms = hr_notify_watchdog_ms();
+    ev_timer_init(wd, on_watchdog, ms / 2000.0, ms / 2000.0);
+    if (ms > 0) {
+        ev_timer_start(loop, wd);
+        ev_unref(loop);
+    }
+    hr_notify("READY=1");
+}
+
+void cli_daemon_done(struct ev_loop *loop, ev_timer *wd)
+{
+    if (ev_is_active(wd)) {
+        ev_ref(loop);
+        ev_timer_stop(loop, wd);
+    }
 }

@@ -1,8 +1,13 @@
 /* test_systemd.c: the unit files in systemd/ pass `systemd-analyze verify`
  * (with ExecStart pointed at the built binary, in a temp dir: this works on a
  * machine where systemd is installed but not running), carry the directives
- * the operations guide promises, and rate "OK" in `systemd-analyze security`. */
+ * the operations guide promises, and rate "OK" in `systemd-analyze security`;
+ * and the daemons tell systemd READY=1, ping its watchdog from their loops
+ * and say STOPPING=1 (a notify socket of our own stands in for systemd). */
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -181,6 +186,71 @@ static void test_install(void)
     free(out);
 }
 
+/* notifies runs a daemon with NOTIFY_SOCKET and WATCHDOG_USEC set, and
+ * checks what it sends: READY=1, WATCHDOG=1 while it runs, STOPPING=1 on
+ * SIGTERM. */
+static void notifies(const char *name, char *const argv[])
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/notify-%s", dir, name);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    setenv("NOTIFY_SOCKET", a.sun_path, 1);
+    setenv("WATCHDOG_USEC", "200000", 1); /* a ping every 100 ms */
+    char log[700];
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    pid_t pid = th_spawn(argv, log);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    int ready = 0, pings = 0, stopping = 0;
+    char msg[512];
+    for (int64_t t0 = hr_mono_ms(); hr_mono_ms() - t0 < 5000 && (!ready || pings < 2);) {
+        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+        if (n <= 0) {
+            usleep(5000);
+            continue;
+        }
+        msg[n] = '\0';
+        ready |= strstr(msg, "READY=1") != NULL;
+        pings += strstr(msg, "WATCHDOG=1") != NULL;
+    }
+    kill(pid, SIGTERM);
+    for (int64_t t0 = hr_mono_ms(); hr_mono_ms() - t0 < 5000 && !stopping;) {
+        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+        if (n <= 0) {
+            usleep(5000);
+            continue;
+        }
+        msg[n] = '\0';
+        stopping |= strstr(msg, "STOPPING=1") != NULL;
+    }
+    th_kill(pid, SIGKILL);
+    close(fd);
+    if (!ready || pings < 2 || !stopping)
+        fprintf(stderr, "%s: ready %d, watchdog pings %d, stopping %d\n", name, ready, pings,
+                stopping);
+    CHECK(ready && pings >= 2 && stopping);
+}
+
+static void test_notify(void)
+{
+    th_redis *r = th_redis_start(0, NULL);
+    char url[400], listen[64];
+    snprintf(url, sizeof url, "unix://%s", r->sock);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", th_free_port());
+    setenv("HERALD_REDIS_URL", url, 1);
+    setenv("HERALD_NAMESPACE", "n", 1);
+    setenv("HERALD_WEBHOOKS_LISTEN", listen, 1);
+    setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
+    char *sched[] = {HERALD_BIN, "scheduler", NULL};
+    notifies("scheduler", sched);
+    char *hooks[] = {HERALD_BIN, "webhooks", NULL};
+    notifies("webhooks", hooks);
+    char *worker[] = {HERALD_BIN, "worker", "--processes", "1", NULL};
+    notifies("worker", worker);
+    th_redis_stop(r);
+}
+
 int main(void)
 {
     if (system("command -v systemd-analyze >/dev/null 2>&1") != 0) {
@@ -192,6 +262,7 @@ int main(void)
     th_run("directives", test_directives);
     th_run("security", test_security);
     th_run("install", test_install);
+    th_run("notify", test_notify);
     free(dir);
     return th_main_end();
 }
