@@ -186,6 +186,29 @@ static void test_install(void)
     free(out);
 }
 
+typedef struct heard {
+    int ready, pings, stopping;
+} heard;
+
+/* listen_until reads notifications into h for up to 5 s: until READY=1 and
+ * two watchdog pings, or (stop) until STOPPING=1. */
+static void listen_until(int fd, heard *h, int stop)
+{
+    char msg[512];
+    for (int64_t t0 = hr_mono_ms(); hr_mono_ms() - t0 < 5000;) {
+        if (stop ? h->stopping : h->ready && h->pings >= 2) return;
+        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+        if (n <= 0) {
+            usleep(5000);
+            continue;
+        }
+        msg[n] = '\0';
+        h->ready |= strstr(msg, "READY=1") != NULL;
+        h->pings += strstr(msg, "WATCHDOG=1") != NULL;
+        h->stopping |= strstr(msg, "STOPPING=1") != NULL;
+    }
+}
+
 /* notifies runs a daemon with NOTIFY_SOCKET and WATCHDOG_USEC set, and
  * checks what it sends: READY=1, WATCHDOG=1 while it runs, STOPPING=1 on
  * SIGTERM. */
@@ -202,29 +225,12 @@ static void notifies(const char *name, char *const argv[])
     pid_t pid = th_spawn(argv, log);
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
-    int ready = 0, pings = 0, stopping = 0;
-    char msg[512];
-    for (int64_t t0 = hr_mono_ms(); hr_mono_ms() - t0 < 5000 && (!ready || pings < 2);) {
-        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
-        if (n <= 0) {
-            usleep(5000);
-            continue;
-        }
-        msg[n] = '\0';
-        ready |= strstr(msg, "READY=1") != NULL;
-        pings += strstr(msg, "WATCHDOG=1") != NULL;
-    }
+    heard h = {0};
+    listen_until(fd, &h, 0);
     kill(pid, SIGTERM);
-    for (int64_t t0 = hr_mono_ms(); hr_mono_ms() - t0 < 5000 && !stopping;) {
-        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
-        if (n <= 0) {
-            usleep(5000);
-            continue;
-        }
-        msg[n] = '\0';
-        stopping |= strstr(msg, "STOPPING=1") != NULL;
-    }
+    listen_until(fd, &h, 1);
     th_kill(pid, SIGKILL);
+    int ready = h.ready, pings = h.pings, stopping = h.stopping;
     close(fd);
     if (!ready || pings < 2 || !stopping)
         fprintf(stderr, "%s: ready %d, watchdog pings %d, stopping %d\n", name, ready, pings,
