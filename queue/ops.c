@@ -490,6 +490,124 @@ int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *e
     return rc;
 }
 
+/* enqueue_new_format writes the plain commands of queue_enqueue_new_append
+ * for all of b's refs into b->cmd: ZADD per lane (in lane order, the order
+ * of the groups), HSET of the jobs, SADD of the lanes, ZADD LT of the due
+ * entries, PUBLISH of the earliest time. */
+static void enqueue_new_format(queue *q, queue_enqueue_batch *b)
+{
+    hr_buf *o = &b->cmd;
+    hr_buf_reset(o);
+    const lane_ref *refs = b->refs;
+    int64_t *tmin = hr_malloc(sizeof *tmin * (size_t)(b->nlanes ? b->nlanes : 1));
+    int64_t all_min = INT64_MAX;
+    for (int g = 0; g < b->nref;) {
+        int e = g, lane = refs[g].lane;
+        tmin[lane] = INT64_MAX;
+        while (e < b->nref && refs[e].lane == lane) {
+            int64_t at = b->jobs[refs[e].idx]->run_at_ms;
+            if (at < tmin[lane]) tmin[lane] = at;
+            e++;
+        }
+        if (tmin[lane] < all_min) all_min = tmin[lane];
+        /* scheduled before stored, as the script does */
+        resp_head(o, '*', (size_t)(2 + 2 * (e - g)));
+        resp_str(o, "ZADD");
+        resp_key(o, q->ns, "sched:", b->lanes[lane]);
+        for (int k = g; k < e; k++) {
+            resp_ll(o, (long long)b->jobs[refs[k].idx]->run_at_ms);
+            resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
+        }
+        g = e;
+    }
+    resp_head(o, '*', (size_t)(2 + 2 * b->nref));
+    resp_str(o, "HSET");
+    resp_key(o, q->ns, "jobs", NULL);
+    hr_buf v;
+    hr_buf_init(&v);
+    for (int k = 0; k < b->nref; k++) {
+        resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
+        hr_buf_reset(&v);
+        qo_stored_value(b->jobs[refs[k].idx], &v);
+        resp_arg(o, v.data, v.len);
+    }
+    hr_buf_release(&v);
+    resp_head(o, '*', (size_t)(2 + b->nlanes));
+    resp_str(o, "SADD");
+    resp_key(o, q->ns, "lanes", NULL);
+    for (int l = 0; l < b->nlanes; l++)
+        resp_str(o, b->lanes[l]);
+    /* LT: a lane's due entry only moves earlier (new members are added) */
+    resp_head(o, '*', (size_t)(3 + 2 * b->nlanes));
+    resp_str(o, "ZADD");
+    resp_key(o, q->ns, "due", NULL);
+    resp_str(o, "LT");
+    for (int l = 0; l < b->nlanes; l++) {
+        char member[QUEUE_LANE_MAX + 2] = "s|";
+        memcpy(member + 2, b->lanes[l], strlen(b->lanes[l]) + 1);
+        resp_ll(o, (long long)tmin[l]);
+        resp_str(o, member);
+    }
+    /* every such batch wakes the scheduler: one cheap promote per 1000 jobs
+     * instead of reading the earliest due time first */
+    resp_head(o, '*', 3);
+    resp_str(o, "PUBLISH");
+    resp_key(o, q->ns, "wake", NULL);
+    resp_ll(o, (long long)all_min);
+    free(tmin);
+}
+
+queue_enqueue_batch *queue_enqueue_new_append(queue *q, queue_job *const *jobs, int n, int *ncmds,
+                                              hr_err *err)
+{
+    if (!q->c) {
+        hr_err_set(err, "redis: not connected");
+        return NULL;
+    }
+    queue_enqueue_batch *b = enqueue_prepare(jobs, n, err);
+    if (!b) return NULL;
+    *ncmds = 0;
+    if (b->nref == 0) return b;
+    enqueue_new_format(q, b);
+    redisAppendFormattedCommand(q->c, b->cmd.data, b->cmd.len);
+    hr_buf_release(&b->cmd);
+    *ncmds = b->nlanes + 4;
+    return b;
+}
+
+int queue_enqueue_new_results(queue_enqueue_batch *b, const redisReply *exec, size_t first,
+                              int *results, hr_err *err)
+{
+    int rc = 0;
+    size_t need = b->nref ? first + (size_t)b->nlanes + 4 : first;
+    if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements < need) {
+        enqueue_mark(b, 0, b->nref, QUEUE_UNKNOWN);
+        rc = hr_err_set(err, "redis: enqueue: unexpected reply");
+    } else if (b->nref) {
+        redisReply *const *e = exec->element + first;
+        int hset_failed = e[b->nlanes]->type == REDIS_REPLY_ERROR;
+        for (int k = 0; k < b->nref; k++) {
+            int zadd_failed = e[b->refs[k].lane]->type == REDIS_REPLY_ERROR;
+            b->res[b->refs[k].idx] = hset_failed   ? QUEUE_FAILED
+                                     : zadd_failed ? QUEUE_STORED
+                                                   : QUEUE_ADDED;
+        }
+        static const char *const what[] = {"HSET of the jobs", "SADD of the lanes",
+                                           "ZADD of the due entries", "PUBLISH"};
+        for (int c = b->nlanes + 3; c >= 0; c--) {
+            if (e[c]->type != REDIS_REPLY_ERROR) continue;
+            if (c < b->nlanes)
+                rc = hr_err_set(err, "redis: enqueue: %s (ZADD of lane %s's scheduled set)",
+                                e[c]->str, b->lanes[c]);
+            else
+                rc = hr_err_set(err, "redis: enqueue: %s (%s)", e[c]->str, what[c - b->nlanes]);
+        }
+    }
+    copy_results(b, results);
+    queue_enqueue_batch_free(b);
+    return rc;
+}
+
 /* ------------------------------------------------------- get, cancel */
 
 static redisReply *hget_job(queue *q, const char *ukh, hr_err *err)

@@ -153,6 +153,8 @@ typedef enum {
     QUEUE_DONE = 4,      /* same unique key, already sent: never touched */
     QUEUE_FAILED = 5,    /* its script call failed: nothing of it written */
     QUEUE_UNKNOWN = 6,   /* its reply was lost: it may or may not be written */
+    QUEUE_STORED = 7,    /* queue_enqueue_new: stored but not scheduled (its
+                            lane's ZADD failed): unreachable, to be deleted */
 } queue_enqueue_result;
 
 /* queue_enqueue adds n jobs in one round trip per lane group (ids are
@@ -176,9 +178,29 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
  * then. NULL or -1 with err; after an error the connection is out of step:
  * read nothing more on it. */
 typedef struct queue_enqueue_batch queue_enqueue_batch;
+struct redisReply;
 queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err);
 int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err);
 void queue_enqueue_batch_free(queue_enqueue_batch *b); /* without reading its replies */
+
+/* The bulk path for jobs the caller KNOWS are new (no job and no done
+ * record under their ukhs: an importer's index says so, under its lock)
+ * and due later than now. queue_enqueue_new_append appends to the
+ * connection's output, without writing it out, plain commands and no
+ * script: per lane ZADD of its scheduled set, then one HSET of the jobs,
+ * SADD of the lanes, ZADD LT of each lane's due entry and a PUBLISH of the
+ * wake channel; *ncmds gets their number. Nothing checks here, and they are
+ * atomic only inside the caller's MULTI/EXEC, which must wrap them. Ids are
+ * assigned as queue_enqueue does. NULL with err for a job without a valid
+ * lane. queue_enqueue_new_results reads the jobs' results from the EXEC
+ * reply's elements first, first + 1, ... (ADDED, or after an error inside
+ * EXEC: STORED for the jobs of a lane whose ZADD failed, FAILED when the
+ * HSET failed), frees b, and returns 0, or -1 with err naming the failed
+ * command when one did. */
+queue_enqueue_batch *queue_enqueue_new_append(queue *q, queue_job *const *jobs, int n, int *ncmds,
+                                              hr_err *err);
+int queue_enqueue_new_results(queue_enqueue_batch *b, const struct redisReply *exec, size_t first,
+                              int *results, hr_err *err);
 
 /* queue_cancel removes a job that is scheduled, retrying, ready or dead.
  * Returns 1 when removed, 0 when unknown or not cancellable (in flight,

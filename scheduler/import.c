@@ -29,8 +29,23 @@ typedef struct pending {
     int first, n;
     int64_t publish_ms;
     int changed; /* set at flush: 0 unchanged, 1 changed, 2 new */
+    int pending; /* its PENDING entry was sent (and logged for the undo) */
+    int dup;     /* its source id is also in this batch or the one before:
+                    the index lookup could not see the other's write */
     char *old;   /* the index entry's job list before this run */
 } pending;
+
+/* Index entries whose hash field is one of these never match an item
+ * (item_hash avoids them), so their item takes the checked path (the
+ * script, job by job) when it comes back: PENDING is written before the
+ * script call of a new item's jobs (a kill before its real entry must not
+ * leave jobs without one), GONE replaces an entry that --sync or a
+ * rollback removed but some of whose jobs could not be cancelled (sent, in
+ * flight). A new item without an entry is the only one whose jobs go in
+ * with plain commands (queue_enqueue_new_append): while an entry is kept
+ * for every item that has jobs, no entry means no job and no done record. */
+enum { HASH_PENDING = 0, HASH_GONE = 1 };
+#define LOCK_LEASE_MS 60000
 
 /* A batch of items on its way through the pipeline: filled by pass2_cb,
  * then its index entries are looked up, then it is planned and its jobs and
@@ -43,12 +58,17 @@ typedef struct batch {
     int njobs, capjobs;
     redisReply *lookup;      /* HMGET of the items' index entries, once read */
     queue_enqueue_batch *eb; /* the jobs' script calls, until their replies */
-    queue_job **out;         /* the jobs written (borrowed from jobs) */
+    queue_job **out;         /* the jobs written by script (borrowed from jobs) */
     int nout;
+    queue_enqueue_batch *neb; /* the new jobs' plain commands, until EXEC */
+    queue_job **fresh;        /* those jobs (borrowed) */
+    int nfresh, fresh_cmds;
 } batch;
 
-/* what each reply due on the connection belongs to, in the order sent */
-enum { SENT_LOOKUP, SENT_ENQUEUE, SENT_INDEX };
+/* what each reply due on the connection belongs to, in the order sent:
+ * SENT_TXN is the batch's transaction (WATCH of the lock, MULTI, its new
+ * jobs' commands, the index HSET, the lock's PEXPIRE, EXEC), its last */
+enum { SENT_LOOKUP, SENT_PENDING, SENT_ENQUEUE, SENT_TXN };
 typedef struct sent {
     int kind;
     batch *b;
@@ -74,6 +94,9 @@ typedef struct imp {
     long total_items, seen;
     FILE *out;
     char index_key[256];
+    char lock_key[256];
+    char lock_token[33];
+    int64_t lock_sent_ms; /* when the last renewal was sent (monotonic) */
     long long gen;
     char gen_s[24]; /* gen and a space */
     /* pass 2 */
@@ -358,7 +381,7 @@ static uint64_t item_hash(const imp *m, const sched_item *it)
         h = sched_hash64(h, it->platforms[i]);
     for (int i = 0; i < it->nvars; i++)
         h = sched_hash64(sched_hash64(h, it->vars[i].key), it->vars[i].value);
-    return h;
+    return h <= HASH_GONE ? h + HASH_GONE + 1 : h; /* never a marker */
 }
 
 static batch *batch_new(imp *m)
@@ -387,7 +410,9 @@ static void batch_free(imp *m, batch *b)
     free(b->jobs);
     if (b->lookup) freeReplyObject(b->lookup);
     queue_enqueue_batch_free(b->eb);
+    queue_enqueue_batch_free(b->neb);
     free(b->out);
+    free(b->fresh);
     free(b);
 }
 
@@ -724,15 +749,16 @@ static void pipe_push(imp *m, int kind, batch *b)
  * the rollback must remove. Only ADDED jobs are this run's to undo: an
  * UPDATED one was there before (or is logged as ADDED by an earlier batch
  * or its own twin in the batch). */
-static void enqueued(imp *m, batch *b, const int *res)
+static void enqueued(imp *m, queue_job *const *jobs, int n, const int *res)
 {
-    for (int i = 0; i < b->nout; i++) {
+    for (int i = 0; i < n; i++) {
         if (res[i] == QUEUE_FAILED || res[i] == QUEUE_UNKNOWN) continue;
         switch (res[i]) {
+        case QUEUE_STORED: /* never scheduled: deleted, not cancelled */
         case QUEUE_ADDED:
-            m->st->added++;
-            fputs("j ", m->undo);
-            fwrite(queue_job_ukh(b->out[i]), 1, QUEUE_UKH_LEN, m->undo);
+            if (res[i] == QUEUE_ADDED) m->st->added++;
+            fputs(res[i] == QUEUE_ADDED ? "j " : "h ", m->undo);
+            fwrite(queue_job_ukh(jobs[i]), 1, QUEUE_UKH_LEN, m->undo);
             putc('\n', m->undo);
             m->undo_n++;
             break;
@@ -746,8 +772,74 @@ static void enqueued(imp *m, batch *b, const int *res)
             m->st->unchanged++;
             break;
         }
-        if (b->out[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
+        if (jobs[i]->kind == QUEUE_KIND_EMAIL) m->st->emails++;
     }
+}
+
+/* txn_read reads the replies of a batch's transaction: WATCH, MULTI, one
+ * QUEUED per command, EXEC. Returns 0 or -1 with m->err: the lock was lost
+ * (EXEC did nothing), a command was refused (EXECABORT: nothing ran), or
+ * one failed inside EXEC (the others ran: the new jobs' results say what
+ * was written, for the rollback). */
+static int txn_read(imp *m, batch *b)
+{
+    redisContext *c = queue_redis(m->q);
+    int nq = b->fresh_cmds + 2, rc = 0;
+    char refused[200] = "";
+    redisReply *r = NULL;
+    for (int i = 0; i < nq + 2; i++) {
+        if (!c || redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            if (b->neb) {
+                int *res = hr_calloc((size_t)(b->nfresh ? b->nfresh : 1), sizeof *res);
+                queue_enqueue_new_results(b->neb, NULL, 0, res, &(hr_err){0});
+                b->neb = NULL;
+                free(res);
+            }
+            return pipe_fail(m, "import batch");
+        }
+        if (r->type == REDIS_REPLY_ERROR && !refused[0])
+            snprintf(refused, sizeof refused, "%s", r->str);
+        freeReplyObject(r);
+    }
+    if (!c || redisGetReply(c, (void **)&r) != REDIS_OK || !r) return pipe_fail(m, "import batch");
+    int *res = hr_calloc((size_t)(b->nfresh ? b->nfresh : 1), sizeof *res);
+    hr_err e = {0};
+    if (r->type == REDIS_REPLY_NIL) {
+        hr_err_set(m->err, "import: lost the lock of campaign %s (%s): another import took it "
+                   "after its lease of %d s ran out; this batch was not written",
+                   m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
+        rc = -1;
+    } else if (r->type != REDIS_REPLY_ARRAY) {
+        hr_err_set(m->err, "redis: import batch: %s (not written)",
+                   refused[0] ? refused : r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        rc = -1;
+    }
+    if (b->neb) {
+        if (queue_enqueue_new_results(b->neb, rc == 0 ? r : NULL, 0, res, &e) < 0 && rc == 0) {
+            hr_err_set(m->err, "%s", e.msg);
+            rc = -1;
+        }
+        b->neb = NULL;
+        if (rc < 0 && r->type != REDIS_REPLY_ARRAY)
+            for (int i = 0; i < b->nfresh; i++)
+                res[i] = QUEUE_FAILED; /* nothing ran */
+        enqueued(m, b->fresh, b->nfresh, res);
+    }
+    if (rc == 0) {
+        redisReply *ix = r->element[r->elements - 2], *px = r->element[r->elements - 1];
+        if (ix->type == REDIS_REPLY_ERROR) {
+            hr_err_set(m->err, "redis: import index update: %s", ix->str);
+            rc = -1;
+        } else if (px->type != REDIS_REPLY_INTEGER || px->integer != 1) {
+            hr_err_set(m->err, "import: lost the lock of campaign %s (%s)", m->cp->name,
+                       m->lock_key);
+            rc = -1;
+        }
+    }
+    if (rc < 0) m->err->code = 1;
+    free(res);
+    freeReplyObject(r);
+    return rc;
 }
 
 /* pipe_read reads the oldest reply due; the last one of a batch frees it.
@@ -762,12 +854,17 @@ static int pipe_read(imp *m)
         queue_enqueue_batch *eb = s.b->eb;
         s.b->eb = NULL;
         int rc = queue_enqueue_recv(m->q, eb, res, &e);
-        enqueued(m, s.b, res);
+        enqueued(m, s.b->out, s.b->nout, res);
         free(res);
         if (rc < 0) {
             hr_err_set(m->err, "%s", e.msg);
             m->err->code = 1;
         }
+        return rc;
+    }
+    if (s.kind == SENT_TXN) {
+        int rc = txn_read(m, s.b);
+        batch_free(m, s.b); /* the last of it */
         return rc;
     }
     redisReply *r = NULL;
@@ -783,7 +880,6 @@ static int pipe_read(imp *m)
         rc = redis_fail(m, c, r);
     else
         freeReplyObject(r);
-    if (s.kind == SENT_INDEX) batch_free(m, s.b); /* the last of it */
     return rc;
 }
 
@@ -805,8 +901,35 @@ static int pipe_drain(imp *m)
     return rc;
 }
 
+/* mark_dups flags b's items whose source id is also elsewhere in b or in
+ * the batch before it (m->looked, not yet written when b's lookup runs):
+ * each one's entry may be written after the other's lookup, so none of
+ * them takes the plain path. */
+static void mark_dups(imp *m, batch *b)
+{
+    batch *prev = m->looked;
+    int n = b->npend + (prev ? prev->npend : 0);
+    unsigned mask = 15;
+    while (mask < 2u * (unsigned)n)
+        mask = mask * 2 + 1;
+    pending **slot = hr_calloc(mask + 1, sizeof *slot);
+    for (batch *x = prev ? prev : b;; x = b) {
+        for (int i = 0; i < x->npend; i++) {
+            pending *p = &x->pend[i];
+            unsigned h = (unsigned)sched_hash64(SCHED_HASH_INIT, p->source) & mask;
+            while (slot[h] && strcmp(slot[h]->source, p->source))
+                h = (h + 1) & mask;
+            if (slot[h] && x == b) p->dup = slot[h]->dup = 1;
+            slot[h] = p;
+        }
+        if (x == b) break;
+    }
+    free(slot);
+}
+
 static void send_lookup(imp *m, batch *b)
 {
+    mark_dups(m, b);
     const char **argv = hr_malloc(sizeof *argv * (size_t)(b->npend + 2));
     argv[0] = "HMGET";
     argv[1] = m->index_key;
@@ -820,17 +943,22 @@ static void send_lookup(imp *m, batch *b)
 /* index_value builds an item's new index entry: this run's generation, its
  * hash and its jobs; with --sync, jobs an edit no longer makes are
  * cancelled (the connection must have no reply due), else kept listed. */
+static void entry_head(hr_buf *v, const char *gen_s, uint64_t hash)
+{
+    /* "<gen> <16 hex digits> ", without printf: once per item */
+    char hex[17];
+    for (int i = 0; i < 16; i++)
+        hex[i] = "0123456789abcdef"[(hash >> (60 - 4 * i)) & 15];
+    hex[16] = ' ';
+    hr_buf_puts(v, gen_s);
+    hr_buf_append(v, hex, sizeof hex);
+}
+
 static char *index_value(imp *m, batch *b, pending *p, size_t *len)
 {
     hr_buf v;
     hr_buf_init(&v);
-    /* "<gen> <16 hex digits> ", without printf: once per item */
-    char hex[17];
-    for (int i = 0; i < 16; i++)
-        hex[i] = "0123456789abcdef"[(p->hash >> (60 - 4 * i)) & 15];
-    hex[16] = ' ';
-    hr_buf_puts(&v, m->gen_s);
-    hr_buf_append(&v, hex, sizeof hex);
+    entry_head(&v, m->gen_s, p->hash);
     if (p->changed == 0) {
         hr_buf_puts(&v, p->old);
         *len = v.len;
@@ -857,9 +985,111 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
             }
         }
     }
-    if (p->changed == 2) fprintf(m->undo, "s %s\n", p->source);
+    if (p->changed == 2 && !p->pending) fprintf(m->undo, "s %s\n", p->source);
     *len = v.len;
     return hr_buf_detach(&v);
+}
+
+/* send_pending writes a new item's PENDING entry, listing its jobs, before
+ * they go through the script: if the import dies before its real entry,
+ * the next one still finds them through the script, times kept. */
+static void send_pending(imp *m, batch *b, pending *p)
+{
+    hr_buf v;
+    hr_buf_init(&v);
+    entry_head(&v, m->gen_s, HASH_PENDING);
+    for (int k = 0; k < p->n; k++) {
+        char ukh[QUEUE_UKH_LEN + 1];
+        queue_ukh_from_key(b->jobs[p->first + k]->unique_key, ukh);
+        if (k) hr_buf_putc(&v, ',');
+        hr_buf_append(&v, ukh, QUEUE_UKH_LEN);
+    }
+    const char *argv[] = {"HSET", m->index_key, p->source, v.data};
+    size_t lens[] = {4, strlen(m->index_key), strlen(p->source), v.len};
+    redisAppendCommandArgv(queue_redis(m->q), 4, argv, lens);
+    pipe_push(m, SENT_PENDING, b);
+    hr_buf_release(&v);
+    fprintf(m->undo, "s %s\n", p->source);
+    p->pending = 1;
+}
+
+/* lock_check renews the import lock with a round trip when the last
+ * renewal was sent more than half a lease ago (a long stall): the
+ * transactions' WATCH then knows it watches our own lock. */
+static int lock_check(imp *m)
+{
+    if (hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    if (pipe_drain(m) < 0) return -1;
+    redisContext *c = queue_redis(m->q);
+    redisReply *r = redisCommand(c,
+                                 "EVAL %s 1 %s %s %d",
+                                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                 "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+                                 m->lock_key, m->lock_token, LOCK_LEASE_MS);
+    if (!r || r->type != REDIS_REPLY_INTEGER) return redis_fail(m, c, r);
+    long long ok = r->integer;
+    freeReplyObject(r);
+    if (ok != 1) {
+        hr_err_set(m->err, "import: lost the lock of campaign %s (%s) after a stall of more "
+                   "than its lease (%d s)", m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
+        m->err->code = 1;
+        return -1;
+    }
+    m->lock_sent_ms = hr_mono_ms();
+    return 0;
+}
+
+/* send_txn writes the batch's new jobs and its index entries (every item
+ * seen gets this run's generation) in one transaction under the lock's
+ * WATCH, and renews the lock in it: a kill leaves both or neither. */
+static int send_txn(imp *m, batch *b)
+{
+    if (lock_check(m) < 0) return -1;
+    int argc = 2 + 2 * b->npend;
+    const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
+    size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
+    char **vals = hr_calloc((size_t)b->npend, sizeof *vals);
+    hv[0] = "HSET", lens[0] = 4;
+    hv[1] = m->index_key, lens[1] = strlen(m->index_key);
+    /* edited items' entries first (their --sync cancels run one by one),
+     * the others' once the new jobs have their ids */
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
+        if (p->changed == 1) hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
+    }
+    redisContext *c = queue_redis(m->q);
+    redisAppendCommand(c, "WATCH %s", m->lock_key);
+    redisAppendCommand(c, "MULTI");
+    int rc = 0;
+    if (b->nfresh) {
+        hr_err e = {0};
+        b->neb = queue_enqueue_new_append(m->q, b->fresh, b->nfresh, &b->fresh_cmds, &e);
+        if (!b->neb) {
+            hr_err_set(m->err, "redis: %s", e.msg);
+            m->err->code = 1;
+            rc = -1;
+            /* nothing of it was appended: end the transaction, in step */
+            redisAppendCommand(c, "DISCARD");
+            for (int i = 0; i < 3; i++)
+                pipe_push(m, SENT_PENDING, b);
+        }
+    }
+    if (rc == 0) {
+        for (int i = 0; i < b->npend; i++)
+            if (!vals[i]) hv[3 + 2 * i] = vals[i] = index_value(m, b, &b->pend[i], &lens[3 + 2 * i]);
+        redisAppendCommandArgv(c, argc, hv, lens);
+        redisAppendCommand(c, "PEXPIRE %s %d", m->lock_key, LOCK_LEASE_MS);
+        redisAppendCommand(c, "EXEC");
+        m->lock_sent_ms = hr_mono_ms();
+        pipe_push(m, SENT_TXN, b);
+    }
+    for (int i = 0; i < b->npend; i++)
+        free(vals[i]);
+    free(vals);
+    free(hv);
+    free(lens);
+    return rc < 0 ? rc : pipe_flush(m);
 }
 
 /* plan_and_send plans a batch whose lookup is in and sends its jobs and
@@ -885,8 +1115,18 @@ static int plan_and_send(imp *m, batch *b)
     freeReplyObject(b->lookup);
     b->lookup = NULL;
     if (edits && pipe_drain(m) < 0) return -1;
+    int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
+    m->batch_no++;
+    if (failed) {
+        hr_err_set(m->err, "redis: enqueue failed (injected by a test)");
+        m->err->code = 1;
+        return -1;
+    }
 
     b->out = hr_malloc(sizeof *b->out * (size_t)(b->njobs ? b->njobs : 1));
+    b->fresh = hr_malloc(sizeof *b->fresh * (size_t)(b->njobs ? b->njobs : 1));
+    int64_t fresh_after = hr_now_ms();
+    if (m->now > fresh_after) fresh_after = m->now;
     for (int i = 0; i < b->npend; i++) {
         pending *p = &b->pend[i];
         if (p->changed == 0) {
@@ -908,15 +1148,20 @@ static int plan_and_send(imp *m, batch *b)
         }
         plan_item(m, b, p, keep);
         free(keep);
-        for (int k = 0; k < p->n; k++)
-            b->out[b->nout++] = b->jobs[p->first + k];
-    }
-    int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
-    m->batch_no++;
-    if (failed) {
-        hr_err_set(m->err, "redis: enqueue failed (injected by a test)");
-        m->err->code = 1;
-        return -1;
+        /* a new item whose jobs are all later than now goes in with plain
+         * commands (the index entry absent, under the lock: nothing of it
+         * exists); the others through the script, job by job checked */
+        int fresh = p->changed == 2 && !p->dup;
+        for (int k = 0; k < p->n && fresh; k++)
+            fresh = b->jobs[p->first + k]->run_at_ms > fresh_after;
+        for (int k = 0; k < p->n; k++) {
+            queue_job *j = b->jobs[p->first + k];
+            if (fresh)
+                b->fresh[b->nfresh++] = j;
+            else
+                b->out[b->nout++] = j;
+        }
+        if (!fresh && p->changed == 2) send_pending(m, b, p);
     }
     if (b->nout) {
         hr_err e = {0};
@@ -932,27 +1177,7 @@ static int plan_and_send(imp *m, batch *b)
          * imported; and --sync's cancels below run one by one */
         if (edits && pipe_drain(m) < 0) return -1;
     }
-
-    /* the index: every item seen gets this run's generation, in one HSET */
-    int argc = 2 + 2 * b->npend;
-    const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
-    size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
-    char **vals = hr_calloc((size_t)b->npend, sizeof *vals);
-    hv[0] = "HSET", lens[0] = 4;
-    hv[1] = m->index_key, lens[1] = strlen(m->index_key);
-    for (int i = 0; i < b->npend; i++) {
-        pending *p = &b->pend[i];
-        hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
-        hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
-    }
-    redisAppendCommandArgv(queue_redis(m->q), argc, hv, lens);
-    pipe_push(m, SENT_INDEX, b);
-    for (int i = 0; i < b->npend; i++)
-        free(vals[i]);
-    free(vals);
-    free(hv);
-    free(lens);
-    return pipe_flush(m);
+    return send_txn(m, b);
 }
 
 /* pass2_flush hands the batch being filled to the pipeline: its lookup is
@@ -994,6 +1219,27 @@ static int pass2_flush(imp *m, int final)
 
 /* ---- sync and rollback */
 
+/* set_gone rewrites an item's entry as GONE (listing ukhs, may be ""):
+ * its jobs are not all accounted for, so when it comes back it takes the
+ * checked path. Returns 0 or -1. */
+static int set_gone(imp *m, const char *source, const char *ukhs)
+{
+    hr_buf v;
+    hr_buf_init(&v);
+    entry_head(&v, m->gen_s, HASH_GONE);
+    hr_buf_puts(&v, ukhs);
+    const char *argv[] = {"HSET", m->index_key, source, v.data};
+    size_t lens[] = {4, strlen(m->index_key), strlen(source), v.len};
+    redisReply *r = redisCommandArgv(queue_redis(m->q), 4, argv, lens);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (r) freeReplyObject(r);
+    hr_buf_release(&v);
+    return rc;
+}
+
+/* sync_gone cancels the jobs of entries of an older generation and deletes
+ * the entries; one with a job that could not be cancelled (sent, in
+ * flight) is kept as GONE, listing those, and left alone by later syncs. */
 static int sync_gone(imp *m)
 {
     redisContext *c = queue_redis(m->q);
@@ -1009,38 +1255,66 @@ static int sync_gone(imp *m)
             uint64_t h;
             const char *ids;
             if (src[0] == '#' || parse_entry(kv->element[i + 1]->str, &g, &h, &ids) < 0 ||
-                g == m->gen)
+                g == m->gen || h == HASH_GONE)
                 continue;
+            hr_buf kept;
+            hr_buf_init(&kept);
             char ukh[QUEUE_UKH_LEN + 1];
             for (const char *s = ids; (s = next_ukh(s, ukh));) {
                 hr_err e = {0};
-                if (ukh[0] && queue_cancel(m->q, ukh, &e) == 1) m->st->cancelled++;
+                if (!ukh[0]) continue;
+                if (queue_cancel(m->q, ukh, &e) == 1) {
+                    m->st->cancelled++;
+                    continue;
+                }
+                if (kept.len) hr_buf_putc(&kept, ',');
+                hr_buf_append(&kept, ukh, QUEUE_UKH_LEN);
             }
-            redisReply *d = redisCommand(c, "HDEL %s %s", m->index_key, src);
-            if (d) freeReplyObject(d);
+            if (kept.len) {
+                set_gone(m, src, kept.data);
+            } else {
+                redisReply *d = redisCommand(c, "HDEL %s %s", m->index_key, src);
+                if (d) freeReplyObject(d);
+            }
+            hr_buf_release(&kept);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     return 0;
 }
 
+/* rollback undoes what the log says this run added. The items it added to
+ * the index are first marked GONE, then their jobs are cancelled, and only
+ * when every one was are the entries deleted: dying or failing at any
+ * point leaves no job without its entry. */
 static void rollback(imp *m)
 {
     if (!m->undo) return;
-    rewind(m->undo);
     char line[512];
     long left = 0;
-    while (fgets(line, sizeof line, m->undo)) {
-        line[strcspn(line, "\n")] = '\0';
-        hr_err e = {0};
-        if (line[0] == 'j') {
-            if (queue_cancel(m->q, line + 2, &e) >= 0)
-                m->st->rolled_back++;
-            else
-                left++;
-        } else if (line[0] == 's') {
-            redisReply *r = redisCommand(queue_redis(m->q), "HDEL %s %s", m->index_key, line + 2);
-            if (r) freeReplyObject(r);
+    for (int pass = 0; pass < 3; pass++) {
+        rewind(m->undo);
+        while (fgets(line, sizeof line, m->undo)) {
+            line[strcspn(line, "\n")] = '\0';
+            hr_err e = {0};
+            if (pass == 0 && line[0] == 's') {
+                set_gone(m, line + 2, "");
+            } else if (pass == 1 && line[0] == 'j') {
+                if (queue_cancel(m->q, line + 2, &e) >= 0)
+                    m->st->rolled_back++;
+                else
+                    left++;
+            } else if (pass == 1 && line[0] == 'h') {
+                /* stored by a transaction whose ZADD failed: never reachable */
+                redisReply *r = redisCommand(queue_redis(m->q), "HDEL {%s}:jobs %s",
+                                             queue_ns(m->q), line + 2);
+                if (!r || r->type != REDIS_REPLY_INTEGER) left++;
+                if (r) freeReplyObject(r);
+            } else if (pass == 2 && line[0] == 's' && left == 0) {
+                redisReply *r =
+                    redisCommand(queue_redis(m->q), "HDEL %s %s", m->index_key, line + 2);
+                if (r) freeReplyObject(r);
+            }
         }
     }
     size_t n = strlen(m->err->msg);
@@ -1051,6 +1325,55 @@ static void rollback(imp *m)
     else
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
                  "; rolled back the %ld jobs this run had added", m->st->rolled_back);
+}
+
+/* ---- the lock: one import of a campaign at a time */
+
+/* lock_take takes {NS}:importing:<campaign> for this run, with a lease
+ * that every batch's transaction renews; another import of the campaign
+ * running is an error (exit 1: try again once it ends). */
+static int lock_take(imp *m)
+{
+    char suffix[160];
+    snprintf(suffix, sizeof suffix, "importing:%s", m->cp->name);
+    queue_key(queue_ns(m->q), suffix, m->lock_key, sizeof m->lock_key);
+    unsigned char rnd[16];
+    hr_random_bytes(rnd, sizeof rnd);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(m->lock_token + 2 * i, 3, "%02x", rnd[i]);
+    redisContext *c = queue_redis(m->q);
+    redisReply *r =
+        redisCommand(c, "SET %s %s NX PX %d", m->lock_key, m->lock_token, LOCK_LEASE_MS);
+    if (!r || r->type == REDIS_REPLY_ERROR) return redis_fail(m, c, r);
+    int taken = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (!taken) {
+        long long ms = -1;
+        r = redisCommand(c, "PTTL %s", m->lock_key);
+        if (r && r->type == REDIS_REPLY_INTEGER) ms = r->integer;
+        if (r) freeReplyObject(r);
+        hr_err_set(m->err,
+                   "import: campaign %s is being imported by another process (lock %s, "
+                   "its lease ends within %lld s): try again when it is done",
+                   m->cp->name, m->lock_key, ms > 0 ? (ms + 999) / 1000 : 0);
+        m->err->code = 1;
+        m->lock_key[0] = '\0';
+        return -1;
+    }
+    m->lock_sent_ms = hr_mono_ms();
+    return 0;
+}
+
+/* lock_drop releases the lock if it is still ours */
+static void lock_drop(imp *m)
+{
+    if (!m->lock_key[0] || !queue_redis(m->q)) return;
+    redisReply *r = redisCommand(queue_redis(m->q), "EVAL %s 1 %s %s",
+                                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                 "return redis.call('DEL', KEYS[1]) end return 0",
+                                 m->lock_key, m->lock_token);
+    if (r) freeReplyObject(r);
+    m->lock_key[0] = '\0';
 }
 
 /* ---- the import */
@@ -1098,6 +1421,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         snprintf(suffix, sizeof suffix, "import:%s", m.cp->name);
         queue_key(queue_ns(m.q), suffix, m.index_key, sizeof m.index_key);
     }
+    if (!o->dry_run && lock_take(&m) < 0) goto out;
     if (!o->dry_run) {
         redisReply *r = redisCommand(queue_redis(q), "HINCRBY %s #gen 1", m.index_key);
         if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -1130,6 +1454,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
     if (!o->dry_run && o->sync && sync_gone(&m) < 0) goto out;
     rc = 0;
 out:
+    lock_drop(&m);
     while (m.nlive)
         batch_free(&m, m.live[0]);
     free(m.live);

@@ -234,6 +234,28 @@ static void test_pipelined_batches(void)
     free(path);
 }
 
+/* send_all fetches and acks every ready job of lane x:@shop (a worker
+ * sends them); returns how many */
+static int send_all(void)
+{
+    hr_err err = {0};
+    const char *lanes[] = {"x:@shop"};
+    queue_fetched *f = NULL;
+    int n = 0;
+    if (queue_worker_register(Q, "w1", 30000, &err) < 0 ||
+        queue_fetch(Q, "w1", lanes, 1, 10, 30000, &f, &n, &err) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        CHECK_INT(queue_attempt(Q, "w1", f[i].ukh, &err), 0);
+        queue_ack_item a = {
+            .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1", .lateness_ms = -1};
+        int res = 0;
+        CHECK(queue_ack(Q, "w1", &a, 1, &res, &err) >= 0);
+    }
+    queue_fetched_free(f, n);
+    return n;
+}
+
 static void test_sent_jobs_untouched(void)
 {
     hr_config *c = setup("campaign now platforms=x:@shop \"template={{title}}: {{text}}\"");
@@ -247,21 +269,7 @@ static void test_sent_jobs_untouched(void)
     hr_err err = {0};
     REQUIRE(sched_import(Q, c, &o, &st, &err) == 0);
     CHECK_INT(st.added, 2);
-    /* a worker sends both */
-    REQUIRE(queue_worker_register(Q, "w1", 30000, &err) == 0);
-    const char *lanes[] = {"x:@shop"};
-    queue_fetched *f = NULL;
-    int n = 0;
-    REQUIRE(queue_fetch(Q, "w1", lanes, 1, 10, 30000, &f, &n, &err) == 0);
-    CHECK_INT(n, 2);
-    for (int i = 0; i < n; i++) {
-        CHECK_INT(queue_attempt(Q, "w1", f[i].ukh, &err), 0);
-        queue_ack_item a = {
-            .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1", .lateness_ms = -1};
-        int res = 0;
-        CHECK(queue_ack(Q, "w1", &a, 1, &res, &err) >= 0);
-    }
-    queue_fetched_free(f, n);
+    CHECK_INT(send_all(), 2); /* a worker sends both */
     /* an edited re-import with --sync touches neither */
     write_ndjson(path, "changed", 0);
     o.sync = 1;
@@ -270,6 +278,115 @@ static void test_sent_jobs_untouched(void)
     CHECK_INT(st.done, 1);
     CHECK_INT(hlen("jobs"), 0);
     CHECK_INT(hlen("done"), 2);
+    hr_config_free(c);
+    free(path);
+}
+
+/* A sent item that leaves the export (--sync) and comes back later, now
+ * planned in the future: its index entry is kept (GONE, its job could not
+ * be cancelled), so the bulk path, which trusts "no entry, no job", never
+ * sees it, and the checked path finds the job sent. */
+static void test_sent_gone_and_back(void)
+{
+    hr_config *c = setup("campaign back platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/back.ndjson", dir);
+    write_ndjson(path, "two", 0);
+    sched_import_opts o = {.path = path};
+    hr_parse_rfc3339("2020-01-01T00:00:00Z", &o.now_ms);
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(sched_import(Q, c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    CHECK_INT(send_all(), 2);
+    /* b leaves the export */
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"Alpha\",\"text\":\"one\","
+                        "\"link\":\"https://e.x/a\"}\n");
+    o.sync = 1;
+    REQUIRE(sched_import(Q, c, &o, &st, &err) == 0);
+    CHECK_INT(st.cancelled, 0);
+    char *e = th_redis_cmd(R, "HGET {%s}:import:back ndjson:b", ns);
+    CHECK(e && strstr(e, " 0000000000000001 ") != NULL); /* GONE, its job listed */
+    free(e);
+    /* and comes back, planned in the future (bulk path territory) */
+    write_ndjson(path, "two", 0);
+    o.now_ms = 0;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.done, 1);
+    CHECK_INT(st.unchanged_items, 1);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(count("ZCARD", "sched:x:@shop"), 0);
+    hr_config_free(c);
+    free(path);
+}
+
+/* The same source id twice, in one batch or in two in flight at once:
+ * neither is taken as new by the bulk path (the other's index entry may be
+ * written after its lookup); the later version wins. */
+static void test_duplicate_items(void)
+{
+    for (int batch = 1; batch <= 1000; batch += 999) {
+        hr_config *c = setup("campaign dup platforms=x:@shop,mastodon:@shop@mastodon.social "
+                             "\"template={{title}}: {{text}}\"");
+        REQUIRE(c && Q);
+        char *path = hr_asprintf("%s/dup.ndjson", dir);
+        th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"first\"}\n"
+                            "{\"id\":\"a\",\"title\":\"A\",\"text\":\"second\"}\n"
+                            "{\"id\":\"b\",\"title\":\"B\",\"text\":\"b\"}\n");
+        sched_import_opts o = {.path = path, .batch = batch};
+        sched_import_stats st;
+        hr_err err = {0};
+        REQUIRE(import(c, &o, &st, &err) == 0);
+        CHECK_INT(st.added, 4);
+        CHECK_INT(st.updated, 2);
+        CHECK_INT(hlen("jobs"), 4);
+        queue_job *j = job_of("dup|ndjson:a|x|@shop");
+        CHECK(j && !strcmp(j->text, "A: second"));
+        queue_job_free(j);
+        hr_config_free(c);
+        free(path);
+    }
+}
+
+static int drop_lock_seam(int batch_no)
+{
+    if (batch_no == 2) free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
+    return 0;
+}
+
+/* One import of a campaign at a time: a held lock is a clear error that
+ * writes nothing; it is released at the end; a lock lost midway fails the
+ * import, which rolls back. */
+static void test_lock(void)
+{
+    char *path;
+    hr_config *c = setup_many("pipe", 40, &path);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = path, .batch = 4};
+    sched_import_stats st;
+    hr_err err = {0};
+    free(th_redis_cmd(R, "SET {%s}:importing:pipe someone-else PX 60000", ns));
+    CHECK(import(c, &o, &st, &err) < 0);
+    CHECK_INT(err.code, 1);
+    CHECK(strstr(err.msg, "import: campaign pipe is being imported by another process") != NULL);
+    CHECK_INT(hlen("jobs"), 0);
+    char *v = th_redis_cmd(R, "GET {%s}:importing:pipe", ns);
+    CHECK(v && !strcmp(v, "someone-else")); /* not ours to drop */
+    free(v);
+    free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
+
+    sched_test_enqueue_fail = drop_lock_seam;
+    CHECK(import(c, &o, &st, &err) < 0);
+    sched_test_enqueue_fail = NULL;
+    CHECK(strstr(err.msg, "lost the lock of campaign pipe") != NULL);
+    CHECK(strstr(err.msg, "rolled back") != NULL);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(hlen("import:pipe"), 1); /* only the generation counter */
+
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 80);
+    CHECK_INT(count("EXISTS", "importing:pipe"), 0);
     hr_config_free(c);
     free(path);
 }
@@ -347,10 +464,13 @@ static int break_lane_seam(int batch_no)
     return 0;
 }
 
-/* A batch of 2000 jobs goes to Redis as two script calls, all sent before
- * any reply is read; when one fails (its lane's scheduled set is of the
- * wrong type), the other's jobs are rolled back too, whichever ran first,
- * and the failed one left nothing half-written behind. */
+/* A batch of 2000 jobs goes to Redis as two script calls (jobs due now),
+ * all sent before any reply is read, or as one transaction of plain
+ * commands (new jobs due later); when one call or the ZADD of one lane
+ * fails (its lane's scheduled set is of the wrong type), the other's jobs
+ * are rolled back too, whichever ran first, and nothing half-written is
+ * left behind (the failed lane's jobs that the transaction stored are
+ * deleted). */
 static void test_all_or_nothing_failed_chunk(void)
 {
     char *path;
@@ -360,27 +480,30 @@ static void test_all_or_nothing_failed_chunk(void)
     sched_import_stats st;
     hr_err err = {0};
     const char *lanes[] = {"x:@shop", "mastodon:@shop@mastodon.social"};
-    for (int bad = 0; bad < 2; bad++) {
-        break_lane = lanes[bad];
+    for (int bad = 0; bad < 4; bad++) {
+        o.now_ms = 0; /* the default: later than this host's clock */
+        if (bad >= 2) hr_parse_rfc3339("2020-01-01T00:00:00Z", &o.now_ms);
+        break_lane = lanes[bad % 2];
         sched_test_enqueue_fail = break_lane_seam;
         CHECK(import(c, &o, &st, &err) < 0);
         sched_test_enqueue_fail = NULL;
         CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
-        CHECK(strstr(err.msg, lanes[bad]) != NULL);
+        CHECK(strstr(err.msg, lanes[bad % 2]) != NULL);
         CHECK(strstr(err.msg, "rolled back the 1000 jobs") != NULL);
         CHECK_INT(st.rolled_back, 1000);
         CHECK_INT(hlen("jobs"), 0);
         CHECK_INT(hlen("import:big"), 1); /* only the generation counter */
         char key[128];
-        snprintf(key, sizeof key, "sched:%s", lanes[!bad]);
+        snprintf(key, sizeof key, "sched:%s", lanes[!(bad % 2)]);
         CHECK_INT(count("ZCARD", key), 0);
         for (int l = 0; l < 2; l++) {
             snprintf(key, sizeof key, "ready:%s", lanes[l]);
             CHECK_INT(count("LLEN", key), 0);
         }
-        free(th_redis_cmd(R, "DEL {%s}:sched:%s", ns, lanes[bad]));
+        free(th_redis_cmd(R, "DEL {%s}:sched:%s", ns, lanes[bad % 2]));
     }
     /* and it imports cleanly afterwards */
+    o.now_ms = 0;
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.added, 2000);
     CHECK_INT(hlen("jobs"), 2000);
@@ -554,6 +677,9 @@ int main(void)
     th_run("edit_sync_and_sent", test_edit_sync_and_sent);
     th_run("pipelined_batches", test_pipelined_batches);
     th_run("sent_jobs_untouched", test_sent_jobs_untouched);
+    th_run("sent_gone_and_back", test_sent_gone_and_back);
+    th_run("duplicate_items", test_duplicate_items);
+    th_run("lock", test_lock);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
     th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
