@@ -118,8 +118,6 @@ void qo_build_circuit(const char *ns, const char *lane, int op, int k, int64_t o
                       int64_t max_ms, queue_argv *a);
 /* qo_int_reply reads an integer reply into *out; -1 when it is not one. */
 int qo_int_reply(redisReply *r, long long *out, hr_err *err);
-/* qo_stored_value appends the 8-char id time prefix and the job's blob. */
-void qo_stored_value(const queue_job *j, hr_buf *out);
 int qo_lateness_bucket(int64_t ms);
 /* qo_build_reap builds the reap script's argv for worker from its in-flight
  * record's field names (an HKEYS reply: the lanes are those with a ':'). */

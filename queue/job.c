@@ -41,11 +41,13 @@ enum {
     F_META = 40,
 };
 
+enum { QUEUE_DEFAULT_MAX_ATTEMPTS = 5 };
+
 queue_job *queue_job_new(void)
 {
     queue_job *j = hr_calloc(1, sizeof *j);
     j->kind = QUEUE_KIND_POST;
-    j->max_attempts = 5;
+    j->max_attempts = QUEUE_DEFAULT_MAX_ATTEMPTS;
     return j;
 }
 
@@ -229,20 +231,54 @@ static int sbuf_write(void *data, const char *buf, size_t len)
     return 0;
 }
 
-void queue_job_encode(const queue_job *j, hr_buf *out)
+/* is_default_idem: the idem key is "hr-<ukh>", what a reader derives */
+static int is_default_idem(const queue_job *j)
 {
+    return j->idem_key && !strncmp(j->idem_key, "hr-", 3) &&
+           !strcmp(j->idem_key + 3, j->id + QUEUE_TS_LEN);
+}
+
+/* created_in_id: the id's time prefix says created_ms */
+static int created_in_id(const queue_job *j)
+{
+    char ts[QUEUE_TS_LEN + 1];
+    if (j->created_ms <= 0) return 0;
+    hr_base62_fixed((uint64_t)j->created_ms, QUEUE_TS_LEN, ts);
+    return !memcmp(ts, j->id, QUEUE_TS_LEN);
+}
+
+/* encode writes j's map. Fields at their decoder's default (attempt 0, a
+ * post, 5 attempts) are left out; for a stored value (stored), so are the
+ * idem key and creation time when its id says them (the stored reader puts
+ * them back): a third of a job's fixed fields, read back identically. */
+static void encode(const queue_job *j, hr_buf *out, int stored)
+{
+    int skip_idem = stored && is_default_idem(j), skip_created = stored && created_in_id(j);
     struct {
         int key;
         const char *v;
     } strs[] = {
         {F_PLATFORM, j->platform}, {F_ACCOUNT, j->account},     {F_CAMPAIGN, j->campaign},
-        {F_SOURCE, j->source},     {F_UNIQUE, j->unique_key},   {F_IDEM, j->idem_key},
+        {F_SOURCE, j->source},     {F_UNIQUE, j->unique_key},
+        {F_IDEM, skip_idem ? NULL : j->idem_key},
         {F_LAST_ERROR, j->last_error}, {F_TEXT, j->text},       {F_TITLE, j->title},
         {F_EXCERPT, j->excerpt},   {F_LINK, j->link},           {F_TO, j->to},
         {F_TO_NAME, j->to_name},   {F_SUBJECT, j->subject},     {F_HTML, j->html},
         {F_BODY_TEXT, j->body_text}, {F_PREHEADER, j->preheader},
     };
-    uint32_t count = 6 + j->extra_count; /* version kind run_at created attempt max */
+    struct {
+        int key;
+        int64_t v;
+        int skip;
+    } ints[] = {
+        {F_KIND, j->kind, j->kind == QUEUE_KIND_POST},
+        {F_RUN_AT, j->run_at_ms, 0},
+        {F_CREATED, j->created_ms, skip_created},
+        {F_ATTEMPT, j->attempt, j->attempt == 0},
+        {F_MAX_ATTEMPTS, j->max_attempts, j->max_attempts == QUEUE_DEFAULT_MAX_ATTEMPTS},
+    };
+    uint32_t count = 1 + j->extra_count; /* the version, then what is set */
+    for (size_t i = 0; i < HR_ARRAY_LEN(ints); i++) count += !ints[i].skip;
     for (size_t i = 0; i < HR_ARRAY_LEN(strs); i++) count += strs[i].v != NULL;
     count += j->ntags > 0;
     count += j->nmedia > 0;
@@ -254,16 +290,11 @@ void queue_job_encode(const queue_job *j, hr_buf *out)
     msgpack_pack_map(&pk, count);
     msgpack_pack_int(&pk, F_VERSION);
     msgpack_pack_int(&pk, QUEUE_CODEC_VERSION);
-    msgpack_pack_int(&pk, F_KIND);
-    msgpack_pack_int(&pk, j->kind);
-    msgpack_pack_int(&pk, F_RUN_AT);
-    msgpack_pack_int64(&pk, j->run_at_ms);
-    msgpack_pack_int(&pk, F_CREATED);
-    msgpack_pack_int64(&pk, j->created_ms);
-    msgpack_pack_int(&pk, F_ATTEMPT);
-    msgpack_pack_int(&pk, j->attempt);
-    msgpack_pack_int(&pk, F_MAX_ATTEMPTS);
-    msgpack_pack_int(&pk, j->max_attempts);
+    for (size_t i = 0; i < HR_ARRAY_LEN(ints); i++) {
+        if (ints[i].skip) continue;
+        msgpack_pack_int(&pk, ints[i].key);
+        msgpack_pack_int64(&pk, ints[i].v);
+    }
     for (size_t i = 0; i < HR_ARRAY_LEN(strs); i++) {
         if (!strs[i].v) continue;
         msgpack_pack_int(&pk, strs[i].key);
@@ -295,6 +326,14 @@ void queue_job_encode(const queue_job *j, hr_buf *out)
         }
     }
     if (j->extra_len) hr_buf_append(out, j->extra, j->extra_len);
+}
+
+void queue_job_encode(const queue_job *j, hr_buf *out) { encode(j, out, 0); }
+
+void queue_job_encode_stored(const queue_job *j, hr_buf *out)
+{
+    hr_buf_append(out, j->id, QUEUE_TS_LEN);
+    encode(j, out, 1);
 }
 
 /* ------------------------------------------------------------ decode */
@@ -568,5 +607,14 @@ queue_job *queue_job_decode_stored(const char *ukh, const void *p, size_t n, hr_
     if (!j) return NULL;
     memcpy(j->id, s, QUEUE_TS_LEN);
     snprintf(j->id + QUEUE_TS_LEN, QUEUE_UKH_LEN + 1, "%s", ukh);
+    /* what queue_job_encode_stored leaves out, said by the id */
+    if (!j->idem_key) j->idem_key = hr_asprintf("hr-%s", j->id + QUEUE_TS_LEN);
+    if (!j->created_ms) {
+        for (int i = 0; i < QUEUE_TS_LEN; i++) {
+            char c = s[i];
+            int d = c <= '9' ? c - '0' : c <= 'Z' ? c - 'A' + 10 : c - 'a' + 36;
+            j->created_ms = j->created_ms * 62 + d;
+        }
+    }
     return j;
 }

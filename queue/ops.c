@@ -44,12 +44,6 @@ static int ukh_of(const char *id, char *ukh)
     return 0;
 }
 
-void qo_stored_value(const queue_job *j, hr_buf *out)
-{
-    hr_buf_append(out, j->id, QUEUE_TS_LEN);
-    queue_job_encode(j, out);
-}
-
 int qo_int_reply(redisReply *r, long long *out, hr_err *err)
 {
     if (!r || r->type != REDIS_REPLY_INTEGER) return hr_err_set(err, "redis: unexpected reply");
@@ -225,7 +219,7 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
                 if (pass < 2) {
                     resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
                     hr_buf_reset(&v);
-                    qo_stored_value(job, &v);
+                    queue_job_encode_stored(job, &v);
                     resp_arg(o, v.data, v.len);
                 } else {
                     resp_ll(o, (long long)job->run_at_ms);
@@ -528,7 +522,7 @@ static void enqueue_new_format(queue *q, queue_enqueue_batch *b)
     for (int k = 0; k < b->nref; k++) {
         resp_arg(o, refs[k].ukh, QUEUE_UKH_LEN);
         hr_buf_reset(&v);
-        qo_stored_value(b->jobs[refs[k].idx], &v);
+        queue_job_encode_stored(b->jobs[refs[k].idx], &v);
         resp_arg(o, v.data, v.len);
     }
     hr_buf_release(&v);
@@ -1085,7 +1079,7 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     qa_pushf(a, "%lld", (long long)at_ms);
     hr_buf v;
     hr_buf_init(&v);
-    qo_stored_value(job, &v);
+    queue_job_encode_stored(job, &v);
     qa_push(a, v.data, v.len);
     hr_buf_release(&v);
     qa_pushs(a, lane);
@@ -1126,7 +1120,7 @@ int qo_build_bury(const char *ns, const char *worker, const char *ukh, const cha
     if (job) {
         hr_buf v;
         hr_buf_init(&v);
-        qo_stored_value(job, &v);
+        queue_job_encode_stored(job, &v);
         qa_push(a, v.data, v.len);
         hr_buf_release(&v);
     } else {
@@ -1324,7 +1318,7 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
         if (j) {
             j->attempt = 0;
             queue_set(&j->last_error, NULL);
-            qo_stored_value(j, &v);
+            queue_job_encode_stored(j, &v);
             queue_job_free(j);
         }
     }

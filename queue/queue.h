@@ -109,8 +109,13 @@ void queue_job_encode(const queue_job *j, hr_buf *out);
 /* queue_job_decode decodes a msgpack blob. Returns a new job or NULL with the
  * reason in err; never reads outside [p, p+n). Unknown fields are kept. */
 queue_job *queue_job_decode(const void *p, size_t n, hr_err *err);
+/* queue_job_encode_stored appends the value the jobs hash keeps for j: its
+ * id's 8-char time prefix and its blob, without what the id says (the
+ * default idem key "hr-<ukh>", the creation time). */
+void queue_job_encode_stored(const queue_job *j, hr_buf *out);
 /* queue_job_decode_stored decodes a value of the jobs hash (8-char time
- * prefix + blob) stored under ukh, and sets the job's id. */
+ * prefix + blob) stored under ukh, and sets the job's id (and the idem key
+ * and creation time when the value leaves them to the id). */
 queue_job *queue_job_decode_stored(const char *ukh, const void *p, size_t n, hr_err *err);
 /* queue_job_to_json returns a new JSON text of j for people and scripts. */
 char *queue_job_to_json(const queue_job *j);
