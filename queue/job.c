@@ -227,7 +227,17 @@ static void pack_str(msgpack_packer *pk, const char *s)
 
 static int sbuf_write(void *data, const char *buf, size_t len)
 {
-    hr_buf_append(data, buf, len);
+    hr_buf *b = data;
+    /* most writes are a byte or two (a key, a header): copied here, not
+     * through a call to memcpy; hr_buf stays NUL-terminated after len */
+    if (len <= 8 && b->len + len < b->cap) {
+        for (size_t i = 0; i < len; i++)
+            b->data[b->len + i] = buf[i];
+        b->len += len;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    hr_buf_append(b, buf, len);
     return 0;
 }
 
