@@ -175,15 +175,21 @@ static void generic_mac(hook_mac *m, const char *t, const char *body, size_t len
     hook_mac_hex(m, t, strlen(t), ".", 1, body, len, hex);
 }
 
+void hook_sign_generic_mac(hook_mac *m, int64_t now_s, const char *body, size_t len, char *out,
+                           size_t outlen)
+{
+    char t[24], hex[65];
+    hook_fmt_i64(t, now_s);
+    generic_mac(m, t, body, len, hex);
+    snprintf(out, outlen, "t=%s,v1=%s", t, hex);
+}
+
 void hook_sign_generic(const char *key, int64_t now_s, const char *body, size_t len, char *out,
                        size_t outlen)
 {
-    char t[24], hex[65];
-    snprintf(t, sizeof t, "%lld", (long long)now_s);
     hook_mac *m = hook_mac_new(key);
-    generic_mac(m, t, body, len, hex);
+    hook_sign_generic_mac(m, now_s, body, len, out, outlen);
     hook_mac_free(m);
-    snprintf(out, outlen, "t=%s,v1=%s", t, hex);
 }
 
 int hook_verify_generic(const char *key, const char *sig_header, const char *body, size_t len,

@@ -144,6 +144,16 @@ int hook_verify_generic(const char *key, const char *sig_header, const char *bod
 /* hook_sign_generic writes such a header value into out (>= 96 bytes). */
 void hook_sign_generic(const char *key, int64_t now_s, const char *body, size_t len, char *out,
                        size_t outlen);
+/* hook_mac: an HMAC-SHA256 key set up once, for whoever signs or checks many
+ * messages (OpenSSL's one-shot HMAC costs more than hashing a small webhook).
+ * hook_mac_new aborts when OpenSSL has no HMAC-SHA256. */
+typedef struct hook_mac hook_mac;
+hook_mac *hook_mac_new(const char *key);
+void hook_mac_free(hook_mac *m);
+/* hook_sign_generic_mac is hook_sign_generic with m keyed once; one message
+ * at a time per hook_mac. */
+void hook_sign_generic_mac(hook_mac *m, int64_t now_s, const char *body, size_t len, char *out,
+                           size_t outlen);
 
 /* ------------------------------------------------ herald webhooks */
 

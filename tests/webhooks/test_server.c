@@ -193,6 +193,77 @@ static void test_platform_id(void)
     CHECK_INT(rint_("HGET {t}:eng:campaigns launch|repost"), 1);
 }
 
+/* stream_entry returns the fields of the stream's n-th newest entry (1 the
+ * newest) as "name,value,...". */
+static char *stream_entry(int n)
+{
+    return rcmd("EVAL %s 1 {t}:events %d",
+                "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])"
+                "[tonumber(ARGV[1])] return table.concat(e[2], ',')",
+                n);
+}
+
+/* test_one_batch: the events of one request are recorded by one script
+ * call: a repeat inside the batch is a duplicate, a contact's job is listed
+ * once, the first suppression reason is kept, and each new event's stream
+ * entry carries the job and campaign it was matched to. */
+static void test_one_batch(void)
+{
+    const char *J2 = "0000000Abatch0000001"; /* its own job: other tests count JOB's */
+    free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", J2 + 8, J2));
+    free(rcmd("HSET {t}:platform_ids x:777 %s\tlaunch2", J2));
+    long xlen0 = rint_("XLEN {t}:events");
+    char body[1200];
+    snprintf(body, sizeof body,
+             "{\"events\":["
+             "{\"id\":\"b1\",\"type\":\"open\",\"job\":\"%s\",\"email\":\"Cara@example.com\","
+             "\"campaign\":\"fall\",\"ts\":1700000000},"
+             "{\"id\":\"b1\",\"type\":\"open\",\"job\":\"%s\"},"
+             "{\"id\":\"b2\",\"type\":\"bounce\",\"job\":\"%s\",\"email\":\"cara@example.com\"},"
+             "{\"id\":\"b5\",\"type\":\"spam\",\"job\":\"%s\",\"email\":\"cara@example.com\"},"
+             "{\"id\":\"b3\",\"type\":\"repost\",\"platform\":\"x\",\"platform_id\":\"777\"},"
+             "{\"id\":\"b4\",\"type\":\"click\",\"job\":\"0000000Azzzzzzzzzzzz\"}]}",
+             J2, J2, J2, J2);
+    char *resp = NULL;
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":4,\"duplicates\":1,\"unmatched\":1"));
+    free(resp);
+    CHECK_INT(rint_("XLEN {t}:events") - xlen0, 5);
+    char digest[65];
+    REQUIRE(queue_suppress_hash(secret, "cara@example.com", digest) == 0);
+    CHECK_INT(rint_("HGET {t}:eng:contacts %s|open", digest), 1);
+    CHECK_INT(rint_("HGET {t}:eng:contacts %s|bounce", digest), 1);
+    char *v = rcmd("HGET {t}:eng:contacts %s|jobs", digest);
+    CHECK(v && strcmp(v, J2) == 0);
+    free(v);
+    v = rcmd("HGET {t}:suppressed %s", digest);
+    CHECK(v && strncmp(v, "bounce\t", 7) == 0);
+    free(v);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns fall|open"), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns launch2|repost"), 1);
+    char want[300];
+    v = stream_entry(1); /* b4: not matched to any job */
+    CHECK(v && strcmp(v, "type,click,job,,campaign,,platform,,ts,0,event,generic:b4") == 0);
+    free(v);
+    v = stream_entry(2); /* b3: job and campaign from the platform's id */
+    snprintf(want, sizeof want, "type,repost,job,%s,campaign,launch2,platform,x,ts,0,event,x:b3",
+             J2);
+    CHECK(v && strcmp(v, want) == 0);
+    free(v);
+    v = stream_entry(5); /* b1, once */
+    snprintf(want, sizeof want,
+             "type,open,job,%s,campaign,fall,platform,,ts,1700000000000,event,generic:b1", J2);
+    CHECK(v && strcmp(v, want) == 0);
+    free(v);
+    /* the whole request again: every event a duplicate, nothing counted */
+    resp = NULL;
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":0,\"duplicates\":6"));
+    free(resp);
+    CHECK_INT(rint_("XLEN {t}:events") - xlen0, 5);
+    CHECK_INT(rint_("HGET {t}:eng:contacts %s|open", digest), 1);
+}
+
 static void sg_sign(const char *ts, const char *body, char *out)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -835,6 +906,7 @@ int main(void)
     th_run("generic", test_generic);
     th_run("unknown_job", test_unknown_job);
     th_run("platform_id", test_platform_id);
+    th_run("one_batch", test_one_batch);
     th_run("sendgrid", test_sendgrid);
     th_run("mailgun", test_mailgun);
     th_run("postmark", test_postmark);

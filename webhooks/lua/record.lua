@@ -6,62 +6,65 @@
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
 -- Returns a string of one code per event: 1 recorded, 2 duplicate,
 -- 3 unmatched (one reply, not an array of n: cheaper on both sides).
-local now = ARGV[1] -- kept a string: Lua numbers would be re-formatted per call
--- Event ids seen are kept in two hashes, one per period (seen_period_ms):
--- the current one and the previous one, so an id is remembered for one to
--- two periods. A hash field is much cheaper than a sorted-set member.
-local period = math.floor(tonumber(now) / tonumber(ARGV[2]))
-local cur, old = KEYS[1], KEYS[11]
-if period % 2 == 1 then cur, old = old, cur end
-if redis.call('HGET', cur, '_period') ~= tostring(period) then
-  redis.call('UNLINK', cur) -- freed in the background: it may hold millions of ids
-  redis.call('HSET', cur, '_period', period)
-end
-local old_p = redis.call('HGET', old, '_period')
-if old_p and old_p ~= tostring(period - 1) then
-  redis.call('UNLINK', old)
-  old_p = nil
-end
-local maxlen = ARGV[3]
-local n = tonumber(ARGV[4])
-local out = {}
--- counters are summed here and written once per field per batch
-local incr = {{}, {}, {}, {}} -- eng:jobs, eng:campaigns, eng:contacts, eng:totals
-local function add(t, f) t[f] = (t[f] or 0) + 1 end
+-- Each value passed to or from redis.call costs about as much as the Lua
+-- work of an event: the script reads what the batch needs in a few HMGETs,
+-- decides in plain Lua (locals, no helper calls per event), then writes: one
+-- XADD and one HINCRBY per recorded event, the rest once per batch.
+local A = ARGV
+local now = A[1] -- kept a string: Lua numbers would be re-formatted per call
+local n = tonumber(A[4])
+local call, sub, find = redis.call, string.sub, string.find
 
--- unpack() has a stack limit: big batches go in chunks
+-- unpack() has a stack limit: long lists go in chunks of 1000
 local function hmget(key, list)
   local res = {}
   for s = 1, #list, 1000 do
-    local part = redis.call('HMGET', key, unpack(list, s, math.min(s + 999, #list)))
+    local part = call('HMGET', key, unpack(list, s, math.min(s + 999, #list)))
     for k = 1, #part do res[s + k - 1] = part[k] end
   end
   return res
 end
-
--- Read everything the batch needs in a few HMGETs rather than per event,
--- each hash only for the events that need it: {NS}:jobs for job ids not in
--- {NS}:done (most events come after the send), {NS}:platform_ids for events
--- that carry a platform id. (Every value passed to or from redis.call costs
--- about as much as the rest of an event's work.)
-local ids, ukhs, pk, pkeys = {}, {}, {}, {}
-for i = 0, n - 1 do
-  local b = 5 + i * 8
-  ids[i + 1] = ARGV[b]
-  local job = ARGV[b + 2]
-  ukhs[i + 1] = string.len(job) == 20 and string.sub(job, 9) or '-'
-  if ARGV[b + 4] ~= '' then pk[#pk + 1] = i + 1; pkeys[#pkeys + 1] = ARGV[b + 4] end
+local function hset(key, list)
+  for s = 1, #list, 1000 do
+    call('HSET', key, unpack(list, s, math.min(s + 999, #list)))
+  end
 end
-local in_cur = hmget(cur, ids)
+
+-- Event ids seen are kept in two hashes, one per period (seen_period_ms):
+-- the current one and the previous one, so an id is remembered for one to
+-- two periods. A hash field is much cheaper than a sorted-set member.
+local period = math.floor(tonumber(now) / tonumber(A[2]))
+local cur, old = KEYS[1], KEYS[11]
+if period % 2 == 1 then cur, old = old, cur end
+local cur_p = call('HGET', cur, '_period')
+local old_p = call('HGET', old, '_period')
+local fresh = cur_p ~= tostring(period) -- cur belongs to an expired period
+local stale = old_p and old_p ~= tostring(period - 1) -- old too
+if stale then old_p = nil end
+
+-- Reads, one HMGET per hash per batch: seen ids, {NS}:done for job ids,
+-- {NS}:jobs only for job ids not in done (most events come after the send),
+-- {NS}:platform_ids only for events that carry a platform id.
+local ids, ukhs, pk, pkeys = {}, {}, {}, {}
+for i = 1, n do
+  local b = i * 8 - 3
+  ids[i] = A[b]
+  local job = A[b + 2]
+  ukhs[i] = #job == 20 and sub(job, 9) or '-'
+  if A[b + 4] ~= '' then pk[#pk + 1] = i; pkeys[#pkeys + 1] = A[b + 4] end
+end
+local in_cur = fresh and {} or hmget(cur, ids)
 local in_old = old_p and hmget(old, ids) or {}
 local done = hmget(KEYS[4], ukhs)
-local sent, qi, qk, queued = {}, {}, {}, {}
+local sent, queued, qi, qk = {}, {}, {}, {}
 for i = 1, n do
-  local d = done[i]
-  if d and ukhs[i] ~= '-' and string.find(d, ARGV[i * 8 - 1], 1, true) == 1 then
-    sent[i] = true
-  elseif ukhs[i] ~= '-' then
-    qi[#qi + 1] = i; qk[#qk + 1] = ukhs[i]
+  if ukhs[i] ~= '-' then
+    local d = done[i]
+    if d and find(d, A[i * 8 - 1], 1, true) == 1 then
+      sent[i] = true
+    else
+      qi[#qi + 1] = i; qk[#qk + 1] = ukhs[i]
+    end
   end
 end
 if #qk > 0 then
@@ -74,75 +77,99 @@ if #pkeys > 0 then
   for k = 1, #pk do pids[pk[k]] = got[k] end
 end
 
-local new_ids = {}
-local batch_seen, camp_keys = {}, {}
-for i = 0, n - 1 do
-  local b = 5 + i * 8
-  local id, typ, job, camp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local supp, plat, ts = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  if in_cur[i + 1] or in_old[i + 1] or batch_seen[id] then
-    out[i + 1] = '2'
-    add(incr[4], 'duplicate')
+-- Decide, in Lua only: each event's code, job and campaign; the counters'
+-- increments; the suppressions and the contacts' job lists.
+local out, new_ids, nn, batch_seen = {}, {}, 0, {}
+local ejob, ecamp = {}, {} -- of recorded events, when not as sent
+local c_jobs, c_camps, c_conts, c_tot = {}, {}, {}, {}
+local camp_keys, supp_set, cont_jobs, cont_new = {}, {}, {}, {}
+for i = 1, n do
+  local b = i * 8 - 3
+  local id = ids[i]
+  if in_cur[i] or in_old[i] or batch_seen[id] then
+    out[i] = '2'
+    c_tot.duplicate = (c_tot.duplicate or 0) + 1
   else
     batch_seen[id] = true
-    new_ids[#new_ids + 1] = id
-    new_ids[#new_ids + 1] = now
-    local matched = false
-    -- a job id names a job that is queued or was sent: check it exists
-    local j = queued[i + 1]
-    if sent[i + 1] or (j and string.sub(j, 1, 8) == string.sub(job, 1, 8)) then
-      matched = true
-    end
+    nn = nn + 1
+    new_ids[nn * 2 - 1] = id
+    new_ids[nn * 2] = now
+    local typ, job, camp = A[b + 1], A[b + 2], A[b + 3]
+    -- a job id names a job that was sent (in done) or is queued
+    local j = queued[i]
+    local matched = sent[i] or (j and sub(j, 1, 8) == sub(job, 1, 8)) or false
     -- else (or also, for the campaign) the platform's id recorded at send
-    local m = pids[i + 1]
+    local m = pids[i]
     if m and (not matched or camp == '') then
-      local tab = string.find(m, '\t', 1, true)
-      local mjob = tab and string.sub(m, 1, tab - 1) or m
-      if not matched then job = mjob; matched = true end
-      if camp == '' and tab and mjob == job then camp = string.sub(m, tab + 1) end
+      local tab = find(m, '\t', 1, true)
+      local mjob = tab and sub(m, 1, tab - 1) or m
+      if not matched then job = mjob; matched = true; ejob[i] = job end
+      if camp == '' and tab and mjob == job then camp = sub(m, tab + 1); ecamp[i] = camp end
     end
     if matched then
-      out[i + 1] = '1'
-      add(incr[1], job .. '|' .. typ)
+      out[i] = '1'
+      local f = job .. '|' .. typ
+      c_jobs[f] = (c_jobs[f] or 0) + 1
       if camp ~= '' then -- one "campaign|type" string per pair, not per event
         local ck = camp_keys[camp]
         if not ck then ck = {}; camp_keys[camp] = ck end
-        local f = ck[typ]
+        f = ck[typ]
         if not f then f = camp .. '|' .. typ; ck[typ] = f end
-        add(incr[2], f)
+        c_camps[f] = (c_camps[f] or 0) + 1
       end
     else
-      out[i + 1] = '3'
-      add(incr[4], 'unmatched')
+      out[i] = '3'
+      c_tot.unmatched = (c_tot.unmatched or 0) + 1
       job = ''
+      ejob[i] = ''
     end
-    add(incr[4], typ)
+    c_tot[typ] = (c_tot[typ] or 0) + 1
+    local supp = A[b + 5]
     if supp ~= '' then
-      if typ == 'bounce' or typ == 'spam' or typ == 'unsubscribe' then
-        redis.call('HSETNX', KEYS[3], supp, typ .. '\t' .. now)
+      if (typ == 'bounce' or typ == 'spam' or typ == 'unsubscribe') and not supp_set[supp] then
+        supp_set[supp] = typ .. '\t' .. now -- the first reason is kept
       end
-      add(incr[3], supp .. '|' .. typ)
+      local f = supp .. '|' .. typ
+      c_conts[f] = (c_conts[f] or 0) + 1
       if job ~= '' then
         -- the contact's jobs, so `forget` can find their rows (bounded)
-        local f = supp .. '|jobs'
-        local js = redis.call('HGET', KEYS[9], f) or ''
-        if not string.find(js, job, 1, true) and string.len(js) < 2100 then
-          redis.call('HSET', KEYS[9], f, js == '' and job or (js .. ' ' .. job))
+        local cf = supp .. '|jobs'
+        local js = cont_jobs[cf] or call('HGET', KEYS[9], cf) or ''
+        if not find(js, job, 1, true) and #js < 2100 then
+          js = js == '' and job or (js .. ' ' .. job)
+          cont_new[cf] = js
         end
+        cont_jobs[cf] = js
       end
     end
-    redis.call('XADD', KEYS[2], '*', 'type', typ, 'job', job,
-      'campaign', camp, 'platform', plat, 'ts', ts, 'event', id)
   end
 end
-if #new_ids > 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', maxlen) end
-for s = 1, #new_ids, 1000 do
-  redis.call('HSET', cur, unpack(new_ids, s, math.min(s + 999, #new_ids)))
+
+-- Writes.
+if fresh then
+  call('UNLINK', cur) -- freed in the background: it may hold millions of ids
+  call('HSET', cur, '_period', period)
 end
-for k = 1, 4 do
-  -- a Lua number argument is formatted with %.17g; most sums are 1
-  for f, v in pairs(incr[k]) do
-    redis.call('HINCRBY', KEYS[6 + k], f, v == 1 and '1' or string.format('%d', v))
+if stale then call('UNLINK', old) end
+for i = 1, n do
+  if out[i] ~= '2' then
+    local b = i * 8 - 3
+    call('XADD', KEYS[2], '*', 'type', A[b + 1], 'job', ejob[i] or A[b + 2],
+      'campaign', ecamp[i] or A[b + 3], 'platform', A[b + 6], 'ts', A[b + 7], 'event', A[b])
   end
 end
+if nn > 0 then
+  call('XTRIM', KEYS[2], 'MAXLEN', '~', A[3])
+  hset(cur, new_ids)
+end
+for s, v in pairs(supp_set) do call('HSETNX', KEYS[3], s, v) end
+for f, js in pairs(cont_new) do call('HSET', KEYS[9], f, js) end
+-- a Lua number argument is formatted with %.17g; most sums are 1
+local function incr(key, t)
+  for f, v in pairs(t) do call('HINCRBY', key, f, v == 1 and '1' or string.format('%d', v)) end
+end
+incr(KEYS[7], c_jobs)
+incr(KEYS[8], c_camps)
+incr(KEYS[9], c_conts)
+incr(KEYS[10], c_tot)
 return table.concat(out)

@@ -1,16 +1,17 @@
-/* webhooks_load.c: a small HTTP/1.1 load generator for bench/webhooks: N
- * keep-alive connections on one epoll loop, each with one request in flight,
- * each request a freshly signed generic webhook event (or a plain GET for the
- * nginx reference). Prints one JSON object with req/s and latency quantiles.
- * Not a general tool: responses must carry Content-Length. */
-#define _GNU_SOURCE
+/* webhooks_bench.c: the load generator of bench/webhooks: N keep-alive
+ * connections on one epoll loop, each with one request in flight, each
+ * request a new generic webhook event signed by hook_sign_generic_mac (or a
+ * plain GET for the nginx reference). Prints one JSON object with req/s and
+ * latency quantiles. Not a general tool: responses must carry
+ * Content-Length.
+ * The events (new ids, timestamps inside the replay window, signatures) are
+ * made before the timed phase, so that sending one costs the generator about
+ * what sending the reference's GET does: it is not the system under test. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,22 +22,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "webhooks.h"
+
 #define MAXC 1024
 #define HIST_US 1000000 /* 1 us buckets up to 1 s */
+#define REQ_MAX 512      /* one signed request */
 
 typedef struct conn {
     int fd;
-    char out[2048];
+    const char *out; /* the request in flight: in the pool, own or get_req */
     size_t out_len, out_off;
+    char own[REQ_MAX];
     char in[8192];
     size_t in_len;
     int64_t sent_us;
 } conn;
 
-static const char *mode, *key, *path;
-static EVP_MAC_CTX *keyed; /* HMAC keyed once: the generator's CPU is the machine's too */
+static const char *mode, *path;
 static int port, nconn, jobs = 1000;
-static uint64_t seq;
+static char get_req[256];
+static hook_mac *mac; /* generic mode: the events' key */
+/* signed requests made before the run, one after the other */
+static char *pool;
+static uint16_t *pool_lens;
+static long pool_n, seq;
+static size_t pool_off;
 static uint32_t *hist;
 static long done_n, errors, measuring;
 static int64_t start_us;
@@ -48,46 +58,54 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* make_req writes the i-th event's request, signed at now_s, into out */
+static size_t make_req(long i, long long now_s, char *out, size_t cap)
+{
+    char body[256], sig[128];
+    int bl = snprintf(body, sizeof body,
+                      "{\"events\":[{\"id\":\"bench-%d-%ld\",\"type\":\"open\",\"job\":"
+                      "\"0000000A%012ld\",\"campaign\":\"bench\"}]}",
+                      getpid(), i, i % jobs);
+    hook_sign_generic_mac(mac, now_s, body, (size_t)bl, sig, sizeof sig);
+    return (size_t)snprintf(out, cap,
+                            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Content-Type: application/json\r\n"
+                            "X-Herald-Signature: %s\r\nContent-Length: %d\r\n\r\n%s",
+                            path, sig, bl, body);
+}
+
+/* make_pool makes the first n requests */
+static void make_pool(long n)
+{
+    pool = malloc((size_t)n * REQ_MAX);
+    pool_lens = malloc((size_t)n * sizeof *pool_lens);
+    if (!pool || !pool_lens) {
+        fprintf(stderr, "no memory for %ld requests\n", n);
+        exit(1);
+    }
+    long long now = (long long)time(NULL);
+    size_t off = 0;
+    for (long i = 0; i < n; i++) {
+        pool_lens[i] = (uint16_t)make_req(i, now, pool + off, REQ_MAX);
+        off += pool_lens[i];
+    }
+    pool_n = n;
+}
+
+/* build points c at its next request: the next signed event (made now when
+ * the pool ran out), or the GET */
 static void build(conn *c)
 {
-    if (strcmp(mode, "get") == 0) {
-        c->out_len = (size_t)snprintf(c->out, sizeof c->out,
-                                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (!mac) {
+        c->out = get_req;
+        c->out_len = strlen(get_req);
+    } else if (seq < pool_n) {
+        c->out = pool + pool_off;
+        c->out_len = pool_lens[seq++];
+        pool_off += c->out_len;
     } else {
-        char body[512];
-        uint64_t n = ++seq;
-        int bl = snprintf(body, sizeof body,
-                          "{\"events\":[{\"id\":\"bench-%d-%llu\",\"type\":\"open\",\"job\":"
-                          "\"0000000A%012d\",\"campaign\":\"bench\"}]}",
-                          getpid(), (unsigned long long)n, (int)(n % (uint64_t)jobs));
-        char ts[24];
-        snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
-        unsigned char mac[32];
-        size_t maclen = 0;
-        if (EVP_MAC_init(keyed, NULL, 0, NULL) != 1 || /* same key, new message */
-            EVP_MAC_update(keyed, (unsigned char *)ts, strlen(ts)) != 1 ||
-            EVP_MAC_update(keyed, (const unsigned char *)".", 1) != 1 ||
-            EVP_MAC_update(keyed, (unsigned char *)body, (size_t)bl) != 1 ||
-            EVP_MAC_final(keyed, mac, &maclen, sizeof mac) != 1) {
-            fprintf(stderr, "HMAC failed\n");
-            exit(1);
-        }
-        char hex[65];
-        for (int i = 0; i < 32; i++) {
-            hex[2 * i] = "0123456789abcdef"[mac[i] >> 4];
-            hex[2 * i + 1] = "0123456789abcdef"[mac[i] & 15];
-        }
-        hex[64] = '\0';
-        /* the generator's CPU is taken from the server's machine: no
-         * needless copies */
-        c->out_len =
-            (size_t)snprintf(c->out, sizeof c->out,
-                             "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                             "Content-Type: application/json\r\n"
-                             "X-Herald-Signature: t=%s,v1=%s\r\nContent-Length: %d\r\n\r\n",
-                             path, ts, hex, bl);
-        memcpy(c->out + c->out_len, body, (size_t)bl);
-        c->out_len += (size_t)bl;
+        c->out_len = make_req(seq++, (long long)time(NULL), c->own, sizeof c->own);
+        c->out = c->own;
     }
     c->out_off = 0;
 }
@@ -156,8 +174,8 @@ static double quantile(double q)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr,
-                "usage: webhooks_load get|generic PORT PATH CONNS SECONDS WARMUP_S [KEY]\n");
+        fprintf(stderr, "usage: webhooks_bench get|generic PORT PATH CONNS SECONDS WARMUP_S "
+                        "[KEY [MAX_RATE]]\n");
         return 2;
     }
     mode = argv[1];
@@ -165,16 +183,14 @@ int main(int argc, char **argv)
     path = argv[3];
     nconn = atoi(argv[4]);
     double secs = atof(argv[5]), warm = atof(argv[6]);
-    key = argc > 7 ? argv[7] : "";
     if (nconn < 1 || nconn > MAXC) return 2;
     hist = calloc(HIST_US, sizeof *hist);
-    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    keyed = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
-                           OSSL_PARAM_construct_end()};
-    if (!keyed || EVP_MAC_init(keyed, (const unsigned char *)key, strlen(key), params) != 1) {
-        fprintf(stderr, "no HMAC-SHA256 in OpenSSL\n");
-        return 1;
+    snprintf(get_req, sizeof get_req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (strcmp(mode, "generic") == 0) {
+        /* enough events for the whole run at MAX_RATE events/s */
+        double rate = argc > 8 ? atof(argv[8]) : 60000;
+        mac = hook_mac_new(argc > 7 ? argv[7] : "");
+        make_pool((long)((secs + warm) * rate) + nconn);
     }
     int ep = epoll_create1(0);
     static conn cs[MAXC];
