@@ -16,26 +16,45 @@ void req_init(plat_request *r, const char *method, char *url)
     r->url = url;
 }
 
+/* grow gives an array of n items room for one more, doubling (from 4) when
+ * n is a power of two: the capacity follows from n, no field needed. */
+static void *grow(void *v, int n, size_t size)
+{
+    if (n == 0) return hr_realloc(v, 4 * size);
+    if (n >= 4 && (n & (n - 1)) == 0) return hr_realloc(v, 2 * (size_t)n * size);
+    return v;
+}
+
+/* header_put adds name: prefix value as one block, "name\0prefix value\0"
+ * (plat_request_release frees the name, which is the block). */
+static void header_put(plat_request *r, const char *name, const char *prefix, const char *value)
+{
+    size_t nl = strlen(name) + 1, pl = strlen(prefix), vl = strlen(value) + 1;
+    char *b = hr_malloc(nl + pl + vl);
+    memcpy(b, name, nl);
+    memcpy(b + nl, prefix, pl);
+    memcpy(b + nl + pl, value, vl);
+    r->headers = grow(r->headers, r->nheaders, sizeof *r->headers);
+    r->headers[r->nheaders].name = b;
+    r->headers[r->nheaders].value = b + nl;
+    r->nheaders++;
+}
+
 void req_header(plat_request *r, const char *name, const char *value)
 {
-    r->headers = hr_realloc(r->headers, (size_t)(r->nheaders + 1) * sizeof *r->headers);
-    r->headers[r->nheaders].name = hr_strdup(name);
-    r->headers[r->nheaders].value = hr_strdup(value);
-    r->nheaders++;
+    header_put(r, name, "", value);
 }
 
 void req_secret(plat_request *r, const char *secret)
 {
     if (!secret || !*secret) return;
-    r->secrets = hr_realloc(r->secrets, (size_t)(r->nsecrets + 1) * sizeof *r->secrets);
+    r->secrets = grow(r->secrets, r->nsecrets, sizeof *r->secrets);
     r->secrets[r->nsecrets++] = hr_strdup(secret);
 }
 
 void req_bearer(plat_request *r, const char *token)
 {
-    char *v = hr_asprintf("Bearer %s", token ? token : "");
-    req_header(r, "Authorization", v);
-    free(v);
+    header_put(r, "Authorization", "Bearer ", token ? token : "");
     req_secret(r, token);
 }
 
@@ -51,13 +70,12 @@ static void req_body(plat_request *r, char *body, size_t len, const char *ctype)
 
 void req_json(plat_request *r, json_t *body)
 {
+    /* jansson allocates with malloc (we never set other functions), so its
+     * text is the body as is: free() releases it */
     char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(body);
     if (!s) s = hr_strdup("{}");
-    /* jansson's allocation is malloc; hand over a herald-owned copy anyway */
-    char *c = hr_strdup(s);
-    free(s);
-    req_body(r, c, strlen(c), "application/json");
+    req_body(r, s, strlen(s), "application/json");
 }
 
 char *plat_urlenc(const char *s)
@@ -91,25 +109,31 @@ void req_form(plat_request *r, const char *const *pairs)
 void req_idem_step(plat_request *r, const plat_send *s, const char *step)
 {
     if (!s->job->idem_key) return;
-    hr_buf b;
-    hr_buf_init(&b);
-    hr_buf_puts(&b, s->job->idem_key);
-    if (s->part > 0) hr_buf_printf(&b, "-%d", s->part + 1);
-    if (step) hr_buf_printf(&b, "-%s", step);
-    req_header(r, "Idempotency-Key", b.data);
-    hr_buf_release(&b);
+    char part[16] = "", small[64];
+    if (s->part > 0) snprintf(part, sizeof part, "-%d", s->part + 1);
+    const char *dash = step ? "-" : "", *st = step ? step : "";
+    int n = snprintf(small, sizeof small, "%s%s%s", part, dash, st);
+    char *suffix = n < (int)sizeof small ? small : hr_asprintf("%s%s%s", part, dash, st);
+    header_put(r, "Idempotency-Key", s->job->idem_key, suffix);
+    if (suffix != small) free(suffix);
 }
 
 void req_idem(plat_request *r, const plat_send *s) { req_idem_step(r, s, NULL); }
 
 char *url_join(const plat_account *a, const char *fmt, ...)
 {
-    va_list ap;
+    /* one allocation: the base, then the path formatted in place */
+    va_list ap, again;
     va_start(ap, fmt);
-    char *path = hr_vasprintf(fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    char *u = hr_asprintf("%s%s", a->base_url, path);
-    free(path);
+    size_t bl = strlen(a->base_url);
+    char *u = hr_malloc(bl + (size_t)(n > 0 ? n : 0) + 1);
+    memcpy(u, a->base_url, bl);
+    u[bl] = '\0';
+    if (n > 0) vsnprintf(u + bl, (size_t)n + 1, fmt, again);
+    va_end(again);
     return u;
 }
 
@@ -125,10 +149,7 @@ void plat_request_release(plat_request *r)
 {
     if (!r) return;
     free(r->url);
-    for (int i = 0; i < r->nheaders; i++) {
-        free(r->headers[i].name);
-        free(r->headers[i].value);
-    }
+    for (int i = 0; i < r->nheaders; i++) free(r->headers[i].name); /* holds the value too */
     free(r->headers);
     free(r->body);
     free(r->content_type);
