@@ -1,4 +1,5 @@
 /* test_ops.c: every queue operation against a real redis-server. */
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -910,6 +911,68 @@ static void test_review_fixes(void)
 }
 
 /* count_res counts the results in res[from, to) equal to code */
+/* new_txn runs queue_enqueue_new_append's commands in MULTI/EXEC on q's
+ * connection and reads the results; returns queue_enqueue_new_results' */
+static int new_txn(queue *q, queue_job **jobs, int n, int *res, hr_err *err)
+{
+    redisContext *c = queue_redis(q);
+    redisAppendCommand(c, "MULTI");
+    int ncmds = 0;
+    queue_enqueue_batch *b = queue_enqueue_new_append(q, jobs, n, &ncmds, err);
+    if (!b) return -1;
+    redisAppendCommand(c, "EXEC");
+    redisReply *r = NULL;
+    for (int i = 0; i < ncmds + 2; i++) {
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) return -1;
+        if (i < ncmds + 1) freeReplyObject(r);
+    }
+    int rc = queue_enqueue_new_results(b, r, 0, res, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* The bulk path for jobs known new: plain commands in the caller's
+ * MULTI/EXEC store and schedule them, move each lane's due entry only
+ * earlier, and report ADDED; a lane whose scheduled set has the wrong type
+ * makes its jobs STORED (stored, never scheduled), the others ADDED. */
+static void test_enqueue_new(void)
+{
+    queue *q = connect_q("tn");
+    REQUIRE(q);
+    hr_err err = {0};
+    int64_t t = hr_now_ms() + 3600000;
+    free(th_redis_cmd(R, "ZADD {tn}:due %lld s|x:@shop", (long long)t + 5));
+    queue_job *jobs[] = {post("x", "@shop", "c1|a|x", t + 10), post("x", "@shop", "c1|b|x", t + 20),
+                         post("mastodon", "@m@e.x", "c1|a|m", t + 30)};
+    int res[3];
+    CHECK(new_txn(q, jobs, 3, res, &err) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(res[i], QUEUE_ADDED);
+    CHECK_INT(count("ZCARD {%s}:sched:%s", "tn", "x:@shop"), 2);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "tn", ""), 3);
+    CHECK_INT(count("SCARD {%s}:lanes%s", "tn", ""), 2);
+    CHECK_INT(count("ZSCORE {%s}:due s|%s", "tn", "x:@shop"), t + 5); /* LT: kept */
+    CHECK_INT(count("ZSCORE {%s}:due s|%s", "tn", "mastodon:@m@e.x"), t + 30);
+    queue_job *g = queue_get(q, jobs[1]->id, &err);
+    REQUIRE(g);
+    CHECK_STR(g->text, "hello");
+    CHECK_INT(g->run_at_ms, t + 20);
+    queue_job_free(g);
+    for (int i = 0; i < 3; i++)
+        queue_job_free(jobs[i]);
+
+    free(th_redis_cmd(R, "SET {tn}:sched:x:@other wrongtype"));
+    queue_job *more[] = {post("x", "@other", "c1|c|xo", t), post("x", "@shop", "c1|c|x", t)};
+    CHECK(new_txn(q, more, 2, res, &err) < 0);
+    CHECK(strstr(err.msg, "WRONGTYPE") && strstr(err.msg, "x:@other"));
+    CHECK_INT(res[0], QUEUE_STORED);
+    CHECK_INT(res[1], QUEUE_ADDED);
+    CHECK_INT(count("HLEN {%s}:jobs%s", "tn", ""), 5);
+    for (int i = 0; i < 2; i++)
+        queue_job_free(more[i]);
+    queue_free(q);
+}
+
 static int count_res(const int *res, int from, int to, int code)
 {
     int n = 0;
@@ -1017,5 +1080,6 @@ int main(void)
     th_run("review_fixes", test_review_fixes);
     th_run("reconnect", test_reconnect);
     th_run("enqueue_failed_chunk", test_enqueue_failed_chunk);
+    th_run("enqueue_new", test_enqueue_new);
     return th_main_end();
 }
