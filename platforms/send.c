@@ -92,8 +92,9 @@ plat_send *plat_send_new(const plat_account *a, plat_session *sess, const queue_
         plat_send_free(s);
         return NULL;
     }
-    s->ids = hr_calloc((size_t)s->post.nparts + 1, sizeof *s->ids);
-    s->cids = hr_calloc((size_t)s->post.nparts + 1, sizeof *s->cids);
+    /* ids and cids: one block, ids first (plat_send_free frees ids) */
+    s->ids = hr_calloc(2 * ((size_t)s->post.nparts + 1), sizeof *s->ids);
+    s->cids = s->ids + s->post.nparts + 1;
     resume(s);
     return s;
 }
@@ -103,8 +104,7 @@ void plat_send_free(plat_send *s)
     if (!s) return;
     for (int i = 0; s->ids && i < s->post.nparts + 1; i++) free(s->ids[i]);
     for (int i = 0; s->cids && i < s->post.nparts + 1; i++) free(s->cids[i]);
-    free(s->ids);
-    free(s->cids);
+    free(s->ids); /* cids too */
     plat_post_release(&s->post);
     free(s->container);
     free(s->unsub_header);

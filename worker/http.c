@@ -34,6 +34,8 @@ struct wk_http {
     ev_timer fail_timer;
     wk_req *free_list;
     int nfree;
+    struct wk_sock *free_socks; /* curl gives a pooled connection's socket
+                                 * back after each request: reused, not freed */
 };
 
 /* One watched socket. */
@@ -41,6 +43,7 @@ typedef struct wk_sock {
     ev_io io;
     curl_socket_t fd;
     wk_shard *sh;
+    struct wk_sock *next_free;
 } wk_sock;
 
 static void check_done(wk_shard *sh);
@@ -86,14 +89,17 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             ev_io_stop(h->loop, &s->io);
-            free(s);
+            s->next_free = h->free_socks;
+            h->free_socks = s;
         }
         curl_multi_assign(sh->multi, fd, NULL);
         return 0;
     }
     int ev = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     if (!s) {
-        s = hr_calloc(1, sizeof *s);
+        s = h->free_socks ? h->free_socks : hr_calloc(1, sizeof *s);
+        h->free_socks = s->next_free;
+        s->next_free = NULL;
         s->fd = fd;
         s->sh = sh;
         curl_multi_assign(sh->multi, fd, s);
@@ -467,6 +473,11 @@ void wk_http_free(wk_http *h)
         curl_multi_cleanup(h->shards[i].multi);
     }
     free(h->shards);
+    while (h->free_socks) {
+        wk_sock *s = h->free_socks;
+        h->free_socks = s->next_free;
+        free(s);
+    }
     while (h->free_list) {
         wk_req *r = h->free_list;
         h->free_list = r->next_free;
