@@ -1,5 +1,6 @@
-/* import.c: `herald import`: reads an export twice, streaming. Pass 1
- * validates every item and writes nothing; pass 2 maps items to jobs through
+/* import.c: `herald import`: reads an export once, streaming, in two
+ * passes. Pass 1 validates every item, writes nothing to Redis and spools
+ * the items to a temp file (spool.c); pass 2 reads them back, maps them to jobs through
  * the campaign, plans their times and enqueues them in batches, keeping the
  * campaign's import index ({NS}:import:<campaign>) so a re-import adds
  * nothing, an edit updates, and --sync cancels what disappeared. Jobs this
@@ -109,6 +110,8 @@ typedef struct imp {
     int batch_no;
     FILE *undo;
     long undo_n;
+    sched_spool *spool; /* pass 1's items, which pass 2 reads back */
+    int spool_failed;
     int64_t last_progress_ms;
     int need_text; /* a template or the email body uses {{text}} */
 } imp;
@@ -335,6 +338,10 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
 {
     imp *m = priv;
     m->total_items++;
+    if (sched_spool_put(m->spool, it, err) < 0) {
+        m->spool_failed = 1;
+        return -1;
+    }
     char why[240];
     const char *problem = it->error;
     if (!problem && wanted(m, it)) {
@@ -1403,9 +1410,18 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         err->code = 2;
         goto out;
     }
-    /* pass 1: validate everything, write nothing */
+    /* pass 1: validate everything, write nothing but the spool */
     m.pass = 1;
+    m.spool = sched_spool_new(err);
+    if (!m.spool) {
+        err->code = 1;
+        goto out;
+    }
     if (sched_read(o->path, o->format, pass1_cb, &m, err) < 0) {
+        if (m.spool_failed) {
+            err->code = 1;
+            goto out;
+        }
         if (strncmp(err->msg, "import: ", 8) != 0) {
             char msg[HR_ERRLEN];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -1441,7 +1457,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         fprintf(m.out, "%-22s %-10s %-24s %11s %s\n", "TIME (ACCOUNT ZONE)", "PLATFORM", "ACCOUNT",
                 "LENGTH", "TEXT");
     m.pass = 2;
-    int r2 = sched_read(o->path, o->format, pass2_cb, &m, err);
+    int r2 = sched_spool_read(m.spool, pass2_cb, &m, err);
     if (r2 == 0) r2 = pass2_flush(&m, 1);
     if (o->progress) fprintf(stderr, "\r%*s\r", 70, "");
     if (r2 < 0) {
@@ -1460,6 +1476,7 @@ out:
     free(m.live);
     free(m.sent);
     if (m.undo) fclose(m.undo);
+    sched_spool_free(m.spool);
     for (int i = 0; i < m.naccts; i++) {
         sched_account_release(&m.accts[i]);
         sched_taken_release(&m.taken[i]);

@@ -56,6 +56,16 @@ const char *sched_status_norm(const char *s);
 #define SCHED_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t sched_hash64(uint64_t h, const char *s);
 
+/* A spool: the items an import's first pass read, kept in an unlinked temp
+ * file and read back by its second pass (spool.c). sched_spool_put appends
+ * a copy of it; sched_spool_read calls cb for every item put, in order
+ * (the item lives during the call). Both 0, or -1 with err. */
+typedef struct sched_spool sched_spool;
+sched_spool *sched_spool_new(hr_err *err);
+int sched_spool_put(sched_spool *s, const sched_item *it, hr_err *err);
+int sched_spool_read(sched_spool *s, sched_item_cb *cb, void *priv, hr_err *err);
+void sched_spool_free(sched_spool *s);
+
 /* sched_contacts_free_one frees one contact's fields (not the struct). */
 void sched_contacts_free_one(sched_contact *ct);
 

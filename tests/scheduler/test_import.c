@@ -391,6 +391,37 @@ static void test_lock(void)
     free(path);
 }
 
+static const char *rewrite_path;
+static int rewrite_seam(int batch_no)
+{
+    if (batch_no == 0) th_write_file(rewrite_path, "{\"id\":\"zz\",\"title\":\"late\"}\n{bad\n");
+    return 0;
+}
+
+/* The export is parsed once: the second pass reads back the items the
+ * first one validated, so a file rewritten in place during the import
+ * (here by a bad one, once the reader has read its first 64 KB and more
+ * than one batch) changes nothing. */
+static void test_file_changed_midway(void)
+{
+    char *path;
+    hr_config *c = setup_many("once", 3000, &path);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = path, .batch = 200};
+    sched_import_stats st;
+    hr_err err = {0};
+    rewrite_path = path;
+    sched_test_enqueue_fail = rewrite_seam;
+    int rc = import(c, &o, &st, &err);
+    sched_test_enqueue_fail = NULL;
+    CHECK_INT(rc, 0);
+    CHECK_INT(st.items, 3000);
+    CHECK_INT(st.added, 6000);
+    CHECK_INT(hlen("jobs"), 6000);
+    hr_config_free(c);
+    free(path);
+}
+
 static void test_all_or_nothing_bad_item(void)
 {
     hr_config *c = setup(CAMPAIGN);
@@ -680,6 +711,7 @@ int main(void)
     th_run("sent_gone_and_back", test_sent_gone_and_back);
     th_run("duplicate_items", test_duplicate_items);
     th_run("lock", test_lock);
+    th_run("file_changed_midway", test_file_changed_midway);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
     th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
