@@ -65,6 +65,16 @@ static int import(hr_config *c, sched_import_opts *o, sched_import_stats *st, hr
     return sched_import(Q, c, o, st, err);
 }
 
+/* import_seam imports with the test seam set to seam for this one run */
+static int import_seam(hr_config *c, sched_import_opts *o, sched_import_stats *st, hr_err *err,
+                       int (*seam)(int))
+{
+    sched_test_enqueue_fail = seam;
+    int rc = import(c, o, st, err);
+    sched_test_enqueue_fail = NULL;
+    return rc;
+}
+
 static queue_job *job_of(const char *key)
 {
     char ukh[QUEUE_UKH_LEN + 1];
@@ -376,9 +386,7 @@ static void test_lock(void)
     free(v);
     free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
 
-    sched_test_enqueue_fail = drop_lock_seam;
-    CHECK(import(c, &o, &st, &err) < 0);
-    sched_test_enqueue_fail = NULL;
+    CHECK(import_seam(c, &o, &st, &err, drop_lock_seam) < 0);
     CHECK(strstr(err.msg, "lost the lock of campaign pipe") != NULL);
     CHECK(strstr(err.msg, "rolled back") != NULL);
     CHECK_INT(hlen("jobs"), 0);
@@ -411,10 +419,7 @@ static void test_file_changed_midway(void)
     sched_import_stats st;
     hr_err err = {0};
     rewrite_path = path;
-    sched_test_enqueue_fail = rewrite_seam;
-    int rc = import(c, &o, &st, &err);
-    sched_test_enqueue_fail = NULL;
-    CHECK_INT(rc, 0);
+    CHECK_INT(import_seam(c, &o, &st, &err, rewrite_seam), 0);
     CHECK_INT(st.items, 3000);
     CHECK_INT(st.added, 6000);
     CHECK_INT(hlen("jobs"), 6000);
@@ -472,9 +477,7 @@ static void test_all_or_nothing_redis_failure(void)
     sched_import_stats st;
     hr_err err = {0};
     fail_at = 3;
-    sched_test_enqueue_fail = fail_third;
-    CHECK(import(c, &o, &st, &err) < 0);
-    sched_test_enqueue_fail = NULL;
+    CHECK(import_seam(c, &o, &st, &err, fail_third) < 0);
     CHECK(strstr(err.msg, "rolled back") != NULL);
     CHECK(st.rolled_back > 0);
     CHECK_INT(hlen("jobs"), 0);
@@ -515,9 +518,7 @@ static void test_all_or_nothing_failed_chunk(void)
         o.now_ms = 0; /* the default: later than this host's clock */
         if (bad >= 2) hr_parse_rfc3339("2020-01-01T00:00:00Z", &o.now_ms);
         break_lane = lanes[bad % 2];
-        sched_test_enqueue_fail = break_lane_seam;
-        CHECK(import(c, &o, &st, &err) < 0);
-        sched_test_enqueue_fail = NULL;
+        CHECK(import_seam(c, &o, &st, &err, break_lane_seam) < 0);
         CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
         CHECK(strstr(err.msg, lanes[bad % 2]) != NULL);
         CHECK(strstr(err.msg, "rolled back the 1000 jobs") != NULL);
