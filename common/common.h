@@ -61,6 +61,15 @@ typedef enum { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR } hr_log_lev
 void hr_log_set_level(hr_log_level min);
 void hr_log_set_name(const char *process_name);
 void hr_log(hr_log_level lvl, const char *msg, ...);
+/* hr_log_batch(1) makes hr_log keep whole lines in a buffer instead of
+ * writing each at once: hr_log_flush writes them, and a line that would not
+ * fit flushes first; each write is at most PIPE_BUF bytes of whole lines,
+ * so processes sharing a pipe never mix lines. For a loop that flushes once
+ * per iteration (a worker: one write for many sends); lines not flushed are
+ * lost if the process dies. hr_log_batch(0) flushes and writes at once; a
+ * process turns batching off before it forks (the pid is read once). */
+void hr_log_batch(int on);
+void hr_log_flush(void);
 /* hr_mask_email writes a masked copy of s into out (size outlen): every
  * email address found in s keeps its first character and its domain. */
 void hr_mask_email(const char *s, char *out, size_t outlen);

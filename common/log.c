@@ -4,12 +4,49 @@
 #include "common.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 static hr_log_level log_min = HR_LOG_INFO;
 static char log_name[32] = "herald";
+/* hr_log_batch's lines, whole ones only */
+static char log_buf[PIPE_BUF];
+static size_t log_len;
+static int log_batched;
+static int log_pid; /* while batched: no getpid() per line (no fork then) */
+
+void hr_log_flush(void)
+{
+    if (log_len) fwrite(log_buf, 1, log_len, stderr);
+    log_len = 0;
+}
+
+void hr_log_batch(int on)
+{
+    if (!on) hr_log_flush();
+    log_batched = on;
+    log_pid = (int)getpid();
+}
+
+/* emit writes line (n bytes, then a newline when nl) or keeps it for
+ * hr_log_flush. */
+static void emit(const char *line, size_t n, int nl)
+{
+    size_t all = n + (nl ? 1 : 0);
+    if (log_batched && all <= sizeof log_buf) {
+        if (log_len + all > sizeof log_buf) hr_log_flush();
+        memcpy(log_buf + log_len, line, n);
+        if (nl) log_buf[log_len + n] = '\n';
+        log_len += all;
+        return;
+    }
+    hr_log_flush(); /* keep the order */
+    /* one write per line (stderr is unbuffered: fprintf writes once) */
+    if (nl) fprintf(stderr, "%.*s\n", (int)n, line);
+    else fwrite(line, 1, n, stderr);
+}
 
 void hr_log_set_level(hr_log_level min) { log_min = min; }
 
@@ -78,7 +115,8 @@ static int log_plain(const char *level, const char *msg, va_list ap)
     int o = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"proc\":", ts, level);
     size_t n = (size_t)o;
     if (put_plain(line, sizeof line, &n, log_name) < 0) return -1;
-    n += (size_t)snprintf(line + n, sizeof line - n, ",\"pid\":%d,\"msg\":", (int)getpid());
+    n += (size_t)snprintf(line + n, sizeof line - n, ",\"pid\":%d,\"msg\":",
+                          log_batched ? log_pid : (int)getpid());
     if (put_plain(line, sizeof line, &n, msg) < 0) return -1;
     for (;;) {
         const char *k = va_arg(ap, const char *);
@@ -98,7 +136,7 @@ static int log_plain(const char *level, const char *msg, va_list ap)
     if (n + 2 >= sizeof line) return -1;
     line[n++] = '}';
     line[n++] = '\n';
-    fwrite(line, 1, n, stderr);
+    emit(line, n, 0);
     return 0;
 }
 
@@ -117,7 +155,7 @@ void hr_log(hr_log_level lvl, const char *msg, ...)
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(o, "level", json_string(names[lvl]));
     json_object_set_new(o, "proc", json_string(log_name));
-    json_object_set_new(o, "pid", json_integer(getpid()));
+    json_object_set_new(o, "pid", json_integer(log_batched ? log_pid : getpid()));
     char masked[1024];
     hr_mask_email(msg, masked, sizeof masked);
     json_object_set_new(o, "msg", json_string(masked));
@@ -133,7 +171,7 @@ void hr_log(hr_log_level lvl, const char *msg, ...)
     va_end(ap);
     char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (line) {
-        fprintf(stderr, "%s\n", line);
+        emit(line, strlen(line), 1);
         free(line);
     }
     json_decref(o);

@@ -110,6 +110,7 @@ struct wk_proc {
     ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
     ev_signal sig_term, sig_int, sig_hup;
     ev_prepare kick; /* fetch again before the loop next waits (idle would starve) */
+    ev_prepare log_flush; /* the iteration's log lines, in one write, last */
 };
 
 static void fetch_more(wk_proc *p);
@@ -120,6 +121,11 @@ static void lane_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
 static void stop_now(wk_proc *p);
+
+static void on_log_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    hr_log_flush();
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -1512,8 +1518,18 @@ int worker_process_main(const worker_opts *o)
     ev_signal_start(p->loop, &p->sig_hup);
     hr_notify("READY=1");
     arm_fetch(p, 0.);
+    /* A line per send written on its own was a system call per send: the
+     * loop's lines go out together before it waits (lowest priority: after
+     * the other prepare watchers have logged). */
+    ev_prepare_init(&p->log_flush, on_log_flush);
+    ev_set_priority(&p->log_flush, EV_MINPRI);
+    ev_prepare_start(p->loop, &p->log_flush);
+    hr_log_batch(1);
 
     ev_run(p->loop, 0);
+
+    hr_log_batch(0);
+    ev_prepare_stop(p->loop, &p->log_flush);
 
     /* Whatever still runs is failed through its callback, which only lets
      * go of its job now: HTTP first, then Redis. */

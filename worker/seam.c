@@ -53,6 +53,7 @@ void worker_crash_point(const char *step)
 {
     if (stall_step[0] && strcmp(step, stall_step) == 0 && --stall_left == 0) {
         hr_log(HR_LOG_WARN, "test seam: stalling", "step", step, NULL);
+        hr_log_flush(); /* tests wait for it */
         usleep((useconds_t)stall_ms * 1000);
     }
     if (!crash_step[0] || strcmp(step, crash_step) != 0) return;
@@ -66,5 +67,6 @@ void worker_crash_point(const char *step)
         close(fd);
     }
     hr_log(HR_LOG_WARN, "test seam: crashing", "step", step, NULL);
+    hr_log_flush(); /* _exit: what the loop logged before, and this */
     _exit(137);
 }
