@@ -1023,7 +1023,7 @@ static void send_pending(imp *m, batch *b, pending *p)
 /* lock_check renews the import lock with a round trip when the last
  * renewal was sent more than half a lease ago (a long stall): the
  * transactions' WATCH then knows it watches our own lock. */
-static int lock_check(imp *m)
+static int lock_check_err(imp *m, hr_err *err)
 {
     if (hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
     if (pipe_drain(m) < 0) return -1;
@@ -1033,17 +1033,21 @@ static int lock_check(imp *m)
                                  "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                  "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
                                  m->lock_key, m->lock_token, LOCK_LEASE_MS);
-    if (!r || r->type != REDIS_REPLY_INTEGER) return redis_fail(m, c, r);
-    long long ok = r->integer;
-    freeReplyObject(r);
+    long long ok = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r) freeReplyObject(r);
     if (ok != 1) {
-        hr_err_set(m->err, "import: lost the lock of campaign %s (%s) after a stall of more "
+        hr_err_set(err, "import: lost the lock of campaign %s (%s) after a stall of more "
                    "than its lease (%d s)", m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
-        m->err->code = 1;
+        err->code = 1;
         return -1;
     }
     m->lock_sent_ms = hr_mono_ms();
     return 0;
+}
+
+static int lock_check(imp *m)
+{
+    return lock_check_err(m, m->err);
 }
 
 /* send_txn writes the batch's new jobs and its index entries (every item
@@ -1244,6 +1248,17 @@ static int set_gone(imp *m, const char *source, const char *ukhs)
     return rc;
 }
 
+/* index_del_if deletes an item's entry only while it still reads value:
+ * one another writer changed meanwhile stays. */
+static void index_del_if(imp *m, const char *source, const char *value)
+{
+    redisReply *r = redisCommand(queue_redis(m->q), "EVAL %s 1 %s %s %s",
+                                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+                                 "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+                                 m->index_key, source, value);
+    if (r) freeReplyObject(r);
+}
+
 /* sync_gone cancels the jobs of entries of an older generation and deletes
  * the entries; one with a job that could not be cancelled (sent, in
  * flight) is kept as GONE, listing those, and left alone by later syncs. */
@@ -1252,6 +1267,8 @@ static int sync_gone(imp *m)
     redisContext *c = queue_redis(m->q);
     char cursor[32] = "0";
     do {
+        /* cancels are for this import to make only while it holds the lock */
+        if (lock_check(m) < 0) return -1;
         redisReply *r = redisCommand(c, "HSCAN %s %s COUNT 1000", m->index_key, cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return redis_fail(m, c, r);
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
@@ -1277,12 +1294,10 @@ static int sync_gone(imp *m)
                 if (kept.len) hr_buf_putc(&kept, ',');
                 hr_buf_append(&kept, ukh, QUEUE_UKH_LEN);
             }
-            if (kept.len) {
+            if (kept.len)
                 set_gone(m, src, kept.data);
-            } else {
-                redisReply *d = redisCommand(c, "HDEL %s %s", m->index_key, src);
-                if (d) freeReplyObject(d);
-            }
+            else
+                index_del_if(m, src, kv->element[i + 1]->str);
             hr_buf_release(&kept);
         }
         freeReplyObject(r);
@@ -1290,45 +1305,71 @@ static int sync_gone(imp *m)
     return 0;
 }
 
-/* rollback undoes what the log says this run added. The items it added to
- * the index are first marked GONE, then their jobs are cancelled, and only
- * when every one was are the entries deleted: dying or failing at any
- * point leaves no job without its entry. */
+/* undo_line reads the undo log's next line into line, without its
+ * newline; 0 at the end */
+static int undo_line(imp *m, char *line, size_t len)
+{
+    if (!fgets(line, (int)len, m->undo)) return 0;
+    line[strcspn(line, "\n")] = '\0';
+    return 1;
+}
+
+/* rollback undoes what the log says this run added, in three steps: the
+ * items it added to the index are marked GONE (if one cannot be, nothing
+ * is cancelled: an entry saying "imported" must not outlive its jobs),
+ * their jobs are cancelled, and only when every one was are the entries
+ * deleted (if still GONE). Dying or failing at any point leaves no job
+ * without its entry. It stops if the lock is lost: the jobs may be
+ * another import's by then. */
 static void rollback(imp *m)
 {
     if (!m->undo) return;
     char line[512];
-    long left = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        rewind(m->undo);
-        while (fgets(line, sizeof line, m->undo)) {
-            line[strcspn(line, "\n")] = '\0';
-            hr_err e = {0};
-            if (pass == 0 && line[0] == 's') {
-                set_gone(m, line + 2, "");
-            } else if (pass == 1 && line[0] == 'j') {
-                if (queue_cancel(m->q, line + 2, &e) >= 0)
-                    m->st->rolled_back++;
-                else
-                    left++;
-            } else if (pass == 1 && line[0] == 'h') {
-                /* stored by a transaction whose ZADD failed: never reachable */
-                redisReply *r = redisCommand(queue_redis(m->q), "HDEL {%s}:jobs %s",
-                                             queue_ns(m->q), line + 2);
-                if (!r || r->type != REDIS_REPLY_INTEGER) left++;
-                if (r) freeReplyObject(r);
-            } else if (pass == 2 && line[0] == 's' && left == 0) {
-                redisReply *r =
-                    redisCommand(queue_redis(m->q), "HDEL %s %s", m->index_key, line + 2);
-                if (r) freeReplyObject(r);
-            }
+    long left = 0, kept = 0, njobs = 0;
+    int marked = 1;
+    const char *why = "Redis unreachable";
+    rewind(m->undo);
+    while (undo_line(m, line, sizeof line)) {
+        njobs += line[0] == 'j';
+        if (line[0] == 's' && marked && set_gone(m, line + 2, "") < 0) marked = 0;
+    }
+    if (!marked) left = njobs;
+    rewind(m->undo);
+    while (marked && undo_line(m, line, sizeof line)) {
+        hr_err e = {0};
+        if (line[0] != 'j' && line[0] != 'h') continue;
+        if (lock_check_err(m, &e) < 0) {
+            why = "the import's lock was lost";
+            left += line[0] == 'j';
+        } else if (line[0] == 'j') {
+            int rc = queue_cancel(m->q, line + 2, &e);
+            if (rc >= 0)
+                m->st->rolled_back++;
+            else
+                left++;
+            kept += rc == 0; /* sent or in flight by now: its entry stays */
+        } else {
+            /* stored by a transaction whose ZADD failed: never reachable */
+            redisReply *r = redisCommand(queue_redis(m->q), "HDEL {%s}:jobs %s",
+                                         queue_ns(m->q), line + 2);
+            if (!r || r->type != REDIS_REPLY_INTEGER) left++;
+            if (r) freeReplyObject(r);
         }
+    }
+    if (marked && left == 0 && kept == 0) {
+        hr_buf gone;
+        hr_buf_init(&gone);
+        entry_head(&gone, m->gen_s, HASH_GONE);
+        rewind(m->undo);
+        while (undo_line(m, line, sizeof line))
+            if (line[0] == 's') index_del_if(m, line + 2, gone.data);
+        hr_buf_release(&gone);
     }
     size_t n = strlen(m->err->msg);
     if (left)
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
-                 "; rolled back %ld jobs, %ld could not be cancelled (Redis unreachable)",
-                 m->st->rolled_back, left);
+                 "; rolled back %ld jobs, %ld could not be cancelled (%s)",
+                 m->st->rolled_back, left, why);
     else
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
                  "; rolled back the %ld jobs this run had added", m->st->rolled_back);

@@ -246,24 +246,29 @@ static void test_pipelined_batches(void)
 
 /* send_all fetches and acks every ready job of lane x:@shop (a worker
  * sends them); returns how many */
-static int send_all(void)
+static int send_all_on(queue *q)
 {
     hr_err err = {0};
     const char *lanes[] = {"x:@shop"};
     queue_fetched *f = NULL;
     int n = 0;
-    if (queue_worker_register(Q, "w1", 30000, &err) < 0 ||
-        queue_fetch(Q, "w1", lanes, 1, 10, 30000, &f, &n, &err) < 0)
+    if (queue_worker_register(q, "w1", 30000, &err) < 0 ||
+        queue_fetch(q, "w1", lanes, 1, 10, 30000, &f, &n, &err) < 0)
         return -1;
     for (int i = 0; i < n; i++) {
-        CHECK_INT(queue_attempt(Q, "w1", f[i].ukh, &err), 0);
+        CHECK_INT(queue_attempt(q, "w1", f[i].ukh, &err), 0);
         queue_ack_item a = {
             .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1", .lateness_ms = -1};
         int res = 0;
-        CHECK(queue_ack(Q, "w1", &a, 1, &res, &err) >= 0);
+        CHECK(queue_ack(q, "w1", &a, 1, &res, &err) >= 0);
     }
     queue_fetched_free(f, n);
     return n;
+}
+
+static int send_all(void)
+{
+    return send_all_on(Q);
 }
 
 static void test_sent_jobs_untouched(void)
@@ -395,6 +400,47 @@ static void test_lock(void)
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.added, 80);
     CHECK_INT(count("EXISTS", "importing:pipe"), 0);
+    hr_config_free(c);
+    free(path);
+}
+
+/* the seam of sent_during_rollback: a worker (its own connection) sends
+ * what is ready, then the batch fails */
+static int sent_before_failure;
+static int send_then_fail(int batch_no)
+{
+    if (batch_no != 2) return 0;
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts qo = {.url = url, .ns = ns};
+    hr_err err = {0};
+    queue *w = queue_connect(&qo, &err);
+    sent_before_failure = w ? send_all_on(w) : -1;
+    queue_free(w);
+    return 1;
+}
+
+/* A job sent before a failed import's rollback cannot be cancelled: its
+ * item's entry stays (GONE), so when the import is run again with the job
+ * planned later, the bulk path does not take the item and the job is not
+ * enqueued again. */
+static void test_sent_during_rollback(void)
+{
+    char *path;
+    hr_config *c = setup_many("rb", 6, &path);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = path, .batch = 2};
+    hr_parse_rfc3339("2020-01-01T00:00:00Z", &o.now_ms); /* due now: ready */
+    sched_import_stats st;
+    hr_err err = {0};
+    CHECK(import_seam(c, &o, &st, &err, send_then_fail) < 0);
+    CHECK(sent_before_failure >= 1);
+    CHECK_INT(hlen("done"), sent_before_failure);
+    o.now_ms = 0; /* now planned later than now */
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.done, sent_before_failure);
+    CHECK_INT(st.added, 12 - sent_before_failure);
+    CHECK_INT(hlen("jobs"), 12 - sent_before_failure);
     hr_config_free(c);
     free(path);
 }
@@ -713,6 +759,7 @@ int main(void)
     th_run("duplicate_items", test_duplicate_items);
     th_run("lock", test_lock);
     th_run("file_changed_midway", test_file_changed_midway);
+    th_run("sent_during_rollback", test_sent_during_rollback);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
     th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
