@@ -103,6 +103,8 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp
         s->fd = fd;
         s->sh = sh;
         curl_multi_assign(sh->multi, fd, s);
+    } else if ((s->io.events & (EV_READ | EV_WRITE)) == ev) {
+        return 0; /* watched as asked already: restarting costs an epoll_ctl */
     } else {
         ev_io_stop(h->loop, &s->io);
     }
