@@ -49,6 +49,7 @@ static long pool_n, seq;
 static size_t pool_off;
 static uint32_t *hist;
 static long done_n, errors, measuring;
+static int64_t max_us;
 static int64_t start_us;
 
 static int64_t now_us(void)
@@ -153,6 +154,7 @@ static int on_data(conn *c)
     if (measuring) {
         if (!ok) errors++;
         int64_t lat = now_us() - c->sent_us;
+        if (lat > max_us) max_us = lat;
         hist[lat < HIST_US ? lat : HIST_US - 1]++;
         done_n++;
     }
@@ -254,9 +256,11 @@ int main(int argc, char **argv)
                         1e6 +
                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
                              ru0.ru_stime.tv_usec);
-    printf("{\"req_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"errors\":%ld,\"requests\":%ld,"
+    printf("{\"req_per_s\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
+           "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,\"requests\":%ld,"
            "\"cpu_us_per_req\":%.1f}\n",
-           (double)done_n / elapsed, quantile(0.50), quantile(0.99), errors, done_n,
+           (double)done_n / elapsed, quantile(0.50), quantile(0.90), quantile(0.99),
+           quantile(0.999), (double)max_us / 1000.0, errors, done_n,
            done_n ? cpu_us / (double)done_n : 0.0);
     return 0;
 }
