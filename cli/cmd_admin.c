@@ -66,7 +66,7 @@ int cmd_resume(int argc, char **argv)
 
 /* Every directive some module reads (docs/config.md describes each), with
  * the form its value must take. */
-enum value_kind { V_ANY, V_INT, V_DURATION };
+enum value_kind { V_ANY, V_INT, V_DURATION, V_LEVEL };
 static const struct directive {
     const char *name;
     enum value_kind kind;
@@ -100,7 +100,7 @@ static const struct directive {
     {"postmark-webhook-auth-file", V_ANY},
     {"webhook-hmac-key-file", V_ANY},
     {"metrics-listen", V_ANY},
-    {"log-level", V_ANY},
+    {"log-level", V_LEVEL},
     {NULL, V_ANY},
 };
 
@@ -327,6 +327,10 @@ static void check_globals(checker *k, int online)
         const char *val = hr_config_get(k->c, name, NULL);
         if (known[i].kind == V_DURATION && val && worker_parse_duration(val, &v, &e) < 0)
             report(k, 0, line_of(k->c, name), "%s: %s", name, e.msg);
+        hr_log_level lv;
+        if (known[i].kind == V_LEVEL && val && hr_log_parse_level(val, &lv) < 0)
+            report(k, 0, line_of(k->c, name), "%s: \"%s\" is not debug, info, warn or error",
+                   name, val);
     }
     /* Redis: the URL parses (and, with --online, answers) */
     const char *url = hr_config_get(k->c, "redis-url", NULL);
@@ -376,6 +380,7 @@ static int config_check(int argc, char **argv)
     }
     /* cli_config exits 2 with "path:line: reason" on a syntax error */
     checker k = {0};
+    cli_config_checking();
     k.c = cli_config();
     k.path = k.c->path ? k.c->path : "(no config file)";
     if (json) k.list = json_array();

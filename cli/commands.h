@@ -27,6 +27,9 @@ void cli_daemon_done(struct ev_loop *loop, struct ev_timer *wd);
 /* cli_config loads the config named by --config/-c or $HERALD_CONFIG (or
  * none) once per process; returns it (borrowed), or exits 2 with a message. */
 const hr_config *cli_config(void);
+/* cli_config_checking makes cli_config leave a bad log-level to the caller
+ * (config check reports it with the other problems) instead of exiting. */
+void cli_config_checking(void);
 void cli_set_config_path(const char *path);
 /* cli_queue connects with the config's redis-url and namespace; exits 1 with
  * a message when Redis cannot be reached. The handle lives until exit. */

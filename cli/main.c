@@ -36,9 +36,12 @@ static const cli_command commands[] = {
 
 static const char *config_path;
 static hr_config *config;
+static int config_checking; /* config check reports a bad value itself */
 static queue *cli_q;
 
 void cli_set_config_path(const char *path) { config_path = path; }
+
+void cli_config_checking(void) { config_checking = 1; }
 
 const hr_config *cli_config(void)
 {
@@ -48,6 +51,15 @@ const hr_config *cli_config(void)
     config = hr_config_load(path, &err);
     if (!config) {
         fprintf(stderr, "herald: config: %s\n", err.msg);
+        exit(2);
+    }
+    /* log-level (or HERALD_LOG_LEVEL) applies from here on */
+    const char *lv = hr_config_get(config, "log-level", NULL);
+    hr_log_level min;
+    if (lv && hr_log_parse_level(lv, &min) == 0) {
+        hr_log_set_level(min);
+    } else if (lv && !config_checking) {
+        fprintf(stderr, "herald: config: log-level: \"%s\" is not debug, info, warn or error\n", lv);
         exit(2);
     }
     return config;

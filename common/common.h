@@ -59,6 +59,9 @@ void hr_err_clear(hr_err *e);
  * email addresses are masked (j***@example.com). */
 typedef enum { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR } hr_log_level;
 void hr_log_set_level(hr_log_level min);
+/* hr_log_parse_level reads "debug", "info", "warn" or "error"; 0, or -1
+ * for anything else. */
+int hr_log_parse_level(const char *s, hr_log_level *out);
 void hr_log_set_name(const char *process_name);
 void hr_log(hr_log_level lvl, const char *msg, ...);
 /* hr_log_batch(1) makes hr_log keep whole lines in a buffer instead of

@@ -50,6 +50,17 @@ static void emit(const char *line, size_t n, int nl)
 
 void hr_log_set_level(hr_log_level min) { log_min = min; }
 
+int hr_log_parse_level(const char *s, hr_log_level *out)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; s && i < (int)HR_ARRAY_LEN(names); i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (hr_log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
 void hr_log_set_name(const char *name)
 {
     snprintf(log_name, sizeof log_name, "%s", name);

@@ -290,7 +290,8 @@ static void test_config_check(void)
                        "campaign c platforms=x:@a \"template={{title}}\" colour=blue\n"
                        "pool p platforms=x weights=mastodon:2\n"
                        "retry-base soon\n"
-                       "account mastodon:@m credentails=m\n");
+                       "account mastodon:@m credentails=m\n"
+                       "log-level loud\n");
     snprintf(good_conf, sizeof good_conf, "%s", conf);
     snprintf(conf, sizeof conf, "%s", bad);
     CHECK_INT(herald(&out, "config", "check", NULL), 2);
@@ -302,6 +303,7 @@ static void test_config_check(void)
     CHECK(out && strstr(out, "bad.conf:8: retry-base"));
     CHECK(out &&
           strstr(out, "bad.conf:9: warning: account mastodon:@m: unknown key \"credentails\""));
+    CHECK(out && strstr(out, "bad.conf:10: log-level: \"loud\" is not debug, info, warn or error"));
     if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     CHECK_INT(herald(&out, "config", "check", "--json", NULL), 2);
@@ -357,7 +359,12 @@ static void test_serve(void)
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     char *argv[] = {HERALD_BIN, "--config", conf, "stats", "--serve", listen, NULL};
-    pid_t pid = th_spawn(argv, NULL);
+    /* HERALD_LOG_LEVEL (the log-level key) hides the info line it logs */
+    char log[600];
+    snprintf(log, sizeof log, "%s/serve.log", dir);
+    setenv("HERALD_LOG_LEVEL", "warn", 1);
+    pid_t pid = th_spawn(argv, log);
+    unsetenv("HERALD_LOG_LEVEL");
     REQUIRE(th_wait_for(serving, &port, 10000));
     char *body = NULL;
     CHECK_INT(th_http(port, NULL, "/metrics", NULL, NULL, &body), 200);
@@ -369,6 +376,16 @@ static void test_serve(void)
     kill(pid, SIGTERM);
     int st;
     CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *logged = th_read_file(log, NULL);
+    CHECK(logged && !strstr(logged, "metrics listening"));
+    free(logged);
+    /* and an unknown level stops the command with the reason */
+    setenv("HERALD_LOG_LEVEL", "loud", 1);
+    char *msg = NULL;
+    CHECK_INT(th_exec(argv, NULL, 1, &msg), 2);
+    unsetenv("HERALD_LOG_LEVEL");
+    CHECK(msg && strstr(msg, "log-level: \"loud\" is not debug, info, warn or error"));
+    free(msg);
 }
 
 /* the shipped example config is valid once its credential files exist */
