@@ -7,6 +7,7 @@
  * run added are logged to a temp file and cancelled if a later batch fails.
  * It does not send or format for platforms beyond counting. */
 #include <errno.h>
+#include <stdarg.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -31,8 +32,8 @@ typedef struct pending {
     int64_t publish_ms;
     int changed; /* set at flush: 0 unchanged, 1 changed, 2 new */
     int pending; /* its PENDING entry was sent (and logged for the undo) */
-    int dup;     /* its source id is also in this batch or the one before:
-                    the index lookup could not see the other's write */
+    int dup;     /* its source id is also in this batch: the index lookup
+                    could not see the other's write */
     char *old;   /* the index entry's job list before this run */
 } pending;
 
@@ -42,9 +43,12 @@ typedef struct pending {
  * script call of a new item's jobs (a kill before its real entry must not
  * leave jobs without one), GONE replaces an entry that --sync or a
  * rollback removed but some of whose jobs could not be cancelled (sent, in
- * flight). A new item without an entry is the only one whose jobs go in
- * with plain commands (queue_enqueue_new_append): while an entry is kept
- * for every item that has jobs, no entry means no job and no done record. */
+ * flight). Only a new item (no entry) none of whose jobs has a job record
+ * or a done record (read with the lookup) goes in with plain commands
+ * (queue_enqueue_new_append): the index alone is not trusted, since an
+ * entry can be missing (an index from before it was kept for sent jobs,
+ * an operator's HDEL), and a plain write over a sent job would send it
+ * again. */
 enum { HASH_PENDING = 0, HASH_GONE = 1 };
 #define LOCK_LEASE_MS 60000
 
@@ -58,6 +62,8 @@ typedef struct batch {
     queue_job **jobs;
     int njobs, capjobs;
     redisReply *lookup;      /* HMGET of the items' index entries, once read */
+    redisReply *done, *held; /* HMGET of the jobs' done and job records (NULL
+                                when the batch has no job) */
     queue_enqueue_batch *eb; /* the jobs' script calls, until their replies */
     queue_job **out;         /* the jobs written by script (borrowed from jobs) */
     int nout;
@@ -67,8 +73,9 @@ typedef struct batch {
 } batch;
 
 /* what each reply due on the connection belongs to, in the order sent:
- * SENT_TXN is the batch's transaction (WATCH of the lock, MULTI, its new
- * jobs' commands, the index HSET, the lock's PEXPIRE, EXEC), its last */
+ * SENT_LOOKUP is WATCH and GET of the lock and the batch's three HMGETs;
+ * SENT_TXN is the batch's transaction (MULTI, its new jobs' commands, the
+ * index HSET, the lock's PEXPIRE, EXEC), its last */
 enum { SENT_LOOKUP, SENT_PENDING, SENT_ENQUEUE, SENT_TXN };
 typedef struct sent {
     int kind;
@@ -98,6 +105,7 @@ typedef struct imp {
     char lock_key[256];
     char lock_token[33];
     int64_t lock_sent_ms; /* when the last renewal was sent (monotonic) */
+    unsigned lock_ops;    /* --sync's and the rollback's, since the last renewal */
     long long gen;
     char gen_s[24]; /* gen and a space */
     /* pass 2 */
@@ -192,12 +200,25 @@ static int load_accounts(imp *m, const hr_config *cfg)
     return 0;
 }
 
+/* cmd runs one command on the import's connection; NULL when there is
+ * none (a failed call of the queue dropped it) or it fails */
+static redisReply *cmd(imp *m, const char *fmt, ...)
+{
+    redisContext *c = queue_redis(m->q);
+    if (!c) return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
 static int redis_fail(imp *m, redisContext *c, redisReply *r)
 {
     if (r && r->type == REDIS_REPLY_ERROR)
         hr_err_set(m->err, "redis: %s", r->str);
     else
-        hr_err_set(m->err, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
+        hr_err_set(m->err, "redis: %s", c && c->errstr[0] ? c->errstr : "no reply");
     if (r) freeReplyObject(r);
     m->err->code = 1;
     return -1;
@@ -338,13 +359,19 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
 {
     imp *m = priv;
     m->total_items++;
-    if (sched_spool_put(m->spool, it, err) < 0) {
+    int take = !it->error && wanted(m, it);
+    /* pass 2 only counts or lists an item it does not take: its body and
+     * the rest are not spooled */
+    sched_item lite = {.format = it->format, .file = it->file, .line = it->line, .id = it->id,
+                       .status = it->status, .type = it->type, .error = it->error,
+                       .publish_ms = it->publish_ms};
+    if (sched_spool_put(m->spool, take ? it : &lite, err) < 0) {
         m->spool_failed = 1;
         return -1;
     }
     char why[240];
     const char *problem = it->error;
-    if (!problem && wanted(m, it)) {
+    if (take) {
         int sel[SCHED_MAX_LANES + 1], nsel;
         if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) problem = why;
     }
@@ -416,6 +443,8 @@ static void batch_free(imp *m, batch *b)
     free(b->pend);
     free(b->jobs);
     if (b->lookup) freeReplyObject(b->lookup);
+    if (b->done) freeReplyObject(b->done);
+    if (b->held) freeReplyObject(b->held);
     queue_enqueue_batch_free(b->eb);
     queue_enqueue_batch_free(b->neb);
     free(b->out);
@@ -751,6 +780,26 @@ static void pipe_push(imp *m, int kind, batch *b)
     m->sent[m->nsent++] = (sent){kind, b};
 }
 
+/* undo_put appends a record to the undo log: its type ('j' a job added,
+ * 'h' a job stored but not scheduled, 's' an index entry added), its
+ * length and its bytes, so any source id reads back whole. */
+static void undo_put(imp *m, char type, const char *data, size_t len)
+{
+    fprintf(m->undo, "%c %zu ", type, len);
+    fwrite(data, 1, len, m->undo);
+    putc('\n', m->undo);
+}
+
+/* undo_check fails the import when the undo log could not be written
+ * (disk full): no more is sent that a rollback would not know. */
+static int undo_check(imp *m)
+{
+    if (fflush(m->undo) == 0 && !ferror(m->undo)) return 0;
+    hr_err_set(m->err, "import: cannot write the undo log: %s", strerror(errno));
+    m->err->code = 1;
+    return -1;
+}
+
 /* enqueued takes a batch's job results into the stats and the undo log,
  * also those of a batch that failed midway: its chunks that ran added jobs
  * the rollback must remove. Only ADDED jobs are this run's to undo: an
@@ -764,9 +813,7 @@ static void enqueued(imp *m, queue_job *const *jobs, int n, const int *res)
         case QUEUE_STORED: /* never scheduled: deleted, not cancelled */
         case QUEUE_ADDED:
             if (res[i] == QUEUE_ADDED) m->st->added++;
-            fputs(res[i] == QUEUE_ADDED ? "j " : "h ", m->undo);
-            fwrite(queue_job_ukh(jobs[i]), 1, QUEUE_UKH_LEN, m->undo);
-            putc('\n', m->undo);
+            undo_put(m, res[i] == QUEUE_ADDED ? 'j' : 'h', queue_job_ukh(jobs[i]), QUEUE_UKH_LEN);
             m->undo_n++;
             break;
         case QUEUE_UPDATED:
@@ -783,8 +830,8 @@ static void enqueued(imp *m, queue_job *const *jobs, int n, const int *res)
     }
 }
 
-/* txn_read reads the replies of a batch's transaction: WATCH, MULTI, one
- * QUEUED per command, EXEC. Returns 0 or -1 with m->err: the lock was lost
+/* txn_read reads the replies of a batch's transaction: MULTI, one QUEUED
+ * per command, EXEC. Returns 0 or -1 with m->err: the lock was lost
  * (EXEC did nothing), a command was refused (EXECABORT: nothing ran), or
  * one failed inside EXEC (the others ran: the new jobs' results say what
  * was written, for the rollback). */
@@ -794,7 +841,7 @@ static int txn_read(imp *m, batch *b)
     int nq = b->fresh_cmds + 2, rc = 0;
     char refused[200] = "";
     redisReply *r = NULL;
-    for (int i = 0; i < nq + 2; i++) {
+    for (int i = 0; i < nq + 1; i++) {
         if (!c || redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
             if (b->neb) {
                 int *res = hr_calloc((size_t)(b->nfresh ? b->nfresh : 1), sizeof *res);
@@ -812,8 +859,8 @@ static int txn_read(imp *m, batch *b)
     int *res = hr_calloc((size_t)(b->nfresh ? b->nfresh : 1), sizeof *res);
     hr_err e = {0};
     if (r->type == REDIS_REPLY_NIL) {
-        hr_err_set(m->err, "import: lost the lock of campaign %s (%s): another import took it "
-                   "after its lease of %d s ran out; this batch was not written",
+        hr_err_set(m->err, "import: lost the lock of campaign %s (%s): it changed or its "
+                   "lease of %d s ran out; this batch's transaction was not written",
                    m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
         rc = -1;
     } else if (r->type != REDIS_REPLY_ARRAY) {
@@ -849,12 +896,58 @@ static int txn_read(imp *m, batch *b)
     return rc;
 }
 
+/* lookup_read reads a batch's lookup: WATCH and GET of the lock, then the
+ * HMGETs of its index entries and, when it has jobs, of their done and
+ * job records. The lock must still hold this run's token: nothing of the
+ * batch is sent before that is known, and the WATCH makes its EXEC fail if
+ * the lock changes later. Returns 0 or -1 with m->err. */
+static int lookup_read(imp *m, batch *b)
+{
+    redisContext *c = queue_redis(m->q);
+    int n = b->njobs ? 5 : 3, rc = 0;
+    redisReply *r[5] = {0};
+    for (int i = 0; i < n; i++)
+        if (!c || redisGetReply(c, (void **)&r[i]) != REDIS_OK || !r[i]) {
+            rc = pipe_fail(m, "import index");
+            break;
+        }
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            hr_err_set(m->err, "redis: import index: %s", r[i]->str);
+            m->err->code = 1;
+            rc = -1;
+        }
+    if (rc == 0 && (r[1]->type != REDIS_REPLY_STRING || strcmp(r[1]->str, m->lock_token))) {
+        hr_err_set(m->err, "import: lost the lock of campaign %s (%s): %s; stopped before "
+                   "writing batch %d", m->cp->name, m->lock_key,
+                   r[1]->type == REDIS_REPLY_STRING ? "another import holds it" : "it is gone",
+                   m->batch_no + 1);
+        m->err->code = 1;
+        rc = -1;
+    }
+    for (int i = 2; rc == 0 && i < n; i++)
+        if (r[i]->type != REDIS_REPLY_ARRAY ||
+            r[i]->elements != (size_t)(i == 2 ? b->npend : b->njobs)) {
+            hr_err_set(m->err, "redis: import index: unexpected reply");
+            m->err->code = 1;
+            rc = -1;
+        }
+    if (rc == 0) {
+        b->lookup = r[2], b->done = n > 3 ? r[3] : NULL, b->held = n > 4 ? r[4] : NULL;
+        r[2] = r[3] = r[4] = NULL;
+    }
+    for (int i = 0; i < 5; i++)
+        if (r[i]) freeReplyObject(r[i]);
+    return rc;
+}
+
 /* pipe_read reads the oldest reply due; the last one of a batch frees it.
  * Returns 0 or -1 with m->err; after a lost connection every read fails. */
 static int pipe_read(imp *m)
 {
     sent s = m->sent[m->sent_head++];
     redisContext *c = queue_redis(m->q);
+    if (s.kind == SENT_LOOKUP) return lookup_read(m, s.b);
     if (s.kind == SENT_ENQUEUE) {
         hr_err e = {0};
         int *res = hr_calloc((size_t)(s.b->nout ? s.b->nout : 1), sizeof *res);
@@ -877,12 +970,7 @@ static int pipe_read(imp *m)
     redisReply *r = NULL;
     int rc = 0;
     if (!c || redisGetReply(c, (void **)&r) != REDIS_OK || !r)
-        rc = pipe_fail(m, s.kind == SENT_LOOKUP ? "import index" : "import index update");
-    else if (s.kind == SENT_LOOKUP &&
-             (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s.b->npend))
-        rc = redis_fail(m, c, r);
-    else if (s.kind == SENT_LOOKUP)
-        s.b->lookup = r;
+        rc = pipe_fail(m, "import index update");
     else if (r->type == REDIS_REPLY_ERROR)
         rc = redis_fail(m, c, r);
     else
@@ -908,42 +996,61 @@ static int pipe_drain(imp *m)
     return rc;
 }
 
-/* mark_dups flags b's items whose source id is also elsewhere in b or in
- * the batch before it (m->looked, not yet written when b's lookup runs):
- * each one's entry may be written after the other's lookup, so none of
- * them takes the plain path. */
-static void mark_dups(imp *m, batch *b)
+/* mark_dups flags b's items whose source id is also elsewhere in b: each
+ * one's entry may be written after the other's lookup, so none of them
+ * takes the plain path. (The batch before b wrote everything before b's
+ * lookup was sent, so b's lookup sees its writes.) */
+static void mark_dups(batch *b)
 {
-    batch *prev = m->looked;
-    int n = b->npend + (prev ? prev->npend : 0);
     unsigned mask = 15;
-    while (mask < 2u * (unsigned)n)
+    while (mask < 2u * (unsigned)b->npend)
         mask = mask * 2 + 1;
     pending **slot = hr_calloc(mask + 1, sizeof *slot);
-    for (batch *x = prev ? prev : b;; x = b) {
-        for (int i = 0; i < x->npend; i++) {
-            pending *p = &x->pend[i];
-            unsigned h = (unsigned)sched_hash64(SCHED_HASH_INIT, p->source) & mask;
-            while (slot[h] && strcmp(slot[h]->source, p->source))
-                h = (h + 1) & mask;
-            if (slot[h] && x == b) p->dup = slot[h]->dup = 1;
-            slot[h] = p;
-        }
-        if (x == b) break;
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        unsigned h = (unsigned)sched_hash64(SCHED_HASH_INIT, p->source) & mask;
+        while (slot[h] && strcmp(slot[h]->source, p->source))
+            h = (h + 1) & mask;
+        if (slot[h]) p->dup = slot[h]->dup = 1;
+        slot[h] = p;
     }
     free(slot);
 }
 
+/* send_lookup sends a batch's lookup (lookup_read reads it): WATCH and GET
+ * of the lock, its items' index entries, and its jobs' done and job
+ * records, which keep any job that exists or was sent off the plain path
+ * whatever the index says. It must go after the EXEC of the batch before
+ * (EXEC ends every WATCH of the connection). */
 static void send_lookup(imp *m, batch *b)
 {
-    mark_dups(m, b);
-    const char **argv = hr_malloc(sizeof *argv * (size_t)(b->npend + 2));
-    argv[0] = "HMGET";
-    argv[1] = m->index_key;
+    mark_dups(b);
+    redisContext *c = queue_redis(m->q);
+    redisAppendCommand(c, "WATCH %s", m->lock_key);
+    redisAppendCommand(c, "GET %s", m->lock_key);
+    int n = b->npend > b->njobs ? b->npend : b->njobs;
+    const char **argv = hr_malloc(sizeof *argv * (size_t)(n + 2));
+    size_t *lens = hr_malloc(sizeof *lens * (size_t)(n + 2));
+    argv[0] = "HMGET", lens[0] = 5;
+    argv[1] = m->index_key, lens[1] = strlen(m->index_key);
     for (int i = 0; i < b->npend; i++)
-        argv[i + 2] = b->pend[i].source;
-    redisAppendCommandArgv(queue_redis(m->q), b->npend + 2, argv, NULL);
+        argv[i + 2] = b->pend[i].source, lens[i + 2] = strlen(b->pend[i].source);
+    redisAppendCommandArgv(c, b->npend + 2, argv, lens);
+    if (b->njobs) {
+        char key[2][256];
+        queue_key(queue_ns(m->q), "done", key[0], sizeof key[0]);
+        queue_key(queue_ns(m->q), "jobs", key[1], sizeof key[1]);
+        for (int i = 0; i < b->njobs; i++) {
+            queue_job_assign_id(b->jobs[i]);
+            argv[i + 2] = queue_job_ukh(b->jobs[i]), lens[i + 2] = QUEUE_UKH_LEN;
+        }
+        for (int k = 0; k < 2; k++) {
+            argv[1] = key[k], lens[1] = strlen(key[k]);
+            redisAppendCommandArgv(c, b->njobs + 2, argv, lens);
+        }
+    }
     free(argv);
+    free(lens);
     pipe_push(m, SENT_LOOKUP, b);
 }
 
@@ -983,16 +1090,18 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
             for (int k = 0; k < p->n && !mine; k++)
                 mine = !strcmp(queue_job_ukh(b->jobs[p->first + k]), ukh);
             if (!mine) {
-                if (m->o->sync) {
-                    hr_err ce = {0};
-                    if (queue_cancel(m->q, ukh, &ce) == 1) m->st->cancelled++;
-                } else {
-                    hr_buf_printf(&v, "%s%s", v.data[v.len - 1] == ' ' ? "" : ",", ukh);
+                hr_err ce = {0};
+                if (m->o->sync && queue_cancel(m->q, ukh, &ce) == 1) {
+                    m->st->cancelled++;
+                    continue;
                 }
+                /* kept, or sent or in flight: still listed, so the item's
+                 * entry keeps accounting for it */
+                hr_buf_printf(&v, "%s%s", v.data[v.len - 1] == ' ' ? "" : ",", ukh);
             }
         }
     }
-    if (p->changed == 2 && !p->pending) fprintf(m->undo, "s %s\n", p->source);
+    if (p->changed == 2 && !p->pending) undo_put(m, 's', p->source, strlen(p->source));
     *len = v.len;
     return hr_buf_detach(&v);
 }
@@ -1016,46 +1125,70 @@ static void send_pending(imp *m, batch *b, pending *p)
     redisAppendCommandArgv(queue_redis(m->q), 4, argv, lens);
     pipe_push(m, SENT_PENDING, b);
     hr_buf_release(&v);
-    fprintf(m->undo, "s %s\n", p->source);
+    undo_put(m, 's', p->source, strlen(p->source));
     p->pending = 1;
 }
 
-/* lock_check renews the import lock with a round trip when the last
- * renewal was sent more than half a lease ago (a long stall): the
- * transactions' WATCH then knows it watches our own lock. */
-static int lock_check_err(imp *m, hr_err *err)
+/* lock_renew checks with a round trip that the lock still holds this
+ * run's token and renews its lease (the connection must have no reply
+ * due). Outside a transaction the lock is only ever renewed by this
+ * compare-and-renew script: a bare PEXPIRE would renew another owner's
+ * lock. A lapsed lock is lost too: another import may have run meanwhile.
+ * Returns 0, or -1 with err. */
+static int lock_renew(imp *m, hr_err *err)
 {
-    if (hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
-    if (pipe_drain(m) < 0) return -1;
-    redisContext *c = queue_redis(m->q);
-    redisReply *r = redisCommand(c,
-                                 "EVAL %s 1 %s %s %d",
-                                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                 "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-                                 m->lock_key, m->lock_token, LOCK_LEASE_MS);
+    redisReply *r = cmd(m, "EVAL %s 1 %s %s %d",
+                        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+                        m->lock_key, m->lock_token, LOCK_LEASE_MS);
     long long ok = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     if (r) freeReplyObject(r);
     if (ok != 1) {
-        hr_err_set(err, "import: lost the lock of campaign %s (%s) after a stall of more "
-                   "than its lease (%d s)", m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
+        hr_err_set(err, "import: lost the lock of campaign %s (%s): %s", m->cp->name, m->lock_key,
+                   ok < 0 ? "Redis unreachable" : "another import holds it or it lapsed");
         err->code = 1;
         return -1;
     }
     m->lock_sent_ms = hr_mono_ms();
+    m->lock_ops = 0;
     return 0;
 }
 
-static int lock_check(imp *m)
+/* lock_hold is lock_renew before every 256th of the operations that --sync
+ * and the rollback make (and whenever half a lease went by): they act only
+ * while the lock is this run's. */
+static int lock_hold(imp *m, hr_err *err)
 {
-    return lock_check_err(m, m->err);
+    if (m->lock_ops++ % 256 && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    return lock_renew(m, err);
+}
+
+/* lock_rewatch runs before a batch's first write when more than half a
+ * lease went by since the lock was last renewed (a stall): the lookup's
+ * WATCH is dropped (renewing the watched key would fail our own EXEC), the
+ * lock renewed if still ours, and watched again. Returns 0 or -1. */
+static int lock_rewatch(imp *m)
+{
+    if (hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    if (pipe_drain(m) < 0) return -1;
+    redisContext *c = queue_redis(m->q);
+    redisReply *r = redisCommand(c, "UNWATCH");
+    if (r) freeReplyObject(r);
+    if (lock_renew(m, m->err) < 0) return -1;
+    r = redisCommand(c, "WATCH %s", m->lock_key);
+    if (!r || r->type == REDIS_REPLY_ERROR) return redis_fail(m, c, r);
+    freeReplyObject(r);
+    return 0;
 }
 
 /* send_txn writes the batch's new jobs and its index entries (every item
  * seen gets this run's generation) in one transaction under the lock's
- * WATCH, and renews the lock in it: a kill leaves both or neither. */
+ * WATCH (sent with the lookup), and renews the lock in it: a kill leaves
+ * both or neither, and a lock that changed or lapsed makes it write
+ * nothing. */
 static int send_txn(imp *m, batch *b)
 {
-    if (lock_check(m) < 0) return -1;
+    if (lock_rewatch(m) < 0) return -1;
     int argc = 2 + 2 * b->npend;
     const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
     size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
@@ -1070,8 +1203,7 @@ static int send_txn(imp *m, batch *b)
         if (p->changed == 1) hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
     }
     redisContext *c = queue_redis(m->q);
-    redisAppendCommand(c, "WATCH %s", m->lock_key);
-    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "MULTI"); /* under the WATCH of b's lookup */
     int rc = 0;
     if (b->nfresh) {
         hr_err e = {0};
@@ -1082,7 +1214,7 @@ static int send_txn(imp *m, batch *b)
             rc = -1;
             /* nothing of it was appended: end the transaction, in step */
             redisAppendCommand(c, "DISCARD");
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < 2; i++)
                 pipe_push(m, SENT_PENDING, b);
         }
     }
@@ -1138,33 +1270,50 @@ static int plan_and_send(imp *m, batch *b)
     b->fresh = hr_malloc(sizeof *b->fresh * (size_t)(b->njobs ? b->njobs : 1));
     int64_t fresh_after = hr_now_ms();
     if (m->now > fresh_after) fresh_after = m->now;
+    /* an edit keeps its jobs' times: read one by one, before anything of
+     * the batch is appended to the connection (a read would take its reply) */
+    int64_t **keeps = hr_calloc((size_t)(b->npend ? b->npend : 1), sizeof *keeps);
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        if (p->changed != 1) continue;
+        int64_t *keep = keeps[i] = hr_calloc((size_t)(p->n ? p->n : 1), sizeof *keep);
+        for (int k = 0; k < p->n; k++) {
+            queue_job *j = b->jobs[p->first + k];
+            if (!list_has(p->old, queue_job_ukh(j))) continue;
+            hr_err e = {0};
+            queue_job *old = queue_get(m->q, queue_job_ukh(j), &e);
+            if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
+            queue_job_free(old);
+        }
+    }
+    /* before the batch's first write */
+    if (undo_check(m) < 0 || lock_rewatch(m) < 0) {
+        for (int i = 0; i < b->npend; i++)
+            free(keeps[i]);
+        free(keeps);
+        return -1;
+    }
     for (int i = 0; i < b->npend; i++) {
         pending *p = &b->pend[i];
         if (p->changed == 0) {
             m->st->unchanged_items++;
             continue;
         }
-        int64_t *keep = NULL;
-        if (p->changed == 1) {
-            keep = hr_calloc((size_t)p->n, sizeof *keep);
-            for (int k = 0; k < p->n; k++) {
-                queue_job *j = b->jobs[p->first + k];
-                queue_ukh_from_key(j->unique_key, j->id + QUEUE_TS_LEN);
-                if (!list_has(p->old, j->id + QUEUE_TS_LEN)) continue;
-                hr_err e = {0};
-                queue_job *old = queue_get(m->q, j->id + QUEUE_TS_LEN, &e);
-                if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
-                queue_job_free(old);
-            }
-        }
+        int64_t *keep = keeps[i];
         plan_item(m, b, p, keep);
         free(keep);
-        /* a new item whose jobs are all later than now goes in with plain
-         * commands (the index entry absent, under the lock: nothing of it
-         * exists); the others through the script, job by job checked */
+        keeps[i] = NULL;
+        /* a new item whose jobs are all later than now, none of which has
+         * a job or a done record, goes in with plain commands (under the
+         * lock nothing else writes them); the others through the script,
+         * job by job checked */
         int fresh = p->changed == 2 && !p->dup;
-        for (int k = 0; k < p->n && fresh; k++)
-            fresh = b->jobs[p->first + k]->run_at_ms > fresh_after;
+        for (int k = 0; k < p->n && fresh; k++) {
+            int at = p->first + k;
+            fresh = b->jobs[at]->run_at_ms > fresh_after &&
+                    b->done->element[at]->type == REDIS_REPLY_NIL &&
+                    b->held->element[at]->type == REDIS_REPLY_NIL;
+        }
         for (int k = 0; k < p->n; k++) {
             queue_job *j = b->jobs[p->first + k];
             if (fresh)
@@ -1174,6 +1323,7 @@ static int plan_and_send(imp *m, batch *b)
         }
         if (!fresh && p->changed == 2) send_pending(m, b, p);
     }
+    free(keeps);
     if (b->nout) {
         hr_err e = {0};
         b->eb = queue_enqueue_send(m->q, b->out, b->nout, &e);
@@ -1191,10 +1341,11 @@ static int plan_and_send(imp *m, batch *b)
     return send_txn(m, b);
 }
 
-/* pass2_flush hands the batch being filled to the pipeline: its lookup is
- * sent, and the batch looked up before it is planned and written as soon as
- * its own lookup is in (older writes may still be running). With final,
- * everything is written and read. */
+/* pass2_flush hands the batch being filled to the pipeline: the batch
+ * looked up before it is planned and written as soon as its lookup is in,
+ * then this one's lookup is sent after those writes (its WATCH after the
+ * other's EXEC), so Redis writes a batch while the next one is parsed.
+ * With final, everything is written and read. */
 static int pass2_flush(imp *m, int final)
 {
     batch *b = m->cur;
@@ -1211,107 +1362,141 @@ static int pass2_flush(imp *m, int final)
         batch_free(m, b);
         return 0;
     }
-    if (b) send_lookup(m, b);
-    if (pipe_flush(m) < 0) return -1;
-    batch *ready = m->looked;
-    m->looked = b;
-    for (;;) {
+    for (int last = 0;; last = 1) {
+        batch *ready = m->looked;
+        m->looked = NULL;
         if (ready) {
             while (!ready->lookup)
                 if (pipe_read(m) < 0) return -1;
             if (plan_and_send(m, ready) < 0) return -1;
         }
-        if (!final || !m->looked) break;
-        ready = m->looked;
-        m->looked = NULL;
+        if (b) send_lookup(m, b);
+        m->looked = b;
+        b = NULL;
+        if (pipe_flush(m) < 0) return -1;
+        if (!final || last) break;
     }
     return final ? pipe_drain(m) : 0;
 }
 
 /* ---- sync and rollback */
 
-/* set_gone rewrites an item's entry as GONE (listing ukhs, may be ""):
- * its jobs are not all accounted for, so when it comes back it takes the
- * checked path. Returns 0 or -1. */
-static int set_gone(imp *m, const char *source, const char *ukhs)
+/* entry_cas replaces an item's entry by value (NULL: deletes it) only
+ * while it still reads old: one another writer changed meanwhile stays.
+ * Returns 1 when replaced, 0 when not, -1 on error. */
+static int entry_cas(imp *m, const char *source, const char *old, const char *value)
 {
-    hr_buf v;
-    hr_buf_init(&v);
-    entry_head(&v, m->gen_s, HASH_GONE);
-    hr_buf_puts(&v, ukhs);
-    const char *argv[] = {"HSET", m->index_key, source, v.data};
-    size_t lens[] = {4, strlen(m->index_key), strlen(source), v.len};
-    redisReply *r = redisCommandArgv(queue_redis(m->q), 4, argv, lens);
-    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    redisReply *r = cmd(m, "EVAL %s 1 %s %s %s %s",
+                        "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then "
+                        "return 0 end if ARGV[3] == '' then "
+                        "return redis.call('HDEL', KEYS[1], ARGV[1]) end "
+                        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1",
+                        m->index_key, source, old, value ? value : "");
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     if (r) freeReplyObject(r);
-    hr_buf_release(&v);
     return rc;
 }
 
-/* index_del_if deletes an item's entry only while it still reads value:
- * one another writer changed meanwhile stays. */
-static void index_del_if(imp *m, const char *source, const char *value)
+/* job_known returns 1 when ukh has a job or a done record (or that cannot
+ * be read), 0 when it has neither: an id an entry need not keep. */
+static int job_known(imp *m, const char *ukh)
 {
-    redisReply *r = redisCommand(queue_redis(m->q), "EVAL %s 1 %s %s %s",
-                                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-                                 "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
-                                 m->index_key, source, value);
+    redisReply *r = cmd(m, "EVAL %s 2 {%s}:jobs {%s}:done %s",
+                        "return redis.call('HEXISTS', KEYS[1], ARGV[1]) + "
+                        "redis.call('HEXISTS', KEYS[2], ARGV[1])",
+                        queue_ns(m->q), queue_ns(m->q), ukh);
+    int known = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
     if (r) freeReplyObject(r);
+    return known;
 }
 
-/* sync_gone cancels the jobs of entries of an older generation and deletes
- * the entries; one with a job that could not be cancelled (sent, in
- * flight) is kept as GONE, listing those, and left alone by later syncs. */
+/* sync_gone cancels the jobs of entries of an older generation (GONE ones
+ * too: their jobs are tried again) and deletes the entries; an entry with
+ * a job that could not be cancelled (sent, in flight) is kept as GONE,
+ * listing those; ids with neither a job nor a done record are dropped.
+ * It acts only while the lock is this run's, and rewrites an entry only if
+ * it still reads as it found it. */
 static int sync_gone(imp *m)
 {
-    redisContext *c = queue_redis(m->q);
     char cursor[32] = "0";
+    int rc = 0;
     do {
-        /* cancels are for this import to make only while it holds the lock */
-        if (lock_check(m) < 0) return -1;
-        redisReply *r = redisCommand(c, "HSCAN %s %s COUNT 1000", m->index_key, cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return redis_fail(m, c, r);
+        if (lock_renew(m, m->err) < 0) return -1; /* every page */
+        /* queue_cancel may have reconnected: the connection is read anew */
+        redisReply *r = cmd(m, "HSCAN %s %s COUNT 1000", m->index_key, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            return redis_fail(m, queue_redis(m->q), r);
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         redisReply *kv = r->element[1];
-        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-            const char *src = kv->element[i]->str;
+        for (size_t i = 0; rc == 0 && i + 1 < kv->elements; i += 2) {
+            const char *src = kv->element[i]->str, *old = kv->element[i + 1]->str;
             long long g;
             uint64_t h;
             const char *ids;
-            if (src[0] == '#' || parse_entry(kv->element[i + 1]->str, &g, &h, &ids) < 0 ||
-                g == m->gen || h == HASH_GONE)
-                continue;
-            hr_buf kept;
-            hr_buf_init(&kept);
+            /* an entry of this run, or of a later one, is not ours to drop */
+            if (src[0] == '#' || parse_entry(old, &g, &h, &ids) < 0 || g >= m->gen) continue;
+            hr_buf v;
+            hr_buf_init(&v);
+            entry_head(&v, m->gen_s, HASH_GONE);
+            size_t head = v.len;
             char ukh[QUEUE_UKH_LEN + 1];
-            for (const char *s = ids; (s = next_ukh(s, ukh));) {
+            for (const char *s = ids; rc == 0 && (s = next_ukh(s, ukh));) {
                 hr_err e = {0};
                 if (!ukh[0]) continue;
-                if (queue_cancel(m->q, ukh, &e) == 1) {
+                if ((rc = lock_hold(m, m->err)) < 0) break;
+                int cancel = queue_cancel(m->q, ukh, &e);
+                if (cancel == 1) {
                     m->st->cancelled++;
                     continue;
                 }
-                if (kept.len) hr_buf_putc(&kept, ',');
-                hr_buf_append(&kept, ukh, QUEUE_UKH_LEN);
+                if (cancel == 0 && !job_known(m, ukh)) continue;
+                if (v.len > head) hr_buf_putc(&v, ',');
+                hr_buf_append(&v, ukh, QUEUE_UKH_LEN);
             }
-            if (kept.len)
-                set_gone(m, src, kept.data);
-            else
-                index_del_if(m, src, kv->element[i + 1]->str);
-            hr_buf_release(&kept);
+            if (rc == 0) entry_cas(m, src, old, v.len > head ? v.data : NULL);
+            hr_buf_release(&v);
         }
         freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    } while (rc == 0 && strcmp(cursor, "0") != 0);
+    return rc;
 }
 
-/* undo_line reads the undo log's next line into line, without its
- * newline; 0 at the end */
-static int undo_line(imp *m, char *line, size_t len)
+/* undo_get reads the undo log's next record: its type into *type, its
+ * bytes into rec (NUL-terminated). Returns 1, or 0 at the end (or where
+ * it is cut short). */
+static int undo_get(imp *m, char *type, hr_buf *rec)
 {
-    if (!fgets(line, (int)len, m->undo)) return 0;
-    line[strcspn(line, "\n")] = '\0';
+    size_t n;
+    int t = getc(m->undo);
+    if (t == EOF || fscanf(m->undo, " %zu", &n) != 1 || getc(m->undo) != ' ') return 0;
+    hr_buf_reset(rec);
+    hr_buf_reserve(rec, n + 1);
+    if (fread(rec->data, 1, n, m->undo) != n || getc(m->undo) != '\n') return 0;
+    rec->data[n] = '\0';
+    rec->len = n;
+    *type = (char)t;
     return 1;
+}
+
+/* The rollback's two scripts on an entry this run added, ARGV[2] the head
+ * of its GONE value: MARK_GONE rewrites it as GONE keeping the ids it
+ * lists (an entry the run never wrote stays absent); DEL_GONE deletes it
+ * if it is still GONE as this run marked it. */
+static const char MARK_GONE[] = "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+                                "if not v then return 0 end "
+                                "local ids = string.match(v, '^%d+ %x+ (.*)$') or '' "
+                                "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ids) return 1";
+static const char DEL_GONE[] = "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+                               "if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then "
+                               "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
+/* entry_eval runs one of them on source's entry. Returns 0 or -1. */
+static int entry_eval(imp *m, const char *script, const char *source, const char *head)
+{
+    redisReply *r = cmd(m, "EVAL %s 1 %s %s %s", script, m->index_key, source, head);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (r) freeReplyObject(r);
+    return rc;
 }
 
 /* rollback undoes what the log says this run added, in three steps: the
@@ -1319,57 +1504,82 @@ static int undo_line(imp *m, char *line, size_t len)
  * is cancelled: an entry saying "imported" must not outlive its jobs),
  * their jobs are cancelled, and only when every one was are the entries
  * deleted (if still GONE). Dying or failing at any point leaves no job
- * without its entry. It stops if the lock is lost: the jobs may be
- * another import's by then. */
+ * without its entry. It acts only while the lock is this run's (checked
+ * before it starts and every 256 operations): else the jobs may be another
+ * import's by then. */
 static void rollback(imp *m)
 {
     if (!m->undo) return;
-    char line[512];
+    char t;
+    hr_buf rec;
+    hr_buf_init(&rec);
     long left = 0, kept = 0, njobs = 0;
-    int marked = 1;
+    int ok = 1;
     const char *why = "Redis unreachable";
-    rewind(m->undo);
-    while (undo_line(m, line, sizeof line)) {
-        njobs += line[0] == 'j';
-        if (line[0] == 's' && marked && set_gone(m, line + 2, "") < 0) marked = 0;
+    hr_err e = {0};
+    redisContext *c = queue_redis(m->q);
+    if (!c || c->err) { /* a read through the queue reconnects */
+        queue_job_free(queue_get(m->q, "000000000000", &e));
+        hr_err_clear(&e);
     }
-    if (!marked) left = njobs;
+    redisReply *r = cmd(m, "UNWATCH");
+    if (r) freeReplyObject(r);
+    hr_buf gone;
+    hr_buf_init(&gone);
+    entry_head(&gone, m->gen_s, HASH_GONE);
     rewind(m->undo);
-    while (marked && undo_line(m, line, sizeof line)) {
-        hr_err e = {0};
-        if (line[0] != 'j' && line[0] != 'h') continue;
-        if (lock_check_err(m, &e) < 0) {
+    while (undo_get(m, &t, &rec))
+        njobs += t == 'j';
+    if (lock_renew(m, &e) < 0) {
+        ok = 0;
+        if (e.code == 1 && !strstr(e.msg, "unreachable")) why = "the import's lock was lost";
+    }
+    rewind(m->undo);
+    while (ok && undo_get(m, &t, &rec))
+        if (t == 's' &&
+            (lock_hold(m, &e) < 0 || entry_eval(m, MARK_GONE, rec.data, gone.data) < 0))
+            ok = 0;
+    if (!ok) left = njobs;
+    rewind(m->undo);
+    while (ok && undo_get(m, &t, &rec)) {
+        if (t != 'j' && t != 'h') continue;
+        if (lock_hold(m, &e) < 0) {
             why = "the import's lock was lost";
-            left += line[0] == 'j';
-        } else if (line[0] == 'j') {
-            int rc = queue_cancel(m->q, line + 2, &e);
-            if (rc >= 0)
+            left += t == 'j';
+            while (undo_get(m, &t, &rec))
+                left += t == 'j';
+            break;
+        }
+        if (t == 'j') {
+            int rc = queue_cancel(m->q, rec.data, &e);
+            if (rc == 1)
                 m->st->rolled_back++;
+            else if (rc == 0)
+                kept++; /* sent or in flight by now: its entry stays */
             else
                 left++;
-            kept += rc == 0; /* sent or in flight by now: its entry stays */
         } else {
             /* stored by a transaction whose ZADD failed: never reachable */
-            redisReply *r = redisCommand(queue_redis(m->q), "HDEL {%s}:jobs %s",
-                                         queue_ns(m->q), line + 2);
+            r = cmd(m, "HDEL {%s}:jobs %s", queue_ns(m->q), rec.data);
             if (!r || r->type != REDIS_REPLY_INTEGER) left++;
             if (r) freeReplyObject(r);
         }
     }
-    if (marked && left == 0 && kept == 0) {
-        hr_buf gone;
-        hr_buf_init(&gone);
-        entry_head(&gone, m->gen_s, HASH_GONE);
+    if (ok && left == 0 && kept == 0) {
         rewind(m->undo);
-        while (undo_line(m, line, sizeof line))
-            if (line[0] == 's') index_del_if(m, line + 2, gone.data);
-        hr_buf_release(&gone);
+        while (undo_get(m, &t, &rec))
+            if (t == 's' &&
+                (lock_hold(m, &e) < 0 || entry_eval(m, DEL_GONE, rec.data, gone.data) < 0))
+                break;
     }
+    hr_buf_release(&gone);
+    hr_buf_release(&rec);
     size_t n = strlen(m->err->msg);
-    if (left)
+    if (left || kept)
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
-                 "; rolled back %ld jobs, %ld could not be cancelled (%s)",
-                 m->st->rolled_back, left, why);
+                 "; rolled back %ld of the %ld jobs this run had added (%ld sent or in flight "
+                 "meanwhile stay, %ld could not be cancelled: %s)",
+                 m->st->rolled_back, njobs, kept, left, left ? why : "none");
     else
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
                  "; rolled back the %ld jobs this run had added", m->st->rolled_back);
@@ -1416,10 +1626,10 @@ static int lock_take(imp *m)
 static void lock_drop(imp *m)
 {
     if (!m->lock_key[0] || !queue_redis(m->q)) return;
-    redisReply *r = redisCommand(queue_redis(m->q), "EVAL %s 1 %s %s",
-                                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                 "return redis.call('DEL', KEYS[1]) end return 0",
-                                 m->lock_key, m->lock_token);
+    redisReply *r = cmd(m, "EVAL %s 1 %s %s",
+                        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                        "return redis.call('DEL', KEYS[1]) end return 0",
+                        m->lock_key, m->lock_token);
     if (r) freeReplyObject(r);
     m->lock_key[0] = '\0';
 }
@@ -1488,9 +1698,9 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         m.gen = r->integer;
         snprintf(m.gen_s, sizeof m.gen_s, "%lld ", m.gen);
         freeReplyObject(r);
-        m.undo = tmpfile();
+        m.undo = sched_tmpfile("the undo log", err);
         if (!m.undo) {
-            hr_err_set(err, "import: cannot create the undo log: %s", strerror(errno));
+            err->code = 1;
             goto out;
         }
     }
@@ -1511,6 +1721,12 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
     if (!o->dry_run && o->sync && sync_gone(&m) < 0) goto out;
     rc = 0;
 out:
+    if (m.lock_key[0] && m.nsent == m.sent_head && queue_redis(q)) {
+        /* a WATCH left by a failed batch would fail this connection's
+         * next transaction */
+        redisReply *r = redisCommand(queue_redis(q), "UNWATCH");
+        if (r) freeReplyObject(r);
+    }
     lock_drop(&m);
     while (m.nlive)
         batch_free(&m, m.live[0]);

@@ -61,6 +61,9 @@ uint64_t sched_hash64(uint64_t h, const char *s);
  * a copy of it; sched_spool_read calls cb for every item put, in order
  * (the item lives during the call). Both 0, or -1 with err. */
 typedef struct sched_spool sched_spool;
+/* sched_tmpfile returns a new temp file in $TMPDIR (else /tmp), already
+ * unlinked, or NULL with err naming what it was for. */
+FILE *sched_tmpfile(const char *what, hr_err *err);
 sched_spool *sched_spool_new(hr_err *err);
 int sched_spool_put(sched_spool *s, const sched_item *it, hr_err *err);
 int sched_spool_read(sched_spool *s, sched_item_cb *cb, void *priv, hr_err *err);

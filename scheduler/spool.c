@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -20,13 +21,26 @@ struct sched_spool {
     int capvars;
 };
 
+FILE *sched_tmpfile(const char *what, hr_err *err)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path = hr_asprintf("%s/herald-import-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "w+");
+    if (!f) {
+        hr_err_set(err, "import: cannot create a temp file for %s in %s: %s", what,
+                   dir && *dir ? dir : "/tmp", strerror(errno));
+        if (fd >= 0) close(fd);
+    }
+    if (fd >= 0) unlink(path); /* gone when closed, even after a kill */
+    free(path);
+    return f;
+}
+
 sched_spool *sched_spool_new(hr_err *err)
 {
-    FILE *f = tmpfile();
-    if (!f) {
-        hr_err_set(err, "import: cannot create a temp file for the items: %s", strerror(errno));
-        return NULL;
-    }
+    FILE *f = sched_tmpfile("the items", err);
+    if (!f) return NULL;
     sched_spool *s = hr_calloc(1, sizeof *s);
     s->f = f;
     return s;
@@ -132,7 +146,9 @@ static int get_strv(sched_spool *s, cur *c, int at)
 
 int sched_spool_read(sched_spool *s, sched_item_cb *cb, void *priv, hr_err *err)
 {
-    if (fflush(s->f) != 0 || fseek(s->f, 0, SEEK_SET) != 0)
+    if (fflush(s->f) != 0 || ferror(s->f))
+        return hr_err_set(err, "import: cannot write the items' temp file: %s", strerror(errno));
+    if (fseek(s->f, 0, SEEK_SET) != 0)
         return hr_err_set(err, "import: cannot read the items' temp file: %s", strerror(errno));
     for (;;) {
         uint32_t len;

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -370,9 +371,19 @@ static int drop_lock_seam(int batch_no)
     return 0;
 }
 
+static int take_lock_seam(int batch_no)
+{
+    if (batch_no == 2)
+        free(th_redis_cmd(R, "SET {%s}:importing:pipe other-owner PX 100000", ns));
+    return 0;
+}
+
 /* One import of a campaign at a time: a held lock is a clear error that
- * writes nothing; it is released at the end; a lock lost midway fails the
- * import, which rolls back. */
+ * writes nothing; it is released at the end; a lock lost midway (deleted,
+ * or another owner's between two batches) fails the import, which writes
+ * nothing more, leaves another owner's lock alone and rolls back nothing
+ * (the jobs may be the other import's by then); what was written before
+ * stays consistent, and a later import adds the rest. */
 static void test_lock(void)
 {
     char *path;
@@ -391,14 +402,30 @@ static void test_lock(void)
     free(v);
     free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
 
+    /* batches of 2 items (4 jobs): batches 0 and 1 are in when batch 2 runs */
+    CHECK(import_seam(c, &o, &st, &err, take_lock_seam) < 0);
+    CHECK_INT(err.code, 1);
+    CHECK(strstr(err.msg, "lost the lock of campaign pipe") != NULL);
+    CHECK(strstr(err.msg, "could not be cancelled: the import's lock was lost") != NULL);
+    CHECK_INT(hlen("jobs"), 8);
+    CHECK_INT(hlen("import:pipe"), 5); /* 4 items and the generation counter */
+    v = th_redis_cmd(R, "GET {%s}:importing:pipe", ns);
+    CHECK(v && !strcmp(v, "other-owner"));
+    free(v);
+    v = th_redis_cmd(R, "PTTL {%s}:importing:pipe", ns);
+    CHECK(v && atol(v) > 60000); /* not renewed by us */
+    free(v);
+    free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
+
     CHECK(import_seam(c, &o, &st, &err, drop_lock_seam) < 0);
     CHECK(strstr(err.msg, "lost the lock of campaign pipe") != NULL);
-    CHECK(strstr(err.msg, "rolled back") != NULL);
-    CHECK_INT(hlen("jobs"), 0);
-    CHECK_INT(hlen("import:pipe"), 1); /* only the generation counter */
+    CHECK_INT(hlen("jobs"), 8); /* batches 0 and 1 were in already */
+    CHECK_INT(hlen("import:pipe"), 5);
 
     REQUIRE(import(c, &o, &st, &err) == 0);
-    CHECK_INT(st.added, 80);
+    CHECK_INT(st.added, 72);
+    CHECK_INT(st.unchanged_items, 4);
+    CHECK_INT(hlen("jobs"), 80);
     CHECK_INT(count("EXISTS", "importing:pipe"), 0);
     hr_config_free(c);
     free(path);
@@ -436,11 +463,171 @@ static void test_sent_during_rollback(void)
     CHECK(import_seam(c, &o, &st, &err, send_then_fail) < 0);
     CHECK(sent_before_failure >= 1);
     CHECK_INT(hlen("done"), sent_before_failure);
+    /* batches 0 and 1 (4 jobs) were in: the sent ones are not rolled back */
+    CHECK_INT(st.rolled_back, 4 - sent_before_failure);
+    char *want = hr_asprintf("rolled back %d of the 4 jobs this run had added (%d sent or in "
+                             "flight meanwhile stay",
+                             4 - sent_before_failure, sent_before_failure);
+    CHECK(strstr(err.msg, want) != NULL);
+    free(want);
     o.now_ms = 0; /* now planned later than now */
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.done, sent_before_failure);
     CHECK_INT(st.added, 12 - sent_before_failure);
     CHECK_INT(hlen("jobs"), 12 - sent_before_failure);
+    hr_config_free(c);
+    free(path);
+}
+
+/* job_ukh writes the ukh of the job of unique key key */
+static char *job_ukh(const char *key, char ukh[QUEUE_UKH_LEN + 1])
+{
+    queue_ukh_from_key(key, ukh);
+    return ukh;
+}
+
+/* fake_sent makes the job ukh of lane x:@shop look sent: only its done
+ * record is left */
+static void fake_sent(const char *ukh)
+{
+    free(th_redis_cmd(R, "HDEL {%s}:jobs %s", ns, ukh));
+    free(th_redis_cmd(R, "ZREM {%s}:sched:x:@shop %s", ns, ukh));
+    free(th_redis_cmd(R, "HSET {%s}:done %s 00000000%s\t1\t1", ns, ukh, ukh));
+}
+
+/* An item's index entry is missing (an index from before entries were
+ * kept for sent jobs, an operator's HDEL) while its job was sent, or
+ * exists (ready): a re-import finds the done or job record with its
+ * lookup, takes the checked path, and neither schedules the job again. */
+static void test_missing_entry(void)
+{
+    hr_config *c = setup("campaign lost platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/lost.ndjson", dir);
+    write_ndjson(path, "two", 0);
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    char a[QUEUE_UKH_LEN + 1], b[QUEUE_UKH_LEN + 1];
+    job_ukh("lost|ndjson:a|x|@shop", a);
+    job_ukh("lost|ndjson:b|x|@shop", b);
+    /* a was sent: only its done record is left; b is ready */
+    free(th_redis_cmd(R, "HDEL {%s}:jobs %s", ns, a));
+    free(th_redis_cmd(R, "ZREM {%s}:sched:x:@shop %s %s", ns, a, b));
+    free(th_redis_cmd(R, "HSET {%s}:done %s 00000000%s\t1\t1", ns, a, a));
+    free(th_redis_cmd(R, "RPUSH {%s}:ready:x:@shop %s", ns, b));
+    free(th_redis_cmd(R, "HDEL {%s}:import:lost ndjson:a ndjson:b", ns));
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.done, 1);
+    CHECK_INT(count("ZCARD", "sched:x:@shop"), 0);
+    CHECK_INT(count("LLEN", "ready:x:@shop"), 1);
+    CHECK_INT(hlen("jobs"), 1);
+    /* both items have their entries again */
+    CHECK_INT(hlen("import:lost"), 3);
+    hr_config_free(c);
+    free(path);
+}
+
+/* An edit with --sync that drops a platform whose job was sent keeps that
+ * job listed in the item's entry: the index still accounts for it. */
+static void test_edit_sync_keeps_sent(void)
+{
+    hr_config *c = setup("campaign keep platforms=x:@shop,mastodon:@shop@mastodon.social "
+                         "\"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/keep.ndjson", dir);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path, .sync = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    char x[QUEUE_UKH_LEN + 1], md[QUEUE_UKH_LEN + 1];
+    job_ukh("keep|ndjson:a|x|@shop", x);
+    job_ukh("keep|ndjson:a|mastodon|@shop@mastodon.social", md);
+    /* x's job was sent */
+    fake_sent(x);
+    /* the item now goes to mastodon only */
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\","
+                        "\"platforms\":\"mastodon\"}\n");
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.cancelled, 0);
+    char *e = th_redis_cmd(R, "HGET {%s}:import:keep ndjson:a", ns);
+    CHECK(e && strstr(e, x) && strstr(e, md));
+    free(e);
+    hr_config_free(c);
+    free(path);
+}
+
+/* --sync comes back to GONE entries: a job it could not cancel before is
+ * cancelled now, an id with neither a job nor a done record is dropped, a
+ * sent one stays listed; a GONE entry left with nothing is deleted. */
+static void test_sync_revisits_gone(void)
+{
+    hr_config *c = setup("campaign rev platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/rev.ndjson", dir);
+    write_ndjson(path, "two", 0);
+    sched_import_opts o = {.path = path, .sync = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    char a[QUEUE_UKH_LEN + 1], b[QUEUE_UKH_LEN + 1];
+    job_ukh("rev|ndjson:a|x|@shop", a);
+    job_ukh("rev|ndjson:b|x|@shop", b);
+    /* a: GONE listing its scheduled job and an unknown id; b: GONE, sent */
+    char *v = hr_asprintf("1 0000000000000001 %s,zzzzzzzzzzzz", a);
+    free(th_redis_cmd(R, "HSET {%s}:import:rev ndjson:a %s", ns, v));
+    free(v);
+    fake_sent(b);
+    v = hr_asprintf("1 0000000000000001 %s", b);
+    free(th_redis_cmd(R, "HSET {%s}:import:rev ndjson:b %s", ns, v));
+    free(v);
+    th_write_file(path, "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n");
+    if (import(c, &o, &st, &err) < 0) fprintf(stderr, "import: %s\n", err.msg);
+    CHECK_INT(st.cancelled, 1);
+    CHECK_INT(hlen("jobs"), 1); /* c's */
+    char *e = th_redis_cmd(R, "HGET {%s}:import:rev ndjson:a", ns);
+    CHECK(e && !*e); /* deleted */
+    free(e);
+    e = th_redis_cmd(R, "HGET {%s}:import:rev ndjson:b", ns);
+    CHECK(e && strstr(e, " 0000000000000001 ") && strstr(e, b));
+    free(e);
+    hr_config_free(c);
+    free(path);
+}
+
+/* A batch with a new item that takes the checked path (its job was sent:
+ * its PENDING entry is queued on the connection) before an edited item,
+ * whose jobs' times are read one by one: each read gets its own reply. */
+static void test_new_then_edit_in_batch(void)
+{
+    hr_config *c = setup("campaign mix platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/mix.ndjson", dir);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    queue_job *before = job_of("mix|ndjson:a|x|@shop");
+    REQUIRE(before);
+    char cu[QUEUE_UKH_LEN + 1];
+    job_ukh("mix|ndjson:c|x|@shop", cu);
+    free(th_redis_cmd(R, "HSET {%s}:done %s 00000000%s\t1\t1", ns, cu, cu));
+    th_write_file(path, "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n"
+                        "{\"id\":\"a\",\"title\":\"A\",\"text\":\"two\"}\n");
+    if (import(c, &o, &st, &err) < 0) fprintf(stderr, "import: %s\n", err.msg);
+    CHECK_INT(st.added, 0);
+    CHECK_INT(st.done, 1);
+    CHECK_INT(st.updated, 1);
+    queue_job *after = job_of("mix|ndjson:a|x|@shop");
+    CHECK(after && !strcmp(after->text, "A: two") && after->run_at_ms == before->run_at_ms);
+    queue_job_free(before);
+    queue_job_free(after);
     hr_config_free(c);
     free(path);
 }
@@ -531,6 +718,50 @@ static void test_all_or_nothing_redis_failure(void)
     /* and it imports cleanly afterwards */
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.added, 114);
+    hr_config_free(c);
+}
+
+/* Source ids with line breaks (NDJSON ids are any string) come back whole
+ * from the undo log: the rollback deletes their entries,
+ * and, through TMPDIR, the temp files are made where it says. */
+static void test_rollback_odd_ids(void)
+{
+    hr_config *c = setup("campaign odd platforms=x:@shop \"template={{title}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/odd.ndjson", dir);
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_puts(&b, "{\"id\":\"one\\ntwo\",\"title\":\"A\"}\n{\"id\":\"");
+    hr_buf_puts(&b, "\\nx\\n");
+    hr_buf_puts(&b, "\",\"title\":\"B\"}\n{\"id\":\"c\",\"title\":\"C\"}\n");
+    th_write_file(path, b.data);
+    hr_buf_release(&b);
+    sched_import_opts o = {.path = path, .batch = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    char *tmp = hr_asprintf("%s/tmp", dir);
+    REQUIRE(mkdir(tmp, 0700) == 0);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? hr_strdup(old) : NULL;
+    setenv("TMPDIR", tmp, 1);
+    fail_at = 2;
+    CHECK(import_seam(c, &o, &st, &err, fail_third) < 0);
+    CHECK_INT(st.rolled_back, 2);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK_INT(hlen("import:odd"), 1); /* only the generation counter */
+    free(path);
+    /* a TMPDIR where no file can be made is a clear error */
+    path = hr_asprintf("%s/none", dir);
+    setenv("TMPDIR", path, 1);
+    CHECK(import(c, &o, &st, &err) < 0);
+    CHECK(strstr(err.msg, "cannot create a temp file for the items in") != NULL);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    free(tmp);
+    free(path);
     hr_config_free(c);
 }
 
@@ -758,10 +989,15 @@ int main(void)
     th_run("sent_gone_and_back", test_sent_gone_and_back);
     th_run("duplicate_items", test_duplicate_items);
     th_run("lock", test_lock);
+    th_run("missing_entry", test_missing_entry);
+    th_run("edit_sync_keeps_sent", test_edit_sync_keeps_sent);
+    th_run("sync_revisits_gone", test_sync_revisits_gone);
+    th_run("new_then_edit_in_batch", test_new_then_edit_in_batch);
     th_run("file_changed_midway", test_file_changed_midway);
     th_run("sent_during_rollback", test_sent_during_rollback);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
     th_run("all_or_nothing_redis_failure", test_all_or_nothing_redis_failure);
+    th_run("rollback_odd_ids", test_rollback_odd_ids);
     th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
     th_run("csv_calendar", test_csv_calendar);
     th_run("dry_run_json", test_dry_run_json);
