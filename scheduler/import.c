@@ -62,8 +62,8 @@ typedef struct batch {
     queue_job **jobs;
     int njobs, capjobs;
     redisReply *lookup;      /* HMGET of the items' index entries, once read */
-    redisReply *done, *held; /* HMGET of the jobs' done and job records (NULL
-                                when the batch has no job) */
+    char *known; /* per job: 1 when it has a job or a done record (read
+                    for new items only, see known_read) */
     queue_enqueue_batch *eb; /* the jobs' script calls, until their replies */
     queue_job **out;         /* the jobs written by script (borrowed from jobs) */
     int nout;
@@ -73,7 +73,7 @@ typedef struct batch {
 } batch;
 
 /* what each reply due on the connection belongs to, in the order sent:
- * SENT_LOOKUP is WATCH and GET of the lock and the batch's three HMGETs;
+ * SENT_LOOKUP is WATCH and GET of the lock and the HMGET of the index;
  * SENT_TXN is the batch's transaction (MULTI, its new jobs' commands, the
  * index HSET, the lock's PEXPIRE, EXEC), its last */
 enum { SENT_LOOKUP, SENT_PENDING, SENT_ENQUEUE, SENT_TXN };
@@ -443,8 +443,7 @@ static void batch_free(imp *m, batch *b)
     free(b->pend);
     free(b->jobs);
     if (b->lookup) freeReplyObject(b->lookup);
-    if (b->done) freeReplyObject(b->done);
-    if (b->held) freeReplyObject(b->held);
+    free(b->known);
     queue_enqueue_batch_free(b->eb);
     queue_enqueue_batch_free(b->neb);
     free(b->out);
@@ -897,15 +896,14 @@ static int txn_read(imp *m, batch *b)
 }
 
 /* lookup_read reads a batch's lookup: WATCH and GET of the lock, then the
- * HMGETs of its index entries and, when it has jobs, of their done and
- * job records. The lock must still hold this run's token: nothing of the
- * batch is sent before that is known, and the WATCH makes its EXEC fail if
- * the lock changes later. Returns 0 or -1 with m->err. */
+ * HMGET of its index entries. The lock must still hold this run's token:
+ * nothing of the batch is sent before that is known, and the WATCH makes
+ * its EXEC fail if the lock changes later. Returns 0 or -1 with m->err. */
 static int lookup_read(imp *m, batch *b)
 {
     redisContext *c = queue_redis(m->q);
-    int n = b->njobs ? 5 : 3, rc = 0;
-    redisReply *r[5] = {0};
+    int n = 3, rc = 0;
+    redisReply *r[3] = {0};
     for (int i = 0; i < n; i++)
         if (!c || redisGetReply(c, (void **)&r[i]) != REDIS_OK || !r[i]) {
             rc = pipe_fail(m, "import index");
@@ -925,18 +923,16 @@ static int lookup_read(imp *m, batch *b)
         m->err->code = 1;
         rc = -1;
     }
-    for (int i = 2; rc == 0 && i < n; i++)
-        if (r[i]->type != REDIS_REPLY_ARRAY ||
-            r[i]->elements != (size_t)(i == 2 ? b->npend : b->njobs)) {
-            hr_err_set(m->err, "redis: import index: unexpected reply");
-            m->err->code = 1;
-            rc = -1;
-        }
-    if (rc == 0) {
-        b->lookup = r[2], b->done = n > 3 ? r[3] : NULL, b->held = n > 4 ? r[4] : NULL;
-        r[2] = r[3] = r[4] = NULL;
+    if (rc == 0 && (r[2]->type != REDIS_REPLY_ARRAY || r[2]->elements != (size_t)b->npend)) {
+        hr_err_set(m->err, "redis: import index: unexpected reply");
+        m->err->code = 1;
+        rc = -1;
     }
-    for (int i = 0; i < 5; i++)
+    if (rc == 0) {
+        b->lookup = r[2];
+        r[2] = NULL;
+    }
+    for (int i = 0; i < n; i++)
         if (r[i]) freeReplyObject(r[i]);
     return rc;
 }
@@ -1018,40 +1014,81 @@ static void mark_dups(batch *b)
 }
 
 /* send_lookup sends a batch's lookup (lookup_read reads it): WATCH and GET
- * of the lock, its items' index entries, and its jobs' done and job
- * records, which keep any job that exists or was sent off the plain path
- * whatever the index says. It must go after the EXEC of the batch before
- * (EXEC ends every WATCH of the connection). */
+ * of the lock and its items' index entries. It must go after the EXEC of
+ * the batch before (EXEC ends every WATCH of the connection). */
 static void send_lookup(imp *m, batch *b)
 {
     mark_dups(b);
     redisContext *c = queue_redis(m->q);
     redisAppendCommand(c, "WATCH %s", m->lock_key);
     redisAppendCommand(c, "GET %s", m->lock_key);
-    int n = b->npend > b->njobs ? b->npend : b->njobs;
-    const char **argv = hr_malloc(sizeof *argv * (size_t)(n + 2));
-    size_t *lens = hr_malloc(sizeof *lens * (size_t)(n + 2));
+    const char **argv = hr_malloc(sizeof *argv * (size_t)(b->npend + 2));
+    size_t *lens = hr_malloc(sizeof *lens * (size_t)(b->npend + 2));
     argv[0] = "HMGET", lens[0] = 5;
     argv[1] = m->index_key, lens[1] = strlen(m->index_key);
     for (int i = 0; i < b->npend; i++)
         argv[i + 2] = b->pend[i].source, lens[i + 2] = strlen(b->pend[i].source);
     redisAppendCommandArgv(c, b->npend + 2, argv, lens);
-    if (b->njobs) {
-        char key[2][256];
-        queue_key(queue_ns(m->q), "done", key[0], sizeof key[0]);
-        queue_key(queue_ns(m->q), "jobs", key[1], sizeof key[1]);
-        for (int i = 0; i < b->njobs; i++) {
-            queue_job_assign_id(b->jobs[i]);
-            argv[i + 2] = queue_job_ukh(b->jobs[i]), lens[i + 2] = QUEUE_UKH_LEN;
-        }
-        for (int k = 0; k < 2; k++) {
-            argv[1] = key[k], lens[1] = strlen(key[k]);
-            redisAppendCommandArgv(c, b->njobs + 2, argv, lens);
-        }
-    }
     free(argv);
     free(lens);
     pipe_push(m, SENT_LOOKUP, b);
+}
+
+/* known_read reads, in one round trip (the connection has no reply due),
+ * whether the jobs of b's new items have a done record or a job record:
+ * any such job keeps its item off the plain path whatever the index says
+ * (an entry can be missing: an index from before entries were kept for
+ * sent jobs, an operator's HDEL). Items with an entry need no read: they
+ * take the checked path or are unchanged. Returns 0 or -1 with m->err. */
+static int known_read(imp *m, batch *b)
+{
+    b->known = hr_calloc((size_t)(b->njobs ? b->njobs : 1), 1);
+    int n = 0;
+    for (int i = 0; i < b->npend; i++)
+        if (b->pend[i].changed == 2 && !b->pend[i].dup) n += b->pend[i].n;
+    if (n == 0) return 0;
+    const char **argv = hr_malloc(sizeof *argv * (size_t)(n + 2));
+    size_t *lens = hr_malloc(sizeof *lens * (size_t)(n + 2));
+    int *at = hr_malloc(sizeof *at * (size_t)n), k = 0;
+    for (int i = 0; i < b->npend; i++) {
+        pending *p = &b->pend[i];
+        if (p->changed != 2 || p->dup) continue;
+        for (int j = 0; j < p->n; j++) {
+            at[k] = p->first + j;
+            argv[k + 2] = queue_job_ukh(b->jobs[at[k]]), lens[k + 2] = QUEUE_UKH_LEN;
+            k++;
+        }
+    }
+    redisContext *c = queue_redis(m->q);
+    char key[2][256];
+    queue_key(queue_ns(m->q), "done", key[0], sizeof key[0]);
+    queue_key(queue_ns(m->q), "jobs", key[1], sizeof key[1]);
+    argv[0] = "HMGET", lens[0] = 5;
+    for (int h = 0; h < 2; h++) {
+        argv[1] = key[h], lens[1] = strlen(key[h]);
+        redisAppendCommandArgv(c, n + 2, argv, lens);
+    }
+    int rc = 0;
+    for (int h = 0; h < 2; h++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            if (rc == 0) rc = pipe_fail(m, "import lookup");
+            break;
+        }
+        if (rc == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)) {
+            hr_err_set(m->err, "redis: import lookup: %s",
+                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            m->err->code = 1;
+            rc = -1;
+        }
+        for (int j = 0; rc == 0 && j < n; j++)
+            b->known[at[j]] |= r->element[j]->type != REDIS_REPLY_NIL;
+        if (r) freeReplyObject(r);
+    }
+    free(argv);
+    free(lens);
+    free(at);
+    return rc;
 }
 
 /* index_value builds an item's new index entry: this run's generation, its
@@ -1257,7 +1294,9 @@ static int plan_and_send(imp *m, batch *b)
     }
     freeReplyObject(b->lookup);
     b->lookup = NULL;
-    if (edits && pipe_drain(m) < 0) return -1;
+    for (int i = 0; i < b->njobs; i++)
+        queue_job_assign_id(b->jobs[i]);
+    if (pipe_drain(m) < 0 || known_read(m, b) < 0) return -1;
     int failed = sched_test_enqueue_fail && sched_test_enqueue_fail(m->batch_no);
     m->batch_no++;
     if (failed) {
@@ -1311,8 +1350,7 @@ static int plan_and_send(imp *m, batch *b)
         for (int k = 0; k < p->n && fresh; k++) {
             int at = p->first + k;
             fresh = b->jobs[at]->run_at_ms > fresh_after &&
-                    b->done->element[at]->type == REDIS_REPLY_NIL &&
-                    b->held->element[at]->type == REDIS_REPLY_NIL;
+                    !b->known[at];
         }
         for (int k = 0; k < p->n; k++) {
             queue_job *j = b->jobs[p->first + k];
