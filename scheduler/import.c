@@ -1187,7 +1187,7 @@ static int lock_renew(imp *m, hr_err *err)
         return -1;
     }
     m->lock_sent_ms = hr_mono_ms();
-    m->lock_ops = 0;
+    m->lock_ops = 1; /* the next 255 operations go on this check */
     return 0;
 }
 
