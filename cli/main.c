@@ -1,5 +1,6 @@
 /* main.c: the `herald` command: global options, then one subcommand from the
  * table below. Subcommands parse their own arguments. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,10 @@ int main(int argc, char **argv)
         }
     }
     if (i >= argc) return cmd_help(0, NULL), 2;
+    /* a peer that closed (Redis restarted or killed our connection, a
+     * webhook client gone) must be an error the command handles (an import
+     * rolls back), not a silent death by SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
     atexit(cleanup);
     for (size_t k = 0; k < HR_ARRAY_LEN(commands); k++)
         if (strcmp(commands[k].name, argv[i]) == 0) {
