@@ -23,6 +23,7 @@
 #endif
 
 int (*sched_test_enqueue_fail)(int batch_no);
+void (*sched_test_before_edit_reads)(int batch_no);
 
 /* One item of a batch: its jobs are jobs[first .. first+n). */
 typedef struct pending {
@@ -106,6 +107,7 @@ typedef struct imp {
     char lock_token[33];
     int64_t lock_sent_ms; /* when the last renewal was sent (monotonic) */
     unsigned lock_ops;    /* --sync's and the rollback's, since the last renewal */
+    redisContext *watch_c; /* the connection the lock's WATCH was sent on */
     long long gen;
     char gen_s[24]; /* gen and a space */
     /* pass 2 */
@@ -992,6 +994,25 @@ static int pipe_drain(imp *m)
     return rc;
 }
 
+/* watch_mark notes the connection the lock's WATCH goes on. A reconnect
+ * (queue_get and queue_cancel reconnect and resend on a broken connection
+ * or a timeout) drops the WATCH: the new connection is told apart by its
+ * pointer and, as a freed context's address may be reused at once, by a
+ * mark in its reader (hiredis never reads the reader's privdata). */
+static void watch_mark(imp *m)
+{
+    redisContext *c = queue_redis(m->q);
+    m->watch_c = c;
+    if (c && c->reader) c->reader->privdata = m;
+}
+
+/* watch_same is 1 while the connection is the one the WATCH went on */
+static int watch_same(imp *m)
+{
+    redisContext *c = queue_redis(m->q);
+    return c && c == m->watch_c && c->reader && c->reader->privdata == m;
+}
+
 /* mark_dups flags b's items whose source id is also elsewhere in b: each
  * one's entry may be written after the other's lookup, so none of them
  * takes the plain path. (The batch before b wrote everything before b's
@@ -1021,6 +1042,7 @@ static void send_lookup(imp *m, batch *b)
     mark_dups(b);
     redisContext *c = queue_redis(m->q);
     redisAppendCommand(c, "WATCH %s", m->lock_key);
+    watch_mark(m);
     redisAppendCommand(c, "GET %s", m->lock_key);
     const char **argv = hr_malloc(sizeof *argv * (size_t)(b->npend + 2));
     size_t *lens = hr_malloc(sizeof *lens * (size_t)(b->npend + 2));
@@ -1105,6 +1127,10 @@ static void entry_head(hr_buf *v, const char *gen_s, uint64_t hash)
     hr_buf_append(v, hex, sizeof hex);
 }
 
+static int lock_hold_watched(imp *m);
+
+/* index_value returns NULL (m->err set) only when --sync's lock check
+ * before a cancel failed: no cancel runs after that. */
 static char *index_value(imp *m, batch *b, pending *p, size_t *len)
 {
     hr_buf v;
@@ -1128,6 +1154,10 @@ static char *index_value(imp *m, batch *b, pending *p, size_t *len)
                 mine = !strcmp(queue_job_ukh(b->jobs[p->first + k]), ukh);
             if (!mine) {
                 hr_err ce = {0};
+                if (m->o->sync && lock_hold_watched(m) < 0) {
+                    hr_buf_release(&v);
+                    return NULL;
+                }
                 if (m->o->sync && queue_cancel(m->q, ukh, &ce) == 1) {
                     m->st->cancelled++;
                     continue;
@@ -1200,22 +1230,58 @@ static int lock_hold(imp *m, hr_err *err)
     return lock_renew(m, err);
 }
 
-/* lock_rewatch runs before a batch's first write when more than half a
- * lease went by since the lock was last renewed (a stall): the lookup's
- * WATCH is dropped (renewing the watched key would fail our own EXEC), the
- * lock renewed if still ours, and watched again. Returns 0 or -1. */
-static int lock_rewatch(imp *m)
+/* lock_rewatch_now drops the lookup's WATCH (renewing the watched key
+ * would fail our own EXEC), renews the lock if still ours, watches it again
+ * and checks, once watched, that it is still ours: from then on a change
+ * fails the batch's EXEC. Returns 0, or -1 with m->err ("lost the lock"
+ * when it is not ours). */
+static int lock_rewatch_now(imp *m)
 {
-    if (hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
     if (pipe_drain(m) < 0) return -1;
     redisContext *c = queue_redis(m->q);
-    redisReply *r = redisCommand(c, "UNWATCH");
+    redisReply *r = c ? redisCommand(c, "UNWATCH") : NULL;
     if (r) freeReplyObject(r);
     if (lock_renew(m, m->err) < 0) return -1;
+    c = queue_redis(m->q);
+    if (!c) return redis_fail(m, c, NULL);
     r = redisCommand(c, "WATCH %s", m->lock_key);
     if (!r || r->type == REDIS_REPLY_ERROR) return redis_fail(m, c, r);
     freeReplyObject(r);
+    watch_mark(m);
+    r = redisCommand(c, "GET %s", m->lock_key);
+    if (!r || r->type == REDIS_REPLY_ERROR) return redis_fail(m, c, r);
+    int ours = r->type == REDIS_REPLY_STRING && !strcmp(r->str, m->lock_token);
+    freeReplyObject(r);
+    if (!ours) {
+        hr_err_set(m->err, "import: lost the lock of campaign %s (%s): another import holds "
+                   "it or it lapsed; stopped before writing batch %d",
+                   m->cp->name, m->lock_key, m->batch_no);
+        m->err->code = 1;
+        return -1;
+    }
     return 0;
+}
+
+/* lock_rewatch runs before a batch's first write and again before its
+ * MULTI: when more than half a lease went by since the lock was last
+ * renewed (a stall), or when the connection is not the one the WATCH went
+ * on (a read or a --sync cancel reconnected: the new connection watches
+ * nothing, and its EXEC would write under whoever holds the lock now), it
+ * is lock_rewatch_now. Returns 0 or -1. */
+static int lock_rewatch(imp *m)
+{
+    if (watch_same(m) && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    return lock_rewatch_now(m);
+}
+
+/* lock_hold_watched is lock_hold for --sync's cancels of edited items,
+ * which run between a batch's lookup and its MULTI: lock_rewatch_now before
+ * every 256th of them (and whenever lock_rewatch would run). */
+static int lock_hold_watched(imp *m)
+{
+    if (m->lock_ops++ % 256 && watch_same(m) && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2)
+        return 0;
+    return lock_rewatch_now(m);
 }
 
 /* send_txn writes the batch's new jobs and its index entries (every item
@@ -1234,14 +1300,27 @@ static int send_txn(imp *m, batch *b)
     hv[1] = m->index_key, lens[1] = strlen(m->index_key);
     /* edited items' entries first (their --sync cancels run one by one),
      * the others' once the new jobs have their ids */
-    for (int i = 0; i < b->npend; i++) {
+    int rc = 0;
+    for (int i = 0; i < b->npend && rc == 0; i++) {
         pending *p = &b->pend[i];
         hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
-        if (p->changed == 1) hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
+        if (p->changed == 1) {
+            hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
+            if (!vals[i]) rc = -1; /* the lock was lost */
+        }
+    }
+    /* the cancels may have reconnected, or taken long */
+    if (rc == 0 && lock_rewatch(m) < 0) rc = -1;
+    if (rc < 0) {
+        for (int i = 0; i < b->npend; i++)
+            free(vals[i]);
+        free(vals);
+        free(hv);
+        free(lens);
+        return -1;
     }
     redisContext *c = queue_redis(m->q);
     redisAppendCommand(c, "MULTI"); /* under the WATCH of b's lookup */
-    int rc = 0;
     if (b->nfresh) {
         hr_err e = {0};
         b->neb = queue_enqueue_new_append(m->q, b->fresh, b->nfresh, &b->fresh_cmds, &e);
@@ -1312,6 +1391,7 @@ static int plan_and_send(imp *m, batch *b)
     /* an edit keeps its jobs' times: read one by one, before anything of
      * the batch is appended to the connection (a read would take its reply) */
     int64_t **keeps = hr_calloc((size_t)(b->npend ? b->npend : 1), sizeof *keeps);
+    if (edits && sched_test_before_edit_reads) sched_test_before_edit_reads(m->batch_no - 1);
     for (int i = 0; i < b->npend; i++) {
         pending *p = &b->pend[i];
         if (p->changed != 1) continue;
@@ -1371,11 +1451,13 @@ static int plan_and_send(imp *m, batch *b)
             return -1;
         }
         pipe_push(m, SENT_ENQUEUE, b);
-        /* an edited item's index entry (its new hash) is written only once
-         * its jobs are: else a failed batch would leave the edit looking
-         * imported; and --sync's cancels below run one by one */
-        if (edits && pipe_drain(m) < 0) return -1;
     }
+    /* an edited item's index entry (its new hash) is written only once
+     * its jobs are: else a failed batch would leave the edit looking
+     * imported; and --sync's cancels below run one by one, so nothing may
+     * be due on the connection (not even a PENDING entry's HSET: items
+     * with no jobs, e.g. emails with no contacts, send one with nout 0) */
+    if (edits && pipe_drain(m) < 0) return -1;
     return send_txn(m, b);
 }
 
@@ -1720,13 +1802,16 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         goto out;
     }
     st->invalid = 0; /* counted again in pass 2 */
-    if (load_contacts(&m, cfg) < 0 || load_taken(&m) < 0) goto out;
     if (m.q) {
         char suffix[160];
         snprintf(suffix, sizeof suffix, "import:%s", m.cp->name);
         queue_key(queue_ns(m.q), suffix, m.index_key, sizeof m.index_key);
     }
+    /* the lock first: the occupancy read next must not be another import's
+     * of the campaign still being written (both would plan into the same
+     * slots) */
     if (!o->dry_run && lock_take(&m) < 0) goto out;
+    if (load_contacts(&m, cfg) < 0 || load_taken(&m) < 0) goto out;
     if (!o->dry_run) {
         redisReply *r = redisCommand(queue_redis(q), "HINCRBY %s #gen 1", m.index_key);
         if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -1766,6 +1851,8 @@ out:
         if (r) freeReplyObject(r);
     }
     lock_drop(&m);
+    if (q && queue_redis(q) && queue_redis(q)->reader && queue_redis(q)->reader->privdata == &m)
+        queue_redis(q)->reader->privdata = NULL; /* watch_mark's, m ends here */
     while (m.nlive)
         batch_free(&m, m.live[0]);
     free(m.live);

@@ -69,6 +69,10 @@ int sched_spool_put(sched_spool *s, const sched_item *it, hr_err *err);
 int sched_spool_read(sched_spool *s, sched_item_cb *cb, void *priv, hr_err *err);
 void sched_spool_free(sched_spool *s);
 
+/* Test seam: when set, called (0-based batch number) before a batch with
+ * edited items reads their jobs' times, after its lookup. */
+extern void (*sched_test_before_edit_reads)(int batch_no);
+
 /* sched_contacts_free_one frees one contact's fields (not the struct). */
 void sched_contacts_free_one(sched_contact *ct);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "internal.h"
 #include "scheduler.h"
 
 static th_redis *R;
@@ -632,6 +633,146 @@ static void test_new_then_edit_in_batch(void)
     free(path);
 }
 
+/* the seams of reconnect_lock and sync_cancel_lock: before a batch reads
+ * its edits' job times, another import takes the lock (and, with
+ * seam_kill, the importer's connection is killed: its next read
+ * reconnects, which drops the WATCH of the batch's lookup) */
+static const char *seam_campaign;
+static int seam_kill;
+static void steal_lock_seam(int batch_no)
+{
+    (void)batch_no;
+    if (seam_kill) free(th_redis_cmd(R, "CLIENT KILL TYPE normal"));
+    free(th_redis_cmd(R, "SET {%s}:importing:%s other-owner PX 100000", ns, seam_campaign));
+}
+
+static int import_steal(hr_config *c, sched_import_opts *o, sched_import_stats *st, hr_err *err,
+                        const char *campaign, int kill)
+{
+    seam_campaign = campaign;
+    seam_kill = kill;
+    sched_test_before_edit_reads = steal_lock_seam;
+    int rc = import(c, o, st, err);
+    sched_test_before_edit_reads = NULL;
+    return rc;
+}
+
+/* A reconnect between a batch's lookup (WATCH and GET of the lock) and its
+ * MULTI drops the WATCH: the batch checks the lock again on the new
+ * connection, so it writes nothing under another owner's lock and does not
+ * renew it. */
+static void test_reconnect_lock(void)
+{
+    hr_config *c = setup("campaign rc platforms=x:@shop \"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/rc.ndjson", dir);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    char *e0 = th_redis_cmd(R, "HGET {%s}:import:rc ndjson:a", ns);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"two\"}\n");
+    CHECK(import_steal(c, &o, &st, &err, "rc", 1) < 0);
+    CHECK_INT(err.code, 1);
+    CHECK(strstr(err.msg, "lost the lock of campaign rc") != NULL);
+    queue_job *j = job_of("rc|ndjson:a|x|@shop");
+    CHECK(j && !strcmp(j->text, "A: one"));
+    queue_job_free(j);
+    char *e1 = th_redis_cmd(R, "HGET {%s}:import:rc ndjson:a", ns);
+    CHECK(e0 && e1 && !strcmp(e0, e1));
+    free(e0);
+    free(e1);
+    char *v = th_redis_cmd(R, "GET {%s}:importing:rc", ns);
+    CHECK(v && !strcmp(v, "other-owner"));
+    free(v);
+    v = th_redis_cmd(R, "PTTL {%s}:importing:rc", ns);
+    CHECK(v && atol(v) > 60000); /* not renewed by us */
+    free(v);
+    free(th_redis_cmd(R, "DEL {%s}:importing:rc", ns));
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.updated, 1);
+    j = job_of("rc|ndjson:a|x|@shop");
+    CHECK(j && !strcmp(j->text, "A: two"));
+    queue_job_free(j);
+    hr_config_free(c);
+    free(path);
+}
+
+/* --sync's cancels for an edited item run only while the lock is ours: a
+ * lock taken by another import before them stops the import with none
+ * run. */
+static void test_sync_cancel_lock(void)
+{
+    hr_config *c = setup("campaign sc platforms=x:@shop,mastodon:@shop@mastodon.social "
+                         "\"template={{title}}: {{text}}\"");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/sc.ndjson", dir);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path, .sync = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 2);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\","
+                        "\"platforms\":\"mastodon\"}\n");
+    CHECK(import_steal(c, &o, &st, &err, "sc", 0) < 0);
+    CHECK(strstr(err.msg, "lost the lock of campaign sc") != NULL);
+    CHECK_INT(st.cancelled, 0);
+    queue_job *j = job_of("sc|ndjson:a|x|@shop");
+    CHECK(j != NULL); /* not cancelled */
+    queue_job_free(j);
+    free(th_redis_cmd(R, "DEL {%s}:importing:sc", ns));
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.cancelled, 1);
+    j = job_of("sc|ndjson:a|x|@shop");
+    CHECK(j == NULL);
+    queue_job_free(j);
+    hr_config_free(c);
+    free(path);
+}
+
+/* An email campaign whose contacts are all gone (unsubscribed): its items
+ * make no jobs.
+ * A new item twice in a batch queues a PENDING entry with no job to
+ * enqueue; the edited item's --sync cancel, one by one, must get its own
+ * reply. */
+static void test_sync_no_jobs_pending(void)
+{
+    char *contacts = hr_asprintf("%s/nj-contacts.csv", dir);
+    th_write_file(contacts, "Email,First Name\nann@example.com,Ann\n");
+    char *line = hr_asprintf("campaign nj email=sendgrid:main contacts=%s email-rate=2/s "
+                             "\"subject={{title}}\"",
+                             contacts);
+    hr_config *c = setup(line);
+    REQUIRE(c && Q);
+    setenv("HERALD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    char *path = hr_asprintf("%s/nj.ndjson", dir);
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path, .sync = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.emails, 1);
+    /* its one contact now unsubscribed: none left */
+    th_write_file(contacts, "Email,First Name\nbob@example.com,Bob\n");
+    REQUIRE(queue_suppress_add(Q, "0123456789abcdef0123456789abcdef", "bob@example.com",
+                               "unsubscribed", &err) == 0);
+    th_write_file(path, "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n"
+                        "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n"
+                        "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    int rc = import(c, &o, &st, &err);
+    if (rc < 0) fprintf(stderr, "import: %s\n", err.msg);
+    CHECK_INT(rc, 0);
+    CHECK_INT(st.cancelled, 1);
+    CHECK(job_of("nj|ndjson:a|sendgrid|main|ann@example.com") == NULL);
+    CHECK_INT(hlen("jobs"), 0);
+    hr_config_free(c);
+    free(path);
+    free(line);
+    free(contacts);
+}
+
 static const char *rewrite_path;
 static int rewrite_seam(int batch_no)
 {
@@ -993,6 +1134,9 @@ int main(void)
     th_run("edit_sync_keeps_sent", test_edit_sync_keeps_sent);
     th_run("sync_revisits_gone", test_sync_revisits_gone);
     th_run("new_then_edit_in_batch", test_new_then_edit_in_batch);
+    th_run("reconnect_lock", test_reconnect_lock);
+    th_run("sync_cancel_lock", test_sync_cancel_lock);
+    th_run("sync_no_jobs_pending", test_sync_no_jobs_pending);
     th_run("file_changed_midway", test_file_changed_midway);
     th_run("sent_during_rollback", test_sent_during_rollback);
     th_run("all_or_nothing_bad_item", test_all_or_nothing_bad_item);
