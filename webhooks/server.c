@@ -254,16 +254,13 @@ static void flush_batch(hook_server *s)
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     hook_server *s = w->data;
-    /* again while there are answers to give: an answer may let a
-     * connection's pipelined request through, into a new batch, and a call
-     * that fails at once (Redis just gone) is answered here too, not after
-     * the loop's next wakeup */
-    for (;;) {
-        if (s->inflight == 0) flush_batch(s);
-        hook_redis_flush(s->redis);
-        if (!s->done) break;
-        answer_done(s);
-    }
+    if (s->inflight == 0) flush_batch(s);
+    hook_redis_flush(s->redis);
+    if (!s->done) return;
+    answer_done(s);
+    /* an answer may have let a connection's pipelined request through */
+    if (s->inflight == 0) flush_batch(s);
+    hook_redis_flush(s->redis);
 }
 
 static void push_arg(batch *b, const char *v)
