@@ -49,7 +49,6 @@ struct hook_server {
     long stream_maxlen;
     struct batch *cur; /* filling; sent before the loop blocks */
     int inflight;      /* script calls sent and not yet answered */
-    struct batch *done, *done_tail; /* replied: answered after the next goes */
     ev_prepare flush;
     hook_metrics_fn *metrics;
     void *metrics_priv;
@@ -77,8 +76,6 @@ typedef struct rec_ctx {
  * BATCH_MAX_EVENTS goes at once (pipelined), so a call stays short. */
 typedef struct batch {
     hook_server *s;
-    struct batch *next_done;
-    char *codes; /* the script's reply, or NULL when it failed */
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
@@ -153,7 +150,7 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
     }
 }
 
-static void answer_unavailable(rec_ctx *x)
+static void answer_unavailable(rec_ctx *x, const char *errmsg)
 {
     x->s->unavailable++;
     if (x->unsub)
@@ -173,57 +170,30 @@ static void batch_free(batch *b)
     free(b);
 }
 
-/* answer_batch answers every request of a replied batch from the script's
- * per-event codes, one character each: 1 recorded, 2 duplicate, 3
- * unmatched; every request gets 503 when the call failed. */
-static void answer_batch(batch *b)
+/* on_batch answers every request of the batch from the script's per-event
+ * codes, one character each: 1 recorded, 2 duplicate, 3 unmatched. */
+static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
+    batch *b = priv;
+    b->s->inflight--; /* the next batch goes before the loop blocks */
+    int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents;
+    if (!ok)
+        hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
+               errmsg ? errmsg : "unexpected script reply", NULL);
     for (int i = 0; i < b->nctxs; i++) {
         rec_ctx *x = b->ctxs[i];
-        if (!b->codes) {
-            answer_unavailable(x);
+        if (!ok) {
+            answer_unavailable(x, errmsg);
             continue;
         }
         long c[4] = {0};
         for (int k = x->first; k < x->first + x->count; k++) {
-            int v = b->codes[k] - '0';
+            int v = rep->str[k] - '0';
             if (v >= 1 && v <= 3) c[v]++;
         }
         answer_recorded(x, c[1], c[2], c[3]);
     }
-    free(b->codes);
     batch_free(b);
-}
-
-/* answer_done answers the batches that have replied, in order. */
-static void answer_done(hook_server *s)
-{
-    while (s->done) {
-        batch *b = s->done;
-        s->done = b->next_done;
-        if (!s->done) s->done_tail = NULL;
-        answer_batch(b);
-    }
-}
-
-/* on_batch keeps the script's reply for answer_done: the requests are
- * answered after the next batch has gone to Redis, so that Redis works on it
- * while this process writes the answers. */
-static void on_batch(redisReply *rep, const char *errmsg, void *priv)
-{
-    batch *b = priv;
-    hook_server *s = b->s;
-    s->inflight--;
-    if (rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents)
-        b->codes = hr_strndup(rep->str, rep->len);
-    else
-        hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
-               errmsg ? errmsg : "unexpected script reply", NULL);
-    if (s->done_tail)
-        s->done_tail->next_done = b;
-    else
-        s->done = b;
-    s->done_tail = b;
 }
 
 /* flush_batch sends the batch's script call. The command is put together in
@@ -254,11 +224,6 @@ static void flush_batch(hook_server *s)
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     hook_server *s = w->data;
-    if (s->inflight == 0) flush_batch(s);
-    hook_redis_flush(s->redis);
-    if (!s->done) return;
-    answer_done(s);
-    /* an answer may have let a connection's pipelined request through */
     if (s->inflight == 0) flush_batch(s);
     hook_redis_flush(s->redis);
 }
@@ -541,8 +506,7 @@ void hook_server_free(hook_server *s)
     if (!s) return;
     ev_prepare_stop(s->loop, &s->flush);
     flush_batch(s);            /* fails at once when Redis is gone: 503s */
-    hook_redis_free(s->redis); /* fails the calls waiting on Redis */
-    answer_done(s);            /* 503s */
+    hook_redis_free(s->redis); /* answers requests waiting on Redis (503) */
     hook_httpd_free(s->http);
     EVP_PKEY_free(s->sendgrid_key);
     hr_buf_release(&s->call_head);
