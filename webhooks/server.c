@@ -47,8 +47,7 @@ struct hook_server {
     int window_s;
     int64_t seen_period_ms;
     long stream_maxlen;
-    struct batch *cur; /* filling; sent before the loop blocks */
-    int inflight;      /* script calls sent and not yet answered */
+    struct batch *cur; /* filling; flushed before the loop blocks */
     ev_prepare flush;
     hook_metrics_fn *metrics;
     void *metrics_priv;
@@ -67,15 +66,10 @@ typedef struct rec_ctx {
     char campaign[128];
 } rec_ctx;
 
-/* A batch: the events of every request that arrived while the previous
- * script call ran (or in one loop iteration when none runs), recorded by one
- * script call (group commit); each request is answered when that call
- * replies. One call at a time: the requests that come in the meantime make
- * the next batch bigger rather than queueing more calls behind it, and each
- * call has a fixed cost in Redis and here. A batch that reaches
- * BATCH_MAX_EVENTS goes at once (pipelined), so a call stays short. */
+/* A batch: the events of every request that arrived in one loop iteration,
+ * recorded by one script call (group commit); each request is answered when
+ * that call replies. */
 typedef struct batch {
-    hook_server *s;
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
@@ -175,7 +169,6 @@ static void batch_free(batch *b)
 static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
     batch *b = priv;
-    b->s->inflight--; /* the next batch goes before the loop blocks */
     int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents;
     if (!ok)
         hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
@@ -216,7 +209,6 @@ static void flush_batch(hook_server *s)
     for (int k = 0; k < 4; k++)
         hook_resp_arg(&cmd, num, hook_fmt_i64(num, head[k]));
     hr_buf_append(&cmd, b->args.data, b->args.len);
-    s->inflight++;
     hook_redis_formatted(s->redis, hook_lua_record, cmd.data, cmd.len, on_batch, b);
     hr_buf_release(&cmd);
 }
@@ -224,7 +216,7 @@ static void flush_batch(hook_server *s)
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     hook_server *s = w->data;
-    if (s->inflight == 0) flush_batch(s);
+    flush_batch(s);
     hook_redis_flush(s->redis);
 }
 
@@ -238,10 +230,7 @@ static void push_arg(batch *b, const char *v)
  * the batch's script replies. */
 static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
 {
-    if (!s->cur) {
-        s->cur = hr_calloc(1, sizeof *s->cur);
-        s->cur->s = s;
-    }
+    if (!s->cur) s->cur = hr_calloc(1, sizeof *s->cur);
     batch *b = s->cur;
     x->first = b->nevents;
     x->count = evs->n;

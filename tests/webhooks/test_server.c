@@ -836,55 +836,6 @@ static void test_forget(void)
     queue_free(q);
 }
 
-/* evalsha_calls: script calls Redis has run so far */
-static long evalsha_calls(void)
-{
-    char *info = rcmd("INFO commandstats");
-    char *p = info ? strstr(info, "cmdstat_evalsha:calls=") : NULL;
-    long v = p ? atol(p + 22) : 0;
-    free(info);
-    return v;
-}
-
-/* posts_seen: true when herald has read *(long *)arg webhook requests since
- * requests_base (each /metrics read counts itself too) */
-static long requests_base, metric_reads;
-static int posts_seen(void *arg)
-{
-    long v = metric("herald_webhook_requests_total");
-    metric_reads++;
-    return v - requests_base - metric_reads >= *(long *)arg;
-}
-
-/* test_group_commit: while one script call runs, the requests that arrive
- * (each in its own loop iteration here) wait and go to Redis together in
- * one call, not one call each. */
-static void test_group_commit(void)
-{
-    enum { N = 6 };
-    long calls0 = evalsha_calls();
-    requests_base = metric("herald_webhook_requests_total");
-    metric_reads = 0;
-    free(rcmd("CLIENT PAUSE 10000 WRITE")); /* the first call waits in Redis */
-    int fds[N];
-    for (long i = 0; i < N; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "gc-%ld", i);
-        char *req = signed_request(id, 0);
-        fds[i] = dial();
-        if (fds[i] >= 0) send_all(fds[i], req);
-        free(req);
-        long want = i + 1;
-        CHECK(th_wait_for(posts_seen, &want, 5000));
-    }
-    free(rcmd("CLIENT UNPAUSE"));
-    for (int i = 0; i < N; i++) {
-        CHECK_INT(fds[i] >= 0 ? read_responses(fds[i], 1) : -1, 1);
-        if (fds[i] >= 0) close(fds[i]);
-    }
-    CHECK_INT(evalsha_calls() - calls0, 2);
-}
-
 static void test_health_metrics(void)
 {
     char *m = NULL;
@@ -960,7 +911,6 @@ int main(void)
     th_run("mailgun", test_mailgun);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
-    th_run("group_commit", test_group_commit);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
     th_run("pipeline_flood", test_pipeline_flood);
     th_run("pipeline_half_close", test_pipeline_half_close);
