@@ -494,7 +494,7 @@ int sched_contacts_load(const char *path, sched_contact **out, int *n, long *inv
         return -1;
     }
     /* one email per address: duplicates count as invalid rows */
-    qsort(c.v, (size_t)c.n, sizeof *c.v, contact_cmp);
+    if (c.n > 1) qsort(c.v, (size_t)c.n, sizeof *c.v, contact_cmp); /* c.v is NULL when empty */
     int w = 0;
     for (int i = 0; i < c.n; i++) {
         if (w > 0 && !strcmp(c.v[w - 1].email, c.v[i].email)) {
