@@ -796,6 +796,10 @@ int cmd_run(int argc, char **argv)
     /* stop the senders first, so the table shows where everything ended */
     stop(&s, CH_WORKER, 15000);
     stop(&s, CH_SCHEDULER, 5000);
+    /* read again now that nothing moves: the counts are read lane by lane,
+     * so the read that saw the last job leave flight may predate its ack's
+     * sent count (a run once reported 59 of 60 sent) */
+    if (read_progress(q, &pr, &err) < 0) goto fail;
     if (!s.quiet) fprintf(stderr, "\n");
     if (cli_stats_report(q, cfg, stdout, &err) < 0) goto fail;
     long received = 0, dups = save_sandbox_record(&s, &received);
