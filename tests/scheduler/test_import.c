@@ -129,10 +129,28 @@ static void write_ndjson(const char *path, const char *second_text, int with_thi
     free(s);
 }
 
+/* setup_both sets up campaign name on both accounts (x and mastodon) */
+static hr_config *setup_both(const char *name)
+{
+    char *line = hr_asprintf("campaign %s platforms=x:@shop,mastodon:@shop@mastodon.social "
+                             "\"template={{title}}: {{text}}\"",
+                             name);
+    hr_config *c = setup(line);
+    free(line);
+    return c;
+}
+
+/* item_file writes content to DIR/name.ndjson; the caller frees the path */
+static char *item_file(const char *name, const char *content)
+{
+    char *path = hr_asprintf("%s/%s.ndjson", dir, name);
+    th_write_file(path, content);
+    return path;
+}
+
 static void test_edit_sync_and_sent(void)
 {
-    hr_config *c = setup("campaign news platforms=x:@shop,mastodon:@shop@mastodon.social "
-                         "\"template={{title}}: {{text}}\"");
+    hr_config *c = setup_both("news");
     REQUIRE(c && Q);
     char *path = hr_asprintf("%s/news.ndjson", dir);
     write_ndjson(path, "two", 1);
@@ -196,11 +214,7 @@ static void write_many(const char *path, int n, int edited, int skip1, int skip2
  * to *path (the caller frees it) */
 static hr_config *setup_many(const char *name, int n, char **path)
 {
-    char *line = hr_asprintf("campaign %s platforms=x:@shop,mastodon:@shop@mastodon.social "
-                             "\"template={{title}}: {{text}}\"",
-                             name);
-    hr_config *c = setup(line);
-    free(line);
+    hr_config *c = setup_both(name);
     *path = hr_asprintf("%s/%s.ndjson", dir, name);
     write_many(*path, n, -1, -1, -1);
     return c;
@@ -344,8 +358,7 @@ static void test_sent_gone_and_back(void)
 static void test_duplicate_items(void)
 {
     for (int batch = 1; batch <= 1000; batch += 999) {
-        hr_config *c = setup("campaign dup platforms=x:@shop,mastodon:@shop@mastodon.social "
-                             "\"template={{title}}: {{text}}\"");
+        hr_config *c = setup_both("dup");
         REQUIRE(c && Q);
         char *path = hr_asprintf("%s/dup.ndjson", dir);
         th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"first\"}\n"
@@ -536,11 +549,9 @@ static void test_missing_entry(void)
  * job listed in the item's entry: the index still accounts for it. */
 static void test_edit_sync_keeps_sent(void)
 {
-    hr_config *c = setup("campaign keep platforms=x:@shop,mastodon:@shop@mastodon.social "
-                         "\"template={{title}}: {{text}}\"");
+    hr_config *c = setup_both("keep");
     REQUIRE(c && Q);
-    char *path = hr_asprintf("%s/keep.ndjson", dir);
-    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    char *path = item_file("keep", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
     sched_import_opts o = {.path = path, .sync = 1};
     sched_import_stats st;
     hr_err err = {0};
@@ -608,8 +619,7 @@ static void test_new_then_edit_in_batch(void)
 {
     hr_config *c = setup("campaign mix platforms=x:@shop \"template={{title}}: {{text}}\"");
     REQUIRE(c && Q);
-    char *path = hr_asprintf("%s/mix.ndjson", dir);
-    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    char *path = item_file("mix", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
     sched_import_opts o = {.path = path};
     sched_import_stats st;
     hr_err err = {0};
@@ -665,8 +675,7 @@ static void test_reconnect_lock(void)
 {
     hr_config *c = setup("campaign rc platforms=x:@shop \"template={{title}}: {{text}}\"");
     REQUIRE(c && Q);
-    char *path = hr_asprintf("%s/rc.ndjson", dir);
-    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    char *path = item_file("rc", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
     sched_import_opts o = {.path = path};
     sched_import_stats st;
     hr_err err = {0};
@@ -704,11 +713,9 @@ static void test_reconnect_lock(void)
  * run. */
 static void test_sync_cancel_lock(void)
 {
-    hr_config *c = setup("campaign sc platforms=x:@shop,mastodon:@shop@mastodon.social "
-                         "\"template={{title}}: {{text}}\"");
+    hr_config *c = setup_both("sc");
     REQUIRE(c && Q);
-    char *path = hr_asprintf("%s/sc.ndjson", dir);
-    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    char *path = item_file("sc", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
     sched_import_opts o = {.path = path, .sync = 1};
     sched_import_stats st;
     hr_err err = {0};
@@ -747,8 +754,7 @@ static void test_sync_no_jobs_pending(void)
     hr_config *c = setup(line);
     REQUIRE(c && Q);
     setenv("HERALD_SECRET", "0123456789abcdef0123456789abcdef", 1);
-    char *path = hr_asprintf("%s/nj.ndjson", dir);
-    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    char *path = item_file("nj", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
     sched_import_opts o = {.path = path, .sync = 1};
     sched_import_stats st;
     hr_err err = {0};
