@@ -80,7 +80,10 @@ struct queue_enqueue_batch {
     int *res;    /* n results */
     int *winner; /* per job: the later one of its ukh that replaced it, or
                     -1 (NULL: the batch has no such pair) */
-    hr_buf cmd;  /* one chunk's command */
+    char **locks; /* the import locks every call checks (enqueue_locks) */
+    int nlocks, locks_found;
+    const char *token; /* the caller's import lock token, while it sends */
+    hr_buf cmd;        /* one chunk's command */
 };
 
 /* fnv1a hashes n bytes (FNV-1a, 64 bits): for the batch's small tables. */
@@ -115,6 +118,54 @@ static int lane_of(queue_enqueue_batch *b, int *slots, unsigned mask, const queu
 static int has_unique(const queue_job *j)
 {
     return j->unique_key && *j->unique_key;
+}
+
+/* import_campaign returns the length of the campaign that unique key uk
+ * names when it has the form an import gives its jobs' keys
+ * (campaign|source|platform|account[|email]: a campaign name has no '|'),
+ * else 0. */
+static size_t import_campaign(const char *uk)
+{
+    const char *bar = strchr(uk, '|'), *s;
+    if (!bar || bar == uk || !(s = strchr(bar + 1, '|')) || !strchr(s + 1, '|')) return 0;
+    return (size_t)(bar - uk);
+}
+
+/* enqueue_locks finds, once per batch, the import locks
+ * ({ns}:importing:CAMPAIGN) of the campaigns its unique keys name: every
+ * script call of the batch checks them all, so a batch with a job of a
+ * campaign being imported is refused whole (each call is atomic, the batch
+ * is not: a lock taken between two calls refuses the later ones only).
+ * Jobs without a unique key cost nothing here. */
+static void enqueue_locks(const queue *q, queue_enqueue_batch *b)
+{
+    if (b->locks_found) return;
+    b->locks_found = 1;
+    unsigned mask = 15;
+    int *slots = NULL; /* lock number + 1, by the campaign's hash */
+    size_t *lens = NULL;
+    for (int k = 0; k < b->nref; k++) {
+        const char *uk = b->jobs[b->refs[k].idx]->unique_key;
+        size_t n = uk ? import_campaign(uk) : 0;
+        if (!n) continue;
+        if (!slots) {
+            while (mask < 2u * (unsigned)b->nref)
+                mask = mask * 2 + 1;
+            slots = hr_calloc(mask + 1, sizeof *slots);
+            b->locks = hr_malloc(sizeof *b->locks * (size_t)b->nref);
+            lens = hr_malloc(sizeof *lens * (size_t)b->nref);
+        }
+        /* a lock's key ends with its campaign: compared there */
+        unsigned s = (unsigned)fnv1a(uk, n) & mask;
+        for (int l; (l = slots[s] - 1) >= 0; s = (s + 1) & mask)
+            if (lens[l] == n && !memcmp(b->locks[l] + strlen(b->locks[l]) - n, uk, n)) break;
+        if (slots[s]) continue;
+        lens[b->nlocks] = n;
+        b->locks[b->nlocks] = hr_asprintf("{%s}:importing:%.*s", q->ns, (int)n, uk);
+        slots[s] = ++b->nlocks;
+    }
+    free(slots);
+    free(lens);
 }
 
 /* resp_head appends a RESP bulk string header ("$len\r\n"), or with c '*'
@@ -176,10 +227,10 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     int ngroups = 0;
     for (int k = 0; k < c; k++)
         ngroups += k == 0 || refs[k].lane != refs[k - 1].lane;
-    int nkeys = 4 + 2 * ngroups;
+    int nkeys = 4 + b->nlocks + 2 * ngroups;
     hr_buf *o = &b->cmd;
     hr_buf_reset(o);
-    resp_head(o, '*', (size_t)(3 + nkeys + 2 + 4 * ngroups + 4 * c));
+    resp_head(o, '*', (size_t)(3 + nkeys + 4 + 4 * ngroups + 4 * c));
     resp_str(o, "EVAL");
     resp_str(o, queue_scripts[QS_ENQUEUE].src);
     resp_ll(o, nkeys);
@@ -188,6 +239,8 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     resp_key(o, ns, "done", NULL);
     resp_key(o, ns, "lanes", NULL);
     resp_key(o, ns, "due", NULL);
+    for (int l = 0; l < b->nlocks; l++)
+        resp_str(o, b->locks[l]);
     for (int k = 0; k < c; k++) {
         if (k > 0 && refs[k].lane == refs[k - 1].lane) continue;
         resp_key(o, ns, "sched:", b->lanes[refs[k].lane]);
@@ -195,6 +248,8 @@ static void enqueue_format(queue *q, queue_enqueue_batch *b, int i, int c)
     }
     resp_key(o, ns, "wake", NULL);
     resp_key(o, ns, "readych", NULL);
+    resp_ll(o, b->nlocks);
+    resp_str(o, b->token ? b->token : "");
     hr_buf v;
     hr_buf_init(&v);
     for (int g = 0; g < c;) {
@@ -246,6 +301,9 @@ static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr
     const lane_ref *refs = b->refs + i;
     if (r->type == REDIS_REPLY_ERROR) {
         enqueue_mark(b, i, c, QUEUE_FAILED);
+        /* an import lock refused the call (enqueue.lua says why) */
+        if (!strncmp(r->str, "IMPORTING ", 10) || !strncmp(r->str, "NOTLOCKED ", 10))
+            return hr_err_set(err, "enqueue: %s; %d jobs not written", r->str + 10, c);
         int nl = 1;
         for (int k = 1; k < c; k++)
             nl += refs[k].lane != refs[k - 1].lane;
@@ -286,6 +344,9 @@ void queue_enqueue_batch_free(queue_enqueue_batch *b)
     free(b->lanes);
     free(b->res);
     free(b->winner);
+    for (int l = 0; l < b->nlocks; l++)
+        free(b->locks[l]);
+    free(b->locks);
     hr_buf_release(&b->cmd);
     free(b);
 }
@@ -401,6 +462,7 @@ static void fail_all(int *results, int n)
  * connection failed: a command may have been cut short, none has run. */
 static int enqueue_write(queue *q, queue_enqueue_batch *b, hr_err *err)
 {
+    enqueue_locks(q, b);
     for (int i = 0; i < b->nref; i += ENQUEUE_CHUNK) {
         enqueue_format(q, b, i, chunk_len(b, i));
         redisAppendFormattedCommand(q->c, b->cmd.data, b->cmd.len);
@@ -413,18 +475,28 @@ static int enqueue_write(queue *q, queue_enqueue_batch *b, hr_err *err)
     return 0;
 }
 
-queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err)
+queue_enqueue_batch *queue_enqueue_send_locked(queue *q, queue_job *const *jobs, int n,
+                                               const char *lock_token, hr_err *err)
 {
     if (!q->c) {
         hr_err_set(err, "redis: not connected");
         return NULL;
     }
     queue_enqueue_batch *b = enqueue_prepare(jobs, n, err);
-    if (b && enqueue_write(q, b, err) < 0) {
+    if (!b) return NULL;
+    b->token = lock_token;
+    int rc = enqueue_write(q, b, err);
+    b->token = NULL; /* borrowed for the call only */
+    if (rc < 0) {
         queue_enqueue_batch_free(b);
         return NULL;
     }
     return b;
+}
+
+queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err)
+{
+    return queue_enqueue_send_locked(q, jobs, n, NULL, err);
 }
 
 int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err)

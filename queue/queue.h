@@ -170,7 +170,14 @@ typedef enum {
  * than 1000 jobs is several script calls, each atomic, not the whole: after
  * -1, results still says what each job became (the jobs of calls that ran
  * ADDED, UPDATED..., the others QUEUE_FAILED or QUEUE_UNKNOWN), so that a
- * caller can undo what was written. */
+ * caller can undo what was written.
+ * A job whose unique key has an import's form (campaign|source|platform|
+ * account[|email]) may not be enqueued while `herald import` of that
+ * campaign holds its lock {ns}:importing:<campaign>: every script call of
+ * the batch checks the locks of all the campaigns its keys name, in the
+ * script, and is refused whole, QUEUE_FAILED, with err "enqueue: campaign
+ * C is being imported by another process (...)". Jobs without a unique key
+ * are not checked. */
 int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err *err);
 
 /* Pipelined enqueue, for bulk importers that prepare the next batch while
@@ -185,6 +192,13 @@ int queue_enqueue(queue *q, queue_job *const *jobs, int n, int *results, hr_err 
 typedef struct queue_enqueue_batch queue_enqueue_batch;
 struct redisReply;
 queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n, hr_err *err);
+/* queue_enqueue_send_locked is queue_enqueue_send for the importer that
+ * holds the import lock of its jobs' campaign with lock_token (borrowed for
+ * the call): its script calls go through while the lock holds that token,
+ * and are refused ("enqueue: lost the lock of campaign C ...") when it
+ * does not. */
+queue_enqueue_batch *queue_enqueue_send_locked(queue *q, queue_job *const *jobs, int n,
+                                               const char *lock_token, hr_err *err);
 int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err);
 void queue_enqueue_batch_free(queue_enqueue_batch *b); /* without reading its replies */
 

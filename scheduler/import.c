@@ -1444,7 +1444,7 @@ static int plan_and_send(imp *m, batch *b)
     free(keeps);
     if (b->nout) {
         hr_err e = {0};
-        b->eb = queue_enqueue_send(m->q, b->out, b->nout, &e);
+        b->eb = queue_enqueue_send_locked(m->q, b->out, b->nout, m->lock_token, &e);
         if (!b->eb) {
             hr_err_set(m->err, "redis: %s", e.msg);
             m->err->code = 1;

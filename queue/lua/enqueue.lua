@@ -1,7 +1,9 @@
 -- enqueue: add a batch of jobs, grouped by lane, in one atomic step.
 -- KEYS[1] jobs  KEYS[2] done  KEYS[3] lanes  KEYS[4] due
--- then per lane group: sched:LANE, ready:LANE
--- ARGV[1] wake channel, ARGV[2] ready channel, then per group:
+-- then nl import locks (importing:CAMPAIGN, one per campaign whose unique
+-- keys the batch has), then per lane group: sched:LANE, ready:LANE
+-- ARGV[1] wake channel, ARGV[2] ready channel, ARGV[3] nl, ARGV[4] the
+-- caller's import lock token ('' when not an import), then per group:
 --   lane, nu, np, the earliest run_at of the group's n = nu + np jobs,
 --   n times (ukh, value), then n times (run_at_ms, ukh): the nu jobs with a
 --   unique key first (they may exist already, or be sent: done), then the np
@@ -14,18 +16,38 @@
 -- A failed call writes nothing: every key's type is read before the first
 -- write (a wrong type is the one error a write can meet here, and Redis
 -- refuses a script for OOM only at its first write), O(1) per lane group.
+-- Refused whole, writing nothing, while an import lock of the call is held
+-- by someone else: an import writes its campaign's jobs without the checks
+-- below, and keeps its index, rollback and --sync by their unique keys. An
+-- importer passes its token: its call is refused when the lock is no
+-- longer its own.
+local nl, token = tonumber(ARGV[3]), ARGV[4]
+for i = 5, 4 + nl do
+  local lock = KEYS[i]
+  local held = redis.call('GET', lock)
+  local campaign = string.sub(lock, string.find(lock, '}', 1, true) + 12)
+  if token == '' and held then
+    local ttl = redis.call('PTTL', lock)
+    return redis.error_reply('IMPORTING campaign ' .. campaign .. ' is being imported by ' ..
+      'another process (lock ' .. lock .. ', its lease ends within ' ..
+      (ttl > 0 and math.ceil(ttl / 1000) or 0) .. ' s): try again when it is done')
+  elseif token ~= '' and held ~= token then
+    return redis.error_reply('NOTLOCKED lost the lock of campaign ' .. campaign .. ' (' ..
+      lock .. '): another import holds it or it lapsed')
+  end
+end
 local now = now_ms()
 local jobs, done, lanes, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local old_min = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
 redis.call('HLEN', jobs)
 redis.call('HLEN', done)
 redis.call('SCARD', lanes)
-for k = 5, #KEYS, 2 do
+for k = 5 + nl, #KEYS, 2 do
   redis.call('ZCARD', KEYS[k])
   redis.call('LLEN', KEYS[k + 1])
 end
 local res = {}
-local a, k, base = 3, 5, 0
+local a, k, base = 5, 5 + nl, 0
 while a <= #ARGV do
   local lane, nu, np = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local n, tmin = nu + np, tonumber(ARGV[a + 3])

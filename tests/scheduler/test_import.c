@@ -445,6 +445,80 @@ static void test_lock(void)
     free(path);
 }
 
+/* cli_enqueue runs `herald enqueue` (the binary, on this test's namespace)
+ * with one job of unique key key on its stdin; returns its exit status,
+ * its output in *out (caller frees). */
+static int cli_enqueue(const char *key, char **out)
+{
+    char *conf = hr_asprintf("%s/enqueue.conf", dir);
+    char *text = hr_asprintf("redis-url unix://%s\nnamespace %s\n", R->sock, ns);
+    th_write_file(conf, text);
+    char *job = hr_asprintf("{\"platform\":\"x\",\"account\":\"@shop\",\"text\":\"mine\","
+                            "\"unique_key\":\"%s\",\"run_at\":\"2031-01-01T00:00:00Z\"}\n",
+                            key);
+    char *argv[] = {HERALD_BIN, "--config", conf, "enqueue", NULL};
+    int st = th_exec(argv, job, 1, out);
+    free(job);
+    free(text);
+    free(conf);
+    return st;
+}
+
+/* the seam of enqueue_lock: while the import holds its lock (batches 0
+ * and 1 are in), `herald enqueue` of a job of its campaign is refused, of
+ * another campaign's is not */
+static int enqueue_refused, enqueue_other;
+static int enqueue_seam(int batch_no)
+{
+    if (batch_no != 2) return 0;
+    char *out = NULL;
+    enqueue_refused = cli_enqueue("el|ndjson:p39|x|@shop", &out) == 1 && out &&
+                      strstr(out, "herald enqueue: enqueue: campaign el is being imported by "
+                                  "another process (lock {") &&
+                      strstr(out, "}:importing:el, its lease ends within 60 s): try again when "
+                                  "it is done; 1 jobs not written");
+    if (!enqueue_refused) fprintf(stderr, "herald enqueue said: %s\n", out ? out : "");
+    free(out);
+    enqueue_other = cli_enqueue("other|ndjson:p39|x|@shop", &out) == 0;
+    free(out);
+    return 0;
+}
+
+/* `herald enqueue` honours the import lock: a job whose unique key is of
+ * the form of a campaign's import (campaign|source|platform|account) is
+ * refused while that campaign is being imported, so it cannot race with
+ * the import's plain writes, index or rollback; other campaigns' jobs are
+ * not, and once the import is done the campaign's are enqueued again. */
+static void test_enqueue_lock(void)
+{
+    char *path;
+    hr_config *c = setup_many("el", 40, &path);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = path, .batch = 4};
+    sched_import_stats st;
+    hr_err err = {0};
+    enqueue_refused = enqueue_other = 0;
+    CHECK(import_seam(c, &o, &st, &err, enqueue_seam) == 0);
+    CHECK(enqueue_refused);
+    CHECK(enqueue_other);
+    CHECK_INT(st.added, 80);
+    CHECK_INT(hlen("jobs"), 81);
+    queue_job *j = job_of("el|ndjson:p39|x|@shop");
+    CHECK(j && !strcmp(j->text, "Post 39: body")); /* the import's, not the refused one */
+    queue_job_free(j);
+    j = job_of("other|ndjson:p39|x|@shop");
+    CHECK(j && !strcmp(j->text, "mine"));
+    queue_job_free(j);
+
+    char *out = NULL;
+    CHECK_INT(cli_enqueue("el|ndjson:new|x|@shop", &out), 0);
+    CHECK(out && strstr(out, "1 added"));
+    free(out);
+    CHECK_INT(hlen("jobs"), 82);
+    hr_config_free(c);
+    free(path);
+}
+
 /* the seam of sent_during_rollback: a worker (its own connection) sends
  * what is ready, then the batch fails */
 static int sent_before_failure;
@@ -1136,6 +1210,7 @@ int main(void)
     th_run("sent_gone_and_back", test_sent_gone_and_back);
     th_run("duplicate_items", test_duplicate_items);
     th_run("lock", test_lock);
+    th_run("enqueue_lock", test_enqueue_lock);
     th_run("missing_entry", test_missing_entry);
     th_run("edit_sync_keeps_sent", test_edit_sync_keeps_sent);
     th_run("sync_revisits_gone", test_sync_revisits_gone);
