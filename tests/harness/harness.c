@@ -25,6 +25,30 @@ static pid_t children[MAX_CHILDREN];
 static int nchildren;
 static th_redis *servers[16];
 static int nservers;
+#define MAX_TEMPDIRS 64
+static char *tempdirs[MAX_TEMPDIRS]; /* removed at exit when no check failed */
+static int ntempdirs;
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) { /* best effort */
+    }
+}
+
+/* A failed run keeps its temp dirs (logs, configs) for the developer. */
+static pid_t owner; /* a forked child that calls exit() must not remove them */
+static void remove_tempdirs(void)
+{
+    if (getpid() != owner) return;
+    for (int i = 0; i < ntempdirs; i++) {
+        if (!th_failures) rm_rf(tempdirs[i]);
+        else fprintf(stderr, "kept %s\n", tempdirs[i]);
+        free(tempdirs[i]);
+    }
+    ntempdirs = 0;
+}
 
 static void kill_children(void)
 {
@@ -35,10 +59,7 @@ static void kill_children(void)
         }
     nchildren = 0;
     for (int i = 0; i < nservers; i++) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", servers[i]->dir);
-        if (system(cmd) != 0) { /* best effort */
-        }
+        rm_rf(servers[i]->dir);
         free(servers[i]);
     }
     nservers = 0;
@@ -56,6 +77,8 @@ static void setup_once(void)
     static int done;
     if (done) return;
     done = 1;
+    owner = getpid();
+    atexit(remove_tempdirs); /* runs after kill_children: no child still writes */
     atexit(kill_children);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -178,10 +201,12 @@ char *th_tempdir(void)
     const char *base = getenv("TMPDIR");
     char tmpl[512];
     snprintf(tmpl, sizeof tmpl, "%s/herald-test-XXXXXX", base ? base : "/tmp");
+    setup_once();
     if (!mkdtemp(tmpl)) {
         perror("mkdtemp");
         abort();
     }
+    if (ntempdirs < MAX_TEMPDIRS) tempdirs[ntempdirs++] = strdup(tmpl);
     return strdup(tmpl);
 }
 
