@@ -132,11 +132,17 @@ static size_t import_campaign(const char *uk)
 }
 
 /* enqueue_locks finds, once per batch, the import locks
- * ({ns}:importing:CAMPAIGN) of the campaigns its unique keys name: every
- * script call of the batch checks them all, so a batch with a job of a
- * campaign being imported is refused whole (each call is atomic, the batch
- * is not: a lock taken between two calls refuses the later ones only).
- * Jobs without a unique key cost nothing here. */
+ * ({ns}:importing:CAMPAIGN) of the campaigns its unique keys name. An
+ * import writes its campaign's new jobs without the script's checks and
+ * keeps its index, rollback and --sync by their unique keys, so the script
+ * refuses a call, writing nothing, while one of its locks is held by
+ * someone else than the caller (an importer passes its token: its call is
+ * refused once the lock is no longer its own). Every call of the batch
+ * checks them all, so a batch with a job of a campaign being imported is
+ * refused whole (each call is atomic, the batch is not: a lock taken
+ * between two calls refuses the later ones only). Jobs without a unique
+ * key cost nothing here, and the script's text (hashed by Redis at every
+ * EVAL) little. */
 static void enqueue_locks(const queue *q, queue_enqueue_batch *b)
 {
     if (b->locks_found) return;
@@ -294,6 +300,24 @@ static void enqueue_mark(queue_enqueue_batch *b, int i, int c, int code)
         b->res[b->refs[k].idx] = code;
 }
 
+/* lock_refused tells why an import lock refused a call of c jobs:
+ * enqueue.lua's "IMPORTING <lock number> <its PTTL>" or "NOTLOCKED <lock
+ * number>". Returns -1. */
+static int lock_refused(const queue_enqueue_batch *b, const char *why, int c, hr_err *err)
+{
+    char *end;
+    long l = strtol(why + 10, &end, 10) - 1;
+    if (l < 0 || l >= b->nlocks) return hr_err_set(err, "redis: script enqueue: %s", why);
+    const char *lock = b->locks[l], *campaign = strchr(lock, '}') + strlen("}:importing:");
+    if (why[0] == 'N')
+        return hr_err_set(err, "enqueue: lost the lock of campaign %s (%s): another import "
+                          "holds it or it lapsed; %d jobs not written", campaign, lock, c);
+    long long ms = strtoll(end, NULL, 10);
+    return hr_err_set(err, "enqueue: campaign %s is being imported by another process (lock %s, "
+                      "its lease ends within %lld s): try again when it is done; %d jobs not "
+                      "written", campaign, lock, ms > 0 ? (ms + 999) / 1000 : 0, c);
+}
+
 /* enqueue_reply reads one chunk's reply into b->res; a failed chunk's jobs
  * are QUEUE_FAILED (the script writes nothing when a call fails). */
 static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr_err *err)
@@ -301,9 +325,8 @@ static int enqueue_reply(queue_enqueue_batch *b, int i, int c, redisReply *r, hr
     const lane_ref *refs = b->refs + i;
     if (r->type == REDIS_REPLY_ERROR) {
         enqueue_mark(b, i, c, QUEUE_FAILED);
-        /* an import lock refused the call (enqueue.lua says why) */
         if (!strncmp(r->str, "IMPORTING ", 10) || !strncmp(r->str, "NOTLOCKED ", 10))
-            return hr_err_set(err, "enqueue: %s; %d jobs not written", r->str + 10, c);
+            return lock_refused(b, r->str, c, err);
         int nl = 1;
         for (int k = 1; k < c; k++)
             nl += refs[k].lane != refs[k - 1].lane;

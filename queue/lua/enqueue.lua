@@ -16,24 +16,14 @@
 -- A failed call writes nothing: every key's type is read before the first
 -- write (a wrong type is the one error a write can meet here, and Redis
 -- refuses a script for OOM only at its first write), O(1) per lane group.
--- Refused whole, writing nothing, while an import lock of the call is held
--- by someone else: an import writes its campaign's jobs without the checks
--- below, and keeps its index, rollback and --sync by their unique keys. An
--- importer passes its token: its call is refused when the lock is no
--- longer its own.
+-- refused whole while a lock is another's (ops.c, enqueue_locks, says why)
 local nl, token = tonumber(ARGV[3]), ARGV[4]
 for i = 5, 4 + nl do
-  local lock = KEYS[i]
-  local held = redis.call('GET', lock)
-  local campaign = string.sub(lock, string.find(lock, '}', 1, true) + 12)
+  local held = redis.call('GET', KEYS[i])
   if token == '' and held then
-    local ttl = redis.call('PTTL', lock)
-    return redis.error_reply('IMPORTING campaign ' .. campaign .. ' is being imported by ' ..
-      'another process (lock ' .. lock .. ', its lease ends within ' ..
-      (ttl > 0 and math.ceil(ttl / 1000) or 0) .. ' s): try again when it is done')
+    return redis.error_reply('IMPORTING ' .. i - 4 .. ' ' .. redis.call('PTTL', KEYS[i]))
   elseif token ~= '' and held ~= token then
-    return redis.error_reply('NOTLOCKED lost the lock of campaign ' .. campaign .. ' (' ..
-      lock .. '): another import holds it or it lapsed')
+    return redis.error_reply('NOTLOCKED ' .. i - 4)
   end
 end
 local now = now_ms()
