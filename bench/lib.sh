@@ -14,7 +14,7 @@ steal_mark() {
 # steal_pct MARK_BEFORE MARK_AFTER: the share of the machine's CPU time the
 # host took between the two marks, in percent
 steal_pct() {
-  echo "$1 $2" | awk '{ d = $4 - $2; printf "%.1f", d > 0 ? ($3 - $1) * 100 / d : 0 }'
+  echo "$1 $2" | awk '{ d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) * 100 / d : 0) }'
 }
 
 # json_with LINE KEY VALUE: the JSON object LINE with one more numeric field
