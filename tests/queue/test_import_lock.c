@@ -63,8 +63,8 @@ static void test_refused_while_held(void)
     hr_err err = {0};
     CHECK_INT(enqueue_one("blog|wxr:1|x|@shop", &err), -1);
     CHECK(strstr(err.msg, "enqueue: campaign blog is being imported by another process (lock "
-                          "{l1}:importing:blog, its lease ends within 60 s): try again when it "
-                          "is done; 1 jobs not written") != NULL);
+                          "{l1}:importing:blog, its lease ends within ") != NULL);
+    CHECK(strstr(err.msg, " s): try again when it is done; 1 jobs not written") != NULL);
     CHECK_INT(count("EXISTS", "{l1}:jobs"), 0);
     CHECK_INT(enqueue_one("blog|wxr:1|x|@shop|ann@example.com", &err), -1); /* an email's */
 

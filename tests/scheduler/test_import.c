@@ -3,6 +3,7 @@
  * flight), jobs already sent, all or nothing (bad input and a Redis failure
  * midway), --skip-invalid, dry-run JSON, and emails with suppression and
  * invalid contacts. */
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,8 +476,8 @@ static int enqueue_seam(int batch_no)
     enqueue_refused = cli_enqueue("el|ndjson:p39|x|@shop", &out) == 1 && out &&
                       strstr(out, "herald enqueue: enqueue: campaign el is being imported by "
                                   "another process (lock {") &&
-                      strstr(out, "}:importing:el, its lease ends within 60 s): try again when "
-                                  "it is done; 1 jobs not written");
+                      strstr(out, "}:importing:el, its lease ends within ") &&
+                      strstr(out, " s): try again when it is done; 1 jobs not written");
     if (!enqueue_refused) fprintf(stderr, "herald enqueue said: %s\n", out ? out : "");
     free(out);
     enqueue_other = cli_enqueue("other|ndjson:p39|x|@shop", &out) == 0;
@@ -516,6 +517,91 @@ static void test_enqueue_lock(void)
     free(out);
     CHECK_INT(hlen("jobs"), 82);
     hr_config_free(c);
+    free(path);
+}
+
+/* monitor_open opens a connection to the test's Redis in MONITOR mode:
+ * it is told every command Redis runs, in the order it runs them. */
+static redisContext *monitor_open(void)
+{
+    redisContext *m = redisConnectUnix(R->sock);
+    redisReply *r = m && !m->err ? redisCommand(m, "MONITOR") : NULL;
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (!ok && m) redisFree(m);
+    return ok ? m : NULL;
+}
+
+/* monitor_read returns (caller frees) the commands Redis ran on this test's
+ * namespace, one per line without their time and client, up to the ECHO
+ * of marker it sends now: nothing is waited for but that command. */
+static char *monitor_read(redisContext *m, const char *marker)
+{
+    free(th_redis_cmd(R, "ECHO %s", marker));
+    hr_buf b;
+    hr_buf_init(&b);
+    char *tag = hr_asprintf("{%s}:", ns);
+    redisReply *r;
+    while (redisGetReply(m, (void **)&r) == REDIS_OK && r) {
+        int end = r->type == REDIS_REPLY_STATUS && strstr(r->str, marker);
+        const char *c = r->type == REDIS_REPLY_STATUS ? strstr(r->str, "] \"") : NULL;
+        if (!end && c && strstr(c, tag)) hr_buf_printf(&b, "%s\n", c + 2);
+        freeReplyObject(r);
+        if (end) break;
+    }
+    free(tag);
+    return hr_buf_detach(&b);
+}
+
+/* The lock is taken before the campaign's occupancy (its lanes' scheduled
+ * sets) and its contacts (the suppression list) are read: a second import
+ * run right after a first one then plans around all the first one's jobs,
+ * never into the same slots. Checked on the order Redis ran the commands
+ * in (MONITOR): the lock's SET is the first thing an import does in the
+ * namespace, and an import that finds the lock held reads nothing. */
+static void test_lock_before_reads(void)
+{
+    char *contacts = hr_asprintf("%s/lr-contacts.csv", dir);
+    th_write_file(contacts, "Email\nann@example.com\n");
+    char *line = hr_asprintf("campaign lr platforms=x:@shop email=sendgrid:main contacts=%s",
+                             contacts);
+    hr_config *c = setup(line);
+    REQUIRE(c && Q);
+    setenv("HERALD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    char *path = item_file("lr", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    redisContext *mon = monitor_open();
+    REQUIRE(mon);
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    CHECK(import(c, &o, &st, &err) == 0);
+    char *log = monitor_read(mon, "lr-first-done");
+    char *set = hr_asprintf("\"SET\" \"{%s}:importing:lr\"", ns);
+    char *occupancy = hr_asprintf("\"ZRANGE\" \"{%s}:sched:x:@shop\"", ns);
+    char *suppressed = hr_asprintf("{%s}:suppressed\"", ns);
+    CHECK(log && !strncmp(log, set, strlen(set))); /* the first command */
+    CHECK(log && strstr(log, occupancy) && strstr(log, suppressed)); /* then the reads */
+    free(log);
+
+    free(th_redis_cmd(R, "SET {%s}:importing:lr someone-else PX 60000", ns));
+    free(monitor_read(mon, "lr-held")); /* up to here */
+    CHECK(import(c, &o, &st, &err) < 0);
+    CHECK(strstr(err.msg, "campaign lr is being imported by another process") != NULL);
+    log = monitor_read(mon, "lr-second-done");
+    char *pttl = hr_asprintf("\"PTTL\" \"{%s}:importing:lr\"\n", ns);
+    const char *nl = log ? strchr(log, '\n') : NULL;
+    CHECK(log && !strncmp(log, set, strlen(set))); /* its SET NX, its lease's PTTL: no read */
+    CHECK(nl && !strcmp(nl + 1, pttl));
+    if (log && (!nl || strcmp(nl + 1, pttl))) fprintf(stderr, "commands run:\n%s", log);
+    free(log);
+    free(pttl);
+    free(set);
+    free(occupancy);
+    free(suppressed);
+    redisFree(mon);
+    hr_config_free(c);
+    free(line);
+    free(contacts);
     free(path);
 }
 
@@ -1211,6 +1297,7 @@ int main(void)
     th_run("duplicate_items", test_duplicate_items);
     th_run("lock", test_lock);
     th_run("enqueue_lock", test_enqueue_lock);
+    th_run("lock_before_reads", test_lock_before_reads);
     th_run("missing_entry", test_missing_entry);
     th_run("edit_sync_keeps_sent", test_edit_sync_keeps_sent);
     th_run("sync_revisits_gone", test_sync_revisits_gone);
