@@ -24,6 +24,7 @@
 
 int (*sched_test_enqueue_fail)(int batch_no);
 void (*sched_test_before_edit_reads)(int batch_no);
+int64_t (*sched_test_lock_clock_ms)(void);
 
 /* One item of a batch: its jobs are jobs[first .. first+n). */
 typedef struct pending {
@@ -105,7 +106,7 @@ typedef struct imp {
     char index_key[256];
     char lock_key[256];
     char lock_token[33];
-    int64_t lock_sent_ms; /* when the last renewal was sent (monotonic) */
+    int64_t lock_sent_ms; /* when the last renewal was sent (lock_clock_ms) */
     unsigned lock_ops;    /* --sync's and the rollback's, since the last renewal */
     redisContext *watch_c; /* the connection the lock's WATCH was sent on */
     long long gen;
@@ -1196,6 +1197,20 @@ static void send_pending(imp *m, batch *b, pending *p)
     p->pending = 1;
 }
 
+/* lock_clock_ms is the clock the lock's lease is counted on: monotonic,
+ * or a test's (sched_test_lock_clock_ms: a stall without waiting one) */
+static int64_t lock_clock_ms(void)
+{
+    return sched_test_lock_clock_ms ? sched_test_lock_clock_ms() : hr_mono_ms();
+}
+
+/* lock_stale is 1 when more than half a lease went by since the lock's
+ * last renewal was sent (a stall): it may have lapsed and changed hands */
+static int lock_stale(const imp *m)
+{
+    return lock_clock_ms() - m->lock_sent_ms >= LOCK_LEASE_MS / 2;
+}
+
 /* lock_renew checks with a round trip that the lock still holds this
  * run's token and renews its lease (the connection must have no reply
  * due). Outside a transaction the lock is only ever renewed by this
@@ -1216,7 +1231,7 @@ static int lock_renew(imp *m, hr_err *err)
         err->code = 1;
         return -1;
     }
-    m->lock_sent_ms = hr_mono_ms();
+    m->lock_sent_ms = lock_clock_ms();
     m->lock_ops = 1; /* the next 255 operations go on this check */
     return 0;
 }
@@ -1226,7 +1241,7 @@ static int lock_renew(imp *m, hr_err *err)
  * while the lock is this run's. */
 static int lock_hold(imp *m, hr_err *err)
 {
-    if (m->lock_ops++ % 256 && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    if (m->lock_ops++ % 256 && !lock_stale(m)) return 0;
     return lock_renew(m, err);
 }
 
@@ -1270,7 +1285,7 @@ static int lock_rewatch_now(imp *m)
  * is lock_rewatch_now. Returns 0 or -1. */
 static int lock_rewatch(imp *m)
 {
-    if (watch_same(m) && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2) return 0;
+    if (watch_same(m) && !lock_stale(m)) return 0;
     return lock_rewatch_now(m);
 }
 
@@ -1279,8 +1294,7 @@ static int lock_rewatch(imp *m)
  * every 256th of them (and whenever lock_rewatch would run). */
 static int lock_hold_watched(imp *m)
 {
-    if (m->lock_ops++ % 256 && watch_same(m) && hr_mono_ms() - m->lock_sent_ms < LOCK_LEASE_MS / 2)
-        return 0;
+    if (m->lock_ops++ % 256 && watch_same(m) && !lock_stale(m)) return 0;
     return lock_rewatch_now(m);
 }
 
@@ -1340,7 +1354,7 @@ static int send_txn(imp *m, batch *b)
         redisAppendCommandArgv(c, argc, hv, lens);
         redisAppendCommand(c, "PEXPIRE %s %d", m->lock_key, LOCK_LEASE_MS);
         redisAppendCommand(c, "EXEC");
-        m->lock_sent_ms = hr_mono_ms();
+        m->lock_sent_ms = lock_clock_ms();
         pipe_push(m, SENT_TXN, b);
     }
     for (int i = 0; i < b->npend; i++)
@@ -1738,7 +1752,7 @@ static int lock_take(imp *m)
         m->lock_key[0] = '\0';
         return -1;
     }
-    m->lock_sent_ms = hr_mono_ms();
+    m->lock_sent_ms = lock_clock_ms();
     return 0;
 }
 

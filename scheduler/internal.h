@@ -72,6 +72,10 @@ void sched_spool_free(sched_spool *s);
 /* Test seam: when set, called (0-based batch number) before a batch with
  * edited items reads their jobs' times, after its lookup. */
 extern void (*sched_test_before_edit_reads)(int batch_no);
+/* Test seam: when set, the clock (ms) the import lock's lease is counted
+ * on instead of the monotonic one, so a test can make the import see a
+ * stall of half a lease or more without waiting one. */
+extern int64_t (*sched_test_lock_clock_ms)(void);
 
 /* sched_contacts_free_one frees one contact's fields (not the struct). */
 void sched_contacts_free_one(sched_contact *ct);

@@ -380,6 +380,20 @@ static void test_duplicate_items(void)
     }
 }
 
+/* other_owner_kept checks that campaign's lock is still the other owner's
+ * a test gave it (PX 100000), never renewed by the import (its lease is
+ * 60 s), and deletes it */
+static void other_owner_kept(const char *campaign)
+{
+    char *v = th_redis_cmd(R, "GET {%s}:importing:%s", ns, campaign);
+    CHECK(v && !strcmp(v, "other-owner"));
+    free(v);
+    v = th_redis_cmd(R, "PTTL {%s}:importing:%s", ns, campaign);
+    CHECK(v && atol(v) > 60000); /* not renewed by us */
+    free(v);
+    free(th_redis_cmd(R, "DEL {%s}:importing:%s", ns, campaign));
+}
+
 static int drop_lock_seam(int batch_no)
 {
     if (batch_no == 2) free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
@@ -424,13 +438,7 @@ static void test_lock(void)
     CHECK(strstr(err.msg, "could not be cancelled: the import's lock was lost") != NULL);
     CHECK_INT(hlen("jobs"), 8);
     CHECK_INT(hlen("import:pipe"), 5); /* 4 items and the generation counter */
-    v = th_redis_cmd(R, "GET {%s}:importing:pipe", ns);
-    CHECK(v && !strcmp(v, "other-owner"));
-    free(v);
-    v = th_redis_cmd(R, "PTTL {%s}:importing:pipe", ns);
-    CHECK(v && atol(v) > 60000); /* not renewed by us */
-    free(v);
-    free(th_redis_cmd(R, "DEL {%s}:importing:pipe", ns));
+    other_owner_kept("pipe");
 
     CHECK(import_seam(c, &o, &st, &err, drop_lock_seam) < 0);
     CHECK(strstr(err.msg, "lost the lock of campaign pipe") != NULL);
@@ -602,6 +610,77 @@ static void test_lock_before_reads(void)
     hr_config_free(c);
     free(line);
     free(contacts);
+    free(path);
+}
+
+/* the seams of stall_lock: the import's lease clock jumps by a lease
+ * before batch 0 writes (as if it had stalled that long), and with
+ * stall_steal the lock lapsed meanwhile and another import took it */
+static int64_t stall_ms;
+static int stall_steal;
+static int64_t stalled_clock_ms(void)
+{
+    return hr_mono_ms() + stall_ms;
+}
+
+static int stall_seam(int batch_no)
+{
+    if (batch_no != 0) return 0;
+    stall_ms = 60000;
+    if (stall_steal) free(th_redis_cmd(R, "SET {%s}:importing:st other-owner PX 100000", ns));
+    return 0;
+}
+
+static int import_stalled(hr_config *c, sched_import_opts *o, sched_import_stats *st,
+                          hr_err *err, int steal)
+{
+    stall_ms = 0;
+    stall_steal = steal;
+    sched_test_lock_clock_ms = stalled_clock_ms;
+    int rc = import_seam(c, o, st, err, stall_seam);
+    sched_test_lock_clock_ms = NULL;
+    return rc;
+}
+
+/* A batch that finds more than half a lease gone since the lock's last
+ * renewal (a stall: the lease may have lapsed and another import taken the
+ * lock, which the lookup's GET, read before the stall, could not see)
+ * checks the lock again with the compare script before its first write:
+ * lost, the import stops with nothing of the batch written, not even the
+ * PENDING entry that goes outside its transaction; still its own, the
+ * lock is renewed and the import goes on. */
+static void test_stall_lock(void)
+{
+    hr_config *c = setup_both("st");
+    REQUIRE(c && Q);
+    char *path = item_file("st", "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    /* without its entry, the item's jobs (they exist) take the checked
+     * path: a PENDING entry, then the script */
+    free(th_redis_cmd(R, "HDEL {%s}:import:st ndjson:a", ns));
+    th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"two\"}\n");
+    CHECK(import_stalled(c, &o, &st, &err, 1) < 0);
+    CHECK_INT(err.code, 1);
+    CHECK(strstr(err.msg, "import: lost the lock of campaign st ({") &&
+          strstr(err.msg, "}:importing:st): another import holds it or it lapsed"));
+    char *entry = th_redis_cmd(R, "HEXISTS {%s}:import:st ndjson:a", ns);
+    CHECK(entry && !strcmp(entry, "0")); /* no PENDING entry */
+    free(entry);
+    queue_job *j = job_of("st|ndjson:a|x|@shop");
+    CHECK(j && !strcmp(j->text, "A: one"));
+    queue_job_free(j);
+    other_owner_kept("st");
+
+    CHECK(import_stalled(c, &o, &st, &err, 0) == 0);
+    CHECK_INT(st.updated, 2);
+    j = job_of("st|ndjson:a|x|@shop");
+    CHECK(j && !strcmp(j->text, "A: two"));
+    queue_job_free(j);
+    CHECK_INT(count("EXISTS", "importing:st"), 0);
+    hr_config_free(c);
     free(path);
 }
 
@@ -852,13 +931,7 @@ static void test_reconnect_lock(void)
     CHECK(e0 && e1 && !strcmp(e0, e1));
     free(e0);
     free(e1);
-    char *v = th_redis_cmd(R, "GET {%s}:importing:rc", ns);
-    CHECK(v && !strcmp(v, "other-owner"));
-    free(v);
-    v = th_redis_cmd(R, "PTTL {%s}:importing:rc", ns);
-    CHECK(v && atol(v) > 60000); /* not renewed by us */
-    free(v);
-    free(th_redis_cmd(R, "DEL {%s}:importing:rc", ns));
+    other_owner_kept("rc");
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.updated, 1);
     j = job_of("rc|ndjson:a|x|@shop");
@@ -1298,6 +1371,7 @@ int main(void)
     th_run("lock", test_lock);
     th_run("enqueue_lock", test_enqueue_lock);
     th_run("lock_before_reads", test_lock_before_reads);
+    th_run("stall_lock", test_stall_lock);
     th_run("missing_entry", test_missing_entry);
     th_run("edit_sync_keeps_sent", test_edit_sync_keeps_sent);
     th_run("sync_revisits_gone", test_sync_revisits_gone);
