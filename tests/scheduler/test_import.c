@@ -613,10 +613,10 @@ static void test_lock_before_reads(void)
     free(path);
 }
 
-/* the seams of stall_lock: the import's lease clock jumps by a lease
+/* the seams of stall_lock: the import's lease clock jumps by stall_by_ms
  * before batch 0 writes (as if it had stalled that long), and with
  * stall_steal the lock lapsed meanwhile and another import took it */
-static int64_t stall_ms;
+static int64_t stall_ms, stall_by_ms;
 static int stall_steal;
 static int64_t stalled_clock_ms(void)
 {
@@ -626,15 +626,16 @@ static int64_t stalled_clock_ms(void)
 static int stall_seam(int batch_no)
 {
     if (batch_no != 0) return 0;
-    stall_ms = 60000;
+    stall_ms = stall_by_ms;
     if (stall_steal) free(th_redis_cmd(R, "SET {%s}:importing:st other-owner PX 100000", ns));
     return 0;
 }
 
 static int import_stalled(hr_config *c, sched_import_opts *o, sched_import_stats *st,
-                          hr_err *err, int steal)
+                          hr_err *err, int64_t by_ms, int steal)
 {
     stall_ms = 0;
+    stall_by_ms = by_ms;
     stall_steal = steal;
     sched_test_lock_clock_ms = stalled_clock_ms;
     int rc = import_seam(c, o, st, err, stall_seam);
@@ -648,7 +649,10 @@ static int import_stalled(hr_config *c, sched_import_opts *o, sched_import_stats
  * checks the lock again with the compare script before its first write:
  * lost, the import stops with nothing of the batch written, not even the
  * PENDING entry that goes outside its transaction; still its own, the
- * lock is renewed and the import goes on. */
+ * lock is renewed and the import goes on. Without a stall, a lock that
+ * changes hands in the instant between the lookup and the writes lets the
+ * PENDING entry go, but the script call checks the import's token and is
+ * refused. */
 static void test_stall_lock(void)
 {
     hr_config *c = setup_both("st");
@@ -662,19 +666,30 @@ static void test_stall_lock(void)
      * path: a PENDING entry, then the script */
     free(th_redis_cmd(R, "HDEL {%s}:import:st ndjson:a", ns));
     th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"two\"}\n");
-    CHECK(import_stalled(c, &o, &st, &err, 1) < 0);
-    CHECK_INT(err.code, 1);
-    CHECK(strstr(err.msg, "import: lost the lock of campaign st ({") &&
-          strstr(err.msg, "}:importing:st): another import holds it or it lapsed"));
-    char *entry = th_redis_cmd(R, "HEXISTS {%s}:import:st ndjson:a", ns);
-    CHECK(entry && !strcmp(entry, "0")); /* no PENDING entry */
+    CHECK(import_stalled(c, &o, &st, &err, 0, 1) < 0);
+    CHECK(strstr(err.msg, "enqueue: lost the lock of campaign st ({") != NULL);
+    char *entry = th_redis_cmd(R, "HGET {%s}:import:st ndjson:a", ns);
+    CHECK(entry && strstr(entry, " 0000000000000000 ")); /* PENDING */
     free(entry);
     queue_job *j = job_of("st|ndjson:a|x|@shop");
     CHECK(j && !strcmp(j->text, "A: one"));
     queue_job_free(j);
     other_owner_kept("st");
 
-    CHECK(import_stalled(c, &o, &st, &err, 0) == 0);
+    free(th_redis_cmd(R, "HDEL {%s}:import:st ndjson:a", ns));
+    CHECK(import_stalled(c, &o, &st, &err, 60000, 1) < 0);
+    CHECK_INT(err.code, 1);
+    CHECK(strstr(err.msg, "import: lost the lock of campaign st ({") &&
+          strstr(err.msg, "}:importing:st): another import holds it or it lapsed"));
+    entry = th_redis_cmd(R, "HEXISTS {%s}:import:st ndjson:a", ns);
+    CHECK(entry && !strcmp(entry, "0")); /* no PENDING entry */
+    free(entry);
+    j = job_of("st|ndjson:a|x|@shop");
+    CHECK(j && !strcmp(j->text, "A: one"));
+    queue_job_free(j);
+    other_owner_kept("st");
+
+    CHECK(import_stalled(c, &o, &st, &err, 60000, 0) == 0);
     CHECK_INT(st.updated, 2);
     j = job_of("st|ndjson:a|x|@shop");
     CHECK(j && !strcmp(j->text, "A: two"));
