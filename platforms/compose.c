@@ -804,7 +804,40 @@ static const char *email_var(void *cx, const char *name)
     return NULL;
 }
 
-static int has_crlf(const char *s) { return s && strpbrk(s, "\r\n") != NULL; }
+/* header_ctl returns the first character of v a header may not carry: CR
+ * or LF would end the header and start another (injection), and RFC 5322
+ * lets no other control but HTAB appear in a header's text; 0 if none. */
+static int header_ctl(const char *v)
+{
+    for (const unsigned char *c = (const unsigned char *)v; v && *c; c++)
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f) return *c;
+    return 0;
+}
+
+/* unsafe_header names the first header of p whose value, as rendered,
+ * holds a character header_ctl refuses (and sets *ch to it); NULL if none.
+ * Every value that ends up in a header is checked here, whatever built it
+ * (a template variable, a contact field, the account's config). */
+static const char *unsafe_header(const plat_account *a, const queue_job *j, const plat_post *p,
+                                 int *ch)
+{
+    const struct {
+        const char *name, *value;
+    } h[] = {
+        {"From", p->from},
+        {"From (name)", p->from_name},
+        {"Reply-To", plat_account_opt(a, "reply-to", NULL)},
+        {"To", p->to},
+        {"To (name)", p->to_name},
+        {"Subject", p->subject},
+        {"Message-ID", p->message_id},
+        {"List-Unsubscribe", p->unsubscribe_url},
+        {"X-Herald-Job", j->id},
+    };
+    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
+        if ((*ch = header_ctl(h[i].value))) return h[i].name;
+    return NULL;
+}
 
 static int format_email(const plat_account *a, const queue_job *j, const plat_ctx *ctx,
                         plat_post *p, hr_err *err)
@@ -812,8 +845,6 @@ static int format_email(const plat_account *a, const queue_job *j, const plat_ct
     char norm[256];
     if (!j->to || queue_email_normalize(j->to, norm, sizeof norm) != 0)
         return hr_err_set(err, "email: \"to\" is not an address: %s", j->to ? j->to : "(none)");
-    if (has_crlf(j->to) || has_crlf(j->to_name) || has_crlf(j->subject))
-        return hr_err_set(err, "email: line breaks in to, to_name or subject");
     const char *from = plat_account_opt(a, "from", NULL);
     p->from = hr_strdup(from);
     p->from_name = hr_strdup(plat_account_opt(a, "from-name", NULL));
@@ -888,7 +919,14 @@ static int format_email(const plat_account *a, const queue_job *j, const plat_ct
     if (!tx_valid_utf8(p->subject, strlen(p->subject)) ||
         !tx_valid_utf8(p->text, strlen(p->text)) || p->parts[0].length < 0 || pre < 0)
         return hr_err_set(err, "email: text is not valid UTF-8");
-    if (!from) {
+    int ch = 0;
+    const char *bad = unsafe_header(a, j, p, &ch);
+    if (bad) {
+        p->valid = 0;
+        snprintf(p->reason, sizeof p->reason,
+                 "%s header would hold %s (0x%02x): refused (header injection)", bad,
+                 ch == '\r' || ch == '\n' ? "a line break" : "a control character", ch);
+    } else if (!from) {
         p->valid = 0;
         snprintf(p->reason, sizeof p->reason, "account %s:%s has no from=", a->platform,
                  a->name);

@@ -392,9 +392,12 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     }
-    /* no "Expect: 100-continue" round trip for small bodies */
-    wk_req_header(r, "Expect:");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list(r));
+    if (!r->easy_dirty) {
+        /* no "Expect: 100-continue" round trip for small bodies */
+        wk_req_header(r, "Expect:");
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list(r));
+    } /* else the caller set the handle up, headers too (an SMTP message's
+       * From, To, Subject... are CURLOPT_HTTPHEADER): left as they are */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 30000L);
     r->started_us = hr_mono_us();
     r->running = 1;

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -445,4 +446,87 @@ int th_http(int port, const char *method, const char *path, const char *headers[
     else
         free(out);
     return (int)status;
+}
+
+/* One SMTP session on fd: commands and messages go to log (O_APPEND, one
+ * write per line or message, so concurrent sessions do not tear them). */
+static void smtp_session(int fd, int log, int data_code)
+{
+    FILE *in = fdopen(fd, "r");
+    char line[4096], reply[64];
+    char *msg = NULL;
+    size_t msg_len = 0, msg_cap = 0;
+    int in_data = 0;
+#define SAY(s) (void)!write(fd, s, strlen(s))
+    SAY("220 sink ESMTP\r\n");
+    while (in && fgets(line, sizeof line, in)) {
+        size_t n = strlen(line);
+        if (in_data) {
+            if (strcmp(line, ".\r\n") != 0) {
+                if (msg_len + n + 1 > msg_cap) msg = realloc(msg, msg_cap = 2 * (msg_cap + n + 1));
+                memcpy(msg + msg_len, line, n);
+                msg_len += n;
+                continue;
+            }
+            (void)!write(log, msg, msg_len);
+            (void)!write(log, ".\r\n", 3);
+            msg_len = 0;
+            in_data = 0;
+            snprintf(reply, sizeof reply, "%d %s\r\n", data_code, data_code / 100 == 2 ? "queued" : "no");
+            SAY(reply);
+            continue;
+        }
+        (void)!write(log, line, n);
+        if (strncasecmp(line, "EHLO", 4) == 0) SAY("250-sink\r\n250 8BITMIME\r\n");
+        else if (strncasecmp(line, "DATA", 4) == 0) {
+            in_data = 1;
+            SAY("354 go ahead\r\n");
+        } else if (strncasecmp(line, "QUIT", 4) == 0) {
+            SAY("221 bye\r\n");
+            break;
+        } else SAY("250 ok\r\n");
+    }
+#undef SAY
+    free(msg);
+    if (in) fclose(in);
+}
+
+pid_t th_smtp_start(int data_code, const char *log_path, int *port)
+{
+    setup_once();
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 16) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &al) < 0) {
+        perror("th_smtp_start");
+        abort();
+    }
+    *port = ntohs(a.sin_port);
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log < 0) {
+        perror(log_path);
+        abort();
+    }
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGCHLD, SIG_IGN); /* sessions are reaped by the kernel */
+        for (;;) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd < 0) continue;
+            if (fork() == 0) { /* one process per session: curl may hold two */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(lfd);
+                smtp_session(fd, log, data_code);
+                _exit(0);
+            }
+            close(fd);
+        }
+    }
+    close(lfd);
+    close(log);
+    track(pid);
+    return pid;
 }

@@ -120,6 +120,26 @@ static void test_job(void)
     free(out);
 }
 
+/* a template variable with a line break would write its own header lines
+ * into the email: format says invalid, naming the header (exit 1) */
+static void test_email_header_injection(void)
+{
+    char *out;
+    const char *job =
+        "{\"kind\":\"email\",\"platform\":\"smtp\",\"account\":\"main\",\"campaign\":"
+        "\"c1\",\"to\":\"reader@example.com\",\"subject\":\"Your {{company}} invoice\","
+        "\"body_text\":\"Hi\",\"vars\":{\"company\":\"Acme\\r\\nReply-To: "
+        "attacker@evil.example\"}}";
+    CHECK_INT(run_format(job, "--job --json", &out), 1);
+    json_t *j = json_loads(out, 0, NULL);
+    REQUIRE(j);
+    CHECK(json_is_false(json_object_get(j, "valid")));
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    CHECK(reason && strstr(reason, "Subject header") && strstr(reason, "line break"));
+    json_decref(j);
+    free(out);
+}
+
 int main(void)
 {
     dir = th_tempdir();
@@ -129,7 +149,8 @@ int main(void)
                   "account x:@shop base-url=http://127.0.0.1:8700 credentials=x-shop\n"
                   "account bluesky:@shop.bsky.social base-url=http://127.0.0.1:8701 "
                   "credentials=bsky\n"
-                  "account mastodon:@shop@m.example base-url=http://127.0.0.1:8702 limit=450\n");
+                  "account mastodon:@shop@m.example base-url=http://127.0.0.1:8702 limit=450\n"
+                  "account smtp:main base-url=smtp://127.0.0.1:8703 from=news@shop.example\n");
     char *f = hr_asprintf("%s/x-shop", dir);
     th_write_file(f, "xs3cret\n");
     free(f);
@@ -137,6 +158,7 @@ int main(void)
     th_write_file(f, "bsky-app-pw\n");
     free(f);
     th_run("raw_json", test_raw_json);
+    th_run("email_header_injection", test_email_header_injection);
     th_run("bluesky_facets", test_bluesky_facets);
     th_run("limits_and_fit", test_limits_and_fit);
     th_run("job", test_job);

@@ -386,10 +386,29 @@ static void test_email(void)
     CHECK_STR(p.message_id, mid);
     plat_post_release(&p);
 
-    /* header injection is refused, long subjects are not valid */
-    queue_set(&j->subject, "Hi\r\nBcc: x@evil.example");
-    CHECK(plat_format_job(a, j, &ctx, 0, &p, &err) == -1);
-    plat_post_release(&p);
+    /* header injection is refused, in the raw fields and as rendered (a
+     * variable from a CRM export, a contact's name), naming the header;
+     * long subjects are not valid */
+    const char *inject[][3] = {
+        {"subject", "Hi\r\nBcc: x@evil.example", "Subject header would hold a line break"},
+        {"subject", "Hi {{nick}}", "Subject header would hold a line break"},
+        {"subject", "Hi\x01", "Subject header would hold a control character (0x01)"},
+        {"to_name", "Ann\nBcc: x@evil.example", "To (name) header would hold a line break"},
+    };
+    queue_job_set_var(j, "nick", "Ann\r\nReply-To: attacker@evil.example");
+    for (size_t i = 0; i < sizeof inject / sizeof inject[0]; i++) {
+        queue_job *k = queue_job_dup(j);
+        queue_set(strcmp(inject[i][0], "subject") == 0 ? &k->subject : &k->to_name,
+                  inject[i][1]);
+        REQUIRE(plat_format_job(a, k, &ctx, 0, &p, &err) == 0);
+        CHECK_INT(p.valid, 0);
+        if (!strstr(p.reason, inject[i][2])) {
+            th_failures++;
+            fprintf(stderr, "injection %zu: reason \"%s\"\n", i, p.reason);
+        }
+        plat_post_release(&p);
+        queue_job_free(k);
+    }
     char *long_subject = td_unescape("\\{201*é}");
     queue_set(&j->subject, long_subject);
     free(long_subject);

@@ -1,103 +1,26 @@
 /* test_smtp.c: plat_smtp_setup drives a real libcurl SMTP transfer to a
- * minimal SMTP peer on loopback (a thread in this test that answers the
+ * minimal SMTP peer on loopback (the harness's sink, which answers the
  * RFC 5321 happy path and records the envelope and message), so the
  * envelope, headers and MIME body herald builds are checked as sent. */
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <netinet/in.h>
-#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "harness.h"
 #include "platforms.h"
 
-typedef struct peer {
-    int lfd, port;
-    int reply_code; /* answer to DATA's end: 250, 450 or 550 */
-    hr_buf log;     /* every command and the message */
-} peer;
-
-static void say(int fd, const char *s) { (void)!write(fd, s, strlen(s)); }
-
-static void *serve(void *arg)
-{
-    peer *p = arg;
-    int fd = accept(p->lfd, NULL, NULL);
-    if (fd < 0) return NULL;
-    say(fd, "220 test ESMTP\r\n");
-    char buf[65536];
-    hr_buf line;
-    hr_buf_init(&line);
-    int in_data = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n <= 0) break;
-        hr_buf_append(&line, buf, (size_t)n);
-        char *nl;
-        while (line.data && (nl = memchr(line.data, '\n', line.len))) {
-            size_t l = (size_t)(nl - line.data) + 1;
-            char *cmd = hr_strndup(line.data, l);
-            memmove(line.data, line.data + l, line.len - l);
-            line.len -= l;
-            hr_buf_puts(&p->log, cmd);
-            if (in_data) {
-                if (strcmp(cmd, ".\r\n") == 0) {
-                    in_data = 0;
-                    char r[64];
-                    snprintf(r, sizeof r, "%d %s\r\n", p->reply_code,
-                             p->reply_code == 250 ? "queued" : "no");
-                    say(fd, r);
-                }
-            } else if (strncasecmp(cmd, "EHLO", 4) == 0) {
-                say(fd, "250-test\r\n250 8BITMIME\r\n");
-            } else if (strncasecmp(cmd, "DATA", 4) == 0) {
-                in_data = 1;
-                say(fd, "354 go ahead\r\n");
-            } else if (strncasecmp(cmd, "QUIT", 4) == 0) {
-                say(fd, "221 bye\r\n");
-                free(cmd);
-                goto done;
-            } else {
-                say(fd, "250 ok\r\n");
-            }
-            free(cmd);
-        }
-    }
-done:
-    hr_buf_release(&line);
-    close(fd);
-    return NULL;
-}
-
-static void peer_start(peer *p, int code)
-{
-    memset(p, 0, sizeof *p);
-    hr_buf_init(&p->log);
-    p->reply_code = code;
-    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(p->lfd, (struct sockaddr *)&a, sizeof a);
-    socklen_t al = sizeof a;
-    getsockname(p->lfd, (struct sockaddr *)&a, &al);
-    p->port = ntohs(a.sin_port);
-    listen(p->lfd, 1);
-}
-
 static long send_once(int code, char **log)
 {
-    peer p;
-    peer_start(&p, code);
-    pthread_t t;
-    pthread_create(&t, NULL, serve, &p);
+    char *dir = th_tempdir(), *log_path = hr_asprintf("%s/smtp.log", dir);
+    int port = 0;
+    pid_t sink = th_smtp_start(code, log_path, &port);
     char *line = hr_asprintf("account smtp:main base-url=smtp://127.0.0.1:%d from=news@shop.example "
                              "\"from-name=Shöp News\" unsubscribe-base=https://hooks.shop.example "
                              "starttls=off\n",
-                             p.port);
+                             port);
     hr_err err = {0};
     hr_config *c = hr_config_parse(line, "t.conf", &err);
     free(line);
@@ -154,13 +77,14 @@ static long send_once(int code, char **log)
         curl_easy_cleanup(e);
         plat_smtp_cleanup(own);
     }
-    pthread_join(t, NULL);
-    close(p.lfd);
+    th_kill(sink, SIGKILL);
     plat_send_free(s);
     queue_job_free(j);
     plat_account_free(a);
     hr_config_free(c);
-    *log = hr_buf_detach(&p.log);
+    *log = th_read_file(log_path, NULL);
+    free(log_path);
+    free(dir);
     return code_seen;
 }
 

@@ -102,6 +102,38 @@ static inline void wt_stop(void)
     wt.dir = NULL;
 }
 
+/* wt_email_job returns a new email job to platform:account for to, due
+ * now, with a plain-text body; the caller may set more and passes it to
+ * wt_enqueue_job. */
+static inline queue_job *wt_email_job(const char *platform, const char *account, const char *to,
+                                      const char *key, const char *subject)
+{
+    queue_job *j = queue_job_new();
+    j->kind = QUEUE_KIND_EMAIL;
+    queue_set(&j->platform, platform);
+    queue_set(&j->account, account);
+    queue_set(&j->campaign, "c1");
+    queue_set(&j->unique_key, key);
+    queue_set(&j->to, to);
+    queue_set(&j->subject, subject);
+    queue_set(&j->body_text, "Hi");
+    j->run_at_ms = hr_now_ms() - 1000;
+    j->max_attempts = 5;
+    return j;
+}
+
+/* wt_enqueue_job enqueues j and frees it; a failure fails the test. */
+static inline void wt_enqueue_job(queue_job *j)
+{
+    hr_err err = {0};
+    queue_job *jobs[] = {j};
+    if (queue_enqueue(wt.q, jobs, 1, NULL, &err) != 0) {
+        fprintf(stderr, "enqueue: %s\n", err.msg);
+        th_failures++;
+    }
+    queue_job_free(j);
+}
+
 /* wt_enqueue adds n posts "<prefix> <i>" to platform:account, due now. */
 static inline void wt_enqueue(const char *platform, const char *account, const char *prefix, int n)
 {

@@ -1,0 +1,88 @@
+/* smtp.c: a real `herald worker` sends emails over SMTP to the harness's
+ * sink on loopback: the message carries every header platforms/ builds
+ * (the engine once replaced them with its own HTTP header list), and a
+ * header value that would hold a line break once rendered is refused (dead,
+ * with the reason), never sent. */
+#include "wktest.h"
+
+static char *mail_log;
+
+static void enqueue_email(const char *key, const char *subject, const char *var)
+{
+    queue_job *j = wt_email_job("smtp", "main", "reader@example.com", key, subject);
+    queue_set(&j->to_name, "Ann Reader");
+    if (var) queue_job_set_var(j, "company", var);
+    wt_enqueue_job(j);
+}
+
+static int dead_one(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    return wt_redis_int("ZCARD {t}:dead:smtp:main", "") >= 1;
+}
+
+static void headers_sent(void)
+{
+    wt_reset();
+    enqueue_email("mail:1", "Your {{company}} invoice", "Acme");
+    pid_t w = wt_worker(NULL, "smtp", "--processes", "1", NULL);
+    CHECK(wt_wait_done(1, 15000));
+    wt_term(w);
+    char *m = th_read_file(mail_log, NULL);
+    REQUIRE(m);
+    const char *want[] = {"\r\nDate: ", "\r\nFrom: news@shop.example\r\n",
+                          "\r\nTo: Ann Reader <reader@example.com>\r\n",
+                          "\r\nSubject: Your Acme invoice\r\n", "\r\nMessage-ID: <",
+                          "\r\nList-Unsubscribe: <http://127.0.0.1:1/u/",
+                          "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                          "\r\nX-Herald-Job: "};
+    const char *data = strstr(m, "DATA\r\n");
+    REQUIRE(data);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(data, want[i])) {
+            th_failures++;
+            fprintf(stderr, "  the message lacks \"%s\"\n", want[i] + 2);
+        }
+    CHECK(strstr(data, "\r\nExpect:") == NULL);
+    if (th_failures) fprintf(stderr, "--- the sink got:\n%s\n", m);
+    free(m);
+}
+
+static void injection_refused(void)
+{
+    wt_reset();
+    th_write_file(mail_log, "");
+    enqueue_email("mail:2", "Your {{company}} invoice",
+                  "Acme\r\nReply-To: attacker@evil.example\r\nX-Injected: yes");
+    pid_t w = wt_worker(NULL, "smtp-inject", "--processes", "1", NULL);
+    CHECK(th_wait_for(dead_one, NULL, 15000));
+    wt_term(w);
+    CHECK_INT(wt_done(), 0);
+    char *reason = th_redis_cmd(wt.redis, "HVALS {t}:reasons");
+    CHECK(reason && strstr(reason, "Subject header") && strstr(reason, "header injection"));
+    free(reason);
+    char *m = th_read_file(mail_log, NULL);
+    CHECK(m && !strstr(m, "MAIL FROM") && !strstr(m, "evil.example"));
+    free(m);
+}
+
+int main(void)
+{
+    char *dir = th_tempdir();
+    mail_log = hr_asprintf("%s/mail.log", dir);
+    int port = 0;
+    th_smtp_start(250, mail_log, &port);
+    char *line = hr_asprintf("account smtp:main base-url=smtp://127.0.0.1:%d "
+                             "from=news@shop.example starttls=off "
+                             "unsubscribe-base=http://127.0.0.1:1 rate=1000/1s\n",
+                             port);
+    wt_start(line);
+    free(line);
+    th_run("headers_sent", headers_sent);
+    th_run("injection_refused", injection_refused);
+    wt_stop();
+    free(mail_log);
+    free(dir);
+    return th_main_end();
+}
