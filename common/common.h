@@ -74,7 +74,9 @@ void hr_log(hr_log_level lvl, const char *msg, ...);
 void hr_log_batch(int on);
 void hr_log_flush(void);
 /* hr_mask_email writes a masked copy of s into out (size outlen): every
- * email address found in s keeps its first character and its domain. */
+ * address-like run found in s ("<local part>@", the local part quoted,
+ * commented or not ASCII too) keeps its domain and only its first character
+ * (when printable ASCII). When unsure it masks more. */
 void hr_mask_email(const char *s, char *out, size_t outlen);
 
 /* ---- time */

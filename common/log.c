@@ -66,32 +66,56 @@ void hr_log_set_name(const char *name)
     snprintf(log_name, sizeof log_name, "%s", name);
 }
 
-static int is_local_char(char c)
+/* addr_stop: a byte that ends an address-like run: what
+ * queue_email_normalize refuses in an address, and '@' (one address's domain
+ * is not the next one's local part). Anything else may be part of a local
+ * part: non-ASCII, quotes, parentheses, "%", ":" ... */
+static int addr_stop(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr(".!#$%&'*+/=?^_`{|}~-", c));
+    return c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';' || c == '@';
+}
+
+/* local_start returns where the local part ending at s[at] == '@' begins (at
+ * when there is none), not before from. It runs back over every byte an
+ * address may hold, and over a whole "quoted string" or (comment) with its
+ * spaces: when unsure, more is masked. A run ending in ':' is a lane's
+ * handle ("x:@shop"), not an address. */
+static size_t local_start(const char *s, size_t from, size_t at)
+{
+    if (at > from && s[at - 1] == ':') return at;
+    size_t i = at;
+    while (i > from) {
+        char c = s[i - 1];
+        if (c == '"' || c == ')') {
+            char open = c == '"' ? '"' : '(';
+            size_t k = i - 1;
+            while (k > from && s[k - 1] != open) k--;
+            if (k > from) { /* the whole quoted part, spaces and all */
+                i = k - 1;
+                continue;
+            }
+        }
+        if (addr_stop((unsigned char)c)) break;
+        i--;
+    }
+    return i;
 }
 
 void hr_mask_email(const char *s, char *out, size_t outlen)
 {
-    size_t o = 0, n = strlen(s);
     if (!outlen) return;
-    for (size_t i = 0; i < n && o + 1 < outlen;) {
-        if (is_local_char(s[i])) {
-            size_t j = i;
-            while (j < n && is_local_char(s[j])) j++;
-            if (j < n && s[j] == '@' && j + 1 < n && s[j + 1] != '@' && j > i) {
-                /* keep the first character, then *** and the domain */
-                out[o++] = s[i];
-                for (int k = 0; k < 3 && o + 1 < outlen; k++) out[o++] = '*';
-                i = j;
-                continue;
-            }
-            while (i < j && o + 1 < outlen) out[o++] = s[i++];
-            continue;
-        }
-        out[o++] = s[i++];
+    size_t o = 0, last = 0, n = strlen(s);
+    /* copy s[last..] up to each '@', its local part replaced by its first
+     * character (printable ASCII only: never half a UTF-8 sequence) and *** */
+    for (const char *a = strchr(s, '@'); a && o + 1 < outlen; a = strchr(a + 1, '@')) {
+        size_t at = (size_t)(a - s), ls = local_start(s, last, at);
+        if (ls == at) continue;
+        while (last < ls && o + 1 < outlen) out[o++] = s[last++];
+        if (s[ls] > ' ' && s[ls] < 0x7f && o + 1 < outlen) out[o++] = s[ls];
+        for (int k = 0; k < 3 && o + 1 < outlen; k++) out[o++] = '*';
+        last = at;
     }
+    while (last < n && o + 1 < outlen) out[o++] = s[last++];
     out[o] = '\0';
 }
 

@@ -43,6 +43,31 @@ static void test_mask(void)
     CHECK_STR(out, "send to a***@example.com now");
     hr_mask_email("no address @ here", out, sizeof out);
     CHECK_STR(out, "no address @ here");
+    /* local parts queue_email_normalize accepts, and what providers echo */
+    static const char *const cases[][2] = {
+        {"Invalid 'To' address: 'jane.doe@example.com'.",
+         "Invalid 'To' address: '***@example.com'."},
+        {"Invalid 'To' address: 'jos\xc3\xa9.garc\xc3\xad" "a@example.com'.",
+         "Invalid 'To' address: '***@example.com'."},
+        {"\xc3\xa9ric@example.com", "***@example.com"},
+        {"Invalid 'To' address: '\"jane doe\"@example.com'.",
+         "Invalid 'To' address: '***@example.com'."},
+        {"to \"jane doe\"@example.com", "to \"***@example.com"},
+        {"jane(doe)@example.com", "j***@example.com"},
+        {"jane(the doe)@example.com and bob%x@b.org", "j***@example.com and b***@b.org"},
+        {"a@b@c.org", "a***@b***@c.org"},
+        {"redis://user:pw@host:6379", "r***@host:6379"},
+        {"<ann+tag@example.com>, bo@x.io", "<a***@example.com>, b***@x.io"},
+        {"lane x:@shop", "lane x:@shop"}, /* a handle, not an address */
+        {"@mention and trailing@", "@mention and t***@"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        hr_mask_email(cases[i][0], out, sizeof out);
+        CHECK_STR(out, cases[i][1]);
+    }
+    /* cut short: never the local part whole */
+    hr_mask_email("xx jane.doe@example.com", out, 8);
+    CHECK_STR(out, "xx j***");
 }
 
 static void test_html_escape(void)
