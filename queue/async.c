@@ -406,6 +406,23 @@ void queue_async_free(queue_async *qa)
     do_free(qa);
 }
 
+void queue_async_reset(queue_async *qa)
+{
+    if (!qa->ac || qa->free_pending || qa->in_cb || qa->depth) return;
+    redisAsyncContext *ac = qa->ac;
+    int was = qa->connected;
+    hr_log(HR_LOG_WARN, "redis: dropping a stalled connection", NULL);
+    /* hiredis fails the pending callbacks, then (when it was connected)
+     * calls on_disconnect, which schedules the reconnect */
+    qa->depth++;
+    redisAsyncFree(ac);
+    qa->depth--;
+    if (!was) { /* still connecting: no callback told us */
+        qa->ac = NULL;
+        schedule_reconnect(qa);
+    }
+}
+
 int queue_async_connected(const queue_async *qa) { return qa->connected; }
 const char *queue_async_ns(const queue_async *qa) { return qa->ns; }
 

@@ -450,6 +450,12 @@ void queue_async_on_state(queue_async *qa, void (*cb)(queue_async *qa, int conne
 /* queue_async_redis returns the current redisAsyncContext (borrowed; NULL
  * while disconnected) for modules running their own commands. */
 struct redisAsyncContext *queue_async_redis(queue_async *qa);
+/* queue_async_reset drops the connection now, for a caller that decided
+ * Redis stalled (no reply in time): every pending callback gets its failure
+ * (NULL reply) before it returns, and the handle reconnects with backoff.
+ * Commands already sent may still run in Redis. Not from inside one of
+ * qa's callbacks (it does nothing then). */
+void queue_async_reset(queue_async *qa);
 
 /* status: the operation's result as in the sync API (0/1 as documented
  * there, a count for ack), or -1 with errmsg. */

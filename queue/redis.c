@@ -77,8 +77,13 @@ int queue_url_parse(const char *url, queue_url *u, hr_err *err)
     if (strncmp(url, "rediss://", 9) == 0)
         return hr_err_set(err, "redis url: TLS (rediss://) is not supported; use a local "
                                "TLS proxy such as stunnel");
-    if (strncmp(url, "redis://", 8) != 0)
-        return hr_err_set(err, "redis url: \"%s\": expected redis:// or unix://", url);
+    if (strncmp(url, "redis://", 8) != 0) {
+        /* echoed without its userinfo: a password must never reach a log */
+        const char *at = strrchr(url, '@'), *sep = strstr(url, "://");
+        int keep = at && sep && sep < at ? (int)(sep + 3 - url) : 0;
+        return hr_err_set(err, "redis url: \"%.*s%s%s\": expected redis:// or unix://",
+                          at ? keep : (int)strlen(url), url, at ? "***" : "", at ? at : "");
+    }
     const char *p = url + 8;
     const char *at = strrchr(p, '@');
     if (at) p = queue_url_userinfo(u, p, at);

@@ -26,11 +26,16 @@ int hook_verify_generic_mac(hook_mac *m, const char *sig_header, const char *bod
                             int64_t now_s, int window_s, hr_err *err);
 
 /* hook_redis: raw commands and scripts on a queue_async connection (which
- * reconnects with backoff). Commands issued while down fail at once. */
+ * reconnects with backoff). Commands issued while down fail at once; a
+ * command with no reply within timeout_ms (0: 2000) resets the connection,
+ * failing every command in flight. */
 typedef struct hook_redis hook_redis;
 /* cb gets the reply (NULL on failure; valid only during cb). */
 typedef void hook_redis_cb(struct redisReply *reply, const char *errmsg, void *priv);
-hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns, hr_err *err);
+hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns,
+                           int timeout_ms, hr_err *err);
+/* hook_redis_free fails the commands in flight (their callbacks run now);
+ * not from inside a hook_redis_cb. */
 void hook_redis_free(hook_redis *r);
 /* hook_redis_add_script has src (static) loaded on every connection. */
 void hook_redis_add_script(hook_redis *r, const char *src);

@@ -1,9 +1,10 @@
 /* redis.c: the webhooks processes' Redis commands on the queue's async
  * connection (queue_async: hiredis on libev, reconnects with backoff):
  * commands built once in the Redis protocol, scripts loaded on each
- * connection and again on NOSCRIPT. Every callback runs exactly once. It
- * does not queue commands while disconnected: the caller answers 503 and the
- * provider retries. */
+ * connection and again on NOSCRIPT. Every callback runs exactly once, within
+ * the command timeout: a Redis that stalls without closing the connection
+ * (SIGSTOP, a partition) has it reset. It does not queue commands while
+ * disconnected: the caller answers 503 and the provider retries. */
 #include <ev.h>
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
@@ -17,18 +18,31 @@
 #include "internal.h"
 #include "queue.h"
 
+typedef struct pending pending;
+
 struct hook_redis {
+    struct ev_loop *loop;
     queue_async *qa;        /* the connection, its reconnects and backoff */
     const char *scripts[4]; /* loaded on every (re)connection */
     int nscripts;
+    /* Commands in flight, oldest first: Redis answers in order, so the
+     * oldest is the one late. One timer for them all, armed for the
+     * oldest's deadline and moved only when it fires (not per command). */
+    pending *head, *tail;
+    ev_timer deadline;
+    double timeout_s;
+    int timed_out; /* while a reset fails the commands in flight */
+    char timeout_msg[64];
 };
 
-typedef struct pending {
+struct pending {
     hook_redis *r;
     hook_redis_cb *cb;
     void *priv;
     const char *src; /* the script, reloaded when Redis answers NOSCRIPT */
-} pending;
+    ev_tstamp sent;
+    pending *prev, *next;
+};
 
 void hook_script_sha(const char *src, char out[41])
 {
@@ -49,7 +63,34 @@ static void on_state(queue_async *qa, int connected, void *priv)
         redisAsyncCommand(ac, ignore_reply, NULL, "SCRIPT LOAD %s", r->scripts[i]);
 }
 
-hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns, hr_err *err)
+/* on_deadline: the oldest command in flight has had no reply in time:
+ * Redis is stalled. Reset the connection, which fails every command in
+ * flight (their requests answer 503; a script Redis runs later anyway is
+ * absorbed by the de-duplication when the provider retries). Otherwise
+ * wait for the oldest's deadline. */
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    hook_redis *r = w->data;
+    if (!r->head) return; /* all answered: the next command starts it */
+    double left = r->head->sent + r->timeout_s - ev_now(loop);
+    if (left > 0) {
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    hr_log(HR_LOG_WARN, "redis: no reply in time, resetting the connection", "error",
+           r->timeout_msg, NULL);
+    r->timed_out = 1;
+    queue_async_reset(r->qa);
+    r->timed_out = 0;
+    if (r->head) { /* not reset (cannot be, from here): try again later */
+        ev_timer_set(w, r->timeout_s, 0.);
+        ev_timer_start(loop, w);
+    }
+}
+
+hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns,
+                           int timeout_ms, hr_err *err)
 {
     queue_opts o = {0};
     o.url = url;
@@ -57,7 +98,13 @@ hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns
     queue_async *qa = queue_async_new(loop, &o, err);
     if (!qa) return NULL;
     hook_redis *r = hr_calloc(1, sizeof *r);
+    r->loop = loop;
     r->qa = qa;
+    r->timeout_s = (timeout_ms > 0 ? timeout_ms : 2000) / 1000.0;
+    snprintf(r->timeout_msg, sizeof r->timeout_msg, "redis: no reply within %d ms",
+             timeout_ms > 0 ? timeout_ms : 2000);
+    ev_timer_init(&r->deadline, on_deadline, 0., 0.);
+    r->deadline.data = r;
     queue_async_on_state(qa, on_state, r);
     return r;
 }
@@ -65,6 +112,7 @@ hook_redis *hook_redis_new(struct ev_loop *loop, const char *url, const char *ns
 void hook_redis_free(hook_redis *r)
 {
     if (!r) return;
+    ev_timer_stop(r->loop, &r->deadline);
     /* pending commands get NULL replies: each request answers (503) */
     queue_async_free(r->qa);
     free(r);
@@ -91,14 +139,21 @@ void hook_redis_add_script(hook_redis *r, const char *src)
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     pending *p = priv;
+    hook_redis *r = p->r;
     redisReply *rep = reply;
+    if (p->prev) p->prev->next = p->next;
+    else r->head = p->next;
+    if (p->next) p->next->prev = p->prev;
+    else r->tail = p->prev;
     if (rep && rep->type == REDIS_REPLY_ERROR && p->src && strncmp(rep->str, "NOSCRIPT", 8) == 0)
         /* flushed behind our back: reload for the next call; this one fails
          * (503) and its provider retries */
         redisAsyncCommand(ac, ignore_reply, NULL, "SCRIPT LOAD %s", p->src);
     const char *msg = NULL;
     if (!rep)
-        msg = ac && ac->errstr[0] ? ac->errstr : "redis: connection lost";
+        msg = r->timed_out           ? r->timeout_msg
+              : ac && ac->errstr[0] ? ac->errstr
+                                    : "redis: connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
         msg = rep->str;
     p->cb(msg ? NULL : rep, msg, p->priv);
@@ -139,5 +194,15 @@ void hook_redis_formatted(hook_redis *r, const char *src, const char *cmd, size_
     if (redisAsyncFormattedCommand(ac, on_reply, p, cmd, len) != REDIS_OK) {
         free(p);
         cb(NULL, "redis: cannot send command", priv);
+        return;
+    }
+    p->sent = ev_now(r->loop);
+    p->prev = r->tail;
+    if (r->tail) r->tail->next = p;
+    else r->head = p;
+    r->tail = p;
+    if (!ev_is_active(&r->deadline)) {
+        ev_timer_set(&r->deadline, r->timeout_s, 0.);
+        ev_timer_start(r->loop, &r->deadline);
     }
 }

@@ -62,6 +62,7 @@ typedef struct rec_ctx {
     int ignored;
     int unsub;        /* answer with the unsubscribe page */
     int first, count; /* this request's events in its batch */
+    int tok;          /* its signature token's index in the batch, or -1 */
     char masked[300];
     char campaign[128];
 } rec_ctx;
@@ -73,6 +74,8 @@ typedef struct batch {
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
+    hr_buf toks; /* Mailgun's signature tokens: 3 ARGV each, after the events */
+    int ntoks;
     rec_ctx **ctxs;
     int nctxs, capctxs;
 } batch;
@@ -111,6 +114,7 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
     s->recorded += rec;
     s->duplicates += dup;
     s->unmatched += unm;
+    s->ignored += x->ignored;
     if (x->unsub) {
         s->unsubscribes++;
         hr_buf b;
@@ -158,18 +162,20 @@ static void answer_unavailable(rec_ctx *x, const char *errmsg)
 static void batch_free(batch *b)
 {
     hr_buf_release(&b->args);
+    hr_buf_release(&b->toks);
     for (int i = 0; i < b->nctxs; i++)
         free(b->ctxs[i]);
     free(b->ctxs);
     free(b);
 }
 
-/* on_batch answers every request of the batch from the script's per-event
- * codes, one character each: 1 recorded, 2 duplicate, 3 unmatched. */
+/* on_batch answers every request of the batch from the script's codes, one
+ * character each: per event 1 recorded, 2 duplicate, 3 unmatched (4: its
+ * request was refused), then per token 1 accepted, 4 used before. */
 static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
     batch *b = priv;
-    int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents;
+    int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents + b->ntoks;
     if (!ok)
         hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
                errmsg ? errmsg : "unexpected script reply", NULL);
@@ -177,6 +183,14 @@ static void on_batch(redisReply *rep, const char *errmsg, void *priv)
         rec_ctx *x = b->ctxs[i];
         if (!ok) {
             answer_unavailable(x, errmsg);
+            continue;
+        }
+        if (x->tok >= 0 && rep->str[b->nevents + x->tok] == '4') {
+            /* a replay: its token was used before, so nothing was written */
+            x->s->rejected++;
+            hr_log(HR_LOG_WARN, "webhook rejected", "route", "mailgun", "peer",
+                   hook_req_peer(x->r), "error", "mailgun: signature token used before", NULL);
+            answer_error(x->r, 401, "signature check failed");
             continue;
         }
         long c[4] = {0};
@@ -202,13 +216,14 @@ static void flush_batch(hook_server *s)
     hr_buf_reserve(&cmd, s->call_head.len + b->args.len + 128);
     char num[24];
     hr_buf_putc(&cmd, '*');
-    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs));
+    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs + 3 * b->ntoks));
     hr_buf_puts(&cmd, "\r\n");
     hr_buf_append(&cmd, s->call_head.data, s->call_head.len);
     const int64_t head[4] = {hr_now_ms(), s->seen_period_ms, s->stream_maxlen, b->nevents};
     for (int k = 0; k < 4; k++)
         hook_resp_arg(&cmd, num, hook_fmt_i64(num, head[k]));
     hr_buf_append(&cmd, b->args.data, b->args.len);
+    if (b->ntoks) hr_buf_append(&cmd, b->toks.data, b->toks.len);
     hook_redis_formatted(s->redis, hook_lua_record, cmd.data, cmd.len, on_batch, b);
     hr_buf_release(&cmd);
 }
@@ -227,13 +242,26 @@ static void push_arg(batch *b, const char *v)
 }
 
 /* record adds evs to the current batch; ctx is taken over and answered when
- * the batch's script replies. */
-static void record(hook_server *s, rec_ctx *x, const hook_events *evs)
+ * the batch's script replies. token, when not NULL, is the request's
+ * signature token: the script records its events only if the token was
+ * not used before, and remembers it in the same call. */
+static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const char *token)
 {
     if (!s->cur) s->cur = hr_calloc(1, sizeof *s->cur);
     batch *b = s->cur;
     x->first = b->nevents;
     x->count = evs->n;
+    x->tok = -1;
+    if (token) {
+        /* remembered with the event ids ("<platform>:<id>"), as
+         * "mailgun-token:<token>" */
+        char num[24], *f = hr_asprintf("mailgun-token:%s", token);
+        hook_resp_arg(&b->toks, f, strlen(f));
+        free(f);
+        hook_resp_arg(&b->toks, num, hook_fmt_i64(num, x->first + 1));
+        hook_resp_arg(&b->toks, num, hook_fmt_i64(num, evs->n));
+        x->tok = b->ntoks++;
+    }
     for (int i = 0; i < evs->n; i++) {
         const hook_event *e = &evs->v[i];
         push_arg(b, e->id);
@@ -286,21 +314,23 @@ static int route_verify(hook_server *s, hook_req *r, const char *provider, const
 
 /* mailgun_verify_body checks the signature object Mailgun puts in the JSON
  * body; on success *root is the parsed body (the caller's), so the events
- * are read from it without parsing the body again. */
+ * are read from it without parsing the body again, and *token its signature
+ * token (borrowed from *root). */
 static int mailgun_verify_body(hook_server *s, const char *body, size_t len, json_t **root,
-                               hr_err *err)
+                               const char **token, hr_err *err)
 {
     json_error_t je;
     *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!*root) return hr_err_set(err, "mailgun: body is not JSON (or repeats a key)");
     json_t *sig = json_object_get(*root, "signature");
+    *token = json_string_value(json_object_get(sig, "token"));
     int rc = hook_verify_mailgun(
-        s->mailgun_key, json_string_value(json_object_get(sig, "timestamp")),
-        json_string_value(json_object_get(sig, "token")),
+        s->mailgun_key, json_string_value(json_object_get(sig, "timestamp")), *token,
         json_string_value(json_object_get(sig, "signature")), hr_now_ms() / 1000, s->window_s, err);
     if (rc != 0) {
         json_decref(*root);
         *root = NULL;
+        *token = NULL;
     }
     return rc;
 }
@@ -328,8 +358,10 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
     const char *body = hook_req_body(r, &len);
     hr_err err = {0};
     json_t *mg_root = NULL; /* mailgun: the body, parsed once */
-    int vrc = strcmp(provider, "mailgun") == 0 ? mailgun_verify_body(s, body, len, &mg_root, &err)
-                                               : route_verify(s, r, provider, body, len, &err);
+    const char *mg_token = NULL;
+    int vrc = strcmp(provider, "mailgun") == 0
+                  ? mailgun_verify_body(s, body, len, &mg_root, &mg_token, &err)
+                  : route_verify(s, r, provider, body, len, &err);
     if (vrc != 0) {
         s->rejected++;
         hr_log(HR_LOG_WARN, "webhook rejected", "route", provider, "peer", hook_req_peer(r),
@@ -342,8 +374,13 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
               : mg_root                           ? hook_parse_mailgun_json(mg_root, &evs, &err)
               : strcmp(provider, "postmark") == 0 ? hook_parse_postmark(body, len, &evs, &err)
                                                   : hook_parse_generic(body, len, &evs, &err);
+    /* Mailgun signs only timestamp + token, not the event: each token is
+     * good once, consumed by the script that records the request (even one
+     * whose event herald ignores: its signature must not carry another) */
+    char *token = mg_token ? hr_strdup(mg_token) : NULL;
     json_decref(mg_root);
     if (prc != 0) {
+        free(token);
         s->malformed++;
         hr_log(HR_LOG_WARN, "webhook malformed", "route", provider, "error", err.msg, NULL);
         json_t *o = json_pack("{ss}", "error", err.msg);
@@ -353,8 +390,8 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
         free(j);
         return;
     }
-    s->ignored += evs.ignored;
-    if (evs.n == 0) {
+    if (evs.n == 0 && !token) {
+        s->ignored += evs.ignored;
         char out[96];
         snprintf(out, sizeof out,
                  "{\"recorded\":0,\"duplicates\":0,\"unmatched\":0,\"ignored\":%d}", evs.ignored);
@@ -366,14 +403,16 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
         s->unavailable++;
         answer_error(r, 503, "storage unavailable, retry later");
         hook_events_release(&evs);
+        free(token);
         return;
     }
     rec_ctx *x = hr_calloc(1, sizeof *x);
     x->s = s;
     x->r = r;
     x->ignored = evs.ignored;
-    record(s, x, &evs);
+    record(s, x, &evs, token);
     hook_events_release(&evs);
+    free(token);
 }
 
 static void handle_unsub(hook_server *s, hook_req *r, const char *token)
@@ -436,7 +475,7 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
     x->unsub = 1;
     snprintf(x->masked, sizeof x->masked, "%s", masked);
     snprintf(x->campaign, sizeof x->campaign, "%s", u.campaign);
-    record(s, x, &evs);
+    record(s, x, &evs, NULL);
     hook_events_release(&evs);
 }
 
@@ -530,6 +569,13 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     s->window_s = (int)v;
     if (hr_config_get_i64(c, "webhooks-dedupe-days", 7, &v, err) != 0) goto fail;
     s->seen_period_ms = v * 86400000LL;
+    /* Mailgun's tokens are remembered with the seen ids, for at least one
+     * period: that must outlast twice the window a token is good in */
+    if (v < 1 || s->seen_period_ms < 2000LL * s->window_s) {
+        hr_err_set(err, "webhooks-dedupe-days: %lld is less than twice "
+                   "webhooks-replay-window (%d s)", (long long)v, s->window_s);
+        goto fail;
+    }
     if (hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &v, err) != 0) goto fail;
     s->stream_maxlen = (long)v;
     hr_err cerr = {0};
@@ -548,13 +594,20 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
         hr_err_set(err, "%s", cerr.msg);
         goto fail;
     }
-    int64_t max_body, max_conns, req_ms, idle_ms;
+    int64_t max_body, max_conns, req_ms, idle_ms, redis_ms;
     if (hr_config_get_i64(c, "webhooks-max-body", 1 << 20, &max_body, err) != 0 ||
         hr_config_get_i64(c, "webhooks-max-conns", 1024, &max_conns, err) != 0 ||
         hr_config_get_i64(c, "webhooks-request-timeout-ms", 10000, &req_ms, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-idle-timeout-ms", 30000, &idle_ms, err) != 0)
+        hr_config_get_i64(c, "webhooks-idle-timeout-ms", 30000, &idle_ms, err) != 0 ||
+        hr_config_get_i64(c, "webhooks-redis-timeout-ms", 2000, &redis_ms, err) != 0)
         goto fail;
-    s->redis = hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), ns, err);
+    if (redis_ms < 1 || redis_ms > 3600000) {
+        hr_err_set(err, "webhooks-redis-timeout-ms: expected 1..3600000, got %lld",
+                   (long long)redis_ms);
+        goto fail;
+    }
+    s->redis =
+        hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), ns, (int)redis_ms, err);
     if (!s->redis) goto fail;
     hook_redis_add_script(s->redis, hook_lua_record);
     hook_httpd_opts o = {0};

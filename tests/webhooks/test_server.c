@@ -73,16 +73,18 @@ static void start_server(void)
 }
 
 /* write_conf writes the test config, listening on listen_port with a body
- * limit of max_body bytes, to path */
-static void write_conf(const char *path, int listen_port, long max_body)
+ * limit of max_body bytes and the extra lines (or NULL), to path. Redis gets
+ * 10 s to reply (graceful_stop makes it sleep 1.5 s), unless extra says. */
+static void write_conf(const char *path, int listen_port, long max_body, const char *extra)
 {
     char *text =
         hr_asprintf("redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
                     "sendgrid-webhook-key-file %s/sg.pem\nmailgun-signing-key-file %s/mg.key\n"
                     "postmark-webhook-auth-file %s/pm.auth\nwebhook-hmac-key-file %s/gen.key\n"
                     "webhooks-listen 127.0.0.1:%d\nwebhooks-max-body %ld\n"
-                    "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n",
-                    redis->sock, dir, dir, dir, dir, dir, listen_port, max_body);
+                    "webhooks-request-timeout-ms 400\nwebhooks-max-conns 200\n%s",
+                    redis->sock, dir, dir, dir, dir, dir, listen_port, max_body,
+                    extra ? extra : "webhooks-redis-timeout-ms 10000\n");
     th_write_file(path, text);
     free(text);
 }
@@ -106,7 +108,7 @@ static void setup(void)
     write_at("mg.key", mg_key);
     write_at("pm.auth", "hooks:pm-pass");
     snprintf(conf, sizeof conf, "%s/herald.conf", dir);
-    write_conf(conf, port, 65536);
+    write_conf(conf, port, 65536, NULL);
     char *r = th_redis_cmd(redis, "HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB);
     free(r);
     start_server();
@@ -122,14 +124,20 @@ static long to_long(char *s)
     return v;
 }
 
-/* post_generic signs body at time ts (0: now) and posts it. */
-static int post_generic(const char *body, int64_t ts, char **resp)
+/* post_generic_to signs body at time ts (0: now) and posts it to the
+ * server on port at. */
+static int post_generic_to(int at, const char *body, int64_t ts, char **resp)
 {
     char sig[200], hdr[260];
     hook_sign_generic(gen_key, ts ? ts : hr_now_ms() / 1000, body, strlen(body), sig, sizeof sig);
     snprintf(hdr, sizeof hdr, "X-Herald-Signature: %s", sig);
     const char *h[] = {hdr, "Content-Type: application/json", NULL};
-    return th_http(port, "POST", "/webhooks/generic", h, body, resp);
+    return th_http(at, "POST", "/webhooks/generic", h, body, resp);
+}
+
+static int post_generic(const char *body, int64_t ts, char **resp)
+{
+    return post_generic_to(port, body, ts, resp);
 }
 
 static void test_generic(void)
@@ -313,11 +321,13 @@ static void test_sendgrid(void)
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|bounce", JOB), 1);
 }
 
-static int post_mailgun(const char *event_json, int64_t ts, int forge)
+/* post_mailgun posts event_json under a signature block of token tok at
+ * time ts (forged: a wrong MAC); *resp gets the answer when not NULL. */
+static int post_mailgun_tok(const char *event_json, int64_t ts, int forge, const char *tok,
+                            char **resp)
 {
     char t[24], hex[65];
     snprintf(t, sizeof t, "%lld", (long long)ts);
-    const char *tok = "tok0123456789abcdef0123456789abcdef0123456789abcd";
     char *msg = hr_asprintf("%s%s", t, tok);
     unsigned char mac[32];
     hr_hmac_sha256(mg_key, strlen(mg_key), msg, strlen(msg), mac);
@@ -328,9 +338,38 @@ static int post_mailgun(const char *event_json, int64_t ts, int forge)
                              "\"%s\"},\"event-data\":%s}",
                              t, tok, hex, event_json);
     const char *h[] = {"Content-Type: application/json", NULL};
-    int st = th_http(port, "POST", "/webhooks/mailgun", h, body, NULL);
+    int st = th_http(port, "POST", "/webhooks/mailgun", h, body, resp);
     free(body);
     return st;
+}
+
+/* post_mailgun: with a fresh token each time, as Mailgun signs each
+ * delivery */
+static int post_mailgun(const char *event_json, int64_t ts, int forge)
+{
+    static int n;
+    char tok[64];
+    snprintf(tok, sizeof tok, "tok%047d", ++n);
+    return post_mailgun_tok(event_json, ts, forge, tok, NULL);
+}
+
+/* engagement_state: every counter, suppression and stream length, to see
+ * that a refused request changed none */
+static char *engagement_state(void)
+{
+    static const char *const cmds[][2] = {
+        {"HGETALL", "{t}:eng:totals"},   {"HGETALL", "{t}:eng:jobs"},
+        {"HGETALL", "{t}:eng:campaigns"}, {"HGETALL", "{t}:eng:contacts"},
+        {"HGETALL", "{t}:suppressed"},   {"XLEN", "{t}:events"},
+        {"HLEN", "{t}:ev:seen:0"},       {"HLEN", "{t}:ev:seen:1"}};
+    hr_buf b;
+    hr_buf_init(&b);
+    for (size_t i = 0; i < HR_ARRAY_LEN(cmds); i++) {
+        char *v = rcmd("%s %s", cmds[i][0], cmds[i][1]);
+        hr_buf_printf(&b, "%s\n--\n", v ? v : "(nil)");
+        free(v);
+    }
+    return b.data;
 }
 
 static void test_mailgun(void)
@@ -345,9 +384,61 @@ static void test_mailgun(void)
     CHECK_INT(post_mailgun(ev, now - 3600, 0), 401);
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 0);
     CHECK_INT(post_mailgun(ev, now, 0), 200);
-    CHECK_INT(post_mailgun(ev, now, 0), 200); /* duplicate delivery */
+    CHECK_INT(post_mailgun(ev, now, 0), 200); /* redelivered, freshly signed */
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 1);
     CHECK_INT(post_mailgun("{\"event\":\"opened\"}", now, 0), 400);
+}
+
+/* test_mailgun_replay: Mailgun signs timestamp + token only, so a captured
+ * signature block carries any event-data: each token is good once, and a
+ * second use is 401 that changes nothing, whatever its body. */
+static void test_mailgun_replay(void)
+{
+    const char *tok = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeed00";
+    int64_t now = hr_now_ms() / 1000;
+    char *resp = NULL;
+    CHECK_INT(post_mailgun_tok("{\"event\":\"opened\",\"id\":\"rp-1\",\"recipient\":"
+                               "\"reader@example.com\",\"timestamp\":1700000000}",
+                               now, 0, tok, &resp),
+              200);
+    CHECK(resp && strstr(resp, "\"recorded\":0,\"duplicates\":0,\"unmatched\":1"));
+    free(resp);
+    char *before = engagement_state();
+    /* the same signature block, new event-data: a forged bounce */
+    const char *forged = "{\"event\":\"failed\",\"severity\":\"permanent\",\"id\":\"rp-2\","
+                         "\"recipient\":\"victim@example.com\",\"timestamp\":1700000000}";
+    CHECK_INT(post_mailgun_tok(forged, now, 0, tok, NULL), 401);
+    /* and the genuine body again */
+    CHECK_INT(post_mailgun_tok("{\"event\":\"opened\",\"id\":\"rp-1\",\"recipient\":"
+                               "\"reader@example.com\",\"timestamp\":1700000000}",
+                               now, 0, tok, NULL),
+              401);
+    char *after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    char digest[65];
+    REQUIRE(queue_suppress_hash(secret, "victim@example.com", digest) == 0);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
+    /* a token whose event herald ignores is spent all the same */
+    const char *tok2 = "0123456789abcdef0123456789abcdef0123456789abcdef01";
+    resp = NULL;
+    CHECK_INT(post_mailgun_tok("{\"event\":\"accepted\",\"id\":\"rp-3\"}", now, 0, tok2, &resp),
+              200);
+    CHECK(resp && strstr(resp, "\"ignored\":1"));
+    free(resp);
+    free(before);
+    before = engagement_state(); /* the token is remembered */
+    CHECK_INT(post_mailgun_tok(forged, now, 0, tok2, NULL), 401);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
+    after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+    /* the forged event with a token of its own is recorded (it is signed) */
+    CHECK_INT(post_mailgun_tok(forged, now, 0, "ffffffffffffffffffffffffffffffffffffffffffffffff00",
+                               NULL),
+              200);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
 }
 
 static void test_postmark(void)
@@ -400,6 +491,67 @@ static void test_redis_down(void)
     free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB));
     CHECK_INT(post_generic(body, 0, NULL), 200);
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|reply", JOB), 1);
+}
+
+/* test_redis_stall: a Redis that hangs without closing the connection
+ * (SIGSTOP, like a partition) gets the requests waiting on it answered 503
+ * at the deadline (a server of its own: webhooks-redis-timeout-ms 300),
+ * again after the connection is reset, for as long as it hangs. Once Redis
+ * is back the provider's retries are 200, and each event is recorded once
+ * whether or not Redis ran the scripts sent before the reset. */
+typedef struct retry_arg {
+    int at;
+    const char *body;
+} retry_arg;
+
+static int retried_ok(void *arg)
+{
+    const retry_arg *a = arg;
+    return post_generic_to(a->at, a->body, 0, NULL) == 200;
+}
+
+static void test_redis_stall(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stall.conf", dir);
+    int at = th_free_port();
+    write_conf(path, at, 65536, "webhooks-redis-timeout-ms 300\n");
+    pid_t pid = spawn_server(path, "stall.log", &at);
+    const char *J = "0000000Astall0000001";
+    free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", J + 8, J));
+    char body[3][200];
+    for (int i = 0; i < 3; i++)
+        snprintf(body[i], sizeof body[i],
+                 "{\"events\":[{\"id\":\"stall-%d\",\"type\":\"click\",\"job\":\"%s\"}]}", i, J);
+    CHECK_INT(post_generic_to(at, body[0], 0, NULL), 200);
+    long xlen0 = rint_("XLEN {t}:events");
+    kill(redis->pid, SIGSTOP);
+    char *resp = NULL;
+    CHECK_INT(post_generic_to(at, body[1], 0, &resp), 503);
+    CHECK(resp && strstr(resp, "retry later"));
+    free(resp);
+    /* on the connection made after the reset (to the kernel's backlog: Redis
+     * still hangs): the same */
+    CHECK(th_wait_for(ready_at, &at, 10000));
+    CHECK_INT(post_generic_to(at, body[2], 0, NULL), 503);
+    CHECK_INT(post_generic_to(at, body[1], 0, NULL), 503);
+    kill(redis->pid, SIGCONT);
+    for (int i = 1; i < 3; i++) {
+        retry_arg a = {at, body[i]};
+        CHECK(th_wait_for(retried_ok, &a, 10000));
+    }
+    resp = NULL;
+    CHECK_INT(post_generic_to(at, body[1], 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":0,\"duplicates\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|click", J), 3);
+    CHECK_INT(rint_("XLEN {t}:events") - xlen0, 2);
+    char log[600];
+    snprintf(log, sizeof log, "%s/stall.log", dir);
+    char *text = th_read_file(log, NULL);
+    CHECK(text && strstr(text, "redis: no reply within 300 ms"));
+    free(text);
+    th_kill(pid, SIGTERM);
 }
 
 /* ---- raw sockets for keep-alive, pipelining, slow clients, many conns */
@@ -620,7 +772,7 @@ static void test_pipeline_flood(void)
     char path[600];
     snprintf(path, sizeof path, "%s/flood.conf", dir);
     int at = th_free_port();
-    write_conf(path, at, 4 << 20);
+    write_conf(path, at, 4 << 20, NULL);
     pid_t pid = spawn_server(path, "flood.log", &at);
     int fd = dial_port(at), eof;
     REQUIRE(fd >= 0);
@@ -900,6 +1052,25 @@ static void test_graceful_stop(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* test_url_password: a redis-url with the wrong scheme is refused naming
+ * the url, without its password */
+static void test_url_password(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/badurl.conf", dir);
+    char *text = hr_asprintf("redis-url http://herald:s3cret-pw@redis.internal:6379/0\n"
+                             "namespace t\nsecret-file %s/secret\n",
+                             dir);
+    th_write_file(path, text);
+    free(text);
+    char *argv[] = {HERALD_BIN, "--config", path, "webhooks", NULL};
+    char *out = NULL;
+    CHECK(th_exec(argv, NULL, 1, &out) != 0);
+    CHECK(out && strstr(out, "\"http://***@redis.internal:6379/0\": expected redis://"));
+    CHECK(out && !strstr(out, "s3cret"));
+    free(out);
+}
+
 int main(void)
 {
     setup();
@@ -909,6 +1080,7 @@ int main(void)
     th_run("one_batch", test_one_batch);
     th_run("sendgrid", test_sendgrid);
     th_run("mailgun", test_mailgun);
+    th_run("mailgun_replay", test_mailgun_replay);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
@@ -920,7 +1092,9 @@ int main(void)
     th_run("unsubscribe", test_unsubscribe);
     th_run("forget", test_forget);
     th_run("health_metrics", test_health_metrics);
+    th_run("url_password", test_url_password);
     th_run("redis_down", test_redis_down);
+    th_run("redis_stall", test_redis_stall);
     th_run("graceful_stop", test_graceful_stop);
     EVP_PKEY_free(sg_key);
     free(dir);

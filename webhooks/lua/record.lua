@@ -4,8 +4,12 @@
 --       9 eng:contacts, 10 eng:totals (hashes), 11 seen:1
 -- ARGV: now_ms, seen_period_ms, stream_maxlen, n, then 8 per event:
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
+--       then 3 per signature token (Mailgun's), if any: the token's seen-id
+--       name, the index of its request's first event, its number of events
 -- Returns a string of one code per event: 1 recorded, 2 duplicate,
--- 3 unmatched (one reply, not an array of n: cheaper on both sides).
+-- 3 unmatched, 4 not recorded (its request's token was used before), then
+-- one per token: 1 accepted (remembered with the seen ids), 4 used before
+-- (one reply, not an array of n: cheaper on both sides).
 -- Each value passed to or from redis.call costs about as much as the Lua
 -- work of an event: the script reads what the batch needs in a few HMGETs,
 -- decides in plain Lua (locals, no helper calls per event), then writes: one
@@ -53,6 +57,9 @@ for i = 1, n do
   ukhs[i] = #job == 20 and sub(job, 9) or '-'
   if A[b + 4] ~= '' then pk[#pk + 1] = i; pkeys[#pkeys + 1] = A[b + 4] end
 end
+-- Tokens are looked up with the event ids, after them (ids[n + t]).
+local nt = (#A - 4 - n * 8) / 3
+for t = 1, nt do ids[n + t] = A[n * 8 + 3 * t + 2] end
 local in_cur = fresh and {} or hmget(cur, ids)
 local in_old = old_p and hmget(old, ids) or {}
 local done = hmget(KEYS[4], ukhs)
@@ -77,6 +84,25 @@ if #pkeys > 0 then
   for k = 1, #pk do pids[pk[k]] = got[k] end
 end
 
+-- A token used before (or twice in this batch) refuses its request: its
+-- events go the duplicates' way, coded 4, and count nowhere.
+local tok_out, tok_batch, refused = {}, {}, {}
+for t = 1, nt do
+  local b = n * 8 + 3 * t + 2
+  local tok = ids[n + t]
+  if in_cur[n + t] or in_old[n + t] or tok_batch[tok] then
+    tok_out[t] = '4'
+    local first = tonumber(A[b + 1])
+    for i = first, first + tonumber(A[b + 2]) - 1 do
+      in_cur[i] = true
+      refused[i] = true
+    end
+  else
+    tok_out[t] = '1'
+    tok_batch[tok] = true
+  end
+end
+
 -- Decide, in Lua only: each event's code, job and campaign; the counters'
 -- increments; the suppressions and the contacts' job lists.
 local out, new_ids, nn, batch_seen = {}, {}, 0, {}
@@ -87,8 +113,12 @@ for i = 1, n do
   local b = i * 8 - 3
   local id = ids[i]
   if in_cur[i] or in_old[i] or batch_seen[id] then
-    out[i] = '2'
-    c_tot.duplicate = (c_tot.duplicate or 0) + 1
+    if refused[i] then
+      out[i] = '4'
+    else
+      out[i] = '2'
+      c_tot.duplicate = (c_tot.duplicate or 0) + 1
+    end
   else
     batch_seen[id] = true
     nn = nn + 1
@@ -152,16 +182,21 @@ if fresh then
 end
 if stale then call('UNLINK', old) end
 for i = 1, n do
-  if out[i] ~= '2' then
+  local o = out[i]
+  if o == '1' or o == '3' then
     local b = i * 8 - 3
     call('XADD', KEYS[2], '*', 'type', A[b + 1], 'job', ejob[i] or A[b + 2],
       'campaign', ecamp[i] or A[b + 3], 'platform', A[b + 6], 'ts', A[b + 7], 'event', A[b])
   end
 end
-if nn > 0 then
-  call('XTRIM', KEYS[2], 'MAXLEN', '~', A[3])
-  hset(cur, new_ids)
+for t = 1, nt do
+  if tok_out[t] == '1' then
+    new_ids[#new_ids + 1] = ids[n + t]
+    new_ids[#new_ids + 1] = now
+  end
 end
+if nn > 0 then call('XTRIM', KEYS[2], 'MAXLEN', '~', A[3]) end
+if #new_ids > 0 then hset(cur, new_ids) end
 for s, v in pairs(supp_set) do call('HSETNX', KEYS[3], s, v) end
 for f, js in pairs(cont_new) do call('HSET', KEYS[9], f, js) end
 -- a Lua number argument is formatted with %.17g; most sums are 1
@@ -172,4 +207,4 @@ incr(KEYS[7], c_jobs)
 incr(KEYS[8], c_camps)
 incr(KEYS[9], c_conts)
 incr(KEYS[10], c_tot)
-return table.concat(out)
+return nt > 0 and table.concat(out) .. table.concat(tok_out) or table.concat(out)
