@@ -44,7 +44,7 @@ static int fb_readback(plat_send *s, plat_request *req, hr_err *err)
     const char *page;
     if (need_opt(s->a, "page-id", &page, err)) return -1;
     char *e = plat_urlenc(page);
-    req_init(req, "GET", url_join(s->a, "/%s/%s/feed?fields=id,message&limit=25", FB_VERSION, e));
+    req_init(req, "GET", url_join(s->a, "/%s/%s/feed?fields=id,message,created_time&limit=25", FB_VERSION, e));
     free(e);
     req_bearer(req, s->a->credential);
     return 0;
@@ -54,7 +54,7 @@ static void fb_readback_response(plat_send *s, const plat_response *r, plat_outc
 {
     if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
     if (classify_error(s, r, o, NULL)) return;
-    readback_by_text(s, r, o, "data", "message", "facebook: read back");
+    readback_by_text(s, r, o, "data", "message", "created_time", "facebook: read back");
 }
 
 static int fb_engagement(const plat_account *a, const plat_session *sess, const char *id,

@@ -49,6 +49,10 @@ struct plat_send {
     char **cids; /* Bluesky cid per part */
     char *container; /* Threads: the container being published */
     int readback_tries;
+    /* read-back paging (X, LinkedIn): the next page's token or offset
+     * (NULL: the first page) and pages read so far */
+    char *rb_page;
+    int rb_pages;
     int preview; /* building a request to show, not to send: no lookups */
     char *unsub_header; /* "<url>" for List-Unsubscribe */
     void *priv;                 /* platform-private step state */
@@ -117,16 +121,35 @@ char *html_maybe(const char *s);
 
 /* ---- shared platform bits */
 void eng_init(plat_engagement *e);
-int social_text_readback_match(const char *want, const char *got);
 /* eng_body parses an engagement answer; NULL with o PERMANENT when it
  * cannot be read */
 json_t *eng_body(const plat_response *r, plat_outcome *o, const char *what);
-/* readback_by_text finds the sent post in a list answer (the array at list,
- * or the body itself when list is NULL) by its field's text: SENT with its
- * id, or ABSENT */
 /* readback_id_at: SENT with the id at path of the answer, else ABSENT */
 void readback_id_at(const plat_response *r, plat_outcome *o, const char *path, const char *what);
+
+/* ---- read-back by text (readback.c) */
+/* readback_since_ms returns the earliest time a post of s's job can have
+ * been created (the job's creation or due time, whichever is later, less a
+ * minute of clock skew); 0 when the job does not say. */
+int64_t readback_since_ms(const plat_send *s);
+/* readback_text_match returns 1 when got, a post's text as the platform
+ * shows it, is want, the text herald sent: equal whole, after NFC and
+ * folding whitespace runs, with links compared without scheme or trailing
+ * slash; a link the platform shortened (t.co) and did not expand matches
+ * any link. */
+int readback_text_match(const char *want, const char *got);
+/* readback_in_list looks for the sent post in arr (a JSON array of posts
+ * with "id", the text at field and the creation time at created, RFC 3339
+ * or epoch ms; created NULL: not checked): SENT with its id, else ABSENT.
+ * Posts created before readback_since_ms are not the job's. want NULL is
+ * the post's first part. Returns the number of posts in arr. */
+int readback_in_list(const plat_send *s, json_t *arr, const char *want, const char *field,
+                     const char *created, plat_outcome *o, const char *what);
+/* readback_by_text: readback_in_list over a list answer (the array at
+ * list, or the body itself when list is NULL); TRANSIENT when the body is
+ * not JSON. */
 void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
-                      const char *list, const char *field, const char *what);
+                      const char *list, const char *field, const char *created,
+                      const char *what);
 
 #endif

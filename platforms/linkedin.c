@@ -89,12 +89,18 @@ static void li_response(plat_send *s, const plat_response *r, plat_outcome *o)
                 r->status);
 }
 
+/* Read-back pages: at most this many of LI_PAGE posts, newest first. */
+#define LI_READBACK_PAGES 10
+#define LI_PAGE 100
+
 static int li_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *author;
     if (need_opt(s->a, "author", &author, err)) return -1;
     char *e = plat_urlenc(author);
-    req_init(req, "GET", url_join(s->a, "/rest/posts?author=%s&q=author&count=20", e));
+    req_init(req, "GET",
+             url_join(s->a, "/rest/posts?author=%s&q=author&count=%d&sortBy=CREATED&start=%d", e,
+                      LI_PAGE, s->rb_pages * LI_PAGE));
     free(e);
     li_headers(s->a, req);
     return 0;
@@ -102,24 +108,34 @@ static int li_readback(plat_send *s, plat_request *req, hr_err *err)
 
 static void li_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (classify_error(s, r, o, li_msgs)) return;
+    if (classify_error(s, r, o, li_msgs)) {
+        s->rb_pages = 0;
+        return;
+    }
     json_t *j = body_json(r, o, "linkedin: read back");
     if (!j) {
         o->kind = PLAT_OUT_TRANSIENT;
+        s->rb_pages = 0;
         return;
     }
     char *want = plat_linkedin_little_text(s->post.parts[0].text);
-    out_set(o, PLAT_OUT_ABSENT, "linkedin: no recent post has the commentary");
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(j, "elements"), i, p)
-    {
-        const char *c = jstr(p, "commentary");
-        if (c && jstr(p, "id") && (strcmp(c, want) == 0 || social_text_readback_match(want, c))) {
-            out_sent(o, jstr(p, "id"));
-            break;
+    json_t *els = json_object_get(j, "elements");
+    int n = readback_in_list(s, els, want, "commentary", "createdAt", o, "linkedin: read back");
+    /* newest first: a full page whose last post is not older than the job
+     * may have the job's post on the next one */
+    json_t *last = json_array_get(els, json_array_size(els) - 1);
+    json_t *at = json_object_get(last, "createdAt");
+    int older = json_is_integer(at) && json_integer_value(at) < readback_since_ms(s);
+    if (o->kind == PLAT_OUT_ABSENT && n >= LI_PAGE && !older) {
+        if (++s->rb_pages < LI_READBACK_PAGES) {
+            out_set(o, PLAT_OUT_NEXT, "linkedin: read back: page %d", s->rb_pages + 1);
+        } else {
+            out_set(o, PLAT_OUT_TRANSIENT,
+                    "linkedin: read back: more than %d posts since the job",
+                    LI_READBACK_PAGES * LI_PAGE);
         }
     }
+    if (o->kind != PLAT_OUT_NEXT) s->rb_pages = 0;
     free(want);
     json_decref(j);
 }

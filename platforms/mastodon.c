@@ -75,7 +75,7 @@ static void masto_readback_response(plat_send *s, const plat_response *r, plat_o
         json_decref(j);
         return;
     }
-    readback_by_text(s, r, o, NULL, "content", "mastodon: read back");
+    readback_by_text(s, r, o, NULL, "content", "created_at", "mastodon: read back");
 }
 
 static int masto_engagement(const plat_account *a, const plat_session *sess, const char *id,

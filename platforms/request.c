@@ -514,34 +514,6 @@ json_t *eng_body(const plat_response *r, plat_outcome *o, const char *what)
     return j;
 }
 
-void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
-                      const char *list, const char *field, const char *what)
-{
-    json_t *j = body_json(r, o, what);
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        return;
-    }
-    out_set(o, PLAT_OUT_ABSENT, "%s: no recent post has the text", what);
-    json_t *arr = list ? json_object_get(j, list) : j;
-    size_t i;
-    json_t *p;
-    json_array_foreach(arr, i, p)
-    {
-        const char *got = jstr(p, field);
-        char *plain = NULL;
-        if (got && strcmp(field, "content") == 0) /* Mastodon answers HTML */
-            got = plain = plat_html_to_text(got, strlen(got));
-        int m = jstr(p, "id") && social_text_readback_match(s->post.parts[0].text, got);
-        free(plain);
-        if (m) {
-            out_sent(o, jstr(p, "id"));
-            break;
-        }
-    }
-    json_decref(j);
-}
-
 void readback_id_at(const plat_response *r, plat_outcome *o, const char *path, const char *what)
 {
     json_t *j = body_json(r, o, what);

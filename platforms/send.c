@@ -108,6 +108,7 @@ void plat_send_free(plat_send *s)
     plat_post_release(&s->post);
     free(s->container);
     free(s->unsub_header);
+    free(s->rb_page);
     if (s->priv_free) s->priv_free(s->priv);
     queue_job_free(s->job);
     free(s);
@@ -170,23 +171,6 @@ void plat_engagement_parse(const plat_account *a, const plat_response *r, plat_e
                                                          "detail", "title", NULL}))
         return;
     a->ops->engagement_parse(r, e, o);
-}
-
-/* social_text_readback_match: a read-back finds the post by its text; the
- * platform may have rewritten links or whitespace, so compare loosely:
- * equal after dropping whitespace, or one a prefix of the other's first 40
- * bytes. */
-int social_text_readback_match(const char *want, const char *got)
-{
-    if (!want || !got) return 0;
-    char a[64], b[64];
-    size_t na = 0, nb = 0;
-    for (const char *p = want; *p && na < 40; p++)
-        if (*p != ' ' && *p != '\n' && *p != '\\') a[na++] = *p;
-    for (const char *p = got; *p && nb < 40; p++)
-        if (*p != ' ' && *p != '\n' && *p != '\\') b[nb++] = *p;
-    size_t n = na < nb ? na : nb;
-    return n > 0 && memcmp(a, b, n) == 0 && (na == nb || n >= 20);
 }
 
 /* ------------------------------------------------------------ preview */

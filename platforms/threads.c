@@ -68,7 +68,7 @@ static void th_readback_response(plat_send *s, const plat_response *r, plat_outc
 {
     if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
     if (classify_error(s, r, o, NULL)) return;
-    readback_by_text(s, r, o, "data", "text", "threads: read back");
+    readback_by_text(s, r, o, "data", "text", "timestamp", "threads: read back");
 }
 
 static int th_engagement(const plat_account *a, const plat_session *sess, const char *id,

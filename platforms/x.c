@@ -57,22 +57,109 @@ static void x_response(plat_send *s, const plat_response *r, plat_outcome *o)
     json_decref(j);
 }
 
+/* Read-back pages: at most this many of 100 posts since the job's time. */
+#define X_READBACK_PAGES 10
+
 static int x_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *uid;
     if (need_opt(s->a, "user-id", &uid, err)) return -1;
     char *e = plat_urlenc(uid);
-    req_init(req, "GET",
-             url_join(s->a, "/2/users/%s/tweets?max_results=20&tweet.fields=created_at", e));
+    hr_buf q;
+    hr_buf_init(&q);
+    /* entities: X shows links as t.co, and says what each one expands to */
+    hr_buf_puts(&q, "max_results=100&tweet.fields=created_at,entities");
+    int64_t since = readback_since_ms(s);
+    if (since > 0) {
+        char ts[32];
+        hr_format_rfc3339(since, ts, sizeof ts);
+        char *t = plat_urlenc(ts);
+        hr_buf_printf(&q, "&start_time=%s", t);
+        free(t);
+    }
+    if (s->rb_page) {
+        char *t = plat_urlenc(s->rb_page);
+        hr_buf_printf(&q, "&pagination_token=%s", t);
+        free(t);
+    }
+    req_init(req, "GET", url_join(s->a, "/2/users/%s/tweets?%s", e, q.data));
+    hr_buf_release(&q);
     free(e);
     req_bearer(req, s->a->credential);
     return 0;
 }
 
+/* x_shown_text returns a post's text as written: X escapes &, < and > and
+ * shows links as t.co, whose expansion its entities give (new string). */
+static char *x_shown_text(json_t *post)
+{
+    const char *t = jstr(post, "text");
+    json_t *urls = json_object_get(json_object_get(post, "entities"), "urls");
+    hr_buf b;
+    hr_buf_init(&b);
+    while (t && *t) {
+        size_t i, n = 0;
+        json_t *u;
+        const char *exp = NULL;
+        json_array_foreach(urls, i, u)
+        {
+            const char *short_url = jstr(u, "url");
+            size_t l = short_url ? strlen(short_url) : 0;
+            if (l && jstr(u, "expanded_url") && strncmp(t, short_url, l) == 0) {
+                exp = jstr(u, "expanded_url");
+                n = l;
+                break;
+            }
+        }
+        static const char *const esc[][2] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}};
+        for (size_t k = 0; !exp && k < 3; k++)
+            if (strncmp(t, esc[k][0], strlen(esc[k][0])) == 0) {
+                exp = esc[k][1];
+                n = strlen(esc[k][0]);
+            }
+        if (exp) {
+            hr_buf_puts(&b, exp);
+            t += n;
+        } else {
+            hr_buf_putc(&b, *t++);
+        }
+    }
+    if (!b.data) hr_buf_append(&b, "", 0);
+    return hr_buf_detach(&b);
+}
+
 static void x_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
+    free(s->rb_page);
+    s->rb_page = NULL;
     if (classify_error(s, r, o, x_msgs)) return;
-    readback_by_text(s, r, o, "data", "text", "x: read back");
+    json_t *j = body_json(r, o, "x: read back");
+    if (!j) {
+        o->kind = PLAT_OUT_TRANSIENT;
+        return;
+    }
+    json_t *data = json_object_get(j, "data"), *p;
+    size_t i;
+    json_array_foreach(data, i, p)
+    {
+        char *shown = x_shown_text(p);
+        json_object_set_new(p, "text", json_string(shown));
+        free(shown);
+    }
+    readback_in_list(s, data, NULL, "text", "created_at", o, "x: read back");
+    const char *next = jstr(j, "meta.next_token");
+    if (o->kind == PLAT_OUT_ABSENT && next) {
+        if (++s->rb_pages < X_READBACK_PAGES) {
+            s->rb_page = hr_strdup(next);
+            out_set(o, PLAT_OUT_NEXT, "x: read back: page %d", s->rb_pages + 1);
+        } else {
+            /* not proved absent: more posts since the job than read */
+            out_set(o, PLAT_OUT_TRANSIENT, "x: read back: more than %d posts since the job",
+                    X_READBACK_PAGES * 100);
+        }
+    }
+    if (o->kind != PLAT_OUT_NEXT) s->rb_pages = 0;
+    json_decref(j);
 }
 
 static int x_engagement(const plat_account *a, const plat_session *sess, const char *id,

@@ -321,18 +321,66 @@ static void x_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                          (int)grow(p, 30), "impression_count", (int)grow(p, 1) * 7));
 }
 
+/* x_list: GET /2/users/<id>/tweets as X answers it: newest first,
+ * max_results 5-100 (default 10), start_time (inclusive), pagination by
+ * meta.next_token, created_at only when tweet.fields asks for it. */
 static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    json_t *data = json_array();
-    for (int i = s->nrecs - 1; i >= 0 && json_array_size(data) < 100; i--) {
-        sb_rec *p = s->recs[i];
-        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id) continue;
-        char ts[32];
-        hr_format_rfc3339(p->received_ms, ts, sizeof ts);
-        json_array_append_new(
-            data, json_pack("{ssssss}", "id", p->id, "text", p->text, "created_at", ts));
+    char v[128];
+    long max = 10;
+    if (hook_req_query_param(r, "max_results", v, sizeof v) == 0) {
+        char *end;
+        max = strtol(v, &end, 10);
+        if (*end || max < 5 || max > 100)
+            return x_error(o, 400, "The `max_results` query parameter value is not between 5 "
+                                   "and 100");
     }
-    reply_json(o, 200, json_pack("{so}", "data", data));
+    int64_t start = 0;
+    if (hook_req_query_param(r, "start_time", v, sizeof v) == 0 &&
+        hr_parse_rfc3339(v, &start) != 0)
+        return x_error(o, 400, "The `start_time` query parameter value is not a valid time");
+    int from = s->nrecs - 1; /* the token is the record to go on from */
+    if (hook_req_query_param(r, "pagination_token", v, sizeof v) == 0) {
+        char *end;
+        long k = v[0] == 'p' ? strtol(v + 1, &end, 10) : -1;
+        if (k < 0 || k >= s->nrecs || *end)
+            return x_error(o, 400, "The `pagination_token` query parameter value is invalid");
+        from = (int)k;
+    }
+    int created = hook_req_query_param(r, "tweet.fields", v, sizeof v) == 0 &&
+                  strstr(v, "created_at") != NULL;
+    json_t *data = json_array(), *meta = json_object();
+    for (int i = from; i >= 0; i--) {
+        sb_rec *p = s->recs[i];
+        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id ||
+            p->received_ms < start)
+            continue;
+        if ((long)json_array_size(data) == max) {
+            char tok[32];
+            snprintf(tok, sizeof tok, "p%d", i);
+            json_object_set_new(meta, "next_token", json_string(tok));
+            break;
+        }
+        json_t *t = json_pack("{ssss}", "id", p->id, "text", p->text);
+        if (created) {
+            char ts[32];
+            hr_format_rfc3339(p->received_ms, ts, sizeof ts);
+            json_object_set_new(t, "created_at", json_string(ts));
+        }
+        json_array_append_new(data, t);
+    }
+    size_t n = json_array_size(data);
+    json_object_set_new(meta, "result_count", json_integer((json_int_t)n));
+    if (n) {
+        json_object_set_new(meta, "newest_id",
+                            json_copy(json_object_get(json_array_get(data, 0), "id")));
+        json_object_set_new(meta, "oldest_id",
+                            json_copy(json_object_get(json_array_get(data, n - 1), "id")));
+    }
+    json_t *ans = json_pack("{so}", "meta", meta);
+    if (n) json_object_set_new(ans, "data", data);
+    else json_decref(data);
+    reply_json(o, 200, ans);
 }
 
 /* Mastodon */
@@ -587,15 +635,30 @@ static void li_social(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                          "commentsSummary", "aggregatedTotalComments", (int)grow(p, 15)));
 }
 
+/* li_list: GET /rest/posts?q=author: newest first, start/count paging
+ * (count at most 100), createdAt in epoch ms. */
 static void li_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
+    char v[32];
+    long start = 0, count = 10;
+    if (hook_req_query_param(r, "start", v, sizeof v) == 0) start = strtol(v, NULL, 10);
+    if (hook_req_query_param(r, "count", v, sizeof v) == 0) count = strtol(v, NULL, 10);
+    if (start < 0 || count < 1 || count > 100)
+        return reply_json(o, 400,
+                          json_pack("{sssi}", "message", "start or count out of range",
+                                    "status", 400));
     json_t *a = json_array();
-    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 50; i--) {
+    long seen = 0;
+    for (int i = s->nrecs - 1; i >= 0 && (long)json_array_size(a) < count; i--) {
         sb_rec *p = s->recs[i];
         if (strcmp(p->platform, "linkedin") || strcmp(p->kind, "post") || !p->id) continue;
-        json_array_append_new(a, json_pack("{ssss}", "id", p->id, "commentary", p->text));
+        if (seen++ < start) continue;
+        json_array_append_new(a, json_pack("{sssssI}", "id", p->id, "commentary", p->text,
+                                           "createdAt", (json_int_t)p->received_ms));
     }
-    reply_json(o, 200, json_pack("{so}", "elements", a));
+    reply_json(o, 200,
+               json_pack("{sos{sisi}}", "elements", a, "paging", "start", (int)start, "count",
+                         (int)count));
 }
 
 /* Meta (Threads, Facebook) */

@@ -3,9 +3,11 @@
  * engagement webhook about the job (the job id rides in the provider's custom
  * args; `herald webhooks` counts its events in {NS}:eng:jobs): any event
  * proves the provider took the message. Then it reads back from the
- * platform: Bluesky's rkey derived from the idempotency key, Mastodon's
- * Idempotency-Key, X and LinkedIn by looking for the post among the
- * account's recent ones, the email providers' message search.
+ * platform: Bluesky's rkey derived from the idempotency key (one session
+ * per account, kept between jobs), Mastodon's Idempotency-Key, X and
+ * LinkedIn by looking for the post among the account's posts since the
+ * job's time, the email providers' message search. Each pass reads up to
+ * RC_PASS_JOBS jobs per lane, going on where the last pass stopped.
  * Found: resolved as sent. Proved absent: back to its lane — for emails only
  * once the job has been unknown for reconcile-email-settle, because the
  * providers' search indexes lag behind their send API. Anything else (no
@@ -26,8 +28,49 @@
 #include "queue.h"
 
 static volatile sig_atomic_t stop_flag, reload_flag;
+
+/* What the reconciler keeps between jobs and passes, per lane: Bluesky's
+ * session (one login serves every read-back of the account: Bluesky allows
+ * 30 createSession per 5 minutes) and where the next pass goes on in the
+ * lane's unknown set (a lane with more unknown jobs than one pass reads
+ * has them all looked at in turn). */
+typedef struct rc_lane {
+    char *name;
+    plat_session sess;
+    long cursor;
+} rc_lane;
+
+typedef struct rc_lanes {
+    rc_lane *v;
+    int n;
+} rc_lanes;
+
+static rc_lane *lane_state(rc_lanes *ls, const char *name)
+{
+    for (int i = 0; i < ls->n; i++)
+        if (strcmp(ls->v[i].name, name) == 0) return &ls->v[i];
+    ls->v = hr_realloc(ls->v, (size_t)(ls->n + 1) * sizeof *ls->v);
+    rc_lane *l = &ls->v[ls->n++];
+    memset(l, 0, sizeof *l);
+    l->name = hr_strdup(name);
+    return l;
+}
+
+static void lanes_release(rc_lanes *ls)
+{
+    for (int i = 0; i < ls->n; i++) {
+        free(ls->v[i].name);
+        plat_session_release(&ls->v[i].sess);
+    }
+    free(ls->v);
+    memset(ls, 0, sizeof *ls);
+}
 static void on_stop(int sig) { stop_flag = 1; }
 static void on_hup(int sig) { reload_flag = 1; }
+
+/* Unknown jobs read back per lane and pass: each may cost the platform a
+ * request or more. */
+#define RC_PASS_JOBS 100
 
 /* run_blocking performs one plat_request with curl_easy and fills resp from
  * the owned buffers in b/h. Returns 0 (a response, maybe an error code). */
@@ -99,9 +142,11 @@ static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh, int64
     return since < 0 || now < 0 ? -1 : now - since;
 }
 
-/* settle_one reads back one unknown job; returns 1 when resolved. */
+/* settle_one reads back one unknown job with the lane's session sess;
+ * returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
-                      const char *lane, int64_t email_settle_ms, int64_t now)
+                      const char *lane, plat_session *sess, int64_t email_settle_ms,
+                      int64_t now)
 {
     hr_err err = {0};
     queue_job *j = queue_get(q, ukh, &err);
@@ -116,15 +161,15 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         return resolved;
     }
     plat_account *a = plat_account_find(c, j->platform, j->account, &err);
-    plat_session sess = {0};
     plat_ctx ctx = {0};
     plat_send *s = NULL;
     plat_request pr;
     memset(&pr, 0, sizeof pr);
     if (!a || plat_account_load_credential(a, c, &err) != 0) goto out;
-    if (!(s = plat_send_new(a, &sess, j, &ctx, &err))) goto out;
-    /* Bluesky reads back with a session: log in first when it asks. */
-    for (int step = 0; step < 3; step++) {
+    if (!(s = plat_send_new(a, sess, j, &ctx, &err))) goto out;
+    /* Bluesky reads back with a session: log in first when it asks; X and
+     * LinkedIn read page after page of posts since the job's time. */
+    for (int step = 0; step < 16; step++) {
         plat_request_release(&pr);
         memset(&pr, 0, sizeof pr);
         if (plat_send_readback(s, &pr, &err) != 0) goto out;
@@ -167,7 +212,6 @@ out:
                "detail", err.msg, NULL);
     plat_request_release(&pr);
     plat_send_free(s);
-    plat_session_release(&sess);
     plat_account_free(a);
     queue_job_free(j);
     return resolved;
@@ -268,6 +312,7 @@ int wk_reconciler_main(const worker_opts *o)
     hr_buf_init(&buf.resp_body);
     hr_buf_init(&buf.resp_headers);
     queue *q = NULL;
+    rc_lanes ls = {0};
     while (!stop_flag) {
         if (reload_flag && o->config_path) {
             reload_flag = 0;
@@ -276,6 +321,7 @@ int wk_reconciler_main(const worker_opts *o)
                 hr_config_free(owned);
                 owned = c;
                 conf = c;
+                lanes_release(&ls); /* credentials may have changed */
             }
         }
         if (!q) {
@@ -294,11 +340,19 @@ int wk_reconciler_main(const worker_opts *o)
         if (q && queue_time_ms(q, &now, &err) != 0) now = -1;
         for (int i = 0; q && i < nl && !stop_flag; i++) {
             if (!worker_pool_serves(&pool, lanes[i])) continue;
+            rc_lane *l = lane_state(&ls, lanes[i]);
             char **ukhs = NULL;
             int nu = 0;
-            if (queue_list(q, lanes[i], "unknown", 0, 100, &ukhs, &nu, &err) != 0) continue;
+            if (queue_list(q, lanes[i], "unknown", l->cursor, RC_PASS_JOBS, &ukhs, &nu, &err) !=
+                0)
+                continue;
+            long kept = 0;
             for (int k = 0; k < nu && !stop_flag; k++)
-                settle_one(q, conf, e, &buf, ukhs[k], lanes[i], email_settle_ms, now);
+                kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess,
+                                    email_settle_ms, now);
+            /* resolved jobs left the set: the next pass starts after the
+             * ones kept, and from the start once the set's end is reached */
+            l->cursor = nu < RC_PASS_JOBS ? 0 : l->cursor + kept;
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);
@@ -311,6 +365,7 @@ int wk_reconciler_main(const worker_opts *o)
         }
         for (int64_t slept = 0; slept < interval_ms && !stop_flag; slept += 50) usleep(50000);
     }
+    lanes_release(&ls);
     queue_free(q);
     hr_config_free(owned);
     hr_buf_release(&buf.resp_body);

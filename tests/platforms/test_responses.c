@@ -140,7 +140,7 @@ static void run_script(const char *path, const char *name)
         int rc;
         if (strcmp(mode, "engagement") == 0)
             rc = plat_engagement_request(a, &sess, s.post_id, &req, &err);
-        else if (strcmp(mode, "readback") == 0 && steps == 0)
+        else if (strcmp(mode, "readback") == 0)
             rc = plat_send_readback(snd, &req, &err);
         else
             rc = plat_send_request(snd, &req, &err);
@@ -203,7 +203,7 @@ static void run_script(const char *path, const char *name)
         plat_engagement e;
         if (strcmp(mode, "engagement") == 0)
             plat_engagement_parse(a, &r, &e, &o);
-        else if (strcmp(mode, "readback") == 0 && steps == 0)
+        else if (strcmp(mode, "readback") == 0)
             plat_send_readback_response(snd, &r, &o);
         else
             plat_send_response(snd, &r, &o);

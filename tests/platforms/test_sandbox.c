@@ -273,6 +273,64 @@ static void test_email(void)
         0);
 }
 
+/* x_list_get fetches the sandbox's X timeline at query; returns the JSON
+ * answer (NULL unless 200) */
+static json_t *x_list_get(const char *query)
+{
+    char path[512], *body = NULL;
+    snprintf(path, sizeof path, "/2/users/1/tweets?%s", query);
+    const char *h[] = {"Authorization: Bearer tok", NULL};
+    int st = th_http(port, NULL, path, h, NULL, &body);
+    json_t *j = st == 200 ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+/* the sandbox's X timeline pages as X's does: max_results (5-100), a
+ * next_token to follow, start_time, created_at only when asked for */
+static void test_x_timeline(void)
+{
+    th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
+    const char *h[] = {"Authorization: Bearer tok", "Content-Type: application/json", NULL};
+    for (int i = 0; i < 12; i++) {
+        char b[64];
+        snprintf(b, sizeof b, "{\"text\":\"timeline %d\"}", i);
+        CHECK_INT(th_http(port, "POST", "/2/tweets", h, b, NULL), 201);
+    }
+    json_t *j = x_list_get("max_results=5&tweet.fields=created_at");
+    REQUIRE(j);
+    CHECK_INT(json_array_size(json_object_get(j, "data")), 5);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0),
+                                                "text")),
+              "timeline 11");
+    CHECK(json_object_get(json_array_get(json_object_get(j, "data"), 0), "created_at"));
+    int seen = 0, pages = 0;
+    while (j && pages++ < 10) {
+        seen += (int)json_array_size(json_object_get(j, "data"));
+        const char *next = json_string_value(json_object_get(json_object_get(j, "meta"),
+                                                             "next_token"));
+        if (!next) break;
+        char q[128];
+        snprintf(q, sizeof q, "max_results=5&pagination_token=%s", next);
+        json_decref(j);
+        j = x_list_get(q);
+    }
+    json_decref(j);
+    CHECK_INT(seen, 12);
+    CHECK_INT(pages, 3);
+    j = x_list_get("max_results=100");
+    REQUIRE(j);
+    CHECK_INT(json_array_size(json_object_get(j, "data")), 12);
+    CHECK(!json_object_get(json_array_get(json_object_get(j, "data"), 0), "created_at"));
+    json_decref(j);
+    CHECK(x_list_get("max_results=3") == NULL); /* X: 5 to 100 */
+    j = x_list_get("start_time=2099-01-01T00%3A00%3A00Z");
+    REQUIRE(j);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "meta"), "result_count")), 0);
+    CHECK(!json_object_get(j, "data"));
+    json_decref(j);
+}
+
 static int up(void *arg)
 {
     return th_http(*(int *)arg, NULL, "/readyz", NULL, NULL, NULL) == 200;
@@ -296,6 +354,7 @@ int main(void)
     }
     th_run("social", test_social);
     th_run("threads_of_posts", test_threads_of_posts);
+    th_run("x_timeline", test_x_timeline);
     th_run("email", test_email);
     th_kill(pid, SIGTERM);
     free(conf);

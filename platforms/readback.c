@@ -1,0 +1,167 @@
+/* readback.c: finding a sent post again among an account's posts by its
+ * text, for platforms with no idempotency (X, LinkedIn, Threads, Facebook,
+ * Mastodon after its key's hour): the whole text must match, links compared
+ * modulo the platform's shortener, and the post must be no older than the
+ * job. Requests and paging are the platforms' own (x.c, linkedin.c). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <utf8proc.h>
+
+#include "internal.h"
+
+/* A minute of clock difference between the host that stamped the job and
+ * the platform's servers. */
+#define SKEW_MS 60000
+
+int64_t readback_since_ms(const plat_send *s)
+{
+    const queue_job *j = s->job;
+    int64_t t = j->created_ms > j->run_at_ms ? j->created_ms : j->run_at_ms;
+    return t > SKEW_MS ? t - SKEW_MS : 0;
+}
+
+/* skeleton is text in NFC with each link replaced by \x01, runs of
+ * whitespace made one space and trimmed (platforms trim and fold them);
+ * the links' [start, end) byte ranges in the NFC text go to *links. Returns
+ * a new string; *nfc (new) is the NFC text the ranges index. */
+static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
+{
+    char *t = (char *)utf8proc_NFC((const utf8proc_uint8_t *)text);
+    if (!t) t = hr_strdup(text); /* not UTF-8: compared as bytes */
+    size_t n = strlen(t);
+    tx_ent *e = NULL;
+    int ne = tx_scan(t, n, TX_SCAN_SCHEMELESS, &e), nl = 0;
+    for (int i = 0; i < ne; i++)
+        if (e[i].type == TX_URL) e[nl++] = e[i];
+    hr_buf b;
+    hr_buf_init(&b);
+    int k = 0, space = 0;
+    for (size_t i = 0; i < n;) {
+        if (k < nl && i == e[k].start) {
+            if (space && b.len) hr_buf_putc(&b, ' ');
+            space = 0;
+            hr_buf_putc(&b, '\x01');
+            i = e[k++].end;
+        } else if (tx_is_space_at(t, n, i)) {
+            space = 1;
+            int32_t cp;
+            ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)t + i, (ssize_t)(n - i), &cp);
+            i += l > 0 ? (size_t)l : 1;
+        } else {
+            if (space && b.len) hr_buf_putc(&b, ' ');
+            space = 0;
+            hr_buf_putc(&b, t[i++]);
+        }
+    }
+    if (!b.data) hr_buf_append(&b, "", 0);
+    *nfc = t;
+    *links = e;
+    *nlinks = nl;
+    return hr_buf_detach(&b);
+}
+
+/* link_core is a link without its scheme and trailing slashes: X expands
+ * "shop.example/x" to "http://shop.example/x". */
+static void link_core(const char *s, size_t n, const char **out, size_t *outn)
+{
+    if (n >= 8 && strncasecmp(s, "https://", 8) == 0) s += 8, n -= 8;
+    else if (n >= 7 && strncasecmp(s, "http://", 7) == 0) s += 7, n -= 7;
+    while (n && s[n - 1] == '/') n--;
+    *out = s;
+    *outn = n;
+}
+
+static int is_shortened(const char *s, size_t n)
+{
+    const char *c;
+    size_t cn;
+    link_core(s, n, &c, &cn);
+    return cn > 5 && strncasecmp(c, "t.co/", 5) == 0;
+}
+
+int readback_text_match(const char *want, const char *got)
+{
+    if (!want || !got) return 0;
+    char *wt, *gt;
+    tx_ent *wl, *gl;
+    int nw, ng;
+    char *ws = skeleton(want, &wt, &wl, &nw), *gs = skeleton(got, &gt, &gl, &ng);
+    int ok = *ws && strcmp(ws, gs) == 0 && nw == ng;
+    for (int i = 0; ok && i < nw; i++) {
+        const char *a, *b;
+        size_t an, bn;
+        link_core(wt + wl[i].start, wl[i].end - wl[i].start, &a, &an);
+        link_core(gt + gl[i].start, gl[i].end - gl[i].start, &b, &bn);
+        /* a link the platform shortened and did not expand for us cannot be
+         * told apart: the rest of the text decides */
+        ok = (an == bn && memcmp(a, b, an) == 0) ||
+             is_shortened(gt + gl[i].start, gl[i].end - gl[i].start);
+    }
+    free(ws);
+    free(gs);
+    free(wt);
+    free(gt);
+    free(wl);
+    free(gl);
+    return ok;
+}
+
+/* created_ms reads a post's creation time at field: RFC 3339 text (Meta
+ * writes "+0000" for "+00:00") or epoch ms (LinkedIn); -1 when absent. */
+static int64_t created_ms(json_t *post, const char *field)
+{
+    json_t *v = field ? json_object_get(post, field) : NULL;
+    if (json_is_integer(v)) return (int64_t)json_integer_value(v);
+    const char *t = json_string_value(v);
+    int64_t ms;
+    if (!t) return -1;
+    if (hr_parse_rfc3339(t, &ms) == 0) return ms;
+    size_t n = strlen(t);
+    if (n > 5 && n < 60 && (t[n - 5] == '+' || t[n - 5] == '-')) {
+        char fixed[64];
+        snprintf(fixed, sizeof fixed, "%.*s:%s", (int)(n - 2), t, t + n - 2);
+        if (hr_parse_rfc3339(fixed, &ms) == 0) return ms;
+    }
+    return -1;
+}
+
+int readback_in_list(const plat_send *s, json_t *arr, const char *want, const char *field,
+                     const char *created, plat_outcome *o, const char *what)
+{
+    if (!want) want = s->post.parts[0].text;
+    out_set(o, PLAT_OUT_ABSENT, "%s: no post since the job's time has its text", what);
+    int64_t since = readback_since_ms(s);
+    size_t i;
+    json_t *p;
+    json_array_foreach(arr, i, p)
+    {
+        const char *got = jstr(p, field), *id = jstr(p, "id");
+        if (!got || !id) continue;
+        int64_t at = created_ms(p, created);
+        if (since > 0 && at >= 0 && at < since) continue; /* older than the job */
+        char *plain = NULL;
+        if (strcmp(field, "content") == 0) /* Mastodon answers HTML */
+            got = plain = plat_html_to_text(got, strlen(got));
+        int m = readback_text_match(want, got);
+        free(plain);
+        if (m) {
+            out_sent(o, id);
+            break;
+        }
+    }
+    return (int)json_array_size(arr);
+}
+
+void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
+                      const char *list, const char *field, const char *created,
+                      const char *what)
+{
+    json_t *j = body_json(r, o, what);
+    if (!j) {
+        o->kind = PLAT_OUT_TRANSIENT;
+        return;
+    }
+    readback_in_list(s, list ? json_object_get(j, list) : j, NULL, field, created, o, what);
+    json_decref(j);
+}
