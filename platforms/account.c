@@ -36,6 +36,12 @@ int plat_is_email(const char *platform)
     return o && o->email;
 }
 
+int plat_resend_on_absent(const char *platform)
+{
+    const plat_ops *o = plat_ops_find(platform);
+    return o && o->resend_on_absent;
+}
+
 const char *plat_account_opt(const plat_account *a, const char *key, const char *def)
 {
     for (int i = a->nopts - 1; i >= 0; i--)

@@ -515,6 +515,7 @@ const plat_ops plat_bluesky_ops = {
     .response = bsky_response,
     .readback = bsky_readback,
     .readback_response = bsky_readback_response,
+    .resend_on_absent = 1,
     .engagement = bsky_engagement,
     .engagement_parse = bsky_engagement_parse,
 };

@@ -24,6 +24,10 @@ typedef struct plat_ops {
     void (*response)(plat_send *s, const plat_response *r, plat_outcome *o);
     int (*readback)(plat_send *s, plat_request *req, hr_err *err);
     void (*readback_response)(plat_send *s, const plat_response *r, plat_outcome *o);
+    /* resend_on_absent: a read-back's ABSENT right after the send may be
+     * acted on (exact read-back, idempotent resend: Bluesky's rkey,
+     * Mastodon's Idempotency-Key); elsewhere a search can lag the send. */
+    int resend_on_absent;
     /* social only (NULL for email) */
     int (*engagement)(const plat_account *a, const plat_session *sess, const char *post_id,
                       plat_request *req, hr_err *err);

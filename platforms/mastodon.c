@@ -115,6 +115,7 @@ const plat_ops plat_mastodon_ops = {
     .response = masto_response,
     .readback = masto_readback,
     .readback_response = masto_readback_response,
+    .resend_on_absent = 1,
     .engagement = masto_engagement,
     .engagement_parse = masto_engagement_parse,
 };

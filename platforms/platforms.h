@@ -52,6 +52,12 @@ int plat_known(const char *platform);
 /* plat_is_email returns 1 for email platforms (sendgrid, mailgun, postmark,
  * smtp), 0 for social ones and webhook. */
 int plat_is_email(const char *platform);
+/* plat_resend_on_absent returns 1 when a read-back's ABSENT, right after a
+ * send whose answer was lost, proves the send did not happen and a resend is
+ * idempotent (bluesky: the rkey; mastodon: the Idempotency-Key); 0 where the
+ * read-back can lag the send (email searches, timelines) or a resend could
+ * duplicate it. */
+int plat_resend_on_absent(const char *platform);
 /* plat_names returns the NULL-terminated list of supported platforms. */
 const char *const *plat_names(void);
 

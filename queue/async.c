@@ -560,6 +560,19 @@ void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, cons
     send_req(qa, r);
 }
 
+void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *job,
+                         const char *reason, queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_UNKNOWN, priv);
+    hr_err err = {0};
+    r->status_cb = cb;
+    if (qo_build_unknown(qa->ns, worker, job, reason, &r->argv, &err) < 0) {
+        defer_fail(r, err.msg);
+        return;
+    }
+    send_req(qa, r);
+}
+
 /* unregister: a graceful worker has drained its sends, so every entry left
  * is unstarted; the reap script (forced) returns them to their lanes. The
  * lanes are read first, as in the sync half. */

@@ -48,6 +48,7 @@ enum {
     QS_RESOLVE,
     QS_REGISTER,
     QS_CIRCUIT,
+    QS_UNKNOWN,
     QS_COUNT
 };
 typedef struct queue_script {
@@ -112,6 +113,8 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
                    queue_argv *a, hr_err *err);
 int qo_build_bury(const char *ns, const char *worker, const char *ukh, const char *lane,
                   const queue_job *job, const char *reason, queue_argv *a, hr_err *err);
+int qo_build_unknown(const char *ns, const char *worker, const queue_job *job,
+                     const char *reason, queue_argv *a, hr_err *err);
 void qo_build_register(const char *ns, const char *worker, int lease_ms, int renew,
                        queue_argv *a);
 void qo_build_circuit(const char *ns, const char *lane, int op, int k, int64_t open_ms,

@@ -1162,7 +1162,7 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     char lane[QUEUE_LANE_MAX];
     if (!job->id[0] || queue_job_lane(job, lane, sizeof lane) < 0)
         return hr_err_set(err, "retry: job has no id or lane");
-    qa_evalsha(a, QS_RETRY, 7);
+    qa_evalsha(a, QS_RETRY, 8);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "due");
     qa_pushkey(a, ns, "inflight:%s", worker);
@@ -1170,6 +1170,7 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     qa_pushkey(a, ns, "stats");
     qa_pushkey(a, ns, "unknown:%s", lane);
     qa_pushkey(a, ns, "reasons");
+    qa_pushkey(a, ns, "lane:%s", lane); /* its budget reservation goes back */
     qa_pushs(a, queue_job_ukh(job));
     qa_pushf(a, "%lld", (long long)at_ms);
     hr_buf v;
@@ -1203,13 +1204,14 @@ int qo_build_bury(const char *ns, const char *worker, const char *ukh, const cha
         ukh = queue_job_ukh(job);
     }
     if (!ukh || !lane || !qo_valid_lane(lane)) return hr_err_set(err, "bury: no ukh or lane");
-    qa_evalsha(a, QS_BURY, 6);
+    qa_evalsha(a, QS_BURY, 7);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "reasons");
     qa_pushkey(a, ns, "inflight:%s", worker ? worker : "-");
     qa_pushkey(a, ns, "dead:%s", lane);
     qa_pushkey(a, ns, "stats");
     qa_pushkey(a, ns, "unknown:%s", lane);
+    qa_pushkey(a, ns, "lane:%s", lane); /* its budget reservation goes back */
     qa_pushs(a, ukh);
     qa_pushs(a, reason ? reason : "buried");
     if (job) {
@@ -1223,6 +1225,29 @@ int qo_build_bury(const char *ns, const char *worker, const char *ukh, const cha
     }
     qa_pushs(a, lane);
     qa_pushs(a, worker ? "1" : "0");
+    return 0;
+}
+
+int qo_build_unknown(const char *ns, const char *worker, const queue_job *job,
+                     const char *reason, queue_argv *a, hr_err *err)
+{
+    char lane[QUEUE_LANE_MAX];
+    if (!job->id[0] || queue_job_lane(job, lane, sizeof lane) < 0)
+        return hr_err_set(err, "unknown: job has no id or lane");
+    qa_evalsha(a, QS_UNKNOWN, 5);
+    qa_pushkey(a, ns, "jobs");
+    qa_pushkey(a, ns, "inflight:%s", worker);
+    qa_pushkey(a, ns, "unknown:%s", lane);
+    qa_pushkey(a, ns, "reasons");
+    qa_pushkey(a, ns, "stats");
+    qa_pushs(a, queue_job_ukh(job));
+    qa_pushs(a, lane);
+    qa_pushs(a, reason ? reason : "outcome unknown");
+    hr_buf v;
+    hr_buf_init(&v);
+    queue_job_encode_stored(job, &v);
+    qa_push(a, v.data, v.len);
+    hr_buf_release(&v);
     return 0;
 }
 
@@ -1322,9 +1347,10 @@ void qo_build_reap(const char *ns, const char *worker, int force, const redisRep
         if (!f || !strchr(f, ':')) continue; /* an attempt mark, not a lane */
         qa_pushkey(a, ns, "ready:%s", f);
         qa_pushkey(a, ns, "unknown:%s", f);
+        qa_pushkey(a, ns, "lane:%s", f); /* budget of the requeued goes back */
         nl++;
     }
-    qa_set_nkeys(a, 4 + 2 * nl);
+    qa_set_nkeys(a, 4 + 3 * nl);
     qa_pushs(a, worker);
     qa_pushs(a, force ? "1" : "0");
     for (size_t i = 0; i < keys->elements; i++) {
@@ -1419,7 +1445,7 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
     }
     queue_argv a;
     qa_init(&a);
-    qa_evalsha(&a, QS_RESOLVE, 7);
+    qa_evalsha(&a, QS_RESOLVE, 8);
     qa_pushkey(&a, q->ns, "jobs");
     qa_pushkey(&a, q->ns, "done");
     qa_pushkey(&a, q->ns, "reasons");
@@ -1427,6 +1453,7 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
     qa_pushkey(&a, q->ns, "dead:%s", lane);
     qa_pushkey(&a, q->ns, "ready:%s", lane);
     qa_pushkey(&a, q->ns, "stats");
+    qa_pushkey(&a, q->ns, "lane:%s", lane); /* a resend's budget goes back */
     qa_pushs(&a, op);
     qa_pushs(&a, ukh);
     qa_pushs(&a, ukh);

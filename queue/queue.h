@@ -493,6 +493,12 @@ void queue_async_retry(queue_async *qa, const char *worker, const queue_job *job
 void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, const char *lane,
                       const queue_job *job, const char *reason, queue_status_cb *cb,
                       void *priv);
+/* queue_async_unknown moves worker's in-flight job (stored with its current
+ * value) to its lane's unknown set with reason, for the reconciler: its
+ * outcome cannot be told here. status 1, or 0 when it was no longer the
+ * worker's (the reaper moved it). */
+void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *job,
+                         const char *reason, queue_status_cb *cb, void *priv);
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv);
 /* queue_async_lanes lists every lane; cb owns the array (queue_strv_free). */

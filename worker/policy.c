@@ -109,6 +109,8 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
         }
         d->action = WORKER_DO_RETRY;
         d->at_ms = now_ms + worker_backoff_ms(attempt, p->base_ms, p->cap_ms, rnd);
+        /* a 503 may say when to come back too: not earlier than that */
+        if (retry_at_ms > d->at_ms) d->at_ms = retry_at_ms;
         return;
     case WORKER_REAUTH:
         d->budget = WORKER_BUDGET_REFUND;

@@ -66,7 +66,8 @@ struct wk_job {
     int64_t fetched_ms;
     int probe; /* the one job the lane's half-open circuit let through */
     int64_t started_us;
-    int refreshed;
+    int refreshed;   /* its session was refreshed for it (the job's meta) */
+    int had_session; /* its send began with a session (else it logs in) */
     int readbacks;
     ev_timer readback_timer;
     queue_ack_item ack;
@@ -158,6 +159,21 @@ static void lease_renewed(wk_proc *p, unsigned gen, int64_t issued_ms)
 static int lease_vouched(const wk_proc *p, const char *id)
 {
     return strcmp(id, p->worker_id) == 0 && hr_mono_ms() < p->lease_until_ms - p->o.lease_ms / 5;
+}
+
+/* lease_abandon: a Redis call about a job fetched under id failed (an error
+ * reply such as OOM, BUSY or READONLY on a live connection, or a dropped
+ * one), so the job may still sit in id's in-flight record, which the
+ * heartbeat would renew for as long as this process lives. Under a new id
+ * the old lease runs out and the reaper settles the record (unattempted
+ * jobs back to their lanes, attempted ones to unknown). */
+static void lease_abandon(wk_proc *p, const char *id)
+{
+    if (strcmp(id, p->worker_id) != 0) return; /* done already */
+    hr_log(HR_LOG_WARN, "redis refused a job's update; letting this lease go for the reaper",
+           "worker", id, NULL);
+    new_worker_id(p);
+    p->registered = 0;
 }
 int wk_split_headers(const hr_buf *raw, plat_header **out)
 {
@@ -326,31 +342,6 @@ static void lane_write_conf(wk_proc *p, wk_lane *l)
     l->conf_written = 1;
 }
 
-/* Refund a reservation made at fetch: only when the day (and month) it was
- * counted in is still the current one. */
-static const char refund_lua[] =
-    "local d = redis.call('HGET', KEYS[1], 'b_day')\n"
-    "local m = redis.call('HGET', KEYS[1], 'b_month')\n"
-    "local c = tonumber(ARGV[1])\n"
-    "if d == ARGV[2] and tonumber(redis.call('HGET', KEYS[1], 'b_day_used') or '0') >= c then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'b_day_used', -c) end\n"
-    "if m == ARGV[3] and tonumber(redis.call('HGET', KEYS[1], 'b_month_used') or '0') >= c then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'b_month_used', -c) end\n"
-    "return 1\n";
-
-static void budget_refund(wk_proc *p, wk_lane *l, int64_t fetched_ms)
-{
-    redisAsyncContext *c = queue_async_redis(p->qa);
-    if (!c || l->conf.budget.cost <= 0) return;
-    char key[256], cost[24], day[16], month[16];
-    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
-    snprintf(cost, sizeof cost, "%lld", (long long)l->conf.budget.cost);
-    snprintf(day, sizeof day, "%lld", (long long)worker_budget_day(fetched_ms));
-    snprintf(month, sizeof month, "%lld", (long long)worker_budget_month(fetched_ms));
-    const char *argv[] = {"EVAL", refund_lua, "1", key, cost, day, month};
-    redisAsyncCommandArgv(c, on_raw, NULL, 7, argv, NULL);
-}
-
 /* on_circuit logs a circuit this lane's failure opened (for the fleet). */
 static void on_circuit(int status, const char *errmsg, void *priv)
 {
@@ -431,7 +422,10 @@ static void job_release(wk_job *j)
 static void on_status_done(int status, const char *errmsg, void *priv)
 {
     wk_job *j = priv;
-    if (status < 0 && !j->p->shutting) log_job(HR_LOG_ERROR, "recording failed", j, NULL, errmsg);
+    if (status < 0 && !j->p->shutting) {
+        log_job(HR_LOG_ERROR, "recording failed", j, NULL, errmsg);
+        lease_abandon(j->p, j->worker);
+    }
     job_release(j);
 }
 
@@ -447,12 +441,21 @@ static void on_raw(redisAsyncContext *c, void *r, void *priv)
 
 /* ------------------------------------------------------ recording */
 
+/* progress_save keeps, in the job as stored next, the thread parts its send
+ * posted already (and their ids), so a retry resumes after them instead of
+ * posting them again. */
+static void progress_save(wk_job *j)
+{
+    if (j->send && j->job) plat_send_save_progress(j->send, j->job);
+}
+
 static void bury(wk_job *j, const char *reason)
 {
     wk_proc *p = j->p;
     p->failed++;
     log_job(HR_LOG_WARN, "job dead", j, "dead", reason);
     if (j->job) queue_set(&j->job->last_error, reason);
+    progress_save(j);
     queue_async_bury(p->qa, j->worker, j->ukh, j->lane_name, j->job, reason, on_status_done, j);
 }
 
@@ -461,7 +464,19 @@ static void retry_at(wk_job *j, int64_t at_ms, const char *why)
     wk_proc *p = j->p;
     p->retried++;
     queue_set(&j->job->last_error, why);
+    progress_save(j);
     queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
+}
+
+/* to_unknown hands a job whose outcome this worker cannot tell to its lane's
+ * unknown set, budget held, where the reconciler (or an operator) settles
+ * it. */
+static void to_unknown(wk_job *j, const char *why)
+{
+    log_job(HR_LOG_WARN, "outcome unknown: left to the reconciler", j, "unknown", why);
+    queue_set(&j->job->last_error, why);
+    progress_save(j);
+    queue_async_unknown(j->p->qa, j->worker, j->job, why, on_status_done, j);
 }
 
 /* The words of a command one acknowledged batch adds to (platform ids,
@@ -547,12 +562,13 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     for (int i = 0; i < b->n; i++) {
         wk_job *j = b->jobs[i];
         if (!p->shutting) {
-            if (status < 0)
+            if (status < 0) {
                 /* Redis lost the ack: the attempt record makes the reaper put
                  * it in unknown, where the read-back finds it sent. Never
                  * re-send here. */
                 log_job(HR_LOG_ERROR, "ack failed; left for the reconciler", j, "sent", errmsg);
-            else if (b->results[i] == 0)
+                lease_abandon(p, j->worker);
+            } else if (b->results[i] == 0)
                 log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j,
                         "sent", NULL);
         }
@@ -672,12 +688,18 @@ static void settle(wk_job *j, const plat_outcome *o)
     worker_outcome wo = outcome_of(o->kind);
     int64_t now = hr_now_ms();
     worker_decision d;
-    int can_refresh = strcmp(j->lane->platform, "bluesky") == 0;
+    /* a session can be refreshed only if the send began with one: a 401 to
+     * its own login (createSession) is a refused password */
+    int can_refresh = strcmp(j->lane->platform, "bluesky") == 0 && j->had_session;
     worker_decide(wo, j->job->attempt, j->job->max_attempts, now,
                   now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0), can_refresh,
                   j->refreshed, &p->retry, wo == WORKER_SENT ? 0 : hr_random_u64(), &d);
     quota_note(p, j->lane, o);
-    if (d.budget == WORKER_BUDGET_REFUND) budget_refund(p, j->lane, j->fetched_ms);
+    if (j->refreshed && wo != WORKER_REAUTH) /* past the session: a later 401 may refresh */
+        queue_job_set_meta(j->job, "refreshed", "");
+    /* d.budget: REFUND is done by the retry and bury scripts (atomic with
+     * the move: exactly once, even under kill -9), COMMIT by the ack, HOLD
+     * by leaving the reservation with the job in unknown */
     /* the breaker is the fleet's, in Redis: a failure counts there, a
      * success is counted by the ack */
     wk_lane *l = j->lane;
@@ -698,7 +720,11 @@ static void settle(wk_job *j, const plat_outcome *o)
     switch (d.action) {
     case WORKER_DO_ACK: ack(j, o->platform_id); return;
     case WORKER_DO_RETRY:
-        if (d.refresh_session) plat_session_release(&j->lane->sess);
+        if (d.refresh_session) {
+            plat_session_release(&j->lane->sess);
+            /* carried by the job: a second 401 after this holds the lane */
+            queue_job_set_meta(j->job, "refreshed", "1");
+        }
         log_job(HR_LOG_INFO, "job retry", j, worker_outcome_name(wo), o->message);
         retry_at(j, d.at_ms, o->message[0] ? o->message : worker_outcome_name(wo));
         return;
@@ -836,23 +862,23 @@ static void on_readback_done(wk_req *q, void *priv)
         ack(j, o.platform_id);
     } else if (o.kind == PLAT_OUT_NEXT) {
         readback_now(j); /* a session step first */
+    } else if (o.kind == PLAT_OUT_ABSENT && plat_resend_on_absent(j->lane->platform)) {
+        /* Proved not sent, and a resend cannot duplicate it (same rkey or
+         * idempotency key): a failed attempt like any other, counted
+         * against max_attempts. */
+        log_job(HR_LOG_INFO, "read-back: not sent", j, "absent", NULL);
+        o.kind = PLAT_OUT_TRANSIENT;
+        snprintf(o.message, sizeof o.message, "outcome unknown; read-back found nothing");
+        settle(j, &o);
     } else if (o.kind == PLAT_OUT_ABSENT) {
-        /* Proved not sent: safe to send again (same idempotency key). */
-        log_job(HR_LOG_INFO, "read-back: not sent, retrying", j, "absent", NULL);
-        retry_at(j, hr_now_ms(), "outcome unknown; read-back found nothing");
+        /* An email search or a timeline read right after the send can lag
+         * it: nothing found proves nothing yet. The reconciler decides
+         * after its settle time. */
+        to_unknown(j, "outcome unknown; a read-back right after the send found nothing");
     } else {
         readback(j);
     }
     plat_outcome_release(&o);
-}
-
-/* readback_give_up lets go of a job whose outcome this worker cannot tell.
- * Its attempt record stays: when this worker stops or dies the job moves to
- * unknown, where the reconciler or an operator settles it, budget held. */
-static void readback_give_up(wk_job *j, const char *why)
-{
-    log_job(HR_LOG_WARN, "outcome unknown: left to the reconciler", j, "unknown", why);
-    job_release(j);
 }
 
 static void readback_now(wk_job *j)
@@ -864,7 +890,7 @@ static void readback_now(wk_job *j)
     if (j->p->draining || plat_send_readback(j->send, &pr, &err) != 0 ||
         start_request(j, &pr, on_readback_done) != 0) {
         plat_request_release(&pr);
-        readback_give_up(j, err.msg[0] ? err.msg : "no read-back");
+        to_unknown(j, err.msg[0] ? err.msg : "no read-back");
         return;
     }
     plat_request_release(&pr);
@@ -873,7 +899,7 @@ static void readback_now(wk_job *j)
 static void readback(wk_job *j)
 {
     if (j->p->draining || j->readbacks >= 5) {
-        readback_give_up(j, "read-back gave no answer");
+        to_unknown(j, "read-back gave no answer");
         return;
     }
     if (j->readbacks == 0) {
@@ -1006,6 +1032,8 @@ static void on_attempts(int status, const char *errmsg, void *priv)
 {
     attempt_batch *b = priv;
     wk_proc *p = b->n ? b->jobs[0]->p : NULL;
+    /* the record may hold them still: the reaper must get to settle it */
+    if (p && status < 0 && !p->shutting) lease_abandon(p, b->jobs[0]->worker);
     if (p && status >= 0 && !p->shutting && !lease_vouched(p, b->jobs[0]->worker)) {
         /* The loop stalled (or the id changed) while the record was made:
          * the reaper may already have given these jobs to another worker.
@@ -1058,6 +1086,7 @@ static void job_format_and_send(wk_job *j)
     wk_proc *p = j->p;
     hr_err err = {0};
     plat_ctx ctx = {.secret = p->secret, .now_ms = 0};
+    j->had_session = j->lane->sess.access || j->lane->sess.refresh;
     j->send = plat_send_new(j->lane->acct, &j->lane->sess, j->job, &ctx, &err);
     if (!j->send) {
         bury(j, err.msg[0] ? err.msg : "cannot be formatted");
@@ -1077,8 +1106,10 @@ static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
         return;
     }
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        /* Cannot tell: do not send; the lease runs out, nothing attempted. */
+        /* Cannot tell: do not send; nothing attempted, the reaper returns
+         * it to its lane once the lease let go here runs out. */
         log_job(HR_LOG_ERROR, "suppression check failed", j, NULL, reply ? reply->str : NULL);
+        lease_abandon(j->p, j->worker);
         job_release(j);
         return;
     }
@@ -1115,6 +1146,8 @@ static void job_start(wk_proc *p, queue_fetched *f)
         bury(j, err.msg);
         return;
     }
+    const char *rf = queue_job_get_meta(j->job, "refreshed");
+    j->refreshed = rf && strcmp(rf, "1") == 0;
     if (!j->lane || !j->lane->acct) {
         /* Not ours to send after all: it stays, visible, for a pool that can. */
         retry_at(j, hr_now_ms() + 60000, "no usable account for this lane in this pool");

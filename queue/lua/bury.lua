@@ -1,9 +1,10 @@
 -- bury: a job goes to its lane's dead set with the reason.
 -- KEYS[1] jobs  KEYS[2] reasons  KEYS[3] inflight:WORKER  KEYS[4] dead:LANE
--- KEYS[5] stats  KEYS[6] unknown:LANE
+-- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] lane:LANE
 -- ARGV[1] ukh  ARGV[2] reason  ARGV[3] value ('' keeps the stored one)
 -- ARGV[4] lane  ARGV[5] '1' when the job must be the worker's in-flight job
 -- (otherwise an operator buries it from the unknown set)
+-- Nothing was sent: the budget the fetch reserved for it is given back.
 -- Returns 1, or 0 when it was not found where expected.
 local now = now_ms()
 if ARGV[5] == '1' then
@@ -15,6 +16,7 @@ if ARGV[5] == '1' then
 else
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
 end
+budget_refund(KEYS[7], now, 1)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

@@ -23,23 +23,7 @@ redis.call('ZADD', workers, now + lease, worker)
 -- this script keeps the usage (w<i>_start/_used, b_day/_used,
 -- b_month/_used, q_left/q_reset from the platform's quota headers) and
 -- sets parked=budget while a budget cap holds the lane.
-local function civil(days)
-  -- days since 1970-01-01 -> year, month, day (H. Hinnant's algorithm)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return y, m, d
-end
-local y, m, d = civil(math.floor(now / 86400000))
-local day_id, month_id = y * 10000 + m * 100 + d, y * 100 + m
+local day_id, month_id = budget_period(now)
 
 local function lane_state(state_key)
   local flat = redis.call('HGETALL', state_key)
@@ -105,9 +89,10 @@ local function admit(lane, state_key, want, st)
 end
 
 -- charge(state_key, k, st): k jobs were taken: count them in every window,
--- the quota left, and reserve their cost in the budget (refunded by the
--- worker on a definite failure, committed by the send). st: the state admit
--- read (this script changed at most its 'parked' field since).
+-- the quota left, and reserve their cost in the budget (committed by the
+-- send; given back by the script that moves a job out unsent: retry, bury,
+-- reap's requeue, resolve's resend). st: the state admit read (this script
+-- changed at most its 'parked' field since).
 local function charge(state_key, k, st)
   local cost = num(st, 'cost', 1)
   if cost < 1 then cost = 1 end

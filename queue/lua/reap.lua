@@ -1,8 +1,9 @@
 -- reap: return a dead worker's in-flight jobs. Jobs whose attempt had not
 -- started go to the front of their lane; started ones to the lane's unknown
--- set (their outcome is unknown: never re-sent blindly).
+-- set (their outcome is unknown: never re-sent blindly, budget kept
+-- reserved); requeued ones get the budget their fetch reserved back.
 -- KEYS[1] workers  KEYS[2] inflight:WORKER  KEYS[3] reasons  KEYS[4] stats
--- then per lane: ready:LANE, unknown:LANE
+-- then per lane: ready:LANE, unknown:LANE, lane:LANE
 -- ARGV[1] worker  ARGV[2] '1' to force (graceful unregister)  ARGV[3..] lanes
 -- Returns {requeued, unknown}, {-1} when the worker renewed its lease,
 -- {-2} when a lane of the record was not in ARGV (read again and retry).
@@ -33,7 +34,7 @@ for i = 1, #h, 2 do
     for p = #packed - 11, 1, -12 do
       local ukh = string.sub(packed, p, p + 11)
       if started[ukh] then
-        redis.call('ZADD', KEYS[4 + 2 * li], now, ukh)
+        redis.call('ZADD', KEYS[3 + 3 * li], now, ukh)
         redis.call('HSET', KEYS[3], ukh, 'worker ' .. worker .. ' stopped during the send')
         unknown = unknown + 1
       else
@@ -41,8 +42,9 @@ for i = 1, #h, 2 do
       end
     end
     for c = 1, #back, 4000 do
-      redis.call('LPUSH', KEYS[3 + 2 * li], unpack(back, c, math.min(c + 3999, #back)))
+      redis.call('LPUSH', KEYS[2 + 3 * li], unpack(back, c, math.min(c + 3999, #back)))
     end
+    budget_refund(KEYS[4 + 3 * li], now, #back)
     requeued = requeued + #back
   end
 end

@@ -1,9 +1,11 @@
 -- resolve: operator and reconciler moves out of the unknown and dead sets.
 -- KEYS[1] jobs KEYS[2] done KEYS[3] reasons KEYS[4] unknown:LANE
--- KEYS[5] dead:LANE KEYS[6] ready:LANE KEYS[7] stats
+-- KEYS[5] dead:LANE KEYS[6] ready:LANE KEYS[7] stats KEYS[8] lane:LANE
 -- ARGV[1] op: sent | resend | dead_retry | dead_purge
 -- ARGV[2] ukh ARGV[3] id ARGV[4] platform id ARGV[5] lane
 -- ARGV[6] new value ('' keeps the stored one)
+-- An unknown job kept its fetch's budget reservation: 'sent' spends it,
+-- 'resend' gives it back (the next fetch reserves again).
 -- Returns 1 when done, 0 when the job was not in the expected set.
 local now = now_ms()
 local op, ukh = ARGV[1], ARGV[2]
@@ -27,6 +29,7 @@ elseif op == 'dead_purge' then
 else
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ukh, ARGV[6]) end
   if op == 'resend' then
+    budget_refund(KEYS[8], now, 1)
     redis.call('LPUSH', KEYS[6], ukh)
   else
     redis.call('RPUSH', KEYS[6], ukh)

@@ -1,15 +1,18 @@
 -- retry: the worker's job goes back to its lane's retry set at a time.
 -- KEYS[1] jobs  KEYS[2] due  KEYS[3] inflight:WORKER  KEYS[4] retry:LANE
--- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] reasons
+-- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] reasons  KEYS[8] lane:LANE
 -- ARGV[1] ukh  ARGV[2] at_ms  ARGV[3] value  ARGV[4] lane  ARGV[5] wake channel
 -- A job reaped while its attempt ran sits in the unknown set; a definite
 -- failure reported late settles it from there, keeping its attempt count.
+-- Nothing was sent: the budget the fetch reserved for it is given back.
 -- Returns 1, or 0 when the job is neither the worker's nor unknown.
 if not inflight_take(KEYS[3], ARGV[4], ARGV[1]) then
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
   redis.call('HDEL', KEYS[7], ARGV[1])
 end
-local minute = math.floor(now_ms() / 60000)
+local now = now_ms()
+local minute = math.floor(now / 60000)
+budget_refund(KEYS[8], now, 1)
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])

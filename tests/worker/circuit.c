@@ -13,20 +13,6 @@ static int faults(double rate500)
     return th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, body, NULL);
 }
 
-/* injected: how many requests the sandbox failed on purpose (x only here) */
-static long injected(void)
-{
-    char *body = NULL;
-    long n = -1;
-    if (th_http(wt.sandbox_port, NULL, "/_sandbox/faults", NULL, NULL, &body) == 200) {
-        json_t *j = json_loads(body, 0, NULL);
-        n = (long)json_integer_value(json_object_get(j, "injected"));
-        json_decref(j);
-    }
-    free(body);
-    return n;
-}
-
 static char *lane_field(const char *field)
 {
     return th_redis_cmd(wt.redis, "HGET {t}:lane:x:@a %s", field);
@@ -71,12 +57,12 @@ static void fleet_breaker(void)
     CHECK(th_wait_for(circuit_is, "open", 20000));
     long want = 30;
     CHECK(th_wait_for(mastodon_done, &want, 20000)); /* the other lane flows */
-    long failed = injected();
+    long failed = wt_faults_injected();
     CHECK(failed >= 4 && failed <= 5); /* 4 in all, not 4 per process (8) */
     CHECK(wt_redis_int("HGET {t}:lane:x:@a c_fail", "") >= 4);
     /* many more fetch rounds while open: nothing from x:@a */
     wt_idle(50);
-    CHECK_INT(injected(), failed);
+    CHECK_INT(wt_faults_injected(), failed);
     CHECK_INT(wt_sandbox_posts("x", NULL), 0);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", "") + wt_redis_int("ZCARD {t}:retry:x:@a", ""),
               30);
@@ -86,7 +72,7 @@ static void fleet_breaker(void)
     free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@a circuit_until_ms 1"));
     CHECK(th_wait_for(reopened, NULL, 20000));
     wt_idle(50);
-    CHECK_INT(injected(), failed + 1);
+    CHECK_INT(wt_faults_injected(), failed + 1);
 
     /* the platform recovers: the next probe succeeds and closes it */
     CHECK_INT(faults(0.0), 200);

@@ -56,35 +56,6 @@ static void start(void)
     if (!(wt.q = queue_connect(&o, &err))) abort();
 }
 
-static void enqueue_emails(const char *tag, int n)
-{
-    queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
-    for (int i = 0; i < n; i++) {
-        queue_job *j = queue_job_new();
-        j->kind = QUEUE_KIND_EMAIL;
-        queue_set(&j->platform, "sendgrid");
-        queue_set(&j->account, "main");
-        queue_set(&j->campaign, "c1");
-        char to[96], key[96];
-        snprintf(to, sizeof to, "%s%d@example.com", tag, i);
-        snprintf(key, sizeof key, "mail:%s:%d", tag, i);
-        queue_set(&j->to, to);
-        queue_set(&j->unique_key, key);
-        queue_set(&j->subject, "Hello");
-        queue_set(&j->body_text, "Hello");
-        j->run_at_ms = hr_now_ms() - 1000;
-        j->max_attempts = 5;
-        jobs[i] = j;
-    }
-    hr_err err = {0};
-    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
-        fprintf(stderr, "enqueue: %s\n", err.msg);
-        th_failures++;
-    }
-    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
-    free(jobs);
-}
-
 static long unknowns(void) { return wt_redis_int("ZCARD {t}:unknown:sendgrid:main", ""); }
 
 /* crash_once runs a worker without its reconciler that dies the k-th time
@@ -194,7 +165,7 @@ static void webhook_settles_unknown(void)
 {
     wt_reset();
     enum { N = 200 };
-    enqueue_emails("hook", N);
+    wt_enqueue_emails("main", NULL, "hook", N);
     crash_once("after_answer", N, 40);
     CHECK(unknowns() > 0);
     /* The sandbox fired "delivered" for every email it took. A job marked
@@ -235,7 +206,7 @@ static void absent_email_waits_then_resends(void)
 {
     wt_reset();
     enum { N = 100 };
-    enqueue_emails("gone", N);
+    wt_enqueue_emails("main", NULL, "gone", N);
     /* dies with its attempts recorded, their requests (mostly) not sent */
     int64_t since = crash_once("after_attempt", N, 20);
     char *ids = th_redis_cmd(wt.redis, "ZRANGE {t}:unknown:sendgrid:main 0 -1");

@@ -212,6 +212,70 @@ static inline long wt_sandbox_posts(const char *platform, long *dups)
     return count;
 }
 
+/* wt_enqueue_emails adds n SendGrid emails of account, due now, keyed
+ * "mail:<tag>:<i>": to every one, or to <tag><i>@example.com when to is
+ * NULL. */
+static inline void wt_enqueue_emails(const char *account, const char *to, const char *tag, int n)
+{
+    queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        queue_job *j = jobs[i] = queue_job_new();
+        j->kind = QUEUE_KIND_EMAIL;
+        queue_set(&j->platform, "sendgrid");
+        queue_set(&j->account, account);
+        queue_set(&j->campaign, "c1");
+        char addr[96], key[96];
+        if (to) snprintf(addr, sizeof addr, "%s", to);
+        else snprintf(addr, sizeof addr, "%s%d@example.com", tag, i);
+        snprintf(key, sizeof key, "mail:%s:%d", tag, i);
+        queue_set(&j->to, addr);
+        queue_set(&j->unique_key, key);
+        queue_set(&j->subject, "Hello");
+        queue_set(&j->body_text, "Hello");
+        j->run_at_ms = hr_now_ms() - 1000;
+        j->max_attempts = 5;
+    }
+    hr_err err = {0};
+    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
+        fprintf(stderr, "enqueue: %s\n", err.msg);
+        th_failures++;
+    }
+    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    free(jobs);
+}
+
+/* wt_sandbox_count returns how many records of kind ("email", "session",
+ * ...) the sandbox keeps for platform, or -1. */
+static inline long wt_sandbox_count(const char *platform, const char *kind)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=%s", platform, kind);
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, NULL, path, NULL, NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_array_size(json_object_get(j, "posts"));
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+/* wt_faults_injected: how many requests the sandbox failed on purpose so
+ * far (the count survives /_sandbox/reset), or -1. */
+static inline long wt_faults_injected(void)
+{
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, NULL, "/_sandbox/faults", NULL, NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_integer_value(json_object_get(j, "injected"));
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
 static inline long wt_redis_int(const char *fmt, const char *arg)
 {
     char *s = th_redis_cmd(wt.redis, fmt, arg);

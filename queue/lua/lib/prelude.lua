@@ -19,6 +19,48 @@ local function bump(stats, kind, lane, minute, c)
   end
 end
 
+-- budget_period: the UTC day (20261121) and month (202611) of now_ms, the
+-- periods a lane's budget counts in (H. Hinnant's days-to-civil algorithm)
+local function budget_period(now)
+  local z = math.floor(now / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y * 10000 + m * 100 + d, y * 100 + m
+end
+
+-- budget_refund gives back, in the lane's state hash, the budget the fetch
+-- reserved for n jobs that leave without being sent (retried, buried,
+-- returned to their lane): called by the script that moves them, so a
+-- refund happens exactly when the move does. Only counts of the current
+-- day and month go down (an ended period limits nothing any more).
+-- BUG: a job fetched before midnight and refunded after it lowers the new
+-- day's count (by one cost per such job).
+local function budget_refund(state_key, now, n)
+  local st = redis.call('HMGET', state_key, 'b_cost', 'b_day', 'b_day_used', 'b_month',
+    'b_month_used')
+  local c = (tonumber(st[1] or '') or 0) * n
+  if c <= 0 then return end
+  local day, month = budget_period(now)
+  local h = {}
+  if tonumber(st[2] or '') == day then
+    h[#h + 1] = 'b_day_used'
+    h[#h + 1] = math.max(0, (tonumber(st[3] or '') or 0) - c)
+  end
+  if tonumber(st[4] or '') == month then
+    h[#h + 1] = 'b_month_used'
+    h[#h + 1] = math.max(0, (tonumber(st[5] or '') or 0) - c)
+  end
+  if #h > 0 then redis.call('HSET', state_key, unpack(h)) end
+end
+
 
 -- The in-flight record inflight:WORKER holds no entry per job at fetch: one
 -- field per lane, named after it (a lane has a ':', a ukh never), packs the

@@ -1,0 +1,277 @@
+/* outcomes.c: what the worker does with each outcome of a send, against a
+ * real Redis and `herald sandbox`: a read-back finding nothing right after a
+ * lost answer (resent only where that is safe, within max_attempts), budget
+ * reservations given back when a job leaves unsent, Retry-After on a 503, a
+ * refused Bluesky password, a Redis error reply mid-send, thread parts
+ * resumed after a failure. */
+#include "platforms.h"
+#include "wktest.h"
+#include "worker.h"
+
+static const char *json_hdr[] = {"Content-Type: application/json", NULL};
+
+static void faults(const char *json)
+{
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", json_hdr, json, NULL), 200);
+}
+
+static int injected_at_least(void *arg) { return wt_faults_injected() >= *(long *)arg; }
+
+/* drop_all makes the platform drop every request from now; returns the
+ * count of faults injected so far (the sandbox's count runs across resets). */
+static long drop_all(const char *platform)
+{
+    long before = wt_faults_injected();
+    char *f = hr_asprintf("{\"platform\":\"%s\",\"drop\":1.0}", platform);
+    faults(f);
+    free(f);
+    return before;
+}
+
+/* lost_answer_then_readback: once the platform dropped the send and the
+ * read-back right after it (the worker cannot tell), it stops dropping
+ * before the worker's next read-back (seconds later), which finds nothing. */
+static void lost_answer_then_readback(const char *platform, long before)
+{
+    long two = before + 2;
+    CHECK(th_wait_for(injected_at_least, &two, 10000));
+    char *clear = hr_asprintf("{\"platform\":\"%s\"}", platform);
+    faults(clear);
+    free(clear);
+}
+
+typedef struct where {
+    const char *key; /* a zset of the lane */
+    long want;
+} where;
+
+static int in_set(void *arg)
+{
+    const where *w = arg;
+    wt_tick();
+    return wt_redis_int("ZCARD %s", w->key) >= w->want;
+}
+
+/* An email search right after the send can lag it: "absent" proves nothing,
+ * so the job goes to unknown for the reconciler (which waits its settle
+ * time), never sent again at once. */
+static void email_absent_goes_to_unknown(void)
+{
+    wt_reset();
+    long before = drop_all("sendgrid");
+    wt_enqueue_emails("main", NULL, "lag", 1);
+    setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
+    pid_t w = wt_worker(NULL, "email_absent", "--processes", "1", NULL);
+    unsetenv("HERALD_WORKER_NO_RECONCILER");
+    lost_answer_then_readback("sendgrid", before);
+    where u = {"{t}:unknown:sendgrid:main", 1};
+    CHECK(th_wait_for(in_set, &u, 15000));
+    wt_term(w);
+    CHECK_INT(wt_done(), 0);
+    CHECK_INT(wt_sandbox_count("sendgrid", "email"), 0); /* never resent */
+    char *why = th_redis_cmd(wt.redis, "HVALS {t}:reasons");
+    CHECK(why && strstr(why, "found nothing"));
+    free(why);
+}
+
+/* Bluesky's read-back is exact (the post's rkey) and a resend with the same
+ * rkey cannot duplicate: "absent" is a failed attempt, resent, but counted
+ * against max_attempts (1 here: dead instead of sent again). */
+static void bluesky_absent_counts_attempts(void)
+{
+    wt_reset();
+    pid_t w = wt_worker(NULL, "bsky_absent", "--processes", "1", NULL);
+    wt_enqueue("bluesky", "@b.bsky.social", "first", 1); /* logs in */
+    CHECK(wt_wait_done(1, 10000));
+    long before = drop_all("bluesky");
+    queue_job *j = queue_job_new();
+    j->kind = QUEUE_KIND_POST;
+    queue_set(&j->platform, "bluesky");
+    queue_set(&j->account, "@b.bsky.social");
+    queue_set(&j->text, "only once");
+    queue_set(&j->unique_key, "bsky:once");
+    j->run_at_ms = hr_now_ms() - 1000;
+    j->max_attempts = 1;
+    hr_err err = {0};
+    CHECK(queue_enqueue(wt.q, &j, 1, NULL, &err) == 0);
+    queue_job_free(j);
+    lost_answer_then_readback("bluesky", before);
+    where d = {"{t}:dead:bluesky:@b.bsky.social", 1};
+    CHECK(th_wait_for(in_set, &d, 15000));
+    wt_idle(20);
+    wt_term(w);
+    CHECK_INT(wt_done(), 1);
+    CHECK_INT(wt_sandbox_posts("bluesky", NULL), 1);
+}
+
+/* A 503's Retry-After is honoured by the transient retry's backoff too. */
+static void transient_honours_retry_after(void)
+{
+    plat_header h = {.name = "Retry-After", .value = "120"};
+    plat_response r = {.status = 503, .headers = &h, .nheaders = 1, .body = "", .body_len = 0};
+    plat_outcome o;
+    memset(&o, 0, sizeof o);
+    int64_t now = 1700000000000;
+    plat_classify_http(&r, now, &o);
+    CHECK(o.kind == PLAT_OUT_TRANSIENT && o.retry_after_ms == 120000);
+    worker_retry_policy p = {.base_ms = 1000, .cap_ms = 3600000, .hold_ms = 60000};
+    worker_decision d;
+    worker_decide(WORKER_TRANSIENT, 1, 5, now, now + o.retry_after_ms, 0, 0, &p,
+                  0xffffffffffffULL, &d);
+    CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 120000);
+    plat_outcome_release(&o);
+}
+
+static long lane_field(const char *lane, const char *field)
+{
+    char *v = th_redis_cmd(wt.redis, "HGET {t}:lane:%s %s", lane, field);
+    long n = v ? strtol(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
+static int done_is(void *arg)
+{
+    wt_tick();
+    return wt_done() >= *(long *)arg;
+}
+
+/* The budget a fetch reserves comes back when the job leaves without being
+ * sent: buried as suppressed, or returned to its lane by the reaper after
+ * its worker died before the attempt. Else the day's cap (3 here) is spent
+ * on nothing and real emails park. */
+static void budget_back_when_not_sent(void)
+{
+    wt_reset();
+    char digest[65];
+    REQUIRE(queue_suppress_hash("test-secret-0123456789abcdef", "gone@example.com", digest) == 0);
+    free(th_redis_cmd(wt.redis, "HSET {t}:suppressed %s unsubscribe", digest));
+    wt_enqueue_emails("budget", "gone@example.com", "supp", 3);
+    pid_t w = wt_worker(NULL, "budget", "--foreground", "--once", NULL);
+    where d = {"{t}:dead:sendgrid:budget", 3};
+    CHECK(th_wait_for(in_set, &d, 10000));
+    wt_term(w);
+    CHECK_INT(lane_field("sendgrid:budget", "b_day_used"), 0);
+    /* three real emails, fetched together by a worker that dies at once */
+    wt_enqueue_emails("budget", NULL, "real", 3);
+    char env[800];
+    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=after_fetch:1:%s/crashed-budget", wt.dir);
+    w = wt_worker(env, "budget2", "--processes", "1", "--lease", "1s", NULL);
+    long three = 3;
+    CHECK(th_wait_for(done_is, &three, 15000));
+    wt_term(w);
+    CHECK_INT(lane_field("sendgrid:budget", "b_day_used"), 3000000); /* micro-units */
+    CHECK_INT(wt_sandbox_count("sendgrid", "email"), 3);
+}
+
+static int lane_paused(void *arg)
+{
+    wt_tick();
+    return wt_redis_int("SISMEMBER {t}:paused %s", arg) == 1;
+}
+
+/* A refused password is not an expired session: its 401 pauses the lane at
+ * once, without a login per retry. */
+static void bluesky_refused_password_pauses(void)
+{
+    wt_reset();
+    wt_enqueue("bluesky", "@bad.bsky.social", "never", 2);
+    pid_t w = wt_worker(NULL, "bsky_bad", "--processes", "1", NULL);
+    CHECK(th_wait_for(lane_paused, "bluesky:@bad.bsky.social", 10000));
+    wt_idle(30); /* time for a loop to show */
+    wt_term(w);
+    long sessions = wt_sandbox_count("bluesky", "session");
+    CHECK(sessions >= 1 && sessions <= 2); /* one login per job at most */
+    CHECK_INT(wt_done(), 0);
+}
+
+static int log_has(void *arg)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", wt.dir, ((const char **)arg)[0]);
+    char *t = th_read_file(path, NULL);
+    int ok = t && strstr(t, ((const char **)arg)[1]);
+    free(t);
+    return ok;
+}
+
+/* An error reply (OOM here) while the connection stays up: the job the
+ * worker had to let go is not stranded in an in-flight record the
+ * heartbeat keeps alive; the reaper returns it and it is sent. */
+static void error_reply_does_not_strand(void)
+{
+    wt_reset();
+    wt_enqueue("x", "@a", "stranded", 1);
+    pid_t w = wt_worker("HERALD_WORKER_STALL_AT=after_fetch:1:1000", "strand", "--processes",
+                        "1", "--lease", "2s", NULL);
+    const char *stall[] = {"strand.log", "test seam: stalling"};
+    CHECK(th_wait_for(log_has, stall, 10000));
+    free(th_redis_cmd(wt.redis, "CONFIG SET maxmemory 1"));
+    const char *refused[] = {"strand.log", "attempt not recorded"};
+    CHECK(th_wait_for(log_has, refused, 10000));
+    free(th_redis_cmd(wt.redis, "CONFIG SET maxmemory 0"));
+    long one = 1;
+    CHECK(th_wait_for(done_is, &one, 15000));
+    wt_term(w);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 1);
+}
+
+/* A thread whose later part failed resumes after the parts it posted: X
+ * would take a repeated part as a new tweet (the sandbox counts them as
+ * duplicates by Idempotency-Key). */
+static void thread_resumes_after_posted_parts(void)
+{
+    wt_reset();
+    faults("{\"platform\":\"x\",\"rate500\":0.3}");
+    enum { N = 10 };
+    queue_job *jobs[N];
+    for (int i = 0; i < N; i++) {
+        queue_job *j = jobs[i] = queue_job_new();
+        j->kind = QUEUE_KIND_POST;
+        queue_set(&j->platform, "x");
+        queue_set(&j->account, "@a");
+        queue_set(&j->campaign, "c1");
+        char text[700], key[64];
+        int n = snprintf(text, sizeof text, "Thread %d:", i);
+        while (n < 600) n += snprintf(text + n, sizeof text - (size_t)n, " word%d", n);
+        snprintf(key, sizeof key, "thread:%d", i);
+        queue_set(&j->text, text);
+        queue_set(&j->unique_key, key);
+        queue_job_set_meta(j, "thread", "1");
+        j->run_at_ms = hr_now_ms() - 1000;
+        j->max_attempts = 50;
+    }
+    hr_err err = {0};
+    CHECK(queue_enqueue(wt.q, jobs, N, NULL, &err) == 0);
+    for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
+    pid_t w = wt_worker(NULL, "thread", "--processes", "1", "--concurrency", "8", NULL);
+    CHECK(wt_wait_done(N, 30000));
+    wt_term(w);
+    faults("{\"platform\":\"x\"}");
+    CHECK(wt_faults_injected() > 0);
+    long dups = -1, posts = wt_sandbox_posts("x", &dups);
+    CHECK_INT(posts, 3 * N);
+    CHECK_INT(dups, 0);
+}
+
+int main(void)
+{
+    wt_start("account sendgrid:main base-url=http://127.0.0.1:$PORT credentials=sg-key "
+             "from=news@shop.example rate=1000000/1h\n"
+             "account sendgrid:budget base-url=http://127.0.0.1:$PORT credentials=sg-key "
+             "from=news@shop.example rate=1000000/1h cost=1 budget-daily=3\n"
+             "account bluesky:@bad.bsky.social base-url=http://127.0.0.1:$PORT "
+             "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n");
+    char *cred = hr_asprintf("%s/sg-key", wt.dir);
+    th_write_file(cred, "SG.sandbox-key");
+    free(cred);
+    th_run("transient_honours_retry_after", transient_honours_retry_after);
+    th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
+    th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
+    th_run("budget_back_when_not_sent", budget_back_when_not_sent);
+    th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
+    th_run("error_reply_does_not_strand", error_reply_does_not_strand);
+    th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
+    wt_stop();
+    return th_main_end();
+}
