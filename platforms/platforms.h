@@ -230,7 +230,8 @@ void plat_outcome_release(plat_outcome *o);
 const char *plat_outcome_name(plat_outcome_kind k);
 
 /* plat_parse_retry_after parses a Retry-After value (delta seconds or an
- * HTTP-date) relative to now_ms; returns the delay in ms, or -1. */
+ * HTTP-date) relative to now_ms; returns the delay in ms, at most a day (a
+ * longer or out-of-range one counts as a day), or -1. */
 int64_t plat_parse_retry_after(const char *v, int64_t now_ms);
 /* plat_classify_http fills o from a response with the rules every platform
  * shares (transport errors, 429 and its headers, 5xx, 401, quota headers);

@@ -288,6 +288,13 @@ const char *plat_outcome_name(plat_outcome_kind k)
     return "?";
 }
 
+/* A wait longer than a day is a broken or hostile header: a day it is (and
+ * no arithmetic on it can overflow). */
+#define WAIT_MAX_S (24 * 3600)
+
+/* wait_ms turns a wait in seconds (maybe absurd) into ms within a day. */
+static int64_t wait_ms(int64_t secs) { return (secs > WAIT_MAX_S ? WAIT_MAX_S : secs) * 1000; }
+
 int64_t plat_parse_retry_after(const char *v, int64_t now_ms)
 {
     if (!v) return -1;
@@ -297,10 +304,13 @@ int64_t plat_parse_retry_after(const char *v, int64_t now_ms)
     snprintf(tmp, sizeof tmp, "%s", v);
     size_t l = strlen(tmp);
     while (l && (tmp[l - 1] == ' ' || tmp[l - 1] == '\r')) tmp[--l] = '\0';
-    if (hr_parse_i64(tmp, &secs) == 0) return secs < 0 ? -1 : secs * 1000;
+    if (hr_parse_i64(tmp, &secs) == 0) return secs < 0 ? -1 : wait_ms(secs);
+    if (l && strspn(tmp, "0123456789") == l) return wait_ms(WAIT_MAX_S); /* past int64 */
     time_t t = curl_getdate(tmp, NULL); /* HTTP-date, as curl parses it */
     if (t < 0) return -1;
-    int64_t d = (int64_t)t * 1000 - now_ms;
+    int64_t at_s = (int64_t)t, now_s = now_ms / 1000;
+    if (at_s - now_s > WAIT_MAX_S) return wait_ms(WAIT_MAX_S);
+    int64_t d = at_s * 1000 - now_ms;
     return d < 0 ? 0 : d;
 }
 
@@ -325,8 +335,12 @@ static int64_t reset_to_abs_ms(const char *v, int64_t now_ms)
     int64_t ms;
     if (!v) return 0;
     if (parse_long(v, &x) == 0) {
-        if (x > 1000000000L) return (int64_t)x * 1000;
-        return now_ms + (int64_t)x * 1000;
+        if (x < 0) return now_ms;
+        if (x > 1000000000L) { /* epoch seconds: at most a day ahead */
+            int64_t ahead = (int64_t)x - now_ms / 1000;
+            return ahead > WAIT_MAX_S ? now_ms + wait_ms(WAIT_MAX_S) : (int64_t)x * 1000;
+        }
+        return now_ms + wait_ms(x);
     }
     if (hr_parse_rfc3339(v, &ms) == 0) return ms;
     return 0;
@@ -381,6 +395,7 @@ int plat_classify_http(const plat_response *r, int64_t now_ms, plat_outcome *o)
             for (int i = 0; i < 3 && !t; i++)
                 t = reset_to_abs_ms(plat_response_header(r, rst[i]), now_ms);
             if (t) d = t > now_ms ? t - now_ms : 0;
+            if (d > wait_ms(WAIT_MAX_S)) d = wait_ms(WAIT_MAX_S);
         }
         o->retry_after_ms = d < 0 ? 60000 : d;
         out_set(o, PLAT_OUT_RETRY, "rate limited (HTTP 429), retry in %lld ms",

@@ -248,6 +248,12 @@ static void test_retry_after(void)
     CHECK_INT(plat_parse_retry_after("soon", NOW_MS), -1);
     CHECK_INT(plat_parse_retry_after(NULL, NOW_MS), -1);
     CHECK_INT(plat_parse_retry_after("-5", NOW_MS), -1);
+    /* absurd waits are a day: no overflow, no retry at once */
+    CHECK_INT(plat_parse_retry_after("86401", NOW_MS), 86400000);
+    CHECK_INT(plat_parse_retry_after("9223372036854775807", NOW_MS), 86400000);
+    CHECK_INT(plat_parse_retry_after("9223372036854775", NOW_MS), 86400000);
+    CHECK_INT(plat_parse_retry_after("99999999999999999999999", NOW_MS), 86400000);
+    CHECK_INT(plat_parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW_MS), 86400000);
 }
 
 int main(void)
