@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "internal.h"
 #include "queue.h"
 #include "webhooks.h"
 
@@ -439,6 +440,33 @@ static void test_mailgun_replay(void)
                                NULL),
               200);
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
+}
+
+/* test_record_tokens: one script call (as one loop iteration's requests
+ * make) with a token twice: the first request is recorded, the second
+ * refused, and its event does not count as seen (a third request carrying
+ * the same event id under its own token is recorded). */
+static void test_record_tokens(void)
+{
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)hr_now_ms());
+    char *v = rcmd("EVAL %s 11 {r}:ev:seen:0 {r}:events {r}:suppressed {r}:done {r}:jobs "
+                   "{r}:platform_ids {r}:eng:jobs {r}:eng:campaigns {r}:eng:contacts "
+                   "{r}:eng:totals {r}:ev:seen:1 %s 604800000 1000 3 "
+                   "mailgun:x1 open %s %s %s %s mailgun 0 "
+                   "mailgun:x2 open %s %s %s %s mailgun 0 "
+                   "mailgun:x2 open %s %s %s %s mailgun 0 "
+                   "mailgun-token:T 1 1 mailgun-token:T 2 1 mailgun-token:U 3 1",
+                   hook_lua_record, now, "", "", "", "", "", "", "", "", "", "", "", "");
+    CHECK_STR(v ? v : "(nil)", "343141");
+    free(v);
+    CHECK_INT(rint_("HGET {r}:eng:totals open"), 2);
+    CHECK_INT(rint_("HGET {r}:eng:totals unmatched"), 2);
+    CHECK_INT(rint_("HEXISTS {r}:eng:totals duplicate"), 0);
+    CHECK_INT(rint_("XLEN {r}:events"), 2);
+    long seen = rint_("HEXISTS {r}:ev:seen:0 mailgun-token:T") +
+                rint_("HEXISTS {r}:ev:seen:1 mailgun-token:T");
+    CHECK_INT(seen, 1);
 }
 
 static void test_postmark(void)
@@ -1081,6 +1109,7 @@ int main(void)
     th_run("sendgrid", test_sendgrid);
     th_run("mailgun", test_mailgun);
     th_run("mailgun_replay", test_mailgun_replay);
+    th_run("record_tokens", test_record_tokens);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
