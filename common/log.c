@@ -101,14 +101,27 @@ static size_t local_start(const char *s, size_t from, size_t at)
     return i;
 }
 
+/* next_at returns the next '@' in s, or "%40" (an address in a URL or a
+ * form body), from p on, with its length in *len; NULL when none. */
+static const char *next_at(const char *p, size_t *len)
+{
+    for (p = strpbrk(p, "@%"); p; p = strpbrk(p + 1, "@%")) {
+        *len = *p == '@' ? 1 : 3;
+        if (*p == '@' || (p[1] == '4' && p[2] == '0')) return p;
+    }
+    return NULL;
+}
+
 void hr_mask_email(const char *s, char *out, size_t outlen)
 {
     if (!outlen) return;
-    size_t o = 0, last = 0, n = strlen(s);
+    size_t o = 0, last = 0, floor = 0, n = strlen(s), len;
     /* copy s[last..] up to each '@', its local part replaced by its first
-     * character (printable ASCII only: never half a UTF-8 sequence) and *** */
-    for (const char *a = strchr(s, '@'); a && o + 1 < outlen; a = strchr(a + 1, '@')) {
-        size_t at = (size_t)(a - s), ls = local_start(s, last, at);
+     * character (printable ASCII only: never half a UTF-8 sequence) and ***;
+     * floor: a local part starts after the '@' before it */
+    for (const char *a = next_at(s, &len); a && o + 1 < outlen; a = next_at(a + len, &len)) {
+        size_t at = (size_t)(a - s), ls = local_start(s, floor, at);
+        floor = at + len;
         if (ls == at) continue;
         while (last < ls && o + 1 < outlen) out[o++] = s[last++];
         if (s[ls] > ' ' && s[ls] < 0x7f && o + 1 < outlen) out[o++] = s[ls];

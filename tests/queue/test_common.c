@@ -60,6 +60,8 @@ static void test_mask(void)
         {"<ann+tag@example.com>, bo@x.io", "<a***@example.com>, b***@x.io"},
         {"lane x:@shop", "lane x:@shop"}, /* a handle, not an address */
         {"@mention and trailing@", "@mention and t***@"},
+        {"to=jane.doe%40example.com&x=1", "t***%40example.com&x=1"}, /* form, URL */
+        {"a%40b%40c.org 100%", "a***%40b***%40c.org 100%"},
     };
     for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
         hr_mask_email(cases[i][0], out, sizeof out);
