@@ -53,6 +53,7 @@ struct plat_send {
     char **cids; /* Bluesky cid per part */
     char *container; /* Threads: the container being published */
     int readback_tries;
+    int64_t born_ms; /* when plat_send_new ran (send_now) */
     /* read-back paging (X, LinkedIn): the next page's token or offset
      * (NULL: the first page) and pages read so far */
     char *rb_page;

@@ -47,13 +47,25 @@ static void masto_response(plat_send *s, const plat_response *r, plat_outcome *o
     json_decref(j);
 }
 
+/* Mastodon keeps an Idempotency-Key for an hour; a repeat is only made
+ * while the attempt is surely younger than that, with this margin. */
+#define MASTO_KEY_SAFE_MS (55 * 60 * 1000)
+
 /* With account-id= the read-back lists the account's statuses; without it,
  * the same POST with the same Idempotency-Key returns the status Mastodon
- * already has (within the hour it keeps keys) instead of a new one. */
+ * already has instead of a new one, but only within the hour it keeps keys:
+ * after that (or when the attempt's time is not known) the repeat would
+ * post again, so there is no read-back and the job waits for an operator. */
 static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *acct = plat_account_opt(s->a, "account-id", NULL);
     if (!acct) {
+        int64_t after = s->ctx.sent_after_ms ? s->ctx.sent_after_ms : s->born_ms;
+        if (after <= 0 || send_now(s) - after >= MASTO_KEY_SAFE_MS)
+            return hr_err_set(err,
+                              "mastodon: the attempt may be older than the hour Mastodon keeps "
+                              "its Idempotency-Key (a repeated POST could post again); set "
+                              "account-id= to read back from the account's statuses");
         s->part = 0;
         return masto_post(s, req);
     }

@@ -118,6 +118,11 @@ typedef struct plat_post {
 typedef struct plat_ctx {
     const char *secret; /* signs unsubscribe tokens; NULL: no unsubscribe URL */
     int64_t now_ms;     /* createdAt stamps; 0: hr_now_ms() */
+    /* read-back: the send's attempt began at or after this (ms, host
+     * clock); 0: when plat_send_new ran (the worker's own send), -1: not
+     * known (a reconciler that only has the job). Mastodon repeats the POST
+     * only within its Idempotency-Key's hour of it. */
+    int64_t sent_after_ms;
 } plat_ctx;
 
 #define PLAT_FMT_FIT 1    /* cut text that is too long (templates always fit) */

@@ -81,6 +81,7 @@ plat_send *plat_send_new(const plat_account *a, plat_session *sess, const queue_
     s->sess = sess;
     s->job = queue_job_dup(j);
     if (ctx) s->ctx = *ctx;
+    s->born_ms = send_now(s);
     if (!s->job->idem_key && s->job->id[0])
         s->job->idem_key = hr_asprintf("hr-%s", queue_job_ukh(s->job));
     if (plat_format_job(a, s->job, ctx, 0, &s->post, err) != 0) {

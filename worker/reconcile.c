@@ -161,7 +161,9 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         return resolved;
     }
     plat_account *a = plat_account_find(c, j->platform, j->account, &err);
-    plat_ctx ctx = {0};
+    /* the attempt was made no earlier than the job was created and due */
+    int64_t after = j->created_ms > j->run_at_ms ? j->created_ms : j->run_at_ms;
+    plat_ctx ctx = {.sent_after_ms = after > 0 ? after : -1};
     plat_send *s = NULL;
     plat_request pr;
     memset(&pr, 0, sizeof pr);

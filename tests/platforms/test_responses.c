@@ -256,9 +256,49 @@ static void test_retry_after(void)
     CHECK_INT(plat_parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW_MS), 86400000);
 }
 
+/* Mastodon's read-back without account-id repeats the POST with the same
+ * Idempotency-Key, which Mastodon honours for an hour: an attempt that may
+ * be older (or whose time is not known) gets no read-back at all rather
+ * than a second post. */
+static void test_mastodon_key_window(void)
+{
+    plat_account *a = load_account("mastodon:@shop@m.example base-url=http://api.test", "t");
+    hr_err err = {0};
+    queue_job *j = queue_job_from_json(
+        "{\"kind\":\"post\",\"platform\":\"mastodon\",\"account\":\"@shop@m.example\","
+        "\"text\":\"Hello fediverse\",\"idempotency_key\":\"hr-m1\"}",
+        &err);
+    REQUIRE(a && j);
+    const struct {
+        int64_t after;
+        int post;
+    } cases[] = {{0, 1}, {NOW_MS - 10 * 60000, 1}, {NOW_MS - 2 * 3600000, 0}, {-1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        plat_session sess = {0};
+        plat_ctx ctx = {.now_ms = NOW_MS, .sent_after_ms = cases[i].after};
+        plat_send *s = plat_send_new(a, &sess, j, &ctx, &err);
+        REQUIRE(s);
+        plat_request req;
+        int rc = plat_send_readback(s, &req, &err);
+        if (cases[i].post) {
+            CHECK_INT(rc, 0);
+            CHECK_STR(req.method, "POST");
+        } else {
+            CHECK_INT(rc, -1);
+            CHECK(strstr(err.msg, "older than the hour") != NULL);
+        }
+        plat_request_release(&req);
+        plat_send_free(s);
+        plat_session_release(&sess);
+    }
+    queue_job_free(j);
+    plat_account_free(a);
+}
+
 int main(void)
 {
     th_run("recorded", test_recorded);
     th_run("retry_after", test_retry_after);
+    th_run("mastodon_key_window", test_mastodon_key_window);
     return th_main_end();
 }
