@@ -94,6 +94,7 @@ static const struct directive {
     {"webhooks-max-conns", V_INT},
     {"webhooks-replay-window", V_INT},
     {"webhooks-request-timeout-ms", V_INT},
+    {"webhooks-redis-timeout-ms", V_INT},
     {"webhooks-stream-maxlen", V_INT},
     {"sendgrid-webhook-key-file", V_ANY},
     {"mailgun-signing-key-file", V_ANY},
