@@ -411,16 +411,20 @@ void queue_async_reset(queue_async *qa)
     if (!qa->ac || qa->free_pending || qa->in_cb || qa->depth) return;
     redisAsyncContext *ac = qa->ac;
     int was = qa->connected;
-    hr_log(HR_LOG_WARN, "redis: dropping a stalled connection", NULL);
-    /* hiredis fails the pending callbacks, then (when it was connected)
-     * calls on_disconnect, which schedules the reconnect */
+    /* hiredis calls on_disconnect (which schedules the reconnect) only for
+     * a context it had connected */
+    int told = (ac->c.flags & REDIS_CONNECTED) != 0;
+    /* the failed callbacks see the handle down, so none sends on the
+     * context being freed (the caller logs why it resets) */
+    qa->connected = 0;
     qa->depth++;
     redisAsyncFree(ac);
-    qa->depth--;
-    if (!was) { /* still connecting: no callback told us */
+    if (!told) {
         qa->ac = NULL;
         schedule_reconnect(qa);
     }
+    if (was && qa->state_cb) qa->state_cb(qa, 0, qa->state_priv);
+    qa->depth--;
 }
 
 int queue_async_connected(const queue_async *qa) { return qa->connected; }
