@@ -184,8 +184,6 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
      * platform group of weight 1 when the pool names none). */
     enum { MAXG = WORKER_MAX_PLATFORMS };
     int weight[MAXG], current[MAXG] = {0}, next[MAXG] = {0}, count[MAXG] = {0}, ng = 0;
-    int group_of[256];
-    if (nlanes > 256) nlanes = 256;
     if (p->nplatforms == 0) {
         int n = 0;
         for (int i = 0; i < nlanes && n < cap; i++) out[n++] = lanes[i];
@@ -193,6 +191,7 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
     }
     int map[MAXG];
     for (int i = 0; i < MAXG; i++) map[i] = -1;
+    int *group_of = hr_malloc((size_t)nlanes * sizeof *group_of);
     for (int i = 0; i < nlanes; i++) {
         int pi = platform_index(p, lanes[i]);
         group_of[i] = -1;
@@ -204,7 +203,10 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
         group_of[i] = map[pi];
         count[map[pi]]++;
     }
-    if (ng == 0) return 0;
+    if (ng == 0) {
+        free(group_of);
+        return 0;
+    }
     int total = 0;
     for (int g = 0; g < ng; g++) total += weight[g];
     int n = 0;
@@ -228,6 +230,7 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
         next[best]++;
         if (n >= nlanes * 64) break; /* a full cycle is plenty */
     }
+    free(group_of);
     return n;
 }
 

@@ -17,17 +17,29 @@
 #include "platforms.h"
 #include "queue.h"
 
-#define MAX_LANES 256
-
 /* upper bounds (ms) of the send-duration buckets; the last bucket is +Inf */
 static const int send_bounds_ms[] = {10, 25, 50, 100, 250, 500, 1000, 5000};
 #define SEND_BUCKETS ((int)HR_ARRAY_LEN(send_bounds_ms))
+
+typedef struct wk_job wk_job;
+
+/* Jobs waiting for one Redis call that serves many (a group commit), or for
+ * their lane's login. */
+typedef struct wk_jobq {
+    wk_job **v;
+    int n, cap;
+} wk_jobq;
 
 typedef struct wk_lane {
     char name[QUEUE_LANE_MAX];
     char platform[32];
     plat_account *acct; /* NULL: not usable (reason logged once) */
     plat_session sess;
+    /* The job whose send is logging in (Bluesky createSession or
+     * refreshSession), and those that wait for its session rather than
+     * each logging in (the platform limits logins per account). */
+    wk_job *login_job;
+    wk_jobq login_wait;
     worker_account_conf conf;
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
@@ -43,13 +55,6 @@ typedef struct wk_lane {
 
 
 typedef struct wk_proc wk_proc;
-typedef struct wk_job wk_job;
-
-/* Jobs waiting for one Redis call that serves many (a group commit). */
-typedef struct wk_jobq {
-    wk_job **v;
-    int n, cap;
-} wk_jobq;
 
 struct wk_job {
     wk_proc *p;
@@ -85,8 +90,9 @@ struct wk_proc {
     char worker_id[64];
     worker_pool_conf pool;
     worker_retry_policy retry;
-    wk_lane *lanes[MAX_LANES];
-    int nlanes;
+    wk_lane **lanes; /* grows: a pool may serve any number of accounts */
+    int nlanes, cap_lanes;
+    unsigned lane_turn; /* where the next fetch's lane order starts */
     wk_job *jobs; /* in this process, any step */
     int inflight;
     int concurrency;
@@ -271,7 +277,10 @@ static wk_lane *lane_get(wk_proc *p, const char *name)
 
 static wk_lane *lane_add(wk_proc *p, const char *name)
 {
-    if (p->nlanes == MAX_LANES) return NULL;
+    if (p->nlanes == p->cap_lanes) {
+        p->cap_lanes = p->cap_lanes ? p->cap_lanes * 2 : 64;
+        p->lanes = hr_realloc(p->lanes, (size_t)p->cap_lanes * sizeof *p->lanes);
+    }
     wk_lane *l = hr_calloc(1, sizeof *l);
     snprintf(l->name, sizeof l->name, "%s", name);
     size_t n = strcspn(name, ":");
@@ -386,6 +395,7 @@ static void lane_free(wk_lane *l)
     if (!l) return;
     plat_account_free(l->acct);
     plat_session_release(&l->sess);
+    free(l->login_wait.v); /* the jobs are the process's to free */
     free(l);
 }
 
@@ -402,6 +412,23 @@ static void job_free(wk_job *j)
     free(j);
 }
 
+static void job_format_and_send(wk_job *j);
+
+/* lane_login_over: the lane's login job has its session, or has finished
+ * without one: the jobs that waited go on (one of them logs in next when
+ * there is still no session). */
+static void lane_login_over(wk_lane *l)
+{
+    wk_jobq w = l->login_wait;
+    l->login_job = NULL;
+    memset(&l->login_wait, 0, sizeof l->login_wait);
+    for (int i = 0; i < w.n; i++) {
+        if (w.v[i]->p->shutting) continue; /* freed with the process's jobs */
+        job_format_and_send(w.v[i]);
+    }
+    free(w.v);
+}
+
 /* job_release takes j out of the process's books and frees it. */
 static void job_release(wk_job *j)
 {
@@ -412,6 +439,7 @@ static void job_release(wk_job *j)
     p->inflight--;
     wk_lane *l = j->lane;
     if (l) l->inflight--;
+    if (l && l->login_job == j) lane_login_over(l);
     job_free(j);
     if (l && l->reload && l->inflight == 0 && !p->shutting) lane_reload(p, l);
     if (p->shutting) return;
@@ -827,6 +855,8 @@ static void on_send_done(wk_req *q, void *priv)
     plat_outcome o;
     if (answer_begin(j, &r, &o) != 0) return;
     plat_send_response(j->send, &r, &o);
+    if (j->lane->login_job == j && (j->lane->sess.access || o.kind != PLAT_OUT_NEXT))
+        lane_login_over(j->lane); /* logged in, or it came to nothing */
     if (o.kind == PLAT_OUT_NEXT) {
         plat_outcome_release(&o);
         job_send_step(j);
@@ -1081,10 +1111,24 @@ static void on_att_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     }
 }
 
+/* needs_login: j's send would begin by logging in (Bluesky without an
+ * access token). */
+static int needs_login(const wk_job *j)
+{
+    return strcmp(j->lane->platform, "bluesky") == 0 && !j->lane->sess.access;
+}
+
 static void job_format_and_send(wk_job *j)
 {
     wk_proc *p = j->p;
     hr_err err = {0};
+    if (needs_login(j)) {
+        if (j->lane->login_job) { /* one login per account at a time */
+            jobq_push(&j->lane->login_wait, j);
+            return;
+        }
+        j->lane->login_job = j;
+    }
     plat_ctx ctx = {.secret = p->secret, .now_ms = 0};
     j->had_session = j->lane->sess.access || j->lane->sess.refresh;
     j->send = plat_send_new(j->lane->acct, &j->lane->sess, j->job, &ctx, &err);
@@ -1289,21 +1333,26 @@ static void fetch_more(wk_proc *p)
         arm_fetch(p, 0.2);
         return;
     }
-    const char *eligible[MAX_LANES];
+    const char **eligible = hr_malloc((size_t)p->nlanes * sizeof *eligible);
     int ne = 0;
-    /* an open circuit is the fetch script's to refuse: fleet-wide */
-    for (int i = 0; i < p->nlanes; i++) {
-        wk_lane *l = p->lanes[i];
+    /* an open circuit is the fetch script's to refuse: fleet-wide. Each
+     * fetch starts one lane further, so a weighted order cut at its cap
+     * reaches every lane in turn, and processes do not all favour the
+     * same first lanes. */
+    unsigned turn = p->lane_turn++;
+    for (int k = 0; k < p->nlanes; k++) {
+        wk_lane *l = p->lanes[(turn + (unsigned)k) % (unsigned)p->nlanes];
         if (!l->acct) continue;
         eligible[ne++] = l->name;
     }
-    if (ne == 0) {
-        arm_fetch(p, 0.5);
-        return;
-    }
-    const char *order[256];
-    int no = worker_pool_order(&p->pool, eligible, ne, order, ne * 4 < 256 ? ne * 4 : 256);
+    /* a few visits per lane, at most 256 entries (the script's keys), but
+     * never fewer than the lanes */
+    int cap = ne * 4 < 256 ? ne * 4 : ne > 256 ? ne : 256;
+    const char **order = hr_malloc((size_t)(cap > 0 ? cap : 1) * sizeof *order);
+    int no = ne ? worker_pool_order(&p->pool, eligible, ne, order, cap) : 0;
+    free(eligible);
     if (no == 0) {
+        free(order);
         arm_fetch(p, 0.5);
         return;
     }
@@ -1313,6 +1362,7 @@ static void fetch_more(wk_proc *p)
     /* One batch sized to free capacity; the script round-robins lanes. */
     int batch = free_slots > 256 ? 256 : free_slots;
     queue_async_fetch(p->qa, p->worker_id, order, no, batch, (int)p->o.lease_ms, on_fetched, p);
+    free(order);
 }
 
 static void on_fetch_timer(struct ev_loop *loop, ev_timer *w, int revents) { fetch_more(w->data); }
@@ -1594,6 +1644,7 @@ int worker_process_main(const worker_opts *o)
     ev_signal_stop(p->loop, &p->sig_int);
     ev_signal_stop(p->loop, &p->sig_hup);
     for (int i = 0; i < p->nlanes; i++) lane_free(p->lanes[i]);
+    free(p->lanes);
     char sent[24];
     snprintf(sent, sizeof sent, "%ld", p->sent);
     hr_log(HR_LOG_INFO, "worker stopped", "sent", sent, NULL);

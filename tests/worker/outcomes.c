@@ -254,14 +254,53 @@ static void thread_resumes_after_posted_parts(void)
     CHECK_INT(dups, 0);
 }
 
+/* Jobs of one Bluesky account started together log in once: the others
+ * wait for that session (Bluesky allows 30 logins per 5 minutes). */
+static void one_login_per_account(void)
+{
+    wt_reset();
+    wt_enqueue("bluesky", "@b.bsky.social", "herd", 40);
+    pid_t w = wt_worker(NULL, "herd", "--processes", "1", "--concurrency", "64", NULL);
+    CHECK(wt_wait_done(40, 15000));
+    wt_term(w);
+    CHECK_INT(wt_sandbox_count("bluesky", "session"), 1);
+    CHECK_INT(wt_sandbox_posts("bluesky", NULL), 40);
+}
+
+enum { MANY_LANES = 300 };
+
+/* A process serves every lane of its pool, however many (a table of 256
+ * left the rest unserved, silently). */
+static void every_lane_served(void)
+{
+    wt_reset();
+    for (int i = 0; i < MANY_LANES; i++) {
+        char acct[32];
+        snprintf(acct, sizeof acct, "@u%d", i);
+        wt_enqueue("mastodon", acct, "many", 1);
+    }
+    pid_t w = wt_worker(NULL, "many", "--processes", "1", NULL);
+    CHECK(wt_wait_done(MANY_LANES, 20000));
+    wt_term(w);
+    CHECK_INT(wt_done(), MANY_LANES);
+}
+
 int main(void)
 {
-    wt_start("account sendgrid:main base-url=http://127.0.0.1:$PORT credentials=sg-key "
-             "from=news@shop.example rate=1000000/1h\n"
-             "account sendgrid:budget base-url=http://127.0.0.1:$PORT credentials=sg-key "
-             "from=news@shop.example rate=1000000/1h cost=1 budget-daily=3\n"
-             "account bluesky:@bad.bsky.social base-url=http://127.0.0.1:$PORT "
-             "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n");
+    hr_buf conf;
+    hr_buf_init(&conf);
+    hr_buf_puts(&conf, "account sendgrid:main base-url=http://127.0.0.1:$PORT credentials=sg-key "
+                       "from=news@shop.example rate=1000000/1h\n"
+                       "account sendgrid:budget base-url=http://127.0.0.1:$PORT "
+                       "credentials=sg-key from=news@shop.example rate=1000000/1h cost=1 "
+                       "budget-daily=3\n"
+                       "account bluesky:@bad.bsky.social base-url=http://127.0.0.1:$PORT "
+                       "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n");
+    for (int i = 0; i < MANY_LANES; i++)
+        hr_buf_printf(&conf, "account mastodon:@u%d base-url=http://127.0.0.1:$PORT "
+                             "credentials=masto-m rate=1000000/1h\n", i);
+    wt_start(conf.data);
+    hr_buf_release(&conf);
     char *cred = hr_asprintf("%s/sg-key", wt.dir);
     th_write_file(cred, "SG.sandbox-key");
     free(cred);
@@ -272,6 +311,8 @@ int main(void)
     th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
+    th_run("one_login_per_account", one_login_per_account);
+    th_run("every_lane_served", every_lane_served);
     wt_stop();
     return th_main_end();
 }

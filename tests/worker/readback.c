@@ -56,7 +56,8 @@ static void x_whole_text(void)
 }
 
 /* bluesky_unknown leaves n Bluesky jobs in the unknown set: the worker
- * dies before its first acknowledgement with every send done, no
+ * dies before its second acknowledgement (the first is the job that logged
+ * in; the others waited for its session and went out together), no
  * reconciler runs, the reaper moves them. Returns how many went there. */
 static long bluesky_unknown(int n, const char *tag)
 {
@@ -64,7 +65,7 @@ static long bluesky_unknown(int n, const char *tag)
     unknown_key = "{t}:unknown:bluesky:@b.bsky.social";
     wt_enqueue("bluesky", "@b.bsky.social", tag, n);
     char env[800];
-    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=before_ack:1:%s/crashed-%s", wt.dir, tag);
+    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=before_ack:2:%s/crashed-%s", wt.dir, tag);
     setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
     pid_t w = wt_worker(env, tag, "--processes", "1", "--concurrency", "64", "--lease", "1s",
                         NULL);
