@@ -21,7 +21,8 @@ int64_t readback_since_ms(const plat_send *s)
     return t > SKEW_MS ? t - SKEW_MS : 0;
 }
 
-/* skeleton is text in NFC with each link replaced by \x01, runs of
+/* skeleton is text in NFC with each link replaced by \x01, remote
+ * mentions cut to "@user" (Mastodon shows @user@domain so), runs of
  * whitespace made one space and trimmed (platforms trim and fold them);
  * the links' [start, end) byte ranges in the NFC text go to *links. Returns
  * a new string; *nfc (new) is the NFC text the ranges index. */
@@ -31,9 +32,10 @@ static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
     if (!t) t = hr_strdup(text); /* not UTF-8: compared as bytes */
     size_t n = strlen(t);
     tx_ent *e = NULL;
-    int ne = tx_scan(t, n, TX_SCAN_SCHEMELESS, &e), nl = 0;
+    int ne = tx_scan(t, n, TX_SCAN_SCHEMELESS | TX_SCAN_MASTO, &e), nl = 0;
     for (int i = 0; i < ne; i++)
-        if (e[i].type == TX_URL) e[nl++] = e[i];
+        if (e[i].type == TX_URL || (e[i].type == TX_MENTION && e[i].user_end < e[i].end))
+            e[nl++] = e[i];
     hr_buf b;
     hr_buf_init(&b);
     int k = 0, space = 0;
@@ -41,7 +43,8 @@ static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
         if (k < nl && i == e[k].start) {
             if (space && b.len) hr_buf_putc(&b, ' ');
             space = 0;
-            hr_buf_putc(&b, '\x01');
+            if (e[k].type == TX_URL) hr_buf_putc(&b, '\x01');
+            else hr_buf_append(&b, t + e[k].start, e[k].user_end - e[k].start);
             i = e[k++].end;
         } else if (tx_is_space_at(t, n, i)) {
             space = 1;
@@ -55,9 +58,12 @@ static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
         }
     }
     if (!b.data) hr_buf_append(&b, "", 0);
+    int nu = 0; /* the links only, for the caller */
+    for (int i = 0; i < nl; i++)
+        if (e[i].type == TX_URL) e[nu++] = e[i];
     *nfc = t;
     *links = e;
-    *nlinks = nl;
+    *nlinks = nu;
     return hr_buf_detach(&b);
 }
 
