@@ -1486,8 +1486,13 @@ static void on_request(hook_req *r, void *priv)
             goto answer;
         }
     }
+    /* Only Mastodon honours Idempotency-Key (for an hour), and a generic
+     * webhook receiver may: X, LinkedIn, Meta and the email providers
+     * ignore it, so a repeat is a second post there, as it would be. */
     const char *idem = hook_req_header(r, "Idempotency-Key");
-    sb_rec *prev = idem ? find_idem(s, rt->platform, idem) : NULL;
+    int honoured = !strcmp(rt->platform, "mastodon") || !strcmp(rt->platform, "webhook");
+    sb_rec *prev = idem && honoured ? find_idem(s, rt->platform, idem) : NULL;
+    if (prev && hr_now_ms() - prev->received_ms > 3600 * 1000) prev = NULL;
     if (prev) {
         prev->duplicates++;
         o.status = prev->status;
