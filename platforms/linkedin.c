@@ -130,8 +130,7 @@ static void li_readback_response(plat_send *s, const plat_response *r, plat_outc
         if (++s->rb_pages < LI_READBACK_PAGES) {
             out_set(o, PLAT_OUT_NEXT, "linkedin: read back: page %d", s->rb_pages + 1);
         } else {
-            out_set(o, PLAT_OUT_TRANSIENT,
-                    "linkedin: read back: more than %d posts since the job",
+            out_set(o, PLAT_OUT_TRANSIENT, "linkedin: read back: more than %d posts since the job",
                     LI_READBACK_PAGES * LI_PAGE);
         }
     }

@@ -43,8 +43,10 @@ static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
         if (k < nl && i == e[k].start) {
             if (space && b.len) hr_buf_putc(&b, ' ');
             space = 0;
-            if (e[k].type == TX_URL) hr_buf_putc(&b, '\x01');
-            else hr_buf_append(&b, t + e[k].start, e[k].user_end - e[k].start);
+            if (e[k].type == TX_URL)
+                hr_buf_putc(&b, '\x01');
+            else
+                hr_buf_append(&b, t + e[k].start, e[k].user_end - e[k].start);
             i = e[k++].end;
         } else if (tx_is_space_at(t, n, i)) {
             space = 1;
@@ -71,9 +73,13 @@ static char *skeleton(const char *text, char **nfc, tx_ent **links, int *nlinks)
  * "shop.example/x" to "http://shop.example/x". */
 static void link_core(const char *s, size_t n, const char **out, size_t *outn)
 {
-    if (n >= 8 && strncasecmp(s, "https://", 8) == 0) s += 8, n -= 8;
-    else if (n >= 7 && strncasecmp(s, "http://", 7) == 0) s += 7, n -= 7;
-    while (n && s[n - 1] == '/') n--;
+    size_t scheme = n >= 8 && strncasecmp(s, "https://", 8) == 0  ? 8
+                    : n >= 7 && strncasecmp(s, "http://", 7) == 0 ? 7
+                                                                  : 0;
+    s += scheme;
+    n -= scheme;
+    while (n && s[n - 1] == '/')
+        n--;
     *out = s;
     *outn = n;
 }
@@ -159,9 +165,8 @@ int readback_in_list(const plat_send *s, json_t *arr, const char *want, const ch
     return (int)json_array_size(arr);
 }
 
-void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
-                      const char *list, const char *field, const char *created,
-                      const char *what)
+void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
+                      const char *field, const char *created, const char *what)
 {
     json_t *j = body_json(r, o, what);
     if (!j) {

@@ -293,7 +293,10 @@ const char *plat_outcome_name(plat_outcome_kind k)
 #define WAIT_MAX_S (24 * 3600)
 
 /* wait_ms turns a wait in seconds (maybe absurd) into ms within a day. */
-static int64_t wait_ms(int64_t secs) { return (secs > WAIT_MAX_S ? WAIT_MAX_S : secs) * 1000; }
+static int64_t wait_ms(int64_t secs)
+{
+    return (secs > WAIT_MAX_S ? WAIT_MAX_S : secs) * 1000;
+}
 
 int64_t plat_parse_retry_after(const char *v, int64_t now_ms)
 {

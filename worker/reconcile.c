@@ -145,8 +145,7 @@ static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh, int64
 /* settle_one reads back one unknown job with the lane's session sess;
  * returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
-                      const char *lane, plat_session *sess, int64_t email_settle_ms,
-                      int64_t now)
+                      const char *lane, plat_session *sess, int64_t email_settle_ms, int64_t now)
 {
     hr_err err = {0};
     queue_job *j = queue_get(q, ukh, &err);
@@ -345,13 +344,12 @@ int wk_reconciler_main(const worker_opts *o)
             rc_lane *l = lane_state(&ls, lanes[i]);
             char **ukhs = NULL;
             int nu = 0;
-            if (queue_list(q, lanes[i], "unknown", l->cursor, RC_PASS_JOBS, &ukhs, &nu, &err) !=
-                0)
+            if (queue_list(q, lanes[i], "unknown", l->cursor, RC_PASS_JOBS, &ukhs, &nu, &err) != 0)
                 continue;
             long kept = 0;
             for (int k = 0; k < nu && !stop_flag; k++)
-                kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess,
-                                    email_settle_ms, now);
+                kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess, email_settle_ms,
+                                    now);
             /* resolved jobs left the set: the next pass starts after the
              * ones kept, and from the start once the set's end is reached */
             l->cursor = nu < RC_PASS_JOBS ? 0 : l->cursor + kept;

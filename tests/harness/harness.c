@@ -472,19 +472,22 @@ static void smtp_session(int fd, int log, int data_code)
             (void)!write(log, ".\r\n", 3);
             msg_len = 0;
             in_data = 0;
-            snprintf(reply, sizeof reply, "%d %s\r\n", data_code, data_code / 100 == 2 ? "queued" : "no");
+            snprintf(reply, sizeof reply, "%d %s\r\n", data_code,
+                     data_code / 100 == 2 ? "queued" : "no");
             SAY(reply);
             continue;
         }
         (void)!write(log, line, n);
-        if (strncasecmp(line, "EHLO", 4) == 0) SAY("250-sink\r\n250 8BITMIME\r\n");
+        if (strncasecmp(line, "EHLO", 4) == 0)
+            SAY("250-sink\r\n250 8BITMIME\r\n");
         else if (strncasecmp(line, "DATA", 4) == 0) {
             in_data = 1;
             SAY("354 go ahead\r\n");
         } else if (strncasecmp(line, "QUIT", 4) == 0) {
             SAY("221 bye\r\n");
             break;
-        } else SAY("250 ok\r\n");
+        } else
+            SAY("250 ok\r\n");
     }
 #undef SAY
     free(msg);

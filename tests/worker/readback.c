@@ -67,8 +67,7 @@ static long bluesky_unknown(int n, const char *tag)
     char env[800];
     snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=before_ack:2:%s/crashed-%s", wt.dir, tag);
     setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
-    pid_t w = wt_worker(env, tag, "--processes", "1", "--concurrency", "64", "--lease", "1s",
-                        NULL);
+    pid_t w = wt_worker(env, tag, "--processes", "1", "--concurrency", "64", "--lease", "1s", NULL);
     unsetenv("HERALD_WORKER_NO_RECONCILER");
     long unknown = 0;
     for (int i = 0; i < 2000; i++) { /* 20 s */
@@ -85,8 +84,8 @@ static long bsky_sessions(void)
 {
     char *body = NULL;
     long n = -1;
-    if (th_http(wt.sandbox_port, NULL, "/_sandbox/posts?platform=bluesky&kind=session", NULL,
-                NULL, &body) == 200) {
+    if (th_http(wt.sandbox_port, NULL, "/_sandbox/posts?platform=bluesky&kind=session", NULL, NULL,
+                &body) == 200) {
         json_t *j = json_loads(body, 0, NULL);
         n = (long)json_array_size(json_object_get(j, "posts"));
         json_decref(j);
@@ -111,11 +110,12 @@ static void reconciler_one_login(void)
     snprintf(log, sizeof log, "%s/login-rc.log", wt.dir);
     char *text = th_read_file(log, NULL);
     long resent = 0;
-    for (const char *p = text; p && (p = strstr(p, "reconciled: not sent")); p++) resent++;
+    for (const char *p = text; p && (p = strstr(p, "reconciled: not sent")); p++)
+        resent++;
     free(text);
     if (logins > 1 + resent)
-        fprintf(stderr, "  %ld unknown jobs read back with %ld logins (%ld sent again)\n",
-                unknown, logins, resent);
+        fprintf(stderr, "  %ld unknown jobs read back with %ld logins (%ld sent again)\n", unknown,
+                logins, resent);
     CHECK(logins <= 1 + resent);
 }
 

@@ -31,9 +31,11 @@ static void headers_sent(void)
     wt_term(w);
     char *m = th_read_file(mail_log, NULL);
     REQUIRE(m);
-    const char *want[] = {"\r\nDate: ", "\r\nFrom: news@shop.example\r\n",
+    const char *want[] = {"\r\nDate: ",
+                          "\r\nFrom: news@shop.example\r\n",
                           "\r\nTo: Ann Reader <reader@example.com>\r\n",
-                          "\r\nSubject: Your Acme invoice\r\n", "\r\nMessage-ID: <",
+                          "\r\nSubject: Your Acme invoice\r\n",
+                          "\r\nMessage-ID: <",
                           "\r\nList-Unsubscribe: <http://127.0.0.1:1/u/",
                           "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
                           "\r\nX-Herald-Job: "};
