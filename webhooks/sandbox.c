@@ -23,6 +23,7 @@ typedef struct sb_fault {
     char platform[32]; /* "*" for all */
     double rate429, rate500, drop;
     int retry_after_s, slow_ms;
+    int search_lag_ms; /* email providers: a message shows in search this late */
 } sb_fault;
 
 typedef struct sb_rec {
@@ -262,6 +263,16 @@ static sb_rec *find_id(hook_sandbox *s, const char *platform, const char *kind, 
     return NULL;
 }
 
+static struct sb_fault *fault_for(hook_sandbox *s, const char *platform);
+
+/* searchable: a provider's message search shows p only once its index has
+ * caught up (the search_lag_ms fault; none by default) */
+static int searchable(hook_sandbox *s, const sb_rec *p)
+{
+    const sb_fault *f = fault_for(s, p->platform);
+    return !f || hr_now_ms() - p->received_ms >= f->search_lag_ms;
+}
+
 /* engagement grows with the post's age, so polls see counts rise */
 static long grow(const sb_rec *x, int per_s)
 {
@@ -332,12 +343,12 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
         char *end;
         max = strtol(v, &end, 10);
         if (*end || max < 5 || max > 100)
-            return x_error(o, 400, "The `max_results` query parameter value is not between 5 "
-                                   "and 100");
+            return x_error(o, 400,
+                           "The `max_results` query parameter value is not between 5 "
+                           "and 100");
     }
     int64_t start = 0;
-    if (hook_req_query_param(r, "start_time", v, sizeof v) == 0 &&
-        hr_parse_rfc3339(v, &start) != 0)
+    if (hook_req_query_param(r, "start_time", v, sizeof v) == 0 && hr_parse_rfc3339(v, &start) != 0)
         return x_error(o, 400, "The `start_time` query parameter value is not a valid time");
     int from = s->nrecs - 1; /* the token is the record to go on from */
     if (hook_req_query_param(r, "pagination_token", v, sizeof v) == 0) {
@@ -352,8 +363,7 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     json_t *data = json_array(), *meta = json_object();
     for (int i = from; i >= 0; i--) {
         sb_rec *p = s->recs[i];
-        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id ||
-            p->received_ms < start)
+        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id || p->received_ms < start)
             continue;
         if ((long)json_array_size(data) == max) {
             char tok[32];
@@ -378,8 +388,10 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                             json_copy(json_object_get(json_array_get(data, n - 1), "id")));
     }
     json_t *ans = json_pack("{so}", "meta", meta);
-    if (n) json_object_set_new(ans, "data", data);
-    else json_decref(data);
+    if (n)
+        json_object_set_new(ans, "data", data);
+    else
+        json_decref(data);
     reply_json(o, 200, ans);
 }
 
@@ -644,9 +656,8 @@ static void li_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (hook_req_query_param(r, "start", v, sizeof v) == 0) start = strtol(v, NULL, 10);
     if (hook_req_query_param(r, "count", v, sizeof v) == 0) count = strtol(v, NULL, 10);
     if (start < 0 || count < 1 || count > 100)
-        return reply_json(o, 400,
-                          json_pack("{sssi}", "message", "start or count out of range",
-                                    "status", 400));
+        return reply_json(
+            o, 400, json_pack("{sssi}", "message", "start or count out of range", "status", 400));
     json_t *a = json_array();
     long seen = 0;
     for (int i = s->nrecs - 1; i >= 0 && (long)json_array_size(a) < count; i--) {
@@ -827,7 +838,8 @@ static void sg_messages(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
             *e = '\0';
             for (int i = 0; i < s->nrecs; i++) {
                 sb_rec *p = s->recs[i];
-                if (!strcmp(p->platform, "sendgrid") && p->id && hr_streq(p->job, v + 1))
+                if (!strcmp(p->platform, "sendgrid") && p->id && hr_streq(p->job, v + 1) &&
+                    searchable(s, p))
                     json_array_append_new(a, json_pack("{ss}", "msg_id", p->id));
             }
         }
@@ -883,7 +895,8 @@ static void mg_events(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (hook_req_query_param(r, "message-id", mid, sizeof mid) == 0)
         for (int i = 0; i < s->nrecs; i++) {
             sb_rec *p = s->recs[i];
-            if (strcmp(p->platform, "mailgun") || !p->id || !p->message_id) continue;
+            if (strcmp(p->platform, "mailgun") || !p->id || !p->message_id || !searchable(s, p))
+                continue;
             const char *m = p->message_id + (p->message_id[0] == '<');
             if (strncmp(m, mid, strlen(mid)) == 0)
                 json_array_append_new(a, json_pack("{sss{s{ss}}}", "event", "accepted", "message",
@@ -938,7 +951,8 @@ static void pm_outbound(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (hook_req_query_param(r, "metadata_herald_job", job, sizeof job) == 0)
         for (int i = 0; i < s->nrecs; i++) {
             sb_rec *p = s->recs[i];
-            if (!strcmp(p->platform, "postmark") && p->id && hr_streq(p->job, job))
+            if (!strcmp(p->platform, "postmark") && p->id && hr_streq(p->job, job) &&
+                searchable(s, p))
                 json_array_append_new(a, json_pack("{ss}", "MessageID", p->id));
         }
     reply_json(o, 200,
@@ -1184,7 +1198,7 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
 
 /* ------------------------------------------------------------ control */
 
-static sb_fault *fault_for(hook_sandbox *s, const char *platform)
+static struct sb_fault *fault_for(hook_sandbox *s, const char *platform)
 {
     for (int i = 0; i < s->nfaults; i++)
         if (strcmp(s->faults[i].platform, platform) == 0) return &s->faults[i];
@@ -1218,6 +1232,7 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
     f->rate500 = json_number_value(json_object_get(j, "rate500"));
     f->drop = json_number_value(json_object_get(j, "drop"));
     f->slow_ms = (int)json_integer_value(json_object_get(j, "slow_ms"));
+    f->search_lag_ms = (int)json_integer_value(json_object_get(j, "search_lag_ms"));
     f->retry_after_s = (int)json_integer_value(json_object_get(j, "retry_after"));
     if (!f->retry_after_s) f->retry_after_s = 1;
     return 0;
@@ -1285,10 +1300,11 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
         json_t *a = json_array();
         for (int i = 0; i < s->nfaults; i++) {
             sb_fault *f = &s->faults[i];
-            json_array_append_new(a, json_pack("{ss sf sf sf si si}", "platform", f->platform,
-                                               "rate429", f->rate429, "rate500", f->rate500, "drop",
-                                               f->drop, "slow_ms", f->slow_ms, "retry_after",
-                                               f->retry_after_s));
+            json_array_append_new(a,
+                                  json_pack("{ss sf sf sf si si si}", "platform", f->platform,
+                                            "rate429", f->rate429, "rate500", f->rate500, "drop",
+                                            f->drop, "slow_ms", f->slow_ms, "retry_after",
+                                            f->retry_after_s, "search_lag_ms", f->search_lag_ms));
         }
         return reply_json(
             o, 200, json_pack("{soso}", "faults", a, "injected", json_integer(s->faults_injected)));

@@ -150,7 +150,10 @@ static plat_outcome_kind drive(plat_send *s, char **id, const char *what)
     return PLAT_OUT_TRANSIENT;
 }
 
-static void one(const char *acct, const char *job_json, int readback, int engagement)
+/* one sends job_json from acct; with readback, reads it back and expects
+ * that outcome kind (PLAT_OUT_SENT, PLAT_OUT_ABSENT); with engagement,
+ * polls it. */
+static void one(const char *acct, const char *job_json, plat_outcome_kind readback, int engagement)
 {
     plat_account *a = account(acct);
     hr_err err = {0};
@@ -179,14 +182,14 @@ static void one(const char *acct, const char *job_json, int readback, int engage
             run(&req, &an, &r);
             plat_outcome_release(&o);
             plat_send_readback_response(s, &r, &o);
-            if (o.kind != PLAT_OUT_SENT)
+            if (o.kind != readback)
                 fprintf(stderr, "%s: readback %s %s (HTTP %ld %s)\n", acct,
                         plat_outcome_name(o.kind), o.message, an.status, req.url);
             answer_release(&an);
             plat_request_release(&req);
             if (o.kind != PLAT_OUT_NEXT) break;
         }
-        CHECK_INT(o.kind, PLAT_OUT_SENT);
+        CHECK_INT(o.kind, readback);
         plat_outcome_release(&o);
     }
     if (engagement && id) {
@@ -216,16 +219,20 @@ static void one(const char *acct, const char *job_json, int readback, int engage
 
 static void test_social(void)
 {
-    one("x:@shop user-id=1", "{\"kind\":\"post\",\"text\":\"Hello from herald 🌷 #spring\"}", 1, 1);
+    one("x:@shop user-id=1", "{\"kind\":\"post\",\"text\":\"Hello from herald 🌷 #spring\"}",
+        PLAT_OUT_SENT, 1);
     one("mastodon:@shop@m.example account-id=1",
-        "{\"kind\":\"post\",\"text\":\"Hello fediverse @friend@example.org\"}", 1, 1);
+        "{\"kind\":\"post\",\"text\":\"Hello fediverse @friend@example.org\"}", PLAT_OUT_SENT, 1);
     one("bluesky:@shop.bsky.social handle=shop.bsky.social",
-        "{\"kind\":\"post\",\"text\":\"Hello sky https://shop.example #spring\"}", 1, 1);
+        "{\"kind\":\"post\",\"text\":\"Hello sky https://shop.example #spring\"}", PLAT_OUT_SENT,
+        1);
     one("linkedin:shop author=urn:li:organization:5515715",
-        "{\"kind\":\"post\",\"text\":\"Hello (LinkedIn) #launch\"}", 1, 1);
-    one("threads:shop user-id=1234567", "{\"kind\":\"post\",\"text\":\"Hello Threads\"}", 1, 1);
+        "{\"kind\":\"post\",\"text\":\"Hello (LinkedIn) #launch\"}", PLAT_OUT_SENT, 1);
+    one("threads:shop user-id=1234567", "{\"kind\":\"post\",\"text\":\"Hello Threads\"}",
+        PLAT_OUT_SENT, 1);
     one("facebook:shop page-id=1122334455",
-        "{\"kind\":\"post\",\"text\":\"Hello page\",\"link\":\"https://shop.example/p\"}", 1, 1);
+        "{\"kind\":\"post\",\"text\":\"Hello page\",\"link\":\"https://shop.example/p\"}",
+        PLAT_OUT_SENT, 1);
 }
 
 /* sandbox_posts counts the posts the sandbox took for platform. */
@@ -264,13 +271,13 @@ static void test_email(void)
     const char *e = "{\"kind\":\"email\",\"campaign\":\"spring\",\"to\":\"ann@example.com\","
                     "\"to_name\":\"Ann\",\"subject\":\"Hello {{first_name}}\","
                     "\"html\":\"<p>Hi</p>\"}";
-    one("sendgrid:main from=news@shop.example unsubscribe-base=https://hooks.shop.example", e, 1,
-        0);
+    one("sendgrid:main from=news@shop.example unsubscribe-base=https://hooks.shop.example", e,
+        PLAT_OUT_SENT, 0);
     one("mailgun:main domain=mg.shop.example from=news@shop.example "
         "unsubscribe-base=https://hooks.shop.example",
-        e, 1, 0);
-    one("postmark:main from=news@shop.example unsubscribe-base=https://hooks.shop.example", e, 1,
-        0);
+        e, PLAT_OUT_SENT, 0);
+    one("postmark:main from=news@shop.example unsubscribe-base=https://hooks.shop.example", e,
+        PLAT_OUT_SENT, 0);
 }
 
 /* x_list_get fetches the sandbox's X timeline at query; returns the JSON
@@ -300,15 +307,15 @@ static void test_x_timeline(void)
     json_t *j = x_list_get("max_results=5&tweet.fields=created_at");
     REQUIRE(j);
     CHECK_INT(json_array_size(json_object_get(j, "data")), 5);
-    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0),
-                                                "text")),
-              "timeline 11");
+    CHECK_STR(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "text")),
+        "timeline 11");
     CHECK(json_object_get(json_array_get(json_object_get(j, "data"), 0), "created_at"));
     int seen = 0, pages = 0;
     while (j && pages++ < 10) {
         seen += (int)json_array_size(json_object_get(j, "data"));
-        const char *next = json_string_value(json_object_get(json_object_get(j, "meta"),
-                                                             "next_token"));
+        const char *next =
+            json_string_value(json_object_get(json_object_get(j, "meta"), "next_token"));
         if (!next) break;
         char q[128];
         snprintf(q, sizeof q, "max_results=5&pagination_token=%s", next);
@@ -329,6 +336,28 @@ static void test_x_timeline(void)
     CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "meta"), "result_count")), 0);
     CHECK(!json_object_get(j, "data"));
     json_decref(j);
+}
+
+/* the sandbox's email search lags the send when asked to (search_lag_ms),
+ * as the providers' indexes do: a read-back right after the send finds
+ * nothing */
+static void test_search_lag(void)
+{
+    const char *e = "{\"kind\":\"email\",\"campaign\":\"spring\",\"to\":\"ann@example.com\","
+                    "\"subject\":\"Hello\",\"html\":\"<p>Hi</p>\"}";
+    const char *accts[] = {"sendgrid:main from=news@shop.example",
+                           "mailgun:main domain=mg.shop.example from=news@shop.example",
+                           "postmark:main from=news@shop.example"};
+    const char *h[] = {"Content-Type: application/json", NULL};
+    CHECK_INT(th_http(port, "POST", "/_sandbox/faults", h,
+                      "[{\"platform\":\"sendgrid\",\"search_lag_ms\":600000},"
+                      "{\"platform\":\"mailgun\",\"search_lag_ms\":600000},"
+                      "{\"platform\":\"postmark\",\"search_lag_ms\":600000}]",
+                      NULL),
+              200);
+    for (int i = 0; i < 3; i++)
+        one(accts[i], e, PLAT_OUT_ABSENT, 0);
+    th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
 }
 
 static int up(void *arg)
@@ -355,6 +384,7 @@ int main(void)
     th_run("social", test_social);
     th_run("threads_of_posts", test_threads_of_posts);
     th_run("x_timeline", test_x_timeline);
+    th_run("search_lag", test_search_lag);
     th_run("email", test_email);
     th_kill(pid, SIGTERM);
     free(conf);
