@@ -125,6 +125,7 @@ static void check_lanes(wk_proc *p);
 static void lane_write_conf(wk_proc *p, wk_lane *l);
 static void poll_start(wk_job *j);
 static void lane_reload(wk_proc *p, wk_lane *l);
+static void lane_limits_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
 static void stop_now(wk_proc *p);
@@ -300,8 +301,6 @@ static void lane_reload(wk_proc *p, wk_lane *l)
     l->acct = NULL;
     plat_session_release(&l->sess);
     memset(&l->sess, 0, sizeof l->sess);
-    if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0)
-        hr_log(HR_LOG_ERROR, "lane config", "lane", l->name, "error", err.msg, NULL);
     const char *colon = strchr(l->name, ':');
     l->acct = plat_account_find(p->o.config, l->platform, colon ? colon + 1 : "", &err);
     if (l->acct && plat_account_load_credential(l->acct, p->o.config, &err) != 0) {
@@ -312,6 +311,16 @@ static void lane_reload(wk_proc *p, wk_lane *l)
         hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", l->name, "error",
                err.msg, NULL);
     l->paused = 0;
+    lane_limits_reload(p, l);
+}
+
+/* lane_limits_reload rereads the lane's limits and budget and writes them
+ * for the fetch script: no send borrows them, so at once. */
+static void lane_limits_reload(wk_proc *p, wk_lane *l)
+{
+    hr_err err = {0};
+    if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0)
+        hr_log(HR_LOG_ERROR, "lane config", "lane", l->name, "error", err.msg, NULL);
     lane_write_conf(p, l);
 }
 
@@ -1342,7 +1351,7 @@ static void fetch_more(wk_proc *p)
     unsigned turn = p->lane_turn++;
     for (int k = 0; k < p->nlanes; k++) {
         wk_lane *l = p->lanes[(turn + (unsigned)k) % (unsigned)p->nlanes];
-        if (!l->acct) continue;
+        if (!l->acct || l->reload) continue; /* a reload waits for it to empty */
         eligible[ne++] = l->name;
     }
     /* a few visits per lane, at most 256 entries (the script's keys), but
@@ -1482,26 +1491,62 @@ static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &p->drain_timer);
 }
 
+/* proc_settings reads what the process takes from config besides its
+ * lanes: the pool's platforms and weights, the poll schedule, the retry
+ * policy (at start and on SIGHUP; concurrency stays what it started
+ * with). Returns 0, or -1 with err and nothing changed. */
+static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
+{
+    worker_pool_conf pool;
+    if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0) return -1;
+    p->pool = pool;
+    hr_err ignored = {0}; /* a bad schedule or duration keeps the default */
+    p->npolls = worker_poll_schedule(c, p->poll_delays_ms, (int)HR_ARRAY_LEN(p->poll_delays_ms),
+                                     &ignored);
+    if (p->npolls < 0) p->npolls = 0;
+    const char *v;
+    p->retry.base_ms = 1000;
+    p->retry.cap_ms = 3600000;
+    p->retry.hold_ms = 60000;
+    if ((v = hr_config_get(c, "retry-base", NULL)))
+        worker_parse_duration(v, &p->retry.base_ms, &ignored);
+    if ((v = hr_config_get(c, "retry-cap", NULL)))
+        worker_parse_duration(v, &p->retry.cap_ms, &ignored);
+    if ((v = hr_config_get(c, "reauth-hold", NULL)))
+        worker_parse_duration(v, &p->retry.hold_ms, &ignored);
+    return 0;
+}
+
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     wk_proc *p = w->data;
     if (!p->o.config_path) return;
     hr_err err = {0};
     hr_config *c = hr_config_load(p->o.config_path, &err);
+    if (c && proc_settings(p, c, &err) != 0) {
+        hr_config_free(c);
+        c = NULL;
+    }
     if (!c) {
         hr_log(HR_LOG_ERROR, "config reload failed, keeping the old one", "error", err.msg, NULL);
         return;
     }
-    /* Lanes with sends in flight keep the account those sends borrow until
-     * they finish, then reload. Accounts and lane settings are copies, so
-     * the old config can go now. */
+    /* Limits and budgets apply at once. Lanes with sends in flight keep the
+     * account those sends borrow until they finish, then reload it;
+     * meanwhile nothing more is fetched for them (on a busy lane they would
+     * never all finish). Accounts and lane settings are copies, so the old
+     * config can go now. */
     hr_config_free(p->owned_config);
     p->owned_config = c;
     p->o.config = c;
     for (int i = 0; i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
-        if (l->inflight > 0) l->reload = 1;
-        else lane_reload(p, l);
+        if (l->inflight > 0) {
+            l->reload = 1;
+            lane_limits_reload(p, l);
+        } else {
+            lane_reload(p, l);
+        }
     }
     hr_log(HR_LOG_INFO, "config reloaded", NULL);
 }
@@ -1540,7 +1585,7 @@ int worker_process_main(const worker_opts *o)
     if (p->o.shutdown_timeout_ms <= 0) p->o.shutdown_timeout_ms = 10000;
     p->loop = ev_default_loop(0);
     hr_err err = {0};
-    if (worker_pool_conf_get(o->config, o->platforms, &p->pool, &err) != 0) {
+    if (proc_settings(p, o->config, &err) != 0) {
         hr_log(HR_LOG_ERROR, "worker: pool", "error", err.msg, NULL);
         free(p);
         return 2;
@@ -1548,19 +1593,6 @@ int worker_process_main(const worker_opts *o)
     p->concurrency = o->concurrency > 0 ? o->concurrency
                      : p->pool.concurrency > 0 ? p->pool.concurrency
                                                : 64;
-    p->npolls = worker_poll_schedule(o->config, p->poll_delays_ms,
-                                     (int)HR_ARRAY_LEN(p->poll_delays_ms), &err);
-    if (p->npolls < 0) p->npolls = 0;
-    const char *v;
-    p->retry.base_ms = 1000;
-    p->retry.cap_ms = 3600000;
-    p->retry.hold_ms = 60000;
-    if ((v = hr_config_get(o->config, "retry-base", NULL)))
-        worker_parse_duration(v, &p->retry.base_ms, &err);
-    if ((v = hr_config_get(o->config, "retry-cap", NULL)))
-        worker_parse_duration(v, &p->retry.cap_ms, &err);
-    if ((v = hr_config_get(o->config, "reauth-hold", NULL)))
-        worker_parse_duration(v, &p->retry.hold_ms, &err);
     p->secret = hr_secret_load(o->config, &err); /* NULL: emails refused */
     new_worker_id(p);
 

@@ -3,7 +3,8 @@
  * lost answer (resent only where that is safe, within max_attempts), budget
  * reservations given back when a job leaves unsent, Retry-After on a 503, a
  * refused Bluesky password, a Redis error reply mid-send, thread parts
- * resumed after a failure. */
+ * resumed after a failure; and what a process serves: every lane, one
+ * Bluesky login per account, a reload on a busy lane. */
 #include "platforms.h"
 #include "wktest.h"
 #include "worker.h"
@@ -229,7 +230,7 @@ static void thread_resumes_after_posted_parts(void)
         queue_job *j = jobs[i] = queue_job_new();
         j->kind = QUEUE_KIND_POST;
         queue_set(&j->platform, "x");
-        queue_set(&j->account, "@a");
+        queue_set(&j->account, "@t"); /* no breaker: its openings only slow this */
         queue_set(&j->campaign, "c1");
         char text[700], key[64];
         int n = snprintf(text, sizeof text, "Thread %d:", i);
@@ -267,6 +268,50 @@ static void one_login_per_account(void)
     CHECK_INT(wt_sandbox_posts("bluesky", NULL), 40);
 }
 
+static int lane_limit_is(void *arg)
+{
+    return wt_redis_int("HGET {t}:lane:mastodon:@m w1_limit", "") == *(long *)arg;
+}
+
+static int eight_taken(void *arg)
+{
+    (void)arg;
+    return wt_sandbox_posts("mastodon", NULL) >= 8;
+}
+
+/* SIGHUP while a lane's sends are in flight (slow answers: 5 s): its new
+ * limits apply at once, not when they end (on a busy lane they might never
+ * all end); its account is swapped once they have, the lane not fetched
+ * meanwhile. */
+static void reload_on_busy_lane(void)
+{
+    wt_reset();
+    faults("{\"platform\":\"mastodon\",\"slow_ms\":5000}");
+    wt_enqueue("mastodon", "@m", "busy", 16);
+    pid_t w = wt_worker(NULL, "hup", "--processes", "1", "--concurrency", "8", NULL);
+    CHECK(th_wait_for(eight_taken, NULL, 10000)); /* answers due in 5 s */
+    char *old = th_read_file(wt.conf, NULL);
+    REQUIRE(old);
+    const char *was = "credentials=masto-m rate=1000000/1h";
+    char *at = strstr(old, "account mastodon:@m ");
+    REQUIRE(at);
+    at = strstr(at, was);
+    REQUIRE(at);
+    char *conf = hr_asprintf("%.*scredentials=masto-m rate=7777777/1h%s", (int)(at - old), old,
+                             at + strlen(was));
+    th_write_file(wt.conf, conf);
+    kill(w, SIGHUP);
+    long want = 7777777;
+    CHECK(th_wait_for(lane_limit_is, &want, 4000));
+    CHECK_INT(wt_done(), 0); /* before the sends in flight ended */
+    faults("{\"platform\":\"mastodon\"}");
+    wt_term(w);
+    CHECK_INT(wt_done(), 8); /* the drain saw them through */
+    th_write_file(wt.conf, old);
+    free(conf);
+    free(old);
+}
+
 enum { MANY_LANES = 300 };
 
 /* A process serves every lane of its pool, however many (a table of 256
@@ -295,7 +340,9 @@ int main(void)
                        "credentials=sg-key from=news@shop.example rate=1000000/1h cost=1 "
                        "budget-daily=3\n"
                        "account bluesky:@bad.bsky.social base-url=http://127.0.0.1:$PORT "
-                       "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n");
+                       "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n"
+                       "account x:@t base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
+                       "rate=1000000/1h circuit=1000\n");
     for (int i = 0; i < MANY_LANES; i++)
         hr_buf_printf(&conf, "account mastodon:@u%d base-url=http://127.0.0.1:$PORT "
                              "credentials=masto-m rate=1000000/1h\n", i);
@@ -313,6 +360,7 @@ int main(void)
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
     th_run("one_login_per_account", one_login_per_account);
     th_run("every_lane_served", every_lane_served);
+    th_run("reload_on_busy_lane", reload_on_busy_lane);
     wt_stop();
     return th_main_end();
 }
