@@ -83,6 +83,7 @@ static const struct directive {
     {"reauth-hold", V_DURATION},
     {"reconcile-interval", V_DURATION},
     {"reconcile-email-settle", V_DURATION},
+    {"reconcile-timeline-settle", V_DURATION},
     {"retry-base", V_DURATION},
     {"retry-cap", V_DURATION},
     {"sandbox-listen", V_ANY},

@@ -10,7 +10,9 @@
  * RC_PASS_JOBS jobs per lane, going on where the last pass stopped.
  * Found: resolved as sent. Proved absent: back to its lane — for emails only
  * once the job has been unknown for reconcile-email-settle, because the
- * providers' search indexes lag behind their send API. Anything else (no
+ * providers' search indexes lag behind their send API, and for posts found
+ * by text in a timeline (X, LinkedIn, Threads, Facebook) once unknown for
+ * reconcile-timeline-settle, as timelines can lag too. Anything else (no
  * read-back, platform down) waits for `herald unknown resolve`.
  * It never sends a post itself. Sync Redis and blocking curl: this process
  * has no loop to block; it wakes every interval and on SIGTERM exits. */
@@ -142,10 +144,17 @@ static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh, int64
     return since < 0 || now < 0 ? -1 : now - since;
 }
 
+/* How long a job must have been unknown before a read-back that finds
+ * nothing is believed, where the read-back can lag the send. */
+typedef struct rc_settle {
+    int64_t email_ms;    /* providers' message search */
+    int64_t timeline_ms; /* a post looked for among the account's posts */
+} rc_settle;
+
 /* settle_one reads back one unknown job with the lane's session sess;
  * returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
-                      const char *lane, plat_session *sess, int64_t email_settle_ms, int64_t now)
+                      const char *lane, plat_session *sess, const rc_settle *st, int64_t now)
 {
     hr_err err = {0};
     queue_job *j = queue_get(q, ukh, &err);
@@ -159,6 +168,9 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         queue_job_free(j);
         return resolved;
     }
+    int64_t settle_ms = j->kind == QUEUE_KIND_EMAIL         ? st->email_ms
+                        : plat_resend_on_absent(j->platform) ? 0
+                                                             : st->timeline_ms;
     plat_account *a = plat_account_find(c, j->platform, j->account, &err);
     /* the attempt was made no earlier than the job was created and due */
     int64_t after = j->created_ms > j->run_at_ms ? j->created_ms : j->run_at_ms;
@@ -191,11 +203,13 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
             if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
                    o.platform_id ? o.platform_id : "", NULL);
-        } else if (o.kind == PLAT_OUT_ABSENT && j->kind == QUEUE_KIND_EMAIL &&
-                   unknown_for_ms(q, lane, ukh, now) < email_settle_ms) {
-            /* the search may not show it yet: absent is not proved */
-            hr_log(HR_LOG_DEBUG, "unknown email: not found yet, waiting for the provider",
-                   "job", j->id, "lane", lane, NULL);
+        } else if (o.kind == PLAT_OUT_ABSENT && settle_ms > 0 &&
+                   unknown_for_ms(q, lane, ukh, now) < settle_ms) {
+            /* the search or timeline may not show it yet: absent is not
+             * proved (an exact read-back, Bluesky's rkey or Mastodon's
+             * key, needs no wait) */
+            hr_log(HR_LOG_DEBUG, "unknown job: not found yet, waiting for the platform", "job",
+                   j->id, "lane", lane, NULL);
         } else if (o.kind == PLAT_OUT_ABSENT) {
             if (queue_unknown_resolve(q, j->id, 0, NULL, &err) > 0) resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: not sent, back to its lane", "job", j->id, "lane",
@@ -303,9 +317,11 @@ int wk_reconciler_main(const worker_opts *o)
     int64_t interval_ms = 2000;
     const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
     if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
-    int64_t email_settle_ms = 10 * 60 * 1000;
+    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000};
     const char *es = hr_config_get(conf, "reconcile-email-settle", "10m");
-    if (worker_parse_duration(es, &email_settle_ms, &err) != 0) email_settle_ms = 10 * 60 * 1000;
+    if (worker_parse_duration(es, &st.email_ms, &err) != 0) st.email_ms = 10 * 60 * 1000;
+    const char *ts = hr_config_get(conf, "reconcile-timeline-settle", "2m");
+    if (worker_parse_duration(ts, &st.timeline_ms, &err) != 0) st.timeline_ms = 2 * 60 * 1000;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();
     wk_req buf;
@@ -348,8 +364,7 @@ int wk_reconciler_main(const worker_opts *o)
                 continue;
             long kept = 0;
             for (int k = 0; k < nu && !stop_flag; k++)
-                kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess, email_settle_ms,
-                                    now);
+                kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess, &st, now);
             /* resolved jobs left the set: the next pass starts after the
              * ones kept, and from the start once the set's end is reached */
             l->cursor = nu < RC_PASS_JOBS ? 0 : l->cursor + kept;

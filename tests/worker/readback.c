@@ -55,6 +55,32 @@ static void x_whole_text(void)
     CHECK_INT(dups, 0);
 }
 
+/* a post the timeline does not show is not believed absent until it has
+ * been unknown for reconcile-timeline-settle (timelines lag): read back
+ * again and again meanwhile, never sent again */
+static int read_back_thrice(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    return wt_sandbox_count("x", "read") >= 3;
+}
+
+static void x_absent_waits_settle(void)
+{
+    wt_reset();
+    unknown_key = "{t}:unknown:x:@a";
+    enqueue_text("Doors open at nine", "doors");
+    char env[800];
+    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=after_attempt:1:%s/crashed-settle", wt.dir);
+    setenv("HERALD_RECONCILE_TIMELINE_SETTLE", "1h", 1);
+    pid_t w = wt_worker(env, "settle", "--processes", "1", "--lease", "1s", NULL);
+    unsetenv("HERALD_RECONCILE_TIMELINE_SETTLE");
+    CHECK(th_wait_for(read_back_thrice, NULL, 20000));
+    wt_term(w);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 0);
+    CHECK_INT(wt_redis_int("ZCARD %s", unknown_key), 1);
+}
+
 /* bluesky_unknown leaves n Bluesky jobs in the unknown set: the worker
  * dies before its second acknowledgement (the first is the job that logged
  * in; the others waited for its session and went out together), no
@@ -80,30 +106,16 @@ static long bluesky_unknown(int n, const char *tag)
     return unknown;
 }
 
-static long bsky_sessions(void)
-{
-    char *body = NULL;
-    long n = -1;
-    if (th_http(wt.sandbox_port, NULL, "/_sandbox/posts?platform=bluesky&kind=session", NULL, NULL,
-                &body) == 200) {
-        json_t *j = json_loads(body, 0, NULL);
-        n = (long)json_array_size(json_object_get(j, "posts"));
-        json_decref(j);
-    }
-    free(body);
-    return n;
-}
-
 static void reconciler_one_login(void)
 {
     long unknown = bluesky_unknown(20, "login");
     CHECK(unknown >= 4);
-    long before = bsky_sessions();
+    long before = wt_sandbox_count("bluesky", "session");
     pid_t w = wt_worker(NULL, "login-rc", "--processes", "1", NULL);
     settle_goal g = {20, 0};
     CHECK(th_wait_for(settled, &g, 20000));
     wt_term(w);
-    long logins = bsky_sessions() - before;
+    long logins = wt_sandbox_count("bluesky", "session") - before;
     /* a job read back absent goes back to its lane: the worker that sends
      * it logs in too */
     char log[700];
@@ -142,6 +154,7 @@ int main(void)
 {
     wt_start(NULL);
     th_run("x_whole_text", x_whole_text);
+    th_run("x_absent_waits_settle", x_absent_waits_settle);
     th_run("reconciler_one_login", reconciler_one_login);
     th_run("reconciler_past_first_page", reconciler_past_first_page);
     wt_stop();

@@ -60,6 +60,8 @@ static inline void wt_start(const char *extra_conf)
     hr_buf_printf(&c,
                   "redis-url unix://%s\nnamespace t\ncredentials-dir %s\n"
                   "reconcile-interval 200ms\nretry-base 50ms\n"
+                  /* the sandbox's timelines show a post at once */
+                  "reconcile-timeline-settle 100ms\n"
                   "retry-cap 500ms\nreauth-hold 200ms\n"
                   /* the platforms' real limits would make tests wait hours */
                   "account x:@a base-url=http://127.0.0.1:%d credentials=x-a user-id=11 "
