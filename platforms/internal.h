@@ -150,6 +150,15 @@ int readback_text_match(const char *want, const char *got);
  * the post's first part. Returns the number of posts in arr. */
 int readback_in_list(const plat_send *s, json_t *arr, const char *want, const char *field,
                      const char *created, plat_outcome *o, const char *what);
+/* readback_page_on: after a page of posts that did not have the job's
+ * (o ABSENT), next (NULL: none) says where a next page of posts since the
+ * job's time starts (a token, an id; "" when the page count says it): o
+ * becomes NEXT and s->rb_page a copy of next (returns 1) while fewer than
+ * max_pages were read, then TRANSIENT (not proved absent). Otherwise the
+ * paging restarts (readback_page_reset), as after an error. */
+int readback_page_on(plat_send *s, plat_outcome *o, const char *next, int max_pages,
+                     const char *what);
+void readback_page_reset(plat_send *s);
 /* readback_by_text: readback_in_list over a list answer (the array at
  * list, or the body itself when list is NULL); TRANSIENT when the body is
  * not JSON. */

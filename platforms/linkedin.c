@@ -108,14 +108,11 @@ static int li_readback(plat_send *s, plat_request *req, hr_err *err)
 
 static void li_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (classify_error(s, r, o, li_msgs)) {
-        s->rb_pages = 0;
-        return;
-    }
-    json_t *j = body_json(r, o, "linkedin: read back");
-    if (!j) {
+    json_t *j = NULL;
+    if (!classify_error(s, r, o, li_msgs) && !(j = body_json(r, o, "linkedin: read back")))
         o->kind = PLAT_OUT_TRANSIENT;
-        s->rb_pages = 0;
+    if (!j) {
+        readback_page_reset(s);
         return;
     }
     char *want = plat_linkedin_little_text(s->post.parts[0].text);
@@ -126,15 +123,8 @@ static void li_readback_response(plat_send *s, const plat_response *r, plat_outc
     json_t *last = json_array_get(els, json_array_size(els) - 1);
     json_t *at = json_object_get(last, "createdAt");
     int older = json_is_integer(at) && json_integer_value(at) < readback_since_ms(s);
-    if (o->kind == PLAT_OUT_ABSENT && n >= LI_PAGE && !older) {
-        if (++s->rb_pages < LI_READBACK_PAGES) {
-            out_set(o, PLAT_OUT_NEXT, "linkedin: read back: page %d", s->rb_pages + 1);
-        } else {
-            out_set(o, PLAT_OUT_TRANSIENT, "linkedin: read back: more than %d posts since the job",
-                    LI_READBACK_PAGES * LI_PAGE);
-        }
-    }
-    if (o->kind != PLAT_OUT_NEXT) s->rb_pages = 0;
+    readback_page_on(s, o, n >= LI_PAGE && !older ? "" : NULL, LI_READBACK_PAGES,
+                     "linkedin: read back");
     free(want);
     json_decref(j);
 }

@@ -51,26 +51,35 @@ static void masto_response(plat_send *s, const plat_response *r, plat_outcome *o
  * while the attempt is surely younger than that, with this margin. */
 #define MASTO_KEY_SAFE_MS (55 * 60 * 1000)
 
-/* With account-id= the read-back lists the account's statuses; without it,
- * the same POST with the same Idempotency-Key returns the status Mastodon
- * already has instead of a new one, but only within the hour it keeps keys:
- * after that (or when the attempt's time is not known) the repeat would
- * post again, so there is no read-back and the job waits for an operator. */
+/* Statuses per page of the list read-back (Mastodon's maximum), pages. */
+#define MASTO_PAGE 40
+#define MASTO_READBACK_PAGES 10
+
+/* While the attempt is surely within the hour Mastodon keeps keys, the
+ * read-back is the same POST with the same Idempotency-Key: it returns the
+ * status Mastodon already has instead of a new one (exact). After that (or
+ * when the attempt's time is not known) the repeat would post again: with
+ * account-id= the account's statuses are listed, page by page back to the
+ * job's time; without it there is no read-back and the job waits for an
+ * operator. */
 static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *acct = plat_account_opt(s->a, "account-id", NULL);
-    if (!acct) {
-        int64_t after = s->ctx.sent_after_ms ? s->ctx.sent_after_ms : s->born_ms;
-        if (after <= 0 || send_now(s) - after >= MASTO_KEY_SAFE_MS)
-            return hr_err_set(err,
-                              "mastodon: the attempt may be older than the hour Mastodon keeps "
-                              "its Idempotency-Key (a repeated POST could post again); set "
-                              "account-id= to read back from the account's statuses");
+    int64_t after = s->ctx.sent_after_ms ? s->ctx.sent_after_ms : s->born_ms;
+    if (after > 0 && send_now(s) - after < MASTO_KEY_SAFE_MS) {
         s->part = 0;
         return masto_post(s, req);
     }
+    if (!acct)
+        return hr_err_set(err, "mastodon: the attempt may be older than the hour Mastodon keeps "
+                               "its Idempotency-Key (a repeated POST could post again); set "
+                               "account-id= to read back from the account's statuses");
     char *e = plat_urlenc(acct);
-    req_init(req, "GET", url_join(s->a, "/api/v1/accounts/%s/statuses?limit=20", e));
+    char *older = s->rb_page ? plat_urlenc(s->rb_page) : NULL;
+    req_init(req, "GET",
+             url_join(s->a, "/api/v1/accounts/%s/statuses?limit=%d%s%s", e, MASTO_PAGE,
+                      older ? "&max_id=" : "", older ? older : ""));
+    free(older);
     free(e);
     req_bearer(req, s->a->credential);
     return 0;
@@ -78,7 +87,10 @@ static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 
 static void masto_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (classify_error(s, r, o, masto_msgs)) return;
+    if (classify_error(s, r, o, masto_msgs)) {
+        readback_page_reset(s);
+        return;
+    }
     if (r->body_len && r->body[0] == '{') { /* the idempotent re-POST: the status */
         json_t *j = body_json(r, o, "mastodon: read back");
         const char *id = jstr(j, "id");
@@ -87,7 +99,22 @@ static void masto_readback_response(plat_send *s, const plat_response *r, plat_o
         json_decref(j);
         return;
     }
-    readback_by_text(s, r, o, NULL, "content", "created_at", "mastodon: read back");
+    json_t *j = body_json(r, o, "mastodon: read back");
+    if (!j) {
+        o->kind = PLAT_OUT_TRANSIENT;
+        readback_page_reset(s);
+        return;
+    }
+    int n = readback_in_list(s, j, NULL, "content", "created_at", o, "mastodon: read back");
+    /* newest first: absent is proved once the list reaches back past the
+     * job's time, or ends */
+    json_t *last = json_array_get(j, json_array_size(j) - 1);
+    int64_t at = 0;
+    const char *ts = jstr(last, "created_at");
+    int older = ts && hr_parse_rfc3339(ts, &at) == 0 && at < readback_since_ms(s);
+    readback_page_on(s, o, n >= MASTO_PAGE && !older ? jstr(last, "id") : NULL,
+                     MASTO_READBACK_PAGES, "mastodon: read back");
+    json_decref(j);
 }
 
 static int masto_engagement(const plat_account *a, const plat_session *sess, const char *id,

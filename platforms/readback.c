@@ -165,6 +165,32 @@ int readback_in_list(const plat_send *s, json_t *arr, const char *want, const ch
     return (int)json_array_size(arr);
 }
 
+void readback_page_reset(plat_send *s)
+{
+    free(s->rb_page);
+    s->rb_page = NULL;
+    s->rb_pages = 0;
+}
+
+int readback_page_on(plat_send *s, plat_outcome *o, const char *next, int max_pages,
+                     const char *what)
+{
+    if (o->kind == PLAT_OUT_ABSENT && next) {
+        if (++s->rb_pages < max_pages) {
+            char *n = hr_strdup(next); /* next may point into s->rb_page's answer */
+            free(s->rb_page);
+            s->rb_page = n;
+            out_set(o, PLAT_OUT_NEXT, "%s: page %d", what, s->rb_pages + 1);
+            return 1;
+        }
+        /* not proved absent: more posts since the job than read */
+        out_set(o, PLAT_OUT_TRANSIENT, "%s: more than %d pages of posts since the job", what,
+                max_pages);
+    }
+    readback_page_reset(s);
+    return 0;
+}
+
 void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
                       const char *field, const char *created, const char *what)
 {

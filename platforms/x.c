@@ -130,12 +130,11 @@ static char *x_shown_text(json_t *post)
 
 static void x_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    free(s->rb_page);
-    s->rb_page = NULL;
-    if (classify_error(s, r, o, x_msgs)) return;
-    json_t *j = body_json(r, o, "x: read back");
-    if (!j) {
+    json_t *j = NULL;
+    if (!classify_error(s, r, o, x_msgs) && !(j = body_json(r, o, "x: read back")))
         o->kind = PLAT_OUT_TRANSIENT;
+    if (!j) {
+        readback_page_reset(s);
         return;
     }
     json_t *data = json_object_get(j, "data"), *p;
@@ -147,18 +146,7 @@ static void x_readback_response(plat_send *s, const plat_response *r, plat_outco
         free(shown);
     }
     readback_in_list(s, data, NULL, "text", "created_at", o, "x: read back");
-    const char *next = jstr(j, "meta.next_token");
-    if (o->kind == PLAT_OUT_ABSENT && next) {
-        if (++s->rb_pages < X_READBACK_PAGES) {
-            s->rb_page = hr_strdup(next);
-            out_set(o, PLAT_OUT_NEXT, "x: read back: page %d", s->rb_pages + 1);
-        } else {
-            /* not proved absent: more posts since the job than read */
-            out_set(o, PLAT_OUT_TRANSIENT, "x: read back: more than %d posts since the job",
-                    X_READBACK_PAGES * 100);
-        }
-    }
-    if (o->kind != PLAT_OUT_NEXT) s->rb_pages = 0;
+    readback_page_on(s, o, jstr(j, "meta.next_token"), X_READBACK_PAGES, "x: read back");
     json_decref(j);
 }
 

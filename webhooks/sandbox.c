@@ -438,18 +438,33 @@ static void masto_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                          "reblogs_count", (int)grow(p, 10), "replies_count", (int)grow(p, 15)));
 }
 
+/* masto_list: an account's statuses, newest first: limit (default 20, at
+ * most 40), max_id (only statuses older than that id), created_at. */
 static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
+    char v[64];
+    long limit = 20;
+    if (hook_req_query_param(r, "limit", v, sizeof v) == 0) limit = strtol(v, NULL, 10);
+    if (limit < 1) limit = 20;
+    if (limit > 40) limit = 40;
+    int older_than = hook_req_query_param(r, "max_id", v, sizeof v) == 0;
     json_t *a = json_array();
-    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 40; i--) {
+    for (int i = s->nrecs - 1; i >= 0 && (long)json_array_size(a) < limit; i--) {
         sb_rec *p = s->recs[i];
         if (strcmp(p->platform, "mastodon") || strcmp(p->kind, "post") || !p->id) continue;
+        if (older_than) { /* ids grow with time: skip down to max_id */
+            older_than = strcmp(p->id, v) != 0;
+            continue;
+        }
         hr_buf c;
         hr_buf_init(&c);
         hr_buf_puts(&c, "<p>");
         hr_buf_html_escape(&c, p->text);
         hr_buf_puts(&c, "</p>");
-        json_array_append_new(a, json_pack("{ssss}", "id", p->id, "content", c.data));
+        char ts[32];
+        hr_format_rfc3339(p->received_ms, ts, sizeof ts);
+        json_array_append_new(
+            a, json_pack("{ssssss}", "id", p->id, "content", c.data, "created_at", ts));
         hr_buf_release(&c);
     }
     reply_json(o, 200, a);

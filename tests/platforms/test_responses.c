@@ -16,6 +16,7 @@
 typedef struct script {
     const char *file;
     char *account, *job, *mode, *session, *post_id;
+    char *sent_after; /* plat_ctx.sent_after_ms: RFC 3339, or -1 */
 } script;
 
 static plat_account *load_account(const char *line, const char *file)
@@ -101,6 +102,7 @@ static void run_script(const char *path, const char *name)
         else if (strcmp(l, "mode") == 0) s.mode = v;
         else if (strcmp(l, "session") == 0) s.session = v;
         else if (strcmp(l, "post-id") == 0) s.post_id = v;
+        else if (strcmp(l, "sent-after") == 0) s.sent_after = v;
     }
     plat_account *a = s.account ? load_account(s.account, name) : NULL;
     hr_err err = {0};
@@ -120,6 +122,9 @@ static void run_script(const char *path, const char *name)
     }
     const char *mode = s.mode ? s.mode : "send";
     plat_ctx ctx = {.now_ms = NOW_MS, .secret = "0123456789abcdef0123456789abcdef"};
+    if (s.sent_after && (strcmp(s.sent_after, "-1") == 0 ||
+                         hr_parse_rfc3339(s.sent_after, &ctx.sent_after_ms) != 0))
+        ctx.sent_after_ms = -1;
     plat_send *snd = NULL;
     if (strcmp(mode, "engagement") != 0) {
         snd = plat_send_new(a, &sess, j, &ctx, &err);
