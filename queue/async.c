@@ -577,6 +577,21 @@ void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *j
     send_req(qa, r);
 }
 
+void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_status_cb *cb,
+                        void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_CHARGE, priv);
+    r->status_cb = cb;
+    if (!qo_valid_lane(lane)) {
+        defer_fail(r, "charge: bad lane");
+        return;
+    }
+    qa_evalsha(&r->argv, QS_CHARGE, 1);
+    qa_pushkey(&r->argv, qa->ns, "lane:%s", lane);
+    qa_pushf(&r->argv, "%d", calls);
+    send_req(qa, r);
+}
+
 /* unregister: a graceful worker has drained its sends, so every entry left
  * is unstarted; the reap script (forced) returns them to their lanes. The
  * lanes are read first, as in the sync half. */

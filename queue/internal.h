@@ -49,6 +49,7 @@ enum {
     QS_REGISTER,
     QS_CIRCUIT,
     QS_UNKNOWN,
+    QS_CHARGE,
     QS_COUNT
 };
 typedef struct queue_script {

@@ -499,6 +499,11 @@ void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, cons
  * worker's (the reaper moved it). */
 void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *job,
                          const char *reason, queue_status_cb *cb, void *priv);
+/* queue_async_charge counts calls more requests of lane (a thread's parts
+ * past the first, which its fetch counted) in its rate windows; cb may be
+ * NULL. */
+void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_status_cb *cb,
+                        void *priv);
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv);
 /* queue_async_lanes lists every lane; cb owns the array (queue_strv_free). */

@@ -1042,6 +1042,19 @@ static void poll_start(wk_job *j)
 
 /* ----------------------------------------------------------- one job */
 
+/* charge_parts counts, in the lane's rate windows, the requests a thread
+ * makes past the one its fetch counted: the parts it has still to post
+ * (a resumed thread posted the others before). */
+static void charge_parts(wk_job *j)
+{
+    const plat_post *post = plat_send_post(j->send);
+    const char *done = queue_job_get_meta(j->job, "parts_sent");
+    int64_t posted = 0;
+    if (!post || (done && hr_parse_i64(done, &posted) != 0)) posted = 0;
+    int more = post ? post->nparts - (int)posted - 1 : 0;
+    if (more > 0) queue_async_charge(j->p->qa, j->lane_name, more, NULL, NULL);
+}
+
 static void on_attempt(wk_job *j, int status, const char *errmsg)
 {
     if (j->p->shutting) {
@@ -1058,6 +1071,7 @@ static void on_attempt(wk_job *j, int status, const char *errmsg)
     }
     worker_crash_point("after_attempt");
     j->started_us = hr_mono_us();
+    charge_parts(j);
     job_send_step(j);
 }
 

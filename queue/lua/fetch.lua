@@ -94,25 +94,8 @@ end
 -- reap's requeue, resolve's resend). st: the state admit read (this script
 -- changed at most its 'parked' field since).
 local function charge(state_key, k, st)
-  local cost = num(st, 'cost', 1)
-  if cost < 1 then cost = 1 end
   local h = {}
-  for i = 1, num(st, 'nw', 0) do
-    local win = num(st, 'w' .. i .. '_ms', 0)
-    if win > 0 then
-      local start = now - now % win
-      local used = 0
-      if num(st, 'w' .. i .. '_start', -1) == start then used = num(st, 'w' .. i .. '_used', 0) end
-      h[#h + 1] = 'w' .. i .. '_start'
-      h[#h + 1] = start
-      h[#h + 1] = 'w' .. i .. '_used'
-      h[#h + 1] = used + k * cost
-    end
-  end
-  if num(st, 'q_reset', 0) > now and st.q_left then
-    h[#h + 1] = 'q_left'
-    h[#h + 1] = num(st, 'q_left', 0) - k
-  end
+  charge_calls(st, k, now, h) -- one call each; a thread's other parts: charge.lua
   local bcost = num(st, 'b_cost', 0)
   if bcost > 0 then
     local dused = num(st, 'b_day', 0) == day_id and num(st, 'b_day_used', 0) or 0

@@ -217,6 +217,45 @@ static void error_reply_does_not_strand(void)
     CHECK_INT(wt_sandbox_posts("x", NULL), 1);
 }
 
+/* thread_jobs enqueues n threads of three parts to x:@t. */
+static void thread_jobs(int n, int max_attempts)
+{
+    queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        queue_job *j = jobs[i] = queue_job_new();
+        j->kind = QUEUE_KIND_POST;
+        queue_set(&j->platform, "x");
+        queue_set(&j->account, "@t"); /* no breaker: its openings only slow this */
+        queue_set(&j->campaign, "c1");
+        char text[700], key[64];
+        int len = snprintf(text, sizeof text, "Thread %d:", i);
+        while (len < 600) len += snprintf(text + len, sizeof text - (size_t)len, " word%d", len);
+        snprintf(key, sizeof key, "thread:%d", i);
+        queue_set(&j->text, text);
+        queue_set(&j->unique_key, key);
+        queue_job_set_meta(j, "thread", "1");
+        j->run_at_ms = hr_now_ms() - 1000;
+        j->max_attempts = max_attempts;
+    }
+    hr_err err = {0};
+    CHECK(queue_enqueue(wt.q, jobs, n, NULL, &err) == 0);
+    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    free(jobs);
+}
+
+/* Every part of a thread counts in the account's rate windows (X allows
+ * so many posts per 15 minutes, not so many threads). */
+static void thread_parts_charged(void)
+{
+    wt_reset();
+    thread_jobs(4, 5);
+    pid_t w = wt_worker(NULL, "parts", "--processes", "1", NULL);
+    CHECK(wt_wait_done(4, 10000));
+    wt_term(w);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 12);
+    CHECK_INT(lane_field("x:@t", "w1_used"), 12);
+}
+
 /* A thread whose later part failed resumes after the parts it posted: X
  * would take a repeated part as a new tweet (the sandbox counts them as
  * duplicates by Idempotency-Key). */
@@ -225,26 +264,7 @@ static void thread_resumes_after_posted_parts(void)
     wt_reset();
     faults("{\"platform\":\"x\",\"rate500\":0.3}");
     enum { N = 10 };
-    queue_job *jobs[N];
-    for (int i = 0; i < N; i++) {
-        queue_job *j = jobs[i] = queue_job_new();
-        j->kind = QUEUE_KIND_POST;
-        queue_set(&j->platform, "x");
-        queue_set(&j->account, "@t"); /* no breaker: its openings only slow this */
-        queue_set(&j->campaign, "c1");
-        char text[700], key[64];
-        int n = snprintf(text, sizeof text, "Thread %d:", i);
-        while (n < 600) n += snprintf(text + n, sizeof text - (size_t)n, " word%d", n);
-        snprintf(key, sizeof key, "thread:%d", i);
-        queue_set(&j->text, text);
-        queue_set(&j->unique_key, key);
-        queue_job_set_meta(j, "thread", "1");
-        j->run_at_ms = hr_now_ms() - 1000;
-        j->max_attempts = 50;
-    }
-    hr_err err = {0};
-    CHECK(queue_enqueue(wt.q, jobs, N, NULL, &err) == 0);
-    for (int i = 0; i < N; i++) queue_job_free(jobs[i]);
+    thread_jobs(N, 50);
     pid_t w = wt_worker(NULL, "thread", "--processes", "1", "--concurrency", "8", NULL);
     CHECK(wt_wait_done(N, 30000));
     wt_term(w);
@@ -358,6 +378,7 @@ int main(void)
     th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
+    th_run("thread_parts_charged", thread_parts_charged);
     th_run("one_login_per_account", one_login_per_account);
     th_run("every_lane_served", every_lane_served);
     th_run("reload_on_busy_lane", reload_on_busy_lane);

@@ -19,6 +19,32 @@ local function bump(stats, kind, lane, minute, c)
   end
 end
 
+-- charge_calls adds, for calls requests of a lane, their points to every
+-- rate window of its state hash (st: the hash as read: nw, w<i>_ms, cost,
+-- w<i>_start/_used) and takes them from the platform's quota left; appends
+-- the HSET field/value pairs to h
+local function charge_calls(st, calls, now, h)
+  local cost = math.max(1, tonumber(st.cost or '') or 1)
+  for i = 1, tonumber(st.nw or '') or 0 do
+    local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
+    if win > 0 then
+      local start = now - now % win
+      local used = 0
+      if tonumber(st['w' .. i .. '_start'] or '') == start then
+        used = tonumber(st['w' .. i .. '_used'] or '') or 0
+      end
+      h[#h + 1] = 'w' .. i .. '_start'
+      h[#h + 1] = start
+      h[#h + 1] = 'w' .. i .. '_used'
+      h[#h + 1] = used + calls * cost
+    end
+  end
+  if (tonumber(st.q_reset or '') or 0) > now and st.q_left then
+    h[#h + 1] = 'q_left'
+    h[#h + 1] = (tonumber(st.q_left) or 0) - calls
+  end
+end
+
 -- budget_period: the UTC day (20261121) and month (202611) of now_ms, the
 -- periods a lane's budget counts in (H. Hinnant's days-to-civil algorithm)
 local function budget_period(now)
