@@ -538,12 +538,12 @@ void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *
 }
 
 void queue_async_retry(queue_async *qa, const char *worker, const queue_job *job,
-                       int64_t at_ms, queue_status_cb *cb, void *priv)
+                       int64_t delay_ms, queue_status_cb *cb, void *priv)
 {
     qreq *r = req_new(qa, RK_STATUS, QS_RETRY, priv);
     hr_err err = {0};
     r->status_cb = cb;
-    if (qo_build_retry(qa->ns, worker, job, at_ms, &r->argv, &err) < 0) {
+    if (qo_build_retry(qa->ns, worker, job, delay_ms, 1, &r->argv, &err) < 0) {
         defer_fail(r, err.msg);
         return;
     }

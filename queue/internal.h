@@ -110,8 +110,9 @@ void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
                  queue_argv *a, int *order, hr_err *err);
 int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *err);
+/* relative: at_ms is a delay from Redis's clock (the async worker's) */
 int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
-                   queue_argv *a, hr_err *err);
+                   int relative, queue_argv *a, hr_err *err);
 int qo_build_bury(const char *ns, const char *worker, const char *ukh, const char *lane,
                   const queue_job *job, const char *reason, queue_argv *a, hr_err *err);
 int qo_build_unknown(const char *ns, const char *worker, const queue_job *job,

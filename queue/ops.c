@@ -1157,7 +1157,7 @@ int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, 
 }
 
 int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
-                   queue_argv *a, hr_err *err)
+                   int relative, queue_argv *a, hr_err *err)
 {
     char lane[QUEUE_LANE_MAX];
     if (!job->id[0] || queue_job_lane(job, lane, sizeof lane) < 0)
@@ -1180,6 +1180,7 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     hr_buf_release(&v);
     qa_pushs(a, lane);
     qa_pushf(a, "{%s}:wake", ns);
+    qa_pushs(a, relative ? "1" : "0");
     return 0;
 }
 
@@ -1187,7 +1188,7 @@ int queue_retry(queue *q, const char *worker, const queue_job *job, int64_t at_m
 {
     queue_argv a;
     qa_init(&a);
-    if (qo_build_retry(q->ns, worker, job, at_ms, &a, err) < 0) {
+    if (qo_build_retry(q->ns, worker, job, at_ms, 0, &a, err) < 0) {
         qa_release(&a);
         return -1;
     }

@@ -488,8 +488,10 @@ void queue_async_circuit(queue_async *qa, const char *lane, queue_circuit_op op,
 /* results may be NULL; otherwise it must live until cb runs. */
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
                      int *results, queue_status_cb *cb, void *priv);
+/* queue_async_retry: queue_retry, due delay_ms after Redis's clock (not the
+ * host's, which may differ from the one promote goes by). */
 void queue_async_retry(queue_async *qa, const char *worker, const queue_job *job,
-                       int64_t at_ms, queue_status_cb *cb, void *priv);
+                       int64_t delay_ms, queue_status_cb *cb, void *priv);
 void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, const char *lane,
                       const queue_job *job, const char *reason, queue_status_cb *cb,
                       void *priv);

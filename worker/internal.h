@@ -111,7 +111,10 @@ int wk_reconciler_main(const worker_opts *o);
 
 /* --------------------------------------------------------------- seam */
 
-/* wk_seam_init reads HERALD_WORKER_CRASH_AT once. */
+/* wk_seam_init reads HERALD_WORKER_CRASH_AT (and the other seams) once. */
 void wk_seam_init(void);
+/* wk_clock_ms is the worker process's wall clock in ms: the host's, unless
+ * the HERALD_WORKER_CLOCK_SKEW_MS test seam moves it. */
+int64_t wk_clock_ms(void);
 
 #endif

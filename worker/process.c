@@ -496,13 +496,15 @@ static void bury(wk_job *j, const char *reason)
     queue_async_bury(p->qa, j->worker, j->ukh, j->lane_name, j->job, reason, on_status_done, j);
 }
 
-static void retry_at(wk_job *j, int64_t at_ms, const char *why)
+/* retry_in sends j back to its lane's retry set, due delay_ms after Redis's
+ * clock (the one promote goes by: this host's may be off). */
+static void retry_in(wk_job *j, int64_t delay_ms, const char *why)
 {
     wk_proc *p = j->p;
     p->retried++;
     queue_set(&j->job->last_error, why);
     progress_save(j);
-    queue_async_retry(p->qa, j->worker, j->job, at_ms, on_status_done, j);
+    queue_async_retry(p->qa, j->worker, j->job, delay_ms, on_status_done, j);
 }
 
 /* to_unknown hands a job whose outcome this worker cannot tell to its lane's
@@ -723,7 +725,8 @@ static void settle(wk_job *j, const plat_outcome *o)
 {
     wk_proc *p = j->p;
     worker_outcome wo = outcome_of(o->kind);
-    int64_t now = hr_now_ms();
+    /* the decision's times are relative to now: any clock serves */
+    int64_t now = wk_clock_ms();
     worker_decision d;
     /* a session can be refreshed only if the send began with one: a 401 to
      * its own login (createSession) is a refused password */
@@ -763,7 +766,7 @@ static void settle(wk_job *j, const plat_outcome *o)
             queue_job_set_meta(j->job, "refreshed", "1");
         }
         log_job(HR_LOG_INFO, "job retry", j, worker_outcome_name(wo), o->message);
-        retry_at(j, d.at_ms, o->message[0] ? o->message : worker_outcome_name(wo));
+        retry_in(j, d.at_ms - now, o->message[0] ? o->message : worker_outcome_name(wo));
         return;
     case WORKER_DO_BURY: bury(j, o->message[0] ? o->message : worker_outcome_name(wo)); return;
     case WORKER_DO_HOLD: {
@@ -778,7 +781,7 @@ static void settle(wk_job *j, const plat_outcome *o)
             snprintf(key, sizeof key, "{%s}:paused", queue_async_ns(p->qa));
             redisAsyncCommand(c, on_raw, NULL, "SADD %s %s", key, j->lane->name);
         }
-        retry_at(j, d.at_ms, o->message[0] ? o->message : "re-authentication needed");
+        retry_in(j, d.at_ms - now, o->message[0] ? o->message : "re-authentication needed");
         return;
     }
     case WORKER_DO_UNKNOWN:
@@ -1217,7 +1220,7 @@ static void job_start(wk_proc *p, queue_fetched *f)
     j->refreshed = rf && strcmp(rf, "1") == 0;
     if (!j->lane || !j->lane->acct) {
         /* Not ours to send after all: it stays, visible, for a pool that can. */
-        retry_at(j, hr_now_ms() + 60000, "no usable account for this lane in this pool");
+        retry_in(j, 60000, "no usable account for this lane in this pool");
         return;
     }
     if (j->job->kind == QUEUE_KIND_POLL) {

@@ -4,6 +4,8 @@
  * FILE, only the process that creates FILE crashes (once per run, not again
  * in the restarted worker). HERALD_WORKER_STALL_AT=STEP:N:MS instead blocks
  * the process for MS the N-th time (a stalled host: its lease runs out).
+ * HERALD_WORKER_CLOCK_SKEW_MS=MS sets the worker's wall clock (wk_clock_ms)
+ * that far from the host's: a host whose clock is off Redis's.
  * Read once at start; inert when unset. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +20,14 @@ static long crash_left;
 static char crash_file[512];
 static char stall_step[32];
 static long stall_left, stall_ms;
+static int64_t clock_skew_ms;
+
+int64_t wk_clock_ms(void) { return hr_now_ms() + clock_skew_ms; }
 
 void wk_seam_init(void)
 {
+    const char *sk = getenv("HERALD_WORKER_CLOCK_SKEW_MS");
+    clock_skew_ms = sk && *sk ? strtoll(sk, NULL, 10) : 0;
     const char *st = getenv("HERALD_WORKER_STALL_AT");
     stall_step[0] = '\0';
     if (st && *st) {

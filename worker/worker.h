@@ -76,7 +76,8 @@ int64_t worker_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t
 /* worker_decide maps an outcome to the next state. attempt: attempts started
  * including this one; retry_at_ms: the platform's Retry-After as an absolute
  * time (RETRY_AFTER, and the earliest retry of a TRANSIENT); refreshed: the session was already refreshed for
- * this job (a second 401 then pauses the lane). now_ms is the Redis clock. */
+ * this job (a second 401 then pauses the lane). now_ms may be any clock:
+ * the times decided are only meant relative to it. */
 void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_ms,
                    int64_t retry_at_ms, int can_refresh, int refreshed,
                    const worker_retry_policy *p, uint64_t rnd, worker_decision *d);

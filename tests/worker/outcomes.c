@@ -123,6 +123,30 @@ static void transient_honours_retry_after(void)
     plat_outcome_release(&o);
 }
 
+static int retrying(void *arg)
+{
+    return wt_redis_int("ZCARD %s", arg) >= 1;
+}
+
+/* A worker whose host clock is 100 s behind Redis's (promote goes by
+ * Redis's): a 429 saying "in 120 s" is retried 120 s from Redis's now, not
+ * 20 s. */
+static void retry_time_on_redis_clock(void)
+{
+    wt_reset();
+    faults("{\"platform\":\"mastodon\",\"rate429\":1.0,\"retry_after\":120}");
+    wt_enqueue("mastodon", "@m", "later", 1);
+    pid_t w = wt_worker("HERALD_WORKER_CLOCK_SKEW_MS=-100000", "skew", "--processes", "1", NULL);
+    CHECK(th_wait_for(retrying, "{t}:retry:mastodon:@m", 10000));
+    int64_t now = hr_now_ms(); /* this host's clock is Redis's */
+    wt_term(w);
+    faults("{\"platform\":\"mastodon\"}");
+    char *at = th_redis_cmd(wt.redis, "ZRANGE {t}:retry:mastodon:@m 0 0 WITHSCORES");
+    const char *score = at ? strchr(at, '\n') : NULL;
+    CHECK(score && strtoll(score + 1, NULL, 10) >= now + 110000);
+    free(at);
+}
+
 static long lane_field(const char *lane, const char *field)
 {
     char *v = th_redis_cmd(wt.redis, "HGET {t}:lane:%s %s", lane, field);
@@ -372,6 +396,7 @@ int main(void)
     th_write_file(cred, "SG.sandbox-key");
     free(cred);
     th_run("transient_honours_retry_after", transient_honours_retry_after);
+    th_run("retry_time_on_redis_clock", retry_time_on_redis_clock);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
