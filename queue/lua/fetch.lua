@@ -81,10 +81,9 @@ local function admit(lane, state_key, want, st)
   end
   if st.parked == 'budget' then redis.call('HDEL', state_key, 'parked') end
   if n < 0 then n = 0 end
-  if gated and n > 0 then
-    redis.call('HSET', state_key, 'circuit', 'half-open', 'c_probe_until', now + lease)
-    return 1, true
-  end
+  -- the probe is marked once a job is taken (below): an empty lane must
+  -- not use up the fleet's one probe until its deadline
+  if gated and n > 0 then return 1, true end
   return n, false
 end
 
@@ -155,6 +154,9 @@ while remaining > 0 and #active > 0 do
           end
         end
         if #ids > 0 then
+          if probe then
+            redis.call('HSET', state_key, 'circuit', 'half-open', 'c_probe_until', now + lease)
+          end
           if packed[lane] == nil then
             packed[lane] = redis.call('HGET', inflight, lane) or ''
           end

@@ -147,6 +147,28 @@ static void retry_time_on_redis_clock(void)
     free(at);
 }
 
+/* A lane whose open circuit has timed out but which has nothing ready
+ * does not use up the fleet's one half-open probe: the next job that comes
+ * is the probe at once (it waited for the probe's deadline, a lease). */
+static void empty_lane_keeps_probe(void)
+{
+    wt_reset();
+    hr_err err = {0};
+    CHECK(queue_worker_register(wt.q, "w", 30000, &err) == 0);
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@b circuit open circuit_until_ms 1"));
+    const char *lanes[] = {"x:@b"};
+    queue_fetched *f = NULL;
+    int n = -1;
+    CHECK(queue_fetch(wt.q, "w", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 0);
+    queue_fetched_free(f, n);
+    wt_enqueue("x", "@b", "probe", 2);
+    CHECK(queue_fetch(wt.q, "w", lanes, 1, 10, 30000, &f, &n, &err) == 0);
+    CHECK_INT(n, 1); /* the probe, and only it */
+    CHECK(n == 1 && f[0].probe);
+    queue_fetched_free(f, n);
+}
+
 static long lane_field(const char *lane, const char *field)
 {
     char *v = th_redis_cmd(wt.redis, "HGET {t}:lane:%s %s", lane, field);
@@ -397,6 +419,7 @@ int main(void)
     free(cred);
     th_run("transient_honours_retry_after", transient_honours_retry_after);
     th_run("retry_time_on_redis_clock", retry_time_on_redis_clock);
+    th_run("empty_lane_keeps_probe", empty_lane_keeps_probe);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
