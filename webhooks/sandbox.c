@@ -38,6 +38,7 @@ typedef struct sb_rec {
     char *email, *job, *campaign; /* emails: for the webhooks it fires */
     char *message_id;             /* mailgun/sendgrid Message-Id header we were given */
     char *rkey, *repo;            /* bluesky */
+    char *owner;                  /* x: the token that posted it (its timeline) */
     int published;                /* threads containers */
 } sb_rec;
 
@@ -232,6 +233,7 @@ static void rec_free(sb_rec *x)
     free(x->resp);
     free(x->resp_hdrs);
     free(x->text);
+    free(x->owner);
     free(x->email);
     free(x->job);
     free(x->campaign);
@@ -315,6 +317,7 @@ static void x_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     else {
         x->id = digits_id(s, "", 19);
         x->text = hr_strdup(text);
+        x->owner = hr_strdup(tok);
         reply_json(o, 201, json_pack("{s{ssss}}", "data", "id", x->id, "text", text));
     }
     json_decref(j);
@@ -332,11 +335,58 @@ static void x_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                          (int)grow(p, 30), "impression_count", (int)grow(p, 1) * 7));
 }
 
-/* x_list: GET /2/users/<id>/tweets as X answers it: newest first,
+/* x_shown adds p to t as X shows a post: every http(s) link is a t.co link
+ * of 23 characters; with entities, entities.urls says what each expands to
+ * (start and end in code points, as X counts them). */
+static void x_shown(const sb_rec *p, json_t *t, int entities)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    json_t *urls = json_array();
+    long cps = 0; /* code points written */
+    int k = 0;
+    for (const char *c = p->text; *c;) {
+        if (strncmp(c, "https://", 8) == 0 || strncmp(c, "http://", 7) == 0) {
+            size_t n = strcspn(c, " \t\r\n");
+            char tco[32];
+            size_t idl = strlen(p->id);
+            snprintf(tco, sizeof tco, "https://t.co/%s%c", p->id + (idl > 9 ? idl - 9 : 0),
+                     'a' + k++ % 26);
+            char *exp = hr_strndup(c, n);
+            json_array_append_new(urls, json_pack("{sIsIssssss}", "start", (json_int_t)cps, "end",
+                                                  (json_int_t)(cps + 23), "url", tco,
+                                                  "expanded_url", exp, "display_url", exp + 8));
+            free(exp);
+            hr_buf_puts(&b, tco);
+            cps += 23;
+            c += n;
+            continue;
+        }
+        /* X escapes these in the text it answers */
+        if (*c == '&') hr_buf_puts(&b, "&amp;");
+        else if (*c == '<') hr_buf_puts(&b, "&lt;");
+        else if (*c == '>') hr_buf_puts(&b, "&gt;");
+        else hr_buf_putc(&b, *c);
+        if ((*c & 0xC0) != 0x80) cps++;
+        c++;
+    }
+    json_object_set_new(t, "text", json_string(b.data ? b.data : ""));
+    if (entities && json_array_size(urls))
+        json_object_set_new(t, "entities", json_pack("{so}", "urls", urls));
+    else
+        json_decref(urls);
+    hr_buf_release(&b);
+}
+
+/* x_list: GET /2/users/<id>/tweets as X answers it: the posts of the
+ * token's account (the sandbox's stand-in for the user id), newest first,
  * max_results 5-100 (default 10), start_time (inclusive), pagination by
- * meta.next_token, created_at only when tweet.fields asks for it. */
+ * meta.next_token, created_at and entities only when tweet.fields asks,
+ * links shown as t.co. */
 static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
+    const char *tok = bearer(r);
+    if (!tok || strcmp(tok, "invalid") == 0) return x_error(o, 401, "Unauthorized");
     char v[128];
     long max = 10;
     if (hook_req_query_param(r, "max_results", v, sizeof v) == 0) {
@@ -358,20 +408,23 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
             return x_error(o, 400, "The `pagination_token` query parameter value is invalid");
         from = (int)k;
     }
-    int created = hook_req_query_param(r, "tweet.fields", v, sizeof v) == 0 &&
-                  strstr(v, "created_at") != NULL;
+    int fields = hook_req_query_param(r, "tweet.fields", v, sizeof v) == 0;
+    int created = fields && strstr(v, "created_at") != NULL;
+    int entities = fields && strstr(v, "entities") != NULL;
     json_t *data = json_array(), *meta = json_object();
     for (int i = from; i >= 0; i--) {
         sb_rec *p = s->recs[i];
-        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id || p->received_ms < start)
+        if (strcmp(p->platform, "x") || strcmp(p->kind, "post") || !p->id ||
+            p->received_ms < start || !hr_streq(p->owner, tok))
             continue;
         if ((long)json_array_size(data) == max) {
-            char tok[32];
-            snprintf(tok, sizeof tok, "p%d", i);
-            json_object_set_new(meta, "next_token", json_string(tok));
+            char next[32];
+            snprintf(next, sizeof next, "p%d", i);
+            json_object_set_new(meta, "next_token", json_string(next));
             break;
         }
-        json_t *t = json_pack("{ssss}", "id", p->id, "text", p->text);
+        json_t *t = json_pack("{ss}", "id", p->id);
+        x_shown(p, t, entities);
         if (created) {
             char ts[32];
             hr_format_rfc3339(p->received_ms, ts, sizeof ts);

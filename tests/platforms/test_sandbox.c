@@ -331,6 +331,25 @@ static void test_x_timeline(void)
     CHECK(!json_object_get(json_array_get(json_object_get(j, "data"), 0), "created_at"));
     json_decref(j);
     CHECK(x_list_get("max_results=3") == NULL); /* X: 5 to 100 */
+    /* another account's post is not on this timeline; links show as t.co,
+     * entities say what they expand to */
+    const char *h2[] = {"Authorization: Bearer other", "Content-Type: application/json", NULL};
+    CHECK_INT(th_http(port, "POST", "/2/tweets", h2, "{\"text\":\"not mine\"}", NULL), 201);
+    CHECK_INT(th_http(port, "POST", "/2/tweets", h, "{\"text\":\"A & B https://shop.example/a\"}",
+                      NULL),
+              201);
+    j = x_list_get("max_results=5&tweet.fields=created_at,entities");
+    REQUIRE(j);
+    json_t *t = json_array_get(json_object_get(j, "data"), 0);
+    const char *text = json_string_value(json_object_get(t, "text"));
+    CHECK(text && strncmp(text, "A &amp; B https://t.co/", 23) == 0 && strlen(text) == 33);
+    json_t *u = json_array_get(json_object_get(json_object_get(t, "entities"), "urls"), 0);
+    CHECK_STR(json_string_value(json_object_get(u, "expanded_url")), "https://shop.example/a");
+    CHECK_INT(json_integer_value(json_object_get(u, "start")), 6);
+    char *dump = json_dumps(j, 0);
+    CHECK(dump && strstr(dump, "not mine") == NULL);
+    free(dump);
+    json_decref(j);
     j = x_list_get("start_time=2099-01-01T00%3A00%3A00Z");
     REQUIRE(j);
     CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "meta"), "result_count")), 0);

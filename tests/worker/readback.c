@@ -34,25 +34,44 @@ static int settled(void *arg)
     return wt_done() >= g->done && wt_redis_int("ZCARD %s", unknown_key) <= g->left;
 }
 
-static void x_whole_text(void)
+/* posted_then_lost posts first, then enqueues second, whose worker dies
+ * right after its attempt record (never posted): the reconciler must read
+ * second back as absent, not take first for it, and second is sent. */
+static void posted_then_lost(const char *first, const char *second, const char *tag)
 {
     wt_reset();
     unknown_key = "{t}:unknown:x:@a";
-    enqueue_text("Weekly roundup from the Shop blog, issue number 12: new shoes", "k12");
-    pid_t w = wt_worker(NULL, "x1", "--processes", "1", NULL);
+    enqueue_text(first, "first");
+    pid_t w = wt_worker(NULL, tag, "--processes", "1", NULL);
     CHECK(wt_wait_done(1, 10000));
     wt_term(w);
-    /* issue 13 dies right after its attempt record: never posted */
-    enqueue_text("Weekly roundup from the Shop blog, issue number 13: summer hats", "k13");
-    char env[800];
-    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=after_attempt:1:%s/crashed-x", wt.dir);
-    w = wt_worker(env, "x2", "--processes", "1", "--lease", "1s", NULL);
+    enqueue_text(second, "second");
+    char env[800], log[64];
+    snprintf(env, sizeof env, "HERALD_WORKER_CRASH_AT=after_attempt:1:%s/crashed-%s", wt.dir,
+             tag);
+    snprintf(log, sizeof log, "%s-lost", tag);
+    w = wt_worker(env, log, "--processes", "1", "--lease", "1s", NULL);
     settle_goal g = {2, 0};
     CHECK(th_wait_for(settled, &g, 20000));
     wt_term(w);
     long dups = 0;
-    CHECK_INT(wt_sandbox_posts("x", &dups), 2); /* 13 read back absent, then sent */
+    CHECK_INT(wt_sandbox_posts("x", &dups), 2); /* second read back absent, then sent */
     CHECK_INT(dups, 0);
+}
+
+/* a post that only starts the same way is not the job's */
+static void x_whole_text(void)
+{
+    posted_then_lost("Weekly roundup from the Shop blog, issue number 12: new shoes",
+                     "Weekly roundup from the Shop blog, issue number 13: summer hats", "x");
+}
+
+/* X shows links as t.co: two posts that differ only in their link are
+ * told apart by the expanded URLs X's entities give */
+static void x_link_told_apart(void)
+{
+    posted_then_lost("New on the blog: https://shop.example/blog/spring?utm_source=x",
+                     "New on the blog: https://shop.example/blog/summer?utm_source=x", "link");
 }
 
 /* a post the timeline does not show is not believed absent until it has
@@ -154,6 +173,7 @@ int main(void)
 {
     wt_start(NULL);
     th_run("x_whole_text", x_whole_text);
+    th_run("x_link_told_apart", x_link_told_apart);
     th_run("x_absent_waits_settle", x_absent_waits_settle);
     th_run("reconciler_one_login", reconciler_one_login);
     th_run("reconciler_past_first_page", reconciler_past_first_page);
