@@ -2,7 +2,8 @@
  * text, for platforms with no idempotency (X, LinkedIn, Threads, Facebook,
  * Mastodon after its key's hour): the whole text must match, links compared
  * modulo the platform's shortener, and the post must be no older than the
- * job. Requests and paging are the platforms' own (x.c, linkedin.c). */
+ * job; and the paging state those read-backs share. The requests are the
+ * platforms' own (x.c, linkedin.c, mastodon.c, ...). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
