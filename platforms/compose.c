@@ -843,8 +843,13 @@ static int format_email(const plat_account *a, const queue_job *j, const plat_ct
                         plat_post *p, hr_err *err)
 {
     char norm[256];
-    if (!j->to || queue_email_normalize(j->to, norm, sizeof norm) != 0)
-        return hr_err_set(err, "email: \"to\" is not an address: %s", j->to ? j->to : "(none)");
+    if (!j->to || queue_email_normalize(j->to, norm, sizeof norm) != 0) {
+        /* a line break in it is header injection: refused below, by name */
+        if (!j->to || !header_ctl(j->to))
+            return hr_err_set(err, "email: \"to\" is not an address: %s",
+                              j->to ? j->to : "(none)");
+        norm[0] = '\0';
+    }
     const char *from = plat_account_opt(a, "from", NULL);
     p->from = hr_strdup(from);
     p->from_name = hr_strdup(plat_account_opt(a, "from-name", NULL));

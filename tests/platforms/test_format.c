@@ -394,11 +394,14 @@ static void test_email(void)
         {"subject", "Hi {{nick}}", "Subject header would hold a line break"},
         {"subject", "Hi\x01", "Subject header would hold a control character (0x01)"},
         {"to_name", "Ann\nBcc: x@evil.example", "To (name) header would hold a line break"},
+        {"to", "ann@example.com\r\nBcc: x@evil.example", "To header would hold a line break"},
     };
     queue_job_set_var(j, "nick", "Ann\r\nReply-To: attacker@evil.example");
     for (size_t i = 0; i < sizeof inject / sizeof inject[0]; i++) {
         queue_job *k = queue_job_dup(j);
-        queue_set(strcmp(inject[i][0], "subject") == 0 ? &k->subject : &k->to_name,
+        queue_set(strcmp(inject[i][0], "subject") == 0 ? &k->subject
+                  : strcmp(inject[i][0], "to") == 0    ? &k->to
+                                                       : &k->to_name,
                   inject[i][1]);
         REQUIRE(plat_format_job(a, k, &ctx, 0, &p, &err) == 0);
         CHECK_INT(p.valid, 0);
