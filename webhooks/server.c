@@ -74,7 +74,7 @@ typedef struct batch {
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
-    hr_buf toks; /* Mailgun's signature tokens: 3 ARGV each, after the events */
+    hr_buf toks; /* Mailgun's signature tokens: 4 ARGV each, after the events */
     int ntoks;
     rec_ctx **ctxs;
     int nctxs, capctxs;
@@ -171,7 +171,9 @@ static void batch_free(batch *b)
 
 /* on_batch answers every request of the batch from the script's codes, one
  * character each: per event 1 recorded, 2 duplicate, 3 unmatched (4: its
- * request was refused), then per token 1 accepted, 4 used before. */
+ * request was refused), then per token 1 accepted, 2 a redelivery of the
+ * same request (its events are duplicates), 4 used before with another
+ * body. */
 static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
     batch *b = priv;
@@ -186,10 +188,11 @@ static void on_batch(redisReply *rep, const char *errmsg, void *priv)
             continue;
         }
         if (x->tok >= 0 && rep->str[b->nevents + x->tok] == '4') {
-            /* a replay: its token was used before, so nothing was written */
+            /* a replay: its token was used before with other event-data, so
+             * nothing was written */
             x->s->rejected++;
-            hr_log(HR_LOG_WARN, "webhook rejected", "route", "mailgun", "peer",
-                   hook_req_peer(x->r), "error", "mailgun: signature token used before", NULL);
+            hr_log(HR_LOG_WARN, "webhook rejected", "route", "mailgun", "peer", hook_req_peer(x->r),
+                   "error", "mailgun: signature token used before with other event-data", NULL);
             answer_error(x->r, 401, "signature check failed");
             continue;
         }
@@ -216,7 +219,7 @@ static void flush_batch(hook_server *s)
     hr_buf_reserve(&cmd, s->call_head.len + b->args.len + 128);
     char num[24];
     hr_buf_putc(&cmd, '*');
-    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs + 3 * b->ntoks));
+    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs + 4 * b->ntoks));
     hr_buf_puts(&cmd, "\r\n");
     hr_buf_append(&cmd, s->call_head.data, s->call_head.len);
     const int64_t head[4] = {hr_now_ms(), s->seen_period_ms, s->stream_maxlen, b->nevents};
@@ -243,9 +246,12 @@ static void push_arg(batch *b, const char *v)
 
 /* record adds evs to the current batch; ctx is taken over and answered when
  * the batch's script replies. token, when not NULL, is the request's
- * signature token: the script records its events only if the token was
- * not used before, and remembers it in the same call. */
-static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const char *token)
+ * signature token and tok_digest the digest of what it signed (mailgun_digest):
+ * the script records its events only if the token was not used before, and
+ * remembers it, with the digest, in the same call; a token used before with
+ * the same digest makes the request a duplicate, with another a replay. */
+static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const char *token,
+                   const char *tok_digest)
 {
     if (!s->cur) s->cur = hr_calloc(1, sizeof *s->cur);
     batch *b = s->cur;
@@ -260,6 +266,7 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const cha
         free(f);
         hook_resp_arg(&b->toks, num, hook_fmt_i64(num, x->first + 1));
         hook_resp_arg(&b->toks, num, hook_fmt_i64(num, evs->n));
+        hook_resp_arg(&b->toks, tok_digest, strlen(tok_digest));
         x->tok = b->ntoks++;
     }
     for (int i = 0; i < evs->n; i++) {
@@ -335,6 +342,21 @@ static int mailgun_verify_body(hook_server *s, const char *body, size_t len, jso
     return rc;
 }
 
+/* mailgun_digest writes into out (33 bytes) what a Mailgun token is
+ * remembered with: 32 hex digits of the HMAC, under the server's secret (it
+ * names an address), of the request's event-data in one canonical form
+ * (compact, keys sorted), so a redelivery of the same event matches however
+ * its JSON is laid out, and a replay with other event-data does not. */
+static void mailgun_digest(const hook_server *s, json_t *root, char out[33])
+{
+    char *c = json_dumps(json_object_get(root, "event-data"),
+                         JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    unsigned char mac[32];
+    hr_hmac_sha256(s->secret, strlen(s->secret), c ? c : "", c ? strlen(c) : 0, mac);
+    free(c);
+    hr_hex(mac, 16, out);
+}
+
 static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
 {
     if (strcmp(hook_req_method(r), "POST") != 0) {
@@ -375,9 +397,12 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
               : strcmp(provider, "postmark") == 0 ? hook_parse_postmark(body, len, &evs, &err)
                                                   : hook_parse_generic(body, len, &evs, &err);
     /* Mailgun signs only timestamp + token, not the event: each token is
-     * good once, consumed by the script that records the request (even one
-     * whose event herald ignores: its signature must not carry another) */
+     * good for one event-data, consumed by the script that records the
+     * request (even one whose event herald ignores: its signature must not
+     * carry another); the same event-data again is a redelivery */
     char *token = mg_token ? hr_strdup(mg_token) : NULL;
+    char mg_digest[33] = "";
+    if (token && prc == 0) mailgun_digest(s, mg_root, mg_digest);
     json_decref(mg_root);
     if (prc != 0) {
         free(token);
@@ -410,7 +435,7 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
     x->s = s;
     x->r = r;
     x->ignored = evs.ignored;
-    record(s, x, &evs, token);
+    record(s, x, &evs, token, mg_digest);
     hook_events_release(&evs);
     free(token);
 }
@@ -475,7 +500,7 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
     x->unsub = 1;
     snprintf(x->masked, sizeof x->masked, "%s", masked);
     snprintf(x->campaign, sizeof x->campaign, "%s", u.campaign);
-    record(s, x, &evs, NULL);
+    record(s, x, &evs, NULL, NULL);
     hook_events_release(&evs);
 }
 

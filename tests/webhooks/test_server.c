@@ -391,8 +391,9 @@ static void test_mailgun(void)
 }
 
 /* test_mailgun_replay: Mailgun signs timestamp + token only, so a captured
- * signature block carries any event-data: each token is good once, and a
- * second use is 401 that changes nothing, whatever its body. */
+ * signature block carries any event-data: each token is good for the
+ * event-data it first came with; with other event-data it is 401 that
+ * changes nothing. */
 static void test_mailgun_replay(void)
 {
     const char *tok = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeed00";
@@ -409,9 +410,9 @@ static void test_mailgun_replay(void)
     const char *forged = "{\"event\":\"failed\",\"severity\":\"permanent\",\"id\":\"rp-2\","
                          "\"recipient\":\"victim@example.com\",\"timestamp\":1700000000}";
     CHECK_INT(post_mailgun_tok(forged, now, 0, tok, NULL), 401);
-    /* and the genuine body again */
+    /* the genuine event's id with other data: a forged recipient */
     CHECK_INT(post_mailgun_tok("{\"event\":\"opened\",\"id\":\"rp-1\",\"recipient\":"
-                               "\"reader@example.com\",\"timestamp\":1700000000}",
+                               "\"victim@example.com\",\"timestamp\":1700000000}",
                                now, 0, tok, NULL),
               401);
     char *after = engagement_state();
@@ -420,6 +421,7 @@ static void test_mailgun_replay(void)
     char digest[65];
     REQUIRE(queue_suppress_hash(secret, "victim@example.com", digest) == 0);
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
+    free(before);
     /* a token whose event herald ignores is spent all the same */
     const char *tok2 = "0123456789abcdef0123456789abcdef0123456789abcdef01";
     resp = NULL;
@@ -427,7 +429,6 @@ static void test_mailgun_replay(void)
               200);
     CHECK(resp && strstr(resp, "\"ignored\":1"));
     free(resp);
-    free(before);
     before = engagement_state(); /* the token is remembered */
     CHECK_INT(post_mailgun_tok(forged, now, 0, tok2, NULL), 401);
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
@@ -442,31 +443,119 @@ static void test_mailgun_replay(void)
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
 }
 
+/* test_mailgun_redelivery: Mailgun retries a webhook it did not see answered
+ * 2xx (a lost 200, a 503 whose script ran after all) with the same signature
+ * block and the same event-data: that is a duplicate, answered 200, and
+ * changes nothing but the duplicate count; the same token with another body
+ * is still 401 and changes nothing. */
+static void test_mailgun_redelivery(void)
+{
+    const char *tok = "feedc0defeedc0defeedc0defeedc0defeedc0defeedc0de00";
+    char ev[400];
+    snprintf(ev, sizeof ev,
+             "{\"event\":\"failed\",\"severity\":\"permanent\",\"id\":\"rd-1\","
+             "\"recipient\":\"gone@example.com\",\"timestamp\":1700000000,"
+             "\"user-variables\":{\"herald-job\":\"%s\"}}",
+             JOB);
+    int64_t now = hr_now_ms() / 1000;
+    long bounces = rint_("HGET {t}:eng:jobs %s|bounce", JOB);
+    char *resp = NULL;
+    CHECK_INT(post_mailgun_tok(ev, now, 0, tok, &resp), 200);
+    CHECK(resp && strstr(resp, "{\"recorded\":1,\"duplicates\":0"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|bounce", JOB), bounces + 1);
+    char *before = engagement_state();
+    long dups = rint_("HGET {t}:eng:totals duplicate");
+    /* the same request again, as Mailgun redelivers it */
+    resp = NULL;
+    CHECK_INT(post_mailgun_tok(ev, now, 0, tok, &resp), 200);
+    CHECK(resp && strstr(resp, "{\"recorded\":0,\"duplicates\":1,\"unmatched\":0"));
+    free(resp);
+    /* its JSON laid out otherwise (keys in another order) is the same event */
+    char ev2[400];
+    snprintf(ev2, sizeof ev2,
+             "{ \"id\": \"rd-1\", \"user-variables\": {\"herald-job\": \"%s\"}, "
+             "\"timestamp\": 1700000000, \"recipient\": \"gone@example.com\", "
+             "\"severity\": \"permanent\", \"event\": \"failed\" }",
+             JOB);
+    CHECK_INT(post_mailgun_tok(ev2, now, 0, tok, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:totals duplicate"), dups + 2);
+    CHECK_INT(rint_("HSET {t}:eng:totals duplicate %ld", dups), 0); /* all else equal */
+    char *after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    /* the same token and event id with another body: refused, no change */
+    snprintf(ev2, sizeof ev2,
+             "{\"event\":\"failed\",\"severity\":\"permanent\",\"id\":\"rd-1\","
+             "\"recipient\":\"victim2@example.com\",\"timestamp\":1700000000,"
+             "\"user-variables\":{\"herald-job\":\"%s\"}}",
+             JOB);
+    CHECK_INT(post_mailgun_tok(ev2, now, 0, tok, NULL), 401);
+    after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+    /* an ignored event's token: its redelivery is 200, changing nothing */
+    const char *tok2 = "feedc0defeedc0defeedc0defeedc0defeedc0defeedc0de01";
+    CHECK_INT(post_mailgun_tok("{\"event\":\"accepted\",\"id\":\"rd-2\"}", now, 0, tok2, NULL),
+              200);
+    before = engagement_state();
+    resp = NULL;
+    CHECK_INT(post_mailgun_tok("{\"event\":\"accepted\",\"id\":\"rd-2\"}", now, 0, tok2, &resp),
+              200);
+    CHECK(resp && strstr(resp, "\"ignored\":1"));
+    free(resp);
+    CHECK_INT(post_mailgun_tok("{\"event\":\"accepted\",\"id\":\"rd-3\"}", now, 0, tok2, NULL),
+              401);
+    after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+}
+
 /* test_record_tokens: one script call (as one loop iteration's requests
- * make) with a token twice: the first request is recorded, the second
- * refused, and its event does not count as seen (a third request carrying
- * the same event id under its own token is recorded). */
+ * make) with a token more than once: the first request is recorded; the
+ * token with another digest is refused, and its event does not count as
+ * seen (a request carrying the same event id under its own token is
+ * recorded); with the same digest it is a redelivery, its event a
+ * duplicate. The next call knows the token's digest. */
 static void test_record_tokens(void)
 {
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)hr_now_ms());
-    char *v = rcmd("EVAL %s 11 {r}:ev:seen:0 {r}:events {r}:suppressed {r}:done {r}:jobs "
-                   "{r}:platform_ids {r}:eng:jobs {r}:eng:campaigns {r}:eng:contacts "
-                   "{r}:eng:totals {r}:ev:seen:1 %s 604800000 1000 3 "
-                   "mailgun:x1 open %s %s %s %s mailgun 0 "
-                   "mailgun:x2 open %s %s %s %s mailgun 0 "
-                   "mailgun:x2 open %s %s %s %s mailgun 0 "
-                   "mailgun-token:T 1 1 mailgun-token:T 2 1 mailgun-token:U 3 1",
-                   hook_lua_record, now, "", "", "", "", "", "", "", "", "", "", "", "");
-    CHECK_STR(v ? v : "(nil)", "343141");
+#define RKEYS                                                                                      \
+    "{r}:ev:seen:0 {r}:events {r}:suppressed {r}:done {r}:jobs {r}:platform_ids "                  \
+    "{r}:eng:jobs {r}:eng:campaigns {r}:eng:contacts {r}:eng:totals {r}:ev:seen:1 "
+    char *v =
+        rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 4 "
+             "mailgun:x1 open %s %s %s %s mailgun 0 "
+             "mailgun:x2 open %s %s %s %s mailgun 0 "
+             "mailgun:x2 open %s %s %s %s mailgun 0 "
+             "mailgun:x1 open %s %s %s %s mailgun 0 "
+             "mailgun-token:T 1 1 d1 mailgun-token:T 2 1 d2 mailgun-token:U 3 1 d3 "
+             "mailgun-token:T 4 1 d1",
+             hook_lua_record, now, "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "");
+    CHECK_STR(v ? v : "(nil)", "34321412");
     free(v);
     CHECK_INT(rint_("HGET {r}:eng:totals open"), 2);
     CHECK_INT(rint_("HGET {r}:eng:totals unmatched"), 2);
-    CHECK_INT(rint_("HEXISTS {r}:eng:totals duplicate"), 0);
+    CHECK_INT(rint_("HGET {r}:eng:totals duplicate"), 1);
     CHECK_INT(rint_("XLEN {r}:events"), 2);
-    long seen = rint_("HEXISTS {r}:ev:seen:0 mailgun-token:T") +
-                rint_("HEXISTS {r}:ev:seen:1 mailgun-token:T");
-    CHECK_INT(seen, 1);
+    v = rcmd("HGET {r}:ev:seen:%d mailgun-token:T",
+             rint_("HEXISTS {r}:ev:seen:0 mailgun-token:T") ? 0 : 1);
+    CHECK_STR(v ? v : "(nil)", "d1");
+    free(v);
+    /* a later call: the same digest a duplicate, another refused */
+    v = rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 2 "
+             "mailgun:x1 open %s %s %s %s mailgun 0 "
+             "mailgun:x9 open %s %s %s %s mailgun 0 "
+             "mailgun-token:T 1 1 d1 mailgun-token:U 2 1 d9",
+             hook_lua_record, now, "", "", "", "", "", "", "", "");
+    CHECK_STR(v ? v : "(nil)", "2424");
+    free(v);
+    CHECK_INT(rint_("HGET {r}:eng:totals duplicate"), 2);
+    CHECK_INT(rint_("XLEN {r}:events"), 2);
+#undef RKEYS
 }
 
 static void test_postmark(void)
@@ -1109,6 +1198,7 @@ int main(void)
     th_run("sendgrid", test_sendgrid);
     th_run("mailgun", test_mailgun);
     th_run("mailgun_replay", test_mailgun_replay);
+    th_run("mailgun_redelivery", test_mailgun_redelivery);
     th_run("record_tokens", test_record_tokens);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);

@@ -4,11 +4,14 @@
 --       9 eng:contacts, 10 eng:totals (hashes), 11 seen:1
 -- ARGV: now_ms, seen_period_ms, stream_maxlen, n, then 8 per event:
 --       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
---       then 3 per signature token (Mailgun's), if any: the token's seen-id
---       name, the index of its request's first event, its number of events
+--       then 4 per signature token (Mailgun's), if any: the token's seen-id
+--       name, the index of its request's first event, its number of events,
+--       the digest of its request's signed content (its event-data)
 -- Returns a string of one code per event: 1 recorded, 2 duplicate,
 -- 3 unmatched, 4 not recorded (its request's token was used before), then
--- one per token: 1 accepted (remembered with the seen ids), 4 used before
+-- one per token: 1 accepted (remembered with the seen ids, its value the
+-- digest), 2 a redelivery (used before with the same digest: its events are
+-- duplicates), 4 used before with another digest (a replay)
 -- (one reply, not an array of n: cheaper on both sides).
 -- Each value passed to or from redis.call costs about as much as the Lua
 -- work of an event: the script reads what the batch needs in a few HMGETs,
@@ -58,8 +61,8 @@ for i = 1, n do
   if A[b + 4] ~= '' then pk[#pk + 1] = i; pkeys[#pkeys + 1] = A[b + 4] end
 end
 -- Tokens are looked up with the event ids, after them (ids[n + t]).
-local nt = (#A - 4 - n * 8) / 3
-for t = 1, nt do ids[n + t] = A[n * 8 + 3 * t + 2] end
+local nt = (#A - 4 - n * 8) / 4
+for t = 1, nt do ids[n + t] = A[n * 8 + 4 * t + 1] end
 local in_cur = fresh and {} or hmget(cur, ids)
 local in_old = old_p and hmget(old, ids) or {}
 local done = hmget(KEYS[4], ukhs)
@@ -84,22 +87,25 @@ if #pkeys > 0 then
   for k = 1, #pk do pids[pk[k]] = got[k] end
 end
 
--- A token used before (or twice in this batch) refuses its request: its
--- events go the duplicates' way, coded 4, and count nowhere.
+-- A token used before (or earlier in this batch) with the same digest is a
+-- redelivery of the same request (its 200 was lost, or a 503's script ran
+-- late): its events are duplicates. With another digest it refuses its
+-- request: its events go the duplicates' way, coded 4, and count nowhere.
 local tok_out, tok_batch, refused = {}, {}, {}
 for t = 1, nt do
-  local b = n * 8 + 3 * t + 2
-  local tok = ids[n + t]
-  if in_cur[n + t] or in_old[n + t] or tok_batch[tok] then
-    tok_out[t] = '4'
+  local b = n * 8 + 4 * t + 1
+  local tok, dig = ids[n + t], A[b + 3]
+  local used = in_cur[n + t] or in_old[n + t] or tok_batch[tok]
+  if used then
+    tok_out[t] = used == dig and '2' or '4'
     local first = tonumber(A[b + 1])
     for i = first, first + tonumber(A[b + 2]) - 1 do
       in_cur[i] = true
-      refused[i] = true
+      refused[i] = used ~= dig
     end
   else
     tok_out[t] = '1'
-    tok_batch[tok] = true
+    tok_batch[tok] = dig
   end
 end
 
@@ -192,7 +198,7 @@ end
 for t = 1, nt do
   if tok_out[t] == '1' then
     new_ids[#new_ids + 1] = ids[n + t]
-    new_ids[#new_ids + 1] = now
+    new_ids[#new_ids + 1] = A[n * 8 + 4 * t + 4]
   end
 end
 if nn > 0 then call('XTRIM', KEYS[2], 'MAXLEN', '~', A[3]) end
