@@ -10,7 +10,6 @@
 
 #include "internal.h"
 
-void social_part_done(plat_send *s, const char *id, plat_outcome *o);
 char *bsky_short_link(const char *url);
 
 enum { ST_CREATE = 0, ST_SESSION = 1, ST_CHECK = 2, ST_RESOLVE = 3 };
@@ -443,8 +442,7 @@ static int bsky_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     if (!s->sess || !s->sess->access || !s->sess->did)
         return session_request(s, req, err);
-    s->part = 0;
-    s->step = ST_CHECK;
+    s->step = ST_CHECK; /* the part in flight: its rkey is derived from its key */
     return get_record(s, req);
 }
 
@@ -471,8 +469,14 @@ static void bsky_readback_response(plat_send *s, const plat_response *r, plat_ou
         o->kind = PLAT_OUT_TRANSIENT;
         return;
     }
-    if (jstr(j, "uri")) out_sent(o, jstr(j, "uri"));
-    else out_set(o, PLAT_OUT_TRANSIENT, "bluesky: read back: answer has no uri");
+    if (jstr(j, "uri")) {
+        free(s->cids[s->part]);
+        s->cids[s->part] = hr_strdup(jstr(j, "cid"));
+        s->step = ST_CREATE;
+        readback_found(s, jstr(j, "uri"), o);
+    } else {
+        out_set(o, PLAT_OUT_TRANSIENT, "bluesky: read back: answer has no uri");
+    }
     json_decref(j);
 }
 

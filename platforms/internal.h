@@ -132,7 +132,16 @@ json_t *eng_body(const plat_response *r, plat_outcome *o, const char *what);
 /* readback_id_at: SENT with the id at path of the answer, else ABSENT */
 void readback_id_at(const plat_response *r, plat_outcome *o, const char *path, const char *what);
 
-/* ---- read-back by text (readback.c) */
+/* social_part_done (x.c) records id as the id of the part being sent and
+ * moves on: NEXT while parts remain, else SENT with the first part's id. */
+void social_part_done(plat_send *s, const char *id, plat_outcome *o);
+
+/* ---- read-back (readback.c) */
+/* readback_found: the read-back found the part that was in flight (s->part)
+ * as id. Its id is recorded as progress; SENT (the first part's id) when it
+ * was the last part, else NEXT with platform_id set to id: the next part is
+ * still to send (plat_send_readback's contract). */
+void readback_found(plat_send *s, const char *id, plat_outcome *o);
 /* readback_since_ms returns the earliest time a post of s's job can have
  * been created (the job's creation or due time, whichever is later, less a
  * minute of clock skew); 0 when the job does not say. */
@@ -147,8 +156,9 @@ int readback_text_match(const char *want, const char *got);
  * with "id", the text at field and the creation time at created, RFC 3339
  * or epoch ms; created NULL: not checked): SENT with its id, else ABSENT.
  * Posts created before readback_since_ms are not the job's. want NULL is
- * the post's first part. Returns the number of posts in arr. */
-int readback_in_list(const plat_send *s, json_t *arr, const char *want, const char *field,
+ * the text of the part in flight (s->part); a match goes through
+ * readback_found. Returns the number of posts in arr. */
+int readback_in_list(plat_send *s, json_t *arr, const char *want, const char *field,
                      const char *created, plat_outcome *o, const char *what);
 /* readback_page_on: after a page of posts that did not have the job's
  * (o ABSENT), next (NULL: none) says where a next page of posts since the
@@ -162,7 +172,7 @@ void readback_page_reset(plat_send *s);
 /* readback_by_text: readback_in_list over a list answer (the array at
  * list, or the body itself when list is NULL); TRANSIENT when the body is
  * not JSON. */
-void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o,
+void readback_by_text(plat_send *s, const plat_response *r, plat_outcome *o,
                       const char *list, const char *field, const char *created,
                       const char *what);
 

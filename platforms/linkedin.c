@@ -115,7 +115,7 @@ static void li_readback_response(plat_send *s, const plat_response *r, plat_outc
         readback_page_reset(s);
         return;
     }
-    char *want = plat_linkedin_little_text(s->post.parts[0].text);
+    char *want = plat_linkedin_little_text(s->post.parts[s->part].text);
     json_t *els = json_object_get(j, "elements");
     int n = readback_in_list(s, els, want, "commentary", "createdAt", o, "linkedin: read back");
     /* newest first: a full page whose last post is not older than the job

@@ -6,7 +6,6 @@
 
 #include "internal.h"
 
-void social_part_done(plat_send *s, const char *id, plat_outcome *o);
 
 static long masto_count(const plat_account *a, const char *text)
 {
@@ -66,10 +65,8 @@ static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *acct = plat_account_opt(s->a, "account-id", NULL);
     int64_t after = s->ctx.sent_after_ms ? s->ctx.sent_after_ms : s->born_ms;
-    if (after > 0 && send_now(s) - after < MASTO_KEY_SAFE_MS) {
-        s->part = 0;
-        return masto_post(s, req);
-    }
+    if (after > 0 && send_now(s) - after < MASTO_KEY_SAFE_MS)
+        return masto_post(s, req); /* the part in flight, with its own key */
     if (!acct)
         return hr_err_set(err, "mastodon: the attempt may be older than the hour Mastodon keeps "
                                "its Idempotency-Key (a repeated POST could post again); set "
@@ -94,7 +91,7 @@ static void masto_readback_response(plat_send *s, const plat_response *r, plat_o
     if (r->body_len && r->body[0] == '{') { /* the idempotent re-POST: the status */
         json_t *j = body_json(r, o, "mastodon: read back");
         const char *id = jstr(j, "id");
-        if (id) out_sent(o, id);
+        if (id) readback_found(s, id, o);
         else out_set(o, PLAT_OUT_TRANSIENT, "mastodon: read back: answer has no id");
         json_decref(j);
         return;

@@ -276,8 +276,12 @@ void plat_send_response(plat_send *s, const plat_response *r, plat_outcome *o);
  * on j before storing it for a retry. */
 void plat_send_save_progress(const plat_send *s, queue_job *j);
 /* plat_send_readback fills req with the request that tells whether an
- * uncertain send went through; plat_send_readback_response says SENT (with
- * the id), ABSENT, or an error outcome. */
+ * uncertain send went through (for a thread, its part in flight);
+ * plat_send_readback_response says SENT (with the id), ABSENT, NEXT (read
+ * back again: a session step, a next page), NEXT with platform_id (a part
+ * of a thread was found, with that id, and recorded as progress: the next
+ * part is to send, or to read back by whom cannot know it was not sent),
+ * or an error outcome. */
 int plat_send_readback(plat_send *s, plat_request *req, hr_err *err);
 void plat_send_readback_response(plat_send *s, const plat_response *r, plat_outcome *o);
 

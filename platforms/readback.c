@@ -139,10 +139,26 @@ static int64_t created_ms(json_t *post, const char *field)
     return -1;
 }
 
-int readback_in_list(const plat_send *s, json_t *arr, const char *want, const char *field,
+void readback_found(plat_send *s, const char *id, plat_outcome *o)
+{
+    /* the part was published: its container (Threads) is done with */
+    free(s->container);
+    s->container = NULL;
+    int part = s->part;
+    social_part_done(s, id, o);
+    if (o->kind == PLAT_OUT_NEXT) {
+        free(o->platform_id);
+        o->platform_id = hr_strdup(id);
+        out_set(o, PLAT_OUT_NEXT, "part %d of %d found; the next is still to send", part + 1,
+                s->post.nparts);
+    }
+}
+
+int readback_in_list(plat_send *s, json_t *arr, const char *want, const char *field,
                      const char *created, plat_outcome *o, const char *what)
 {
-    if (!want) want = s->post.parts[0].text;
+    /* the part in flight: the parts before it have their ids already */
+    if (!want) want = s->post.parts[s->part].text;
     out_set(o, PLAT_OUT_ABSENT, "%s: no post since the job's time has its text", what);
     int64_t since = readback_since_ms(s);
     size_t i;
@@ -159,7 +175,7 @@ int readback_in_list(const plat_send *s, json_t *arr, const char *want, const ch
         int m = readback_text_match(want, got);
         free(plain);
         if (m) {
-            out_sent(o, id);
+            readback_found(s, id, o);
             break;
         }
     }
@@ -192,7 +208,7 @@ int readback_page_on(plat_send *s, plat_outcome *o, const char *next, int max_pa
     return 0;
 }
 
-void readback_by_text(const plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
+void readback_by_text(plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
                       const char *field, const char *created, const char *what)
 {
     json_t *j = body_json(r, o, what);

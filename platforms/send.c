@@ -136,6 +136,8 @@ int plat_send_readback(plat_send *s, plat_request *req, hr_err *err)
     memset(req, 0, sizeof *req);
     if (!s->a->ops->readback)
         return hr_err_set(err, "%s: no read-back request", s->a->platform);
+    /* the part in flight is read back; a send that is over, its last */
+    if (s->part >= s->post.nparts && s->post.nparts > 0) s->part = s->post.nparts - 1;
     return s->a->ops->readback(s, req, err);
 }
 

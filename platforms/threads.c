@@ -6,7 +6,6 @@
 
 #include "internal.h"
 
-void social_part_done(plat_send *s, const char *id, plat_outcome *o);
 
 static long th_count(const plat_account *a, const char *text) { return plat_count_utf16(text); }
 

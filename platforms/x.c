@@ -26,8 +26,6 @@ static int x_request(plat_send *s, plat_request *req, hr_err *err)
 
 static const char *const x_msgs[] = {"detail", "title", "errors.0.message", NULL};
 
-/* social_part_done records a part's id and says NEXT or SENT. */
-void social_part_done(plat_send *s, const char *id, plat_outcome *o);
 void social_part_done(plat_send *s, const char *id, plat_outcome *o)
 {
     free(s->ids[s->part]);

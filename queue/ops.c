@@ -1425,8 +1425,10 @@ int queue_worker_unregister(queue *q, const char *worker, hr_err *err)
 
 /* ------------------------------------------------- unknown and dead */
 
+/* resolve runs resolve.lua; store (or, with reset_attempts, the stored job
+ * with its attempts cleared) replaces the stored job as it moves. */
 static int resolve(queue *q, const char *op, const char *id, const char *platform_id,
-                   int reset_attempts, hr_err *err)
+                   int reset_attempts, const queue_job *store, hr_err *err)
 {
     char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
     if (ukh_of(id, ukh) < 0) return hr_err_set(err, "\"%s\" is not a job id", id);
@@ -1434,6 +1436,7 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
     if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
     hr_buf v;
     hr_buf_init(&v);
+    if (store) queue_job_encode_stored(store, &v);
     if (reset_attempts) {
         hr_err e2 = {0};
         queue_job *j = queue_get(q, ukh, &e2);
@@ -1468,17 +1471,22 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
 int queue_unknown_resolve(queue *q, const char *id, int sent, const char *platform_id,
                           hr_err *err)
 {
-    return resolve(q, sent ? "sent" : "resend", id, platform_id, 0, err);
+    return resolve(q, sent ? "sent" : "resend", id, platform_id, 0, NULL, err);
+}
+
+int queue_unknown_resend_job(queue *q, const queue_job *j, hr_err *err)
+{
+    return resolve(q, "resend", j->id, NULL, 0, j, err);
 }
 
 int queue_dead_retry(queue *q, const char *id, hr_err *err)
 {
-    return resolve(q, "dead_retry", id, NULL, 1, err);
+    return resolve(q, "dead_retry", id, NULL, 1, NULL, err);
 }
 
 int queue_dead_purge(queue *q, const char *id, hr_err *err)
 {
-    return resolve(q, "dead_purge", id, NULL, 0, err);
+    return resolve(q, "dead_purge", id, NULL, 0, NULL, err);
 }
 
 char *queue_dead_reason(queue *q, const char *id, hr_err *err)

@@ -360,6 +360,10 @@ int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err);
  * done with platform_id) or resend (back to the front of its lane). */
 int queue_unknown_resolve(queue *q, const char *id, int sent, const char *platform_id,
                           hr_err *err);
+/* queue_unknown_resend_job resends the unknown job j as queue_unknown_resolve
+ * does, storing j in place of the stored job (what a read-back learnt: the
+ * thread parts it found posted). Returns 1, 0 (not unknown), -1. */
+int queue_unknown_resend_job(queue *q, const queue_job *j, hr_err *err);
 
 /* queue_dead_retry moves a dead job back to its lane's ready list;
  * queue_dead_purge deletes a dead job. Return 1, 0 (not dead), -1. */

@@ -902,6 +902,11 @@ static void on_readback_done(wk_req *q, void *priv)
     plat_send_readback_response(j->send, &r, &o);
     if (o.kind == PLAT_OUT_SENT) {
         ack(j, o.platform_id);
+    } else if (o.kind == PLAT_OUT_NEXT && o.platform_id) {
+        /* a thread's part in flight was found, and a later part is still
+         * to send: go on with it (a lost answer after it reads back anew) */
+        j->readbacks = 0;
+        job_send_step(j);
     } else if (o.kind == PLAT_OUT_NEXT) {
         readback_now(j); /* a session step first */
     } else if (o.kind == PLAT_OUT_ABSENT && plat_resend_on_absent(j->lane->platform)) {

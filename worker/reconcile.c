@@ -8,14 +8,18 @@
  * LinkedIn by looking for the post among the account's posts since the
  * job's time, the email providers' message search. Each pass reads up to
  * RC_PASS_JOBS jobs per lane, going on where the last pass stopped.
+ * A thread is read back part by part from the progress its job saved;
+ * the parts found are kept as progress when a later one is missing.
  * Found: resolved as sent. Proved absent: back to its lane — for emails only
  * once the job has been unknown for reconcile-email-settle, because the
  * providers' search indexes lag behind their send API, and for posts found
  * by text in a timeline (X, LinkedIn, Threads, Facebook) once unknown for
  * reconcile-timeline-settle, as timelines can lag too. Anything else (no
  * read-back, platform down) waits for `herald unknown resolve`.
- * It never sends a post itself. Sync Redis and blocking curl: this process
- * has no loop to block; it wakes every interval and on SIGTERM exits. */
+ * It never sends a post itself, but for Mastodon's read-back within the
+ * key's hour: the keyed POST returns the status or makes it, once. Sync
+ * Redis and blocking curl: this process has no loop to block; it wakes
+ * every interval and on SIGTERM exits. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,7 +185,11 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
     if (!a || plat_account_load_credential(a, c, &err) != 0) goto out;
     if (!(s = plat_send_new(a, sess, j, &ctx, &err))) goto out;
     /* Bluesky reads back with a session: log in first when it asks; X and
-     * LinkedIn read page after page of posts since the job's time. */
+     * LinkedIn read page after page of posts since the job's time. A
+     * thread is read back part by part from the progress its job kept:
+     * a worker killed mid-thread may have posted more parts than it
+     * saved. */
+    int found = 0; /* parts found past the job's saved progress */
     for (int step = 0; step < 16; step++) {
         plat_request_release(&pr);
         memset(&pr, 0, sizeof pr);
@@ -211,9 +219,19 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
             hr_log(HR_LOG_DEBUG, "unknown job: not found yet, waiting for the platform", "job",
                    j->id, "lane", lane, NULL);
         } else if (o.kind == PLAT_OUT_ABSENT) {
-            if (queue_unknown_resolve(q, j->id, 0, NULL, &err) > 0) resolved = 1;
+            /* the parts found go with it: its send resumes after them */
+            if (found) plat_send_save_progress(s, j);
+            if ((found ? queue_unknown_resend_job(q, j, &err)
+                       : queue_unknown_resolve(q, j->id, 0, NULL, &err)) > 0)
+                resolved = 1;
             hr_log(HR_LOG_INFO, "reconciled: not sent, back to its lane", "job", j->id, "lane",
                    lane, NULL);
+        } else if (o.kind == PLAT_OUT_NEXT && o.platform_id) {
+            /* a part of the thread is there: look for the next one */
+            found++;
+            step = -1;
+            plat_outcome_release(&o);
+            continue;
         } else if (o.kind == PLAT_OUT_NEXT) {
             plat_outcome_release(&o);
             continue;
