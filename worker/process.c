@@ -74,6 +74,10 @@ struct wk_job {
     int refreshed;   /* its session was refreshed for it (the job's meta) */
     int had_session; /* its send began with a session (else it logs in) */
     int readbacks;
+    /* the thread part whose request the rate windows counted last (the
+     * fetch counts the attempt's first): each further part is charged as
+     * its request goes out */
+    int part_counted;
     ev_timer readback_timer;
     queue_ack_item ack;
     char *platform_id;
@@ -128,6 +132,7 @@ static void lane_reload(wk_proc *p, wk_lane *l);
 static void lane_limits_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
+static void charge_part(wk_job *j);
 static void stop_now(wk_proc *p);
 
 static void on_log_flush(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -423,17 +428,22 @@ static void job_free(wk_job *j)
 
 static void job_format_and_send(wk_job *j);
 
+static void retry_in(wk_job *j, int64_t delay_ms, const char *why);
+
 /* lane_login_over: the lane's login job has its session, or has finished
- * without one: the jobs that waited go on (one of them logs in next when
- * there is still no session). */
-static void lane_login_over(wk_lane *l)
+ * without one. back_ms < 0: the jobs that waited go on (one of them logs in
+ * next when there is still no session). back_ms >= 0: the login was refused
+ * or failed: they go back unsent, due back_ms from now, without a request
+ * (a login each would repeat the refusal once per job). */
+static void lane_login_over(wk_lane *l, int64_t back_ms, const char *why)
 {
     wk_jobq w = l->login_wait;
     l->login_job = NULL;
     memset(&l->login_wait, 0, sizeof l->login_wait);
     for (int i = 0; i < w.n; i++) {
         if (w.v[i]->p->shutting) continue; /* freed with the process's jobs */
-        job_format_and_send(w.v[i]);
+        if (back_ms >= 0) retry_in(w.v[i], back_ms, why);
+        else job_format_and_send(w.v[i]);
     }
     free(w.v);
 }
@@ -448,7 +458,7 @@ static void job_release(wk_job *j)
     p->inflight--;
     wk_lane *l = j->lane;
     if (l) l->inflight--;
-    if (l && l->login_job == j) lane_login_over(l);
+    if (l && l->login_job == j) lane_login_over(l, -1, NULL);
     job_free(j);
     if (l && l->reload && l->inflight == 0 && !p->shutting) lane_reload(p, l);
     if (p->shutting) return;
@@ -757,6 +767,18 @@ static void settle(wk_job *j, const plat_outcome *o)
                "closed", NULL);
     else if (j->probe && !d.circuit_failure) /* neither way: let another probe go */
         queue_async_circuit(p->qa, l->name, QUEUE_CIRCUIT_RELEASE, 0, 0, 0, NULL, NULL);
+    if (l->login_job == j && !l->sess.access) {
+        /* The login came to nothing. A refresh retried at once leaves the
+         * waiters to log in (one at a time); otherwise they go back unsent
+         * with the login's outcome: held as it is, or due when it is. */
+        int64_t back = -1;
+        if (d.action == WORKER_DO_HOLD || (d.action == WORKER_DO_RETRY && !d.refresh_session))
+            back = d.at_ms - now;
+        else if (d.action != WORKER_DO_RETRY)
+            back = worker_backoff_ms(1, p->retry.base_ms, p->retry.cap_ms, hr_random_u64());
+        lane_login_over(l, back,
+                        o->message[0] ? o->message : "the account's login came to nothing");
+    }
     switch (d.action) {
     case WORKER_DO_ACK: ack(j, o->platform_id); return;
     case WORKER_DO_RETRY:
@@ -867,8 +889,9 @@ static void on_send_done(wk_req *q, void *priv)
     plat_outcome o;
     if (answer_begin(j, &r, &o) != 0) return;
     plat_send_response(j->send, &r, &o);
-    if (j->lane->login_job == j && (j->lane->sess.access || o.kind != PLAT_OUT_NEXT))
-        lane_login_over(j->lane); /* logged in, or it came to nothing */
+    if (j->lane->login_job == j && j->lane->sess.access)
+        lane_login_over(j->lane, -1, NULL); /* logged in: the waiters go on */
+    /* a login that came to nothing: settle decides for the waiters too */
     if (o.kind == PLAT_OUT_NEXT) {
         plat_outcome_release(&o);
         job_send_step(j);
@@ -884,7 +907,9 @@ static void job_send_step(wk_job *j)
     plat_request pr;
     memset(&pr, 0, sizeof pr);
     hr_err err = {0};
-    if (plat_send_request(j->send, &pr, &err) != 0 || start_request(j, &pr, on_send_done) != 0) {
+    int built = plat_send_request(j->send, &pr, &err) == 0;
+    if (built) charge_part(j);
+    if (!built || start_request(j, &pr, on_send_done) != 0) {
         plat_request_release(&pr);
         /* Nothing of this step went out; a bug or a missing setting. */
         bury(j, err.msg[0] ? err.msg : "could not build the request");
@@ -1050,17 +1075,30 @@ static void poll_start(wk_job *j)
 
 /* ----------------------------------------------------------- one job */
 
-/* charge_parts counts, in the lane's rate windows, the requests a thread
- * makes past the one its fetch counted: the parts it has still to post
- * (a resumed thread posted the others before). */
-static void charge_parts(wk_job *j)
+/* parts_sent: the parts of j's thread posted so far (its meta, kept up to
+ * date by progress_save) */
+static int parts_sent(const wk_job *j)
 {
-    const plat_post *post = plat_send_post(j->send);
     const char *done = queue_job_get_meta(j->job, "parts_sent");
     int64_t posted = 0;
-    if (!post || (done && hr_parse_i64(done, &posted) != 0)) posted = 0;
-    int more = post ? post->nparts - (int)posted - 1 : 0;
-    if (more > 0) queue_async_charge(j->p->qa, j->lane_name, more, NULL, NULL);
+    if (!done || hr_parse_i64(done, &posted) != 0 || posted < 0) posted = 0;
+    return (int)posted;
+}
+
+/* charge_part counts, in the lane's rate windows, a thread's part whose
+ * request is about to go out, past the one its fetch counted: one call per
+ * request made, so a part a failure left unposted is not charged (and is
+ * charged again only when a retry sends it). */
+static void charge_part(wk_job *j)
+{
+    const plat_post *post = plat_send_post(j->send);
+    if (!post || post->nparts < 2) return;
+    progress_save(j); /* parts_sent as of now */
+    int part = parts_sent(j);
+    if (part > j->part_counted && part < post->nparts) {
+        j->part_counted = part;
+        queue_async_charge(j->p->qa, j->lane_name, 1, NULL, NULL);
+    }
 }
 
 static void on_attempt(wk_job *j, int status, const char *errmsg)
@@ -1079,7 +1117,7 @@ static void on_attempt(wk_job *j, int status, const char *errmsg)
     }
     worker_crash_point("after_attempt");
     j->started_us = hr_mono_us();
-    charge_parts(j);
+    j->part_counted = parts_sent(j); /* the fetch counted this request */
     job_send_step(j);
 }
 

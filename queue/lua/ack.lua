@@ -24,11 +24,12 @@ local bs = ds + 2 * nd + 1 -- first lateness pair
 local minute = math.floor(now / 60000)
 local res = {}             -- per job result, only for lanes settled one by one
 local all = true
-local hset, emptied, sent = {}, {}, {}
+local hset, emptied, sent, first = {}, {}, {}, {}
 local s = us
 for i = 1, nl do
   local lane, c = ARGV[1 + i], tonumber(ARGV[cs + i - 1])
   local e = s + c - 1
+  first[i] = s
   local packed = redis.call('HGET', inflight, lane) or ''
   local acked = table.concat(ARGV, '', s, e)
   local rest
@@ -109,7 +110,15 @@ for i = 1, nl do
     -- closes its breaker: the half-open probe's, or a send that started
     -- before it opened (the platform answers)
     local state = KEYS[5 + nl + i]
-    local c = redis.call('HMGET', state, 'c_fail', 'circuit')
+    local c = redis.call('HMGET', state, 'c_fail', 'circuit', 'b_cost')
+    if (tonumber(c[3] or '') or 0) > 0 then
+      -- their budget is spent: forget the days their reservations noted
+      local mine = {}
+      for j = first[i], first[i] + tonumber(ARGV[cs + i - 1]) - 1 do
+        if (res[j - us + 1] or 1) > 0 then mine[#mine + 1] = ARGV[j] end
+      end
+      budget_drop(state, mine)
+    end
     if c[2] == 'half-open' or c[2] == 'open' then
       redis.call('HSET', state, 'c_fail', 0, 'circuit', 'closed', 'c_open_ms', 0)
       redis.call('HDEL', state, 'c_probe_until')

@@ -16,7 +16,7 @@ if ARGV[5] == '1' then
 else
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
 end
-budget_refund(KEYS[7], now, 1)
+budget_refund(KEYS[7], {ARGV[1]})
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

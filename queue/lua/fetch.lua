@@ -87,12 +87,14 @@ local function admit(lane, state_key, want, st)
   return n, false
 end
 
--- charge(state_key, k, st): k jobs were taken: count them in every window,
--- the quota left, and reserve their cost in the budget (committed by the
+-- charge(state_key, ids, st): the jobs ids were taken: count them in every
+-- window, the quota left, and reserve their cost in the budget, noting the
+-- day of each reservation (committed by the
 -- send; given back by the script that moves a job out unsent: retry, bury,
 -- reap's requeue, resolve's resend). st: the state admit read (this script
 -- changed at most its 'parked' field since).
-local function charge(state_key, k, st)
+local function charge(state_key, ids, st)
+  local k = #ids
   local h = {}
   charge_calls(st, k, now, h) -- one call each; a thread's other parts: charge.lua
   local bcost = num(st, 'b_cost', 0)
@@ -107,6 +109,15 @@ local function charge(state_key, k, st)
     h[#h + 1] = month_id
     h[#h + 1] = 'b_month_used'
     h[#h + 1] = mused + k * bcost
+    -- the day each reserved in: a refund goes back there (budget_refund)
+    for c = 1, k, 2000 do
+      local notes = {}
+      for x = c, math.min(c + 1999, k) do
+        notes[#notes + 1] = 'r|' .. ids[x]
+        notes[#notes + 1] = day_id
+      end
+      redis.call('HSET', state_key, unpack(notes))
+    end
   end
   if #h > 0 then redis.call('HSET', state_key, unpack(h)) end
 end
@@ -166,7 +177,7 @@ while remaining > 0 and #active > 0 do
           out[#out + 1] = got_ids
           out[#out + 1] = vals
           remaining = remaining - #ids
-          charge(state_key, #ids, st)
+          charge(state_key, ids, st)
         end
         if got == n then still[#still + 1] = i end
       end

@@ -44,7 +44,7 @@ for i = 1, #h, 2 do
     for c = 1, #back, 4000 do
       redis.call('LPUSH', KEYS[2 + 3 * li], unpack(back, c, math.min(c + 3999, #back)))
     end
-    budget_refund(KEYS[4 + 3 * li], now, #back)
+    budget_refund(KEYS[4 + 3 * li], back)
     requeued = requeued + #back
   end
 end

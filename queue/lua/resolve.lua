@@ -21,6 +21,7 @@ if op == 'sent' then
   local id = ARGV[3]
   if v then id = string.sub(v, 1, 8) .. ukh end
   redis.call('HDEL', KEYS[1], ukh)
+  budget_drop(KEYS[8], {ukh}) -- its reservation is spent
   redis.call('HSET', KEYS[2], ukh, id .. '\t' .. ARGV[4] .. '\t' .. now)
   redis.call('HINCRBY', KEYS[7], 'sent|' .. ARGV[5], 1)
   bump(KEYS[7], 'sent', ARGV[5], math.floor(now / 60000), 1)
@@ -29,7 +30,7 @@ elseif op == 'dead_purge' then
 else
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ukh, ARGV[6]) end
   if op == 'resend' then
-    budget_refund(KEYS[8], now, 1)
+    budget_refund(KEYS[8], {ukh})
     redis.call('LPUSH', KEYS[6], ukh)
   else
     redis.call('RPUSH', KEYS[6], ukh)

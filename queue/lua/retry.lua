@@ -16,7 +16,7 @@ local now = now_ms()
 local minute = math.floor(now / 60000)
 local at = tonumber(ARGV[2])
 if ARGV[6] == '1' then at = now + at end
-budget_refund(KEYS[8], now, 1)
+budget_refund(KEYS[8], {ARGV[1]})
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], at, ARGV[1])

@@ -211,6 +211,34 @@ static void budget_back_when_not_sent(void)
     CHECK_INT(wt_sandbox_count("sendgrid", "email"), 3);
 }
 
+/* A reservation made on one day and given back on the next goes back into
+ * its own day, not the new one: the new day's count (3 of 3 sent) stays.
+ * Redis TIME cannot be moved, so the note of the job's day is rewritten to
+ * an earlier one after the fetch. */
+static void budget_refund_into_its_day(void)
+{
+    wt_reset();
+    wt_enqueue_emails("budget", NULL, "late", 1);
+    hr_err err = {0};
+    const char *lane = "sendgrid:budget";
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:%s b_cost 1000000 b_day_cap 3000000", lane));
+    REQUIRE(queue_worker_register(wt.q, "w-late", 30000, &err) == 0);
+    queue_fetched *f = NULL;
+    int n = 0;
+    REQUIRE(queue_fetch(wt.q, "w-late", &lane, 1, 1, 30000, &f, &n, &err) == 0);
+    REQUIRE(n == 1);
+    char *day = th_redis_cmd(wt.redis, "HGET {t}:lane:%s r|%s", lane, f[0].ukh);
+    CHECK(day && strlen(day) == 8); /* the fetch noted today's date */
+    free(day);
+    /* the job was fetched "yesterday"; today 3 of 3 went out */
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:%s r|%s 19991231 b_day_used 3000000", lane,
+                      f[0].ukh));
+    CHECK_INT(queue_bury(wt.q, "w-late", f[0].ukh, lane, NULL, "test", &err), 1);
+    CHECK_INT(lane_field(lane, "b_day_used"), 3000000);
+    CHECK_INT(wt_redis_int("HEXISTS {t}:lane:sendgrid:budget r|%s", f[0].ukh), 0);
+    queue_fetched_free(f, n);
+}
+
 static int lane_paused(void *arg)
 {
     wt_tick();
@@ -229,6 +257,28 @@ static void bluesky_refused_password_pauses(void)
     wt_term(w);
     long sessions = wt_sandbox_count("bluesky", "session");
     CHECK(sessions >= 1 && sessions <= 2); /* one login per job at most */
+    CHECK_INT(wt_done(), 0);
+}
+
+static int bad_retried_at_least(void *arg)
+{
+    return wt_redis_int("ZCARD {t}:retry:%s", "bluesky:@bad.bsky.social") >= *(long *)arg;
+}
+
+/* A refused password with many jobs waiting for the login: one refused
+ * createSession, not one per waiting job; the waiters go back unsent. */
+static void refused_login_not_per_waiter(void)
+{
+    wt_reset();
+    wt_enqueue("bluesky", "@bad.bsky.social", "herd-bad", 40);
+    pid_t w = wt_worker(NULL, "bsky_bad_herd", "--processes", "1", "--concurrency", "64", NULL);
+    CHECK(th_wait_for(lane_paused, "bluesky:@bad.bsky.social", 10000));
+    long all = 40; /* every job back in the retry set, unsent */
+    CHECK(th_wait_for(bad_retried_at_least, &all, 10000));
+    wt_term(w);
+    long sessions = wt_sandbox_count("bluesky", "session");
+    fprintf(stderr, "  40 jobs, refused password: %ld createSession calls\n", sessions);
+    CHECK(sessions >= 1 && sessions <= 2);
     CHECK_INT(wt_done(), 0);
 }
 
@@ -304,10 +354,12 @@ static void thread_parts_charged(void)
 
 /* A thread whose later part failed resumes after the parts it posted: X
  * would take a repeated part as a new tweet (the sandbox counts them as
- * duplicates by Idempotency-Key). */
+ * duplicates by Idempotency-Key). The rate window counts the calls made:
+ * a part a failure left unposted is charged when a retry sends it, once. */
 static void thread_resumes_after_posted_parts(void)
 {
     wt_reset();
+    long f0 = wt_faults_injected();
     faults("{\"platform\":\"x\",\"rate500\":0.3}");
     enum { N = 10 };
     thread_jobs(N, 50);
@@ -315,10 +367,12 @@ static void thread_resumes_after_posted_parts(void)
     CHECK(wt_wait_done(N, 30000));
     wt_term(w);
     faults("{\"platform\":\"x\"}");
-    CHECK(wt_faults_injected() > 0);
+    long failed = wt_faults_injected() - f0;
+    CHECK(failed > 0);
     long dups = -1, posts = wt_sandbox_posts("x", &dups);
     CHECK_INT(posts, 3 * N);
     CHECK_INT(dups, 0);
+    CHECK_INT(lane_field("x:@t", "w1_used"), posts + failed);
 }
 
 /* Jobs of one Bluesky account started together log in once: the others
@@ -423,7 +477,9 @@ int main(void)
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
+    th_run("budget_refund_into_its_day", budget_refund_into_its_day);
     th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
+    th_run("refused_login_not_per_waiter", refused_login_not_per_waiter);
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
     th_run("thread_parts_charged", thread_parts_charged);

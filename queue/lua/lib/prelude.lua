@@ -62,27 +62,57 @@ local function budget_period(now)
   return y * 10000 + m * 100 + d, y * 100 + m
 end
 
+-- budget_note_fields: the state hash fields noting the reservations of the
+-- jobs ukhs[a..b]: r|UKH = the UTC day (YYYYMMDD) the fetch reserved in
+local function budget_note_fields(ukhs, a, b)
+  local names = {}
+  for i = a, b do names[#names + 1] = 'r|' .. ukhs[i] end
+  return names
+end
+
+-- budget_drop forgets the reservation notes of ukhs (a send committed them)
+local function budget_drop(state_key, ukhs)
+  for c = 1, #ukhs, 4000 do
+    redis.call('HDEL', state_key, unpack(budget_note_fields(ukhs, c, math.min(c + 3999, #ukhs))))
+  end
+end
+
 -- budget_refund gives back, in the lane's state hash, the budget the fetch
--- reserved for n jobs that leave without being sent (retried, buried,
--- returned to their lane): called by the script that moves them, so a
--- refund happens exactly when the move does. Only counts of the current
--- day and month go down (an ended period limits nothing any more).
--- BUG: a job fetched before midnight and refunded after it lowers the new
--- day's count (by one cost per such job).
-local function budget_refund(state_key, now, n)
+-- reserved for the jobs ukhs that leave without being sent (retried,
+-- buried, returned to their lane): called by the script that moves them,
+-- so a refund happens exactly when the move does. Each goes back into the
+-- day and month its fetch reserved in (noted as r|UKH), and only while
+-- that period is the lane's current one: an ended period limits nothing
+-- any more, and the new one never held it. A job without a note (none
+-- was reserved) gives nothing back.
+local function budget_refund(state_key, ukhs)
+  if #ukhs == 0 then return end
   local st = redis.call('HMGET', state_key, 'b_cost', 'b_day', 'b_day_used', 'b_month',
     'b_month_used')
-  local c = (tonumber(st[1] or '') or 0) * n
-  if c <= 0 then return end
-  local day, month = budget_period(now)
-  local h = {}
-  if tonumber(st[2] or '') == day then
-    h[#h + 1] = 'b_day_used'
-    h[#h + 1] = math.max(0, (tonumber(st[3] or '') or 0) - c)
+  local cost = tonumber(st[1] or '') or 0
+  local bday, bmonth = tonumber(st[2] or ''), tonumber(st[4] or '')
+  local nd, nm = 0, 0
+  for c = 1, #ukhs, 4000 do
+    local names = budget_note_fields(ukhs, c, math.min(c + 3999, #ukhs))
+    local days = redis.call('HMGET', state_key, unpack(names))
+    for k = 1, #names do
+      local d = tonumber(days[k] or '')
+      if d then
+        if d == bday then nd = nd + 1 end
+        if math.floor(d / 100) == bmonth then nm = nm + 1 end
+      end
+    end
+    redis.call('HDEL', state_key, unpack(names))
   end
-  if tonumber(st[4] or '') == month then
+  if cost <= 0 then return end
+  local h = {}
+  if nd > 0 then
+    h[#h + 1] = 'b_day_used'
+    h[#h + 1] = math.max(0, (tonumber(st[3] or '') or 0) - nd * cost)
+  end
+  if nm > 0 then
     h[#h + 1] = 'b_month_used'
-    h[#h + 1] = math.max(0, (tonumber(st[5] or '') or 0) - c)
+    h[#h + 1] = math.max(0, (tonumber(st[5] or '') or 0) - nm * cost)
   end
   if #h > 0 then redis.call('HSET', state_key, unpack(h)) end
 end
