@@ -66,6 +66,25 @@ void hr_log_set_name(const char *name)
     snprintf(log_name, sizeof log_name, "%s", name);
 }
 
+/* What is masked. An email address is a local part, an at sign, a domain.
+ * The at sign may be '@' or a form it takes in what herald logs: "%40" (a
+ * URL, a form body), "%2540" (encoded twice), "&#64;", "&#x40;" (leading
+ * zeros too) and "&commat;" (HTML), U+FF20 FULLWIDTH and U+FE6B SMALL
+ * COMMERCIAL AT; an HTML entity in a local part ("jane&#46;doe") is part of
+ * it.
+ * Not an address, so not masked:
+ * - an at sign with nothing address-like before it ("@mention", " @ ");
+ * - one right after ':' or '/': a lane's handle ("x:@shop") or a URL's path
+ *   segment ("https://mastodon.social/@shop/1"); no one's local part ends so;
+ * - an encoded or look-alike at sign followed by a byte no domain starts
+ *   with ("50%40 off"): those are also ordinary text. A plain '@' is masked
+ *   whatever follows, and any at sign at the end of the text (it may have
+ *   been cut short).
+ * Inside a URL (the local part's run holds "://") the local part starts
+ * after the URL's last '/', '?', '#', '&' or '=' (the user of
+ * "redis://user:pw@host", the value of "?email=jane@example.com"). In doubt,
+ * more is masked: a leaked address is worse than an over-masked line. */
+
 /* addr_stop: a byte that ends an address-like run: what
  * queue_email_normalize refuses in an address, and '@' (one address's domain
  * is not the next one's local part). Anything else may be part of a local
@@ -75,15 +94,48 @@ static int addr_stop(unsigned char c)
     return c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';' || c == '@';
 }
 
-/* local_start returns where the local part ending at s[at] == '@' begins (at
- * when there is none), not before from. It runs back over every byte an
- * address may hold, and over a whole "quoted string" or (comment) with its
- * spaces: when unsure, more is masked. A run ending in ':' is a lane's
- * handle ("x:@shop"), not an address. */
+static int is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+/* entity_len returns the length of the HTML character reference ("&#64;",
+ * "&#x040;", "&lt;") at p, or 0; *ch gets its code point (-1 when named,
+ * but '@' for "&commat;"). */
+static size_t entity_len(const char *p, long *ch)
+{
+    if (p[0] != '&') return 0;
+    size_t i = 1;
+    *ch = -1;
+    if (p[1] == '#') {
+        int hex = p[2] == 'x' || p[2] == 'X';
+        long v = 0;
+        for (i = hex ? 3 : 2; i < 12; i++) {
+            unsigned char c = (unsigned char)p[i];
+            int d = c >= '0' && c <= '9'                            ? c - '0'
+                    : hex && (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                                    : -1;
+            if (d < 0) break;
+            v = v * (hex ? 16 : 10) + d;
+        }
+        if (i == (hex ? 3u : 2u) || p[i] != ';') return 0;
+        *ch = v;
+        return i + 1;
+    }
+    while (i < 12 && is_alnum((unsigned char)p[i])) i++;
+    if (i == 1 || p[i] != ';') return 0;
+    if (i == 7 && strncmp(p, "&commat", 7) == 0) *ch = '@';
+    return i + 1;
+}
+
+/* local_start returns where the local part ending at s[at] (its at sign)
+ * begins (at when there is none), not before from. It runs back over every
+ * byte an address may hold, and over a whole "quoted string" or (comment)
+ * with its spaces: when unsure, more is masked. */
 static size_t local_start(const char *s, size_t from, size_t at)
 {
-    if (at > from && s[at - 1] == ':') return at;
-    size_t i = at;
+    if (at > from && (s[at - 1] == ':' || s[at - 1] == '/')) return at;
+    size_t i = at, cut = 0; /* cut: after the URL delimiter nearest the at sign */
     while (i > from) {
         char c = s[i - 1];
         if (c == '"' || c == ')') {
@@ -95,19 +147,46 @@ static size_t local_start(const char *s, size_t from, size_t at)
                 continue;
             }
         }
+        if (c == ';') { /* an entity's end is in the run, with its entity */
+            size_t k = i - 1;
+            long ch;
+            while (k > from && i - k < 12 && s[k] != '&') k--;
+            if (s[k] == '&' && entity_len(s + k, &ch) == i - k) {
+                i = k;
+                continue;
+            }
+        }
         if (addr_stop((unsigned char)c)) break;
+        if (!cut && (c == '/' || c == '?' || c == '#' || c == '&' || c == '=')) cut = i;
         i--;
     }
+    if (cut)
+        for (size_t k = i; k + 3 <= at; k++)
+            if (s[k] == ':' && s[k + 1] == '/' && s[k + 2] == '/') return cut;
     return i;
 }
 
-/* next_at returns the next '@' in s, or "%40" (an address in a URL or a
- * form body), from p on, with its length in *len; NULL when none. */
+/* next_at returns the next at sign (any form above) from p on, with its
+ * length in *len; NULL when none. */
 static const char *next_at(const char *p, size_t *len)
 {
-    for (p = strpbrk(p, "@%"); p; p = strpbrk(p + 1, "@%")) {
-        *len = *p == '@' ? 1 : 3;
-        if (*p == '@' || (p[1] == '4' && p[2] == '0')) return p;
+    static const char *const forms[] = {"%40", "%2540", "\xef\xbc\xa0", "\xef\xb9\xab"};
+    for (p = strpbrk(p, "@%&\xef"); p; p = strpbrk(p + 1, "@%&\xef")) {
+        if (*p == '@') {
+            *len = 1;
+            return p;
+        }
+        long ch;
+        size_t n = entity_len(p, &ch);
+        if (ch != '@') n = 0;
+        for (size_t k = 0; !n && k < HR_ARRAY_LEN(forms); k++)
+            if (strncmp(p, forms[k], strlen(forms[k])) == 0) n = strlen(forms[k]);
+        /* encoded: an address only when a domain may follow */
+        unsigned char d = (unsigned char)p[n];
+        if (n && (!d || d >= 0x80 || is_alnum(d) || d == '[' || d == '%' || d == '&')) {
+            *len = n;
+            return p;
+        }
     }
     return NULL;
 }
@@ -116,9 +195,9 @@ void hr_mask_email(const char *s, char *out, size_t outlen)
 {
     if (!outlen) return;
     size_t o = 0, last = 0, floor = 0, n = strlen(s), len;
-    /* copy s[last..] up to each '@', its local part replaced by its first
-     * character (printable ASCII only: never half a UTF-8 sequence) and ***;
-     * floor: a local part starts after the '@' before it */
+    /* copy s[last..] up to each at sign, its local part replaced by its
+     * first character (printable ASCII only: never half a UTF-8 sequence)
+     * and ***; floor: a local part starts after the at sign before it */
     for (const char *a = next_at(s, &len); a && o + 1 < outlen; a = next_at(a + len, &len)) {
         size_t at = (size_t)(a - s), ls = local_start(s, floor, at);
         floor = at + len;

@@ -56,12 +56,31 @@ static void test_mask(void)
         {"jane(doe)@example.com", "j***@example.com"},
         {"jane(the doe)@example.com and bob%x@b.org", "j***@example.com and b***@b.org"},
         {"a@b@c.org", "a***@b***@c.org"},
-        {"redis://user:pw@host:6379", "r***@host:6379"},
+        {"redis://user:pw@host:6379", "redis://u***@host:6379"}, /* a URL's user */
         {"<ann+tag@example.com>, bo@x.io", "<a***@example.com>, b***@x.io"},
         {"lane x:@shop", "lane x:@shop"}, /* a handle, not an address */
         {"@mention and trailing@", "@mention and t***@"},
         {"to=jane.doe%40example.com&x=1", "t***%40example.com&x=1"}, /* form, URL */
         {"a%40b%40c.org 100%", "a***%40b***%40c.org 100%"},
+        /* the at sign in its other forms */
+        {"jane%2540example.com", "j***%2540example.com"},
+        {"jane&#64;example.com jo&#x40;x.org", "j***&#64;example.com j***&#x40;x.org"},
+        {"jane&#0064;example.com jo&commat;x.org", "j***&#0064;example.com j***&commat;x.org"},
+        {"jane\xef\xbc\xa0" "ex.com", "j***\xef\xbc\xa0" "ex.com"}, /* U+FF20 */
+        {"\xef\xbd\x8a\xef\xbd\x81\xef\xbc\xa0x.jp", "***\xef\xbc\xa0x.jp"},
+        {"jane\xef\xb9\xab" "ex.com", "j***\xef\xb9\xab" "ex.com"}, /* U+FE6B */
+        {"jane&#46;doe&#64;example.com", "j***&#64;example.com"}, /* entity in it */
+        {"&lt;jane&#64;x.com&gt;", "&***&#64;x.com&gt;"},             /* in doubt */
+        {"cut jane%40", "cut j***%40"},
+        /* URLs: a path segment is no address; a query's value may be */
+        {"GET https://mastodon.social/@shop/statuses?limit=40",
+         "GET https://mastodon.social/@shop/statuses?limit=40"},
+        {"https://mastodon.social/@shop@other.social/1", "https://mastodon.social/@s***@other.social/1"},
+        {"GET https://x.org/u?email=jane@example.com&a=1", "GET https://x.org/u?email=j***@example.com&a=1"},
+        {"https://x.org/u/jane.doe%40example.com", "https://x.org/u/j***%40example.com"},
+        {"lanes x:@a y:%40b", "lanes x:@a y:%40b"},
+        /* encoded at signs with no domain after them are text */
+        {"discount 50%40 off, 10&#64; 5, 3\xef\xbc\xa0.", "discount 50%40 off, 10&#64; 5, 3\xef\xbc\xa0."},
     };
     for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
         hr_mask_email(cases[i][0], out, sizeof out);
