@@ -1156,6 +1156,14 @@ int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, 
     return rc < 0 ? -1 : 0;
 }
 
+/* qo_part_posted: some part of job (a thread) was posted: its budget is
+ * spent, whatever becomes of the rest */
+static int qo_part_posted(const queue_job *job)
+{
+    const char *n = queue_job_get_meta(job, "parts_sent");
+    return n && n[0] && strcmp(n, "0") != 0;
+}
+
 int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
                    int relative, queue_argv *a, hr_err *err)
 {
@@ -1181,6 +1189,7 @@ int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int
     qa_pushs(a, lane);
     qa_pushf(a, "{%s}:wake", ns);
     qa_pushs(a, relative ? "1" : "0");
+    qa_pushs(a, qo_part_posted(job) ? "1" : "0");
     return 0;
 }
 
@@ -1226,6 +1235,7 @@ int qo_build_bury(const char *ns, const char *worker, const char *ukh, const cha
     }
     qa_pushs(a, lane);
     qa_pushs(a, worker ? "1" : "0");
+    qa_pushs(a, job && qo_part_posted(job) ? "1" : "0");
     return 0;
 }
 

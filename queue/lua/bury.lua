@@ -3,8 +3,11 @@
 -- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] lane:LANE
 -- ARGV[1] ukh  ARGV[2] reason  ARGV[3] value ('' keeps the stored one)
 -- ARGV[4] lane  ARGV[5] '1' when the job must be the worker's in-flight job
--- (otherwise an operator buries it from the unknown set)
--- Nothing was sent: the budget the fetch reserved for it is given back.
+-- (otherwise an operator buries it from the unknown set)  ARGV[6] '1' when a
+-- part of the job (a thread) was posted
+-- The budget the fetch reserved is given back only when nothing was sent:
+-- not when a part was posted, nor for a job from the unknown set (it may
+-- have been sent).
 -- Returns 1, or 0 when it was not found where expected.
 local now = now_ms()
 if ARGV[5] == '1' then
@@ -16,7 +19,11 @@ if ARGV[5] == '1' then
 else
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
 end
-budget_refund(KEYS[7], {ARGV[1]})
+if ARGV[5] == '1' and ARGV[6] ~= '1' then
+  budget_refund(KEYS[7], {ARGV[1]})
+else
+  budget_drop(KEYS[7], {ARGV[1]})
+end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

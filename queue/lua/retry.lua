@@ -3,10 +3,12 @@
 -- KEYS[5] stats  KEYS[6] unknown:LANE  KEYS[7] reasons  KEYS[8] lane:LANE
 -- ARGV[1] ukh  ARGV[2] at_ms  ARGV[3] value  ARGV[4] lane  ARGV[5] wake channel
 -- ARGV[6] '1' when ARGV[2] is a delay from Redis's clock (the worker's: its
--- host clock may differ from the one promote uses)
+-- host clock may differ from the one promote uses)  ARGV[7] '1' when a part
+-- of the job (a thread) was posted
 -- A job reaped while its attempt ran sits in the unknown set; a definite
 -- failure reported late settles it from there, keeping its attempt count.
--- Nothing was sent: the budget the fetch reserved for it is given back.
+-- Nothing was sent: the budget the fetch reserved for it is given back;
+-- unless a part of it was: then the budget is spent.
 -- Returns 1, or 0 when the job is neither the worker's nor unknown.
 if not inflight_take(KEYS[3], ARGV[4], ARGV[1]) then
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
@@ -16,7 +18,11 @@ local now = now_ms()
 local minute = math.floor(now / 60000)
 local at = tonumber(ARGV[2])
 if ARGV[6] == '1' then at = now + at end
-budget_refund(KEYS[8], {ARGV[1]})
+if ARGV[7] == '1' then
+  budget_drop(KEYS[8], {ARGV[1]})
+else
+  budget_refund(KEYS[8], {ARGV[1]})
+end
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], at, ARGV[1])

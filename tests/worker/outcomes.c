@@ -211,6 +211,25 @@ static void budget_back_when_not_sent(void)
     CHECK_INT(wt_sandbox_count("sendgrid", "email"), 3);
 }
 
+/* budget_fetch: n emails of the budget lane (cost 1, 3 a day) fetched by
+ * worker w through the queue API, as a worker's fetch would; new array */
+static queue_fetched *budget_fetch(const char *w, int n)
+{
+    wt_enqueue_emails("budget", NULL, w, n);
+    hr_err err = {0};
+    const char *lane = "sendgrid:budget";
+    free(th_redis_cmd(wt.redis, "HSET {t}:lane:%s b_cost 1000000 b_day_cap 3000000", lane));
+    if (queue_worker_register(wt.q, w, 30000, &err) != 0) return NULL;
+    queue_fetched *f = NULL;
+    int got = 0;
+    if (queue_fetch(wt.q, w, &lane, 1, n, 30000, &f, &got, &err) != 0) return NULL;
+    if (got != n) {
+        queue_fetched_free(f, got);
+        return NULL;
+    }
+    return f;
+}
+
 /* A reservation made on one day and given back on the next goes back into
  * its own day, not the new one: the new day's count (3 of 3 sent) stays.
  * Redis TIME cannot be moved, so the note of the job's day is rewritten to
@@ -218,15 +237,10 @@ static void budget_back_when_not_sent(void)
 static void budget_refund_into_its_day(void)
 {
     wt_reset();
-    wt_enqueue_emails("budget", NULL, "late", 1);
     hr_err err = {0};
     const char *lane = "sendgrid:budget";
-    free(th_redis_cmd(wt.redis, "HSET {t}:lane:%s b_cost 1000000 b_day_cap 3000000", lane));
-    REQUIRE(queue_worker_register(wt.q, "w-late", 30000, &err) == 0);
-    queue_fetched *f = NULL;
-    int n = 0;
-    REQUIRE(queue_fetch(wt.q, "w-late", &lane, 1, 1, 30000, &f, &n, &err) == 0);
-    REQUIRE(n == 1);
+    queue_fetched *f = budget_fetch("w-late", 1);
+    REQUIRE(f);
     char *day = th_redis_cmd(wt.redis, "HGET {t}:lane:%s r|%s", lane, f[0].ukh);
     CHECK(day && strlen(day) == 8); /* the fetch noted today's date */
     free(day);
@@ -236,7 +250,35 @@ static void budget_refund_into_its_day(void)
     CHECK_INT(queue_bury(wt.q, "w-late", f[0].ukh, lane, NULL, "test", &err), 1);
     CHECK_INT(lane_field(lane, "b_day_used"), 3000000);
     CHECK_INT(wt_redis_int("HEXISTS {t}:lane:sendgrid:budget r|%s", f[0].ukh), 0);
-    queue_fetched_free(f, n);
+    queue_fetched_free(f, 1);
+}
+
+/* No budget comes back for a job that may have been sent: a thread retried
+ * after a part of it was posted, or a job an operator buries from the
+ * unknown set. A job that sent nothing still gets it back. */
+static void budget_kept_when_maybe_sent(void)
+{
+    wt_reset();
+    hr_err err = {0};
+    const char *lane = "sendgrid:budget";
+    queue_fetched *f = budget_fetch("w-kept", 3);
+    REQUIRE(f);
+    CHECK_INT(lane_field(lane, "b_day_used"), 3000000);
+    /* a retry after part 1 of 3 was posted: spent */
+    queue_job *j = queue_job_decode_stored(f[0].ukh, f[0].value, f[0].value_len, &err);
+    REQUIRE(j);
+    queue_job_set_meta(j, "parts_sent", "1");
+    CHECK_INT(queue_retry(wt.q, "w-kept", j, hr_now_ms() + 60000, &err), 1);
+    queue_job_free(j);
+    CHECK_INT(lane_field(lane, "b_day_used"), 3000000);
+    /* the operator buries, from unknown, a job whose attempt had started */
+    CHECK_INT(queue_attempt(wt.q, "w-kept", f[1].ukh, &err), 0);
+    REQUIRE(queue_worker_unregister(wt.q, "w-kept", &err) == 0);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:%s", lane), 1);
+    CHECK_INT(queue_bury(wt.q, NULL, f[1].ukh, lane, NULL, "operator", &err), 1);
+    /* the third, never attempted, went back to its lane with its budget */
+    CHECK_INT(lane_field(lane, "b_day_used"), 2000000);
+    queue_fetched_free(f, 3);
 }
 
 static int lane_paused(void *arg)
@@ -478,6 +520,7 @@ int main(void)
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
     th_run("budget_refund_into_its_day", budget_refund_into_its_day);
+    th_run("budget_kept_when_maybe_sent", budget_kept_when_maybe_sent);
     th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
     th_run("refused_login_not_per_waiter", refused_login_not_per_waiter);
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
