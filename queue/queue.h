@@ -506,8 +506,9 @@ void queue_async_bury(queue_async *qa, const char *worker, const char *ukh, cons
 void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *job,
                          const char *reason, queue_status_cb *cb, void *priv);
 /* queue_async_charge counts calls more requests of lane (a thread's parts
- * past the first, which its fetch counted) in its rate windows; cb may be
- * NULL. */
+ * past the first, which its fetch counted) in its rate windows before they
+ * go out: status 0 when counted, > 0 when a window or the quota left has
+ * no room (nothing counted; ms until it resets), -1; cb may be NULL. */
 void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_status_cb *cb,
                         void *priv);
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,

@@ -132,7 +132,7 @@ static void lane_reload(wk_proc *p, wk_lane *l);
 static void lane_limits_reload(wk_proc *p, wk_lane *l);
 static void on_raw(redisAsyncContext *c, void *r, void *priv);
 static void job_send_step(wk_job *j);
-static void charge_part(wk_job *j);
+static int part_to_charge(wk_job *j);
 static void stop_now(wk_proc *p);
 
 static void on_log_flush(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -902,14 +902,38 @@ static void on_send_done(wk_req *q, void *priv)
     plat_outcome_release(&o);
 }
 
+/* on_part_charged: the rate windows counted the thread's next part (0), or
+ * have no room for it (> 0: ms until they reset), or Redis failed (< 0). */
+static void on_part_charged(int status, const char *errmsg, void *priv)
+{
+    wk_job *j = priv;
+    if (j->p->shutting) {
+        job_release(j);
+        return;
+    }
+    if (status > 0) {
+        /* Not sent: the job goes back, resuming after its posted parts,
+         * when the window resets. A wait, not a failed attempt. */
+        j->job->attempt--;
+        log_job(HR_LOG_INFO, "thread part waits for the rate window", j, "retry", NULL);
+        retry_in(j, status, "rate window full: the thread's next part waits for its reset");
+        return;
+    }
+    if (status < 0) /* the part goes out uncounted rather than the thread stall */
+        log_job(HR_LOG_WARN, "thread part not counted in the rate window", j, NULL, errmsg);
+    job_send_step(j);
+}
+
 static void job_send_step(wk_job *j)
 {
+    if (part_to_charge(j)) {
+        queue_async_charge(j->p->qa, j->lane_name, 1, on_part_charged, j);
+        return;
+    }
     plat_request pr;
     memset(&pr, 0, sizeof pr);
     hr_err err = {0};
-    int built = plat_send_request(j->send, &pr, &err) == 0;
-    if (built) charge_part(j);
-    if (!built || start_request(j, &pr, on_send_done) != 0) {
+    if (plat_send_request(j->send, &pr, &err) != 0 || start_request(j, &pr, on_send_done) != 0) {
         plat_request_release(&pr);
         /* Nothing of this step went out; a bug or a missing setting. */
         bury(j, err.msg[0] ? err.msg : "could not build the request");
@@ -1085,20 +1109,20 @@ static int parts_sent(const wk_job *j)
     return (int)posted;
 }
 
-/* charge_part counts, in the lane's rate windows, a thread's part whose
- * request is about to go out, past the one its fetch counted: one call per
- * request made, so a part a failure left unposted is not charged (and is
- * charged again only when a retry sends it). */
-static void charge_part(wk_job *j)
+/* part_to_charge: j's next request is a thread's part past the one its
+ * fetch counted, not yet counted in the lane's rate windows (1: charge it
+ * before it goes out, an admission of its own: one call per request made,
+ * so a part a failure left unposted is not charged, and charged again only
+ * when a retry sends it). */
+static int part_to_charge(wk_job *j)
 {
     const plat_post *post = plat_send_post(j->send);
-    if (!post || post->nparts < 2) return;
+    if (!post || post->nparts < 2) return 0;
     progress_save(j); /* parts_sent as of now */
     int part = parts_sent(j);
-    if (part > j->part_counted && part < post->nparts) {
-        j->part_counted = part;
-        queue_async_charge(j->p->qa, j->lane_name, 1, NULL, NULL);
-    }
+    if (part <= j->part_counted || part >= post->nparts) return 0;
+    j->part_counted = part;
+    return 1;
 }
 
 static void on_attempt(wk_job *j, int status, const char *errmsg)

@@ -356,14 +356,14 @@ static void error_reply_does_not_strand(void)
 }
 
 /* thread_jobs enqueues n threads of three parts to x:@t. */
-static void thread_jobs(int n, int max_attempts)
+static void thread_jobs_of(const char *account, int n, int max_attempts)
 {
     queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++) {
         queue_job *j = jobs[i] = queue_job_new();
         j->kind = QUEUE_KIND_POST;
         queue_set(&j->platform, "x");
-        queue_set(&j->account, "@t"); /* no breaker: its openings only slow this */
+        queue_set(&j->account, account);
         queue_set(&j->campaign, "c1");
         char text[700], key[64];
         int len = snprintf(text, sizeof text, "Thread %d:", i);
@@ -379,6 +379,35 @@ static void thread_jobs(int n, int max_attempts)
     CHECK(queue_enqueue(wt.q, jobs, n, NULL, &err) == 0);
     for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
     free(jobs);
+}
+
+/* thread_jobs: on X's @t, which has no breaker (its openings only slow the
+ * tests) */
+static void thread_jobs(int n, int max_attempts) { thread_jobs_of("@t", n, max_attempts); }
+
+static int window_settled(void *arg)
+{
+    return wt_done() + wt_redis_int("ZCARD {t}:retry:%s", "x:@w") >= *(long *)arg;
+}
+
+/* A backlog of threads stays within the rate window (9 calls an hour
+ * here): the fetch admits a job for its first part, and each further part
+ * is admitted as its request goes out; a part that does not fit sends its
+ * thread back unsent to the window's reset (resuming after the parts
+ * posted), not over the window. */
+static void thread_backlog_within_window(void)
+{
+    wt_reset();
+    thread_jobs_of("@w", 9, 5);
+    pid_t w = wt_worker(NULL, "window", "--processes", "1", NULL);
+    long nine = 9;
+    CHECK(th_wait_for(window_settled, &nine, 10000));
+    wt_term(w);
+    long posts = wt_sandbox_posts("x", NULL);
+    fprintf(stderr, "  rate=9/1h, 9 threads of 3: %ld calls made, w1_used=%ld\n", posts,
+            lane_field("x:@w", "w1_used"));
+    CHECK(posts <= 9);
+    CHECK_INT(lane_field("x:@w", "w1_used"), posts);
 }
 
 /* Every part of a thread counts in the account's rate windows (X allows
@@ -504,7 +533,9 @@ int main(void)
                        "account bluesky:@bad.bsky.social base-url=http://127.0.0.1:$PORT "
                        "handle=bad.bsky.social credentials=x-bad rate=1000000/1h\n"
                        "account x:@t base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
-                       "rate=1000000/1h circuit=1000\n");
+                       "rate=1000000/1h circuit=1000\n"
+                       "account x:@w base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
+                       "rate=9/1h\n");
     for (int i = 0; i < MANY_LANES; i++)
         hr_buf_printf(&conf, "account mastodon:@u%d base-url=http://127.0.0.1:$PORT "
                              "credentials=masto-m rate=1000000/1h\n", i);
@@ -526,6 +557,7 @@ int main(void)
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
     th_run("thread_parts_charged", thread_parts_charged);
+    th_run("thread_backlog_within_window", thread_backlog_within_window);
     th_run("one_login_per_account", one_login_per_account);
     th_run("every_lane_served", every_lane_served);
     th_run("reload_on_busy_lane", reload_on_busy_lane);

@@ -19,6 +19,20 @@ local function bump(stats, kind, lane, minute, c)
   end
 end
 
+-- window_at: rate window i of a lane's state hash st (the hash as read:
+-- w<i>_ms, w<i>_start/_used) at now: its length (0: none), current start
+-- and the points used in it
+local function window_at(st, i, now)
+  local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
+  if win <= 0 then return 0, 0, 0 end
+  local start = now - now % win
+  local used = 0
+  if tonumber(st['w' .. i .. '_start'] or '') == start then
+    used = tonumber(st['w' .. i .. '_used'] or '') or 0
+  end
+  return win, start, used
+end
+
 -- charge_calls adds, for calls requests of a lane, their points to every
 -- rate window of its state hash (st: the hash as read: nw, w<i>_ms, cost,
 -- w<i>_start/_used) and takes them from the platform's quota left; appends
@@ -26,13 +40,8 @@ end
 local function charge_calls(st, calls, now, h)
   local cost = math.max(1, tonumber(st.cost or '') or 1)
   for i = 1, tonumber(st.nw or '') or 0 do
-    local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
+    local win, start, used = window_at(st, i, now)
     if win > 0 then
-      local start = now - now % win
-      local used = 0
-      if tonumber(st['w' .. i .. '_start'] or '') == start then
-        used = tonumber(st['w' .. i .. '_used'] or '') or 0
-      end
       h[#h + 1] = 'w' .. i .. '_start'
       h[#h + 1] = start
       h[#h + 1] = 'w' .. i .. '_used'
