@@ -75,8 +75,10 @@ void hr_log_batch(int on);
 void hr_log_flush(void);
 /* hr_mask_email writes a masked copy of s into out (size outlen): every
  * address-like run found in s ("<local part>@", the local part quoted,
- * commented or not ASCII too) keeps its domain and only its first character
- * (when printable ASCII). When unsure it masks more. */
+ * commented or not ASCII too; the at sign also as %40, %2540, &#64;, &#x40;,
+ * &commat;, U+FF20 or U+FE6B) keeps its domain and only its first character
+ * (when printable ASCII). An at sign right after ':' or '/' (a lane's
+ * "x:@shop", a profile URL) is no address. When unsure it masks more. */
 void hr_mask_email(const char *s, char *out, size_t outlen);
 
 /* ---- time */

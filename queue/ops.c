@@ -311,11 +311,13 @@ static int lock_refused(const queue_enqueue_batch *b, const char *why, int c, hr
     const char *lock = b->locks[l], *campaign = strchr(lock, '}') + strlen("}:importing:");
     if (why[0] == 'N')
         return hr_err_set(err, "enqueue: lost the lock of campaign %s (%s): another import "
-                          "holds it or it lapsed; %d jobs not written", campaign, lock, c);
+                          "holds it or it lapsed; %d job%s not written", campaign, lock, c,
+                          c == 1 ? "" : "s");
     long long ms = strtoll(end, NULL, 10);
     return hr_err_set(err, "enqueue: campaign %s is being imported by another process (lock %s, "
-                      "its lease ends within %lld s): try again when it is done; %d jobs not "
-                      "written", campaign, lock, ms > 0 ? (ms + 999) / 1000 : 0, c);
+                      "its lease ends within %lld s): try again when it is done; %d job%s not "
+                      "written", campaign, lock, ms > 0 ? (ms + 999) / 1000 : 0, c,
+                      c == 1 ? "" : "s");
 }
 
 /* enqueue_reply reads one chunk's reply into b->res; a failed chunk's jobs

@@ -64,7 +64,7 @@ static void test_refused_while_held(void)
     CHECK_INT(enqueue_one("blog|wxr:1|x|@shop", &err), -1);
     CHECK(strstr(err.msg, "enqueue: campaign blog is being imported by another process (lock "
                           "{l1}:importing:blog, its lease ends within ") != NULL);
-    CHECK(strstr(err.msg, " s): try again when it is done; 1 jobs not written") != NULL);
+    CHECK(strstr(err.msg, " s): try again when it is done; 1 job not written") != NULL);
     CHECK_INT(count("EXISTS", "{l1}:jobs"), 0);
     CHECK_INT(enqueue_one("blog|wxr:1|x|@shop|ann@example.com", &err), -1); /* an email's */
 
@@ -130,7 +130,7 @@ static void test_importer_token(void)
     CHECK_INT(send_locked("blog|wxr:1|x|@shop", "tok", &err), QUEUE_ADDED);
     CHECK_INT(send_locked("blog|wxr:2|x|@shop", "other", &err), -1);
     CHECK(strstr(err.msg, "enqueue: lost the lock of campaign blog ({l2}:importing:blog): "
-                          "another import holds it or it lapsed; 1 jobs not written") != NULL);
+                          "another import holds it or it lapsed; 1 job not written") != NULL);
     free(th_redis_cmd(R, "DEL {l2}:importing:blog"));
     CHECK_INT(send_locked("blog|wxr:2|x|@shop", "tok", &err), -1);
     CHECK(strstr(err.msg, "lost the lock of campaign blog") != NULL);

@@ -485,7 +485,7 @@ static int enqueue_seam(int batch_no)
                       strstr(out, "herald enqueue: enqueue: campaign el is being imported by "
                                   "another process (lock {") &&
                       strstr(out, "}:importing:el, its lease ends within ") &&
-                      strstr(out, " s): try again when it is done; 1 jobs not written");
+                      strstr(out, " s): try again when it is done; 1 job not written");
     if (!enqueue_refused) fprintf(stderr, "herald enqueue said: %s\n", out ? out : "");
     free(out);
     enqueue_other = cli_enqueue("other|ndjson:p39|x|@shop", &out) == 0;
