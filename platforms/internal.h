@@ -169,6 +169,11 @@ int readback_in_list(plat_send *s, json_t *arr, const char *want, const char *fi
 int readback_page_on(plat_send *s, plat_outcome *o, const char *next, int max_pages,
                      const char *what);
 void readback_page_reset(plat_send *s);
+/* readback_json: a read-back answer's JSON, or NULL when it is an error
+ * (classified with msgs) or not JSON (TRANSIENT); either way the paging
+ * restarts. The caller owns the value. */
+json_t *readback_json(plat_send *s, const plat_response *r, plat_outcome *o,
+                      const char *const *msgs, const char *what);
 /* readback_by_text: readback_in_list over a list answer (the array at
  * list, or the body itself when list is NULL); TRANSIENT when the body is
  * not JSON. */

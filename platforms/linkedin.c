@@ -108,13 +108,8 @@ static int li_readback(plat_send *s, plat_request *req, hr_err *err)
 
 static void li_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    json_t *j = NULL;
-    if (!classify_error(s, r, o, li_msgs) && !(j = body_json(r, o, "linkedin: read back")))
-        o->kind = PLAT_OUT_TRANSIENT;
-    if (!j) {
-        readback_page_reset(s);
-        return;
-    }
+    json_t *j = readback_json(s, r, o, li_msgs, "linkedin: read back");
+    if (!j) return;
     char *want = plat_linkedin_little_text(s->post.parts[s->part].text);
     json_t *els = json_object_get(j, "elements");
     int n = readback_in_list(s, els, want, "commentary", "createdAt", o, "linkedin: read back");

@@ -84,22 +84,13 @@ static int masto_readback(plat_send *s, plat_request *req, hr_err *err)
 
 static void masto_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (classify_error(s, r, o, masto_msgs)) {
-        readback_page_reset(s);
-        return;
-    }
-    if (r->body_len && r->body[0] == '{') { /* the idempotent re-POST: the status */
-        json_t *j = body_json(r, o, "mastodon: read back");
+    json_t *j = readback_json(s, r, o, masto_msgs, "mastodon: read back");
+    if (!j) return;
+    if (json_is_object(j)) { /* the idempotent re-POST: the status */
         const char *id = jstr(j, "id");
         if (id) readback_found(s, id, o);
         else out_set(o, PLAT_OUT_TRANSIENT, "mastodon: read back: answer has no id");
         json_decref(j);
-        return;
-    }
-    json_t *j = body_json(r, o, "mastodon: read back");
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
-        readback_page_reset(s);
         return;
     }
     int n = readback_in_list(s, j, NULL, "content", "created_at", o, "mastodon: read back");

@@ -208,6 +208,16 @@ int readback_page_on(plat_send *s, plat_outcome *o, const char *next, int max_pa
     return 0;
 }
 
+json_t *readback_json(plat_send *s, const plat_response *r, plat_outcome *o,
+                      const char *const *msgs, const char *what)
+{
+    json_t *j = NULL;
+    if (!classify_error(s, r, o, msgs) && !(j = body_json(r, o, what)))
+        o->kind = PLAT_OUT_TRANSIENT;
+    if (!j) readback_page_reset(s);
+    return j;
+}
+
 void readback_by_text(plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
                       const char *field, const char *created, const char *what)
 {

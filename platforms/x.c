@@ -128,13 +128,8 @@ static char *x_shown_text(json_t *post)
 
 static void x_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    json_t *j = NULL;
-    if (!classify_error(s, r, o, x_msgs) && !(j = body_json(r, o, "x: read back")))
-        o->kind = PLAT_OUT_TRANSIENT;
-    if (!j) {
-        readback_page_reset(s);
-        return;
-    }
+    json_t *j = readback_json(s, r, o, x_msgs, "x: read back");
+    if (!j) return;
     json_t *data = json_object_get(j, "data"), *p;
     size_t i;
     json_array_foreach(data, i, p)
