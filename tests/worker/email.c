@@ -5,22 +5,10 @@
 
 static void enqueue_email(const char *to, const char *key)
 {
-    queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_EMAIL;
-    queue_set(&j->platform, "sendgrid");
-    queue_set(&j->account, "main");
-    queue_set(&j->campaign, "c1");
-    queue_set(&j->unique_key, key);
-    queue_set(&j->to, to);
-    queue_set(&j->subject, "Hello");
+    queue_job *j = wt_email_job("sendgrid", "main", to, key, "Hello");
     queue_set(&j->html, "<p>Hello</p>");
     queue_set(&j->body_text, "Hello");
-    j->run_at_ms = hr_now_ms() - 1000;
-    j->max_attempts = 5;
-    hr_err err = {0};
-    queue_job *jobs[] = {j};
-    CHECK(queue_enqueue(wt.q, jobs, 1, NULL, &err) == 0);
-    queue_job_free(j);
+    wt_enqueue_job(j);
 }
 
 static int settled(void *arg)

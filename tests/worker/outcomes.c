@@ -85,17 +85,9 @@ static void bluesky_absent_counts_attempts(void)
     wt_enqueue("bluesky", "@b.bsky.social", "first", 1); /* logs in */
     CHECK(wt_wait_done(1, 10000));
     long before = drop_all("bluesky");
-    queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_POST;
-    queue_set(&j->platform, "bluesky");
-    queue_set(&j->account, "@b.bsky.social");
-    queue_set(&j->text, "only once");
-    queue_set(&j->unique_key, "bsky:once");
-    j->run_at_ms = hr_now_ms() - 1000;
+    queue_job *j = wt_post_job("bluesky", "@b.bsky.social", "bsky:once", "only once");
     j->max_attempts = 1;
-    hr_err err = {0};
-    CHECK(queue_enqueue(wt.q, &j, 1, NULL, &err) == 0);
-    queue_job_free(j);
+    wt_enqueue_job(j);
     lost_answer_then_readback("bluesky", before);
     where d = {"{t}:dead:bluesky:@b.bsky.social", 1};
     CHECK(th_wait_for(in_set, &d, 15000));
@@ -360,24 +352,15 @@ static void thread_jobs_of(const char *account, int n, int max_attempts)
 {
     queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++) {
-        queue_job *j = jobs[i] = queue_job_new();
-        j->kind = QUEUE_KIND_POST;
-        queue_set(&j->platform, "x");
-        queue_set(&j->account, account);
-        queue_set(&j->campaign, "c1");
         char text[700], key[64];
         int len = snprintf(text, sizeof text, "Thread %d:", i);
         while (len < 600) len += snprintf(text + len, sizeof text - (size_t)len, " word%d", len);
         snprintf(key, sizeof key, "thread:%d", i);
-        queue_set(&j->text, text);
-        queue_set(&j->unique_key, key);
+        queue_job *j = jobs[i] = wt_post_job("x", account, key, text);
         queue_job_set_meta(j, "thread", "1");
-        j->run_at_ms = hr_now_ms() - 1000;
         j->max_attempts = max_attempts;
     }
-    hr_err err = {0};
-    CHECK(queue_enqueue(wt.q, jobs, n, NULL, &err) == 0);
-    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    wt_enqueue_jobs(jobs, n);
     free(jobs);
 }
 

@@ -8,16 +8,7 @@
 
 static void enqueue_text(const char *text, const char *key)
 {
-    queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_POST;
-    queue_set(&j->platform, "x");
-    queue_set(&j->account, "@a");
-    queue_set(&j->campaign, "c1");
-    queue_set(&j->text, text);
-    queue_set(&j->unique_key, key);
-    j->run_at_ms = hr_now_ms() - 1000;
-    j->max_attempts = 5;
-    wt_enqueue_job(j);
+    wt_enqueue_job(wt_post_job("x", "@a", key, text));
 }
 
 static const char *unknown_key = "";

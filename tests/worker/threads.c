@@ -10,19 +10,11 @@ static const char *json_hdr[] = {"Content-Type: application/json", NULL};
 /* enqueue_thread adds one job of about len characters, split into parts */
 static void enqueue_thread(const char *platform, const char *account, int len)
 {
-    queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_POST;
-    queue_set(&j->platform, platform);
-    queue_set(&j->account, account);
-    queue_set(&j->campaign, "c1");
     char text[1600];
     int n = snprintf(text, sizeof text, "Thread on %s:", platform);
     while (n < len) n += snprintf(text + n, sizeof text - (size_t)n, " w%d", n);
-    queue_set(&j->text, text);
-    queue_set(&j->unique_key, "thread:1");
+    queue_job *j = wt_post_job(platform, account, "thread:1", text);
     queue_job_set_meta(j, "thread", "1");
-    j->run_at_ms = hr_now_ms() - 1000;
-    j->max_attempts = 5;
     wt_enqueue_job(j);
 }
 

@@ -124,43 +124,49 @@ static inline queue_job *wt_email_job(const char *platform, const char *account,
     return j;
 }
 
-/* wt_enqueue_job enqueues j and frees it; a failure fails the test. */
-static inline void wt_enqueue_job(queue_job *j)
+/* wt_post_job makes a post to platform:account keyed key, due now; the
+ * caller may set more and passes it to wt_enqueue_job(s). */
+static inline queue_job *wt_post_job(const char *platform, const char *account, const char *key,
+                                     const char *text)
+{
+    queue_job *j = queue_job_new();
+    j->kind = QUEUE_KIND_POST;
+    queue_set(&j->platform, platform);
+    queue_set(&j->account, account);
+    queue_set(&j->campaign, "c1");
+    queue_set(&j->unique_key, key);
+    queue_set(&j->text, text);
+    j->run_at_ms = hr_now_ms() - 1000;
+    j->max_attempts = 5;
+    return j;
+}
+
+/* wt_enqueue_jobs enqueues the n jobs and frees them (not the array); a
+ * failure fails the test: its setup cannot mean anything. */
+static inline void wt_enqueue_jobs(queue_job **jobs, int n)
 {
     hr_err err = {0};
-    queue_job *jobs[] = {j};
-    if (queue_enqueue(wt.q, jobs, 1, NULL, &err) != 0) {
+    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
         fprintf(stderr, "enqueue: %s\n", err.msg);
         th_failures++;
     }
-    queue_job_free(j);
+    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
 }
+
+static inline void wt_enqueue_job(queue_job *j) { wt_enqueue_jobs(&j, 1); }
 
 /* wt_enqueue adds n posts "<prefix> <i>" to platform:account, due now. */
 static inline void wt_enqueue(const char *platform, const char *account, const char *prefix, int n)
 {
     queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++) {
-        queue_job *j = queue_job_new();
-        j->kind = QUEUE_KIND_POST;
-        queue_set(&j->platform, platform);
-        queue_set(&j->account, account);
-        queue_set(&j->campaign, "c1");
-        char text[128], key[160];
+        char text[128], key[320];
         snprintf(text, sizeof text, "%s %d", prefix, i);
         snprintf(key, sizeof key, "%s:%s:%s", platform, account, text);
-        queue_set(&j->text, text);
-        queue_set(&j->unique_key, key);
-        j->run_at_ms = hr_now_ms() - 1000;
-        j->max_attempts = 50;
-        jobs[i] = j;
+        jobs[i] = wt_post_job(platform, account, key, text);
+        jobs[i]->max_attempts = 50;
     }
-    hr_err err = {0};
-    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
-        fprintf(stderr, "enqueue: %s\n", err.msg);
-        th_failures++; /* setup failed: the test cannot mean anything */
-    }
-    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    wt_enqueue_jobs(jobs, n);
     free(jobs);
 }
 
@@ -221,28 +227,14 @@ static inline void wt_enqueue_emails(const char *account, const char *to, const 
 {
     queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++) {
-        queue_job *j = jobs[i] = queue_job_new();
-        j->kind = QUEUE_KIND_EMAIL;
-        queue_set(&j->platform, "sendgrid");
-        queue_set(&j->account, account);
-        queue_set(&j->campaign, "c1");
         char addr[96], key[96];
         if (to) snprintf(addr, sizeof addr, "%s", to);
         else snprintf(addr, sizeof addr, "%s%d@example.com", tag, i);
         snprintf(key, sizeof key, "mail:%s:%d", tag, i);
-        queue_set(&j->to, addr);
-        queue_set(&j->unique_key, key);
-        queue_set(&j->subject, "Hello");
-        queue_set(&j->body_text, "Hello");
-        j->run_at_ms = hr_now_ms() - 1000;
-        j->max_attempts = 5;
+        jobs[i] = wt_email_job("sendgrid", account, addr, key, "Hello");
+        queue_set(&jobs[i]->body_text, "Hello");
     }
-    hr_err err = {0};
-    if (queue_enqueue(wt.q, jobs, n, NULL, &err) != 0) {
-        fprintf(stderr, "enqueue: %s\n", err.msg);
-        th_failures++;
-    }
-    for (int i = 0; i < n; i++) queue_job_free(jobs[i]);
+    wt_enqueue_jobs(jobs, n);
     free(jobs);
 }
 
