@@ -104,40 +104,40 @@ static inline void wt_stop(void)
     wt.dir = NULL;
 }
 
-/* wt_email_job returns a new email job to platform:account for to, due
- * now, with a plain-text body; the caller may set more and passes it to
- * wt_enqueue_job. */
-static inline queue_job *wt_email_job(const char *platform, const char *account, const char *to,
-                                      const char *key, const char *subject)
+/* wt_job returns a new job of kind to platform:account keyed key, campaign
+ * c1, due now, 5 attempts; the caller sets the rest. */
+static inline queue_job *wt_job(queue_kind kind, const char *platform, const char *account,
+                                const char *key)
 {
     queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_EMAIL;
+    j->kind = kind;
     queue_set(&j->platform, platform);
     queue_set(&j->account, account);
     queue_set(&j->campaign, "c1");
     queue_set(&j->unique_key, key);
-    queue_set(&j->to, to);
-    queue_set(&j->subject, subject);
-    queue_set(&j->body_text, "Hi");
     j->run_at_ms = hr_now_ms() - 1000;
     j->max_attempts = 5;
     return j;
 }
 
-/* wt_post_job makes a post to platform:account keyed key, due now; the
- * caller may set more and passes it to wt_enqueue_job(s). */
+/* wt_email_job returns a new email job to platform:account for to, with a
+ * plain-text body; the caller may set more and passes it to wt_enqueue_job. */
+static inline queue_job *wt_email_job(const char *platform, const char *account, const char *to,
+                                      const char *key, const char *subject)
+{
+    queue_job *j = wt_job(QUEUE_KIND_EMAIL, platform, account, key);
+    queue_set(&j->to, to);
+    queue_set(&j->subject, subject);
+    queue_set(&j->body_text, "Hi");
+    return j;
+}
+
+/* wt_post_job returns a new post of text to platform:account */
 static inline queue_job *wt_post_job(const char *platform, const char *account, const char *key,
                                      const char *text)
 {
-    queue_job *j = queue_job_new();
-    j->kind = QUEUE_KIND_POST;
-    queue_set(&j->platform, platform);
-    queue_set(&j->account, account);
-    queue_set(&j->campaign, "c1");
-    queue_set(&j->unique_key, key);
+    queue_job *j = wt_job(QUEUE_KIND_POST, platform, account, key);
     queue_set(&j->text, text);
-    j->run_at_ms = hr_now_ms() - 1000;
-    j->max_attempts = 5;
     return j;
 }
 
