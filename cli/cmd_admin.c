@@ -86,6 +86,7 @@ static const struct directive {
     {"reconcile-timeline-settle", V_DURATION},
     {"retry-base", V_DURATION},
     {"retry-cap", V_DURATION},
+    {"worker-redis-timeout-ms", V_INT},
     {"sandbox-listen", V_ANY},
     {"sandbox-webhooks-url", V_ANY},
     {"webhooks-listen", V_ANY},

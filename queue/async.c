@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-enum req_kind { RK_STATUS, RK_FETCH, RK_ACK, RK_LANES, RK_ATTEMPTS };
+enum req_kind { RK_STATUS, RK_FETCH, RK_ACK, RK_LANES, RK_ATTEMPTS, RK_RAW };
 
 typedef struct qreq {
     struct queue_async *qa;
@@ -21,6 +21,8 @@ typedef struct qreq {
     queue_status_cb *status_cb;
     queue_fetch_cb *fetch_cb;
     queue_lanes_cb *lanes_cb;
+    queue_reply_cb *reply_cb;
+    const char *reload_src; /* raw: the script to load again on NOSCRIPT */
     void *priv;
     char **lanes; /* fetch: lane names by index */
     int nlanes;
@@ -29,6 +31,11 @@ typedef struct qreq {
     int n;
     char errmsg[HR_ERRLEN];
     struct qreq *next; /* on the deferred-failure list */
+    /* awaiting its reply, when qa has a command timeout: sent then, on
+     * qa's list of commands in flight (oldest first) */
+    int timed;
+    ev_tstamp sent;
+    struct qreq *tprev, *tnext;
 } qreq;
 
 struct queue_async {
@@ -47,6 +54,14 @@ struct queue_async {
     int in_cb; /* > 0 while hiredis runs one of our callbacks */
     int free_pending;
     ev_timer closer; /* completes a free asked for from inside a callback */
+    /* The command timeout (queue_async_set_timeout). Redis answers in
+     * order, so the oldest command in flight is the one late: one timer,
+     * armed for its deadline and moved only when it fires. */
+    double timeout_s; /* 0: none */
+    qreq *oldest, *newest;
+    ev_timer deadline;
+    int timed_out; /* while a reset for it fails the commands in flight */
+    char timeout_msg[64];
 };
 
 static void start_connect(queue_async *qa);
@@ -76,6 +91,9 @@ static void finish_fail(qreq *r, const char *msg)
     case RK_LANES:
         if (r->lanes_cb) r->lanes_cb(-1, NULL, 0, msg, r->priv);
         break;
+    case RK_RAW:
+        r->reply_cb(NULL, msg, r->priv);
+        break;
     }
     qa->depth--;
     req_free(r);
@@ -95,6 +113,7 @@ static void defer_fail(qreq *r, const char *msg)
 static void really_free(queue_async *qa)
 {
     ev_timer_stop(qa->loop, &qa->reconnect);
+    ev_timer_stop(qa->loop, &qa->deadline);
     ev_timer_stop(qa->loop, &qa->closer);
     ev_timer_stop(qa->loop, &qa->failer);
     while (qa->failq) {
@@ -125,6 +144,59 @@ static void on_failer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void send_req(queue_async *qa, qreq *r);
 
+/* timed_add puts r, just sent, last on the list of commands awaiting a
+ * reply; timed_del takes it off when its reply (or failure) comes. */
+static void timed_add(queue_async *qa, qreq *r)
+{
+    if (qa->timeout_s <= 0) return;
+    r->timed = 1;
+    r->sent = ev_now(qa->loop);
+    r->tnext = NULL;
+    r->tprev = qa->newest;
+    if (qa->newest) qa->newest->tnext = r;
+    else qa->oldest = r;
+    qa->newest = r;
+    if (!ev_is_active(&qa->deadline)) {
+        ev_timer_set(&qa->deadline, qa->timeout_s, 0.);
+        ev_timer_start(qa->loop, &qa->deadline);
+    }
+}
+
+static void timed_del(queue_async *qa, qreq *r)
+{
+    if (!r->timed) return;
+    r->timed = 0;
+    if (r->tprev) r->tprev->tnext = r->tnext;
+    else qa->oldest = r->tnext;
+    if (r->tnext) r->tnext->tprev = r->tprev;
+    else qa->newest = r->tprev;
+}
+
+/* on_deadline: the oldest command in flight has had no reply in time:
+ * Redis stalled without closing the connection (SIGSTOP, a partition).
+ * Reset it, which fails every command in flight as a lost connection
+ * would; otherwise wait for the oldest's deadline. */
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    queue_async *qa = w->data;
+    if (!qa->oldest) return; /* all answered: the next command starts it */
+    double left = qa->oldest->sent + qa->timeout_s - ev_now(loop);
+    if (left > 0) {
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    hr_log(HR_LOG_WARN, "redis: no reply in time, resetting the connection", "error",
+           qa->timeout_msg, NULL);
+    qa->timed_out = 1;
+    queue_async_reset(qa);
+    qa->timed_out = 0;
+    if (qa->oldest) { /* not reset (cannot be, from here): try again later */
+        ev_timer_set(w, qa->timeout_s, 0.);
+        ev_timer_start(loop, w);
+    }
+}
+
 static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r);
 
 static void on_reply(redisAsyncContext *c, void *reply, void *priv)
@@ -132,6 +204,7 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
     qreq *r = priv;
     queue_async *qa = r->qa;
     qa->in_cb++;
+    timed_del(qa, r);
     on_reply_body(c, reply, r);
     qa->in_cb--;
     maybe_free(qa);
@@ -141,7 +214,22 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
 {
     queue_async *qa = r->qa;
     if (!rep) {
-        finish_fail(r, qa->free_pending ? "queue: handle closed" : "redis: connection lost");
+        finish_fail(r, qa->free_pending ? "queue: handle closed"
+                       : qa->timed_out  ? qa->timeout_msg
+                                        : "redis: connection lost");
+        return;
+    }
+    if (r->kind == RK_RAW) {
+        int noscript = rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0;
+        /* flushed behind our back: loaded again for the next call; this
+         * one fails, as the caller's command is not kept to resend */
+        if (noscript && r->reload_src)
+            redisAsyncCommand(c, NULL, NULL, "SCRIPT LOAD %s", r->reload_src);
+        qa->depth++;
+        if (rep->type == REDIS_REPLY_ERROR) r->reply_cb(NULL, rep->str, r->priv);
+        else r->reply_cb(rep, NULL, r->priv);
+        qa->depth--;
+        req_free(r);
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->retried &&
@@ -198,6 +286,8 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
         if (r->status_cb) r->status_cb(ok ? 0 : -1, ok ? NULL : "redis: unexpected reply", r->priv);
         break;
     }
+    case RK_RAW: /* answered above */
+        break;
     case RK_LANES: {
         char **v = hr_calloc(rep->elements + 1, sizeof *v);
         for (size_t i = 0; i < rep->elements; i++)
@@ -213,15 +303,27 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
     req_free(r);
 }
 
+/* sendable: whether r may go out now; if not, it fails (deferred). */
+static int sendable(queue_async *qa, qreq *r)
+{
+    if (qa->connected && qa->ac && !qa->free_pending) return 1;
+    defer_fail(r, qa->free_pending ? "queue: handle closed" : "redis: not connected");
+    return 0;
+}
+
+/* sent: r was handed to hiredis (rc its answer) */
+static void sent(queue_async *qa, qreq *r, int rc)
+{
+    if (rc != REDIS_OK) defer_fail(r, "redis: cannot send command");
+    else timed_add(qa, r);
+}
+
 static void send_req(queue_async *qa, qreq *r)
 {
-    if (!qa->connected || !qa->ac || qa->free_pending) {
-        defer_fail(r, qa->free_pending ? "queue: handle closed" : "redis: not connected");
-        return;
-    }
-    if (redisAsyncCommandArgv(qa->ac, on_reply, r, r->argv.argc, (const char **)r->argv.argv,
-                              r->argv.lens) != REDIS_OK)
-        defer_fail(r, "redis: cannot send command");
+    if (sendable(qa, r))
+        sent(qa, r,
+             redisAsyncCommandArgv(qa->ac, on_reply, r, r->argv.argc,
+                                   (const char **)r->argv.argv, r->argv.lens));
 }
 
 static qreq *req_new(queue_async *qa, enum req_kind kind, int script, void *priv)
@@ -368,6 +470,8 @@ queue_async *queue_async_new(struct ev_loop *loop, const queue_opts *o, hr_err *
     qa->failer.data = qa;
     ev_timer_init(&qa->closer, on_closer, 0., 0.);
     qa->closer.data = qa;
+    ev_timer_init(&qa->deadline, on_deadline, 0., 0.);
+    qa->deadline.data = qa;
     start_connect(qa);
     return qa;
 }
@@ -425,6 +529,13 @@ void queue_async_reset(queue_async *qa)
     }
     if (was && qa->state_cb) qa->state_cb(qa, 0, qa->state_priv);
     qa->depth--;
+}
+
+void queue_async_set_timeout(queue_async *qa, int timeout_ms)
+{
+    qa->timeout_s = timeout_ms > 0 ? timeout_ms / 1000.0 : 0;
+    snprintf(qa->timeout_msg, sizeof qa->timeout_msg, "redis: no reply within %d ms",
+             timeout_ms);
 }
 
 int queue_async_connected(const queue_async *qa) { return qa->connected; }
@@ -640,6 +751,16 @@ void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb
     u->cb = cb;
     u->priv = priv;
     redisAsyncCommand(qa->ac, on_unreg_keys, u, "HKEYS {%s}:inflight:%s", qa->ns, worker);
+}
+
+void queue_async_formatted(queue_async *qa, const char *cmd, size_t len,
+                           const char *reload_src, queue_reply_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_RAW, -1, priv);
+    r->reply_cb = cb;
+    r->reload_src = reload_src;
+    /* hiredis copies the command now */
+    if (sendable(qa, r)) sent(qa, r, redisAsyncFormattedCommand(qa->ac, on_reply, r, cmd, len));
 }
 
 void queue_async_lanes(queue_async *qa, queue_lanes_cb *cb, void *priv)

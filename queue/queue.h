@@ -460,6 +460,24 @@ struct redisAsyncContext *queue_async_redis(queue_async *qa);
  * Commands already sent may still run in Redis. Not from inside one of
  * qa's callbacks (it does nothing then). */
 void queue_async_reset(queue_async *qa);
+/* queue_async_set_timeout gives qa a command timeout: when the oldest
+ * command sent through qa's own calls (the operations below and
+ * queue_async_formatted) has had no reply for timeout_ms, Redis stalled
+ * without closing the connection (SIGSTOP, a black-holed network), and qa
+ * logs it and resets as queue_async_reset does; those commands fail with
+ * "redis: no reply within N ms". Commands sent straight on
+ * queue_async_redis's context are not timed (they fail with the reset).
+ * 0, the default: wait for ever. */
+void queue_async_set_timeout(queue_async *qa, int timeout_ms);
+/* queue_async_formatted sends cmd (len bytes, a whole command in the Redis
+ * protocol; copied now). cb runs exactly once: with the reply (valid only
+ * during cb), or NULL and a message (an error reply's text, a failure).
+ * reload_src (static, may be NULL) is the script an EVALSHA in cmd runs:
+ * loaded again when Redis answers NOSCRIPT, for the next call (this one
+ * fails). Timed as qa's own commands. */
+typedef void queue_reply_cb(struct redisReply *reply, const char *errmsg, void *priv);
+void queue_async_formatted(queue_async *qa, const char *cmd, size_t len,
+                           const char *reload_src, queue_reply_cb *cb, void *priv);
 
 /* status: the operation's result as in the sync API (0/1 as documented
  * there, a count for ack), or -1 with errmsg. */

@@ -1690,6 +1690,22 @@ int worker_process_main(const worker_opts *o)
         return 1;
     }
     queue_async_on_state(p->qa, on_qa_state, p);
+    /* A Redis that stops answering without closing the socket would hold
+     * fetches, attempts and acks for ever: past the timeout the connection
+     * is reset and the worker goes the way it goes when Redis restarts. */
+    int64_t redis_ms = 0;
+    if (hr_config_get_i64(o->config, "worker-redis-timeout-ms", 5000, &redis_ms, &err) != 0 ||
+        redis_ms < 1 || redis_ms > 3600000) {
+        if (!err.code)
+            hr_err_set(&err, "worker-redis-timeout-ms: expected 1..3600000, got %lld",
+                       (long long)redis_ms);
+        hr_log(HR_LOG_ERROR, "worker: config", "error", err.msg, NULL);
+        queue_async_free(p->qa);
+        free(p->secret);
+        free(p);
+        return 2;
+    }
+    queue_async_set_timeout(p->qa, (int)redis_ms);
     p->http = wk_http_new(p->loop, p->concurrency + 16);
 
     ev_timer_init(&p->fetch_timer, on_fetch_timer, 0., 0.);
