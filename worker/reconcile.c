@@ -16,6 +16,11 @@
  * by text in a timeline (X, LinkedIn, Threads, Facebook) once unknown for
  * reconcile-timeline-settle, as timelines can lag too. Anything else (no
  * read-back, platform down) waits for `herald unknown resolve`.
+ * A job still unknown after a read-back is read back again after a gap
+ * doubling from reconcile-interval up to RC_READBACK_CAP_MS (kept in
+ * {NS}:readback:LANE, so a restart or another reconciler keeps it), and at
+ * the moment its settle time ends: an absent post costs the account's read
+ * quota a few times an hour, not on every pass.
  * It never sends a post itself, but for Mastodon's read-back within the
  * key's hour: the keyed POST returns the status or makes it, once. Sync
  * Redis and blocking curl: this process has no loop to block; it wakes
@@ -136,24 +141,92 @@ static const char *email_evidence(queue *q, const char *id)
     return found;
 }
 
-/* unknown_for_ms returns how long job ukh has been in lane's unknown set at
- * now (its score is when it went there: both in Redis's clock), or -1 when
- * that cannot be told. */
-static int64_t unknown_for_ms(queue *q, const char *lane, const char *ukh, int64_t now)
-{
-    redisReply *r = redisCommand(queue_redis(q), "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane,
-                                 ukh);
-    int64_t since = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    if (r) freeReplyObject(r);
-    return since < 0 || now < 0 ? -1 : now - since;
-}
-
 /* How long a job must have been unknown before a read-back that finds
- * nothing is believed, where the read-back can lag the send. */
+ * nothing is believed, where the read-back can lag the send; and how often
+ * one that stays unknown is read back. */
 typedef struct rc_settle {
     int64_t email_ms;    /* providers' message search */
     int64_t timeline_ms; /* a post looked for among the account's posts */
+    int64_t interval_ms; /* reconcile-interval: the first gap between read-backs */
 } rc_settle;
+
+/* The longest gap between two read-backs of a job that stays unknown. */
+#define RC_READBACK_CAP_MS (5 * 60 * 1000)
+/* {NS}:readback:LANE outlives its last write by this long (a stale field
+ * of a job an operator resolved goes with it). */
+#define RC_READBACK_TTL_MS (24 * 3600 * 1000)
+
+/* A job's read-back schedule, in Redis's clock: when it was last read back
+ * and the gap before the next. */
+typedef struct rc_readback {
+    int64_t last_ms, gap_ms; /* last_ms -1: never read back this time */
+} rc_readback;
+
+/* readback_due: whether a job unknown since since_ms (-1: cannot tell) with
+ * schedule rb is to be read back at now_ms: the first time, once its gap
+ * has passed, and once the settle time (settle_ms after since_ms, 0: none)
+ * that a read-back before it could not use has ended. */
+static int readback_due(const rc_readback *rb, int64_t since_ms, int64_t settle_ms,
+                        int64_t now_ms)
+{
+    if (rb->last_ms < 0 || now_ms < 0 || since_ms < 0 || rb->last_ms < since_ms) return 1;
+    int64_t next = rb->last_ms + rb->gap_ms;
+    int64_t settled = since_ms + settle_ms;
+    if (settle_ms > 0 && settled > rb->last_ms && settled < next) next = settled;
+    return now_ms >= next;
+}
+
+/* readback_next: the schedule after a read-back at now_ms that settled
+ * nothing: the gap doubles from interval_ms up to RC_READBACK_CAP_MS. */
+static rc_readback readback_next(const rc_readback *rb, int64_t since_ms, int64_t interval_ms,
+                                 int64_t now_ms)
+{
+    int fresh = rb->last_ms < 0 || rb->last_ms < since_ms || rb->gap_ms <= 0;
+    int64_t gap = fresh ? interval_ms : rb->gap_ms * 2;
+    return (rc_readback){now_ms, gap < RC_READBACK_CAP_MS ? gap : RC_READBACK_CAP_MS};
+}
+
+/* readback_get reads job ukh's time in lane's unknown set (*since_ms, -1
+ * when it cannot be told) and its read-back schedule, in one round trip. */
+static void readback_get(queue *q, const char *lane, const char *ukh, int64_t *since_ms,
+                         rc_readback *rb)
+{
+    redisContext *c = queue_redis(q);
+    redisAppendCommand(c, "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane, ukh);
+    redisAppendCommand(c, "HGET {%s}:readback:%s %s", queue_ns(q), lane, ukh);
+    redisReply *z = NULL, *h = NULL;
+    if (redisGetReply(c, (void **)&z) == REDIS_OK) redisGetReply(c, (void **)&h);
+    *since_ms = z && z->type == REDIS_REPLY_STRING ? atoll(z->str) : -1;
+    long long last = -1, gap = 0;
+    if (!h || h->type != REDIS_REPLY_STRING || sscanf(h->str, "%lld:%lld", &last, &gap) != 2)
+        last = -1;
+    *rb = (rc_readback){last, gap};
+    if (z) freeReplyObject(z);
+    if (h) freeReplyObject(h);
+}
+
+/* readback_put stores job ukh's schedule (rb NULL: drops it, the job left
+ * the unknown set). */
+static void readback_put(queue *q, const char *lane, const char *ukh, const rc_readback *rb)
+{
+    redisContext *c = queue_redis(q);
+    redisReply *r;
+    if (!rb) {
+        r = redisCommand(c, "HDEL {%s}:readback:%s %s", queue_ns(q), lane, ukh);
+    } else {
+        redisAppendCommand(c, "HSET {%s}:readback:%s %s %lld:%lld", queue_ns(q), lane, ukh,
+                           (long long)rb->last_ms, (long long)rb->gap_ms);
+        redisAppendCommand(c, "PEXPIRE {%s}:readback:%s %d", queue_ns(q), lane,
+                           RC_READBACK_TTL_MS);
+        r = NULL;
+        if (redisGetReply(c, (void **)&r) == REDIS_OK && r) {
+            freeReplyObject(r);
+            r = NULL;
+            redisGetReply(c, (void **)&r);
+        }
+    }
+    if (r) freeReplyObject(r);
+}
 
 /* settle_one reads back one unknown job with the lane's session sess;
  * returns 1 when resolved. */
@@ -175,6 +248,13 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
     int64_t settle_ms = j->kind == QUEUE_KIND_EMAIL         ? st->email_ms
                         : plat_resend_on_absent(j->platform) ? 0
                                                              : st->timeline_ms;
+    int64_t since = -1;
+    rc_readback rb;
+    readback_get(q, lane, ukh, &since, &rb);
+    if (!readback_due(&rb, since, settle_ms, now)) {
+        queue_job_free(j);
+        return 0;
+    }
     plat_account *a = plat_account_find(c, j->platform, j->account, &err);
     /* the attempt was made no earlier than the job was created and due */
     int64_t after = j->created_ms > j->run_at_ms ? j->created_ms : j->run_at_ms;
@@ -212,7 +292,7 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
             hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
                    o.platform_id ? o.platform_id : "", NULL);
         } else if (o.kind == PLAT_OUT_ABSENT && settle_ms > 0 &&
-                   unknown_for_ms(q, lane, ukh, now) < settle_ms) {
+                   (since < 0 || now < 0 || now - since < settle_ms)) {
             /* the search or timeline may not show it yet: absent is not
              * proved (an exact read-back, Bluesky's rkey or Mastodon's
              * key, needs no wait) */
@@ -243,6 +323,12 @@ out:
     if (!resolved && err.msg[0])
         hr_log(HR_LOG_DEBUG, "unknown job waits for an operator", "job", j->id, "lane", lane,
                "detail", err.msg, NULL);
+    if (resolved) {
+        readback_put(q, lane, ukh, NULL);
+    } else if (now >= 0) {
+        rc_readback next = readback_next(&rb, since, st->interval_ms, now);
+        readback_put(q, lane, ukh, &next);
+    }
     plat_request_release(&pr);
     plat_send_free(s);
     plat_account_free(a);
@@ -335,7 +421,7 @@ int wk_reconciler_main(const worker_opts *o)
     int64_t interval_ms = 2000;
     const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
     if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
-    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000};
+    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000, interval_ms};
     const char *es = hr_config_get(conf, "reconcile-email-settle", "10m");
     if (worker_parse_duration(es, &st.email_ms, &err) != 0) st.email_ms = 10 * 60 * 1000;
     const char *ts = hr_config_get(conf, "reconcile-timeline-settle", "2m");
@@ -380,12 +466,15 @@ int wk_reconciler_main(const worker_opts *o)
             int nu = 0;
             if (queue_list(q, lanes[i], "unknown", l->cursor, RC_PASS_JOBS, &ukhs, &nu, &err) != 0)
                 continue;
-            long kept = 0;
+            long kept = 0, from = l->cursor;
             for (int k = 0; k < nu && !stop_flag; k++)
                 kept += !settle_one(q, conf, e, &buf, ukhs[k], lanes[i], &l->sess, &st, now);
             /* resolved jobs left the set: the next pass starts after the
              * ones kept, and from the start once the set's end is reached */
             l->cursor = nu < RC_PASS_JOBS ? 0 : l->cursor + kept;
+            if (nu == 0 && from == 0) /* none left: no schedule either */
+                freeReplyObject(redisCommand(queue_redis(q), "DEL {%s}:readback:%s",
+                                             queue_ns(q), lanes[i]));
             queue_strv_free(ukhs, nu);
         }
         queue_strv_free(lanes, nl);
