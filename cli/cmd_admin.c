@@ -72,6 +72,7 @@ static const struct directive {
     enum value_kind kind;
 } known[] = {
     {"account", V_ANY},
+    {"app", V_ANY},
     {"campaign", V_ANY},
     {"pool", V_ANY},
     {"redis-url", V_ANY},

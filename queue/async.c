@@ -697,8 +697,9 @@ void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_stat
         defer_fail(r, "charge: bad lane");
         return;
     }
-    qa_evalsha(&r->argv, QS_CHARGE, 1);
+    qa_evalsha(&r->argv, QS_CHARGE, 2);
     qa_pushkey(&r->argv, qa->ns, "lane:%s", lane);
+    qa_pushkey(&r->argv, qa->ns, "app:%.*s", (int)strcspn(lane, ":"), lane);
     qa_pushf(&r->argv, "%d", calls);
     send_req(qa, r);
 }

@@ -912,7 +912,7 @@ int queue_heartbeat(queue *q, const char *worker, int lease_ms, hr_err *err)
 void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes, int nlanes,
                     int max, int lease_ms, queue_argv *a)
 {
-    qa_evalsha(a, QS_FETCH, 5 + 2 * nlanes);
+    qa_evalsha(a, QS_FETCH, 5 + 3 * nlanes);
     qa_pushkey(a, ns, "workers");
     qa_pushkey(a, ns, "paused");
     qa_pushkey(a, ns, "jobs");
@@ -921,6 +921,8 @@ void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes
     for (int i = 0; i < nlanes; i++) {
         qa_pushkey(a, ns, "ready:%s", lanes[i]);
         qa_pushkey(a, ns, "lane:%s", lanes[i]);
+        /* the platform's limits for the whole app (all its lanes) */
+        qa_pushkey(a, ns, "app:%.*s", (int)strcspn(lanes[i], ":"), lanes[i]);
     }
     qa_pushs(a, worker);
     qa_pushf(a, "%d", max);

@@ -1,6 +1,7 @@
 /* conf.c: the worker's directives: per-account limits, costs, budgets and
- * breaker ("account" lines, whose credentials platforms/ reads), pools, and
- * the engagement poll schedule. Reads a parsed hr_config; never a file. */
+ * breaker ("account" lines, whose credentials platforms/ reads), per-app
+ * limits ("app" lines), pools, and the engagement poll schedule. Reads a
+ * parsed hr_config; never a file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,33 @@ static const char *line_opt(const hr_conf_line *l, const char *key)
     return NULL;
 }
 
+/* first_line returns the first "key name ..." line, or NULL: the one used
+ * (as platforms/ reads an account's) */
+static const hr_conf_line *first_line(const hr_config *c, const char *key, const char *name)
+{
+    const hr_conf_line *it;
+    int pos = -1;
+    while ((it = hr_config_next(c, key, &pos)))
+        if (it->argc > 0 && strcmp(it->argv[0], name) == 0) return it;
+    return NULL;
+}
+
+/* limits_conf fills out from line l's rate= and points= (l may be NULL),
+ * rate= defaulting to def; errors name what ("account", "app") and name. */
+static int limits_conf(const hr_config *c, const hr_conf_line *l, const char *what,
+                       const char *name, const char *def, worker_limits *out, hr_err *err)
+{
+    const char *rate = l ? line_opt(l, "rate") : NULL, *v;
+    hr_err e = {0};
+    if (worker_limits_parse(rate ? rate : def, out, &e) != 0)
+        return hr_err_set(err, "%s:%d: %s %s: %s", conf_name(c), l ? l->line : 0, what, name,
+                          e.msg);
+    if (l && (v = line_opt(l, "points")) && (hr_parse_i64(v, &out->cost) != 0 || out->cost < 1))
+        return hr_err_set(err, "%s:%d: %s %s: points: not a positive number: \"%s\"",
+                          conf_name(c), l->line, what, name, v);
+    return 0;
+}
+
 int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
                             hr_err *err)
 {
@@ -32,23 +60,16 @@ int worker_account_conf_get(const hr_config *c, const char *lane, worker_account
     memcpy(platform, lane, plen);
     platform[plen] = '\0';
 
-    const hr_conf_line *l = NULL, *it;
-    int pos = -1;
-    /* the first line for the account, as platforms/ reads it */
-    while (!l && (it = hr_config_next(c, "account", &pos)))
-        if (it->argc > 0 && strcmp(it->argv[0], lane) == 0) l = it;
-
-    const char *rate = l ? line_opt(l, "rate") : NULL;
-    hr_err e = {0};
-    if (worker_limits_parse(rate ? rate : worker_limits_default(platform), &a->limits, &e) != 0)
-        return hr_err_set(err, "%s:%d: account %s: %s", conf_name(c), l ? l->line : 0, lane,
-                          e.msg);
+    const hr_conf_line *l = first_line(c, "account", lane);
+    if (limits_conf(c, l, "account", lane, worker_limits_default(platform), &a->limits, err) !=
+            0 ||
+        limits_conf(c, first_line(c, "app", platform), "app", platform,
+                    worker_app_limits_default(platform), &a->app, err) != 0)
+        return -1;
     a->circuit = 5;
     if (!l) return 0;
     const char *v;
-    if ((v = line_opt(l, "points")) && (hr_parse_i64(v, &a->limits.cost) != 0 || a->limits.cost < 1))
-        return hr_err_set(err, "%s:%d: account %s: points: not a positive number: \"%s\"",
-                          conf_name(c), l->line, lane, v);
+    hr_err e = {0};
     struct {
         const char *key;
         int64_t *out;

@@ -1,7 +1,8 @@
 /* policy.c: the worker's decisions as plain functions of their inputs:
  * durations and money, backoff, outcome -> next state (and whether it counts for the
  * fleet's circuit breaker, kept in Redis: queue/lua/circuit.lua),
- * rate windows and budgets. No Redis, no loop, no clock reads. */
+ * rate limit specs and budgets (the windows themselves slide in the fetch
+ * script). No Redis, no loop, no clock reads. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -207,43 +208,17 @@ const char *worker_limits_default(const char *platform)
     return "";
 }
 
-int64_t worker_limits_admit(const worker_limits *l, const int64_t *used, int64_t want)
+const char *worker_app_limits_default(const char *platform)
 {
-    int64_t n = want;
-    int64_t cost = l->cost > 0 ? l->cost : 1;
-    for (int i = 0; i < l->nw; i++) {
-        int64_t left = l->w[i].limit - used[i];
-        int64_t fit = left > 0 ? left / cost : 0;
-        if (fit < n) n = fit;
-    }
-    return n < 0 ? 0 : n;
-}
-
-int64_t worker_limits_window_start(int64_t window_ms, int64_t now_ms)
-{
-    if (window_ms <= 0) return now_ms;
-    return now_ms - now_ms % window_ms;
-}
-
-int worker_limits_lower(const worker_limits *l, int64_t *used, int64_t now_ms,
-                        int64_t remaining, int64_t reset_ms)
-{
-    /* The header speaks of the window that ends at reset: the smallest of
-     * ours that still runs then. */
-    int best = -1;
-    for (int i = 0; i < l->nw; i++) {
-        int64_t end = worker_limits_window_start(l->w[i].window_ms, now_ms) + l->w[i].window_ms;
-        if (reset_ms > 0 && end < reset_ms) continue;
-        if (best < 0 || l->w[i].window_ms < l->w[best].window_ms) best = i;
-    }
-    if (best < 0) return -1;
-    int64_t cost = l->cost > 0 ? l->cost : 1;
-    int64_t floor = l->w[best].limit - (remaining < 0 ? 0 : remaining) * cost;
-    if (floor > used[best]) {
-        used[best] = floor;
-        return best;
-    }
-    return -1;
+    /* Published per-app limits only. X (API v2 rate limits, POST
+     * /2/tweets, per app and 24 hours): 10,000 at the Pro tier, whose
+     * per-user 100/15m the account defaults assume (Basic: 1,667, Free:
+     * 17; such apps set their own). LinkedIn's application limits exist
+     * but are not published (each app's developer portal shows them);
+     * Mastodon and Bluesky limit per account and per IP, Meta scales with
+     * the app's users, the email providers with the plan: none. */
+    if (platform && strcmp(platform, "x") == 0) return "10000/24h";
+    return "";
 }
 
 /* --------------------------------------------------------------- budget */

@@ -329,15 +329,13 @@ static void lane_limits_reload(wk_proc *p, wk_lane *l)
     lane_write_conf(p, l);
 }
 
-/* lane_write_conf puts the lane's limits and budget into {NS}:lane:LANE,
- * where the fetch script admits from them fleet-wide with Redis TIME. */
-static void lane_write_conf(wk_proc *p, wk_lane *l)
+/* hset_limits writes limits (and budget b, when not NULL) into the hash
+ * key, where the fetch and charge scripts admit from them fleet-wide with
+ * Redis TIME: nw, w<i>_ms, w<i>_limit, cost (points), b_cost, b_day_cap,
+ * b_month_cap (millionths). */
+static void hset_limits(redisAsyncContext *c, const char *key, const worker_limits *lim,
+                        const worker_budget *b)
 {
-    redisAsyncContext *c = queue_async_redis(p->qa);
-    if (!c) return;
-    const worker_account_conf *a = &l->conf;
-    char key[256];
-    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
     char vals[24][32];
     const char *argv[40];
     int n = 0, v = 0;
@@ -351,17 +349,34 @@ static void lane_write_conf(wk_proc *p, wk_lane *l)
     } while (0)
     static const char *wms[] = {"w1_ms", "w2_ms", "w3_ms", "w4_ms"};
     static const char *wlim[] = {"w1_limit", "w2_limit", "w3_limit", "w4_limit"};
-    PUT("nw", a->limits.nw);
-    for (int i = 0; i < a->limits.nw && i < 4; i++) {
-        PUT(wms[i], a->limits.w[i].window_ms);
-        PUT(wlim[i], a->limits.w[i].limit);
+    PUT("nw", lim->nw);
+    for (int i = 0; i < lim->nw && i < 4; i++) {
+        PUT(wms[i], lim->w[i].window_ms);
+        PUT(wlim[i], lim->w[i].limit);
     }
-    PUT("cost", a->limits.cost);
-    PUT("b_cost", a->budget.cost);
-    PUT("b_day_cap", a->budget.cap_day);
-    PUT("b_month_cap", a->budget.cap_month);
+    PUT("cost", lim->cost);
+    if (b) {
+        PUT("b_cost", b->cost);
+        PUT("b_day_cap", b->cap_day);
+        PUT("b_month_cap", b->cap_month);
+    }
 #undef PUT
     redisAsyncCommandArgv(c, on_raw, NULL, n, argv, NULL);
+}
+
+/* lane_write_conf puts the lane's limits and budget into {NS}:lane:LANE and
+ * its platform's app limits into {NS}:app:PLATFORM (every lane of the
+ * platform writes the same). */
+static void lane_write_conf(wk_proc *p, wk_lane *l)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (!c) return;
+    const worker_account_conf *a = &l->conf;
+    char key[256];
+    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
+    hset_limits(c, key, &a->limits, &a->budget);
+    snprintf(key, sizeof key, "{%s}:app:%s", queue_async_ns(p->qa), l->platform);
+    hset_limits(c, key, &a->app, NULL);
     l->conf_written = 1;
 }
 

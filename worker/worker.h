@@ -103,18 +103,14 @@ int worker_limits_parse(const char *spec, worker_limits *l, hr_err *err);
 /* worker_limits_default returns the spec herald uses for a platform when the
  * config names none (conservative published limits), or "". */
 const char *worker_limits_default(const char *platform);
-/* worker_limits_admit returns how many of want sends fit: used[i] is the
- * points already used in window i's current period. */
-int64_t worker_limits_admit(const worker_limits *l, const int64_t *used, int64_t want);
-/* worker_limits_window_start returns the start of the fixed window of length
- * window_ms that contains now_ms. */
-int64_t worker_limits_window_start(int64_t window_ms, int64_t now_ms);
-/* worker_limits_lower applies a platform's remaining-quota headers: when it
- * says only `remaining` calls are left until reset_ms, the window that
- * contains the reset is marked used up to limit - remaining*cost (never
- * lowered below what is already used). Returns the index changed or -1. */
-int worker_limits_lower(const worker_limits *l, int64_t *used, int64_t now_ms,
-                        int64_t remaining, int64_t reset_ms);
+/* worker_app_limits_default returns the spec of a platform's limits for the
+ * whole app (every account of it together) when the config names none: a
+ * published per-app limit, or "" (none known). */
+const char *worker_app_limits_default(const char *platform);
+/* The windows slide: the fetch and charge scripts (queue/lua/lib/prelude.lua,
+ * win_load) admit a call only while the points of the last win + 2 buckets
+ * of win/20 ms stay within the limit, so no interval of a window's length
+ * (plus a bucket, for the way to the platform) holds more than it. */
 
 /* --------------------------------------------------------------- budget */
 
@@ -136,18 +132,21 @@ int64_t worker_budget_month(int64_t now_ms);
 /* ------------------------------------------------------------ config */
 
 /* Per account (lane) settings from "account <platform>:<name> ... rate=...
- * cost=... budget-daily=... budget-monthly=... circuit=K[/DURATION]". */
+ * cost=... budget-daily=... budget-monthly=... circuit=K[/DURATION]", and
+ * its platform's app limits from "app <platform> rate=... points=N". */
 typedef struct worker_account_conf {
     char lane[160];
     worker_limits limits;
+    worker_limits app; /* the platform's, shared by all its accounts */
     worker_budget budget;
     int circuit;             /* K */
     int64_t circuit_open_ms; /* how long it first stays open; 0: 5 s */
 } worker_account_conf;
 
 /* worker_account_conf_get fills a for lane ("x:@shop") from the config (its
- * account line if any, else the platform's defaults). Returns 0 or -1 with
- * "path:line: reason" in err. */
+ * account line if any, else the platform's defaults; a->app from the
+ * platform's app line, else worker_app_limits_default). Returns 0 or -1
+ * with "path:line: reason" in err. */
 int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
                             hr_err *err);
 

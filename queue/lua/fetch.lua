@@ -1,7 +1,7 @@
 -- fetch: take up to max jobs from the worker's lanes into its in-flight
 -- record, round robin, skipping paused lanes and lanes the admit hook refuses.
 -- KEYS[1] workers  KEYS[2] paused  KEYS[3] jobs  KEYS[4] inflight:WORKER
--- KEYS[5] stats, then per lane: ready:LANE, lane:LANE
+-- KEYS[5] stats, then per lane: ready:LANE, lane:LANE, app:PLATFORM
 -- ARGV[1] worker, ARGV[2] max, ARGV[3] lease_ms, then the lane names.
 -- Returns {'ok', lane_index, ukhs, {value, ...}, ...}: one triple per lane
 -- visit, its 12-char ukhs packed in one string (as in the in-flight record)
@@ -15,26 +15,20 @@ local exp = redis.call('ZSCORE', workers, worker)
 if not exp or tonumber(exp) < now then return {'lease'} end
 redis.call('ZADD', workers, now + lease, worker)
 
--- admit(lane, state_key, want, st): how many jobs this lane may start now
--- (st: the lane's state hash as read by lane_state).
+-- admit(lane, state_key, want, st, app): how many jobs this lane may start
+-- now (st: the lane's state hash as read; app: its platform's app hash).
 -- HOOK: the fleet rate limiter and budget (worker module) decide here, from
--- the lane's state hash and Redis TIME. The worker writes the limits into
--- the hash (nw, w<i>_ms, w<i>_limit, cost, b_cost, b_day_cap, b_month_cap);
--- this script keeps the usage (w<i>_start/_used, b_day/_used,
+-- the lane's state hash, its platform's app hash and Redis TIME. The worker
+-- writes the limits into them (nw, w<i>_ms, w<i>_limit, cost; the lane's
+-- also b_cost, b_day_cap, b_month_cap); this script keeps the usage (the
+-- sliding windows' buckets w<i>_b, see win_load; b_day/_used,
 -- b_month/_used, q_left/q_reset from the platform's quota headers) and
 -- sets parked=budget while a budget cap holds the lane.
 local day_id, month_id = budget_period(now)
 
-local function lane_state(state_key)
-  local flat = redis.call('HGETALL', state_key)
-  local st = {}
-  for i = 1, #flat, 2 do st[flat[i]] = flat[i + 1] end
-  return st
-end
-
 local function num(st, k, def) return tonumber(st[k] or '') or def end
 
-local function admit(lane, state_key, want, st)
+local function admit(lane, state_key, want, st, app)
   if st.parked and st.parked ~= '0' and st.parked ~= 'budget' then return 0 end
   -- the fleet's circuit breaker (circuit.lua opens it, ack closes it): open,
   -- nothing until circuit_until_ms; then half-open: one probe job for the
@@ -45,20 +39,7 @@ local function admit(lane, state_key, want, st)
     local gate = st.circuit == 'open' and 'circuit_until_ms' or 'c_probe_until'
     if now < num(st, gate, 0) then return 0 end
   end
-  local n = want
-  local cost = num(st, 'cost', 1)
-  if cost < 1 then cost = 1 end
-  for i = 1, num(st, 'nw', 0) do
-    local win, lim = num(st, 'w' .. i .. '_ms', 0), num(st, 'w' .. i .. '_limit', 0)
-    if win > 0 then
-      local used = 0
-      if num(st, 'w' .. i .. '_start', -1) == now - now % win then
-        used = num(st, 'w' .. i .. '_used', 0)
-      end
-      local fit = math.floor((lim - used) / cost)
-      if fit < n then n = fit end
-    end
-  end
+  local n = math.min(want, win_fit(st, now, math.max(1, num(st, 'cost', 1))))
   -- the platform said how many calls are left until its reset
   if num(st, 'q_reset', 0) > now then
     local left = num(st, 'q_left', n)
@@ -80,6 +61,9 @@ local function admit(lane, state_key, want, st)
     n = bn
   end
   if st.parked == 'budget' then redis.call('HDEL', state_key, 'parked') end
+  -- the platform's limits for the whole app (all its accounts), after the
+  -- budget: a lane it holds back is not parked
+  n = math.min(n, win_fit(app, now, math.max(1, num(app, 'cost', 1))))
   if n < 0 then n = 0 end
   -- the probe is marked once a job is taken (below): an empty lane must
   -- not use up the fleet's one probe until its deadline
@@ -87,15 +71,19 @@ local function admit(lane, state_key, want, st)
   return n, false
 end
 
--- charge(state_key, ids, st): the jobs ids were taken: count them in every
--- window, the quota left, and reserve their cost in the budget, noting the
--- day of each reservation (committed by the
--- send; given back by the script that moves a job out unsent: retry, bury,
--- reap's requeue, resolve's resend). st: the state admit read (this script
--- changed at most its 'parked' field since).
-local function charge(state_key, ids, st)
+-- charge(state_key, ids, st, app_key, app): the jobs ids were taken: count
+-- them in every window of the lane and of its app, the quota left, and
+-- reserve their cost in the budget, noting the day of each reservation
+-- (committed by the send; given back by the script that moves a job out
+-- unsent: retry, bury, reap's requeue, resolve's resend). st, app: the
+-- hashes admit read (this script changed at most st's 'parked' field since;
+-- app follows its charges, for the next lane of the platform).
+local function charge(state_key, ids, st, app_key, app)
   local k = #ids
   local h = {}
+  win_charge(app, k * math.max(1, num(app, 'cost', 1)), now, h)
+  if #h > 0 then redis.call('HSET', app_key, unpack(h)) end
+  h = {}
   charge_calls(st, k, now, h) -- one call each; a thread's other parts: charge.lua
   local bcost = num(st, 'b_cost', 0)
   if bcost > 0 then
@@ -122,7 +110,7 @@ local function charge(state_key, ids, st)
   if #h > 0 then redis.call('HSET', state_key, unpack(h)) end
 end
 
-local nl = (#KEYS - 5) / 2
+local nl = (#KEYS - 5) / 3
 local active = {}
 for i = 1, nl do
   local lane = ARGV[3 + i]
@@ -134,6 +122,7 @@ for i = 1, nl do
 end
 local out = {'ok'}
 local packed = {} -- lane -> its in-flight field, read once, written once
+local apps = {} -- app key -> its hash, read once, kept up to date by charge
 local remaining = max
 while remaining > 0 and #active > 0 do
   local still = {}
@@ -141,9 +130,15 @@ while remaining > 0 and #active > 0 do
     if remaining <= 0 then break end
     local lanes_left = #active - pos + 1
     local want = math.ceil(remaining / lanes_left)
-    local ready, state_key, lane = KEYS[4 + 2 * i], KEYS[5 + 2 * i], ARGV[3 + i]
-    local st = lane_state(state_key)
-    local n, probe = admit(lane, state_key, want, st)
+    local ready, state_key, app_key = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
+    local lane = ARGV[3 + i]
+    local st = hash_read(state_key)
+    local app = apps[app_key]
+    if not app then
+      app = hash_read(app_key)
+      apps[app_key] = app
+    end
+    local n, probe = admit(lane, state_key, want, st, app)
     if n > 0 then
       local ids = redis.call('LPOP', ready, n)
       if ids then
@@ -177,7 +172,7 @@ while remaining > 0 and #active > 0 do
           out[#out + 1] = got_ids
           out[#out + 1] = vals
           remaining = remaining - #ids
-          charge(state_key, ids, st)
+          charge(state_key, ids, st, app_key, app)
         end
         if got == n then still[#still + 1] = i end
       end

@@ -27,7 +27,7 @@ static void two_pools_share_a_limit(void)
     CHECK_INT(sent_x(), 30);
     CHECK_INT(wt_done(), 30);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@a", ""), 70);
-    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@a w1_used", ""), 30);
+    CHECK_INT(wt_window_points("lane:x:@a", 1), 30);
     wt_term(w1);
     wt_term(w2);
 }

@@ -387,10 +387,10 @@ static void thread_backlog_within_window(void)
     CHECK(th_wait_for(window_settled, &nine, 10000));
     wt_term(w);
     long posts = wt_sandbox_posts("x", NULL);
-    fprintf(stderr, "  rate=9/1h, 9 threads of 3: %ld calls made, w1_used=%ld\n", posts,
-            lane_field("x:@w", "w1_used"));
+    fprintf(stderr, "  rate=9/1h, 9 threads of 3: %ld calls made, window=%ld\n", posts,
+            wt_window_points("lane:x:@w", 1));
     CHECK(posts <= 9);
-    CHECK_INT(lane_field("x:@w", "w1_used"), posts);
+    CHECK_INT(wt_window_points("lane:x:@w", 1), posts);
 }
 
 /* Every part of a thread counts in the account's rate windows (X allows
@@ -403,7 +403,7 @@ static void thread_parts_charged(void)
     CHECK(wt_wait_done(4, 10000));
     wt_term(w);
     CHECK_INT(wt_sandbox_posts("x", NULL), 12);
-    CHECK_INT(lane_field("x:@t", "w1_used"), 12);
+    CHECK_INT(wt_window_points("lane:x:@t", 1), 12);
 }
 
 /* A thread whose later part failed resumes after the parts it posted: X
@@ -426,7 +426,7 @@ static void thread_resumes_after_posted_parts(void)
     long dups = -1, posts = wt_sandbox_posts("x", &dups);
     CHECK_INT(posts, 3 * N);
     CHECK_INT(dups, 0);
-    CHECK_INT(lane_field("x:@t", "w1_used"), posts + failed);
+    CHECK_INT(wt_window_points("lane:x:@t", 1), posts + failed);
 }
 
 /* Jobs of one Bluesky account started together log in once: the others

@@ -96,36 +96,20 @@ static void windows(void)
     CHECK_INT(l.nw, 3);
     CHECK_INT(l.w[1].window_ms, 3 * 3600000);
     CHECK_INT(l.cost, 1);
-    int64_t used[3] = {90, 295, 10};
-    CHECK_INT(worker_limits_admit(&l, used, 50), 5); /* the 3 h window binds */
-    used[1] = 300;
-    CHECK_INT(worker_limits_admit(&l, used, 50), 0);
 
     CHECK(worker_limits_parse(worker_limits_default("bluesky"), &l, &e) == 0);
     CHECK_INT(l.cost, 3);
-    int64_t bu[2] = {4990, 0};
-    CHECK_INT(worker_limits_admit(&l, bu, 10), 3); /* 10 points left: 3 creates */
     CHECK(worker_limits_parse("10/s", &l, &e) == 0 && l.w[0].window_ms == 1000);
     CHECK(worker_limits_parse("ten/15m", &l, &e) == -1);
     CHECK(worker_limits_parse("10/15q", &l, &e) == -1);
     CHECK(worker_limits_parse("", &l, &e) == 0 && l.nw == 0);
-    int64_t none[1] = {0};
-    CHECK_INT(worker_limits_admit(&l, none, 7), 7);
 
-    CHECK_INT(worker_limits_window_start(900000, 1800000 + 5), 1800000);
-
-    /* remaining-quota headers lower the window that holds the reset */
-    CHECK(worker_limits_parse("100/15m,300/3h", &l, &e) == 0);
-    int64_t u2[2] = {10, 10};
-    int64_t now = 10 * 3600000LL + 60000; /* one minute into a 15-minute window */
-    CHECK_INT(worker_limits_lower(&l, u2, now, 3, now + 14 * 60000), 0);
-    CHECK_INT(u2[0], 97);
-    CHECK_INT(worker_limits_admit(&l, u2, 50), 3);
-    /* a reset beyond the 15-minute window speaks of the 3-hour one */
-    CHECK_INT(worker_limits_lower(&l, u2, now, 5, now + 3600000), 1);
-    CHECK_INT(u2[1], 295);
-    /* never raises what is used */
-    CHECK_INT(worker_limits_lower(&l, u2, now, 90, now + 60000), -1);
+    /* per-app: X publishes one, most platforms none */
+    CHECK(worker_limits_parse(worker_app_limits_default("x"), &l, &e) == 0);
+    CHECK_INT(l.nw, 1);
+    CHECK_INT(l.w[0].window_ms, 86400000);
+    CHECK(worker_limits_parse(worker_app_limits_default("mastodon"), &l, &e) == 0);
+    CHECK_INT(l.nw, 0);
 }
 
 static void budgets(void)
@@ -150,7 +134,11 @@ static void account_config(void)
         "account x:@shop token=abc rate=10/1m,20/1h cost=0.01 budget-daily=1 "
         "budget-monthly=20 circuit=3\n"
         "account x:@bad circuit=zero\n"
-        "account bluesky:me.bsky.social points=2\n",
+        "account bluesky:me.bsky.social points=2\n"
+        "app x rate=50/1s,1000/1h points=2\n"
+        "app x rate=1/1s\n"
+        "app mastodon rate=5/1q\n"
+        "app bluesky points=0\n",
         "herald.conf", &e);
     REQUIRE(c);
     worker_account_conf a;
@@ -161,13 +149,30 @@ static void account_config(void)
     CHECK_INT(a.budget.cap_day, 1000000);
     CHECK_INT(a.budget.cap_month, 20000000);
     CHECK_INT(a.circuit, 3);
+    /* the platform's first app line, for every account of it */
+    CHECK_INT(a.app.nw, 2);
+    CHECK_INT(a.app.w[0].limit, 50);
+    CHECK_INT(a.app.w[1].window_ms, 3600000);
+    CHECK_INT(a.app.cost, 2);
     CHECK(worker_account_conf_get(c, "x:@other", &a, &e) == 0);
     CHECK_INT(a.limits.nw, 3); /* X's defaults */
+    CHECK_INT(a.app.nw, 2);
     CHECK_INT(a.circuit, 5);
-    CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == 0);
-    CHECK_INT(a.limits.cost, 2);
     CHECK(worker_account_conf_get(c, "x:@bad", &a, &e) == -1);
     CHECK_STR(e.msg, "herald.conf:2: account x:@bad: circuit: expected 1..1000, got \"zero\"");
+    CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == -1);
+    CHECK_STR(e.msg, "herald.conf:7: app bluesky: points: not a positive number: \"0\"");
+    CHECK(worker_account_conf_get(c, "mastodon:@m", &a, &e) == -1);
+    CHECK_STR(e.msg, "herald.conf:6: app mastodon: rate: bad window \"1q\"");
+    CHECK(worker_account_conf_get(c, "linkedin:me", &a, &e) == 0);
+    CHECK_INT(a.app.nw, 0); /* none published */
+    hr_config_free(c);
+    c = hr_config_parse("account bluesky:me.bsky.social points=2\n", "herald.conf", &e);
+    REQUIRE(c);
+    CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == 0);
+    CHECK_INT(a.limits.cost, 2);
+    CHECK_INT(a.app.nw, 0);
+    CHECK_INT(a.app.cost, 1);
     hr_config_free(c);
 }
 

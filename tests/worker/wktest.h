@@ -278,6 +278,22 @@ static inline long wt_redis_int(const char *fmt, const char *arg)
     return v;
 }
 
+/* wt_window_points returns the points counted in rate window i of the hash
+ * {t}:KEY (lane:LANE or app:PLATFORM): the sum of its buckets (w<i>_b,
+ * "G:FIRST:c,c,...", queue/lua/lib/prelude.lua), 0 without any. */
+static inline long wt_window_points(const char *key, int i)
+{
+    char field[16];
+    snprintf(field, sizeof field, "w%d_b", i);
+    char *s = th_redis_cmd(wt.redis, "HGET {t}:%s %s", key, field);
+    char *p = s ? strchr(s, ':') : NULL;
+    p = p ? strchr(p + 1, ':') : NULL;
+    long sum = 0;
+    while (p && *p) sum += strtol(p + 1, &p, 10);
+    free(s);
+    return sum;
+}
+
 /* wt_done counts sent jobs in Redis. */
 static inline long wt_done(void) { return wt_redis_int("HLEN {t}:done", ""); }
 

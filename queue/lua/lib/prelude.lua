@@ -19,35 +19,116 @@ local function bump(stats, kind, lane, minute, c)
   end
 end
 
--- window_at: rate window i of a lane's state hash st (the hash as read:
--- w<i>_ms, w<i>_start/_used) at now: its length (0: none), current start
--- and the points used in it
-local function window_at(st, i, now)
-  local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
-  if win <= 0 then return 0, 0, 0 end
-  local start = now - now % win
-  local used = 0
-  if tonumber(st['w' .. i .. '_start'] or '') == start then
-    used = tonumber(st['w' .. i .. '_used'] or '') or 0
-  end
-  return win, start, used
+-- Rate windows slide (issue #6). Window i of a hash (a lane's state, or
+-- its platform's app:PLATFORM: w<i>_ms, w<i>_limit, cost written by the
+-- workers) is cut into buckets of g = ceil(win / WIN_K) ms numbered from
+-- the epoch; w<i>_b keeps the points of the recent ones, "G:FIRST:c,c,..."
+-- (FIRST: the bucket of the first count). A call goes only while the
+-- points of the span, the current bucket and the ceil(win / g) + 1 before
+-- it, plus its own stay within the limit. Every call admitted in the
+-- win + g ms up to an admission lies in its span, so no interval of
+-- win + g ms ever holds more than the limit: the one bucket beyond win is
+-- a guard for the time a call takes from the fetch to the platform, whose
+-- windows are not ours. The price: at worst limit calls per win + 2g.
+-- Fixed-window fields of old (w<i>_start/_used) are ignored.
+local WIN_K = 20
+
+-- hash_read: the hash at key as a table of field -> value
+local function hash_read(key)
+  local flat = redis.call('HGETALL', key)
+  local st = {}
+  for i = 1, #flat, 2 do st[flat[i]] = flat[i + 1] end
+  return st
 end
 
--- charge_calls adds, for calls requests of a lane, their points to every
--- rate window of its state hash (st: the hash as read: nw, w<i>_ms, cost,
--- w<i>_start/_used) and takes them from the platform's quota left; appends
--- the HSET field/value pairs to h
-local function charge_calls(st, calls, now, h)
-  local cost = math.max(1, tonumber(st.cost or '') or 1)
-  for i = 1, tonumber(st.nw or '') or 0 do
-    local win, start, used = window_at(st, i, now)
-    if win > 0 then
-      h[#h + 1] = 'w' .. i .. '_start'
-      h[#h + 1] = start
-      h[#h + 1] = 'w' .. i .. '_used'
-      h[#h + 1] = used + calls * cost
+-- win_load: window i of hash st (as read) at now: nil without one, else
+-- its limit, g, the current bucket b, the span's points c[1..S] (c[S]: b)
+-- and their sum. A count kept under another g (the window changed) goes
+-- into the bucket of its last ms, later, never earlier.
+local function win_load(st, i, now)
+  local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
+  if win <= 0 then return nil end
+  local g = math.ceil(win / WIN_K)
+  local b = math.floor(now / g)
+  local S = math.ceil(win / g) + 2
+  local c, sum = {}, 0
+  for k = 1, S do c[k] = 0 end
+  local og, first, list = string.match(st['w' .. i .. '_b'] or '', '^(%d+):(%d+):(.*)$')
+  og, first = tonumber(og), tonumber(first)
+  if og and og > 0 then
+    local k = first
+    for v in string.gmatch(list, '%d+') do
+      local at = og == g and k or math.floor(((k + 1) * og - 1) / g)
+      if at > b then at = b end -- the clock went back: still counted
+      local slot = at - b + S
+      if slot >= 1 then
+        v = tonumber(v)
+        c[slot] = c[slot] + v
+        sum = sum + v
+      end
+      k = k + 1
     end
   end
+  return tonumber(st['w' .. i .. '_limit'] or '') or 0, g, b, c, sum
+end
+
+-- win_fit: how many calls of cost points fit now in every window of st
+-- (math.huge without windows; may be negative)
+local function win_fit(st, now, cost)
+  local n = math.huge
+  for i = 1, tonumber(st.nw or '') or 0 do
+    local lim, _, _, _, sum = win_load(st, i, now)
+    if lim then n = math.min(n, math.floor((lim - sum) / cost)) end
+  end
+  return n
+end
+
+-- win_charge adds pts to the current bucket of every window of st: the
+-- HSET field/value pairs go to h, and st follows (read again by a later
+-- admission in the same script)
+local function win_charge(st, pts, now, h)
+  if pts <= 0 then return end
+  for i = 1, tonumber(st.nw or '') or 0 do
+    local lim, g, b, c = win_load(st, i, now)
+    if lim then
+      local S = #c
+      c[S] = c[S] + pts
+      local f = 1
+      while c[f] == 0 do f = f + 1 end -- the oldest buckets with none: dropped
+      local v = g .. ':' .. (b - S + f) .. ':' .. table.concat(c, ',', f, S)
+      local name = 'w' .. i .. '_b'
+      st[name] = v
+      h[#h + 1] = name
+      h[#h + 1] = v
+    end
+  end
+end
+
+-- win_wait: the ms until pts more points fit in every window of st (0:
+-- now): when enough of the oldest buckets have left the span (the whole
+-- span when pts alone is over the limit)
+local function win_wait(st, pts, now)
+  local wait = 0
+  for i = 1, tonumber(st.nw or '') or 0 do
+    local lim, g, b, c, sum = win_load(st, i, now)
+    if lim and sum + pts > lim then
+      local S, j = #c, 1
+      while j < S and sum - c[j] + pts > lim do
+        sum = sum - c[j]
+        j = j + 1
+      end
+      -- bucket c[j] (number b - S + j) leaves when bucket b + j begins
+      wait = math.max(wait, (b + j) * g - now)
+    end
+  end
+  return wait
+end
+
+-- charge_calls counts calls requests of a lane in its rate windows (st:
+-- its state hash as read: nw, w<i>_*, cost) and takes them from the
+-- platform's quota left; appends the HSET field/value pairs to h
+local function charge_calls(st, calls, now, h)
+  win_charge(st, calls * math.max(1, tonumber(st.cost or '') or 1), now, h)
   if (tonumber(st.q_reset or '') or 0) > now and st.q_left then
     h[#h + 1] = 'q_left'
     h[#h + 1] = (tonumber(st.q_left) or 0) - calls
