@@ -934,8 +934,23 @@ static void on_part_charged(int status, const char *errmsg, void *priv)
         retry_in(j, status, "rate window full: the thread's next part waits for its reset");
         return;
     }
-    if (status < 0) /* the part goes out uncounted rather than the thread stall */
-        log_job(HR_LOG_WARN, "thread part not counted in the rate window", j, NULL, errmsg);
+    if (status < 0) {
+        /* No answer about the part's admission (an error reply, Redis away
+         * or stalled): it does not go out uncounted. The thread goes back
+         * after a backoff, resuming after its posted parts; not an attempt
+         * (the platform did not fail). If that cannot be recorded either,
+         * the lease is let go and the reaper hands the job to the
+         * reconciler, which reads back the parts posted. */
+        log_job(HR_LOG_WARN, "thread part not charged: the thread waits", j, "retry", errmsg);
+        j->job->attempt--;
+        char why[HR_ERRLEN];
+        snprintf(why, sizeof why, "rate window charge failed: %s", errmsg ? errmsg : "redis");
+        retry_in(j,
+                 worker_backoff_ms(j->job->attempt > 0 ? j->job->attempt : 1,
+                                   j->p->retry.base_ms, j->p->retry.cap_ms, hr_random_u64()),
+                 why);
+        return;
+    }
     job_send_step(j);
 }
 

@@ -1,7 +1,8 @@
 /* stall.c: `herald worker` against a Redis that stops answering without
  * closing its connections (SIGSTOP: a hung server, a black-holed network):
  * the command timeout resets the connection, and every job still ends sent
- * exactly once. (A Redis that restarts: send.c.) */
+ * exactly once; a thread's part whose charge got no answer does not go out.
+ * (A Redis that restarts: send.c.) */
 #include "wktest.h"
 
 /* log_count: how many times the worker's log has what */
@@ -57,10 +58,93 @@ static void redis_stalled(void)
     th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, "{\"platform\":\"bluesky\"}", NULL);
 }
 
+static int part_one_posted(void *arg)
+{
+    (void)arg;
+    return wt_sandbox_posts("x", NULL) >= 1;
+}
+
+/* charge_failed_then_reset: the worker's charge of the thread's next part
+ * failed, and a reset came after that (by then a part sent regardless
+ * would have reached the sandbox) */
+static int charge_failed_then_reset(void *arg)
+{
+    (void)arg;
+    char log[700];
+    snprintf(log, sizeof log, "%s/charge.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    const char *failed = text ? strstr(text, "thread part not charged") : NULL;
+    if (!failed && text) failed = strstr(text, "thread part not counted"); /* the old way */
+    int yes = failed && strstr(failed, "resetting the connection");
+    free(text);
+    return yes;
+}
+
+/* parts_before: how many X posts the sandbox received before ms */
+static long parts_before(int64_t ms)
+{
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, NULL, "/_sandbox/posts?platform=x&kind=post", NULL, NULL,
+                &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        json_t *v;
+        size_t i;
+        n = 0;
+        json_array_foreach(json_object_get(j, "posts"), i, v)
+            n += json_integer_value(json_object_get(v, "received_ms")) < ms;
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+static int thread_done(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    return wt_done() >= 1 && wt_redis_int("ZCARD %s", "{t}:unknown:x:@a") == 0;
+}
+
+/* charge_unanswered: a thread's later part is admitted by a charge script
+ * call before it goes out; when that call gets no answer (Redis stopped
+ * while part 1's answer was on its way), the part must not go out
+ * uncounted: nothing more reaches the platform until Redis answers, and
+ * then every part is posted once. */
+static void charge_unanswered(void)
+{
+    wt_reset();
+    const char *h[] = {"Content-Type: application/json", NULL};
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h,
+                      "{\"platform\":\"x\",\"slow_ms\":1500}", NULL),
+              200);
+    char text[800];
+    int n = snprintf(text, sizeof text, "Thread while Redis hangs:");
+    while (n < 600) n += snprintf(text + n, sizeof text - (size_t)n, " w%d", n);
+    queue_job *j = wt_post_job("x", "@a", "thread:charge", text);
+    queue_job_set_meta(j, "thread", "1");
+    wt_enqueue_job(j);
+    pid_t w = wt_worker(NULL, "charge", "--processes", "1", "--lease", "2s", NULL);
+    CHECK(th_wait_for(part_one_posted, NULL, 10000));
+    kill(wt.redis->pid, SIGSTOP);
+    int failed = th_wait_for(charge_failed_then_reset, NULL, 10000);
+    int64_t cont_ms = hr_now_ms();
+    kill(wt.redis->pid, SIGCONT);
+    CHECK(failed);
+    CHECK_INT(parts_before(cont_ms), 1);
+    th_http(wt.sandbox_port, "POST", "/_sandbox/faults", h, "{\"platform\":\"x\"}", NULL);
+    CHECK(th_wait_for(thread_done, NULL, 30000));
+    wt_term(w);
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts("x", &dups), 3);
+    CHECK_INT(dups, 0);
+}
+
 int main(void)
 {
     wt_start("worker-redis-timeout-ms 300\n");
     th_run("redis_stalled", redis_stalled);
+    th_run("charge_unanswered", charge_unanswered);
     wt_stop();
     return th_main_end();
 }
