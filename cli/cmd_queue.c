@@ -1,6 +1,7 @@
 /* cmd_queue.c: `herald queue` (low-level queue operations for operators and
  * scripts: counts, promote, reap, lanes, get, cancel, pause, resume) and
- * `herald enqueue` (jobs as JSON lines on stdin). */
+ * `herald enqueue [FILE]` (jobs as JSON lines from FILE or stdin). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,18 +132,30 @@ fail:
     return 1;
 }
 
-/* herald enqueue: one JSON job per line; all lines are checked before any
- * is written, so bad input enqueues nothing. */
+/* herald enqueue [FILE]: one JSON job per line, from FILE or stdin (no FILE
+ * or "-"); all lines are checked before any is written, so bad input
+ * enqueues nothing. */
 int cmd_enqueue(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 2) {
+        fprintf(stderr, "herald enqueue: unexpected argument '%s'\n"
+                        "usage: herald enqueue [FILE]   (JSON lines; stdin without FILE)\n",
+                argv[2]);
+        return 2;
+    }
+    const char *name = argc == 2 && strcmp(argv[1], "-") != 0 ? argv[1] : NULL;
+    FILE *in = name ? fopen(name, "r") : stdin;
+    if (!in) {
+        fprintf(stderr, "herald enqueue: %s: %s\n", name, strerror(errno));
+        return 2;
+    }
+    if (!name) name = "stdin";
     queue_job **jobs = NULL;
     int n = 0, cap = 0, lineno = 0, bad = 0;
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
-    while ((len = getline(&line, &lcap, stdin)) >= 0) {
+    while ((len = getline(&line, &lcap, in)) >= 0) {
         lineno++;
         if (len <= 1) continue;
         hr_err err = {0};
@@ -154,13 +167,18 @@ int cmd_enqueue(int argc, char **argv)
             j = NULL;
         }
         if (!j) {
-            fprintf(stderr, "herald enqueue: stdin:%d: %s\n", lineno, err.msg);
+            fprintf(stderr, "herald enqueue: %s:%d: %s\n", name, lineno, err.msg);
             bad++;
             continue;
         }
         if (n == cap) jobs = hr_realloc(jobs, sizeof *jobs * (size_t)(cap = cap ? cap * 2 : 64));
         jobs[n++] = j;
     }
+    if (ferror(in)) {
+        fprintf(stderr, "herald enqueue: %s: read error\n", name);
+        bad++;
+    }
+    if (in != stdin) fclose(in);
     free(line);
     int rc = 0;
     if (bad) {

@@ -6,8 +6,17 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "queue.h"
 
 static th_redis *R;
+
+/* REDIS_IS checks that a Redis command's reply (th_redis_cmd's text) is want. */
+#define REDIS_IS(want, ...)                                                    \
+    do {                                                                       \
+        char *reply_ = th_redis_cmd(R, __VA_ARGS__);                           \
+        CHECK_STR(reply_, want);                                               \
+        free(reply_);                                                          \
+    } while (0)
 
 /* run returns the exit status of `herald ARGS` (ARGS split at spaces) with
  * input on its stdin, and its stdout and stderr in *out (caller frees). */
@@ -41,9 +50,7 @@ static void test_enqueue_all_or_nothing(void)
     CHECK(strstr(out, "stdin:3: job: ") != NULL);
     CHECK(strstr(out, "nothing enqueued") != NULL);
     free(out);
-    char *n = th_redis_cmd(R, "EXISTS {cli}:jobs");
-    CHECK_STR(n, "0");
-    free(n);
+    REDIS_IS("0", "EXISTS {cli}:jobs");
 
     const char *good = "{\"platform\":\"x\",\"account\":\"@a\",\"text\":\"one\",\"unique_key\":\"k1\"}\n"
                        "{\"platform\":\"mastodon\",\"account\":\"@a@m.social\",\"text\":\"two\","
@@ -65,6 +72,159 @@ static void test_enqueue_all_or_nothing(void)
     free(out);
     CHECK_INT(run("", "queue bogus", &out), 2);
     free(out);
+}
+
+/* herald enqueue FILE reads FILE (errors name it), not stdin; more than one
+ * argument or a file that cannot be opened is exit 2, nothing enqueued. */
+static void test_enqueue_file(void)
+{
+    char *dir = th_tempdir(), path[512], args[1200], *out;
+    snprintf(path, sizeof path, "%s/jobs.ndjson", dir);
+    th_write_file(path, "{\"platform\":\"x\",\"account\":\"@file\",\"text\":\"one\"}\n"
+                        "{\"platform\":\"x\",\"text\":\"no account\"}\n");
+    snprintf(args, sizeof args, "enqueue %s", path);
+    CHECK_INT(run("", args, &out), 2);
+    CHECK(out && strstr(out, "jobs.ndjson:2: job needs") != NULL);
+    free(out);
+    th_write_file(path, "{\"platform\":\"x\",\"account\":\"@file\",\"text\":\"one\"}\n");
+    /* stdin holds a different job: only FILE's is read */
+    CHECK_INT(run("{\"platform\":\"x\",\"account\":\"@stdin\",\"text\":\"two\"}\n", args,
+                  &out),
+              0);
+    CHECK(out && strstr(out, "1 added") != NULL);
+    free(out);
+    REDIS_IS("1", "LLEN {cli}:ready:x:@file");
+    REDIS_IS("0", "EXISTS {cli}:ready:x:@stdin");
+    /* "-" is stdin */
+    CHECK_INT(run("{\"platform\":\"x\",\"account\":\"@stdin\",\"text\":\"two\"}\n",
+                  "enqueue -", &out),
+              0);
+    free(out);
+    REDIS_IS("1", "LLEN {cli}:ready:x:@stdin");
+    snprintf(args, sizeof args, "enqueue %s %s", path, path);
+    CHECK_INT(run("", args, &out), 2);
+    CHECK(out && strstr(out, "unexpected argument") != NULL);
+    free(out);
+    snprintf(args, sizeof args, "enqueue %s/missing.ndjson", dir);
+    CHECK_INT(run("", args, &out), 2);
+    CHECK(out && strstr(out, "missing.ndjson: No such file") != NULL);
+    free(out);
+    REDIS_IS("1", "LLEN {cli}:ready:x:@file");
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0);
+    free(dir);
+}
+
+/* reaped_unknown is th_wait_for's condition: the reaper has moved the jobs
+ * of the dead worker (arg: the queue) to the unknown set. */
+static int reaped_unknown(void *arg)
+{
+    long rq = 0, un = 0;
+    hr_err err = {0};
+    if (queue_reap(arg, &rq, &un, &err) < 0) return 0;
+    char *n = th_redis_cmd(R, "ZCARD {cli}:unknown:bluesky:@unk");
+    int done = n && strcmp(n, "3") == 0;
+    free(n);
+    return done;
+}
+
+/* herald unknown list|resolve, the real binary: three jobs whose worker died
+ * after their attempts started are listed; --sent moves one to done, --resend
+ * one back to its ready lane; a bad or settled id is a clear error. */
+static void test_unknown_cli(void)
+{
+    char url[320];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {url, "cli", 0};
+    hr_err err = {0};
+    queue *q = queue_connect(&o, &err);
+    REQUIRE(q);
+    queue_job *jobs[3];
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "unk-%d", i);
+        jobs[i] = queue_job_new();
+        jobs[i]->kind = QUEUE_KIND_POST;
+        queue_set(&jobs[i]->platform, "bluesky"); /* x is paused by now */
+        queue_set(&jobs[i]->account, "@unk");
+        queue_set(&jobs[i]->text, "maybe sent");
+        queue_set(&jobs[i]->unique_key, key);
+    }
+    REQUIRE(queue_enqueue(q, jobs, 3, NULL, &err) == 0);
+    const char *lanes[] = {"bluesky:@unk"};
+    queue_fetched *f = NULL;
+    int nf = 0;
+    REQUIRE(queue_worker_register(q, "gone", 50, &err) == 0);
+    REQUIRE(queue_fetch(q, "gone", lanes, 1, 3, 50, &f, &nf, &err) == 0);
+    CHECK_INT(nf, 3);
+    for (int i = 0; i < nf; i++) CHECK_INT(queue_attempt(q, "gone", f[i].ukh, &err), 0);
+    queue_fetched_free(f, nf);
+    /* the worker never comes back: its lease runs out and the reaper parks
+     * the started jobs as unknown */
+    CHECK(th_wait_for(reaped_unknown, q, 10000));
+
+    char *out, args[128];
+    CHECK_INT(run("", "unknown list", &out), 0);
+    for (int i = 0; i < 3; i++) {
+        char row[64];
+        snprintf(row, sizeof row, "%s\tbluesky:@unk\t", jobs[i]->id);
+        CHECK(out && strstr(out, row) != NULL);
+    }
+    CHECK(out && strstr(out, "3 unknown") != NULL);
+    free(out);
+    CHECK_INT(run("", "unknown list --lane bluesky:@other", &out), 0);
+    CHECK(out && strstr(out, "0 unknown") != NULL && !strstr(out, jobs[0]->id));
+    free(out);
+
+    /* --sent: out of unknown, into done, the job record gone */
+    snprintf(args, sizeof args, "unknown resolve %s --sent --platform-id 777", jobs[0]->id);
+    CHECK_INT(run("", args, &out), 0);
+    CHECK(out && strstr(out, "resolved as sent") != NULL);
+    free(out);
+    const char *u0 = queue_job_ukh(jobs[0]), *u1 = queue_job_ukh(jobs[1]);
+    REDIS_IS("", "ZSCORE {cli}:unknown:bluesky:@unk %s", u0); /* nil */
+    char *v = th_redis_cmd(R, "HGET {cli}:done %s", u0);
+    CHECK(v && strncmp(v, jobs[0]->id, QUEUE_ID_LEN) == 0 && strstr(v, "\t777\t") != NULL);
+    free(v);
+    REDIS_IS("0", "HEXISTS {cli}:jobs %s", u0);
+
+    /* --resend: back to the front of its ready lane, the record kept */
+    snprintf(args, sizeof args, "unknown resolve %s --resend", jobs[1]->id);
+    CHECK_INT(run("", args, &out), 0);
+    CHECK(out && strstr(out, "back to its lane") != NULL);
+    free(out);
+    v = th_redis_cmd(R, "LRANGE {cli}:ready:bluesky:@unk 0 -1");
+    CHECK(v && strstr(v, u1) != NULL);
+    free(v);
+    REDIS_IS("1", "HEXISTS {cli}:jobs %s", u1);
+    REDIS_IS("1", "ZCARD {cli}:unknown:bluesky:@unk");
+
+    /* settled, absent and malformed ids: a clear error, non-zero */
+    snprintf(args, sizeof args, "unknown resolve %s --resend", jobs[1]->id);
+    CHECK_INT(run("", args, &out), 1);
+    CHECK(out && strstr(out, "not in the unknown state") != NULL);
+    free(out);
+    CHECK_INT(run("", "unknown resolve 00000000AAAAAAAAAAAA --sent", &out), 1);
+    CHECK(out && strstr(out, "00000000AAAAAAAAAAAA: not in the unknown state") != NULL);
+    free(out);
+    CHECK_INT(run("", "unknown resolve not-an-id --sent", &out), 1);
+    CHECK(out && strstr(out, "not-an-id") != NULL && strstr(out, "not a job id") != NULL);
+    free(out);
+    snprintf(args, sizeof args, "unknown resolve %s", jobs[2]->id);
+    CHECK_INT(run("", args, &out), 2); /* neither --sent nor --resend */
+    CHECK(out && strstr(out, "--sent or --resend") != NULL);
+    free(out);
+    snprintf(args, sizeof args, "unknown resolve %s --sent --resend", jobs[2]->id);
+    CHECK_INT(run("", args, &out), 2);
+    free(out);
+
+    /* what is left: the third job only */
+    CHECK_INT(run("", "unknown list --lane bluesky:@unk", &out), 0);
+    CHECK(out && strstr(out, jobs[2]->id) && !strstr(out, jobs[0]->id) &&
+          !strstr(out, jobs[1]->id) && strstr(out, "1 unknown"));
+    free(out);
+    for (int i = 0; i < 3; i++) queue_job_free(jobs[i]);
+    queue_free(q);
 }
 
 /* herald preview: every job of the example import as `format --json`. */
@@ -133,6 +293,8 @@ int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("enqueue_all_or_nothing", test_enqueue_all_or_nothing);
+    th_run("enqueue_file", test_enqueue_file);
+    th_run("unknown_cli", test_unknown_cli);
     th_run("preview", test_preview);
     th_run("worker_metrics", test_worker_metrics);
     return th_main_end();
