@@ -108,6 +108,12 @@ void wk_free_headers(struct plat_header *h, int n);
  * unknown state by reading back from each platform (sync Redis and curl:
  * it has no loop to block). Returns the exit status. */
 int wk_reconciler_main(const worker_opts *o);
+/* wk_status_fd: in a worker forked by the supervisor, the pipe its status
+ * lines go to ("pid in_flight sent failed retried\n", one write each: atomic
+ * under PIPE_BUF): the supervisor tells systemd the pool's totals and
+ * kills a worker that stops reporting; -1 (--foreground): the process
+ * notifies systemd itself. */
+extern int wk_status_fd;
 
 /* --------------------------------------------------------------- seam */
 

@@ -1,9 +1,13 @@
 /* supervisor.c: `herald worker`'s parent process: forks N worker processes
  * and one reconciler, restarts a child that dies (with backoff), forwards
- * SIGTERM/SIGINT/SIGHUP, and reloads the config on SIGHUP. It sends nothing
+ * SIGTERM/SIGINT/SIGHUP, and reloads the config on SIGHUP. It speaks to
+ * systemd for the pool: the workers report to it over a pipe, it sends the
+ * totals as STATUS and pings the watchdog, and kills a worker that stopped
+ * reporting (a hung loop) so that it is restarted alone. It sends nothing
  * itself and touches no queue state. */
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +20,16 @@
 
 #define MAX_CHILDREN 1025
 
+int wk_status_fd = -1;
+
 typedef struct child {
     int slot;
     int reconciler; /* the reconciler process instead of a worker */
     pid_t pid;
     int64_t started_ms;
     int64_t backoff_ms;
+    int64_t heard_ms; /* its last status report (or its start) */
+    long inflight, sent, failed, retried; /* as last reported */
     ev_timer restart;
     struct sup *sup;
 } child;
@@ -38,6 +46,13 @@ typedef struct sup {
     ev_child child_w;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer kill_timer;
+    int status_pipe[2];  /* the workers' reports: read end here */
+    ev_io status_io;
+    ev_timer status_timer;
+    int64_t hung_ms;     /* a worker silent this long is killed */
+    long gone_sent, gone_failed, gone_retried; /* of children that ended */
+    char partial[256];   /* a report split across reads */
+    size_t npartial;
 } sup;
 
 static void start_child(sup *s, child *c);
@@ -74,7 +89,12 @@ static void start_child(sup *s, child *c)
         ev_child_stop(s->loop, &s->child_w);
         ev_timer_stop(s->loop, &s->kill_timer);
         for (int i = 0; i < s->nchildren; i++) ev_timer_stop(s->loop, &s->children[i].restart);
+        ev_io_stop(s->loop, &s->status_io);
+        ev_timer_stop(s->loop, &s->status_timer);
         ev_loop_destroy(EV_DEFAULT_UC);
+        close(s->status_pipe[0]);
+        wk_status_fd = c->reconciler ? -1 : s->status_pipe[1];
+        if (c->reconciler) close(s->status_pipe[1]);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -89,7 +109,9 @@ static void start_child(sup *s, child *c)
         _exit(rc);
     }
     c->pid = pid;
-    c->started_ms = hr_mono_ms();
+    c->started_ms = c->heard_ms = hr_mono_ms();
+    c->inflight = c->failed = c->retried = 0;
+    c->sent = -1; /* not reported yet: slow to start is not hung */
     s->alive++;
     char spid[24], slot[16];
     snprintf(spid, sizeof spid, "%d", (int)pid);
@@ -107,6 +129,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (!c) return;
     c->pid = 0;
     s->alive--;
+    if (c->sent > 0) s->gone_sent += c->sent;
+    s->gone_failed += c->failed;
+    s->gone_retried += c->retried;
+    c->inflight = c->sent = c->failed = c->retried = 0;
     char spid[24], how[48];
     snprintf(spid, sizeof spid, "%d", (int)w->rpid);
     if (WIFSIGNALED(w->rstatus)) snprintf(how, sizeof how, "signal %d", WTERMSIG(w->rstatus));
@@ -141,6 +167,78 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
            backoff, NULL);
     ev_timer_set(&c->restart, (double)c->backoff_ms / 1000.0, 0.);
     ev_timer_start(loop, &c->restart);
+}
+
+/* on_status_read takes the workers' reports: "pid in_flight sent failed
+ * retried" lines. */
+static void on_status_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    sup *s = w->data;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(s->status_pipe[0], buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (s->npartial < sizeof s->partial - 1) s->partial[s->npartial++] = buf[i];
+                continue;
+            }
+            s->partial[s->npartial] = '\0';
+            s->npartial = 0;
+            int pid;
+            long in, sent, failed, retried;
+            if (sscanf(s->partial, "%d %ld %ld %ld %ld", &pid, &in, &sent, &failed, &retried) != 5)
+                continue;
+            for (int k = 0; k < s->nchildren; k++) {
+                child *c = &s->children[k];
+                if (c->pid != pid) continue;
+                c->heard_ms = hr_mono_ms();
+                c->inflight = in;
+                c->sent = sent;
+                c->failed = failed;
+                c->retried = retried;
+            }
+        }
+    }
+}
+
+/* on_status_timer tells systemd the pool's totals and pings its watchdog.
+ * A worker whose loop stopped reporting is killed (and restarted by
+ * on_child) rather than left hung: the watchdog then stands for this
+ * process's own loop, and one stuck worker does not restart the pool. */
+static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sup *s = w->data;
+    int64_t now = hr_mono_ms();
+    long in = 0, sent = s->gone_sent, failed = s->gone_failed, retried = s->gone_retried;
+    int workers = 0, up = 0;
+    for (int i = 0; i < s->nchildren; i++) {
+        child *c = &s->children[i];
+        if (c->reconciler) continue;
+        workers++;
+        if (!c->pid) continue;
+        in += c->inflight;
+        if (c->sent > 0) sent += c->sent;
+        failed += c->failed;
+        retried += c->retried;
+        /* before its first report a worker is starting: three times as long */
+        int64_t limit = c->sent >= 0 ? s->hung_ms : 3 * s->hung_ms;
+        if (c->sent >= 0 && now - c->heard_ms <= s->hung_ms) up++;
+        if (!s->stopping && now - c->heard_ms > limit) {
+            char spid[24], silent[24];
+            snprintf(spid, sizeof spid, "%d", (int)c->pid);
+            snprintf(silent, sizeof silent, "%lld", (long long)(now - c->heard_ms));
+            hr_log(HR_LOG_ERROR, "worker not responding, killing it", "pid", spid, "silent_ms",
+                   silent, NULL);
+            kill(c->pid, SIGKILL);
+            c->heard_ms = now; /* once: on_child restarts it */
+        }
+    }
+    char st[200];
+    snprintf(st, sizeof st,
+             "STATUS=workers %d/%d responding, in flight %ld, sent %ld, failed %ld, retried "
+             "%ld\nWATCHDOG=1",
+             up, workers, in, sent, failed, retried);
+    hr_notify(st);
 }
 
 static void on_kill_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -216,6 +314,26 @@ int worker_supervise(const worker_opts *o)
     ev_signal_start(s.loop, &s.sig_hup);
     ev_timer_init(&s.kill_timer, on_kill_timer, 0., 0.);
     s.kill_timer.data = &s;
+    if (pipe2(s.status_pipe, O_CLOEXEC) != 0) {
+        hr_log(HR_LOG_ERROR, "worker: pipe failed", "error", strerror(errno), NULL);
+        free(s.children);
+        return 1;
+    }
+    fcntl(s.status_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(s.status_pipe[1], F_SETFL, O_NONBLOCK);
+    ev_io_init(&s.status_io, on_status_read, s.status_pipe[0], EV_READ);
+    s.status_io.data = &s;
+    ev_io_start(s.loop, &s.status_io);
+    /* workers report every second (at half the watchdog interval when
+     * systemd's watchdog is theirs); one silent for worker-hang-timeout
+     * (10 s), counted from its first report, has a hung loop */
+    int64_t wd = hr_notify_watchdog_ms();
+    hr_err herr = {0};
+    const char *hang = hr_config_get(s.opts.config, "worker-hang-timeout", "10s");
+    if (worker_parse_duration(hang, &s.hung_ms, &herr) != 0 || s.hung_ms <= 0) s.hung_ms = 10000;
+    ev_timer_init(&s.status_timer, on_status_timer, 0., wd ? (double)wd / 2e3 : 1.0);
+    s.status_timer.data = &s;
+    ev_timer_again(s.loop, &s.status_timer);
     for (int i = 0; i < s.nchildren; i++) {
         child *c = &s.children[i];
         c->slot = i;
@@ -230,6 +348,10 @@ int worker_supervise(const worker_opts *o)
     ev_run(s.loop, 0);
     for (int i = 0; i < s.nchildren; i++) ev_timer_stop(s.loop, &s.children[i].restart);
     ev_timer_stop(s.loop, &s.kill_timer);
+    ev_timer_stop(s.loop, &s.status_timer);
+    ev_io_stop(s.loop, &s.status_io);
+    close(s.status_pipe[0]);
+    close(s.status_pipe[1]);
     ev_signal_stop(s.loop, &s.sig_term);
     ev_signal_stop(s.loop, &s.sig_int);
     ev_signal_stop(s.loop, &s.sig_hup);

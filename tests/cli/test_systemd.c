@@ -257,6 +257,100 @@ static void test_notify(void)
     th_redis_stop(r);
 }
 
+/* pid_of returns the pid in the last "worker started" line of slot in the
+ * log file, or 0. */
+static pid_t pid_of(const char *log, int slot)
+{
+    char *text = th_read_file(log, NULL), want[40];
+    snprintf(want, sizeof want, "\"slot\":\"%d\"", slot);
+    pid_t pid = 0;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        const char *p = strstr(line, "\"pid\":\"");
+        if (strstr(line, "worker started") && strstr(line, want) && p) pid = atoi(p + 7);
+    }
+    free(text);
+    return pid;
+}
+
+typedef struct pool_heard {
+    int fd;
+    const char *log;
+    char status[256]; /* the last STATUS= line */
+    int pings;
+} pool_heard;
+
+static int pool_ready(void *arg)
+{
+    pool_heard *h = arg;
+    char msg[512];
+    ssize_t n;
+    while ((n = recv(h->fd, msg, sizeof msg - 1, 0)) > 0) {
+        msg[n] = '\0';
+        const char *st = strstr(msg, "STATUS=");
+        if (st) snprintf(h->status, sizeof h->status, "%.*s", (int)strcspn(st, "\n"), st);
+        h->pings += strstr(msg, "WATCHDOG=1") != NULL;
+    }
+    return strstr(h->status, "workers 2/2 responding") && pid_of(h->log, 0) > 0;
+}
+
+static int hang_handled(void *arg)
+{
+    pool_heard *h = arg;
+    /* drained every time: a full notify socket would block the supervisor */
+    int ready = pool_ready(h);
+    char *text = th_read_file(h->log, NULL);
+    int yes = text && strstr(text, "worker not responding, killing it");
+    free(text);
+    return yes && ready;
+}
+
+/* supervised: the supervisor speaks for the pool: one STATUS line with
+ * the workers' totals, and the watchdog pinged by it; a worker whose loop
+ * hangs (SIGSTOP) is killed and restarted on its own while the pings go on. */
+static void test_supervised(void)
+{
+    th_redis *r = th_redis_start(0, NULL);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", r->sock);
+    setenv("HERALD_REDIS_URL", url, 1);
+    setenv("HERALD_NAMESPACE", "n", 1);
+    setenv("HERALD_WORKER_HANG_TIMEOUT", "1s", 1);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/notify-pool", dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    setenv("NOTIFY_SOCKET", a.sun_path, 1);
+    setenv("WATCHDOG_USEC", "200000", 1);
+    char log[700];
+    snprintf(log, sizeof log, "%s/pool.log", dir);
+    char *argv[] = {HERALD_BIN, "worker", "--processes", "2", NULL};
+    pid_t pid = th_spawn(argv, log);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("HERALD_WORKER_HANG_TIMEOUT");
+    pool_heard h = {.fd = fd, .log = log};
+    CHECK(th_wait_for(pool_ready, &h, 10000));
+    CHECK(strstr(h.status, "in flight 0, sent 0, failed 0, retried 0") != NULL);
+    pid_t hung = pid_of(log, 0);
+    REQUIRE(hung > 0);
+    kill(hung, SIGSTOP);
+    CHECK(th_wait_for(hang_handled, &h, 15000));
+    CHECK(pid_of(log, 0) != hung); /* slot 0 again, a new process */
+    CHECK(pid_of(log, 1) > 0);
+    int before = h.pings;
+    pool_ready(&h);
+    for (int i = 0; i < 50 && h.pings < before + 2; i++) {
+        usleep(20000);
+        pool_ready(&h);
+    }
+    CHECK(h.pings >= before + 2); /* the watchdog was never left */
+    kill(pid, SIGTERM);
+    th_kill(pid, SIGKILL);
+    kill(hung, SIGKILL);
+    close(fd);
+    th_redis_stop(r);
+}
+
 int main(void)
 {
     if (system("command -v systemd-analyze >/dev/null 2>&1") != 0) {
@@ -269,6 +363,7 @@ int main(void)
     th_run("security", test_security);
     th_run("install", test_install);
     th_run("notify", test_notify);
+    th_run("supervised", test_supervised);
     free(dir);
     return th_main_end();
 }
