@@ -22,9 +22,25 @@ typedef struct cli_lane_stats {
     char platform[64];
     long sent[3], dead[3], retried[3]; /* last minute, hour, day */
     char circuit[16];
-    int64_t circuit_until_ms, throttled_until_ms;
+    char parked[32]; /* why the fetch script holds the whole lane ("budget"), or "" */
+    int64_t circuit_until_ms;
+    int64_t wait_until_ms; /* the platform's quota is used up until then */
     int64_t spent_day, spent_month, cap_day, cap_month; /* micro-units */
 } cli_lane_stats;
+
+/* The states of a lane's jobs, in the order of lane_states(): the names of
+ * the JSON fields and of herald_queue_depth's state label. "unknown" is an
+ * attempt whose outcome nobody knows yet; a lane the fetch script holds back
+ * as a whole is "parked", shown apart (cli_lane_stats.parked). */
+#define NSTATES 6
+static const char *const state_names[NSTATES] = {"scheduled", "ready", "inflight",
+                                                 "retrying",  "dead",  "unknown"};
+
+static void lane_states(const queue_lane_counts *c, long st[NSTATES])
+{
+    st[0] = c->scheduled, st[1] = c->ready, st[2] = c->inflight;
+    st[3] = c->retrying, st[4] = c->dead, st[5] = c->unknown;
+}
 
 /* The windows of "sent/failed in the last ...", in minutes. */
 static const int windows_min[3] = {1, 60, 1440};
@@ -117,7 +133,9 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
         }
         /* the worker's fields (worker/process.c, queue/lua/fetch.lua): b_day
          * and b_month name the period b_*_used counts; q_left/q_reset are
-         * the platform's remaining quota until its reset */
+         * the platform's remaining quota until its reset; parked is why the
+         * fetch script holds the whole lane (budget: a cap is reached; any
+         * other value but 0 holds it too) */
         int64_t b_day = 0, b_month = 0, b_day_used = 0, b_month_used = 0, q_left = -1,
                 q_reset = 0;
         for (size_t k = 0; h->type == REDIS_REPLY_ARRAY && k + 1 < h->elements; k += 2) {
@@ -126,8 +144,8 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
                 snprintf(s->circuit, sizeof s->circuit, "%s", val);
             else if (strcmp(f, "circuit_until_ms") == 0)
                 s->circuit_until_ms = atoll(val);
-            else if (strcmp(f, "throttled_until_ms") == 0)
-                s->throttled_until_ms = atoll(val);
+            else if (strcmp(f, "parked") == 0 && strcmp(val, "0") != 0)
+                snprintf(s->parked, sizeof s->parked, "%s", val);
             else if (strcmp(f, "b_day") == 0)
                 b_day = atoll(val);
             else if (strcmp(f, "b_month") == 0)
@@ -143,8 +161,8 @@ static int cli_stats_collect(queue *q, const hr_config *cfg, int with_recent, cl
         }
         if (b_day == day) s->spent_day = b_day_used;
         if (b_month == month) s->spent_month = b_month_used;
-        if (q_left == 0 && q_reset > *now_ms && q_reset > s->throttled_until_ms)
-            s->throttled_until_ms = q_reset; /* waiting for the platform's reset */
+        if (q_left == 0 && q_reset > *now_ms)
+            s->wait_until_ms = q_reset; /* waiting for the platform's reset */
         freeReplyObject(h);
         worker_account_conf a;
         hr_err e2 = {0};
@@ -232,7 +250,7 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
                           int neng, const char *platform, const char *lane)
 {
     json_t *lanes = json_array();
-    long tot[6] = {0}, tsent[3] = {0}, tfail[3] = {0};
+    long tot[NSTATES] = {0}, tsent[3] = {0}, tfail[3] = {0};
     for (int i = 0; i < n; i++) {
         const cli_lane_stats *s = &v[i];
         if (!matches(s, platform, lane)) continue;
@@ -240,15 +258,14 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_object_set_new(o, "lane", json_string(s->c.lane));
         json_object_set_new(o, "platform", json_string(s->platform));
         json_object_set_new(o, "account", json_string(s->c.lane + strlen(s->platform) + 1));
-        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
-                      s->c.retrying,  s->c.dead,  s->c.unknown};
-        static const char *names[6] = {"scheduled", "ready", "inflight",
-                                       "retrying",  "dead",  "parked"};
-        for (int k = 0; k < 6; k++) {
-            json_object_set_new(o, names[k], json_integer(st[k]));
+        long st[NSTATES];
+        lane_states(&s->c, st);
+        for (int k = 0; k < NSTATES; k++) {
+            json_object_set_new(o, state_names[k], json_integer(st[k]));
             tot[k] += st[k];
         }
         json_object_set_new(o, "paused", json_boolean(s->c.paused));
+        json_object_set_new(o, "parked", s->parked[0] ? json_string(s->parked) : json_null());
         json_object_set_new(o, "oldest_ready_age_s", json_real(age_s(s, now_ms)));
         json_t *sent = json_object(), *failed = json_object(), *retried = json_object();
         for (int w = 0; w < 3; w++) {
@@ -265,7 +282,7 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_object_set_new(o, "dead_total", json_integer(s->c.dead_total));
         json_object_set_new(o, "retried_total", json_integer(s->c.retried_total));
         json_object_set_new(o, "circuit", json_string(circuit_now(s, now_ms)));
-        int64_t wait = s->throttled_until_ms > now_ms ? s->throttled_until_ms - now_ms : 0;
+        int64_t wait = s->wait_until_ms > now_ms ? s->wait_until_ms - now_ms : 0;
         json_object_set_new(o, "rate_limit_wait_s", json_real((double)wait / 1000.0));
         json_t *b = json_object();
         json_object_set_new(b, "spent_day", money(s->spent_day));
@@ -276,9 +293,8 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_array_append_new(lanes, o);
     }
     json_t *t = json_object();
-    static const char *names[6] = {"scheduled", "ready", "inflight", "retrying", "dead", "parked"};
-    for (int k = 0; k < 6; k++)
-        json_object_set_new(t, names[k], json_integer(tot[k]));
+    for (int k = 0; k < NSTATES; k++)
+        json_object_set_new(t, state_names[k], json_integer(tot[k]));
     json_t *sent = json_object(), *failed = json_object();
     for (int w = 0; w < 3; w++) {
         json_object_set_new(sent, window_names[w], json_integer(tsent[w]));
@@ -296,12 +312,12 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
             o = json_object();
             json_object_set_new(plats, s->platform, o);
         }
-        long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
-                      s->c.retrying,  s->c.dead,  s->c.unknown};
-        for (int k = 0; k < 6; k++)
+        long st[NSTATES];
+        lane_states(&s->c, st);
+        for (int k = 0; k < NSTATES; k++)
             json_object_set_new(
-                o, names[k],
-                json_integer(json_integer_value(json_object_get(o, names[k])) + st[k]));
+                o, state_names[k],
+                json_integer(json_integer_value(json_object_get(o, state_names[k])) + st[k]));
         double age = age_s(s, now_ms);
         if (age > json_real_value(json_object_get(o, "oldest_ready_age_s")))
             json_object_set_new(o, "oldest_ready_age_s", json_real(age));
@@ -341,16 +357,16 @@ static void fmt_budget(const cli_lane_stats *s, char *out, size_t n)
 
 /* A sum of lanes: a platform's or everything's. */
 typedef struct lane_sum {
-    long st[6], sent[3], dead[3];
+    long st[NSTATES], sent[3], dead[3];
     double age_s; /* the oldest ready job among them */
     int lanes;
 } lane_sum;
 
 static void sum_add(lane_sum *t, const cli_lane_stats *s, int64_t now_ms)
 {
-    long st[6] = {s->c.scheduled, s->c.ready, s->c.inflight,
-                  s->c.retrying,  s->c.dead,  s->c.unknown};
-    for (int k = 0; k < 6; k++)
+    long st[NSTATES];
+    lane_states(&s->c, st);
+    for (int k = 0; k < NSTATES; k++)
         t->st[k] += st[k];
     for (int w = 0; w < 3; w++)
         t->sent[w] += s->sent[w], t->dead[w] += s->dead[w];
@@ -364,7 +380,7 @@ static void print_sum(FILE *f, const char *label, const lane_sum *t)
     fmt_age(t->age_s, age, sizeof age);
     snprintf(sent, sizeof sent, "%ld/%ld/%ld", t->sent[0], t->sent[1], t->sent[2]);
     snprintf(failed, sizeof failed, "%ld/%ld", t->dead[1], t->dead[2]);
-    fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s\n", label, t->st[0], t->st[1],
+    fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %7ld %7s %14s %11s\n", label, t->st[0], t->st[1],
             t->st[2], t->st[3], t->st[4], t->st[5], age, sent, failed);
 }
 
@@ -374,9 +390,9 @@ static void print_sum(FILE *f, const char *label, const lane_sum *t)
 static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now_ms,
                             const char *platform, const char *lane)
 {
-    fprintf(f, "%-32s %5s %5s %5s %5s %5s %6s %7s %14s %11s %6s %-9s %s\n", "LANE", "SCHED",
-            "READY", "FLIGHT", "RETRY", "DEAD", "PARKED", "LATENCY", "SENT 1m/1h/1d",
-            "FAILED 1h/1d", "WAIT", "CIRCUIT", "BUDGET");
+    fprintf(f, "%-32s %5s %5s %5s %5s %5s %7s %7s %14s %11s %6s %-9s %-7s %s\n", "LANE",
+            "SCHED", "READY", "FLIGHT", "RETRY", "DEAD", "UNKNOWN", "LATENCY", "SENT 1m/1h/1d",
+            "FAILED 1h/1d", "WAIT", "CIRCUIT", "PARKED", "BUDGET");
     lane_sum total = {0}, plat = {0};
     const char *cur = NULL;
     for (int i = 0; i < n; i++) {
@@ -395,14 +411,13 @@ static void cli_stats_print(FILE *f, const cli_lane_stats *v, int n, int64_t now
         fmt_age(age_s(s, now_ms), age, sizeof age);
         snprintf(sent, sizeof sent, "%ld/%ld/%ld", s->sent[0], s->sent[1], s->sent[2]);
         snprintf(failed, sizeof failed, "%ld/%ld", s->dead[1], s->dead[2]);
-        fmt_age(s->throttled_until_ms > now_ms ? (double)(s->throttled_until_ms - now_ms) / 1000
-                                               : 0,
-                wait, sizeof wait);
+        fmt_age(s->wait_until_ms > now_ms ? (double)(s->wait_until_ms - now_ms) / 1000 : 0, wait,
+                sizeof wait);
         fmt_budget(s, budget, sizeof budget);
-        fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %6ld %7s %14s %11s %6s %-9s %s%s\n", s->c.lane,
-                s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead, s->c.unknown,
-                age, sent, failed, wait, circuit_now(s, now_ms), budget,
-                s->c.paused ? "  PAUSED" : "");
+        fprintf(f, "%-32s %5ld %5ld %5ld %5ld %5ld %7ld %7s %14s %11s %6s %-9s %-7s %s%s\n",
+                s->c.lane, s->c.scheduled, s->c.ready, s->c.inflight, s->c.retrying, s->c.dead,
+                s->c.unknown, age, sent, failed, wait, circuit_now(s, now_ms),
+                s->parked[0] ? s->parked : "-", budget, s->c.paused ? "  PAUSED" : "");
         sum_add(&plat, s, now_ms);
         sum_add(&total, s, now_ms);
     }
@@ -694,18 +709,17 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     int n;
     int64_t now;
     if (cli_stats_collect(q, cfg, 0, &v, &n, &now, err) < 0) return -1;
-    static const char *states[6] = {"scheduled", "ready", "inflight", "retrying", "dead", "parked"};
     hr_buf_puts(b, "# HELP herald_queue_depth Jobs per lane and state.\n"
                    "# TYPE herald_queue_depth gauge\n");
     for (int i = 0; i < n; i++) {
-        long st[6] = {v[i].c.scheduled, v[i].c.ready, v[i].c.inflight,
-                      v[i].c.retrying,  v[i].c.dead,  v[i].c.unknown};
-        for (int k = 0; k < 6; k++) {
+        long st[NSTATES];
+        lane_states(&v[i].c, st);
+        for (int k = 0; k < NSTATES; k++) {
             hr_buf_puts(b, "herald_queue_depth{platform=\"");
             label_escape(b, v[i].platform);
             hr_buf_puts(b, "\",lane=\"");
             label_escape(b, v[i].c.lane);
-            hr_buf_printf(b, "\",state=\"%s\"} %ld\n", states[k], st[k]);
+            hr_buf_printf(b, "\",state=\"%s\"} %ld\n", state_names[k], st[k]);
         }
     }
     hr_buf_puts(b, "# HELP herald_queue_oldest_ready_seconds Age of the oldest ready job.\n"
@@ -721,6 +735,18 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
         hr_buf_puts(b, "herald_lane_paused{lane=\"");
         label_escape(b, v[i].c.lane);
         hr_buf_printf(b, "\"} %d\n", v[i].c.paused ? 1 : 0);
+    }
+    hr_buf_puts(b, "# HELP herald_lane_parked 1 while the fetch script holds the whole lane "
+                   "back (reason: why, e.g. budget).\n"
+                   "# TYPE herald_lane_parked gauge\n");
+    for (int i = 0; i < n; i++) {
+        hr_buf_puts(b, "herald_lane_parked{lane=\"");
+        label_escape(b, v[i].c.lane);
+        if (v[i].parked[0]) {
+            hr_buf_puts(b, "\",reason=\"");
+            label_escape(b, v[i].parked);
+        }
+        hr_buf_printf(b, "\"} %d\n", v[i].parked[0] ? 1 : 0);
     }
     hr_buf_puts(b, "# HELP herald_circuit_open 1 while the lane's circuit breaker is open.\n"
                    "# TYPE herald_circuit_open gauge\n");

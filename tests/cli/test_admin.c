@@ -129,7 +129,7 @@ static void test_stats(void)
     CHECK_INT(jint(x, "inflight"), 1);
     CHECK_INT(jint(x, "retrying"), 1);
     CHECK_INT(jint(x, "dead"), 1);
-    CHECK_INT(jint(x, "parked"), 0);
+    CHECK_INT(jint(x, "unknown"), 0);
     CHECK_INT(jint(m, "ready"), 1);
     CHECK_STR(json_string_value(json_object_get(x, "platform")), "x");
     CHECK_STR(json_string_value(json_object_get(x, "circuit")), "closed");
@@ -169,6 +169,92 @@ static void test_stats(void)
     free(out);
 
     CHECK_INT(herald(NULL, "stats", "--bogus", NULL), 2);
+}
+
+/* reaped is th_wait_for's condition: the reaper moved the job of the dead
+ * worker "gone" to x:@u's unknown set. */
+static int reaped(void *arg)
+{
+    (void)arg;
+    long rq = 0, un = 0;
+    hr_err err = {0};
+    if (queue_reap(Q, &rq, &un, &err) < 0) return 0;
+    char *n = th_redis_cmd(R, "ZCARD {t}:unknown:x:@u");
+    int done = n && strcmp(n, "1") == 0;
+    free(n);
+    return done;
+}
+
+/* A lane the budget parked (x:@p, parked=budget in its hash) and a job whose
+ * outcome is unknown (x:@u) are two things: stats names the first "parked"
+ * per lane and counts the second as "unknown", in the table, --json and
+ * the Prometheus text. */
+static void test_stats_parked_unknown(void)
+{
+    int64_t now = hr_now_ms();
+    queue_job *jobs[2] = {mk("x", "@p", "c3", "held", now - 1000),
+                          mk("x", "@u", "c3", "maybe sent", now - 1000)};
+    hr_err err = {0};
+    REQUIRE(queue_enqueue(Q, jobs, 2, NULL, &err) == 0);
+    free(th_redis_cmd(R, "HSET {t}:lane:x:@p parked budget"));
+    const char *lanes[] = {"x:@u"};
+    queue_fetched *f;
+    int nf;
+    REQUIRE(queue_worker_register(Q, "gone", 50, &err) == 0);
+    REQUIRE(queue_fetch(Q, "gone", lanes, 1, 1, 50, &f, &nf, &err) == 0);
+    CHECK_INT(nf, 1);
+    if (nf == 1) CHECK_INT(queue_attempt(Q, "gone", f[0].ukh, &err), 0);
+    queue_fetched_free(f, nf);
+    CHECK(th_wait_for(reaped, NULL, 10000)); /* its lease ran out mid-send */
+
+    char *out;
+    CHECK_INT(herald(&out, "stats", "--json", NULL), 0);
+    json_t *s = json_loads(out ? out : "", 0, NULL);
+    REQUIRE(s);
+    json_t *p = lane_of(s, "x:@p"), *u = lane_of(s, "x:@u"), *x = lane_of(s, "x:@a");
+    REQUIRE(p && u && x);
+    CHECK_STR(json_string_value(json_object_get(p, "parked")), "budget");
+    CHECK_INT(jint(p, "unknown"), 0);
+    CHECK_INT(jint(p, "ready"), 1);
+    CHECK(json_is_null(json_object_get(u, "parked")));
+    CHECK_INT(jint(u, "unknown"), 1);
+    CHECK(json_is_null(json_object_get(x, "parked")));
+    CHECK_INT(jint(json_object_get(s, "totals"), "unknown"), 1);
+    CHECK_INT(jint(json_object_get(json_object_get(s, "platforms"), "x"), "unknown"), 1);
+    json_decref(s);
+    free(out);
+
+    CHECK_INT(herald(&out, "stats", NULL), 0);
+    CHECK(out && strstr(out, " UNKNOWN ") && strstr(out, " PARKED "));
+    char *row = out ? strstr(out, "\nx:@p ") : NULL, *end = row ? strchr(row + 1, '\n') : NULL;
+    CHECK(row && end);
+    if (row && end) {
+        *end = 0;
+        CHECK(strstr(row, " budget ") != NULL);
+        *end = '\n';
+    }
+    row = out ? strstr(out, "\nx:@u ") : NULL;
+    CHECK(row != NULL);
+    if (row) {
+        long st[6] = {-1, -1, -1, -1, -1, -1};
+        char wait[16], circuit[16], parked[32];
+        /* LANE SCHED READY FLIGHT RETRY DEAD UNKNOWN LATENCY SENT FAILED WAIT CIRCUIT PARKED */
+        CHECK_INT(sscanf(row + 1, "%*s %ld %ld %ld %ld %ld %ld %*s %*s %*s %15s %15s %31s", &st[0],
+                         &st[1], &st[2], &st[3], &st[4], &st[5], wait, circuit, parked),
+                  9);
+        CHECK_INT(st[5], 1);
+        CHECK_STR(parked, "-");
+    }
+    free(out);
+
+    CHECK_INT(herald(&out, "stats", "--prometheus", NULL), 0);
+    CHECK(out && strstr(out, "herald_queue_depth{platform=\"x\",lane=\"x:@u\",state=\"unknown\"} 1"));
+    CHECK(out && !strstr(out, "state=\"parked\""));
+    CHECK(out && strstr(out, "# TYPE herald_lane_parked gauge"));
+    CHECK(out && strstr(out, "herald_lane_parked{lane=\"x:@p\",reason=\"budget\"} 1"));
+    CHECK(out && strstr(out, "herald_lane_parked{lane=\"x:@u\"} 0"));
+    free(out);
+    for (int i = 0; i < 2; i++) queue_job_free(jobs[i]);
 }
 
 static void test_jobs(void)
@@ -465,6 +551,7 @@ int main(void)
     th_run("watch", test_watch);
     th_run("config_check", test_config_check);
     th_run("example_config", test_example_config);
+    th_run("stats_parked_unknown", test_stats_parked_unknown);
     queue_free(Q);
     free(dir);
     return th_main_end();
