@@ -42,10 +42,14 @@ local function hash_read(key)
 end
 
 -- win_load: window i of hash st (as read) at now: nil without one, else
--- its limit, g, the current bucket b, the span's points c[1..S] (c[S]: b)
--- and their sum. A count kept under another g (the window changed) goes
--- into the bucket of its last ms, later, never earlier.
+-- {lim, g, b (the current bucket), c (the span's points, c[S]: bucket b),
+-- sum}. A count kept under another g (the window changed) goes into the
+-- bucket of its last ms, later, never earlier. Kept in st[-i] (no field
+-- name is a number): a script reads a window once, and its charges keep
+-- it current.
 local function win_load(st, i, now)
+  local w = st[-i]
+  if w and w.now == now then return w end
   local win = tonumber(st['w' .. i .. '_ms'] or '') or 0
   if win <= 0 then return nil end
   local g = math.ceil(win / WIN_K)
@@ -69,7 +73,10 @@ local function win_load(st, i, now)
       k = k + 1
     end
   end
-  return tonumber(st['w' .. i .. '_limit'] or '') or 0, g, b, c, sum
+  w = {now = now, lim = tonumber(st['w' .. i .. '_limit'] or '') or 0, g = g, b = b, c = c,
+    sum = sum}
+  st[-i] = w
+  return w
 end
 
 -- win_fit: how many calls of cost points fit now in every window of st
@@ -77,25 +84,29 @@ end
 local function win_fit(st, now, cost)
   local n = math.huge
   for i = 1, tonumber(st.nw or '') or 0 do
-    local lim, _, _, _, sum = win_load(st, i, now)
-    if lim then n = math.min(n, math.floor((lim - sum) / cost)) end
+    local w = win_load(st, i, now)
+    if w then n = math.min(n, math.floor((w.lim - w.sum) / cost)) end
   end
   return n
 end
 
 -- win_charge adds pts to the current bucket of every window of st: the
--- HSET field/value pairs go to h, and st follows (read again by a later
--- admission in the same script)
+-- HSET field/value pairs go to h, and st follows (a later admission in the
+-- same script sees them)
 local function win_charge(st, pts, now, h)
   if pts <= 0 then return end
   for i = 1, tonumber(st.nw or '') or 0 do
-    local lim, g, b, c = win_load(st, i, now)
-    if lim then
+    local w = win_load(st, i, now)
+    if w then
+      local c = w.c
       local S = #c
       c[S] = c[S] + pts
+      w.sum = w.sum + pts
       local f = 1
       while c[f] == 0 do f = f + 1 end -- the oldest buckets with none: dropped
-      local v = g .. ':' .. (b - S + f) .. ':' .. table.concat(c, ',', f, S)
+      -- '%d': Lua's own number to string is a much slower '%.14g'
+      local v = string.format('%d:%d:%d', w.g, w.b - S + f, c[f])
+      for k = f + 1, S do v = v .. string.format(',%d', c[k]) end
       local name = 'w' .. i .. '_b'
       st[name] = v
       h[#h + 1] = name
@@ -110,15 +121,15 @@ end
 local function win_wait(st, pts, now)
   local wait = 0
   for i = 1, tonumber(st.nw or '') or 0 do
-    local lim, g, b, c, sum = win_load(st, i, now)
-    if lim and sum + pts > lim then
-      local S, j = #c, 1
-      while j < S and sum - c[j] + pts > lim do
+    local w = win_load(st, i, now)
+    if w and w.sum + pts > w.lim then
+      local c, sum, j = w.c, w.sum, 1
+      while j < #c and sum - c[j] + pts > w.lim do
         sum = sum - c[j]
         j = j + 1
       end
       -- bucket c[j] (number b - S + j) leaves when bucket b + j begins
-      wait = math.max(wait, (b + j) * g - now)
+      wait = math.max(wait, (w.b + j) * w.g - now)
     end
   end
   return wait
