@@ -714,19 +714,13 @@ typedef struct unreg_ctx {
     void *priv;
 } unreg_ctx;
 
-static void on_unreg_keys(redisAsyncContext *c, void *reply, void *priv)
+static void on_unreg_keys(struct redisReply *rep, const char *errmsg, void *priv)
 {
     unreg_ctx *u = priv;
-    redisReply *rep = reply;
     queue_async *qa = u->qa;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        qa->depth++;
-        qa->in_cb++;
-        if (u->cb) u->cb(-1, rep ? "redis: unexpected reply" : "redis: connection lost", u->priv);
-        qa->in_cb--;
-        qa->depth--;
+        if (u->cb) u->cb(-1, rep ? "redis: unexpected reply" : errmsg, u->priv);
         free(u);
-        maybe_free(qa);
         return;
     }
     qreq *r = req_new(qa, RK_STATUS, QS_REAP, u->priv);
@@ -740,18 +734,17 @@ static void on_unreg_keys(redisAsyncContext *c, void *reply, void *priv)
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv)
 {
-    if (!qa->connected || !qa->ac) {
-        qreq *r = req_new(qa, RK_STATUS, -1, priv);
-        r->status_cb = cb;
-        defer_fail(r, "redis: not connected");
-        return;
-    }
     unreg_ctx *u = hr_calloc(1, sizeof *u);
     u->qa = qa;
     snprintf(u->worker, sizeof u->worker, "%s", worker);
     u->cb = cb;
     u->priv = priv;
-    redisAsyncCommand(qa->ac, on_unreg_keys, u, "HKEYS {%s}:inflight:%s", qa->ns, worker);
+    /* a request of ours, so the command timeout covers it too */
+    qreq *r = req_new(qa, RK_RAW, -1, u);
+    r->reply_cb = on_unreg_keys;
+    qa_pushs(&r->argv, "HKEYS");
+    qa_pushf(&r->argv, "{%s}:inflight:%s", qa->ns, worker);
+    send_req(qa, r);
 }
 
 void queue_async_formatted(queue_async *qa, const char *cmd, size_t len,
