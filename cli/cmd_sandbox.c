@@ -22,15 +22,17 @@ int cmd_sandbox(int argc, char **argv)
     o.faults = cli_take_opt(&argc, argv, "faults");
     const char *seed = cli_take_opt(&argc, argv, "seed");
     o.sendgrid_pubkey_out = cli_take_opt(&argc, argv, "sendgrid-pubkey-out");
+    o.smtp_listen = cli_take_opt(&argc, argv, "smtp-listen");
     o.auto_events = cli_has_flag(&argc, argv, "auto-events");
     if (argc > 1) {
         fprintf(stderr, "usage: herald sandbox [--listen HOST:PORT] [--webhooks URL] "
                         "[--auto-events] [--faults JSON] [--seed N] "
-                        "[--sendgrid-pubkey-out FILE]\n");
+                        "[--sendgrid-pubkey-out FILE] [--smtp-listen HOST:PORT]\n");
         return 2;
     }
     if (!o.listen) o.listen = hr_config_get(c, "sandbox-listen", "127.0.0.1:8700");
     if (!o.webhooks_url) o.webhooks_url = hr_config_get(c, "sandbox-webhooks-url", NULL);
+    if (!o.smtp_listen) o.smtp_listen = hr_config_get(c, "sandbox-smtp-listen", NULL);
     if (seed) o.seed = strtoull(seed, NULL, 10);
     struct ev_loop *loop = ev_default_loop(0);
     hr_err err = {0};
@@ -41,7 +43,10 @@ int cmd_sandbox(int argc, char **argv)
     }
     char port[16];
     snprintf(port, sizeof port, "%d", hook_sandbox_port(s));
-    hr_log(HR_LOG_INFO, "sandbox listening", "port", port, NULL);
+    char smtp[16] = "";
+    if (hook_sandbox_smtp_port(s)) snprintf(smtp, sizeof smtp, "%d", hook_sandbox_smtp_port(s));
+    hr_log(HR_LOG_INFO, "sandbox listening", "port", port, smtp[0] ? "smtp_port" : NULL, smtp,
+           NULL);
     hook_run(loop, stop, s);
     hook_sandbox_free(s);
     ev_loop_destroy(loop);

@@ -736,33 +736,44 @@ static int split_listen(const char *addr, char *host, size_t hostlen, char *port
     return 0;
 }
 
-hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_err *err)
+int hook_listen(const char *addr, int *port_out, hr_err *err)
 {
     char host[256], port[16];
-    const char *addr = o->listen ? o->listen : "127.0.0.1:0";
-    if (split_listen(addr, host, sizeof host, port, sizeof port) != 0) {
-        hr_err_set(err, "httpd: bad listen address \"%s\"", addr);
-        return NULL;
-    }
+    if (split_listen(addr, host, sizeof host, port, sizeof port) != 0)
+        return hr_err_set(err, "bad listen address \"%s\"", addr);
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0) {
-        hr_err_set(err, "httpd: %s: %s", addr, gai_strerror(rc));
-        return NULL;
-    }
+    if (rc != 0) return hr_err_set(err, "%s: %s", addr, gai_strerror(rc));
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        hr_err_set(err, "httpd: cannot listen on %s: %s", addr, strerror(errno));
+        hr_err_set(err, "cannot listen on %s: %s", addr, strerror(errno));
         if (fd >= 0) close(fd);
         freeaddrinfo(ai);
-        return NULL;
+        return -1;
     }
     freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_err *err)
+{
+    int port = 0;
+    hr_err lerr = {0};
+    int fd = hook_listen(o->listen ? o->listen : "127.0.0.1:0", &port, &lerr);
+    if (fd < 0) {
+        hr_err_set(err, "httpd: %s", lerr.msg);
+        return NULL;
+    }
     hook_httpd *h = hr_calloc(1, sizeof *h);
     h->loop = loop;
     h->o = *o;
@@ -772,11 +783,7 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     if (!h->o.max_conns) h->o.max_conns = 1024;
     h->o.listen = NULL; /* not kept: borrowed */
     h->fd = fd;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    h->port = port;
     h->settings.on_message_begin = p_begin;
     h->settings.on_url = p_url;
     h->settings.on_header_field = p_field;

@@ -11,6 +11,30 @@ struct redisAsyncContext;
 struct redisReply;
 
 long hook_b64_decode(const char *in, unsigned char *out, size_t outcap);
+
+/* hook_listen binds a non-blocking listening TCP socket to addr
+ * ("host:port", "[::1]:port", or a bare port on 127.0.0.1; port 0 picks
+ * one, set in *port); returns the fd, or -1 with err. */
+int hook_listen(const char *addr, int *port, hr_err *err);
+
+/* hook_smtpd: the SMTP server side the sandbox stands in for relays with
+ * (smtpd.c). A message is handed whole to fn, which writes the reply line
+ * that ends its DATA ("250 2.0.0 queued as ...") into line and returns 0,
+ * or returns -1 to drop the connection unanswered. */
+typedef struct hook_smtpd hook_smtpd;
+typedef struct hook_smtpd_msg {
+    const char *from;        /* the envelope sender */
+    const char *const *rcpt; /* the envelope recipients */
+    int nrcpt;
+    const char *data; /* the message, dot-unstuffed, CRLF line ends */
+    size_t len;
+} hook_smtpd_msg;
+typedef int hook_smtpd_fn(void *priv, const hook_smtpd_msg *m, char *line, size_t cap);
+/* max_size: the largest message taken (0: 10 MB; more is 552) */
+hook_smtpd *hook_smtpd_new(struct ev_loop *loop, const char *listen, size_t max_size,
+                           hook_smtpd_fn *fn, void *priv, hr_err *err);
+int hook_smtpd_port(const hook_smtpd *d);
+void hook_smtpd_free(hook_smtpd *d);
 EVP_PKEY *hook_pubkey_load(const char *pubkey, hr_err *err);
 int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *timestamp,
                              const char *body, size_t len, int64_t now_s, int window_s,

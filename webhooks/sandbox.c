@@ -50,6 +50,7 @@ typedef struct sb_session {
 struct hook_sandbox {
     struct ev_loop *loop;
     hook_httpd *http;
+    hook_smtpd *smtpd; /* the SMTP relay stand-in, when asked for */
     hook_fire *fire;
     sb_rec **recs;
     int nrecs, caprecs;
@@ -195,15 +196,28 @@ static json_t *form_to_json(const char *body, size_t len)
 
 /* ------------------------------------------------------------ records */
 
-static sb_rec *rec_new(hook_sandbox *s, const char *platform, const char *kind, hook_req *r)
+/* rec_add appends a new record of what platform was asked (method path) */
+static sb_rec *rec_add(hook_sandbox *s, const char *platform, const char *kind,
+                       const char *method, const char *path)
 {
     sb_rec *x = hr_calloc(1, sizeof *x);
     x->platform = hr_strdup(platform);
     x->kind = hr_strdup(kind);
-    x->method = hr_strdup(hook_req_method(r));
-    x->path = hr_strdup(hook_req_path(r));
-    x->idem = hr_strdup(hook_req_header(r, "Idempotency-Key"));
+    x->method = hr_strdup(method);
+    x->path = hr_strdup(path);
     x->received_ms = hr_now_ms();
+    if (s->nrecs == s->caprecs) {
+        s->caprecs = s->caprecs ? s->caprecs * 2 : 64;
+        s->recs = hr_realloc(s->recs, sizeof *s->recs * (size_t)s->caprecs);
+    }
+    s->recs[s->nrecs++] = x;
+    return x;
+}
+
+static sb_rec *rec_new(hook_sandbox *s, const char *platform, const char *kind, hook_req *r)
+{
+    sb_rec *x = rec_add(s, platform, kind, hook_req_method(r), hook_req_path(r));
+    x->idem = hr_strdup(hook_req_header(r, "Idempotency-Key"));
     size_t len;
     const char *body = hook_req_body(r, &len);
     const char *ct = hook_req_header(r, "Content-Type");
@@ -213,11 +227,6 @@ static sb_rec *rec_new(hook_sandbox *s, const char *platform, const char *kind, 
         x->body = form_to_json(body, len);
     if (!x->body && len) x->body = json_stringn_nocheck(body, len);
     if (!x->body) x->body = json_null();
-    if (s->nrecs == s->caprecs) {
-        s->caprecs = s->caprecs ? s->caprecs * 2 : 64;
-        s->recs = hr_realloc(s->recs, sizeof *s->recs * (size_t)s->caprecs);
-    }
-    s->recs[s->nrecs++] = x;
     return x;
 }
 
@@ -1668,6 +1677,74 @@ static void load_relay_keys(hook_sandbox *s, const hr_config *c)
     }
 }
 
+/* ------------------------------------------------------------- SMTP */
+
+/* header_of returns the value of the message header name (the first one,
+ * unfolded lines only), as a new string, or NULL: enough to file the
+ * message under its job, not a MIME parser. */
+static char *header_of(const char *data, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = data, *end = data + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((eol ? eol : end) - p);
+        if (n && p[n - 1] == '\r') n--;
+        if (n == 0) break; /* the blank line: the body starts */
+        if (n > nl && p[nl] == ':' && !strncasecmp(p, name, nl)) {
+            const char *v = p + nl + 1;
+            while (v < p + n && (*v == ' ' || *v == '\t'))
+                v++;
+            return hr_strndup(v, (size_t)(p + n - v));
+        }
+        if (!eol) break;
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+/* on_smtp takes a message the SMTP stand-in received: the faults set for
+ * "smtp" first (drop: no answer; 429 and 500: 451, a temporary failure),
+ * then it is recorded like an email provider's send. */
+static int on_smtp(void *priv, const hook_smtpd_msg *m, char *line, size_t cap)
+{
+    hook_sandbox *s = priv;
+    sb_fault *f = fault_for(s, "smtp");
+    if (f) {
+        if (rnd(s) < f->drop) {
+            s->faults_injected++;
+            return -1;
+        }
+        if (rnd(s) < f->rate429) {
+            s->faults_injected++;
+            snprintf(line, cap, "451 4.7.1 sandbox: too many messages, try again in %d s",
+                     f->retry_after_s);
+            return 0;
+        }
+        if (rnd(s) < f->rate500) {
+            s->faults_injected++;
+            snprintf(line, cap, "451 4.3.0 sandbox: injected temporary failure");
+            return 0;
+        }
+    }
+    sb_rec *x = rec_add(s, "smtp", "email", "SMTP", "DATA");
+    /* what is not UTF-8 is left out of the record (jansson returns NULL) */
+    json_t *to = json_array();
+    for (int i = 0; i < m->nrcpt; i++)
+        json_array_append_new(to, json_string(m->rcpt[i]));
+    x->body = json_object();
+    json_object_set_new(x->body, "from", json_string(m->from));
+    json_object_set_new(x->body, "to", to);
+    json_object_set_new(x->body, "data", json_stringn(m->data, m->len));
+    x->id = rand_token(16);
+    x->email = hr_strdup(m->rcpt[0]);
+    x->job = header_of(m->data, m->len, "X-Herald-Job");
+    x->message_id = header_of(m->data, m->len, "Message-ID");
+    x->text = header_of(m->data, m->len, "Subject");
+    x->status = 250;
+    snprintf(line, cap, "250 2.0.0 queued as %s", x->id);
+    return 0;
+}
+
 hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err)
 {
     hook_sandbox *s = hr_calloc(1, sizeof *s);
@@ -1727,6 +1804,13 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
         hook_sandbox_free(s);
         return NULL;
     }
+    if (o->smtp_listen) {
+        s->smtpd = hook_smtpd_new(loop, o->smtp_listen, 0, on_smtp, s, err);
+        if (!s->smtpd) {
+            hook_sandbox_free(s);
+            return NULL;
+        }
+    }
     return s;
 }
 
@@ -1747,6 +1831,7 @@ void hook_sandbox_free(hook_sandbox *s)
         free(l);
     }
     hook_httpd_free(s->http);
+    hook_smtpd_free(s->smtpd);
     hook_fire_free(s->fire);
     sandbox_reset(s);
     free(s->recs);
@@ -1765,6 +1850,11 @@ void hook_sandbox_free(hook_sandbox *s)
 int hook_sandbox_port(const hook_sandbox *s)
 {
     return hook_httpd_port(s->http);
+}
+
+int hook_sandbox_smtp_port(const hook_sandbox *s)
+{
+    return s->smtpd ? hook_smtpd_port(s->smtpd) : 0;
 }
 
 void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv)

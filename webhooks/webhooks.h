@@ -200,11 +200,15 @@ typedef struct hook_sandbox_opts {
     /* where to write the PEM public key its SendGrid events are signed with
      * (written, atomically, before the sandbox listens), or NULL */
     const char *sendgrid_pubkey_out;
+    /* "host:port" of an SMTP relay stand-in (port 0 picks one), or NULL */
+    const char *smtp_listen;
 } hook_sandbox_opts;
 
 hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o, hr_err *err);
 void hook_sandbox_free(hook_sandbox *s);
 int hook_sandbox_port(const hook_sandbox *s);
+/* hook_sandbox_smtp_port: the SMTP stand-in's port, 0 when it has none */
+int hook_sandbox_smtp_port(const hook_sandbox *s);
 void hook_sandbox_stop(hook_sandbox *s, void (*done)(void *priv), void *priv);
 
 /* ----------------------------------------------------------- running */
