@@ -752,6 +752,33 @@ static int job_lane(queue *q, const char *ukh, char *lane, hr_err *err)
     return found;
 }
 
+/* cancel_argv starts the cancel script's call for job ukh of lane: its six
+ * keys, then (forget) the lane's unknown set, and ukh. */
+static void cancel_argv(queue_argv *a, const queue *q, const char *ukh, const char *lane,
+                        int forget)
+{
+    qa_init(a);
+    qa_evalsha(a, QS_CANCEL, forget ? 7 : 6);
+    qa_pushkey(a, q->ns, "jobs");
+    qa_pushkey(a, q->ns, "reasons");
+    qa_pushkey(a, q->ns, "sched:%s", lane);
+    qa_pushkey(a, q->ns, "retry:%s", lane);
+    qa_pushkey(a, q->ns, "ready:%s", lane);
+    qa_pushkey(a, q->ns, "dead:%s", lane);
+    if (forget) qa_pushkey(a, q->ns, "unknown:%s", lane);
+    qa_pushs(a, ukh);
+}
+
+static int cancel_run(queue *q, queue_argv *a, hr_err *err)
+{
+    redisReply *r = queue_run_sync(q, a, QS_CANCEL, err);
+    qa_release(a);
+    long long v = -1;
+    if (r) qo_int_reply(r, &v, err);
+    if (r) freeReplyObject(r);
+    return (int)v;
+}
+
 int queue_cancel(queue *q, const char *id, hr_err *err)
 {
     char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
@@ -759,21 +786,21 @@ int queue_cancel(queue *q, const char *id, hr_err *err)
     hr_err_clear(err);
     if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
     queue_argv a;
-    qa_init(&a);
-    qa_evalsha(&a, QS_CANCEL, 6);
-    qa_pushkey(&a, q->ns, "jobs");
-    qa_pushkey(&a, q->ns, "reasons");
-    qa_pushkey(&a, q->ns, "sched:%s", lane);
-    qa_pushkey(&a, q->ns, "retry:%s", lane);
-    qa_pushkey(&a, q->ns, "ready:%s", lane);
-    qa_pushkey(&a, q->ns, "dead:%s", lane);
-    qa_pushs(&a, ukh);
-    redisReply *r = queue_run_sync(q, &a, QS_CANCEL, err);
-    qa_release(&a);
-    long long v = -1;
-    if (r) qo_int_reply(r, &v, err);
-    if (r) freeReplyObject(r);
-    return (int)v;
+    cancel_argv(&a, q, ukh, lane, 0);
+    return cancel_run(q, &a, err);
+}
+
+int queue_forget_job(queue *q, const char *ukh, const char *lane, const void *expected,
+                     size_t expected_len, const void *scrubbed, size_t scrubbed_len,
+                     const char *reason, hr_err *err)
+{
+    hr_err_clear(err);
+    queue_argv a;
+    cancel_argv(&a, q, ukh, lane, 1);
+    qa_push(&a, expected, expected_len);
+    qa_push(&a, scrubbed, scrubbed_len);
+    qa_pushs(&a, reason ? reason : "");
+    return cancel_run(q, &a, err);
 }
 
 /* ------------------------------------------------------------ promote */

@@ -226,6 +226,25 @@ int queue_enqueue_new_results(queue_enqueue_batch *b, const struct redisReply *e
  * unknown, sent), -1 on error. */
 int queue_cancel(queue *q, const char *id, hr_err *err);
 
+/* queue_forget_job is `herald forget`'s step for one job ukh of lane, in one
+ * script call: a job that waits (scheduled, retrying, ready, dead) is
+ * removed as queue_cancel removes it; one that cannot be (in flight,
+ * unknown) keeps its place, and its stored value becomes scrubbed (the
+ * caller's copy without what names the recipient, as
+ * queue_job_encode_stored writes it) and its reason, if it has one, reason
+ * (NULL: kept), provided its value still is expected (the value the caller
+ * read). Returns a queue_forget_result or -1 with err. */
+typedef enum {
+    QUEUE_FORGET_GONE = 0,     /* no record: sent, or removed since */
+    QUEUE_FORGET_REMOVED = 1,  /* it waited: removed */
+    QUEUE_FORGET_INFLIGHT = 2, /* in flight: scrubbed */
+    QUEUE_FORGET_UNKNOWN = 3,  /* unknown: scrubbed */
+    QUEUE_FORGET_CHANGED = 4,  /* its value is no longer expected: read it again */
+} queue_forget_result;
+int queue_forget_job(queue *q, const char *ukh, const char *lane, const void *expected,
+                     size_t expected_len, const void *scrubbed, size_t scrubbed_len,
+                     const char *reason, hr_err *err);
+
 /* queue_get reads a job by id (or by ukh). Returns a new job, or NULL with
  * err->code 0 when there is none, or NULL with err set. */
 queue_job *queue_get(queue *q, const char *id, hr_err *err);

@@ -1,7 +1,9 @@
-/* forget.c: `herald forget EMAIL`: cancels the queued emails to a contact,
- * deletes the engagement rows keyed by them, and leaves only the suppression
- * entry (a keyed hash). Sync hiredis through the queue's connection; each
- * step is idempotent, so a failure half-way is fixed by running it again. */
+/* forget.c: `herald forget EMAIL`: removes the jobs to a contact that wait
+ * (scheduled, retrying, ready, dead), takes the address out of those that
+ * cannot be removed now (in flight, unknown), deletes the engagement rows
+ * keyed by them, and leaves only the suppression entry (a keyed hash). Sync
+ * hiredis through the queue's connection; each step is idempotent, so a
+ * failure half-way is fixed by running it again. */
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,7 +31,119 @@ static redisReply *cmd(struct queue *q, hr_err *err, const char *fmt, ...)
     return r;
 }
 
-/* remove_jobs cancels every queued email job to norm. */
+/* scrubbed_value appends the stored value of j without anything that
+ * names or addresses its recipient: the whole payload (to, to_name,
+ * subject, bodies, vars: rendered or not, they may hold the address or the
+ * name), the unique key (an import's ends with the address), the idem key,
+ * the last error, meta, and fields of a newer herald this one cannot read.
+ * What is left places it (kind, lane, campaign, source, times, attempts),
+ * and meta forgotten=1, so that a worker it comes back to buries it unsent
+ * instead of failing to format it. */
+static void scrubbed_value(const queue_job *j, hr_buf *out)
+{
+    queue_job *s = queue_job_new();
+    memcpy(s->id, j->id, sizeof s->id);
+    s->kind = j->kind;
+    queue_set(&s->platform, j->platform);
+    queue_set(&s->account, j->account);
+    queue_set(&s->campaign, j->campaign);
+    queue_set(&s->source, j->source);
+    s->run_at_ms = j->run_at_ms;
+    s->created_ms = j->created_ms;
+    s->attempt = j->attempt;
+    s->max_attempts = j->max_attempts;
+    queue_job_set_meta(s, "forgotten", "1");
+    queue_job_encode_stored(s, out);
+    queue_job_free(s);
+}
+
+/* masked_reason returns the job's reason (why it is unknown) with every
+ * address masked, or NULL when it has none (caller frees). */
+static char *masked_reason(struct queue *q, const char *ukh, hr_err *err)
+{
+    redisReply *r = cmd(q, err, "HGET {%s}:reasons %s", queue_ns(q), ukh);
+    if (!r) return NULL;
+    char *m = NULL;
+    if (r->type == REDIS_REPLY_STRING) {
+        m = hr_malloc(r->len + 1);
+        hr_mask_email(r->str, m, r->len + 1);
+    }
+    freeReplyObject(r);
+    return m;
+}
+
+/* job_to decodes a stored job and returns it when it is an email to norm. */
+static queue_job *job_to(const char *ukh, const char *v, size_t n, const char *norm)
+{
+    hr_err e2 = {0};
+    queue_job *j = queue_job_decode_stored(ukh, v, n, &e2);
+    char to[256];
+    if (j && j->kind == QUEUE_KIND_EMAIL && j->to &&
+        queue_email_normalize(j->to, to, sizeof to) == 0 && strcmp(to, norm) == 0)
+        return j;
+    queue_job_free(j);
+    return NULL;
+}
+
+/* forget_one removes job j (stored as v, n bytes) or scrubs it, and counts
+ * what it did in res. Returns a queue_forget_result, or -1. */
+static int forget_one(struct queue *q, const queue_job *j, const char *v, size_t n,
+                      hook_forget_result *res, hr_err *err)
+{
+    char lane[QUEUE_LANE_MAX];
+    if (queue_job_lane(j, lane, sizeof lane) < 0) return QUEUE_FORGET_GONE; /* never sent */
+    hr_buf clean;
+    hr_buf_init(&clean);
+    scrubbed_value(j, &clean);
+    hr_err e2 = {0};
+    char *reason = masked_reason(q, queue_job_ukh(j), &e2);
+    int r = e2.msg[0] ? -1
+                      : queue_forget_job(q, queue_job_ukh(j), lane, v, n, clean.data, clean.len,
+                                         reason, &e2);
+    free(reason);
+    hr_buf_release(&clean);
+    if (r < 0) return hr_err_set(err, "forget: %s: %s", j->id, e2.msg);
+    if (r == QUEUE_FORGET_REMOVED) res->jobs_removed++;
+    if (r == QUEUE_FORGET_INFLIGHT || r == QUEUE_FORGET_UNKNOWN) {
+        res->kept = hr_realloc(res->kept, sizeof *res->kept * (size_t)(res->jobs_in_flight + 1));
+        hook_forget_kept *k = &res->kept[res->jobs_in_flight++];
+        snprintf(k->id, sizeof k->id, "%s", j->id);
+        k->unknown = r == QUEUE_FORGET_UNKNOWN;
+    }
+    return r;
+}
+
+/* forget_job removes or scrubs the job stored under ukh as v (n bytes) when
+ * it is an email to norm, reading it again while it changes under us (a
+ * worker settling it). */
+static int forget_job(struct queue *q, const char *ukh, const char *v, size_t n, const char *norm,
+                      hook_forget_result *res, hr_err *err)
+{
+    redisReply *again = NULL;
+    int rc = 0;
+    for (int tries = 0;; tries++) {
+        queue_job *j = job_to(ukh, v, n, norm);
+        if (!j) break; /* not to norm, or no longer: sent, removed or scrubbed since */
+        int r = tries < 10 ? forget_one(q, j, v, n, res, err)
+                           : hr_err_set(err, "forget: %s keeps changing; run it again", j->id);
+        queue_job_free(j);
+        if (r != QUEUE_FORGET_CHANGED) {
+            rc = r < 0 ? -1 : 0;
+            break;
+        }
+        if (again) freeReplyObject(again);
+        if (!(again = cmd(q, err, "HGET {%s}:jobs %s", queue_ns(q), ukh))) {
+            rc = -1;
+            break;
+        }
+        if (again->type != REDIS_REPLY_STRING) break;
+        v = again->str, n = again->len;
+    }
+    if (again) freeReplyObject(again);
+    return rc;
+}
+
+/* remove_jobs removes or scrubs every email job to norm. */
 static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *res, hr_err *err)
 {
     const char *ns = queue_ns(q);
@@ -44,25 +158,11 @@ static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *re
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         redisReply *kv = r->element[1];
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-            hr_err e2 = {0};
-            queue_job *j = queue_job_decode_stored(kv->element[i]->str, kv->element[i + 1]->str,
-                                                   kv->element[i + 1]->len, &e2);
-            char to[256];
-            if (j && j->kind == QUEUE_KIND_EMAIL && j->to &&
-                queue_email_normalize(j->to, to, sizeof to) == 0 && strcmp(to, norm) == 0) {
-                int c = queue_cancel(q, j->id, &e2);
-                if (c == 1)
-                    res->jobs_removed++;
-                else if (c == 0)
-                    res->jobs_in_flight++;
-                else {
-                    hr_err_set(err, "forget: cancel %s: %s", j->id, e2.msg);
-                    queue_job_free(j);
-                    freeReplyObject(r);
-                    return -1;
-                }
+            redisReply *f = kv->element[i], *v = kv->element[i + 1];
+            if (forget_job(q, f->str, v->str, v->len, norm, res, err) != 0) {
+                freeReplyObject(r);
+                return -1;
             }
-            queue_job_free(j);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
@@ -99,6 +199,12 @@ static int remove_engagement(struct queue *q, const char *digest, hook_forget_re
         freeReplyObject(r);
     }
     return 0;
+}
+
+void hook_forget_result_release(hook_forget_result *res)
+{
+    free(res->kept);
+    memset(res, 0, sizeof *res);
 }
 
 int hook_forget(struct queue *q, const char *secret, const char *email, hook_forget_result *res,

@@ -174,17 +174,29 @@ void hook_server_set_metrics(hook_server *s, hook_metrics_fn *fn, void *priv);
 
 /* --------------------------------------------------------- forget */
 
+/* A job forget could not remove: its record is kept, without the address. */
+typedef struct hook_forget_kept {
+    char id[32]; /* the job's id (queue.h: QUEUE_ID_LEN characters) */
+    int unknown; /* 1: in its lane's unknown set; 0: in flight */
+} hook_forget_kept;
+
 typedef struct hook_forget_result {
-    long jobs_removed;    /* queued email jobs to the address */
-    long jobs_in_flight;  /* being sent right now: not removable, suppressed */
-    long engagement_rows; /* engagement rows keyed by the contact */
-    int suppressed;       /* 1 when the suppression entry was added or kept */
+    long jobs_removed;      /* email jobs to the address that waited or were dead */
+    long jobs_in_flight;    /* in flight or unknown: kept, scrubbed; listed in kept */
+    long engagement_rows;   /* engagement rows keyed by the contact */
+    int suppressed;         /* 1 when the suppression entry was added or kept */
+    hook_forget_kept *kept; /* jobs_in_flight entries (hook_forget_result_release) */
 } hook_forget_result;
 
-/* hook_forget removes every queued job to email and the engagement rows
- * keyed by it, and leaves (adds) the suppression entry. */
+/* hook_forget removes every email job to email that waits or is dead, and
+ * the engagement rows keyed by the address, and leaves (adds) the
+ * suppression entry. A job in flight or unknown cannot be removed: its
+ * record loses everything that names the recipient (a worker it comes back
+ * to buries it as forgotten) and it is listed in res->kept. res is
+ * released with hook_forget_result_release, also after -1. */
 int hook_forget(struct queue *q, const char *secret, const char *email, hook_forget_result *res,
                 hr_err *err);
+void hook_forget_result_release(hook_forget_result *res);
 
 /* -------------------------------------------------------- sandbox */
 

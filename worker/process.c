@@ -1313,6 +1313,11 @@ static void job_start(wk_proc *p, queue_fetched *f)
         bury(j, err.msg);
         return;
     }
+    if (queue_job_get_meta(j->job, "forgotten")) {
+        /* herald forget took its recipient out while it was in flight or unknown */
+        bury(j, "forgotten: herald forget removed its recipient");
+        return;
+    }
     const char *rf = queue_job_get_meta(j->job, "refreshed");
     j->refreshed = rf && strcmp(rf, "1") == 0;
     if (!j->lane || !j->lane->acct) {

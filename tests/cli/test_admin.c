@@ -200,8 +200,8 @@ static void test_stats_parked_unknown(void)
     const char *lanes[] = {"x:@u"};
     queue_fetched *f;
     int nf;
-    REQUIRE(queue_worker_register(Q, "gone", 50, &err) == 0);
-    REQUIRE(queue_fetch(Q, "gone", lanes, 1, 1, 50, &f, &nf, &err) == 0);
+    REQUIRE(queue_worker_register(Q, "gone", 500, &err) == 0);
+    REQUIRE(queue_fetch(Q, "gone", lanes, 1, 1, 500, &f, &nf, &err) == 0);
     CHECK_INT(nf, 1);
     if (nf == 1) CHECK_INT(queue_attempt(Q, "gone", f[0].ukh, &err), 0);
     queue_fetched_free(f, nf);

@@ -154,8 +154,8 @@ static void test_unknown_cli(void)
     const char *lanes[] = {"bluesky:@unk"};
     queue_fetched *f = NULL;
     int nf = 0;
-    REQUIRE(queue_worker_register(q, "gone", 50, &err) == 0);
-    REQUIRE(queue_fetch(q, "gone", lanes, 1, 3, 50, &f, &nf, &err) == 0);
+    REQUIRE(queue_worker_register(q, "gone", 500, &err) == 0);
+    REQUIRE(queue_fetch(q, "gone", lanes, 1, 3, 500, &f, &nf, &err) == 0);
     CHECK_INT(nf, 3);
     for (int i = 0; i < nf; i++) CHECK_INT(queue_attempt(q, "gone", f[i].ukh, &err), 0);
     queue_fetched_free(f, nf);

@@ -1042,6 +1042,112 @@ static void test_unsubscribe(void)
     free(tok);
 }
 
+/* reply_holds says whether any string in r (arrays walked) holds needle,
+ * ignoring ASCII case: a msgpack blob holds its strings as they are. */
+static int reply_holds(const redisReply *r, const char *needle)
+{
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++)
+            if (reply_holds(r->element[i], needle)) return 1;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) return 0;
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= r->len; i++)
+        if (strncasecmp(r->str + i, needle, m) == 0) return 1;
+    return 0;
+}
+
+/* address_keys counts the keys of namespace t whose name, fields, members
+ * or values hold addr (every type: jobs, done, dead and unknown sets,
+ * reasons, eng:*, the events stream, ...), naming each on stderr. */
+static long address_keys(redisContext *c, const char *addr)
+{
+    static const char *const read[][2] = {
+        {"hash", "HGETALL"}, {"zset", "ZRANGE"},   {"list", "LRANGE"},
+        {"set", "SMEMBERS"}, {"string", "GET"},    {"stream", "XRANGE"},
+    };
+    long hits = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH {t}:* COUNT 1000", cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r) freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            redisReply *t = redisCommand(c, "TYPE %b", k->str, k->len), *v = NULL;
+            for (size_t x = 0; t && x < sizeof read / sizeof read[0] && !v; x++) {
+                if (strcmp(t->str, read[x][0]) != 0) continue;
+                const char *op = read[x][1];
+                v = op[0] == 'Z' || op[0] == 'L' ? redisCommand(c, "%s %b 0 -1", op, k->str, k->len)
+                    : op[0] == 'X'               ? redisCommand(c, "XRANGE %b - +", k->str, k->len)
+                                                 : redisCommand(c, "%s %b", op, k->str, k->len);
+            }
+            if (reply_holds(k, addr) || (v && reply_holds(v, addr))) {
+                fprintf(stderr, "[forget] %s holds %s\n", k->str, addr);
+                hits++;
+            }
+            if (t) freeReplyObject(t);
+            if (v) freeReplyObject(v);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return hits;
+}
+
+static queue_job *email_to(const char *to, int64_t run_at_ms)
+{
+    queue_job *j = queue_job_new();
+    j->kind = QUEUE_KIND_EMAIL;
+    queue_set(&j->platform, "sendgrid");
+    queue_set(&j->account, "main");
+    queue_set(&j->campaign, "spring");
+    queue_set(&j->to, to);
+    queue_set(&j->to_name, "Ann Example");
+    queue_set(&j->subject, "hello");
+    char *html = hr_asprintf("<p>Sent to %s</p>", to);
+    queue_set(&j->html, html);
+    free(html);
+    queue_job_set_var(j, "email", to);
+    j->run_at_ms = run_at_ms;
+    return j;
+}
+
+/* take_one has worker w fetch the one ready job of sendgrid:main. */
+static int take_one(queue *q, const char *w, int lease_ms, queue_fetched **f)
+{
+    const char *lanes[] = {"sendgrid:main"};
+    int n = 0;
+    hr_err err = {0};
+    if (queue_worker_register(q, w, lease_ms, &err) != 0 ||
+        queue_fetch(q, w, lanes, 1, 1, lease_ms, f, &n, &err) != 0)
+        return 0;
+    return n;
+}
+
+static int reaped_to_unknown(void *q)
+{
+    long rq = 0, un = 0;
+    hr_err err = {0};
+    queue_reap(q, &rq, &un, &err);
+    return rint_("ZCARD {t}:unknown:sendgrid:main") == 1;
+}
+
+static int buried_as_forgotten(void *id)
+{
+    char *why = rcmd("HGET {t}:reasons %s", (const char *)id + QUEUE_TS_LEN);
+    int yes = why && strncmp(why, "forgotten", 9) == 0;
+    free(why);
+    return yes;
+}
+
+/* forget: ann's scheduled jobs and her dead one are removed; one in flight
+ * and one unknown cannot be, so they are named, exit 4, and lose the
+ * address: no key of the namespace holds it afterwards. The unknown one,
+ * resent, is buried as forgotten by a real worker, never sent. */
 static void test_forget(void)
 {
     char url[400];
@@ -1050,19 +1156,31 @@ static void test_forget(void)
     hr_err err = {0};
     queue *q = queue_connect(&o, &err);
     REQUIRE(q);
-    queue_job *jobs[3];
-    const char *to[3] = {"ann@example.com", "ANN@example.com ", "bob@example.com"};
-    for (int i = 0; i < 3; i++) {
-        jobs[i] = queue_job_new();
-        jobs[i]->kind = QUEUE_KIND_EMAIL;
-        queue_set(&jobs[i]->platform, "sendgrid");
-        queue_set(&jobs[i]->account, "main");
-        queue_set(&jobs[i]->campaign, "spring");
-        queue_set(&jobs[i]->to, to[i]);
-        queue_set(&jobs[i]->subject, "hello");
-        jobs[i]->run_at_ms = hr_now_ms() + 3600000;
-    }
+    int64_t later = hr_now_ms() + 3600000, now = hr_now_ms() - 1000;
+    queue_job *jobs[6] = {email_to("ann@example.com", later), email_to("ANN@example.com ", later),
+                          email_to("bob@example.com", later), email_to("ann@example.com", now),
+                          email_to("ann@example.com", now),   email_to("Ann@Example.com", now)};
+    /* an import's unique key ends with the address */
+    queue_set(&jobs[4]->unique_key, "spring|wxr:1|sendgrid|main|ann@example.com");
     REQUIRE(queue_enqueue(q, jobs, 3, NULL, &err) == 0);
+    /* 3: its worker dies mid-send (unknown, its reason naming her) */
+    REQUIRE(queue_enqueue(q, jobs + 3, 1, NULL, &err) == 0);
+    queue_fetched *f = NULL;
+    REQUIRE(take_one(q, "fg-gone", 500, &f) == 1);
+    CHECK_INT(queue_attempt(q, "fg-gone", f[0].ukh, &err), 0);
+    queue_fetched_free(f, 1);
+    CHECK(th_wait_for(reaped_to_unknown, q, 10000));
+    free(rcmd("HSET {t}:reasons %s %s", queue_job_ukh(jobs[3]), "timeout: ann@example.com"));
+    /* 4: in flight with a live worker; 5: buried, the reason naming her */
+    REQUIRE(queue_enqueue(q, jobs + 4, 1, NULL, &err) == 0);
+    REQUIRE(take_one(q, "fg-live", 600000, &f) == 1);
+    queue_fetched_free(f, 1);
+    REQUIRE(queue_enqueue(q, jobs + 5, 1, NULL, &err) == 0);
+    REQUIRE(take_one(q, "fg-live", 600000, &f) == 1);
+    CHECK_INT(queue_bury(q, "fg-live", f[0].ukh, f[0].lane, jobs[5],
+                         "sendgrid: 550 ann@example.com: no such user", &err),
+              1);
+    queue_fetched_free(f, 1);
     /* an open by ann, recorded against her first job */
     char body[400];
     snprintf(body, sizeof body,
@@ -1071,23 +1189,38 @@ static void test_forget(void)
              jobs[0]->id);
     CHECK_INT(post_generic(body, 0, NULL), 200);
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", jobs[0]->id), 1);
+    CHECK(address_keys(queue_redis(q), "ann@example.com") > 0); /* the scan sees it */
+
     char out[600];
     snprintf(out, sizeof out, "%s/forget.out", dir);
     char *argv[] = {HERALD_BIN, "--config", conf, "forget", "ann@example.com", NULL};
     pid_t pid = th_spawn(argv, out);
     int st = -1;
     waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 4); /* some could not be removed */
     char *text = th_read_file(out, NULL);
-    CHECK(text && strstr(text, "removed 2 queued jobs"));
+    CHECK(text && strstr(text, "removed 3 jobs"));
+    char line[80];
+    snprintf(line, sizeof line, "%s unknown", jobs[3]->id);
+    CHECK(text && strstr(text, line));
+    snprintf(line, sizeof line, "%s in flight", jobs[4]->id);
+    CHECK(text && strstr(text, line));
+    CHECK(text && !strstr(text, jobs[2]->id));
     free(text);
+    CHECK_INT(address_keys(queue_redis(q), "ann@example.com"), 0);
     hr_err e2 = {0};
-    queue_job *g = queue_get(q, jobs[0]->id, &e2);
-    CHECK(g == NULL);
-    queue_job_free(g);
-    g = queue_get(q, jobs[2]->id, &e2);
-    CHECK(g != NULL); /* bob keeps his */
-    queue_job_free(g);
+    for (int i = 0; i < 6; i++) {
+        queue_job *g = queue_get(q, jobs[i]->id, &e2);
+        if (i == 2) /* bob keeps his */
+            CHECK(g && g->to && strcmp(g->to, "bob@example.com") == 0);
+        else if (i == 3 || i == 4) /* kept in place, scrubbed */
+            CHECK(g && !g->to && !g->html && !g->unique_key && g->nvars == 0 &&
+                  queue_job_get_meta(g, "forgotten"));
+        else
+            CHECK(g == NULL);
+        queue_job_free(g);
+    }
+    CHECK_INT(rint_("ZCARD {t}:unknown:sendgrid:main"), 1);
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", jobs[0]->id), 0);
     CHECK_INT(queue_is_suppressed(q, secret, "ann@example.com", &e2), 1);
     char digest[65];
@@ -1095,12 +1228,35 @@ static void test_forget(void)
     char *v = rcmd("HGET {t}:suppressed %s", digest);
     CHECK(v && strncmp(v, "forget\t", 7) == 0);
     free(v);
+
+    /* the unknown one resent: a worker buries it as forgotten, sending
+     * nothing (its platform's URL has no server), and the address stays out */
+    CHECK_INT(queue_unknown_resolve(q, jobs[3]->id, 0, NULL, &e2), 1);
+    char wconf[600], cred[600];
+    snprintf(cred, sizeof cred, "%s/sg-key", dir);
+    th_write_file(cred, "SG.key\n");
+    char *extra = hr_asprintf("credentials-dir %s\naccount sendgrid:main base-url=http://"
+                              "127.0.0.1:1 credentials=sg-key from=news@example.org\n",
+                              dir);
+    snprintf(wconf, sizeof wconf, "%s/worker.conf", dir);
+    write_conf(wconf, port, 65536, extra);
+    free(extra);
+    char *wargv[] = {HERALD_BIN, "--config", wconf, "worker", "--processes", "1", NULL};
+    char wout[600];
+    snprintf(wout, sizeof wout, "%s/worker.out", dir);
+    pid_t w = th_spawn(wargv, wout);
+    CHECK(th_wait_for(buried_as_forgotten, jobs[3]->id, 20000));
+    th_kill(w, SIGTERM);
+    CHECK_INT(rint_("ZSCORE {t}:dead:sendgrid:main %s", queue_job_ukh(jobs[3])) > 0, 1);
+    CHECK_INT(rint_("HGET {t}:stats sent|sendgrid:main") <= 0, 1);
+    CHECK_INT(address_keys(queue_redis(q), "ann@example.com"), 0);
+
     /* bad input is exit 2 */
     char *bad[] = {HERALD_BIN, "--config", conf, "forget", "not-an-address", NULL};
     pid = th_spawn(bad, out);
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 6; i++)
         queue_job_free(jobs[i]);
     queue_free(q);
 }
