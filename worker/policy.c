@@ -80,6 +80,24 @@ int64_t worker_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t
     return (int64_t)(rnd % (uint64_t)(ceil + 1));
 }
 
+int worker_readback_due(const worker_readback *rb, int64_t since_ms, int64_t settle_ms,
+                        int64_t now_ms)
+{
+    if (rb->last_ms < 0 || now_ms < 0 || since_ms < 0 || rb->last_ms < since_ms) return 1;
+    int64_t next = rb->last_ms + rb->gap_ms;
+    int64_t settled = since_ms + settle_ms;
+    if (settle_ms > 0 && settled > rb->last_ms && settled < next) next = settled;
+    return now_ms >= next;
+}
+
+worker_readback worker_readback_next(const worker_readback *rb, int64_t since_ms,
+                                     int64_t interval_ms, int64_t cap_ms, int64_t now_ms)
+{
+    int fresh = rb->last_ms < 0 || rb->last_ms < since_ms || rb->gap_ms <= 0;
+    int64_t gap = fresh ? interval_ms : rb->gap_ms * 2;
+    return (worker_readback){now_ms, gap < cap_ms ? gap : cap_ms};
+}
+
 void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_ms,
                    int64_t retry_at_ms, int can_refresh, int refreshed,
                    const worker_retry_policy *p, uint64_t rnd, worker_decision *d)

@@ -156,40 +156,10 @@ typedef struct rc_settle {
  * of a job an operator resolved goes with it). */
 #define RC_READBACK_TTL_MS (24 * 3600 * 1000)
 
-/* A job's read-back schedule, in Redis's clock: when it was last read back
- * and the gap before the next. */
-typedef struct rc_readback {
-    int64_t last_ms, gap_ms; /* last_ms -1: never read back this time */
-} rc_readback;
-
-/* readback_due: whether a job unknown since since_ms (-1: cannot tell) with
- * schedule rb is to be read back at now_ms: the first time, once its gap
- * has passed, and once the settle time (settle_ms after since_ms, 0: none)
- * that a read-back before it could not use has ended. */
-static int readback_due(const rc_readback *rb, int64_t since_ms, int64_t settle_ms,
-                        int64_t now_ms)
-{
-    if (rb->last_ms < 0 || now_ms < 0 || since_ms < 0 || rb->last_ms < since_ms) return 1;
-    int64_t next = rb->last_ms + rb->gap_ms;
-    int64_t settled = since_ms + settle_ms;
-    if (settle_ms > 0 && settled > rb->last_ms && settled < next) next = settled;
-    return now_ms >= next;
-}
-
-/* readback_next: the schedule after a read-back at now_ms that settled
- * nothing: the gap doubles from interval_ms up to RC_READBACK_CAP_MS. */
-static rc_readback readback_next(const rc_readback *rb, int64_t since_ms, int64_t interval_ms,
-                                 int64_t now_ms)
-{
-    int fresh = rb->last_ms < 0 || rb->last_ms < since_ms || rb->gap_ms <= 0;
-    int64_t gap = fresh ? interval_ms : rb->gap_ms * 2;
-    return (rc_readback){now_ms, gap < RC_READBACK_CAP_MS ? gap : RC_READBACK_CAP_MS};
-}
-
 /* readback_get reads job ukh's time in lane's unknown set (*since_ms, -1
  * when it cannot be told) and its read-back schedule, in one round trip. */
 static void readback_get(queue *q, const char *lane, const char *ukh, int64_t *since_ms,
-                         rc_readback *rb)
+                         worker_readback *rb)
 {
     redisContext *c = queue_redis(q);
     redisAppendCommand(c, "ZSCORE {%s}:unknown:%s %s", queue_ns(q), lane, ukh);
@@ -200,14 +170,14 @@ static void readback_get(queue *q, const char *lane, const char *ukh, int64_t *s
     long long last = -1, gap = 0;
     if (!h || h->type != REDIS_REPLY_STRING || sscanf(h->str, "%lld:%lld", &last, &gap) != 2)
         last = -1;
-    *rb = (rc_readback){last, gap};
+    *rb = (worker_readback){last, gap};
     if (z) freeReplyObject(z);
     if (h) freeReplyObject(h);
 }
 
 /* readback_put stores job ukh's schedule (rb NULL: drops it, the job left
  * the unknown set). */
-static void readback_put(queue *q, const char *lane, const char *ukh, const rc_readback *rb)
+static void readback_put(queue *q, const char *lane, const char *ukh, const worker_readback *rb)
 {
     redisContext *c = queue_redis(q);
     redisReply *r;
@@ -249,9 +219,9 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
                         : plat_resend_on_absent(j->platform) ? 0
                                                              : st->timeline_ms;
     int64_t since = -1;
-    rc_readback rb;
+    worker_readback rb;
     readback_get(q, lane, ukh, &since, &rb);
-    if (!readback_due(&rb, since, settle_ms, now)) {
+    if (!worker_readback_due(&rb, since, settle_ms, now)) {
         queue_job_free(j);
         return 0;
     }
@@ -326,7 +296,8 @@ out:
     if (resolved) {
         readback_put(q, lane, ukh, NULL);
     } else if (now >= 0) {
-        rc_readback next = readback_next(&rb, since, st->interval_ms, now);
+        worker_readback next =
+            worker_readback_next(&rb, since, st->interval_ms, RC_READBACK_CAP_MS, now);
         readback_put(q, lane, ukh, &next);
     }
     plat_request_release(&pr);

@@ -73,6 +73,24 @@ typedef struct worker_retry_policy {
  * value), so a fleet that failed together does not retry together. */
 int64_t worker_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t rnd);
 
+/* The reconciler's schedule of read-backs for one unknown job, in Redis's
+ * clock: when it was last read back (-1: not yet) and the gap before the
+ * next. */
+typedef struct worker_readback {
+    int64_t last_ms, gap_ms;
+} worker_readback;
+/* worker_readback_due returns 1 when a job unknown since since_ms (-1: not
+ * known) is to be read back at now_ms: the first time, once its gap has
+ * passed, and once its settle time (settle_ms after since_ms; 0: none) has
+ * ended, which a read-back before it could not use; a schedule older than
+ * since_ms (an earlier stay in the unknown set) counts as none. */
+int worker_readback_due(const worker_readback *rb, int64_t since_ms, int64_t settle_ms,
+                        int64_t now_ms);
+/* worker_readback_next returns the schedule after a read-back at now_ms
+ * that settled nothing: the gap doubles from interval_ms up to cap_ms. */
+worker_readback worker_readback_next(const worker_readback *rb, int64_t since_ms,
+                                     int64_t interval_ms, int64_t cap_ms, int64_t now_ms);
+
 /* worker_decide maps an outcome to the next state. attempt: attempts started
  * including this one; retry_at_ms: the platform's Retry-After as an absolute
  * time (RETRY_AFTER, and the earliest retry of a TRANSIENT); refreshed: the session was already refreshed for

@@ -233,6 +233,42 @@ static void pools(void)
     hr_config_free(c);
 }
 
+/* the reconciler's read-backs of a job that stays unknown: the gap doubles
+ * up to the cap, the settle moment gets a read-back of its own, and a
+ * schedule left from an earlier stay in the unknown set is not used */
+static void readback_schedule(void)
+{
+    worker_readback rb = {-1, 0};
+    int64_t since = 10000, now = since, reads = 0;
+    /* 200 ms passes over 10 s, no settle time: reads at +0, 200, 600,
+     * 1400, 3000, then every 3 s (the cap) */
+    for (int pass = 0; pass < 50; pass++, now += 200) {
+        if (!worker_readback_due(&rb, since, 0, now)) continue;
+        reads++;
+        rb = worker_readback_next(&rb, since, 200, 3000, now);
+    }
+    CHECK_INT(reads, 7); /* 0, .2, .6, 1.4, 3.0, 6.0, 9.0 s */
+    CHECK_INT(rb.gap_ms, 3000);
+    CHECK_INT(rb.last_ms, since + 9000);
+    /* read at +600 with the gap at 800: due at +1400, but a settle time
+     * ending at +1000 brings it forward to then (not before) */
+    worker_readback at600 = {since + 600, 800};
+    CHECK_INT(worker_readback_due(&at600, since, 1000, since + 999), 0);
+    CHECK_INT(worker_readback_due(&at600, since, 1000, since + 1000), 1);
+    CHECK_INT(worker_readback_due(&at600, since, 0, since + 1000), 0);
+    CHECK_INT(worker_readback_due(&at600, since, 0, since + 1400), 1);
+    /* a settle time that ended before the last read-back: the gap rules */
+    CHECK_INT(worker_readback_due(&at600, since, 500, since + 1000), 0);
+    /* back in the unknown set after an earlier stay: due at once, and the
+     * gap starts over */
+    CHECK_INT(worker_readback_due(&at600, since + 5000, 0, since + 5000), 1);
+    worker_readback again = worker_readback_next(&at600, since + 5000, 200, 3000, since + 5000);
+    CHECK_INT(again.gap_ms, 200);
+    /* Redis's clock or the job's time unknown: read back */
+    CHECK_INT(worker_readback_due(&at600, -1, 0, since + 700), 1);
+    CHECK_INT(worker_readback_due(&at600, since, 0, -1), 1);
+}
+
 int main(void)
 {
     th_run("durations_and_money", durations_and_money);
@@ -242,5 +278,6 @@ int main(void)
     th_run("budgets", budgets);
     th_run("account_config", account_config);
     th_run("pools", pools);
+    th_run("readback_schedule", readback_schedule);
     return th_main_end();
 }
