@@ -165,6 +165,30 @@ static void charge_waits_for_buckets(void)
     CHECK_STR(v, want);
     free(v);
 
+    /* counts kept under another bucket size (the window was 1 s, g 50 ms)
+     * count in the bucket of their last ms: 5 in bucket 2b-42 of 50 ms
+     * end in bucket b-21 of 100 ms, the oldest still in the span; 5 in
+     * bucket 2b-44 end in b-22, gone */
+    for (int tries = 0; tries < 20; tries++) {
+        long long now = redis_now_ms();
+        if (now % 100 > 60) {
+            usleep(50000);
+            continue;
+        }
+        b = now / 100;
+        free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@f nw 1 w1_ms 2000 w1_limit 5 w1_b 50:%lld:5",
+                          2 * b - 42));
+        free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@g nw 1 w1_ms 2000 w1_limit 5 w1_b 50:%lld:5",
+                          2 * b - 44));
+        wait1 = charge("x:@f", "none", 1);
+        wait3 = charge("x:@g", "none", 1);
+        if (redis_now_ms() / 100 == b) break;
+        b = 0;
+    }
+    REQUIRE(b);
+    CHECK(wait1 > 0 && wait1 <= 100);
+    CHECK_INT(wait3, 0);
+
     /* an app window without room refuses the lane's call, charging neither */
     free(th_redis_cmd(wt.redis, "HSET {t}:lane:x:@d nw 1 w1_ms 60000 w1_limit 100 cost 1"));
     free(th_redis_cmd(wt.redis, "HSET {t}:app:x nw 1 w1_ms 60000 w1_limit 4 cost 2"));
