@@ -24,6 +24,11 @@ typedef struct sb_fault {
     double rate429, rate500, drop;
     int retry_after_s, slow_ms;
     int search_lag_ms; /* email providers: a message shows in search this late */
+    /* refusals: a share of the posts and emails answered with status4xx
+     * in the platform's own error shape (a permanent failure) */
+    double rate4xx;
+    int status4xx;
+    char message[200];
 } sb_fault;
 
 typedef struct sb_rec {
@@ -1273,6 +1278,27 @@ static int fire_event(hook_sandbox *s, sb_rec *x, hook_ev_type t, int repeat, hr
     return 0;
 }
 
+/* refuse answers status with msg in the platform's own error shape, as the
+ * real API refuses a request it will never take (the rate4xx fault) */
+static void refuse(sb_reply *o, const char *platform, int status, const char *msg)
+{
+    if (!strcmp(platform, "x")) return x_error(o, status, msg);
+    if (!strcmp(platform, "bluesky")) return bsky_error(o, status, "InvalidRequest", msg);
+    if (!strcmp(platform, "linkedin"))
+        return reply_json(o, status,
+                          json_pack("{sssisi}", "message", msg, "status", status,
+                                    "serviceErrorCode", 100));
+    /* Graph error 200: a permission the page or user lacks */
+    if (!strcmp(platform, "threads") || !strcmp(platform, "facebook"))
+        return meta_error(o, status, 200, msg);
+    if (!strcmp(platform, "sendgrid")) return sg_error(o, status, msg, NULL);
+    if (!strcmp(platform, "mailgun"))
+        return reply_json(o, status, json_pack("{ss}", "message", msg));
+    /* Postmark 406: the recipient is inactive (bounced or unsubscribed) */
+    if (!strcmp(platform, "postmark")) return pm_error(o, status, 406, msg);
+    reply_json(o, status, json_pack("{ss}", "error", msg)); /* Mastodon, the relay */
+}
+
 /* ------------------------------------------------------------ control */
 
 static struct sb_fault *fault_for(hook_sandbox *s, const char *platform)
@@ -1296,6 +1322,15 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
     const char *p = json_string_value(json_object_get(j, "platform"));
     if (!p) p = "*";
     if (strlen(p) >= sizeof s->faults[0].platform) return hr_err_set(err, "faults: bad platform");
+    json_t *st = json_object_get(j, "status");
+    int status4xx = st ? (int)json_integer_value(st) : 403;
+    if (status4xx < 400 || status4xx > 499)
+        return hr_err_set(err, "faults: status must be a 4xx code (400..499)");
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    if (!msg) msg = "sandbox: injected refusal";
+    if (strlen(msg) >= sizeof s->faults[0].message)
+        return hr_err_set(err, "faults: message is longer than %zu bytes",
+                          sizeof s->faults[0].message - 1);
     sb_fault *f = NULL;
     for (int i = 0; i < s->nfaults; i++)
         if (strcmp(s->faults[i].platform, p) == 0) f = &s->faults[i];
@@ -1312,6 +1347,9 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
     f->search_lag_ms = (int)json_integer_value(json_object_get(j, "search_lag_ms"));
     f->retry_after_s = (int)json_integer_value(json_object_get(j, "retry_after"));
     if (!f->retry_after_s) f->retry_after_s = 1;
+    f->rate4xx = json_number_value(json_object_get(j, "rate4xx"));
+    f->status4xx = status4xx;
+    snprintf(f->message, sizeof f->message, "%s", msg);
     return 0;
 }
 
@@ -1377,11 +1415,15 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
         json_t *a = json_array();
         for (int i = 0; i < s->nfaults; i++) {
             sb_fault *f = &s->faults[i];
-            json_array_append_new(a,
-                                  json_pack("{ss sf sf sf si si si}", "platform", f->platform,
-                                            "rate429", f->rate429, "rate500", f->rate500, "drop",
-                                            f->drop, "slow_ms", f->slow_ms, "retry_after",
-                                            f->retry_after_s, "search_lag_ms", f->search_lag_ms));
+            json_t *fj = json_pack("{ss sf sf sf si si si}", "platform", f->platform, "rate429",
+                                   f->rate429, "rate500", f->rate500, "drop", f->drop, "slow_ms",
+                                   f->slow_ms, "retry_after", f->retry_after_s, "search_lag_ms",
+                                   f->search_lag_ms);
+            if (f->rate4xx > 0)
+                json_object_update_new(fj, json_pack("{sf si ss}", "rate4xx", f->rate4xx,
+                                                     "status", f->status4xx, "message",
+                                                     f->message));
+            json_array_append_new(a, fj);
         }
         return reply_json(
             o, 200, json_pack("{soso}", "faults", a, "injected", json_integer(s->faults_injected)));
@@ -1576,6 +1618,15 @@ static void on_request(hook_req *r, void *priv)
         if (x < f->rate500) {
             s->faults_injected++;
             reply_json(&o, 500, json_pack("{ss}", "error", "sandbox: injected server error"));
+            goto answer;
+        }
+        /* drawn only when set: the faults above keep their seeded sequence;
+         * what is refused is content (a post, an email, a Threads
+         * container), not a login or a read */
+        if (f->rate4xx > 0 && strcmp(rt->kind, "read") != 0 && strcmp(rt->kind, "session") != 0 &&
+            rnd(s) < f->rate4xx) {
+            s->faults_injected++;
+            refuse(&o, rt->platform, f->status4xx, f->message);
             goto answer;
         }
     }

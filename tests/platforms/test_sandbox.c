@@ -115,8 +115,9 @@ static plat_account *account(const char *rest)
     return a;
 }
 
-/* drive runs a send to its outcome; returns the outcome kind and the id */
-static plat_outcome_kind drive(plat_send *s, char **id, const char *what)
+/* drive runs a send to its outcome; returns the outcome kind and the id,
+ * and its message when message is not NULL (owned by the caller) */
+static plat_outcome_kind drive(plat_send *s, char **id, char **message, const char *what)
 {
     for (int step = 0; step < 8; step++) {
         plat_request req;
@@ -138,6 +139,7 @@ static plat_outcome_kind drive(plat_send *s, char **id, const char *what)
                         a.body.data ? a.body.data : "");
             plat_outcome_kind k = o.kind;
             *id = o.platform_id ? hr_strdup(o.platform_id) : NULL;
+            if (message) *message = hr_strdup(o.message);
             plat_outcome_release(&o);
             answer_release(&a);
             plat_request_release(&req);
@@ -150,10 +152,12 @@ static plat_outcome_kind drive(plat_send *s, char **id, const char *what)
     return PLAT_OUT_TRANSIENT;
 }
 
-/* one sends job_json from acct; with readback, reads it back and expects
- * that outcome kind (PLAT_OUT_SENT, PLAT_OUT_ABSENT); with engagement,
- * polls it. */
-static void one(const char *acct, const char *job_json, plat_outcome_kind readback, int engagement)
+/* send_one sends job_json from acct and expects outcome want, whose
+ * message contains want_msg (unless NULL); sent, with readback, reads it
+ * back and expects that outcome kind (PLAT_OUT_SENT, PLAT_OUT_ABSENT);
+ * with engagement, polls it. */
+static void send_one(const char *acct, const char *job_json, plat_outcome_kind want,
+                     const char *want_msg, plat_outcome_kind readback, int engagement)
 {
     plat_account *a = account(acct);
     hr_err err = {0};
@@ -165,10 +169,14 @@ static void one(const char *acct, const char *job_json, plat_outcome_kind readba
     plat_send *s = plat_send_new(a, &sess, j, &ctx, &err);
     if (!s) fprintf(stderr, "%s: %s\n", acct, err.msg);
     REQUIRE(s);
-    char *id = NULL;
-    CHECK_INT(drive(s, &id, acct), PLAT_OUT_SENT);
-    CHECK(id && *id);
-    if (readback) {
+    char *id = NULL, *msg = NULL;
+    CHECK_INT(drive(s, &id, &msg, acct), want);
+    if (want_msg && (!msg || !strstr(msg, want_msg)))
+        fprintf(stderr, "%s: message %s, expected %s\n", acct, msg ? msg : "-", want_msg);
+    CHECK(!want_msg || (msg && strstr(msg, want_msg)));
+    free(msg);
+    if (want == PLAT_OUT_SENT) CHECK(id && *id);
+    if (readback && want == PLAT_OUT_SENT) {
         plat_outcome o = {0};
         for (int i = 0; i < 3; i++) {
             plat_request req;
@@ -192,7 +200,7 @@ static void one(const char *acct, const char *job_json, plat_outcome_kind readba
         CHECK_INT(o.kind, readback);
         plat_outcome_release(&o);
     }
-    if (engagement && id) {
+    if (engagement && id && want == PLAT_OUT_SENT) {
         plat_request req;
         CHECK(plat_engagement_request(a, &sess, id, &req, &err) == 0);
         answer an;
@@ -215,6 +223,11 @@ static void one(const char *acct, const char *job_json, plat_outcome_kind readba
     plat_session_release(&sess);
     queue_job_free(j);
     plat_account_free(a);
+}
+
+static void one(const char *acct, const char *job_json, plat_outcome_kind readback, int engagement)
+{
+    send_one(acct, job_json, PLAT_OUT_SENT, NULL, readback, engagement);
 }
 
 static void test_social(void)
@@ -379,6 +392,44 @@ static void test_search_lag(void)
     th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
 }
 
+/* refused sends job_json from acct while the sandbox refuses its
+ * platform's posts (rate4xx) with status and a message of its own: the
+ * platform's error shape must read as permanent, with that message. */
+static void refused(const char *acct, const char *job_json, int status)
+{
+    char platform[32];
+    snprintf(platform, sizeof platform, "%.*s", (int)strcspn(acct, ":"), acct);
+    char *msg = hr_asprintf("%s refuses this post for good", platform);
+    char *fault = hr_asprintf("{\"platform\":\"%s\",\"rate4xx\":1,\"status\":%d,"
+                              "\"message\":\"%s\"}",
+                              platform, status, msg);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    CHECK_INT(th_http(port, "POST", "/_sandbox/faults", h, fault, NULL), 200);
+    send_one(acct, job_json, PLAT_OUT_PERMANENT, msg, 0, 0);
+    free(fault);
+    free(msg);
+}
+
+/* a refusal the sandbox injects (rate4xx) is, on every platform, a
+ * permanent failure carrying the platform's own message */
+static void test_refusals(void)
+{
+    th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
+    const char *post = "{\"kind\":\"post\",\"text\":\"Not for this account\"}";
+    refused("x:@shop user-id=1", post, 403);
+    refused("mastodon:@shop@m.example account-id=1", post, 422);
+    refused("bluesky:@shop.bsky.social handle=shop.bsky.social", post, 400);
+    refused("linkedin:shop author=urn:li:organization:5515715", post, 403);
+    refused("threads:shop user-id=1234567", post, 400);
+    refused("facebook:shop page-id=1122334455", post, 403);
+    const char *e = "{\"kind\":\"email\",\"campaign\":\"spring\",\"to\":\"ann@example.com\","
+                    "\"subject\":\"Hello\",\"html\":\"<p>Hi</p>\"}";
+    refused("sendgrid:main from=news@shop.example", e, 400); /* 403: a key lacking rights */
+    refused("mailgun:main domain=mg.shop.example from=news@shop.example", e, 400);
+    refused("postmark:main from=news@shop.example", e, 422);
+    th_http(port, "POST", "/_sandbox/reset", NULL, "", NULL);
+}
+
 static int up(void *arg)
 {
     return th_http(*(int *)arg, NULL, "/readyz", NULL, NULL, NULL) == 200;
@@ -405,6 +456,7 @@ int main(void)
     th_run("x_timeline", test_x_timeline);
     th_run("search_lag", test_search_lag);
     th_run("email", test_email);
+    th_run("refusals", test_refusals);
     th_kill(pid, SIGTERM);
     free(conf);
     free(dir);

@@ -539,6 +539,75 @@ static void test_faults(void)
     resp_release(&r);
 }
 
+/* a refusal (rate4xx) answers a post with the given 4xx in X's own error
+ * shape and message, is counted as injected and not recorded as a post;
+ * reads pass; a status that is no 4xx or an overlong message is refused */
+static void test_refusals(void)
+{
+    resp r;
+    req("POST", "/_sandbox/reset", NULL, "", &r);
+    resp_release(&r);
+    req("GET", "/_sandbox/faults", NULL, NULL, &r);
+    json_t *j = json_of(&r);
+    long before = (long)json_integer_value(json_object_get(j, "injected"));
+    json_decref(j);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL,
+        "{\"platform\":\"x\",\"rate4xx\":1,\"status\":403,"
+        "\"message\":\"You are not permitted to perform this action.\"}",
+        &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    req("POST", "/2/tweets", bearer, "{\"text\":\"refused\"}", &r);
+    CHECK_INT(r.status, 403);
+    j = json_of(&r);
+    CHECK_STR(json_string_value(json_object_get(j, "detail")),
+              "You are not permitted to perform this action.");
+    CHECK_INT(json_integer_value(json_object_get(j, "status")), 403);
+    CHECK(json_string_value(json_object_get(j, "title")) != NULL);
+    json_decref(j);
+    resp_release(&r);
+    req("GET", "/2/users/1/tweets", bearer, NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_release(&r);
+    req("GET", "/_sandbox/faults", NULL, NULL, &r);
+    j = json_of(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "injected")), before + 1);
+    json_t *f = json_array_get(json_object_get(j, "faults"), 0);
+    CHECK_INT(json_integer_value(json_object_get(f, "status")), 403);
+    CHECK_STR(json_string_value(json_object_get(f, "message")),
+              "You are not permitted to perform this action.");
+    json_decref(j);
+    resp_release(&r);
+    req("GET", "/_sandbox/posts?platform=x&kind=post", NULL, NULL, &r);
+    j = json_of(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "count")), 0);
+    json_decref(j);
+    resp_release(&r);
+    /* the default: 403 with the sandbox's message, here in Mastodon's shape */
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"mastodon\",\"rate4xx\":1}", &r);
+    resp_release(&r);
+    req("POST", "/api/v1/statuses", bearer, "{\"status\":\"refused\"}", &r);
+    CHECK_INT(r.status, 403);
+    j = json_of(&r);
+    CHECK_STR(json_string_value(json_object_get(j, "error")), "sandbox: injected refusal");
+    json_decref(j);
+    resp_release(&r);
+    req("POST", "/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate4xx\":1,\"status\":500}",
+        &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "status must be a 4xx"));
+    resp_release(&r);
+    char big[400];
+    snprintf(big, sizeof big, "{\"platform\":\"x\",\"rate4xx\":1,\"message\":\"%0250d\"}", 0);
+    req("POST", "/_sandbox/faults", NULL, big, &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "message is longer"));
+    resp_release(&r);
+    req("POST", "/_sandbox/reset", NULL, "", &r);
+    resp_release(&r);
+}
+
 /* the generic relay checks the signature's value, not just its presence */
 static void test_relay(void)
 {
@@ -588,6 +657,7 @@ int main(void)
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
     th_run("emails_and_loop", test_emails_and_loop);
     th_run("faults", test_faults);
+    th_run("refusals", test_refusals);
     th_run("relay", test_relay);
     th_run("stop", test_stop);
     free(dir);
