@@ -846,6 +846,7 @@ int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int
     qa_init(&a);
     qa_evalsha(&a, QS_PROMOTE, 0);
     qa_pushkey(&a, q->ns, "due");
+    qa_pushkey(&a, q->ns, "held"); /* lanes imports hold: skipped */
     int entries = 0;
     int64_t first_later = 0;
     for (size_t i = 0; i + 1 < d->elements; i += 2) {
@@ -867,7 +868,7 @@ int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms, int
         *now_ms = now;
         return 0;
     }
-    qa_set_nkeys(&a, 1 + 2 * entries);
+    qa_set_nkeys(&a, 2 + 2 * entries);
     qa_pushf(&a, "%d", batch);
     qa_pushf(&a, "{%s}:readych", q->ns);
     for (size_t i = 0, k = 0; k < (size_t)entries; i += 2) {

@@ -196,7 +196,9 @@ queue_enqueue_batch *queue_enqueue_send(queue *q, queue_job *const *jobs, int n,
  * holds the import lock of its jobs' campaign with lock_token (borrowed for
  * the call): its script calls go through while the lock holds that token,
  * and are refused ("enqueue: lost the lock of campaign C ...") when it
- * does not. */
+ * does not. The importer holds its lanes ({NS}:held), so a job of such a
+ * call that is due now is scheduled at its time, not made ready: nothing
+ * of an import becomes ready before it ends. */
 queue_enqueue_batch *queue_enqueue_send_locked(queue *q, queue_job *const *jobs, int n,
                                                const char *lock_token, hr_err *err);
 int queue_enqueue_recv(queue *q, queue_enqueue_batch *b, int *results, hr_err *err);
@@ -253,8 +255,10 @@ queue_job *queue_get(queue *q, const char *id, hr_err *err);
 
 /* queue_promote moves every job whose time has come (by Redis TIME) from the
  * scheduled and retry sets into its lane's ready list, at most batch per lane
- * per call; safe with several schedulers at once. Sets *promoted and
- * *next_due_ms (the earliest time still scheduled, or 0 when none) and
+ * per call; safe with several schedulers at once. A lane an import holds
+ * ({NS}:held, see docs/import.md) keeps its scheduled jobs (not its
+ * retrying ones) until the import ends or its hold lapses. Sets *promoted
+ * and *next_due_ms (the earliest time still scheduled, or 0 when none) and
  * *now_ms (Redis time). */
 int queue_promote(queue *q, int batch, long *promoted, int64_t *next_due_ms,
                   int64_t *now_ms, hr_err *err);

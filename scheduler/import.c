@@ -25,6 +25,7 @@
 int (*sched_test_enqueue_fail)(int batch_no);
 void (*sched_test_before_edit_reads)(int batch_no);
 int64_t (*sched_test_lock_clock_ms)(void);
+int (*sched_test_lock_lease_ms)(void);
 
 /* One item of a batch: its jobs are jobs[first .. first+n). */
 typedef struct pending {
@@ -54,6 +55,14 @@ typedef struct pending {
 enum { HASH_PENDING = 0, HASH_GONE = 1 };
 #define LOCK_LEASE_MS 60000
 
+/* lease_ms is the lease of the import's lock and of its lanes' holds:
+ * LOCK_LEASE_MS, or a test's (sched_test_lock_lease_ms: a killed import's
+ * holds lapse without waiting a minute) */
+static int lease_ms(void)
+{
+    return sched_test_lock_lease_ms ? sched_test_lock_lease_ms() : LOCK_LEASE_MS;
+}
+
 /* A batch of items on its way through the pipeline: filled by pass2_cb,
  * then its index entries are looked up, then it is planned and its jobs and
  * index entries are written; it is freed when those replies are read. So
@@ -77,7 +86,8 @@ typedef struct batch {
 /* what each reply due on the connection belongs to, in the order sent:
  * SENT_LOOKUP is WATCH and GET of the lock and the HMGET of the index;
  * SENT_TXN is the batch's transaction (MULTI, its new jobs' commands, the
- * index HSET, the lock's PEXPIRE, EXEC), its last */
+ * index HSET, the renewal of the lock and the lanes' holds, EXEC), its
+ * last */
 enum { SENT_LOOKUP, SENT_PENDING, SENT_ENQUEUE, SENT_TXN };
 typedef struct sent {
     int kind;
@@ -863,7 +873,7 @@ static int txn_read(imp *m, batch *b)
     if (r->type == REDIS_REPLY_NIL) {
         hr_err_set(m->err, "import: lost the lock of campaign %s (%s): it changed or its "
                    "lease of %d s ran out; this batch's transaction was not written",
-                   m->cp->name, m->lock_key, LOCK_LEASE_MS / 1000);
+                   m->cp->name, m->lock_key, lease_ms() / 1000);
         rc = -1;
     } else if (r->type != REDIS_REPLY_ARRAY) {
         hr_err_set(m->err, "redis: import batch: %s (not written)",
@@ -1208,21 +1218,114 @@ static int64_t lock_clock_ms(void)
  * last renewal was sent (a stall): it may have lapsed and changed hands */
 static int lock_stale(const imp *m)
 {
-    return lock_clock_ms() - m->lock_sent_ms >= LOCK_LEASE_MS / 2;
+    return lock_clock_ms() - m->lock_sent_ms >= lease_ms() / 2;
+}
+
+/* ---- the lanes' holds (issue #4: all or nothing while schedulers run)
+ *
+ * While it runs, an import holds every lane of its campaign: {NS}:held
+ * has TOKEN|LANE with the hold's expiry (Redis time), and promote.lua
+ * leaves the scheduled jobs of a held lane where they are, so nothing this
+ * run writes becomes ready (its jobs due now are scheduled too: see
+ * enqueue.lua) before it has succeeded, and a failed run's rollback finds
+ * them all. Holds are per run (several campaigns may hold a lane), taken
+ * with the lock and renewed with it by the same script, so a killed run's
+ * lapse with its lock; the end of the run drops them. */
+
+/* HOLD renews the lock if it still holds this run's token (compare and
+ * renew: a bare PEXPIRE could renew another owner's lock) and, with the
+ * same lease, this run's holds. KEYS[1] lock, KEYS[2] held; ARGV[1] token,
+ * ARGV[2] lease ms, ARGV[3..] lanes. 1, or 0 when the lock is not ours. */
+static const char HOLD[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "local t = redis.call('TIME') "
+    "local exp = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2]) "
+    "local z = {} "
+    "for i = 3, #ARGV do z[#z + 1] = exp z[#z + 1] = ARGV[1] .. '|' .. ARGV[i] end "
+    "if #z > 0 then redis.call('ZADD', KEYS[2], unpack(z)) end return 1";
+
+/* RELEASE ends a run: drops its holds (and lapsed ones), puts each lane's
+ * due entry back at its earliest scheduled job (promote.lua moved it to
+ * the hold's expiry), wakes the schedulers, and deletes the lock if it
+ * still holds the token (a lane's set of the wrong type, which failed
+ * the run, is left alone). KEYS[1] lock, KEYS[2] held, KEYS[3] due, then
+ * sched:LANE per lane; ARGV[1] token, ARGV[2] wake channel, ARGV[3..]
+ * the lanes. */
+static const char RELEASE[] =
+    "local t = redis.call('TIME') "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', "
+    "  string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))) "
+    "local min "
+    "for i = 3, #ARGV do "
+    "  local member = 's|' .. ARGV[i] "
+    "  redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. ARGV[i]) "
+    "  local head = redis.pcall('ZRANGE', KEYS[i + 1], 0, 0, 'WITHSCORES') "
+    "  if head.err then "
+    "  elseif #head > 0 then "
+    "    redis.call('ZADD', KEYS[3], head[2], member) "
+    "    if not min or tonumber(head[2]) < tonumber(min) then min = head[2] end "
+    "  else redis.call('ZREM', KEYS[3], member) end "
+    "end "
+    "if min then redis.call('PUBLISH', ARGV[2], min) end "
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
+
+/* hold_argv writes the EVAL of HOLD (release 0) or RELEASE (1) on this
+ * run's lanes into a new argv (free it with argv_free); returns argc */
+static int hold_argv(const imp *m, int release, char ***out)
+{
+    const char *ns = queue_ns(m->q);
+    char key[QUEUE_LANE_MAX + 300];
+    int n = m->naccts, k = 0;
+    char **v = hr_calloc((size_t)(8 + 2 * n), sizeof *v);
+    v[k++] = hr_strdup("EVAL");
+    v[k++] = hr_strdup(release ? RELEASE : HOLD);
+    v[k++] = hr_asprintf("%d", release ? 3 + n : 2);
+    v[k++] = hr_strdup(m->lock_key);
+    v[k++] = hr_strdup(queue_key(ns, "held", key, sizeof key));
+    if (release) {
+        v[k++] = hr_strdup(queue_key(ns, "due", key, sizeof key));
+        for (int i = 0; i < n; i++) {
+            char suffix[QUEUE_LANE_MAX + 16];
+            snprintf(suffix, sizeof suffix, "sched:%s", m->accts[i].lane);
+            v[k++] = hr_strdup(queue_key(ns, suffix, key, sizeof key));
+        }
+    }
+    v[k++] = hr_strdup(m->lock_token);
+    v[k++] = release ? hr_strdup(queue_key(ns, "wake", key, sizeof key))
+                     : hr_asprintf("%d", lease_ms());
+    for (int i = 0; i < n; i++)
+        v[k++] = hr_strdup(m->accts[i].lane);
+    *out = v;
+    return k;
+}
+
+static void argv_free(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* hold_run runs HOLD or RELEASE (the connection must have no reply due) */
+static redisReply *hold_run(imp *m, int release)
+{
+    redisContext *c = queue_redis(m->q);
+    if (!c) return NULL;
+    char **v;
+    int n = hold_argv(m, release, &v);
+    redisReply *r = redisCommandArgv(c, n, (const char **)v, NULL);
+    argv_free(v, n);
+    return r;
 }
 
 /* lock_renew checks with a round trip that the lock still holds this
- * run's token and renews its lease (the connection must have no reply
- * due). Outside a transaction the lock is only ever renewed by this
- * compare-and-renew script: a bare PEXPIRE would renew another owner's
- * lock. A lapsed lock is lost too: another import may have run meanwhile.
- * Returns 0, or -1 with err. */
+ * run's token and renews its lease and the run's holds (HOLD; the
+ * connection must have no reply due). A lapsed lock is lost too: another
+ * import may have run meanwhile. Returns 0, or -1 with err. */
 static int lock_renew(imp *m, hr_err *err)
 {
-    redisReply *r = cmd(m, "EVAL %s 1 %s %s %d",
-                        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-                        m->lock_key, m->lock_token, LOCK_LEASE_MS);
+    redisReply *r = hold_run(m, 0);
     long long ok = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     if (r) freeReplyObject(r);
     if (ok != 1) {
@@ -1352,7 +1455,10 @@ static int send_txn(imp *m, batch *b)
         for (int i = 0; i < b->npend; i++)
             if (!vals[i]) hv[3 + 2 * i] = vals[i] = index_value(m, b, &b->pend[i], &lens[3 + 2 * i]);
         redisAppendCommandArgv(c, argc, hv, lens);
-        redisAppendCommand(c, "PEXPIRE %s %d", m->lock_key, LOCK_LEASE_MS);
+        char **hv2;
+        int hn = hold_argv(m, 0, &hv2); /* the lock's and the holds' renewal */
+        redisAppendCommandArgv(c, hn, (const char **)hv2, NULL);
+        argv_free(hv2, hn);
         redisAppendCommand(c, "EXEC");
         m->lock_sent_ms = lock_clock_ms();
         pipe_push(m, SENT_TXN, b);
@@ -1735,7 +1841,7 @@ static int lock_take(imp *m)
         snprintf(m->lock_token + 2 * i, 3, "%02x", rnd[i]);
     redisContext *c = queue_redis(m->q);
     redisReply *r =
-        redisCommand(c, "SET %s %s NX PX %d", m->lock_key, m->lock_token, LOCK_LEASE_MS);
+        redisCommand(c, "SET %s %s NX PX %d", m->lock_key, m->lock_token, lease_ms());
     if (!r || r->type == REDIS_REPLY_ERROR) return redis_fail(m, c, r);
     int taken = r->type == REDIS_REPLY_STATUS;
     freeReplyObject(r);
@@ -1752,18 +1858,17 @@ static int lock_take(imp *m)
         m->lock_key[0] = '\0';
         return -1;
     }
-    m->lock_sent_ms = lock_clock_ms();
-    return 0;
+    /* the holds, before anything is written: lock_renew takes them */
+    return lock_renew(m, m->err);
 }
 
-/* lock_drop releases the lock if it is still ours */
+/* lock_drop releases the run's holds (RELEASE: after the rollback, if it
+ * failed), then the lock if it is still ours. If Redis is away, both lapse
+ * with their lease. */
 static void lock_drop(imp *m)
 {
     if (!m->lock_key[0] || !queue_redis(m->q)) return;
-    redisReply *r = cmd(m, "EVAL %s 1 %s %s",
-                        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                        "return redis.call('DEL', KEYS[1]) end return 0",
-                        m->lock_key, m->lock_token);
+    redisReply *r = hold_run(m, 1);
     if (r) freeReplyObject(r);
     m->lock_key[0] = '\0';
 }

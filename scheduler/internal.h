@@ -76,6 +76,10 @@ extern void (*sched_test_before_edit_reads)(int batch_no);
  * on instead of the monotonic one, so a test can make the import see a
  * stall of half a lease or more without waiting one. */
 extern int64_t (*sched_test_lock_clock_ms)(void);
+/* Test seam: when set, the lease (ms) of the import's lock and of its
+ * lanes' holds instead of 60 s, so a test sees a killed import's holds
+ * lapse without waiting a minute. */
+extern int (*sched_test_lock_lease_ms)(void);
 
 /* sched_contacts_free_one frees one contact's fields (not the struct). */
 void sched_contacts_free_one(sched_contact *ct);

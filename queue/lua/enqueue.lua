@@ -27,6 +27,10 @@ for i = 5, 4 + nl do
   end
 end
 local now = now_ms()
+-- an importer's call (its lock's token) writes into lanes it holds
+-- (import.c): a job due now is scheduled at its time, not made ready, so
+-- nothing of an import is sent before it has succeeded (issue #4)
+local holding = token ~= ''
 local jobs, done, lanes, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local old_min = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
 redis.call('HLEN', jobs)
@@ -70,7 +74,7 @@ while a <= #ARGV do
     for i = 1, n do
       local ukh, val = ukhs[i], ARGV[hs + 2 * i - 1]
       local at = ARGV[zs + 2 * i - 2] -- kept a string: ZADD takes it as sent
-      local due_now = tonumber(at) <= now
+      local due_now = not holding and tonumber(at) <= now
       if i <= nu and dn[i] then
         local prefix = ''
         if string.find(dn[i], '\t') == 21 then prefix = string.sub(dn[i], 1, 8) end
