@@ -1,9 +1,102 @@
 /* send.c: `herald worker` end to end against a real redis-server and
  * `herald sandbox`: every job sent exactly once under injected faults
  * (500s, 429 with Retry-After), the circuit breaker, a 401 pauses only its
- * lane, SIGTERM drains, Redis restarted mid-run. (kill -9 at each step:
- * crash.c.) */
+ * lane, SIGTERM drains, Redis restarted mid-run; a job failing transiently
+ * up to max_attempts and one refused for good go dead with their reason and
+ * their budget back. (kill -9 at each step: crash.c.) */
 #include "wktest.h"
+
+static const char *json_hdr[] = {"Content-Type: application/json", NULL};
+
+/* x:@d has a daily budget of 3 sends (cost 1): wt_start's extra line */
+#define DEAD_LANE_CONF                                                                            \
+    "account x:@d base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 rate=1000000/1h "  \
+    "cost=1 budget-daily=3 circuit=1000\n"
+
+static int dead_reached(void *arg)
+{
+    wt_tick(); /* promotes the retries */
+    return wt_redis_int("ZCARD {t}:dead:x:@d", "") >= *(long *)arg;
+}
+
+/* dead_run enqueues n posts to x:@d with max_attempts each while the
+ * sandbox answers X with fault, runs a worker until all n are dead, and
+ * returns how many requests the sandbox failed meanwhile. */
+static long dead_run(const char *fault, int n, int max_attempts, const char *tag)
+{
+    wt_reset();
+    long f0 = wt_faults_injected();
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", json_hdr, fault, NULL), 200);
+    queue_job **jobs = hr_calloc((size_t)n, sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        char text[64], key[64];
+        snprintf(text, sizeof text, "%s %d", tag, i);
+        snprintf(key, sizeof key, "dead:%s:%d", tag, i);
+        jobs[i] = wt_post_job("x", "@d", key, text);
+        jobs[i]->max_attempts = max_attempts;
+    }
+    wt_enqueue_jobs(jobs, n);
+    free(jobs);
+    pid_t w = wt_worker(NULL, tag, "--processes", "1", "--concurrency", "8", NULL);
+    long want = n;
+    CHECK(th_wait_for(dead_reached, &want, 20000));
+    wt_term(w);
+    th_http(wt.sandbox_port, "POST", "/_sandbox/faults", json_hdr, "{\"platform\":\"x\"}", NULL);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 0);
+    CHECK_INT(wt_done(), 0);
+    CHECK_INT(wt_redis_int("ZCARD {t}:retry:x:@d", ""), 0);
+    /* every reservation given back: 3 a day would not have lasted */
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@d b_day_used", ""), 0);
+    { char *dbg = th_redis_cmd(wt.redis, "HGETALL {t}:lane:x:@d"); fprintf(stderr, "DBG %s\n", dbg); free(dbg); }
+    return wt_faults_injected() - f0;
+}
+
+/* check_dead: each job of x:@d's dead set made attempts attempts and
+ * carries a reason containing why. */
+static void check_dead(int attempts, const char *why)
+{
+    char *ukhs = th_redis_cmd(wt.redis, "ZRANGE {t}:dead:x:@d 0 -1");
+    REQUIRE(ukhs);
+    int n = 0;
+    for (char *u = strtok(ukhs, "\n"); u; u = strtok(NULL, "\n"), n++) {
+        char *reason = th_redis_cmd(wt.redis, "HGET {t}:reasons %s", u);
+        if (!reason || !strstr(reason, why))
+            fprintf(stderr, "  dead %s: reason %s\n", u, reason ? reason : "(none)");
+        CHECK(reason && strstr(reason, why));
+        free(reason);
+        hr_err err = {0};
+        queue_job *j = queue_get(wt.q, u, &err);
+        CHECK(j && j->attempt == attempts);
+        queue_job_free(j);
+    }
+    CHECK(n > 0);
+    free(ukhs);
+}
+
+/* A platform failing transiently (500) on every try: each job is tried
+ * exactly max_attempts times, with a reservation of the lane's budget each
+ * time that its retry gives back, then goes dead saying why. */
+static void transient_to_dead(void)
+{
+    long failed = dead_run("{\"platform\":\"x\",\"rate500\":1.0}", 3, 3, "flaky-dead");
+    CHECK_INT(failed, 3 * 3);
+    check_dead(3, "HTTP 500");
+}
+
+/* A post the platform refuses for good (a 403 with its own message): dead
+ * at the first answer with that message, never retried, its budget back. */
+static void permanent_to_dead(void)
+{
+    const char *msg = "You are not permitted to perform this action.";
+    char *fault =
+        hr_asprintf("{\"platform\":\"x\",\"rate4xx\":1.0,\"status\":403,\"message\":\"%s\"}", msg);
+    long failed = dead_run(fault, 3, 5, "refused-dead");
+    free(fault);
+    CHECK_INT(failed, 3);
+    char *why = hr_asprintf("HTTP 403: %s", msg);
+    check_dead(1, why);
+    free(why);
+}
 
 static void sends_all(void)
 {
@@ -174,13 +267,15 @@ static void reauth_pauses_one_lane(void)
 
 int main(void)
 {
-    wt_start(NULL);
+    wt_start(DEAD_LANE_CONF);
     th_run("sends_all", sends_all);
     th_run("faults_retry", faults_retry);
     th_run("circuit_breaker", circuit_breaker);
     th_run("reauth_pauses_one_lane", reauth_pauses_one_lane);
     th_run("sigterm_drains", sigterm_drains);
     th_run("redis_restart", redis_restart);
+    th_run("transient_to_dead", transient_to_dead);
+    th_run("permanent_to_dead", permanent_to_dead);
     wt_stop();
     return th_main_end();
 }
