@@ -126,9 +126,10 @@ const char *worker_limits_default(const char *platform);
  * published per-app limit, or "" (none known). */
 const char *worker_app_limits_default(const char *platform);
 /* The windows slide: the fetch and charge scripts (queue/lua/lib/prelude.lua,
- * win_load) admit a call only while the points of the last win + 2 buckets
- * of win/20 ms stay within the limit, so no interval of a window's length
- * (plus a bucket, for the way to the platform) holds more than it. */
+ * win_load) cut a window into buckets of g = ceil(win/20) ms and admit a call
+ * only while the points of the last ceil(win/g) + 2 buckets (the current one
+ * included) stay within the limit, so no interval of win + g ms (a bucket
+ * to spare for the way to the platform) holds more than it. */
 
 /* --------------------------------------------------------------- budget */
 
