@@ -167,8 +167,11 @@ static void account_config(void)
     CHECK(worker_account_conf_get(c, "linkedin:me", &a, &e) == 0);
     CHECK_INT(a.app.nw, 0); /* none published */
     hr_config_free(c);
-    c = hr_config_parse("account bluesky:me.bsky.social points=2\n", "herald.conf", &e);
+    c = hr_config_parse("account bluesky:me.bsky.social points=2\napp x rate=\n", "herald.conf",
+                        &e);
     REQUIRE(c);
+    CHECK(worker_account_conf_get(c, "x:@y", &a, &e) == 0);
+    CHECK_INT(a.app.nw, 0); /* an empty rate= turns X's default off */
     CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == 0);
     CHECK_INT(a.limits.cost, 2);
     CHECK_INT(a.app.nw, 0);
