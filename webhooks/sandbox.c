@@ -1754,8 +1754,8 @@ static char *header_of(const char *data, size_t len, const char *name)
 }
 
 /* on_smtp takes a message the SMTP stand-in received: the faults set for
- * "smtp" first (drop: no answer; 429 and 500: 451, a temporary failure),
- * then it is recorded like an email provider's send. */
+ * "smtp" first (drop: no answer; 429 and 500: 451, a temporary failure;
+ * refusals: 550), then it is recorded like an email provider's send. */
 static int on_smtp(void *priv, const hook_smtpd_msg *m, char *line, size_t cap)
 {
     hook_sandbox *s = priv;
@@ -1774,6 +1774,12 @@ static int on_smtp(void *priv, const hook_smtpd_msg *m, char *line, size_t cap)
         if (rnd(s) < f->rate500) {
             s->faults_injected++;
             snprintf(line, cap, "451 4.3.0 sandbox: injected temporary failure");
+            return 0;
+        }
+        if (f->rate4xx > 0 && rnd(s) < f->rate4xx) {
+            s->faults_injected++;
+            snprintf(line, cap, "550 5.7.1 %s",
+                     f->message[0] ? f->message : "sandbox: message refused");
             return 0;
         }
     }

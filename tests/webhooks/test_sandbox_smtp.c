@@ -2,8 +2,8 @@
  * stand-in takes a message from libcurl's SMTP client (the worker's), records
  * it like an email provider's send (recipient, job, Message-ID, the message
  * dot-unstuffed), answers protocol errors with RFC 5321's codes, and injects
- * the faults set for "smtp": a temporary failure (451) and a dropped
- * connection. */
+ * the faults set for "smtp": a temporary failure (451), a refusal (550) and a
+ * dropped connection. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -115,6 +115,10 @@ static void test_faults(void)
     json_decref(http("POST", "/_sandbox/faults", "{\"platform\":\"smtp\",\"rate500\":1}"));
     CHECK(send_mail("bob@example.com", MESSAGE, &code) != CURLE_OK);
     CHECK_INT(code, 451);
+    json_decref(http("POST", "/_sandbox/faults",
+                     "{\"platform\":\"smtp\",\"rate4xx\":1,\"message\":\"mailbox unavailable\"}"));
+    CHECK(send_mail("bob@example.com", MESSAGE, &code) != CURLE_OK);
+    CHECK_INT(code, 550);
     json_decref(http("POST", "/_sandbox/faults", "{\"platform\":\"smtp\",\"drop\":1}"));
     CHECK(send_mail("bob@example.com", MESSAGE, &code) != CURLE_OK);
     CHECK(code != 250);
