@@ -43,8 +43,8 @@ int cmd_forget(int argc, char **argv)
                    "(resent, it is buried as forgotten)\n",
                    k->id, k->id);
         else
-            printf("  %s in flight: if it comes back unsent it is buried as forgotten; run "
-                   "herald forget again once it has settled\n",
+            printf("  %s in flight: a worker has it; if it comes back unsent it is buried as "
+                   "forgotten\n",
                    k->id);
     }
     int kept = res.jobs_in_flight > 0;

@@ -6,9 +6,12 @@
 -- value it read, ARGV[3] that value without the recipient, ARGV[4] the
 -- reason masked: a job it cannot remove (in flight, unknown) keeps its
 -- place but not the address, so the record it gets is stored in its stead,
--- unless the job changed since it was read. Then returns 1 removed, 0 no
--- record (sent, or removed since), 2 scrubbed in flight, 3 scrubbed
--- unknown, 4 changed (read it again).
+-- unless the job changed since it was read, and its reason becomes
+-- 'forgotten: ' and the masked one: the mark by which retry, bury and
+-- unknown keep the scrubbed record when the worker that holds the job
+-- reports with its own copy. Then returns 1 removed, 0 no record (sent, or
+-- removed since), 2 scrubbed in flight, 3 scrubbed unknown, 4 changed (read
+-- it again).
 local ukh = ARGV[1]
 local v = redis.call('HGET', KEYS[1], ukh)
 if not v then return 0 end
@@ -22,8 +25,7 @@ end
 if not ARGV[3] then return 0 end
 if v ~= ARGV[2] then return 4 end
 redis.call('HSET', KEYS[1], ukh, ARGV[3])
-if ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[2], ukh) == 1 then
-  redis.call('HSET', KEYS[2], ukh, ARGV[4])
-end
+redis.call('HSET', KEYS[2], ukh,
+           'forgotten: ' .. (ARGV[4] ~= '' and ARGV[4] or 'herald forget removed its recipient'))
 if redis.call('ZSCORE', KEYS[7], ukh) then return 3 end
 return 2

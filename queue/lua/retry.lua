@@ -9,7 +9,10 @@
 -- failure reported late settles it from there, keeping its attempt count.
 -- Nothing was sent: the budget the fetch reserved for it is given back;
 -- unless a part of it was: then the budget is spent.
+-- A job `herald forget` scrubbed meanwhile (its reason 'forgotten: ...',
+-- cancel.lua) keeps its stored value: the worker's copy has the address.
 -- Returns 1, or 0 when the job is neither the worker's nor unknown.
+local forgotten = string.sub(redis.call('HGET', KEYS[7], ARGV[1]) or '', 1, 10) == 'forgotten:'
 if not inflight_take(KEYS[3], ARGV[4], ARGV[1]) then
   if redis.call('ZREM', KEYS[6], ARGV[1]) == 0 then return 0 end
   redis.call('HDEL', KEYS[7], ARGV[1])
@@ -24,7 +27,7 @@ else
   budget_refund(KEYS[8], {ARGV[1]})
 end
 local old_min = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if not forgotten then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('ZADD', KEYS[4], at, ARGV[1])
 local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], head[2], 'r|' .. ARGV[4])

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
@@ -1138,16 +1139,46 @@ static int reaped_to_unknown(void *q)
 
 static int buried_as_forgotten(void *id)
 {
-    char *why = rcmd("HGET {t}:reasons %s", (const char *)id + QUEUE_TS_LEN);
-    int yes = why && strncmp(why, "forgotten", 9) == 0;
+    const char *ukh = (const char *)id + QUEUE_TS_LEN;
+    char *why = rcmd("HGET {t}:reasons %s", ukh);
+    int yes = why && strncmp(why, "forgotten", 9) == 0 &&
+              rint_("ZSCORE {t}:dead:sendgrid:main %s", ukh) > 0;
     free(why);
     return yes;
 }
 
-/* forget: ann's scheduled jobs and her dead one are removed; one in flight
+static void on_status(int status, const char *errmsg, void *priv)
+{
+    (void)errmsg;
+    *(int *)priv = status;
+}
+
+/* unknown_async has worker w report job j unknown with reason, as a worker
+ * that lost its answer does (the call is async only); returns its status. */
+static int unknown_async(const queue_opts *o, const char *w, const queue_job *j,
+                         const char *reason)
+{
+    struct ev_loop *loop = ev_loop_new(0);
+    hr_err err = {0};
+    queue_async *qa = queue_async_new(loop, o, &err);
+    int status = -2;
+    int64_t deadline = hr_now_ms() + 10000;
+    while (qa && !queue_async_connected(qa) && hr_now_ms() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    if (qa) queue_async_unknown(qa, w, j, reason, on_status, &status);
+    while (qa && status == -2 && hr_now_ms() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    queue_async_free(qa);
+    ev_loop_destroy(loop);
+    return status;
+}
+
+/* forget: ann's scheduled jobs and her dead one are removed; those in flight
  * and one unknown cannot be, so they are named, exit 4, and lose the
- * address: no key of the namespace holds it afterwards. The unknown one,
- * resent, is buried as forgotten by a real worker, never sent. */
+ * address: no key of the namespace holds it afterwards, also when the
+ * workers holding them report them retried, dead or unknown with their own
+ * copies. The unknown one, resent, is buried as forgotten by a real worker,
+ * never sent. */
 static void test_forget(void)
 {
     char url[400];
@@ -1157,9 +1188,11 @@ static void test_forget(void)
     queue *q = queue_connect(&o, &err);
     REQUIRE(q);
     int64_t later = hr_now_ms() + 3600000, now = hr_now_ms() - 1000;
-    queue_job *jobs[6] = {email_to("ann@example.com", later), email_to("ANN@example.com ", later),
+    enum { N = 8 };
+    queue_job *jobs[N] = {email_to("ann@example.com", later), email_to("ANN@example.com ", later),
                           email_to("bob@example.com", later), email_to("ann@example.com", now),
-                          email_to("ann@example.com", now),   email_to("Ann@Example.com", now)};
+                          email_to("ann@example.com", now),   email_to("Ann@Example.com", now),
+                          email_to("ann@example.com", now),   email_to("ann@example.com", now)};
     /* an import's unique key ends with the address */
     queue_set(&jobs[4]->unique_key, "spring|wxr:1|sendgrid|main|ann@example.com");
     REQUIRE(queue_enqueue(q, jobs, 3, NULL, &err) == 0);
@@ -1171,10 +1204,12 @@ static void test_forget(void)
     queue_fetched_free(f, 1);
     CHECK(th_wait_for(reaped_to_unknown, q, 10000));
     free(rcmd("HSET {t}:reasons %s %s", queue_job_ukh(jobs[3]), "timeout: ann@example.com"));
-    /* 4: in flight with a live worker; 5: buried, the reason naming her */
-    REQUIRE(queue_enqueue(q, jobs + 4, 1, NULL, &err) == 0);
-    REQUIRE(take_one(q, "fg-live", 600000, &f) == 1);
-    queue_fetched_free(f, 1);
+    /* 4, 6, 7: in flight with a live worker; 5: buried, the reason naming her */
+    for (int i = 4; i < N; i += i == 4 ? 2 : 1) {
+        REQUIRE(queue_enqueue(q, jobs + i, 1, NULL, &err) == 0);
+        REQUIRE(take_one(q, "fg-live", 600000, &f) == 1);
+        queue_fetched_free(f, 1);
+    }
     REQUIRE(queue_enqueue(q, jobs + 5, 1, NULL, &err) == 0);
     REQUIRE(take_one(q, "fg-live", 600000, &f) == 1);
     CHECK_INT(queue_bury(q, "fg-live", f[0].ukh, f[0].lane, jobs[5],
@@ -1203,24 +1238,34 @@ static void test_forget(void)
     char line[80];
     snprintf(line, sizeof line, "%s unknown", jobs[3]->id);
     CHECK(text && strstr(text, line));
-    snprintf(line, sizeof line, "%s in flight", jobs[4]->id);
-    CHECK(text && strstr(text, line));
+    for (int i = 4; i < N; i += i == 4 ? 2 : 1) {
+        snprintf(line, sizeof line, "%s in flight", jobs[i]->id);
+        CHECK(text && strstr(text, line));
+    }
     CHECK(text && !strstr(text, jobs[2]->id));
     free(text);
     CHECK_INT(address_keys(queue_redis(q), "ann@example.com"), 0);
+    /* the live worker, which holds the address in its copies, reports them:
+     * retried, buried, unknown; the scrubbed records stay */
+    CHECK_INT(queue_retry(q, "fg-live", jobs[4], hr_now_ms() + 3600000, &err), 1);
+    CHECK_INT(queue_bury(q, "fg-live", queue_job_ukh(jobs[6]), "sendgrid:main", jobs[6],
+                         "sendgrid: 550 ann@example.com: no such user", &err),
+              1);
+    CHECK_INT(unknown_async(&o, "fg-live", jobs[7], "timeout: ann@example.com"), 1);
+    CHECK_INT(address_keys(queue_redis(q), "ann@example.com"), 0);
     hr_err e2 = {0};
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < N; i++) {
         queue_job *g = queue_get(q, jobs[i]->id, &e2);
         if (i == 2) /* bob keeps his */
             CHECK(g && g->to && strcmp(g->to, "bob@example.com") == 0);
-        else if (i == 3 || i == 4) /* kept in place, scrubbed */
+        else if (i != 0 && i != 1 && i != 5) /* kept in place, scrubbed */
             CHECK(g && !g->to && !g->html && !g->unique_key && g->nvars == 0 &&
                   queue_job_get_meta(g, "forgotten"));
         else
             CHECK(g == NULL);
         queue_job_free(g);
     }
-    CHECK_INT(rint_("ZCARD {t}:unknown:sendgrid:main"), 1);
+    CHECK_INT(rint_("ZCARD {t}:unknown:sendgrid:main"), 2);
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", jobs[0]->id), 0);
     CHECK_INT(queue_is_suppressed(q, secret, "ann@example.com", &e2), 1);
     char digest[65];
@@ -1256,7 +1301,7 @@ static void test_forget(void)
     pid = th_spawn(bad, out);
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < N; i++)
         queue_job_free(jobs[i]);
     queue_free(q);
 }
