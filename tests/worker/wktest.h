@@ -197,27 +197,45 @@ static inline pid_t wt_worker(const char *env, const char *log_name, ...)
     return pid;
 }
 
-/* wt_sandbox_posts returns how many posts the sandbox took for platform
- * (each once) and sets *dups to the duplicate requests it saw. */
-static inline long wt_sandbox_posts(const char *platform, long *dups)
+/* wt_sandbox_taken returns how many records of kind ("post", "email") the
+ * sandbox took for platform (answered 2xx, each once), sets *dups (unless
+ * NULL) to the duplicate requests it saw (a replayed Idempotency-Key) and
+ * *distinct (unless NULL) to how many Idempotency-Keys, one per job, those
+ * records carry: a job sent twice shows as taken > distinct. */
+static inline long wt_sandbox_taken(const char *platform, const char *kind, long *dups,
+                                    long *distinct)
 {
     char path[128];
-    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=post", platform);
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=%s", platform, kind);
     char *body = NULL;
     long count = -1;
     if (th_http(wt.sandbox_port, NULL, path, NULL, NULL, &body) == 200) {
         json_t *j = json_loads(body, 0, NULL);
-        json_t *v;
+        json_t *v, *keys = json_object();
         size_t i;
         count = 0;
-        /* posts the platform took (not refused ones) */
+        /* what the platform took (not refused ones) */
         json_array_foreach(json_object_get(j, "posts"), i, v)
-            count += json_integer_value(json_object_get(v, "status")) / 100 == 2;
+        {
+            if (json_integer_value(json_object_get(v, "status")) / 100 != 2) continue;
+            count++;
+            const char *k = json_string_value(json_object_get(v, "idempotency_key"));
+            if (k) json_object_set_new(keys, k, json_true());
+        }
         if (dups) *dups = (long)json_integer_value(json_object_get(j, "duplicates"));
+        if (distinct) *distinct = (long)json_object_size(keys);
+        json_decref(keys);
         json_decref(j);
     }
     free(body);
     return count;
+}
+
+/* wt_sandbox_posts returns how many posts the sandbox took for platform
+ * (each once) and sets *dups to the duplicate requests it saw. */
+static inline long wt_sandbox_posts(const char *platform, long *dups)
+{
+    return wt_sandbox_taken(platform, "post", dups, NULL);
 }
 
 /* wt_enqueue_emails adds n SendGrid emails of account, due now, keyed
