@@ -1,6 +1,7 @@
 /* test_daemon.c: the promotion daemon: due jobs reach their ready lists,
- * a wake for an earlier job re-arms a long timer, dead workers' jobs are
- * re-queued, and two `herald scheduler` processes never promote a job twice. */
+ * never before their time, a wake for an earlier job re-arms a long timer,
+ * dead workers' jobs are re-queued, and two `herald scheduler` processes
+ * never promote a job twice. */
 #include <ev.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
@@ -243,6 +244,127 @@ static void test_two_schedulers_no_double(void)
     free(dir);
 }
 
+/* ---- promotion precision: no job in a ready list before its time */
+
+enum { PREC_LANES = 4, PREC_JOBS = 240 };
+
+typedef struct prec_job {
+    char ukh[64];
+    int64_t run_at_ms;
+    int seen;
+} prec_job;
+
+typedef struct prec {
+    redisContext *c;
+    prec_job jobs[PREC_JOBS];
+    int njobs;
+    long seen, early, twice, strangers;
+    int64_t worst_early_ms;
+} prec;
+
+static prec_job *prec_find(prec *p, const char *ukh)
+{
+    for (int i = 0; i < p->njobs; i++)
+        if (strcmp(p->jobs[i].ukh, ukh) == 0) return &p->jobs[i];
+    return NULL;
+}
+
+/* prec_observe takes, in one script, Redis TIME and everything in the ready
+ * lists (emptied): each job there was promoted no later than that time, so
+ * a time before its run_at means it was promoted early. */
+static int prec_observe(void *arg)
+{
+    prec *p = arg;
+    redisReply *r = redisCommand(
+        p->c,
+        "EVAL %s 4 {d5}:ready:x:@p0 {d5}:ready:x:@p1 {d5}:ready:x:@p2 {d5}:ready:x:@p3",
+        "local t = redis.call('TIME') local out = {t[1], t[2]} "
+        "for _, k in ipairs(KEYS) do "
+        "for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out[#out + 1] = v end "
+        "redis.call('DEL', k) end return out");
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+        fprintf(stderr, "  observe: %s\n", r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        th_failures++;
+        if (r) freeReplyObject(r);
+        return 1;
+    }
+    int64_t t_ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    for (size_t i = 2; i < r->elements; i++) {
+        prec_job *j = prec_find(p, r->element[i]->str);
+        if (!j) {
+            p->strangers++;
+            continue;
+        }
+        if (j->seen++) p->twice++;
+        p->seen++;
+        if (t_ms < j->run_at_ms) {
+            p->early++;
+            if (j->run_at_ms - t_ms > p->worst_early_ms) p->worst_early_ms = j->run_at_ms - t_ms;
+        }
+    }
+    freeReplyObject(r);
+    usleep(1000);
+    return p->seen >= p->njobs;
+}
+
+/* Jobs due at distinct times over 1.7 s from 1 s on, promoted by a `herald
+ * scheduler`: the ready lists, read every millisecond together with Redis
+ * TIME, never hold a job before its run_at, and every job arrives, once.
+ * (How late they arrive is bench/promote's to measure, not a test's.) */
+static void test_promotion_precision(void)
+{
+    char *dir = th_tempdir();
+    char *conf = hr_asprintf("%s/herald.conf", dir);
+    char *text = hr_asprintf("redis-url %s\nnamespace d5\n", url);
+    th_write_file(conf, text);
+    char *out = hr_asprintf("%s/s.log", dir);
+    char *argv[] = {HERALD_BIN, "--config", conf, "scheduler", NULL};
+    pid_t pid = th_spawn(argv, out);
+    queue *q = connect_ns("d5");
+    REQUIRE(q);
+    prec *p = calloc(1, sizeof *p);
+    p->c = redisConnectUnix(R->sock);
+    REQUIRE(p->c && !p->c->err);
+    /* 60 jobs per lane, 7 ms apart across the lanes in turn */
+    int64_t at = hr_now_ms() + 1000;
+    for (int l = 0; l < PREC_LANES; l++) {
+        char acct[8];
+        snprintf(acct, sizeof acct, "@p%d", l);
+        enqueue(q, acct, PREC_JOBS / PREC_LANES, at + l * 7, PREC_LANES * 7, 20 + l);
+    }
+    /* each job's run_at as the scheduled sets hold it */
+    for (int l = 0; l < PREC_LANES; l++) {
+        redisReply *r =
+            redisCommand(p->c, "ZRANGE {d5}:sched:x:@p%d 0 -1 WITHSCORES", l);
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements &&
+                           p->njobs < PREC_JOBS;
+             i += 2) {
+            prec_job *j = &p->jobs[p->njobs++];
+            snprintf(j->ukh, sizeof j->ukh, "%s", r->element[i]->str);
+            j->run_at_ms = atoll(r->element[i + 1]->str);
+        }
+        if (r) freeReplyObject(r);
+    }
+    /* all still scheduled when read: none was promoted before the poll */
+    CHECK_INT(p->njobs, PREC_JOBS);
+    CHECK(th_wait_for(prec_observe, p, 20000));
+    if (p->early)
+        fprintf(stderr, "  %ld jobs in a ready list before their time (up to %lld ms)\n",
+                p->early, (long long)p->worst_early_ms);
+    CHECK_INT(p->early, 0);
+    CHECK_INT(p->seen, PREC_JOBS);
+    CHECK_INT(p->twice, 0);
+    CHECK_INT(p->strangers, 0);
+    th_kill(pid, SIGTERM);
+    redisFree(p->c);
+    free(p);
+    queue_free(q);
+    free(out);
+    free(text);
+    free(conf);
+    free(dir);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
@@ -251,5 +373,6 @@ int main(void)
     th_run("wake_rearms", test_wake_rearms);
     th_run("reaps_dead_workers", test_reaps_dead_workers);
     th_run("two_schedulers_no_double", test_two_schedulers_no_double);
+    th_run("promotion_precision", test_promotion_precision);
     return th_main_end();
 }
