@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "queue.h"
+#include "worker.h"
 
 static int list_unknown(queue *q, const char *only_lane)
 {
@@ -72,7 +73,23 @@ int cmd_unknown(int argc, char **argv)
             return 2;
         }
         hr_err err = {0};
-        int rc = queue_unknown_resolve(cli_queue(), argv[2], sent, pid, &err);
+        /* a post resolved as sent gets the engagement polls the workers'
+         * acks give, from the same poll-schedule */
+        int64_t polls[QUEUE_POLLS_MAX];
+        int np = worker_poll_schedule(cli_config(), polls, QUEUE_POLLS_MAX, &err);
+        if (np < 0) {
+            fprintf(stderr, "herald unknown resolve: %s\n", err.msg);
+            return 1;
+        }
+        queue *q = cli_queue();
+        queue_set_polls(q, polls, np);
+        int rc = queue_unknown_resolve(q, argv[2], sent, pid, &err);
+        if (rc == 2) {
+            fprintf(stderr,
+                    "herald unknown resolve: %s: platform id %s is recorded for another job\n",
+                    argv[2], pid);
+            return 1;
+        }
         if (rc < 0) {
             fprintf(stderr, "herald unknown resolve: %s: %s\n", argv[2], err.msg);
             return 1;

@@ -58,6 +58,7 @@ struct plat_send {
      * (NULL: the first page) and pages read so far */
     char *rb_page;
     int rb_pages;
+    char *rb_skip; /* posts a read-back passes over: "\nID\nID\n" (readback.c) */
     int preview; /* building a request to show, not to send: no lookups */
     char *unsub_header; /* "<url>" for List-Unsubscribe */
     void *priv;                 /* platform-private step state */

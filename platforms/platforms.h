@@ -284,6 +284,10 @@ void plat_send_save_progress(const plat_send *s, queue_job *j);
  * or an error outcome. */
 int plat_send_readback(plat_send *s, plat_request *req, hr_err *err);
 void plat_send_readback_response(plat_send *s, const plat_response *r, plat_outcome *o);
+/* plat_send_readback_skip: the post id that a read-back found (SENT) is
+ * another job's: the read-back starts over from its first request, passing
+ * over it (and, for a thread, over the last part it matched). */
+void plat_send_readback_skip(plat_send *s, const char *id);
 
 /* SMTP: plat_smtp_setup configures the caller's CURL easy handle (URL,
  * MAIL FROM, RCPT, credentials, headers and a curl_mime body) for the send's

@@ -154,6 +154,32 @@ void readback_found(plat_send *s, const char *id, plat_outcome *o)
     }
 }
 
+/* skipped: whether post id is one plat_send_readback_skip passed over */
+static int skipped(const plat_send *s, const char *id)
+{
+    if (!s->rb_skip) return 0;
+    size_t n = strlen(id);
+    for (const char *p = strstr(s->rb_skip, id); p; p = strstr(p + 1, id))
+        if (p[-1] == '\n' && p[n] == '\n') return 1;
+    return 0;
+}
+
+static void skip_add(plat_send *s, const char *id)
+{
+    if (!id || !*id || skipped(s, id)) return;
+    char *v = hr_asprintf("%s%s\n", s->rb_skip ? s->rb_skip : "\n", id);
+    free(s->rb_skip);
+    s->rb_skip = v;
+}
+
+void plat_send_readback_skip(plat_send *s, const char *id)
+{
+    skip_add(s, id);
+    int n = s->post.nparts;
+    if (n > 0 && s->part >= n && s->ids) skip_add(s, s->ids[n - 1]);
+    readback_page_reset(s);
+}
+
 int readback_in_list(plat_send *s, json_t *arr, const char *want, const char *field,
                      const char *created, plat_outcome *o, const char *what)
 {
@@ -166,7 +192,7 @@ int readback_in_list(plat_send *s, json_t *arr, const char *want, const char *fi
     json_array_foreach(arr, i, p)
     {
         const char *got = jstr(p, field), *id = jstr(p, "id");
-        if (!got || !id) continue;
+        if (!got || !id || skipped(s, id)) continue; /* skipped: another job's */
         int64_t at = created_ms(p, created);
         if (since > 0 && at >= 0 && at < since) continue; /* older than the job */
         char *plain = NULL;

@@ -110,6 +110,7 @@ void plat_send_free(plat_send *s)
     free(s->container);
     free(s->unsub_header);
     free(s->rb_page);
+    free(s->rb_skip);
     if (s->priv_free) s->priv_free(s->priv);
     queue_job_free(s->job);
     free(s);

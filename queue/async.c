@@ -62,6 +62,9 @@ struct queue_async {
     ev_timer deadline;
     int timed_out; /* while a reset for it fails the commands in flight */
     char timeout_msg[64];
+    ev_tstamp connect_at; /* when the connection being made was started */
+    int64_t polls[QUEUE_POLLS_MAX]; /* queue_async_set_polls */
+    int npolls;
 };
 
 static void start_connect(queue_async *qa);
@@ -175,23 +178,28 @@ static void timed_del(queue_async *qa, qreq *r)
 /* on_deadline: the oldest command in flight has had no reply in time:
  * Redis stalled without closing the connection (SIGSTOP, a partition).
  * Reset it, which fails every command in flight as a lost connection
- * would; otherwise wait for the oldest's deadline. */
+ * would; otherwise wait for the oldest's deadline. A connection not made
+ * in time (a black-holed address drops the SYNs, and the kernel would try
+ * for minutes) is dropped and made again the same way. */
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     queue_async *qa = w->data;
-    if (!qa->oldest) return; /* all answered: the next command starts it */
-    double left = qa->oldest->sent + qa->timeout_s - ev_now(loop);
+    int connecting = !qa->connected && qa->ac;
+    if (!qa->oldest && !connecting) return; /* all answered: the next command starts it */
+    double left = (qa->oldest ? qa->oldest->sent : qa->connect_at) + qa->timeout_s - ev_now(loop);
     if (left > 0) {
         ev_timer_set(w, left, 0.);
         ev_timer_start(loop, w);
         return;
     }
-    hr_log(HR_LOG_WARN, "redis: no reply in time, resetting the connection", "error",
-           qa->timeout_msg, NULL);
+    hr_log(HR_LOG_WARN,
+           qa->oldest ? "redis: no reply in time, resetting the connection"
+                      : "redis: no connection in time, connecting again",
+           "error", qa->timeout_msg, NULL);
     qa->timed_out = 1;
     queue_async_reset(qa);
     qa->timed_out = 0;
-    if (qa->oldest) { /* not reset (cannot be, from here): try again later */
+    if (qa->oldest || (!qa->connected && qa->ac)) { /* not reset (cannot be, from here) */
         ev_timer_set(w, qa->timeout_s, 0.);
         ev_timer_start(loop, w);
     }
@@ -436,6 +444,11 @@ static void start_connect(queue_async *qa)
     }
     ac->data = qa;
     qa->ac = ac;
+    qa->connect_at = ev_now(qa->loop);
+    if (qa->timeout_s > 0 && !ev_is_active(&qa->deadline)) {
+        ev_timer_set(&qa->deadline, qa->timeout_s, 0.);
+        ev_timer_start(qa->loop, &qa->deadline);
+    }
     redisLibevAttach(qa->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -536,6 +549,15 @@ void queue_async_set_timeout(queue_async *qa, int timeout_ms)
     qa->timeout_s = timeout_ms > 0 ? timeout_ms / 1000.0 : 0;
     snprintf(qa->timeout_msg, sizeof qa->timeout_msg, "redis: no reply within %d ms",
              timeout_ms);
+    if (qa->timeout_s > 0 && !qa->connected && qa->ac && !ev_is_active(&qa->deadline)) {
+        ev_timer_set(&qa->deadline, qa->timeout_s, 0.); /* the first connection's */
+        ev_timer_start(qa->loop, &qa->deadline);
+    }
+}
+
+void queue_async_set_polls(queue_async *qa, const int64_t *delays_ms, int n)
+{
+    qa->npolls = qo_copy_polls(qa->polls, delays_ms, n);
 }
 
 int queue_async_connected(const queue_async *qa) { return qa->connected; }
@@ -641,7 +663,8 @@ void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *
     r->n = n;
     r->order = hr_malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     hr_err err = {0};
-    if (qo_build_ack(qa->ns, worker, items, n, &r->argv, r->order, &err) < 0) {
+    if (qo_build_ack(qa->ns, worker, items, n, qa->polls, qa->npolls, &r->argv, r->order,
+                     &err) < 0) {
         defer_fail(r, err.msg);
         return;
     }

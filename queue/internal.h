@@ -94,6 +94,8 @@ struct queue {
     char ns[64];
     queue_url url;
     int timeout_ms;
+    int64_t polls[QUEUE_POLLS_MAX]; /* queue_set_polls */
+    int npolls;
 };
 
 /* ---- per-operation argv builders and reply parsers (ops.c), shared by
@@ -106,10 +108,19 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
                    int *nout, hr_err *err);
 void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue_argv *a);
 /* qo_build_ack passes each lane's ukhs as one range; order (n entries)
- * gets the item index at each grouped position, for qo_parse_ack. */
+ * gets the item index at each grouped position, for qo_parse_ack; polls
+ * are the npolls delays of a post's engagement polls. */
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
-                 queue_argv *a, int *order, hr_err *err);
+                 const int64_t *polls, int npolls, queue_argv *a, int *order, hr_err *err);
 int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *err);
+/* qo_push_sent pushes what records the jobs it[0..n) that have a platform
+ * id as sent, with npolls engagement polls for each post (sent_record in
+ * queue/lua/lib/prelude.lua reads it); nothing per job when none has one. */
+void qo_push_sent(queue_argv *a, const queue_ack_item *const *it, int n, const int64_t *polls,
+                  int npolls);
+/* qo_copy_polls copies up to QUEUE_POLLS_MAX of n poll delays to dst;
+ * returns how many. */
+int qo_copy_polls(int64_t *dst, const int64_t *delays_ms, int n);
 /* relative: at_ms is a delay from Redis's clock (the async worker's) */
 int qo_build_retry(const char *ns, const char *worker, const queue_job *job, int64_t at_ms,
                    int relative, queue_argv *a, hr_err *err);

@@ -2,6 +2,7 @@
  * its reply, and the synchronous wrappers. The async half (async.c) reuses
  * the builders and parsers. Decisions (when to retry, what is due) live in
  * the callers and in the scripts, not here. */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1073,8 +1074,80 @@ int queue_attempt(queue *q, const char *worker, const char *ukh, hr_err *err)
     return sync_int_script(q, &a, QS_ATTEMPT, err);
 }
 
+/* push_n pushes v as a decimal word (no printf: once per job and poll) */
+static void push_n(queue_argv *a, long long v)
+{
+    char b[24], *p = b + sizeof b;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) *--p = '-';
+    qa_push(a, p, (size_t)(b + sizeof b - p));
+}
+
+/* push_cat pushes the NULL-ended strings joined by sep as one word, built
+ * in buffer w */
+static void push_cat(queue_argv *a, hr_buf *w, char sep, ...)
+{
+    va_list ap;
+    va_start(ap, sep);
+    hr_buf_reset(w);
+    const char *s;
+    for (int k = 0; (s = va_arg(ap, const char *)); k++) {
+        if (k) hr_buf_putc(w, sep);
+        hr_buf_append(w, s, strlen(s));
+    }
+    va_end(ap);
+    qa_push(a, w->data, w->len);
+}
+
+void qo_push_sent(queue_argv *a, const queue_ack_item *const *it, int n, const int64_t *polls,
+                  int npolls)
+{
+    int nr = 0, nz = 0;
+    for (int g = 0; g < n; g++) {
+        nr += it[g]->platform_id != NULL;
+        nz += it[g]->platform_id && it[g]->poll && npolls > 0;
+    }
+    push_n(a, nr);
+    if (nr == 0) return;
+    for (int g = 0; nr < n && g < n; g++)
+        if (it[g]->platform_id) push_n(a, g + 1);
+    hr_buf w;
+    hr_buf_init(&w);
+    for (int g = 0; g < n; g++) {
+        const queue_ack_item *t = it[g];
+        if (!t->platform_id) continue;
+        /* PLATFORM:ID, the platform being the lane's name up to its ':' */
+        hr_buf_reset(&w);
+        hr_buf_append(&w, t->lane, strcspn(t->lane, ":") + 1);
+        hr_buf_append(&w, t->platform_id, strlen(t->platform_id));
+        qa_push(a, w.data, w.len);
+        push_cat(a, &w, '\t', t->id ? t->id : t->ukh, t->campaign ? t->campaign : "",
+                 (char *)NULL);
+    }
+    push_n(a, nz);
+    if (nz > 0) {
+        push_n(a, npolls);
+        for (int g = 0; nz < n && g < n; g++)
+            if (it[g]->platform_id && it[g]->poll) push_n(a, g + 1);
+        long long now = (long long)hr_now_ms();
+        for (int g = 0; g < n; g++) {
+            const queue_ack_item *t = it[g];
+            if (!t->platform_id || !t->poll) continue;
+            for (int k = 0; k < npolls; k++) {
+                char idx[2] = {(char)('0' + k), '\0'}; /* k < QUEUE_POLLS_MAX */
+                push_n(a, now + polls[k]);
+                push_cat(a, &w, '\t', t->lane, t->platform_id, t->id ? t->id : t->ukh,
+                         t->campaign ? t->campaign : "", idx, (char *)NULL);
+            }
+        }
+    }
+    hr_buf_release(&w);
+}
+
 int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items, int n,
-                 queue_argv *a, int *order, hr_err *err)
+                 const int64_t *polls, int npolls, queue_argv *a, int *order, hr_err *err)
 {
     if (n > QUEUE_ACK_MAX)
         return hr_err_set(err, "ack: %d jobs in one call (at most %d)", n, QUEUE_ACK_MAX);
@@ -1107,7 +1180,7 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int i = 0; i < n; i++) order[next[li[i]]++] = i;
     free(next);
     for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
-    qa_evalsha(a, QS_ACK, 5 + 2 * nl);
+    qa_evalsha(a, QS_ACK, 7 + 2 * nl);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "done");
     qa_pushkey(a, ns, "inflight:%s", worker);
@@ -1115,6 +1188,8 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     qa_pushkey(a, ns, "reasons");
     for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "unknown:%s", lanes[k]);
     for (int k = 0; k < nl; k++) qa_pushkey(a, ns, "lane:%s", lanes[k]);
+    qa_pushkey(a, ns, "platform_ids");
+    qa_pushkey(a, ns, "polls");
     qa_pushf(a, "%d", nl);
     for (int k = 0; k < nl; k++) qa_pushs(a, lanes[k]);
     qa_pushf(a, "%d", n);
@@ -1134,6 +1209,10 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
         qa_pushf(a, "%d", b);
         qa_pushf(a, "%ld", buckets[b]);
     }
+    const queue_ack_item **grouped = hr_malloc(sizeof *grouped * (size_t)n);
+    for (int g = 0; g < n; g++) grouped[g] = &items[order[g]];
+    qo_push_sent(a, grouped, n, polls, npolls);
+    free(grouped);
     free(lanes);
     free(li);
     free(per_lane);
@@ -1161,6 +1240,18 @@ int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *e
     return acked;
 }
 
+int qo_copy_polls(int64_t *dst, const int64_t *delays_ms, int n)
+{
+    int k = 0;
+    for (int i = 0; delays_ms && i < n && k < QUEUE_POLLS_MAX; i++) dst[k++] = delays_ms[i];
+    return k;
+}
+
+void queue_set_polls(queue *q, const int64_t *delays_ms, int n)
+{
+    q->npolls = qo_copy_polls(q->polls, delays_ms, n);
+}
+
 int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, int *results,
               hr_err *err)
 {
@@ -1176,7 +1267,7 @@ int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, 
     queue_argv a;
     qa_init(&a);
     int order[QUEUE_ACK_MAX];
-    if (qo_build_ack(q->ns, worker, items, n, &a, order, err) < 0) {
+    if (qo_build_ack(q->ns, worker, items, n, q->polls, q->npolls, &a, order, err) < 0) {
         qa_release(&a);
         return -1;
     }
@@ -1479,19 +1570,20 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
     hr_buf v;
     hr_buf_init(&v);
     if (store) queue_job_encode_stored(store, &v);
-    if (reset_attempts) {
+    int sent = platform_id && *platform_id && strcmp(op, "sent") == 0;
+    queue_job *j = NULL; /* its id, campaign and kind, for a job recorded as sent */
+    if (reset_attempts || sent) {
         hr_err e2 = {0};
-        queue_job *j = queue_get(q, ukh, &e2);
-        if (j) {
-            j->attempt = 0;
-            queue_set(&j->last_error, NULL);
-            queue_job_encode_stored(j, &v);
-            queue_job_free(j);
-        }
+        j = queue_get(q, ukh, &e2);
+    }
+    if (j && reset_attempts) {
+        j->attempt = 0;
+        queue_set(&j->last_error, NULL);
+        queue_job_encode_stored(j, &v);
     }
     queue_argv a;
     qa_init(&a);
-    qa_evalsha(&a, QS_RESOLVE, 8);
+    qa_evalsha(&a, QS_RESOLVE, 10);
     qa_pushkey(&a, q->ns, "jobs");
     qa_pushkey(&a, q->ns, "done");
     qa_pushkey(&a, q->ns, "reasons");
@@ -1500,13 +1592,25 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
     qa_pushkey(&a, q->ns, "ready:%s", lane);
     qa_pushkey(&a, q->ns, "stats");
     qa_pushkey(&a, q->ns, "lane:%s", lane); /* a resend's budget goes back */
+    qa_pushkey(&a, q->ns, "platform_ids");
+    qa_pushkey(&a, q->ns, "polls");
     qa_pushs(&a, op);
     qa_pushs(&a, ukh);
     qa_pushs(&a, ukh);
     qa_pushs(&a, platform_id ? platform_id : "");
     qa_pushs(&a, lane);
     qa_push(&a, v.data ? v.data : "", v.len);
+    /* recorded as an ack records it */
+    queue_ack_item it = {.ukh = ukh,
+                         .id = j ? j->id : NULL,
+                         .lane = lane,
+                         .platform_id = sent ? platform_id : NULL,
+                         .campaign = j ? j->campaign : NULL,
+                         .poll = j && j->kind == QUEUE_KIND_POST};
+    const queue_ack_item *one = &it;
+    qo_push_sent(&a, &one, 1, q->polls, q->npolls);
     hr_buf_release(&v);
+    queue_job_free(j);
     return sync_int_script(q, &a, QS_RESOLVE, err);
 }
 

@@ -310,6 +310,8 @@ typedef struct queue_ack_item {
     int64_t lateness_ms;     /* fetch time - run_at, for the histogram; <0: skip */
     int no_done; /* 1: the job has no unique key, so keep no done record (it
                     can never be enqueued again under the same ukh) */
+    const char *campaign; /* with platform_id: recorded in platform_ids */
+    int poll;             /* 1: a post: its engagement polls are scheduled */
 } queue_ack_item;
 
 /* At most this many jobs per async ack (the sync queue_ack splits larger
@@ -318,8 +320,10 @@ typedef struct queue_ack_item {
 
 /* queue_ack marks jobs sent: removes them and keeps a small "done" record so
  * a re-import never sends them again. A job reaped while its attempt was
- * running is found in the unknown set and resolved as sent. results[i]: 1
- * acked, 2 resolved from unknown, 0 not the worker's. */
+ * running is found in the unknown set and resolved as sent. In the same
+ * script, each acked job with a platform_id gets its {ns}:platform_ids entry
+ * and, with poll, its engagement polls in {ns}:polls (queue_set_polls).
+ * results[i]: 1 acked, 2 resolved from unknown, 0 not the worker's. */
 int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, int *results,
               hr_err *err);
 
@@ -379,8 +383,20 @@ int queue_circuit(queue *q, const char *lane, queue_circuit_op op, int k, int64_
  * schedulers run it. Sets *requeued and *unknown. */
 int queue_reap(queue *q, long *requeued, long *unknown, hr_err *err);
 
+/* At most this many engagement polls per sent post. */
+#define QUEUE_POLLS_MAX 8
+
+/* queue_set_polls sets the engagement poll delays (ms after the send; the
+ * config's poll-schedule) that q's acks and resolves as sent schedule for a
+ * post with a platform id; none until set. Past QUEUE_POLLS_MAX are
+ * dropped. */
+void queue_set_polls(queue *q, const int64_t *delays_ms, int n);
+
 /* queue_unknown_resolve settles a job in the unknown state: sent (record it
- * done with platform_id) or resend (back to the front of its lane). */
+ * done with platform_id, which goes to {ns}:platform_ids with the post's
+ * engagement polls as an ack's does) or resend (back to the front of its
+ * lane). Returns 1, 0 (not unknown), 2 (nothing done: platform_id is
+ * recorded for another job), -1 with err. */
 int queue_unknown_resolve(queue *q, const char *id, int sent, const char *platform_id,
                           hr_err *err);
 /* queue_unknown_resend_job resends the unknown job j as queue_unknown_resolve
@@ -490,6 +506,7 @@ void queue_async_reset(queue_async *qa);
  * logs it and resets as queue_async_reset does; those commands fail with
  * "redis: no reply within N ms". Commands sent straight on
  * queue_async_redis's context are not timed (they fail with the reset).
+ * A connection not made within timeout_ms is dropped and made again.
  * 0, the default: wait for ever. */
 void queue_async_set_timeout(queue_async *qa, int timeout_ms);
 /* queue_async_formatted sends cmd (len bytes, a whole command in the Redis
@@ -530,6 +547,8 @@ void queue_async_attempts(queue_async *qa, const char *worker, const char *const
  * return value as status. */
 void queue_async_circuit(queue_async *qa, const char *lane, queue_circuit_op op, int k,
                          int64_t open_ms, int64_t max_ms, queue_status_cb *cb, void *priv);
+/* queue_async_set_polls: queue_set_polls for qa's acks. */
+void queue_async_set_polls(queue_async *qa, const int64_t *delays_ms, int n);
 /* results may be NULL; otherwise it must live until cb runs. */
 void queue_async_ack(queue_async *qa, const char *worker, const queue_ack_item *items, int n,
                      int *results, queue_status_cb *cb, void *priv);

@@ -543,64 +543,12 @@ static void to_unknown(wk_job *j, const char *why)
     queue_async_unknown(j->p->qa, j->worker, j->job, why, on_status_done, j);
 }
 
-/* The words of a command one acknowledged batch adds to (platform ids,
- * engagement polls), NUL-separated in one buffer. */
-typedef struct wk_cmd {
-    hr_buf text;
-    int argc;
-} wk_cmd;
-
-static void cmd_add(wk_cmd *m, const char *fmt, ...) HR_PRINTF(2, 3);
-static void cmd_add(wk_cmd *m, const char *fmt, ...)
-{
-    va_list ap, again;
-    va_start(ap, fmt);
-    va_copy(again, ap);
-    hr_buf_reserve(&m->text, 128);
-    size_t room = m->text.cap - m->text.len - 1; /* one past the word's NUL */
-    int n = vsnprintf(m->text.data + m->text.len, room, fmt, ap);
-    if (n >= 0 && (size_t)n >= room) { /* formatted once more, when long */
-        hr_buf_reserve(&m->text, (size_t)n + 2);
-        vsnprintf(m->text.data + m->text.len, (size_t)n + 1, fmt, again);
-    }
-    va_end(again);
-    va_end(ap);
-    m->text.len += (size_t)(n > 0 ? n : 0) + 1; /* and its NUL */
-    m->text.data[m->text.len] = '\0';
-    m->argc++;
-}
-
-/* cmd_send sends m when it has more than its first two words; frees it. */
-static void cmd_send(redisAsyncContext *c, wk_cmd *m)
-{
-    if (c && m->argc > 2) {
-        const char **argv = hr_malloc((size_t)m->argc * sizeof *argv);
-        const char *w = m->text.data;
-        for (int i = 0; i < m->argc; i++, w += strlen(w) + 1) argv[i] = w;
-        redisAsyncCommandArgv(c, on_raw, NULL, m->argc, argv, NULL);
-        free(argv);
-    }
-    hr_buf_release(&m->text);
-    m->argc = 0;
-}
-
 /* Acknowledgements are group-committed: every job sent during one loop
- * iteration is acknowledged by one script call before the loop next waits,
- * their platform ids recorded by one HSET and their engagement polls by one
- * ZADD. */
-/* poll_schedule adds engagement polls for a sent post (+1 h, +24 h, +7 d
- * by default) to the ZADD of {NS}:polls, a zset of due time -> "lane\tpost
- * id\tjob id\tcampaign\tindex"; the reconciler turns due ones into poll
- * jobs in the same lane, under the same limits and budgets. */
-static void poll_schedule(wk_proc *p, wk_cmd *zadd, const wk_job *j, int64_t now)
-{
-    for (int i = 0; i < p->npolls && i < (int)HR_ARRAY_LEN(p->poll_delays_ms); i++) {
-        cmd_add(zadd, "%lld", (long long)(now + p->poll_delays_ms[i]));
-        cmd_add(zadd, "%s\t%s\t%s\t%s\t%d", j->lane_name, j->platform_id, j->job->id,
-                j->job->campaign ? j->job->campaign : "", i);
-    }
-}
-
+ * iteration is acknowledged by one script call before the loop next waits.
+ * The same script records each sent job's platform id in {NS}:platform_ids
+ * and a post's engagement polls (poll-schedule: +1 h, +24 h, +7 d by
+ * default) in {NS}:polls, so a worker killed after its ack loses neither
+ * (the reconciler's resolve of a post records them the same way). */
 typedef struct ack_batch {
     wk_proc *p;
     int n;
@@ -613,16 +561,6 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
 {
     ack_batch *b = priv;
     wk_proc *p = b->p;
-    redisAsyncContext *c = p->shutting || status < 0 ? NULL : queue_async_redis(p->qa);
-    wk_cmd ids = {0}, polls = {0};
-    int64_t now = hr_now_ms();
-    if (c) {
-        hr_buf_reserve(&ids.text, (size_t)b->n * 64);
-        cmd_add(&ids, "HSET");
-        cmd_add(&ids, "{%s}:platform_ids", queue_async_ns(p->qa));
-        cmd_add(&polls, "ZADD");
-        cmd_add(&polls, "{%s}:polls", queue_async_ns(p->qa));
-    }
     for (int i = 0; i < b->n; i++) {
         wk_job *j = b->jobs[i];
         if (!p->shutting) {
@@ -636,17 +574,8 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
                 log_job(HR_LOG_WARN, "ack: job no longer ours (reaped); resolved later", j,
                         "sent", NULL);
         }
-        if (c && j->platform_id && j->job->kind == QUEUE_KIND_POST)
-            poll_schedule(p, &polls, j, now);
-        if (c && j->platform_id) {
-            /* So the webhooks server can match engagement for this post. */
-            cmd_add(&ids, "%s:%s", j->lane->platform, j->platform_id);
-            cmd_add(&ids, "%s\t%s", j->job->id, j->job->campaign ? j->job->campaign : "");
-        }
         job_release(j);
     }
-    cmd_send(c, &ids);
-    cmd_send(c, &polls);
     free(b->jobs);
     free(b->items);
     free(b->results);
@@ -687,6 +616,7 @@ static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     wk_proc *p = w->data;
     ev_prepare_stop(loop, w);
     flush_sendtime(p);
+    queue_async_set_polls(p->qa, p->poll_delays_ms, p->npolls); /* as reloaded */
     while (p->ackq.n > 0) {
         ack_batch *b = hr_calloc(1, sizeof *b);
         b->p = p;
@@ -702,8 +632,9 @@ static void ack(wk_job *j, const char *platform_id)
 {
     wk_proc *p = j->p;
     p->sent++;
+    char *id = hr_strdup(platform_id); /* platform_id may be j's own */
     free(j->platform_id);
-    j->platform_id = hr_strdup(platform_id);
+    j->platform_id = id;
     log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
     j->ack.ukh = j->ukh;
     j->ack.id = j->job->id; /* the done record names the job by its full id */
@@ -712,6 +643,8 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.no_done = !(j->job->unique_key && *j->job->unique_key);
     j->ack.lane = j->lane_name;
     j->ack.platform_id = j->platform_id;
+    j->ack.campaign = j->job->campaign;
+    j->ack.poll = j->job->kind == QUEUE_KIND_POST;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
     if (j->started_us) {
         long long ms = (hr_mono_us() - j->started_us) / 1000;
@@ -972,6 +905,57 @@ static void job_send_step(wk_job *j)
     plat_request_release(&pr);
 }
 
+/* reply_begin starts the callback of a Redis command sent for j: past the
+ * loop it only lets go of the job (returns -1); 1 when the command failed
+ * (no reply, or an error), else 0. */
+static int reply_begin(wk_job *j, const redisReply *reply)
+{
+    if (j->p->shutting) {
+        job_release(j);
+        return -1;
+    }
+    return !reply || reply->type == REDIS_REPLY_ERROR;
+}
+
+/* on_readback_owner: what {NS}:platform_ids says of the post a read-back
+ * found (j->platform_id): the job's, or nobody's, settles j as sent; a post
+ * of another job (the same text twice) is passed over and looked past. */
+static void on_readback_owner(redisAsyncContext *c, void *r, void *priv)
+{
+    wk_job *j = priv;
+    redisReply *reply = r;
+    int rc = reply_begin(j, reply);
+    if (rc < 0) return;
+    if (rc > 0) {
+        to_unknown(j, "read-back: whose post it found cannot be told now");
+        return;
+    }
+    /* "JOB ID\tCAMPAIGN": the job id ends with its ukh */
+    size_t n = reply->type == REDIS_REPLY_STRING ? strcspn(reply->str, "\t") : 0;
+    if (n >= QUEUE_UKH_LEN && memcmp(reply->str + n - QUEUE_UKH_LEN, j->ukh, QUEUE_UKH_LEN) != 0) {
+        log_job(HR_LOG_INFO, "read-back: the post found is another job's, looking on", j,
+                "unknown", j->platform_id);
+        plat_send_readback_skip(j->send, j->platform_id);
+        readback(j);
+        return;
+    }
+    ack(j, j->platform_id);
+}
+
+/* readback_owner settles j, whose read-back found post id, once
+ * on_readback_owner has checked that the post is no other job's. */
+static void readback_owner(wk_job *j, const char *id)
+{
+    free(j->platform_id);
+    j->platform_id = hr_strdup(id);
+    redisAsyncContext *c = queue_async_redis(j->p->qa);
+    char key[128];
+    snprintf(key, sizeof key, "{%s}:platform_ids", queue_async_ns(j->p->qa));
+    if (!c || redisAsyncCommand(c, on_readback_owner, j, "HGET %s %s:%s", key,
+                                j->lane->platform, id) != REDIS_OK)
+        to_unknown(j, "read-back: whose post it found cannot be told now");
+}
+
 static void on_readback_done(wk_req *q, void *priv)
 {
     wk_job *j = priv;
@@ -979,8 +963,10 @@ static void on_readback_done(wk_req *q, void *priv)
     plat_outcome o;
     if (answer_begin(j, &r, &o) != 0) return;
     plat_send_readback_response(j->send, &r, &o);
-    if (o.kind == PLAT_OUT_SENT) {
-        ack(j, o.platform_id);
+    if (o.kind == PLAT_OUT_SENT && o.platform_id) {
+        readback_owner(j, o.platform_id);
+    } else if (o.kind == PLAT_OUT_SENT) {
+        ack(j, NULL);
     } else if (o.kind == PLAT_OUT_NEXT && o.platform_id) {
         /* a thread's part in flight was found, and a later part is still
          * to send: go on with it (a lost answer after it reads back anew) */
@@ -1264,20 +1250,24 @@ static void job_format_and_send(wk_job *j)
     ev_prepare_start(p->loop, &p->att_flush);
 }
 
+/* suppress_unknown: whether j's address is suppressed cannot be told now:
+ * it is not sent; nothing attempted, the reaper returns it to its lane once
+ * the lease let go here runs out. */
+static void suppress_unknown(wk_job *j, const char *why)
+{
+    log_job(HR_LOG_ERROR, "suppression check failed", j, NULL, why);
+    lease_abandon(j->p, j->worker);
+    job_release(j);
+}
+
 static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
 {
     wk_job *j = priv;
     redisReply *reply = r;
-    if (j->p->shutting) {
-        job_release(j);
-        return;
-    }
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        /* Cannot tell: do not send; nothing attempted, the reaper returns
-         * it to its lane once the lease let go here runs out. */
-        log_job(HR_LOG_ERROR, "suppression check failed", j, NULL, reply ? reply->str : NULL);
-        lease_abandon(j->p, j->worker);
-        job_release(j);
+    int rc = reply_begin(j, reply);
+    if (rc < 0) return;
+    if (rc > 0) {
+        suppress_unknown(j, reply ? reply->str : "no reply");
         return;
     }
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
@@ -1329,20 +1319,24 @@ static void job_start(wk_proc *p, queue_fetched *f)
         poll_start(j);
         return;
     }
-    if (j->job->kind == QUEUE_KIND_EMAIL && plat_is_email(j->lane->platform) && j->job->to) {
+    if (j->job->kind == QUEUE_KIND_EMAIL && plat_is_email(j->lane->platform)) {
+        /* Checked at send time: an unsubscribe after enqueue still counts.
+         * Never fails open: what cannot be checked is not sent. */
         char digest[65];
         redisAsyncContext *c = queue_async_redis(p->qa);
-        if (p->secret && c && queue_suppress_hash(p->secret, j->job->to, digest) == 0) {
-            char key[128];
-            snprintf(key, sizeof key, "{%s}:suppressed", queue_async_ns(p->qa));
-            /* Checked at send time: an unsubscribe after enqueue still counts. */
-            redisAsyncCommand(c, on_suppressed, j, "HEXISTS %s %s", key, digest);
-            return;
-        }
         if (!p->secret) {
             bury(j, "suppression list unavailable (no secret): refusing to email");
-            return;
+        } else if (!j->job->to || queue_suppress_hash(p->secret, j->job->to, digest) != 0) {
+            bury(j, "suppression check: \"to\" is not an email address (bad input)");
+        } else if (!c) {
+            suppress_unknown(j, "redis not connected");
+        } else {
+            char key[128];
+            snprintf(key, sizeof key, "{%s}:suppressed", queue_async_ns(p->qa));
+            if (redisAsyncCommand(c, on_suppressed, j, "HEXISTS %s %s", key, digest) != REDIS_OK)
+                suppress_unknown(j, "redis refused the command"); /* no callback comes */
         }
+        return;
     }
     job_format_and_send(j);
 }

@@ -198,6 +198,10 @@ static void readback_put(queue *q, const char *lane, const char *ukh, const work
     if (r) freeReplyObject(r);
 }
 
+/* Posts of other jobs a read-back looks past before it gives up for the
+ * pass (the same text posted as many times). */
+#define RC_SKIPS 8
+
 /* settle_one reads back one unknown job with the lane's session sess;
  * returns 1 when resolved. */
 static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const char *ukh,
@@ -240,6 +244,7 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
      * a worker killed mid-thread may have posted more parts than it
      * saved. */
     int found = 0; /* parts found past the job's saved progress */
+    int skips = 0;  /* posts found that were other jobs' */
     for (int step = 0; step < 16; step++) {
         plat_request_release(&pr);
         memset(&pr, 0, sizeof pr);
@@ -258,9 +263,21 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         plat_send_readback_response(s, &r, &o);
         wk_free_headers(hdrs, nh);
         if (o.kind == PLAT_OUT_SENT) {
-            if (queue_unknown_resolve(q, j->id, 1, o.platform_id, &err) > 0) resolved = 1;
-            hr_log(HR_LOG_INFO, "reconciled: sent", "job", j->id, "lane", lane, "platform_id",
-                   o.platform_id ? o.platform_id : "", NULL);
+            /* recorded with its platform id and polls, unless that post is
+             * already another job's (the same text twice): then it is
+             * looked for again past that one */
+            int rc = queue_unknown_resolve(q, j->id, 1, o.platform_id, &err);
+            if (rc == 2 && ++skips <= RC_SKIPS) {
+                hr_log(HR_LOG_INFO, "read-back: the post found is another job's, looking on",
+                       "job", j->id, "lane", lane, "platform_id", o.platform_id, NULL);
+                plat_send_readback_skip(s, o.platform_id);
+                plat_outcome_release(&o);
+                step = -1;
+                continue;
+            }
+            if (rc == 1) resolved = 1;
+            hr_log(HR_LOG_INFO, rc == 2 ? "unknown job: its post is another job's" : "reconciled: sent",
+                   "job", j->id, "lane", lane, "platform_id", o.platform_id ? o.platform_id : "", NULL);
         } else if (o.kind == PLAT_OUT_ABSENT && settle_ms > 0 &&
                    (since < 0 || now < 0 || now - since < settle_ms)) {
             /* the search or timeline may not show it yet: absent is not
@@ -420,6 +437,12 @@ int wk_reconciler_main(const worker_opts *o)
             queue_opts qo = {.url = hr_config_get(conf, "redis-url", NULL),
                              .ns = hr_config_get(conf, "namespace", "herald")};
             q = queue_connect(&qo, &err);
+        }
+        if (q) { /* a post settled as sent gets its engagement polls */
+            int64_t d[QUEUE_POLLS_MAX];
+            hr_err pe = {0}; /* a bad schedule: no polls, as the workers */
+            int np = worker_poll_schedule(conf, d, QUEUE_POLLS_MAX, &pe);
+            queue_set_polls(q, d, np > 0 ? np : 0);
         }
         char **lanes = NULL;
         int nl = 0;

@@ -2,10 +2,12 @@
 -- the unknown set, when the worker was reaped mid-send). Jobs with a unique
 -- key keep a done record, so a re-import never sends them again.
 -- KEYS[1] jobs  KEYS[2] done  KEYS[3] inflight:WORKER  KEYS[4] stats
--- KEYS[5] reasons, then unknown:LANE per lane, then lane:LANE per lane
+-- KEYS[5] reasons, then unknown:LANE per lane, then lane:LANE per lane,
+-- then platform_ids, polls
 -- ARGV: nl, nl lane names, n, n ukhs grouped by lane (lane 1's first),
 --   nl counts (how many of the n are each lane's), nd, nd pairs
---   (ukh, done record), nb, nb pairs (lateness bucket, count).
+--   (ukh, done record), nb, nb pairs (lateness bucket, count), then what
+--   records the acked jobs with a platform id as sent (sent_record).
 -- The common case (a lane's acked jobs are the oldest it has in flight, in
 -- fetch order) is one string compare per lane, without a per-job loop;
 -- otherwise that lane's jobs are settled one by one.
@@ -127,6 +129,9 @@ for i = 1, nl do
     end
   end
 end
+-- platform ids and engagement polls, of the jobs settled here only
+sent_record(KEYS[6 + 2 * nl], KEYS[7 + 2 * nl], bs + 2 * nb, n,
+  not all and function(g) return res[g] > 0 end or nil)
 -- lateness is only an estimate when some jobs were not ours: keep it anyway
 for i = 0, nb - 1 do
   redis.call('HINCRBY', stats, 'lat|' .. ARGV[bs + 2 * i], ARGV[bs + 2 * i + 1])

@@ -1060,6 +1060,109 @@ static void test_enqueue_failed_chunk(void)
     queue_free(q);
 }
 
+/* fetch_ids fetches n jobs of lane for worker into f and their full ids */
+static int fetch_ids(queue *q, const char *worker, const char *lane, int n, queue_fetched **f,
+                     char ids[][QUEUE_ID_LEN + 1])
+{
+    hr_err err = {0};
+    const char *lanes[] = {lane};
+    int nf = 0;
+    if (queue_fetch(q, worker, lanes, 1, n, 60000, f, &nf, &err) != 0) return -1;
+    for (int i = 0; i < nf; i++) {
+        queue_job *j = queue_get(q, (*f)[i].ukh, &err);
+        snprintf(ids[i], QUEUE_ID_LEN + 1, "%s", j ? j->id : "");
+        queue_job_free(j);
+    }
+    return nf;
+}
+
+/* A post that becomes sent, acked or resolved, gets its platform id and
+ * its engagement polls in the same script; a job not the worker's gets
+ * neither, and one platform id never settles two jobs. */
+static void test_sent_records(void)
+{
+    queue *q = connect_q("t40");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *jobs[] = {post("x", "@a", "k0", 0), post("x", "@a", "k1", 0),
+                         post("x", "@a", "k2", 0), post("x", "@b", "k3", 0),
+                         post("x", "@a", "k4", 0), post("x", "@a", "k5", 0)};
+    CHECK(queue_enqueue(q, jobs, 6, NULL, &err) == 0);
+    for (int i = 0; i < 6; i++) queue_job_free(jobs[i]);
+    const int64_t polls[] = {3600000, 7200000};
+    queue_set_polls(q, polls, 2);
+    CHECK(queue_worker_register(q, "w", 60000, &err) == 0);
+    queue_fetched *fa = NULL, *fb = NULL;
+    char a[3][QUEUE_ID_LEN + 1], b[1][QUEUE_ID_LEN + 1];
+    REQUIRE(fetch_ids(q, "w", "x:@a", 3, &fa, a) == 3);
+    REQUIRE(fetch_ids(q, "w", "x:@b", 1, &fb, b) == 1);
+    int64_t before = hr_now_ms();
+    /* one by one (a stranger in the batch): a post, an email-like job (no
+     * polls), one without a platform id, and one that is not ours */
+    queue_ack_item items[4] = {
+        {.ukh = fa[0].ukh, .id = a[0], .lane = "x:@a", .platform_id = "p0", .campaign = "c1",
+         .poll = 1, .lateness_ms = -1},
+        {.ukh = fa[1].ukh, .id = a[1], .lane = "x:@a", .platform_id = "p1", .lateness_ms = -1},
+        {.ukh = fa[2].ukh, .id = a[2], .lane = "x:@a", .lateness_ms = -1},
+        {.ukh = "AAAAAAAAAAAA", .lane = "x:@a", .platform_id = "ps", .poll = 1,
+         .lateness_ms = -1},
+    };
+    int res[4];
+    CHECK(queue_ack(q, "w", items, 4, res, &err) == 0);
+    CHECK_INT(res[3], 0);
+    CHECK_INT(count("HLEN {%s}:platform_ids%s", "t40", ""), 2);
+    char *v = th_redis_cmd(R, "HGET {t40}:platform_ids x:p0");
+    char want[200];
+    snprintf(want, sizeof want, "%s\tc1", a[0]);
+    CHECK(v && strcmp(v, want) == 0);
+    free(v);
+    v = th_redis_cmd(R, "HGET {t40}:platform_ids x:p1");
+    snprintf(want, sizeof want, "%s\t", a[1]);
+    CHECK(v && strcmp(v, want) == 0);
+    free(v);
+    CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 2);
+    char member[200];
+    snprintf(member, sizeof member, "x:@a\tp0\t%s\tc1\t1", a[0]);
+    v = th_redis_cmd(R, "ZSCORE {t40}:polls %s", member);
+    CHECK(v && atoll(v) >= before + 7200000 - 60000 && atoll(v) <= hr_now_ms() + 7200000 + 60000);
+    free(v);
+    /* the common case, all ours in fetch order */
+    queue_ack_item one = {.ukh = fb[0].ukh, .id = b[0], .lane = "x:@b", .platform_id = "pb",
+                          .poll = 1, .lateness_ms = -1};
+    CHECK(queue_ack(q, "w", &one, 1, res, &err) == 0);
+    CHECK_INT(res[0], 1);
+    CHECK_INT(count("HLEN {%s}:platform_ids%s", "t40", ""), 3);
+    CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 4);
+    queue_fetched_free(fa, 3);
+    queue_fetched_free(fb, 1);
+
+    /* resolved as sent from unknown: recorded alike; another job with the
+     * same platform id is refused (2) and stays unknown */
+    char u[2][QUEUE_ID_LEN + 1];
+    queue_fetched *fu = NULL;
+    CHECK(queue_worker_register(q, "gone", 60000, &err) == 0);
+    REQUIRE(fetch_ids(q, "gone", "x:@a", 2, &fu, u) == 2);
+    for (int i = 0; i < 2; i++) CHECK_INT(queue_attempt(q, "gone", fu[i].ukh, &err), 0);
+    queue_fetched_free(fu, 2);
+    CHECK(queue_worker_unregister(q, "gone", &err) == 0);
+    CHECK_INT(count("ZCARD {%s}:unknown:%s", "t40", "x:@a"), 2);
+    CHECK_INT(queue_unknown_resolve(q, u[0], 1, "pu", &err), 1);
+    CHECK_INT(queue_unknown_resolve(q, u[1], 1, "pu", &err), 2);
+    CHECK_INT(queue_unknown_resolve(q, u[1], 1, "p0", &err), 2); /* acked above */
+    CHECK_INT(queue_unknown_resolve(q, u[0], 1, "pu", &err), 0); /* settled already */
+    CHECK_INT(count("ZCARD {%s}:unknown:%s", "t40", "x:@a"), 1);
+    v = th_redis_cmd(R, "HGET {t40}:platform_ids x:pu");
+    snprintf(want, sizeof want, "%s\tc1", u[0]);
+    CHECK(v && strcmp(v, want) == 0);
+    free(v);
+    CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 6);
+    /* without a platform id (an email's webhook evidence): nothing more */
+    CHECK_INT(queue_unknown_resolve(q, u[1], 1, NULL, &err), 1);
+    CHECK_INT(count("HLEN {%s}:platform_ids%s", "t40", ""), 4);
+    CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 6);
+    queue_free(q);
+}
+
 int main(void)
 {
     R = th_redis_start(1, NULL);
@@ -1081,5 +1184,6 @@ int main(void)
     th_run("reconnect", test_reconnect);
     th_run("enqueue_failed_chunk", test_enqueue_failed_chunk);
     th_run("enqueue_new", test_enqueue_new);
+    th_run("sent_records", test_sent_records);
     return th_main_end();
 }

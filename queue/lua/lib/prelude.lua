@@ -255,3 +255,49 @@ local function inflight_take(inflight, lane, ukh)
   end
   return true
 end
+
+-- A job became sent: ack.lua (the worker heard so) and resolve.lua (a
+-- read-back or an operator found so) record it alike, atomically with its
+-- move to done, from words the caller built (qo_push_sent): a job with a
+-- platform id gets platform_ids PLATFORM:ID -> JOB\tCAMPAIGN (webhooks match
+-- engagement by it, read-backs tell another job's post by it), and a post
+-- its engagement polls, due ms -> LANE\tID\tJOB\tCAMPAIGN\tINDEX in polls.
+-- From ARGV[at]: nr, the nr jobs' positions (only when fewer than n: every
+-- job has one otherwise), nr (field, value) pairs; then nz, np, the nz
+-- posts' positions (likewise), np (due, entry) pairs each (nz 0 alone: no
+-- polls). n: the jobs in the call; ok(position) says whether a job was
+-- settled (nil: all were). Nothing per job when no job has a platform id.
+
+-- sent_call: cmd key ARGV[first..] in records of per words, those whose
+-- position ok admits, in chunks (unpack has a limit)
+local function sent_call(cmd, key, first, nrec, per, pos, ok)
+  local words = {}
+  if not ok then
+    for c = first, first + nrec * per - 1, 4000 do
+      redis.call(cmd, key, unpack(ARGV, c, math.min(c + 3999, first + nrec * per - 1)))
+    end
+    return
+  end
+  for r = 0, nrec - 1 do
+    if ok(pos and tonumber(ARGV[pos + r]) or r + 1) then
+      for w = first + r * per, first + (r + 1) * per - 1 do words[#words + 1] = ARGV[w] end
+    end
+  end
+  for c = 1, #words, 4000 do
+    redis.call(cmd, key, unpack(words, c, math.min(c + 3999, #words)))
+  end
+end
+
+local function sent_record(ids_key, polls_key, at, n, ok)
+  local nr = tonumber(ARGV[at])
+  if nr == 0 then return end
+  local pos = nr < n and at + 1 or nil
+  local first = at + 1 + (pos and nr or 0)
+  sent_call('HSET', ids_key, first, nr, 2, pos, ok)
+  at = first + 2 * nr
+  local nz = tonumber(ARGV[at])
+  if nz == 0 then return end
+  local np = tonumber(ARGV[at + 1])
+  pos = nz < n and at + 2 or nil
+  sent_call('ZADD', polls_key, at + 2 + (pos and nz or 0), nz, 2 * np, pos, ok)
+end
