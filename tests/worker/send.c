@@ -52,7 +52,8 @@ static long dead_run(const char *fault, int n, int max_attempts, const char *tag
 }
 
 /* check_dead: each job of x:@d's dead set made attempts attempts and
- * carries a reason containing why. */
+ * carries a reason containing why, in the dead set's reasons and as the
+ * stored job's last error. */
 static void check_dead(int attempts, const char *why)
 {
     char *ukhs = th_redis_cmd(wt.redis, "ZRANGE {t}:dead:x:@d 0 -1");
@@ -67,6 +68,7 @@ static void check_dead(int attempts, const char *why)
         hr_err err = {0};
         queue_job *j = queue_get(wt.q, u, &err);
         CHECK(j && j->attempt == attempts);
+        CHECK(j && j->last_error && strstr(j->last_error, why));
         queue_job_free(j);
     }
     CHECK(n > 0);
