@@ -2,7 +2,9 @@
  * ({ns}:importing:<campaign>) against a real redis-server: a job whose
  * unique key has an import's form is refused while another process holds
  * its campaign's lock, with the whole batch; the importer's own calls (its
- * token) go through, and are refused once the lock is not its own. */
+ * token) go through, and are refused once the lock is not its own. The
+ * lanes an import holds ({ns}:held) keep their scheduled jobs through
+ * promotion, and the importer's jobs due now are scheduled, not ready. */
 #include <stdlib.h>
 
 #include "harness.h"
@@ -140,11 +142,66 @@ static void test_importer_token(void)
     CHECK_INT(count("HLEN", "{l2}:jobs"), 2);
 }
 
+static long promote(void)
+{
+    long n = -1;
+    int64_t next, now;
+    hr_err err = {0};
+    CHECK_INT(queue_promote(Q, 1000, &n, &next, &now, &err), 0);
+    return n;
+}
+
+/* issue #4: an importer's job due now is scheduled (its lane is held);
+ * a held lane keeps its scheduled jobs (its retries go on) and its due
+ * entry waits at the hold's expiry; a lapsed hold (a killed import's) is
+ * dropped and the lane promoted. */
+static void test_held_lane(void)
+{
+    connect_ns("l3");
+    REQUIRE(Q);
+    hr_err err = {0};
+    free(th_redis_cmd(R, "SET {l3}:importing:blog tok PX 60000"));
+    queue_job *j[2] = {post("@shop", "blog|wxr:1|x|@shop"), post("@shop", NULL)};
+    j[0]->run_at_ms = j[1]->run_at_ms = hr_now_ms() - 1000;
+    int res = 0;
+    queue_enqueue_batch *b = queue_enqueue_send_locked(Q, j, 1, "tok", &err);
+    REQUIRE(b && queue_enqueue_recv(Q, b, &res, &err) == 0);
+    CHECK_INT(res, QUEUE_ADDED);
+    CHECK_INT(count("ZCARD", "{l3}:sched:x:@shop"), 1);
+    CHECK_INT(count("LLEN", "{l3}:ready:x:@shop"), 0);
+    /* anyone else's job due now is ready at once, as before */
+    CHECK_INT(queue_enqueue(Q, &j[1], 1, &res, &err), 0);
+    CHECK_INT(count("LLEN", "{l3}:ready:x:@shop"), 1);
+    queue_job_free(j[0]);
+    queue_job_free(j[1]);
+
+    int64_t until = hr_now_ms() + 60000;
+    free(th_redis_cmd(R, "ZADD {l3}:held %lld tok|x:@shop", (long long)until));
+    free(th_redis_cmd(R, "ZADD {l3}:retry:x:@shop 1 rj"));
+    free(th_redis_cmd(R, "ZADD {l3}:due 1 r|x:@shop"));
+    CHECK_INT(promote(), 1); /* the retry only */
+    CHECK_INT(count("ZCARD", "{l3}:sched:x:@shop"), 1);
+    CHECK_INT(count("LLEN", "{l3}:ready:x:@shop"), 2);
+    char *at = th_redis_cmd(R, "ZSCORE {l3}:due s|x:@shop");
+    CHECK(at && atoll(at) >= until - 5000); /* Redis's clock may differ a little */
+    free(at);
+    CHECK_INT(promote(), 0); /* nothing due: no spin */
+
+    /* lapsed: dropped by the next promotion once the entry is due */
+    free(th_redis_cmd(R, "ZADD {l3}:held 2 tok|x:@shop"));
+    free(th_redis_cmd(R, "ZADD {l3}:due 2 s|x:@shop"));
+    CHECK_INT(promote(), 1);
+    CHECK_INT(count("ZCARD", "{l3}:held"), 0);
+    CHECK_INT(count("ZCARD", "{l3}:sched:x:@shop"), 0);
+    CHECK_INT(count("LLEN", "{l3}:ready:x:@shop"), 3);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("refused_while_held", test_refused_while_held);
     th_run("importer_token", test_importer_token);
+    th_run("held_lane", test_held_lane);
     queue_free(Q);
     return th_main_end();
 }
