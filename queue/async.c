@@ -207,6 +207,15 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r);
 
+/* arm_connect_deadline: a connection is being made; with a timeout, the
+ * deadline timer looks at it (on_deadline). */
+static void arm_connect_deadline(queue_async *qa)
+{
+    if (qa->timeout_s <= 0 || qa->connected || !qa->ac || ev_is_active(&qa->deadline)) return;
+    ev_timer_set(&qa->deadline, qa->timeout_s, 0.);
+    ev_timer_start(qa->loop, &qa->deadline);
+}
+
 static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 {
     qreq *r = priv;
@@ -445,10 +454,7 @@ static void start_connect(queue_async *qa)
     ac->data = qa;
     qa->ac = ac;
     qa->connect_at = ev_now(qa->loop);
-    if (qa->timeout_s > 0 && !ev_is_active(&qa->deadline)) {
-        ev_timer_set(&qa->deadline, qa->timeout_s, 0.);
-        ev_timer_start(qa->loop, &qa->deadline);
-    }
+    arm_connect_deadline(qa);
     redisLibevAttach(qa->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -549,10 +555,7 @@ void queue_async_set_timeout(queue_async *qa, int timeout_ms)
     qa->timeout_s = timeout_ms > 0 ? timeout_ms / 1000.0 : 0;
     snprintf(qa->timeout_msg, sizeof qa->timeout_msg, "redis: no reply within %d ms",
              timeout_ms);
-    if (qa->timeout_s > 0 && !qa->connected && qa->ac && !ev_is_active(&qa->deadline)) {
-        ev_timer_set(&qa->deadline, qa->timeout_s, 0.); /* the first connection's */
-        ev_timer_start(qa->loop, &qa->deadline);
-    }
+    arm_connect_deadline(qa); /* the first connection's */
 }
 
 void queue_async_set_polls(queue_async *qa, const int64_t *delays_ms, int n)

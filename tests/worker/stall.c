@@ -1,15 +1,20 @@
 /* stall.c: `herald worker` against a Redis that stops answering without
  * closing its connections (SIGSTOP: a hung server, a black-holed network):
  * the command timeout resets the connection, and every job still ends sent
- * exactly once; a thread's part whose charge got no answer does not go out.
+ * exactly once; a thread's part whose charge got no answer does not go out;
+ * a connection the address never answers is made again at the timeout.
  * (A Redis that restarts: send.c.) */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "wktest.h"
 
-/* log_count: how many times the worker's log has what */
-static int log_count(const char *what)
+/* log_count: how many times the worker's log name.log has what */
+static int log_count(const char *name, const char *what)
 {
     char log[700];
-    snprintf(log, sizeof log, "%s/stall.log", wt.dir);
+    snprintf(log, sizeof log, "%s/%s.log", wt.dir, name);
     char *text = th_read_file(log, NULL);
     int n = 0;
     for (const char *s = text; s && (s = strstr(s, what)); s++) n++;
@@ -22,7 +27,7 @@ static int log_count(const char *what)
 static int stall_reset_twice(void *arg)
 {
     (void)arg;
-    return log_count("redis: no reply within 300 ms") >= 2;
+    return log_count("stall", "redis: no reply within 300 ms") >= 2;
 }
 
 static int some_done(void *arg)
@@ -140,11 +145,41 @@ static void charge_unanswered(void)
     CHECK_INT(dups, 0);
 }
 
+static int connect_retried_twice(void *arg)
+{
+    (void)arg;
+    return log_count("blackhole", "redis: no connection in time, connecting again") >= 2;
+}
+
+/* connect_black_holed: a connection Redis's address never answers (the
+ * SYNs dropped, as by a black-holed network; the kernel would try for
+ * minutes) is dropped at the timeout and made again */
+static void connect_black_holed(void)
+{
+    /* a listener whose accept queue is full: the kernel drops new SYNs */
+    int ls = socket(AF_INET, SOCK_STREAM, 0), filler = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    REQUIRE(bind(ls, (struct sockaddr *)&a, sizeof a) == 0 && listen(ls, 0) == 0 &&
+            getsockname(ls, (struct sockaddr *)&a, &alen) == 0 &&
+            connect(filler, (struct sockaddr *)&a, sizeof a) == 0);
+    char env[96];
+    snprintf(env, sizeof env, "HERALD_REDIS_URL=redis://127.0.0.1:%d", ntohs(a.sin_port));
+    setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
+    pid_t w = wt_worker(env, "blackhole", "--processes", "1", NULL);
+    unsetenv("HERALD_WORKER_NO_RECONCILER");
+    CHECK(th_wait_for(connect_retried_twice, NULL, 10000));
+    wt_term(w);
+    close(filler);
+    close(ls);
+}
+
 int main(void)
 {
     wt_start("worker-redis-timeout-ms 300\n");
     th_run("redis_stalled", redis_stalled);
     th_run("charge_unanswered", charge_unanswered);
+    th_run("connect_black_holed", connect_black_holed);
     wt_stop();
     return th_main_end();
 }
