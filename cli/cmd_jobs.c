@@ -13,7 +13,7 @@
 
 /* States as operators name them, and the queue_list name of each. */
 static const char *const states[] = {"scheduled", "ready", "inflight",
-                                     "retrying",  "dead",  "parked"};
+                                     "retrying",  "dead",  "unknown"};
 static const char *const list_names[] = {"scheduled", "ready", NULL, "retry", "dead", "unknown"};
 #define NSTATES 6
 
@@ -22,7 +22,7 @@ static int state_index(const char *s)
     for (int i = 0; i < NSTATES; i++)
         if (strcmp(s, states[i]) == 0) return i;
     if (strcmp(s, "retry") == 0) return 3;
-    if (strcmp(s, "unknown") == 0) return 5;
+    if (strcmp(s, "parked") == 0) return 5; /* its old name */
     if (strcmp(s, "in-flight") == 0) return 2;
     return -1;
 }
@@ -58,7 +58,7 @@ int cli_job_state(queue *q, const queue_job *j, char *out, size_t outlen, hr_err
                         "if redis.call('LPOS',KEYS[2],ARGV[1]) then return 'ready' end "
                         "if redis.call('ZSCORE',KEYS[3],ARGV[1]) then return 'retrying' end "
                         "if redis.call('ZSCORE',KEYS[4],ARGV[1]) then return 'dead' end "
-                        "if redis.call('ZSCORE',KEYS[5],ARGV[1]) then return 'parked' end "
+                        "if redis.call('ZSCORE',KEYS[5],ARGV[1]) then return 'unknown' end "
                         "if redis.call('HEXISTS',KEYS[6],ARGV[1])==1 then return 'sent' end "
                         "return 'inflight'",
                         ns, lane, ns, lane, ns, lane, ns, lane, ns, lane, ns, ukh);
@@ -171,7 +171,7 @@ static int parse_filter(int *argc, char **argv, filter *f)
     if (st && (f->state = state_index(st)) < 0) {
         fprintf(stderr,
                 "herald jobs: --state: \"%s\" is not one of scheduled, ready, inflight, "
-                "retrying, dead, parked\n",
+                "retrying, dead, unknown\n",
                 st);
         return -1;
     }
@@ -355,7 +355,7 @@ static int usage(void)
                     "       herald jobs show ID [--json]\n"
                     "       herald jobs cancel ID...\n"
                     "       herald jobs cancel --campaign C|--platform P|--lane L [--state S]\n"
-                    "states: scheduled, ready, inflight, retrying, dead, parked\n"
+                    "states: scheduled, ready, inflight, retrying, dead, unknown\n"
                     "exit: 0 ok, 1 Redis failed, 2 usage, 3 no such job, 4 not cancellable\n");
     return 2;
 }
@@ -426,7 +426,7 @@ static int cancel(int argc, char **argv)
     if (json)
         printf("{\"cancelled\":%ld,\"not_cancellable\":%ld}\n", done, skipped);
     else
-        printf("cancelled %ld, not cancellable (in flight or parked) %ld\n", done, skipped);
+        printf("cancelled %ld, not cancellable (in flight or unknown) %ld\n", done, skipped);
     return 0;
 }
 

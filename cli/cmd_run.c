@@ -485,7 +485,7 @@ static long save_sandbox_record(run_state *s, long *count)
 /* ----------------------------------------------------------- progress */
 
 typedef struct progress {
-    long scheduled, ready, inflight, retrying, dead, parked, sent;
+    long scheduled, ready, inflight, retrying, dead, unknown, sent;
     long engagement;
 } progress;
 
@@ -501,7 +501,7 @@ static int read_progress(queue *q, progress *pr, hr_err *err)
         pr->inflight += c[i].inflight;
         pr->retrying += c[i].retrying;
         pr->dead += c[i].dead;
-        pr->parked += c[i].unknown;
+        pr->unknown += c[i].unknown;
         pr->sent += c[i].sent_total;
     }
     free(c);
@@ -764,7 +764,7 @@ int cmd_run(int argc, char **argv)
     int settled = 0;
     while (!interrupted) {
         if (read_progress(q, &pr, &err) < 0) goto fail;
-        long open = pr.scheduled + pr.ready + pr.inflight + pr.retrying + pr.parked;
+        long open = pr.scheduled + pr.ready + pr.inflight + pr.retrying + pr.unknown;
         int engaged = total == 0 || pr.engagement > base_eng;
         if (open == 0 && engaged) {
             settled = 1;

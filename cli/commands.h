@@ -58,7 +58,7 @@ void cli_metrics_request(struct hook_req *r, void *priv);
 
 /* Shared by `jobs` and `dead` (cmd_jobs.c): cli_job_state writes the state
  * of a stored job ("scheduled", "ready", "inflight", "retrying", "dead",
- * "parked", "sent"); cli_list_jobs and cli_show_job run the list and show
+ * "unknown", "sent"); cli_list_jobs and cli_show_job run the list and show
  * subcommands and return the exit status (3: no such job). */
 int cli_job_state(struct queue *q, const struct queue_job *j, char *out, size_t outlen,
                   hr_err *err);

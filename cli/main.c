@@ -15,7 +15,7 @@ static const cli_command commands[] = {
 
     {"config", cmd_config, "check the config and credential files (config check)"},
     {"dead", cmd_dead, "dead jobs: list, show, retry, purge"},
-    {"enqueue", cmd_enqueue, "add jobs given as JSON lines on stdin (all or nothing)"},
+    {"enqueue", cmd_enqueue, "add jobs given as JSON lines in FILE or on stdin (all or nothing)"},
     {"forget", cmd_forget, "remove what is stored about a contact; keep the suppression"},
     {"format", cmd_format, "show what a platform would be sent for a post (--json)"},
     {"help", cmd_help, "list the subcommands"},
