@@ -43,7 +43,6 @@ typedef struct wk_lane {
     worker_account_conf conf;
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
-    int parked; /* the budget cap holds it (logged once) */
     int conf_written; /* limits written to its state hash for the fetch script */
     int reload;       /* SIGHUP came while sends were in flight on it */
     int circuit_failed; /* we reported a failure since our last success */
@@ -406,17 +405,16 @@ static void quota_note(wk_proc *p, wk_lane *l, const plat_outcome *o)
     redisAsyncCommandArgv(c, on_raw, NULL, 6, argv, NULL);
 }
 
-static void on_parked(redisAsyncContext *c, void *r, void *priv)
+/* on_lane_change logs a park or resume this process's fetch made: the
+ * fetch script flips the lane's state once for the fleet, so the fleet logs
+ * each once, however many processes and pools share the lane. */
+static void on_lane_change(const queue_lane_change *c, void *priv)
 {
-    wk_lane *l = priv;
-    redisReply *reply = r;
-    if (!reply) return;
-    int parked = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "budget") == 0;
-    if (parked && !l->parked)
-        hr_log(HR_LOG_ERROR, "budget cap reached: lane parked", "lane", l->name, NULL);
-    else if (!parked && l->parked)
-        hr_log(HR_LOG_INFO, "budget available again: lane resumed", "lane", l->name, NULL);
-    l->parked = parked;
+    (void)priv;
+    if (c->parked)
+        hr_log(HR_LOG_ERROR, "budget cap reached: lane parked", "lane", c->lane, NULL);
+    else
+        hr_log(HR_LOG_INFO, "budget available again: lane resumed", "lane", c->lane, NULL);
 }
 
 static void lane_free(wk_lane *l)
@@ -1030,9 +1028,9 @@ static void readback(wk_job *j)
  * the count), eng:campaigns and eng:totals (incremented) and one entry in
  * the events stream, so `herald stats` shows social and email side by side. */
 static const char poll_record_lua[] =
-    "local job, camp, plat, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local job, camp, plat, ts, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
     "local n = 0\n"
-    "for i = 5, #ARGV, 2 do\n"
+    "for i = 6, #ARGV, 2 do\n"
     "  local typ, count = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  local f = job .. '|' .. typ\n"
     "  local old = tonumber(redis.call('HGET', KEYS[1], f) or '0')\n"
@@ -1041,7 +1039,7 @@ static const char poll_record_lua[] =
     "    redis.call('HSET', KEYS[1], f, count)\n"
     "    if camp ~= '' then redis.call('HINCRBY', KEYS[2], camp .. '|' .. typ, d) end\n"
     "    redis.call('HINCRBY', KEYS[3], typ, d)\n"
-    "    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'type', typ, 'job', job,\n"
+    "    redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'type', typ, 'job', job,\n"
     "      'campaign', camp, 'platform', plat, 'ts', ts, 'event', 'poll:' .. f .. ':' .. count)\n"
     "    n = n + d\n"
     "  end\n"
@@ -1061,9 +1059,17 @@ static void poll_record(wk_job *j, const plat_engagement *e)
     snprintf(k3, sizeof k3, "{%s}:eng:totals", ns);
     snprintf(k4, sizeof k4, "{%s}:events", ns);
     snprintf(ts, sizeof ts, "%lld", (long long)hr_now_ms());
+    /* the stream is trimmed as the webhooks server trims it (same key and
+     * default; a bad value keeps the default, as `herald check` reports) */
+    int64_t maxlen = 100000;
+    hr_err ignored = {0};
+    if (hr_config_get_i64(p->o.config, "webhooks-stream-maxlen", 100000, &maxlen, &ignored) != 0)
+        maxlen = 100000;
+    char ml[24];
+    snprintf(ml, sizeof ml, "%lld", (long long)maxlen);
     const char *argv[20] = {"EVAL", poll_record_lua, "4", k1, k2, k3, k4, for_job,
-                            j->job->campaign ? j->job->campaign : "", j->lane->platform, ts};
-    int argc = 11;
+                            j->job->campaign ? j->job->campaign : "", j->lane->platform, ts, ml};
+    int argc = 12;
     const char *types[] = {"like", "repost", "reply"};
     long counts[] = {e->likes, e->reposts, e->replies};
     for (int i = 0; i < 3; i++) {
@@ -1392,7 +1398,7 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
         return;
     }
     p->idle_polls++;
-    if (p->idle_polls == 1) check_lanes(p); /* idle: parked by a budget? */
+    if (p->idle_polls == 1) check_lanes(p); /* idle: limits Redis lost? */
     if (p->o.once && p->inflight == 0 && p->idle_polls >= 3) {
         stop_now(p);
         return;
@@ -1495,18 +1501,14 @@ static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
     fetch_more(w->data);
 }
 
-/* check_lanes rewrites lane limits Redis lost and looks whether a budget
- * parked a lane (logged once per park). */
+/* check_lanes rewrites lane limits Redis lost (a budget's park is logged
+ * by on_lane_change). */
 static void check_lanes(wk_proc *p)
 {
     redisAsyncContext *c = queue_async_redis(p->qa);
     for (int i = 0; c && i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
         if (!l->conf_written) lane_write_conf(p, l);
-        if (l->conf.budget.cost <= 0) continue;
-        char key[256];
-        snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
-        redisAsyncCommand(c, on_parked, l, "HGET %s parked", key);
     }
 }
 
@@ -1727,6 +1729,7 @@ int worker_process_main(const worker_opts *o)
         return 1;
     }
     queue_async_on_state(p->qa, on_qa_state, p);
+    queue_async_on_lane_change(p->qa, on_lane_change, p);
     /* A Redis that stops answering without closing the socket would hold
      * fetches, attempts and acks for ever: past the timeout the connection
      * is reset and the worker goes the way it goes when Redis restarts. */

@@ -1,7 +1,8 @@
 /* polls.c: engagement polls: a sent post gets polls scheduled (here +3 s
  * and +5 s), the reconciler turns them into poll jobs in the post's lane,
  * a worker reads the counts through platforms/ and records the rise where
- * the webhooks server records pushed events (eng:jobs, eng:totals, events). */
+ * the webhooks server records pushed events (eng:jobs, eng:totals, events,
+ * trimmed to webhooks-stream-maxlen). */
 #include "wktest.h"
 
 static int polled(void *arg)
@@ -12,6 +13,16 @@ static int polled(void *arg)
     return wt_done() >= 15 && wt_redis_int("HGET {t}:eng:totals like", "") >= 5;
 }
 
+/* liked_jobs: how many jobs eng:jobs has likes of */
+static int liked_jobs(void)
+{
+    char *ids = th_redis_cmd(wt.redis, "HKEYS {t}:eng:jobs");
+    int n = 0;
+    for (char *p = ids; p && (p = strstr(p, "|like")); p++) n++;
+    free(ids);
+    return n;
+}
+
 static void polls_record_engagement(void)
 {
     wt_reset();
@@ -20,12 +31,7 @@ static void polls_record_engagement(void)
     CHECK(th_wait_for(polled, NULL, 20000));
     wt_term(w);
     /* every sent post has its likes in eng:jobs, keyed by its job id */
-    char *ids = th_redis_cmd(wt.redis, "HKEYS {t}:eng:jobs");
-    REQUIRE(ids);
-    int n = 0;
-    for (char *p = ids; (p = strstr(p, "|like")); p++) n++;
-    CHECK_INT(n, 5);
-    free(ids);
+    CHECK_INT(liked_jobs(), 5);
     CHECK(wt_redis_int("XLEN {t}:events", "") >= 5);
     CHECK_INT(wt_redis_int("ZCARD {t}:polls", ""), 0);
     long dups = -1;
@@ -33,10 +39,40 @@ static void polls_record_engagement(void)
     CHECK_INT(dups, 0);
 }
 
+static int polled_three(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    return wt_done() >= 9; /* 3 posts + 6 polls */
+}
+
+/* Poll events go to the stream the webhooks server trims, trimmed to the
+ * same webhooks-stream-maxlen. */
+static void polls_stream_maxlen(void)
+{
+    wt_reset();
+    /* whole stream nodes of one entry: MAXLEN ~ trims to the entry */
+    free(th_redis_cmd(wt.redis, "CONFIG SET stream-node-max-entries 1"));
+    char *conf = th_read_file(wt.conf, NULL);
+    REQUIRE(conf);
+    char *more = hr_asprintf("%swebhooks-stream-maxlen 2\n", conf);
+    th_write_file(wt.conf, more);
+    free(more);
+    free(conf);
+    wt_enqueue("x", "@a", "trimmed post", 3);
+    pid_t w = wt_worker(NULL, "polls-maxlen", "--processes", "1", NULL);
+    CHECK(th_wait_for(polled_three, NULL, 20000));
+    wt_term(w);
+    /* each post's likes rose at least once: 3 events or more were added */
+    CHECK_INT(liked_jobs(), 3);
+    CHECK_INT(wt_redis_int("XLEN {t}:events", ""), 2);
+}
+
 int main(void)
 {
     wt_start("poll-schedule 3s,5s\n");
     th_run("polls_record_engagement", polls_record_engagement);
+    th_run("polls_stream_maxlen", polls_stream_maxlen);
     wt_stop();
     return th_main_end();
 }
