@@ -50,6 +50,8 @@ struct queue_async {
     qreq *failq;
     void (*state_cb)(queue_async *, int, void *);
     void *state_priv;
+    queue_lane_change_cb *lane_cb; /* fetch: a lane parked or resumed */
+    void *lane_priv;
     int depth; /* > 0 while our callbacks run */
     int in_cb; /* > 0 while hiredis runs one of our callbacks */
     int free_pending;
@@ -290,6 +292,12 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
         queue_fetched *f = NULL;
         int n = 0;
         int st = qo_parse_fetch(rep, (const char *const *)r->lanes, r->nlanes, &f, &n, &err);
+        if (st == 0 && r->qa->lane_cb) {
+            queue_lane_change *ch;
+            int nch = qo_fetch_changes(rep, &ch);
+            for (int i = 0; i < nch; i++) r->qa->lane_cb(&ch[i], r->qa->lane_priv);
+            free(ch);
+        }
         if (r->fetch_cb) r->fetch_cb(st, f, n, err.code ? err.msg : NULL, r->priv);
         else queue_fetched_free(f, n);
         break;
@@ -570,6 +578,12 @@ void queue_async_on_state(queue_async *qa, void (*cb)(queue_async *, int, void *
 {
     qa->state_cb = cb;
     qa->state_priv = priv;
+}
+
+void queue_async_on_lane_change(queue_async *qa, queue_lane_change_cb *cb, void *priv)
+{
+    qa->lane_cb = cb;
+    qa->lane_priv = priv;
 }
 
 struct redisAsyncContext *queue_async_redis(queue_async *qa)

@@ -106,6 +106,9 @@ void qo_build_fetch(const char *ns, const char *worker, const char *const *lanes
 /* qo_parse_fetch returns 0 (jobs in *out), 1 lease lost, -1 bad reply. */
 int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fetched **out,
                    int *nout, hr_err *err);
+/* qo_fetch_changes: the lanes a fetch reply says it parked or resumed (a
+ * new array in *out, NULL when none; a malformed list is ignored). */
+int qo_fetch_changes(redisReply *r, queue_lane_change **out);
 void qo_build_attempt(const char *ns, const char *worker, const char *ukh, queue_argv *a);
 /* qo_build_ack passes each lane's ukhs as one range; order (n entries)
  * gets the item index at each grouped position, for qo_parse_ack; polls

@@ -968,10 +968,14 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
         r->element[0]->type != REDIS_REPLY_STRING)
         return hr_err_set(err, "redis: fetch: unexpected reply");
     if (strcmp(r->element[0]->str, "lease") == 0) return 1;
-    /* per lane visit: lane index, its ukhs, their values */
-    if ((r->elements - 1) % 3 != 0) return hr_err_set(err, "redis: fetch: malformed entry");
+    /* per lane visit: lane index, its ukhs, their values; then, when lanes
+     * were parked or resumed, their list (qo_fetch_changes) */
+    size_t end = r->elements - (r->elements - 1) % 3;
+    if (end != r->elements && (end + 1 != r->elements ||
+                               r->element[end]->type != REDIS_REPLY_ARRAY))
+        return hr_err_set(err, "redis: fetch: malformed entry");
     size_t n = 0;
-    for (size_t t = 1; t < r->elements; t += 3) {
+    for (size_t t = 1; t < end; t += 3) {
         redisReply *li = r->element[t], *u = r->element[t + 1], *v = r->element[t + 2];
         long long idx = llabs(reply_ll(li)); /* < 0: the circuit's probe */
         if (idx < 1 || idx > nlanes || u->type != REDIS_REPLY_STRING ||
@@ -981,7 +985,7 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
     }
     queue_fetched *f = n ? hr_calloc(n, sizeof *f) : NULL;
     size_t k = 0;
-    for (size_t t = 1; t < r->elements; t += 3) {
+    for (size_t t = 1; t < end; t += 3) {
         long long idx = reply_ll(r->element[t]);
         const char *lane = lanes[llabs(idx) - 1];
         redisReply *u = r->element[t + 1], *v = r->element[t + 2];
@@ -1001,6 +1005,27 @@ int qo_parse_fetch(redisReply *r, const char *const *lanes, int nlanes, queue_fe
     *out = f;
     *nout = (int)n;
     return 0;
+}
+
+int qo_fetch_changes(redisReply *r, queue_lane_change **out)
+{
+    *out = NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 1) % 3 != 1) return 0;
+    redisReply *c = r->element[r->elements - 1];
+    if (c->type != REDIS_REPLY_ARRAY || c->elements % 2 != 0) return 0;
+    int n = (int)(c->elements / 2);
+    queue_lane_change *v = n ? hr_calloc((size_t)n, sizeof *v) : NULL;
+    for (int i = 0; i < n; i++) {
+        redisReply *lane = c->element[2 * i], *parked = c->element[2 * i + 1];
+        if (lane->type != REDIS_REPLY_STRING || parked->type != REDIS_REPLY_INTEGER) {
+            free(v);
+            return 0;
+        }
+        snprintf(v[i].lane, sizeof v[i].lane, "%.*s", (int)lane->len, lane->str);
+        v[i].parked = parked->integer != 0;
+    }
+    *out = v;
+    return n;
 }
 
 void queue_fetched_free(queue_fetched *f, int n)

@@ -290,6 +290,13 @@ int queue_worker_unregister(queue *q, const char *worker, hr_err *err);
 int queue_fetch(queue *q, const char *worker, const char *const *lanes, int nlanes, int max,
                 int lease_ms, queue_fetched **out, int *nout, hr_err *err);
 void queue_fetched_free(queue_fetched *f, int n);
+/* A lane whose budget cap a fetch parked (parked 1) or let go (0). The
+ * fetch script flips the lane's 'parked' field once for the fleet, so only
+ * the worker whose fetch did it hears of it: it logs the change, once. */
+typedef struct queue_lane_change {
+    char lane[QUEUE_LANE_MAX];
+    int parked;
+} queue_lane_change;
 /* queue_lanes lists every lane that has ever held a job (new array of new
  * strings; free with queue_strv_free). */
 int queue_lanes(queue *q, char ***out, int *n, hr_err *err);
@@ -532,6 +539,11 @@ void queue_async_heartbeat(queue_async *qa, const char *worker, int lease_ms,
                            queue_status_cb *cb, void *priv);
 void queue_async_fetch(queue_async *qa, const char *worker, const char *const *lanes,
                        int nlanes, int max, int lease_ms, queue_fetch_cb *cb, void *priv);
+/* queue_async_on_lane_change sets cb, called from a fetch's reply (before
+ * the fetch's own callback) once per lane that fetch parked or resumed
+ * (queue_lane_change; borrowed for the call). NULL: none. */
+typedef void queue_lane_change_cb(const queue_lane_change *c, void *priv);
+void queue_async_on_lane_change(queue_async *qa, queue_lane_change_cb *cb, void *priv);
 void queue_async_attempt(queue_async *qa, const char *worker, const char *ukh,
                          queue_status_cb *cb, void *priv);
 /* queue_async_attempts records the attempts of n jobs (at most

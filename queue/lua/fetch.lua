@@ -6,8 +6,11 @@
 -- Returns {'ok', lane_index, ukhs, {value, ...}, ...}: one triple per lane
 -- visit, its 12-char ukhs packed in one string (as in the in-flight record)
 -- and their values as HMGET gave them, no per-job table; a negative index
--- marks the half-open circuit's probe. {'lease'} when the worker's lease is
--- gone (reaped: register again).
+-- marks the half-open circuit's probe. When this call parked or resumed a
+-- lane (its budget), one last element follows: {lane, 1 parked | 0 resumed,
+-- ...}; the change happens once for the fleet, so exactly one worker hears
+-- of it and logs it. {'lease'} when the worker's lease is gone (reaped:
+-- register again).
 local now = now_ms()
 local workers, paused, jobs, inflight, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, max, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -27,6 +30,7 @@ redis.call('ZADD', workers, now + lease, worker)
 local day_id, month_id = budget_period(now)
 
 local function num(st, k, def) return tonumber(st[k] or '') or def end
+local parks = {} -- lane, 1 parked | 0 resumed: the reply's last element
 
 local function admit(lane, state_key, want, st, app)
   if st.parked and st.parked ~= '0' and st.parked ~= 'budget' then return 0 end
@@ -55,12 +59,20 @@ local function admit(lane, state_key, want, st, app)
     if mcap > 0 then bn = math.min(bn, math.floor((mcap - mused) / bcost)) end
     if bn <= 0 and n > 0 then
       -- parked, not dropped: visible in stats until the cap lifts
-      if st.parked ~= 'budget' then redis.call('HSET', state_key, 'parked', 'budget') end
+      if st.parked ~= 'budget' then
+        redis.call('HSET', state_key, 'parked', 'budget')
+        parks[#parks + 1] = lane
+        parks[#parks + 1] = 1
+      end
       return 0
     end
     n = bn
   end
-  if st.parked == 'budget' then redis.call('HDEL', state_key, 'parked') end
+  if st.parked == 'budget' then
+    redis.call('HDEL', state_key, 'parked')
+    parks[#parks + 1] = lane
+    parks[#parks + 1] = 0
+  end
   -- the platform's limits for the whole app (all its accounts), after the
   -- budget: a lane it holds back is not parked
   n = math.min(n, win_fit(app, now, math.max(1, num(app, 'cost', 1))))
@@ -186,4 +198,5 @@ for lane, p in pairs(packed) do
   h[#h + 1] = p
 end
 if #h > 0 then redis.call('HSET', inflight, unpack(h)) end
+if #parks > 0 then out[#out + 1] = parks end
 return out

@@ -89,14 +89,87 @@ static void budget_cap_parks_and_resumes(void)
     free(text);
 }
 
+/* count_in counts needle in the logs of pools (NULL-terminated names). */
+static int count_in(const char *needle, const char *const *pools)
+{
+    int n = 0;
+    for (int i = 0; pools[i]; i++) {
+        char log[700];
+        snprintf(log, sizeof log, "%s/%s.log", wt.dir, pools[i]);
+        char *text = th_read_file(log, NULL);
+        for (char *q = text; q && (q = strstr(q, needle)); q++) n++;
+        free(text);
+    }
+    return n;
+}
+
+static const char *const fleet_logs[] = {"fleet1", "fleet2", NULL};
+
+static int fleet_parked(void *arg)
+{
+    (void)arg;
+    char *s = th_redis_cmd(wt.redis, "HGET {t}:lane:x:@c parked");
+    int yes = s && strcmp(s, "budget") == 0;
+    free(s);
+    return yes && count_in("budget cap reached", fleet_logs) > 0;
+}
+
+/* The park is one change for the fleet, made by one fetch: one error line
+ * for it however many processes and pools share the lane, and one resume. */
+static void budget_park_logged_once_by_fleet(void)
+{
+    wt_reset();
+    wt_enqueue("x", "@c", "fleet", 20);
+    pid_t w1 = wt_worker(NULL, "fleet1", "--processes", "3", "--concurrency", "4", NULL);
+    pid_t w2 = wt_worker(NULL, "fleet2", "--processes", "2", "--concurrency", "4", NULL);
+    long want = 5;
+    CHECK(th_wait_for(settled, &want, 15000));
+    CHECK(th_wait_for(fleet_parked, NULL, 10000));
+    /* every process fetches (and before the fix looked at the lane every
+     * 2 s and logged the park itself) many times meanwhile */
+    wt_idle(300);
+    CHECK_INT(wt_done(), 5); /* 0.05 a day at 0.01 a post */
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@c", ""), 15);
+    CHECK_INT(count_in("budget cap reached", fleet_logs), 1);
+    /* herald stats shows the lane parked */
+    char *argv[] = {HERALD_BIN, "stats", "--json", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(argv, NULL, 0, &out), 0);
+    CHECK(out && strstr(out, "\"parked\":\"budget\""));
+    free(out);
+    /* lift the cap and reload both pools: the lane resumes */
+    char *conf = th_read_file(wt.conf, NULL);
+    REQUIRE(conf);
+    char *at = strstr(conf, "budget-daily=0.05");
+    REQUIRE(at);
+    memcpy(at, "budget-daily=9.00", 17);
+    th_write_file(wt.conf, conf);
+    free(conf);
+    kill(w1, SIGHUP);
+    kill(w2, SIGHUP);
+    want = 20;
+    CHECK(th_wait_for(settled, &want, 15000));
+    wt_idle(300);
+    wt_term(w1);
+    wt_term(w2);
+    CHECK_INT(wt_done(), 20);
+    CHECK_INT(sent_x(), 20);
+    CHECK_INT(wt_redis_int("HEXISTS {t}:lane:x:@c parked", ""), 0);
+    CHECK_INT(count_in("budget cap reached", fleet_logs), 1);
+    CHECK_INT(count_in("budget available again", fleet_logs), 1);
+}
+
 int main(void)
 {
     wt_start("account x:@a base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
              "rate=30/24h\n"
              "account x:@b base-url=http://127.0.0.1:$PORT credentials=x-b user-id=12 "
-             "cost=0.01 budget-daily=0.25\n");
+             "cost=0.01 budget-daily=0.25\n"
+             "account x:@c base-url=http://127.0.0.1:$PORT credentials=x-b user-id=12 "
+             "cost=0.01 budget-daily=0.05\n");
     th_run("two_pools_share_a_limit", two_pools_share_a_limit);
     th_run("budget_cap_parks_and_resumes", budget_cap_parks_and_resumes);
+    th_run("budget_park_logged_once_by_fleet", budget_park_logged_once_by_fleet);
     wt_stop();
     return th_main_end();
 }
