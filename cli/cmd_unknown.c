@@ -76,7 +76,7 @@ int cmd_unknown(int argc, char **argv)
         /* a post resolved as sent gets the engagement polls the workers'
          * acks give, from the same poll-schedule */
         int64_t polls[QUEUE_POLLS_MAX];
-        int np = worker_poll_schedule(cli_config(), polls, QUEUE_POLLS_MAX, &err);
+        int np = sent ? worker_poll_schedule(cli_config(), polls, QUEUE_POLLS_MAX, &err) : 0;
         if (np < 0) {
             fprintf(stderr, "herald unknown resolve: %s\n", err.msg);
             return 1;
