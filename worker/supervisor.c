@@ -231,6 +231,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
                    silent, NULL);
             kill(c->pid, SIGKILL);
             c->heard_ms = now; /* once: on_child restarts it */
+            c->sent = -1;      /* and it no longer counts as responding */
         }
     }
     char st[200];

@@ -275,6 +275,7 @@ static pid_t pid_of(const char *log, int slot)
 typedef struct pool_heard {
     int fd;
     const char *log;
+    pid_t hung; /* the worker stopped, once it is */
     char status[256]; /* the last STATUS= line */
     int pings;
 } pool_heard;
@@ -290,7 +291,8 @@ static int pool_ready(void *arg)
         if (st) snprintf(h->status, sizeof h->status, "%.*s", (int)strcspn(st, "\n"), st);
         h->pings += strstr(msg, "WATCHDOG=1") != NULL;
     }
-    return strstr(h->status, "workers 2/2 responding") && pid_of(h->log, 0) > 0;
+    pid_t slot0 = pid_of(h->log, 0);
+    return strstr(h->status, "workers 2/2 responding") && slot0 > 0 && slot0 != h->hung;
 }
 
 static int hang_handled(void *arg)
@@ -333,6 +335,7 @@ static void test_supervised(void)
     CHECK(strstr(h.status, "in flight 0, sent 0, failed 0, retried 0") != NULL);
     pid_t hung = pid_of(log, 0);
     REQUIRE(hung > 0);
+    h.hung = hung;
     kill(hung, SIGSTOP);
     CHECK(th_wait_for(hang_handled, &h, 15000));
     CHECK(pid_of(log, 0) != hung); /* slot 0 again, a new process */
