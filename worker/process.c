@@ -88,6 +88,7 @@ struct wk_proc {
     worker_opts o;
     hr_config *owned_config;
     queue_async *qa;
+    queue_async *sub; /* subscribed to {NS}:readych: lanes that got ready jobs */
     wk_http *http;
     char *secret;
     char worker_id[64];
@@ -1674,6 +1675,33 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     hr_log(HR_LOG_INFO, "config reloaded", NULL);
 }
 
+/* on_ready_msg: promote and enqueue publish a lane's name on {NS}:readych
+ * when it gets ready jobs: an idle worker that serves it fetches now, not
+ * at the end of its idle backoff (up to 640 ms), and learns a new lane
+ * before its next listing. */
+static void on_ready_msg(redisAsyncContext *ac, void *reply, void *priv)
+{
+    wk_proc *p = priv;
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || p->shutting || p->draining)
+        return;
+    redisReply *kind = r->element[0], *lane = r->element[2];
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
+        lane->type != REDIS_REPLY_STRING || !worker_pool_serves(&p->pool, lane->str))
+        return;
+    if (!lane_get(p, lane->str)) lane_add(p, lane->str);
+    if (p->idle_polls > 0 && !p->fetching) {
+        p->idle_polls = 0;
+        arm_fetch(p, 0.);
+    }
+}
+
+static void on_sub_state(queue_async *qa, int connected, void *priv)
+{
+    redisAsyncContext *ac = connected ? queue_async_redis(qa) : NULL;
+    if (ac) redisAsyncCommand(ac, on_ready_msg, priv, "SUBSCRIBE {%s}:readych", queue_async_ns(qa));
+}
+
 static void on_qa_state(queue_async *qa, int connected, void *priv)
 {
     wk_proc *p = priv;
@@ -1730,6 +1758,10 @@ int worker_process_main(const worker_opts *o)
     }
     queue_async_on_state(p->qa, on_qa_state, p);
     queue_async_on_lane_change(p->qa, on_lane_change, p);
+    /* its own connection: a subscribed one takes no other command */
+    p->sub = queue_async_new(p->loop, &qo, &err);
+    if (p->sub) queue_async_on_state(p->sub, on_sub_state, p);
+    else hr_log(HR_LOG_WARN, "worker: no ready-lane subscription; polling", "error", err.msg, NULL);
     /* A Redis that stops answering without closing the socket would hold
      * fetches, attempts and acks for ever: past the timeout the connection
      * is reset and the worker goes the way it goes when Redis restarts. */
@@ -1741,6 +1773,7 @@ int worker_process_main(const worker_opts *o)
                        (long long)redis_ms);
         hr_log(HR_LOG_ERROR, "worker: config", "error", err.msg, NULL);
         queue_async_free(p->qa);
+        queue_async_free(p->sub);
         free(p->secret);
         free(p);
         return 2;
@@ -1801,6 +1834,10 @@ int worker_process_main(const worker_opts *o)
     wk_http_free(p->http);
     p->http = NULL;
     queue_async_free(p->qa);
+    if (p->sub) {
+        queue_async_on_state(p->sub, NULL, NULL);
+        queue_async_free(p->sub);
+    }
     while (p->jobs) {
         wk_job *j = p->jobs;
         p->jobs = j->next;

@@ -100,6 +100,22 @@ static void permanent_to_dead(void)
     free(why);
 }
 
+/* subscribers returns how many connections listen on {t}:readych */
+static long subscribers(void)
+{
+    char *s = th_redis_cmd(wt.redis, "PUBSUB NUMSUB %s", "{t}:readych"); /* "name\ncount" */
+    const char *nl = s ? strchr(s, '\n') : NULL;
+    long n = nl ? strtol(nl + 1, NULL, 10) : -1;
+    free(s);
+    return n;
+}
+
+static int resubscribed(void *arg)
+{
+    (void)arg;
+    return subscribers() == 2;
+}
+
 static void sends_all(void)
 {
     wt_reset();
@@ -107,6 +123,8 @@ static void sends_all(void)
     wt_enqueue("mastodon", "@m", "toot", 100);
     pid_t w = wt_worker(NULL, "sends_all", "--processes", "2", "--concurrency", "32", NULL);
     CHECK(wt_wait_done(400, 20000));
+    /* each worker process listens for lanes that get ready jobs */
+    CHECK_INT(subscribers(), 2);
     long dups = -1;
     CHECK_INT(wt_sandbox_posts("x", &dups), 300);
     CHECK_INT(dups, 0);
@@ -233,6 +251,7 @@ static void redis_restart(void)
     wt.q = queue_connect(&o, &err);
     REQUIRE(wt.q);
     CHECK(wt_wait_done(N, 25000));
+    CHECK(th_wait_for(resubscribed, NULL, 10000)); /* the subscription came back too */
     wt_term(w);
     long dups = -1;
     CHECK_INT(wt_sandbox_posts("bluesky", &dups), N);
