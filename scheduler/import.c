@@ -4,7 +4,8 @@
  * the campaign, plans their times and enqueues them in batches, keeping the
  * campaign's import index ({NS}:import:<campaign>) so a re-import adds
  * nothing, an edit updates, and --sync cancels what disappeared. Jobs this
- * run added are logged to a temp file and cancelled if a later batch fails.
+ * run added are logged to a temp file and cancelled if a later batch fails;
+ * its lanes are held meanwhile, so none of its jobs is sent before it ends.
  * It does not send or format for platforms beyond counting. */
 #include <errno.h>
 #include <stdarg.h>
