@@ -85,6 +85,7 @@ static const struct directive {
     {"reconcile-interval", V_DURATION},
     {"reconcile-email-settle", V_DURATION},
     {"reconcile-timeline-settle", V_DURATION},
+    {"reconcile-exact-settle", V_DURATION},
     {"retry-base", V_DURATION},
     {"retry-cap", V_DURATION},
     {"worker-redis-timeout-ms", V_INT},

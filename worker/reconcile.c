@@ -147,6 +147,8 @@ static const char *email_evidence(queue *q, const char *id)
 typedef struct rc_settle {
     int64_t email_ms;    /* providers' message search */
     int64_t timeline_ms; /* a post looked for among the account's posts */
+    int64_t exact_ms;    /* an exact read-back (Bluesky's rkey): the dead
+                          * worker's request may still be on its way */
     int64_t interval_ms; /* reconcile-interval: the first gap between read-backs */
 } rc_settle;
 
@@ -220,7 +222,7 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
         return resolved;
     }
     int64_t settle_ms = j->kind == QUEUE_KIND_EMAIL         ? st->email_ms
-                        : plat_resend_on_absent(j->platform) ? 0
+                        : plat_resend_on_absent(j->platform) ? st->exact_ms
                                                              : st->timeline_ms;
     int64_t since = -1;
     worker_readback rb;
@@ -280,9 +282,9 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
                    "job", j->id, "lane", lane, "platform_id", o.platform_id ? o.platform_id : "", NULL);
         } else if (o.kind == PLAT_OUT_ABSENT && settle_ms > 0 &&
                    (since < 0 || now < 0 || now - since < settle_ms)) {
-            /* the search or timeline may not show it yet: absent is not
-             * proved (an exact read-back, Bluesky's rkey or Mastodon's
-             * key, needs no wait) */
+            /* the search or timeline may not show it yet, or (an exact
+             * read-back) the request the dead worker wrote may not have
+             * reached the platform yet: absent is not proved */
             hr_log(HR_LOG_DEBUG, "unknown job: not found yet, waiting for the platform", "job",
                    j->id, "lane", lane, NULL);
         } else if (o.kind == PLAT_OUT_ABSENT) {
@@ -409,11 +411,13 @@ int wk_reconciler_main(const worker_opts *o)
     int64_t interval_ms = 2000;
     const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
     if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
-    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000, interval_ms};
+    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000, 2000, interval_ms};
     const char *es = hr_config_get(conf, "reconcile-email-settle", "10m");
     if (worker_parse_duration(es, &st.email_ms, &err) != 0) st.email_ms = 10 * 60 * 1000;
     const char *ts = hr_config_get(conf, "reconcile-timeline-settle", "2m");
     if (worker_parse_duration(ts, &st.timeline_ms, &err) != 0) st.timeline_ms = 2 * 60 * 1000;
+    const char *xs = hr_config_get(conf, "reconcile-exact-settle", "2s");
+    if (worker_parse_duration(xs, &st.exact_ms, &err) != 0) st.exact_ms = 2000;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();
     wk_req buf;
