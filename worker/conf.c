@@ -198,13 +198,18 @@ int worker_pool_serves(const worker_pool_conf *p, const char *lane)
     return p->nplatforms == 0 || platform_index(p, lane) >= 0;
 }
 
-int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int nlanes,
-                      const char **out, int cap)
+int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
+                      const char *const *lanes, int nlanes, const char **out, int cap)
 {
     /* Groups: one per platform present among lanes (every lane its own
      * platform group of weight 1 when the pool names none). */
     enum { MAXG = WORKER_MAX_PLATFORMS };
-    int weight[MAXG], current[MAXG] = {0}, next[MAXG] = {0}, count[MAXG] = {0}, ng = 0;
+    int weight[MAXG], pi_of[MAXG], count[MAXG] = {0}, ng = 0;
+    worker_pool_rr st; /* the place as the order goes; rr gets it after `taken` */
+    if (rr) st = *rr;
+    else memset(&st, 0, sizeof st);
+    int *current = st.current; /* by the pool's platform index */
+    unsigned *next = st.next;
     if (p->nplatforms == 0) {
         int n = 0;
         for (int i = 0; i < nlanes && n < cap; i++) out[n++] = lanes[i];
@@ -219,6 +224,7 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
         if (pi < 0) continue;
         if (map[pi] < 0) {
             map[pi] = ng;
+            pi_of[ng] = pi;
             weight[ng++] = p->weights[pi] > 0 ? p->weights[pi] : 1;
         }
         group_of[i] = map[pi];
@@ -235,22 +241,24 @@ int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int n
         /* smooth weighted round robin, as nginx balances upstreams */
         int best = 0;
         for (int g = 0; g < ng; g++) {
-            current[g] += weight[g];
-            if (current[g] > current[best]) best = g;
+            current[pi_of[g]] += weight[g];
+            if (current[pi_of[g]] > current[pi_of[best]]) best = g;
         }
-        current[best] -= total;
+        current[pi_of[best]] -= total;
         /* the next lane of that group, in turn */
         int seen = 0;
         for (int i = 0; i < nlanes; i++) {
             if (group_of[i] != best) continue;
-            if (seen++ == next[best] % count[best]) {
+            if ((unsigned)seen++ == next[pi_of[best]] % (unsigned)count[best]) {
                 out[n++] = lanes[i];
                 break;
             }
         }
-        next[best]++;
+        next[pi_of[best]]++;
+        if (rr && n == taken) *rr = st;
         if (n >= nlanes * 64) break; /* a full cycle is plenty */
     }
+    if (rr && n < taken) *rr = st;
     free(group_of);
     return n;
 }

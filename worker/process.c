@@ -97,6 +97,7 @@ struct wk_proc {
     wk_lane **lanes; /* grows: a pool may serve any number of accounts */
     int nlanes, cap_lanes;
     unsigned lane_turn; /* where the next fetch's lane order starts */
+    worker_pool_rr rr;  /* where the platforms' weighted round robin is */
     wk_job *jobs; /* in this process, any step */
     int inflight;
     int concurrency;
@@ -1478,7 +1479,7 @@ static void fetch_more(wk_proc *p)
      * never fewer than the lanes */
     int cap = ne * 4 < 256 ? ne * 4 : ne > 256 ? ne : 256;
     const char **order = hr_malloc((size_t)(cap > 0 ? cap : 1) * sizeof *order);
-    int no = ne ? worker_pool_order(&p->pool, eligible, ne, order, cap) : 0;
+    int no = ne ? worker_pool_order(&p->pool, &p->rr, free_slots, eligible, ne, order, cap) : 0;
     free(eligible);
     if (no == 0) {
         free(order);
@@ -1623,6 +1624,7 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
 {
     worker_pool_conf pool;
     if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0) return -1;
+    if (memcmp(&p->pool, &pool, sizeof pool) != 0) memset(&p->rr, 0, sizeof p->rr);
     p->pool = pool;
     hr_err ignored = {0}; /* a bad schedule or duration keeps the default */
     p->npolls = worker_poll_schedule(c, p->poll_delays_ms, (int)HR_ARRAY_LEN(p->poll_delays_ms),

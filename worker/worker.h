@@ -189,12 +189,24 @@ int worker_pool_conf_get(const hr_config *c, const char *name_or_list, worker_po
                          hr_err *err);
 /* worker_pool_serves returns 1 when the pool sends for lane's platform. */
 int worker_pool_serves(const worker_pool_conf *p, const char *lane);
+/* worker_pool_rr: the round robin's place between calls of
+ * worker_pool_order, per platform of the pool (zeroed: from the start; again
+ * when the pool changes). A fetch takes lanes from the front of the order,
+ * often for one or two free slots: begun afresh each time, the heaviest
+ * platform would always come first and the weights act as a priority. */
+typedef struct worker_pool_rr {
+    int current[WORKER_MAX_PLATFORMS];
+    unsigned next[WORKER_MAX_PLATFORMS];
+} worker_pool_rr;
 /* worker_pool_order writes into out (room for cap entries) the order in
  * which to offer capacity to the given lanes: a smooth weighted round robin
- * over platforms (weights from the pool), lanes of one platform in turn.
- * Returns the number written (at most cap). */
-int worker_pool_order(const worker_pool_conf *p, const char *const *lanes, int nlanes,
-                      const char **out, int cap);
+ * over platforms (weights from the pool), going on from rr (NULL: from the
+ * start), lanes of one platform in turn. rr keeps the place after the first
+ * `taken` entries (the fetch's free slots: the entries it will use at most;
+ * a whole order is often a multiple of the cycle and would leave rr where it
+ * was). Returns the number written (at most cap). */
+int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
+                      const char *const *lanes, int nlanes, const char **out, int cap);
 
 /* worker_poll_schedule reads "poll-schedule 1h,24h,7d" (the default) into
  * delays_ms (room for cap); returns the count, or -1 with err. */

@@ -201,7 +201,7 @@ static void pools(void)
 
     const char *lanes[] = {"x:@a", "bluesky:b", "x:@c", "sendgrid:m"};
     const char *order[8];
-    int n = worker_pool_order(&p, lanes, 4, order, 8);
+    int n = worker_pool_order(&p, NULL, 0, lanes, 4, order, 8);
     CHECK_INT(n, 8);
     int nx = 0, nb = 0, na = 0, nc = 0;
     for (int i = 0; i < n; i++) {
@@ -215,6 +215,18 @@ static void pools(void)
     CHECK_INT(nb, 2);
     CHECK_INT(na, 3); /* the x lanes take turns */
     CHECK_INT(nc, 3);
+    /* fetches for one free slot at a time still follow the weights: the
+     * round robin goes on from the place after the entries a fetch uses
+     * (begun afresh, or kept after a whole order of 8, a multiple of the
+     * 4-step cycle, x would come first every time) */
+    worker_pool_rr rr;
+    memset(&rr, 0, sizeof rr);
+    char seq[9] = "";
+    for (int i = 0; i < 8; i++) {
+        CHECK_INT(worker_pool_order(&p, &rr, 1, lanes, 4, order, 8), 8);
+        seq[i] = order[0][0];
+    }
+    CHECK_STR(seq, "xxbxxxbx");
 
     CHECK(worker_pool_conf_get(c, "mastodon,x", &p, &e) == 0);
     CHECK_INT(p.nplatforms, 2);
