@@ -212,19 +212,31 @@ static void listen_until(int fd, heard *h, int stop)
 /* notifies runs a daemon with NOTIFY_SOCKET and WATCHDOG_USEC set, and
  * checks what it sends: READY=1, WATCHDOG=1 while it runs, STOPPING=1 on
  * SIGTERM. */
-static void notifies(const char *name, char *const argv[])
+/* spawn_notified starts argv with a notify socket of our own (dir/notify-
+ * NAME, in *fd) as NOTIFY_SOCKET and a 200 ms watchdog, its output in log
+ * (dir/NAME.log); returns its pid, or -1 when the socket cannot be made. */
+static pid_t spawn_notified(const char *name, char *const argv[], int *fd, char *log,
+                            size_t logcap)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof a.sun_path, "%s/notify-%s", dir, name);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    *fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (*fd < 0 || bind(*fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
     setenv("NOTIFY_SOCKET", a.sun_path, 1);
     setenv("WATCHDOG_USEC", "200000", 1); /* a ping every 100 ms */
-    char log[700];
-    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    snprintf(log, logcap, "%s/%s.log", dir, name);
     pid_t pid = th_spawn(argv, log);
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
+    return pid;
+}
+
+static void notifies(const char *name, char *const argv[])
+{
+    int fd;
+    char log[700];
+    pid_t pid = spawn_notified(name, argv, &fd, log, sizeof log);
+    REQUIRE(pid > 0);
     heard h = {0};
     listen_until(fd, &h, 0);
     kill(pid, SIGTERM);
@@ -317,19 +329,12 @@ static void test_supervised(void)
     setenv("HERALD_REDIS_URL", url, 1);
     setenv("HERALD_NAMESPACE", "n", 1);
     setenv("HERALD_WORKER_HANG_TIMEOUT", "1s", 1);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s/notify-pool", dir);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    setenv("NOTIFY_SOCKET", a.sun_path, 1);
-    setenv("WATCHDOG_USEC", "200000", 1);
-    char log[700];
-    snprintf(log, sizeof log, "%s/pool.log", dir);
     char *argv[] = {HERALD_BIN, "worker", "--processes", "2", NULL};
-    pid_t pid = th_spawn(argv, log);
-    unsetenv("NOTIFY_SOCKET");
-    unsetenv("WATCHDOG_USEC");
+    int fd;
+    char log[700];
+    pid_t pid = spawn_notified("pool", argv, &fd, log, sizeof log);
     unsetenv("HERALD_WORKER_HANG_TIMEOUT");
+    REQUIRE(pid > 0);
     pool_heard h = {.fd = fd, .log = log};
     CHECK(th_wait_for(pool_ready, &h, 10000));
     CHECK(strstr(h.status, "in flight 0, sent 0, failed 0, retried 0") != NULL);

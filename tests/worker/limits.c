@@ -32,13 +32,19 @@ static void two_pools_share_a_limit(void)
     wt_term(w2);
 }
 
-static int parked(void *arg)
+/* lane_parked: whether the lane's state hash says a budget cap holds it */
+static int lane_parked(const char *lane)
 {
-    (void)arg;
-    char *s = th_redis_cmd(wt.redis, "HGET {t}:lane:x:@b parked");
+    char *s = th_redis_cmd(wt.redis, "HGET {t}:lane:%s parked", lane);
     int yes = s && strcmp(s, "budget") == 0;
     free(s);
     return yes;
+}
+
+static int parked(void *arg)
+{
+    (void)arg;
+    return lane_parked("x:@b");
 }
 
 static int park_logged(void *arg)
@@ -108,10 +114,7 @@ static const char *const fleet_logs[] = {"fleet1", "fleet2", NULL};
 static int fleet_parked(void *arg)
 {
     (void)arg;
-    char *s = th_redis_cmd(wt.redis, "HGET {t}:lane:x:@c parked");
-    int yes = s && strcmp(s, "budget") == 0;
-    free(s);
-    return yes && count_in("budget cap reached", fleet_logs) > 0;
+    return lane_parked("x:@c") && count_in("budget cap reached", fleet_logs) > 0;
 }
 
 /* The park is one change for the fleet, made by one fetch: one error line
