@@ -474,7 +474,8 @@ int queue_email_normalize(const char *email, char *out, size_t outlen);
 int queue_suppress_hash(const char *secret, const char *email, char *out);
 int queue_suppress_add(queue *q, const char *secret, const char *email, const char *reason,
                        hr_err *err);
-/* queue_is_suppressed returns 1, 0, or -1 on error. */
+/* queue_is_suppressed returns 1, 0, or -1 on error (Redis, or an address
+ * that does not normalise: never "not suppressed"). */
 int queue_is_suppressed(queue *q, const char *secret, const char *email, hr_err *err);
 
 /* ------------------------------------------------ async API (libev) */

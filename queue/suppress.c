@@ -52,7 +52,9 @@ int queue_suppress_add(queue *q, const char *secret, const char *email, const ch
 int queue_is_suppressed(queue *q, const char *secret, const char *email, hr_err *err)
 {
     char h[65];
-    if (queue_suppress_hash(secret, email, h) < 0) return 0;
+    /* fail closed: an address we cannot normalise cannot be cleared */
+    if (queue_suppress_hash(secret, email, h) < 0)
+        return hr_err_set(err, "suppress: not an email address");
     redisReply *r = queue_cmd_sync(q, err, "HEXISTS {%s}:suppressed %s", q->ns, h);
     if (!r) return -1;
     int v = r->type == REDIS_REPLY_INTEGER && r->integer == 1;

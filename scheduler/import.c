@@ -284,7 +284,7 @@ static int load_contacts(imp *m, const hr_config *cfg)
             if (s < 0) {
                 free(secret);
                 free(gone);
-                hr_err_set(m->err, "redis: %s", e.msg);
+                hr_err_set(m->err, "import: suppression check: %s", e.msg);
                 return -1;
             }
             gone[i] = s == 1;

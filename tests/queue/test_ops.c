@@ -761,6 +761,9 @@ static void test_suppression(void)
     CHECK(queue_suppress_add(q, secret, " Ann@Example.COM ", "bounce", &err) == 0);
     CHECK_INT(queue_is_suppressed(q, secret, "ann@example.com", &err), 1);
     CHECK_INT(queue_is_suppressed(q, secret, "bob@example.com", &err), 0);
+    /* an address that does not normalise is never reported clear */
+    CHECK_INT(queue_is_suppressed(q, secret, "not an address", &err), -1);
+    CHECK(strstr(err.msg, "not an email address") != NULL);
     char *s = th_redis_cmd(R, "HKEYS {t11}:suppressed");
     CHECK(s && strstr(s, "ann") == NULL && strlen(s) == 64); /* a hash, not the address */
     free(s);
