@@ -70,7 +70,7 @@ void queue_job_free(queue_job *j)
 {
     if (!j) return;
     char **strs[] = {&j->platform, &j->account, &j->campaign, &j->source, &j->unique_key,
-                     &j->idem_key, &j->last_error, &j->text, &j->title, &j->excerpt,
+                     &j->id_key, &j->idem_key, &j->last_error, &j->text, &j->title, &j->excerpt,
                      &j->link, &j->to, &j->to_name, &j->subject, &j->html, &j->body_text,
                      &j->preheader};
     for (size_t i = 0; i < HR_ARRAY_LEN(strs); i++) free(*strs[i]);
@@ -182,14 +182,19 @@ static void ukh_from_bytes(const unsigned char *b, char *out)
 
 void queue_ukh_from_key(const char *unique_key, char *out)
 {
-    /* SHA256() looks the algorithm up by name on every call, which costs
-     * three times the hash of a short key (a bulk import hashes millions):
-     * the looked-up algorithm is a process-wide constant, fetched once */
+    /* A bulk import hashes millions of short keys: SHA256() looks the
+     * algorithm up by name and EVP_Digest() allocates a context on every
+     * call, each costing more than the hash itself. The algorithm and one
+     * context are kept for the process (herald runs no threads). */
     static EVP_MD *sha256;
+    static EVP_MD_CTX *ctx;
     if (!sha256) sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!ctx) ctx = EVP_MD_CTX_new();
     unsigned char md[SHA256_DIGEST_LENGTH];
-    if (!sha256 || !EVP_Digest(unique_key, strlen(unique_key), md, NULL, sha256, NULL))
-        SHA256((const unsigned char *)unique_key, strlen(unique_key), md);
+    size_t n = strlen(unique_key);
+    if (!sha256 || !ctx || !EVP_DigestInit_ex2(ctx, sha256, NULL) ||
+        !EVP_DigestUpdate(ctx, unique_key, n) || !EVP_DigestFinal_ex(ctx, md, NULL))
+        SHA256((const unsigned char *)unique_key, n, md);
     ukh_from_bytes(md, out);
 }
 
@@ -200,6 +205,7 @@ void queue_job_assign_id(queue_job *j)
     char ukh[QUEUE_UKH_LEN + 1];
     if (j->unique_key && *j->unique_key) {
         queue_ukh_from_key(j->unique_key, ukh);
+        queue_set(&j->id_key, j->unique_key);
     } else {
         unsigned char b[9];
         hr_random_bytes(b, sizeof b);

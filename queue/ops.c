@@ -404,8 +404,9 @@ static queue_enqueue_batch *enqueue_prepare(queue_job *const *jobs, int n, hr_er
                        i);
             return NULL;
         }
-        if (j->id[0] && has_unique(j)) {
-            /* the unique key decides the ukh, whatever id a caller passed */
+        if (j->id[0] && has_unique(j) && !(j->id_key && strcmp(j->id_key, j->unique_key) == 0)) {
+            /* the unique key decides the ukh, whatever id a caller passed
+             * (one queue_job_assign_id gave from this very key is kept) */
             char ukh[QUEUE_UKH_LEN + 1];
             queue_ukh_from_key(j->unique_key, ukh);
             memcpy(j->id + QUEUE_TS_LEN, ukh, QUEUE_UKH_LEN + 1);

@@ -41,6 +41,8 @@ typedef struct queue_job {
     char *campaign;
     char *source;     /* the CMS item it came from, e.g. "wxr:1169" */
     char *unique_key; /* dedupe key: same key, same job (may be NULL) */
+    char *id_key;     /* the unique_key the id's ukh was hashed from, kept by
+                         queue_job_assign_id so enqueue need not hash again */
     char *idem_key;   /* sent to platforms; stable across retries/imports */
     int64_t run_at_ms;
     int64_t created_ms;
