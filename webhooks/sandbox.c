@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <utf8proc.h>
 
 #include "internal.h"
 #include "platforms.h"
@@ -131,25 +130,14 @@ static const char *bearer(const hook_req *r)
     return a + 7;
 }
 
-/* count_chars counts code points, a URL as 23 (X's and Mastodon's rule). */
-static long count_chars(const char *t)
+/* text_len counts text as herald's platforms/ module counts it for
+ * platform (X weighted, Mastodon's URLs and mentions, graphemes, UTF-16),
+ * so the sandbox and herald never disagree on a limit. Returns the length,
+ * or -1 for text that is not UTF-8; *limit gets the platform's limit. */
+static long text_len(const char *platform, const char *text, long *limit)
 {
-    long n = 0;
-    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t;
-    while (*p) {
-        if (strncmp((const char *)p, "http://", 7) == 0 ||
-            strncmp((const char *)p, "https://", 8) == 0) {
-            while (*p && *p != ' ' && *p != '\n')
-                p++;
-            n += 23;
-            continue;
-        }
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t l = utf8proc_iterate(p, -1, &cp);
-        if (l <= 0) return -1; /* not UTF-8 */
-        p += l;
-        n++;
-    }
+    long n;
+    if (plat_count_text(platform, text, &n, limit) != 0) return -1;
     return n;
 }
 
@@ -323,10 +311,10 @@ static void x_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (!tok || strcmp(tok, "invalid") == 0) return x_error(o, 401, "Unauthorized");
     json_t *j = load_body(r);
     const char *text = json_string_value(json_object_get(j, "text"));
-    long n = text ? count_chars(text) : -1;
+    long limit, n = text ? text_len("x", text, &limit) : -1;
     if (!text || n <= 0)
         x_error(o, 400, "The `text` field is required and must be UTF-8");
-    else if (n > 280)
+    else if (n > limit)
         x_error(o, 403, "Your Tweet text is too long.");
     else {
         x->id = digits_id(s, "", 19);
@@ -469,11 +457,11 @@ static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (!tok || strcmp(tok, "invalid") == 0)
         return reply_json(o, 401, json_pack("{ss}", "error", "The access token is invalid"));
     const char *text = json_string_value(json_object_get(x->body, "status"));
-    long n = text ? count_chars(text) : -1;
+    long limit, n = text ? text_len("mastodon", text, &limit) : -1;
     if (!text || n <= 0)
         return reply_json(o, 422,
                           json_pack("{ss}", "error", "Validation failed: Text can't be blank"));
-    if (n > 500)
+    if (n > limit)
         return reply_json(
             o, 422,
             json_pack("{ss}", "error", "Validation failed: Text character limit of 500 exceeded"));
@@ -622,8 +610,8 @@ static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec
                           "(with text and createdAt)");
     if (strcmp(coll, "app.bsky.feed.post") != 0)
         return bsky_error(o, 400, "InvalidRequest", "Unsupported collection");
-    long g = plat_count_graphemes(text);
-    if (g < 0 || g > 300 || strlen(text) > 3000)
+    long limit, g = text_len("bluesky", text, &limit);
+    if (g < 0 || g > limit || strlen(text) > 3000)
         return bsky_error(o, 400, "InvalidRequest",
                           "Invalid app.bsky.feed.post record: Record/text must not be longer "
                           "than 300 graphemes");
@@ -705,7 +693,8 @@ static void li_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                                     "author, commentary, visibility and lifecycleState "
                                     "are required",
                                     "status", 422, "serviceErrorCode", 100));
-    if (count_chars(text) > 3000)
+    long limit, n = text_len("linkedin", text, &limit);
+    if (n < 0 || n > limit)
         return reply_json(o, 422,
                           json_pack("{sssisi}", "message", "commentary is too long", "status", 422,
                                     "serviceErrorCode", 100));
@@ -781,7 +770,8 @@ static void threads_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     const char *text = json_string_value(json_object_get(x->body, "text"));
     if (!mt || strcmp(mt, "TEXT") != 0 || !text || !text[0])
         return meta_error(o, 400, 100, "Param media_type=TEXT and text are required");
-    if (count_chars(text) > 500) return meta_error(o, 400, 100, "Param text is too long");
+    long limit, n = text_len("threads", text, &limit);
+    if (n < 0 || n > limit) return meta_error(o, 400, 100, "Param text is too long");
     x->id = digits_id(s, "", 17);
     x->text = hr_strdup(text);
     reply_json(o, 200, json_pack("{ss}", "id", x->id));
@@ -843,7 +833,8 @@ static void fb_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     if (meta_auth(r, o) != 0) return;
     const char *msg = json_string_value(json_object_get(x->body, "message"));
     if (!msg || !msg[0]) return meta_error(o, 400, 100, "(#100) Missing message or attachment");
-    if (count_chars(msg) > 63206) return meta_error(o, 400, 100, "(#100) Message too long");
+    long limit, len = text_len("facebook", msg, &limit);
+    if (len < 0 || len > limit) return meta_error(o, 400, 100, "(#100) Message too long");
     const char *page = hook_req_path(r) + strlen("/v19.0/");
     size_t n = strcspn(page, "/");
     char *prefix = hr_asprintf("%.*s_", (int)n, page);

@@ -189,6 +189,61 @@ static void test_x(void)
     resp_release(&r);
 }
 
+/* repeat returns a new string of n copies of unit */
+static char *repeat(const char *unit, int n)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_puts(&b, "");
+    for (int i = 0; i < n; i++)
+        hr_buf_puts(&b, unit);
+    return hr_buf_detach(&b);
+}
+
+/* post_text POSTs {field: text} to path and returns the status */
+static long post_text(const char *path, const char *field, const char *text)
+{
+    json_t *j = json_pack("{ss}", field, text);
+    char *body = json_dumps(j, JSON_COMPACT);
+    long st = status_of("POST", path, bearer, body);
+    free(body);
+    json_decref(j);
+    return st;
+}
+
+/* lengths are counted as herald's platforms/ counts them (the real rules):
+ * X weights CJK 2 and an emoji sequence 2; Mastodon counts graphemes and
+ * only the user part of @user@domain */
+static void test_lengths(void)
+{
+    char *t = repeat("\xe4\xb8\x80", 141); /* CJK: weight 282 */
+    CHECK_INT(post_text("/2/tweets", "text", t), 403);
+    free(t);
+    t = repeat("\xe4\xb8\x80", 140); /* weight 280 */
+    CHECK_INT(post_text("/2/tweets", "text", t), 201);
+    free(t);
+    /* 41 families (man ZWJ woman ZWJ girl ZWJ boy, 7 code points each):
+     * weight 82 */
+    t = repeat("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d"
+               "\xf0\x9f\x91\xa7\xe2\x80\x8d\xf0\x9f\x91\xa6",
+               41);
+    CHECK_INT(post_text("/2/tweets", "text", t), 201);
+    free(t);
+    t = repeat("e\xcc\x81", 300); /* e + combining acute: 300 graphemes */
+    CHECK_INT(post_text("/api/v1/statuses", "status", t), 200);
+    free(t);
+    t = repeat("e\xcc\x81", 501);
+    CHECK_INT(post_text("/api/v1/statuses", "status", t), 422);
+    free(t);
+    char *a = repeat("a", 450), *dom = repeat("d", 56);
+    t = hr_asprintf("%s @bob@%s.org", a, dom); /* 450 + " @bob" */
+    CHECK_INT(post_text("/api/v1/statuses", "status", t), 200);
+    free(t);
+    free(a);
+    free(dom);
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+}
+
 static void test_idempotency(void)
 {
     const char *h[] = {"Authorization: Bearer tok", "Content-Type: application/json",
@@ -652,6 +707,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     setup();
     th_run("x", test_x);
+    th_run("lengths", test_lengths);
     th_run("idempotency", test_idempotency);
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
