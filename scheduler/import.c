@@ -179,6 +179,14 @@ static int acct_index(const imp *m, const char *lane)
     return -1;
 }
 
+/* job_acct returns the index in m->accts of j's lane */
+static int job_acct(const imp *m, const queue_job *j)
+{
+    char lane[QUEUE_LANE_MAX];
+    queue_job_lane(j, lane, sizeof lane);
+    return acct_index(m, lane);
+}
+
 /* ---- accounts and contacts */
 
 static int load_accounts(imp *m, const hr_config *cfg)
@@ -474,10 +482,15 @@ static void push_job(batch *b, queue_job *j)
     b->jobs[b->njobs++] = j;
 }
 
+/* PUBLISH_META is the job meta that keeps the item's publish time (ms, in
+ * decimal) the job was planned from: an edit that moves it re-plans the job */
+#define PUBLISH_META "publish_ms"
+
 static queue_job *base_job(const imp *m, const sched_item *it, const sched_account *a,
-                           const char *link, const char *email)
+                           const char *link, const char *email, const char *pub)
 {
     queue_job *j = queue_job_new();
+    queue_job_set_meta(j, PUBLISH_META, pub);
     queue_set(&j->platform, a->platform);
     queue_set(&j->account, a->account);
     queue_set(&j->campaign, m->cp->name);
@@ -564,10 +577,12 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     p->hash = item_hash(m, it);
     p->first = b->njobs;
     p->publish_ms = it->publish_ms;
+    char pub[24];
+    snprintf(pub, sizeof pub, "%lld", (long long)it->publish_ms);
     const char *last_tmpl = NULL, *last_text = NULL;
     for (int k = 0; k < nsel; k++) {
         const sched_account *a = &m->accts[sel[k]];
-        queue_job *j = base_job(m, &view, a, link, NULL);
+        queue_job *j = base_job(m, &view, a, link, NULL, pub);
         j->kind = QUEUE_KIND_POST;
         /* lanes sharing a template share its rendering */
         const char *tmpl = sched_campaign_template(m->cp, a->lane);
@@ -592,7 +607,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
                 vars[k++] = ct->vars[i];
             for (int i = 0; i < it->nvars; i++)
                 vars[k++] = it->vars[i];
-            queue_job *j = base_job(m, &view, a, link, ct->email);
+            queue_job *j = base_job(m, &view, a, link, ct->email, pub);
             j->kind = QUEUE_KIND_EMAIL;
             queue_set(&j->to, ct->email);
             char *name = hr_asprintf("%s %s", ct->first_name, ct->last_name);
@@ -1472,6 +1487,20 @@ static int send_txn(imp *m, batch *b)
     return rc < 0 ? rc : pipe_flush(m);
 }
 
+/* edit_keeps_time is 1 when an edited item's still-scheduled job old keeps
+ * its time: unless the item's publish time (now publish_ms) moved, or the
+ * job would go out before it. A move between two past times keeps it (a
+ * past publish time does not place a job); a job of an older herald, which
+ * did not record the publish time, is re-planned only when it is early. */
+static int edit_keeps_time(const imp *m, const queue_job *old, int64_t publish_ms)
+{
+    if (old->run_at_ms < publish_ms) return 0;
+    const char *was = queue_job_get_meta(old, PUBLISH_META);
+    if (!was) return 1;
+    int64_t w = strtoll(was, NULL, 10);
+    return w == publish_ms || (w <= m->now && publish_ms <= m->now);
+}
+
 /* plan_and_send plans a batch whose lookup is in and sends its jobs and
  * index entries. Items edited since the last import read their jobs' times
  * first (an edit keeps its time): only those batches wait for the pipe. */
@@ -1522,7 +1551,12 @@ static int plan_and_send(imp *m, batch *b)
             if (!list_has(p->old, queue_job_ukh(j))) continue;
             hr_err e = {0};
             queue_job *old = queue_get(m->q, queue_job_ukh(j), &e);
-            if (old && old->run_at_ms > m->now) keep[k] = old->run_at_ms;
+            if (old && old->run_at_ms > m->now) {
+                if (edit_keeps_time(m, old, p->publish_ms))
+                    keep[k] = old->run_at_ms;
+                else /* re-planned: its old time is free for it and the others */
+                    sched_taken_remove(&m->taken[job_acct(m, j)], old->run_at_ms);
+            }
             queue_job_free(old);
         }
     }

@@ -334,6 +334,15 @@ void sched_taken_add(sched_taken *tk, int64_t t_ms)
     tk->n++;
 }
 
+int sched_taken_remove(sched_taken *tk, int64_t t_ms)
+{
+    size_t i = lower_bound(tk, t_ms);
+    if (i == tk->n || tk->t[i] != t_ms) return 0;
+    memmove(tk->t + i, tk->t + i + 1, (tk->n - i - 1) * sizeof *tk->t);
+    tk->n--;
+    return 1;
+}
+
 /* fit returns the time in [lo, hi] nearest to want that keeps spacing to
  * every taken time, or -1. */
 static int64_t fit(const sched_taken *tk, int64_t want, int64_t lo, int64_t hi, int64_t spacing)

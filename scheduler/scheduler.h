@@ -155,6 +155,9 @@ typedef struct sched_taken {
 void sched_taken_init(sched_taken *tk);
 void sched_taken_release(sched_taken *tk);
 void sched_taken_add(sched_taken *tk, int64_t t_ms);
+/* sched_taken_remove drops one occurrence of t_ms (a job that moves gives
+ * its time back); returns 1, or 0 when it was not taken. */
+int sched_taken_remove(sched_taken *tk, int64_t t_ms);
 
 /* sched_place chooses a run time for one post in account a and records it in
  * tk. publish_ms > now_ms: at the item's own time plus jitter in [0, J]
