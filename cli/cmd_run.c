@@ -292,7 +292,7 @@ static int write_config(run_state *s)
         "slots=daily@08:30,12:30,19:00 spacing=90m jitter=10m\n"
         "account sendgrid:main base-url=http://127.0.0.1:%d credentials=sendgrid-key "
         "from=news@herald.example \"from-name=Herald Engineering\" "
-        "unsubscribe-base=http://127.0.0.1:%d/u\n"
+        "unsubscribe-base=http://127.0.0.1:%d\n"
         "campaign demo platforms=x:@heraldhq,mastodon:@herald@sandbox.social,"
         "bluesky:@herald.bsky.social \"template={{title}} {{link}} {{hashtags}}\" "
         "email=sendgrid:main contacts=%s/contacts.csv email-rate=4/s "

@@ -176,6 +176,11 @@ typedef struct hr_unsub {
 } hr_unsub;
 /* hr_unsub_token_make returns a new token string. */
 char *hr_unsub_token_make(const char *secret, const hr_unsub *u);
+/* hr_unsub_url returns the link to token under base, the public base URL of
+ * `herald webhooks` (new string): "<base>/u/<token>". Trailing slashes are
+ * dropped and a base that already ends in "/u" is not given a second one,
+ * since `herald webhooks` serves /u/<token> at its root only. */
+char *hr_unsub_url(const char *base, const char *token);
 /* hr_unsub_token_verify opens the token (the GCM tag is checked by OpenSSL)
  * and fills u; returns 0, or -1 with the reason in err (forged, altered,
  * malformed). */

@@ -144,6 +144,14 @@ char *hr_unsub_token_make(const char *secret, const hr_unsub *u)
     return out;
 }
 
+char *hr_unsub_url(const char *base, const char *token)
+{
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/') bl--;
+    if (bl >= 2 && base[bl - 2] == '/' && base[bl - 1] == 'u') bl -= 2;
+    return hr_asprintf("%.*s/u/%s", (int)bl, base, token);
+}
+
 int hr_unsub_token_verify(const char *secret, const char *token, hr_unsub *u, hr_err *err)
 {
     size_t tl = strlen(token);

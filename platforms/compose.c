@@ -868,9 +868,7 @@ static int format_email(const plat_account *a, const queue_job *j, const plat_ct
         snprintf(u.campaign, sizeof u.campaign, "%s", j->campaign ? j->campaign : "");
         snprintf(u.job, sizeof u.job, "%s", j->id[0] ? j->id : (j->idem_key ? j->idem_key : ""));
         char *tok = hr_unsub_token_make(ctx->secret, &u);
-        size_t bl = strlen(ub);
-        while (bl && ub[bl - 1] == '/') bl--;
-        p->unsubscribe_url = hr_asprintf("%.*s/u/%s", (int)bl, ub, tok);
+        p->unsubscribe_url = hr_unsub_url(ub, tok);
         free(tok);
     }
     v.unsub = p->unsubscribe_url;

@@ -1,7 +1,9 @@
 /* test_run.c: the main job end to end: `herald run` in a temp state dir
  * finishes, sends every example item exactly once to each of its platforms
  * (as the sandbox saw it: no duplicates), records engagement, sends nothing
- * again on a second run, and stops every child cleanly on Ctrl-C. */
+ * again on a second run, and stops every child cleanly on Ctrl-C. An email's
+ * one-click unsubscribe link, POSTed to `herald webhooks` with the run's
+ * config, suppresses its recipient. */
 #include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "queue.h"
 
 /* The posts of examples/blog.wxr the demo campaign takes (not the draft,
  * not the page). */
@@ -52,6 +55,80 @@ static int count_with(json_t *posts, const char *platform, const char *kind, con
     return n;
 }
 
+static int ready_at(void *port)
+{
+    return th_http(*(int *)port, NULL, "/readyz", NULL, NULL, NULL) == 200;
+}
+
+/* unsubscribe_link takes the List-Unsubscribe link of the first email in
+ * posts (as the sandbox received it from the run in dir), checks that it
+ * points at the run's `herald webhooks` as <base>/u/<token>, serves the run's
+ * config on a fresh Redis, and POSTs the link one-click: 200, and its
+ * recipient is suppressed. */
+static void unsubscribe_link(const char *dir, json_t *posts)
+{
+    json_t *body = NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach(posts, i, p)
+    {
+        const char *pl = json_string_value(json_object_get(p, "platform"));
+        if (pl && strcmp(pl, "sendgrid") == 0) {
+            body = json_object_get(p, "body");
+            break;
+        }
+    }
+    const char *link = json_string_value(
+        json_object_get(json_object_get(body, "headers"), "List-Unsubscribe"));
+    const char *to = json_string_value(json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(body, "personalizations"), 0),
+                                       "to"),
+                       0),
+        "email"));
+    REQUIRE(link && to);
+    char conf[600], prefix[64];
+    snprintf(conf, sizeof conf, "%s/herald.conf", dir);
+    char *text = th_read_file(conf, NULL);
+    const char *wl = text ? strstr(text, "\nwebhooks-listen 127.0.0.1:") : NULL;
+    REQUIRE(wl);
+    int port = atoi(wl + 27);
+    snprintf(prefix, sizeof prefix, "<http://127.0.0.1:%d/u/", port);
+    size_t pl = strlen(prefix), ll = strlen(link);
+    CHECK(strncmp(link, prefix, pl) == 0);
+    REQUIRE(ll > pl + 1 && link[ll - 1] == '>');
+    char path[600];
+    snprintf(path, sizeof path, "/u/%.*s", (int)(ll - pl - 1), link + pl);
+    CHECK(strchr(path + 3, '/') == NULL);
+
+    /* the run's config, on a Redis of our own */
+    th_redis *r = th_redis_start(0, NULL);
+    char *conf2 = hr_asprintf("%s/unsub.conf", dir);
+    char *text2 = hr_asprintf("%sredis-url unix://%s\n", text, r->sock);
+    th_write_file(conf2, text2);
+    char log[600];
+    snprintf(log, sizeof log, "%s/logs/unsub-webhooks.log", dir);
+    char *argv[] = {HERALD_BIN, "--config", conf2, "webhooks", NULL};
+    pid_t pid = th_spawn(argv, log);
+    REQUIRE(th_wait_for(ready_at, &port, 10000));
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
+    char secret_path[600], digest[65];
+    snprintf(secret_path, sizeof secret_path, "%s/secret", dir);
+    char *secret = th_read_file(secret_path, NULL);
+    REQUIRE(secret);
+    secret[strcspn(secret, "\r\n")] = '\0';
+    REQUIRE(queue_suppress_hash(secret, to, digest) == 0);
+    char *v = th_redis_cmd(r, "HEXISTS {herald}:suppressed %s", digest);
+    CHECK(v && strcmp(v, "1") == 0);
+    free(v);
+    th_kill(pid, SIGTERM);
+    th_redis_stop(r);
+    free(secret);
+    free(text2);
+    free(conf2);
+    free(text);
+}
+
 static void test_run_once(void)
 {
     char *dir = th_tempdir();
@@ -85,6 +162,7 @@ static void test_run_once(void)
         CHECK_INT(count_with(posts, "sendgrid", "email", titles[i]), 3); /* 3 contacts */
     }
     th_current = "run_once";
+    unsubscribe_link(dir, posts);
     json_decref(rec);
     free(text);
 

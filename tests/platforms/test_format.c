@@ -386,6 +386,16 @@ static void test_email(void)
     CHECK_STR(p.message_id, mid);
     plat_post_release(&p);
 
+    /* a base that already ends in the /u route is not given a second one */
+    plat_account *au = acct("account sendgrid:main from=news@shop.example "
+                            "unsubscribe-base=https://hooks.shop.example/u/");
+    REQUIRE(plat_format_job(au, j, &ctx, 0, &p, &err) == 0);
+    REQUIRE(p.unsubscribe_url);
+    CHECK(strncmp(p.unsubscribe_url, "https://hooks.shop.example/u/", 29) == 0);
+    CHECK(hr_unsub_token_verify(ctx.secret, p.unsubscribe_url + 29, &u, &err) == 0);
+    plat_post_release(&p);
+    plat_account_free(au);
+
     /* header injection is refused, in the raw fields and as rendered (a
      * variable from a CRM export, a contact's name), naming the header;
      * long subjects are not valid */
