@@ -227,6 +227,15 @@ void wk_free_headers(plat_header *h, int n)
     free(h);
 }
 
+/* meta_count reads a count kept in a job's meta (0 when absent or bad). */
+static int64_t meta_count(const queue_job *job, const char *name)
+{
+    const char *v = queue_job_get_meta(job, name);
+    int64_t n = 0;
+    if (!v || hr_parse_i64(v, &n) != 0 || n < 0) n = 0;
+    return n;
+}
+
 static void log_job(hr_log_level lvl, const char *msg, const wk_job *j, const char *outcome,
                     const char *detail)
 {
@@ -679,6 +688,15 @@ static void on_readback_timer(struct ev_loop *loop, ev_timer *w, int revents)
     readback_now(w->data);
 }
 
+/* throttled_note counts, in j's meta ("throttled"), the 429s it waited
+ * out: they use up none of its attempts, but the logs should show them. */
+static void throttled_note(wk_job *j)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)meta_count(j->job, "throttled") + 1);
+    queue_job_set_meta(j->job, "throttled", v);
+}
+
 static void settle(wk_job *j, const plat_outcome *o)
 {
     wk_proc *p = j->p;
@@ -730,6 +748,14 @@ static void settle(wk_job *j, const plat_outcome *o)
     switch (d.action) {
     case WORKER_DO_ACK: ack(j, o->platform_id); return;
     case WORKER_DO_RETRY:
+        if (wo == WORKER_RETRY_AFTER) {
+            /* A wait the platform asked for, not a failed attempt: the
+             * attempt is given back (max_attempts counts failures, and the
+             * backoff's ceiling grows with it); the job's meta counts
+             * these waits for the logs. */
+            if (j->job->attempt > 0) j->job->attempt--;
+            throttled_note(j);
+        }
         if (d.refresh_session) {
             plat_session_release(&j->lane->sess);
             /* carried by the job: a second 401 after this holds the lane */
@@ -1125,13 +1151,7 @@ static void poll_start(wk_job *j)
 
 /* parts_sent: the parts of j's thread posted so far (its meta, kept up to
  * date by progress_save) */
-static int parts_sent(const wk_job *j)
-{
-    const char *done = queue_job_get_meta(j->job, "parts_sent");
-    int64_t posted = 0;
-    if (!done || hr_parse_i64(done, &posted) != 0 || posted < 0) posted = 0;
-    return (int)posted;
-}
+static int parts_sent(const wk_job *j) { return (int)meta_count(j->job, "parts_sent"); }
 
 /* part_to_charge: j's next request is a thread's part past the one its
  * fetch counted, not yet counted in the lane's rate windows (1: charge it

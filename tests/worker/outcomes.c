@@ -139,6 +139,52 @@ static void retry_time_on_redis_clock(void)
     free(at);
 }
 
+/* faults_now sets the sandbox's faults and returns the count of faults it
+ * injected before (its answer's): nothing is injected between the two. */
+static long faults_now(const char *json)
+{
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, "POST", "/_sandbox/faults", json_hdr, json, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_integer_value(json_object_get(j, "injected"));
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+static int injected_ticking(void *arg)
+{
+    wt_tick(); /* the retries are promoted meanwhile */
+    return injected_at_least(arg);
+}
+
+/* 429s use up none of a job's attempts: after three of them, a job of 3
+ * attempts still gets 3 transient failures (500s) before the dead set,
+ * not one. */
+static void throttle_spends_no_attempt(void)
+{
+    wt_reset();
+    long before = faults_now("{\"platform\":\"x\",\"rate429\":1.0}");
+    queue_job *j = wt_post_job("x", "@t", "x:t:throttled", "throttled then failing");
+    j->max_attempts = 3;
+    wt_enqueue_job(j);
+    pid_t w = wt_worker(NULL, "throttled", "--processes", "1", NULL);
+    long three = before + 3;
+    CHECK(th_wait_for(injected_ticking, &three, 15000));
+    long throttled = faults_now("{\"platform\":\"x\",\"rate500\":1.0}");
+    where d = {"{t}:dead:x:@t", 1};
+    CHECK(th_wait_for(in_set, &d, 15000));
+    wt_term(w);
+    faults("{\"platform\":\"x\"}");
+    fprintf(stderr, "  %ld 429s, then %ld 500s until dead\n", throttled - before,
+            wt_faults_injected() - throttled);
+    CHECK(throttled - before >= 3);
+    CHECK_INT(wt_faults_injected() - throttled, 3);
+    CHECK_INT(wt_done(), 0);
+}
+
 /* A lane whose open circuit has timed out but which has nothing ready
  * does not use up the fleet's one half-open probe: the next job that comes
  * is the probe at once (it waited for the probe's deadline, a lease). */
@@ -529,6 +575,7 @@ int main(void)
     free(cred);
     th_run("transient_honours_retry_after", transient_honours_retry_after);
     th_run("retry_time_on_redis_clock", retry_time_on_redis_clock);
+    th_run("throttle_spends_no_attempt", throttle_spends_no_attempt);
     th_run("empty_lane_keeps_probe", empty_lane_keeps_probe);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
