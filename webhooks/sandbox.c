@@ -32,6 +32,7 @@ typedef struct sb_fault {
 
 typedef struct sb_rec {
     char *platform, *kind, *method, *path, *idem, *id;
+    char *scope; /* whose Idempotency-Key idem is: "<account> <path>" */
     json_t *body; /* the request body: parsed JSON, a form as an object, or a string */
     int status;
     char *resp;      /* answer body */
@@ -230,6 +231,7 @@ static void rec_free(sb_rec *x)
     free(x->method);
     free(x->path);
     free(x->idem);
+    free(x->scope);
     free(x->id);
     json_decref(x->body);
     free(x->resp);
@@ -245,12 +247,15 @@ static void rec_free(sb_rec *x)
     free(x);
 }
 
-static sb_rec *find_idem(hook_sandbox *s, const char *platform, const char *key)
+/* find_idem returns the accepted request that first used key in scope
+ * (idem_scope) on platform, or NULL */
+static sb_rec *find_idem(hook_sandbox *s, const char *platform, const char *scope,
+                         const char *key)
 {
     for (int i = 0; i < s->nrecs; i++) {
         sb_rec *x = s->recs[i];
         if (x->idem && x->status >= 200 && x->status < 300 && strcmp(x->idem, key) == 0 &&
-            strcmp(x->platform, platform) == 0)
+            strcmp(x->platform, platform) == 0 && hr_streq(x->scope, scope))
             return x;
     }
     return NULL;
@@ -582,16 +587,23 @@ static void bsky_refresh_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_r
     bsky_error(o, 400, "ExpiredToken", "Token has been revoked");
 }
 
-static int bsky_auth(hook_sandbox *s, hook_req *r, sb_reply *o)
+/* session_of returns the session whose access token r carries, or NULL */
+static sb_session *session_of(hook_sandbox *s, const hook_req *r)
 {
     const char *tok = bearer(r);
     for (int i = 0; tok && i < s->nsessions; i++)
-        if (strcmp(s->sessions[i].access, tok) == 0) {
-            if (!s->sessions[i].expired) return 0;
-            bsky_error(o, 400, "ExpiredToken", "Token has expired");
-            return -1;
-        }
-    bsky_error(o, 401, "InvalidToken", "Bad token");
+        if (strcmp(s->sessions[i].access, tok) == 0) return &s->sessions[i];
+    return NULL;
+}
+
+static int bsky_auth(hook_sandbox *s, hook_req *r, sb_reply *o)
+{
+    const sb_session *ss = session_of(s, r);
+    if (ss && !ss->expired) return 0;
+    if (ss)
+        bsky_error(o, 400, "ExpiredToken", "Token has expired");
+    else
+        bsky_error(o, 401, "InvalidToken", "Bad token");
     return -1;
 }
 
@@ -1558,6 +1570,21 @@ static void on_delay(struct ev_loop *loop, ev_timer *w, int revents)
     free(d);
 }
 
+/* idem_scope returns whose Idempotency-Key a request uses, as a new
+ * "<account> <path>": the real APIs keep keys per account (Mastodon per
+ * user), and a key means nothing at another path. The account is the
+ * credential the request carries; a Bluesky token stands for its DID,
+ * which outlives a session refresh. */
+static char *idem_scope(hook_sandbox *s, const hook_req *r, const char *platform)
+{
+    const sb_session *ss = !strcmp(platform, "bluesky") ? session_of(s, r) : NULL;
+    const char *acct = ss ? ss->did : hook_req_header(r, "Authorization");
+    if (!acct) acct = hook_req_header(r, "X-Postmark-Server-Token");
+    char q[256];
+    if (!acct && hook_req_query_param(r, "access_token", q, sizeof q) == 0) acct = q;
+    return hr_asprintf("%s %s", acct ? acct : "", hook_req_path(r));
+}
+
 static void on_request(hook_req *r, void *priv)
 {
     hook_sandbox *s = priv;
@@ -1621,14 +1648,15 @@ static void on_request(hook_req *r, void *priv)
             goto answer;
         }
     }
-    /* Only Mastodon honours Idempotency-Key (for an hour), and a generic
-     * webhook receiver may: X, LinkedIn, Meta and the email providers
-     * ignore it, so a repeat is a second post there, as it would be. */
+    /* Every route that makes something honours Idempotency-Key for an
+     * hour, per account and path: a repeat gets the first answer and is
+     * counted as a duplicate, so a test sees a send made twice. */
     const char *idem = hook_req_header(r, "Idempotency-Key");
-    int honoured = !strcmp(rt->platform, "mastodon") || !strcmp(rt->platform, "webhook");
-    sb_rec *prev = idem && honoured ? find_idem(s, rt->platform, idem) : NULL;
+    char *scope = idem && strcmp(rt->kind, "read") ? idem_scope(s, r, rt->platform) : NULL;
+    sb_rec *prev = scope ? find_idem(s, rt->platform, scope, idem) : NULL;
     if (prev && hr_now_ms() - prev->received_ms > 3600 * 1000) prev = NULL;
     if (prev) {
+        free(scope);
         prev->duplicates++;
         o.status = prev->status;
         hr_buf_puts(&o.body, prev->resp ? prev->resp : "");
@@ -1643,6 +1671,7 @@ static void on_request(hook_req *r, void *priv)
         x->status = o.status ? o.status : 500;
     } else {
         sb_rec *x = rec_new(s, rt->platform, rt->kind, r);
+        x->scope = scope;
         rt->fn(s, r, &o, x);
         if (!o.status) o.status = 500;
         x->status = o.status;

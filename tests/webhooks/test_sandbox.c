@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "harness.h"
 #include "webhooks.h"
@@ -275,6 +276,191 @@ static void test_idempotency(void)
     CHECK(strstr(a.body.data, "character limit of 500"));
     resp_release(&a);
     free(body);
+}
+
+/* hdr_value copies the value of answer header name from r into out */
+static void hdr_value(const resp *r, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (const char *p = r->hdrs.data; p && *p;) {
+        size_t n = strlen(name);
+        if (!strncasecmp(p, name, n) && p[n] == ':')
+            snprintf(out, cap, "%.*s", (int)strcspn(p + n + 2, "\r\n"), p + n + 2);
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+}
+
+/* taken_dups returns how many records of kind /_sandbox/posts lists for
+ * platform and sets *dups to their duplicates */
+static long taken_dups(const char *platform, const char *kind, long *dups)
+{
+    char path[100];
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=%s", platform, kind);
+    resp r;
+    req("GET", path, NULL, NULL, &r);
+    json_t *j = json_of(&r);
+    long n = (long)json_integer_value(json_object_get(j, "count"));
+    *dups = (long)json_integer_value(json_object_get(j, "duplicates"));
+    json_decref(j);
+    resp_release(&r);
+    return n;
+}
+
+/* every route that makes something honours a repeated Idempotency-Key (the
+ * first answer again, counted as a duplicate), per account and path; a
+ * different key is a second post */
+static void test_idempotency_everywhere(void)
+{
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+    resp r;
+    req("POST", "/xrpc/com.atproto.server.createSession",
+        (const char *[]){"Content-Type: application/json", NULL},
+        "{\"identifier\":\"idem.bsky.social\",\"password\":\"p\"}", &r);
+    json_t *ss = json_of(&r);
+    resp_release(&r);
+    char bsky_auth[200];
+    snprintf(bsky_auth, sizeof bsky_auth, "Authorization: Bearer %s",
+             json_string_value(json_object_get(ss, "accessJwt")));
+    char *bsky_body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\","
+                                  "\"record\":{\"text\":\"once\",\"createdAt\":"
+                                  "\"2026-11-21T20:40:16Z\"}}",
+                                  json_string_value(json_object_get(ss, "did")));
+    const char *json = "Content-Type: application/json";
+    const char *form = "Content-Type: application/x-www-form-urlencoded";
+    struct {
+        const char *platform, *kind, *path, *hdrs[4], *body, *id_header;
+    } cases[] = {
+        {"x",
+         "post",
+         "/2/tweets",
+         {"Authorization: Bearer tok", json},
+         "{\"text\":\"once\"}",
+         NULL},
+        {"mastodon",
+         "post",
+         "/api/v1/statuses",
+         {"Authorization: Bearer tok", json},
+         "{\"status\":\"once\"}",
+         NULL},
+        {"bluesky",
+         "post",
+         "/xrpc/com.atproto.repo.createRecord",
+         {bsky_auth, json},
+         bsky_body,
+         NULL},
+        {"linkedin",
+         "post",
+         "/rest/posts",
+         {"Authorization: Bearer tok", "LinkedIn-Version: 202401",
+          "X-Restli-Protocol-Version: 2.0.0", json},
+         "{\"author\":\"urn:li:organization:1\",\"commentary\":\"once\",\"visibility\":"
+         "\"PUBLIC\",\"distribution\":{\"feedDistribution\":\"MAIN_FEED\"},"
+         "\"lifecycleState\":\"PUBLISHED\"}",
+         "x-restli-id"},
+        {"threads",
+         "container",
+         "/v1.0/1234567/threads",
+         {"Authorization: Bearer tok", form},
+         "media_type=TEXT&text=once",
+         NULL},
+        {"facebook",
+         "post",
+         "/v19.0/1122334455/feed",
+         {"Authorization: Bearer tok", form},
+         "message=once",
+         NULL},
+        {"sendgrid",
+         "email",
+         "/v3/mail/send",
+         {"Authorization: Bearer tok", json},
+         "{\"personalizations\":[{\"to\":[{\"email\":\"ann@example.com\"}]}],\"from\":{"
+         "\"email\":\"a@shop.example\"},\"subject\":\"s\",\"content\":[{\"type\":"
+         "\"text/plain\",\"value\":\"x\"}]}",
+         "X-Message-Id"},
+        {"mailgun",
+         "email",
+         "/v3/mg.shop.example/messages",
+         {"Authorization: Basic YXBpOmtleS10ZXN0", form},
+         "from=a%40b.c&to=x%40y.z&subject=s&text=x",
+         NULL},
+        {"postmark",
+         "email",
+         "/email",
+         {"X-Postmark-Server-Token: tok", json},
+         "{\"From\":\"a@b.c\",\"To\":\"c@d.e\",\"Subject\":\"s\",\"TextBody\":\"x\"}",
+         NULL},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        char k1[64], k2[64];
+        snprintf(k1, sizeof k1, "Idempotency-Key: once-%zu", i);
+        snprintf(k2, sizeof k2, "Idempotency-Key: other-%zu", i);
+        const char *h1[6] = {0}, *h2[6] = {0};
+        int nh = 0;
+        for (; nh < 4 && cases[i].hdrs[nh]; nh++)
+            h1[nh] = h2[nh] = cases[i].hdrs[nh];
+        h1[nh] = k1;
+        h2[nh] = k2;
+        const char *const *h1c = h1, *const *h2c = h2;
+        resp a, b;
+        req("POST", cases[i].path, h1c, cases[i].body, &a);
+        req("POST", cases[i].path, h1c, cases[i].body, &b);
+        if (a.status / 100 != 2) fprintf(stderr, "  %s: %s\n", cases[i].platform, a.body.data);
+        CHECK_INT(a.status / 100, 2);
+        CHECK_INT(b.status, a.status);
+        CHECK_STR(b.body.data, a.body.data);
+        if (cases[i].id_header) {
+            char ida[128], idb[128];
+            hdr_value(&a, cases[i].id_header, ida, sizeof ida);
+            hdr_value(&b, cases[i].id_header, idb, sizeof idb);
+            CHECK(ida[0] != '\0');
+            CHECK_STR(idb, ida);
+        }
+        long dups = -1;
+        CHECK_INT(taken_dups(cases[i].platform, cases[i].kind, &dups), 1);
+        CHECK_INT(dups, 1);
+        resp_release(&b);
+        /* another key: a second post */
+        req("POST", cases[i].path, h2c, cases[i].body, &b);
+        CHECK_INT(b.status, a.status);
+        CHECK_INT(taken_dups(cases[i].platform, cases[i].kind, &dups), 2);
+        CHECK_INT(dups, 1);
+        resp_release(&a);
+        resp_release(&b);
+    }
+    free(bsky_body);
+    json_decref(ss);
+    /* Mastodon keeps keys per account: another token's key is its own */
+    const char *ann[] = {"Authorization: Bearer ann", json, "Idempotency-Key: shared", NULL};
+    const char *bob[] = {"Authorization: Bearer bob", json, "Idempotency-Key: shared", NULL};
+    resp a, b;
+    req("POST", "/api/v1/statuses", ann, "{\"status\":\"ann's\"}", &a);
+    req("POST", "/api/v1/statuses", bob, "{\"status\":\"bob's\"}", &b);
+    CHECK_INT(b.status, 200);
+    json_t *ja = json_of(&a), *jb = json_of(&b);
+    CHECK(strcmp(json_string_value(json_object_get(ja, "id")),
+                 json_string_value(json_object_get(jb, "id"))) != 0);
+    CHECK(strstr(b.body.data, "bob&#39;s") || strstr(b.body.data, "bob's"));
+    json_decref(ja);
+    json_decref(jb);
+    resp_release(&a);
+    resp_release(&b);
+    /* the relay keeps keys per path */
+    const char *rb = "{\"text\":\"relayed\"}";
+    unsigned char mac[32];
+    char hex[65], sig[100];
+    hr_hmac_sha256(RELAY_KEY, strlen(RELAY_KEY), rb, strlen(rb), mac);
+    hr_hex(mac, 32, hex);
+    snprintf(sig, sizeof sig, "X-Herald-Signature: sha256=%s", hex);
+    const char *rh[] = {sig, json, "Idempotency-Key: relay-1", NULL};
+    req("POST", "/crm/one", rh, rb, &a);
+    req("POST", "/crm/two", rh, rb, &b);
+    CHECK_INT(a.status, 200);
+    CHECK_INT(b.status, 200);
+    CHECK(strcmp(a.body.data, b.body.data) != 0);
+    resp_release(&a);
+    resp_release(&b);
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
 }
 
 static void test_bluesky(void)
@@ -709,6 +895,7 @@ int main(void)
     th_run("x", test_x);
     th_run("lengths", test_lengths);
     th_run("idempotency", test_idempotency);
+    th_run("idempotency_everywhere", test_idempotency_everywhere);
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
     th_run("emails_and_loop", test_emails_and_loop);
