@@ -281,6 +281,7 @@ static json_t *stats_json(const cli_lane_stats *v, int n, int64_t now_ms, const 
         json_object_set_new(o, "sent_total", json_integer(s->c.sent_total));
         json_object_set_new(o, "dead_total", json_integer(s->c.dead_total));
         json_object_set_new(o, "retried_total", json_integer(s->c.retried_total));
+        json_object_set_new(o, "polled_total", json_integer(s->c.polled_total));
         json_object_set_new(o, "circuit", json_string(circuit_now(s, now_ms)));
         int64_t wait = s->wait_until_ms > now_ms ? s->wait_until_ms - now_ms : 0;
         json_object_set_new(o, "rate_limit_wait_s", json_real((double)wait / 1000.0));
@@ -700,7 +701,7 @@ static void send_hist_render(hr_buf *b, const redisReply *r)
 /* Platform totals for herald_sends_total, summed over lanes. */
 typedef struct plat_sum {
     char platform[64];
-    long sent, dead, retried;
+    long sent, dead, retried, polled;
 } plat_sum;
 
 int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
@@ -786,6 +787,7 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
         ps[k].sent += v[i].c.sent_total;
         ps[k].dead += v[i].c.dead_total;
         ps[k].retried += v[i].c.retried_total;
+        ps[k].polled += v[i].c.polled_total;
     }
     hr_buf_puts(b, "# HELP herald_sends_total Send outcomes per platform.\n"
                    "# TYPE herald_sends_total counter\n");
@@ -797,6 +799,13 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
             label_escape(b, ps[k].platform);
             hr_buf_printf(b, "\",outcome=\"%s\"} %ld\n", outcome[o], val[o]);
         }
+    }
+    hr_buf_puts(b, "# HELP herald_polls_total Engagement polls answered, per platform.\n"
+                   "# TYPE herald_polls_total counter\n");
+    for (int k = 0; k < np; k++) {
+        hr_buf_puts(b, "herald_polls_total{platform=\"");
+        label_escape(b, ps[k].platform);
+        hr_buf_printf(b, "\"} %ld\n", ps[k].polled);
     }
     free(ps);
     free(v);

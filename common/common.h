@@ -56,7 +56,8 @@ void hr_err_clear(hr_err *e);
 /* ---- logging: one JSON object per line on stderr.
  * hr_log("info", "job sent", "job", id, "platform", p, NULL): key/value
  * string pairs after the message, ending with NULL. Values that look like
- * email addresses are masked (j***@example.com). */
+ * email addresses are masked (j***@example.com). A key written "#name"
+ * gives name a JSON number when its value is an integer ("#attempt", "2"). */
 typedef enum { HR_LOG_DEBUG, HR_LOG_INFO, HR_LOG_WARN, HR_LOG_ERROR } hr_log_level;
 void hr_log_set_level(hr_log_level min);
 /* hr_log_parse_level reads "debug", "info", "warn" or "error"; 0, or -1

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -230,6 +231,19 @@ static int put_plain(char *line, size_t cap, size_t *o, const char *s)
     return 0;
 }
 
+/* log_number: a key written "#name" asks for its value as a JSON number
+ * (latencies, counts): returns 1 when v is an integer that can be written
+ * as is; a value that is not stays a string. */
+static int log_number(const char *v)
+{
+    if (!v || *v == '\0') return 0;
+    const char *s = v + (*v == '-');
+    if (*s == '\0' || strlen(s) > 18) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
 /* log_plain writes the line itself, without building a JSON object, when
  * no key or value needs escaping and no key repeats (most lines: a worker
  * logs one per job). Returns -1 to leave the line to jansson. */
@@ -249,6 +263,8 @@ static int log_plain(const char *level, const char *msg, va_list ap)
         const char *k = va_arg(ap, const char *);
         if (!k) break;
         const char *v = va_arg(ap, const char *);
+        int num = k[0] == '#';
+        k += num;
         if (nk == 24 || strcmp(k, "ts") == 0 || strcmp(k, "level") == 0 ||
             strcmp(k, "proc") == 0 || strcmp(k, "pid") == 0 || strcmp(k, "msg") == 0)
             return -1;
@@ -258,7 +274,14 @@ static int log_plain(const char *level, const char *msg, va_list ap)
         line[n++] = ',';
         if (put_plain(line, sizeof line, &n, k) < 0 || n + 2 >= sizeof line) return -1;
         line[n++] = ':';
-        if (put_plain(line, sizeof line, &n, v ? v : "") < 0) return -1;
+        if (num && log_number(v)) {
+            size_t l = strlen(v);
+            if (n + l + 2 >= sizeof line) return -1;
+            memcpy(line + n, v, l);
+            n += l;
+        } else if (put_plain(line, sizeof line, &n, v ? v : "") < 0) {
+            return -1;
+        }
     }
     if (n + 2 >= sizeof line) return -1;
     line[n++] = '}';
@@ -292,6 +315,13 @@ void hr_log(hr_log_level lvl, const char *msg, ...)
         const char *k = va_arg(ap, const char *);
         if (!k) break;
         const char *v = va_arg(ap, const char *);
+        if (k[0] == '#') {
+            k++;
+            if (log_number(v)) {
+                json_object_set_new(o, k, json_integer(strtoll(v, NULL, 10)));
+                continue;
+            }
+        }
         hr_mask_email(v ? v : "", masked, sizeof masked);
         json_object_set_new(o, k, json_string(masked));
     }

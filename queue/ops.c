@@ -1221,6 +1221,13 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     qa_pushf(a, "%d", n);
     for (int g = 0; g < n; g++) qa_push(a, items[order[g]].ukh, QUEUE_UKH_LEN);
     for (int k = 0; k < nl; k++) qa_pushf(a, "%d", per_lane[k]);
+    /* the grouped positions of engagement polls: settled like sends, but
+     * counted as polled, not sent */
+    int np = 0;
+    for (int g = 0; g < n; g++) np += items[order[g]].polled != 0;
+    qa_pushf(a, "%d", np);
+    for (int g = 0; np && g < n; g++)
+        if (items[order[g]].polled) qa_pushf(a, "%d", g + 1);
     qa_pushf(a, "%d", nd);
     long long now = (long long)hr_now_ms();
     for (int i = 0; i < n; i++) {
@@ -1793,6 +1800,7 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
                 qa_pushf(&a, "sent|%s", lanes[i]);
                 qa_pushf(&a, "dead|%s", lanes[i]);
                 qa_pushf(&a, "retried|%s", lanes[i]);
+                qa_pushf(&a, "polled|%s", lanes[i]);
             }
             if (nl == 0) qa_pushs(&a, "-");
             st = queue_cmdargv_sync(q, &a, err);
@@ -1813,9 +1821,10 @@ int queue_counts(queue *q, queue_lane_counts **out, int *n, hr_err *err)
             free(fj);
         }
         for (int i = 0; rc == 0 && i < nl; i++) {
-            c[i].sent_total = (long)hmget_ll(st, 3 * i);
-            c[i].dead_total = (long)hmget_ll(st, 3 * i + 1);
-            c[i].retried_total = (long)hmget_ll(st, 3 * i + 2);
+            c[i].sent_total = (long)hmget_ll(st, 4 * i);
+            c[i].dead_total = (long)hmget_ll(st, 4 * i + 1);
+            c[i].retried_total = (long)hmget_ll(st, 4 * i + 2);
+            c[i].polled_total = (long)hmget_ll(st, 4 * i + 3);
             char platform[QUEUE_LANE_MAX];
             snprintf(platform, sizeof platform, "%s", lanes[i]);
             char *colon = strchr(platform, ':');

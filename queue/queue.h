@@ -321,6 +321,7 @@ typedef struct queue_ack_item {
                     can never be enqueued again under the same ukh) */
     const char *campaign; /* with platform_id: recorded in platform_ids */
     int poll;             /* 1: a post: its engagement polls are scheduled */
+    int polled;           /* 1: an engagement poll, not a send: counted apart */
 } queue_ack_item;
 
 /* At most this many jobs per async ack (the sync queue_ack splits larger
@@ -430,7 +431,7 @@ int queue_is_paused(queue *q, const char *lane, hr_err *err); /* 1, 0, -1 */
 typedef struct queue_lane_counts {
     char lane[QUEUE_LANE_MAX];
     long scheduled, ready, inflight, retrying, dead, unknown;
-    long sent_total, dead_total, retried_total;
+    long sent_total, dead_total, retried_total, polled_total;
     int paused;
     int64_t oldest_ready_ms; /* since when the lane's oldest ready job has been
                                 due (its run_at, or its creation when it had

@@ -117,7 +117,7 @@ struct wk_proc {
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
     int npolls;
-    long sent, failed, retried;
+    long sent, failed, retried, polled;
     int exit_status;
     ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
     ev_signal sig_term, sig_int, sig_hup;
@@ -243,10 +243,13 @@ static void log_job(hr_log_level lvl, const char *msg, const wk_job *j, const ch
     snprintf(attempt, sizeof attempt, "%d", j->job ? j->job->attempt : 0);
     snprintf(lat, sizeof lat, "%lld",
              (long long)(j->started_us ? (hr_mono_us() - j->started_us) / 1000 : 0));
+    /* a job that did not decode still names its account through its lane */
+    const char *acct = j->job && j->job->account ? j->job->account : NULL;
+    if (!acct && strchr(j->lane_name, ':')) acct = strchr(j->lane_name, ':') + 1;
     hr_log(lvl, msg, "job", j->job ? j->job->id : j->ukh, "platform",
-           j->lane ? j->lane->platform : "", "account",
-           j->job && j->job->account ? j->job->account : "", "outcome", outcome ? outcome : "",
-           "latency_ms", lat, "attempt", attempt, "detail", detail ? detail : "", NULL);
+           j->lane ? j->lane->platform : "", "account", acct ? acct : "", "outcome",
+           outcome ? outcome : "", "#latency_ms", lat, "#attempt", attempt, "detail",
+           detail ? detail : "", NULL);
 }
 
 static void jobq_push(wk_jobq *q, wk_job *j)
@@ -640,11 +643,14 @@ static void on_ack_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 static void ack(wk_job *j, const char *platform_id)
 {
     wk_proc *p = j->p;
-    p->sent++;
+    int polled = j->job->kind == QUEUE_KIND_POLL; /* read, not sent: counted apart */
+    if (polled) p->polled++;
+    else p->sent++;
     char *id = hr_strdup(platform_id); /* platform_id may be j's own */
     free(j->platform_id);
     j->platform_id = id;
-    log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
+    if (polled) log_job(HR_LOG_INFO, "engagement polled", j, "polled", NULL);
+    else log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
     j->ack.ukh = j->ukh;
     j->ack.id = j->job->id; /* the done record names the job by its full id */
     /* a job without a unique key can never be enqueued again under its
@@ -654,6 +660,7 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.platform_id = j->platform_id;
     j->ack.campaign = j->job->campaign;
     j->ack.poll = j->job->kind == QUEUE_KIND_POST;
+    j->ack.polled = polled;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
     if (j->started_us) {
         long long ms = (hr_mono_us() - j->started_us) / 1000;

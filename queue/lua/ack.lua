@@ -5,7 +5,8 @@
 -- KEYS[5] reasons, then unknown:LANE per lane, then lane:LANE per lane,
 -- then platform_ids, polls
 -- ARGV: nl, nl lane names, n, n ukhs grouped by lane (lane 1's first),
---   nl counts (how many of the n are each lane's), nd, nd pairs
+--   nl counts (how many of the n are each lane's), np, np positions (in
+--   the grouped order, 1-based) of engagement polls, nd, nd pairs
 --   (ukh, done record), nb, nb pairs (lateness bucket, count), then what
 --   records the acked jobs with a platform id as sent (sent_record).
 -- The common case (a lane's acked jobs are the oldest it has in flight, in
@@ -19,8 +20,10 @@ local nl = tonumber(ARGV[1])
 local n = tonumber(ARGV[2 + nl])
 local us = 3 + nl          -- first ukh
 local cs = us + n          -- first per-lane count
-local nd = tonumber(ARGV[cs + nl])
-local ds = cs + nl + 1     -- first done pair
+local np = tonumber(ARGV[cs + nl])
+local ps = cs + nl + 1     -- first poll position
+local nd = tonumber(ARGV[ps + np])
+local ds = ps + np + 1     -- first done pair
 local nb = tonumber(ARGV[ds + 2 * nd])
 local bs = ds + 2 * nd + 1 -- first lateness pair
 local minute = math.floor(now / 60000)
@@ -102,12 +105,29 @@ else
   end
   if #dset > 0 then redis.call('HSET', done, unpack(dset)) end
 end
+-- engagement polls settle like sends but count as polled, not sent
+local polled = {}
+if np > 0 then
+  local lane_of, i = {}, 1 -- grouped position -> lane
+  for g = 1, n do
+    while g > first[i] - us + tonumber(ARGV[cs + i - 1]) do i = i + 1 end
+    lane_of[g] = i
+  end
+  for k = ps, ps + np - 1 do
+    local g = tonumber(ARGV[k])
+    if (res[g] or 1) > 0 then polled[lane_of[g]] = (polled[lane_of[g]] or 0) + 1 end
+  end
+end
 for i = 1, nl do
   if sent[i] > 0 then
     local lane = ARGV[1 + i]
-    redis.call('HINCRBY', stats, 'sent|' .. lane, sent[i])
-    -- per-minute buckets for 'sent in the last minute/hour/day'
-    bump(stats, 'sent', lane, minute, sent[i])
+    local p = polled[i] or 0
+    if sent[i] > p then
+      redis.call('HINCRBY', stats, 'sent|' .. lane, sent[i] - p)
+      -- per-minute buckets for 'sent in the last minute/hour/day'
+      bump(stats, 'sent', lane, minute, sent[i] - p)
+    end
+    if p > 0 then redis.call('HINCRBY', stats, 'polled|' .. lane, p) end
     -- a success anywhere ends the lane's run of failures (circuit.lua) and
     -- closes its breaker: the half-open probe's, or a send that started
     -- before it opened (the platform answers)

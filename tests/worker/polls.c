@@ -23,6 +23,14 @@ static int liked_jobs(void)
     return n;
 }
 
+/* count: occurrences of what in s */
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, what)); p += strlen(what)) n++;
+    return n;
+}
+
 static void polls_record_engagement(void)
 {
     wt_reset();
@@ -37,6 +45,26 @@ static void polls_record_engagement(void)
     long dups = -1;
     CHECK_INT(wt_sandbox_posts("x", &dups), 5);
     CHECK_INT(dups, 0);
+    /* polls are read, not sent: stats count them apart (they were counted
+     * as sends, tripling "sent") and so do the log lines */
+    CHECK_INT(wt_redis_int("HGET {t}:stats sent|x:@a", ""), 5);
+    CHECK_INT(wt_redis_int("HGET {t}:stats polled|x:@a", ""), 10);
+    char path[700];
+    snprintf(path, sizeof path, "%s/polls.log", wt.dir);
+    char *log = th_read_file(path, NULL);
+    REQUIRE(log);
+    CHECK_INT(count(log, "\"msg\":\"job sent\""), 5);
+    CHECK_INT(count(log, "\"msg\":\"engagement polled\""), 10);
+    /* latency and attempt are numbers in the JSON lines */
+    CHECK(strstr(log, "\"attempt\":1,") != NULL);
+    CHECK(strstr(log, "\"attempt\":\"") == NULL);
+    CHECK(strstr(log, "\"latency_ms\":\"") == NULL);
+    free(log);
+    char *argv[] = {HERALD_BIN, "stats", "--json", NULL};
+    char *stats = NULL;
+    CHECK_INT(th_exec(argv, NULL, 0, &stats), 0);
+    CHECK(stats && strstr(stats, "\"sent_total\":5,") && strstr(stats, "\"polled_total\":10,"));
+    free(stats);
 }
 
 static int polled_three(void *arg)
