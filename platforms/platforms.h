@@ -223,12 +223,13 @@ typedef enum {
 typedef struct plat_outcome {
     plat_outcome_kind kind;
     char *platform_id;      /* owned; SENT only */
-    int64_t retry_after_ms; /* RETRY: delay from now */
+    int64_t retry_after_ms; /* RETRY: delay from now (0: the time named is past) */
     char message[HR_ERRLEN];
     /* quota as the response's headers tell it; -1 when not given */
     long quota_remaining;
     long quota_limit;
-    int64_t quota_reset_ms; /* absolute wall-clock ms, 0 when not given */
+    int64_t quota_reset_ms; /* absolute ms in the clock of plat_classify_http's
+                             * now_ms, 0 when not given */
 } plat_outcome;
 
 void plat_outcome_release(plat_outcome *o);
@@ -240,7 +241,10 @@ const char *plat_outcome_name(plat_outcome_kind k);
 int64_t plat_parse_retry_after(const char *v, int64_t now_ms);
 /* plat_classify_http fills o from a response with the rules every platform
  * shares (transport errors, 429 and its headers, 5xx, 401, quota headers);
- * returns 1 when it decided, 0 when the platform must look at the body. */
+ * returns 1 when it decided, 0 when the platform must look at the body.
+ * Times the platform names (reset, an HTTP-date Retry-After) are measured
+ * against its own clock, the answer's Date header, when it sent one (else
+ * against now_ms), and given as delays or in now_ms's clock. */
 int plat_classify_http(const plat_response *r, int64_t now_ms, plat_outcome *o);
 
 /* ------------------------------------------------------ sending a job */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -349,7 +350,21 @@ static int64_t reset_to_abs_ms(const char *v, int64_t now_ms)
     return 0;
 }
 
-static void read_quota(const plat_response *r, int64_t now_ms, plat_outcome *o)
+/* platform_clock: the platform's time when it answered: its Date header
+ * (whole seconds, so a wait measured from it is never short) when it sent
+ * one, else now_ms. Reset times and HTTP-dates are written in the
+ * platform's clock: measured against this host's, a host a few seconds
+ * ahead would see every reset as past and retry at once. */
+static int64_t platform_clock(const plat_response *r, int64_t now_ms)
+{
+    const char *v = plat_response_header(r, "date");
+    time_t t = v ? curl_getdate(v, NULL) : -1;
+    return t > 0 ? (int64_t)t * 1000 : now_ms;
+}
+
+/* read_quota reads the quota headers; pnow_ms is the platform's clock,
+ * now_ms the caller's, in which o->quota_reset_ms is given. */
+static void read_quota(const plat_response *r, int64_t pnow_ms, int64_t now_ms, plat_outcome *o)
 {
     static const char *rem[] = {"x-rate-limit-remaining", "ratelimit-remaining",
                                 "x-ratelimit-remaining"};
@@ -359,8 +374,8 @@ static void read_quota(const plat_response *r, int64_t now_ms, plat_outcome *o)
         long v;
         if (parse_long(plat_response_header(r, rem[i]), &v) == 0) o->quota_remaining = v;
         if (parse_long(plat_response_header(r, lim[i]), &v) == 0) o->quota_limit = v;
-        int64_t t = reset_to_abs_ms(plat_response_header(r, rst[i]), now_ms);
-        if (t) o->quota_reset_ms = t;
+        int64_t t = reset_to_abs_ms(plat_response_header(r, rst[i]), pnow_ms);
+        if (t) o->quota_reset_ms = t - pnow_ms + now_ms;
     }
     /* Meta: X-App-Usage {"call_count":percent,...}: report what is left of 100 */
     const char *mu = plat_response_header(r, "x-app-usage");
@@ -377,7 +392,8 @@ static void read_quota(const plat_response *r, int64_t now_ms, plat_outcome *o)
 
 int plat_classify_http(const plat_response *r, int64_t now_ms, plat_outcome *o)
 {
-    read_quota(r, now_ms, o);
+    int64_t pnow = platform_clock(r, now_ms);
+    read_quota(r, pnow, now_ms, o);
     if (r->terr != PLAT_TE_NONE || r->status == 0) {
         static const char *names[] = {"no answer", "timeout", "connection reset",
                                       "connect failed", "transport error"};
@@ -390,14 +406,14 @@ int plat_classify_http(const plat_response *r, int64_t now_ms, plat_outcome *o)
         return 1;
     }
     if (r->status == 429) {
-        int64_t d = plat_parse_retry_after(plat_response_header(r, "retry-after"), now_ms);
+        int64_t d = plat_parse_retry_after(plat_response_header(r, "retry-after"), pnow);
         if (d < 0) {
             int64_t t = 0;
             static const char *rst[] = {"x-rate-limit-reset", "ratelimit-reset",
                                         "x-ratelimit-reset"};
             for (int i = 0; i < 3 && !t; i++)
-                t = reset_to_abs_ms(plat_response_header(r, rst[i]), now_ms);
-            if (t) d = t > now_ms ? t - now_ms : 0;
+                t = reset_to_abs_ms(plat_response_header(r, rst[i]), pnow);
+            if (t) d = t > pnow ? t - pnow : 0;
             if (d > wait_ms(WAIT_MAX_S)) d = wait_ms(WAIT_MAX_S);
         }
         o->retry_after_ms = d < 0 ? 60000 : d;
@@ -406,7 +422,7 @@ int plat_classify_http(const plat_response *r, int64_t now_ms, plat_outcome *o)
         return 1;
     }
     if (r->status >= 500 || r->status == 408) {
-        int64_t d = plat_parse_retry_after(plat_response_header(r, "retry-after"), now_ms);
+        int64_t d = plat_parse_retry_after(plat_response_header(r, "retry-after"), pnow);
         if (d >= 0) o->retry_after_ms = d;
         out_set(o, PLAT_OUT_TRANSIENT, "HTTP %ld", r->status);
         return 1;

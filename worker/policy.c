@@ -114,9 +114,11 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
         return;
     case WORKER_RETRY_AFTER:
         /* The platform said when; never earlier. It does not count against
-         * max_attempts: a throttled account is not a failing one. */
+         * max_attempts: a throttled account is not a failing one. A time
+         * already past (a stale reset, clocks apart) still gets a pause:
+         * at once, the lane would spend its window on 429s. */
         d->action = WORKER_DO_RETRY;
-        d->at_ms = retry_at_ms > now_ms ? retry_at_ms : now_ms;
+        d->at_ms = retry_at_ms > now_ms ? retry_at_ms : now_ms + WORKER_RETRY_AFTER_MIN_MS;
         d->budget = WORKER_BUDGET_REFUND;
         return;
     case WORKER_TRANSIENT:

@@ -91,11 +91,16 @@ int worker_readback_due(const worker_readback *rb, int64_t since_ms, int64_t set
 worker_readback worker_readback_next(const worker_readback *rb, int64_t since_ms,
                                      int64_t interval_ms, int64_t cap_ms, int64_t now_ms);
 
+/* The least a RETRY_AFTER waits when the time the platform named is not
+ * after now (Retry-After: 0, a reset already past). */
+#define WORKER_RETRY_AFTER_MIN_MS 1000
+
 /* worker_decide maps an outcome to the next state. attempt: attempts started
  * including this one; retry_at_ms: the platform's Retry-After as an absolute
- * time (RETRY_AFTER, and the earliest retry of a TRANSIENT); refreshed: the session was already refreshed for
- * this job (a second 401 then pauses the lane). now_ms may be any clock:
- * the times decided are only meant relative to it. */
+ * time (RETRY_AFTER: not earlier, and at least WORKER_RETRY_AFTER_MIN_MS
+ * after now; the earliest retry of a TRANSIENT); refreshed: the session was
+ * already refreshed for this job (a second 401 then pauses the lane). now_ms
+ * may be any clock: the times decided are only meant relative to it. */
 void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_ms,
                    int64_t retry_at_ms, int can_refresh, int refreshed,
                    const worker_retry_policy *p, uint64_t rnd, worker_decision *d);

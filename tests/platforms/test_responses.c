@@ -261,6 +261,41 @@ static void test_retry_after(void)
     CHECK_INT(plat_parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW_MS), 86400000);
 }
 
+/* A platform's reset time is measured against its own clock (the answer's
+ * Date): 30 s behind this host, a reset 20 s ahead of it is 20 s ahead,
+ * not 10 s past (which would retry at once); the quota's reset is given in
+ * the caller's clock. Without a Date, the caller's clock it is. */
+static void test_reset_platform_clock(void)
+{
+    plat_header h[] = {{.name = "Date", .value = "Wed, 18 Nov 2026 11:06:10 GMT"},
+                       {.name = "x-rate-limit-remaining", .value = "0"},
+                       {.name = "x-rate-limit-reset", .value = "1794999990"}};
+    plat_response r = {.status = 429, .headers = h, .nheaders = 3, .body = "", .body_len = 0};
+    plat_outcome o;
+    memset(&o, 0, sizeof o);
+    CHECK_INT(plat_classify_http(&r, NOW_MS, &o), 1);
+    CHECK(o.kind == PLAT_OUT_RETRY);
+    CHECK_INT(o.retry_after_ms, 20000);
+    CHECK_INT(o.quota_reset_ms, NOW_MS + 20000);
+    plat_outcome_release(&o);
+    /* an HTTP-date Retry-After is the platform's time too */
+    plat_header ra[] = {{.name = "Date", .value = "Wed, 18 Nov 2026 11:06:10 GMT"},
+                        {.name = "Retry-After", .value = "Wed, 18 Nov 2026 11:06:25 GMT"}};
+    plat_response r2 = {.status = 429, .headers = ra, .nheaders = 2, .body = "", .body_len = 0};
+    memset(&o, 0, sizeof o);
+    plat_classify_http(&r2, NOW_MS, &o);
+    CHECK_INT(o.retry_after_ms, 15000);
+    plat_outcome_release(&o);
+    /* no Date: the reset is past by the caller's clock: no wait named (the
+     * worker's policy puts a floor under it) */
+    r.headers = h + 1;
+    r.nheaders = 2;
+    memset(&o, 0, sizeof o);
+    plat_classify_http(&r, NOW_MS, &o);
+    CHECK(o.kind == PLAT_OUT_RETRY && o.retry_after_ms == 0);
+    plat_outcome_release(&o);
+}
+
 /* Mastodon's read-back without account-id repeats the POST with the same
  * Idempotency-Key, which Mastodon honours for an hour: an attempt that may
  * be older (or whose time is not known) gets no read-back at all rather
@@ -304,6 +339,7 @@ int main(void)
 {
     th_run("recorded", test_recorded);
     th_run("retry_after", test_retry_after);
+    th_run("reset_platform_clock", test_reset_platform_clock);
     th_run("mastodon_key_window", test_mastodon_key_window);
     return th_main_end();
 }

@@ -63,9 +63,13 @@ static void outcomes(void)
     /* at the attempt limit, Retry-After still waits: it is not a failure */
     worker_decide(WORKER_RETRY_AFTER, 5, 5, now, now + 1, 0, 0, &p, 1, &d);
     CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 1);
-    /* a time in the past means now, never earlier */
+    /* a time already past (or now) still waits a little: retried at once,
+     * a stale reset would spend the lane's window on 429s */
     worker_decide(WORKER_RETRY_AFTER, 1, 5, now, now - 5, 0, 0, &p, 1, &d);
-    CHECK(d.at_ms == now);
+    CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + WORKER_RETRY_AFTER_MIN_MS);
+    worker_decide(WORKER_RETRY_AFTER, 1, 5, now, now, 0, 0, &p, 1, &d);
+    CHECK(d.at_ms == now + WORKER_RETRY_AFTER_MIN_MS);
+    CHECK(WORKER_RETRY_AFTER_MIN_MS >= 1000);
 
     worker_decide(WORKER_TRANSIENT, 2, 5, now, 0, 0, 0, &p, 2000, &d);
     CHECK(d.action == WORKER_DO_RETRY && d.at_ms == now + 2000);
