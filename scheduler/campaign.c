@@ -250,19 +250,39 @@ const char *sched_campaign_template(const sched_campaign *cp, const char *lane)
 
 /* ---- templates */
 
-static void put_hashtag(hr_buf *b, const char *tag)
+/* Where expansion writes: a buffer (sched_render), or nowhere when only
+ * asked whether anything but spaces and line breaks would come out
+ * (sched_render_blank, which stops at the first such character). */
+typedef struct sink {
+    hr_buf *b;
+    int nonblank;
+} sink;
+
+static void put(sink *k, const char *s, size_t n)
 {
-    hr_buf_putc(b, '#');
-    for (const unsigned char *p = (const unsigned char *)tag; *p; p++)
-        if (isalnum(*p) || *p == '_' || *p >= 0x80) hr_buf_putc(b, (char)*p);
+    if (k->b) {
+        hr_buf_append(k->b, s, n);
+        return;
+    }
+    for (size_t i = 0; i < n && !k->nonblank; i++)
+        k->nonblank = s[i] != ' ' && s[i] != '\n';
 }
 
-static void put_var(hr_buf *b, const char *name, const sched_item *it, const char *plain,
+static void put_hashtag(sink *k, const char *tag)
+{
+    put(k, "#", 1);
+    for (const unsigned char *p = (const unsigned char *)tag; *p; p++)
+        if (isalnum(*p) || *p == '_' || *p >= 0x80) put(k, (const char *)p, 1);
+}
+
+/* plain is the item's text for {{text}}; NULL: made from the item when
+ * first needed (*made keeps it for the caller to free) */
+static void put_var(sink *k, const char *name, const sched_item *it, const char *plain, char **made,
                     const queue_kv *vars, int nvars)
 {
     for (int i = 0; i < nvars; i++)
         if (!strcmp(vars[i].key, name)) {
-            hr_buf_puts(b, vars[i].value ? vars[i].value : "");
+            if (vars[i].value) put(k, vars[i].value, strlen(vars[i].value));
             return;
         }
     if (!it) return;
@@ -274,7 +294,7 @@ static void put_var(hr_buf *b, const char *name, const sched_item *it, const cha
     else if (!strcmp(name, "excerpt"))
         v = it->excerpt;
     else if (!strcmp(name, "text"))
-        v = plain;
+        v = plain ? plain : made ? (*made ? *made : (*made = sched_item_plain(it))) : NULL;
     else if (!strcmp(name, "author"))
         v = it->author;
     else if (!strcmp(name, "id"))
@@ -284,39 +304,36 @@ static void put_var(hr_buf *b, const char *name, const sched_item *it, const cha
     else if (!strcmp(name, "html"))
         v = it->html;
     if (v) {
-        hr_buf_puts(b, v);
+        put(k, v, strlen(v));
         return;
     }
     if (!strcmp(name, "tags") || !strcmp(name, "hashtags")) {
         for (int i = 0; i < it->ntags; i++) {
-            if (i) hr_buf_putc(b, ' ');
+            if (i) put(k, " ", 1);
             if (name[0] == 'h')
-                put_hashtag(b, it->tags[i]);
+                put_hashtag(k, it->tags[i]);
             else
-                hr_buf_puts(b, it->tags[i]);
+                put(k, it->tags[i], strlen(it->tags[i]));
         }
     } else if (!strcmp(name, "publish_at") && it->publish_ms) {
         char t[40];
         hr_format_rfc3339(it->publish_ms, t, sizeof t);
-        hr_buf_puts(b, t);
+        put(k, t, strlen(t));
     }
 }
 
-char *sched_render(const char *tmpl, const sched_item *it, const char *plain_text,
+static void expand(sink *k, const char *tmpl, const sched_item *it, const char *plain, char **made,
                    const queue_kv *vars, int nvars)
 {
-    hr_buf b;
-    hr_buf_init(&b);
-    hr_buf_append(&b, "", 0);
     const char *p = tmpl;
-    while (*p) {
+    while (*p && !k->nonblank) {
         const char *open = strstr(p, "{{");
         const char *close = open ? strstr(open + 2, "}}") : NULL;
         if (!open || !close) {
-            hr_buf_puts(&b, p);
+            put(k, p, strlen(p));
             break;
         }
-        hr_buf_append(&b, p, (size_t)(open - p));
+        put(k, p, (size_t)(open - p));
         const char *a = open + 2, *e = close;
         while (a < e && isspace((unsigned char)*a))
             a++;
@@ -327,11 +344,37 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
         if (n < sizeof name) {
             memcpy(name, a, n);
             name[n] = '\0';
-            put_var(&b, name, it, plain_text, vars, nvars);
+            put_var(k, name, it, plain, made, vars, nvars);
         }
         p = close + 2;
     }
-    /* a missing {{hashtags}} or {{link}} leaves double spaces and a trailing one */
+}
+
+char *sched_item_plain(const sched_item *it)
+{
+    /* already plain: keep it as written */
+    return it->text ? hr_strdup(it->text) : sched_html_to_text(it->html);
+}
+
+int sched_render_blank(const char *tmpl, const sched_item *it, const queue_kv *vars, int nvars)
+{
+    sink k = {0};
+    char *made = NULL;
+    expand(&k, tmpl, it, NULL, &made, vars, nvars);
+    free(made);
+    return !k.nonblank;
+}
+
+char *sched_render(const char *tmpl, const sched_item *it, const char *plain_text,
+                   const queue_kv *vars, int nvars)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    hr_buf_append(&b, "", 0);
+    sink k = {.b = &b};
+    expand(&k, tmpl, it, plain_text, NULL, vars, nvars);
+    /* a missing {{hashtags}} or {{link}} leaves double spaces and a trailing one
+     * (sched_render_blank knows that only spaces and line breaks go away) */
     char *s = hr_buf_detach(&b);
     size_t w = 0;
     for (size_t r = 0; s[r]; r++) {

@@ -6,7 +6,7 @@
  * nothing, an edit updates, and --sync cancels what disappeared. Jobs this
  * run added are logged to a temp file and cancelled if a later batch fails;
  * its lanes are held meanwhile, so none of its jobs is sent before it ends.
- * It does not send or format for platforms beyond counting. */
+ * It does not send; it formats for platforms only to show a dry run. */
 #include <errno.h>
 #include <stdarg.h>
 #include <hiredis/hiredis.h>
@@ -136,6 +136,8 @@ typedef struct imp {
     int spool_failed;
     int64_t last_progress_ms;
     int need_text; /* a template or the email body uses {{text}} */
+    const hr_config *cfg;
+    struct plat_account **fmt_accts; /* dry run: per accts[] index, for plan_text */
 } imp;
 
 /* ---- small helpers */
@@ -334,17 +336,18 @@ static int wanted(const imp *m, const sched_item *it)
 }
 
 /* item_lanes fills sel[] (account indexes) for the item's platforms, or
- * writes the reason into why. */
+ * writes the reason into why: a platform not in the campaign, or a lane
+ * whose template gives the item an empty post (the worker would send its
+ * own default template instead of the campaign's: a bad item, in both
+ * passes and the dry run alike). */
 static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, char *why,
                       size_t whylen)
 {
     *nsel = 0;
     int nposts = m->cp->nlanes;
-    if (it->nplatforms == 0) {
+    if (it->nplatforms == 0)
         for (int i = 0; i < m->naccts; i++)
             if (i != m->email_acct) sel[(*nsel)++] = i;
-        return 0;
-    }
     for (int k = 0; k < it->nplatforms; k++) {
         const char *p = it->platforms[k];
         int found = 0;
@@ -362,6 +365,16 @@ static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, c
         if (!found) {
             snprintf(why, whylen, "platform \"%.60s\" is not in campaign %.60s's platforms", p,
                      m->cp->name);
+            return -1;
+        }
+    }
+    const char *last = NULL;
+    for (int k = 0; k < *nsel; k++) {
+        const char *lane = m->accts[sel[k]].lane, *tmpl = sched_campaign_template(m->cp, lane);
+        if (tmpl == last) continue; /* lanes sharing a template: checked once */
+        last = tmpl;
+        if (sched_render_blank(tmpl, it, it->vars, it->nvars)) {
+            snprintf(why, whylen, "template \"%.80s\" of %.60s gives an empty post", tmpl, lane);
             return -1;
         }
     }
@@ -557,9 +570,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     }
     m->st->taken++;
     /* HTML to text is the dearest step per item: only when something uses it */
-    char *plain = !m->need_text ? NULL
-                  : it->text    ? hr_strdup(it->text) /* already plain: keep it as written */
-                                : sched_html_to_text(it->html);
+    char *plain = m->need_text ? sched_item_plain(it) : NULL;
     char *link = it->link && it->link[0] == '/' && m->cp->base_url
                      ? hr_asprintf("%s%s", m->cp->base_url, it->link)
                      : hr_strdup(it->link);
@@ -672,6 +683,39 @@ static void plan_item(imp *m, const batch *b, pending *p, const int64_t *keep_ms
     }
 }
 
+/* plan_text returns (new) a planned job's text, and its length and limit,
+ * as the worker will send it: formatted for its account by the platforms
+ * module, as `herald preview` shows it (UTM parameters on the link,
+ * Bluesky's shortened links, fitting to the limit); for an email, its
+ * subject. Only the dry run pays for this: an import sends the text as
+ * rendered and the worker formats it. */
+static char *plan_text(imp *m, const queue_job *j, int ai, long *len, long *limit)
+{
+    const char *raw = j->kind == QUEUE_KIND_EMAIL ? j->subject : j->text;
+#ifdef HAVE_HERALD_PLATFORMS
+    if (!m->fmt_accts) m->fmt_accts = hr_calloc((size_t)m->naccts, sizeof *m->fmt_accts);
+    hr_err e = {0};
+    if (!m->fmt_accts[ai]) {
+        /* a lane without an account line is formatted with the defaults */
+        m->fmt_accts[ai] = plat_account_find(m->cfg, j->platform, j->account, &e);
+        if (!m->fmt_accts[ai]) m->fmt_accts[ai] = plat_account_default(j->platform, &e);
+    }
+    plat_post p = {0};
+    plat_ctx ctx = {.now_ms = m->now};
+    if (m->fmt_accts[ai] && plat_format_job(m->fmt_accts[ai], j, &ctx, 0, &p, &e) == 0 &&
+        p.nparts) {
+        char *t = hr_strdup(j->kind == QUEUE_KIND_EMAIL ? p.subject : p.parts[0].text);
+        *len = p.parts[0].length;
+        *limit = p.limit;
+        plat_post_release(&p);
+        return t;
+    }
+    plat_post_release(&p); /* text that cannot be formatted is shown as it is */
+#endif
+    text_length(j->platform, raw ? raw : "", len, limit);
+    return hr_strdup(raw ? raw : "");
+}
+
 static void print_plan(imp *m, const batch *b, pending *p)
 {
     for (int i = 0; i < p->n; i++) {
@@ -682,10 +726,10 @@ static void print_plan(imp *m, const batch *b, pending *p)
         }
         char lane[QUEUE_LANE_MAX];
         queue_job_lane(j, lane, sizeof lane);
-        const sched_account *a = &m->accts[acct_index(m, lane)];
-        const char *text = j->kind == QUEUE_KIND_EMAIL ? j->subject : j->text;
+        int ai = acct_index(m, lane);
+        const sched_account *a = &m->accts[ai];
         long len, limit;
-        text_length(j->platform, text ? text : "", &len, &limit);
+        char *text = plan_text(m, j, ai, &len, &limit);
         if (m->o->json) {
             char *js = NULL;
             char run[40];
@@ -700,6 +744,7 @@ static void print_plan(imp *m, const batch *b, pending *p)
             if (js) fprintf(m->out, "%s\n", js);
             free(js);
             json_decref(o);
+            free(text);
             continue;
         }
         struct tm tm;
@@ -713,7 +758,7 @@ static void print_plan(imp *m, const batch *b, pending *p)
         char prev[200];
         size_t w = 0;
         int chars = 0;
-        const char *s = text ? text : "";
+        const char *s = text;
         if (j->kind == QUEUE_KIND_EMAIL) {
             w = (size_t)snprintf(prev, sizeof prev, "%.60s: ", j->to);
         }
@@ -736,6 +781,7 @@ static void print_plan(imp *m, const batch *b, pending *p)
         if (limit > 0) snprintf(lim, sizeof lim, "%ld", limit);
         fprintf(m->out, "%-22s %-10s %-24s %5ld/%-5s %s\n", when, j->platform, j->account, len, lim,
                 prev);
+        free(text);
     }
 }
 
@@ -1916,6 +1962,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
     memset(st, 0, sizeof *st);
     imp m = {.q = o->dry_run && !q ? NULL : q, .o = o, .st = st, .err = err, .email_acct = -1};
     m.out = o->out ? o->out : stdout;
+    m.cfg = cfg;
     m.now = o->now_ms ? o->now_ms : hr_now_ms();
     int rc = -1;
     hr_err e = {0};
@@ -2019,6 +2066,11 @@ out:
     }
     free(m.accts);
     free(m.taken);
+#ifdef HAVE_HERALD_PLATFORMS
+    for (int i = 0; m.fmt_accts && i < m.naccts; i++)
+        plat_account_free(m.fmt_accts[i]);
+#endif
+    free(m.fmt_accts);
     sched_contacts_free(m.contacts, m.ncontacts);
     sched_blocks_release(&m.email_blocks);
     sched_campaign_free(m.cp);

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "internal.h"
+#include "platforms.h"
 #include "scheduler.h"
 
 static th_redis *R;
@@ -1364,6 +1365,135 @@ static void test_dry_run_json(void)
     hr_config_free(c);
 }
 
+/* dry_run runs o as a dry run into a buffer (caller frees) */
+static char *dry_run(hr_config *c, sched_import_opts o, int json, hr_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    o.dry_run = 1;
+    o.json = json;
+    o.out = open_memstream(&buf, &len);
+    sched_import_stats st;
+    int rc = import(c, &o, &st, err);
+    fclose(o.out);
+    if (rc == 0) return buf;
+    free(buf);
+    return NULL;
+}
+
+/* the dry run shows what the worker will send: the platforms module's
+ * formatting of the job as imported (Bluesky's shortened link, LinkedIn's
+ * UTM parameters), counted with the account's limit */
+static void test_dry_run_as_sent(void)
+{
+    hr_config *c = setup("account bluesky:@b.bsky.social handle=b.bsky.social\n"
+                         "account linkedin:@l\n"
+                         "campaign sent platforms=bluesky:@b.bsky.social,linkedin:@l "
+                         "\"template={{title}} {{link}}\"");
+    REQUIRE(c && Q);
+    hr_buf t;
+    hr_buf_init(&t);
+    hr_buf_puts(&t, "{\"id\":1,\"title\":\"");
+    for (int i = 0; i < 45; i++)
+        hr_buf_puts(&t, "word ");
+    hr_buf_puts(&t, "\",\"link\":\"https://example.com/a/very/long/path/that/keeps/going/and/"
+                    "going/2026/11/22/post-slug-here/\"}\n");
+    char *path = item_file("sent", t.data);
+    hr_buf_release(&t);
+    sched_import_opts o = {.path = path};
+    hr_err err = {0};
+    char *json = dry_run(c, o, 1, &err), *table = dry_run(c, o, 0, &err);
+    REQUIRE(json && table);
+    sched_import_stats st;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    static const char *const lanes[][2] = {{"bluesky", "@b.bsky.social"}, {"linkedin", "@l"}};
+    int seen = 0;
+    for (char *l = strtok(json, "\n"); l; l = strtok(NULL, "\n")) {
+        json_t *v = json_loads(l, 0, NULL);
+        REQUIRE(v);
+        const char *plat = json_string_value(json_object_get(v, "platform"));
+        for (int k = 0; k < 2; k++) {
+            if (strcmp(plat, lanes[k][0]) != 0) continue;
+            seen++;
+            char *key = hr_asprintf("sent|ndjson:1|%s|%s", lanes[k][0], lanes[k][1]);
+            queue_job *j = job_of(key);
+            plat_account *a = plat_account_find(c, lanes[k][0], lanes[k][1], &err);
+            REQUIRE(j && a);
+            plat_post p;
+            REQUIRE(plat_format_job(a, j, NULL, 0, &p, &err) == 0);
+            CHECK(p.valid);
+            CHECK_STR(json_string_value(json_object_get(v, "text")), p.parts[0].text);
+            CHECK_INT(json_integer_value(json_object_get(v, "length")), p.parts[0].length);
+            CHECK_INT(json_integer_value(json_object_get(v, "limit")), p.limit);
+            char row[64];
+            snprintf(row, sizeof row, " %ld/%-5ld ", p.parts[0].length, p.limit);
+            CHECK(strstr(table, row) != NULL);
+            if (k == 1) CHECK(strstr(p.parts[0].text, "utm_source=linkedin") != NULL);
+            plat_post_release(&p);
+            plat_account_free(a);
+            queue_job_free(j);
+            free(key);
+        }
+        json_decref(v);
+    }
+    CHECK_INT(seen, 2);
+    free(json);
+    free(table);
+    free(path);
+    hr_config_free(c);
+}
+
+/* a template that renders nothing for an item makes it a bad item, in the
+ * import, the dry run and with --skip-invalid alike (the worker would
+ * otherwise send its own default template instead of the campaign's) */
+static void test_empty_post_bad_item(void)
+{
+    hr_config *c = setup("campaign mt platforms=x:@shop,mastodon:@shop@mastodon.social "
+                         "\"template.x={{title}} {{hashtags}}\"");
+    REQUIRE(c && Q);
+    char *path = item_file(
+        "empty", "{\"id\":\"a\",\"title\":\"Alpha\",\"link\":\"https://e.x/a\"}\n"
+                 "{\"id\":\"e\",\"title\":\" \",\"text\":\"body\",\"link\":\"https://e.x/e\"}\n"
+                 "{\"id\":\"t\",\"title\":\"\",\"text\":\"b\",\"tags\":[\"t\"],\"link\":\"https://"
+                 "e.x/t\"}\n");
+    sched_import_opts o = {.path = path};
+    sched_import_stats st;
+    hr_err err = {0};
+    const char *want = "empty.ndjson:2: template \"{{title}} {{hashtags}}\" of x:@shop gives an "
+                       "empty post";
+    CHECK(import(c, &o, &st, &err) < 0);
+    CHECK_INT(err.code, 2);
+    CHECK(strstr(err.msg, want) != NULL);
+    CHECK_INT(hlen("jobs"), 0);
+    CHECK(dry_run(c, o, 1, &err) == NULL);
+    CHECK(strstr(err.msg, want) != NULL);
+    o.skip_invalid = 1;
+    char *plan = dry_run(c, o, 1, &err);
+    REQUIRE(plan);
+    CHECK(strstr(plan, "\"ndjson:a\"") && strstr(plan, "\"ndjson:t\""));
+    CHECK(strstr(plan, "\"ndjson:e\"") == NULL);
+    CHECK(strstr(plan, "\"text\":\"\"") == NULL);
+    free(plan);
+    char *listed = NULL;
+    size_t n = 0;
+    o.out = open_memstream(&listed, &n);
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(o.out);
+    CHECK_INT(st.invalid, 1);
+    CHECK(strstr(listed, "skipped: empty.ndjson:2: ndjson:e: template") != NULL);
+    free(listed);
+    CHECK_INT(st.added, 4); /* a and t on both lanes; e on neither */
+    queue_job *j = job_of("mt|ndjson:e|mastodon|@shop@mastodon.social");
+    CHECK(j == NULL);
+    queue_job_free(j);
+    j = job_of("mt|ndjson:t|x|@shop");
+    REQUIRE(j);
+    CHECK_STR(j->text, "#t");
+    queue_job_free(j);
+    free(path);
+    hr_config_free(c);
+}
+
 static void test_emails(void)
 {
     char *contacts = hr_asprintf("%s/contacts.csv", dir);
@@ -1481,6 +1611,8 @@ int main(void)
     th_run("all_or_nothing_failed_chunk", test_all_or_nothing_failed_chunk);
     th_run("csv_calendar", test_csv_calendar);
     th_run("dry_run_json", test_dry_run_json);
+    th_run("dry_run_as_sent", test_dry_run_as_sent);
+    th_run("empty_post_bad_item", test_empty_post_bad_item);
     th_run("emails", test_emails);
     th_run("cli", test_cli);
     queue_free(Q);
