@@ -45,6 +45,8 @@ struct queue_async {
     char ns[64];
     int connected;
     int backoff_ms;
+    int fail_streak;          /* connections failed in a row (connect_failed) */
+    ev_tstamp fail_logged_at; /* when connect_failed last logged */
     ev_timer reconnect;
     ev_timer failer; /* runs deferred failures outside the caller's stack */
     qreq *failq;
@@ -373,27 +375,70 @@ static void schedule_reconnect(queue_async *qa)
     ev_timer_start(qa->loop, &qa->reconnect);
 }
 
-static void on_connect(const redisAsyncContext *c, int status)
+/* connect_failed logs why Redis cannot be reached: the first failure of a
+ * run of them, then at most every 30 s (a worker retries every 2 s at
+ * most; an operator must see why nothing happens, not a line per try). */
+static void connect_failed(queue_async *qa, const char *why)
 {
-    queue_async *qa = c->data;
-    qa->in_cb++;
-    if (status != REDIS_OK) {
-        qa->ac = NULL; /* hiredis frees it after this callback */
-        if (!qa->free_pending) schedule_reconnect(qa);
-        qa->in_cb--;
-        maybe_free(qa);
-        return;
+    ev_tstamp now = ev_now(qa->loop);
+    if (qa->fail_streak++ == 0 || now - qa->fail_logged_at >= 30.0) {
+        char tries[24];
+        snprintf(tries, sizeof tries, "%d", qa->fail_streak);
+        hr_log(HR_LOG_WARN, "redis unreachable; retrying", "error", why && *why ? why : "unknown",
+               "#attempts", tries, NULL);
+        qa->fail_logged_at = now;
     }
+}
+
+/* became_connected: the connection is usable (made, and authenticated
+ * when a password is set) */
+static void became_connected(queue_async *qa)
+{
     qa->connected = 1;
     qa->backoff_ms = 0;
+    qa->fail_streak = 0;
     hr_log(HR_LOG_INFO, "redis connected", NULL);
     if (qa->state_cb && !qa->free_pending) {
         qa->depth++;
         qa->state_cb(qa, 1, qa->state_priv);
         qa->depth--;
     }
-    qa->in_cb--;
     /* a free asked for in state_cb completes on the closer timer */
+}
+
+/* on_auth: the connection counts as made only once AUTH is accepted. A
+ * refused one (wrong password, unknown user) would leave every command
+ * failing with NOAUTH: it is said (connect_failed) and the connection
+ * dropped, to be made again with backoff. */
+static void on_auth(redisAsyncContext *c, void *reply, void *priv)
+{
+    queue_async *qa = priv;
+    redisReply *r = reply;
+    if (!r) return; /* the connection went first */
+    if (r->type == REDIS_REPLY_ERROR) {
+        connect_failed(qa, r->str);
+        redisAsyncDisconnect(c);
+        return;
+    }
+    qa->in_cb++;
+    became_connected(qa);
+    qa->in_cb--;
+}
+
+static void on_connect(const redisAsyncContext *c, int status)
+{
+    queue_async *qa = c->data;
+    qa->in_cb++;
+    if (status != REDIS_OK) {
+        connect_failed(qa, c->errstr);
+        qa->ac = NULL; /* hiredis frees it after this callback */
+        if (!qa->free_pending) schedule_reconnect(qa);
+        qa->in_cb--;
+        maybe_free(qa);
+        return;
+    }
+    if (!qa->url.pass[0]) became_connected(qa); /* else on_auth does */
+    qa->in_cb--;
 }
 
 static void on_disconnect(const redisAsyncContext *c, int status)
@@ -455,6 +500,7 @@ static void start_connect(queue_async *qa)
     redisAsyncContext *ac = qa->url.unix_socket ? redisAsyncConnectUnix(qa->url.path)
                                                 : redisAsyncConnect(qa->url.host, qa->url.port);
     if (!ac || ac->err) {
+        connect_failed(qa, ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
         schedule_reconnect(qa);
         return;
@@ -469,9 +515,9 @@ static void start_connect(queue_async *qa)
     /* queued now, sent first once connected */
     if (qa->url.pass[0]) {
         if (qa->url.user[0])
-            redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", qa->url.user, qa->url.pass);
+            redisAsyncCommand(ac, on_auth, qa, "AUTH %s %s", qa->url.user, qa->url.pass);
         else
-            redisAsyncCommand(ac, NULL, NULL, "AUTH %s", qa->url.pass);
+            redisAsyncCommand(ac, on_auth, qa, "AUTH %s", qa->url.pass);
     }
     if (qa->url.db) redisAsyncCommand(ac, NULL, NULL, "SELECT %d", qa->url.db);
     if (qa->url.sentinel) redisAsyncCommand(ac, on_role, qa, "ROLE");

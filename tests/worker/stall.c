@@ -174,12 +174,51 @@ static void connect_black_holed(void)
     close(ls);
 }
 
+static int unreachable_said(void *arg)
+{
+    return log_count(arg, "redis unreachable; retrying") >= 1;
+}
+
+/* connect_failures_said: a worker that cannot reach Redis says why (it
+ * said nothing at all, for refused connections and refused passwords
+ * alike), once per run of failures rather than once per try, and a refused
+ * AUTH is not taken for a connection ("redis connected" / "lost" each try) */
+static void connect_failures_said(void)
+{
+    setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
+    char env[128];
+    snprintf(env, sizeof env, "HERALD_REDIS_URL=redis://127.0.0.1:%d", th_free_port());
+    pid_t w = wt_worker(env, "refused", "--processes", "1", NULL);
+    CHECK(th_wait_for(unreachable_said, "refused", 5000));
+    usleep(3000 * 1000); /* retries meanwhile: 50, 100 ... 2000 ms apart */
+    wt_term(w);
+    /* one line per process (the supervisor's and its worker's), not per try */
+    CHECK(log_count("refused", "redis unreachable; retrying") <= 2);
+    CHECK(log_count("refused", "Connection refused") >= 1);
+
+    th_redis *locked = th_redis_start(1, NULL);
+    free(th_redis_cmd(locked, "CONFIG SET requirepass right-one"));
+    snprintf(env, sizeof env, "HERALD_REDIS_URL=redis://:wrong-one@127.0.0.1:%d", locked->port);
+    w = wt_worker(env, "wrongpass", "--processes", "1", NULL);
+    CHECK(th_wait_for(unreachable_said, "wrongpass", 5000));
+    usleep(3000 * 1000);
+    wt_term(w);
+    unsetenv("HERALD_WORKER_NO_RECONCILER");
+    CHECK(log_count("wrongpass", "redis unreachable; retrying") <= 2);
+    CHECK(log_count("wrongpass", "WRONGPASS") >= 1);
+    CHECK_INT(log_count("wrongpass", "redis connected"), 0);
+    CHECK_INT(log_count("wrongpass", "redis connection lost"), 0);
+    CHECK_INT(log_count("wrongpass", "wrong-one"), 0); /* never the password */
+    th_redis_stop(locked);
+}
+
 int main(void)
 {
     wt_start("worker-redis-timeout-ms 300\n");
     th_run("redis_stalled", redis_stalled);
     th_run("charge_unanswered", charge_unanswered);
     th_run("connect_black_holed", connect_black_holed);
+    th_run("connect_failures_said", connect_failures_said);
     wt_stop();
     return th_main_end();
 }
