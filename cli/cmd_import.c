@@ -17,7 +17,8 @@ static int usage(void)
     fprintf(stderr,
             "usage: herald import [--format wxr|ghost|csv|ndjson] [--campaign NAME]\n"
             "                     [--dry-run [--json]] [--sync] [--skip-invalid] [--drafts]\n"
-            "                     [--seed N] [--now RFC3339] [--batch N] [--json] FILE\n"
+            "                     [--seed N] [--now RFC3339] [--batch N] [--lock-wait SECONDS]\n"
+            "                     [--json] FILE\n"
             "       herald preview [--format F] [--campaign NAME] [--drafts] [--seed N]\n"
             "                      [--now RFC3339] FILE   (every job as `format --json`)\n");
     return 2;
@@ -93,6 +94,7 @@ static int run_import(int argc, char **argv, int preview)
     const char *seed = cli_take_opt(&argc, argv, "seed");
     const char *now = cli_take_opt(&argc, argv, "now");
     const char *batch = cli_take_opt(&argc, argv, "batch");
+    const char *lock_wait = cli_take_opt(&argc, argv, "lock-wait");
     o.dry_run = cli_has_flag(&argc, argv, "dry-run");
     o.json = cli_has_flag(&argc, argv, "json");
     o.sync = cli_has_flag(&argc, argv, "sync");
@@ -131,6 +133,10 @@ static int run_import(int argc, char **argv, int preview)
     if (batch) {
         if (hr_parse_i64(batch, &v) < 0 || v < 1 || v > 100000) return usage();
         o.batch = (int)v;
+    }
+    if (lock_wait) {
+        if (hr_parse_i64(lock_wait, &v) < 0 || v < 0 || v > 86400) return usage();
+        o.lock_wait_s = v ? (int)v : -1;
     }
     o.progress = !no_progress && !o.dry_run && isatty(2);
     const hr_config *cfg = cli_config();

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -55,6 +56,7 @@ typedef struct pending {
  * again. */
 enum { HASH_PENDING = 0, HASH_GONE = 1 };
 #define LOCK_LEASE_MS 60000
+#define LOCK_WAIT_S 180 /* how long an import waits for a lane another plans */
 
 /* lease_ms is the lease of the import's lock and of its lanes' holds:
  * LOCK_LEASE_MS, or a test's (sched_test_lock_lease_ms: a killed import's
@@ -1294,35 +1296,54 @@ static int lock_stale(const imp *m)
  * with the lock and renewed with it by the same script, so a killed run's
  * lapse with its lock; the end of the run drops them. */
 
+/* The lanes' planning locks ({NS}:planning:LANE = "TOKEN CAMPAIGN"): an
+ * import reads its lanes' occupancy and then books slots in them for the
+ * whole run, so two imports (of different campaigns: the campaign lock
+ * keeps out the same one) planning into one lane at once would book the
+ * same slots. HOLD takes all of a run's planning locks at once or none
+ * (the first HOLD of the run, retried while another run has one), then
+ * renews them with the lock and the holds, on the same lease. */
+
 /* HOLD renews the lock if it still holds this run's token (compare and
- * renew: a bare PEXPIRE could renew another owner's lock) and, with the
- * same lease, this run's holds. KEYS[1] lock, KEYS[2] held; ARGV[1] token,
- * ARGV[2] lease ms, ARGV[3..] lanes. 1, or 0 when the lock is not ours. */
+ * renew: a bare PEXPIRE could renew another owner's lock), then, if no
+ * other run has one of the lanes' planning locks, takes or renews them all
+ * and, with the same lease, this run's holds. KEYS[1] lock, KEYS[2] held,
+ * KEYS[3..] planning:LANE per lane; ARGV[1] token, ARGV[2] lease ms,
+ * ARGV[3] campaign, ARGV[4..] lanes. 1; 0 when the lock is not ours;
+ * {lane's number (1-based), its owner} when another run has that lane. */
 static const char HOLD[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "local owner = ARGV[1] .. ' ' .. ARGV[3] "
+    "for i = 3, #KEYS do "
+    "  local v = redis.call('GET', KEYS[i]) "
+    "  if v and v ~= owner then return {i - 2, v} end "
+    "end "
+    "for i = 3, #KEYS do redis.call('SET', KEYS[i], owner, 'PX', ARGV[2]) end "
     "local t = redis.call('TIME') "
     "local exp = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2]) "
     "local z = {} "
-    "for i = 3, #ARGV do z[#z + 1] = exp z[#z + 1] = ARGV[1] .. '|' .. ARGV[i] end "
+    "for i = 4, #ARGV do z[#z + 1] = exp z[#z + 1] = ARGV[1] .. '|' .. ARGV[i] end "
     "if #z > 0 then redis.call('ZADD', KEYS[2], unpack(z)) end return 1";
 
-/* RELEASE ends a run: drops its holds (and lapsed ones), puts each lane's
- * due entry back at its earliest scheduled job (promote.lua moved it to
- * the hold's expiry), wakes the schedulers, and deletes the lock if it
- * still holds the token (a lane's set of the wrong type, which failed
- * the run, is left alone). KEYS[1] lock, KEYS[2] held, KEYS[3] due, then
- * sched:LANE per lane; ARGV[1] token, ARGV[2] wake channel, ARGV[3..]
- * the lanes. */
+/* RELEASE ends a run: drops its holds (and lapsed ones) and its planning
+ * locks, puts each lane's due entry back at its earliest scheduled job
+ * (promote.lua moved it to the hold's expiry), wakes the schedulers, and
+ * deletes the lock if it still holds the token (a lane's set of the wrong
+ * type, which failed the run, is left alone). KEYS[1] lock, KEYS[2] held,
+ * KEYS[3] due, then sched:LANE per lane, then planning:LANE per lane;
+ * ARGV[1] token, ARGV[2] wake channel, ARGV[3] campaign, ARGV[4..] the
+ * lanes. */
 static const char RELEASE[] =
     "local t = redis.call('TIME') "
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', "
     "  string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))) "
-    "local min "
-    "for i = 3, #ARGV do "
-    "  local member = 's|' .. ARGV[i] "
-    "  redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. ARGV[i]) "
-    "  local head = redis.pcall('ZRANGE', KEYS[i + 1], 0, 0, 'WITHSCORES') "
+    "local n, owner, min = #ARGV - 3, ARGV[1] .. ' ' .. ARGV[3] "
+    "for j = 1, n do "
+    "  local member = 's|' .. ARGV[j + 3] "
+    "  redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. ARGV[j + 3]) "
+    "  if redis.call('GET', KEYS[3 + n + j]) == owner then redis.call('DEL', KEYS[3 + n + j]) end "
+    "  local head = redis.pcall('ZRANGE', KEYS[3 + j], 0, 0, 'WITHSCORES') "
     "  if head.err then "
     "  elseif #head > 0 then "
     "    redis.call('ZADD', KEYS[3], head[2], member) "
@@ -1332,6 +1353,14 @@ static const char RELEASE[] =
     "if min then redis.call('PUBLISH', ARGV[2], min) end "
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 
+/* lane_key writes the key NAME:LANE of this run's lane i into key */
+static const char *lane_key(const imp *m, const char *name, int i, char *key, size_t size)
+{
+    char suffix[QUEUE_LANE_MAX + 16];
+    snprintf(suffix, sizeof suffix, "%s:%s", name, m->accts[i].lane);
+    return queue_key(queue_ns(m->q), suffix, key, size);
+}
+
 /* hold_argv writes the EVAL of HOLD (release 0) or RELEASE (1) on this
  * run's lanes into a new argv (free it with argv_free); returns argc */
 static int hold_argv(const imp *m, int release, char ***out)
@@ -1339,23 +1368,23 @@ static int hold_argv(const imp *m, int release, char ***out)
     const char *ns = queue_ns(m->q);
     char key[QUEUE_LANE_MAX + 300];
     int n = m->naccts, k = 0;
-    char **v = hr_calloc((size_t)(8 + 2 * n), sizeof *v);
+    char **v = hr_calloc((size_t)(9 + 3 * n), sizeof *v);
     v[k++] = hr_strdup("EVAL");
     v[k++] = hr_strdup(release ? RELEASE : HOLD);
-    v[k++] = hr_asprintf("%d", release ? 3 + n : 2);
+    v[k++] = hr_asprintf("%d", release ? 3 + 2 * n : 2 + n);
     v[k++] = hr_strdup(m->lock_key);
     v[k++] = hr_strdup(queue_key(ns, "held", key, sizeof key));
     if (release) {
         v[k++] = hr_strdup(queue_key(ns, "due", key, sizeof key));
-        for (int i = 0; i < n; i++) {
-            char suffix[QUEUE_LANE_MAX + 16];
-            snprintf(suffix, sizeof suffix, "sched:%s", m->accts[i].lane);
-            v[k++] = hr_strdup(queue_key(ns, suffix, key, sizeof key));
-        }
+        for (int i = 0; i < n; i++)
+            v[k++] = hr_strdup(lane_key(m, "sched", i, key, sizeof key));
     }
+    for (int i = 0; i < n; i++)
+        v[k++] = hr_strdup(lane_key(m, "planning", i, key, sizeof key));
     v[k++] = hr_strdup(m->lock_token);
     v[k++] = release ? hr_strdup(queue_key(ns, "wake", key, sizeof key))
                      : hr_asprintf("%d", lease_ms());
+    v[k++] = hr_strdup(m->cp->name);
     for (int i = 0; i < n; i++)
         v[k++] = hr_strdup(m->accts[i].lane);
     *out = v;
@@ -1381,15 +1410,45 @@ static redisReply *hold_run(imp *m, int release)
     return r;
 }
 
-/* lock_renew checks with a round trip that the lock still holds this
- * run's token and renews its lease and the run's holds (HOLD; the
- * connection must have no reply due). A lapsed lock is lost too: another
- * import may have run meanwhile. Returns 0, or -1 with err. */
-static int lock_renew(imp *m, hr_err *err)
+/* hold_try runs HOLD: 1 when the lock, the lanes' planning locks and the
+ * holds are this run's (taken or renewed), 0 when the lock is not ours, -1
+ * when Redis failed, 2 when another run has a lane's planning lock (that
+ * lane's index in *lane, the other run's campaign in other) */
+static int hold_try(imp *m, int *lane, char *other, size_t size)
 {
     redisReply *r = hold_run(m, 0);
-    long long ok = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    int rc = -1;
+    if (r && r->type == REDIS_REPLY_INTEGER) {
+        rc = r->integer == 1;
+    } else if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER &&
+               r->element[0]->integer >= 1 && r->element[0]->integer <= m->naccts &&
+               r->element[1]->type == REDIS_REPLY_STRING) {
+        *lane = (int)r->element[0]->integer - 1;
+        const char *sp = strchr(r->element[1]->str, ' ');
+        snprintf(other, size, "%s", sp ? sp + 1 : r->element[1]->str);
+        rc = 2;
+    }
     if (r) freeReplyObject(r);
+    return rc;
+}
+
+/* lock_renew checks with a round trip that the lock still holds this
+ * run's token and renews its lease, its lanes' planning locks and the
+ * run's holds (HOLD; the connection must have no reply due). A lapsed lock
+ * is lost too: another import may have run meanwhile. Returns 0, or -1
+ * with err. */
+static int lock_renew(imp *m, hr_err *err)
+{
+    int lane = 0;
+    char other[160];
+    int ok = hold_try(m, &lane, other, sizeof other);
+    if (ok == 2) {
+        hr_err_set(err, "import: lost lane %s to campaign %s's import: its planning lock lapsed",
+                   m->accts[lane].lane, other);
+        err->code = 1;
+        return -1;
+    }
     if (ok != 1) {
         hr_err_set(err, "import: lost the lock of campaign %s (%s): %s", m->cp->name, m->lock_key,
                    ok < 0 ? "Redis unreachable" : "another import holds it or it lapsed");
@@ -1908,9 +1967,48 @@ static void rollback(imp *m)
 
 /* ---- the lock: one import of a campaign at a time */
 
+/* lanes_take takes the run's lanes' planning locks, and its holds, before
+ * their occupancy is read (HOLD: all or none). While another import has
+ * one, it waits, polling with backoff (each try renews the lock), says so
+ * once on stderr, and gives up after --lock-wait (LOCK_WAIT_S). Returns 0,
+ * or -1 with m->err naming the lane and the other campaign. */
+static int lanes_take(imp *m)
+{
+    int64_t wait_ms = 1000LL * (m->o->lock_wait_s < 0    ? 0
+                                 : m->o->lock_wait_s > 0 ? m->o->lock_wait_s
+                                                         : LOCK_WAIT_S);
+    int64_t start = hr_mono_ms();
+    int pause_ms = 20, said = 0, lane = 0;
+    char other[160];
+    while (hold_try(m, &lane, other, sizeof other) == 2) {
+        int64_t waited = hr_mono_ms() - start;
+        char key[QUEUE_LANE_MAX + 300];
+        if (waited >= wait_ms) {
+            hr_err_set(m->err,
+                       "import: lane %s is being planned by campaign %s's import (lock %s); "
+                       "gave up after %lld s (--lock-wait): nothing was enqueued",
+                       m->accts[lane].lane, other,
+                       lane_key(m, "planning", lane, key, sizeof key), (long long)wait_ms / 1000);
+            m->err->code = 1;
+            return -1;
+        }
+        if (!said++)
+            fprintf(stderr,
+                    "herald import: campaign %s waits for lane %s, which campaign %s's import "
+                    "is planning (up to %lld s, --lock-wait)\n",
+                    m->cp->name, m->accts[lane].lane, other, (long long)wait_ms / 1000);
+        int64_t left = wait_ms - waited;
+        int64_t ms = pause_ms < left ? pause_ms : left;
+        nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
+        if (pause_ms < 1000) pause_ms *= 2;
+    }
+    return lock_renew(m, m->err); /* took them, or says why not */
+}
+
 /* lock_take takes {NS}:importing:<campaign> for this run, with a lease
  * that every batch's transaction renews; another import of the campaign
- * running is an error (exit 1: try again once it ends). */
+ * running is an error (exit 1: try again once it ends). Then it takes the
+ * lanes (lanes_take). */
 static int lock_take(imp *m)
 {
     char suffix[160];
@@ -1939,8 +2037,8 @@ static int lock_take(imp *m)
         m->lock_key[0] = '\0';
         return -1;
     }
-    /* the holds, before anything is written: lock_renew takes them */
-    return lock_renew(m, m->err);
+    /* the lanes and the holds, before anything is read or written */
+    return lanes_take(m);
 }
 
 /* lock_drop releases the run's holds (RELEASE: after the rollback, if it
@@ -2008,9 +2106,9 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         snprintf(suffix, sizeof suffix, "import:%s", m.cp->name);
         queue_key(queue_ns(m.q), suffix, m.index_key, sizeof m.index_key);
     }
-    /* the lock first: the occupancy read next must not be another import's
-     * of the campaign still being written (both would plan into the same
-     * slots) */
+    /* the lock and the lanes' planning locks first: the occupancy read
+     * next must not be another import's (of this campaign or another one
+     * on these lanes) still being written: both would book the same slots */
     if (!o->dry_run && lock_take(&m) < 0) goto out;
     if (load_contacts(&m, cfg) < 0 || load_taken(&m) < 0) goto out;
     if (!o->dry_run) {

@@ -264,6 +264,9 @@ typedef struct sched_import_opts {
     int64_t now_ms; /* 0: the clock */
     int batch;      /* jobs per enqueue call (0: 1000) */
     int progress;   /* progress bar on stderr */
+    /* seconds to wait for a lane another import is planning into before
+     * failing (0: 180; negative: fail at once) */
+    int lock_wait_s;
     FILE *out;      /* plan and invalid-item listing (NULL: stdout) */
     /* dry run: when set, called with each planned job instead of printing
      * the plan (herald preview); the job is borrowed for the call only */
