@@ -654,7 +654,9 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
 
 /* ---- pass 2: planning and writing a batch */
 
-static void plan_item(imp *m, const batch *b, pending *p, const int64_t *keep_ms)
+/* plan_item sets the run time of each job of item p. Returns 0, or -1 with
+ * m->err (a bad item: a post for which no slot fits) */
+static int plan_item(imp *m, const batch *b, pending *p, const int64_t *keep_ms)
 {
     long email_k = 0;
     int64_t email_start = 0;
@@ -680,9 +682,18 @@ static void plan_item(imp *m, const batch *b, pending *p, const int64_t *keep_ms
         } else {
             int64_t t =
                 sched_place(a, &m->taken[ai], m->seed, j->unique_key, m->now, p->publish_ms);
-            j->run_at_ms = t >= 0 ? t : m->now;
+            if (t < 0) {
+                hr_err_set(m->err,
+                           "import: item %s: no free slot for %s within the search horizon "
+                           "(a week of slots past the lane's last job)",
+                           p->source, lane);
+                m->err->code = 2;
+                return -1;
+            }
+            j->run_at_ms = t;
         }
     }
+    return 0;
 }
 
 /* plan_text returns (new) a planned job's text, and its length and limit,
@@ -1611,7 +1622,7 @@ static int edit_keeps_time(const imp *m, const queue_job *old, int64_t publish_m
  * first (an edit keeps its time): only those batches wait for the pipe. */
 static int plan_and_send(imp *m, batch *b)
 {
-    int edits = 0;
+    int edits = 0, rc = 0;
     for (int i = 0; i < b->npend; i++) {
         pending *p = &b->pend[i];
         redisReply *e = b->lookup->element[i];
@@ -1679,9 +1690,13 @@ static int plan_and_send(imp *m, batch *b)
             continue;
         }
         int64_t *keep = keeps[i];
-        plan_item(m, b, p, keep);
+        int planned = plan_item(m, b, p, keep);
         free(keep);
         keeps[i] = NULL;
+        if (planned < 0) {
+            rc = -1;
+            break;
+        }
         /* a new item whose jobs are all later than now, none of which has
          * a job or a done record, goes in with plain commands (under the
          * lock nothing else writes them); the others through the script,
@@ -1701,7 +1716,10 @@ static int plan_and_send(imp *m, batch *b)
         }
         if (!fresh && p->changed == 2) send_pending(m, b, p);
     }
+    for (int i = 0; i < b->npend; i++)
+        free(keeps[i]); /* those after a failed plan */
     free(keeps);
+    if (rc < 0) return -1;
     if (b->nout) {
         hr_err e = {0};
         b->eb = queue_enqueue_send_locked(m->q, b->out, b->nout, m->lock_token, &e);
@@ -1735,12 +1753,11 @@ static int pass2_flush(imp *m, int final)
         b = NULL;
     }
     if (m->o->dry_run) {
-        for (int i = 0; b && i < b->npend; i++) {
-            plan_item(m, b, &b->pend[i], NULL);
-            print_plan(m, b, &b->pend[i]);
-        }
+        int rc = 0;
+        for (int i = 0; b && i < b->npend && rc == 0; i++)
+            if ((rc = plan_item(m, b, &b->pend[i], NULL)) == 0) print_plan(m, b, &b->pend[i]);
         batch_free(m, b);
-        return 0;
+        return rc;
     }
     for (int last = 0;; last = 1) {
         batch *ready = m->looked;

@@ -150,6 +150,24 @@ static int parse_rate(const char *s, double *per_s)
     return 0;
 }
 
+/* quiet_sec is 1 when the local time of day sec is in a's quiet hours */
+static int quiet_sec(const sched_account *a, int sec)
+{
+    int f = a->quiet_from_sec, e = a->quiet_to_sec;
+    if (f < 0) return 0;
+    return f < e ? (sec >= f && sec < e) : (sec >= f || sec < e);
+}
+
+/* slots_all_quiet: a has slots and every one is in its quiet hours (the
+ * slot search would never end) */
+static int slots_all_quiet(const sched_account *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->nslots; i++)
+        n += quiet_sec(a, a->slots[i].sec);
+    return a->nslots > 0 && n == a->nslots;
+}
+
 int sched_account_parse(sched_account *a, int argc, char *const *argv, int64_t from_ms,
                         int64_t to_ms, hr_err *err)
 {
@@ -201,6 +219,18 @@ int sched_account_parse(sched_account *a, int argc, char *const *argv, int64_t f
             }
         }
 #undef KEY
+    }
+    if (slots_all_quiet(a)) {
+        char list[SCHED_MAX_SLOTS * 6 + 1] = "";
+        for (int i = 0; i < a->nslots; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%02d:%02d", i ? "," : "",
+                     a->slots[i].sec / 3600, a->slots[i].sec / 60 % 60);
+        hr_err_set(err,
+                   "slots: every slot (%s) is in the quiet hours (%02d:%02d-%02d:%02d): no post "
+                   "could be placed",
+                   list, a->quiet_from_sec / 3600, a->quiet_from_sec / 60 % 60,
+                   a->quiet_to_sec / 3600, a->quiet_to_sec / 60 % 60);
+        goto fail;
     }
     a->tz = sched_tz_new(tz, from_ms, to_ms, err);
     if (!a->tz) goto fail;
@@ -267,9 +297,7 @@ static int local_sec(const sched_account *a, int64_t t_ms)
 
 int sched_in_quiet(const sched_account *a, int64_t t_ms)
 {
-    if (a->quiet_from_sec < 0) return 0;
-    int s = local_sec(a, t_ms), f = a->quiet_from_sec, e = a->quiet_to_sec;
-    return f < e ? (s >= f && s < e) : (s >= f || s < e);
+    return a->quiet_from_sec >= 0 && quiet_sec(a, local_sec(a, t_ms));
 }
 
 int64_t sched_quiet_end(const sched_account *a, int64_t t_ms)
@@ -404,9 +432,14 @@ int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, cons
         return -1;
     }
     int64_t after = tk->cursor_ms > now_ms ? tk->cursor_ms : now_ms;
-    for (int n = 0; n < 200000; n++) {
+    /* a slot later than the last taken time by more than spacing and
+     * jitter always fits unless it is in quiet hours: a week of slots past
+     * that, none ever will (where 200,000 slots were tried, ~1 s a job) */
+    int64_t last = tk->n && tk->t[tk->n - 1] > after ? tk->t[tk->n - 1] : after;
+    int64_t horizon = last + S + 2 * J + 8 * 86400000LL;
+    for (;;) {
         int64_t s = sched_next_slot(a, after);
-        if (s < 0) return -1;
+        if (s < 0 || s > horizon) return -1;
         after = s;
         if (sched_in_quiet(a, s) || occupied(tk, s - J, s + J)) continue;
         int64_t lo = s - J > now_ms ? s - J : now_ms;
@@ -417,7 +450,6 @@ int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, cons
         sched_taken_add(tk, t);
         return t;
     }
-    return -1;
 }
 
 void sched_blocks_release(sched_blocks *b)

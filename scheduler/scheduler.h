@@ -121,7 +121,8 @@ typedef struct sched_account {
 
 /* sched_account_parse reads "platform:account key=value..." words (the
  * arguments of an "account" line; unknown keys are ignored). tz defaults to
- * UTC. The zone table spans [from_ms, to_ms]. Returns 0 or -1 with err. */
+ * UTC. The zone table spans [from_ms, to_ms]. An account with slots all
+ * in its quiet hours is refused. Returns 0 or -1 with err. */
 int sched_account_parse(sched_account *a, int argc, char *const *argv, int64_t from_ms,
                         int64_t to_ms, hr_err *err);
 void sched_account_release(sched_account *a);
@@ -165,7 +166,8 @@ int sched_taken_remove(sched_taken *tk, int64_t t_ms);
  * now_ms plus jitter in [-J, J]; an account without slots takes items as
  * soon as possible, one after the other (spacing apart, jitter in [0, J]). Spacing to every taken
  * time and quiet hours hold; the jitter is clamped to fit between neighbours. key seeds the jitter.
- * Returns the run time, or -1 when no slot is found. */
+ * Returns the run time, or -1 when no slot fits within a week of slots past
+ * the last time taken in tk (then none ever will). */
 int64_t sched_place(const sched_account *a, sched_taken *tk, uint64_t seed, const char *key,
                     int64_t now_ms, int64_t publish_ms);
 

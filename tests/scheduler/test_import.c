@@ -1494,6 +1494,39 @@ static void test_empty_post_bad_item(void)
     hr_config_free(c);
 }
 
+/* an account whose every slot is in its quiet hours is a config error
+ * naming it (its posts were planned "now", in quiet hours, all at once) */
+static void test_slots_all_quiet(void)
+{
+    hr_err err = {0};
+    hr_config *c = hr_config_parse("account x:@q credentials=x tz=Europe/Paris slots=daily@23:00 "
+                                   "quiet=22:00-07:00\ncampaign q platforms=x:@q\n",
+                                   "qq.conf", &err);
+    REQUIRE(c);
+    char *path = hr_asprintf("%s/six.ndjson", dir);
+    hr_buf b;
+    hr_buf_init(&b);
+    for (int i = 1; i <= 6; i++)
+        hr_buf_printf(&b, "{\"id\":%d,\"title\":\"Post %d\"}\n", i, i);
+    th_write_file(path, b.data);
+    hr_buf_release(&b);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    sched_import_opts o = {.path = path, .dry_run = 1, .out = out};
+    hr_parse_rfc3339("2026-11-22T22:30:00Z", &o.now_ms);
+    sched_import_stats st;
+    CHECK_INT(sched_import(NULL, c, &o, &st, &err), -1);
+    fclose(out);
+    CHECK_INT(err.code, 2);
+    CHECK_STR(err.msg, "qq.conf:1: account x:@q: slots: every slot (23:00) is in the quiet hours "
+                       "(22:00-07:00): no post could be placed");
+    CHECK_INT(len, 0); /* no plan printed */
+    free(buf);
+    free(path);
+    hr_config_free(c);
+}
+
 static void test_emails(void)
 {
     char *contacts = hr_asprintf("%s/contacts.csv", dir);
@@ -1613,6 +1646,7 @@ int main(void)
     th_run("dry_run_json", test_dry_run_json);
     th_run("dry_run_as_sent", test_dry_run_as_sent);
     th_run("empty_post_bad_item", test_empty_post_bad_item);
+    th_run("slots_all_quiet", test_slots_all_quiet);
     th_run("emails", test_emails);
     th_run("cli", test_cli);
     queue_free(Q);

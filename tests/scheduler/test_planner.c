@@ -252,6 +252,30 @@ static void test_no_slots_queue(void)
     sched_account_release(&a);
 }
 
+/* an account whose every slot is in its quiet hours is refused (the slot
+ * search could never place a post); the search itself gives up a week of
+ * slots past the last taken time instead of trying 200,000 slots */
+static void test_slots_all_quiet(void)
+{
+    sched_account a;
+    hr_err err = {0};
+    char *bad[] = {"x:@q", "tz=Europe/Paris", "slots=daily@23:00;sat@06:30", "quiet=22:00-07:00"};
+    CHECK(sched_account_parse(&a, 4, bad, 0, 86400000, &err) < 0);
+    CHECK_STR(err.msg, "slots: every slot (06:30,23:00) is in the quiet hours (22:00-07:00): "
+                       "no post could be placed");
+    REQUIRE(account(&a, "x:@q tz=Europe/Paris slots=daily@23:00,08:00 quiet=22:00-07:00") == 0);
+    sched_taken tk;
+    sched_taken_init(&tk);
+    int64_t now = utc("2026-11-22T22:30:00Z");
+    CHECK_INT(sched_place(&a, &tk, 1, "k1", now, 0), utc("2026-11-23T07:00:00Z"));
+    a.quiet_to_sec = 9 * 3600; /* 08:00 quiet too, as no config could say */
+    sched_taken_add(&tk, utc("2027-01-01T07:00:00Z"));
+    CHECK_INT(sched_place(&a, &tk, 1, "k2", now, 0), -1);
+    CHECK_INT(tk.n, 2);
+    sched_taken_release(&tk);
+    sched_account_release(&a);
+}
+
 static void test_rate(void)
 {
     sched_account a;
@@ -282,6 +306,7 @@ int main(void)
     th_run("reproducible", test_reproducible);
     th_run("taken_slots_skipped", test_taken_slots_skipped);
     th_run("no_slots_queue", test_no_slots_queue);
+    th_run("slots_all_quiet", test_slots_all_quiet);
     th_run("rate", test_rate);
     return th_main_end();
 }
