@@ -448,8 +448,7 @@ static void c_row(int term, void *arg)
         c->col_email = c->col_first = c->col_last = -1;
         for (int i = 0; i < c->row.n; i++) {
             char *h = c->row.v[i];
-            if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB)
-                memmove(h, h + 3, strlen(h + 3) + 1);
+            if (i == 0 && sched_bom_len(h, strlen(h))) memmove(h, h + 3, strlen(h + 3) + 1);
             norm_header(h);
             sched_strv_push(&c->header, h, strlen(h));
             if (c->col_email < 0 &&

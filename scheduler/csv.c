@@ -134,9 +134,7 @@ static void header_row(csv_ctx *c)
     for (int i = 0; i < c->ncols; i++) {
         char *h = c->fields.v[i];
         /* a UTF-8 byte order mark sticks to the first name */
-        if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB &&
-            (unsigned char)h[2] == 0xBF)
-            memmove(h, h + 3, strlen(h + 3) + 1);
+        if (i == 0 && sched_bom_len(h, strlen(h))) memmove(h, h + 3, strlen(h + 3) + 1);
         for (char *p = h; *p; p++)
             *p = (char)tolower((unsigned char)*p);
         sched_strv_push(&c->header, h, strlen(h));

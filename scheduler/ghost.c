@@ -45,9 +45,15 @@ static json_t *find_data(json_t *root)
 
 int sched_ghost_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *err)
 {
+    FILE *f = sched_src_open(s, err);
+    if (!f) return -1;
+    /* a byte order mark is no part of the JSON */
+    char bom[3];
+    size_t got = fread(bom, 1, sizeof bom, f);
+    if (!sched_bom_len(bom, got)) fseek(f, -(long)got, SEEK_CUR);
     json_error_t je;
-    json_t *root = s->path ? json_load_file(s->path, JSON_REJECT_DUPLICATES, &je)
-                           : json_loadb(s->mem, s->n, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
     if (!root) return hr_err_set(err, "%s:%d: malformed JSON: %s", s->name, je.line, je.text);
     json_t *data = json_is_object(root) ? find_data(root) : NULL;
     json_t *posts = data ? json_object_get(data, "posts") : NULL;

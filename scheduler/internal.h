@@ -44,6 +44,10 @@ int sched_parse_wall(const char *s, int *Y, int *M, int *D, int *sec_of_day);
  * zone. Returns 0 with *ms (0 for WordPress' "0000-00-00 00:00:00"), or -1. */
 int sched_parse_utc(const char *s, int64_t *ms);
 
+/* sched_bom_len returns 3 when the n bytes at s start with a UTF-8 byte
+ * order mark (Excel and Windows editors write one), else 0. */
+size_t sched_bom_len(const char *s, size_t n);
+
 /* sched_utf8_valid returns 1 when s is valid UTF-8. */
 int sched_utf8_valid(const char *s);
 

@@ -66,10 +66,7 @@ const char *sched_format_name(sched_format f)
  * is Ghost, and anything else is a CSV whose header row we recognise later. */
 sched_format sched_detect(const char *head, size_t n)
 {
-    size_t i = 0;
-    if (n >= 3 && (unsigned char)head[0] == 0xEF && (unsigned char)head[1] == 0xBB &&
-        (unsigned char)head[2] == 0xBF)
-        i = 3;
+    size_t i = sched_bom_len(head, n);
     while (i < n && isspace((unsigned char)head[i]))
         i++;
     if (i >= n) return SCHED_FMT_AUTO;
@@ -333,6 +330,11 @@ int sched_parse_utc(const char *s, int64_t *ms)
     tm.tm_mday = D;
     *ms = ((int64_t)timegm(&tm) + sec) * 1000;
     return 0;
+}
+
+size_t sched_bom_len(const char *s, size_t n)
+{
+    return n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0;
 }
 
 int sched_utf8_valid(const char *s)

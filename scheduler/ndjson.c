@@ -119,7 +119,8 @@ int sched_ndjson_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err 
         size_t len = (size_t)n;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
             len--;
-        size_t start = 0;
+        /* a byte order mark is no part of the first object */
+        size_t start = lineno == 1 ? sched_bom_len(line, len) : 0;
         while (start < len && (line[start] == ' ' || line[start] == '\t'))
             start++;
         if (start == len) continue;

@@ -298,6 +298,34 @@ static void test_ndjson(void)
     CHECK_INT(b.v[3].nvars, 1);
 }
 
+/* a UTF-8 byte order mark (Excel, Windows editors) is read past by every
+ * reader, as the CSV and WXR ones always did */
+static void test_bom(void)
+{
+    static const char nd[] =
+        "\xEF\xBB\xBF{\"id\":1,\"title\":\"One\"}\n{\"id\":2,\"title\":\"Two\"}\n";
+    static const char gh[] =
+        "\xEF\xBB\xBF{\"db\":[{\"meta\":{},\"data\":{\"posts\":[{\"id\":\"g1\","
+        "\"title\":\"G\",\"status\":\"published\"}]}}]}\n";
+    static const char cs[] = "\xEF\xBB\xBFid,title\nc1,C\n";
+    static const struct {
+        const char *data;
+        size_t n;
+        const char *name, *id;
+    } cases[] = {{nd, sizeof nd - 1, "bom.ndjson", "ndjson:1"},
+                 {gh, sizeof gh - 1, "bom.json", "ghost:g1"},
+                 {cs, sizeof cs - 1, "bom.csv", "csv:c1"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hr_err err = {0};
+        b.n = 0;
+        CHECK(sched_read_mem(cases[i].data, cases[i].n, cases[i].name, SCHED_FMT_AUTO, collect, &b,
+                             &err) == 0);
+        REQUIRE(b.n >= 1);
+        CHECK_STR(b.v[0].id, cases[i].id);
+        CHECK_STR(b.v[0].error, "");
+    }
+}
+
 static void test_detect_and_html(void)
 {
     CHECK_INT(sched_detect("<?xml", 5), SCHED_FMT_WXR);
@@ -324,6 +352,7 @@ int main(void)
     th_run("csv", test_csv);
     th_run("csv_errors", test_csv_errors);
     th_run("ndjson", test_ndjson);
+    th_run("bom", test_bom);
     th_run("detect_and_html", test_detect_and_html);
     return th_main_end();
 }
