@@ -33,6 +33,11 @@ typedef struct sb_fault {
 typedef struct sb_rec {
     char *platform, *kind, *method, *path, *idem, *id;
     char *scope; /* whose Idempotency-Key idem is: "<account> <path>" */
+    /* answered otherwise than by the platform: an injected fault ("429",
+     * "500", "drop", "refusal"), a repeated key's first answer (replay),
+     * or no route; such records are aside, listed only with ?all=1 */
+    const char *fault;
+    int replay, aside;
     json_t *body; /* the request body: parsed JSON, a form as an object, or a string */
     int status;
     char *resp;      /* answer body */
@@ -249,8 +254,7 @@ static void rec_free(sb_rec *x)
 
 /* find_idem returns the accepted request that first used key in scope
  * (idem_scope) on platform, or NULL */
-static sb_rec *find_idem(hook_sandbox *s, const char *platform, const char *scope,
-                         const char *key)
+static sb_rec *find_idem(hook_sandbox *s, const char *platform, const char *scope, const char *key)
 {
     for (int i = 0; i < s->nrecs; i++) {
         sb_rec *x = s->recs[i];
@@ -1358,10 +1362,14 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
 
 static json_t *rec_json(const sb_rec *x)
 {
+    /* created: this request made a post, email, container or session */
     json_t *o =
-        json_pack("{ssssssss si si sI sO}", "platform", x->platform, "kind", x->kind, "method",
-                  x->method, "path", x->path, "status", x->status, "duplicates", x->duplicates,
+        json_pack("{ssssssss si sb si sI sO}", "platform", x->platform, "kind", x->kind, "method",
+                  x->method, "path", x->path, "status", x->status, "created",
+                  x->id && !x->aside && strcmp(x->kind, "read") != 0, "duplicates", x->duplicates,
                   "received_ms", (json_int_t)x->received_ms, "body", x->body);
+    if (x->fault) json_object_set_new(o, "fault", json_string(x->fault));
+    if (x->replay) json_object_set_new(o, "replay", json_true());
     if (x->id) json_object_set_new(o, "id", json_string(x->id));
     if (x->idem) json_object_set_new(o, "idempotency_key", json_string(x->idem));
     if (x->text) json_object_set_new(o, "text", json_string(x->text));
@@ -1387,16 +1395,20 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
     int post = strcmp(hook_req_method(r), "POST") == 0;
     hr_err err = {0};
     if (!strcmp(path, "posts")) {
-        char plat[32] = "", kind[32] = "";
+        char plat[32] = "", kind[32] = "", all[8] = "";
         hook_req_query_param(r, "platform", plat, sizeof plat);
         hook_req_query_param(r, "kind", kind, sizeof kind);
+        hook_req_query_param(r, "all", all, sizeof all);
+        int everything = all[0] && strcmp(all, "0") != 0;
         json_t *a = json_array();
         long dups = 0;
         for (int i = 0; i < s->nrecs; i++) {
             sb_rec *x = s->recs[i];
             if ((plat[0] && strcmp(plat, x->platform)) || (kind[0] && strcmp(kind, x->kind)))
                 continue;
-            if (!kind[0] && !strcmp(x->kind, "read")) continue; /* polls only when asked */
+            /* by default what the platforms answered, polls only when
+             * asked; all=1: every request */
+            if (!everything && (x->aside || (!kind[0] && !strcmp(x->kind, "read")))) continue;
             dups += x->duplicates;
             json_array_append_new(a, rec_json(x));
         }
@@ -1603,24 +1615,33 @@ static void on_request(hook_req *r, void *priv)
     const route *rt = find_route(hook_req_method(r), path);
     if (!rt && !strcmp(hook_req_method(r), "POST") && hook_req_header(r, "X-Herald-Signature"))
         rt = find_route("POST", "/hook/"); /* a generic relay at any path */
+    /* every request is recorded, whatever its fate; what was answered
+     * otherwise than by the platform's handler is set aside */
+    sb_rec *x = rec_new(s, rt ? rt->platform : "none", rt ? rt->kind : "unrouted", r);
+    int xi = s->nrecs - 1;
     if (!rt) {
+        x->aside = 1;
         reply_json(&o, 404, json_pack("{ss}", "error", "not found"));
+        x->status = 404;
         return send_reply(r, &o);
     }
     sb_fault *f = fault_for(s, rt->platform);
     int slow = 0;
     if (f) {
-        double x = rnd(s);
+        double v = rnd(s);
         slow = f->slow_ms;
-        if (x < f->drop) {
+        if (v < f->drop) {
             s->faults_injected++;
+            x->aside = 1;
+            x->fault = "drop"; /* status 0: no answer */
             hr_buf_release(&o.body);
             hr_buf_release(&o.hdrs);
             return hook_req_drop(r);
         }
-        x = rnd(s);
-        if (x < f->rate429) {
+        v = rnd(s);
+        if (v < f->rate429) {
             s->faults_injected++;
+            x->fault = "429";
             char ra[24], reset[24];
             snprintf(ra, sizeof ra, "%d", f->retry_after_s);
             snprintf(reset, sizeof reset, "%lld",
@@ -1632,9 +1653,10 @@ static void on_request(hook_req *r, void *priv)
             reply_json(&o, 429, json_pack("{ss si}", "title", "Too Many Requests", "status", 429));
             goto answer;
         }
-        x = rnd(s);
-        if (x < f->rate500) {
+        v = rnd(s);
+        if (v < f->rate500) {
             s->faults_injected++;
+            x->fault = "500";
             reply_json(&o, 500, json_pack("{ss}", "error", "sandbox: injected server error"));
             goto answer;
         }
@@ -1644,6 +1666,7 @@ static void on_request(hook_req *r, void *priv)
         if (f->rate4xx > 0 && strcmp(rt->kind, "read") != 0 && strcmp(rt->kind, "session") != 0 &&
             rnd(s) < f->rate4xx) {
             s->faults_injected++;
+            x->fault = "refusal";
             refuse(&o, rt->platform, f->status4xx, f->message);
             goto answer;
         }
@@ -1658,38 +1681,36 @@ static void on_request(hook_req *r, void *priv)
     if (prev) {
         free(scope);
         prev->duplicates++;
+        x->replay = 1;
         o.status = prev->status;
         hr_buf_puts(&o.body, prev->resp ? prev->resp : "");
         if (prev->resp_hdrs) hr_buf_puts(&o.hdrs, prev->resp_hdrs);
         goto answer;
     }
-    if (strcmp(rt->kind, "read") == 0) {
-        rt->fn(s, r, &o, NULL);
-        /* recorded (kind=read) so tests can count read-backs and polls;
-         * not the answer, which can be large */
-        sb_rec *x = rec_new(s, rt->platform, rt->kind, r);
-        x->status = o.status ? o.status : 500;
-    } else {
-        sb_rec *x = rec_new(s, rt->platform, rt->kind, r);
-        x->scope = scope;
-        rt->fn(s, r, &o, x);
-        if (!o.status) o.status = 500;
-        x->status = o.status;
-        x->resp = hr_strdup(o.body.data ? o.body.data : "");
-        x->resp_hdrs = hr_strdup(o.hdrs.data ? o.hdrs.data : "");
-        if (o.status / 100 != 2) {
-            free(x->id);
-            x->id = NULL;
-        } else if (s->auto_events && s->webhooks_url && !strcmp(rt->kind, "email")) {
-            hr_err err = {0};
-            if (fire_event(s, x, HOOK_EV_DELIVERED, 1, &err) != 0)
-                hr_log(HR_LOG_WARN, "sandbox: cannot fire delivered event", "error", err.msg, NULL);
-        } else if (s->auto_events && s->webhooks_url && s->generic_key &&
-                   !strcmp(rt->kind, "post") && strcmp(rt->platform, "webhook") != 0) {
-            fire_later(s, s->nrecs - 1);
-        }
+    x->scope = scope;
+    rt->fn(s, r, &o, x);
+    if (!o.status) o.status = 500;
+    int ok = o.status / 100 == 2;
+    if (!ok) {
+        free(x->id);
+        x->id = NULL;
+    }
+    /* kept to replay a repeated key; not for a read, whose answer can be
+     * large */
+    if (strcmp(rt->kind, "read") == 0) goto answer;
+    x->resp = hr_strdup(o.body.data ? o.body.data : "");
+    x->resp_hdrs = hr_strdup(o.hdrs.data ? o.hdrs.data : "");
+    if (ok && s->auto_events && s->webhooks_url && !strcmp(rt->kind, "email")) {
+        hr_err err = {0};
+        if (fire_event(s, x, HOOK_EV_DELIVERED, 1, &err) != 0)
+            hr_log(HR_LOG_WARN, "sandbox: cannot fire delivered event", "error", err.msg, NULL);
+    } else if (ok && s->auto_events && s->webhooks_url && s->generic_key &&
+               !strcmp(rt->kind, "post") && strcmp(rt->platform, "webhook") != 0) {
+        fire_later(s, xi);
     }
 answer:
+    x->status = o.status;
+    if (x->fault || x->replay) x->aside = 1;
     if (slow > 0) {
         delayed *d = hr_calloc(1, sizeof *d);
         d->r = r;
@@ -1779,30 +1800,6 @@ static char *header_of(const char *data, size_t len, const char *name)
 static int on_smtp(void *priv, const hook_smtpd_msg *m, char *line, size_t cap)
 {
     hook_sandbox *s = priv;
-    sb_fault *f = fault_for(s, "smtp");
-    if (f) {
-        if (rnd(s) < f->drop) {
-            s->faults_injected++;
-            return -1;
-        }
-        if (rnd(s) < f->rate429) {
-            s->faults_injected++;
-            snprintf(line, cap, "451 4.7.1 sandbox: too many messages, try again in %d s",
-                     f->retry_after_s);
-            return 0;
-        }
-        if (rnd(s) < f->rate500) {
-            s->faults_injected++;
-            snprintf(line, cap, "451 4.3.0 sandbox: injected temporary failure");
-            return 0;
-        }
-        if (f->rate4xx > 0 && rnd(s) < f->rate4xx) {
-            s->faults_injected++;
-            snprintf(line, cap, "550 5.7.1 %s",
-                     f->message[0] ? f->message : "sandbox: message refused");
-            return 0;
-        }
-    }
     sb_rec *x = rec_add(s, "smtp", "email", "SMTP", "DATA");
     /* what is not UTF-8 is left out of the record (jansson returns NULL) */
     json_t *to = json_array();
@@ -1812,6 +1809,39 @@ static int on_smtp(void *priv, const hook_smtpd_msg *m, char *line, size_t cap)
     json_object_set_new(x->body, "from", json_string(m->from));
     json_object_set_new(x->body, "to", to);
     json_object_set_new(x->body, "data", json_stringn(m->data, m->len));
+    sb_fault *f = fault_for(s, "smtp");
+    if (f) {
+        x->aside = 1; /* unless no fault is drawn, below */
+        if (rnd(s) < f->drop) {
+            s->faults_injected++;
+            x->fault = "drop";
+            return -1;
+        }
+        if (rnd(s) < f->rate429) {
+            s->faults_injected++;
+            x->fault = "429";
+            x->status = 451;
+            snprintf(line, cap, "451 4.7.1 sandbox: too many messages, try again in %d s",
+                     f->retry_after_s);
+            return 0;
+        }
+        if (rnd(s) < f->rate500) {
+            s->faults_injected++;
+            x->fault = "500";
+            x->status = 451;
+            snprintf(line, cap, "451 4.3.0 sandbox: injected temporary failure");
+            return 0;
+        }
+        if (f->rate4xx > 0 && rnd(s) < f->rate4xx) {
+            s->faults_injected++;
+            x->fault = "refusal";
+            x->status = 550;
+            snprintf(line, cap, "550 5.7.1 %s",
+                     f->message[0] ? f->message : "sandbox: message refused");
+            return 0;
+        }
+        x->aside = 0;
+    }
     x->id = rand_token(16);
     x->email = hr_strdup(m->rcpt[0]);
     x->job = header_of(m->data, m->len, "X-Herald-Job");

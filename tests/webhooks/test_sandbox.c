@@ -463,6 +463,76 @@ static void test_idempotency_everywhere(void)
     CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
 }
 
+/* fault_set POSTs a fault setting and returns the status */
+static long fault_set(const char *json)
+{
+    return status_of("POST", "/_sandbox/faults", NULL, json);
+}
+
+/* every request is recorded with its status: by default /_sandbox/posts
+ * lists what the platforms answered (as before); ?all=1 adds faulted,
+ * replayed, unrouted requests and reads, each saying whether it created a
+ * post */
+static void test_record_everything(void)
+{
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+    const char *noauth[] = {"Content-Type: application/json", NULL};
+    const char *keyed[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                           "Idempotency-Key: rec-1", NULL};
+    CHECK_INT(status_of("POST", "/2/tweets", noauth, "{\"text\":\"x\"}"), 401);
+    CHECK_INT(status_of("POST", "/2/tweets", bearer, "{}"), 400);
+    CHECK_INT(status_of("POST", "/2/tweets", keyed, "{\"text\":\"kept\"}"), 201);
+    CHECK_INT(status_of("POST", "/2/tweets", keyed, "{\"text\":\"kept\"}"), 201); /* replay */
+    CHECK_INT(status_of("GET", "/2/tweets/404404", bearer, NULL), 404);
+    CHECK_INT(status_of("GET", "/nowhere", NULL, NULL), 404);
+    CHECK_INT(fault_set("{\"platform\":\"x\",\"rate429\":1}"), 200);
+    CHECK_INT(status_of("POST", "/2/tweets", bearer, "{\"text\":\"a\"}"), 429);
+    CHECK_INT(fault_set("{\"platform\":\"x\",\"rate500\":1}"), 200);
+    CHECK_INT(status_of("POST", "/2/tweets", bearer, "{\"text\":\"b\"}"), 500);
+    CHECK_INT(fault_set("{\"platform\":\"x\",\"drop\":1}"), 200);
+    CHECK_INT(status_of("POST", "/2/tweets", bearer, "{\"text\":\"c\"}"), 0);
+    CHECK_INT(fault_set("{\"platform\":\"x\",\"rate4xx\":1}"), 200);
+    CHECK_INT(status_of("POST", "/2/tweets", bearer, "{\"text\":\"d\"}"), 403);
+    CHECK_INT(fault_set("{\"platform\":\"x\"}"), 200);
+    resp r;
+    req("GET", "/_sandbox/posts", NULL, NULL, &r);
+    json_t *j = json_of(&r);
+    resp_release(&r);
+    CHECK_INT(json_integer_value(json_object_get(j, "count")), 3); /* 401, 400, 201 */
+    CHECK_INT(json_integer_value(json_object_get(j, "duplicates")), 1);
+    json_decref(j);
+    req("GET", "/_sandbox/posts?all=1", NULL, NULL, &r);
+    j = json_of(&r);
+    resp_release(&r);
+    /* in the order received: status, fault, created */
+    static const struct {
+        const char *path;
+        int status;
+        const char *fault;
+        int created;
+    } want[] = {
+        {"/2/tweets", 401, NULL, 0},        {"/2/tweets", 400, NULL, 0},
+        {"/2/tweets", 201, NULL, 1},        {"/2/tweets", 201, NULL, 0},
+        {"/2/tweets/404404", 404, NULL, 0}, {"/nowhere", 404, NULL, 0},
+        {"/2/tweets", 429, "429", 0},       {"/2/tweets", 500, "500", 0},
+        {"/2/tweets", 0, "drop", 0},        {"/2/tweets", 403, "refusal", 0},
+    };
+    json_t *posts = json_object_get(j, "posts");
+    CHECK_INT(json_array_size(posts), HR_ARRAY_LEN(want));
+    for (size_t i = 0; i < HR_ARRAY_LEN(want) && i < json_array_size(posts); i++) {
+        json_t *p = json_array_get(posts, i);
+        CHECK_STR(json_string_value(json_object_get(p, "path")), want[i].path);
+        CHECK_INT(json_integer_value(json_object_get(p, "status")), want[i].status);
+        CHECK(hr_streq(json_string_value(json_object_get(p, "fault")), want[i].fault));
+        CHECK_INT(json_is_true(json_object_get(p, "created")), want[i].created);
+    }
+    CHECK(json_is_true(json_object_get(json_array_get(posts, 3), "replay")));
+    CHECK_STR(json_string_value(json_object_get(json_array_get(posts, 5), "kind")), "unrouted");
+    CHECK_INT(json_integer_value(json_object_get(j, "duplicates")), 1);
+    json_decref(j);
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+}
+
 static void test_bluesky(void)
 {
     resp r;
@@ -901,6 +971,7 @@ int main(void)
     th_run("emails_and_loop", test_emails_and_loop);
     th_run("faults", test_faults);
     th_run("refusals", test_refusals);
+    th_run("record_everything", test_record_everything);
     th_run("relay", test_relay);
     th_run("stop", test_stop);
     free(dir);
