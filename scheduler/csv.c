@@ -69,8 +69,9 @@ typedef struct csv_ctx {
     long rows;
     sched_strv fields; /* the current row */
     sched_strv header;
-    int colmap[64]; /* header index -> C_ column, or -1: a variable */
-    int ncols;
+    int *colmap; /* header index -> C_ column, or -1: a variable */
+    int ncols;   /* the header's fields: as many as it has */
+    long header_line;
     int have[C_NCOLS];
     tz_cache *zones;
     int nzones;
@@ -130,7 +131,9 @@ static const char *field(csv_ctx *c, int col)
 
 static void header_row(csv_ctx *c)
 {
-    c->ncols = c->fields.n < 64 ? c->fields.n : 64;
+    c->ncols = c->fields.n;
+    c->header_line = c->row_line;
+    c->colmap = hr_malloc((size_t)c->ncols * sizeof *c->colmap);
     for (int i = 0; i < c->ncols; i++) {
         char *h = c->fields.v[i];
         /* a UTF-8 byte order mark sticks to the first name */
@@ -194,7 +197,8 @@ static void on_row(int term, void *arg)
     queue_kv *vars = NULL;
     int nvars = 0;
     if (c->fields.n != c->ncols)
-        snprintf(why, sizeof why, "row has %d fields, the header has %d", c->fields.n, c->ncols);
+        snprintf(why, sizeof why, "row has %d fields, the header row (line %ld) has %d",
+                 c->fields.n, c->header_line, c->ncols);
     for (int i = 0; i < c->fields.n && !why[0]; i++)
         if (!sched_utf8_valid(c->fields.v[i]))
             snprintf(why, sizeof why, "column %d is not valid UTF-8", i + 1);
@@ -274,6 +278,7 @@ int sched_csv_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *er
     fclose(f);
     sched_strv_release(&c.fields);
     sched_strv_release(&c.header);
+    free(c.colmap);
     for (int i = 0; i < c.nzones; i++) {
         free(c.zones[i].name);
         sched_tz_free(c.zones[i].tz);

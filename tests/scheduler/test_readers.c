@@ -282,6 +282,31 @@ static void test_csv_errors(void)
     CHECK(strstr(err.msg, "x.csv:1: the header row names no") == err.msg);
 }
 
+/* a calendar may have any number of columns: 72 here, every one a
+ * variable but id and title; a short row names the header's line */
+static void test_csv_wide(void)
+{
+    hr_buf t;
+    hr_buf_init(&t);
+    hr_buf_puts(&t, "\n\nid,title");
+    for (int i = 3; i <= 72; i++)
+        hr_buf_printf(&t, ",v%d", i);
+    hr_buf_puts(&t, "\nw1,Wide");
+    for (int i = 3; i <= 72; i++)
+        hr_buf_printf(&t, ",%d", i);
+    hr_buf_puts(&t, "\nw2,Short,3\n");
+    hr_err err = {0};
+    b.n = 0;
+    REQUIRE(sched_read_mem(t.data, t.len, "wide.csv", SCHED_FMT_CSV, collect, &b, &err) == 0);
+    hr_buf_release(&t);
+    REQUIRE(b.n == 2);
+    CHECK_STR(b.v[0].id, "csv:w1");
+    CHECK_STR(b.v[0].error, "");
+    CHECK_INT(b.v[0].nvars, 70);
+    CHECK_INT(b.v[1].line, 5);
+    CHECK_STR(b.v[1].error, "row has 3 fields, the header row (line 3) has 72");
+}
+
 static void test_ndjson(void)
 {
     hr_err err = {0};
@@ -351,6 +376,7 @@ int main(void)
     th_run("ghost_edges", test_ghost_edges);
     th_run("csv", test_csv);
     th_run("csv_errors", test_csv_errors);
+    th_run("csv_wide", test_csv_wide);
     th_run("ndjson", test_ndjson);
     th_run("bom", test_bom);
     th_run("detect_and_html", test_detect_and_html);
