@@ -767,11 +767,33 @@ static void meta_error(sb_reply *o, int status, int code, const char *msg)
                          code == 190 ? "OAuthException" : "GraphMethodException", "code", code));
 }
 
-static int meta_auth(hook_req *r, sb_reply *o)
+/* graph_params adds to x->body the query string's parameters it lacks: the
+ * Graph API takes each parameter, access_token too, in the query string or
+ * the body (form or JSON) alike */
+static void graph_params(const hook_req *r, sb_rec *x)
+{
+    const char *q = hook_req_query(r);
+    if (!*q) return;
+    json_t *qp = form_to_json(q, strlen(q));
+    if (!json_is_object(x->body)) {
+        json_decref(x->body);
+        x->body = json_object();
+    }
+    json_object_update_missing(x->body, qp);
+    json_decref(qp);
+}
+
+/* meta_token returns the access token of a Graph request (borrowed): the
+ * Bearer header, else access_token among its parameters */
+static const char *meta_token(const hook_req *r, const sb_rec *x)
 {
     const char *tok = bearer(r);
-    char q[256];
-    if (!tok && hook_req_query_param(r, "access_token", q, sizeof q) == 0) tok = q;
+    return tok ? tok : json_string_value(json_object_get(x->body, "access_token"));
+}
+
+static int meta_auth(hook_req *r, const sb_rec *x, sb_reply *o)
+{
+    const char *tok = meta_token(r, x);
     if (!tok || strcmp(tok, "invalid") == 0) {
         meta_error(o, 400, 190, "Invalid OAuth access token.");
         return -1;
@@ -781,7 +803,7 @@ static int meta_auth(hook_req *r, sb_reply *o)
 
 static void threads_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    if (meta_auth(r, o) != 0) return;
+    if (meta_auth(r, x, o) != 0) return;
     const char *mt = json_string_value(json_object_get(x->body, "media_type"));
     const char *text = json_string_value(json_object_get(x->body, "text"));
     if (!mt || strcmp(mt, "TEXT") != 0 || !text || !text[0])
@@ -795,7 +817,7 @@ static void threads_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 
 static void threads_publish(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    if (meta_auth(r, o) != 0) return;
+    if (meta_auth(r, x, o) != 0) return;
     const char *cid = json_string_value(json_object_get(x->body, "creation_id"));
     sb_rec *c = cid ? find_id(s, "threads", "container", cid) : NULL;
     if (!c) return meta_error(o, 400, 100, "Param creation_id is not a valid container");
@@ -846,7 +868,7 @@ static void threads_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 
 static void fb_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    if (meta_auth(r, o) != 0) return;
+    if (meta_auth(r, x, o) != 0) return;
     const char *msg = json_string_value(json_object_get(x->body, "message"));
     if (!msg || !msg[0]) return meta_error(o, 400, 100, "(#100) Missing message or attachment");
     long limit, len = text_len("facebook", msg, &limit);
@@ -1587,13 +1609,12 @@ static void on_delay(struct ev_loop *loop, ev_timer *w, int revents)
  * user), and a key means nothing at another path. The account is the
  * credential the request carries; a Bluesky token stands for its DID,
  * which outlives a session refresh. */
-static char *idem_scope(hook_sandbox *s, const hook_req *r, const char *platform)
+static char *idem_scope(hook_sandbox *s, const hook_req *r, const sb_rec *x)
 {
-    const sb_session *ss = !strcmp(platform, "bluesky") ? session_of(s, r) : NULL;
+    const sb_session *ss = !strcmp(x->platform, "bluesky") ? session_of(s, r) : NULL;
     const char *acct = ss ? ss->did : hook_req_header(r, "Authorization");
     if (!acct) acct = hook_req_header(r, "X-Postmark-Server-Token");
-    char q[256];
-    if (!acct && hook_req_query_param(r, "access_token", q, sizeof q) == 0) acct = q;
+    if (!acct) acct = meta_token(r, x);
     return hr_asprintf("%s %s", acct ? acct : "", hook_req_path(r));
 }
 
@@ -1625,6 +1646,7 @@ static void on_request(hook_req *r, void *priv)
         x->status = 404;
         return send_reply(r, &o);
     }
+    if (!strcmp(rt->platform, "threads") || !strcmp(rt->platform, "facebook")) graph_params(r, x);
     sb_fault *f = fault_for(s, rt->platform);
     int slow = 0;
     if (f) {
@@ -1675,7 +1697,7 @@ static void on_request(hook_req *r, void *priv)
      * hour, per account and path: a repeat gets the first answer and is
      * counted as a duplicate, so a test sees a send made twice. */
     const char *idem = hook_req_header(r, "Idempotency-Key");
-    char *scope = idem && strcmp(rt->kind, "read") ? idem_scope(s, r, rt->platform) : NULL;
+    char *scope = idem && strcmp(rt->kind, "read") ? idem_scope(s, r, x) : NULL;
     sb_rec *prev = scope ? find_idem(s, rt->platform, scope, idem) : NULL;
     if (prev && hr_now_ms() - prev->received_ms > 3600 * 1000) prev = NULL;
     if (prev) {
@@ -1688,7 +1710,15 @@ static void on_request(hook_req *r, void *priv)
         goto answer;
     }
     x->scope = scope;
-    rt->fn(s, r, &o, x);
+    const char *ct = hook_req_header(r, "Content-Type");
+    if (ct && !strncasecmp(ct, "multipart/form-data", 19))
+        /* no MIME parser among herald's libraries (libmicrohttpd's post
+         * processor needs its own server's connection): say so plainly */
+        refuse(&o, rt->platform, 415,
+               "sandbox: multipart/form-data bodies are not supported; send the form as "
+               "application/x-www-form-urlencoded (as herald does)");
+    else
+        rt->fn(s, r, &o, x);
     if (!o.status) o.status = 500;
     int ok = o.status / 100 == 2;
     if (!ok) {

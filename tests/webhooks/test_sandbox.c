@@ -687,6 +687,62 @@ static int counted_twice(void *arg)
     return ok;
 }
 
+/* the Graph API takes its parameters, access_token too, in the query string
+ * or the form alike; a multipart form (curl -F) is answered 415 with a
+ * message saying what to send instead, in Mailgun's own shape */
+static void test_bodies(void)
+{
+    resp r;
+    req("POST", "/v1.0/123/threads?access_token=t&media_type=TEXT&text=hi", NULL, "", &r);
+    CHECK_INT(r.status, 200);
+    json_t *c = json_of(&r);
+    resp_release(&r);
+    char *path = hr_asprintf("/v1.0/123/threads_publish?access_token=t&creation_id=%s",
+                             json_string_value(json_object_get(c, "id")));
+    CHECK_INT(status_of("POST", path, NULL, ""), 200);
+    free(path);
+    json_decref(c);
+    CHECK_INT(status_of("POST", "/v1.0/123/threads?media_type=TEXT&text=hi", NULL, ""), 400);
+    const char *form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    req("POST", "/v19.0/1122334455/feed", form, "access_token=t&message=hello", &r);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body.data, "\"1122334455_"));
+    resp_release(&r);
+    req("POST", "/v19.0/1122334455/feed", form, "access_token=invalid&message=hello", &r);
+    CHECK_INT(r.status, 400);
+    CHECK(strstr(r.body.data, "\"code\":190"));
+    resp_release(&r);
+
+    CURL *h = curl_easy_init();
+    char url[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v3/mg.shop.example/messages", sport);
+    curl_mime *m = curl_mime_init(h);
+    const char *fields[][2] = {{"from", "a@b.c"}, {"to", "x@y.z"}, {"subject", "s"}, {"text", "x"}};
+    for (size_t i = 0; i < HR_ARRAY_LEN(fields); i++) {
+        curl_mimepart *part = curl_mime_addpart(m);
+        curl_mime_name(part, fields[i][0]);
+        curl_mime_data(part, fields[i][1], CURL_ZERO_TERMINATED);
+    }
+    hr_buf body;
+    hr_buf_init(&body);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_MIMEPOST, m);
+    curl_easy_setopt(h, CURLOPT_USERPWD, "api:key-test");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    long status = 0;
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    CHECK_INT(status, 415);
+    json_t *j = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    CHECK(msg && strstr(msg, "application/x-www-form-urlencoded"));
+    json_decref(j);
+    hr_buf_release(&body);
+    curl_mime_free(m);
+    curl_easy_cleanup(h);
+}
+
 static void test_emails_and_loop(void)
 {
     resp r;
@@ -968,6 +1024,7 @@ int main(void)
     th_run("idempotency_everywhere", test_idempotency_everywhere);
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
+    th_run("bodies", test_bodies);
     th_run("emails_and_loop", test_emails_and_loop);
     th_run("faults", test_faults);
     th_run("refusals", test_refusals);
