@@ -774,19 +774,40 @@ void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *j
     send_req(qa, r);
 }
 
+/* lane_script begins a status request running script on lane's state hash
+ * (its first of nkeys keys); NULL when lane is not one (cb is told). */
+static qreq *lane_script(queue_async *qa, int script, int nkeys, const char *lane,
+                         queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, script, priv);
+    r->status_cb = cb;
+    if (!qo_valid_lane(lane)) {
+        defer_fail(r, script == QS_QUOTA ? "quota: bad lane" : "charge: bad lane");
+        return NULL;
+    }
+    qa_evalsha(&r->argv, script, nkeys);
+    qa_pushkey(&r->argv, qa->ns, "lane:%s", lane);
+    return r;
+}
+
 void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_status_cb *cb,
                         void *priv)
 {
-    qreq *r = req_new(qa, RK_STATUS, QS_CHARGE, priv);
-    r->status_cb = cb;
-    if (!qo_valid_lane(lane)) {
-        defer_fail(r, "charge: bad lane");
-        return;
-    }
-    qa_evalsha(&r->argv, QS_CHARGE, 2);
-    qa_pushkey(&r->argv, qa->ns, "lane:%s", lane);
+    qreq *r = lane_script(qa, QS_CHARGE, 2, lane, cb, priv);
+    if (!r) return;
     qa_pushkey(&r->argv, qa->ns, "app:%.*s", (int)strcspn(lane, ":"), lane);
     qa_pushf(&r->argv, "%d", calls);
+    send_req(qa, r);
+}
+
+void queue_async_quota(queue_async *qa, const char *lane, long left, int64_t reset_in_ms,
+                       long since, queue_status_cb *cb, void *priv)
+{
+    qreq *r = lane_script(qa, QS_QUOTA, 1, lane, cb, priv);
+    if (!r) return;
+    qa_pushf(&r->argv, "%ld", left);
+    qa_pushf(&r->argv, "%lld", (long long)reset_in_ms);
+    qa_pushf(&r->argv, "%ld", since);
     send_req(qa, r);
 }
 

@@ -50,6 +50,7 @@ enum {
     QS_CIRCUIT,
     QS_UNKNOWN,
     QS_CHARGE,
+    QS_QUOTA,
     QS_COUNT
 };
 typedef struct queue_script {

@@ -587,6 +587,14 @@ void queue_async_unknown(queue_async *qa, const char *worker, const queue_job *j
  * no room (nothing counted; ms until it resets), -1; cb may be NULL. */
 void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_status_cb *cb,
                         void *priv);
+/* queue_async_quota keeps what a platform's quota headers said after a
+ * send of lane: left calls until its reset, reset_in_ms from now (measured
+ * in the platform's clock; the script adds Redis's), less since, the calls
+ * of the lane fetched after the answered one. Within one reset window the
+ * count kept only goes down (answers come back in any order); a later
+ * window replaces it. status: the count kept, or -1; cb may be NULL. */
+void queue_async_quota(queue_async *qa, const char *lane, long left, int64_t reset_in_ms,
+                       long since, queue_status_cb *cb, void *priv);
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv);
 /* queue_async_lanes lists every lane; cb owns the array (queue_strv_free). */

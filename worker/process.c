@@ -46,6 +46,7 @@ typedef struct wk_lane {
     int conf_written; /* limits written to its state hash for the fetch script */
     int reload;       /* SIGHUP came while sends were in flight on it */
     int circuit_failed; /* we reported a failure since our last success */
+    long calls; /* requests of the lane this process started (fetched jobs, thread parts) */
     /* send durations since the last flush, for {ns}:sendtime (herald stats,
      * herald_send_duration_seconds): counts per bucket, and their sum */
     long send_hist[SEND_BUCKETS + 1]; /* the last: over the top bound */
@@ -73,6 +74,7 @@ struct wk_job {
     int refreshed;   /* its session was refreshed for it (the job's meta) */
     int had_session; /* its send began with a session (else it logs in) */
     int readbacks;
+    long calls_mark; /* lane->calls when its latest request was counted */
     /* the thread part whose request the rate windows counted last (the
      * fetch counts the attempt's first): each further part is charged as
      * its request goes out */
@@ -405,19 +407,25 @@ static void on_circuit(int status, const char *errmsg, void *priv)
     free(lane);
 }
 
-/* quota_note records what the platform's quota headers said, so the fetch
- * script stops before a 429 (for the whole fleet). */
-static void quota_note(wk_proc *p, wk_lane *l, const plat_outcome *o)
+/* quota_note records what the platform's quota headers said of j's
+ * request, so the fetch script stops before a 429 (for the whole fleet).
+ * Answers come back in any order: the quota script only lowers the count
+ * within a window, and takes off the requests this process started for
+ * the lane after j's, which that answer cannot have counted. One call per
+ * answer with the headers, as the HSET it replaces. */
+static void quota_note(wk_proc *p, wk_job *j, const plat_outcome *o)
 {
-    redisAsyncContext *c = queue_async_redis(p->qa);
-    if (!c || o->quota_remaining < 0 || o->quota_reset_ms <= 0) return;
-    char key[256], left[24], reset[24];
-    snprintf(key, sizeof key, "{%s}:lane:%s", queue_async_ns(p->qa), l->name);
-    snprintf(left, sizeof left, "%ld", o->quota_remaining);
-    snprintf(reset, sizeof reset, "%lld", (long long)o->quota_reset_ms);
-    const char *argv[] = {"HSET", key, "q_left", left, "q_reset", reset};
-    redisAsyncCommandArgv(c, on_raw, NULL, 6, argv, NULL);
+    if (o->quota_remaining < 0 || o->quota_reset_ms <= 0) return;
+    /* plat_classify_http gives the reset in the host's clock (hr_now_ms) */
+    int64_t in = o->quota_reset_ms - hr_now_ms();
+    if (in <= 0) return; /* over: the fetch goes by its windows alone */
+    queue_async_quota(p->qa, j->lane_name, o->quota_remaining, in,
+                      j->lane->calls - j->calls_mark, NULL, NULL);
 }
+
+/* count_call: j's next request is counted in its lane's windows (by its
+ * fetch, or a thread part's charge). */
+static void count_call(wk_job *j) { j->calls_mark = ++j->lane->calls; }
 
 /* on_lane_change logs a park or resume this process's fetch made: the
  * fetch script flips the lane's state once for the fleet, so the fleet logs
@@ -717,7 +725,7 @@ static void settle(wk_job *j, const plat_outcome *o)
     worker_decide(wo, j->job->attempt, j->job->max_attempts, now,
                   now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0), can_refresh,
                   j->refreshed, &p->retry, wo == WORKER_SENT ? 0 : hr_random_u64(), &d);
-    quota_note(p, j->lane, o);
+    quota_note(p, j, o);
     if (j->refreshed && wo != WORKER_REAUTH) /* past the session: a later 401 may refresh */
         queue_job_set_meta(j->job, "refreshed", "");
     /* d.budget: REFUND is done by the retry and bury scripts (atomic with
@@ -917,6 +925,7 @@ static void on_part_charged(int status, const char *errmsg, void *priv)
                  why);
         return;
     }
+    count_call(j);
     job_send_step(j);
 }
 
@@ -1329,7 +1338,10 @@ static void job_start(wk_proc *p, queue_fetched *f)
     p->inflight++;
     j->lane = lane_get(p, f->lane);
     if (!j->lane) j->lane = lane_add(p, f->lane);
-    if (j->lane) j->lane->inflight++;
+    if (j->lane) {
+        j->lane->inflight++;
+        count_call(j);
+    }
     worker_crash_point("after_fetch");
 
     hr_err err = {0};

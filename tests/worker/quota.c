@@ -190,6 +190,61 @@ static void reset_by_platform_clock(void)
     CHECK(d >= 19000 && d <= 25000);
 }
 
+/* quota_spent: the lane has no quota left, and every post but the held
+ * first one is answered */
+static int quota_spent(void *arg)
+{
+    (void)arg;
+    char *left = th_redis_cmd(wt.redis, "HGET {t}:lane:x:@quota q_left");
+    int zero = left && strcmp(left, "0") == 0;
+    free(left);
+    pthread_mutex_lock(&si.mu);
+    int rest = si.requests >= 2 && si.answered == si.requests - 1;
+    pthread_mutex_unlock(&si.mu);
+    return zero && rest;
+}
+
+static int all_answered(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&si.mu);
+    int all = si.answered == si.requests;
+    pthread_mutex_unlock(&si.mu);
+    return all;
+}
+
+/* X allows 5 a window here and says how many are left after each post:
+ * the first post's answer (4 left) comes after those of the next ones (3,
+ * 2, 1, ... left). Written last, it raised the count the fetch goes by
+ * from 0 back to 4, and the lane sent into 429s; it must lower it only.
+ * (Two posts started together may reach X in either order, so the worker
+ * counts the later-started one as not in the other's answer: it may stop
+ * one short of 5, never over.) */
+static void late_quota_never_raises(void)
+{
+    wt_reset();
+    si_reset(SI_QUOTA);
+    wt_enqueue("x", "@quota", "quota", 8);
+    pid_t w = wt_worker(NULL, "quota", "--processes", "1", "--concurrency", "2", NULL);
+    CHECK(th_wait_for(quota_spent, NULL, 15000));
+    pthread_mutex_lock(&si.mu);
+    si.release = 1;
+    pthread_mutex_unlock(&si.mu);
+    ev_async_send(si.loop, &si.wake);
+    CHECK(th_wait_for(all_answered, NULL, 10000));
+    int posts = si_get(&si.requests);
+    CHECK(wt_wait_done(posts, 10000));
+    wt_idle(50); /* many fetch rounds: none may send more */
+    wt_term(w);
+    fprintf(stderr, "  limit 5, first answer last: %d posts, %d answered 429\n",
+            si_get(&si.requests), si_get(&si.throttled));
+    CHECK(posts >= 4 && posts <= 5);
+    CHECK_INT(si_get(&si.requests), posts);
+    CHECK_INT(si_get(&si.throttled), 0);
+    CHECK_INT(wt_done(), posts);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@quota", ""), 8 - posts);
+}
+
 int main(void)
 {
     int port = si_start();
@@ -205,6 +260,7 @@ int main(void)
     wt_start(conf);
     th_run("past_reset_waits", past_reset_waits);
     th_run("reset_by_platform_clock", reset_by_platform_clock);
+    th_run("late_quota_never_raises", late_quota_never_raises);
     wt_stop();
     return th_main_end();
 }
