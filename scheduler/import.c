@@ -136,6 +136,9 @@ typedef struct imp {
     long undo_n;
     sched_spool *spool; /* pass 1's items, which pass 2 reads back */
     int spool_failed;
+    sched_idset ids;     /* pass 1: every id met (hashes), freed after it */
+    sched_idset twice;   /* the hashes met twice: pass 2 compares their ids */
+    sched_idmap *firsts; /* pass 2: those ids, with the line of their first use */
     int64_t last_progress_ms;
     int need_text; /* a template or the email body uses {{text}} */
     const hr_config *cfg;
@@ -390,6 +393,59 @@ static void report_invalid(imp *m, const sched_item *it, const char *why)
         fprintf(m->out, "skipped: %s:%ld: %s: %s\n", it->file, it->line, it->id, why);
 }
 
+/* ---- ids used twice */
+
+/* dup_why writes the reason an item whose id an earlier one (at line
+ * first) used is a bad item */
+static void dup_why(const sched_item *it, long first, char *why, size_t len)
+{
+    const char *id = strchr(it->id, ':'); /* as the export writes it */
+    snprintf(why, len, "id %.100s already used by %s %ld", id ? id + 1 : it->id,
+             it->format == SCHED_FMT_GHOST ? "record" : "line", first);
+}
+
+typedef struct first_use {
+    const imp *m;
+    const char *id;
+    long line;
+} first_use;
+
+static int first_use_cb(const sched_item *it, void *priv, hr_err *err)
+{
+    first_use *f = priv;
+    (void)err;
+    if (it->error || strcmp(it->id, f->id) || !wanted(f->m, it)) return 0;
+    f->line = it->line;
+    return -1;
+}
+
+/* id_reused checks, in pass 1, whether the id of an item the campaign
+ * takes was met before (only those: a WordPress export repeats the ids of
+ * its nav_menu_items): a
+ * hash met before is confirmed from the spool (where pass 1 put the items
+ * so far) without --skip-invalid, which fails on it; with it, pass 2
+ * compares the ids (id_reused_exact). Returns the earlier item's line, 0
+ * when not reused, -1 when the spool cannot be read (err set). */
+static long id_reused(imp *m, const sched_item *it, hr_err *err)
+{
+    uint64_t h = sched_id_hash(it->id);
+    if (!sched_idset_add(&m->ids, h)) return 0;
+    sched_idset_add(&m->twice, h);
+    if (m->o->skip_invalid) return 0;
+    first_use f = {m, it->id, 0};
+    if (sched_spool_read(m->spool, first_use_cb, &f, err) < 0 && !f.line) return -1;
+    return f.line; /* 0: another id of the same hash */
+}
+
+/* id_reused_exact is pass 2's check of an item whose id's hash was met
+ * twice in pass 1: the earlier item's line, or 0 (the id is noted) */
+static long id_reused_exact(imp *m, const sched_item *it)
+{
+    if (!m->twice.n || !sched_idset_has(&m->twice, sched_id_hash(it->id))) return 0;
+    long first = sched_idmap_put(&m->firsts, it->id, it->line);
+    return first < 0 ? 0 : first;
+}
+
 /* ---- pass 1 */
 
 static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
@@ -397,6 +453,12 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
     imp *m = priv;
     m->total_items++;
     int take = !it->error && wanted(m, it);
+    /* an id used twice: which of the two is meant cannot be told */
+    long first = take ? id_reused(m, it, err) : 0;
+    if (first < 0) {
+        m->spool_failed = 1;
+        return -1;
+    }
     /* pass 2 only counts or lists an item it does not take: its body and
      * the rest are not spooled */
     sched_item lite = {.format = it->format, .file = it->file, .line = it->line, .id = it->id,
@@ -408,7 +470,10 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
     }
     char why[240];
     const char *problem = it->error;
-    if (take) {
+    if (first > 0) {
+        dup_why(it, first, why, sizeof why);
+        problem = why;
+    } else if (take) {
         int sel[SCHED_MAX_LANES + 1], nsel;
         if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) problem = why;
     }
@@ -563,6 +628,12 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     }
     if (!wanted(m, it)) {
         m->st->filtered++;
+        return 0;
+    }
+    long first = id_reused_exact(m, it);
+    if (first) {
+        dup_why(it, first, why, sizeof why);
+        report_invalid(m, it, why);
         return 0;
     }
     int sel[SCHED_MAX_LANES + 1], nsel;
@@ -2118,6 +2189,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
         goto out;
     }
     st->invalid = 0; /* counted again in pass 2 */
+    sched_idset_release(&m.ids); /* pass 2 needs only the hashes met twice */
     if (m.q) {
         char suffix[160];
         snprintf(suffix, sizeof suffix, "import:%s", m.cp->name);
@@ -2175,6 +2247,9 @@ out:
     free(m.sent);
     if (m.undo) fclose(m.undo);
     sched_spool_free(m.spool);
+    sched_idset_release(&m.ids);
+    sched_idset_release(&m.twice);
+    sched_idmap_free(m.firsts);
     for (int i = 0; i < m.naccts; i++) {
         sched_account_release(&m.accts[i]);
         sched_taken_release(&m.taken[i]);

@@ -60,6 +60,23 @@ const char *sched_status_norm(const char *s);
 #define SCHED_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t sched_hash64(uint64_t h, const char *s);
 
+/* The ids an import met (idset.c). sched_id_hash is an id's 64-bit hash
+ * (never 0). A sched_idset keeps hashes (zero it to start):
+ * sched_idset_add returns 1 when h was there, else adds it and returns 0.
+ * A sched_idmap keeps exact ids with a line: sched_idmap_put returns the
+ * line id was put with before, or puts it (creating *m) and returns -1. */
+typedef struct sched_idset {
+    uint64_t *slot;
+    size_t cap, n;
+} sched_idset;
+uint64_t sched_id_hash(const char *id);
+int sched_idset_add(sched_idset *s, uint64_t h);
+int sched_idset_has(const sched_idset *s, uint64_t h);
+void sched_idset_release(sched_idset *s);
+typedef struct sched_idmap sched_idmap;
+long sched_idmap_put(sched_idmap **m, const char *id, long line);
+void sched_idmap_free(sched_idmap *m);
+
 /* A spool: the items an import's first pass read, kept in an unlinked temp
  * file and read back by its second pass (spool.c). sched_spool_put appends
  * a copy of it; sched_spool_read calls cb for every item put, in order

@@ -438,9 +438,33 @@ static void test_sent_gone_and_back(void)
     free(path);
 }
 
-/* The same source id twice, in one batch or in two in flight at once:
- * neither is taken as new by the bulk path (the other's index entry may be
- * written after its lookup); the later version wins. */
+/* fails_as_bad checks that importing with o fails on a bad item (msg,
+ * exit 2) and writes no job */
+static void fails_as_bad(hr_config *c, sched_import_opts *o, const char *msg)
+{
+    sched_import_stats st;
+    hr_err err = {0};
+    CHECK(import(c, o, &st, &err) < 0);
+    CHECK_STR(err.msg, msg);
+    CHECK_INT(err.code, 2);
+    CHECK_INT(hlen("jobs"), 0);
+}
+
+/* skip_listed sets o to --skip-invalid, listing into a new memory stream
+ * (*buf once closed) */
+static FILE *skip_listed(sched_import_opts *o, char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    o->skip_invalid = 1;
+    o->out = open_memstream(buf, len);
+    return o->out;
+}
+
+/* The same source id twice in one export (NDJSON lines, CSV rows, in one
+ * batch or two): a bad item naming both lines, so the import fails and
+ * writes nothing; with --skip-invalid the first goes in and the second is
+ * listed, and a re-import finds nothing to update. */
 static void test_duplicate_items(void)
 {
     for (int batch = 1; batch <= 1000; batch += 999) {
@@ -448,21 +472,68 @@ static void test_duplicate_items(void)
         REQUIRE(c && Q);
         char *path = hr_asprintf("%s/dup.ndjson", dir);
         th_write_file(path, "{\"id\":\"a\",\"title\":\"A\",\"text\":\"first\"}\n"
-                            "{\"id\":\"a\",\"title\":\"A\",\"text\":\"second\"}\n"
-                            "{\"id\":\"b\",\"title\":\"B\",\"text\":\"b\"}\n");
+                            "{\"id\":\"b\",\"title\":\"B\",\"text\":\"b\"}\n"
+                            "{\"id\":\"a\",\"title\":\"A\",\"text\":\"second\"}\n");
         sched_import_opts o = {.path = path, .batch = batch};
         sched_import_stats st;
         hr_err err = {0};
-        REQUIRE(import(c, &o, &st, &err) == 0);
-        CHECK_INT(st.added, 4);
-        CHECK_INT(st.updated, 2);
+        fails_as_bad(c, &o, "import: dup.ndjson:3: id a already used by line 1");
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *out = skip_listed(&o, &buf, &len);
+        for (int run = 0; run < 2; run++) {
+            REQUIRE(import(c, &o, &st, &err) == 0);
+            CHECK_INT(st.invalid, 1);
+            CHECK_INT(st.added, run ? 0 : 4);
+            CHECK_INT(st.updated, 0);
+        }
+        fclose(out);
+        CHECK(buf && strstr(buf, "skipped: dup.ndjson:3: ndjson:a: id a already used by "
+                                 "line 1\n") != NULL);
+        free(buf);
         CHECK_INT(hlen("jobs"), 4);
         queue_job *j = job_of("dup|ndjson:a|x|@shop");
-        CHECK(j && !strcmp(j->text, "A: second"));
+        CHECK(j && !strcmp(j->text, "A: first"));
         queue_job_free(j);
         hr_config_free(c);
         free(path);
     }
+}
+
+/* a CSV row whose id an earlier row has: the error names both lines */
+static void test_duplicate_csv_rows(void)
+{
+    hr_config *c = setup("campaign dupc platforms=x:@shop");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/dup.csv", dir);
+    th_write_file(path, "id,title,platforms\n7,First post,x\n7,Second different post,x\n");
+    sched_import_opts o = {.path = path};
+    fails_as_bad(c, &o, "import: dup.csv:3: id 7 already used by line 2");
+    hr_config_free(c);
+    free(path);
+}
+
+/* the id sets through their growth: 100,000 ids are each new once, then
+ * all met; the exact map gives back each id's first line */
+static void test_id_sets(void)
+{
+    sched_idset s = {0};
+    sched_idmap *m = NULL;
+    long again = 0, lines_ok = 0;
+    char id[32];
+    for (int round = 0; round < 2; round++)
+        for (long i = 0; i < 100000; i++) {
+            snprintf(id, sizeof id, "csv:%ld", i);
+            again += sched_idset_add(&s, sched_id_hash(id));
+            long first = sched_idmap_put(&m, id, i + 2 + round);
+            lines_ok += round ? first == i + 2 : first == -1;
+        }
+    CHECK_INT(again, 100000);
+    CHECK_INT(lines_ok, 200000);
+    CHECK_INT((long)s.n, 100000);
+    CHECK((double)s.n / (double)s.cap <= 0.75);
+    sched_idset_release(&s);
+    sched_idmap_free(m);
 }
 
 /* other_owner_kept checks that campaign's lock is still the other owner's
@@ -1068,9 +1139,9 @@ static void test_sync_cancel_lock(void)
 
 /* An email campaign whose contacts are all gone (unsubscribed): its items
  * make no jobs.
- * A new item twice in a batch queues a PENDING entry with no job to
- * enqueue; the edited item's --sync cancel, one by one, must get its own
- * reply. */
+ * A new item with no job (listed twice: the second is skipped as a bad
+ * item) next to an edited item whose --sync cancel, one by one, must get
+ * its own reply. */
 static void test_sync_no_jobs_pending(void)
 {
     char *contacts = hr_asprintf("%s/nj-contacts.csv", dir);
@@ -1094,7 +1165,10 @@ static void test_sync_no_jobs_pending(void)
     th_write_file(path, "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n"
                         "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\"}\n"
                         "{\"id\":\"a\",\"title\":\"A\",\"text\":\"one\"}\n");
+    o.skip_invalid = 1;
+    o.out = fopen("/dev/null", "w");
     int rc = import(c, &o, &st, &err);
+    fclose(o.out);
     if (rc < 0) fprintf(stderr, "import: %s\n", err.msg);
     CHECK_INT(rc, 0);
     CHECK_INT(st.cancelled, 1);
@@ -1141,17 +1215,12 @@ static void test_all_or_nothing_bad_item(void)
     sched_import_opts o = {.path = SCHED_DATA "/bad-date.xml"};
     sched_import_stats st;
     hr_err err = {0};
-    CHECK(import(c, &o, &st, &err) < 0);
-    CHECK_STR(err.msg, "import: bad-date.xml:11: <wp:post_date_gmt> is not a date: "
-                       "\"yesterday\"");
-    CHECK_INT(err.code, 2);
-    CHECK_INT(hlen("jobs"), 0);
+    fails_as_bad(c, &o, "import: bad-date.xml:11: <wp:post_date_gmt> is not a date: "
+                        "\"yesterday\"");
     /* --skip-invalid: the rest goes in, the bad one is listed */
     char *buf = NULL;
     size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    o.skip_invalid = 1;
-    o.out = out;
+    FILE *out = skip_listed(&o, &buf, &len);
     REQUIRE(import(c, &o, &st, &err) == 0);
     fclose(out);
     CHECK_INT(st.invalid, 1);
@@ -1625,6 +1694,7 @@ int main(void)
     th_run("sent_jobs_untouched", test_sent_jobs_untouched);
     th_run("sent_gone_and_back", test_sent_gone_and_back);
     th_run("duplicate_items", test_duplicate_items);
+    th_run("id_sets", test_id_sets);
     th_run("lock", test_lock);
     th_run("enqueue_lock", test_enqueue_lock);
     th_run("lock_before_reads", test_lock_before_reads);
@@ -1649,6 +1719,7 @@ int main(void)
     th_run("slots_all_quiet", test_slots_all_quiet);
     th_run("emails", test_emails);
     th_run("cli", test_cli);
+    th_run("duplicate_csv_rows", test_duplicate_csv_rows);
     queue_free(Q);
     free(dir);
     return th_main_end();
