@@ -231,6 +231,52 @@ static int put_plain(char *line, size_t cap, size_t *o, const char *s)
     return 0;
 }
 
+/* Secrets no log line may carry (hr_log_redact): a platform that echoes a
+ * token in an error message must not put it in the logs. Values shorter
+ * than the shortest secret (most: ids, names, numbers) are not searched. */
+static char **redact;
+static size_t nredact, redact_min = (size_t)-1;
+
+void hr_log_redact(const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n < 8) return; /* a short one would blank ordinary words */
+    for (size_t i = 0; i < nredact; i++)
+        if (strcmp(redact[i], secret) == 0) return;
+    redact = hr_realloc(redact, (nredact + 1) * sizeof *redact);
+    redact[nredact++] = hr_strdup(secret);
+    if (n < redact_min) redact_min = n;
+}
+
+/* log_value: v with every registered secret replaced by "[redacted]" (in
+ * buf, at most cap bytes, when v holds one), else v itself. Only values as
+ * long as a secret are looked at: error details, not ids. */
+static const char *log_value(const char *v, char *buf, size_t cap)
+{
+    if (!v || !nredact || strlen(v) < redact_min) return v;
+    size_t i = 0;
+    for (; i < nredact && !strstr(v, redact[i]); i++) {
+    }
+    if (i == nredact) return v;
+    size_t o = 0;
+    for (const char *s = v; *s && o + 1 < cap;) {
+        size_t k = 0, sl = 0;
+        for (; k < nredact; k++) {
+            sl = strlen(redact[k]);
+            if (strncmp(s, redact[k], sl) == 0) break;
+        }
+        if (k < nredact) {
+            int w = snprintf(buf + o, cap - o, "[redacted]");
+            o = w < 0 || (size_t)w >= cap - o ? cap - 1 : o + (size_t)w;
+            s += sl;
+        } else {
+            buf[o++] = *s++;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* log_number: a key written "#name" asks for its value as a JSON number
  * (latencies, counts): returns 1 when v is an integer that can be written
  * as is; a value that is not stays a string. */
@@ -249,7 +295,7 @@ static int log_number(const char *v)
  * logs one per job). Returns -1 to leave the line to jansson. */
 static int log_plain(const char *level, const char *msg, va_list ap)
 {
-    char line[2048], ts[40];
+    char line[2048], ts[40], clean[1024];
     const char *keys[24];
     int nk = 0;
     hr_format_rfc3339(hr_now_ms(), ts, sizeof ts);
@@ -279,7 +325,8 @@ static int log_plain(const char *level, const char *msg, va_list ap)
             if (n + l + 2 >= sizeof line) return -1;
             memcpy(line + n, v, l);
             n += l;
-        } else if (put_plain(line, sizeof line, &n, v ? v : "") < 0) {
+        } else if (put_plain(line, sizeof line, &n, v ? log_value(v, clean, sizeof clean) : "") <
+                   0) {
             return -1;
         }
     }
@@ -322,7 +369,8 @@ void hr_log(hr_log_level lvl, const char *msg, ...)
                 continue;
             }
         }
-        hr_mask_email(v ? v : "", masked, sizeof masked);
+        char clean[1024];
+        hr_mask_email(v ? log_value(v, clean, sizeof clean) : "", masked, sizeof masked);
         json_object_set_new(o, k, json_string(masked));
     }
     va_end(ap);

@@ -195,6 +195,11 @@ int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *er
     free(path);
     free(a->credential);
     a->credential = hr_strdup(line);
+    /* never in a log line, even when a platform echoes it in an error;
+     * for "user:secret" credentials (SMTP) the secret alone too */
+    hr_log_redact(a->credential);
+    const char *colon = strchr(a->credential, ':');
+    if (colon) hr_log_redact(colon + 1);
     explicit_bzero(line, cap);
     free(line);
     return 0;

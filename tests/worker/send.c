@@ -47,7 +47,6 @@ static long dead_run(const char *fault, int n, int max_attempts, const char *tag
     CHECK_INT(wt_redis_int("ZCARD {t}:retry:x:@d", ""), 0);
     /* every reservation given back: 3 a day would not have lasted */
     CHECK_INT(wt_redis_int("HGET {t}:lane:x:@d b_day_used", ""), 0);
-    { char *dbg = th_redis_cmd(wt.redis, "HGETALL {t}:lane:x:@d"); fprintf(stderr, "DBG %s\n", dbg); free(dbg); }
     return wt_faults_injected() - f0;
 }
 
@@ -98,6 +97,28 @@ static void permanent_to_dead(void)
     char *why = hr_asprintf("HTTP 403: %s", msg);
     check_dead(1, why);
     free(why);
+}
+
+/* A platform that echoes the account's token in its error: the log lines
+ * say [redacted] where the token was (it went to the log as is). */
+static void secret_echo_redacted(void)
+{
+    const char *token = "xa-0123456789-long-secret-token";
+    char path[700];
+    snprintf(path, sizeof path, "%s/x-a", wt.dir);
+    th_write_file(path, token); /* x:@d's credential, read at the worker's start */
+    char *fault = hr_asprintf("{\"platform\":\"x\",\"rate4xx\":1.0,\"status\":403,"
+                              "\"message\":\"bad token %s for ann@example.com\"}",
+                              token);
+    dead_run(fault, 1, 5, "echoed-secret");
+    free(fault);
+    th_write_file(path, "token-a");
+    snprintf(path, sizeof path, "%s/echoed-secret.log", wt.dir);
+    char *log = th_read_file(path, NULL);
+    REQUIRE(log);
+    CHECK(strstr(log, "bad token [redacted] for a***@example.com") != NULL);
+    CHECK(strstr(log, token) == NULL);
+    free(log);
 }
 
 /* subscribers returns how many connections listen on {t}:readych */
@@ -297,6 +318,7 @@ int main(void)
     th_run("redis_restart", redis_restart);
     th_run("transient_to_dead", transient_to_dead);
     th_run("permanent_to_dead", permanent_to_dead);
+    th_run("secret_echo_redacted", secret_echo_redacted);
     wt_stop();
     return th_main_end();
 }
