@@ -165,7 +165,9 @@ char *hr_secret_load(const hr_config *c, hr_err *err);
 void hr_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                     unsigned char out[32]);
 /* hr_b64url_encode writes unpadded base64url of in into out (needs
- * 4*ceil(n/3)+1 bytes); hr_b64url_decode returns the decoded length or -1. */
+ * 4*ceil(n/3)+1 bytes); hr_b64url_decode returns the decoded length, or -1
+ * for anything but the canonical unpadded spelling (spare bits of the last
+ * character set, padding, the other alphabet, whitespace). */
 void hr_b64url_encode(const unsigned char *in, size_t n, char *out);
 long hr_b64url_decode(const char *in, unsigned char *out, size_t outcap);
 

@@ -92,9 +92,19 @@ long hr_b64url_decode(const char *in, unsigned char *out, size_t outcap)
         return -1;
     }
     int len = EVP_DecodeBlock(out, (unsigned char *)tmp, (int)padded);
+    if (len < (int)(padded - n)) {
+        free(tmp);
+        return -1;
+    }
+    long got = len - (long)(padded - n); /* EVP_DecodeBlock counts padding bytes */
+    /* Only the canonical spelling is taken: a last character whose spare
+     * bits are set (or any other text OpenSSL reads to the same bytes)
+     * would let an altered token pass as the one it came from. tmp has
+     * room: encoding got bytes takes n characters. */
+    hr_b64url_encode(out, (size_t)got, tmp);
+    int canonical = strcmp(tmp, in) == 0;
     free(tmp);
-    if (len < 0) return -1;
-    return len - (long)(padded - n); /* EVP_DecodeBlock counts padding bytes */
+    return canonical ? got : -1;
 }
 
 static int copy_field(char *dst, size_t cap, const char *src)

@@ -196,6 +196,24 @@ static void test_names(void)
     CHECK_INT(hook_ev_parse(NULL), HOOK_EV_NONE);
 }
 
+/* b64url: unsubscribe tokens decode only as spelled canonically; the spare
+ * bits of a last character are not a second spelling of the same bytes. */
+static void test_b64url(void)
+{
+    unsigned char out[16];
+    CHECK_INT(hr_b64url_decode("QQ", out, sizeof out), 1); /* "A" */
+    CHECK_INT(out[0], 'A');
+    CHECK_INT(hr_b64url_decode("QUI", out, sizeof out), 2); /* "AB" */
+    CHECK_INT(hr_b64url_decode("QUJD", out, sizeof out), 3);
+    CHECK_INT(hr_b64url_decode("-_8", out, sizeof out), 2);
+    CHECK_INT(hr_b64url_decode("QR", out, sizeof out), -1);  /* spare bits set */
+    CHECK_INT(hr_b64url_decode("QUJ", out, sizeof out), -1); /* spare bits set */
+    CHECK_INT(hr_b64url_decode("QQ==", out, sizeof out), -1);
+    CHECK_INT(hr_b64url_decode("+/8", out, sizeof out), -1);
+    CHECK_INT(hr_b64url_decode("Q", out, sizeof out), -1);
+    CHECK_INT(hr_b64url_decode(" QUJD", out, sizeof out), -1);
+}
+
 int main(void)
 {
     th_run("generic", test_generic);
@@ -204,5 +222,6 @@ int main(void)
     th_run("sendgrid", test_sendgrid);
     th_run("parsers", test_parsers);
     th_run("names", test_names);
+    th_run("b64url", test_b64url);
     return th_main_end();
 }
