@@ -3,6 +3,7 @@
  * answer shapes and ids; Idempotency-Key; injected faults; engagement counts
  * that grow; signed engagement webhooks fired at `herald webhooks`; and a
  * queryable record of every request. Records live in memory only. */
+#include <ctype.h>
 #include <ev.h>
 #include <jansson.h>
 #include <openssl/core_names.h>
@@ -54,6 +55,7 @@ typedef struct sb_rec {
 
 typedef struct sb_session {
     char access[48], refresh[48], did[64];
+    char handle[256]; /* the identifier it logged in with */
     int expired;
 } sb_session;
 
@@ -547,7 +549,7 @@ static void bsky_session_reply(sb_reply *o, const sb_session *ss, const char *ha
                          "refreshJwt", ss->refresh));
 }
 
-static sb_session *new_session(hook_sandbox *s, const char *did)
+static sb_session *new_session(hook_sandbox *s, const char *did, const char *handle)
 {
     s->sessions = hr_realloc(s->sessions, sizeof *s->sessions * (size_t)(s->nsessions + 1));
     sb_session *ss = &s->sessions[s->nsessions++];
@@ -556,6 +558,7 @@ static sb_session *new_session(hook_sandbox *s, const char *did)
     snprintf(ss->access, sizeof ss->access, "acc.%s", a);
     snprintf(ss->refresh, sizeof ss->refresh, "ref.%s", f);
     snprintf(ss->did, sizeof ss->did, "%s", did);
+    snprintf(ss->handle, sizeof ss->handle, "%s", handle);
     free(a);
     free(f);
     return ss;
@@ -573,7 +576,7 @@ static void bsky_create_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_re
     snprintf(did, sizeof did, "did:plc:%s", ukh);
     for (char *p = did; *p; p++)
         *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-    sb_session *ss = new_session(s, did);
+    sb_session *ss = new_session(s, did, id);
     bsky_session_reply(o, ss, id);
 }
 
@@ -582,11 +585,13 @@ static void bsky_refresh_session(hook_sandbox *s, hook_req *r, sb_reply *o, sb_r
     const char *tok = bearer(r);
     for (int i = 0; tok && i < s->nsessions; i++)
         if (strcmp(s->sessions[i].refresh, tok) == 0) {
-            char did[64];
+            /* copies: new_session moves the sessions */
+            char did[64], handle[256];
             snprintf(did, sizeof did, "%s", s->sessions[i].did);
+            snprintf(handle, sizeof handle, "%s", s->sessions[i].handle);
             s->sessions[i].refresh[0] = '\0'; /* refresh tokens are single use */
-            sb_session *ss = new_session(s, did);
-            return bsky_session_reply(o, ss, "handle.sandbox");
+            sb_session *ss = new_session(s, did, handle);
+            return bsky_session_reply(o, ss, handle);
         }
     bsky_error(o, 400, "ExpiredToken", "Token has been revoked");
 }
@@ -611,6 +616,25 @@ static int bsky_auth(hook_sandbox *s, hook_req *r, sb_reply *o)
     return -1;
 }
 
+/* bsky_repo returns the DID of repo (a DID or a handle) when it is the
+ * session's own account; otherwise it answers as a PDS does: another
+ * account it hosts is 401 AuthenticationRequired, one it does not know 400
+ * InvalidRequest, and returns NULL */
+static const char *bsky_repo(hook_sandbox *s, const sb_session *own, const char *repo,
+                             sb_reply *o)
+{
+    if (!strcmp(repo, own->did) || !strcasecmp(repo, own->handle)) return own->did;
+    for (int i = 0; i < s->nsessions; i++)
+        if (!strcmp(repo, s->sessions[i].did) || !strcasecmp(repo, s->sessions[i].handle)) {
+            bsky_error(o, 401, "AuthenticationRequired", "Authentication Required");
+            return NULL;
+        }
+    char *msg = hr_asprintf("Could not find repo: %s", repo);
+    bsky_error(o, 400, "InvalidRequest", msg);
+    free(msg);
+    return NULL;
+}
+
 static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     if (bsky_auth(s, r, o) != 0) return;
@@ -624,6 +648,8 @@ static void bsky_create_record(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec
         return bsky_error(o, 400, "InvalidRequest",
                           "Input must have the properties \"repo\", \"collection\", \"record\" "
                           "(with text and createdAt)");
+    repo = bsky_repo(s, session_of(s, r), repo, o);
+    if (!repo) return;
     if (strcmp(coll, "app.bsky.feed.post") != 0)
         return bsky_error(o, 400, "InvalidRequest", "Unsupported collection");
     long limit, g = text_len("bluesky", text, &limit);
@@ -686,6 +712,76 @@ static void bsky_get_posts(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 }
 
 /* LinkedIn */
+
+/* li_one_of returns 1 when v is one of the NULL-terminated names */
+static int li_one_of(const char *v, const char *const *names)
+{
+    for (; v && *names; names++)
+        if (!strcmp(v, *names)) return 1;
+    return 0;
+}
+
+/* li_urn_ok: urn:li:person:<id> or urn:li:organization:<digits>, the
+ * authors a post may have */
+static int li_urn_ok(const char *a)
+{
+    const char *id = NULL;
+    int digits = 0;
+    if (a && !strncmp(a, "urn:li:person:", 14)) id = a + 14;
+    if (a && !strncmp(a, "urn:li:organization:", 20)) id = a + 20, digits = 1;
+    if (!id || !*id) return 0;
+    for (; *id; id++)
+        if (digits ? (*id < '0' || *id > '9') : !(isalnum((unsigned char)*id) || *id == '-' ||
+                                                  *id == '_'))
+            return 0;
+    return 1;
+}
+
+/* li_invalid checks a post as LinkedIn's Posts API validates it and
+ * returns its message for the first fault found (new string), or NULL:
+ * Rest.li names the field ("ERROR :: /visibility :: ...") */
+static char *li_invalid(json_t *b)
+{
+    static const char *const required[] = {"author", "commentary", "visibility", "distribution",
+                                           "lifecycleState"};
+    static const char *const vis[] = {"PUBLIC", "CONNECTIONS", "LOGGED_IN", "CONTAINER", NULL};
+    static const char *const feed[] = {"MAIN_FEED", "NONE", NULL};
+    static const char *const life[] = {"PUBLISHED", "DRAFT", NULL};
+    if (!json_is_object(b)) return hr_strdup("ERROR :: / :: the body is not a JSON object");
+    for (size_t i = 0; i < HR_ARRAY_LEN(required); i++)
+        if (!json_object_get(b, required[i]))
+            return hr_asprintf("ERROR :: /%s :: field is required but not found and has no "
+                               "default value",
+                               required[i]);
+    const char *author = json_string_value(json_object_get(b, "author"));
+    if (!li_urn_ok(author))
+        return hr_strdup("Field Value validation failed in REQUEST_BODY: Data Processing "
+                         "Exception while processing fields [/author]");
+    const char *v = json_string_value(json_object_get(b, "visibility"));
+    if (!li_one_of(v, vis))
+        return hr_asprintf("ERROR :: /visibility :: \"%s\" is not an enum symbol", v ? v : "");
+    json_t *d = json_object_get(b, "distribution");
+    const char *fd = json_string_value(json_object_get(d, "feedDistribution"));
+    if (!json_is_object(d) || !fd)
+        return hr_strdup("ERROR :: /distribution/feedDistribution :: field is required but not "
+                         "found and has no default value");
+    if (!li_one_of(fd, feed))
+        return hr_asprintf("ERROR :: /distribution/feedDistribution :: \"%s\" is not an enum "
+                           "symbol",
+                           fd);
+    v = json_string_value(json_object_get(b, "lifecycleState"));
+    if (!li_one_of(v, life))
+        return hr_asprintf("ERROR :: /lifecycleState :: \"%s\" is not an enum symbol",
+                           v ? v : "");
+    const char *text = json_string_value(json_object_get(b, "commentary"));
+    long limit, n = text ? text_len("linkedin", text, &limit) : -1;
+    if (n < 0) return hr_strdup("ERROR :: /commentary :: not a UTF-8 string");
+    if (n > limit)
+        return hr_asprintf("ERROR :: /commentary :: length %ld exceeds the maximum of %ld", n,
+                           limit);
+    return NULL;
+}
+
 static void li_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     const char *tok = bearer(r);
@@ -700,20 +796,14 @@ static void li_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
                                     "LinkedIn-Version and X-Restli-Protocol-Version: 2.0.0 "
                                     "headers are required",
                                     "status", 400));
+    char *bad = li_invalid(x->body);
+    if (bad) {
+        reply_json(o, 422,
+                   json_pack("{sssisi}", "message", bad, "status", 422, "serviceErrorCode", 100));
+        free(bad);
+        return;
+    }
     const char *text = json_string_value(json_object_get(x->body, "commentary"));
-    const char *author = json_string_value(json_object_get(x->body, "author"));
-    if (!author || !text || !json_object_get(x->body, "visibility") ||
-        !json_object_get(x->body, "lifecycleState"))
-        return reply_json(o, 422,
-                          json_pack("{sssisi}", "message",
-                                    "author, commentary, visibility and lifecycleState "
-                                    "are required",
-                                    "status", 422, "serviceErrorCode", 100));
-    long limit, n = text_len("linkedin", text, &limit);
-    if (n < 0 || n > limit)
-        return reply_json(o, 422,
-                          json_pack("{sssisi}", "message", "commentary is too long", "status", 422,
-                                    "serviceErrorCode", 100));
     x->id = digits_id(s, "urn:li:share:7", 18);
     x->text = hr_strdup(text);
     o->status = 201;
@@ -1339,30 +1429,83 @@ static struct sb_fault *fault_for(hook_sandbox *s, const char *platform)
     return NULL;
 }
 
+/* fault_bad sets err to "faults: <key> <must>, not <value as JSON>" */
+static int fault_bad(hr_err *err, const char *key, json_t *v, const char *must)
+{
+    char *shown = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    hr_err_set(err, "faults: %s %s, not %s", key, must, shown ? shown : "?");
+    free(shown);
+    return -1;
+}
+
+/* fault_check validates one fault setting: a known platform (or "*"),
+ * known keys only, rates from 0 to 1, times whole non-negative numbers.
+ * 0, or -1 with err naming the bad key and value; nothing is changed. */
+static int fault_check(json_t *j, hr_err *err)
+{
+    static const char *const rates[] = {"rate429", "rate500", "drop", "rate4xx"};
+    static const char *const times[] = {"slow_ms", "search_lag_ms", "retry_after"};
+    if (!json_is_object(j)) return hr_err_set(err, "faults: expected an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+    {
+        int known = !strcmp(key, "platform") || !strcmp(key, "status") || !strcmp(key, "message");
+        for (size_t i = 0; i < HR_ARRAY_LEN(rates); i++)
+            if (!strcmp(key, rates[i])) {
+                known = 1;
+                double d = json_number_value(v);
+                if (!json_is_number(v) || d < 0 || d > 1)
+                    return fault_bad(err, key, v, "must be a number from 0 to 1");
+            }
+        for (size_t i = 0; i < HR_ARRAY_LEN(times); i++)
+            if (!strcmp(key, times[i])) {
+                known = 1;
+                if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                    json_integer_value(v) > 86400000)
+                    return fault_bad(err, key, v, "must be a whole number from 0 to 86400000");
+            }
+        if (!known)
+            return hr_err_set(err,
+                              "faults: unknown key \"%s\" (platform, rate429, rate500, drop, "
+                              "slow_ms, retry_after, search_lag_ms, rate4xx, status, message)",
+                              key);
+    }
+    json_t *pv = json_object_get(j, "platform");
+    const char *p = json_string_value(pv);
+    if (pv && (!p || (strcmp(p, "*") != 0 && !plat_known(p))))
+        return fault_bad(err, "platform", pv, "must be \"*\" or a platform herald knows");
+    json_t *st = json_object_get(j, "status");
+    if (st && (!json_is_integer(st) || json_integer_value(st) < 400 ||
+               json_integer_value(st) > 499))
+        return hr_err_set(err, "faults: status must be a 4xx code (400..499)");
+    json_t *mv = json_object_get(j, "message");
+    if (mv && !json_is_string(mv)) return fault_bad(err, "message", mv, "must be a string");
+    if (mv && strlen(json_string_value(mv)) >= sizeof((sb_fault *)0)->message)
+        return hr_err_set(err, "faults: message is longer than %zu bytes",
+                          sizeof((sb_fault *)0)->message - 1);
+    return 0;
+}
+
+/* set_faults sets the faults of one object, or of each of an array, all
+ * checked first: a bad setting changes nothing. 0, or -1 with err. */
 static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
 {
+    size_t i;
+    json_t *v;
     if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
+        json_array_foreach(j, i, v) if (fault_check(v, err) != 0) return -1;
         json_array_foreach(j, i, v) if (set_faults(s, v, err) != 0) return -1;
         return 0;
     }
-    if (!json_is_object(j)) return hr_err_set(err, "faults: expected an object");
+    if (fault_check(j, err) != 0) return -1;
     const char *p = json_string_value(json_object_get(j, "platform"));
     if (!p) p = "*";
-    if (strlen(p) >= sizeof s->faults[0].platform) return hr_err_set(err, "faults: bad platform");
     json_t *st = json_object_get(j, "status");
-    int status4xx = st ? (int)json_integer_value(st) : 403;
-    if (status4xx < 400 || status4xx > 499)
-        return hr_err_set(err, "faults: status must be a 4xx code (400..499)");
     const char *msg = json_string_value(json_object_get(j, "message"));
-    if (!msg) msg = "sandbox: injected refusal";
-    if (strlen(msg) >= sizeof s->faults[0].message)
-        return hr_err_set(err, "faults: message is longer than %zu bytes",
-                          sizeof s->faults[0].message - 1);
     sb_fault *f = NULL;
-    for (int i = 0; i < s->nfaults; i++)
-        if (strcmp(s->faults[i].platform, p) == 0) f = &s->faults[i];
+    for (int k = 0; k < s->nfaults; k++)
+        if (strcmp(s->faults[k].platform, p) == 0) f = &s->faults[k];
     if (!f) {
         if (s->nfaults == (int)HR_ARRAY_LEN(s->faults)) return hr_err_set(err, "faults: too many");
         f = &s->faults[s->nfaults++];
@@ -1377,8 +1520,8 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
     f->retry_after_s = (int)json_integer_value(json_object_get(j, "retry_after"));
     if (!f->retry_after_s) f->retry_after_s = 1;
     f->rate4xx = json_number_value(json_object_get(j, "rate4xx"));
-    f->status4xx = status4xx;
-    snprintf(f->message, sizeof f->message, "%s", msg);
+    f->status4xx = st ? (int)json_integer_value(st) : 403;
+    snprintf(f->message, sizeof f->message, "%s", msg ? msg : "sandbox: injected refusal");
     return 0;
 }
 

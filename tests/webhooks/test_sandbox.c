@@ -307,21 +307,30 @@ static long taken_dups(const char *platform, const char *kind, long *dups)
     return n;
 }
 
+/* bsky_login logs identifier in; returns the session's answer (owned) and
+ * writes its "Authorization: Bearer <accessJwt>" header into auth */
+static json_t *bsky_login(const char *identifier, char *auth, size_t cap)
+{
+    const char *ct[] = {"Content-Type: application/json", NULL};
+    char *body = hr_asprintf("{\"identifier\":\"%s\",\"password\":\"p\"}", identifier);
+    resp r;
+    req("POST", "/xrpc/com.atproto.server.createSession", ct, body, &r);
+    json_t *ss = json_of(&r);
+    resp_release(&r);
+    free(body);
+    snprintf(auth, cap, "Authorization: Bearer %s",
+             json_string_value(json_object_get(ss, "accessJwt")));
+    return ss;
+}
+
 /* every route that makes something honours a repeated Idempotency-Key (the
  * first answer again, counted as a duplicate), per account and path; a
  * different key is a second post */
 static void test_idempotency_everywhere(void)
 {
     CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
-    resp r;
-    req("POST", "/xrpc/com.atproto.server.createSession",
-        (const char *[]){"Content-Type: application/json", NULL},
-        "{\"identifier\":\"idem.bsky.social\",\"password\":\"p\"}", &r);
-    json_t *ss = json_of(&r);
-    resp_release(&r);
     char bsky_auth[200];
-    snprintf(bsky_auth, sizeof bsky_auth, "Authorization: Bearer %s",
-             json_string_value(json_object_get(ss, "accessJwt")));
+    json_t *ss = bsky_login("idem.bsky.social", bsky_auth, sizeof bsky_auth);
     char *bsky_body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\","
                                   "\"record\":{\"text\":\"once\",\"createdAt\":"
                                   "\"2026-11-21T20:40:16Z\"}}",
@@ -622,7 +631,8 @@ static void test_linkedin_threads_facebook(void)
     const char *li[] = {"Authorization: Bearer tok", "Content-Type: application/json",
                         "LinkedIn-Version: 202401", "X-Restli-Protocol-Version: 2.0.0", NULL};
     const char *post = "{\"author\":\"urn:li:organization:5515715\",\"commentary\":\"hi\","
-                       "\"visibility\":\"PUBLIC\",\"lifecycleState\":\"PUBLISHED\"}";
+                       "\"visibility\":\"PUBLIC\",\"distribution\":{\"feedDistribution\":"
+                       "\"MAIN_FEED\"},\"lifecycleState\":\"PUBLISHED\"}";
     req("POST", "/rest/posts", li, post, &r);
     CHECK_INT(r.status, 201);
     CHECK(strstr(r.hdrs.data, "x-restli-id: urn:li:share:"));
@@ -685,6 +695,86 @@ static int counted_twice(void *arg)
     int ok = v && atol(v) >= 2;
     free(v);
     return ok;
+}
+
+/* post_says POSTs body to path with hdrs and checks the answer's status
+ * and that its body holds text */
+static void post_says(const char *path, const char *const *hdrs, const char *body, long status,
+                      const char *text)
+{
+    resp r;
+    req("POST", path, hdrs, body, &r);
+    CHECK_INT(r.status, status);
+    if (!strstr(r.body.data, text)) fprintf(stderr, "  %s: %s\n", path, r.body.data);
+    CHECK(strstr(r.body.data, text) != NULL);
+    resp_release(&r);
+}
+
+/* requests are validated as the real APIs validate them, with their error
+ * shapes; a bad fault setting is refused naming its key and value, and
+ * changes nothing */
+static void test_validation(void)
+{
+    const char *li[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                        "LinkedIn-Version: 202401", "X-Restli-Protocol-Version: 2.0.0", NULL};
+#define LI_POST(author, vis, dist)                                                                 \
+    "{\"author\":\"" author "\",\"commentary\":\"hi\",\"visibility\":\"" vis "\"" dist             \
+    ",\"lifecycleState\":\"PUBLISHED\"}"
+#define LI_DIST ",\"distribution\":{\"feedDistribution\":\"MAIN_FEED\"}"
+    post_says("/rest/posts", li, LI_POST("urn:li:organization:1", "FOO", LI_DIST), 422,
+              "ERROR :: /visibility :: \\\"FOO\\\" is not an enum symbol");
+    post_says("/rest/posts", li, LI_POST("bob", "PUBLIC", LI_DIST), 422,
+              "processing fields [/author]");
+    post_says("/rest/posts", li, LI_POST("urn:li:person:", "PUBLIC", LI_DIST), 422, "[/author]");
+    post_says("/rest/posts", li, LI_POST("urn:li:organization:1", "PUBLIC", ""), 422,
+              "ERROR :: /distribution :: field is required");
+    CHECK_INT(status_of("POST", "/rest/posts", li,
+                        LI_POST("urn:li:person:a1B-2", "CONNECTIONS", LI_DIST)),
+              201);
+
+    char auth[200], other[200];
+    json_t *ann = bsky_login("ann.bsky.social", auth, sizeof auth);
+    json_t *bob = bsky_login("bob.bsky.social", other, sizeof other);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+#define BSKY_POST                                                                                  \
+    "{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"record\":{\"text\":\"hi\","          \
+    "\"createdAt\":\"2026-11-21T20:40:16Z\"}}"
+    char *body = hr_asprintf(BSKY_POST, json_string_value(json_object_get(bob, "did")));
+    post_says("/xrpc/com.atproto.repo.createRecord", h, body, 401, "\"AuthenticationRequired\"");
+    free(body);
+    body = hr_asprintf(BSKY_POST, "did:plc:nobody");
+    post_says("/xrpc/com.atproto.repo.createRecord", h, body, 400,
+              "Could not find repo: did:plc:nobody");
+    free(body);
+    /* its own handle is its repo too */
+    char *uri = hr_asprintf("\"at://%s/app.bsky.feed.post/",
+                            json_string_value(json_object_get(ann, "did")));
+    body = hr_asprintf(BSKY_POST, "ann.bsky.social");
+    post_says("/xrpc/com.atproto.repo.createRecord", h, body, 200, uri);
+    free(body);
+    free(uri);
+    json_decref(ann);
+    json_decref(bob);
+
+    CHECK_INT(fault_set("{\"platform\":\"x\",\"slow_ms\":1}"), 200);
+    post_says("/_sandbox/faults", NULL, "{\"platform\":\"nope\",\"rate500\":1}", 400,
+              "platform must be");
+    post_says("/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate_429\":0.5}", 400,
+              "unknown key \\\"rate_429\\\"");
+    post_says("/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":\"0.5\"}", 400,
+              "rate429 must be a number from 0 to 1, not \\\"0.5\\\"");
+    post_says("/_sandbox/faults", NULL, "{\"platform\":\"x\",\"rate429\":7}", 400,
+              "rate429 must be a number from 0 to 1, not 7");
+    post_says("/_sandbox/faults", NULL, "{\"platform\":\"x\",\"slow_ms\":-5}", 400,
+              "slow_ms must be a whole number");
+    post_says("/_sandbox/faults", NULL, "[{\"platform\":\"x\"},{\"platform\":\"x\",\"drop\":2}]",
+              400, "drop must be");
+    /* none of those changed x's fault */
+    resp r;
+    req("GET", "/_sandbox/faults", NULL, NULL, &r);
+    CHECK(strstr(r.body.data, "\"slow_ms\":1,") != NULL);
+    resp_release(&r);
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
 }
 
 /* the Graph API takes its parameters, access_token too, in the query string
@@ -1025,6 +1115,7 @@ int main(void)
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
     th_run("bodies", test_bodies);
+    th_run("validation", test_validation);
     th_run("emails_and_loop", test_emails_and_loop);
     th_run("faults", test_faults);
     th_run("refusals", test_refusals);
