@@ -139,6 +139,9 @@ typedef struct checker {
     int problems, warnings;
     int unreachable; /* --online: Redis did not answer (exit 1) */
     json_t *list; /* --json: one object per problem */
+    FILE *out;    /* where problems are printed (NULL: nowhere) */
+    int errors_only; /* print no warnings (they are still counted) */
+    hr_err *first;   /* gets the first error, "path:line: reason" */
 } checker;
 
 static void report(checker *k, int warn, int line, const char *fmt, ...) HR_PRINTF(4, 5);
@@ -152,15 +155,20 @@ static void report(checker *k, int warn, int line, const char *fmt, ...)
         k->warnings++;
     else
         k->problems++;
+    if (!warn && k->first && !k->first->code) {
+        if (line > 0) hr_err_set(k->first, "%s:%d: %s", k->path, line, msg);
+        else hr_err_set(k->first, "%s: %s", k->path, msg);
+    }
     if (k->list) {
         json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level", warn ? "warning" : "error",
                               "message", msg);
         if (line > 0) json_object_set_new(o, "line", json_integer(line));
         json_array_append_new(k->list, o);
-    } else if (line > 0) {
-        fprintf(stdout, "%s:%d: %s%s\n", k->path, line, warn ? "warning: " : "", msg);
-    } else {
-        fprintf(stdout, "%s: %s%s\n", k->path, warn ? "warning: " : "", msg);
+    } else if (k->out && !(warn && k->errors_only)) {
+        if (line > 0)
+            fprintf(k->out, "%s:%d: %s%s\n", k->path, line, warn ? "warning: " : "", msg);
+        else
+            fprintf(k->out, "%s: %s%s\n", k->path, warn ? "warning: " : "", msg);
     }
     free(msg);
 }
@@ -375,6 +383,28 @@ static void check_globals(checker *k, int online)
     }
 }
 
+/* check_all runs every offline check, then --online's */
+static void check_all(checker *k, int online)
+{
+    check_globals(k, online);
+    check_accounts(k);
+    check_campaigns(k);
+    check_pools(k);
+}
+
+int cli_config_errors(const hr_config *c, FILE *out, hr_err *err)
+{
+    hr_err first = {0};
+    checker k = {.c = c, .out = out, .errors_only = 1, .first = &first};
+    k.path = c->path ? c->path : "(no config file)";
+    check_all(&k, 0);
+    if (k.problems > 1)
+        hr_err_set(err, "%.200s (and %d more: herald config check)", first.msg, k.problems - 1);
+    else if (k.problems == 1)
+        hr_err_set(err, "%s", first.msg);
+    return k.problems;
+}
+
 static int config_check(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
@@ -390,11 +420,9 @@ static int config_check(int argc, char **argv)
     cli_config_checking();
     k.c = cli_config();
     k.path = k.c->path ? k.c->path : "(no config file)";
+    k.out = stdout;
     if (json) k.list = json_array();
-    check_globals(&k, online);
-    check_accounts(&k);
-    check_campaigns(&k);
-    check_pools(&k);
+    check_all(&k, online);
     if (json) {
         json_t *o = json_pack("{s:s,s:b,s:i,s:i,s:o}", "file", k.path, "ok", k.problems == 0,
                               "errors", k.problems, "warnings", k.warnings, "problems", k.list);

@@ -52,6 +52,12 @@ static void metrics_drop(void *priv)
     m->h = NULL;
 }
 
+/* config_fit is the workers' check of a config reloaded on SIGHUP */
+static int config_fit(const hr_config *c, hr_err *err)
+{
+    return cli_config_errors(c, NULL, err) > 0 ? -1 : 0;
+}
+
 int cmd_worker(int argc, char **argv)
 {
     if (cli_has_flag(&argc, argv, "help")) {
@@ -92,6 +98,13 @@ int cmd_worker(int argc, char **argv)
         fprintf(stderr, "herald worker: unexpected argument '%s' (see --help)\n", argv[1]);
         return 2;
     }
+    /* what config check rejects would run with some settings dropped */
+    if (cli_config_errors(o.config, stderr, &err) > 0) {
+        fprintf(stderr, "herald worker: %s has errors (herald config check): not starting\n",
+                o.config->path ? o.config->path : "the config");
+        return 2;
+    }
+    o.check = config_fit;
     worker_pool_conf pool;
     if (worker_pool_conf_get(o.config, o.platforms, &pool, &err) != 0) {
         fprintf(stderr, "herald worker: %s\n", err.msg);

@@ -31,6 +31,11 @@ const hr_config *cli_config(void);
  * (config check reports it with the other problems) instead of exiting. */
 void cli_config_checking(void);
 void cli_set_config_path(const char *path);
+/* cli_config_errors runs `herald config check`'s offline checks on c (each
+ * module parses what it owns), prints each error as config check does to
+ * out (NULL: nowhere), and returns how many, with the first (and their
+ * count) in err: what `herald worker` refuses to start or reload with. */
+int cli_config_errors(const hr_config *c, FILE *out, hr_err *err);
 /* cli_queue connects with the config's redis-url and namespace; exits 1 with
  * a message when Redis cannot be reached. The handle lives until exit. */
 struct queue *cli_queue(void);

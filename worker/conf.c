@@ -46,8 +46,10 @@ static int limits_conf(const hr_config *c, const hr_conf_line *l, const char *wh
     return 0;
 }
 
-int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
-                            hr_err *err)
+/* account_conf reads lane's settings into a, which may be left half
+ * filled on error: worker_account_conf_get only copies a whole one. */
+static int account_conf(const hr_config *c, const char *lane, worker_account_conf *a,
+                        hr_err *err)
 {
     memset(a, 0, sizeof *a);
     size_t lane_len = strlen(lane);
@@ -96,6 +98,15 @@ int worker_account_conf_get(const hr_config *c, const char *lane, worker_account
                               e.code ? e.msg : "not a positive duration");
         a->circuit = (int)k;
     }
+    return 0;
+}
+
+int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
+                            hr_err *err)
+{
+    worker_account_conf t;
+    if (account_conf(c, lane, &t, err) != 0) return -1;
+    *a = t;
     return 0;
 }
 

@@ -108,6 +108,10 @@ void wk_free_headers(struct plat_header *h, int n);
  * unknown state by reading back from each platform (sync Redis and curl:
  * it has no loop to block). Returns the exit status. */
 int wk_reconciler_main(const worker_opts *o);
+/* wk_config_reload loads o->config_path again for SIGHUP and passes it
+ * through o->check: returns the new config (the caller's), or NULL with err
+ * when it cannot be read or is not fit to run (the old one stays). */
+hr_config *wk_config_reload(const worker_opts *o, hr_err *err);
 /* wk_status_fd: in a worker forked by the supervisor, the pipe its status
  * lines go to ("pid in_flight sent failed retried\n", one write each: atomic
  * under PIPE_BUF): the supervisor tells systemd the pool's totals and

@@ -44,6 +44,7 @@ typedef struct wk_lane {
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
     int conf_written; /* limits written to its state hash for the fetch script */
+    int conf_ok;      /* conf was read from the config once: else not served */
     int reload;       /* SIGHUP came while sends were in flight on it */
     int circuit_failed; /* we reported a failure since our last success */
     long calls; /* requests of the lane this process started (fetched jobs, thread parts) */
@@ -339,8 +340,15 @@ static void lane_reload(wk_proc *p, wk_lane *l)
 static void lane_limits_reload(wk_proc *p, wk_lane *l)
 {
     hr_err err = {0};
-    if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0)
-        hr_log(HR_LOG_ERROR, "lane config", "lane", l->name, "error", err.msg, NULL);
+    /* A bad line keeps the limits in force: writing none would lift the
+     * lane's and, through the app hash, its whole platform's. */
+    if (worker_account_conf_get(p->o.config, l->name, &l->conf, &err) != 0) {
+        hr_log(HR_LOG_ERROR,
+               l->conf_ok ? "lane config: keeping the old limits" : "lane not served: config",
+               "lane", l->name, "error", err.msg, NULL);
+        return;
+    }
+    l->conf_ok = 1;
     lane_write_conf(p, l);
 }
 
@@ -1511,7 +1519,7 @@ static void fetch_more(wk_proc *p)
     unsigned turn = p->lane_turn++;
     for (int k = 0; k < p->nlanes; k++) {
         wk_lane *l = p->lanes[(turn + (unsigned)k) % (unsigned)p->nlanes];
-        if (!l->acct || l->reload) continue; /* a reload waits for it to empty */
+        if (!l->acct || !l->conf_ok || l->reload) continue; /* a reload waits for it to empty */
         eligible[ne++] = l->name;
     }
     /* a few visits per lane, at most 256 entries (the script's keys), but
@@ -1549,7 +1557,7 @@ static void check_lanes(wk_proc *p)
     redisAsyncContext *c = queue_async_redis(p->qa);
     for (int i = 0; c && i < p->nlanes; i++) {
         wk_lane *l = p->lanes[i];
-        if (!l->conf_written) lane_write_conf(p, l);
+        if (!l->conf_written && l->conf_ok) lane_write_conf(p, l);
     }
 }
 
@@ -1687,7 +1695,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     wk_proc *p = w->data;
     if (!p->o.config_path) return;
     hr_err err = {0};
-    hr_config *c = hr_config_load(p->o.config_path, &err);
+    hr_config *c = wk_config_reload(&p->o, &err);
     if (c && proc_settings(p, c, &err) != 0) {
         hr_config_free(c);
         c = NULL;

@@ -429,12 +429,15 @@ int wk_reconciler_main(const worker_opts *o)
     while (!stop_flag) {
         if (reload_flag && o->config_path) {
             reload_flag = 0;
-            hr_config *c = hr_config_load(o->config_path, &err);
+            hr_config *c = wk_config_reload(o, &err);
             if (c) {
                 hr_config_free(owned);
                 owned = c;
                 conf = c;
                 lanes_release(&ls); /* credentials may have changed */
+            } else {
+                hr_log(HR_LOG_ERROR, "reconciler: config reload failed, keeping the old one",
+                       "error", err.msg, NULL);
             }
         }
         if (!q) {

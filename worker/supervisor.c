@@ -270,14 +270,25 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &s->kill_timer);
 }
 
+hr_config *wk_config_reload(const worker_opts *o, hr_err *err)
+{
+    hr_config *c = hr_config_load(o->config_path, err);
+    if (c && o->check && o->check(c, err) != 0) {
+        hr_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     sup *s = w->data;
     if (!s->opts.config_path) return;
     hr_err err = {0};
-    hr_config *c = hr_config_load(s->opts.config_path, &err);
+    hr_config *c = wk_config_reload(&s->opts, &err);
     if (!c) {
-        /* A broken edit keeps the old config everywhere. */
+        /* A broken edit keeps the old config everywhere: the workers are
+         * not told (logged once, here). */
         hr_log(HR_LOG_ERROR, "config reload failed, keeping the old one", "error", err.msg, NULL);
         return;
     }

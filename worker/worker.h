@@ -169,8 +169,9 @@ typedef struct worker_account_conf {
 
 /* worker_account_conf_get fills a for lane ("x:@shop") from the config (its
  * account line if any, else the platform's defaults; a->app from the
- * platform's app line, else worker_app_limits_default). Returns 0 or -1
- * with "path:line: reason" in err. */
+ * platform's app line, else worker_app_limits_default). Returns 0, or -1
+ * with "path:line: reason" in err and a left as it was (a caller keeps the
+ * limits it had rather than none). */
 int worker_account_conf_get(const hr_config *c, const char *lane, worker_account_conf *a,
                             hr_err *err);
 
@@ -225,6 +226,11 @@ typedef struct worker_opts {
     const hr_config *config;   /* borrowed; reloaded on SIGHUP by the callee */
     const char *config_path;   /* to reload on SIGHUP; NULL: no reload */
     const char *platforms;     /* --platforms: a pool name or a list */
+    /* check (may be NULL) decides whether a config is fit to run, by the
+     * rules of `herald config check`: 0, or -1 with the problems in err.
+     * The supervisor, each worker and the reconciler refuse a config
+     * reloaded on SIGHUP that fails it and keep running the one they had. */
+    int (*check)(const hr_config *c, hr_err *err);
     int processes;             /* 0: pool's, else the number of cores */
     int concurrency;           /* sends in flight per process; 0: pool's, else 64 */
     int64_t shutdown_timeout_ms; /* 0: 10 s */

@@ -272,6 +272,8 @@ static void test_worker_metrics(void)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     putenv(url);
     setenv("HERALD_NAMESPACE", "cli", 1);
+    /* a worker starts only with a config config check accepts: a secret */
+    setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
     char *argv[] = {HERALD_BIN, "worker", "--processes", "1", "--metrics", listen, NULL};
     pid_t pid = th_spawn(argv, NULL);
     char *body = NULL;

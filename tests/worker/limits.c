@@ -13,6 +13,31 @@ static int settled(void *arg)
     return wt_done() >= *want;
 }
 
+/* worker_until starts a one-process pool logging to log_name and waits
+ * until want jobs are done. */
+static pid_t worker_until(const char *log_name, long want)
+{
+    pid_t w = wt_worker(NULL, log_name, "--processes", "1", "--concurrency", "8", NULL);
+    CHECK(th_wait_for(settled, &want, 15000));
+    return w;
+}
+
+/* conf_edit rewrites the config with its first `from` made `to`; returns
+ * the text it had (the caller's), or NULL when from is not in it. */
+static char *conf_edit(const char *from, const char *to)
+{
+    char *conf = th_read_file(wt.conf, NULL);
+    char *at = conf ? strstr(conf, from) : NULL;
+    if (!at) {
+        free(conf);
+        return NULL;
+    }
+    char *edited = hr_asprintf("%.*s%s%s", (int)(at - conf), conf, to, at + strlen(from));
+    th_write_file(wt.conf, edited);
+    free(edited);
+    return conf;
+}
+
 static void two_pools_share_a_limit(void)
 {
     wt_reset();
@@ -62,24 +87,18 @@ static void budget_cap_parks_and_resumes(void)
 {
     wt_reset();
     wt_enqueue("x", "@b", "paid", 60);
-    pid_t w = wt_worker(NULL, "budget", "--processes", "1", "--concurrency", "8", NULL);
-    long want = 25;
-    CHECK(th_wait_for(settled, &want, 15000));
+    pid_t w = worker_until("budget", 25);
     CHECK(th_wait_for(parked, NULL, 10000));
     CHECK(th_wait_for(park_logged, NULL, 10000));
     CHECK_INT(wt_done(), 25); /* 0.25 a day at 0.01 a post */
     CHECK_INT(wt_redis_int("ZCARD {t}:dead:x:@b", ""), 0);
     CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@b", ""), 35);
     /* lift the cap and reload: the lane resumes */
-    char *conf = th_read_file(wt.conf, NULL);
+    char *conf = conf_edit("budget-daily=0.25", "budget-daily=9.00");
     REQUIRE(conf);
-    char *at = strstr(conf, "budget-daily=0.25");
-    REQUIRE(at);
-    memcpy(at, "budget-daily=9.00", 17);
-    th_write_file(wt.conf, conf);
     free(conf);
     kill(w, SIGHUP);
-    want = 60;
+    long want = 60;
     CHECK(th_wait_for(settled, &want, 15000));
     CHECK_INT(sent_x(), 60);
     wt_term(w);
@@ -141,12 +160,8 @@ static void budget_park_logged_once_by_fleet(void)
     CHECK(out && strstr(out, "\"parked\":\"budget\""));
     free(out);
     /* lift the cap and reload both pools: the lane resumes */
-    char *conf = th_read_file(wt.conf, NULL);
+    char *conf = conf_edit("budget-daily=0.05", "budget-daily=9.00");
     REQUIRE(conf);
-    char *at = strstr(conf, "budget-daily=0.05");
-    REQUIRE(at);
-    memcpy(at, "budget-daily=9.00", 17);
-    th_write_file(wt.conf, conf);
     free(conf);
     kill(w1, SIGHUP);
     kill(w2, SIGHUP);
@@ -162,6 +177,72 @@ static void budget_park_logged_once_by_fleet(void)
     CHECK_INT(count_in("budget available again", fleet_logs), 1);
 }
 
+/* A config that `herald config check` rejects (a typo in a rate) does not
+ * start a worker: it would run without that account's limits and, through
+ * the app hash, without any of its platform's. */
+static void bad_rate_refuses_start(void)
+{
+    char *conf = th_read_file(wt.conf, NULL);
+    REQUIRE(conf);
+    char *bad = hr_asprintf("%saccount x:@typo credentials=x-a user-id=14 rate=2/1hr\n", conf);
+    char *path = hr_asprintf("%s/bad.conf", wt.dir);
+    th_write_file(path, bad);
+    char *argv[] = {HERALD_BIN, "--config", path, "worker", "--once", "--processes", "1", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(argv, NULL, 1, &out), 2);
+    /* the error config check prints, with its line (the last) */
+    int line = 0;
+    for (const char *c = bad; *c; c++) line += *c == '\n';
+    char *want = hr_asprintf("%s:%d: account x:@typo: rate: bad window \"1hr\"", path, line);
+    CHECK(out && strstr(out, want));
+    CHECK(out && strstr(out, "not starting"));
+    free(want);
+    free(out);
+    free(path);
+    free(bad);
+    free(conf);
+}
+
+static const char *const badrate_logs[] = {"badrate", NULL};
+
+static int reload_refused(void *arg)
+{
+    (void)arg;
+    return count_in("config reload failed", badrate_logs) > 0;
+}
+
+/* A typo in a rate on SIGHUP keeps the limits in force: for the lane and
+ * the platform's app (not zeroed fleet-wide), and the jobs stay throttled. */
+static void bad_rate_on_reload_keeps_limit(void)
+{
+    wt_reset();
+    wt_enqueue("x", "@s", "slow", 6);
+    pid_t w = worker_until("badrate", 2);
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@s nw", ""), 1);
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@s w1_limit", ""), 2);
+    CHECK_INT(wt_redis_int("HGET {t}:app:x nw", ""), 1);
+    char *conf = conf_edit("rate=2/1h\n", "rate=2/1hr\n");
+    REQUIRE(conf);
+    kill(w, SIGHUP);
+    CHECK(th_wait_for(reload_refused, NULL, 10000));
+    wt_idle(100); /* fetch rounds in which the worker could send the rest */
+    CHECK_INT(wt_done(), 2);
+    CHECK_INT(wt_redis_int("LLEN {t}:ready:x:@s", ""), 4);
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@s nw", ""), 1);
+    CHECK_INT(wt_redis_int("HGET {t}:lane:x:@s w1_limit", ""), 2);
+    CHECK_INT(wt_redis_int("HGET {t}:app:x nw", ""), 1);
+    wt_term(w);
+    th_write_file(wt.conf, conf);
+    /* logged once (by the supervisor: its workers keep the old config) */
+    CHECK_INT(count_in("config reload failed", badrate_logs), 1);
+    char log[700];
+    snprintf(log, sizeof log, "%s/badrate.log", wt.dir);
+    char *text = th_read_file(log, NULL);
+    CHECK(text && strstr(text, "rate: bad window"));
+    free(text);
+    free(conf);
+}
+
 int main(void)
 {
     wt_start("account x:@a base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
@@ -169,10 +250,14 @@ int main(void)
              "account x:@b base-url=http://127.0.0.1:$PORT credentials=x-b user-id=12 "
              "cost=0.01 budget-daily=0.25\n"
              "account x:@c base-url=http://127.0.0.1:$PORT credentials=x-b user-id=12 "
-             "cost=0.01 budget-daily=0.05\n");
+             "cost=0.01 budget-daily=0.05\n"
+             "account x:@s base-url=http://127.0.0.1:$PORT credentials=x-a user-id=15 "
+             "rate=2/1h\n");
     th_run("two_pools_share_a_limit", two_pools_share_a_limit);
     th_run("budget_cap_parks_and_resumes", budget_cap_parks_and_resumes);
     th_run("budget_park_logged_once_by_fleet", budget_park_logged_once_by_fleet);
+    th_run("bad_rate_refuses_start", bad_rate_refuses_start);
+    th_run("bad_rate_on_reload_keeps_limit", bad_rate_on_reload_keeps_limit);
     wt_stop();
     return th_main_end();
 }

@@ -164,6 +164,10 @@ static void account_config(void)
     CHECK_INT(a.circuit, 5);
     CHECK(worker_account_conf_get(c, "x:@bad", &a, &e) == -1);
     CHECK_STR(e.msg, "herald.conf:2: account x:@bad: circuit: expected 1..1000, got \"zero\"");
+    /* a bad line leaves a as it was: a caller keeps the limits it had */
+    CHECK_STR(a.lane, "x:@other");
+    CHECK_INT(a.limits.nw, 3);
+    CHECK_INT(a.app.nw, 2);
     CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == -1);
     CHECK_STR(e.msg, "herald.conf:7: app bluesky: points: not a positive number: \"0\"");
     CHECK(worker_account_conf_get(c, "mastodon:@m", &a, &e) == -1);
