@@ -287,16 +287,30 @@ int cli_show_job(const char *id, int json, const char *who)
         if (strlen(id) >= QUEUE_UKH_LEN)
             r = cmd(q, &err, "HGET {%s}:done %s", queue_ns(q), id + strlen(id) - QUEUE_UKH_LEN);
         if (r && r->type == REDIS_REPLY_STRING) {
-            char *f1 = strtok(r->str, "\t"), *f2 = strtok(NULL, "\t"), *f3 = strtok(NULL, "\t");
+            /* id, platform id, sent at[, latency ms, cost in millionths]:
+             * fields may be empty (an email's platform id), so not strtok */
+            char *f[5] = {0}, *s = r->str;
+            for (int k = 0; k < 5 && s; k++) f[k] = strsep(&s, "\t");
             char when[40] = "";
-            if (f3) hr_format_rfc3339(atoll(f3), when, sizeof when);
-            if (json)
-                printf("{\"id\":\"%s\",\"state\":\"sent\",\"platform_id\":\"%s\",\"sent_at\":"
-                       "\"%s\"}\n",
-                       f1 ? f1 : id, f2 ? f2 : "", when);
-            else
+            if (f[2]) hr_format_rfc3339(atoll(f[2]), when, sizeof when);
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", f[0] && *f[0] ? f[0] : id, "state",
+                                  "sent", "platform_id", f[1] ? f[1] : "", "sent_at", when);
+            if (f[3] && f[4]) {
+                json_object_set_new(o, "latency_ms", json_integer(atoll(f[3])));
+                json_object_set_new(o, "cost", json_real((double)atoll(f[4]) / 1e6));
+            }
+            if (json) {
+                char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                printf("%s\n", line);
+                free(line);
+            } else {
                 printf("id:          %s\nstate:       sent\nplatform id: %s\nsent at:     %s\n",
-                       f1 ? f1 : id, f2 ? f2 : "", when);
+                       json_string_value(json_object_get(o, "id")), f[1] ? f[1] : "", when);
+                if (f[3] && f[4])
+                    printf("latency:     %lld ms\ncost:        %.6f\n", atoll(f[3]),
+                           (double)atoll(f[4]) / 1e6);
+            }
+            json_decref(o);
             freeReplyObject(r);
             return 0;
         }

@@ -322,6 +322,9 @@ typedef struct queue_ack_item {
     const char *campaign; /* with platform_id: recorded in platform_ids */
     int poll;             /* 1: a post: its engagement polls are scheduled */
     int polled;           /* 1: an engagement poll, not a send: counted apart */
+    int metrics;          /* 1: latency_ms and cost_micros go in the done record */
+    int64_t latency_ms;   /* the platform's answer time */
+    int64_t cost_micros;  /* what the send cost, in millionths (budget cost per call) */
 } queue_ack_item;
 
 /* At most this many jobs per async ack (the sync queue_ack splits larger

@@ -678,6 +678,13 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.poll = j->job->kind == QUEUE_KIND_POST;
     j->ack.polled = polled;
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
+    /* the done record keeps what the send took and cost: one call per
+     * part of a thread */
+    const char *parts = queue_job_get_meta(j->job, "parts_sent");
+    int64_t calls = parts && atoll(parts) > 0 ? atoll(parts) : 1;
+    j->ack.metrics = 1;
+    j->ack.latency_ms = j->started_us ? (hr_mono_us() - j->started_us) / 1000 : 0;
+    j->ack.cost_micros = j->lane ? j->lane->conf.budget.cost * calls : 0;
     if (j->started_us) {
         long long ms = (hr_mono_us() - j->started_us) / 1000;
         int b = 0;

@@ -154,6 +154,17 @@ static void sends_all(void)
     wt_term(w);
     /* the platform id -> job index the webhooks server matches against */
     CHECK_INT(wt_redis_int("HLEN {t}:platform_ids", ""), 400);
+    /* a sent job shows its platform id, latency and cost (the done record
+     * kept only the id and time) */
+    char *ukh = th_redis_cmd(wt.redis, "HRANDFIELD {t}:done");
+    REQUIRE(ukh && strlen(ukh) == QUEUE_UKH_LEN);
+    char *argv[] = {HERALD_BIN, "jobs", "show", ukh, "--json", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(argv, NULL, 0, &out), 0);
+    CHECK(out && strstr(out, "\"state\":\"sent\"") && strstr(out, "\"latency_ms\":") &&
+          strstr(out, "\"cost\":") && !strstr(out, "\"platform_id\":\"\""));
+    free(out);
+    free(ukh);
     /* nothing left in any worker's in-flight record (keyed by worker id) */
     CHECK_INT(wt_redis_int("EVAL %s 0", "local n = 0 for _, k in ipairs(redis.call('KEYS', "
                                         "'{t}:inflight:*')) do n = n + redis.call('HLEN', k) end "
