@@ -64,15 +64,21 @@ static void truncate_to(hook_events *out, int n, int ignored)
     }
 }
 
-/* event_id returns "<provider>:<id>" (new string); ids are made per event,
- * and printf showed in the profile. */
-static char *event_id(const char *provider, const char *id)
+/* event_id returns "<route>:<id>", or "<route>:<sub>:<id>" when sub is not
+ * NULL (new string). Each route's ids live under its own name, so what one
+ * sender puts in a body never names another route's events. Ids are made
+ * per event, and printf showed in the profile. */
+static char *event_id(const char *route, const char *sub, const char *id)
 {
-    size_t pl = strlen(provider), il = strlen(id);
-    char *s = hr_malloc(pl + il + 2);
-    memcpy(s, provider, pl);
-    s[pl] = ':';
-    memcpy(s + pl + 1, id, il + 1);
+    size_t rl = strlen(route), sl = sub ? strlen(sub) + 1 : 0, il = strlen(id);
+    char *s = hr_malloc(rl + sl + il + 2);
+    memcpy(s, route, rl);
+    s[rl] = ':';
+    if (sub) {
+        memcpy(s + rl + 1, sub, sl - 1);
+        s[rl + sl] = ':';
+    }
+    memcpy(s + rl + sl + 1, id, il + 1);
     return s;
 }
 
@@ -180,7 +186,7 @@ int hook_parse_sendgrid(const char *body, size_t len, hook_events *out, hr_err *
             continue;
         }
         hook_event *e = push(out);
-        e->id = event_id("sendgrid", id);
+        e->id = event_id("sendgrid", NULL, id);
         free(id);
         e->type = t;
         e->platform = hr_strdup("sendgrid");
@@ -239,7 +245,7 @@ int hook_parse_mailgun_json(json_t *root, hook_events *out, hr_err *err)
         return 0;
     }
     hook_event *e = push(out);
-    e->id = event_id("mailgun", id);
+    e->id = event_id("mailgun", NULL, id);
     free(id);
     e->type = type;
     e->platform = hr_strdup("mailgun");
@@ -350,7 +356,9 @@ int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *e
         }
         hook_event *e = push(out);
         e->platform = str_of(ev, "platform");
-        e->id = event_id(e->platform ? e->platform : "generic", id);
+        /* "generic:<platform>:<id>": the body's platform names where the
+         * event happened, never a provider route's ids ("sendgrid:...") */
+        e->id = event_id("generic", e->platform, id);
         free(id);
         e->type = type;
         e->job = str_of(ev, "job");

@@ -142,6 +142,16 @@ static int post_generic(const char *body, int64_t ts, char **resp)
     return post_generic_to(port, body, ts, resp);
 }
 
+/* generic_answers posts body (signed now) and says whether the answer is
+ * a 200 holding want. */
+static int generic_answers(const char *body, const char *want)
+{
+    char *resp = NULL;
+    int ok = post_generic(body, 0, &resp) == 200 && resp && strstr(resp, want);
+    free(resp);
+    return ok;
+}
+
 static void test_generic(void)
 {
     char body[400];
@@ -149,17 +159,11 @@ static void test_generic(void)
         body, sizeof body,
         "{\"events\":[{\"id\":\"ev1\",\"type\":\"like\",\"job\":\"%s\",\"campaign\":\"spring\"}]}",
         JOB);
-    char *resp = NULL;
-    CHECK_INT(post_generic(body, 0, &resp), 200);
-    CHECK(resp && strstr(resp, "\"recorded\":1"));
-    free(resp);
+    CHECK(generic_answers(body, "\"recorded\":1"));
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|like", JOB), 1);
     CHECK_INT(rint_("HGET {t}:eng:campaigns spring|like"), 1);
     /* the same event again (a provider retry, freshly signed): counted once */
-    resp = NULL;
-    CHECK_INT(post_generic(body, 0, &resp), 200);
-    CHECK(resp && strstr(resp, "\"duplicates\":1"));
-    free(resp);
+    CHECK(generic_answers(body, "\"duplicates\":1"));
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|like", JOB), 1);
     /* replayed: an old signature is refused and changes nothing */
     CHECK_INT(post_generic(body, hr_now_ms() / 1000 - 3600, NULL), 401);
@@ -183,12 +187,9 @@ static void test_generic(void)
 
 static void test_unknown_job(void)
 {
-    char *resp = NULL;
     const char *body = "{\"events\":[{\"id\":\"ev-unk\",\"type\":\"click\",\"job\":"
                        "\"0000000Azzzzzzzzzzzz\"}]}";
-    CHECK_INT(post_generic(body, 0, &resp), 200);
-    CHECK(resp && strstr(resp, "\"unmatched\":1"));
-    free(resp);
+    CHECK(generic_answers(body, "\"unmatched\":1"));
     CHECK_INT(rint_("HGET {t}:eng:jobs 0000000Azzzzzzzzzzzz|click"), 0);
     CHECK(rint_("HGET {t}:eng:totals unmatched") >= 1);
 }
@@ -234,10 +235,7 @@ static void test_one_batch(void)
              "{\"id\":\"b3\",\"type\":\"repost\",\"platform\":\"x\",\"platform_id\":\"777\"},"
              "{\"id\":\"b4\",\"type\":\"click\",\"job\":\"0000000Azzzzzzzzzzzz\"}]}",
              J2, J2, J2, J2);
-    char *resp = NULL;
-    CHECK_INT(post_generic(body, 0, &resp), 200);
-    CHECK(resp && strstr(resp, "\"recorded\":4,\"duplicates\":1,\"unmatched\":1"));
-    free(resp);
+    CHECK(generic_answers(body, "\"recorded\":4,\"duplicates\":1,\"unmatched\":1"));
     CHECK_INT(rint_("XLEN {t}:events") - xlen0, 5);
     char digest[65];
     REQUIRE(queue_suppress_hash(secret, "cara@example.com", digest) == 0);
@@ -256,7 +254,7 @@ static void test_one_batch(void)
     CHECK(v && strcmp(v, "type,click,job,,campaign,,platform,,ts,0,event,generic:b4") == 0);
     free(v);
     v = stream_entry(2); /* b3: job and campaign from the platform's id */
-    snprintf(want, sizeof want, "type,repost,job,%s,campaign,launch2,platform,x,ts,0,event,x:b3",
+    snprintf(want, sizeof want, "type,repost,job,%s,campaign,launch2,platform,x,ts,0,event,generic:x:b3",
              J2);
     CHECK(v && strcmp(v, want) == 0);
     free(v);
@@ -266,10 +264,7 @@ static void test_one_batch(void)
     CHECK(v && strcmp(v, want) == 0);
     free(v);
     /* the whole request again: every event a duplicate, nothing counted */
-    resp = NULL;
-    CHECK_INT(post_generic(body, 0, &resp), 200);
-    CHECK(resp && strstr(resp, "\"recorded\":0,\"duplicates\":6"));
-    free(resp);
+    CHECK(generic_answers(body, "\"recorded\":0,\"duplicates\":6"));
     CHECK_INT(rint_("XLEN {t}:events") - xlen0, 5);
     CHECK_INT(rint_("HGET {t}:eng:contacts %s|open", digest), 1);
 }
@@ -557,6 +552,44 @@ static void test_record_tokens(void)
     CHECK_INT(rint_("HGET {r}:eng:totals duplicate"), 2);
     CHECK_INT(rint_("XLEN {r}:events"), 2);
 #undef RKEYS
+}
+
+/* test_generic_namespace: the generic route's sender names its events'
+ * platform, but not the seen ids of the provider routes: events claiming to
+ * be SendGrid's and Mailgun's, and one whose id is a Mailgun signature token,
+ * leave the genuine SendGrid event and Mailgun request to be recorded. */
+static void test_generic_namespace(void)
+{
+    const char *J3 = "0000000Anamespace001";
+    free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", J3 + 8, J3));
+    const char *tok = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffee00";
+    char body[800];
+    snprintf(body, sizeof body,
+             "{\"events\":["
+             "{\"id\":\"sg-ns-1\",\"type\":\"click\",\"platform\":\"sendgrid\","
+             "\"job\":\"0000000Azzzzzzzzzzzz\"},"
+             "{\"id\":\"mg-ns-1\",\"type\":\"open\",\"platform\":\"mailgun\","
+             "\"job\":\"0000000Azzzzzzzzzzzz\"},"
+             "{\"id\":\"%s\",\"type\":\"open\",\"platform\":\"mailgun-token\","
+             "\"job\":\"0000000Azzzzzzzzzzzz\"}]}",
+             tok);
+    CHECK(generic_answers(body, "\"unmatched\":3"));
+    snprintf(body, sizeof body,
+             "[{\"email\":\"ns@example.com\",\"event\":\"click\",\"sg_event_id\":\"sg-ns-1\","
+             "\"herald_job\":\"%s\"}]",
+             J3);
+    CHECK_INT(post_sendgrid(body, NULL), 200);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|click", J3), 1);
+    char ev[400];
+    snprintf(ev, sizeof ev,
+             "{\"event\":\"opened\",\"id\":\"mg-ns-1\",\"recipient\":\"ns@example.com\","
+             "\"user-variables\":{\"herald-job\":\"%s\"}}",
+             J3);
+    char *resp = NULL;
+    CHECK_INT(post_mailgun_tok(ev, hr_now_ms() / 1000, 0, tok, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", J3), 1);
 }
 
 static void test_postmark(void)
@@ -1416,6 +1449,7 @@ int main(void)
     th_run("mailgun_replay", test_mailgun_replay);
     th_run("mailgun_redelivery", test_mailgun_redelivery);
     th_run("record_tokens", test_record_tokens);
+    th_run("generic_namespace", test_generic_namespace);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);

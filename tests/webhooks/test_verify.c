@@ -181,7 +181,7 @@ static void test_parsers(void)
     CHECK_INT(hook_parse_generic(gen, strlen(gen), &ev, &err), 0);
     CHECK_INT(ev.n, 1);
     CHECK_INT(ev.ignored, 1);
-    CHECK_STR(ev.v[0].id, "bluesky:g1");
+    CHECK_STR(ev.v[0].id, "generic:bluesky:g1");
     hook_events_release(&ev);
     const char *nomatch = "{\"events\":[{\"id\":\"g1\",\"type\":\"like\"}]}";
     CHECK_INT(hook_parse_generic(nomatch, strlen(nomatch), &ev, &err), -1);
