@@ -939,13 +939,48 @@ static void pipe_push(imp *m, int kind, batch *b)
 }
 
 /* undo_put appends a record to the undo log: its type ('j' a job added,
- * 'h' a job stored but not scheduled, 's' an index entry added), its
+ * 'h' a job stored but not scheduled, 's' an index entry added, 'e' and
+ * 'u' an edited item's entry and job before the edit), its
  * length and its bytes, so any source id reads back whole. */
 static void undo_put(imp *m, char type, const char *data, size_t len)
 {
     fprintf(m->undo, "%c %zu ", type, len);
     fwrite(data, 1, len, m->undo);
     putc('\n', m->undo);
+}
+
+/* put_fields appends n strings, each with its NUL */
+static void put_fields(hr_buf *v, const char *const *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hr_buf_append(v, f[i], strlen(f[i]) + 1);
+}
+
+/* undo_put_entry logs the index entry (value) of an edited item before the
+ * edit writes it ('e': source and value, NUL-separated) */
+static void undo_put_entry(imp *m, const char *source, const char *value)
+{
+    hr_buf v;
+    hr_buf_init(&v);
+    put_fields(&v, (const char *[]){source, value}, 2);
+    undo_put(m, 'e', v.data, v.len);
+    hr_buf_release(&v);
+}
+
+/* undo_put_job logs a job an edit is about to update ('u': its ukh, lane
+ * and time, NUL-separated, then its stored value, binary), so a rollback
+ * can put it back as it was */
+static void undo_put_job(imp *m, const queue_job *old)
+{
+    char lane[QUEUE_LANE_MAX], at[24];
+    queue_job_lane(old, lane, sizeof lane);
+    snprintf(at, sizeof at, "%lld", (long long)old->run_at_ms);
+    hr_buf v;
+    hr_buf_init(&v);
+    put_fields(&v, (const char *[]){queue_job_ukh(old), lane, at}, 3);
+    queue_job_encode_stored(old, &v);
+    undo_put(m, 'u', v.data, v.len);
+    hr_buf_release(&v);
 }
 
 /* undo_check fails the import when the undo log could not be written
@@ -1707,6 +1742,7 @@ static int plan_and_send(imp *m, batch *b)
         p->old = hr_strdup(ids);
         p->changed = h == p->hash ? 0 : 1;
         edits += p->changed == 1;
+        if (p->changed == 1) undo_put_entry(m, p->source, e->str);
     }
     freeReplyObject(b->lookup);
     b->lookup = NULL;
@@ -1729,7 +1765,7 @@ static int plan_and_send(imp *m, batch *b)
      * the batch is appended to the connection (a read would take its reply) */
     int64_t **keeps = hr_calloc((size_t)(b->npend ? b->npend : 1), sizeof *keeps);
     if (edits && sched_test_before_edit_reads) sched_test_before_edit_reads(m->batch_no - 1);
-    for (int i = 0; i < b->npend; i++) {
+    for (int i = 0; i < b->npend && rc == 0; i++) {
         pending *p = &b->pend[i];
         if (p->changed != 1) continue;
         int64_t *keep = keeps[i] = hr_calloc((size_t)(p->n ? p->n : 1), sizeof *keep);
@@ -1738,6 +1774,15 @@ static int plan_and_send(imp *m, batch *b)
             if (!list_has(p->old, queue_job_ukh(j))) continue;
             hr_err e = {0};
             queue_job *old = queue_get(m->q, queue_job_ukh(j), &e);
+            if (!old && e.msg[0] && (!queue_redis(m->q) || queue_redis(m->q)->err)) {
+                /* unread, it could not be restored by a rollback */
+                hr_err_set(m->err, "redis: import: reading job %s before its update: %s",
+                           queue_job_ukh(j), e.msg);
+                m->err->code = 1;
+                rc = -1;
+                break;
+            }
+            if (old) undo_put_job(m, old);
             if (old && old->run_at_ms > m->now) {
                 if (edit_keeps_time(m, old, p->publish_ms))
                     keep[k] = old->run_at_ms;
@@ -1748,7 +1793,7 @@ static int plan_and_send(imp *m, batch *b)
         }
     }
     /* before the batch's first write */
-    if (undo_check(m) < 0 || lock_rewatch(m) < 0) {
+    if (rc < 0 || undo_check(m) < 0 || lock_rewatch(m) < 0) {
         for (int i = 0; i < b->npend; i++)
             free(keeps[i]);
         free(keeps);
@@ -1967,6 +2012,73 @@ static int entry_eval(imp *m, const char *script, const char *source, const char
     return rc;
 }
 
+/* RESTORE_ENTRY puts back an edited item's entry (ARGV[3]) if this run
+ * (ARGV[2], the head of its generation) wrote it. RESTORE_JOB puts back a
+ * job an edit updated, if it is still scheduled (nothing took it since):
+ * KEYS[1] jobs, KEYS[2] sched:LANE, KEYS[3] due; ARGV[1] ukh, ARGV[2] its
+ * time, ARGV[3] its stored value, ARGV[4] the lane. Both 1 when written
+ * (RESTORE_JOB: when it differed). */
+static const char RESTORE_ENTRY[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if not v or string.sub(v, 1, #ARGV[2]) ~= ARGV[2] then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1";
+static const char RESTORE_JOB[] =
+    "local at = redis.call('ZSCORE', KEYS[2], ARGV[1]) "
+    "if not at or (tonumber(at) == tonumber(ARGV[2]) and "
+    "  redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[3]) then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) "
+    "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) "
+    "local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES') "
+    "redis.call('ZADD', KEYS[3], head[2], 's|' .. ARGV[4]) return 1";
+
+/* restore_one runs the script of an 'e' or 'u' record; 1 written, 0 not
+ * this run's to restore, -1 on error */
+static int restore_one(imp *m, char t, const hr_buf *rec)
+{
+    const char *a = rec->data, *b = a + strlen(a) + 1;
+    redisReply *r;
+    if (t == 'e') {
+        r = cmd(m, "EVAL %s 1 %s %s %s %s", RESTORE_ENTRY, m->index_key, a, m->gen_s, b);
+    } else {
+        const char *at = b + strlen(b) + 1, *val = at + strlen(at) + 1;
+        char sfx[QUEUE_LANE_MAX + 16], k[3][QUEUE_LANE_MAX + 300];
+        snprintf(sfx, sizeof sfx, "sched:%s", b);
+        const char *ns = queue_ns(m->q);
+        r = cmd(m, "EVAL %s 3 %s %s %s %s %s %b %s", RESTORE_JOB,
+                queue_key(ns, "jobs", k[0], sizeof k[0]), queue_key(ns, sfx, k[1], sizeof k[1]),
+                queue_key(ns, "due", k[2], sizeof k[2]), a, at, val,
+                (size_t)(rec->data + rec->len - val), b);
+    }
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
+/* restore_edits puts back what this run's edits changed, as the undo log
+ * kept it before they were written: the entries first (back at its old
+ * hash, an item is seen as edited by the next import, whatever a kill
+ * here leaves), then the jobs. Counts the jobs put back in *restored;
+ * returns how many records could not be (Redis, or the lock lost). */
+static long restore_edits(imp *m, long *restored)
+{
+    char t;
+    hr_buf rec;
+    hr_buf_init(&rec);
+    hr_err e = {0};
+    long failed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        rewind(m->undo);
+        while (undo_get(m, &t, &rec)) {
+            if (t != (pass ? 'u' : 'e')) continue;
+            int rc = failed || lock_hold(m, &e) < 0 ? -1 : restore_one(m, t, &rec);
+            if (rc < 0) failed++;
+            *restored += pass && rc == 1;
+        }
+    }
+    hr_buf_release(&rec);
+    return failed;
+}
+
 /* rollback undoes what the log says this run added, in three steps: the
  * items it added to the index are marked GONE (if one cannot be, nothing
  * is cancelled: an entry saying "imported" must not outlive its jobs),
@@ -1996,8 +2108,11 @@ static void rollback(imp *m)
     hr_buf_init(&gone);
     entry_head(&gone, m->gen_s, HASH_GONE);
     rewind(m->undo);
-    while (undo_get(m, &t, &rec))
+    long nedits = 0;
+    while (undo_get(m, &t, &rec)) {
         njobs += t == 'j';
+        nedits += t == 'e' || t == 'u';
+    }
     if (lock_renew(m, &e) < 0) {
         ok = 0;
         if (e.code == 1 && !strstr(e.msg, "unreachable")) why = "the import's lock was lost";
@@ -2040,6 +2155,7 @@ static void rollback(imp *m)
                 (lock_hold(m, &e) < 0 || entry_eval(m, DEL_GONE, rec.data, gone.data) < 0))
                 break;
     }
+    long restored = 0, unrestored = !nedits ? 0 : ok ? restore_edits(m, &restored) : -1;
     hr_buf_release(&gone);
     hr_buf_release(&rec);
     size_t n = strlen(m->err->msg);
@@ -2051,6 +2167,13 @@ static void rollback(imp *m)
     else
         snprintf(m->err->msg + n, sizeof m->err->msg - n,
                  "; rolled back the %ld jobs this run had added", m->st->rolled_back);
+    n = strlen(m->err->msg);
+    if (unrestored)
+        snprintf(m->err->msg + n, sizeof m->err->msg - n, "; its edits not undone: %s",
+                 unrestored < 0 ? why : "Redis unreachable or the lock lost");
+    else if (restored)
+        snprintf(m->err->msg + n, sizeof m->err->msg - n, "; restored the %ld jobs it had updated",
+                 restored);
 }
 
 /* ---- the lock: one import of a campaign at a time */

@@ -1264,6 +1264,94 @@ static void test_all_or_nothing_redis_failure(void)
     hr_config_free(c);
 }
 
+/* write_edits writes items a, b, c (and d) with publish times in the
+ * future; a and b edited (another text, a another time) when edited */
+static void write_edits(const char *path, int edited)
+{
+    char *s = hr_asprintf(
+        "{\"id\":\"a\",\"title\":\"A\",\"text\":\"%s\",\"publish_at\":\"%s\"}\n"
+        "{\"id\":\"b\",\"title\":\"B\",\"text\":\"%s\",\"publish_at\":\"2027-02-02T10:00:00Z\"}\n"
+        "{\"id\":\"c\",\"title\":\"C\",\"text\":\"c\",\"publish_at\":\"2027-02-03T10:00:00Z\"}\n%s",
+        edited ? "a, edited" : "a", edited ? "2027-03-01T10:00:00Z" : "2027-02-01T10:00:00Z",
+        edited ? "b, edited" : "b",
+        edited ? "{\"id\":\"d\",\"title\":\"D\",\"text\":\"d\"}\n" : "");
+    th_write_file(path, s);
+    free(s);
+}
+
+/* A failed import undoes its edits too: the jobs it updated get their
+ * stored value and time back, their items' index entries their value (and
+ * the lanes' due entries follow), so a repeated import updates them again */
+static void test_all_or_nothing_edits(void)
+{
+    hr_config *c = setup_both("ed");
+    REQUIRE(c && Q);
+    char *path = hr_asprintf("%s/ed.ndjson", dir);
+    write_edits(path, 0);
+    sched_import_opts o = {.path = path, .batch = 2}; /* an item a batch */
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 6);
+    const char *keys[] = {"ed|ndjson:a|x|@shop", "ed|ndjson:a|mastodon|@shop@mastodon.social",
+                          "ed|ndjson:b|x|@shop", "ed|ndjson:b|mastodon|@shop@mastodon.social"};
+    queue_job *before[4];
+    char *score[4];
+    for (int i = 0; i < 4; i++) {
+        before[i] = job_of(keys[i]);
+        REQUIRE(before[i]);
+        char lane[QUEUE_LANE_MAX];
+        queue_job_lane(before[i], lane, sizeof lane);
+        score[i] = th_redis_cmd(R, "ZSCORE {%s}:sched:%s %s", ns, lane, queue_job_ukh(before[i]));
+    }
+    char *entry_a = th_redis_cmd(R, "HGET {%s}:import:ed ndjson:a", ns);
+    char *entry_b = th_redis_cmd(R, "HGET {%s}:import:ed ndjson:b", ns);
+    char *due = th_redis_cmd(R, "ZRANGE {%s}:due 0 0 WITHSCORES", ns);
+
+    /* a and b are updated by batches 0 and 1, batch 3 (d, new) fails */
+    write_edits(path, 1);
+    fail_at = 3;
+    CHECK(import_seam(c, &o, &st, &err, fail_third) < 0);
+    CHECK_INT(st.updated, 4);
+    CHECK(strstr(err.msg, "; restored the 4 jobs it had updated") != NULL);
+    for (int i = 0; i < 4; i++) {
+        queue_job *j = job_of(keys[i]);
+        REQUIRE(j);
+        CHECK_STR(j->text, before[i]->text);
+        CHECK_INT(j->run_at_ms, before[i]->run_at_ms);
+        char lane[QUEUE_LANE_MAX];
+        queue_job_lane(j, lane, sizeof lane);
+        char *sc = th_redis_cmd(R, "ZSCORE {%s}:sched:%s %s", ns, lane, queue_job_ukh(j));
+        CHECK_STR(sc, score[i]);
+        free(sc);
+        queue_job_free(j);
+    }
+    char *v = th_redis_cmd(R, "HGET {%s}:import:ed ndjson:a", ns);
+    CHECK_STR(v, entry_a);
+    free(v);
+    v = th_redis_cmd(R, "HGET {%s}:import:ed ndjson:b", ns);
+    CHECK_STR(v, entry_b);
+    free(v);
+    v = th_redis_cmd(R, "ZRANGE {%s}:due 0 0 WITHSCORES", ns);
+    CHECK_STR(v, due);
+    free(v);
+    CHECK_INT(hlen("jobs"), 6);
+
+    /* and the repeated import does it all */
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.updated, 4);
+    CHECK_INT(st.added, 2);
+    for (int i = 0; i < 4; i++) {
+        queue_job_free(before[i]);
+        free(score[i]);
+    }
+    free(entry_a);
+    free(entry_b);
+    free(due);
+    hr_config_free(c);
+    free(path);
+}
+
 /* Source ids with line breaks (NDJSON ids are any string) come back whole
  * from the undo log: the rollback deletes their entries,
  * and, through TMPDIR, the temp files are made where it says. */
@@ -1720,6 +1808,7 @@ int main(void)
     th_run("emails", test_emails);
     th_run("cli", test_cli);
     th_run("duplicate_csv_rows", test_duplicate_csv_rows);
+    th_run("all_or_nothing_edits", test_all_or_nothing_edits);
     queue_free(Q);
     free(dir);
     return th_main_end();
