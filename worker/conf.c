@@ -31,13 +31,16 @@ static const hr_conf_line *first_line(const hr_config *c, const char *key, const
 }
 
 /* limits_conf fills out from line l's rate= and points= (l may be NULL),
- * rate= defaulting to def; errors name what ("account", "app") and name. */
+ * rate= defaulting to def and points= to cost (the platform's: a rate=
+ * alone does not make a Bluesky create cost 1); errors name what
+ * ("account", "app") and name. */
 static int limits_conf(const hr_config *c, const hr_conf_line *l, const char *what,
-                       const char *name, const char *def, worker_limits *out, hr_err *err)
+                       const char *name, const char *def, int64_t cost, worker_limits *out,
+                       hr_err *err)
 {
     const char *rate = l ? line_opt(l, "rate") : NULL, *v;
     hr_err e = {0};
-    if (worker_limits_parse(rate ? rate : def, out, &e) != 0)
+    if (worker_limits_parse(rate ? rate : def, cost, out, &e) != 0)
         return hr_err_set(err, "%s:%d: %s %s: %s", conf_name(c), l ? l->line : 0, what, name,
                           e.msg);
     if (l && (v = line_opt(l, "points")) && (hr_parse_i64(v, &out->cost) != 0 || out->cost < 1))
@@ -63,10 +66,11 @@ static int account_conf(const hr_config *c, const char *lane, worker_account_con
     platform[plen] = '\0';
 
     const hr_conf_line *l = first_line(c, "account", lane);
-    if (limits_conf(c, l, "account", lane, worker_limits_default(platform), &a->limits, err) !=
-            0 ||
+    int64_t cost = worker_limits_cost(platform);
+    if (limits_conf(c, l, "account", lane, worker_limits_default(platform), cost, &a->limits,
+                    err) != 0 ||
         limits_conf(c, first_line(c, "app", platform), "app", platform,
-                    worker_app_limits_default(platform), &a->app, err) != 0)
+                    worker_app_limits_default(platform), cost, &a->app, err) != 0)
         return -1;
     a->circuit = 5;
     if (!l) return 0;

@@ -158,10 +158,10 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
 
 /* ---------------------------------------------------------- rate windows */
 
-int worker_limits_parse(const char *spec, worker_limits *l, hr_err *err)
+int worker_limits_parse(const char *spec, int64_t cost, worker_limits *l, hr_err *err)
 {
     memset(l, 0, sizeof *l);
-    l->cost = 1;
+    l->cost = cost > 0 ? cost : 1;
     if (!spec) return 0;
     char *copy = hr_strdup(spec), *save = NULL;
     int rc = 0;
@@ -226,6 +226,13 @@ const char *worker_limits_default(const char *platform)
     for (size_t i = 0; platform && i < HR_ARRAY_LEN(table); i++)
         if (strcmp(table[i].platform, platform) == 0) return table[i].spec;
     return "";
+}
+
+int64_t worker_limits_cost(const char *platform)
+{
+    worker_limits l;
+    if (worker_limits_parse(worker_limits_default(platform), 1, &l, NULL) != 0) return 1;
+    return l.cost;
 }
 
 const char *worker_app_limits_default(const char *platform)

@@ -121,11 +121,16 @@ typedef struct worker_limits {
 } worker_limits;
 
 /* worker_limits_parse parses "100/15m,300/3h,2400/24h" (optionally ending
- * in ";cost=3") into l; returns 0 or -1 with err. "" means no limits. */
-int worker_limits_parse(const char *spec, worker_limits *l, hr_err *err);
+ * in ";cost=3") into l, cost being the points of a send when the spec names
+ * none (< 1: 1); returns 0 or -1 with err. "" means no limits. */
+int worker_limits_parse(const char *spec, int64_t cost, worker_limits *l, hr_err *err);
 /* worker_limits_default returns the spec herald uses for a platform when the
  * config names none (conservative published limits), or "". */
 const char *worker_limits_default(const char *platform);
+/* worker_limits_cost returns the points one send of platform uses, as its
+ * default spec says (Bluesky's create: 3; else 1): what a rate= without
+ * points= counts. */
+int64_t worker_limits_cost(const char *platform);
 /* worker_app_limits_default returns the spec of a platform's limits for the
  * whole app (every account of it together) when the config names none: a
  * published per-app limit, or "" (none known). */

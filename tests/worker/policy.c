@@ -96,23 +96,23 @@ static void windows(void)
 {
     worker_limits l;
     hr_err e = {0};
-    CHECK(worker_limits_parse("100/15m,300/3h,2400/24h", &l, &e) == 0);
+    CHECK(worker_limits_parse("100/15m,300/3h,2400/24h", 1, &l, &e) == 0);
     CHECK_INT(l.nw, 3);
     CHECK_INT(l.w[1].window_ms, 3 * 3600000);
     CHECK_INT(l.cost, 1);
 
-    CHECK(worker_limits_parse(worker_limits_default("bluesky"), &l, &e) == 0);
+    CHECK(worker_limits_parse(worker_limits_default("bluesky"), 1, &l, &e) == 0);
     CHECK_INT(l.cost, 3);
-    CHECK(worker_limits_parse("10/s", &l, &e) == 0 && l.w[0].window_ms == 1000);
-    CHECK(worker_limits_parse("ten/15m", &l, &e) == -1);
-    CHECK(worker_limits_parse("10/15q", &l, &e) == -1);
-    CHECK(worker_limits_parse("", &l, &e) == 0 && l.nw == 0);
+    CHECK(worker_limits_parse("10/s", 1, &l, &e) == 0 && l.w[0].window_ms == 1000);
+    CHECK(worker_limits_parse("ten/15m", 1, &l, &e) == -1);
+    CHECK(worker_limits_parse("10/15q", 1, &l, &e) == -1);
+    CHECK(worker_limits_parse("", 1, &l, &e) == 0 && l.nw == 0);
 
     /* per-app: X publishes one, most platforms none */
-    CHECK(worker_limits_parse(worker_app_limits_default("x"), &l, &e) == 0);
+    CHECK(worker_limits_parse(worker_app_limits_default("x"), 1, &l, &e) == 0);
     CHECK_INT(l.nw, 1);
     CHECK_INT(l.w[0].window_ms, 86400000);
-    CHECK(worker_limits_parse(worker_app_limits_default("mastodon"), &l, &e) == 0);
+    CHECK(worker_limits_parse(worker_app_limits_default("mastodon"), 1, &l, &e) == 0);
     CHECK_INT(l.nw, 0);
 }
 
@@ -183,7 +183,23 @@ static void account_config(void)
     CHECK(worker_account_conf_get(c, "bluesky:me.bsky.social", &a, &e) == 0);
     CHECK_INT(a.limits.cost, 2);
     CHECK_INT(a.app.nw, 0);
-    CHECK_INT(a.app.cost, 1);
+    CHECK_INT(a.app.cost, 3); /* the platform's, not the account's points= */
+    hr_config_free(c);
+    /* a rate= without points= keeps the platform's cost: a Bluesky create
+     * is 3 points whatever the windows */
+    c = hr_config_parse("account bluesky:p.bsky.social rate=5000/1h,35000/24h\n"
+                        "account x:@r rate=10/1h\n"
+                        "app bluesky rate=100/1h\n",
+                        "herald.conf", &e);
+    REQUIRE(c);
+    CHECK(worker_account_conf_get(c, "bluesky:p.bsky.social", &a, &e) == 0);
+    CHECK_INT(a.limits.nw, 2);
+    CHECK_INT(a.limits.cost, 3);
+    CHECK_INT(a.app.cost, 3);
+    CHECK(worker_account_conf_get(c, "bluesky:q.bsky.social", &a, &e) == 0);
+    CHECK_INT(a.limits.cost, 3);
+    CHECK(worker_account_conf_get(c, "x:@r", &a, &e) == 0);
+    CHECK_INT(a.limits.cost, 1);
     hr_config_free(c);
 }
 
