@@ -462,6 +462,36 @@ static void x_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 }
 
 /* Mastodon */
+
+/* masto_status returns status p as Mastodon's Status entity (new): what
+ * the create answer, a status's GET and the account's list all give;
+ * its counts grow with its age (none yet when it is new) */
+static json_t *masto_status(const sb_rec *p)
+{
+    static const char *const vis[] = {"public", "unlisted", "private", "direct"};
+    const char *v = json_string_value(json_object_get(p->body, "visibility"));
+    const char *visibility = "public";
+    for (size_t i = 0; v && i < HR_ARRAY_LEN(vis); i++)
+        if (!strcmp(v, vis[i])) visibility = vis[i];
+    char *url = hr_asprintf("https://mastodon.sandbox/@shop/%s", p->id);
+    char ts[32];
+    hr_format_rfc3339(p->received_ms, ts, sizeof ts);
+    hr_buf content;
+    hr_buf_init(&content);
+    hr_buf_puts(&content, "<p>");
+    hr_buf_html_escape(&content, p->text);
+    hr_buf_puts(&content, "</p>");
+    json_t *j = json_pack("{ss ss ss ss ss ss s{ssssssssss} si si si}", "id", p->id, "uri", url,
+                          "url", url, "created_at", ts, "content", content.data, "visibility",
+                          visibility, "account", "id", "1", "username", "shop", "acct", "shop",
+                          "display_name", "shop", "url", "https://mastodon.sandbox/@shop",
+                          "favourites_count", (int)grow(p, 3), "reblogs_count", (int)grow(p, 10),
+                          "replies_count", (int)grow(p, 15));
+    hr_buf_release(&content);
+    free(url);
+    return j;
+}
+
 static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     const char *tok = bearer(r);
@@ -478,20 +508,7 @@ static void masto_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
             json_pack("{ss}", "error", "Validation failed: Text character limit of 500 exceeded"));
     x->id = digits_id(s, "", 18);
     x->text = hr_strdup(text);
-    char *url = hr_asprintf("https://mastodon.sandbox/@shop/%s", x->id);
-    char ts[32];
-    hr_format_rfc3339(x->received_ms, ts, sizeof ts);
-    hr_buf content;
-    hr_buf_init(&content);
-    hr_buf_puts(&content, "<p>");
-    hr_buf_html_escape(&content, text);
-    hr_buf_puts(&content, "</p>");
-    reply_json(o, 200,
-               json_pack("{ss ss ss ss ss ss si si si}", "id", x->id, "uri", url, "url", url,
-                         "created_at", ts, "content", content.data, "visibility", "public",
-                         "favourites_count", 0, "reblogs_count", 0, "replies_count", 0));
-    hr_buf_release(&content);
-    free(url);
+    reply_json(o, 200, masto_status(x));
 }
 
 static void masto_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -499,13 +516,11 @@ static void masto_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
     const char *id = hook_req_path(r) + strlen("/api/v1/statuses/");
     sb_rec *p = find_id(s, "mastodon", "post", id);
     if (!p) return reply_json(o, 404, json_pack("{ss}", "error", "Record not found"));
-    reply_json(o, 200,
-               json_pack("{ss si si si}", "id", p->id, "favourites_count", (int)grow(p, 3),
-                         "reblogs_count", (int)grow(p, 10), "replies_count", (int)grow(p, 15)));
+    reply_json(o, 200, masto_status(p));
 }
 
 /* masto_list: an account's statuses, newest first: limit (default 20, at
- * most 40), max_id (only statuses older than that id), created_at. */
+ * most 40), max_id (only statuses older than that id), whole statuses. */
 static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     char v[64];
@@ -522,16 +537,7 @@ static void masto_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
             older_than = strcmp(p->id, v) != 0;
             continue;
         }
-        hr_buf c;
-        hr_buf_init(&c);
-        hr_buf_puts(&c, "<p>");
-        hr_buf_html_escape(&c, p->text);
-        hr_buf_puts(&c, "</p>");
-        char ts[32];
-        hr_format_rfc3339(p->received_ms, ts, sizeof ts);
-        json_array_append_new(
-            a, json_pack("{ssssss}", "id", p->id, "content", c.data, "created_at", ts));
-        hr_buf_release(&c);
+        json_array_append_new(a, masto_status(p));
     }
     reply_json(o, 200, a);
 }

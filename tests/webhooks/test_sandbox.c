@@ -84,6 +84,19 @@ static json_t *json_of(const resp *r)
     return json_loads(r->body.data, 0, NULL);
 }
 
+/* json_answer sends one request, checks that it is answered status and
+ * returns the answer's JSON (owned; NULL when it is none) */
+static json_t *json_answer(const char *method, const char *path, const char *const *hdrs,
+                           const char *body, long status)
+{
+    resp r;
+    req(method, path, hdrs, body, &r);
+    CHECK_INT(r.status, status);
+    json_t *j = json_of(&r);
+    resp_release(&r);
+    return j;
+}
+
 static int up(void *arg)
 {
     return th_http(*(int *)arg, NULL, (const char *)"/readyz", NULL, NULL, NULL) == 200;
@@ -542,6 +555,36 @@ static void test_record_everything(void)
     CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
 }
 
+/* GET /api/v1/statuses/<id> answers the whole Status, as the create answer
+ * gave it, with its counts; the account's list gives the same */
+static void test_mastodon_status(void)
+{
+    json_t *made = json_answer("POST", "/api/v1/statuses", bearer,
+                               "{\"status\":\"whole\",\"visibility\":\"unlisted\"}", 200);
+    char path[100];
+    snprintf(path, sizeof path, "/api/v1/statuses/%s",
+             json_string_value(json_object_get(made, "id")));
+    json_t *got = json_answer("GET", path, bearer, NULL, 200);
+    json_t *list = json_answer("GET", "/api/v1/accounts/1/statuses?limit=1", bearer, NULL, 200);
+    json_t *listed = json_array_get(list, 0);
+    static const char *const keys[] = {"id",         "uri",     "url",       "content",
+                                       "created_at", "account", "visibility"};
+    for (size_t i = 0; i < HR_ARRAY_LEN(keys); i++) {
+        json_t *v = json_object_get(made, keys[i]);
+        CHECK(v != NULL);
+        CHECK(json_equal(v, json_object_get(got, keys[i])));
+        CHECK(json_equal(v, json_object_get(listed, keys[i])));
+    }
+    CHECK_STR(json_string_value(json_object_get(got, "visibility")), "unlisted");
+    CHECK(json_string_value(json_object_get(json_object_get(got, "account"), "acct")) != NULL);
+    static const char *const counts[] = {"favourites_count", "reblogs_count", "replies_count"};
+    for (size_t i = 0; i < HR_ARRAY_LEN(counts); i++)
+        CHECK(json_is_integer(json_object_get(got, counts[i])));
+    json_decref(made);
+    json_decref(got);
+    json_decref(list);
+}
+
 static void test_bluesky(void)
 {
     resp r;
@@ -643,15 +686,10 @@ static void test_linkedin_threads_facebook(void)
 
     const char *form[] = {"Authorization: Bearer tok",
                           "Content-Type: application/x-www-form-urlencoded", NULL};
-    req("POST", "/v1.0/1234567/threads", form, "media_type=TEXT&text=hello+threads", &r);
-    CHECK_INT(r.status, 200);
-    json_t *c = json_of(&r);
-    resp_release(&r);
+    json_t *c = json_answer("POST", "/v1.0/1234567/threads", form,
+                            "media_type=TEXT&text=hello+threads", 200);
     char *pub = hr_asprintf("creation_id=%s", json_string_value(json_object_get(c, "id")));
-    req("POST", "/v1.0/1234567/threads_publish", form, pub, &r);
-    CHECK_INT(r.status, 200);
-    json_t *m = json_of(&r);
-    resp_release(&r);
+    json_t *m = json_answer("POST", "/v1.0/1234567/threads_publish", form, pub, 200);
     req("POST", "/v1.0/1234567/threads_publish", form, pub, &r);
     CHECK_INT(r.status, 400);
     resp_release(&r);
@@ -1112,6 +1150,7 @@ int main(void)
     th_run("lengths", test_lengths);
     th_run("idempotency", test_idempotency);
     th_run("idempotency_everywhere", test_idempotency_everywhere);
+    th_run("mastodon_status", test_mastodon_status);
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
     th_run("bodies", test_bodies);
