@@ -27,6 +27,7 @@ typedef enum {
     C_READING,  /* waiting for / reading a request */
     C_HANDLING, /* the handler has the request */
     C_WRITING,  /* flushing the answer */
+    C_LINGER,   /* answered and shut: reading and dropping what still comes */
 } conn_state;
 
 typedef struct conn conn;
@@ -63,6 +64,8 @@ struct conn {
     int dead;    /* the socket is gone; the handler still holds req */
     int parsing; /* conn_try_parse is on the stack: it goes on, frees */
     int freed;   /* closed while parsing: conn_try_parse frees it */
+    int over;    /* accepted over the cap, to be answered 503 */
+    size_t lingered; /* bytes dropped while lingering */
     char peer[64];
     hr_buf in; /* bytes read but not parsed (pipelined) */
     size_t in_off;
@@ -78,6 +81,7 @@ struct hook_httpd {
     ev_io accept_io;
     conn *conns;
     int nconns;
+    int nover, over_max; /* connections over the cap, lingering after their 503 */
     int stopping;
     void (*stop_done)(void *);
     void *stop_priv;
@@ -87,10 +91,15 @@ struct hook_httpd {
 
 static void conn_close(conn *c);
 static void conn_try_parse(conn *c);
+static void conn_linger(conn *c);
 
 /* Requests of one connection answered in one go: the rest of a pipelined
  * batch waits for the next loop turn, so other clients get their turn. */
 enum { PIPELINE_BURST = 32 };
+
+/* A connection closed after its last answer lingers (conn_linger) for at
+ * most this long or this many bytes. */
+enum { LINGER_MS = 5000, LINGER_BYTES = 4 << 20 };
 
 /* ------------------------------------------------------------ status */
 
@@ -322,7 +331,7 @@ static void write_some(conn *c)
     c->out_off = 0;
     if (c->state == C_WRITING) {
         if (c->closing || c->h->stopping) {
-            conn_close(c);
+            conn_linger(c);
             return;
         }
         c->state = C_READING;
@@ -341,6 +350,47 @@ static void write_some(conn *c)
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
     write_some(w->data);
+}
+
+static void on_linger(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    char drop[16384];
+    for (;;) {
+        ssize_t n = recv(c->fd, drop, sizeof drop, 0);
+        if (n > 0) {
+            c->lingered += (size_t)n;
+            if (c->lingered > LINGER_BYTES) break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        break; /* the client is done (or gone) */
+    }
+    conn_close(c);
+}
+
+/* conn_linger ends a connection whose last answer is written. The client may
+ * still be sending (a body over the limit, a request to a full server), and
+ * a close with unread bytes makes the kernel reset the connection, which
+ * destroys the answer before the client reads it: the provider sees a reset
+ * and retries for ever. So our side is shut and what comes is dropped until
+ * the client closes, LINGER_BYTES or LINGER_MS (or the idle timeout if
+ * shorter) pass: nginx's lingering close. It still counts as a connection. */
+static void conn_linger(conn *c)
+{
+    hook_httpd *h = c->h;
+    if (c->eof || shutdown(c->fd, SHUT_WR) != 0) { /* it sends nothing more */
+        conn_close(c);
+        return;
+    }
+    c->state = C_LINGER;
+    hr_buf_reset(&c->in);
+    c->in_off = 0;
+    ev_timer_stop(h->loop, &c->resume);
+    ev_set_cb(&c->rio, on_linger);
+    ev_io_start(h->loop, &c->rio);
+    conn_arm(c, h->o.idle_timeout_ms < LINGER_MS ? h->o.idle_timeout_ms : LINGER_MS);
 }
 
 static void conn_answer(conn *c, int status, const char *ctype, const void *body, size_t len,
@@ -657,11 +707,41 @@ static void conn_close(conn *c)
         h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     h->nconns--;
+    if (c->over) h->nover--;
     if (c->state == C_HANDLING)
         c->dead = 1; /* freed by the handler's answer */
     else
         conn_free(c);
     if (h->stopping && h->nconns == 0 && h->stop_done) ev_idle_start(h->loop, &h->stop_idle);
+}
+
+/* conn_new takes accepted fd (peer ss) into h's connections; reading is
+ * not started. */
+static conn *conn_new(hook_httpd *h, int fd, const struct sockaddr_storage *ss)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *c = hr_calloc(1, sizeof *c);
+    c->h = h;
+    c->fd = fd;
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof c->peer);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer,
+                  sizeof c->peer);
+    c->req.c = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    ev_io_init(&c->rio, on_readable, fd, EV_READ);
+    ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    ev_timer_init(&c->resume, on_resume, 0., 0.);
+    c->rio.data = c->wio.data = c->timer.data = c->resume.data = c;
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    return c;
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -672,7 +752,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t sl = sizeof ss;
         int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return; /* EAGAIN, or EMFILE: try again on the next wakeup */
-        if (h->nconns >= h->o.max_conns) {
+        if (h->nconns - h->nover >= h->o.max_conns) {
+            if (h->nover < h->over_max) {
+                /* answered like any closing connection, so it lingers: a
+                 * client that sent its request reads the 503, not a reset */
+                conn *c = conn_new(h, fd, &ss);
+                c->over = 1;
+                h->nover++;
+                conn_answer(c, 503, NULL, NULL, 0, "Retry-After: 1\r\n");
+                continue;
+            }
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                        "Connection: close\r\nRetry-After: 1\r\n\r\n";
             if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0) { /* best effort */
@@ -680,27 +769,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = hr_calloc(1, sizeof *c);
-        c->h = h;
-        c->fd = fd;
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof c->peer);
-        c->req.c = c;
-        http_parser_init(&c->parser, HTTP_REQUEST);
-        c->parser.data = c;
-        ev_io_init(&c->rio, on_readable, fd, EV_READ);
-        ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
-        ev_init(&c->timer, on_timer);
-        ev_timer_init(&c->resume, on_resume, 0., 0.);
-        c->rio.data = c->wio.data = c->timer.data = c->resume.data = c;
-        c->next = h->conns;
-        if (h->conns) h->conns->prev = c;
-        h->conns = c;
-        h->nconns++;
+        conn *c = conn_new(h, fd, &ss);
         ev_io_start(loop, &c->rio);
         conn_arm(c, h->o.idle_timeout_ms);
     }
@@ -781,6 +850,7 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     if (!h->o.request_timeout_ms) h->o.request_timeout_ms = 10000;
     if (!h->o.idle_timeout_ms) h->o.idle_timeout_ms = 30000;
     if (!h->o.max_conns) h->o.max_conns = 1024;
+    h->over_max = h->o.max_conns / 16 + 1 < 64 ? h->o.max_conns / 16 + 1 : 64;
     h->o.listen = NULL; /* not kept: borrowed */
     h->fd = fd;
     h->port = port;

@@ -781,6 +781,40 @@ static int read_responses(int fd, int count)
     return ok;
 }
 
+/* upload sends head then n bytes of body on fd, as a client that writes
+ * its whole request before it reads the answer (urllib, most providers'
+ * senders), with a small send buffer so that the send only finishes when the
+ * server takes the body; then it reads the answer to the end of the stream.
+ * Returns the answer's status, or -1 when a send or a read failed (a
+ * reset). */
+static int upload(int fd, const char *head, size_t n)
+{
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    if (send_all(fd, head) != 0) return -1;
+    char chunk[16384];
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(fd, chunk, n - off < sizeof chunk ? n - off : sizeof chunk, MSG_NOSIGNAL);
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    shutdown(fd, SHUT_WR);
+    hr_buf in;
+    hr_buf_init(&in);
+    char buf[4096];
+    ssize_t r;
+    while ((r = recv(fd, buf, sizeof buf, 0)) > 0)
+        hr_buf_append(&in, buf, (size_t)r);
+    size_t pos = 0;
+    int status = r == 0 ? next_response(&in, &pos) : -1;
+    hr_buf_release(&in);
+    return status;
+}
+
+static const char big_head[] = "POST /webhooks/generic HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n";
+
 static int closed_by_peer(void *arg)
 {
     int fd = *(int *)arg;
@@ -863,6 +897,19 @@ static void test_keepalive_pipelining(void)
     ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
     CHECK(n > 0 && strncmp(buf, "HTTP/1.1 400", 12) == 0);
     close(fd);
+}
+
+/* test_oversized_upload: a client that writes a body far over the limit
+ * (2 MiB, the limit 64 KiB) before reading reads the 413: the server drops
+ * the rest of the body instead of closing on it, which reset the connection
+ * (the client's send failed, and the answer was lost) */
+static void test_oversized_upload(void)
+{
+    int fd = dial();
+    REQUIRE(fd >= 0);
+    CHECK_INT(upload(fd, big_head, 2 << 20), 413);
+    close(fd);
+    CHECK(ready_at(&port));
 }
 
 /* pipeline sends count requests on fd in one stream, without waiting for
@@ -1030,6 +1077,12 @@ static void test_connection_cap(void)
     for (int i = 0; i < N; i++)
         fds[i] = dial();
     CHECK(th_wait_for(refused, NULL, 10000));
+    /* one more that sends its request (with a large body) at once reads
+     * its 503 too, not a reset */
+    int over = dial();
+    CHECK(over >= 0);
+    if (over >= 0) CHECK_INT(upload(over, big_head, 2 << 20), 503);
+    if (over >= 0) close(over);
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0) close(fds[i]);
     for (int i = 0; i < nextra; i++)
@@ -1453,6 +1506,7 @@ int main(void)
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
+    th_run("oversized_upload", test_oversized_upload);
     th_run("pipeline_flood", test_pipeline_flood);
     th_run("pipeline_half_close", test_pipeline_half_close);
     th_run("slow_client", test_slow_client);
