@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -79,6 +80,12 @@ struct hook_httpd {
     hook_httpd_opts o;
     int fd, port;
     ev_io accept_io;
+    /* out of descriptors: accepting pauses until a connection closes or
+     * accept_retry fires (the listening socket would stay readable and
+     * the loop spin) */
+    int accept_paused;
+    int fd_warned; /* logged that; cleared by the next accept */
+    ev_timer accept_retry;
     conn *conns;
     int nconns;
     int nover, over_max; /* connections over the cap, lingering after their 503 */
@@ -90,6 +97,7 @@ struct hook_httpd {
 };
 
 static void conn_close(conn *c);
+static void accept_resume(hook_httpd *h);
 static void conn_try_parse(conn *c);
 static void conn_linger(conn *c);
 
@@ -100,6 +108,10 @@ enum { PIPELINE_BURST = 32 };
 /* A connection closed after its last answer lingers (conn_linger) for at
  * most this long or this many bytes. */
 enum { LINGER_MS = 5000, LINGER_BYTES = 4 << 20 };
+
+/* Descriptors kept for what is not a connection (Redis, logs, the loop,
+ * the sandbox's clients), and how long accepting pauses when they ran out. */
+enum { FD_RESERVE = 32, ACCEPT_RETRY_MS = 100 };
 
 /* ------------------------------------------------------------ status */
 
@@ -708,6 +720,7 @@ static void conn_close(conn *c)
     if (c->next) c->next->prev = c->prev;
     h->nconns--;
     if (c->over) h->nover--;
+    if (h->accept_paused) accept_resume(h); /* a descriptor is free */
     if (c->state == C_HANDLING)
         c->dead = 1; /* freed by the handler's answer */
     else
@@ -744,6 +757,18 @@ static conn *conn_new(hook_httpd *h, int fd, const struct sockaddr_storage *ss)
     return c;
 }
 
+static void accept_resume(hook_httpd *h)
+{
+    h->accept_paused = 0;
+    ev_timer_stop(h->loop, &h->accept_retry);
+    if (!h->stopping) ev_io_start(h->loop, &h->accept_io);
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    accept_resume(w->data);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     hook_httpd *h = w->data;
@@ -751,7 +776,22 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return; /* EAGAIN, or EMFILE: try again on the next wakeup */
+        if (fd < 0 && errno == ECONNABORTED) continue;
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+            /* the connection stays in the backlog; the listening socket
+             * stays readable, so waiting for it would spin */
+            if (!h->fd_warned)
+                hr_log(HR_LOG_WARN, "httpd: cannot accept, waiting for a connection to close",
+                       "error", strerror(errno), NULL);
+            h->fd_warned = 1;
+            h->accept_paused = 1;
+            ev_io_stop(loop, w);
+            ev_timer_set(&h->accept_retry, ACCEPT_RETRY_MS / 1000.0, 0.);
+            ev_timer_start(loop, &h->accept_retry);
+            return;
+        }
+        if (fd < 0) return; /* EAGAIN: all taken */
+        h->fd_warned = 0;
         if (h->nconns - h->nover >= h->o.max_conns) {
             if (h->nover < h->over_max) {
                 /* answered like any closing connection, so it lingers: a
@@ -782,6 +822,32 @@ static void on_stop_idle(struct ev_loop *loop, ev_idle *w, int revents)
     void (*done)(void *) = h->stop_done;
     h->stop_done = NULL;
     if (done) done(h->stop_priv);
+}
+
+/* fd_budget makes room for h's connections: the soft RLIMIT_NOFILE is
+ * raised toward the hard one as needed (systemd's soft default is 1024,
+ * which 1024 connections exceed), and where that is not enough max_conns
+ * is lowered, so that the cap answers 503 before accept runs out of
+ * descriptors. */
+static void fd_budget(hook_httpd *h)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
+    rlim_t want = (rlim_t)h->o.max_conns + (rlim_t)h->over_max + FD_RESERVE;
+    if (rl.rlim_cur < want) {
+        struct rlimit up = {rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max,
+                            rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0) rl.rlim_cur = up.rlim_cur;
+    }
+    if (rl.rlim_cur >= want) return;
+    int avail = rl.rlim_cur > FD_RESERVE + 2 ? (int)(rl.rlim_cur - FD_RESERVE) : 2;
+    h->over_max = avail / 17 > 0 ? avail / 17 : 1;
+    h->o.max_conns = avail - h->over_max;
+    char lim[24], cap[24];
+    hook_fmt_i64(lim, (int64_t)rl.rlim_cur);
+    hook_fmt_i64(cap, h->o.max_conns);
+    hr_log(HR_LOG_WARN, "httpd: too few file descriptors for the connection cap, lowered",
+           "max_conns", cap, "rlimit_nofile", lim, NULL);
 }
 
 static int split_listen(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
@@ -851,6 +917,7 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     if (!h->o.idle_timeout_ms) h->o.idle_timeout_ms = 30000;
     if (!h->o.max_conns) h->o.max_conns = 1024;
     h->over_max = h->o.max_conns / 16 + 1 < 64 ? h->o.max_conns / 16 + 1 : 64;
+    fd_budget(h);
     h->o.listen = NULL; /* not kept: borrowed */
     h->fd = fd;
     h->port = port;
@@ -864,6 +931,8 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     ev_io_init(&h->accept_io, on_accept, fd, EV_READ);
     h->accept_io.data = h;
     ev_io_start(loop, &h->accept_io);
+    ev_timer_init(&h->accept_retry, on_accept_retry, 0., 0.);
+    h->accept_retry.data = h;
     ev_idle_init(&h->stop_idle, on_stop_idle);
     h->stop_idle.data = h;
     return h;
@@ -884,6 +953,7 @@ void hook_httpd_stop(hook_httpd *h, void (*done)(void *priv), void *priv)
     h->stop_done = done;
     h->stop_priv = priv;
     ev_io_stop(h->loop, &h->accept_io);
+    ev_timer_stop(h->loop, &h->accept_retry);
     if (h->fd >= 0) close(h->fd);
     h->fd = -1;
     /* idle connections go now; busy ones close after their answer */
@@ -898,6 +968,8 @@ void hook_httpd_free(hook_httpd *h)
 {
     if (!h) return;
     ev_io_stop(h->loop, &h->accept_io);
+    ev_timer_stop(h->loop, &h->accept_retry);
+    h->accept_paused = 0; /* closing the connections must not resume it */
     ev_idle_stop(h->loop, &h->stop_idle);
     h->stop_done = NULL;
     while (h->conns) {

@@ -5,6 +5,7 @@
  * unsubscribe; `herald forget`. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -1091,6 +1092,101 @@ static void test_connection_cap(void)
     CHECK(th_wait_for(conns_open, &one, 10000)); /* serving again */
 }
 
+/* spawn_nofile starts `herald webhooks` on a config of its own (max-conns
+ * 200) with RLIMIT_NOFILE 64 and `hold` more descriptors it inherits and
+ * never uses (they are not free for connections); returns its pid, its port
+ * in *at, its log's path in log. */
+static pid_t spawn_nofile(const char *name, int hold, int *at, char log[600])
+{
+    char path[600], logname[64], cmd[1400];
+    snprintf(path, sizeof path, "%s/%s.conf", dir, name);
+    *at = th_free_port();
+    write_conf(path, *at, 65536, NULL);
+    snprintf(cmd, sizeof cmd, "ulimit -n 64 && exec %s --config %s webhooks", HERALD_BIN, path);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int held[64];
+    for (int i = 0; i < hold; i++)
+        held[i] = open("/dev/null", O_RDONLY); /* no O_CLOEXEC: inherited */
+    snprintf(logname, sizeof logname, "%s.log", name);
+    snprintf(log, 600, "%s/%s", dir, logname);
+    pid_t pid = th_spawn(argv, log);
+    for (int i = 0; i < hold; i++)
+        close(held[i]);
+    if (!th_wait_for(ready_at, at, 10000)) fprintf(stderr, "%s did not start\n", name);
+    return pid;
+}
+
+/* runnable_ns: the nanoseconds pid has been running or waiting to run
+ * (on a runqueue), from /proc/PID/schedstat: a spinning process is one or
+ * the other all the time, however loaded the machine, where its CPU ticks
+ * would depend on how many others share the cores */
+static double runnable_ns(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/schedstat", (int)pid);
+    char *st = th_read_file(p, NULL);
+    double run = -1e18, wait = 0;
+    if (!st || sscanf(st, "%lf %lf", &run, &wait) != 2) run = -1e18;
+    free(st);
+    return run + wait;
+}
+
+static int log_says(const char *log, const char *what)
+{
+    char *text = th_read_file(log, NULL);
+    int yes = text && strstr(text, what);
+    free(text);
+    return yes;
+}
+
+static int log_says_no_fd(void *arg)
+{
+    return log_says(arg, "httpd: cannot accept");
+}
+
+/* test_nofile: with few file descriptors (RLIMIT_NOFILE 64, the default
+ * max-conns 200 of these tests far above), the cap is lowered so that it
+ * answers 503 before accept runs out of descriptors; and a server out of
+ * descriptors all the same (30 taken by inherited ones) stops accepting for
+ * a while instead of spinning on its readable listening socket, then serves
+ * again once connections close */
+static void test_nofile(void)
+{
+    enum { N = 40 };
+    char log[600];
+    int at, fds[N];
+    pid_t pid = spawn_nofile("nofile", 0, &at, log);
+    for (int i = 0; i < N; i++)
+        fds[i] = dial_port(at);
+    /* the last is over the lowered cap (31) */
+    char buf[128] = "";
+    ssize_t n = fds[N - 1] >= 0 ? recv(fds[N - 1], buf, sizeof buf - 1, 0) : -1;
+    CHECK(n > 0 && strncmp(buf, "HTTP/1.1 503", 12) == 0);
+    CHECK(log_says(log, "too few file descriptors for the connection cap"));
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    th_kill(pid, SIGTERM);
+
+    pid = spawn_nofile("nofile-held", 30, &at, log);
+    for (int i = 0; i < N; i++)
+        fds[i] = dial_port(at); /* the kernel completes them: the backlog */
+    CHECK(th_wait_for(log_says_no_fd, log, 10000));
+    struct timeval t0, t1;
+    double r0 = runnable_ns(pid);
+    gettimeofday(&t0, NULL);
+    poll(NULL, 0, 1000); /* use over an interval: a spinning loop uses all of it */
+    double r1 = runnable_ns(pid);
+    gettimeofday(&t1, NULL);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_usec - t0.tv_usec) / 1e6;
+    double share = (r1 - r0) / 1e9 / secs;
+    if (share >= 0.5) fprintf(stderr, "webhooks was runnable %.0f%% of the time\n", share * 100);
+    CHECK(share >= 0 && share < 0.5);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    CHECK(th_wait_for(ready_at, &at, 10000)); /* serving again */
+    th_kill(pid, SIGTERM);
+}
+
 static void test_unsubscribe(void)
 {
     hr_unsub u = {0};
@@ -1512,6 +1608,7 @@ int main(void)
     th_run("slow_client", test_slow_client);
     th_run("many_connections", test_many_connections);
     th_run("connection_cap", test_connection_cap);
+    th_run("nofile", test_nofile);
     th_run("unsubscribe", test_unsubscribe);
     th_run("forget", test_forget);
     th_run("health_metrics", test_health_metrics);
