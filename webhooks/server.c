@@ -71,6 +71,8 @@ typedef struct rec_ctx {
  * recorded by one script call (group commit); each request is answered when
  * that call replies. */
 typedef struct batch {
+    hook_server *s;
+    int resent; /* sent again after NOSCRIPT */
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
@@ -174,9 +176,20 @@ static void batch_free(batch *b)
  * request was refused), then per token 1 accepted, 2 a redelivery of the
  * same request (its events are duplicates), 4 used before with another
  * body. */
+static void send_batch(hook_server *s, batch *b);
+
 static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
     batch *b = priv;
+    if (!rep && !b->resent && errmsg && strncmp(errmsg, "NOSCRIPT", 8) == 0) {
+        /* the script cache was flushed (SCRIPT FLUSH, a Redis restarted
+         * without it) although Redis is up: queue_async loaded the script
+         * again ahead of this on the connection, so the batch goes once
+         * more before anyone is answered */
+        b->resent = 1;
+        send_batch(b->s, b);
+        return;
+    }
     int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents + b->ntoks;
     if (!ok)
         hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
@@ -206,14 +219,11 @@ static void on_batch(redisReply *rep, const char *errmsg, void *priv)
     batch_free(b);
 }
 
-/* flush_batch sends the batch's script call. The command is put together in
- * the Redis protocol here (the batch's arguments were as they came): hiredis
+/* send_batch sends b's script call. The command is put together in the
+ * Redis protocol here (the batch's arguments were as they came): hiredis
  * would format every argument again, which showed in the profile. */
-static void flush_batch(hook_server *s)
+static void send_batch(hook_server *s, batch *b)
 {
-    batch *b = s->cur;
-    if (!b) return;
-    s->cur = NULL;
     hr_buf cmd;
     hr_buf_init(&cmd);
     hr_buf_reserve(&cmd, s->call_head.len + b->args.len + 128);
@@ -229,6 +239,14 @@ static void flush_batch(hook_server *s)
     if (b->ntoks) hr_buf_append(&cmd, b->toks.data, b->toks.len);
     hook_redis_formatted(s->redis, hook_lua_record, cmd.data, cmd.len, on_batch, b);
     hr_buf_release(&cmd);
+}
+
+static void flush_batch(hook_server *s)
+{
+    batch *b = s->cur;
+    if (!b) return;
+    s->cur = NULL;
+    send_batch(s, b);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -253,7 +271,10 @@ static void push_arg(batch *b, const char *v)
 static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const char *token,
                    const char *tok_digest)
 {
-    if (!s->cur) s->cur = hr_calloc(1, sizeof *s->cur);
+    if (!s->cur) {
+        s->cur = hr_calloc(1, sizeof *s->cur);
+        s->cur->s = s;
+    }
     batch *b = s->cur;
     x->first = b->nevents;
     x->count = evs->n;

@@ -624,6 +624,26 @@ static void test_oversized(void)
     CHECK_INT(th_http(port, NULL, "/healthz", NULL, NULL, NULL), 200);
 }
 
+/* test_script_flush: the recording script flushed from Redis's cache
+ * between two requests (SCRIPT FLUSH, or a restart without it): the second
+ * is recorded and answered 200, where it got a 503 ("NOSCRIPT") although
+ * Redis was up */
+static void test_script_flush(void)
+{
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"flush-1\",\"type\":\"reply\",\"job\":\"%s\"}]}", JOB);
+    CHECK_INT(post_generic(body, 0, NULL), 200);
+    free(rcmd("SCRIPT FLUSH"));
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"flush-2\",\"type\":\"reply\",\"job\":\"%s\"}]}", JOB);
+    char *resp = NULL;
+    CHECK_INT(post_generic(body, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"recorded\":1"));
+    free(resp);
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|reply", JOB), 2);
+}
+
 static int redis_down(void *arg)
 {
     return th_http(port, NULL, "/readyz", NULL, NULL, NULL) == 503;
@@ -1613,6 +1633,7 @@ int main(void)
     th_run("forget", test_forget);
     th_run("health_metrics", test_health_metrics);
     th_run("url_password", test_url_password);
+    th_run("script_flush", test_script_flush);
     th_run("redis_down", test_redis_down);
     th_run("redis_stall", test_redis_stall);
     th_run("graceful_stop", test_graceful_stop);
