@@ -278,6 +278,20 @@ int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
     return n;
 }
 
+int worker_conf_duration(const hr_config *c, const char *key, const char *def, int64_t *ms,
+                         hr_err *err)
+{
+    const char *v = hr_config_get(c, key, def);
+    const hr_conf_line *l = NULL, *it;
+    int pos = -1;
+    while ((it = hr_config_next(c, key, &pos))) l = it;
+    hr_err e = {0};
+    if (worker_parse_duration(v, ms, &e) == 0) return 0;
+    if (l && l->argc > 0 && l->argv[0] == v)
+        return hr_err_set(err, "%s:%d: %s: %s", conf_name(c), l->line, key, e.msg);
+    return hr_err_set(err, "%s: %s: %s", v == def ? "default" : "environment", key, e.msg);
+}
+
 int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err *err)
 {
     const char *spec = hr_config_get(c, "poll-schedule", "1h,24h,7d");

@@ -1673,27 +1673,25 @@ static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
 /* proc_settings reads what the process takes from config besides its
  * lanes: the pool's platforms and weights, the poll schedule, the retry
  * policy (at start and on SIGHUP; concurrency stays what it started
- * with). Returns 0, or -1 with err and nothing changed. */
+ * with). Returns 0, or -1 with err and nothing changed: a bad value is
+ * never silently a default. */
 static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
 {
     worker_pool_conf pool;
-    if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0) return -1;
+    worker_retry_policy retry;
+    int64_t polls[HR_ARRAY_LEN(p->poll_delays_ms)];
+    int npolls;
+    if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0 ||
+        (npolls = worker_poll_schedule(c, polls, (int)HR_ARRAY_LEN(polls), err)) < 0 ||
+        worker_conf_duration(c, "retry-base", "1s", &retry.base_ms, err) != 0 ||
+        worker_conf_duration(c, "retry-cap", "1h", &retry.cap_ms, err) != 0 ||
+        worker_conf_duration(c, "reauth-hold", "60s", &retry.hold_ms, err) != 0)
+        return -1;
     if (memcmp(&p->pool, &pool, sizeof pool) != 0) memset(&p->rr, 0, sizeof p->rr);
     p->pool = pool;
-    hr_err ignored = {0}; /* a bad schedule or duration keeps the default */
-    p->npolls = worker_poll_schedule(c, p->poll_delays_ms, (int)HR_ARRAY_LEN(p->poll_delays_ms),
-                                     &ignored);
-    if (p->npolls < 0) p->npolls = 0;
-    const char *v;
-    p->retry.base_ms = 1000;
-    p->retry.cap_ms = 3600000;
-    p->retry.hold_ms = 60000;
-    if ((v = hr_config_get(c, "retry-base", NULL)))
-        worker_parse_duration(v, &p->retry.base_ms, &ignored);
-    if ((v = hr_config_get(c, "retry-cap", NULL)))
-        worker_parse_duration(v, &p->retry.cap_ms, &ignored);
-    if ((v = hr_config_get(c, "reauth-hold", NULL)))
-        worker_parse_duration(v, &p->retry.hold_ms, &ignored);
+    memcpy(p->poll_delays_ms, polls, sizeof polls);
+    p->npolls = npolls;
+    p->retry = retry;
     return 0;
 }
 
@@ -1793,7 +1791,7 @@ int worker_process_main(const worker_opts *o)
     p->loop = ev_default_loop(0);
     hr_err err = {0};
     if (proc_settings(p, o->config, &err) != 0) {
-        hr_log(HR_LOG_ERROR, "worker: pool", "error", err.msg, NULL);
+        hr_log(HR_LOG_ERROR, "worker: config", "error", err.msg, NULL);
         free(p);
         return 2;
     }

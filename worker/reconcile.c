@@ -150,7 +150,27 @@ typedef struct rc_settle {
     int64_t exact_ms;    /* an exact read-back (Bluesky's rkey): the dead
                           * worker's request may still be on its way */
     int64_t interval_ms; /* reconcile-interval: the first gap between read-backs */
+    int64_t polls_ms[QUEUE_POLLS_MAX]; /* poll-schedule */
+    int npolls;
+    worker_pool_conf pool; /* the lanes it settles */
 } rc_settle;
+
+/* rc_settings reads the reconciler's settings from c into st (at start and
+ * on SIGHUP); returns 0, or -1 with err and st unchanged: a bad value is
+ * never silently a default. */
+static int rc_settings(const hr_config *c, const worker_opts *o, rc_settle *st, hr_err *err)
+{
+    rc_settle t;
+    if (worker_pool_conf_get(c, o->platforms, &t.pool, err) != 0 ||
+        worker_conf_duration(c, "reconcile-interval", "2s", &t.interval_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-email-settle", "10m", &t.email_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-timeline-settle", "2m", &t.timeline_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-exact-settle", "2s", &t.exact_ms, err) != 0 ||
+        (t.npolls = worker_poll_schedule(c, t.polls_ms, QUEUE_POLLS_MAX, err)) < 0)
+        return -1;
+    *st = t;
+    return 0;
+}
 
 /* The longest gap between two read-backs of a job that stays unknown. */
 #define RC_READBACK_CAP_MS (5 * 60 * 1000)
@@ -405,19 +425,12 @@ int wk_reconciler_main(const worker_opts *o)
     signal(SIGPIPE, SIG_IGN);
     const hr_config *conf = o->config;
     hr_config *owned = NULL;
-    worker_pool_conf pool;
     hr_err err = {0};
-    if (worker_pool_conf_get(conf, o->platforms, &pool, &err) != 0) return 2;
-    int64_t interval_ms = 2000;
-    const char *iv = hr_config_get(conf, "reconcile-interval", "2s");
-    if (worker_parse_duration(iv, &interval_ms, &err) != 0) interval_ms = 2000;
-    rc_settle st = {10 * 60 * 1000, 2 * 60 * 1000, 2000, interval_ms};
-    const char *es = hr_config_get(conf, "reconcile-email-settle", "10m");
-    if (worker_parse_duration(es, &st.email_ms, &err) != 0) st.email_ms = 10 * 60 * 1000;
-    const char *ts = hr_config_get(conf, "reconcile-timeline-settle", "2m");
-    if (worker_parse_duration(ts, &st.timeline_ms, &err) != 0) st.timeline_ms = 2 * 60 * 1000;
-    const char *xs = hr_config_get(conf, "reconcile-exact-settle", "2s");
-    if (worker_parse_duration(xs, &st.exact_ms, &err) != 0) st.exact_ms = 2000;
+    rc_settle st;
+    if (rc_settings(conf, o, &st, &err) != 0) {
+        hr_log(HR_LOG_ERROR, "reconciler: config", "error", err.msg, NULL);
+        return 2;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();
     wk_req buf;
@@ -430,6 +443,10 @@ int wk_reconciler_main(const worker_opts *o)
         if (reload_flag && o->config_path) {
             reload_flag = 0;
             hr_config *c = wk_config_reload(o, &err);
+            if (c && rc_settings(c, o, &st, &err) != 0) {
+                hr_config_free(c);
+                c = NULL;
+            }
             if (c) {
                 hr_config_free(owned);
                 owned = c;
@@ -445,12 +462,8 @@ int wk_reconciler_main(const worker_opts *o)
                              .ns = hr_config_get(conf, "namespace", "herald")};
             q = queue_connect(&qo, &err);
         }
-        if (q) { /* a post settled as sent gets its engagement polls */
-            int64_t d[QUEUE_POLLS_MAX];
-            hr_err pe = {0}; /* a bad schedule: no polls, as the workers */
-            int np = worker_poll_schedule(conf, d, QUEUE_POLLS_MAX, &pe);
-            queue_set_polls(q, d, np > 0 ? np : 0);
-        }
+        if (q) /* a post settled as sent gets its engagement polls */
+            queue_set_polls(q, st.polls_ms, st.npolls);
         char **lanes = NULL;
         int nl = 0;
         if (q && queue_lanes(q, &lanes, &nl, &err) != 0) {
@@ -461,7 +474,7 @@ int wk_reconciler_main(const worker_opts *o)
         int64_t now = -1;
         if (q && queue_time_ms(q, &now, &err) != 0) now = -1;
         for (int i = 0; q && i < nl && !stop_flag; i++) {
-            if (!worker_pool_serves(&pool, lanes[i])) continue;
+            if (!worker_pool_serves(&st.pool, lanes[i])) continue;
             rc_lane *l = lane_state(&ls, lanes[i]);
             char **ukhs = NULL;
             int nu = 0;
@@ -486,7 +499,7 @@ int wk_reconciler_main(const worker_opts *o)
             queue_free(q);
             q = NULL;
         }
-        for (int64_t slept = 0; slept < interval_ms && !stop_flag; slept += 50) usleep(50000);
+        for (int64_t slept = 0; slept < st.interval_ms && !stop_flag; slept += 50) usleep(50000);
     }
     lanes_release(&ls);
     queue_free(q);

@@ -219,6 +219,12 @@ typedef struct worker_pool_rr {
 int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
                       const char *const *lanes, int nlanes, const char **out, int cap);
 
+/* worker_conf_duration reads the duration directive key (def when absent;
+ * $HERALD_<KEY> first, as hr_config_get) into ms; returns 0, or -1 with
+ * "path:line: key: duration: ..." in err and ms unchanged. */
+int worker_conf_duration(const hr_config *c, const char *key, const char *def, int64_t *ms,
+                         hr_err *err);
+
 /* worker_poll_schedule reads "poll-schedule 1h,24h,7d" (the default) into
  * delays_ms (room for cap); returns the count, or -1 with err. */
 int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err *err);

@@ -177,30 +177,55 @@ static void budget_park_logged_once_by_fleet(void)
     CHECK_INT(count_in("budget available again", fleet_logs), 1);
 }
 
+/* refused_start writes the test config plus extra to a file of its own and
+ * starts a worker with it, which must refuse (exit 2, "not starting");
+ * returns what it printed (the caller's) and sets *line to extra's first
+ * line. */
+static char *refused_start(const char *extra, char **path, int *line)
+{
+    char *conf = th_read_file(wt.conf, NULL);
+    char *bad = hr_asprintf("%s%s", conf ? conf : "", extra);
+    *line = 1;
+    for (const char *c = conf; c && *c; c++) *line += *c == '\n';
+    *path = hr_asprintf("%s/bad-%d.conf", wt.dir, *line);
+    th_write_file(*path, bad);
+    char *argv[] = {HERALD_BIN, "--config", *path, "worker", "--once", "--processes", "1", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(argv, NULL, 1, &out), 2);
+    CHECK(out && strstr(out, "not starting"));
+    free(bad);
+    free(conf);
+    return out;
+}
+
 /* A config that `herald config check` rejects (a typo in a rate) does not
  * start a worker: it would run without that account's limits and, through
  * the app hash, without any of its platform's. */
 static void bad_rate_refuses_start(void)
 {
-    char *conf = th_read_file(wt.conf, NULL);
-    REQUIRE(conf);
-    char *bad = hr_asprintf("%saccount x:@typo credentials=x-a user-id=14 rate=2/1hr\n", conf);
-    char *path = hr_asprintf("%s/bad.conf", wt.dir);
-    th_write_file(path, bad);
-    char *argv[] = {HERALD_BIN, "--config", path, "worker", "--once", "--processes", "1", NULL};
-    char *out = NULL;
-    CHECK_INT(th_exec(argv, NULL, 1, &out), 2);
-    /* the error config check prints, with its line (the last) */
-    int line = 0;
-    for (const char *c = bad; *c; c++) line += *c == '\n';
+    char *path;
+    int line;
+    char *out = refused_start("account x:@typo credentials=x-a user-id=14 rate=2/1hr\n", &path,
+                              &line);
+    /* the error config check prints, with its line */
     char *want = hr_asprintf("%s:%d: account x:@typo: rate: bad window \"1hr\"", path, line);
     CHECK(out && strstr(out, want));
-    CHECK(out && strstr(out, "not starting"));
     free(want);
     free(out);
     free(path);
-    free(bad);
-    free(conf);
+}
+
+/* Bad settings are errors too, never their defaults: retry-base 5x was
+ * the default 1 s, a poll schedule with a typo no polls at all. */
+static void bad_settings_refuse_start(void)
+{
+    char *path;
+    int line;
+    char *out = refused_start("retry-base 5x\npoll-schedule 1h,24hh,7d\n", &path, &line);
+    CHECK(out && strstr(out, "retry-base: duration: unknown unit in \"5x\""));
+    CHECK(out && strstr(out, "poll-schedule: duration: unknown unit in \"24hh\""));
+    free(out);
+    free(path);
 }
 
 static const char *const badrate_logs[] = {"badrate", NULL};
@@ -258,6 +283,7 @@ int main(void)
     th_run("budget_park_logged_once_by_fleet", budget_park_logged_once_by_fleet);
     th_run("bad_rate_refuses_start", bad_rate_refuses_start);
     th_run("bad_rate_on_reload_keeps_limit", bad_rate_on_reload_keeps_limit);
+    th_run("bad_settings_refuse_start", bad_settings_refuse_start);
     wt_stop();
     return th_main_end();
 }

@@ -264,6 +264,22 @@ static void pools(void)
 
     int64_t d[8];
     CHECK_INT(worker_poll_schedule(c, d, 8, &e), 3);
+    /* a bad duration is an error naming its line, never the default */
+    hr_config *bad = hr_config_parse("retry-base 5x\nretry-cap 1m\nretry-cap 24hh\n"
+                                     "poll-schedule 1h,24hh,7d\n",
+                                     "herald.conf", &e);
+    REQUIRE(bad);
+    int64_t ms = 42;
+    CHECK(worker_conf_duration(bad, "retry-base", "1s", &ms, &e) == -1);
+    CHECK_STR(e.msg, "herald.conf:1: retry-base: duration: unknown unit in \"5x\" (ms, s, m, h, d)");
+    CHECK_INT(ms, 42);
+    CHECK(worker_conf_duration(bad, "retry-cap", "1h", &ms, &e) == -1);
+    CHECK(strstr(e.msg, "herald.conf:3: retry-cap: ") != NULL);
+    CHECK(worker_conf_duration(bad, "reauth-hold", "60s", &ms, &e) == 0);
+    CHECK_INT(ms, 60000);
+    CHECK(worker_poll_schedule(bad, d, 8, &e) == -1);
+    CHECK(strstr(e.msg, "24hh") != NULL);
+    hr_config_free(bad);
     CHECK_INT(d[2], 7LL * 86400000);
     hr_config_free(c);
     c = hr_config_parse("poll-schedule 2s,5s\n", "t.conf", &e);
