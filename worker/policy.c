@@ -150,8 +150,13 @@ void worker_decide(worker_outcome o, int attempt, int max_attempts, int64_t now_
         d->budget = WORKER_BUDGET_REFUND;
         return;
     case WORKER_UNKNOWN:
+        /* No answer to a request that went out: to the lane, the platform
+         * failed (a read-back that finds the post acks, and resets it).
+         * Not counted, a platform that drops every request would never
+         * open the breaker. */
         d->action = WORKER_DO_UNKNOWN;
         d->budget = WORKER_BUDGET_HOLD;
+        d->circuit_failure = 1;
         return;
     }
 }

@@ -71,6 +71,7 @@ struct wk_job {
     int nhdrs;
     int64_t fetched_ms;
     int probe; /* the one job the lane's half-open circuit let through */
+    int circuit_counted; /* its failure was reported to the breaker (once a job) */
     int64_t started_us;
     int refreshed;   /* its session was refreshed for it (the job's meta) */
     int had_session; /* its send began with a session (else it logs in) */
@@ -749,7 +750,10 @@ static void settle(wk_job *j, const plat_outcome *o)
     /* the breaker is the fleet's, in Redis: a failure counts there, a
      * success is counted by the ack */
     wk_lane *l = j->lane;
-    if (d.circuit_failure) {
+    /* an unknown outcome counted already; its read-back finding nothing is
+     * the same failure */
+    if (d.circuit_failure && !j->circuit_counted) {
+        j->circuit_counted = 1;
         l->circuit_failed = 1;
         queue_async_circuit(p->qa, l->name, QUEUE_CIRCUIT_FAIL, l->conf.circuit,
                             l->conf.circuit_open_ms, 0, on_circuit, hr_strdup(l->name));

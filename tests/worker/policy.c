@@ -89,6 +89,7 @@ static void outcomes(void)
 
     worker_decide(WORKER_UNKNOWN, 1, 5, now, 0, 0, 0, &p, 1, &d);
     CHECK(d.action == WORKER_DO_UNKNOWN && d.budget == WORKER_BUDGET_HOLD);
+    CHECK(d.circuit_failure && !d.circuit_success); /* a dropped request fails the lane */
     CHECK_STR(worker_outcome_name(WORKER_REAUTH), "reauth");
 }
 
