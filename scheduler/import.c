@@ -203,6 +203,7 @@ static int load_accounts(imp *m, const hr_config *cfg)
     m->accts = hr_calloc((size_t)n, sizeof *m->accts);
     m->taken = hr_calloc((size_t)n, sizeof *m->taken);
     m->email_acct = -1;
+    /* the zone tables' first span: a later time extends them (tz.c) */
     int64_t from = m->now - 86400000LL, to = m->now + 5 * 366 * 86400000LL;
     for (int i = 0; i < n; i++) {
         const char *lane = i < cp->nlanes ? cp->lanes[i] : cp->email_lane;

@@ -81,20 +81,22 @@ char *sched_html_to_text(const char *html);
  * for a span of years so lookups are a binary search (no TZ switching). */
 typedef struct sched_tz sched_tz;
 
-/* sched_tz_new loads name ("Europe/Paris", "UTC") for instants from from_ms
- * to to_ms (offsets outside the span are clamped to its ends). NULL with err
- * when the zone is unknown. Switches TZ briefly: call from one thread. */
+/* sched_tz_new loads name ("Europe/Paris", "UTC") with its offsets
+ * tabulated for instants from from_ms to to_ms; a lookup outside that span
+ * extends the table first, so any instant gets its offset. NULL with err
+ * when the zone is unknown. Switches TZ briefly (here and when a lookup
+ * extends the table): call from one thread. */
 sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err *err);
 void sched_tz_free(sched_tz *z);
 const char *sched_tz_name(const sched_tz *z);
 /* sched_tz_offset returns the zone's UTC offset in seconds at instant ms. */
-int sched_tz_offset(const sched_tz *z, int64_t ms);
+int sched_tz_offset(sched_tz *z, int64_t ms);
 /* sched_tz_local converts an instant to local broken-down time (tm_gmtoff set). */
-void sched_tz_local(const sched_tz *z, int64_t ms, struct tm *out);
+void sched_tz_local(sched_tz *z, int64_t ms, struct tm *out);
 /* sched_tz_from_local returns the instant of a local wall time: in a gap
  * (spring forward) the time shifted forward by the gap, in an overlap (fall
  * back) the first occurrence. sec_of_day in [0, 86400). */
-int64_t sched_tz_from_local(const sched_tz *z, int year, int mon1, int mday, int sec_of_day);
+int64_t sched_tz_from_local(sched_tz *z, int year, int mon1, int mday, int sec_of_day);
 
 /* ------------------------------------------------------------ accounts */
 

@@ -2,6 +2,8 @@
  * are found once (localtime_r under a TZ switch, a day at a time, then
  * bisected to the second) and kept in a table, so the planner converts times
  * with a binary search instead of switching the process-wide TZ per call.
+ * A lookup outside the table's span first extends it (doubling the span),
+ * so any date gets the zone's offset.
  * BUG: two offset changes within one day (none in current tzdata) would be
  * seen as one. */
 #include <stdlib.h>
@@ -17,6 +19,7 @@ struct sched_tz {
     int64_t *at; /* instants (s) where the offset changes */
     int *off;    /* the offset from at[i] on */
     int n, cap;
+    int64_t lo, hi; /* the span (s) the table is right for */
 };
 
 static long offset_now(time_t t)
@@ -36,38 +39,36 @@ static int zone_exists(const char *name)
     return access(path, R_OK) == 0;
 }
 
-sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err *err)
+/* tabulate (re)builds z's table of offset changes for instants in [lo, hi]
+ * (seconds), under a TZ switch to the zone */
+static void tabulate(sched_tz *z, int64_t lo, int64_t hi)
 {
-    if (!name || !zone_exists(name)) {
-        hr_err_set(err, "unknown time zone \"%s\" (not in the tz database)", name ? name : "");
-        return NULL;
-    }
-    sched_tz *z = hr_calloc(1, sizeof *z);
-    z->name = hr_strdup(name);
     const char *old = getenv("TZ");
     char *saved = old ? hr_strdup(old) : NULL;
-    setenv("TZ", name, 1);
+    setenv("TZ", z->name, 1);
     tzset();
-    int64_t from = from_ms / 1000 - 2 * 86400, to = to_ms / 1000 + 2 * 86400;
-    long prev = offset_now((time_t)from);
+    z->n = 0;
+    z->lo = lo;
+    z->hi = hi;
+    long prev = offset_now((time_t)lo);
     z->off0 = (int)prev;
-    for (int64_t t = from + 86400; t <= to + 86400; t += 86400) {
+    for (int64_t t = lo + 86400; t <= hi + 86400; t += 86400) {
         long o = offset_now((time_t)t);
         if (o == prev) continue;
-        int64_t lo = t - 86400, hi = t; /* offset(lo) == prev, offset(hi) == o */
-        while (hi - lo > 1) {
-            int64_t mid = lo + (hi - lo) / 2;
+        int64_t a = t - 86400, b = t; /* offset(a) == prev, offset(b) == o */
+        while (b - a > 1) {
+            int64_t mid = a + (b - a) / 2;
             if (offset_now((time_t)mid) == prev)
-                lo = mid;
+                a = mid;
             else
-                hi = mid;
+                b = mid;
         }
         if (z->n == z->cap) {
             z->cap = z->cap ? z->cap * 2 : 16;
             z->at = hr_realloc(z->at, (size_t)z->cap * sizeof *z->at);
             z->off = hr_realloc(z->off, (size_t)z->cap * sizeof *z->off);
         }
-        z->at[z->n] = hi;
+        z->at[z->n] = b;
         z->off[z->n++] = (int)o;
         prev = o;
     }
@@ -77,6 +78,17 @@ sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err 
         unsetenv("TZ");
     tzset();
     free(saved);
+}
+
+sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err *err)
+{
+    if (!name || !zone_exists(name)) {
+        hr_err_set(err, "unknown time zone \"%s\" (not in the tz database)", name ? name : "");
+        return NULL;
+    }
+    sched_tz *z = hr_calloc(1, sizeof *z);
+    z->name = hr_strdup(name);
+    tabulate(z, from_ms / 1000 - 2 * 86400, to_ms / 1000 + 2 * 86400);
     return z;
 }
 
@@ -100,8 +112,21 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-static int offset_s(const sched_tz *z, int64_t s)
+#define YEAR_S (366 * 86400LL)
+
+/* offset_s returns the offset at s, first extending the table to s when s
+ * is outside it (by at least its span again: a plan going years ahead
+ * extends it a few times). An s more than 50 years away gets a new table
+ * of a few years around it instead (a post dated 9999 scanned 8,000 years
+ * a day at a time). */
+static int offset_s(sched_tz *z, int64_t s)
 {
+    if (s < z->lo - 50 * YEAR_S || s > z->hi + 50 * YEAR_S) {
+        tabulate(z, s - YEAR_S, s + 5 * YEAR_S);
+    } else if (s < z->lo || s > z->hi) {
+        int64_t span = z->hi - z->lo, margin = 2 * 86400;
+        tabulate(z, s < z->lo ? s - span - margin : z->lo, s > z->hi ? s + span + margin : z->hi);
+    }
     int lo = 0, hi = z->n; /* first change after s */
     while (lo < hi) {
         int mid = (lo + hi) / 2;
@@ -113,12 +138,12 @@ static int offset_s(const sched_tz *z, int64_t s)
     return lo == 0 ? z->off0 : z->off[lo - 1];
 }
 
-int sched_tz_offset(const sched_tz *z, int64_t ms)
+int sched_tz_offset(sched_tz *z, int64_t ms)
 {
     return offset_s(z, floor_div(ms, 1000));
 }
 
-void sched_tz_local(const sched_tz *z, int64_t ms, struct tm *out)
+void sched_tz_local(sched_tz *z, int64_t ms, struct tm *out)
 {
     int64_t s = floor_div(ms, 1000);
     int off = offset_s(z, s);
@@ -128,7 +153,7 @@ void sched_tz_local(const sched_tz *z, int64_t ms, struct tm *out)
     out->tm_isdst = -1;
 }
 
-int64_t sched_tz_from_local(const sched_tz *z, int year, int mon1, int mday, int sec_of_day)
+int64_t sched_tz_from_local(sched_tz *z, int year, int mon1, int mday, int sec_of_day)
 {
     struct tm tm = {0};
     tm.tm_year = year - 1900;

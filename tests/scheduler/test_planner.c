@@ -276,6 +276,38 @@ static void test_slots_all_quiet(void)
     sched_account_release(&a);
 }
 
+/* offsets outside the zone table's span (2026-2032 here) are the zone's:
+ * the table extends itself (it answered +01:00 in July 2033, and a post
+ * due at 07:30 local was moved out of quiet hours it was not in) */
+static void test_tz_beyond_table(void)
+{
+    sched_account a;
+    REQUIRE(account(&a, "x:@f tz=Europe/Paris quiet=22:00-07:00") == 0);
+    int64_t now = utc("2026-11-22T09:00:00Z");
+    CHECK_INT(sched_tz_offset(a.tz, utc("2033-07-01T05:30:00Z")), 7200);
+    CHECK_INT(sched_tz_offset(a.tz, utc("2033-01-10T05:30:00Z")), 3600);
+    CHECK_INT(sched_tz_offset(a.tz, utc("2020-07-01T12:00:00Z")), 7200);
+    CHECK_INT(sched_tz_offset(a.tz, utc("2019-12-01T12:00:00Z")), 3600);
+    /* far away: a table around it, then back */
+    CHECK_INT(sched_tz_offset(a.tz, utc("9999-07-01T05:30:00Z")), 7200);
+    CHECK_INT(sched_tz_offset(a.tz, utc("9999-01-01T05:30:00Z")), 3600);
+    CHECK_INT(sched_tz_from_local(a.tz, 2033, 7, 1, 7 * 3600 + 1800), utc("2033-07-01T05:30:00Z"));
+    sched_taken tk;
+    sched_taken_init(&tk);
+    /* summer: 07:30 CEST, out of quiet hours, stays */
+    CHECK_INT(sched_place(&a, &tk, 1, "s", now, utc("2033-07-01T05:30:00Z")),
+              utc("2033-07-01T05:30:00Z"));
+    /* winter: 06:30 CET, in quiet hours, moves to 07:00 CET */
+    CHECK_INT(sched_place(&a, &tk, 1, "w", now, utc("2033-01-10T05:30:00Z")),
+              utc("2033-01-10T06:00:00Z"));
+    struct tm tm;
+    sched_tz_local(a.tz, utc("2033-07-01T05:30:00Z"), &tm);
+    CHECK_INT(tm.tm_hour * 100 + tm.tm_min, 730);
+    CHECK_INT(tm.tm_gmtoff, 7200);
+    sched_taken_release(&tk);
+    sched_account_release(&a);
+}
+
 static void test_rate(void)
 {
     sched_account a;
@@ -307,6 +339,7 @@ int main(void)
     th_run("taken_slots_skipped", test_taken_slots_skipped);
     th_run("no_slots_queue", test_no_slots_queue);
     th_run("slots_all_quiet", test_slots_all_quiet);
+    th_run("tz_beyond_table", test_tz_beyond_table);
     th_run("rate", test_rate);
     return th_main_end();
 }
