@@ -173,18 +173,22 @@ static int run_import(int argc, char **argv, int preview)
     FILE *out = o.dry_run ? stderr : stdout;
     if (o.json && !o.dry_run) {
         printf("{\"items\":%ld,\"taken\":%ld,\"filtered\":%ld,\"invalid\":%ld,"
-               "\"unchanged_items\":%ld,\"added\":%ld,\"updated\":%ld,\"unchanged\":%ld,"
+               "\"kept_invalid\":%ld,\"unchanged_items\":%ld,\"added\":%ld,\"updated\":%ld,\"unchanged\":%ld,"
                "\"done\":%ld,\"cancelled\":%ld,\"emails\":%ld,\"suppressed\":%ld,"
                "\"invalid_emails\":%ld}\n",
-               st.items, st.taken, st.filtered, st.invalid, st.unchanged_items, st.added,
-               st.updated, st.unchanged, st.done, st.cancelled, st.emails, st.suppressed,
+               st.items, st.taken, st.filtered, st.invalid, st.kept_invalid, st.unchanged_items,
+               st.added, st.updated, st.unchanged, st.done, st.cancelled, st.emails, st.suppressed,
                st.invalid_emails);
     } else if (!(o.dry_run && o.json)) {
+        char skipped[80] = "";
+        if (st.invalid) snprintf(skipped, sizeof skipped, " (skipped)");
+        if (st.kept_invalid) /* --sync did not cancel them */
+            snprintf(skipped, sizeof skipped, " (skipped; %ld kept their jobs)", st.kept_invalid);
         fprintf(out,
                 "import: %ld items: %ld taken, %ld left out by status/type, %ld invalid%s, "
                 "%ld unchanged\n"
                 "jobs: %ld added, %ld updated, %ld unchanged, %ld already sent, %ld cancelled\n",
-                st.items, st.taken, st.filtered, st.invalid, st.invalid ? " (skipped)" : "",
+                st.items, st.taken, st.filtered, st.invalid, skipped,
                 st.unchanged_items, st.added, st.updated, st.unchanged, st.done, st.cancelled);
         if (st.emails || st.suppressed || st.invalid_emails)
             fprintf(out, "emails: %ld jobs; contacts skipped: %ld suppressed, %ld invalid\n",

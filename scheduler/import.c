@@ -39,6 +39,8 @@ typedef struct pending {
     int pending; /* its PENDING entry was sent (and logged for the undo) */
     int dup;     /* its source id is also in this batch: the index lookup
                     could not see the other's write */
+    int touch;   /* a bad item skipped under --sync: no jobs, its entry (if
+                    any) only gets this run's generation, keeping its jobs */
     char *old;   /* the index entry's job list before this run */
 } pending;
 
@@ -604,6 +606,42 @@ static queue_job *base_job(const imp *m, const sched_item *it, const sched_accou
 
 static int pass2_flush(imp *m, int final);
 
+/* pend_add adds an item (source id) to the batch being filled, *b */
+static pending *pend_add(imp *m, const char *source, batch **bp)
+{
+    if (!m->cur) m->cur = batch_new(m);
+    batch *b = *bp = m->cur;
+    if (b->npend == b->cappend) {
+        b->cappend = b->cappend ? b->cappend * 2 : 64;
+        b->pend = hr_realloc(b->pend, (size_t)b->cappend * sizeof *b->pend);
+    }
+    pending *p = &b->pend[b->npend++];
+    memset(p, 0, sizeof *p);
+    p->source = hr_strdup(source);
+    p->first = b->njobs;
+    return p;
+}
+
+/* batch_full flushes the batch being filled once it has --batch jobs or
+ * items */
+static int batch_full(imp *m, const batch *b)
+{
+    int limit = m->o->batch > 0 ? m->o->batch : 1000;
+    return b->njobs >= limit || b->npend >= limit ? pass2_flush(m, 0) : 0;
+}
+
+/* skip_invalid lists a bad item; with --sync, one the campaign would take
+ * keeps its jobs (a typo in its date does not unpublish it): its entry,
+ * if it has one, gets this run's generation, so sync_gone leaves it */
+static int skip_invalid(imp *m, const sched_item *it, const char *why)
+{
+    report_invalid(m, it, why);
+    if (!m->o->sync || m->o->dry_run || !wanted(m, it)) return 0;
+    batch *b;
+    pend_add(m, it->id, &b)->touch = 1;
+    return batch_full(m, b);
+}
+
 static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
 {
     imp *m = priv;
@@ -623,10 +661,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     }
     m->st->items++;
     char why[240];
-    if (it->error) {
-        report_invalid(m, it, it->error);
-        return 0;
-    }
+    if (it->error) return skip_invalid(m, it, it->error);
     if (!wanted(m, it)) {
         m->st->filtered++;
         return 0;
@@ -638,10 +673,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
         return 0;
     }
     int sel[SCHED_MAX_LANES + 1], nsel;
-    if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) {
-        report_invalid(m, it, why);
-        return 0;
-    }
+    if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) return skip_invalid(m, it, why);
     m->st->taken++;
     /* HTML to text is the dearest step per item: only when something uses it */
     char *plain = m->need_text ? sched_item_plain(it) : NULL;
@@ -650,17 +682,9 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
                      : hr_strdup(it->link);
     sched_item view = *it;
     view.link = link;
-    if (!m->cur) m->cur = batch_new(m);
-    batch *b = m->cur;
-    if (b->npend == b->cappend) {
-        b->cappend = b->cappend ? b->cappend * 2 : 64;
-        b->pend = hr_realloc(b->pend, (size_t)b->cappend * sizeof *b->pend);
-    }
-    pending *p = &b->pend[b->npend++];
-    memset(p, 0, sizeof *p);
-    p->source = hr_strdup(it->id);
+    batch *b;
+    pending *p = pend_add(m, it->id, &b);
     p->hash = item_hash(m, it);
-    p->first = b->njobs;
     p->publish_ms = it->publish_ms;
     char pub[24];
     snprintf(pub, sizeof pub, "%lld", (long long)it->publish_ms);
@@ -719,9 +743,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
     p->n = b->njobs - p->first;
     free(plain);
     free(link);
-    int limit = m->o->batch > 0 ? m->o->batch : 1000;
-    if (b->njobs >= limit || b->npend >= limit) return pass2_flush(m, 0);
-    return 0;
+    return batch_full(m, b);
 }
 
 /* ---- pass 2: planning and writing a batch */
@@ -1652,6 +1674,7 @@ static int send_txn(imp *m, batch *b)
     const char **hv = hr_malloc(sizeof *hv * (size_t)argc);
     size_t *lens = hr_malloc(sizeof *lens * (size_t)argc);
     char **vals = hr_calloc((size_t)b->npend, sizeof *vals);
+    size_t *vlen = hr_calloc((size_t)b->npend + 1, sizeof *vlen);
     hv[0] = "HSET", lens[0] = 4;
     hv[1] = m->index_key, lens[1] = strlen(m->index_key);
     /* edited items' entries first (their --sync cancels run one by one),
@@ -1659,9 +1682,8 @@ static int send_txn(imp *m, batch *b)
     int rc = 0;
     for (int i = 0; i < b->npend && rc == 0; i++) {
         pending *p = &b->pend[i];
-        hv[2 + 2 * i] = p->source, lens[2 + 2 * i] = strlen(p->source);
         if (p->changed == 1) {
-            hv[3 + 2 * i] = vals[i] = index_value(m, b, p, &lens[3 + 2 * i]);
+            vals[i] = index_value(m, b, p, &vlen[i]);
             if (!vals[i]) rc = -1; /* the lock was lost */
         }
     }
@@ -1671,6 +1693,7 @@ static int send_txn(imp *m, batch *b)
         for (int i = 0; i < b->npend; i++)
             free(vals[i]);
         free(vals);
+        free(vlen);
         free(hv);
         free(lens);
         return -1;
@@ -1691,8 +1714,18 @@ static int send_txn(imp *m, batch *b)
         }
     }
     if (rc == 0) {
-        for (int i = 0; i < b->npend; i++)
-            if (!vals[i]) hv[3 + 2 * i] = vals[i] = index_value(m, b, &b->pend[i], &lens[3 + 2 * i]);
+        argc = 2;
+        for (int i = 0; i < b->npend; i++) {
+            pending *p = &b->pend[i];
+            /* a skipped bad item writes no entry of its own, nor one that
+             * another item of the batch with its id writes */
+            if (p->touch && (p->changed != 0 || p->dup)) continue;
+            if (!vals[i]) vals[i] = index_value(m, b, p, &vlen[i]);
+            hv[argc] = p->source, lens[argc++] = strlen(p->source);
+            hv[argc] = vals[i], lens[argc++] = vlen[i];
+        }
+        if (argc == 2) /* none: a command in its place keeps the replies in step */
+            hv[0] = "HLEN", lens[0] = 4;
         redisAppendCommandArgv(c, argc, hv, lens);
         char **hv2;
         int hn = hold_argv(m, 0, &hv2); /* the lock's and the holds' renewal */
@@ -1705,6 +1738,7 @@ static int send_txn(imp *m, batch *b)
     for (int i = 0; i < b->npend; i++)
         free(vals[i]);
     free(vals);
+    free(vlen);
     free(hv);
     free(lens);
     return rc < 0 ? rc : pipe_flush(m);
@@ -1741,6 +1775,7 @@ static int plan_and_send(imp *m, batch *b)
             continue;
         }
         p->old = hr_strdup(ids);
+        if (p->touch) p->hash = h; /* kept as it is, its generation aside */
         p->changed = h == p->hash ? 0 : 1;
         edits += p->changed == 1;
         if (p->changed == 1) undo_put_entry(m, p->source, e->str);
@@ -1802,6 +1837,10 @@ static int plan_and_send(imp *m, batch *b)
     }
     for (int i = 0; i < b->npend; i++) {
         pending *p = &b->pend[i];
+        if (p->touch) {
+            m->st->kept_invalid += p->changed == 0 && !p->dup;
+            continue;
+        }
         if (p->changed == 0) {
             m->st->unchanged_items++;
             continue;

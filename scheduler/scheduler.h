@@ -283,6 +283,7 @@ typedef struct sched_import_stats {
     long taken;    /* items that made jobs */
     long filtered; /* items left out by status or type */
     long invalid;  /* bad items (skipped with skip_invalid) */
+    long kept_invalid; /* of those, items with jobs that --sync kept */
     long unchanged_items;
     long added, updated, unchanged, done;
     long cancelled;

@@ -1352,6 +1352,52 @@ static void test_all_or_nothing_edits(void)
     free(path);
 }
 
+/* --sync --skip-invalid: an item still in the export but invalid (a typo
+ * in its date) keeps its jobs, and says so; one that left is cancelled;
+ * once fixed, the item is unchanged */
+static void test_sync_keeps_invalid(void)
+{
+    hr_config *c = setup_both("zk");
+    REQUIRE(c && Q);
+    const char *ok = "{\"id\":1,\"title\":\"one\"}\n{\"id\":2,\"title\":\"two\"}\n"
+                     "{\"id\":3,\"title\":\"three\"}\n";
+    char *path = item_file("zk", ok);
+    sched_import_opts o = {.path = path, .sync = 1};
+    sched_import_stats st;
+    hr_err err = {0};
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.added, 6);
+    th_write_file(path, "{\"id\":1,\"title\":\"one\"}\n"
+                        "{\"id\":2,\"title\":\"two\",\"publish_at\":\"2026-13-01T00:00:00Z\"}\n");
+    char *buf, *e2;
+    size_t len;
+    FILE *out = skip_listed(&o, &buf, &len);
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(out);
+    CHECK_INT(st.invalid, 1);
+    CHECK_INT(st.kept_invalid, 1);
+    CHECK_INT(st.cancelled, 2); /* item 3's */
+    CHECK_INT(hlen("jobs"), 4);
+    CHECK(buf && strstr(buf, "skipped: zk.ndjson:2: ndjson:2: ") != NULL);
+    free(buf);
+    queue_job *j = job_of("zk|ndjson:2|x|@shop");
+    CHECK(j != NULL);
+    queue_job_free(j);
+    e2 = th_redis_cmd(R, "HGET {%s}:import:zk ndjson:2", ns);
+    CHECK(e2 && !strncmp(e2, "2 ", 2)); /* seen by run 2 */
+    free(e2);
+    /* fixed: as it was */
+    th_write_file(path, ok);
+    o.skip_invalid = 0;
+    o.out = NULL;
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    CHECK_INT(st.unchanged_items, 2);
+    CHECK_INT(st.added, 2);
+    CHECK_INT(st.updated + st.cancelled, 0);
+    hr_config_free(c);
+    free(path);
+}
+
 /* Source ids with line breaks (NDJSON ids are any string) come back whole
  * from the undo log: the rollback deletes their entries,
  * and, through TMPDIR, the temp files are made where it says. */
@@ -1809,6 +1855,7 @@ int main(void)
     th_run("cli", test_cli);
     th_run("duplicate_csv_rows", test_duplicate_csv_rows);
     th_run("all_or_nothing_edits", test_all_or_nothing_edits);
+    th_run("sync_keeps_invalid", test_sync_keeps_invalid);
     queue_free(Q);
     free(dir);
     return th_main_end();
