@@ -791,7 +791,11 @@ static void settle(wk_job *j, const plat_outcome *o)
             throttled_note(j);
         }
         if (d.refresh_session) {
-            plat_session_release(&j->lane->sess);
+            /* the access token is spent, the refresh token is not: the next
+             * send refreshes (refreshSession), and logs in again only if
+             * that is refused (Bluesky allows 30 logins per 5 minutes) */
+            free(j->lane->sess.access);
+            j->lane->sess.access = NULL;
             /* carried by the job: a second 401 after this holds the lane */
             queue_job_set_meta(j->job, "refreshed", "1");
         }

@@ -185,6 +185,46 @@ static void throttle_spends_no_attempt(void)
     CHECK_INT(wt_done(), 0);
 }
 
+/* bsky_sessions counts the Bluesky session calls the sandbox took whose
+ * path has what (createSession, refreshSession) */
+static long bsky_sessions(const char *what)
+{
+    char *body = NULL;
+    long n = -1;
+    if (th_http(wt.sandbox_port, NULL, "/_sandbox/posts?platform=bluesky&kind=session", NULL,
+                NULL, &body) == 200) {
+        json_t *j = json_loads(body, 0, NULL), *v;
+        size_t i;
+        n = 0;
+        json_array_foreach(json_object_get(j, "posts"), i, v)
+        {
+            const char *path = json_string_value(json_object_get(v, "path"));
+            n += path && strstr(path, what) != NULL;
+        }
+        json_decref(j);
+    }
+    free(body);
+    return n;
+}
+
+/* An expired Bluesky session is refreshed (refreshSession with the refresh
+ * token), not replaced by a new login: the worker dropped the refresh token
+ * too and called createSession, of which Bluesky allows 30 per 5 minutes. */
+static void bluesky_expired_refreshes(void)
+{
+    wt_reset();
+    pid_t w = wt_worker(NULL, "bsky_refresh", "--processes", "1", NULL);
+    wt_enqueue("bluesky", "@b.bsky.social", "before expiry", 1); /* logs in */
+    CHECK(wt_wait_done(1, 10000));
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/expire-sessions", NULL, "", NULL), 200);
+    wt_enqueue("bluesky", "@b.bsky.social", "after expiry", 1);
+    CHECK(wt_wait_done(2, 10000));
+    wt_term(w);
+    CHECK_INT(bsky_sessions("refreshSession"), 1);
+    CHECK_INT(bsky_sessions("createSession"), 1); /* the first login only */
+    CHECK_INT(wt_sandbox_posts("bluesky", NULL), 2);
+}
+
 /* A lane whose open circuit has timed out but which has nothing ready
  * does not use up the fleet's one half-open probe: the next job that comes
  * is the probe at once (it waited for the probe's deadline, a lease). */
@@ -576,6 +616,7 @@ int main(void)
     th_run("transient_honours_retry_after", transient_honours_retry_after);
     th_run("retry_time_on_redis_clock", retry_time_on_redis_clock);
     th_run("throttle_spends_no_attempt", throttle_spends_no_attempt);
+    th_run("bluesky_expired_refreshes", bluesky_expired_refreshes);
     th_run("empty_lane_keeps_probe", empty_lane_keeps_probe);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
