@@ -9,6 +9,9 @@
 
 #include "internal.h"
 
+/* the longest id (ObjectIds have 24 characters) */
+enum { ID_MAX = 64 };
+
 static const char *str_of(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
@@ -110,9 +113,12 @@ int sched_ghost_read(const sched_src *s, sched_item_cb *cb, void *priv, hr_err *
         it.file = s->name;
         it.line = (long)i + 1; /* record number in posts[] */
         const char *pid = json_is_object(v) ? id_of(v, "id", pidbuf, sizeof pidbuf) : NULL;
-        if (!pid || strlen(pid) > 64) {
+        if (!pid || strlen(pid) > ID_MAX) {
             it.id = "ghost:?";
-            it.error = "post has no id";
+            if (pid)
+                snprintf(errbuf, sizeof errbuf, "\"id\" is too long: %zu bytes, at most %d",
+                         strlen(pid), ID_MAX);
+            it.error = pid ? errbuf : "post has no id";
         } else {
             snprintf(idbuf, sizeof idbuf, "ghost:%s", pid);
             it.id = idbuf;

@@ -392,8 +392,10 @@ static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, c
 static void report_invalid(imp *m, const sched_item *it, const char *why)
 {
     m->st->invalid++;
+    char where[300];
     if (m->o->skip_invalid)
-        fprintf(m->out, "skipped: %s:%ld: %s: %s\n", it->file, it->line, it->id, why);
+        fprintf(m->out, "skipped: %s: %s: %s\n", sched_item_where(it, where, sizeof where), it->id,
+                why);
 }
 
 /* ---- ids used twice */
@@ -483,7 +485,8 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
     if (!problem) return 0;
     if (m->o->skip_invalid) return 0; /* listed in pass 2, which meets it again */
     m->st->invalid++;
-    hr_err_set(err, "import: %s:%ld: %s", it->file, it->line, problem);
+    char where[300];
+    hr_err_set(err, "import: %s: %s", sched_item_where(it, where, sizeof where), problem);
     err->code = 2;
     return -1;
 }

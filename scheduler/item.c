@@ -332,6 +332,15 @@ int sched_parse_utc(const char *s, int64_t *ms)
     return 0;
 }
 
+const char *sched_item_where(const sched_item *it, char *buf, size_t n)
+{
+    if (it->format == SCHED_FMT_GHOST)
+        snprintf(buf, n, "%s: posts[%ld]", it->file, it->line);
+    else
+        snprintf(buf, n, "%s:%ld", it->file, it->line);
+    return buf;
+}
+
 size_t sched_bom_len(const char *s, size_t n)
 {
     return n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0;

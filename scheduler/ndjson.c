@@ -26,6 +26,10 @@ static void strings_of(json_t *o, const char *k, sched_strv *out)
         sched_strv_push(out, json_string_value(e), strlen(json_string_value(e)));
 }
 
+/* the longest string id: the source id, and the job's unique key made of
+ * it, stay short */
+enum { ID_MAX = 80 };
+
 static int one_line(const sched_src *s, long lineno, char *line, size_t len, sched_item_cb *cb,
                     void *priv, hr_err *err)
 {
@@ -49,12 +53,17 @@ static int one_line(const sched_src *s, long lineno, char *line, size_t len, sch
         snprintf(why, sizeof why, "not a JSON object");
     } else {
         json_t *id = json_object_get(o, "id");
-        if (json_is_string(id) && strlen(json_string_value(id)) <= 80)
-            snprintf(idbuf, sizeof idbuf, "ndjson:%s", json_string_value(id));
-        else if (json_is_integer(id))
+        size_t idlen = json_is_string(id) ? strlen(json_string_value(id)) : 0;
+        if (json_is_integer(id))
             snprintf(idbuf, sizeof idbuf, "ndjson:%lld", (long long)json_integer_value(id));
-        else
+        else if (!id)
             snprintf(why, sizeof why, "record has no \"id\" (string or integer)");
+        else if (!json_is_string(id))
+            snprintf(why, sizeof why, "\"id\" is not a string or an integer");
+        else if (idlen > ID_MAX)
+            snprintf(why, sizeof why, "\"id\" is too long: %zu bytes, at most %d", idlen, ID_MAX);
+        else
+            snprintf(idbuf, sizeof idbuf, "ndjson:%s", json_string_value(id));
         it.title = str_of(o, "title");
         it.text = str_of(o, "text");
         it.html = str_of(o, "html");

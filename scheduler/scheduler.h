@@ -55,6 +55,11 @@ typedef struct sched_item {
  * leaves err as the callback set it). */
 typedef int sched_item_cb(const sched_item *it, void *priv, hr_err *err);
 
+/* sched_item_where writes where the item is, for messages, into buf and
+ * returns buf: "posts.xml:1432" (a line), or "ghost.json: posts[3]" (a
+ * Ghost record, 1-based, which is no line). */
+const char *sched_item_where(const sched_item *it, char *buf, size_t n);
+
 /* sched_detect guesses the format from the first bytes of a file; returns
  * SCHED_FMT_AUTO when it cannot tell. */
 sched_format sched_detect(const char *head, size_t n);

@@ -1225,7 +1225,7 @@ static void test_all_or_nothing_bad_item(void)
     fclose(out);
     CHECK_INT(st.invalid, 1);
     CHECK_INT(st.added, 4);
-    CHECK(buf && strstr(buf, "skipped: bad-date.xml:11: wxr:2: <wp:post_date_gmt>") != NULL);
+    CHECK(strstr(buf, "skipped: bad-date.xml:11: wxr:2: <wp:post_date_gmt>") != NULL);
     free(buf);
     /* a platform the campaign does not have is a bad item too */
     sched_import_opts o2 = {.path = SCHED_DATA "/calendar.csv"};
@@ -1677,11 +1677,11 @@ static void test_empty_post_bad_item(void)
     CHECK(strstr(plan, "\"ndjson:e\"") == NULL);
     CHECK(strstr(plan, "\"text\":\"\"") == NULL);
     free(plan);
-    char *listed = NULL;
-    size_t n = 0;
-    o.out = open_memstream(&listed, &n);
+    char *listed;
+    size_t n;
+    FILE *out = skip_listed(&o, &listed, &n);
     REQUIRE(import(c, &o, &st, &err) == 0);
-    fclose(o.out);
+    fclose(out);
     CHECK_INT(st.invalid, 1);
     CHECK(strstr(listed, "skipped: empty.ndjson:2: ndjson:e: template") != NULL);
     free(listed);
@@ -1727,6 +1727,55 @@ static void test_slots_all_quiet(void)
     CHECK_INT(len, 0); /* no plan printed */
     free(buf);
     free(path);
+    hr_config_free(c);
+}
+
+/* a bad item's message names its place as it is: a Ghost post by its
+ * record (posts[N], not a line: p5 is on line 7), an NDJSON record by its
+ * line; an id too long says so, with its length and the limit */
+static void test_errors_name_record(void)
+{
+    hr_config *c = setup(CAMPAIGN);
+    REQUIRE(c && Q);
+    sched_import_opts o = {.path = SCHED_DATA "/ghost-small.json"};
+    fails_as_bad(c, &o,
+                 "import: ghost-small.json: posts[5]: published_at is not a date: "
+                 "\"not a date\"");
+    char id[96];
+    memset(id, 'i', 95);
+    id[95] = '\0';
+    char *text = hr_asprintf("{\"id\":\"a\",\"title\":\"A\"}\n{\"id\":\"%s\",\"title\":\"B\"}\n"
+                             "{\"id\":1.5,\"title\":\"C\"}\n",
+                             id);
+    char *path = item_file("longid", text);
+    sched_import_opts o2 = {.path = path};
+    fails_as_bad(c, &o2, "import: longid.ndjson:2: \"id\" is too long: 95 bytes, at most 80");
+    char *gtext = hr_asprintf("{\"db\":[{\"meta\":{},\"data\":{\"posts\":[{\"id\":\"%s\",\"title\":"
+                              "\"G\",\"status\":\"published\"}]}}]}\n",
+                              id);
+    char *gpath = hr_asprintf("%s/longid.json", dir);
+    th_write_file(gpath, gtext);
+    sched_import_opts o3 = {.path = gpath};
+    fails_as_bad(c, &o3, "import: longid.json: posts[1]: \"id\" is too long: 95 bytes, at most 64");
+    /* --skip-invalid lists them the same way, with their source ids */
+    sched_import_stats st;
+    hr_err err = {0};
+    char *listed;
+    size_t n;
+    FILE *out = skip_listed(&o, &listed, &n);
+    REQUIRE(import(c, &o, &st, &err) == 0);
+    fclose(out);
+    CHECK(strstr(listed, "skipped: ghost-small.json: posts[5]: ghost:p5: published_at") != NULL);
+    free(listed);
+    out = skip_listed(&o2, &listed, &n);
+    REQUIRE(import(c, &o2, &st, &err) == 0);
+    fclose(out);
+    CHECK(strstr(listed, "longid.ndjson:3: ndjson:line3: \"id\" is not a string or an integer"));
+    free(listed);
+    free(text);
+    free(path);
+    free(gtext);
+    free(gpath);
     hr_config_free(c);
 }
 
@@ -1851,6 +1900,7 @@ int main(void)
     th_run("dry_run_as_sent", test_dry_run_as_sent);
     th_run("empty_post_bad_item", test_empty_post_bad_item);
     th_run("slots_all_quiet", test_slots_all_quiet);
+    th_run("errors_name_record", test_errors_name_record);
     th_run("emails", test_emails);
     th_run("cli", test_cli);
     th_run("duplicate_csv_rows", test_duplicate_csv_rows);
