@@ -1533,7 +1533,7 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
 
 static json_t *rec_json(const sb_rec *x)
 {
-    /* created: this request made a post, email, container or session */
+    /* created: this request made a post, email or Threads container */
     json_t *o =
         json_pack("{ssssssss si sb si sI sO}", "platform", x->platform, "kind", x->kind, "method",
                   x->method, "path", x->path, "status", x->status, "created",
