@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "worker.h"
+#ifdef HAVE_HERALD_PLATFORMS
+#include "platforms.h"
+#endif
 
 static const char *conf_name(const hr_config *c) { return c && c->path ? c->path : "config"; }
 
@@ -114,24 +117,45 @@ int worker_account_conf_get(const hr_config *c, const char *lane, worker_account
     return 0;
 }
 
-static int add_platform(worker_pool_conf *p, const char *name, size_t n, int weight, hr_err *err)
+/* known_platform: whether platforms/ has name in its table (without
+ * platforms/ nothing is sent anyway) */
+static int known_platform(const char *name)
+{
+#ifdef HAVE_HERALD_PLATFORMS
+    return plat_known(name);
+#else
+    (void)name;
+    return 1;
+#endif
+}
+
+/* add_platform adds the n bytes at name; errors start with where and
+ * name an entry that is no platform, else_what saying what else it could
+ * have been ("" or ", nor a pool of herald.conf"). */
+static int add_platform(worker_pool_conf *p, const char *name, size_t n, int weight,
+                        const char *where, const char *else_what, hr_err *err)
 {
     if (n == 0) return 0;
     if (n >= sizeof p->platforms[0])
-        return hr_err_set(err, "pool: platform name too long: %.*s", (int)n, name);
+        return hr_err_set(err, "%s: \"%.*s\" is not a platform herald knows%s", where, (int)n,
+                          name, else_what);
     if (p->nplatforms == WORKER_MAX_PLATFORMS)
         return hr_err_set(err, "pool: more than %d platforms", WORKER_MAX_PLATFORMS);
     memcpy(p->platforms[p->nplatforms], name, n);
     p->platforms[p->nplatforms][n] = '\0';
+    if (!known_platform(p->platforms[p->nplatforms]))
+        return hr_err_set(err, "%s: \"%s\" is not a platform herald knows%s", where,
+                          p->platforms[p->nplatforms], else_what);
     p->weights[p->nplatforms++] = weight;
     return 0;
 }
 
-static int parse_list(worker_pool_conf *p, const char *list, hr_err *err)
+static int parse_list(worker_pool_conf *p, const char *list, const char *where,
+                      const char *else_what, hr_err *err)
 {
     for (const char *s = list; *s;) {
         size_t n = strcspn(s, ",");
-        if (add_platform(p, s, n, 1, err) != 0) return -1;
+        if (add_platform(p, s, n, 1, where, else_what, err) != 0) return -1;
         s += n;
         if (*s == ',') s++;
     }
@@ -174,15 +198,20 @@ int worker_pool_conf_get(const hr_config *c, const char *name_or_list, worker_po
     while ((it = hr_config_next(c, "pool", &pos)))
         if (it->argc > 0 && strcmp(it->argv[0], name_or_list) == 0) l = it;
     if (!l) {
+        /* a mistyped pool name would otherwise serve nothing, silently */
+        char nor[300];
+        snprintf(nor, sizeof nor, ", nor a pool of %s", conf_name(c));
         snprintf(p->name, sizeof p->name, "%.63s", name_or_list);
-        return parse_list(p, name_or_list, err);
+        return parse_list(p, name_or_list, "--platforms", nor, err);
     }
     char where[600];
     snprintf(where, sizeof where, "%s:%d: pool %.63s", conf_name(c), l->line, l->argv[0]);
     snprintf(p->name, sizeof p->name, "%s", l->argv[0]);
     const char *v = line_opt(l, "platforms");
     if (!v) return hr_err_set(err, "%s: platforms= is missing", where);
-    if (parse_list(p, v, err) != 0) return -1;
+    char at[640];
+    snprintf(at, sizeof at, "%s: platforms", where);
+    if (parse_list(p, v, at, "", err) != 0) return -1;
     if ((v = line_opt(l, "weights")) && parse_weights(p, v, where, err) != 0) return -1;
     struct {
         const char *key;

@@ -377,7 +377,8 @@ static void test_config_check(void)
                        "pool p platforms=x weights=mastodon:2\n"
                        "retry-base soon\n"
                        "account mastodon:@m credentails=m\n"
-                       "log-level loud\n");
+                       "log-level loud\n"
+                       "pool social platforms=x,blusky\n");
     snprintf(good_conf, sizeof good_conf, "%s", conf);
     snprintf(conf, sizeof conf, "%s", bad);
     CHECK_INT(herald(&out, "config", "check", NULL), 2);
@@ -390,6 +391,7 @@ static void test_config_check(void)
     CHECK(out &&
           strstr(out, "bad.conf:9: warning: account mastodon:@m: unknown key \"credentails\""));
     CHECK(out && strstr(out, "bad.conf:10: log-level: \"loud\" is not debug, info, warn or error"));
+    CHECK(out && strstr(out, "bad.conf:11: pool social: platforms: \"blusky\" is not a platform"));
     if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     CHECK_INT(herald(&out, "config", "check", "--json", NULL), 2);

@@ -228,6 +228,23 @@ static void bad_settings_refuse_start(void)
     free(path);
 }
 
+/* --platforms names a pool or platforms: a typo would serve nothing */
+static void unknown_platforms_refused(void)
+{
+    const char *bad[] = {"nosuchpool", "xx,bluesky"};
+    for (size_t i = 0; i < HR_ARRAY_LEN(bad); i++) {
+        char *argv[] = {HERALD_BIN, "worker", "--once", "--platforms", (char *)bad[i], NULL};
+        char *out = NULL;
+        CHECK_INT(th_exec(argv, NULL, 1, &out), 2);
+        char *want = hr_asprintf("herald worker: --platforms: \"%.*s\" is not a platform herald "
+                                 "knows, nor a pool of %s",
+                                 (int)strcspn(bad[i], ","), bad[i], wt.conf);
+        CHECK(out && strstr(out, want));
+        free(want);
+        free(out);
+    }
+}
+
 static const char *const badrate_logs[] = {"badrate", NULL};
 
 static int reload_refused(void *arg)
@@ -284,6 +301,7 @@ int main(void)
     th_run("bad_rate_refuses_start", bad_rate_refuses_start);
     th_run("bad_rate_on_reload_keeps_limit", bad_rate_on_reload_keeps_limit);
     th_run("bad_settings_refuse_start", bad_settings_refuse_start);
+    th_run("unknown_platforms_refused", unknown_platforms_refused);
     wt_stop();
     return th_main_end();
 }

@@ -210,6 +210,7 @@ static void pools(void)
     hr_config *c = hr_config_parse(
         "pool social platforms=x,bluesky weights=x:3,bluesky:1 concurrency=64 processes=2\n"
         "pool broken platforms=x weights=mastodon:2\n"
+        "pool typo platforms=x,blusky\n"
         "pool nolist concurrency=3\n",
         "herald.conf", &e);
     REQUIRE(c);
@@ -262,6 +263,15 @@ static void pools(void)
     CHECK(strstr(e.msg, "herald.conf:2: pool broken: weights: mastodon") != NULL);
     CHECK(worker_pool_conf_get(c, "nolist", &p, &e) == -1);
     CHECK(strstr(e.msg, "platforms= is missing") != NULL);
+    /* names are platforms herald knows, or pools: a typo serves nothing */
+    CHECK(worker_pool_conf_get(c, "typo", &p, &e) == -1);
+    CHECK_STR(e.msg, "herald.conf:3: pool typo: platforms: \"blusky\" is not a platform herald "
+                     "knows");
+    CHECK(worker_pool_conf_get(c, "nosuchpool", &p, &e) == -1);
+    CHECK_STR(e.msg, "--platforms: \"nosuchpool\" is not a platform herald knows, nor a pool of "
+                     "herald.conf");
+    CHECK(worker_pool_conf_get(c, "xx,bluesky", &p, &e) == -1);
+    CHECK(strstr(e.msg, "\"xx\" is not a platform") != NULL);
 
     int64_t d[8];
     CHECK_INT(worker_poll_schedule(c, d, 8, &e), 3);
