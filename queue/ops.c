@@ -1233,11 +1233,14 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int i = 0; i < n; i++) {
         if (items[i].no_done) continue;
         qa_pushs(a, items[i].ukh);
-        /* id, platform id, sent at[, latency ms, cost]: see docs/architecture.md */
+        /* id, platform id, sent at[, latency ms, cost, campaign]: see
+         * docs/architecture.md; webhooks count a sent job's engagement under
+         * the campaign recorded here */
         if (items[i].metrics)
-            qa_pushf(a, "%s\t%s\t%lld\t%lld\t%lld", items[i].id ? items[i].id : items[i].ukh,
+            qa_pushf(a, "%s\t%s\t%lld\t%lld\t%lld\t%s", items[i].id ? items[i].id : items[i].ukh,
                      items[i].platform_id ? items[i].platform_id : "", now,
-                     (long long)items[i].latency_ms, (long long)items[i].cost_micros);
+                     (long long)items[i].latency_ms, (long long)items[i].cost_micros,
+                     items[i].campaign ? items[i].campaign : "");
         else
             qa_pushf(a, "%s\t%s\t%lld", items[i].id ? items[i].id : items[i].ukh,
                      items[i].platform_id ? items[i].platform_id : "", now);

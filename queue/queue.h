@@ -319,7 +319,8 @@ typedef struct queue_ack_item {
     int64_t lateness_ms;     /* fetch time - run_at, for the histogram; <0: skip */
     int no_done; /* 1: the job has no unique key, so keep no done record (it
                     can never be enqueued again under the same ukh) */
-    const char *campaign; /* with platform_id: recorded in platform_ids */
+    const char *campaign; /* in the done record (with metrics), and with
+                           * platform_id in platform_ids */
     int poll;             /* 1: a post: its engagement polls are scheduled */
     int polled;           /* 1: an engagement poll, not a send: counted apart */
     int metrics;          /* 1: latency_ms and cost_micros go in the done record */

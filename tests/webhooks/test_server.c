@@ -1390,6 +1390,18 @@ static int unknown_async(const queue_opts *o, const char *w, const queue_job *j,
     return status;
 }
 
+/* test_queue connects to the test's Redis in namespace t; *o (its url in
+ * url) serves for more connections. */
+static queue *test_queue(char url[400], queue_opts *o)
+{
+    snprintf(url, 400, "unix://%s", redis->sock);
+    *o = (queue_opts){url, "t", 0};
+    hr_err err = {0};
+    queue *q = queue_connect(o, &err);
+    if (!q) fprintf(stderr, "queue: %s\n", err.msg);
+    return q;
+}
+
 /* forget: ann's scheduled jobs and her dead one are removed; those in flight
  * and one unknown cannot be, so they are named, exit 4, and lose the
  * address: no key of the namespace holds it afterwards, also when the
@@ -1399,11 +1411,10 @@ static int unknown_async(const queue_opts *o, const char *w, const queue_job *j,
 static void test_forget(void)
 {
     char url[400];
-    snprintf(url, sizeof url, "unix://%s", redis->sock);
-    queue_opts o = {url, "t", 0};
-    hr_err err = {0};
-    queue *q = queue_connect(&o, &err);
+    queue_opts o;
+    queue *q = test_queue(url, &o);
     REQUIRE(q);
+    hr_err err = {0};
     int64_t later = hr_now_ms() + 3600000, now = hr_now_ms() - 1000;
     enum { N = 8 };
     queue_job *jobs[N] = {email_to("ann@example.com", later), email_to("ANN@example.com ", later),
@@ -1523,6 +1534,57 @@ static void test_forget(void)
     queue_free(q);
 }
 
+/* test_campaign_from_job: an event's campaign is its job's, queued or sent
+ * (the done record the ack writes holds it), not what the event claims or
+ * leaves out; an unmatched event keeps its own. */
+static void test_campaign_from_job(void)
+{
+    char url[400];
+    queue_opts o;
+    queue *q = test_queue(url, &o);
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *queued = email_to("cq@example.com", hr_now_ms() + 3600000);
+    queue_job *sent = email_to("cs@example.com", hr_now_ms() - 1000);
+    queue_set(&queued->campaign, "winter");
+    queue_set(&queued->unique_key, "winter|q");
+    queue_set(&sent->campaign, "autumn");
+    queue_set(&sent->unique_key, "autumn|s"); /* keeps a done record */
+    REQUIRE(queue_enqueue(q, &queued, 1, NULL, &err) == 0);
+    REQUIRE(queue_enqueue(q, &sent, 1, NULL, &err) == 0);
+    queue_fetched *f = NULL;
+    REQUIRE(take_one(q, "cj-w", 600000, &f) == 1);
+    queue_ack_item it = {.ukh = f[0].ukh, .id = sent->id, .lane = "sendgrid:main",
+                         .lateness_ms = -1, .campaign = sent->campaign, .metrics = 1};
+    REQUIRE(queue_ack(q, "cj-w", &it, 1, NULL, &err) == 0);
+    queue_fetched_free(f, 1);
+    char body[900];
+    snprintf(body, sizeof body,
+             "{\"events\":["
+             "{\"id\":\"cj1\",\"type\":\"open\",\"job\":\"%s\"},"
+             "{\"id\":\"cj2\",\"type\":\"click\",\"job\":\"%s\",\"campaign\":\"claimed\"},"
+             "{\"id\":\"cj3\",\"type\":\"open\",\"job\":\"%s\"},"
+             "{\"id\":\"cj4\",\"type\":\"click\",\"job\":\"%s\",\"campaign\":\"claimed\"},"
+             "{\"id\":\"cj5\",\"type\":\"reply\",\"job\":\"0000000Azzzzzzzzzzzz\","
+             "\"campaign\":\"claimed\"}]}",
+             queued->id, queued->id, sent->id, sent->id);
+    CHECK(generic_answers(body, "\"recorded\":4,\"duplicates\":0,\"unmatched\":1"));
+    CHECK_INT(rint_("HGET {t}:eng:campaigns winter|open"), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns winter|click"), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns autumn|open"), 1);
+    CHECK_INT(rint_("HGET {t}:eng:campaigns autumn|click"), 1);
+    CHECK_INT(rint_("HEXISTS {t}:eng:campaigns claimed|click"), 0);
+    char *v = stream_entry(1); /* the unmatched one keeps its claim */
+    CHECK(v && strstr(v, "job,,campaign,claimed,"));
+    free(v);
+    v = stream_entry(2);
+    CHECK(v && strstr(v, ",campaign,autumn,"));
+    free(v);
+    queue_job_free(queued);
+    queue_job_free(sent);
+    queue_free(q);
+}
+
 static void test_health_metrics(void)
 {
     char *m = NULL;
@@ -1631,6 +1693,7 @@ int main(void)
     th_run("nofile", test_nofile);
     th_run("unsubscribe", test_unsubscribe);
     th_run("forget", test_forget);
+    th_run("campaign_from_job", test_campaign_from_job);
     th_run("health_metrics", test_health_metrics);
     th_run("url_password", test_url_password);
     th_run("script_flush", test_script_flush);

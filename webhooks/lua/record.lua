@@ -20,7 +20,7 @@
 local A = ARGV
 local now = A[1] -- kept a string: Lua numbers would be re-formatted per call
 local n = tonumber(A[4])
-local call, sub, find = redis.call, string.sub, string.find
+local call, sub, find, match = redis.call, string.sub, string.find, string.match
 
 -- unpack() has a stack limit: long lists go in chunks of 1000
 local function hmget(key, list)
@@ -131,17 +131,25 @@ for i = 1, n do
     new_ids[nn * 2 - 1] = id
     new_ids[nn * 2] = now
     local typ, job, camp = A[b + 1], A[b + 2], A[b + 3]
-    -- a job id names a job that was sent (in done) or is queued
-    local j = queued[i]
+    -- a job id names a job that was sent (in done) or is queued; the
+    -- campaign is the job's own when known (jc), not what the event claims
+    local j, jc = queued[i], nil
     local matched = sent[i] or (j and sub(j, 1, 8) == sub(job, 1, 8)) or false
+    if sent[i] then -- id, platform id, sent at, latency, cost, campaign
+      jc = match(done[i], '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t(.*)$')
+    elseif matched then -- rare: engagement before the send's ack
+      local ok, t = pcall(cmsgpack.unpack, sub(j, 9)) -- key 5: the campaign
+      if ok and type(t) == 'table' then jc = type(t[5]) == 'string' and t[5] or '' end
+    end
     -- else (or also, for the campaign) the platform's id recorded at send
     local m = pids[i]
-    if m and (not matched or camp == '') then
+    if m and (not matched or not jc) then
       local tab = find(m, '\t', 1, true)
       local mjob = tab and sub(m, 1, tab - 1) or m
       if not matched then job = mjob; matched = true; ejob[i] = job end
-      if camp == '' and tab and mjob == job then camp = sub(m, tab + 1); ecamp[i] = camp end
+      if tab and mjob == job then jc = sub(m, tab + 1) end
     end
+    if jc and jc ~= camp then camp = jc; ecamp[i] = camp end
     if matched then
       out[i] = '1'
       local f = job .. '|' .. typ
