@@ -93,6 +93,13 @@ static void answer_error(hook_req *r, int status, const char *msg)
     free(j);
 }
 
+/* answer_not_allowed: a 405 names the methods the route takes (RFC 9110) */
+static void answer_not_allowed(hook_req *r, const char *allow, const char *msg)
+{
+    hook_req_add_header(r, "Allow", allow);
+    answer_error(r, 405, msg);
+}
+
 /* The answer page for unsubscribe links; msg is already escaped HTML. */
 static void answer_page(hook_req *r, int status, const char *title, const char *msg)
 {
@@ -381,7 +388,7 @@ static void mailgun_digest(const hook_server *s, json_t *root, char out[33])
 static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
 {
     if (strcmp(hook_req_method(r), "POST") != 0) {
-        answer_error(r, 405, "use POST");
+        answer_not_allowed(r, "POST", "use POST");
         return;
     }
     int configured = strcmp(provider, "sendgrid") == 0   ? s->sendgrid_key != NULL
@@ -409,6 +416,9 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
         s->rejected++;
         hr_log(HR_LOG_WARN, "webhook rejected", "route", provider, "peer", hook_req_peer(r),
                "error", err.msg, NULL);
+        /* Postmark authenticates with HTTP Basic: its 401 says so (RFC 7235) */
+        if (strcmp(provider, "postmark") == 0)
+            hook_req_add_header(r, "WWW-Authenticate", "Basic realm=\"herald\"");
         answer_error(r, 401, "signature check failed");
         return;
     }
@@ -466,7 +476,7 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
     const char *m = hook_req_method(r);
     int post = strcmp(m, "POST") == 0;
     if (!post && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        answer_error(r, 405, "use GET or POST");
+        answer_not_allowed(r, "GET, HEAD, POST", "use GET or POST");
         return;
     }
     hr_unsub u;

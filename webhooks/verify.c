@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -111,13 +112,16 @@ int hook_verify_mailgun(const char *key, const char *timestamp, const char *toke
 
 int hook_verify_basic(const char *userpass, const char *authorization, hr_err *err)
 {
-    if (!authorization || strncmp(authorization, "Basic ", 6) != 0)
+    /* the scheme is case-insensitive (RFC 7235), then one or more spaces */
+    if (!authorization || strncasecmp(authorization, "Basic ", 6) != 0)
         return hr_err_set(err, "postmark: missing basic auth");
     size_t n = strlen(userpass);
     if (n > 1000) return hr_err_set(err, "postmark: credential too long");
     unsigned char want[1400];
     int wl = EVP_EncodeBlock(want, (const unsigned char *)userpass, (int)n);
     const char *got = authorization + 6;
+    while (*got == ' ')
+        got++;
     if ((size_t)wl != strlen(got) || !hr_ct_equal(want, got, (size_t)wl))
         return hr_err_set(err, "postmark: bad credentials");
     return 0;

@@ -802,6 +802,17 @@ static int read_responses(int fd, int count)
     return ok;
 }
 
+/* read_to_end appends what fd receives to in until the peer closes (0) or
+ * a read fails (-1) */
+static int read_to_end(int fd, hr_buf *in)
+{
+    char buf[4096];
+    ssize_t r;
+    while ((r = recv(fd, buf, sizeof buf, 0)) > 0)
+        hr_buf_append(in, buf, (size_t)r);
+    return r == 0 ? 0 : -1;
+}
+
 /* upload sends head then n bytes of body on fd, as a client that writes
  * its whole request before it reads the answer (urllib, most providers'
  * senders), with a small send buffer so that the send only finishes when the
@@ -823,12 +834,8 @@ static int upload(int fd, const char *head, size_t n)
     shutdown(fd, SHUT_WR);
     hr_buf in;
     hr_buf_init(&in);
-    char buf[4096];
-    ssize_t r;
-    while ((r = recv(fd, buf, sizeof buf, 0)) > 0)
-        hr_buf_append(&in, buf, (size_t)r);
     size_t pos = 0;
-    int status = r == 0 ? next_response(&in, &pos) : -1;
+    int status = read_to_end(fd, &in) == 0 ? next_response(&in, &pos) : -1;
     hr_buf_release(&in);
     return status;
 }
@@ -931,6 +938,52 @@ static void test_oversized_upload(void)
     CHECK_INT(upload(fd, big_head, 2 << 20), 413);
     close(fd);
     CHECK(ready_at(&port));
+}
+
+/* answer_to sends req (which asks to close) on a new connection and returns
+ * the whole answer, headers and body (new string), or NULL */
+static char *answer_to(const char *req)
+{
+    int fd = dial();
+    if (fd < 0) return NULL;
+    send_all(fd, req);
+    hr_buf in;
+    hr_buf_init(&in);
+    read_to_end(fd, &in);
+    close(fd);
+    hr_buf_puts(&in, "");
+    return hr_buf_detach(&in);
+}
+
+static int answer_has(const char *a, const char *status, const char *header)
+{
+    return a && strncmp(a, status, strlen(status)) == 0 && strstr(a, header) != NULL;
+}
+
+/* test_auth_headers: a 405 says which methods the route takes (Allow), a
+ * refused Postmark request which scheme it wants (WWW-Authenticate), and
+ * Postmark's scheme is taken in any case ("basic": case-insensitive) */
+static void test_auth_headers(void)
+{
+    char *a = answer_to("OPTIONS /webhooks/generic HTTP/1.1\r\nHost: x\r\n"
+                        "Connection: close\r\n\r\n");
+    CHECK(answer_has(a, "HTTP/1.1 405", "\r\nAllow: POST\r\n"));
+    free(a);
+    a = answer_to("PUT /u/abc HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                  "Connection: close\r\n\r\n");
+    CHECK(answer_has(a, "HTTP/1.1 405", "\r\nAllow: GET, HEAD, POST\r\n"));
+    free(a);
+    a = answer_to("POST /webhooks/postmark HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                  "Connection: close\r\n\r\n{}");
+    CHECK(answer_has(a, "HTTP/1.1 401", "\r\nWWW-Authenticate: Basic realm=\"herald\"\r\n"));
+    free(a);
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"RecordType\":\"Click\",\"MessageID\":\"m-lc\",\"Recipient\":\"o@example.com\","
+             "\"ReceivedAt\":\"2026-11-21T20:00:00Z\",\"Metadata\":{\"herald_job\":\"%s\"}}",
+             JOB);
+    const char *lower[] = {"Authorization: basic aG9va3M6cG0tcGFzcw==", NULL};
+    CHECK_INT(th_http(port, "POST", "/webhooks/postmark", lower, body, NULL), 200);
 }
 
 /* pipeline sends count requests on fd in one stream, without waiting for
@@ -1685,6 +1738,7 @@ int main(void)
     th_run("oversized", test_oversized);
     th_run("keepalive_pipelining", test_keepalive_pipelining);
     th_run("oversized_upload", test_oversized_upload);
+    th_run("auth_headers", test_auth_headers);
     th_run("pipeline_flood", test_pipeline_flood);
     th_run("pipeline_half_close", test_pipeline_half_close);
     th_run("slow_client", test_slow_client);

@@ -62,6 +62,10 @@ static void test_basic(void)
     hr_err err = {0};
     /* "user:pass" in base64 is dXNlcjpwYXNz */
     CHECK_INT(hook_verify_basic("user:pass", "Basic dXNlcjpwYXNz", &err), 0);
+    /* the scheme in any case (RFC 7235), more than one space after it */
+    CHECK_INT(hook_verify_basic("user:pass", "basic dXNlcjpwYXNz", &err), 0);
+    CHECK_INT(hook_verify_basic("user:pass", "BASIC  dXNlcjpwYXNz", &err), 0);
+    CHECK_INT(hook_verify_basic("user:pass", "Basicx dXNlcjpwYXNz", &err), -1);
     CHECK_INT(hook_verify_basic("user:pass", "Basic dXNlcjpwYXNy", &err), -1);
     CHECK_INT(hook_verify_basic("user:pass", "Bearer dXNlcjpwYXNz", &err), -1);
     CHECK_INT(hook_verify_basic("user:pass", NULL, &err), -1);
