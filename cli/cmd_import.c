@@ -138,7 +138,8 @@ static int run_import(int argc, char **argv, int preview)
         if (hr_parse_i64(lock_wait, &v) < 0 || v < 0 || v > 86400) return usage();
         o.lock_wait_s = v ? (int)v : -1;
     }
-    o.progress = !no_progress && !o.dry_run && isatty(2);
+    /* a dry run of a large export takes as long to read: it shows one too */
+    o.progress = !no_progress && isatty(2);
     const hr_config *cfg = cli_config();
     queue *q = NULL;
     if (o.dry_run) {

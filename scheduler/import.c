@@ -142,6 +142,7 @@ typedef struct imp {
     sched_idset twice;   /* the hashes met twice: pass 2 compares their ids */
     sched_idmap *firsts; /* pass 2: those ids, with the line of their first use */
     int64_t last_progress_ms;
+    int bar_shown; /* the progress bar is on stderr's last line */
     int need_text; /* a template or the email body uses {{text}} */
     const hr_config *cfg;
     struct plat_account **fmt_accts; /* dry run: per accts[] index, for plan_text */
@@ -660,6 +661,7 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
             bar[30] = '\0';
             memset(bar, '#', (size_t)(pct * 30 / 100));
             fprintf(stderr, "\rimport [%s] %3d%% %ld/%ld items", bar, pct, m->seen, m->total_items);
+            m->bar_shown = 1;
         }
     }
     m->st->items++;
@@ -826,8 +828,17 @@ static char *plan_text(imp *m, const queue_job *j, int ai, long *len, long *limi
     return hr_strdup(raw ? raw : "");
 }
 
+/* bar_clear blanks the progress bar's line, so that what comes next (the
+ * plan, on the same terminal, or the summary) starts on a clean line */
+static void bar_clear(imp *m)
+{
+    if (m->bar_shown) fprintf(stderr, "\r%*s\r", 70, "");
+    m->bar_shown = 0;
+}
+
 static void print_plan(imp *m, const batch *b, pending *p)
 {
+    if (p->n) bar_clear(m);
     for (int i = 0; i < p->n; i++) {
         queue_job *j = b->jobs[p->first + i];
         if (m->o->on_planned) {
@@ -2387,7 +2398,7 @@ int sched_import(queue *q, const hr_config *cfg, const sched_import_opts *o, sch
     m.pass = 2;
     int r2 = sched_spool_read(m.spool, pass2_cb, &m, err);
     if (r2 == 0) r2 = pass2_flush(&m, 1);
-    if (o->progress) fprintf(stderr, "\r%*s\r", 70, "");
+    bar_clear(&m);
     if (r2 < 0) {
         if (!o->dry_run) {
             pipe_drain(&m); /* what was sent is known before it is undone */

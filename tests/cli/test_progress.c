@@ -1,6 +1,7 @@
 /* test_progress.c: `herald import` shows a progress bar on stderr when
  * stderr is a terminal (a pseudo-terminal here), and not when it is a file
- * or with --no-progress; the import itself is the same either way. */
+ * or with --no-progress; the import itself is the same either way. A dry
+ * run shows it too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pty.h>
@@ -86,18 +87,32 @@ static int import(int tty, const char *extra, char **err)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void bar_on_a_terminal(void)
+/* shows_bar imports on a terminal with extra (or none): the bar is shown
+ * and the campaign then has jobs (a count) */
+static void shows_bar(const char *extra, const char *jobs)
 {
     char *err = NULL;
-    CHECK_INT(import(1, NULL, &err), 0);
+    CHECK_INT(import(1, extra, &err), 0);
     char want[64];
     snprintf(want, sizeof want, "/%d items", ITEMS);
     CHECK(err && strstr(err, "\rimport [#"));
     CHECK(err && strstr(err, want));
     free(err);
     char *n = th_redis_cmd(R, "HLEN {p}:jobs");
-    CHECK_STR(n, "3000");
+    CHECK_STR(n, jobs);
     free(n);
+}
+
+static void bar_on_a_terminal(void)
+{
+    shows_bar(NULL, "3000");
+}
+
+/* a dry run reads and plans the same export: it shows the bar too, and
+ * writes nothing */
+static void bar_on_a_dry_run(void)
+{
+    shows_bar("--dry-run", "0");
 }
 
 static void no_bar_in_a_file(void)
@@ -128,6 +143,7 @@ int main(void)
     th_write_file(conf, text);
     free(text);
     setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
+    th_run("bar_on_a_dry_run", bar_on_a_dry_run);
     th_run("bar_on_a_terminal", bar_on_a_terminal);
     th_run("no_bar_in_a_file", no_bar_in_a_file);
     free(dir);
