@@ -43,6 +43,7 @@ typedef struct wk_lane {
     worker_account_conf conf;
     int inflight;
     int paused; /* re-auth failed: paused in Redis until an operator resumes */
+    int64_t loaded_ms; /* when its account and credential were read (host clock) */
     int conf_written; /* limits written to its state hash for the fetch script */
     int conf_ok;      /* conf was read from the config once: else not served */
     int reload;       /* SIGHUP came while sends were in flight on it */
@@ -333,6 +334,7 @@ static void lane_reload(wk_proc *p, wk_lane *l)
         hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", l->name, "error",
                err.msg, NULL);
     l->paused = 0;
+    l->loaded_ms = hr_now_ms();
     lane_limits_reload(p, l);
 }
 
@@ -805,11 +807,16 @@ static void settle(wk_job *j, const plat_outcome *o)
     case WORKER_DO_BURY: bury(j, o->message[0] ? o->message : worker_outcome_name(wo)); return;
     case WORKER_DO_HOLD: {
         redisAsyncContext *c = queue_async_redis(p->qa);
-        if (!j->lane->paused) {
+        if (!j->lane->paused) { /* once per pause: a reload after a resume ends it */
             hr_log(HR_LOG_ERROR, "credentials refused: lane paused until fixed", "lane",
                    j->lane->name, "detail", o->message, NULL);
             j->lane->paused = 1;
         }
+        /* when: a process that fetches it once the lane is resumed reads
+         * the credential again first, if it read it before this */
+        char held[24];
+        snprintf(held, sizeof held, "%lld", (long long)hr_now_ms());
+        queue_job_set_meta(j->job, "held_at", held);
         if (c) {
             char key[128];
             snprintf(key, sizeof key, "{%s}:paused", queue_async_ns(p->qa));
@@ -1344,6 +1351,26 @@ static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
     job_format_and_send(j);
 }
 
+/* lane_resumed: j was held for refused credentials after its lane's
+ * account was read here (held_at, its meta), and it was fetched, so an
+ * operator resumed the lane (the fetch skips paused ones) after fixing the
+ * credential: the account is read again before j is sent, where the old
+ * credential was refused again and the lane paused once more. Returns 1
+ * when j went back instead, to wait for the lane's sends in flight (the
+ * account is theirs until they end). */
+static int lane_resumed(wk_proc *p, wk_job *j)
+{
+    wk_lane *l = j->lane;
+    if (l->inflight > 1) {
+        l->reload = 1;
+        retry_in(j, 1000, "lane resumed: its account is read again once its sends end");
+        return 1;
+    }
+    lane_reload(p, l);
+    hr_log(HR_LOG_INFO, "lane resumed: its credential read again", "lane", l->name, NULL);
+    return 0;
+}
+
 static void job_start(wk_proc *p, queue_fetched *f)
 {
     wk_job *j = hr_calloc(1, sizeof *j);
@@ -1380,6 +1407,8 @@ static void job_start(wk_proc *p, queue_fetched *f)
     }
     const char *rf = queue_job_get_meta(j->job, "refreshed");
     j->refreshed = rf && strcmp(rf, "1") == 0;
+    if (j->lane && meta_count(j->job, "held_at") > j->lane->loaded_ms && lane_resumed(p, j))
+        return;
     if (!j->lane || !j->lane->acct) {
         /* Not ours to send after all: it stays, visible, for a pool that can. */
         retry_in(j, 60000, "no usable account for this lane in this pool");

@@ -412,6 +412,39 @@ static int log_has(void *arg)
     return ok;
 }
 
+static int fix_settled(void *arg)
+{
+    (void)arg;
+    wt_tick();
+    return wt_redis_int("LLEN {t}:ready:x:@fix", "") + wt_redis_int("ZCARD %s", "{t}:retry:x:@fix") ==
+           3;
+}
+
+/* A 401 pauses the lane and holds its jobs; once the credential file is
+ * fixed and the lane resumed (herald resume), the same running worker reads
+ * the credential again and sends them, where it kept the refused one, got
+ * another 401 and paused the lane again without a word. */
+static void resume_reads_credential(void)
+{
+    wt_reset();
+    char *cred = hr_asprintf("%s/x-fix", wt.dir);
+    th_write_file(cred, "invalid");
+    wt_enqueue("x", "@fix", "held", 3);
+    pid_t w = wt_worker(NULL, "resume", "--processes", "1", NULL);
+    CHECK(th_wait_for(lane_paused, "x:@fix", 10000));
+    CHECK(th_wait_for(fix_settled, NULL, 10000)); /* none in flight */
+    th_write_file(cred, "token-fixed");
+    char *argv[] = {HERALD_BIN, "resume", "x:@fix", NULL};
+    CHECK_INT(th_exec(argv, NULL, 0, NULL), 0);
+    CHECK(wt_wait_done(3, 10000));
+    wt_term(w);
+    CHECK_INT(wt_redis_int("SISMEMBER {t}:paused %s", "x:@fix"), 0);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 3);
+    const char *resumed[] = {"resume.log", "lane resumed: its credential read again"};
+    CHECK(log_has(resumed));
+    free(cred);
+}
+
 /* An error reply (OOM here) while the connection stays up: the job the
  * worker had to let go is not stranded in an in-flight record the
  * heartbeat keeps alive; the reaper returns it and it is sent. */
@@ -604,7 +637,9 @@ int main(void)
                        "account x:@t base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
                        "rate=1000000/1h circuit=1000\n"
                        "account x:@w base-url=http://127.0.0.1:$PORT credentials=x-a user-id=11 "
-                       "rate=9/1h\n");
+                       "rate=9/1h\n"
+                       "account x:@fix base-url=http://127.0.0.1:$PORT credentials=x-fix "
+                       "user-id=14 rate=1000000/1h\n");
     for (int i = 0; i < MANY_LANES; i++)
         hr_buf_printf(&conf, "account mastodon:@u%d base-url=http://127.0.0.1:$PORT "
                              "credentials=masto-m rate=1000000/1h\n", i);
@@ -612,6 +647,9 @@ int main(void)
     hr_buf_release(&conf);
     char *cred = hr_asprintf("%s/sg-key", wt.dir);
     th_write_file(cred, "SG.sandbox-key");
+    free(cred);
+    cred = hr_asprintf("%s/x-fix", wt.dir); /* resume_reads_credential fixes it */
+    th_write_file(cred, "invalid");
     free(cred);
     th_run("transient_honours_retry_after", transient_honours_retry_after);
     th_run("retry_time_on_redis_clock", retry_time_on_redis_clock);
@@ -625,6 +663,7 @@ int main(void)
     th_run("budget_kept_when_maybe_sent", budget_kept_when_maybe_sent);
     th_run("bluesky_refused_password_pauses", bluesky_refused_password_pauses);
     th_run("refused_login_not_per_waiter", refused_login_not_per_waiter);
+    th_run("resume_reads_credential", resume_reads_credential);
     th_run("error_reply_does_not_strand", error_reply_does_not_strand);
     th_run("thread_resumes_after_posted_parts", thread_resumes_after_posted_parts);
     th_run("thread_parts_charged", thread_parts_charged);
