@@ -1,7 +1,8 @@
 /* forget.c: `herald forget EMAIL`: removes the jobs to a contact that wait
  * (scheduled, retrying, ready, dead), takes the address out of those that
  * cannot be removed now (in flight, unknown), deletes the engagement rows
- * keyed by them, and leaves only the suppression entry (a keyed hash). Sync
+ * keyed by them and their one-click unsubscribe events (seen ids, stream
+ * entries), and leaves only the suppression entry (a keyed hash). Sync
  * hiredis through the queue's connection; each step is idempotent, so a
  * failure half-way is fixed by running it again. */
 #include <hiredis/hiredis.h>
@@ -143,13 +144,18 @@ static int forget_job(struct queue *q, const char *ukh, const char *v, size_t n,
     return rc;
 }
 
-/* remove_jobs removes or scrubs every email job to norm. */
-static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *res, hr_err *err)
+/* hscan_fn handles one field f (value v) of an hscan_each; 0 or -1. */
+typedef int hscan_fn(struct queue *q, const redisReply *f, const redisReply *v, void *priv,
+                     hr_err *err);
+
+/* hscan_each calls fn for every field of hash key matching match, count
+ * at a time. */
+static int hscan_each(struct queue *q, const char *key, const char *match, int count, hscan_fn *fn,
+                      void *priv, hr_err *err)
 {
-    const char *ns = queue_ns(q);
     char cursor[32] = "0";
     do {
-        redisReply *r = cmd(q, err, "HSCAN {%s}:jobs %s COUNT 500", ns, cursor);
+        redisReply *r = cmd(q, err, "HSCAN %s %s MATCH %s COUNT %d", key, cursor, match, count);
         if (!r) return -1;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             freeReplyObject(r);
@@ -158,8 +164,7 @@ static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *re
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         redisReply *kv = r->element[1];
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-            redisReply *f = kv->element[i], *v = kv->element[i + 1];
-            if (forget_job(q, f->str, v->str, v->len, norm, res, err) != 0) {
+            if (fn(q, kv->element[i], kv->element[i + 1], priv, err) != 0) {
                 freeReplyObject(r);
                 return -1;
             }
@@ -167,6 +172,28 @@ static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *re
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     return 0;
+}
+
+typedef struct forget_scan {
+    const char *norm; /* remove_jobs: the normalized address */
+    const char *key;  /* remove_unsub_seen: the seen hash */
+    hook_forget_result *res;
+} forget_scan;
+
+static int forget_field(struct queue *q, const redisReply *f, const redisReply *v, void *priv,
+                        hr_err *err)
+{
+    forget_scan *fs = priv;
+    return forget_job(q, f->str, v->str, v->len, fs->norm, fs->res, err);
+}
+
+/* remove_jobs removes or scrubs every email job to norm. */
+static int remove_jobs(struct queue *q, const char *norm, hook_forget_result *res, hr_err *err)
+{
+    char key[300];
+    snprintf(key, sizeof key, "{%s}:jobs", queue_ns(q));
+    forget_scan fs = {.norm = norm, .res = res};
+    return hscan_each(q, key, "*", 500, forget_field, &fs, err);
 }
 
 /* remove_engagement deletes the contact's rows and those of their jobs. */
@@ -201,6 +228,76 @@ static int remove_engagement(struct queue *q, const char *digest, hook_forget_re
     return 0;
 }
 
+static int delete_field(struct queue *q, const redisReply *f, const redisReply *v, void *priv,
+                        hr_err *err)
+{
+    forget_scan *fs = priv;
+    redisReply *d = cmd(q, err, "HDEL %s %b", fs->key, f->str, f->len);
+    if (!d) return -1;
+    fs->res->engagement_rows += d->integer;
+    freeReplyObject(d);
+    return 0;
+}
+
+/* remove_unsub_seen deletes the one-click unsubscribe events' seen ids of
+ * the contact ("unsub:<digest>:<campaign>", server.c; prefix without the
+ * campaign) from both seen hashes: they name the contact by the
+ * suppression digest. */
+static int remove_unsub_seen(struct queue *q, const char *prefix, hook_forget_result *res,
+                             hr_err *err)
+{
+    char key[300], match[100];
+    snprintf(match, sizeof match, "%s*", prefix);
+    forget_scan fs = {.key = key, .res = res};
+    for (int h = 0; h < 2; h++) {
+        snprintf(key, sizeof key, "{%s}:ev:seen:%d", queue_ns(q), h);
+        if (hscan_each(q, key, match, 10000, delete_field, &fs, err) != 0) return -1;
+    }
+    return 0;
+}
+
+/* entry_is reports whether stream entry e (id, [field, value, ...]) has
+ * field "event" starting with prefix. */
+static int entry_is(const redisReply *e, const char *prefix)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) return 0;
+    const redisReply *f = e->element[1];
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+        if (strcmp(f->element[i]->str, "event") == 0)
+            return f->element[i + 1]->len >= pl && memcmp(f->element[i + 1]->str, prefix, pl) == 0;
+    return 0;
+}
+
+/* remove_unsub_stream deletes the contact's one-click unsubscribe entries
+ * from the events stream (their event id holds the digest), reading it in
+ * pages. */
+static int remove_unsub_stream(struct queue *q, const char *prefix, hook_forget_result *res,
+                               hr_err *err)
+{
+    const char *ns = queue_ns(q);
+    char start[64] = "-";
+    for (;;) {
+        redisReply *r = cmd(q, err, "XRANGE {%s}:events %s + COUNT 1000", ns, start);
+        if (!r) return -1;
+        size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = r->element[i];
+            if (!entry_is(e, prefix)) continue;
+            redisReply *d = cmd(q, err, "XDEL {%s}:events %s", ns, e->element[0]->str);
+            if (!d) {
+                freeReplyObject(r);
+                return -1;
+            }
+            res->engagement_rows += d->integer;
+            freeReplyObject(d);
+        }
+        if (n) snprintf(start, sizeof start, "(%s", r->element[n - 1]->element[0]->str);
+        freeReplyObject(r);
+        if (n < 1000) return 0;
+    }
+}
+
 void hook_forget_result_release(hook_forget_result *res)
 {
     free(res->kept);
@@ -226,5 +323,9 @@ int hook_forget(struct queue *q, const char *secret, const char *email, hook_for
     freeReplyObject(r);
     res->suppressed = 1;
     if (remove_jobs(q, norm, res, err) != 0) return -1;
+    char unsub[80];
+    snprintf(unsub, sizeof unsub, "unsub:%s:", digest);
+    if (remove_unsub_seen(q, unsub, res, err) != 0 || remove_unsub_stream(q, unsub, res, err) != 0)
+        return -1;
     return remove_engagement(q, digest, res, err);
 }

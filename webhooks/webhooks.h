@@ -185,7 +185,8 @@ typedef struct hook_forget_kept {
 typedef struct hook_forget_result {
     long jobs_removed;      /* email jobs to the address that waited or were dead */
     long jobs_in_flight;    /* in flight or unknown: kept, scrubbed; listed in kept */
-    long engagement_rows;   /* engagement rows keyed by the contact */
+    long engagement_rows;   /* engagement rows keyed by the contact, and its
+                               one-click unsubscribe events (seen ids, stream) */
     int suppressed;         /* 1 when the suppression entry was added or kept */
     hook_forget_kept *kept; /* jobs_in_flight entries (hook_forget_result_release) */
 } hook_forget_result;

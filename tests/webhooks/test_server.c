@@ -1260,15 +1260,24 @@ static void test_nofile(void)
     th_kill(pid, SIGTERM);
 }
 
+/* unsub_link fills u (email, campaign, the job JOB) and writes its link's
+ * path to path; returns its token (caller frees). */
+static char *unsub_link(hr_unsub *u, const char *email, const char *campaign, char path[600])
+{
+    memset(u, 0, sizeof *u);
+    snprintf(u->email, sizeof u->email, "%s", email);
+    snprintf(u->campaign, sizeof u->campaign, "%s", campaign);
+    snprintf(u->job, sizeof u->job, "%s", JOB);
+    char *tok = hr_unsub_token_make(secret, u);
+    snprintf(path, 600, "/u/%s", tok);
+    return tok;
+}
+
 static void test_unsubscribe(void)
 {
-    hr_unsub u = {0};
-    snprintf(u.email, sizeof u.email, "Reader@Example.com");
-    snprintf(u.campaign, sizeof u.campaign, "newsletter");
-    snprintf(u.job, sizeof u.job, "%s", JOB);
-    char *tok = hr_unsub_token_make(secret, &u);
+    hr_unsub u;
     char path[600];
-    snprintf(path, sizeof path, "/u/%s", tok);
+    char *tok = unsub_link(&u, "Reader@Example.com", "newsletter", path);
     char *page = NULL;
     CHECK_INT(th_http(port, "GET", path, NULL, NULL, &page), 200);
     CHECK(page && strstr(page, "<form method=\"post\"") && !strstr(page, "Reader@Example.com"));
@@ -1587,6 +1596,29 @@ static void test_forget(void)
     queue_free(q);
 }
 
+/* test_forget_unsubscribe: after a one-click unsubscribe and `herald
+ * forget`, the contact's digest is in no key, field or stream entry but the
+ * suppression hash's field. */
+static void test_forget_unsubscribe(void)
+{
+    hr_unsub u;
+    char path[600];
+    free(unsub_link(&u, "una@example.com", "letters", path));
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
+    char digest[65], url[400];
+    REQUIRE(queue_suppress_hash(secret, u.email, digest) == 0);
+    queue_opts o;
+    queue *q = test_queue(url, &o);
+    REQUIRE(q);
+    CHECK(address_keys(queue_redis(q), digest) > 1); /* the scan sees them */
+    char *argv[] = {HERALD_BIN, "--config", conf, "forget", u.email, NULL};
+    CHECK_INT(th_exec(argv, NULL, 1, NULL), 0);
+    CHECK_INT(address_keys(queue_redis(q), digest), 1);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
+    queue_free(q);
+}
+
 /* test_campaign_from_job: an event's campaign is its job's, queued or sent
  * (the done record the ack writes holds it), not what the event claims or
  * leaves out; an unmatched event keeps its own. */
@@ -1748,6 +1780,7 @@ int main(void)
     th_run("unsubscribe", test_unsubscribe);
     th_run("forget", test_forget);
     th_run("campaign_from_job", test_campaign_from_job);
+    th_run("forget_unsubscribe", test_forget_unsubscribe);
     th_run("health_metrics", test_health_metrics);
     th_run("url_password", test_url_password);
     th_run("script_flush", test_script_flush);
