@@ -43,7 +43,9 @@ void hr_buf_html_escape(hr_buf *b, const char *s);
 char *hr_buf_detach(hr_buf *b);
 
 /* ---- errors: a caller-owned message buffer filled by one setter. */
-#define HR_ERRLEN 256
+/* room for a message that adds its consequences ("...; rolled back N jobs;
+ * restored M"): cut messages hide what the operator must know */
+#define HR_ERRLEN 512
 typedef struct hr_err {
     int code; /* 0: no error */
     char msg[HR_ERRLEN];

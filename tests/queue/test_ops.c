@@ -300,7 +300,7 @@ static void test_corrupt_blob_dead(void)
         hr_err de = {0};
         queue_job *j = queue_job_decode_stored(f[i].ukh, f[i].value, f[i].value_len, &de);
         if (!j) {
-            char reason[300];
+            char reason[HR_ERRLEN + 16];
             snprintf(reason, sizeof reason, "decode: %s", de.msg);
             CHECK_INT(queue_bury(q, "w", f[i].ukh, f[i].lane, NULL, reason, &err), 1);
         } else {
