@@ -68,7 +68,8 @@ int hr_log_parse_level(const char *s, hr_log_level *out);
 void hr_log_set_name(const char *process_name);
 void hr_log(hr_log_level lvl, const char *msg, ...);
 /* hr_log_redact registers a secret (8 bytes or more) that hr_log writes as
- * "[redacted]" wherever a value holds it: credentials, as loaded. */
+ * "[redacted]" wherever a "detail" or "error" value (the keys that carry a
+ * platform's or Redis's own text) holds it: credentials, as loaded. */
 void hr_log_redact(const char *secret);
 /* hr_log_batch(1) makes hr_log keep whole lines in a buffer instead of
  * writing each at once: hr_log_flush writes them, and a line that would not

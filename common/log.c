@@ -249,23 +249,27 @@ void hr_log_redact(const char *secret)
 }
 
 /* log_value: v with every registered secret replaced by "[redacted]" (in
- * buf, at most cap bytes, when v holds one), else v itself. Only values as
- * long as a secret are looked at: error details, not ids. */
-static const char *log_value(const char *v, char *buf, size_t cap)
+ * buf, at most cap bytes, when v holds one), else v itself. Only the values
+ * that carry text from outside (a platform's or Redis's message: "detail",
+ * "error") are looked at, so the ids and names of every job line cost
+ * nothing however many accounts there are. */
+static const char *log_value(const char *k, const char *v, char *buf, size_t cap)
 {
-    if (!v || !nredact || strlen(v) < redact_min) return v;
+    if (!v || !nredact || (strcmp(k, "detail") != 0 && strcmp(k, "error") != 0) ||
+        strlen(v) < redact_min)
+        return v;
     size_t i = 0;
     for (; i < nredact && !strstr(v, redact[i]); i++) {
     }
     if (i == nredact) return v;
     size_t o = 0;
     for (const char *s = v; *s && o + 1 < cap;) {
-        size_t k = 0, sl = 0;
-        for (; k < nredact; k++) {
-            sl = strlen(redact[k]);
-            if (strncmp(s, redact[k], sl) == 0) break;
+        size_t r = 0, sl = 0;
+        for (; r < nredact; r++) {
+            sl = strlen(redact[r]);
+            if (strncmp(s, redact[r], sl) == 0) break;
         }
-        if (k < nredact) {
+        if (r < nredact) {
             int w = snprintf(buf + o, cap - o, "[redacted]");
             o = w < 0 || (size_t)w >= cap - o ? cap - 1 : o + (size_t)w;
             s += sl;
@@ -325,7 +329,7 @@ static int log_plain(const char *level, const char *msg, va_list ap)
             if (n + l + 2 >= sizeof line) return -1;
             memcpy(line + n, v, l);
             n += l;
-        } else if (put_plain(line, sizeof line, &n, v ? log_value(v, clean, sizeof clean) : "") <
+        } else if (put_plain(line, sizeof line, &n, v ? log_value(k, v, clean, sizeof clean) : "") <
                    0) {
             return -1;
         }
@@ -370,7 +374,7 @@ void hr_log(hr_log_level lvl, const char *msg, ...)
             }
         }
         char clean[1024];
-        hr_mask_email(v ? log_value(v, clean, sizeof clean) : "", masked, sizeof masked);
+        hr_mask_email(v ? log_value(k, v, clean, sizeof clean) : "", masked, sizeof masked);
         json_object_set_new(o, k, json_string(masked));
     }
     va_end(ap);

@@ -45,6 +45,7 @@ struct queue_async {
     char ns[64];
     int connected;
     int backoff_ms;
+    int authing;              /* connected, AUTH sent, its answer not in yet */
     int fail_streak;          /* connections failed in a row (connect_failed) */
     ev_tstamp fail_logged_at; /* when connect_failed last logged */
     ev_timer reconnect;
@@ -333,7 +334,9 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
 /* sendable: whether r may go out now; if not, it fails (deferred). */
 static int sendable(queue_async *qa, qreq *r)
 {
-    if (qa->connected && qa->ac && !qa->free_pending) return 1;
+    /* while AUTH is out, commands queue behind it on the connection (a
+     * refused AUTH drops it, failing them as a lost connection does) */
+    if ((qa->connected || qa->authing) && qa->ac && !qa->free_pending) return 1;
     defer_fail(r, qa->free_pending ? "queue: handle closed" : "redis: not connected");
     return 0;
 }
@@ -394,6 +397,7 @@ static void connect_failed(queue_async *qa, const char *why)
  * when a password is set) */
 static void became_connected(queue_async *qa)
 {
+    qa->authing = 0;
     qa->connected = 1;
     qa->backoff_ms = 0;
     qa->fail_streak = 0;
@@ -416,6 +420,7 @@ static void on_auth(redisAsyncContext *c, void *reply, void *priv)
     redisReply *r = reply;
     if (!r) return; /* the connection went first */
     if (r->type == REDIS_REPLY_ERROR) {
+        qa->authing = 0;
         connect_failed(qa, r->str);
         redisAsyncDisconnect(c);
         return;
@@ -437,7 +442,8 @@ static void on_connect(const redisAsyncContext *c, int status)
         maybe_free(qa);
         return;
     }
-    if (!qa->url.pass[0]) became_connected(qa); /* else on_auth does */
+    if (!qa->url.pass[0]) became_connected(qa);
+    else qa->authing = 1; /* on_auth makes it connected */
     qa->in_cb--;
 }
 
@@ -446,6 +452,7 @@ static void on_disconnect(const redisAsyncContext *c, int status)
     queue_async *qa = c->data;
     int was = qa->connected;
     qa->connected = 0;
+    qa->authing = 0;
     qa->ac = NULL;
     if (qa->free_pending) {
         maybe_free(qa);
@@ -594,6 +601,7 @@ void queue_async_reset(queue_async *qa)
     /* the failed callbacks see the handle down, so none sends on the
      * context being freed (the caller logs why it resets) */
     qa->connected = 0;
+    qa->authing = 0;
     qa->depth++;
     redisAsyncFree(ac);
     if (!told) {

@@ -1410,11 +1410,9 @@ static void send_pending(imp *m, batch *b, pending *p)
     hr_buf v;
     hr_buf_init(&v);
     entry_head(&v, m->gen_s, HASH_PENDING);
-    for (int k = 0; k < p->n; k++) {
-        char ukh[QUEUE_UKH_LEN + 1];
-        queue_ukh_from_key(b->jobs[p->first + k]->unique_key, ukh);
+    for (int k = 0; k < p->n; k++) { /* ids assigned (from the unique keys) by now */
         if (k) hr_buf_putc(&v, ',');
-        hr_buf_append(&v, ukh, QUEUE_UKH_LEN);
+        hr_buf_append(&v, queue_job_ukh(b->jobs[p->first + k]), QUEUE_UKH_LEN);
     }
     const char *argv[] = {"HSET", m->index_key, p->source, v.data};
     size_t lens[] = {4, strlen(m->index_key), strlen(p->source), v.len};

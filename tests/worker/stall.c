@@ -179,6 +179,33 @@ static int unreachable_said(void *arg)
     return log_count(arg, "redis unreachable; retrying") >= 1;
 }
 
+/* locked_connections: how many connections r (whose password is
+ * right-one) has taken, from its INFO */
+static long locked_connections(th_redis *r)
+{
+    char *argv[] = {"/usr/bin/redis-cli", "-s", r->sock, "--no-auth-warning", "-a", "right-one", "INFO",
+                    "stats", NULL};
+    char *out = NULL;
+    long n = -1;
+    if (th_exec(argv, NULL, 0, &out) == 0 && out) {
+        const char *p = strstr(out, "total_connections_received:");
+        if (p) n = atol(p + strlen("total_connections_received:"));
+    }
+    free(out);
+    return n;
+}
+
+struct tries {
+    th_redis *r;
+    long want;
+};
+
+static int tried(void *arg)
+{
+    struct tries *t = arg;
+    return locked_connections(t->r) >= t->want;
+}
+
 /* connect_failures_said: a worker that cannot reach Redis says why (it
  * said nothing at all, for refused connections and refused passwords
  * alike), once per run of failures rather than once per try, and a refused
@@ -198,10 +225,13 @@ static void connect_failures_said(void)
 
     th_redis *locked = th_redis_start(1, NULL);
     free(th_redis_cmd(locked, "CONFIG SET requirepass right-one"));
+    long before = locked_connections(locked);
     snprintf(env, sizeof env, "HERALD_REDIS_URL=redis://:wrong-one@127.0.0.1:%d", locked->port);
     w = wt_worker(env, "wrongpass", "--processes", "1", NULL);
     CHECK(th_wait_for(unreachable_said, "wrongpass", 5000));
-    usleep(3000 * 1000);
+    /* the line count below means something only once tries were made */
+    struct tries t = {locked, before + 6};
+    CHECK(th_wait_for(tried, &t, 15000));
     wt_term(w);
     unsetenv("HERALD_WORKER_NO_RECONCILER");
     CHECK(log_count("wrongpass", "redis unreachable; retrying") <= 2);
