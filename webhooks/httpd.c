@@ -66,6 +66,7 @@ struct conn {
     int parsing; /* conn_try_parse is on the stack: it goes on, frees */
     int freed;   /* closed while parsing: conn_try_parse frees it */
     int over;    /* accepted over the cap, to be answered 503 */
+    int whole;   /* the request being answered was read to its end */
     size_t lingered; /* bytes dropped while lingering */
     char peer[64];
     hr_buf in; /* bytes read but not parsed (pipelined) */
@@ -343,11 +344,15 @@ static void write_some(conn *c)
     c->out_off = 0;
     if (c->state == C_WRITING) {
         if (c->closing || c->h->stopping) {
-            conn_linger(c);
+            /* only a client that may still be sending needs the lingering
+             * close; one whose request was read whole is closed at once */
+            if (c->over || !c->whole || c->in_off < c->in.len) conn_linger(c);
+            else conn_close(c);
             return;
         }
         c->state = C_READING;
         c->got_bytes = 0;
+        c->whole = 0;
         req_reset(&c->req);
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
@@ -585,6 +590,7 @@ static int p_done(http_parser *p)
     conn *c = p->data;
     c->req.keep_alive = http_should_keep_alive(p);
     hr_buf_puts(&c->req.body, ""); /* NUL-terminate even when empty */
+    c->whole = 1;
     c->state = C_HANDLING;
     http_parser_pause(p, 1);
     return 0;

@@ -20,8 +20,8 @@ struct queue;
  * one ev_io per connection, keep-alive, a body limit (413), a header/request
  * timeout and an idle timeout (slow clients are dropped), a connection cap
  * (503 and close), and a graceful stop that lets requests in flight finish.
- * A connection is closed after its last answer by a lingering close: what
- * the client still sends is read and dropped for a while (no reset).
+ * A connection closed after an answer while its client may still be sending
+ * lingers: what it sends is read and dropped for a while (no reset).
  * One request per connection is handled at a time; pipelined requests wait. */
 typedef struct hook_httpd hook_httpd;
 typedef struct hook_req hook_req;
