@@ -1351,11 +1351,13 @@ static void on_suppressed(redisAsyncContext *c, void *r, void *priv)
     job_format_and_send(j);
 }
 
-/* lane_resumed: j was held for refused credentials after its lane's
- * account was read here (held_at, its meta), and it was fetched, so an
- * operator resumed the lane (the fetch skips paused ones) after fixing the
- * credential: the account is read again before j is sent, where the old
- * credential was refused again and the lane paused once more. Returns 1
+/* lane_resumed: j's lane was paused here, or j was held for refused
+ * credentials after its lane's account was read here (held_at, its meta),
+ * and j was fetched, so an operator resumed the lane (the fetch skips
+ * paused ones) after fixing the credential: the account is read again
+ * before j is sent, where the old credential was refused again and the
+ * lane paused once more. Any job of the lane may come first: one enqueued
+ * during the pause has no held_at. Returns 1
  * when j went back instead, to wait for the lane's sends in flight (the
  * account is theirs until they end). */
 static int lane_resumed(wk_proc *p, wk_job *j)
@@ -1407,7 +1409,10 @@ static void job_start(wk_proc *p, queue_fetched *f)
     }
     const char *rf = queue_job_get_meta(j->job, "refreshed");
     j->refreshed = rf && strcmp(rf, "1") == 0;
-    if (j->lane && meta_count(j->job, "held_at") > j->lane->loaded_ms && lane_resumed(p, j))
+    /* a job of a lane this process paused was fetched, or a job held after
+     * it last read the account: either way the lane was resumed */
+    if (j->lane && (j->lane->paused || meta_count(j->job, "held_at") > j->lane->loaded_ms) &&
+        lane_resumed(p, j))
         return;
     if (!j->lane || !j->lane->acct) {
         /* Not ours to send after all: it stays, visible, for a pool that can. */
