@@ -39,14 +39,32 @@ static int zone_exists(const char *name)
     return access(path, R_OK) == 0;
 }
 
-/* tabulate (re)builds z's table of offset changes for instants in [lo, hi]
- * (seconds), under a TZ switch to the zone */
-static void tabulate(sched_tz *z, int64_t lo, int64_t hi)
+/* tz_enter switches the process to z's zone; tz_leave switches back to
+ * saved (tz_enter's answer, freed) */
+static char *tz_enter(const sched_tz *z)
 {
     const char *old = getenv("TZ");
     char *saved = old ? hr_strdup(old) : NULL;
     setenv("TZ", z->name, 1);
     tzset();
+    return saved;
+}
+
+static void tz_leave(char *saved)
+{
+    if (saved)
+        setenv("TZ", saved, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(saved);
+}
+
+/* tabulate (re)builds z's table of offset changes for instants in [lo, hi]
+ * (seconds), under a TZ switch to the zone */
+static void tabulate(sched_tz *z, int64_t lo, int64_t hi)
+{
+    char *saved = tz_enter(z);
     z->n = 0;
     z->lo = lo;
     z->hi = hi;
@@ -72,12 +90,7 @@ static void tabulate(sched_tz *z, int64_t lo, int64_t hi)
         z->off[z->n++] = (int)o;
         prev = o;
     }
-    if (saved)
-        setenv("TZ", saved, 1);
-    else
-        unsetenv("TZ");
-    tzset();
-    free(saved);
+    tz_leave(saved);
 }
 
 sched_tz *sched_tz_new(const char *name, int64_t from_ms, int64_t to_ms, hr_err *err)
@@ -116,14 +129,19 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 /* offset_s returns the offset at s, first extending the table to s when s
  * is outside it (by at least its span again: a plan going years ahead
- * extends it a few times). An s more than 50 years away gets a new table
- * of a few years around it instead (a post dated 9999 scanned 8,000 years
- * a day at a time). */
+ * extends it a few times). An s more than 50 years away is looked up on
+ * its own, the table left as it is: tabulating it scanned 8,000 years a
+ * day at a time for a post dated 9999, and a table moved there and back
+ * for every item of an export mixing such dates with current ones. */
 static int offset_s(sched_tz *z, int64_t s)
 {
     if (s < z->lo - 50 * YEAR_S || s > z->hi + 50 * YEAR_S) {
-        tabulate(z, s - YEAR_S, s + 5 * YEAR_S);
-    } else if (s < z->lo || s > z->hi) {
+        char *saved = tz_enter(z);
+        int off = (int)offset_now((time_t)s);
+        tz_leave(saved);
+        return off;
+    }
+    if (s < z->lo || s > z->hi) {
         int64_t span = z->hi - z->lo, margin = 2 * 86400;
         tabulate(z, s < z->lo ? s - span - margin : z->lo, s > z->hi ? s + span + margin : z->hi);
     }
