@@ -356,11 +356,12 @@ char *sched_item_plain(const sched_item *it)
     return it->text ? hr_strdup(it->text) : sched_html_to_text(it->html);
 }
 
-int sched_render_blank(const char *tmpl, const sched_item *it, const queue_kv *vars, int nvars)
+int sched_render_blank(const char *tmpl, const sched_item *it, const char *plain_text,
+                       const queue_kv *vars, int nvars)
 {
     sink k = {0};
     char *made = NULL;
-    expand(&k, tmpl, it, NULL, &made, vars, nvars);
+    expand(&k, tmpl, it, plain_text, &made, vars, nvars);
     free(made);
     return !k.nonblank;
 }

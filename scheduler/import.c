@@ -348,9 +348,10 @@ static int wanted(const imp *m, const sched_item *it)
  * writes the reason into why: a platform not in the campaign, or a lane
  * whose template gives the item an empty post (the worker would send its
  * own default template instead of the campaign's: a bad item, in both
- * passes and the dry run alike). */
-static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, char *why,
-                      size_t whylen)
+ * passes and the dry run alike). plain: the item's {{text}} when already
+ * made, else NULL. */
+static int item_lanes(const imp *m, const sched_item *it, const char *plain, int *sel, int *nsel,
+                      char *why, size_t whylen)
 {
     *nsel = 0;
     int nposts = m->cp->nlanes;
@@ -382,7 +383,7 @@ static int item_lanes(const imp *m, const sched_item *it, int *sel, int *nsel, c
         const char *lane = m->accts[sel[k]].lane, *tmpl = sched_campaign_template(m->cp, lane);
         if (tmpl == last) continue; /* lanes sharing a template: checked once */
         last = tmpl;
-        if (sched_render_blank(tmpl, it, it->vars, it->nvars)) {
+        if (sched_render_blank(tmpl, it, plain, it->vars, it->nvars)) {
             snprintf(why, whylen, "template \"%.80s\" of %.60s gives an empty post", tmpl, lane);
             return -1;
         }
@@ -481,7 +482,7 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
         problem = why;
     } else if (take) {
         int sel[SCHED_MAX_LANES + 1], nsel;
-        if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) problem = why;
+        if (item_lanes(m, it, NULL, sel, &nsel, why, sizeof why) < 0) problem = why;
     }
     if (!problem) return 0;
     if (m->o->skip_invalid) return 0; /* listed in pass 2, which meets it again */
@@ -677,11 +678,15 @@ static int pass2_cb(const sched_item *it, void *priv, hr_err *err)
         report_invalid(m, it, why);
         return 0;
     }
-    int sel[SCHED_MAX_LANES + 1], nsel;
-    if (item_lanes(m, it, sel, &nsel, why, sizeof why) < 0) return skip_invalid(m, it, why);
-    m->st->taken++;
-    /* HTML to text is the dearest step per item: only when something uses it */
+    /* HTML to text is the dearest step per item: only when something uses
+     * it, and once (the blank check and the render share it) */
     char *plain = m->need_text ? sched_item_plain(it) : NULL;
+    int sel[SCHED_MAX_LANES + 1], nsel;
+    if (item_lanes(m, it, plain, sel, &nsel, why, sizeof why) < 0) {
+        free(plain);
+        return skip_invalid(m, it, why);
+    }
+    m->st->taken++;
     char *link = it->link && it->link[0] == '/' && m->cp->base_url
                      ? hr_asprintf("%s%s", m->cp->base_url, it->link)
                      : hr_strdup(it->link);

@@ -244,8 +244,10 @@ char *sched_render(const char *tmpl, const sched_item *it, const char *plain_tex
 /* sched_render_blank returns 1 when sched_render would return "" for the
  * item (only spaces and line breaks come out, and those it drops), without
  * building the text: it stops at the first other character. {{text}} is
- * sched_item_plain's, made only when the rest is blank. */
-int sched_render_blank(const char *tmpl, const sched_item *it, const queue_kv *vars, int nvars);
+ * plain_text, or (NULL) sched_item_plain's, made only when the rest is
+ * blank. */
+int sched_render_blank(const char *tmpl, const sched_item *it, const char *plain_text,
+                       const queue_kv *vars, int nvars);
 /* sched_item_plain returns the item's body as plain text for {{text}} (new
  * string): its text as written, else its HTML turned into text. */
 char *sched_item_plain(const sched_item *it);
