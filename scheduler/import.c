@@ -480,7 +480,7 @@ static int pass1_cb(const sched_item *it, void *priv, hr_err *err)
     if (first > 0) {
         dup_why(it, first, why, sizeof why);
         problem = why;
-    } else if (take) {
+    } else if (take && !m->o->skip_invalid) { /* else pass 2 checks and lists it */
         int sel[SCHED_MAX_LANES + 1], nsel;
         if (item_lanes(m, it, NULL, sel, &nsel, why, sizeof why) < 0) problem = why;
     }

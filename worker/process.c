@@ -123,6 +123,7 @@ struct wk_proc {
     int64_t poll_delays_ms[8];
     int npolls;
     long sent, failed, retried, polled;
+    int64_t stream_maxlen; /* webhooks-stream-maxlen: poll events trim the stream as webhooks do */
     int exit_status;
     ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
     ev_signal sig_term, sig_int, sig_hup;
@@ -683,8 +684,8 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.lateness_ms = j->job->run_at_ms > 0 ? j->fetched_ms - j->job->run_at_ms : -1;
     /* the done record keeps what the send took and cost: one call per
      * part of a thread */
-    const char *parts = queue_job_get_meta(j->job, "parts_sent");
-    int64_t calls = parts && atoll(parts) > 0 ? atoll(parts) : 1;
+    int64_t calls = meta_count(j->job, "parts_sent");
+    if (calls < 1) calls = 1;
     j->ack.metrics = 1;
     j->ack.latency_ms = j->started_us ? (hr_mono_us() - j->started_us) / 1000 : 0;
     j->ack.cost_micros = j->lane ? j->lane->conf.budget.cost * calls : 0;
@@ -1134,13 +1135,9 @@ static void poll_record(wk_job *j, const plat_engagement *e)
     snprintf(k4, sizeof k4, "{%s}:events", ns);
     snprintf(ts, sizeof ts, "%lld", (long long)hr_now_ms());
     /* the stream is trimmed as the webhooks server trims it (same key and
-     * default; a bad value keeps the default, as `herald check` reports) */
-    int64_t maxlen = 100000;
-    hr_err ignored = {0};
-    if (hr_config_get_i64(p->o.config, "webhooks-stream-maxlen", 100000, &maxlen, &ignored) != 0)
-        maxlen = 100000;
+     * default, read with the other settings: proc_settings) */
     char ml[24];
-    snprintf(ml, sizeof ml, "%lld", (long long)maxlen);
+    snprintf(ml, sizeof ml, "%lld", (long long)p->stream_maxlen);
     const char *argv[20] = {"EVAL", poll_record_lua, "4", k1, k2, k3, k4, for_job,
                             j->job->campaign ? j->job->campaign : "", j->lane->platform, ts, ml};
     int argc = 12;
@@ -1723,7 +1720,9 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     worker_retry_policy retry;
     int64_t polls[HR_ARRAY_LEN(p->poll_delays_ms)];
     int npolls;
+    int64_t maxlen = 100000;
     if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0 ||
+        hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &maxlen, err) != 0 ||
         (npolls = worker_poll_schedule(c, polls, (int)HR_ARRAY_LEN(polls), err)) < 0 ||
         worker_conf_duration(c, "retry-base", "1s", &retry.base_ms, err) != 0 ||
         worker_conf_duration(c, "retry-cap", "1h", &retry.cap_ms, err) != 0 ||
@@ -1734,6 +1733,7 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     memcpy(p->poll_delays_ms, polls, sizeof polls);
     p->npolls = npolls;
     p->retry = retry;
+    p->stream_maxlen = maxlen;
     return 0;
 }
 
