@@ -1,6 +1,7 @@
 /* facebook.c: Facebook Pages: POST /{page-id}/feed with the page token.
  * Meta's Graph error codes decide retry, re-auth or refusal; Facebook
- * offers no idempotency, so uncertain sends are read back from the feed. */
+ * offers no idempotency, so uncertain sends are read back from the feed,
+ * page by page back to the job's time (readback.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,17 +45,16 @@ static int fb_readback(plat_send *s, plat_request *req, hr_err *err)
     const char *page;
     if (need_opt(s->a, "page-id", &page, err)) return -1;
     char *e = plat_urlenc(page);
-    req_init(req, "GET", url_join(s->a, "/%s/%s/feed?fields=id,message,created_time&limit=25", FB_VERSION, e));
+    char *path = hr_asprintf("/%s/%s/feed", FB_VERSION, e);
+    readback_graph_request(s, req, path, "message", "created_time");
+    free(path);
     free(e);
-    req_bearer(req, s->a->credential);
     return 0;
 }
 
 static void fb_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
-    if (classify_error(s, r, o, NULL)) return;
-    readback_by_text(s, r, o, "data", "message", "created_time", "facebook: read back");
+    readback_graph_response(s, r, o, "message", "created_time", "facebook: read back");
 }
 
 static int fb_engagement(const plat_account *a, const plat_session *sess, const char *id,

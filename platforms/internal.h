@@ -54,8 +54,8 @@ struct plat_send {
     char *container; /* Threads: the container being published */
     int readback_tries;
     int64_t born_ms; /* when plat_send_new ran (send_now) */
-    /* read-back paging (X, LinkedIn): the next page's token or offset
-     * (NULL: the first page) and pages read so far */
+    /* read-back paging (X, LinkedIn, Mastodon, Graph): the next page's
+     * token, cursor or offset (NULL: the first page) and pages read so far */
     char *rb_page;
     int rb_pages;
     char *rb_skip; /* posts a read-back passes over: "\nID\nID\n" (readback.c) */
@@ -175,11 +175,16 @@ void readback_page_reset(plat_send *s);
  * restarts. The caller owns the value. */
 json_t *readback_json(plat_send *s, const plat_response *r, plat_outcome *o,
                       const char *const *msgs, const char *what);
-/* readback_by_text: readback_in_list over a list answer (the array at
- * list, or the body itself when list is NULL); TRANSIENT when the body is
- * not JSON. */
-void readback_by_text(plat_send *s, const plat_response *r, plat_outcome *o,
-                      const char *list, const char *field, const char *created,
-                      const char *what);
+/* readback_graph_request: GET path (from the base URL) of a Graph list of
+ * posts (Facebook's /feed, Threads' /threads) with fields id, field and
+ * created, a page of 100, from the page s->rb_page's after cursor names. */
+void readback_graph_request(plat_send *s, plat_request *req, const char *path, const char *field,
+                            const char *created);
+/* readback_graph_response: readback_in_list over a Graph list page; ABSENT
+ * only when the page reaches back past the job's time or the list ends,
+ * NEXT (after the cursor in s->rb_page) while pages of newer posts
+ * follow, TRANSIENT after 10 of them (not proved absent). */
+void readback_graph_response(plat_send *s, const plat_response *r, plat_outcome *o,
+                             const char *field, const char *created, const char *what);
 
 #endif

@@ -3,7 +3,8 @@
  * Mastodon after its key's hour): the whole text must match, links compared
  * modulo the platform's shortener, and the post must be no older than the
  * job; and the paging state those read-backs share. The requests are the
- * platforms' own (x.c, linkedin.c, mastodon.c, ...). */
+ * platforms' own (x.c, linkedin.c, mastodon.c), but for Graph's lists
+ * (Facebook, Threads), which share one shape. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -244,14 +245,49 @@ json_t *readback_json(plat_send *s, const plat_response *r, plat_outcome *o,
     return j;
 }
 
-void readback_by_text(plat_send *s, const plat_response *r, plat_outcome *o, const char *list,
-                      const char *field, const char *created, const char *what)
+/* Graph read-back pages: Graph's largest page of /feed and /threads, and
+ * at most this many of them since the job's time. */
+#define GRAPH_PAGE 100
+#define GRAPH_READBACK_PAGES 10
+
+void readback_graph_request(plat_send *s, plat_request *req, const char *path, const char *field,
+                            const char *created)
 {
-    json_t *j = body_json(r, o, what);
-    if (!j) {
-        o->kind = PLAT_OUT_TRANSIENT;
+    char *after = s->rb_page ? plat_urlenc(s->rb_page) : NULL;
+    req_init(req, "GET",
+             url_join(s->a, "%s?fields=id,%s,%s&limit=%d%s%s", path, field, created, GRAPH_PAGE,
+                      after ? "&after=" : "", after ? after : ""));
+    free(after);
+    req_bearer(req, s->a->credential);
+}
+
+void readback_graph_response(plat_send *s, const plat_response *r, plat_outcome *o,
+                             const char *field, const char *created, const char *what)
+{
+    if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) {
+        readback_page_reset(s);
         return;
     }
-    readback_in_list(s, list ? json_object_get(j, list) : j, NULL, field, created, o, what);
+    json_t *j = readback_json(s, r, o, NULL, what);
+    if (!j) return;
+    json_t *data = json_object_get(j, "data");
+    int n = readback_in_list(s, data, NULL, field, created, o, what);
+    /* Newest first: absent is proved once a page reaches back past the
+     * job's time, or the list ends. Graph ends it by leaving paging.next
+     * out (a page may be short, even empty, with more to come); Threads
+     * may give only paging.cursors, so a page with posts and an after
+     * cursor is followed too (one more request at the list's end). */
+    int64_t at = n > 0 ? created_ms(json_array_get(data, (size_t)n - 1), created) : -1;
+    int older = at >= 0 && at < readback_since_ms(s);
+    const char *after = jstr(j, "paging.cursors.after");
+    int more = !older && (jstr(j, "paging.next") || (after && n > 0));
+    if (more && !after && o->kind == PLAT_OUT_ABSENT) {
+        /* a next page we would only reach by its URL, which carries the
+         * token: not followed, and not proved absent */
+        out_set(o, PLAT_OUT_TRANSIENT, "%s: a next page without paging.cursors.after", what);
+        readback_page_reset(s);
+    } else {
+        readback_page_on(s, o, more ? after : NULL, GRAPH_READBACK_PAGES, what);
+    }
     json_decref(j);
 }

@@ -52,22 +52,23 @@ static void th_response(plat_send *s, const plat_response *r, plat_outcome *o)
     json_decref(j);
 }
 
+/* th_readback: the user's threads, page by page back to the job's time
+ * (readback.c). */
 static int th_readback(plat_send *s, plat_request *req, hr_err *err)
 {
     const char *uid;
     if (need_opt(s->a, "user-id", &uid, err)) return -1;
     char *e = plat_urlenc(uid);
-    req_init(req, "GET", url_join(s->a, "/v1.0/%s/threads?fields=id,text,timestamp&limit=25", e));
+    char *path = hr_asprintf("/v1.0/%s/threads", e);
+    readback_graph_request(s, req, path, "text", "timestamp");
+    free(path);
     free(e);
-    req_bearer(req, s->a->credential);
     return 0;
 }
 
 static void th_readback_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (plat_classify_http(r, send_now(s), o) || meta_error(r, o)) return;
-    if (classify_error(s, r, o, NULL)) return;
-    readback_by_text(s, r, o, "data", "text", "timestamp", "threads: read back");
+    readback_graph_response(s, r, o, "text", "timestamp", "threads: read back");
 }
 
 static int th_engagement(const plat_account *a, const plat_session *sess, const char *id,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -49,8 +50,8 @@ typedef struct sb_rec {
     char *email, *job, *campaign; /* emails: for the webhooks it fires */
     char *message_id;             /* mailgun/sendgrid Message-Id header we were given */
     char *rkey, *repo;            /* bluesky */
-    char *owner;                  /* x: the token that posted it (its timeline) */
-    int published;                /* threads containers */
+    char *owner;   /* x: the token that posted it (its timeline); threads: the user */
+    int published; /* threads containers */
 } sb_rec;
 
 typedef struct sb_session {
@@ -897,6 +898,19 @@ static int meta_auth(hook_req *r, const sb_rec *x, sb_reply *o)
     return 0;
 }
 
+/* graph_node copies the node a Graph path names ("/v1.0/<node>/...") to
+ * out, cut to outlen. */
+static void graph_node(const hook_req *r, char *out, size_t outlen)
+{
+    const char *path = hook_req_path(r) + 1;
+    path += strcspn(path, "/");
+    path += *path == '/';
+    size_t n = strcspn(path, "/");
+    if (n >= outlen) n = outlen - 1;
+    memcpy(out, path, n);
+    out[n] = '\0';
+}
+
 static void threads_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     if (meta_auth(r, x, o) != 0) return;
@@ -924,17 +938,16 @@ static void threads_publish(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x
     c->published = 1;
     x->id = digits_id(s, "", 17);
     x->text = hr_strdup(c->text);
+    char uid[64];
+    graph_node(r, uid, sizeof uid);
+    x->owner = hr_strdup(uid);
     reply_json(o, 200, json_pack("{ss}", "id", x->id));
 }
 
 static void threads_insights(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    const char *path = hook_req_path(r) + strlen("/v1.0/");
     char id[64];
-    size_t n = strcspn(path, "/");
-    if (n >= sizeof id) n = sizeof id - 1;
-    memcpy(id, path, n);
-    id[n] = '\0';
+    graph_node(r, id, sizeof id);
     sb_rec *p = find_id(s, "threads", "post", id);
     if (!p) return meta_error(o, 400, 100, "Unsupported get request");
     const char *names[] = {"likes", "replies", "reposts", "quotes", "views"};
@@ -946,20 +959,123 @@ static void threads_insights(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *
     reply_json(o, 200, json_pack("{so}", "data", data));
 }
 
-static void meta_list(hook_sandbox *s, const char *platform, const char *field, sb_reply *o)
+/* meta_time writes ms as Meta does: "2026-11-18T11:00:05+0000". */
+static void meta_time(int64_t ms, char *out, size_t outlen)
 {
-    json_t *a = json_array();
-    for (int i = s->nrecs - 1; i >= 0 && json_array_size(a) < 25; i--) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%S+0000", &tm);
+}
+
+/* listed: whether name is one of a comma-separated list */
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list;; p++) {
+        size_t l = strcspn(p, ",");
+        if (l == n && strncmp(p, name, n) == 0) return 1;
+        p += l;
+        if (!*p) return 0;
+    }
+}
+
+/* meta_next_url: the request's own URL, absolute on this sandbox, with
+ * after=c<after> for its cursors (new string) */
+static char *meta_next_url(const hook_sandbox *s, const hook_req *r, int after)
+{
+    hr_buf b;
+    hr_buf_init(&b);
+    const char *host = hook_req_header(r, "Host");
+    if (host) hr_buf_printf(&b, "http://%s%s?", host, hook_req_path(r));
+    else hr_buf_printf(&b, "http://127.0.0.1:%d%s?", hook_httpd_port(s->http), hook_req_path(r));
+    for (const char *q = hook_req_query(r); *q;) {
+        size_t n = strcspn(q, "&");
+        if (n && strncmp(q, "after=", 6) != 0 && strncmp(q, "before=", 7) != 0) {
+            hr_buf_append(&b, q, n);
+            hr_buf_putc(&b, '&');
+        }
+        q += n + (q[n] == '&');
+    }
+    hr_buf_printf(&b, "after=c%d", after);
+    return hr_buf_detach(&b);
+}
+
+/* meta_list: GET /v19.0/<page>/feed and /v1.0/<user>/threads as Graph
+ * answers them: that page's or user's posts, newest first, with the
+ * fields asked for (default: Facebook's id, message and created_time;
+ * Threads' id), times as Meta writes them; limit (default 25, at most 100:
+ * Graph cuts a larger one); cursor paging: paging.cursors on a page with
+ * posts, and paging.next (absolute, with after=) while older posts
+ * remain. A cursor is the record it stands at ("c<index>"). */
+static void meta_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x, const char *platform,
+                      const char *field, const char *created)
+{
+    if (meta_auth(r, x, o) != 0) return;
+    char node[64], v[256];
+    graph_node(r, node, sizeof node);
+    size_t nl = strlen(node);
+    long limit = 25;
+    if (hook_req_query_param(r, "limit", v, sizeof v) == 0) {
+        char *end;
+        limit = strtol(v, &end, 10);
+        if (!v[0] || *end || limit < 1)
+            return meta_error(o, 400, 100, "(#100) Param limit must be a positive integer");
+        if (limit > 100) limit = 100;
+    }
+    int from = s->nrecs - 1;
+    if (hook_req_query_param(r, "after", v, sizeof v) == 0) {
+        char *end;
+        long k = v[0] == 'c' ? strtol(v + 1, &end, 10) : -1;
+        if (k < 0 || k >= s->nrecs || *end)
+            return meta_error(o, 400, 100, "(#100) The after cursor is not valid");
+        from = (int)k - 1;
+    }
+    int fields = hook_req_query_param(r, "fields", v, sizeof v) == 0;
+    int fb = strcmp(platform, "facebook") == 0;
+    int text = fields ? listed(v, field) : fb, at = fields ? listed(v, created) : fb;
+    json_t *data = json_array();
+    int first = -1, last = -1, more = 0;
+    for (int i = from; i >= 0; i--) {
         sb_rec *p = s->recs[i];
         if (strcmp(p->platform, platform) || strcmp(p->kind, "post") || !p->id) continue;
-        json_array_append_new(a, json_pack("{ssss}", "id", p->id, field, p->text));
+        /* a page's post ids are "<page>_<n>"; a Threads post has its user */
+        if (fb ? strncmp(p->id, node, nl) != 0 || p->id[nl] != '_' : !hr_streq(p->owner, node))
+            continue;
+        if ((long)json_array_size(data) == limit) {
+            more = 1;
+            break;
+        }
+        json_t *t = json_pack("{ss}", "id", p->id);
+        if (text) json_object_set_new(t, field, json_string(p->text));
+        if (at) {
+            char ts[40];
+            meta_time(p->received_ms, ts, sizeof ts);
+            json_object_set_new(t, created, json_string(ts));
+        }
+        json_array_append_new(data, t);
+        if (first < 0) first = i;
+        last = i;
     }
-    reply_json(o, 200, json_pack("{so}", "data", a));
+    json_t *ans = json_pack("{so}", "data", data);
+    if (last >= 0) {
+        char before[16], after[16];
+        snprintf(before, sizeof before, "c%d", first);
+        snprintf(after, sizeof after, "c%d", last);
+        json_t *paging = json_pack("{s{ssss}}", "cursors", "before", before, "after", after);
+        if (more) {
+            char *next = meta_next_url(s, r, last);
+            json_object_set_new(paging, "next", json_string(next));
+            free(next);
+        }
+        json_object_set_new(ans, "paging", paging);
+    }
+    reply_json(o, 200, ans);
 }
 
 static void threads_list(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
-    meta_list(s, "threads", "text", o);
+    meta_list(s, r, o, x, "threads", "text", "timestamp");
 }
 
 static void fb_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
@@ -981,7 +1097,8 @@ static void fb_create(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 static void fb_get(hook_sandbox *s, hook_req *r, sb_reply *o, sb_rec *x)
 {
     const char *path = hook_req_path(r) + strlen("/v19.0/");
-    if (strchr(path, '/')) return meta_list(s, "facebook", "message", o); /* <page>/feed */
+    if (strchr(path, '/')) /* <page>/feed */
+        return meta_list(s, r, o, x, "facebook", "message", "created_time");
     sb_rec *p = find_id(s, "facebook", "post", path);
     if (!p) return meta_error(o, 400, 100, "Unsupported get request");
     reply_json(o, 200,

@@ -260,11 +260,11 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
     memset(&pr, 0, sizeof pr);
     if (!a || plat_account_load_credential(a, c, &err) != 0) goto out;
     if (!(s = plat_send_new(a, sess, j, &ctx, &err))) goto out;
-    /* Bluesky reads back with a session: log in first when it asks; X and
-     * LinkedIn read page after page of posts since the job's time. A
-     * thread is read back part by part from the progress its job kept:
-     * a worker killed mid-thread may have posted more parts than it
-     * saved. */
+    /* Bluesky reads back with a session: log in first when it asks; X,
+     * LinkedIn, Mastodon, Facebook and Threads read page after page of
+     * posts since the job's time. A thread is read back part by part from
+     * the progress its job kept: a worker killed mid-thread may have
+     * posted more parts than it saved. */
     int found = 0; /* parts found past the job's saved progress */
     int skips = 0;  /* posts found that were other jobs' */
     for (int step = 0; step < 16; step++) {

@@ -97,6 +97,12 @@ static json_t *json_answer(const char *method, const char *path, const char *con
     return j;
 }
 
+/* jstr_at: the string at o.k1.k2, or NULL */
+static const char *jstr_at(json_t *o, const char *k1, const char *k2)
+{
+    return json_string_value(json_object_get(json_object_get(o, k1), k2));
+}
+
 static int up(void *arg)
 {
     return th_http(*(int *)arg, NULL, (const char *)"/readyz", NULL, NULL, NULL) == 200;
@@ -719,6 +725,119 @@ static void test_linkedin_threads_facebook(void)
     resp_release(&r);
 }
 
+/* threads_post publishes text (form-encoded) as Threads user uid: a
+ * container, then its publication; returns the post's id (new string). */
+static char *threads_post(const char *uid, const char *text)
+{
+    const char *form[] = {"Authorization: Bearer tok",
+                          "Content-Type: application/x-www-form-urlencoded", NULL};
+    char path[96], body[160];
+    snprintf(path, sizeof path, "/v1.0/%s/threads", uid);
+    snprintf(body, sizeof body, "media_type=TEXT&text=%s", text);
+    json_t *c = json_answer("POST", path, form, body, 200);
+    snprintf(path, sizeof path, "/v1.0/%s/threads_publish", uid);
+    snprintf(body, sizeof body, "creation_id=%s", json_string_value(json_object_get(c, "id")));
+    json_t *m = json_answer("POST", path, form, body, 200);
+    char *id = hr_strdup(json_string_value(json_object_get(m, "id")));
+    json_decref(c);
+    json_decref(m);
+    return id;
+}
+
+/* meta_page GETs a Graph list page (path, or the absolute paging.next of
+ * the last page, which must point back at the sandbox) and checks that its
+ * posts are ids[0..n) in that order and that a next page is offered when
+ * more is set; returns the answer. */
+static json_t *meta_page(const char *path, const char *const *ids, size_t n, int more)
+{
+    CHECK(path != NULL);
+    if (!path) return NULL;
+    char own[64];
+    int l = snprintf(own, sizeof own, "http://127.0.0.1:%d/", sport);
+    if (strncmp(path, "http", 4) == 0) {
+        CHECK(strncmp(path, own, (size_t)l) == 0);
+        path += l - 1;
+    }
+    json_t *j = json_answer("GET", path, bearer, NULL, 200);
+    json_t *data = json_object_get(j, "data");
+    CHECK_INT(json_array_size(data), n);
+    for (size_t i = 0; i < n && i < json_array_size(data); i++)
+        CHECK_STR(json_string_value(json_object_get(json_array_get(data, i), "id")), ids[i]);
+    json_t *paging = json_object_get(j, "paging");
+    CHECK(!n || json_string_value(json_object_get(json_object_get(paging, "cursors"), "after")));
+    CHECK_INT(json_string_value(json_object_get(paging, "next")) != NULL, more);
+    return j;
+}
+
+/* Facebook's /feed and Threads' /threads list like Graph: one page's or
+ * user's posts, newest first, limit, created_time/timestamp in Meta's
+ * form, cursor paging with an absolute paging.next until the list ends. */
+static void test_meta_lists(void)
+{
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+    const char *form[] = {"Authorization: Bearer tok",
+                          "Content-Type: application/x-www-form-urlencoded", NULL};
+    char *fb[5], *th[3];
+    for (int i = 0; i < 5; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "message=post+%d", i);
+        json_t *a = json_answer("POST", "/v19.0/1122334455/feed", form, body, 200);
+        fb[4 - i] = hr_strdup(json_string_value(json_object_get(a, "id"))); /* newest first */
+        json_decref(a);
+        json_decref(json_answer("POST", "/v19.0/99/feed", form, "message=another+page", 200));
+    }
+    for (int i = 0; i < 3; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "thread+%d", i);
+        th[2 - i] = threads_post("1234567", text);
+        free(threads_post("42", "other"));
+    }
+
+    /* the feed's default fields; page by page to the list's end */
+    json_t *p1 = meta_page("/v19.0/1122334455/feed?limit=2", (const char *const *)fb, 2, 1);
+    json_t *post = json_array_get(json_object_get(p1, "data"), 0);
+    CHECK_STR(json_string_value(json_object_get(post, "message")), "post 4");
+    const char *ts = json_string_value(json_object_get(post, "created_time"));
+    CHECK(ts && strlen(ts) == 24 && strcmp(ts + 19, "+0000") == 0);
+    json_t *p2 = meta_page(jstr_at(p1, "paging", "next"), (const char *const *)fb + 2, 2, 1);
+    json_t *p3 = meta_page(jstr_at(p2, "paging", "next"), (const char *const *)fb + 4, 1, 0);
+    /* the after cursor without next: the list's end, an empty page */
+    char path[200];
+    snprintf(path, sizeof path, "/v19.0/1122334455/feed?after=%s",
+             json_string_value(json_object_get(
+                 json_object_get(json_object_get(p3, "paging"), "cursors"), "after")));
+    json_decref(meta_page(path, NULL, 0, 0));
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(p3);
+    json_decref(meta_page("/v19.0/1122334455/feed?limit=500", (const char *const *)fb, 5, 0));
+
+    /* Threads: only the fields asked for (id alone by default) */
+    p1 = meta_page("/v1.0/1234567/threads?fields=id,text,timestamp&limit=2",
+                   (const char *const *)th, 2, 1);
+    post = json_array_get(json_object_get(p1, "data"), 1);
+    CHECK_STR(json_string_value(json_object_get(post, "text")), "thread 1");
+    CHECK(json_string_value(json_object_get(post, "timestamp")) != NULL);
+    p2 = meta_page(jstr_at(p1, "paging", "next"), (const char *const *)th + 2, 1, 0);
+    post = json_array_get(json_object_get(p2, "data"), 0);
+    CHECK_STR(json_string_value(json_object_get(post, "text")), "thread 0");
+    json_decref(p1);
+    json_decref(p2);
+    p1 = meta_page("/v1.0/1234567/threads", (const char *const *)th, 3, 0);
+    CHECK_INT(json_object_size(json_array_get(json_object_get(p1, "data"), 0)), 1);
+    json_decref(p1);
+
+    const char *bad[] = {"Authorization: Bearer invalid", NULL};
+    json_t *e = json_answer("GET", "/v19.0/1122334455/feed", bad, NULL, 400);
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(e, "error"), "code")), 190);
+    json_decref(e);
+    CHECK_INT(status_of("GET", "/v1.0/1234567/threads?after=nonsense", bearer, NULL), 400);
+    for (int i = 0; i < 5; i++)
+        free(fb[i]);
+    for (int i = 0; i < 3; i++)
+        free(th[i]);
+}
+
 static int counted(void *arg)
 {
     char *v = th_redis_cmd(redis, "HGET {s}:eng:jobs %s", (const char *)arg);
@@ -1153,6 +1272,7 @@ int main(void)
     th_run("mastodon_status", test_mastodon_status);
     th_run("bluesky", test_bluesky);
     th_run("linkedin_threads_facebook", test_linkedin_threads_facebook);
+    th_run("meta_lists", test_meta_lists);
     th_run("bodies", test_bodies);
     th_run("validation", test_validation);
     th_run("emails_and_loop", test_emails_and_loop);

@@ -1,9 +1,11 @@
 /* crash.c: kill -9 at each step of a send (after fetch, after the attempt
  * record, during the send, after the answer, before the acknowledgement),
  * on every kind of read-back: Bluesky (exact, by rkey) with up to 512 sends
- * in flight out of 2,000 jobs; X and LinkedIn (the post looked for by its
- * text in the account's timeline), Mastodon (the Idempotency-Key replayed)
- * and SendGrid (the provider's message search) with 200. Afterwards every
+ * in flight out of 2,000 jobs; X, LinkedIn, Facebook and Threads (the post
+ * looked for by its text in the account's posts, page by page: 128 sends
+ * in flight post more than a page's worth since a job's time), Mastodon
+ * (the Idempotency-Key replayed) and SendGrid (the provider's message
+ * search) with 200. Afterwards every
  * job is sent exactly once (each job's key once among what the sandbox
  * took, no duplicate request, nothing left unknown, every job done) and
  * none is lost. */
@@ -15,11 +17,15 @@ typedef struct crash_case {
     int jobs, nth, conc; /* crash the nth time a step is reached, conc in flight */
 } crash_case;
 
-/* Built twice (tests/worker/CMakeLists.txt): worker_crash runs the stall
- * and Bluesky's 2,000, worker_crash_platforms (CRASH_PLATFORMS) the
- * others, so that `ctest -j` runs the two halves side by side. */
+/* Built three times (tests/worker/CMakeLists.txt): worker_crash runs the
+ * stall and Bluesky's 2,000, worker_crash_platforms (CRASH_PLATFORMS) the
+ * others but Meta's, worker_crash_meta (CRASH_META) Facebook and Threads,
+ * so that `ctest -j` runs them side by side. */
 static const crash_case cases[] = {
-#ifndef CRASH_PLATFORMS
+#if defined(CRASH_META)
+    {"crash_facebook", "facebook", "shop", "post", 200, 80, 128},
+    {"crash_threads", "threads", "shop", "post", 200, 80, 128},
+#elif !defined(CRASH_PLATFORMS)
     {"crash_bluesky", "bluesky", "@b.bsky.social", "post", 2000, 300, 512},
 #else
     {"crash_x", "x", "@a", "post", 200, 80, 128},
@@ -29,16 +35,21 @@ static const crash_case cases[] = {
 #endif
 };
 
-/* the LinkedIn and SendGrid accounts, and a short email settle: a search
- * that finds nothing is believed 300 ms after the job went unknown (X and
- * LinkedIn's reconcile-timeline-settle is wt_start's 100 ms), so an
- * absent job is sent again within the test instead of waiting for minutes */
+/* the LinkedIn, SendGrid, Facebook and Threads accounts, and a short email
+ * settle: a search that finds nothing is believed 300 ms after the job went
+ * unknown (the timelines' reconcile-timeline-settle is wt_start's 100 ms),
+ * so an absent job is sent again within the test instead of waiting for
+ * minutes */
 #define CRASH_CONF                                                                                \
     "reconcile-email-settle 300ms\n"                                                              \
     "account linkedin:@li base-url=http://127.0.0.1:$PORT credentials=li-token "                 \
     "author=urn:li:organization:5515715 rate=1000000/1h\n"                                        \
     "account sendgrid:main base-url=http://127.0.0.1:$PORT credentials=sg-key "                  \
-    "from=news@shop.example rate=1000000/1h\n"
+    "from=news@shop.example rate=1000000/1h\n"                                                   \
+    "account facebook:shop base-url=http://127.0.0.1:$PORT credentials=fb-token "                \
+    "page-id=1122334455 rate=1000000/1h\n"                                                       \
+    "account threads:shop base-url=http://127.0.0.1:$PORT credentials=th-token "                 \
+    "user-id=1234567 rate=1000000/1h\n"
 
 static void crash_at(const char *step, const crash_case *c)
 {
@@ -52,7 +63,7 @@ static void crash_at(const char *step, const crash_case *c)
     snprintf(conc, sizeof conc, "%d", c->conc);
     /* The worker process dies the nth time it reaches the step, with many
      * sends in flight; the supervisor restarts it; the reconciler settles
-     * what was unknown: found, it is sent; proved absent (X, LinkedIn and
+     * what was unknown: found, it is sent; proved absent (the timelines and
      * emails after their settle time), it goes back to its lane. */
     pid_t w = wt_worker(env, step, "--processes", "1", "--concurrency", conc, "--lease", "1s",
                         NULL);
@@ -96,7 +107,7 @@ static void crash_each_step(void)
         crash_at(steps[i], current);
 }
 
-#ifndef CRASH_PLATFORMS
+#if !defined(CRASH_PLATFORMS) && !defined(CRASH_META)
 /* A worker that stalls past its lease (a frozen host) right after a fetch
  * must not send what it had recorded attempts for (the reaper may have
  * handed those jobs on: they go to unknown and are read back), and comes
@@ -127,13 +138,16 @@ static void stall_past_lease(void)
 int main(void)
 {
     wt_start(CRASH_CONF);
-    const char *creds[][2] = {{"li-token", "token-li"}, {"sg-key", "SG.sandbox-key"}};
+    const char *creds[][2] = {{"li-token", "token-li"},
+                              {"sg-key", "SG.sandbox-key"},
+                              {"fb-token", "token-fb"},
+                              {"th-token", "token-th"}};
     for (size_t i = 0; i < HR_ARRAY_LEN(creds); i++) {
         char *path = hr_asprintf("%s/%s", wt.dir, creds[i][0]);
         th_write_file(path, creds[i][1]);
         free(path);
     }
-#ifndef CRASH_PLATFORMS
+#if !defined(CRASH_PLATFORMS) && !defined(CRASH_META)
     th_run("stall_past_lease", stall_past_lease);
 #endif
     for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
