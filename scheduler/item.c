@@ -61,63 +61,86 @@ const char *sched_format_name(sched_format f)
 }
 
 /* A Ghost export is one JSON document ({"db":[...]} or {"meta":..,"data":..});
- * NDJSON has one complete object per line. So: '<' is XML, '{' whose first
- * line closes its object (and is not a Ghost wrapper) is NDJSON, another '{'
- * is Ghost, and anything else is a CSV whose header row we recognise later. */
-sched_format sched_detect(const char *head, size_t n)
+ * NDJSON has one complete object per line. So: '<' is XML; '{' whose first
+ * key is a Ghost wrapper's is Ghost; another '{' is NDJSON when its object
+ * closes on its first line, however long that line is, and Ghost when the
+ * line ends first (a document over several lines); anything else is a CSV
+ * whose header row we recognise later. */
+sched_format sched_detect(const char *head, size_t n, int whole)
 {
     size_t i = sched_bom_len(head, n);
     while (i < n && isspace((unsigned char)head[i]))
         i++;
     if (i >= n) return SCHED_FMT_AUTO;
     if (head[i] == '<') return SCHED_FMT_WXR;
-    if (head[i] == '{') {
-        const char *nl = memchr(head + i, '\n', n - i);
-        size_t len = nl ? (size_t)(nl - (head + i)) : n - i;
-        /* a wrapper's first key gives Ghost away even on one line */
-        const char *p = head + i + 1;
-        while (p < head + n && isspace((unsigned char)*p))
-            p++;
-        if ((size_t)(head + n - p) >= 5 &&
-            (!strncmp(p, "\"db\"", 4) || !strncmp(p, "\"meta\"", 6) || !strncmp(p, "\"data\"", 6)))
-            return SCHED_FMT_GHOST;
-        int depth = 0, in_str = 0, closed = 0;
-        for (size_t k = 0; k < len && !closed; k++) {
-            char c = head[i + k];
-            if (in_str) {
-                if (c == '\\')
-                    k++;
-                else if (c == '"')
-                    in_str = 0;
-            } else if (c == '"') {
-                in_str = 1;
-            } else if (c == '{' || c == '[') {
-                depth++;
-            } else if (c == '}' || c == ']') {
-                if (--depth == 0) closed = 1;
-            }
-        }
-        return closed ? SCHED_FMT_NDJSON : SCHED_FMT_GHOST;
+    if (head[i] != '{') return SCHED_FMT_CSV;
+    /* a wrapper's first key gives Ghost away even on one line */
+    static const char *const wrapper_keys[] = {"\"db\"", "\"meta\"", "\"data\""};
+    size_t k = i + 1;
+    while (k < n && isspace((unsigned char)head[k]))
+        k++;
+    for (size_t w = 0; w < HR_ARRAY_LEN(wrapper_keys); w++) {
+        size_t len = strlen(wrapper_keys[w]);
+        if (n - k >= len && !memcmp(head + k, wrapper_keys[w], len)) return SCHED_FMT_GHOST;
+        if (n - k < len && !whole && !memcmp(head + k, wrapper_keys[w], n - k))
+            return SCHED_FMT_AUTO; /* cut short inside what may be one */
     }
-    return SCHED_FMT_CSV;
+    int depth = 0, in_str = 0;
+    for (k = i; k < n; k++) {
+        char c = head[k];
+        if (c == '\n') return SCHED_FMT_GHOST; /* the object goes on past its line */
+        if (in_str) {
+            if (c == '\\')
+                k++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            return SCHED_FMT_NDJSON;
+        }
+    }
+    /* a file that ends inside its first object is a broken document: the
+     * Ghost reader says where */
+    return whole ? SCHED_FMT_GHOST : SCHED_FMT_AUTO;
+}
+
+/* detect_file reads the start of a file until sched_detect can tell: the
+ * first 4 KB mostly, the whole first line when that is one long object
+ * (the NDJSON reader holds such a line whole anyway). Each read doubles
+ * what was read, so the scans add up to twice the line at most. */
+static int detect_file(const sched_src *s, sched_format *fmt, hr_err *err)
+{
+    FILE *f = sched_src_open(s, err);
+    if (!f) return -1;
+    hr_buf head;
+    hr_buf_init(&head);
+    int whole = 0, rc = 0;
+    while (*fmt == SCHED_FMT_AUTO && !whole) {
+        size_t want = head.len < 4096 ? 4096 : head.len;
+        hr_buf_reserve(&head, want);
+        size_t got = fread(head.data + head.len, 1, want, f);
+        head.len += got;
+        whole = got < want;
+        *fmt = sched_detect(head.data, head.len, whole);
+    }
+    if (ferror(f)) rc = hr_err_set(err, "%s: cannot read: %s", s->name, strerror(errno));
+    fclose(f);
+    hr_buf_release(&head);
+    return rc;
 }
 
 static int read_src(const sched_src *s, sched_format fmt, sched_item_cb *cb, void *priv,
                     hr_err *err)
 {
     if (fmt == SCHED_FMT_AUTO) {
-        char head[4096];
-        size_t n = 0;
-        if (s->path) {
-            FILE *f = sched_src_open(s, err);
-            if (!f) return -1;
-            n = fread(head, 1, sizeof head, f);
-            fclose(f);
-        } else {
-            n = s->n < sizeof head ? s->n : sizeof head;
-            memcpy(head, s->mem, n);
-        }
-        fmt = sched_detect(head, n);
+        /* a buffer is whole already: the same answer as its file would get */
+        if (!s->path)
+            fmt = sched_detect(s->mem, s->n, 1);
+        else if (detect_file(s, &fmt, err) < 0)
+            return -1;
         if (fmt == SCHED_FMT_AUTO)
             return hr_err_set(err, "%s: cannot tell the format (empty file?); use --format",
                               s->name);

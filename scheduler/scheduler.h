@@ -60,9 +60,12 @@ typedef int sched_item_cb(const sched_item *it, void *priv, hr_err *err);
  * Ghost record, 1-based, which is no line). */
 const char *sched_item_where(const sched_item *it, char *buf, size_t n);
 
-/* sched_detect guesses the format from the first bytes of a file; returns
- * SCHED_FMT_AUTO when it cannot tell. */
-sched_format sched_detect(const char *head, size_t n);
+/* sched_detect guesses the format from the n bytes at the start of a file
+ * (whole: 1 when they are the whole file); returns SCHED_FMT_AUTO when it
+ * cannot tell: nothing but spaces, or, unless whole, a first JSON object
+ * whose line goes on past n (read more and ask again: NDJSON's first line
+ * may be any length). See docs/import.md, Formats. */
+sched_format sched_detect(const char *head, size_t n, int whole);
 sched_format sched_format_parse(const char *name); /* "wxr", ...; AUTO when unknown */
 const char *sched_format_name(sched_format f);
 

@@ -1772,6 +1772,21 @@ static void test_errors_name_record(void)
     fclose(out);
     CHECK(strstr(listed, "longid.ndjson:3: ndjson:line3: \"id\" is not a string or an integer"));
     free(listed);
+    /* a Ghost field of the wrong type is a bad item naming it, not a field
+     * read as absent (a title of 12345 posted the link alone) */
+    sched_import_opts o4 = {.path = SCHED_DATA "/ghost-types.json"};
+    CHECK(import(c, &o4, &st, &err) < 0);
+    CHECK_STR(err.msg, "import: ghost-types.json: posts[1]: title is a number, not a string");
+    CHECK_INT(err.code, 2);
+    err = (hr_err){0};
+    out = skip_listed(&o4, &listed, &n);
+    REQUIRE(import(c, &o4, &st, &err) == 0);
+    fclose(out);
+    CHECK(strstr(listed, "skipped: ghost-types.json: posts[3]: ghost:t3: published_at is a "
+                         "boolean, not a string or an integer\n"));
+    CHECK_INT(st.invalid, 7);
+    CHECK_INT(st.taken, 1); /* t9; t4 is a draft */
+    free(listed);
     free(text);
     free(path);
     free(gtext);

@@ -3,6 +3,7 @@
  * that name the file, line or record and the reason. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "scheduler.h"
@@ -232,6 +233,61 @@ static void test_ghost_edges(void)
     CHECK(strstr(err.msg, "ghost-bad.json:5: malformed JSON") == err.msg);
 }
 
+/* a Ghost field of the wrong type makes its post a bad item naming the
+ * field (it was read as absent: a numeric title posted only the link, a
+ * published_at of true slotted a published post as undated); null, which
+ * Ghost writes for empty fields, stays absent */
+static void test_ghost_types(void)
+{
+    hr_err err = {0};
+    b.n = 0;
+    REQUIRE(sched_read(SCHED_DATA "/ghost-types.json", SCHED_FMT_AUTO, collect, &b, &err) == 0);
+    REQUIRE(b.n == 9);
+    static const char *const want[] = {
+        "title is a number, not a string",
+        "published_at is a boolean, not a string or an integer",
+        "published_at is a boolean, not a string or an integer",
+        "",
+        "page is an array, not a string, an integer or a boolean",
+        "id is a boolean, not a string or an integer",
+        "the record is a string, not an object",
+        "custom_excerpt is an object, not a string",
+        "",
+    };
+    for (int i = 0; i < b.n; i++) {
+        CHECK_INT(b.v[i].line, i + 1);
+        CHECK_STR(b.v[i].error, want[i]);
+    }
+    CHECK_STR(b.v[3].id, "ghost:t4");
+    CHECK_STR(b.v[3].status, "draft");
+    CHECK_STR(b.v[5].id, "ghost:?");
+    CHECK_STR(b.v[8].tags, "News");
+    CHECK_INT(b.v[8].publish_ms, utc("2020-01-01T10:00:00Z"));
+    /* tags, users and their links serve every post: a broken one fails the
+     * file, naming it */
+    static const struct {
+        const char *data, *msg;
+    } files[] = {
+        {"\"tags\":\"nope\"", "g.json: data.tags is a string, not an array"},
+        {"\"tags\":[{\"id\":\"a\",\"name\":5}]", "g.json: tags[1]: name is a number, not a string"},
+        {"\"users\":[{\"id\":\"u\"},7]", "g.json: users[2] is a number, not an object"},
+        {"\"posts_tags\":[{\"post_id\":\"p\",\"tag_id\":[1]}]",
+         "g.json: posts_tags[1]: tag_id is an array, not a string or an integer"},
+        {"\"posts_authors\":{}", "g.json: data.posts_authors is an object, not an array"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(files); i++) {
+        char *doc = hr_asprintf("{\"db\":[{\"meta\":{},\"data\":{\"posts\":[{\"id\":\"p\","
+                                "\"title\":\"P\",\"status\":\"published\"}],%s}}]}",
+                                files[i].data);
+        b.n = 0;
+        err.msg[0] = '\0';
+        CHECK(sched_read_mem(doc, strlen(doc), "g.json", SCHED_FMT_AUTO, collect, &b, &err) < 0);
+        CHECK_STR(err.msg, files[i].msg);
+        CHECK_INT(b.n, 0);
+        free(doc);
+    }
+}
+
 static void test_csv(void)
 {
     hr_err err = {0};
@@ -351,14 +407,66 @@ static void test_bom(void)
     }
 }
 
+/* NDJSON whose first line is longer than the 4 KB detection used to look
+ * at was taken for Ghost and failed ("b.ndjson:2: malformed JSON"): a file
+ * and the same bytes in memory are NDJSON whatever the first line's length */
+static void test_ndjson_long_first_line(void)
+{
+    static const size_t sizes[] = {3800, 4100, 70000};
+    char *dir = th_tempdir();
+    char *path = hr_asprintf("%s/b.ndjson", dir);
+    for (size_t i = 0; i < HR_ARRAY_LEN(sizes); i++) {
+        hr_buf t;
+        hr_buf_init(&t);
+        hr_buf_puts(&t, "{\"id\":\"long\",\"title\":\"Long\",\"html\":\"<p>");
+        for (size_t k = 0; k < sizes[i]; k++)
+            hr_buf_putc(&t, k % 64 == 63 ? ' ' : 'x');
+        hr_buf_puts(&t, "</p>\"}\n{\"id\":\"short\",\"title\":\"Short\"}\n");
+        th_write_file(path, t.data);
+        for (int mem = 0; mem < 2; mem++) {
+            hr_err err = {0};
+            b.n = 0;
+            int rc =
+                mem ? sched_read_mem(t.data, t.len, "b.ndjson", SCHED_FMT_AUTO, collect, &b, &err)
+                    : sched_read(path, SCHED_FMT_AUTO, collect, &b, &err);
+            CHECK(rc == 0);
+            if (rc < 0)
+                fprintf(stderr, "  %zu bytes, %s: %s\n", sizes[i], mem ? "mem" : "file", err.msg);
+            REQUIRE(b.n == 2);
+            CHECK_STR(b.v[0].id, "ndjson:long");
+            CHECK_INT(b.v[0].has_html, 1);
+            CHECK_STR(b.v[1].id, "ndjson:short");
+            CHECK_STR(b.v[1].error, "");
+        }
+        hr_buf_release(&t);
+    }
+    /* a document over several lines is still Ghost, whatever its first key */
+    static const char pretty[] = "{\n  \"x\": 1,\n  \"db\": []\n}\n";
+    hr_err err = {0};
+    b.n = 0;
+    CHECK(sched_read_mem(pretty, sizeof pretty - 1, "p.json", SCHED_FMT_AUTO, collect, &b, &err) <
+          0);
+    CHECK(strstr(err.msg, "p.json:1: not a Ghost export") == err.msg);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_detect_and_html(void)
 {
-    CHECK_INT(sched_detect("<?xml", 5), SCHED_FMT_WXR);
-    CHECK_INT(sched_detect("{\"db\":[", 7), SCHED_FMT_GHOST);
-    CHECK_INT(sched_detect("{\n \"db\": [", 10), SCHED_FMT_GHOST);
-    CHECK_INT(sched_detect("{\"id\":1}\n{\"id\":2}\n", 18), SCHED_FMT_NDJSON);
-    CHECK_INT(sched_detect("id,title\n", 9), SCHED_FMT_CSV);
-    CHECK_INT(sched_detect("  \n", 3), SCHED_FMT_AUTO);
+    CHECK_INT(sched_detect("<?xml", 5, 0), SCHED_FMT_WXR);
+    CHECK_INT(sched_detect("{\"db\":[", 7, 0), SCHED_FMT_GHOST);
+    CHECK_INT(sched_detect("{\n \"db\": [", 10, 0), SCHED_FMT_GHOST);
+    CHECK_INT(sched_detect("{\"id\":1}\n{\"id\":2}\n", 18, 0), SCHED_FMT_NDJSON);
+    CHECK_INT(sched_detect("id,title\n", 9, 0), SCHED_FMT_CSV);
+    CHECK_INT(sched_detect("  \n", 3, 1), SCHED_FMT_AUTO);
+    /* a first line cut short cannot tell, unless it is all there is */
+    CHECK_INT(sched_detect("{\"id\":1,\"html\":\"<p>", 19, 0), SCHED_FMT_AUTO);
+    CHECK_INT(sched_detect("{\"id\":1,\"html\":\"<p>", 19, 1), SCHED_FMT_GHOST);
+    CHECK_INT(sched_detect("{ \"me", 6, 0), SCHED_FMT_AUTO);
+    CHECK_INT(sched_detect("{ \"meta\"", 9, 0), SCHED_FMT_GHOST);
+    CHECK_INT(sched_detect("{\"id\":1,\n\"title\":\"x\"}", 23, 0), SCHED_FMT_GHOST);
     char *t = sched_html_to_text("<p>One &amp; two</p><!-- wp:paragraph --><p>Three</p>");
     CHECK(strstr(t, "One & two") != NULL);
     CHECK(strstr(t, "Three") != NULL);
@@ -374,10 +482,12 @@ int main(void)
     th_run("wxr_errors", test_wxr_errors);
     th_run("ghost_fixtures", test_ghost_fixtures);
     th_run("ghost_edges", test_ghost_edges);
+    th_run("ghost_types", test_ghost_types);
     th_run("csv", test_csv);
     th_run("csv_errors", test_csv_errors);
     th_run("csv_wide", test_csv_wide);
     th_run("ndjson", test_ndjson);
+    th_run("ndjson_long_first_line", test_ndjson_long_first_line);
     th_run("bom", test_bom);
     th_run("detect_and_html", test_detect_and_html);
     return th_main_end();
