@@ -172,14 +172,25 @@ static int run_import(int argc, char **argv, int preview)
         return err.code == 2 ? 2 : 1;
     }
     FILE *out = o.dry_run ? stderr : stdout;
+    const sched_contact_skips *sk = &st.invalid_emails;
     if (o.json && !o.dry_run) {
+        /* the first contacts rows left out: line and reason, never the
+         * address (this output is often kept as a log) */
+        json_t *rows = json_array();
+        for (int i = 0; i < sk->kept; i++)
+            json_array_append_new(rows, json_pack("{s:s, s:I, s:s}", "file", sk->file, "line",
+                                                  (json_int_t)sk->first[i].line, "reason",
+                                                  sk->first[i].why));
+        char *rows_js = json_dumps(rows, JSON_COMPACT);
+        json_decref(rows);
         printf("{\"items\":%ld,\"taken\":%ld,\"filtered\":%ld,\"invalid\":%ld,"
                "\"kept_invalid\":%ld,\"unchanged_items\":%ld,\"added\":%ld,\"updated\":%ld,\"unchanged\":%ld,"
                "\"done\":%ld,\"cancelled\":%ld,\"emails\":%ld,\"suppressed\":%ld,"
-               "\"invalid_emails\":%ld}\n",
+               "\"invalid_emails\":%ld,\"invalid_email_rows\":%s}\n",
                st.items, st.taken, st.filtered, st.invalid, st.kept_invalid, st.unchanged_items,
                st.added, st.updated, st.unchanged, st.done, st.cancelled, st.emails, st.suppressed,
-               st.invalid_emails);
+               sk->n, rows_js ? rows_js : "[]");
+        free(rows_js);
     } else if (!(o.dry_run && o.json)) {
         char skipped[80] = "";
         if (st.invalid) snprintf(skipped, sizeof skipped, " (skipped)");
@@ -191,9 +202,16 @@ static int run_import(int argc, char **argv, int preview)
                 "jobs: %ld added, %ld updated, %ld unchanged, %ld already sent, %ld cancelled\n",
                 st.items, st.taken, st.filtered, st.invalid, skipped,
                 st.unchanged_items, st.added, st.updated, st.unchanged, st.done, st.cancelled);
-        if (st.emails || st.suppressed || st.invalid_emails)
+        if (st.emails || st.suppressed || sk->n)
             fprintf(out, "emails: %ld jobs; contacts skipped: %ld suppressed, %ld invalid\n",
-                    st.emails, st.suppressed, st.invalid_emails);
+                    st.emails, st.suppressed, sk->n);
+    }
+    if (!(o.json && !o.dry_run)) { /* a dry run's JSON plan is on stdout: these go to stderr */
+        for (int i = 0; i < sk->kept; i++)
+            fprintf(out, "skipped contact: %s:%ld: %s\n", sk->file, sk->first[i].line,
+                    sk->first[i].why);
+        if (sk->n > sk->kept)
+            fprintf(out, "skipped contacts: %ld more\n", sk->n - sk->kept);
     }
     return 0;
 }

@@ -476,6 +476,10 @@ int queue_list(queue *q, const char *lane, const char *state, long start, long c
 /* queue_email_normalize lowercases and trims an address into out; returns -1
  * when it is not a plausible address (no '@', spaces, empty parts). */
 int queue_email_normalize(const char *email, char *out, size_t outlen);
+/* queue_email_check is queue_email_normalize that says why: NULL when the
+ * address is plausible (normalized into out), else a static reason that
+ * does not repeat the address ("not an email address: no @"). */
+const char *queue_email_check(const char *email, char *out, size_t outlen);
 /* queue_suppress_hash writes the 64-hex-digit keyed hash of the normalized
  * address into out (65 bytes); returns -1 for an invalid address. */
 int queue_suppress_hash(const char *secret, const char *email, char *out);

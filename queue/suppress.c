@@ -8,22 +8,34 @@
 
 int queue_email_normalize(const char *email, char *out, size_t outlen)
 {
+    return queue_email_check(email, out, outlen) ? -1 : 0;
+}
+
+const char *queue_email_check(const char *email, char *out, size_t outlen)
+{
     while (*email && isspace((unsigned char)*email)) email++;
     size_t n = strlen(email);
     while (n && isspace((unsigned char)email[n - 1])) n--;
-    if (n == 0 || n >= outlen || n > 254) return -1;
+    if (n == 0) return "no email address";
+    if (n >= outlen || n > 254) return "not an email address: too long";
     const char *at = memchr(email, '@', n);
-    if (!at || at == email || at == email + n - 1 || memchr(at + 1, '@', n - (size_t)(at - email) - 1))
-        return -1;
+    if (!at) return "not an email address: no @";
+    if (at == email) return "not an email address: nothing before the @";
+    if (at == email + n - 1) return "not an email address: nothing after the @";
+    if (memchr(at + 1, '@', n - (size_t)(at - email) - 1))
+        return "not an email address: more than one @";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)email[i];
-        if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';') return -1;
+        if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';')
+            return "not an email address: a space, control character or one of < > , ;";
         out[i] = (char)tolower(c);
     }
     out[n] = '\0';
     const char *dom = strchr(out, '@') + 1;
-    if (!strchr(dom, '.') || dom[0] == '.' || out[n - 1] == '.') return -1;
-    return 0;
+    if (!strchr(dom, '.')) return "not an email address: no dot in the domain";
+    if (dom[0] == '.' || out[n - 1] == '.')
+        return "not an email address: the domain starts or ends with a dot";
+    return NULL;
 }
 
 int queue_suppress_hash(const char *secret, const char *email, char *out)

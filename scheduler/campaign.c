@@ -417,7 +417,7 @@ typedef struct contacts_ctx {
     int between;
     sched_contact *v;
     int n, cap;
-    long *invalid;
+    sched_contact_skips *skipped;
     hr_err *err;
     int failed;
 } contacts_ctx;
@@ -434,9 +434,29 @@ static void norm_header(char *h)
         *p = (*p == ' ' || *p == '-') ? '_' : (char)tolower((unsigned char)*p);
 }
 
+/* by address, then line: of an address on several rows the first stays */
 static int contact_cmp(const void *a, const void *b)
 {
-    return strcmp(((const sched_contact *)a)->email, ((const sched_contact *)b)->email);
+    const sched_contact *x = a, *y = b;
+    int c = strcmp(x->email, y->email);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* skip counts a row left out and keeps it when it is among the first
+ * SCHED_CONTACT_SKIPS_KEPT by line (duplicates are found after the bad
+ * addresses, in address order) */
+static void skip(sched_contact_skips *sk, long line, const char *why)
+{
+    sk->n++;
+    int at = sk->kept;
+    while (at > 0 && sk->first[at - 1].line > line)
+        at--;
+    if (at == SCHED_CONTACT_SKIPS_KEPT) return;
+    int last = sk->kept < SCHED_CONTACT_SKIPS_KEPT ? sk->kept : SCHED_CONTACT_SKIPS_KEPT - 1;
+    memmove(&sk->first[at + 1], &sk->first[at], (size_t)(last - at) * sizeof sk->first[0]);
+    sk->first[at].line = line;
+    snprintf(sk->first[at].why, sizeof sk->first[at].why, "%s", why);
+    if (sk->kept < SCHED_CONTACT_SKIPS_KEPT) sk->kept++;
 }
 
 static void c_row(int term, void *arg)
@@ -471,8 +491,9 @@ static void c_row(int term, void *arg)
     }
     char norm[256];
     const char *email = c->col_email < c->row.n ? c->row.v[c->col_email] : "";
-    if (queue_email_normalize(email, norm, sizeof norm) < 0) {
-        (*c->invalid)++;
+    const char *why = queue_email_check(email, norm, sizeof norm);
+    if (why) {
+        skip(c->skipped, c->row_line, why);
         goto out;
     }
     if (c->n == c->cap) {
@@ -481,6 +502,7 @@ static void c_row(int term, void *arg)
     }
     sched_contact *ct = &c->v[c->n++];
     memset(ct, 0, sizeof *ct);
+    ct->line = c->row_line;
     ct->email = hr_strdup(norm);
     ct->first_name =
         hr_strdup(c->col_first >= 0 && c->col_first < c->row.n ? c->row.v[c->col_first] : "");
@@ -497,14 +519,16 @@ out:
     sched_strv_clear(&c->row);
 }
 
-int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid, hr_err *err)
+int sched_contacts_load(const char *path, sched_contact **out, int *n, sched_contact_skips *skipped,
+                        hr_err *err)
 {
     *out = NULL;
     *n = 0;
-    *invalid = 0;
+    memset(skipped, 0, sizeof *skipped);
+    snprintf(skipped->file, sizeof skipped->file, "%s", path);
     FILE *f = fopen(path, "rb");
     if (!f) return hr_err_set(err, "contacts: %s: %s", path, strerror(errno));
-    contacts_ctx c = {.file = path, .invalid = invalid, .err = err, .between = 1};
+    contacts_ctx c = {.file = path, .skipped = skipped, .err = err, .between = 1};
     struct csv_parser p;
     csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL);
     char *line = NULL;
@@ -536,13 +560,15 @@ int sched_contacts_load(const char *path, sched_contact **out, int *n, long *inv
         sched_contacts_free(c.v, c.n);
         return -1;
     }
-    /* one email per address: duplicates count as invalid rows */
+    /* one email per address: later rows of an address are left out */
     if (c.n > 1) qsort(c.v, (size_t)c.n, sizeof *c.v, contact_cmp); /* c.v is NULL when empty */
     int w = 0;
     for (int i = 0; i < c.n; i++) {
         if (w > 0 && !strcmp(c.v[w - 1].email, c.v[i].email)) {
+            char why[48];
+            snprintf(why, sizeof why, "same address as line %ld", c.v[w - 1].line);
+            skip(skipped, c.v[i].line, why);
             sched_contacts_free_one(&c.v[i]);
-            (*invalid)++;
             continue;
         }
         c.v[w++] = c.v[i];

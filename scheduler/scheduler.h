@@ -204,7 +204,26 @@ typedef struct sched_contact {
     char *last_name;
     queue_kv *vars; /* the other columns */
     int nvars;
+    long line; /* where its row starts in the contacts file */
 } sched_contact;
+
+/* A contacts row left out: its line and why. The reason does not repeat
+ * the address (summaries end up in logs, where addresses are masked). */
+typedef struct sched_contact_skip {
+    long line;
+    char why[80];
+} sched_contact_skip;
+
+#define SCHED_CONTACT_SKIPS_KEPT 5
+/* The rows a contacts load left out: n in all (not an address, or an
+ * address already on an earlier row), the first `kept` of them by line
+ * with their reasons, and the file they are in. */
+typedef struct sched_contact_skips {
+    long n;
+    int kept;
+    sched_contact_skip first[SCHED_CONTACT_SKIPS_KEPT];
+    char file[256];
+} sched_contact_skips;
 
 #define SCHED_MAX_LANES 60 /* post lanes per campaign */
 
@@ -257,9 +276,11 @@ char *sched_item_plain(const sched_item *it);
 
 /* sched_contacts_load reads a CRM CSV export: a header row with an email
  * column (first/last name columns optional, any others become template
- * variables). Invalid addresses are skipped and counted in *invalid.
- * Returns 0 or -1 with "file:line: reason". */
-int sched_contacts_load(const char *path, sched_contact **out, int *n, long *invalid, hr_err *err);
+ * variables). Rows whose address is invalid, or already on an earlier row,
+ * are left out and described in *skipped. Returns 0 or -1 with
+ * "file:line: reason". */
+int sched_contacts_load(const char *path, sched_contact **out, int *n, sched_contact_skips *skipped,
+                        hr_err *err);
 void sched_contacts_free(sched_contact *v, int n);
 
 /* ------------------------------------------------------------ importer */
@@ -298,7 +319,8 @@ typedef struct sched_import_stats {
     long added, updated, unchanged, done;
     long cancelled;
     long emails;
-    long suppressed, invalid_emails;
+    long suppressed;
+    sched_contact_skips invalid_emails; /* contacts rows left out (.n) */
     long rolled_back;
 } sched_import_stats;
 

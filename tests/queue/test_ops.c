@@ -770,6 +770,16 @@ static void test_suppression(void)
     char norm[64];
     CHECK(queue_email_normalize("not an address", norm, sizeof norm) < 0);
     CHECK(queue_email_normalize("a@b", norm, sizeof norm) < 0);
+    /* the reason names what is wrong, never the address */
+    CHECK_STR(queue_email_check(" ", norm, sizeof norm), "no email address");
+    CHECK_STR(queue_email_check("bob@", norm, sizeof norm),
+              "not an email address: nothing after the @");
+    CHECK_STR(queue_email_check("a@b@c.d", norm, sizeof norm),
+              "not an email address: more than one @");
+    CHECK_STR(queue_email_check("a@b", norm, sizeof norm),
+              "not an email address: no dot in the domain");
+    CHECK(queue_email_check(" Ann@Example.COM ", norm, sizeof norm) == NULL);
+    CHECK_STR(norm, "ann@example.com");
     queue_free(q);
 }
 

@@ -1819,7 +1819,12 @@ static void test_emails(void)
     REQUIRE(import(c, &o, &st, &err) == 0);
     CHECK_INT(st.emails, 4); /* 2 items x ann, bob */
     CHECK_INT(st.suppressed, 1);
-    CHECK_INT(st.invalid_emails, 2); /* not-an-address and the duplicate */
+    CHECK_INT(st.invalid_emails.n, 2); /* not-an-address and the duplicate */
+    REQUIRE(st.invalid_emails.kept == 2);
+    CHECK_INT(st.invalid_emails.first[0].line, 4);
+    CHECK_STR(st.invalid_emails.first[0].why, "not an email address: no @");
+    CHECK_INT(st.invalid_emails.first[1].line, 6);
+    CHECK_STR(st.invalid_emails.first[1].why, "same address as line 2");
     queue_job *j = job_of("mail|ndjson:a|sendgrid|main|ann@example.com");
     REQUIRE(j);
     CHECK_INT(j->kind, QUEUE_KIND_EMAIL);
@@ -1881,6 +1886,90 @@ static void test_cli(void)
     free(out);
 }
 
+/* contacts rows left out are named, not only counted: the first 5 by line
+ * with their reasons (bad addresses and later rows of an address, found
+ * apart, in line order), the rest counted, in the summary, the dry run's
+ * stderr and the --json summary; the address itself is never repeated */
+static void test_contacts_skipped(void)
+{
+    char *contacts = hr_asprintf("%s/skip-contacts.csv", dir);
+    th_write_file(contacts, "email,first name\n"
+                            "ann@example.com,Ann\n"    /* 2 */
+                            "zed@example.com,Zed\n"    /* 3 */
+                            "Zed@Example.com,Again\n"  /* 4: same as 3 */
+                            "bob@,Bob\n"               /* 5 */
+                            "\"carl example.com\",C\n" /* 6 */
+                            ",Nobody\n"                /* 7 */
+                            "ANN@example.com,Ann2\n"   /* 8: same as 2 */
+                            "dee@localhost,Dee\n"      /* 9 */
+                            "@example.com,E\n"         /* 10 */
+                            "fay@example.com,Fay\n");  /* 11 */
+    sched_contact *v;
+    int n;
+    sched_contact_skips sk;
+    hr_err err = {0};
+    REQUIRE(sched_contacts_load(contacts, &v, &n, &sk, &err) == 0);
+    CHECK_INT(n, 3);
+    CHECK_STR(v[2].email, "zed@example.com");
+    CHECK_STR(v[2].first_name, "Zed"); /* the first row of an address stays */
+    CHECK_INT(v[2].line, 3);
+    sched_contacts_free(v, n);
+    CHECK_INT(sk.n, 7);
+    REQUIRE(sk.kept == 5);
+    static const struct {
+        long line;
+        const char *why;
+    } want[] = {{4, "same address as line 3"},
+                {5, "not an email address: nothing after the @"},
+                {6, "not an email address: no @"},
+                {7, "no email address"},
+                {8, "same address as line 2"}};
+    for (int i = 0; i < 5; i++) {
+        CHECK_INT(sk.first[i].line, want[i].line);
+        CHECK_STR(sk.first[i].why, want[i].why);
+    }
+    CHECK_STR(sk.file, contacts);
+
+    setenv("HERALD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    snprintf(ns, sizeof ns, "t%d", ++ns_seq);
+    char *conf = hr_asprintf("%s/skip.conf", dir), *out = hr_asprintf("%s/skip.out", dir);
+    char *text = hr_asprintf("redis-url unix://%s\nnamespace %s\n%scampaign mail "
+                             "email=sendgrid:main contacts=%s\n",
+                             R->sock, ns, ACCOUNTS, contacts);
+    th_write_file(conf, text);
+    char *items = hr_asprintf("%s/skip.ndjson", dir);
+    write_ndjson(items, "two", 0);
+    for (int json = 0; json < 2; json++) {
+        unlink(out);
+        CHECK_INT(run_cli(conf, json ? "--json" : "--dry-run", items, NULL, out), 0);
+        char *o = th_read_file(out, NULL);
+        REQUIRE(o);
+        char *first = hr_asprintf(json ? "\"invalid_emails\":7,\"invalid_email_rows\":[{\"file\":"
+                                         "\"%s\",\"line\":4,\"reason\":\"same address as line "
+                                         "3\"},{"
+                                       : "skipped contact: %s:4: same address as line 3\n",
+                                  contacts);
+        CHECK(strstr(o, first) != NULL);
+        if (json) {
+            CHECK(strstr(o, "\"line\":8,\"reason\":\"same address as line 2\"}]}\n") != NULL);
+        } else {
+            CHECK(strstr(o, "contacts skipped: 0 suppressed, 7 invalid\n") != NULL);
+            CHECK(strstr(o, "skip-contacts.csv:7: no email address\n") != NULL);
+            CHECK(strstr(o, "skipped contacts: 2 more\n") != NULL);
+        }
+        CHECK(strstr(o, "bob@") == NULL && strstr(o, "carl") == NULL);
+        if (!strstr(o, first)) fprintf(stderr, "%s", o);
+        free(first);
+        free(o);
+    }
+    unlink(out);
+    free(items);
+    free(text);
+    free(conf);
+    free(out);
+    free(contacts);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
@@ -1917,6 +2006,7 @@ int main(void)
     th_run("slots_all_quiet", test_slots_all_quiet);
     th_run("errors_name_record", test_errors_name_record);
     th_run("emails", test_emails);
+    th_run("contacts_skipped", test_contacts_skipped);
     th_run("cli", test_cli);
     th_run("duplicate_csv_rows", test_duplicate_csv_rows);
     th_run("all_or_nothing_edits", test_all_or_nothing_edits);
