@@ -1277,7 +1277,7 @@ int qo_parse_ack(redisReply *r, int n, const int *order, int *results, hr_err *e
     for (int g = 0; g < n; g++) {
         int v = (int)reply_ll(r->element[g]);
         if (results) results[order[g]] = v;
-        acked += v > 0;
+        acked += v == 1 || v == 2;
     }
     return acked;
 }

@@ -337,7 +337,12 @@ typedef struct queue_ack_item {
  * running is found in the unknown set and resolved as sent. In the same
  * script, each acked job with a platform_id gets its {ns}:platform_ids entry
  * and, with poll, its engagement polls in {ns}:polls (queue_set_polls).
- * results[i]: 1 acked, 2 resolved from unknown, 0 not the worker's. */
+ * results[i]: 1 acked, 2 resolved from unknown, 0 not the worker's,
+ * QUEUE_ACK_TAKEN: nothing done (the job stays the worker's) as its
+ * platform_id is recorded for another job, or claimed by an earlier item of
+ * the call: one post never settles two jobs (the script checks, so no
+ * other process can claim it in between). */
+#define QUEUE_ACK_TAKEN 3
 int queue_ack(queue *q, const char *worker, const queue_ack_item *items, int n, int *results,
               hr_err *err);
 

@@ -575,12 +575,34 @@ static void to_unknown(wk_job *j, const char *why)
     queue_async_unknown(j->p->qa, j->worker, j->job, why, on_status_done, j);
 }
 
+static void readback(wk_job *j);
+
+/* post_taken: the ack script found j's platform id recorded for another
+ * job (two jobs with the same text, and another read-back or the
+ * reconciler claimed the post first) and left j as it was. A read-back's
+ * find is passed over and looked past; a post the platform said this send
+ * made is not j's to claim either, so the reconciler reads back for it. */
+static void post_taken(wk_job *j)
+{
+    j->p->sent--; /* counted by ack() */
+    if (j->readbacks == 0) {
+        to_unknown(j, "its post is recorded for another job");
+        return;
+    }
+    log_job(HR_LOG_INFO, "read-back: the post found is another job's, looking on", j, "unknown",
+            j->platform_id);
+    plat_send_readback_skip(j->send, j->platform_id);
+    readback(j);
+}
+
 /* Acknowledgements are group-committed: every job sent during one loop
  * iteration is acknowledged by one script call before the loop next waits.
  * The same script records each sent job's platform id in {NS}:platform_ids
  * and a post's engagement polls (poll-schedule: +1 h, +24 h, +7 d by
  * default) in {NS}:polls, so a worker killed after its ack loses neither
- * (the reconciler's resolve of a post records them the same way). */
+ * (the reconciler's resolve of a post records them the same way). It also
+ * checks, atomically with the record, that the platform id is no other
+ * job's (post_taken). */
 typedef struct ack_batch {
     wk_proc *p;
     int n;
@@ -595,6 +617,10 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
     wk_proc *p = b->p;
     for (int i = 0; i < b->n; i++) {
         wk_job *j = b->jobs[i];
+        if (!p->shutting && status >= 0 && b->results[i] == QUEUE_ACK_TAKEN) {
+            post_taken(j); /* still ours, not settled */
+            continue;
+        }
         if (!p->shutting) {
             if (status < 0) {
                 /* Redis lost the ack: the attempt record makes the reaper put
@@ -712,8 +738,6 @@ static worker_outcome outcome_of(plat_outcome_kind k)
     default: return WORKER_TRANSIENT;
     }
 }
-
-static void readback(wk_job *j);
 
 static void readback_now(wk_job *j);
 
@@ -990,45 +1014,6 @@ static int reply_begin(wk_job *j, const redisReply *reply)
     return !reply || reply->type == REDIS_REPLY_ERROR;
 }
 
-/* on_readback_owner: what {NS}:platform_ids says of the post a read-back
- * found (j->platform_id): the job's, or nobody's, settles j as sent; a post
- * of another job (the same text twice) is passed over and looked past. */
-static void on_readback_owner(redisAsyncContext *c, void *r, void *priv)
-{
-    wk_job *j = priv;
-    redisReply *reply = r;
-    int rc = reply_begin(j, reply);
-    if (rc < 0) return;
-    if (rc > 0) {
-        to_unknown(j, "read-back: whose post it found cannot be told now");
-        return;
-    }
-    /* "JOB ID\tCAMPAIGN": the job id ends with its ukh */
-    size_t n = reply->type == REDIS_REPLY_STRING ? strcspn(reply->str, "\t") : 0;
-    if (n >= QUEUE_UKH_LEN && memcmp(reply->str + n - QUEUE_UKH_LEN, j->ukh, QUEUE_UKH_LEN) != 0) {
-        log_job(HR_LOG_INFO, "read-back: the post found is another job's, looking on", j,
-                "unknown", j->platform_id);
-        plat_send_readback_skip(j->send, j->platform_id);
-        readback(j);
-        return;
-    }
-    ack(j, j->platform_id);
-}
-
-/* readback_owner settles j, whose read-back found post id, once
- * on_readback_owner has checked that the post is no other job's. */
-static void readback_owner(wk_job *j, const char *id)
-{
-    free(j->platform_id);
-    j->platform_id = hr_strdup(id);
-    redisAsyncContext *c = queue_async_redis(j->p->qa);
-    char key[128];
-    snprintf(key, sizeof key, "{%s}:platform_ids", queue_async_ns(j->p->qa));
-    if (!c || redisAsyncCommand(c, on_readback_owner, j, "HGET %s %s:%s", key,
-                                j->lane->platform, id) != REDIS_OK)
-        to_unknown(j, "read-back: whose post it found cannot be told now");
-}
-
 static void on_readback_done(wk_req *q, void *priv)
 {
     wk_job *j = priv;
@@ -1036,10 +1021,10 @@ static void on_readback_done(wk_req *q, void *priv)
     plat_outcome o;
     if (answer_begin(j, &r, &o) != 0) return;
     plat_send_readback_response(j->send, &r, &o);
-    if (o.kind == PLAT_OUT_SENT && o.platform_id) {
-        readback_owner(j, o.platform_id);
-    } else if (o.kind == PLAT_OUT_SENT) {
-        ack(j, NULL);
+    if (o.kind == PLAT_OUT_SENT) {
+        /* the ack script records it only if the post is no other job's
+         * (the same text twice): else on_batch_acked looks past it */
+        ack(j, o.platform_id);
     } else if (o.kind == PLAT_OUT_NEXT && o.platform_id) {
         /* a thread's part in flight was found, and a later part is still
          * to send: go on with it (a lost answer after it reads back anew) */

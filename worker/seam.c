@@ -2,8 +2,10 @@
  * process die like kill -9 (_exit(137), no cleanup) the N-th time it reaches
  * STEP, so tests can stop it at each step of a send deterministically. With
  * FILE, only the process that creates FILE crashes (once per run, not again
- * in the restarted worker). HERALD_WORKER_STALL_AT=STEP:N:MS instead blocks
- * the process for MS the N-th time (a stalled host: its lease runs out).
+ * in the restarted worker). HERALD_WORKER_STALL_AT=STEP:N:MS[:FILE] instead
+ * blocks the process for MS the N-th time (a stalled host: its lease runs
+ * out); with FILE, until FILE exists, MS at most (a test orders another
+ * process's step before this one's).
  * HERALD_WORKER_CLOCK_SKEW_MS=MS sets the worker's wall clock (wk_clock_ms)
  * that far from the host's: a host whose clock is off Redis's.
  * Read once at start; inert when unset. */
@@ -20,6 +22,7 @@ static long crash_left;
 static char crash_file[512];
 static char stall_step[32];
 static long stall_left, stall_ms;
+static char stall_file[512];
 static int64_t clock_skew_ms;
 
 int64_t wk_clock_ms(void) { return hr_now_ms() + clock_skew_ms; }
@@ -36,7 +39,8 @@ void wk_seam_init(void)
         if (n < sizeof stall_step && st[n] == ':') {
             stall_left = strtol(st + n + 1, &end, 10);
             if (end && *end == ':' && stall_left > 0) {
-                stall_ms = strtol(end + 1, NULL, 10);
+                stall_ms = strtol(end + 1, &end, 10);
+                snprintf(stall_file, sizeof stall_file, "%s", *end == ':' ? end + 1 : "");
                 memcpy(stall_step, st, n);
                 stall_step[n] = '\0';
             }
@@ -61,7 +65,10 @@ void worker_crash_point(const char *step)
     if (stall_step[0] && strcmp(step, stall_step) == 0 && --stall_left == 0) {
         hr_log(HR_LOG_WARN, "test seam: stalling", "step", step, NULL);
         hr_log_flush(); /* tests wait for it */
-        usleep((useconds_t)stall_ms * 1000);
+        for (long ms = 0; ms < stall_ms; ms += 5) {
+            if (stall_file[0] && access(stall_file, F_OK) == 0) break;
+            usleep(5000);
+        }
     }
     if (!crash_step[0] || strcmp(step, crash_step) != 0) return;
     if (--crash_left > 0) return;

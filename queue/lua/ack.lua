@@ -13,7 +13,9 @@
 -- fetch order) is one string compare per lane, without a per-job loop;
 -- otherwise that lane's jobs are settled one by one.
 -- Returns {n} when all were acked, else per job (in the grouped order):
--- 1 acked, 2 resolved from unknown, 0 not the worker's.
+-- 1 acked, 2 resolved from unknown, 0 not the worker's, 3 its platform id
+-- is another job's (sent_taken): nothing done, the job stays where it was.
+-- One post never settles two jobs.
 local now = now_ms()
 local jobs, done, inflight, stats, reasons = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local nl = tonumber(ARGV[1])
@@ -30,6 +32,9 @@ local minute = math.floor(now / 60000)
 local res = {}             -- per job result, only for lanes settled one by one
 local all = true
 local hset, emptied, sent, first = {}, {}, {}, {}
+-- grouped positions of the jobs whose post another job owns: settled one
+-- by one, and left out
+local taken = sent_taken(KEYS[6 + 2 * nl], bs + 2 * nb, n)
 local s = us
 for i = 1, nl do
   local lane, c = ARGV[1 + i], tonumber(ARGV[cs + i - 1])
@@ -38,7 +43,7 @@ for i = 1, nl do
   local packed = redis.call('HGET', inflight, lane) or ''
   local acked = table.concat(ARGV, '', s, e)
   local rest
-  if string.sub(packed, 1, #acked) == acked then
+  if not taken and string.sub(packed, 1, #acked) == acked then
     rest = string.sub(packed, #acked + 1)
     sent[i] = c
   else
@@ -49,7 +54,9 @@ for i = 1, nl do
     for j = s, e do
       local ukh = ARGV[j]
       local r = 0
-      if slot[ukh] then
+      if taken and taken[j - us + 1] then
+        r = 0 -- kept in flight (or unknown) for the worker to look on
+      elseif slot[ukh] then
         r = 1
         slot[ukh] = nil
       elseif redis.call('ZREM', KEYS[5 + i], ukh) == 1 then
@@ -157,4 +164,5 @@ for i = 0, nb - 1 do
   redis.call('HINCRBY', stats, 'lat|' .. ARGV[bs + 2 * i], ARGV[bs + 2 * i + 1])
 end
 if all then return {n} end
+for g in pairs(taken or {}) do res[g] = 3 end
 return res

@@ -14,10 +14,7 @@
 -- job: one post never settles two jobs.
 local now = now_ms()
 local op, ukh = ARGV[1], ARGV[2]
-if op == 'sent' and ARGV[7] == '1' then
-  local owner = redis.call('HGET', KEYS[9], ARGV[8])
-  if owner and string.sub(string.match(owner, '^[^\t]*'), -12) ~= ukh then return 2 end
-end
+if op == 'sent' and sent_taken(KEYS[9], 7, 1) then return 2 end
 if op == 'sent' or op == 'resend' then
   if redis.call('ZREM', KEYS[4], ukh) == 0 then return 0 end
 else

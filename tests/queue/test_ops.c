@@ -1089,6 +1089,18 @@ static int fetch_ids(queue *q, const char *worker, const char *lane, int n, queu
     return nf;
 }
 
+/* owner_is: whether {ns}:platform_ids names job id, of campaign c, as the
+ * owner of X post pid */
+static int owner_is(const char *ns, const char *pid, const char *id, const char *c)
+{
+    char *v = th_redis_cmd(R, "HGET {%s}:platform_ids x:%s", ns, pid);
+    char want[200];
+    snprintf(want, sizeof want, "%s\t%s", id, c);
+    int ok = v && strcmp(v, want) == 0;
+    free(v);
+    return ok;
+}
+
 /* A post that becomes sent, acked or resolved, gets its platform id and
  * its engagement polls in the same script; a job not the worker's gets
  * neither, and one platform id never settles two jobs. */
@@ -1124,19 +1136,12 @@ static void test_sent_records(void)
     CHECK(queue_ack(q, "w", items, 4, res, &err) == 0);
     CHECK_INT(res[3], 0);
     CHECK_INT(count("HLEN {%s}:platform_ids%s", "t40", ""), 2);
-    char *v = th_redis_cmd(R, "HGET {t40}:platform_ids x:p0");
-    char want[200];
-    snprintf(want, sizeof want, "%s\tc1", a[0]);
-    CHECK(v && strcmp(v, want) == 0);
-    free(v);
-    v = th_redis_cmd(R, "HGET {t40}:platform_ids x:p1");
-    snprintf(want, sizeof want, "%s\t", a[1]);
-    CHECK(v && strcmp(v, want) == 0);
-    free(v);
+    CHECK(owner_is("t40", "p0", a[0], "c1"));
+    CHECK(owner_is("t40", "p1", a[1], ""));
     CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 2);
     char member[200];
     snprintf(member, sizeof member, "x:@a\tp0\t%s\tc1\t1", a[0]);
-    v = th_redis_cmd(R, "ZSCORE {t40}:polls %s", member);
+    char *v = th_redis_cmd(R, "ZSCORE {t40}:polls %s", member);
     CHECK(v && atoll(v) >= before + 7200000 - 60000 && atoll(v) <= hr_now_ms() + 7200000 + 60000);
     free(v);
     /* the common case, all ours in fetch order */
@@ -1164,15 +1169,67 @@ static void test_sent_records(void)
     CHECK_INT(queue_unknown_resolve(q, u[1], 1, "p0", &err), 2); /* acked above */
     CHECK_INT(queue_unknown_resolve(q, u[0], 1, "pu", &err), 0); /* settled already */
     CHECK_INT(count("ZCARD {%s}:unknown:%s", "t40", "x:@a"), 1);
-    v = th_redis_cmd(R, "HGET {t40}:platform_ids x:pu");
-    snprintf(want, sizeof want, "%s\tc1", u[0]);
-    CHECK(v && strcmp(v, want) == 0);
-    free(v);
+    CHECK(owner_is("t40", "pu", u[0], "c1"));
     CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 6);
     /* without a platform id (an email's webhook evidence): nothing more */
     CHECK_INT(queue_unknown_resolve(q, u[1], 1, NULL, &err), 1);
     CHECK_INT(count("HLEN {%s}:platform_ids%s", "t40", ""), 4);
     CHECK_INT(count("ZCARD {%s}:polls%s", "t40", ""), 6);
+    queue_free(q);
+}
+
+/* The ack script is where a post's owner is checked: a platform id that
+ * another job owns, or that an earlier job of the same call claims (two
+ * read-backs found one post), is refused (QUEUE_ACK_TAKEN) and that job is
+ * left in flight, unrecorded, to be acked again with its own post. */
+static void test_ack_taken(void)
+{
+    queue *q = connect_q("t41");
+    REQUIRE(q);
+    hr_err err = {0};
+    queue_job *jobs[] = {post("x", "@a", "t0", 0), post("x", "@a", "t1", 0),
+                         post("x", "@a", "t2", 0), post("x", "@a", "t3", 0)};
+    CHECK(queue_enqueue(q, jobs, 4, NULL, &err) == 0);
+    for (int i = 0; i < 4; i++) queue_job_free(jobs[i]);
+    const int64_t polls[] = {3600000};
+    queue_set_polls(q, polls, 1);
+    CHECK(queue_worker_register(q, "w", 60000, &err) == 0);
+    queue_fetched *f = NULL;
+    char a[4][QUEUE_ID_LEN + 1];
+    REQUIRE(fetch_ids(q, "w", "x:@a", 4, &f, a) == 4);
+    queue_ack_item it[4];
+    for (int i = 0; i < 4; i++)
+        it[i] = (queue_ack_item){.ukh = f[i].ukh, .id = a[i], .lane = "x:@a",
+                                 .platform_id = "p0", .campaign = "c1", .poll = 1,
+                                 .lateness_ms = -1};
+    /* two of one call claim one post (in fetch order: the fast path) */
+    int res[4] = {-1, -1, -1, -1};
+    CHECK(queue_ack(q, "w", it, 2, res, &err) == 0);
+    CHECK_INT(res[0], 1);
+    CHECK_INT(res[1], QUEUE_ACK_TAKEN);
+    /* one alone claims a post another job owns */
+    CHECK(queue_ack(q, "w", it + 2, 1, res + 2, &err) == 0);
+    CHECK_INT(res[2], QUEUE_ACK_TAKEN);
+    CHECK_INT(count("HLEN {%s}:done%s", "t41", ""), 1);
+    CHECK_INT(count("HLEN {%s}:platform_ids%s", "t41", ""), 1);
+    CHECK_INT(count("ZCARD {%s}:polls%s", "t41", ""), 1);
+    CHECK_INT(count("HGET {%s}:stats sent|%s", "t41", "x:@a"), 1);
+    CHECK(owner_is("t41", "p0", a[0], "c1"));
+    for (int i = 1; i < 3; i++) CHECK_INT(count("HEXISTS {%s}:jobs %s", "t41", f[i].ukh), 1);
+    char *v = th_redis_cmd(R, "HGET {t41}:inflight:w x:@a");
+    CHECK(v && strlen(v) == 3 * QUEUE_UKH_LEN && strstr(v, f[1].ukh) && strstr(v, f[2].ukh));
+    free(v);
+    /* still the worker's: acked with their own posts, all at once */
+    it[1].platform_id = "p1";
+    it[2].platform_id = "p2";
+    it[3].platform_id = "p3";
+    CHECK(queue_ack(q, "w", it + 1, 3, res + 1, &err) == 0);
+    for (int i = 1; i < 4; i++) CHECK_INT(res[i], 1);
+    CHECK_INT(count("HLEN {%s}:done%s", "t41", ""), 4);
+    CHECK_INT(count("HLEN {%s}:platform_ids%s", "t41", ""), 4);
+    CHECK_INT(count("HGET {%s}:stats sent|%s", "t41", "x:@a"), 4);
+    CHECK_INT(count("EXISTS {%s}:inflight:w%s", "t41", ""), 0);
+    queue_fetched_free(f, 4);
     queue_free(q);
 }
 
@@ -1198,5 +1255,6 @@ int main(void)
     th_run("enqueue_failed_chunk", test_enqueue_failed_chunk);
     th_run("enqueue_new", test_enqueue_new);
     th_run("sent_records", test_sent_records);
+    th_run("ack_taken", test_ack_taken);
     return th_main_end();
 }

@@ -2,8 +2,8 @@
  * does (the worker's ack, the reconciler's read-back, an operator's
  * `herald unknown resolve --sent`): its platform id in {t}:platform_ids and
  * its engagement polls in {t}:polls, with the move to done; one post never
- * settles two jobs; and an email is sent only once its address was checked
- * against the suppression list. */
+ * settles two jobs, even when two claim it at once; and an email is sent
+ * only once its address was checked against the suppression list. */
 #include "wktest.h"
 
 /* poll-schedule 1h,2h: two polls a post, none due during a test */
@@ -114,6 +114,32 @@ static void cli_resolve_records(void)
     CHECK_INT(wt_redis_int("HLEN {t}:platform_ids", ""), 1);
 }
 
+/* post_by_hand posts text on x:@a straight to the sandbox (a post no job
+ * of ours made); id (NULL: not wanted) gets its id */
+static void post_by_hand(const char *text, char *id, size_t idlen)
+{
+    const char *hdrs[] = {"Authorization: Bearer token-a", "Content-Type: application/json",
+                          NULL};
+    char body[200], *resp = NULL;
+    snprintf(body, sizeof body, "{\"text\":\"%s\"}", text);
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/2/tweets", hdrs, body, &resp), 201);
+    json_t *js = json_loads(resp ? resp : "", 0, NULL);
+    const char *v = json_string_value(json_object_get(json_object_get(js, "data"), "id"));
+    if (id) snprintf(id, idlen, "%s", v ? v : "");
+    json_decref(js);
+    free(resp);
+}
+
+/* refuse_duplicates: the sandbox refuses every new X post as X refuses a
+ * duplicate (403; the first try may have gone through: read back) */
+static void refuse_duplicates(void)
+{
+    const char *faults = "{\"platform\":\"x\",\"rate4xx\":1,\"status\":403,"
+                         "\"message\":\"You are not allowed to create a Tweet with duplicate "
+                         "content.\"}";
+    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", NULL, faults, NULL), 200);
+}
+
 static int both_done(void *arg)
 {
     (void)arg;
@@ -132,11 +158,7 @@ static void one_post_one_job(void)
     wt_enqueue_job(wt_post_job("x", "@a", "same-2", text));
     char ids[2][QUEUE_ID_LEN + 1];
     make_unknown("x:@a", 2, ids);
-    const char *hdrs[] = {"Authorization: Bearer token-a", "Content-Type: application/json",
-                          NULL};
-    char body[200];
-    snprintf(body, sizeof body, "{\"text\":\"%s\"}", text);
-    CHECK_INT(th_http(wt.sandbox_port, "POST", "/2/tweets", hdrs, body, NULL), 201);
+    post_by_hand(text, NULL, 0);
     pid_t w = wt_worker(NULL, "same", "--processes", "1", NULL);
     CHECK(th_wait_for(both_done, NULL, 20000));
     wt_term(w);
@@ -174,11 +196,7 @@ static void inline_readback_passes_over(void)
     wt_term(w);
     char *firsts = th_redis_cmd(wt.redis, "HVALS {t}:platform_ids");
     REQUIRE(firsts);
-    /* every new post is refused as X refuses a duplicate */
-    const char *faults = "{\"platform\":\"x\",\"rate4xx\":1,\"status\":403,"
-                         "\"message\":\"You are not allowed to create a Tweet with duplicate "
-                         "content.\"}";
-    CHECK_INT(th_http(wt.sandbox_port, "POST", "/_sandbox/faults", NULL, faults, NULL), 200);
+    refuse_duplicates();
     wt_enqueue_job(wt_post_job("x", "@a", "second", text));
     w = wt_worker(NULL, "second", "--processes", "1", NULL);
     const char *what[] = {"second", "read-back: the post found is another job's"};
@@ -189,6 +207,66 @@ static void inline_readback_passes_over(void)
     CHECK(now && strcmp(now, firsts) == 0); /* still the first job's */
     free(now);
     free(firsts);
+    CHECK_INT(wt_sandbox_posts("x", NULL), 1);
+}
+
+/* twin_settled: the twin job claimed the post, and the worker's job has
+ * been settled one way or the other (acked, or back in unknown) */
+static int twin_settled(void *arg)
+{
+    (void)arg;
+    return wt_done() >= 2 || wt_redis_int("ZCARD {t}:unknown:x:@a", "") >= 1;
+}
+
+/* The worker's read-back finds the post of a job with the same text, and
+ * the twin job (unknown) is settled with that post by someone else (here an
+ * operator's resolve; the reconciler or another worker alike) between the
+ * read-back and the ack: a seam holds the worker at its ack until the twin
+ * is resolved. The ack script sees the post is the twin's and records
+ * nothing: the worker looks past it (nothing else is there: unknown). One
+ * post, one job; without the check in the script both were sent with it. */
+static void readback_claim_race(void)
+{
+    wt_reset();
+    const char *text = "Twin words raced for one post";
+    wt_enqueue_job(wt_post_job("x", "@a", "twin-b", text));
+    char ids[1][QUEUE_ID_LEN + 1];
+    make_unknown("x:@a", 1, ids);
+    char post[64];
+    post_by_hand(text, post, sizeof post);
+    REQUIRE(post[0]);
+    /* the worker's job: refused as a duplicate, so its read-back runs */
+    refuse_duplicates();
+    wt_enqueue_job(wt_post_job("x", "@a", "twin-a", text));
+    char env[800], gate[700];
+    snprintf(gate, sizeof gate, "%s/twin-go", wt.dir);
+    snprintf(env, sizeof env, "HERALD_WORKER_STALL_AT=before_ack:1:30000:%s", gate);
+    setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
+    pid_t w = wt_worker(env, "twin", "--processes", "1", NULL);
+    unsetenv("HERALD_WORKER_NO_RECONCILER");
+    const char *what[] = {"twin", "test seam: stalling"};
+    CHECK(th_wait_for(log_has, what, 15000));
+    /* read back and about to ack: the twin is settled with the post now */
+    char *out = NULL;
+    CHECK_INT(resolve_cli(ids[0], post, &out), 0);
+    free(out);
+    th_write_file(gate, "");
+    CHECK(th_wait_for(twin_settled, NULL, 20000));
+    const char *passed[] = {"twin", "read-back: the post found is another job's"};
+    CHECK(th_wait_for(log_has, passed, 5000));
+    wt_term(w);
+    CHECK_INT(wt_done(), 1);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:x:@a", ""), 1);
+    char *owner = th_redis_cmd(wt.redis, "HGET {t}:platform_ids x:%s", post);
+    CHECK(owner && strncmp(owner, ids[0], QUEUE_ID_LEN) == 0);
+    free(owner);
+    /* no done record but the twin's names the post */
+    char *done = th_redis_cmd(wt.redis, "HVALS {t}:done"), field[80];
+    snprintf(field, sizeof field, "\t%s\t", post); /* id, platform id, ... */
+    int with_post = 0;
+    for (const char *p = done; p && (p = strstr(p, field)); p++) with_post++;
+    CHECK_INT(with_post, 1);
+    free(done);
     CHECK_INT(wt_sandbox_posts("x", NULL), 1);
 }
 
@@ -226,6 +304,7 @@ int main(void)
     th_run("cli_resolve_records", cli_resolve_records);
     th_run("one_post_one_job", one_post_one_job);
     th_run("inline_readback_passes_over", inline_readback_passes_over);
+    th_run("readback_claim_race", readback_claim_race);
     th_run("unchecked_address_buried", unchecked_address_buried);
     wt_stop();
     return th_main_end();

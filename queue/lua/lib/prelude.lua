@@ -260,7 +260,8 @@ end
 -- read-back or an operator found so) record it alike, atomically with its
 -- move to done, from words the caller built (qo_push_sent): a job with a
 -- platform id gets platform_ids PLATFORM:ID -> JOB\tCAMPAIGN (webhooks match
--- engagement by it, read-backs tell another job's post by it), and a post
+-- engagement by it, read-backs tell another job's post by it: sent_taken
+-- checks, before the script moves anything), and a post
 -- its engagement polls, due ms -> LANE\tID\tJOB\tCAMPAIGN\tINDEX in polls.
 -- From ARGV[at]: nr, the nr jobs' positions (only when fewer than n: every
 -- job has one otherwise), nr (field, value) pairs; then nz, np, the nz
@@ -286,6 +287,43 @@ local function sent_call(cmd, key, first, nrec, per, pos, ok)
   for c = 1, #words, 4000 do
     redis.call(cmd, key, unpack(words, c, math.min(c + 3999, #words)))
   end
+end
+
+-- sent_owner: the ukh of the job a platform_ids value ("JOB\tCAMPAIGN")
+-- names (a job id ends with its ukh)
+local function sent_owner(v)
+  return string.sub(string.match(v, '^[^\t]*'), -12)
+end
+
+-- sent_taken: the one owner check of a post. The positions (as ok's) of
+-- the jobs, in the words sent_record reads from ARGV[at], whose platform
+-- id platform_ids records for another job, or an earlier job of the same
+-- call claims (two read-backs found one post): they must not be recorded
+-- sent with it. nil when none is.
+local function sent_taken(ids_key, at, n)
+  local nr = tonumber(ARGV[at])
+  if nr == 0 then return nil end
+  local pos = nr < n and at + 1 or nil
+  local first = at + 1 + (pos and nr or 0)
+  local taken, claimed, fields = nil, {}, {}
+  for c = 0, nr - 1, 4000 do
+    local e = math.min(c + 3999, nr - 1)
+    for r = c, e do fields[r - c + 1] = ARGV[first + 2 * r] end
+    local owners = redis.call('HMGET', ids_key, unpack(fields, 1, e - c + 1))
+    for r = c, e do
+      -- values compared only when the post has an owner (rare): per job
+      -- otherwise, two lookups and one store
+      local f, v = ARGV[first + 2 * r], ARGV[first + 2 * r + 1]
+      local owner = claimed[f] or owners[r - c + 1]
+      if owner and sent_owner(owner) ~= sent_owner(v) then
+        taken = taken or {}
+        taken[pos and tonumber(ARGV[pos + r]) or r + 1] = true
+      else
+        claimed[f] = v
+      end
+    end
+  end
+  return taken
 end
 
 local function sent_record(ids_key, polls_key, at, n, ok)
