@@ -23,6 +23,8 @@ typedef struct qreq {
     queue_lanes_cb *lanes_cb;
     queue_reply_cb *reply_cb;
     const char *reload_src; /* raw: the script to load again on NOSCRIPT */
+    char *fmt;              /* raw with reload_src: the command, kept to resend */
+    size_t fmt_len;
     void *priv;
     char **lanes; /* fetch: lane names by index */
     int nlanes;
@@ -78,6 +80,7 @@ static void on_closer(struct ev_loop *loop, ev_timer *w, int revents);
 static void req_free(qreq *r)
 {
     qa_release(&r->argv);
+    free(r->fmt);
     queue_strv_free(r->lanes, r->nlanes);
     free(r->order);
     free(r);
@@ -241,26 +244,24 @@ static void on_reply_body(redisAsyncContext *c, redisReply *rep, qreq *r)
                                         : "redis: connection lost");
         return;
     }
+    const char *src = r->script >= 0 ? queue_scripts[r->script].src : r->reload_src;
+    if (src && !r->retried && rep->type == REDIS_REPLY_ERROR &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* the script cache was flushed while Redis stayed up (SCRIPT FLUSH,
+         * a restart without it): load it and resend, once; the connection
+         * keeps order, so the load runs first (and before anything sent
+         * later). The callback runs once, with the resend's answer. */
+        r->retried = 1;
+        redisAsyncCommand(c, NULL, NULL, "SCRIPT LOAD %s", src);
+        send_req(qa, r);
+        return;
+    }
     if (r->kind == RK_RAW) {
-        int noscript = rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0;
-        /* flushed behind our back: loaded again for the next call; this
-         * one fails, as the caller's command is not kept to resend */
-        if (noscript && r->reload_src)
-            redisAsyncCommand(c, NULL, NULL, "SCRIPT LOAD %s", r->reload_src);
         qa->depth++;
         if (rep->type == REDIS_REPLY_ERROR) r->reply_cb(NULL, rep->str, r->priv);
         else r->reply_cb(rep, NULL, r->priv);
         qa->depth--;
         req_free(r);
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->retried &&
-        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-        /* the script cache was flushed: load it and resend; the connection
-         * keeps order, so the load runs first */
-        r->retried = 1;
-        redisAsyncCommand(c, NULL, NULL, "SCRIPT LOAD %s", queue_scripts[r->script].src);
-        send_req(qa, r);
         return;
     }
     hr_err err = {0};
@@ -350,7 +351,9 @@ static void sent(queue_async *qa, qreq *r, int rc)
 
 static void send_req(queue_async *qa, qreq *r)
 {
-    if (sendable(qa, r))
+    if (!sendable(qa, r)) return;
+    if (r->fmt) sent(qa, r, redisAsyncFormattedCommand(qa->ac, on_reply, r, r->fmt, r->fmt_len));
+    else
         sent(qa, r,
              redisAsyncCommandArgv(qa->ac, on_reply, r, r->argv.argc,
                                    (const char **)r->argv.argv, r->argv.lens));
@@ -868,6 +871,13 @@ void queue_async_formatted(queue_async *qa, const char *cmd, size_t len,
     qreq *r = req_new(qa, RK_RAW, -1, priv);
     r->reply_cb = cb;
     r->reload_src = reload_src;
+    if (reload_src) { /* kept for one resend after NOSCRIPT (on_reply_body) */
+        r->fmt = hr_malloc(len ? len : 1);
+        memcpy(r->fmt, cmd, len);
+        r->fmt_len = len;
+        send_req(qa, r);
+        return;
+    }
     /* hiredis copies the command now */
     if (sendable(qa, r)) sent(qa, r, redisAsyncFormattedCommand(qa->ac, on_reply, r, cmd, len));
 }

@@ -537,8 +537,9 @@ void queue_async_set_timeout(queue_async *qa, int timeout_ms);
  * protocol; copied now). cb runs exactly once: with the reply (valid only
  * during cb), or NULL and a message (an error reply's text, a failure).
  * reload_src (static, may be NULL) is the script an EVALSHA in cmd runs:
- * loaded again when Redis answers NOSCRIPT, for the next call (this one
- * fails). Timed as qa's own commands. */
+ * when Redis answers NOSCRIPT (its script cache was flushed), it is loaded
+ * again and cmd (then kept) resent once, ahead of anything sent later; cb
+ * gets the resend's answer. Timed as qa's own commands. */
 typedef void queue_reply_cb(struct redisReply *reply, const char *errmsg, void *priv);
 void queue_async_formatted(queue_async *qa, const char *cmd, size_t len,
                            const char *reload_src, queue_reply_cb *cb, void *priv);

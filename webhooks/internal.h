@@ -74,8 +74,8 @@ void hook_redis_flush(hook_redis *r);
 void hook_resp_arg(hr_buf *b, const char *v, size_t len);
 /* hook_redis_formatted sends cmd, a whole command in the Redis protocol
  * ("*<argc>\r\n" then hook_resp_arg's); src is the script an EVALSHA in
- * it runs, or NULL. When Redis answers NOSCRIPT, src is loaded again before
- * cb runs (with the error), so a command cb sends again finds it. cb runs
+ * it runs, or NULL. When Redis answers NOSCRIPT, src is loaded again and
+ * cmd resent once (queue_async_formatted): cb gets that answer. cb runs
  * exactly once. */
 void hook_redis_formatted(hook_redis *r, const char *src, const char *cmd, size_t len,
                           hook_redis_cb *cb, void *priv);

@@ -115,8 +115,7 @@ void hook_redis_formatted(hook_redis *r, const char *src, const char *cmd, size_
         cb(NULL, "redis: not connected", priv);
         return;
     }
-    /* a script flushed behind our back is loaded again, ahead of anything
-     * sent after this one: this one fails with NOSCRIPT, and cb may send it
-     * again (on_batch does, once) */
+    /* a script flushed behind our back is loaded again and this command
+     * resent once, ahead of anything sent after it (queue_async) */
     queue_async_formatted(r->qa, cmd, len, src, cb, priv);
 }

@@ -73,7 +73,6 @@ typedef struct rec_ctx {
  * that call replies. */
 typedef struct batch {
     hook_server *s;
-    int resent; /* sent again after NOSCRIPT */
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
@@ -189,20 +188,9 @@ static void batch_free(batch *b)
  * request was refused), then per token 1 accepted, 2 a redelivery of the
  * same request (its events are duplicates), 4 used before with another
  * body. */
-static void send_batch(hook_server *s, batch *b);
-
 static void on_batch(redisReply *rep, const char *errmsg, void *priv)
 {
     batch *b = priv;
-    if (!rep && !b->resent && errmsg && strncmp(errmsg, "NOSCRIPT", 8) == 0) {
-        /* the script cache was flushed (SCRIPT FLUSH, a Redis restarted
-         * without it) although Redis is up: queue_async loaded the script
-         * again ahead of this on the connection, so the batch goes once
-         * more before anyone is answered */
-        b->resent = 1;
-        send_batch(b->s, b);
-        return;
-    }
     b->s->inflight--;
     int ok = rep && rep->type == REDIS_REPLY_STRING && (int)rep->len == b->nevents + b->ntoks;
     if (!ok)

@@ -1,8 +1,11 @@
 /* test_async.c: the async queue on a libev loop: register, fetch, attempt,
  * ack; a Redis restart mid-run (the handle reconnects with backoff); the
- * handle freed with requests pending (each callback still runs once). */
+ * handle freed with requests pending (each callback still runs once); a
+ * script call resent once after the script cache was flushed. */
 #include <ev.h>
+#include <hiredis/hiredis.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "queue.h"
@@ -245,11 +248,89 @@ static void test_free_in_callback(void)
     ev_loop_destroy(loop);
 }
 
+/* A script call through queue_async_formatted whose script Redis's cache
+ * lost (SCRIPT FLUSH between two calls, Redis up) is answered by its
+ * script all the same: loaded again and resent once, its callback run
+ * once with that answer. A command whose script cannot be found even
+ * then (reload_src is not its script) is resent once only and fails. */
+typedef struct raw_calls {
+    int calls, ok;
+    char err[128];
+} raw_calls;
+
+static void on_raw_reply(struct redisReply *rep, const char *errmsg, void *priv)
+{
+    raw_calls *c = priv;
+    c->calls++;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 7) c->ok++;
+    if (!rep) snprintf(c->err, sizeof c->err, "%s", errmsg ? errmsg : "?");
+}
+
+static void formatted_call(struct ev_loop *loop, queue_async *qa, const char *sha,
+                           const char *src, raw_calls *c)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommand(&cmd, "EVALSHA %s 0", sha);
+    REQUIRE(len > 0);
+    int before = c->calls;
+    queue_async_formatted(qa, cmd, (size_t)len, src, on_raw_reply, c);
+    redisFreeCommand(cmd);
+    for (int i = 0; i < 500 && c->calls == before; i++) ev_run(loop, EVRUN_ONCE);
+    ev_run(loop, EVRUN_NOWAIT); /* a second callback would run by now */
+}
+
+static long scripts_evaluated(void)
+{
+    char *s = th_redis_cmd(R, "INFO commandstats");
+    const char *p = s ? strstr(s, "cmdstat_evalsha:calls=") : NULL;
+    long n = p ? atol(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    free(s);
+    return n;
+}
+
+static void test_formatted_noscript(void)
+{
+    static const char src[] = "return 7";
+    static const char other[] = "return 8";
+    char *sha = th_redis_cmd(R, "SCRIPT LOAD %s", src);
+    REQUIRE(sha && strlen(sha) == 40);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = "a4"};
+    hr_err err = {0};
+    queue_async *qa = queue_async_new(loop, &o, &err);
+    REQUIRE(qa);
+    for (int i = 0; i < 50 && !queue_async_connected(qa); i++) ev_run(loop, EVRUN_ONCE);
+    REQUIRE(queue_async_connected(qa));
+    raw_calls c = {0};
+    formatted_call(loop, qa, sha, src, &c);
+    CHECK_INT(c.calls, 1);
+    CHECK_INT(c.ok, 1);
+    free(th_redis_cmd(R, "SCRIPT FLUSH"));
+    formatted_call(loop, qa, sha, src, &c);
+    CHECK_INT(c.calls, 2);
+    CHECK_INT(c.ok, 2);
+    /* resent at most once: the wrong script loaded, NOSCRIPT again */
+    free(th_redis_cmd(R, "SCRIPT FLUSH"));
+    long before = scripts_evaluated();
+    formatted_call(loop, qa, sha, other, &c);
+    CHECK_INT(c.calls, 3);
+    CHECK_INT(c.ok, 2);
+    CHECK(strncmp(c.err, "NOSCRIPT", 8) == 0);
+    CHECK_INT(scripts_evaluated() - before, 2);
+    queue_async_free(qa);
+    ev_run(loop, EVRUN_NOWAIT);
+    ev_loop_destroy(loop);
+    free(sha);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
     th_run("flow", test_flow);
     th_run("not_connected", test_not_connected);
     th_run("free_in_callback", test_free_in_callback);
+    th_run("formatted_noscript", test_formatted_noscript);
     return th_main_end();
 }
