@@ -76,6 +76,11 @@ typedef struct batch {
     hr_buf args; /* the per-event ARGV, already in the Redis protocol */
     int nargs;
     int nevents;
+    /* the events' platform keys and suppression digests, 2 ARGV each,
+     * sent only when one is not empty: most events have neither, and each
+     * ARGV costs Redis about 1,000 instructions */
+    hr_buf keys;
+    int has_keys;
     hr_buf toks; /* Mailgun's signature tokens: 4 ARGV each, after the events */
     int ntoks;
     rec_ctx **ctxs;
@@ -176,6 +181,7 @@ static void answer_unavailable(rec_ctx *x, const char *errmsg)
 static void batch_free(batch *b)
 {
     hr_buf_release(&b->args);
+    hr_buf_release(&b->keys);
     hr_buf_release(&b->toks);
     for (int i = 0; i < b->nctxs; i++)
         free(b->ctxs[i]);
@@ -228,16 +234,19 @@ static void send_batch(hook_server *s, batch *b)
 {
     hr_buf cmd;
     hr_buf_init(&cmd);
-    hr_buf_reserve(&cmd, s->call_head.len + b->args.len + 128);
+    hr_buf_reserve(&cmd, s->call_head.len + b->args.len + b->keys.len + b->toks.len + 128);
     char num[24];
+    int nkeys = b->has_keys ? 2 * b->nevents : 0;
     hr_buf_putc(&cmd, '*');
-    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 4 + b->nargs + 4 * b->ntoks));
+    hr_buf_append(&cmd, num, hook_fmt_i64(num, 3 + K_N + 5 + b->nargs + nkeys + 4 * b->ntoks));
     hr_buf_puts(&cmd, "\r\n");
     hr_buf_append(&cmd, s->call_head.data, s->call_head.len);
-    const int64_t head[4] = {hr_now_ms(), s->seen_period_ms, s->stream_maxlen, b->nevents};
-    for (int k = 0; k < 4; k++)
+    const int64_t head[5] = {hr_now_ms(), s->seen_period_ms, s->stream_maxlen, b->nevents,
+                             b->has_keys};
+    for (int k = 0; k < 5; k++)
         hook_resp_arg(&cmd, num, hook_fmt_i64(num, head[k]));
     hr_buf_append(&cmd, b->args.data, b->args.len);
+    if (b->has_keys) hr_buf_append(&cmd, b->keys.data, b->keys.len);
     if (b->ntoks) hr_buf_append(&cmd, b->toks.data, b->toks.len);
     hook_redis_formatted(s->redis, hook_lua_record, cmd.data, cmd.len, on_batch, b);
     hr_buf_release(&cmd);
@@ -301,14 +310,16 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const cha
         push_arg(b, e->campaign ? e->campaign : "");
         if (e->platform && e->platform_id) { /* "platform:id" */
             char *pk = hr_asprintf("%s:%s", e->platform, e->platform_id);
-            push_arg(b, pk);
+            hook_resp_arg(&b->keys, pk, strlen(pk));
             free(pk);
+            b->has_keys = 1;
         } else {
-            push_arg(b, "");
+            hook_resp_arg(&b->keys, "", 0);
         }
         char digest[65] = "";
         if (e->email && queue_suppress_hash(s->secret, e->email, digest) != 0) digest[0] = '\0';
-        push_arg(b, digest);
+        hook_resp_arg(&b->keys, digest, strlen(digest));
+        if (digest[0]) b->has_keys = 1;
         push_arg(b, e->platform ? e->platform : "");
         char ts[24];
         hook_fmt_i64(ts, e->ts_ms);

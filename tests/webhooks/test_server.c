@@ -524,14 +524,14 @@ static void test_record_tokens(void)
     "{r}:ev:seen:0 {r}:events {r}:suppressed {r}:done {r}:jobs {r}:platform_ids "                  \
     "{r}:eng:jobs {r}:eng:campaigns {r}:eng:contacts {r}:eng:totals {r}:ev:seen:1 "
     char *v =
-        rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 4 "
-             "mailgun:x1 open %s %s %s %s mailgun 0 "
-             "mailgun:x2 open %s %s %s %s mailgun 0 "
-             "mailgun:x2 open %s %s %s %s mailgun 0 "
-             "mailgun:x1 open %s %s %s %s mailgun 0 "
+        rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 4 0 "
+             "mailgun:x1 open %s %s mailgun 0 "
+             "mailgun:x2 open %s %s mailgun 0 "
+             "mailgun:x2 open %s %s mailgun 0 "
+             "mailgun:x1 open %s %s mailgun 0 "
              "mailgun-token:T 1 1 d1 mailgun-token:T 2 1 d2 mailgun-token:U 3 1 d3 "
              "mailgun-token:T 4 1 d1",
-             hook_lua_record, now, "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "");
+             hook_lua_record, now, "", "", "", "", "", "", "", "");
     CHECK_STR(v ? v : "(nil)", "34321412");
     free(v);
     CHECK_INT(rint_("HGET {r}:eng:totals open"), 2);
@@ -543,9 +543,10 @@ static void test_record_tokens(void)
     CHECK_STR(v ? v : "(nil)", "d1");
     free(v);
     /* a later call: the same digest a duplicate, another refused */
-    v = rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 2 "
-             "mailgun:x1 open %s %s %s %s mailgun 0 "
-             "mailgun:x9 open %s %s %s %s mailgun 0 "
+    v = rcmd("EVAL %s 11 " RKEYS "%s 604800000 1000 2 1 "
+             "mailgun:x1 open %s %s mailgun 0 "
+             "mailgun:x9 open %s %s mailgun 0 "
+             "%s %s %s %s "
              "mailgun-token:T 1 1 d1 mailgun-token:U 2 1 d9",
              hook_lua_record, now, "", "", "", "", "", "", "", "");
     CHECK_STR(v ? v : "(nil)", "2424");

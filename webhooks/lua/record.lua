@@ -2,8 +2,11 @@
 -- KEYS: 1 seen:0, 2 events (stream), 3 suppressed (hash), 4 done (hash),
 --       5 jobs (hash), 6 platform_ids (hash), 7 eng:jobs, 8 eng:campaigns,
 --       9 eng:contacts, 10 eng:totals (hashes), 11 seen:1
--- ARGV: now_ms, seen_period_ms, stream_maxlen, n, then 8 per event:
---       id, type, job, campaign, platform_key, suppress_digest, platform, ts_ms
+-- ARGV: now_ms, seen_period_ms, stream_maxlen, n, has_keys, then 6 per
+--       event: id, type, job, campaign, platform, ts_ms; then, if has_keys
+--       is 1, 2 per event: platform_key, suppress_digest (else both are ''
+--       for every event: most events have neither, and each ARGV costs Redis
+--       about 1,000 instructions, 2 % of an event);
 --       then 4 per signature token (Mailgun's), if any: the token's seen-id
 --       name, the index of its request's first event, its number of events,
 --       the digest of its request's signed content (its event-data)
@@ -20,13 +23,19 @@
 local A = ARGV
 local now = A[1] -- kept a string: Lua numbers would be re-formatted per call
 local n = tonumber(A[4])
+-- platform keys and digests: event i's at xo + 2i - 1 and xo + 2i
+local xo = A[5] == '1' and 5 + n * 6 or nil
+local to = 5 + n * 6 + (xo and n * 2 or 0) -- token t's four: to + 4t - 3 ..
 local call, sub, find, match = redis.call, string.sub, string.find, string.match
 
 -- unpack() has a stack limit: long lists go in chunks of 1000
 local function hmget(key, list)
+  local m = #list
+  if m == 0 then return {} end
+  if m <= 1000 then return call('HMGET', key, unpack(list)) end
   local res = {}
-  for s = 1, #list, 1000 do
-    local part = call('HMGET', key, unpack(list, s, math.min(s + 999, #list)))
+  for s = 1, m, 1000 do
+    local part = call('HMGET', key, unpack(list, s, math.min(s + 999, m)))
     for k = 1, #part do res[s + k - 1] = part[k] end
   end
   return res
@@ -43,10 +52,8 @@ end
 local period = math.floor(tonumber(now) / tonumber(A[2]))
 local cur, old = KEYS[1], KEYS[11]
 if period % 2 == 1 then cur, old = old, cur end
-local cur_p = call('HGET', cur, '_period')
 local old_p = call('HGET', old, '_period')
-local fresh = cur_p ~= tostring(period) -- cur belongs to an expired period
-local stale = old_p and old_p ~= tostring(period - 1) -- old too
+local stale = old_p and old_p ~= tostring(period - 1) -- old belongs to an expired period
 if stale then old_p = nil end
 
 -- Reads, one HMGET per hash per batch: seen ids, {NS}:done for job ids,
@@ -54,25 +61,39 @@ if stale then old_p = nil end
 -- {NS}:platform_ids only for events that carry a platform id.
 local ids, ukhs, pk, pkeys = {}, {}, {}, {}
 for i = 1, n do
-  local b = i * 8 - 3
+  local b = i * 6
   ids[i] = A[b]
   local job = A[b + 2]
   ukhs[i] = #job == 20 and sub(job, 9) or '-'
-  if A[b + 4] ~= '' then pk[#pk + 1] = i; pkeys[#pkeys + 1] = A[b + 4] end
+end
+if xo then
+  for i = 1, n do
+    local k = A[xo + 2 * i - 1]
+    if k ~= '' then pk[#pk + 1] = i; pkeys[#pkeys + 1] = k end
+  end
 end
 -- Tokens are looked up with the event ids, after them (ids[n + t]).
-local nt = (#A - 4 - n * 8) / 4
-for t = 1, nt do ids[n + t] = A[n * 8 + 4 * t + 1] end
-local in_cur = fresh and {} or hmget(cur, ids)
+local nt = (#A - to) / 4
+for t = 1, nt do ids[n + t] = A[to + 4 * t - 3] end
+-- cur's period is read with its ids (one call less); when cur belongs to
+-- an expired period (fresh), what it holds is not seen
+local ni = #ids
+ids[ni + 1] = '_period'
+local in_cur = hmget(cur, ids)
+local fresh = in_cur[ni + 1] ~= tostring(period)
+ids[ni + 1] = nil
+if fresh then in_cur = {} end
 local in_old = old_p and hmget(old, ids) or {}
 local done = hmget(KEYS[4], ukhs)
-local sent, queued, qi, qk = {}, {}, {}, {}
+-- done[i] is kept only for a sent job (its record starts with the job id)
+local queued, qi, qk = {}, {}, {}
 for i = 1, n do
-  if ukhs[i] ~= '-' then
+  if ukhs[i] == '-' then
+    done[i] = false
+  else
     local d = done[i]
-    if d and find(d, A[i * 8 - 1], 1, true) == 1 then
-      sent[i] = true
-    else
+    if not (d and find(d, A[i * 6 + 2], 1, true) == 1) then
+      done[i] = false
       qi[#qi + 1] = i; qk[#qk + 1] = ukhs[i]
     end
   end
@@ -93,7 +114,7 @@ end
 -- request: its events go the duplicates' way, coded 4, and count nowhere.
 local tok_out, tok_batch, refused = {}, {}, {}
 for t = 1, nt do
-  local b = n * 8 + 4 * t + 1
+  local b = to + 4 * t - 3
   local tok, dig = ids[n + t], A[b + 3]
   local used = in_cur[n + t] or in_old[n + t] or tok_batch[tok]
   if used then
@@ -116,7 +137,7 @@ local ejob, ecamp = {}, {} -- of recorded events, when not as sent
 local c_jobs, c_camps, c_conts, c_tot = {}, {}, {}, {}
 local camp_keys, supp_set, cont_jobs, cont_new = {}, {}, {}, {}
 for i = 1, n do
-  local b = i * 8 - 3
+  local b = i * 6
   local id = ids[i]
   if in_cur[i] or in_old[i] or batch_seen[id] then
     if refused[i] then
@@ -133,10 +154,11 @@ for i = 1, n do
     local typ, job, camp = A[b + 1], A[b + 2], A[b + 3]
     -- a job id names a job that was sent (in done) or is queued; the
     -- campaign is the job's own when known (jc), not what the event claims
-    local j, jc = queued[i], nil
-    local matched = sent[i] or (j and sub(j, 1, 8) == sub(job, 1, 8)) or false
-    if sent[i] then -- id, platform id, sent at, latency, cost, campaign
-      jc = match(done[i], '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t(.*)$')
+    local d, j, jc = done[i], queued[i], nil
+    local matched = d and true or (j and sub(j, 1, 8) == sub(job, 1, 8)) or false
+    if d then -- id, platform id, sent at, latency, cost, campaign; the id
+      -- (the job's, 20 characters) was checked: the match starts after it
+      jc = match(d, '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t(.*)', 21)
     elseif matched then -- rare: engagement before the send's ack
       local ok, t = pcall(cmsgpack.unpack, sub(j, 9)) -- key 5: the campaign
       if ok and type(t) == 'table' then jc = type(t[5]) == 'string' and t[5] or '' end
@@ -168,7 +190,7 @@ for i = 1, n do
       ejob[i] = ''
     end
     c_tot[typ] = (c_tot[typ] or 0) + 1
-    local supp = A[b + 5]
+    local supp = xo and A[xo + 2 * i] or ''
     if supp ~= '' then
       if (typ == 'bounce' or typ == 'spam' or typ == 'unsubscribe') and not supp_set[supp] then
         supp_set[supp] = typ .. '\t' .. now -- the first reason is kept
@@ -195,18 +217,19 @@ if fresh then
   call('HSET', cur, '_period', period)
 end
 if stale then call('UNLINK', old) end
+local events = KEYS[2]
 for i = 1, n do
   local o = out[i]
   if o == '1' or o == '3' then
-    local b = i * 8 - 3
-    call('XADD', KEYS[2], '*', 'type', A[b + 1], 'job', ejob[i] or A[b + 2],
-      'campaign', ecamp[i] or A[b + 3], 'platform', A[b + 6], 'ts', A[b + 7], 'event', A[b])
+    local b = i * 6
+    call('XADD', events, '*', 'type', A[b + 1], 'job', ejob[i] or A[b + 2],
+      'campaign', ecamp[i] or A[b + 3], 'platform', A[b + 4], 'ts', A[b + 5], 'event', A[b])
   end
 end
 for t = 1, nt do
   if tok_out[t] == '1' then
     new_ids[#new_ids + 1] = ids[n + t]
-    new_ids[#new_ids + 1] = A[n * 8 + 4 * t + 4]
+    new_ids[#new_ids + 1] = A[to + 4 * t]
   end
 end
 if nn > 0 then call('XTRIM', KEYS[2], 'MAXLEN', '~', A[3]) end
