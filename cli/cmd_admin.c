@@ -65,8 +65,9 @@ int cmd_resume(int argc, char **argv)
 /* ------------------------------------------------------ config check */
 
 /* Every directive some module reads (docs/config.md describes each), with
- * the form its value must take. */
-enum value_kind { V_ANY, V_INT, V_DURATION, V_LEVEL };
+ * the form its value must take; the integer ones, with their ranges, are
+ * common's hr_int_directives. */
+enum value_kind { V_ANY, V_DURATION, V_LEVEL };
 static const struct directive {
     const char *name;
     enum value_kind kind;
@@ -79,7 +80,6 @@ static const struct directive {
     {"namespace", V_ANY},
     {"secret-file", V_ANY},
     {"credentials-dir", V_ANY},
-    {"lease-ms", V_INT},
     {"poll-schedule", V_ANY},
     {"reauth-hold", V_DURATION},
     {"reconcile-interval", V_DURATION},
@@ -88,20 +88,11 @@ static const struct directive {
     {"reconcile-exact-settle", V_DURATION},
     {"retry-base", V_DURATION},
     {"retry-cap", V_DURATION},
-    {"worker-redis-timeout-ms", V_INT},
     {"worker-hang-timeout", V_DURATION},
     {"sandbox-listen", V_ANY},
     {"sandbox-smtp-listen", V_ANY},
     {"sandbox-webhooks-url", V_ANY},
     {"webhooks-listen", V_ANY},
-    {"webhooks-dedupe-days", V_INT},
-    {"webhooks-idle-timeout-ms", V_INT},
-    {"webhooks-max-body", V_INT},
-    {"webhooks-max-conns", V_INT},
-    {"webhooks-replay-window", V_INT},
-    {"webhooks-request-timeout-ms", V_INT},
-    {"webhooks-redis-timeout-ms", V_INT},
-    {"webhooks-stream-maxlen", V_INT},
     {"sendgrid-webhook-key-file", V_ANY},
     {"mailgun-signing-key-file", V_ANY},
     {"postmark-webhook-auth-file", V_ANY},
@@ -195,7 +186,17 @@ static int is_known(const char *key)
 {
     for (int i = 0; known[i].name; i++)
         if (strcmp(known[i].name, key) == 0) return 1;
+    for (int i = 0; hr_int_directives[i].key; i++)
+        if (strcmp(hr_int_directives[i].key, key) == 0) return 1;
     return 0;
+}
+
+/* report_err reports e (a module's "path:line: reason", or a bare reason
+ * at line) as an error, or as a warning when warn. */
+static void report_err(checker *k, int warn, int line, const hr_err *e)
+{
+    if (!e->code) return;
+    report(k, warn, line, "%s", strip_prefix(e->msg, k->path, &line));
 }
 
 static void check_accounts(checker *k)
@@ -226,7 +227,11 @@ static void check_accounts(checker *k)
         }
         hr_err_clear(&e);
         if (plat_account_opt(a, "credentials", NULL)) {
-            if (plat_account_load_credential(a, k->c, &e) < 0) report(k, 0, l->line, "%s", e.msg);
+            hr_err w = {0};
+            if (plat_account_load_credential(a, k->c, &w, &e) < 0)
+                report(k, 0, l->line, "%s", e.msg);
+            else
+                report_err(k, 1, l->line, &w);
         } else if (strcmp(a->platform, "webhook") != 0) {
             report(k, 1, l->line, "account %s:%s: no credentials= (fine for the sandbox only)",
                    a->platform, a->name);
@@ -335,10 +340,6 @@ static void check_globals(checker *k, int online)
         const char *name = known[i].name;
         hr_err e = {0};
         int64_t v;
-        if (known[i].kind == V_INT && hr_config_get_i64(k->c, name, 0, &v, &e) < 0) {
-            int line = line_of(k->c, name);
-            report(k, 0, line, "%s", strip_prefix(e.msg, k->path, &line));
-        }
         const char *val = hr_config_get(k->c, name, NULL);
         if (known[i].kind == V_DURATION && val && worker_parse_duration(val, &v, &e) < 0)
             report(k, 0, line_of(k->c, name), "%s: %s", name, e.msg);
@@ -347,6 +348,23 @@ static void check_globals(checker *k, int online)
             report(k, 0, line_of(k->c, name), "%s: \"%s\" is not debug, info, warn or error",
                    name, val);
     }
+    /* numbers in the ranges the modules take them in */
+    int bad_window = 0;
+    for (int i = 0; hr_int_directives[i].key; i++) {
+        const char *name = hr_int_directives[i].key;
+        hr_err e = {0};
+        int64_t v;
+        if (hr_config_int(k->c, name, &v, &e) == 0) continue;
+        report_err(k, 0, line_of(k->c, name), &e);
+        bad_window |= strcmp(name, "webhooks-replay-window") == 0 ||
+                      strcmp(name, "webhooks-dedupe-days") == 0;
+    }
+    int64_t window_s, days;
+    hr_err we = {0};
+    if (!bad_window && hr_config_int(k->c, "webhooks-replay-window", &window_s, &we) == 0 &&
+        hr_config_int(k->c, "webhooks-dedupe-days", &days, &we) == 0 &&
+        hook_window_check(window_s, days, &we) != 0)
+        report_err(k, 0, line_of(k->c, "webhooks-dedupe-days"), &we);
     /* Redis: the URL parses (and, with --online, answers) */
     const char *url = hr_config_get(k->c, "redis-url", NULL);
     queue_opts o = {0};
@@ -363,23 +381,24 @@ static void check_globals(checker *k, int online)
         queue_free(q);
     }
     /* the install's secret (unsubscribe links, suppression list) */
-    hr_err e = {0};
-    char *secret = hr_secret_load(k->c, &e);
-    if (!secret) report(k, 0, line_of(k->c, "secret-file"), "secret: %s", e.msg);
+    hr_err e = {0}, warn = {0};
+    char *secret = hr_secret_load(k->c, &warn, &e);
+    if (!secret) report(k, 0, line_of(k->c, "secret-file"), "%s", e.msg);
+    else report_err(k, 1, line_of(k->c, "secret-file"), &warn);
     free(secret);
-    /* webhook verification keys named by *-file directives */
+    /* webhook verification keys: the *-file directives, else the service's
+     * credentials, read (and SendGrid's parsed) as `herald webhooks` does */
     static const char *creds[][2] = {{"sendgrid-webhook-key-file", "sendgrid-webhook-key"},
                                      {"mailgun-signing-key-file", "mailgun-signing-key"},
                                      {"postmark-webhook-auth-file", "postmark-webhook-auth"},
                                      {"webhook-hmac-key-file", "webhook-hmac-key"}};
     for (size_t i = 0; i < HR_ARRAY_LEN(creds); i++) {
-        if (!hr_config_get(k->c, creds[i][0], NULL)) continue;
-        hr_err ce = {0};
-        char *v = hook_credential(k->c, creds[i][0], creds[i][1], &ce);
-        if (!v)
-            report(k, 0, line_of(k->c, creds[i][0]), "%s: %s", creds[i][0],
-                   ce.code || ce.msg[0] ? ce.msg : "cannot be read");
-        free(v);
+        hr_err ce = {0}, cw = {0};
+        int line = line_of(k->c, creds[i][0]);
+        if (hook_credential_check(k->c, creds[i][0], creds[i][1], &cw, &ce) != 0)
+            report_err(k, 0, line, &ce);
+        else
+            report_err(k, 1, line, &cw);
     }
 }
 

@@ -15,7 +15,7 @@ int cmd_forget(int argc, char **argv)
         return 2;
     }
     hr_err err = {0};
-    char *secret = hr_secret_load(cli_config(), &err);
+    char *secret = hr_secret_load(cli_config(), NULL, &err);
     if (!secret) {
         fprintf(stderr, "herald forget: %s\n", err.msg);
         return 2;

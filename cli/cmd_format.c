@@ -53,7 +53,7 @@ static plat_account *pick_account(const char *platform, const char *name,
     if (!a) return NULL;
     hr_err cerr = {0};
     /* a preview shows where the secret goes, never the secret */
-    if (plat_account_load_credential(a, c, &cerr) != 0 || !a->credential)
+    if (plat_account_load_credential(a, c, NULL, &cerr) != 0 || !a->credential)
         a->credential = hr_strdup("CREDENTIAL");
     return a;
 }
@@ -117,7 +117,7 @@ int cmd_format(int argc, char **argv)
     int rc;
     if (job) {
         hr_err serr = {0};
-        secret = hr_secret_load(cli_config(), &serr);
+        secret = hr_secret_load(cli_config(), NULL, &serr);
         plat_ctx ctx = {.secret = secret};
         if (!job->id[0]) queue_job_assign_id(job);
         rc = plat_format_job(a, job, &ctx, flags, &post, &err);

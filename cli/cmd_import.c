@@ -110,7 +110,7 @@ static int run_import(int argc, char **argv, int preview)
         o.planned_priv = &pc;
         pc.cfg = cli_config();
         hr_err se = {0};
-        pc.secret = hr_secret_load(pc.cfg, &se); /* NULL: emails show no unsubscribe URL */
+        pc.secret = hr_secret_load(pc.cfg, NULL, &se); /* NULL: emails show no unsubscribe URL */
     }
     o.path = argv[1];
     if (fmt) {

@@ -85,9 +85,11 @@ int cmd_worker(int argc, char **argv)
         fprintf(stderr, "herald worker: --shutdown-timeout: %s\n", err.msg);
         return 2;
     }
+    /* a lease shorter than a second lapses between heartbeats (lease/3) */
     if ((v = cli_take_opt(&argc, argv, "lease")) &&
-        worker_parse_duration(v, &o.lease_ms, &err) != 0) {
-        fprintf(stderr, "herald worker: --lease: %s\n", err.msg);
+        (worker_parse_duration(v, &o.lease_ms, &err) != 0 || o.lease_ms < 1000)) {
+        fprintf(stderr, "herald worker: --lease: %s\n",
+                err.code ? err.msg : "shorter than 1s");
         return 2;
     }
     o.once = cli_has_flag(&argc, argv, "once");
@@ -105,6 +107,11 @@ int cmd_worker(int argc, char **argv)
         return 2;
     }
     o.check = config_fit;
+    /* config check has range-checked it */
+    if (!o.lease_ms && hr_config_int(o.config, "lease-ms", &o.lease_ms, &err) != 0) {
+        fprintf(stderr, "herald worker: %s\n", err.msg);
+        return 2;
+    }
     worker_pool_conf pool;
     if (worker_pool_conf_get(o.config, o.platforms, &pool, &err) != 0) {
         fprintf(stderr, "herald worker: %s\n", err.msg);

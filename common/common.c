@@ -2,6 +2,7 @@
  * No global state here. */
 #include "common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -360,4 +361,12 @@ int hr_parse_i64(const char *s, int64_t *out)
     if (errno || *end) return -1;
     *out = v;
     return 0;
+}
+
+size_t hr_trim_end(char *s, size_t n)
+{
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    s[n] = '\0';
+    return n;
 }

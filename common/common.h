@@ -150,6 +150,20 @@ int hr_config_get_i64(const hr_config *c, const char *key, int64_t def, int64_t 
  * *pos = -1), or NULL; used for repeated directives such as "account". */
 const hr_conf_line *hr_config_next(const hr_config *c, const char *key, int *pos);
 
+/* Every integer directive, with its default and the range a value must be
+ * in: the one list the modules read them through and `config check` checks
+ * them by, so a value a process would refuse never passes the check. */
+typedef struct hr_int_directive {
+    const char *key;
+    int64_t def, min, max;
+} hr_int_directive;
+extern const hr_int_directive hr_int_directives[]; /* ends with a NULL key */
+/* hr_config_int reads the integer directive key (it must be in
+ * hr_int_directives): its value, else its default. Returns 0, or -1 with
+ * "path:line: key: expected MIN..MAX, got V" (or "not a number") in err and
+ * *out untouched. */
+int hr_config_int(const hr_config *c, const char *key, int64_t *out, hr_err *err);
+
 /* ---- systemd */
 /* hr_notify sends a state line to systemd ("READY=1", "STOPPING=1",
  * "WATCHDOG=1", "STATUS=..."); outside systemd it does nothing. */
@@ -159,11 +173,22 @@ void hr_notify(const char *state);
 int64_t hr_notify_watchdog_ms(void);
 
 /* ---- secrets and signed tokens */
+/* hr_trim_end cuts s to its first n bytes less any trailing whitespace
+ * (space, tab, CR, LF...), in place; returns the new length. */
+size_t hr_trim_end(char *s, size_t n);
+/* hr_key_file_read reads the secret in the file at path (at most 64 KiB)
+ * with trailing whitespace removed: a new string, or NULL with "cannot open
+ * PATH: reason", "PATH is a directory" or "PATH is empty" in err. optional:
+ * a file that does not exist is NULL with err untouched (not configured).
+ * warn (may be NULL) gets "PATH is open to group or others" when the
+ * mode lets anyone but the owner read it; the caller reports or logs it. */
+char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err);
 /* hr_secret_load returns the install's secret (new string, >= 16 bytes):
  * $HERALD_SECRET, else the file named by config "secret-file", else
  * $CREDENTIALS_DIRECTORY/herald-secret. NULL with err when there is none.
- * The secret keys unsubscribe tokens and the suppression list. */
-char *hr_secret_load(const hr_config *c, hr_err *err);
+ * warn as hr_key_file_read's. The secret keys unsubscribe tokens and the
+ * suppression list. */
+char *hr_secret_load(const hr_config *c, hr_err *warn, hr_err *err);
 /* hr_hmac_sha256 writes the 32-byte HMAC of msg under key into out. */
 void hr_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                     unsigned char out[32]);

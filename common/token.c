@@ -1,34 +1,74 @@
 /* token.c: the install's secret, HMAC, base64url and signed unsubscribe
  * tokens. Crypto is OpenSSL's; this file only frames it. */
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
-static char *read_secret_file(const char *path, hr_err *err)
+char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        hr_err_set(err, "secret: cannot open %s: %m", path);
+        /* only a missing file is "not configured": a loop, a denied or a
+         * broken file would otherwise turn a route off without a word */
+        if (optional && errno == ENOENT) return NULL;
+        hr_err_set(err, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    struct stat st;
+    int known = fstat(fileno(f), &st) == 0;
+    if (known && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        hr_err_set(err, "%s is a directory", path);
+        return NULL;
+    }
+    /* as ssh does for keys: warn, a deployment may want a group to read it */
+    if (warn && known && (st.st_mode & 077))
+        hr_err_set(warn, "%s is open to group or others (mode %04o; chmod go-rwx)", path,
+                   (unsigned)(st.st_mode & 07777));
+    hr_buf b;
+    hr_buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while (b.len < 65536 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        hr_buf_append(&b, chunk, n);
+    int bad = ferror(f);
     fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
-    buf[n] = '\0';
-    if (n < 16) {
+    if (b.len) b.len = hr_trim_end(b.data, b.len);
+    if (bad || b.len == 0) {
+        if (b.data) explicit_bzero(b.data, b.len);
+        hr_buf_release(&b);
+        hr_err_set(err, bad ? "cannot read %s" : "%s is empty", path);
+        return NULL;
+    }
+    return hr_buf_detach(&b);
+}
+
+static char *read_secret_file(const char *path, hr_err *warn, hr_err *err)
+{
+    hr_err e = {0}, w = {0};
+    char *s = hr_key_file_read(path, 0, &w, &e);
+    if (w.code) hr_err_set(warn, "secret: %s", w.msg);
+    if (!s) {
+        hr_err_set(err, "secret: %s", e.msg);
+        return NULL;
+    }
+    if (strlen(s) < 16) {
+        explicit_bzero(s, strlen(s));
+        free(s);
         hr_err_set(err, "secret: %s: shorter than 16 bytes", path);
         return NULL;
     }
-    return hr_strdup(buf);
+    return s;
 }
 
-char *hr_secret_load(const hr_config *c, hr_err *err)
+char *hr_secret_load(const hr_config *c, hr_err *warn, hr_err *err)
 {
     const char *env = getenv("HERALD_SECRET");
     if (env) {
@@ -39,12 +79,12 @@ char *hr_secret_load(const hr_config *c, hr_err *err)
         return hr_strdup(env);
     }
     const char *file = hr_config_get(c, "secret-file", NULL);
-    if (file) return read_secret_file(file, err);
+    if (file) return read_secret_file(file, warn, err);
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
     if (dir) {
         char path[1024];
         snprintf(path, sizeof path, "%s/herald-secret", dir);
-        return read_secret_file(path, err);
+        return read_secret_file(path, warn, err);
     }
     hr_err_set(err, "secret: none configured (set HERALD_SECRET, secret-file, or a "
                     "herald-secret credential)");

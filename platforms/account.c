@@ -157,7 +157,8 @@ plat_account *plat_account_default(const char *platform, hr_err *err)
     return a;
 }
 
-int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *err)
+int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *warn,
+                                hr_err *err)
 {
     const char *name = plat_account_opt(a, "credentials", NULL);
     if (!name) return 0;
@@ -172,27 +173,21 @@ int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *er
                           "nor credentials-dir is set",
                           a->platform, a->name, name);
     char *path = hr_asprintf("%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int e = errno;
-        hr_err_set(err, "account %s:%s: credentials: %s: %s", a->platform, a->name, path,
-                   strerror(e));
-        free(path);
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, f);
-    fclose(f);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-        line[--n] = '\0';
-    if (n <= 0) {
-        free(line);
-        hr_err_set(err, "account %s:%s: credentials: %s is empty", a->platform, a->name, path);
-        free(path);
-        return -1;
-    }
+    hr_err e = {0}, w = {0};
+    char *line = hr_key_file_read(path, 0, &w, &e);
     free(path);
+    if (w.code)
+        hr_err_set(warn, "account %s:%s: credentials: %s", a->platform, a->name, w.msg);
+    if (!line)
+        return hr_err_set(err, "account %s:%s: credentials: %s", a->platform, a->name, e.msg);
+    /* the first line (trailing whitespace trimmed) */
+    size_t cap = strlen(line);
+    if (hr_trim_end(line, strcspn(line, "\n")) == 0) {
+        explicit_bzero(line, cap);
+        free(line);
+        return hr_err_set(err, "account %s:%s: credentials: first line of %s/%s is empty",
+                          a->platform, a->name, dir, name);
+    }
     free(a->credential);
     a->credential = hr_strdup(line);
     /* never in a log line, even when a platform echoes it in an error;

@@ -41,8 +41,10 @@ plat_account *plat_account_find(const hr_config *c, const char *platform, const 
 plat_account *plat_account_default(const char *platform, hr_err *err);
 /* plat_account_load_credential reads the file named by credentials= from
  * $CREDENTIALS_DIRECTORY or the config's credentials-dir (first line,
- * trailing whitespace trimmed). 0, or -1 with err (never the secret). */
-int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *err);
+ * trailing whitespace trimmed) with hr_key_file_read (warn as its). 0, or
+ * -1 with err (never the secret). */
+int plat_account_load_credential(plat_account *a, const hr_config *c, hr_err *warn,
+                                hr_err *err);
 void plat_account_free(plat_account *a);
 /* plat_account_opt returns the value of key= on the line (borrowed) or def. */
 const char *plat_account_opt(const plat_account *a, const char *key, const char *def);

@@ -289,7 +289,7 @@ static int load_contacts(imp *m, const hr_config *cfg)
         return -1;
     }
     if (m->q) {
-        char *secret = hr_secret_load(cfg, &e);
+        char *secret = hr_secret_load(cfg, NULL, &e);
         if (!secret) {
             hr_err_set(m->err,
                        "import: email needs the install's secret for the suppression "

@@ -36,6 +36,11 @@ hook_smtpd *hook_smtpd_new(struct ev_loop *loop, const char *listen, size_t max_
 int hook_smtpd_port(const hook_smtpd *d);
 void hook_smtpd_free(hook_smtpd *d);
 EVP_PKEY *hook_pubkey_load(const char *pubkey, hr_err *err);
+/* hook_sendgrid_key_load reads and parses SendGrid's public key
+ * (sendgrid-webhook-key-file, else the sendgrid-webhook-key credential).
+ * NULL with err->code 0 when not configured; errors name the directive and
+ * the file. */
+EVP_PKEY *hook_sendgrid_key_load(const hr_config *c, hr_err *warn, hr_err *err);
 int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *timestamp,
                              const char *body, size_t len, int64_t now_s, int window_s,
                              hr_err *err);

@@ -2053,7 +2053,7 @@ static void load_relay_keys(hook_sandbox *s, const hr_config *c)
         if (l->argc < 1 || strncmp(l->argv[0], "webhook:", 8) != 0) continue;
         hr_err e = {0};
         plat_account *a = plat_account_parse(l, c->path, &e);
-        if (a && plat_account_load_credential(a, c, &e) == 0 && a->credential) {
+        if (a && plat_account_load_credential(a, c, NULL, &e) == 0 && a->credential) {
             s->relay_keys =
                 hr_realloc(s->relay_keys, sizeof *s->relay_keys * (size_t)(s->nrelay_keys + 1));
             s->relay_keys[s->nrelay_keys++] = hr_strdup(a->credential);
@@ -2172,10 +2172,10 @@ hook_sandbox *hook_sandbox_new(struct ev_loop *loop, const hook_sandbox_opts *o,
     }
     hr_err cerr = {0};
     s->mailgun_key =
-        hook_credential(o->config, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
+        hook_credential(o->config, "mailgun-signing-key-file", "mailgun-signing-key", NULL, &cerr);
     s->postmark_auth =
-        hook_credential(o->config, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
-    s->generic_key = hook_credential(o->config, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
+        hook_credential(o->config, "postmark-webhook-auth-file", "postmark-webhook-auth", NULL, &cerr);
+    s->generic_key = hook_credential(o->config, "webhook-hmac-key-file", "webhook-hmac-key", NULL, &cerr);
     if (cerr.msg[0]) {
         hr_err_set(err, "sandbox: %s", cerr.msg);
         hook_sandbox_free(s);

@@ -592,6 +592,27 @@ static void on_request(hook_req *r, void *priv)
 
 /* -------------------------------------------------------- life cycle */
 
+int hook_window_check(int64_t window_s, int64_t dedupe_days, hr_err *err)
+{
+    /* Mailgun's tokens are remembered with the seen ids, for at least one
+     * period: that must outlast twice the window a token is good in */
+    if (window_s < 1)
+        return hr_err_set(err, "webhooks-replay-window: %lld turns the timestamp check off",
+                          (long long)window_s);
+    if (dedupe_days < 1 || dedupe_days * 86400 < 2 * window_s)
+        return hr_err_set(err,
+                          "webhooks-dedupe-days: %lld is less than twice "
+                          "webhooks-replay-window (%lld s)",
+                          (long long)dedupe_days, (long long)window_s);
+    return 0;
+}
+
+/* log_warning logs a credential file's warning (see hr_key_file_read) */
+static void log_warning(const hr_err *w)
+{
+    if (w->code) hr_log(HR_LOG_WARN, "webhooks: credential file", "warning", w->msg, NULL);
+}
+
 void hook_server_free(hook_server *s)
 {
     if (!s) return;
@@ -614,8 +635,10 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
 {
     hook_server *s = hr_calloc(1, sizeof *s);
     s->loop = loop;
-    s->secret = hr_secret_load(c, err);
+    hr_err warn_secret = {0};
+    s->secret = hr_secret_load(c, &warn_secret, err);
     if (!s->secret) goto fail;
+    log_warning(&warn_secret);
     const char *ns = hr_config_get(c, "namespace", "herald");
     for (int k = 0; k < K_N; k++)
         queue_key(ns, key_names[k], s->keys[k], sizeof s->keys[k]);
@@ -627,48 +650,37 @@ hook_server *hook_server_new(struct ev_loop *loop, const hr_config *c, const cha
     hook_resp_arg(&s->call_head, nkeys, hook_fmt_i64(nkeys, K_N));
     for (int k = 0; k < K_N; k++)
         hook_resp_arg(&s->call_head, s->keys[k], strlen(s->keys[k]));
-    int64_t v;
-    if (hr_config_get_i64(c, "webhooks-replay-window", 300, &v, err) != 0) goto fail;
-    s->window_s = (int)v;
-    if (hr_config_get_i64(c, "webhooks-dedupe-days", 7, &v, err) != 0) goto fail;
-    s->seen_period_ms = v * 86400000LL;
-    /* Mailgun's tokens are remembered with the seen ids, for at least one
-     * period: that must outlast twice the window a token is good in */
-    if (v < 1 || s->seen_period_ms < 2000LL * s->window_s) {
-        hr_err_set(err, "webhooks-dedupe-days: %lld is less than twice "
-                   "webhooks-replay-window (%d s)", (long long)v, s->window_s);
+    /* every number in its range (hr_int_directives), as config check has it */
+    int64_t v, days, max_body, max_conns, req_ms, idle_ms, redis_ms;
+    if (hr_config_int(c, "webhooks-replay-window", &v, err) != 0 ||
+        hr_config_int(c, "webhooks-dedupe-days", &days, err) != 0 ||
+        hook_window_check(v, days, err) != 0)
         goto fail;
-    }
-    if (hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &v, err) != 0) goto fail;
+    s->window_s = (int)v;
+    s->seen_period_ms = days * 86400000LL;
+    if (hr_config_int(c, "webhooks-stream-maxlen", &v, err) != 0 ||
+        hr_config_int(c, "webhooks-max-body", &max_body, err) != 0 ||
+        hr_config_int(c, "webhooks-max-conns", &max_conns, err) != 0 ||
+        hr_config_int(c, "webhooks-request-timeout-ms", &req_ms, err) != 0 ||
+        hr_config_int(c, "webhooks-idle-timeout-ms", &idle_ms, err) != 0 ||
+        hr_config_int(c, "webhooks-redis-timeout-ms", &redis_ms, err) != 0)
+        goto fail;
     s->stream_maxlen = (long)v;
-    hr_err cerr = {0};
-    char *pem = hook_credential(c, "sendgrid-webhook-key-file", "sendgrid-webhook-key", &cerr);
-    if (pem) {
-        s->sendgrid_key = hook_pubkey_load(pem, err);
-        free(pem);
-        if (!s->sendgrid_key) goto fail;
-    }
-    s->mailgun_key = hook_credential(c, "mailgun-signing-key-file", "mailgun-signing-key", &cerr);
-    s->postmark_auth =
-        hook_credential(c, "postmark-webhook-auth-file", "postmark-webhook-auth", &cerr);
-    s->generic_key = hook_credential(c, "webhook-hmac-key-file", "webhook-hmac-key", &cerr);
+    hr_err cerr = {0}, warn[4] = {{0}};
+    s->sendgrid_key = hook_sendgrid_key_load(c, &warn[0], &cerr);
+    s->mailgun_key =
+        hook_credential(c, "mailgun-signing-key-file", "mailgun-signing-key", &warn[1], &cerr);
+    s->postmark_auth = hook_credential(c, "postmark-webhook-auth-file", "postmark-webhook-auth",
+                                       &warn[2], &cerr);
+    s->generic_key =
+        hook_credential(c, "webhook-hmac-key-file", "webhook-hmac-key", &warn[3], &cerr);
     if (s->generic_key) s->generic_mac = hook_mac_new(s->generic_key);
-    if (cerr.code || cerr.msg[0]) {
+    if (cerr.code) {
         hr_err_set(err, "%s", cerr.msg);
         goto fail;
     }
-    int64_t max_body, max_conns, req_ms, idle_ms, redis_ms;
-    if (hr_config_get_i64(c, "webhooks-max-body", 1 << 20, &max_body, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-max-conns", 1024, &max_conns, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-request-timeout-ms", 10000, &req_ms, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-idle-timeout-ms", 30000, &idle_ms, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-redis-timeout-ms", 2000, &redis_ms, err) != 0)
-        goto fail;
-    if (redis_ms < 1 || redis_ms > 3600000) {
-        hr_err_set(err, "webhooks-redis-timeout-ms: expected 1..3600000, got %lld",
-                   (long long)redis_ms);
-        goto fail;
-    }
+    for (size_t i = 0; i < HR_ARRAY_LEN(warn); i++)
+        log_warning(&warn[i]);
     s->redis =
         hook_redis_new(loop, hr_config_get(c, "redis-url", NULL), ns, (int)redis_ms, err);
     if (!s->redis) goto fail;

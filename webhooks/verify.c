@@ -39,7 +39,8 @@ static int check_window(const char *timestamp, int64_t now_s, int window_s, hr_e
     int64_t ts;
     if (!timestamp || hr_parse_i64(timestamp, &ts) != 0)
         return hr_err_set(err, "signature: missing or bad timestamp");
-    if (window_s > 0 && (ts < now_s - window_s || ts > now_s + window_s))
+    /* no window is no check: refuse rather than take any old timestamp */
+    if (window_s < 1 || ts < now_s - window_s || ts > now_s + window_s)
         return hr_err_set(err, "signature: timestamp outside the replay window");
     return 0;
 }
@@ -233,36 +234,62 @@ int hook_verify_generic_mac(hook_mac *m, const char *sig_header, const char *bod
     return 0;
 }
 
-char *hook_credential(const hr_config *c, const char *key, const char *name, hr_err *err)
+/* credential_path resolves where key's secret is: the config's file, else
+ * $CREDENTIALS_DIRECTORY/name (*optional set: absent means not configured),
+ * else NULL. */
+static const char *credential_path(const hr_config *c, const char *key, const char *name,
+                                   char *buf, size_t cap, int *optional)
 {
     const char *file = c ? hr_config_get(c, key, NULL) : NULL;
+    *optional = 0;
+    if (file) return file;
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir) return NULL;
+    snprintf(buf, cap, "%s/%s", dir, name);
+    *optional = 1;
+    return buf;
+}
+
+char *hook_credential(const hr_config *c, const char *key, const char *name, hr_err *warn,
+                      hr_err *err)
+{
     char path[1024];
-    if (!file) {
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-        if (!dir) return NULL;
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        file = path;
+    int optional;
+    const char *file = credential_path(c, key, name, path, sizeof path, &optional);
+    if (!file) return NULL;
+    hr_err e = {0}, w = {0};
+    char *v = hr_key_file_read(file, optional, &w, &e);
+    if (!v && e.code) hr_err_set(err, "credential %s: %s", key, e.msg);
+    if (w.code) hr_err_set(warn, "credential %s: %s", key, w.msg);
+    return v;
+}
+
+EVP_PKEY *hook_sendgrid_key_load(const hr_config *c, hr_err *warn, hr_err *err)
+{
+    static const char key[] = "sendgrid-webhook-key-file";
+    char path[1024];
+    int optional;
+    const char *file = credential_path(c, key, "sendgrid-webhook-key", path, sizeof path,
+                                       &optional);
+    char *pem = hook_credential(c, key, "sendgrid-webhook-key", warn, err);
+    if (!pem) return NULL;
+    hr_err e = {0};
+    EVP_PKEY *k = hook_pubkey_load(pem, &e);
+    free(pem);
+    if (!k) hr_err_set(err, "credential %s: %s: %s", key, file, e.msg);
+    return k;
+}
+
+int hook_credential_check(const hr_config *c, const char *key, const char *name, hr_err *warn,
+                          hr_err *err)
+{
+    if (strcmp(key, "sendgrid-webhook-key-file") == 0) {
+        EVP_PKEY *k = hook_sendgrid_key_load(c, warn, err);
+        EVP_PKEY_free(k);
+    } else {
+        char *v = hook_credential(c, key, name, warn, err);
+        if (v) explicit_bzero(v, strlen(v));
+        free(v);
     }
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        if (file == path) return NULL; /* not provided in the credentials dir */
-        hr_err_set(err, "credential %s: cannot open %s: %m", key, file);
-        return NULL;
-    }
-    hr_buf b;
-    hr_buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 65536)
-        hr_buf_append(&b, chunk, n);
-    fclose(f);
-    while (b.len &&
-           (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r' || b.data[b.len - 1] == ' '))
-        b.data[--b.len] = '\0';
-    if (b.len == 0) {
-        hr_buf_release(&b);
-        hr_err_set(err, "credential %s: %s is empty", key, file);
-        return NULL;
-    }
-    return hr_buf_detach(&b);
+    return err->code ? -1 : 0;
 }

@@ -237,9 +237,21 @@ void hook_run(struct ev_loop *loop, hook_stop_fn *stop, void *obj);
 /* ----------------------------------------------------- credentials */
 
 /* hook_credential reads a secret from the file named by config key (e.g.
- * "webhook-hmac-key-file"), else $CREDENTIALS_DIRECTORY/<name>. Returns a new
- * string with trailing whitespace removed, or NULL (err->code 0 when simply
- * not configured). */
-char *hook_credential(const hr_config *c, const char *key, const char *name, hr_err *err);
+ * "webhook-hmac-key-file"), else $CREDENTIALS_DIRECTORY/<name>, through
+ * hr_key_file_read (warn as its). Returns a new string with trailing
+ * whitespace removed, or NULL: err->code 0 when simply not configured (no
+ * key, no such credential); any other failure names the file. */
+char *hook_credential(const hr_config *c, const char *key, const char *name, hr_err *warn,
+                      hr_err *err);
+/* hook_window_check returns 0 when a replay window of window_s seconds is
+ * on (>= 1) and webhooks-dedupe-days remembers ids at least twice as long
+ * (a Mailgun token is good for the whole window either side); else -1 with
+ * the reason in err. */
+int hook_window_check(int64_t window_s, int64_t dedupe_days, hr_err *err);
+/* hook_credential_check reads the credential as `herald webhooks` would at
+ * start (SendGrid's key is parsed too) and throws it away: 0 when it is
+ * fine or not configured, -1 with err as `herald webhooks` would refuse it. */
+int hook_credential_check(const hr_config *c, const char *key, const char *name, hr_err *warn,
+                          hr_err *err);
 
 #endif

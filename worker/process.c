@@ -327,13 +327,16 @@ static void lane_reload(wk_proc *p, wk_lane *l)
     memset(&l->sess, 0, sizeof l->sess);
     const char *colon = strchr(l->name, ':');
     l->acct = plat_account_find(p->o.config, l->platform, colon ? colon + 1 : "", &err);
-    if (l->acct && plat_account_load_credential(l->acct, p->o.config, &err) != 0) {
+    hr_err warn = {0};
+    if (l->acct && plat_account_load_credential(l->acct, p->o.config, &warn, &err) != 0) {
         plat_account_free(l->acct);
         l->acct = NULL;
     }
     if (!l->acct)
         hr_log(HR_LOG_ERROR, "lane not served: account unusable", "lane", l->name, "error",
                err.msg, NULL);
+    else if (warn.code)
+        hr_log(HR_LOG_WARN, "lane credential file", "lane", l->name, "warning", warn.msg, NULL);
     l->paused = 0;
     l->loaded_ms = hr_now_ms();
     lane_limits_reload(p, l);
@@ -1707,7 +1710,7 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     int npolls;
     int64_t maxlen = 100000;
     if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0 ||
-        hr_config_get_i64(c, "webhooks-stream-maxlen", 100000, &maxlen, err) != 0 ||
+        hr_config_int(c, "webhooks-stream-maxlen", &maxlen, err) != 0 ||
         (npolls = worker_poll_schedule(c, polls, (int)HR_ARRAY_LEN(polls), err)) < 0 ||
         worker_conf_duration(c, "retry-base", "1s", &retry.base_ms, err) != 0 ||
         worker_conf_duration(c, "retry-cap", "1h", &retry.cap_ms, err) != 0 ||
@@ -1825,7 +1828,9 @@ int worker_process_main(const worker_opts *o)
     p->concurrency = o->concurrency > 0 ? o->concurrency
                      : p->pool.concurrency > 0 ? p->pool.concurrency
                                                : 64;
-    p->secret = hr_secret_load(o->config, &err); /* NULL: emails refused */
+    hr_err warn = {0};
+    p->secret = hr_secret_load(o->config, &warn, &err); /* NULL: emails refused */
+    if (warn.code) hr_log(HR_LOG_WARN, "worker: secret file", "warning", warn.msg, NULL);
     new_worker_id(p);
 
     queue_opts qo = {.url = hr_config_get(o->config, "redis-url", NULL),
@@ -1847,11 +1852,7 @@ int worker_process_main(const worker_opts *o)
      * fetches, attempts and acks for ever: past the timeout the connection
      * is reset and the worker goes the way it goes when Redis restarts. */
     int64_t redis_ms = 0;
-    if (hr_config_get_i64(o->config, "worker-redis-timeout-ms", 5000, &redis_ms, &err) != 0 ||
-        redis_ms < 1 || redis_ms > 3600000) {
-        if (!err.code)
-            hr_err_set(&err, "worker-redis-timeout-ms: expected 1..3600000, got %lld",
-                       (long long)redis_ms);
+    if (hr_config_int(o->config, "worker-redis-timeout-ms", &redis_ms, &err) != 0) {
         hr_log(HR_LOG_ERROR, "worker: config", "error", err.msg, NULL);
         queue_async_free(p->qa);
         queue_async_free(p->sub);

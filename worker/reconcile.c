@@ -258,7 +258,7 @@ static int settle_one(queue *q, const hr_config *c, CURL *e, wk_req *buf, const 
     plat_send *s = NULL;
     plat_request pr;
     memset(&pr, 0, sizeof pr);
-    if (!a || plat_account_load_credential(a, c, &err) != 0) goto out;
+    if (!a || plat_account_load_credential(a, c, NULL, &err) != 0) goto out;
     if (!(s = plat_send_new(a, sess, j, &ctx, &err))) goto out;
     /* Bluesky reads back with a session: log in first when it asks; X,
      * LinkedIn, Mastodon, Facebook and Threads read page after page of

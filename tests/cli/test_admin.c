@@ -401,6 +401,21 @@ static void test_config_check(void)
     json_decref(o);
     free(out);
 
+    /* numbers out of the range the worker and webhooks take them in (the
+     * worker refuses a config check refuses); lease-ms is read now */
+    th_write_file(bad, "namespace t\nlease-ms 0\nworker-redis-timeout-ms -1\n"
+                       "webhooks-stream-maxlen -3\nwebhooks-replay-window 0\n"
+                       "webhooks-max-body 99999999999\n");
+    CHECK_INT(herald(&out, "config", "check", NULL), 2);
+    CHECK(out && strstr(out, "bad.conf:2: lease-ms: expected 1000..86400000, got 0"));
+    CHECK(out && strstr(out, "bad.conf:3: worker-redis-timeout-ms: expected 1..3600000, got -1"));
+    CHECK(out && strstr(out, "bad.conf:4: webhooks-stream-maxlen: expected 1..1000000000, got -3"));
+    CHECK(out && strstr(out, "bad.conf:5: webhooks-replay-window: expected 1..86400, got 0"));
+    CHECK(out && strstr(out, "bad.conf:6: webhooks-max-body: expected 1..1073741824"));
+    CHECK(out && strstr(out, "5 errors"));
+    if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+
     /* a syntax error stops at its line */
     th_write_file(bad, "namespace t\nredis-url \"unterminated\n");
     CHECK_INT(herald(NULL, "config", "check", NULL), 2);
@@ -485,9 +500,17 @@ static void test_example_config(void)
     REQUIRE(mkdir(cdir, 0700) == 0);
     static const char *files[] = {"x-heraldhq",   "mastodon-herald",      "bluesky-herald",
                                   "sendgrid-key", "sendgrid-webhook-key", "webhook-hmac-key"};
+    /* SendGrid's is parsed as `herald webhooks` will (a public key) */
+    static const char sg_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                                 "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAERc1Z2KFFJwtTHMr4GAq3UKxqdyYq\n"
+                                 "dftL4QXn9dD96wSqBFiU+r0r8ydl+f7R7k6VnQWLdk8l2+WbHr7AI0fzeg==\n"
+                                 "-----END PUBLIC KEY-----\n";
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", cdir, files[i]);
-        th_write_file(path, "not-a-real-secret-0123456789\n");
+        th_write_file(path, strcmp(files[i], "sendgrid-webhook-key") == 0
+                                ? sg_pem
+                                : "not-a-real-secret-0123456789\n");
+        REQUIRE(chmod(path, 0600) == 0);
     }
     snprintf(path, sizeof path, "%s/contacts.csv", dir);
     th_write_file(path, "Email\nann@example.com\n");
@@ -515,7 +538,8 @@ static void test_example_config(void)
     snprintf(conf, sizeof conf, "%s", example);
     char *out;
     CHECK_INT(herald(&out, "config", "check", NULL), 0);
-    if (!out || !strstr(out, ": ok")) fprintf(stderr, "%s\n", out ? out : "");
+    CHECK(out && strstr(out, ": ok (0 warnings)"));
+    if (!out || !strstr(out, ": ok (0 warnings)")) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
     snprintf(conf, sizeof conf, "%s", saved);
 }

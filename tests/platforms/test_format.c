@@ -455,10 +455,10 @@ static void test_accounts(void)
     char *f = hr_asprintf("%s/x-shop", dir);
     th_write_file(f, "s3cret-token\n");
     setenv("CREDENTIALS_DIRECTORY", dir, 1);
-    CHECK(plat_account_load_credential(a, c, &err) == 0);
+    CHECK(plat_account_load_credential(a, c, NULL, &err) == 0);
     CHECK_STR(a->credential, "s3cret-token");
     unsetenv("CREDENTIALS_DIRECTORY");
-    CHECK(plat_account_load_credential(a, c, &err) == -1);
+    CHECK(plat_account_load_credential(a, c, NULL, &err) == -1);
     CHECK(strstr(err.msg, "s3cret") == NULL);
     plat_account_free(a);
     a = plat_account_find(c, "mastodon", "@shop@mastodon.social", &err);

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +36,92 @@ static void test_config(void)
     hr_err_clear(&err);
     CHECK(hr_config_parse("a b\nc \"unterminated\n", "bad.conf", &err) == NULL);
     CHECK_STR(err.msg, "bad.conf:2: unterminated quote");
+}
+
+/* integer directives go through one table of ranges: out of range is an
+ * error naming the line, never a default or a wrapped size */
+static void test_config_int(void)
+{
+    hr_err err = {0};
+    hr_config *c = hr_config_parse("webhooks-stream-maxlen -3\nwebhooks-max-body -1\n"
+                                   "webhooks-replay-window 0\nwebhooks-max-conns 10\n",
+                                   "t.conf", &err);
+    REQUIRE(c);
+    int64_t v = 42;
+    CHECK(hr_config_int(c, "webhooks-stream-maxlen", &v, &err) == -1);
+    CHECK_STR(err.msg, "t.conf:1: webhooks-stream-maxlen: expected 1..1000000000, got -3");
+    CHECK_INT(v, 42);
+    CHECK(hr_config_int(c, "webhooks-max-body", &v, &err) == -1);
+    CHECK(strstr(err.msg, "t.conf:2: webhooks-max-body: expected 1..") != NULL);
+    CHECK(hr_config_int(c, "webhooks-replay-window", &v, &err) == -1);
+    CHECK(strstr(err.msg, "t.conf:3: webhooks-replay-window: expected 1..") != NULL);
+    CHECK(hr_config_int(c, "webhooks-max-conns", &v, &err) == 0);
+    CHECK_INT(v, 10);
+    CHECK(hr_config_int(c, "lease-ms", &v, &err) == 0); /* the default */
+    CHECK_INT(v, 30000);
+    setenv("HERALD_LEASE_MS", "0", 1);
+    CHECK(hr_config_int(c, "lease-ms", &v, &err) == -1);
+    CHECK(strstr(err.msg, "environment: lease-ms: expected 1000..") != NULL);
+    unsetenv("HERALD_LEASE_MS");
+    hr_config_free(c);
+}
+
+/* key files: whitespace (tabs too) trimmed; only a missing optional file is
+ * "not configured"; a file others can read is a warning */
+static void test_key_file(void)
+{
+    char *dir = th_tempdir(), p[600], loop[600];
+    hr_err err = {0}, warn = {0};
+    snprintf(p, sizeof p, "%s/key", dir);
+    th_write_file(p, "k3y-value \t\r\n\t\n");
+    REQUIRE(chmod(p, 0600) == 0);
+    char *v = hr_key_file_read(p, 0, &warn, &err);
+    CHECK_STR(v, "k3y-value");
+    CHECK_INT(warn.code, 0);
+    free(v);
+    REQUIRE(chmod(p, 0640) == 0);
+    v = hr_key_file_read(p, 0, &warn, &err);
+    CHECK_STR(v, "k3y-value");
+    CHECK(warn.code && strstr(warn.msg, "open to group or others (mode 0640"));
+    free(v);
+    th_write_file(p, " \t\n");
+    CHECK(hr_key_file_read(p, 0, NULL, &err) == NULL);
+    CHECK(strstr(err.msg, "key is empty") != NULL);
+    snprintf(p, sizeof p, "%s/absent", dir);
+    hr_err_clear(&err);
+    CHECK(hr_key_file_read(p, 1, NULL, &err) == NULL);
+    CHECK_INT(err.code, 0);
+    CHECK(hr_key_file_read(p, 0, NULL, &err) == NULL);
+    CHECK(strstr(err.msg, "cannot open ") && strstr(err.msg, "/absent"));
+    snprintf(loop, sizeof loop, "%s/loop", dir);
+    REQUIRE(symlink(loop, loop) == 0);
+    hr_err_clear(&err);
+    CHECK(hr_key_file_read(loop, 1, NULL, &err) == NULL);
+    CHECK(err.code && strstr(err.msg, "/loop: Too many levels of symbolic links"));
+    snprintf(p, sizeof p, "%s/sub", dir);
+    REQUIRE(mkdir(p, 0700) == 0);
+    hr_err_clear(&err);
+    CHECK(hr_key_file_read(p, 1, NULL, &err) == NULL);
+    CHECK(err.code && strstr(err.msg, "/sub is a directory"));
+    /* the secret goes through it too */
+    snprintf(p, sizeof p, "%s/secret", dir);
+    th_write_file(p, "0123456789abcdef\t\n");
+    REQUIRE(chmod(p, 0644) == 0);
+    char *text = hr_asprintf("secret-file %s\n", p);
+    hr_config *c = hr_config_parse(text, "t.conf", &err);
+    free(text);
+    const char *env = getenv("HERALD_SECRET");
+    char *saved = env ? hr_strdup(env) : NULL;
+    unsetenv("HERALD_SECRET");
+    hr_err_clear(&warn);
+    v = hr_secret_load(c, &warn, &err);
+    CHECK_STR(v, "0123456789abcdef");
+    CHECK(warn.code && strstr(warn.msg, "/secret is open to group or others"));
+    free(v);
+    if (saved) setenv("HERALD_SECRET", saved, 1);
+    free(saved);
+    hr_config_free(c);
+    free(dir);
 }
 
 static void test_mask(void)
@@ -157,6 +245,8 @@ static void test_token(void)
 int main(void)
 {
     th_run("config", test_config);
+    th_run("config_int", test_config_int);
+    th_run("key_file", test_key_file);
     th_run("mask", test_mask);
     th_run("time", test_time);
     th_run("html_escape", test_html_escape);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1754,6 +1755,168 @@ static void test_url_password(void)
     free(out);
 }
 
+static int exited(void *arg)
+{
+    int *st = arg;
+    return waitpid((pid_t)st[0], &st[1], WNOHANG) == st[0];
+}
+
+/* start_refused_at: `herald webhooks` will not start on the config at path (with
+ * env NAME=VALUE set when given) and says want; `herald config check` finds
+ * the same problem and exits 2. */
+static void start_refused_at(const char *path, const char *env, const char *want)
+{
+    char log[600];
+    snprintf(log, sizeof log, "%s/bad.log", dir);
+    char *name = env ? hr_strndup(env, strcspn(env, "=")) : NULL;
+    if (env) setenv(name, strchr(env, '=') + 1, 1);
+    char *argv[] = {HERALD_BIN, "--config", (char *)path, "webhooks", NULL};
+    int st[2] = {(int)th_spawn(argv, log), 0};
+    /* without the check it starts and serves: stop it, and fail */
+    int gone = th_wait_for(exited, st, 10000);
+    if (!gone) th_kill((pid_t)st[0], SIGTERM);
+    char *text = th_read_file(log, NULL);
+    CHECK(gone && WIFEXITED(st[1]) && WEXITSTATUS(st[1]) != 0);
+    CHECK(text && strstr(text, want));
+    if (!gone || !text || !strstr(text, want))
+        fprintf(stderr, "[%s] webhooks said:\n%s\n", want, text ? text : "");
+    free(text);
+    char *cargv[] = {HERALD_BIN, "--config", (char *)path, "config", "check", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(cargv, NULL, 0, &out), 2);
+    CHECK(out && strstr(out, want));
+    if (!out || !strstr(out, want))
+        fprintf(stderr, "[%s] config check said:\n%s\n", want, out ? out : "");
+    free(out);
+    if (env) unsetenv(name);
+    free(name);
+}
+
+/* start_refused: start_refused_at on bad.conf, the test config with extra lines (from
+ * line 12 on) */
+static void start_refused(const char *extra, const char *env, const char *want)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/bad.conf", dir);
+    write_conf(path, th_free_port(), 65536, extra);
+    start_refused_at(path, env, want);
+}
+
+/* test_bad_numbers: every webhooks-* number is range-checked by the server
+ * at start and by config check, through the same table. A negative stream
+ * length made record.lua XADD, then fail at XTRIM before the seen ids and
+ * counters (half a batch, and a 503 the provider retries into duplicates); a
+ * replay window of 0 took any old signature; max-body -1 was SIZE_MAX. */
+static void test_bad_numbers(void)
+{
+    start_refused("webhooks-stream-maxlen -3\n", NULL,
+            "bad.conf:12: webhooks-stream-maxlen: expected 1..1000000000, got -3");
+    start_refused("webhooks-stream-maxlen 0\n", NULL, "bad.conf:12: webhooks-stream-maxlen: expected");
+    start_refused("webhooks-max-body -1\n", NULL, "bad.conf:12: webhooks-max-body: expected 1..");
+    start_refused("webhooks-max-conns 0\n", NULL, "bad.conf:12: webhooks-max-conns: expected 1..");
+    start_refused("webhooks-request-timeout-ms 0\n", NULL,
+            "bad.conf:12: webhooks-request-timeout-ms: expected 1..");
+    start_refused("webhooks-idle-timeout-ms -5\n", NULL,
+            "bad.conf:12: webhooks-idle-timeout-ms: expected 1..");
+    start_refused("webhooks-redis-timeout-ms 0\n", NULL,
+            "bad.conf:12: webhooks-redis-timeout-ms: expected 1..3600000, got 0");
+    start_refused("webhooks-replay-window 0\n", NULL, "bad.conf:12: webhooks-replay-window: expected 1..");
+    start_refused("webhooks-replay-window -300\n", NULL,
+            "bad.conf:12: webhooks-replay-window: expected 1..");
+    start_refused("webhooks-dedupe-days 0\n", NULL, "bad.conf:12: webhooks-dedupe-days: expected 1..");
+    /* the environment is checked the same way */
+    start_refused(NULL, "HERALD_WEBHOOKS_STREAM_MAXLEN=-1",
+            "environment: webhooks-stream-maxlen: expected 1..");
+    /* the dedupe period must outlast twice the window */
+    start_refused("webhooks-replay-window 86400\nwebhooks-dedupe-days 1\n", NULL,
+            "webhooks-dedupe-days: 1 is less than twice webhooks-replay-window (86400 s)");
+}
+
+/* test_bad_credentials: a credential that exists but cannot be read (a
+ * symlink loop, a directory) in $CREDENTIALS_DIRECTORY is an error naming
+ * it, not a route quietly off; a SendGrid key config check passes is one
+ * the server takes, and the refusal names the directive and the file */
+static void test_bad_credentials(void)
+{
+    char cdir[600], p[700], env[700];
+    snprintf(cdir, sizeof cdir, "%s/creds", dir);
+    REQUIRE(mkdir(cdir, 0700) == 0);
+    snprintf(env, sizeof env, "CREDENTIALS_DIRECTORY=%s", cdir);
+    snprintf(p, sizeof p, "%s/mailgun-signing-key", cdir);
+    REQUIRE(symlink(p, p) == 0);
+    /* no mailgun-signing-key-file: the service's credential is the key */
+    char path[600], want[900];
+    snprintf(path, sizeof path, "%s/creds.conf", dir);
+    char *text = hr_asprintf("redis-url unix://%s\nnamespace t\nsecret-file %s/secret\n"
+                             "webhooks-listen 127.0.0.1:%d\n",
+                             redis->sock, dir, th_free_port());
+    th_write_file(path, text);
+    free(text);
+    snprintf(want, sizeof want,
+             "credential mailgun-signing-key-file: cannot open %s: Too many levels of symbolic "
+             "links", p);
+    start_refused_at(path, env, want);
+    REQUIRE(unlink(p) == 0);
+    REQUIRE(mkdir(p, 0700) == 0);
+    snprintf(want, sizeof want, "credential mailgun-signing-key-file: %s is a directory", p);
+    start_refused_at(path, env, want);
+    REQUIRE(rmdir(p) == 0);
+    /* absent: the route is simply not configured */
+    char *cargv[] = {HERALD_BIN, "--config", path, "config", "check", NULL};
+    setenv("CREDENTIALS_DIRECTORY", cdir, 1);
+    CHECK_INT(th_exec(cargv, NULL, 0, NULL), 0);
+    unsetenv("CREDENTIALS_DIRECTORY");
+
+    snprintf(p, sizeof p, "%s/not-a-key.pem", dir);
+    th_write_file(p, "-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----\n");
+    char *extra = hr_asprintf("sendgrid-webhook-key-file %s\n", p);
+    snprintf(want, sizeof want,
+             "credential sendgrid-webhook-key-file: %s: sendgrid: public key is neither PEM "
+             "nor base64 DER", p);
+    start_refused(extra, NULL, want);
+    free(extra);
+}
+
+/* test_loose_key_file: a key file others may read is a warning, in config
+ * check and in the server's log at start, and it still serves; a key file
+ * with a trailing tab works as the key without it */
+static void test_loose_key_file(void)
+{
+    char path[600], log[600], key[600];
+    int at = th_free_port();
+    snprintf(path, sizeof path, "%s/loose.conf", dir);
+    snprintf(key, sizeof key, "%s/gen-tab.key", dir);
+    char *line = hr_asprintf("%s\t\n", gen_key);
+    th_write_file(key, line);
+    free(line);
+    REQUIRE(chmod(key, 0644) == 0);
+    char *extra = hr_asprintf("webhook-hmac-key-file %s\n", key);
+    write_conf(path, at, 65536, extra);
+    free(extra);
+    char *cargv[] = {HERALD_BIN, "--config", path, "config", "check", NULL};
+    char *out = NULL;
+    CHECK_INT(th_exec(cargv, NULL, 0, &out), 0);
+    char *want = hr_asprintf("warning: credential webhook-hmac-key-file: %s is open to group or "
+                             "others (mode 0644; chmod go-rwx)", key);
+    CHECK(out && strstr(out, want));
+    if (!out || !strstr(out, want)) fprintf(stderr, "config check said:\n%s\n", out ? out : "");
+    free(out);
+    pid_t pid = spawn_server(path, "loose.log", &at);
+    snprintf(log, sizeof log, "%s/loose.log", dir);
+    CHECK(log_says(log, "credential webhook-hmac-key-file: ") && log_says(log, "/gen-tab.key is open to group or others"));
+    char body[300], *resp = NULL;
+    snprintf(body, sizeof body,
+             "{\"events\":[{\"id\":\"tab1\",\"type\":\"like\",\"job\":\"%s\"}]}", JOB);
+    CHECK_INT(post_generic_to(at, body, 0, &resp), 200);
+    free(resp);
+    th_kill(pid, SIGTERM);
+    REQUIRE(chmod(key, 0600) == 0);
+    CHECK_INT(th_exec(cargv, NULL, 0, &out), 0);
+    CHECK(out && !strstr(out, want));
+    free(out);
+    free(want);
+}
+
 int main(void)
 {
     setup();
@@ -1784,6 +1947,9 @@ int main(void)
     th_run("forget_unsubscribe", test_forget_unsubscribe);
     th_run("health_metrics", test_health_metrics);
     th_run("url_password", test_url_password);
+    th_run("bad_numbers", test_bad_numbers);
+    th_run("bad_credentials", test_bad_credentials);
+    th_run("loose_key_file", test_loose_key_file);
     th_run("script_flush", test_script_flush);
     th_run("redis_down", test_redis_down);
     th_run("redis_stall", test_redis_stall);
