@@ -66,8 +66,8 @@ int cmd_resume(int argc, char **argv)
 
 /* Every directive some module reads (docs/config.md describes each), with
  * the form its value must take; the integer ones, with their ranges, are
- * common's hr_int_directives. */
-enum value_kind { V_ANY, V_DURATION, V_LEVEL };
+ * common's hr_int_directives, the durations the worker's worker_durations. */
+enum value_kind { V_ANY, V_LEVEL };
 static const struct directive {
     const char *name;
     enum value_kind kind;
@@ -81,14 +81,6 @@ static const struct directive {
     {"secret-file", V_ANY},
     {"credentials-dir", V_ANY},
     {"poll-schedule", V_ANY},
-    {"reauth-hold", V_DURATION},
-    {"reconcile-interval", V_DURATION},
-    {"reconcile-email-settle", V_DURATION},
-    {"reconcile-timeline-settle", V_DURATION},
-    {"reconcile-exact-settle", V_DURATION},
-    {"retry-base", V_DURATION},
-    {"retry-cap", V_DURATION},
-    {"worker-hang-timeout", V_DURATION},
     {"sandbox-listen", V_ANY},
     {"sandbox-smtp-listen", V_ANY},
     {"sandbox-webhooks-url", V_ANY},
@@ -188,6 +180,8 @@ static int is_known(const char *key)
         if (strcmp(known[i].name, key) == 0) return 1;
     for (int i = 0; hr_int_directives[i].key; i++)
         if (strcmp(hr_int_directives[i].key, key) == 0) return 1;
+    for (int i = 0; worker_durations[i].key; i++)
+        if (strcmp(worker_durations[i].key, key) == 0) return 1;
     return 0;
 }
 
@@ -338,17 +332,13 @@ static void check_globals(checker *k, int online)
     }
     for (int i = 0; known[i].name; i++) {
         const char *name = known[i].name;
-        hr_err e = {0};
-        int64_t v;
         const char *val = hr_config_get(k->c, name, NULL);
-        if (known[i].kind == V_DURATION && val && worker_parse_duration(val, &v, &e) < 0)
-            report(k, 0, line_of(k->c, name), "%s: %s", name, e.msg);
         hr_log_level lv;
         if (known[i].kind == V_LEVEL && val && hr_log_parse_level(val, &lv) < 0)
             report(k, 0, line_of(k->c, name), "%s: \"%s\" is not debug, info, warn or error",
                    name, val);
     }
-    /* numbers in the ranges the modules take them in */
+    /* numbers and durations in the ranges the modules take them in */
     int bad_window = 0;
     for (int i = 0; hr_int_directives[i].key; i++) {
         const char *name = hr_int_directives[i].key;
@@ -358,6 +348,12 @@ static void check_globals(checker *k, int online)
         report_err(k, 0, line_of(k->c, name), &e);
         bad_window |= strcmp(name, "webhooks-replay-window") == 0 ||
                       strcmp(name, "webhooks-dedupe-days") == 0;
+    }
+    for (int i = 0; worker_durations[i].key; i++) {
+        hr_err e = {0};
+        int64_t v;
+        if (worker_conf_duration(k->c, worker_durations[i].key, &v, &e) != 0)
+            report_err(k, 0, line_of(k->c, worker_durations[i].key), &e);
     }
     int64_t window_s, days;
     hr_err we = {0};

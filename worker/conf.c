@@ -2,6 +2,7 @@
  * breaker ("account" lines, whose credentials platforms/ reads), per-app
  * limits ("app" lines), pools, and the engagement poll schedule. Reads a
  * parsed hr_config; never a file. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,18 +308,43 @@ int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
     return n;
 }
 
-int worker_conf_duration(const hr_config *c, const char *key, const char *def, int64_t *ms,
-                         hr_err *err)
+const worker_duration_directive worker_durations[] = {
+    /* 0 was quietly the default (1s, 1h, 60s, 10s) */
+    {"retry-base", "1s", 1},
+    {"retry-cap", "1h", 1},
+    {"reauth-hold", "60s", 1},
+    /* 0: the reconciler read back without pause, hammering Redis */
+    {"reconcile-interval", "2s", 1},
+    {"reconcile-email-settle", "10m", 0},
+    {"reconcile-timeline-settle", "2m", 0},
+    {"reconcile-exact-settle", "2s", 0},
+    /* workers report every second: less would kill healthy ones */
+    {"worker-hang-timeout", "10s", 1000},
+    {NULL, NULL, 0},
+};
+
+int worker_conf_duration(const hr_config *c, const char *key, int64_t *ms, hr_err *err)
 {
-    const char *v = hr_config_get(c, key, def);
+    const worker_duration_directive *d = worker_durations;
+    while (d->key && strcmp(d->key, key) != 0)
+        d++;
+    assert(d->key); /* a directive missing from the table */
+    const char *v = hr_config_get(c, key, d->def);
     const hr_conf_line *l = NULL, *it;
     int pos = -1;
     while ((it = hr_config_next(c, key, &pos))) l = it;
     hr_err e = {0};
-    if (worker_parse_duration(v, ms, &e) == 0) return 0;
+    int64_t got;
+    if (worker_parse_duration(v, &got, &e) == 0) {
+        if (got >= d->min_ms) {
+            *ms = got;
+            return 0;
+        }
+        hr_err_set(&e, "at least %lldms, got \"%s\"", (long long)d->min_ms, v);
+    }
     if (l && l->argc > 0 && l->argv[0] == v)
         return hr_err_set(err, "%s:%d: %s: %s", conf_name(c), l->line, key, e.msg);
-    return hr_err_set(err, "%s: %s: %s", v == def ? "default" : "environment", key, e.msg);
+    return hr_err_set(err, "%s: %s: %s", v == d->def ? "default" : "environment", key, e.msg);
 }
 
 int worker_poll_schedule(const hr_config *c, int64_t *delays_ms, int cap, hr_err *err)

@@ -1712,9 +1712,9 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0 ||
         hr_config_int(c, "webhooks-stream-maxlen", &maxlen, err) != 0 ||
         (npolls = worker_poll_schedule(c, polls, (int)HR_ARRAY_LEN(polls), err)) < 0 ||
-        worker_conf_duration(c, "retry-base", "1s", &retry.base_ms, err) != 0 ||
-        worker_conf_duration(c, "retry-cap", "1h", &retry.cap_ms, err) != 0 ||
-        worker_conf_duration(c, "reauth-hold", "60s", &retry.hold_ms, err) != 0)
+        worker_conf_duration(c, "retry-base", &retry.base_ms, err) != 0 ||
+        worker_conf_duration(c, "retry-cap", &retry.cap_ms, err) != 0 ||
+        worker_conf_duration(c, "reauth-hold", &retry.hold_ms, err) != 0)
         return -1;
     if (memcmp(&p->pool, &pool, sizeof pool) != 0) memset(&p->rr, 0, sizeof p->rr);
     p->pool = pool;

@@ -162,10 +162,10 @@ static int rc_settings(const hr_config *c, const worker_opts *o, rc_settle *st, 
 {
     rc_settle t;
     if (worker_pool_conf_get(c, o->platforms, &t.pool, err) != 0 ||
-        worker_conf_duration(c, "reconcile-interval", "2s", &t.interval_ms, err) != 0 ||
-        worker_conf_duration(c, "reconcile-email-settle", "10m", &t.email_ms, err) != 0 ||
-        worker_conf_duration(c, "reconcile-timeline-settle", "2m", &t.timeline_ms, err) != 0 ||
-        worker_conf_duration(c, "reconcile-exact-settle", "2s", &t.exact_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-interval", &t.interval_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-email-settle", &t.email_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-timeline-settle", &t.timeline_ms, err) != 0 ||
+        worker_conf_duration(c, "reconcile-exact-settle", &t.exact_ms, err) != 0 ||
         (t.npolls = worker_poll_schedule(c, t.polls_ms, QUEUE_POLLS_MAX, err)) < 0)
         return -1;
     *st = t;

@@ -305,6 +305,11 @@ int worker_supervise(const worker_opts *o)
     sup s;
     memset(&s, 0, sizeof s);
     s.opts = *o;
+    hr_err herr = {0};
+    if (worker_conf_duration(o->config, "worker-hang-timeout", &s.hung_ms, &herr) != 0) {
+        hr_log(HR_LOG_ERROR, "worker: config", "error", herr.msg, NULL);
+        return 2;
+    }
     s.loop = ev_default_loop(0);
     if (s.opts.processes <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -340,9 +345,6 @@ int worker_supervise(const worker_opts *o)
      * systemd's watchdog is theirs); one silent for worker-hang-timeout
      * (10 s), counted from its first report, has a hung loop */
     int64_t wd = hr_notify_watchdog_ms();
-    hr_err herr = {0};
-    const char *hang = hr_config_get(s.opts.config, "worker-hang-timeout", "10s");
-    if (worker_parse_duration(hang, &s.hung_ms, &herr) != 0 || s.hung_ms <= 0) s.hung_ms = 10000;
     ev_timer_init(&s.status_timer, on_status_timer, 0., wd ? (double)wd / 2e3 : 1.0);
     s.status_timer.data = &s;
     ev_timer_again(s.loop, &s.status_timer);

@@ -219,11 +219,19 @@ typedef struct worker_pool_rr {
 int worker_pool_order(const worker_pool_conf *p, worker_pool_rr *rr, int taken,
                       const char *const *lanes, int nlanes, const char **out, int cap);
 
-/* worker_conf_duration reads the duration directive key (def when absent;
- * $HERALD_<KEY> first, as hr_config_get) into ms; returns 0, or -1 with
- * "path:line: key: duration: ..." in err and ms unchanged. */
-int worker_conf_duration(const hr_config *c, const char *key, const char *def, int64_t *ms,
-                         hr_err *err);
+/* Every duration directive the worker reads, with its default and the
+ * least it takes: the one list the worker reads them through and `config
+ * check` checks them by (ends with a NULL key). */
+typedef struct worker_duration_directive {
+    const char *key, *def;
+    int64_t min_ms;
+} worker_duration_directive;
+extern const worker_duration_directive worker_durations[];
+/* worker_conf_duration reads the duration directive key (one of
+ * worker_durations; its default when absent; $HERALD_<KEY> first, as
+ * hr_config_get) into ms; returns 0, or -1 with "path:line: key: ..." in err
+ * (not a duration, or below its least) and ms unchanged. */
+int worker_conf_duration(const hr_config *c, const char *key, int64_t *ms, hr_err *err);
 
 /* worker_poll_schedule reads "poll-schedule 1h,24h,7d" (the default) into
  * delays_ms (room for cap); returns the count, or -1 with err. */

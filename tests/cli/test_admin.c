@@ -402,17 +402,23 @@ static void test_config_check(void)
     free(out);
 
     /* numbers out of the range the worker and webhooks take them in (the
-     * worker refuses a config check refuses); lease-ms is read now */
+     * worker refuses what config check refuses); lease-ms is read now */
     th_write_file(bad, "namespace t\nlease-ms 0\nworker-redis-timeout-ms -1\n"
                        "webhooks-stream-maxlen -3\nwebhooks-replay-window 0\n"
-                       "webhooks-max-body 99999999999\n");
+                       "webhooks-max-body 99999999999\nretry-base 0\nreconcile-interval 0\n"
+                       "worker-hang-timeout 500ms\nreconcile-exact-settle 0\n");
     CHECK_INT(herald(&out, "config", "check", NULL), 2);
     CHECK(out && strstr(out, "bad.conf:2: lease-ms: expected 1000..86400000, got 0"));
     CHECK(out && strstr(out, "bad.conf:3: worker-redis-timeout-ms: expected 1..3600000, got -1"));
     CHECK(out && strstr(out, "bad.conf:4: webhooks-stream-maxlen: expected 1..1000000000, got -3"));
     CHECK(out && strstr(out, "bad.conf:5: webhooks-replay-window: expected 1..86400, got 0"));
     CHECK(out && strstr(out, "bad.conf:6: webhooks-max-body: expected 1..1073741824"));
-    CHECK(out && strstr(out, "5 errors"));
+    /* durations too: 0 was quietly 1s, a busy reconciler, 10s */
+    CHECK(out && strstr(out, "bad.conf:7: retry-base: at least 1ms, got \"0\""));
+    CHECK(out && strstr(out, "bad.conf:8: reconcile-interval: at least 1ms, got \"0\""));
+    CHECK(out && strstr(out, "bad.conf:9: worker-hang-timeout: at least 1000ms, got \"500ms\""));
+    CHECK(out && !strstr(out, "reconcile-exact-settle"));
+    CHECK(out && strstr(out, "8 errors"));
     if (th_failures) fprintf(stderr, "%s\n", out ? out : "");
     free(out);
 

@@ -281,13 +281,18 @@ static void pools(void)
                                      "herald.conf", &e);
     REQUIRE(bad);
     int64_t ms = 42;
-    CHECK(worker_conf_duration(bad, "retry-base", "1s", &ms, &e) == -1);
+    CHECK(worker_conf_duration(bad, "retry-base", &ms, &e) == -1);
     CHECK_STR(e.msg, "herald.conf:1: retry-base: duration: unknown unit in \"5x\" (ms, s, m, h, d)");
     CHECK_INT(ms, 42);
-    CHECK(worker_conf_duration(bad, "retry-cap", "1h", &ms, &e) == -1);
+    CHECK(worker_conf_duration(bad, "retry-cap", &ms, &e) == -1);
     CHECK(strstr(e.msg, "herald.conf:3: retry-cap: ") != NULL);
-    CHECK(worker_conf_duration(bad, "reauth-hold", "60s", &ms, &e) == 0);
+    CHECK(worker_conf_duration(bad, "reauth-hold", &ms, &e) == 0);
     CHECK_INT(ms, 60000);
+    /* below its least is an error, not the default */
+    setenv("HERALD_REAUTH_HOLD", "0", 1);
+    CHECK(worker_conf_duration(bad, "reauth-hold", &ms, &e) == -1);
+    CHECK_STR(e.msg, "environment: reauth-hold: at least 1ms, got \"0\"");
+    unsetenv("HERALD_REAUTH_HOLD");
     CHECK(worker_poll_schedule(bad, d, 8, &e) == -1);
     CHECK(strstr(e.msg, "24hh") != NULL);
     hr_config_free(bad);
