@@ -168,18 +168,22 @@ void plat_smtp_cleanup(struct plat_smtp_owned *o)
 }
 
 /* The worker puts CURLINFO_RESPONSE_CODE (the last SMTP reply) in status
- * and maps curl's error to terr. */
+ * and maps curl's error to terr. A 4xx or 5xx is the server's word (curl
+ * fails the transfer on one): the message was refused, whichever command it
+ * answered. Without one, a failure is the transport's: unknown once the
+ * message may have gone out (the worker's fully_sent), else retried. */
 static void smtp_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
-    if (r->terr != PLAT_TE_NONE || r->status == 0) {
-        plat_classify_http(r, send_now(s), o);
-        return;
-    }
-    if (r->status >= 200 && r->status < 300) out_sent(o, s->post.message_id);
-    else if (r->status == 535 || r->status == 534 || r->status == 530)
+    if (r->status == 535 || r->status == 534 || r->status == 530)
         out_set(o, PLAT_OUT_REAUTH, "smtp: authentication failed (%ld)", r->status);
     else if (r->status >= 400 && r->status < 500)
         out_set(o, PLAT_OUT_TRANSIENT, "smtp: temporary failure (%ld)", r->status);
+    else if (r->status >= 500)
+        out_set(o, PLAT_OUT_PERMANENT, "smtp: refused (%ld)", r->status);
+    else if (r->terr != PLAT_TE_NONE || r->status == 0)
+        plat_classify_http(r, send_now(s), o);
+    else if (r->status >= 200 && r->status < 300)
+        out_sent(o, s->post.message_id);
     else
         out_set(o, PLAT_OUT_PERMANENT, "smtp: refused (%ld)", r->status);
 }

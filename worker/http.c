@@ -191,6 +191,23 @@ size_t wk_collect_header(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* before_send runs as curl is about to send r's request, and again when it
+ * would send it once more by itself: when a kept-alive connection dies
+ * before any answer, curl sends the request again on a new connection
+ * without telling us, and a platform that acted on the first would post
+ * twice. Only a GET, or a request none of whose bytes went out, may go
+ * again; otherwise the transfer fails, maybe sent (outcome unknown). */
+static int before_send(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    wk_req *r = ud;
+    if (r->sends++ == 0 || r->resend_ok) return CURL_PREREQFUNC_OK;
+    long out = 0; /* the request bytes sent so far, by every try */
+    curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &out);
+    if (out == 0) return CURL_PREREQFUNC_OK;
+    r->resend_refused = 1;
+    return CURL_PREREQFUNC_ABORT;
+}
+
 /* easy_defaults gives a handle the settings every request of the engine
  * shares, once per handle (curl_easy_setopt copies strings and parses
  * protocol lists: too dear to redo per request). r's address is stable for
@@ -202,6 +219,8 @@ static void easy_defaults(wk_http *h, wk_req *r)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wk_collect_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, before_send);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_SHARE, h->share);
@@ -340,9 +359,19 @@ static void finish(wk_req *r, CURLcode rc)
     if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    /* HTTP: any byte of the request out. SMTP sends no request as such
+     * (CURLINFO_REQUEST_SIZE stays 0): the message is out, maybe taken,
+     * once DATA was accepted (354) or any of its body left. */
     long req_size = 0;
+    curl_off_t up = 0;
     curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &req_size);
-    r->maybe_sent = req_size > 0;
+    curl_easy_getinfo(r->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    r->maybe_sent = req_size > 0 || up > 0 || r->status == 354;
+    if (r->resend_refused) { /* what curl would have hidden from us */
+        r->rc = CURLE_GOT_NOTHING;
+        snprintf(r->errbuf, sizeof r->errbuf,
+                 "the connection closed with no answer after the request was sent");
+    }
     r->latency_us = hr_mono_us() - r->started_us;
     r->cb(r, r->priv);
 }
@@ -369,6 +398,9 @@ int wk_http_start(wk_req *r, wk_req_cb *cb, void *priv)
     r->cb = cb;
     r->priv = priv;
     r->errbuf[0] = '\0';
+    r->sends = 0;
+    r->resend_refused = 0;
+    r->resend_ok = !r->body && (!r->method || strcmp(r->method, "GET") == 0);
     if (r->url) curl_easy_setopt(e, CURLOPT_URL, r->url);
     if (!r->easy_dirty) {
         /* A recycled handle keeps the last request's method and body: set

@@ -58,6 +58,9 @@ struct wk_req {
     /* The caller configured easy itself (wk_req_easy): reset it before the
      * handle serves another request. */
     int easy_dirty;
+    /* curl's tries at sending the request (it retries on its own); whether
+     * another may go (a GET), and one was refused */
+    int sends, resend_ok, resend_refused;
 };
 
 /* wk_http_new returns an engine on loop: one CURLM, a shared DNS and TLS

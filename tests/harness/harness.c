@@ -470,6 +470,7 @@ static void smtp_session(int fd, int log, int data_code)
             }
             (void)!write(log, msg, msg_len);
             (void)!write(log, ".\r\n", 3);
+            if (data_code == 0) break; /* taken, and the answer lost */
             msg_len = 0;
             in_data = 0;
             snprintf(reply, sizeof reply, "%d %s\r\n", data_code,

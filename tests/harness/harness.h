@@ -102,8 +102,9 @@ int th_http(int port, const char *method, const char *path, const char *headers[
 /* ---- an SMTP sink */
 /* th_smtp_start forks a minimal SMTP server on a free loopback port (set in
  * *port): it answers RFC 5321's happy path, ends each DATA with data_code
- * (250, 450, 550...), and appends every command line and each message, whole
- * and before its answer, to log_path. Registered to be killed at exit (or
+ * (250, 450, 550...; 0: takes the message and closes the connection
+ * unanswered), and appends every command line and each message, whole and
+ * before its answer, to log_path. Registered to be killed at exit (or
  * th_kill it). */
 pid_t th_smtp_start(int data_code, const char *log_path, int *port);
 

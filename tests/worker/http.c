@@ -1,7 +1,8 @@
 /* http.c: the curl multi-socket engine on libev against a real nginx on
  * loopback: many requests in flight on reused connections, every callback
- * exactly once, and the line between "never sent" (connection refused) and
- * "maybe sent" (a peer that takes the request and never answers). */
+ * exactly once, the line between "never sent" (connection refused) and
+ * "maybe sent" (a peer that takes the request and never answers), and no
+ * POST sent twice by curl's own retry on a reused connection. */
 #include <ev.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -32,11 +33,13 @@ static void start_nginx(void)
              "http { access_log off; client_body_temp_path %s;\n"
              "  server { listen 127.0.0.1:%d; keepalive_requests 100000;\n"
              "    location /ping { return 200 'pong'; }\n"
+             /* 444: read the request, close the connection unanswered */
+             "    location /lost { access_log %s/lost.log; return 444; }\n"
              "    location /2/tweets { default_type application/json;\n"
              "      add_header x-rate-limit-remaining 42;\n"
              "      return 201 '{\"data\":{\"id\":\"1445880548472328192\"}}'; }\n"
              "  } }\n",
-             nginx_dir, nginx_dir, nginx_dir, nginx_port);
+             nginx_dir, nginx_dir, nginx_dir, nginx_port, nginx_dir);
     snprintf(path, sizeof path, "%s/nginx.conf", nginx_dir);
     th_write_file(path, conf);
     char *argv[] = {"/usr/sbin/nginx", "-p", nginx_dir, "-c", path, "-g", "daemon off;", NULL};
@@ -114,14 +117,18 @@ static void on_abort(wk_req *r, void *priv)
     wk_req_free(r);
 }
 
-static wk_req *run_one(struct ev_loop *loop, wk_http *h, const char *url, long timeout_ms)
+/* run_one sends a POST of "{}" (or a GET) to url and returns it done */
+static wk_req *run_one(struct ev_loop *loop, wk_http *h, const char *method, const char *url,
+                       long timeout_ms)
 {
     wk_req *done = NULL;
     wk_req *r = wk_req_new(h);
-    r->method = hr_strdup("POST");
+    r->method = hr_strdup(method);
     r->url = hr_strdup(url);
-    r->body = hr_strdup("{}");
-    r->body_len = 2;
+    if (strcmp(method, "POST") == 0) {
+        r->body = hr_strdup("{}");
+        r->body_len = 2;
+    }
     r->timeout_ms = timeout_ms;
     wk_http_start(r, on_one, &done);
     CHECK(done == NULL); /* never called back from inside start */
@@ -138,7 +145,7 @@ static void sent_or_not(void)
     /* Connection refused: nothing left this host. */
     int closed = th_free_port();
     snprintf(url, sizeof url, "http://127.0.0.1:%d/2/tweets", closed);
-    wk_req *r = run_one(loop, h, url, 2000);
+    wk_req *r = run_one(loop, h, "POST", url, 2000);
     CHECK(r->rc == CURLE_COULDNT_CONNECT);
     CHECK_INT(r->maybe_sent, 0);
     wk_req_free(r);
@@ -152,7 +159,7 @@ static void sent_or_not(void)
     socklen_t alen = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &alen);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/2/tweets", ntohs(a.sin_port));
-    r = run_one(loop, h, url, 300);
+    r = run_one(loop, h, "POST", url, 300);
     CHECK(r->rc == CURLE_OPERATION_TIMEDOUT);
     CHECK_INT(r->maybe_sent, 1);
     wk_req_free(r);
@@ -169,12 +176,50 @@ static void sent_or_not(void)
     ev_loop_destroy(loop);
 }
 
+static long lines(const char *path)
+{
+    char *t = th_read_file(path, NULL);
+    long n = 0;
+    for (const char *p = t; p && *p; p++) n += *p == '\n';
+    free(t);
+    return n;
+}
+
+/* A kept-alive connection that closes unanswered once the peer has read a
+ * request: curl would send the request again on a new connection by
+ * itself. A POST (the peer may have acted) goes once and comes back maybe
+ * sent; a GET may go again. */
+static void lost_on_reused_connection(void)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    wk_http *h = wk_http_new(loop, 8);
+    char tweets[128], lost[128], log[600];
+    snprintf(tweets, sizeof tweets, "http://127.0.0.1:%d/2/tweets", nginx_port);
+    snprintf(lost, sizeof lost, "http://127.0.0.1:%d/lost", nginx_port);
+    snprintf(log, sizeof log, "%s/lost.log", nginx_dir);
+    const char *methods[] = {"POST", "GET"};
+    long want[] = {1, 3}; /* the POST once; the GET twice more */
+    for (int i = 0; i < 2; i++) {
+        wk_req *r = run_one(loop, h, "POST", tweets, 2000); /* a connection to reuse */
+        CHECK_INT(r->status, 201);
+        wk_req_free(r);
+        r = run_one(loop, h, methods[i], lost, 2000);
+        CHECK_INT(r->rc, CURLE_GOT_NOTHING);
+        CHECK_INT(r->maybe_sent, 1);
+        wk_req_free(r);
+        CHECK_INT(lines(log), want[i]);
+    }
+    wk_http_free(h);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     start_nginx();
     th_run("many_in_flight", many_in_flight);
     th_run("sent_or_not", sent_or_not);
+    th_run("lost_on_reused_connection", lost_on_reused_connection);
     free(nginx_dir);
     return th_main_end();
 }

@@ -1,6 +1,7 @@
 /* outcomes.c: what the worker does with each outcome of a send, against a
  * real Redis and `herald sandbox`: a read-back finding nothing right after a
- * lost answer (resent only where that is safe, within max_attempts), budget
+ * lost answer (resent only where that is safe, within max_attempts), a post
+ * on a kept-alive connection that died unanswered (not resent by curl), budget
  * reservations given back when a job leaves unsent, Retry-After on a 503, a
  * refused Bluesky password, a Redis error reply mid-send, thread parts
  * resumed after a failure; and what a process serves: every lane, one
@@ -95,6 +96,29 @@ static void bluesky_absent_counts_attempts(void)
     wt_term(w);
     CHECK_INT(wt_done(), 1);
     CHECK_INT(wt_sandbox_posts("bluesky", NULL), 1);
+}
+
+/* A kept-alive connection that dies once the platform has read a post,
+ * before any answer: curl would send the post again on a new connection
+ * by itself, and a platform that had made it would have it twice. The
+ * worker reads back instead: the sandbox receives the post once and the
+ * outcome is unknown. */
+static void lost_on_kept_alive_not_resent(void)
+{
+    wt_reset();
+    setenv("HERALD_WORKER_NO_RECONCILER", "1", 1);
+    pid_t w = wt_worker(NULL, "kept_alive", "--processes", "1", "--concurrency", "1", NULL);
+    unsetenv("HERALD_WORKER_NO_RECONCILER");
+    wt_enqueue("x", "@a", "warm", 1); /* opens the connection the next post reuses */
+    CHECK(wt_wait_done(1, 10000));
+    long before = drop_all("x");
+    wt_enqueue("x", "@a", "lost", 1);
+    lost_answer_then_readback("x", before);
+    where u = {"{t}:unknown:x:@a", 1};
+    CHECK(th_wait_for(in_set, &u, 15000));
+    wt_term(w);
+    CHECK_INT(wt_done(), 1);
+    CHECK_INT(wt_sandbox_records("x", "post", 1), 2); /* "warm 0", and "lost 0" once */
 }
 
 /* A 503's Retry-After is honoured by the transient retry's backoff too. */
@@ -661,6 +685,7 @@ int main(void)
     th_run("empty_lane_keeps_probe", empty_lane_keeps_probe);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
+    th_run("lost_on_kept_alive_not_resent", lost_on_kept_alive_not_resent);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
     th_run("budget_refund_into_its_day", budget_refund_into_its_day);
     th_run("budget_kept_when_maybe_sent", budget_kept_when_maybe_sent);

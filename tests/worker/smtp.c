@@ -2,10 +2,11 @@
  * sink on loopback: the message carries every header platforms/ builds
  * (the engine once replaced them with its own HTTP header list), and a
  * header value that would hold a line break once rendered is refused (dead,
- * with the reason), never sent. */
+ * with the reason), never sent; a message whose final reply is lost is not
+ * sent again (unknown), one answered 450 is retried. */
 #include "wktest.h"
 
-static char *mail_log;
+static char *mail_log, *lost_log, *busy_log;
 
 static void enqueue_email(const char *key, const char *subject, const char *var)
 {
@@ -69,22 +70,86 @@ static void injection_refused(void)
     free(m);
 }
 
+/* messages counts the messages a sink's log holds */
+static long messages(const char *log)
+{
+    char *m = th_read_file(log, NULL);
+    long n = 0;
+    for (const char *p = m; p && (p = strstr(p, "\r\nX-Herald-Job: ")); p++) n++;
+    free(m);
+    return n;
+}
+
+static int settled(void *lane)
+{
+    wt_tick();
+    return wt_redis_int("ZCARD {t}:unknown:%s", lane) + wt_redis_int("ZCARD {t}:dead:%s", lane) +
+               wt_done() >= 1;
+}
+
+/* The server took the message and the connection died before its 250:
+ * the message may be on its way, and SMTP has no read-back: the outcome is
+ * unknown (for the operator), never a second copy. */
+static void lost_reply_not_resent(void)
+{
+    wt_reset();
+    wt_enqueue_job(wt_email_job("smtp", "lost", "reader@example.com", "mail:lost", "Hello"));
+    pid_t w = wt_worker(NULL, "smtp-lost", "--processes", "1", NULL);
+    CHECK(th_wait_for(settled, "smtp:lost", 15000));
+    wt_idle(20); /* time to send it again, which it must not */
+    wt_term(w);
+    CHECK_INT(wt_redis_int("ZCARD {t}:unknown:%s", "smtp:lost"), 1);
+    CHECK_INT(messages(lost_log), 1);
+}
+
+/* A 450 to the message is the server's answer, not a lost one: the send
+ * is retried, as any temporary failure, until its attempts run out. */
+static void temporary_failure_retried(void)
+{
+    wt_reset();
+    queue_job *j = wt_email_job("smtp", "busy", "reader@example.com", "mail:busy", "Hello");
+    j->max_attempts = 2;
+    wt_enqueue_job(j);
+    pid_t w = wt_worker(NULL, "smtp-busy", "--processes", "1", NULL);
+    CHECK(th_wait_for(settled, "smtp:busy", 15000));
+    wt_term(w);
+    CHECK_INT(wt_redis_int("ZCARD {t}:dead:%s", "smtp:busy"), 1);
+    CHECK_INT(messages(busy_log), 2);
+    char *reason = th_redis_cmd(wt.redis, "HVALS {t}:reasons");
+    CHECK(reason && strstr(reason, "temporary failure (450)"));
+    free(reason);
+}
+
 int main(void)
 {
     char *dir = th_tempdir();
     mail_log = hr_asprintf("%s/mail.log", dir);
-    int port = 0;
+    lost_log = hr_asprintf("%s/lost.log", dir);
+    busy_log = hr_asprintf("%s/busy.log", dir);
+    int port = 0, lost = 0, busy = 0;
     th_smtp_start(250, mail_log, &port);
-    char *line = hr_asprintf("account smtp:main base-url=smtp://127.0.0.1:%d "
-                             "from=news@shop.example starttls=off "
-                             "unsubscribe-base=http://127.0.0.1:1 rate=1000/1s\n",
-                             port);
-    wt_start(line);
-    free(line);
+    th_smtp_start(0, lost_log, &lost);
+    th_smtp_start(450, busy_log, &busy);
+    hr_buf conf;
+    hr_buf_init(&conf);
+    const char *names[] = {"main", "lost", "busy"};
+    int ports[] = {port, lost, busy};
+    for (int i = 0; i < 3; i++)
+        hr_buf_printf(&conf,
+                      "account smtp:%s base-url=smtp://127.0.0.1:%d "
+                      "from=news@shop.example starttls=off "
+                      "unsubscribe-base=http://127.0.0.1:1 rate=1000/1s\n",
+                      names[i], ports[i]);
+    wt_start(conf.data);
+    hr_buf_release(&conf);
     th_run("headers_sent", headers_sent);
     th_run("injection_refused", injection_refused);
+    th_run("lost_reply_not_resent", lost_reply_not_resent);
+    th_run("temporary_failure_retried", temporary_failure_retried);
     wt_stop();
     free(mail_log);
+    free(lost_log);
+    free(busy_log);
     free(dir);
     return th_main_end();
 }

@@ -256,12 +256,14 @@ static inline void wt_enqueue_emails(const char *account, const char *to, const 
     free(jobs);
 }
 
-/* wt_sandbox_count returns how many records of kind ("email", "session",
- * ...) the sandbox keeps for platform, or -1. */
-static inline long wt_sandbox_count(const char *platform, const char *kind)
+/* wt_sandbox_records returns how many records of kind ("email",
+ * "session", ...) the sandbox keeps for platform, or -1: what it answered,
+ * or with all every request it received (faults and replays too). */
+static inline long wt_sandbox_records(const char *platform, const char *kind, int all)
 {
     char path[128];
-    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=%s", platform, kind);
+    snprintf(path, sizeof path, "/_sandbox/posts?platform=%s&kind=%s&all=%d", platform, kind,
+             all);
     char *body = NULL;
     long n = -1;
     if (th_http(wt.sandbox_port, NULL, path, NULL, NULL, &body) == 200) {
@@ -271,6 +273,13 @@ static inline long wt_sandbox_count(const char *platform, const char *kind)
     }
     free(body);
     return n;
+}
+
+/* wt_sandbox_count returns how many records of kind the sandbox keeps for
+ * platform (what it answered), or -1. */
+static inline long wt_sandbox_count(const char *platform, const char *kind)
+{
+    return wt_sandbox_records(platform, kind, 0);
 }
 
 /* wt_faults_injected: how many requests the sandbox failed on purpose so
