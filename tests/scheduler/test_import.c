@@ -357,12 +357,16 @@ static int send_all_on(queue *q)
         queue_worker_register(q, "w1", 30000, &err) < 0 ||
         queue_fetch(q, "w1", lanes, 1, 10, 30000, &f, &n, &err) < 0)
         return -1;
+    static int posts; /* one post per job: an id is one job's (ack refuses a taken one) */
     for (int i = 0; i < n; i++) {
         CHECK_INT(queue_attempt(q, "w1", f[i].ukh, &err), 0);
+        char pid[24];
+        snprintf(pid, sizeof pid, "%d", ++posts);
         queue_ack_item a = {
-            .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = "1", .lateness_ms = -1};
+            .ukh = f[i].ukh, .lane = f[i].lane, .platform_id = pid, .lateness_ms = -1};
         int res = 0;
         CHECK(queue_ack(q, "w1", &a, 1, &res, &err) >= 0);
+        CHECK_INT(res, 1);
     }
     queue_fetched_free(f, n);
     return n;
