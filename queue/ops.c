@@ -1112,15 +1112,16 @@ static void push_n(queue_argv *a, long long v)
 }
 
 /* push_cat pushes the NULL-ended strings joined by sep as one word, built
- * in buffer w */
-static void push_cat(queue_argv *a, hr_buf *w, char sep, ...)
+ * in buffer w. sep is an int: va_start after a char parameter is undefined
+ * (C11 7.16.1.4; clang refuses it) */
+static void push_cat(queue_argv *a, hr_buf *w, int sep, ...)
 {
     va_list ap;
     va_start(ap, sep);
     hr_buf_reset(w);
     const char *s;
     for (int k = 0; (s = va_arg(ap, const char *)); k++) {
-        if (k) hr_buf_putc(w, sep);
+        if (k) hr_buf_putc(w, (char)sep);
         hr_buf_append(w, s, strlen(s));
     }
     va_end(ap);
