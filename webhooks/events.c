@@ -91,15 +91,30 @@ static char *str_of(json_t *o, const char *key)
     return NULL;
 }
 
+/* The earliest event time taken (2000-01-01T00:00:00Z, in s). */
+enum { TS_MIN_S = 946684800 };
+
+/* ts_of returns the event time in key (unix seconds, integer or not, or
+ * RFC 3339) in ms, or 0 (unknown) when it is absent or outside [2000, now +
+ * 1 day]: a time no sender could mean, checked before any arithmetic so
+ * that no value overflows. */
 static int64_t ts_of(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
-    if (json_is_integer(v)) return (int64_t)json_integer_value(v) * 1000;
-    if (json_is_real(v)) return (int64_t)(json_real_value(v) * 1000.0);
-    if (json_is_string(v)) {
-        int64_t ms;
-        if (hr_parse_rfc3339(json_string_value(v), &ms) == 0) return ms;
+    if (!v) return 0;
+    int64_t max_ms = hr_now_ms() + 86400000;
+    if (json_is_integer(v)) {
+        json_int_t s = json_integer_value(v);
+        return s >= TS_MIN_S && s <= max_ms / 1000 ? (int64_t)s * 1000 : 0;
     }
+    if (json_is_real(v)) {
+        double s = json_real_value(v);
+        return s >= TS_MIN_S && s * 1000.0 <= (double)max_ms ? (int64_t)(s * 1000.0) : 0;
+    }
+    int64_t ms;
+    if (json_is_string(v) && hr_parse_rfc3339(json_string_value(v), &ms) == 0 &&
+        ms >= TS_MIN_S * INT64_C(1000) && ms <= max_ms)
+        return ms;
     return 0;
 }
 

@@ -271,6 +271,47 @@ static void test_one_batch(void)
     CHECK_INT(rint_("HGET {t}:eng:contacts %s|open", digest), 1);
 }
 
+/* test_event_time_range: an event time outside [2000, now + 1 day] (an
+ * integer too large to turn into ms, a huge float, before 2000, in the
+ * future) is recorded as unknown (ts 0), its request still answered 200;
+ * times in range, as seconds, fractions or RFC 3339, keep their value. */
+static void test_event_time_range(void)
+{
+    char future[32];
+    snprintf(future, sizeof future, "%lld", (long long)(hr_now_ms() / 1000 + 2 * 86400));
+    const struct {
+        const char *ts, *want;
+    } cases[] = {
+        {"9223372036854775807", "0"},  {"-9223372036854775808", "0"},
+        {"1e300", "0"},                {"-1e300", "0"},
+        {"946684799", "0"},            {"\"1999-12-31T23:59:59Z\"", "0"},
+        {future, "0"},                 {"1700000000.5", "1700000000500"},
+        {"946684800", "946684800000"}, {"\"2023-11-14T22:13:20Z\"", "1700000000000"},
+    };
+    int n = (int)(sizeof cases / sizeof cases[0]);
+    hr_buf body;
+    hr_buf_init(&body);
+    hr_buf_puts(&body, "{\"events\":[");
+    for (int i = 0; i < n; i++)
+        hr_buf_printf(&body, "%s{\"id\":\"ts%d\",\"type\":\"click\",\"platform\":\"x\","
+                             "\"platform_id\":\"ts-range-%d\",\"ts\":%s}",
+                      i ? "," : "", i, i, cases[i].ts);
+    hr_buf_puts(&body, "]}");
+    char *resp = NULL;
+    CHECK_INT(post_generic(body.data, 0, &resp), 200);
+    CHECK(resp && strstr(resp, "\"unmatched\":10"));
+    free(resp);
+    for (int i = 0; i < n; i++) {
+        char want[200];
+        snprintf(want, sizeof want, "platform,x,ts,%s,event,generic:x:ts%d", cases[i].want, i);
+        char *v = stream_entry(n - i); /* the last event is the newest entry */
+        CHECK(v && strstr(v, want));
+        if (!v || !strstr(v, want)) fprintf(stderr, "  ts %s: %s, want %s\n", cases[i].ts, v, want);
+        free(v);
+    }
+    hr_buf_release(&body);
+}
+
 static void sg_sign(const char *ts, const char *body, char *out)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -1924,6 +1965,7 @@ int main(void)
     th_run("unknown_job", test_unknown_job);
     th_run("platform_id", test_platform_id);
     th_run("one_batch", test_one_batch);
+    th_run("event_time_range", test_event_time_range);
     th_run("sendgrid", test_sendgrid);
     th_run("mailgun", test_mailgun);
     th_run("mailgun_replay", test_mailgun_replay);
