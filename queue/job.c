@@ -504,7 +504,8 @@ static int decode_field(queue_job *j, int64_t key, const msgpack_object *v, hr_e
     case F_ATTEMPT:
     case F_MAX_ATTEMPTS:
         if (obj_int(v, &x, "attempt", err) < 0) return -1;
-        if (x < 0 || x > 1000000) return hr_err_set(err, "job: attempt count out of range");
+        if (x < 0 || x > QUEUE_ATTEMPTS_LIMIT)
+            return hr_err_set(err, "job: attempt count out of range");
         *(key == F_ATTEMPT ? &j->attempt : &j->max_attempts) = (int)x;
         return 0;
     case F_PLATFORM: return obj_str(v, &j->platform, "platform", err);

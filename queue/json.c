@@ -134,11 +134,20 @@ queue_job *queue_job_from_json(const char *text, hr_err *err)
         if (get_str(o, strs[i].k, strs[i].f, err) < 0) goto bad;
     if (get_time(o, "run_at", &j->run_at_ms, err) < 0) goto bad;
     if (get_time(o, "created_at", &j->created_ms, err) < 0) goto bad;
-    json_t *v;
-    if ((v = json_object_get(o, "max_attempts")) && json_is_integer(v))
-        j->max_attempts = (int)json_integer_value(v);
-    if ((v = json_object_get(o, "attempt")) && json_is_integer(v))
-        j->attempt = (int)json_integer_value(v);
+    const char *counts[] = {"attempt", "max_attempts"};
+    for (size_t c = 0; c < 2; c++) {
+        json_t *v = json_object_get(o, counts[c]);
+        if (!json_is_integer(v)) continue;
+        json_int_t n = json_integer_value(v);
+        /* the codec's range: a job out of it could be enqueued but never
+         * read back (a worker would bury it as corrupt) */
+        if (n < 0 || n > QUEUE_ATTEMPTS_LIMIT) {
+            hr_err_set(err, "job: \"%s\" must be from 0 to %d, not %lld", counts[c],
+                       QUEUE_ATTEMPTS_LIMIT, (long long)n);
+            goto bad;
+        }
+        *(c == 0 ? &j->attempt : &j->max_attempts) = (int)n;
+    }
     const char *arrs[] = {"tags", "media"};
     for (size_t a = 0; a < 2; a++) {
         json_t *arr = json_object_get(o, arrs[a]);

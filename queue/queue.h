@@ -33,6 +33,10 @@ typedef struct queue_kv {
     char *value;
 } queue_kv;
 
+/* attempt and max_attempts are 0..QUEUE_ATTEMPTS_LIMIT: what the codec
+ * stores, so every reader (msgpack, JSON) takes the same range */
+#define QUEUE_ATTEMPTS_LIMIT 1000000
+
 typedef struct queue_job {
     char id[QUEUE_ID_LEN + 1]; /* "" until queue_job_assign_id */
     queue_kind kind;

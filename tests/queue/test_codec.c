@@ -232,6 +232,22 @@ static void test_json(void)
     hr_err_clear(&err);
     CHECK(queue_job_from_json("{\"platform\": ", &err) == NULL);
     CHECK(strstr(err.msg, "line 1") != NULL);
+    /* attempt counts outside the codec's range are refused, not truncated
+     * into a job that encodes but never decodes (fuzz_format found it) */
+    const char *bad[] = {"{\"attempt\": 7165039251369478}", "{\"attempt\": -1}",
+                         "{\"max_attempts\": 1000001}"};
+    for (int i = 0; i < 3; i++) {
+        hr_err_clear(&err);
+        CHECK(queue_job_from_json(bad[i], &err) == NULL);
+        CHECK(strstr(err.msg, "attempt") != NULL);
+    }
+    k = queue_job_from_json("{\"attempt\": 1000000, \"max_attempts\": 0}", &err);
+    REQUIRE(k);
+    CHECK_INT(k->attempt, QUEUE_ATTEMPTS_LIMIT);
+    queue_job *d = queue_job_dup(k); /* encodes and decodes */
+    CHECK_INT(d->attempt, QUEUE_ATTEMPTS_LIMIT);
+    queue_job_free(d);
+    queue_job_free(k);
     queue_job_free(j);
 }
 
