@@ -596,6 +596,51 @@ static int p_done(http_parser *p)
     return 0;
 }
 
+static void settings_init(http_parser_settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->on_message_begin = p_begin;
+    s->on_url = p_url;
+    s->on_header_field = p_field;
+    s->on_header_value = p_value;
+    s->on_headers_complete = p_headers_done;
+    s->on_body = p_body;
+    s->on_message_complete = p_done;
+}
+
+int hook_httpd_parse(const char *data, size_t len, size_t max_body, hook_parsed_fn *fn,
+                     void *priv)
+{
+    hook_httpd h = {.fd = -1, .o.max_body = max_body ? max_body : 1 << 20};
+    settings_init(&h.settings);
+    conn *c = hr_calloc(1, sizeof *c);
+    c->h = &h;
+    c->fd = -1; /* an Expect: 100-continue answer fails quietly, as to a gone client */
+    c->req.c = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    int n = 0;
+    size_t off = 0;
+    while (off < len) {
+        off += http_parser_execute(&c->parser, &h.settings, data + off, len - off);
+        if (c->state != C_HANDLING) {
+            if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) n = -1;
+            break; /* refused (400, 413), or all read */
+        }
+        fn(&c->req, priv);
+        n++;
+        if (!c->req.keep_alive) break; /* the server closes here */
+        /* as write_some after a keep-alive answer */
+        c->state = C_READING;
+        req_reset(&c->req);
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+    }
+    req_release(&c->req);
+    free(c);
+    return n;
+}
+
 /* conn_try_parse feeds the unparsed bytes to the parser and hands a complete
  * request to the handler. */
 static void conn_try_parse(conn *c)
@@ -927,13 +972,7 @@ hook_httpd *hook_httpd_new(struct ev_loop *loop, const hook_httpd_opts *o, hr_er
     h->o.listen = NULL; /* not kept: borrowed */
     h->fd = fd;
     h->port = port;
-    h->settings.on_message_begin = p_begin;
-    h->settings.on_url = p_url;
-    h->settings.on_header_field = p_field;
-    h->settings.on_header_value = p_value;
-    h->settings.on_headers_complete = p_headers_done;
-    h->settings.on_body = p_body;
-    h->settings.on_message_complete = p_done;
+    settings_init(&h->settings);
     ev_io_init(&h->accept_io, on_accept, fd, EV_READ);
     h->accept_io.data = h;
     ev_io_start(loop, &h->accept_io);

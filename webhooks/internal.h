@@ -98,6 +98,16 @@ void hook_fire_post(hook_fire *f, const char *url, const char *const *headers, c
                     size_t len, hook_fire_cb *cb, void *priv);
 int hook_fire_pending(const hook_fire *f);
 
+/* hook_httpd_parse feeds data to the server's request parser as the bytes
+ * of one connection and calls fn on each whole request (hook_req_* getters
+ * work; fn must not answer it), as far as a keep-alive connection would go.
+ * Returns the number of requests, or -1 when the parser refused what
+ * followed them (the server's 400 or 413). max_body 0: 1 MiB. The fuzz
+ * target's way in: the live callbacks without a socket or a loop. */
+typedef void hook_parsed_fn(const hook_req *r, void *priv);
+int hook_httpd_parse(const char *data, size_t len, size_t max_body, hook_parsed_fn *fn,
+                     void *priv);
+
 /* hook_form_value returns the decoded value of name in an
  * application/x-www-form-urlencoded text (new string), or NULL. */
 char *hook_form_value(const char *form, size_t len, const char *name);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "scheduler.h"
 
 static int walk(const sched_item *it, void *priv, hr_err *err)
