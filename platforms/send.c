@@ -126,10 +126,27 @@ int plat_send_request(plat_send *s, plat_request *req, hr_err *err)
     return s->a->ops->request(s, req, err);
 }
 
+/* gateway_unknown: a 502 or 504 is a gateway's answer, and it can come
+ * after the platform behind it made the post or email (its answer timed out
+ * or was lost on the way back). Where a resend could make it twice (no
+ * idempotency key the platform honours, no record key: all but Mastodon
+ * and Bluesky), that outcome is unknown, to read back, not a failure to
+ * retry. A 503 is left transient: gateways give it when no upstream took
+ * the request (none free, or maintenance), and platforms for overload. */
+static void gateway_unknown(const plat_send *s, const plat_response *r, plat_outcome *o)
+{
+    if (o->kind != PLAT_OUT_TRANSIENT || r->terr != PLAT_TE_NONE ||
+        (r->status != 502 && r->status != 504) || s->a->ops->resend_on_absent)
+        return;
+    out_set(o, PLAT_OUT_UNKNOWN, "HTTP %ld from a gateway: the platform may have acted",
+            r->status);
+}
+
 void plat_send_response(plat_send *s, const plat_response *r, plat_outcome *o)
 {
     out_init(o);
     s->a->ops->response(s, r, o);
+    gateway_unknown(s, r, o);
 }
 
 int plat_send_readback(plat_send *s, plat_request *req, hr_err *err)

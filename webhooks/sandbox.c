@@ -30,6 +30,9 @@ typedef struct sb_fault {
     double rate4xx;
     int status4xx;
     char message[200];
+    /* a share of what is made (posts, emails, Threads containers) answered
+     * 502 instead: a gateway in front of the platform lost its answer */
+    double gateway;
 } sb_fault;
 
 typedef struct sb_rec {
@@ -37,7 +40,9 @@ typedef struct sb_rec {
     char *scope; /* whose Idempotency-Key idem is: "<account> <path>" */
     /* answered otherwise than by the platform: an injected fault ("429",
      * "500", "drop", "refusal"), a repeated key's first answer (replay),
-     * or no route; such records are aside, listed only with ?all=1 */
+     * or no route; such records are aside, listed only with ?all=1. A
+     * "gateway" fault is not: the platform made the record (its status),
+     * only its answer was replaced by a 502. */
     const char *fault;
     int replay, aside;
     json_t *body; /* the request body: parsed JSON, a form as an object, or a string */
@@ -1566,7 +1571,7 @@ static int fault_bad(hr_err *err, const char *key, json_t *v, const char *must)
  * 0, or -1 with err naming the bad key and value; nothing is changed. */
 static int fault_check(json_t *j, hr_err *err)
 {
-    static const char *const rates[] = {"rate429", "rate500", "drop", "rate4xx"};
+    static const char *const rates[] = {"rate429", "rate500", "drop", "rate4xx", "gateway"};
     static const char *const times[] = {"slow_ms", "search_lag_ms", "retry_after"};
     if (!json_is_object(j)) return hr_err_set(err, "faults: expected an object");
     const char *key;
@@ -1591,7 +1596,8 @@ static int fault_check(json_t *j, hr_err *err)
         if (!known)
             return hr_err_set(err,
                               "faults: unknown key \"%s\" (platform, rate429, rate500, drop, "
-                              "slow_ms, retry_after, search_lag_ms, rate4xx, status, message)",
+                              "slow_ms, retry_after, search_lag_ms, rate4xx, status, message, "
+                              "gateway)",
                               key);
     }
     json_t *pv = json_object_get(j, "platform");
@@ -1644,6 +1650,7 @@ static int set_faults(hook_sandbox *s, json_t *j, hr_err *err)
     if (!f->retry_after_s) f->retry_after_s = 1;
     f->rate4xx = json_number_value(json_object_get(j, "rate4xx"));
     f->status4xx = st ? (int)json_integer_value(st) : 403;
+    f->gateway = json_number_value(json_object_get(j, "gateway"));
     snprintf(f->message, sizeof f->message, "%s", msg ? msg : "sandbox: injected refusal");
     return 0;
 }
@@ -1726,6 +1733,7 @@ static void control(hook_sandbox *s, hook_req *r, sb_reply *o)
                 json_object_update_new(fj, json_pack("{sf si ss}", "rate4xx", f->rate4xx,
                                                      "status", f->status4xx, "message",
                                                      f->message));
+            if (f->gateway > 0) json_object_set_new(fj, "gateway", json_real(f->gateway));
             json_array_append_new(a, fj);
         }
         return reply_json(
@@ -1914,7 +1922,7 @@ static void on_request(hook_req *r, void *priv)
     }
     if (!strcmp(rt->platform, "threads") || !strcmp(rt->platform, "facebook")) graph_params(r, x);
     sb_fault *f = fault_for(s, rt->platform);
-    int slow = 0;
+    int slow = 0, made = 0;
     if (f) {
         double v = rnd(s);
         slow = f->slow_ms;
@@ -2004,9 +2012,21 @@ static void on_request(hook_req *r, void *priv)
                !strcmp(rt->kind, "post") && strcmp(rt->platform, "webhook") != 0) {
         fire_later(s, xi);
     }
+    /* drawn only when set (the other faults keep their sequence): made,
+     * and a repeat of its key gets the real answer, but this one is lost */
+    if (ok && f && f->gateway > 0 && strcmp(rt->kind, "session") != 0 && rnd(s) < f->gateway) {
+        s->faults_injected++;
+        x->fault = "gateway";
+        made = o.status;
+        hr_buf_release(&o.body);
+        hr_buf_release(&o.hdrs);
+        hr_buf_init(&o.body);
+        hr_buf_init(&o.hdrs);
+        reply_json(&o, 502, json_pack("{ss}", "error", "sandbox: injected bad gateway"));
+    }
 answer:
-    x->status = o.status;
-    if (x->fault || x->replay) x->aside = 1;
+    x->status = made ? made : o.status;
+    if ((x->fault && !made) || x->replay) x->aside = 1;
     if (slow > 0) {
         delayed *d = hr_calloc(1, sizeof *d);
         d->r = r;

@@ -54,6 +54,26 @@ static int in_set(void *arg)
     return wt_redis_int("ZCARD %s", w->key) >= w->want;
 }
 
+/* A 502 can come from a gateway after X made the post: the worker reads it
+ * back and finds it, never resends it (a resend would replay the
+ * sandbox's Idempotency-Key: a duplicate). */
+static void gateway_error_reads_back(void)
+{
+    wt_reset();
+    enum { N = 20 };
+    long before = wt_faults_injected();
+    faults("{\"platform\":\"x\",\"gateway\":0.5}");
+    wt_enqueue("x", "@a", "behind a gateway", N);
+    pid_t w = wt_worker(NULL, "gateway", "--processes", "1", NULL);
+    CHECK(wt_wait_done(N, 30000));
+    wt_term(w);
+    faults("{\"platform\":\"x\"}");
+    CHECK(wt_faults_injected() > before);
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts("x", &dups), N);
+    CHECK_INT(dups, 0);
+}
+
 /* An email search right after the send can lag it: "absent" proves nothing,
  * so the job goes to unknown for the reconciler (which waits its settle
  * time), never sent again at once. */
@@ -684,6 +704,7 @@ int main(void)
     th_run("bluesky_expired_refreshes", bluesky_expired_refreshes);
     th_run("empty_lane_keeps_probe", empty_lane_keeps_probe);
     th_run("email_absent_goes_to_unknown", email_absent_goes_to_unknown);
+    th_run("gateway_error_reads_back", gateway_error_reads_back);
     th_run("bluesky_absent_counts_attempts", bluesky_absent_counts_attempts);
     th_run("lost_on_kept_alive_not_resent", lost_on_kept_alive_not_resent);
     th_run("budget_back_when_not_sent", budget_back_when_not_sent);
