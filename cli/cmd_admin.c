@@ -81,6 +81,7 @@ static const struct directive {
     {"secret-file", V_ANY},
     {"credentials-dir", V_ANY},
     {"poll-schedule", V_ANY},
+    {"redis-wait-replicas", V_ANY},
     {"sandbox-listen", V_ANY},
     {"sandbox-smtp-listen", V_ANY},
     {"sandbox-webhooks-url", V_ANY},

@@ -849,6 +849,57 @@ static void on_unreg_keys(struct redisReply *rep, const char *errmsg, void *priv
     send_req(qa, r);
 }
 
+void queue_async_wait(queue_async *qa, int n, int64_t timeout_ms, queue_status_cb *cb,
+                      void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, -1, priv);
+    qa_pushs(&r->argv, "WAIT");
+    qa_pushf(&r->argv, "%d", n);
+    qa_pushf(&r->argv, "%lld", (long long)timeout_ms);
+    status_req(qa, r, cb);
+}
+
+void queue_async_release(queue_async *qa, const char *worker, const char *const *ukhs,
+                         const char *const *lanes, int n, queue_status_cb *cb, void *priv)
+{
+    qreq *r = req_new(qa, RK_STATUS, QS_RELEASE, priv);
+    r->status_cb = cb;
+    /* the jobs grouped by lane, each lane where its first job is, fetch
+     * order kept within: order[] their indices, heads[] each group's lane */
+    int *order = hr_malloc(2 * (size_t)(n > 0 ? n : 1) * sizeof *order), *heads = order + n;
+    int no = 0, nl = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int l = 0; l < nl && !seen; l++) seen = strcmp(lanes[heads[l]], lanes[i]) == 0;
+        if (seen) continue;
+        if (!qo_valid_lane(lanes[i])) {
+            free(order);
+            defer_fail(r, "release: not a lane");
+            return;
+        }
+        heads[nl++] = i;
+        for (int m = i; m < n; m++)
+            if (strcmp(lanes[m], lanes[i]) == 0) order[no++] = m;
+    }
+    queue_argv *a = &r->argv;
+    qa_evalsha(a, QS_RELEASE, 1 + 2 * nl);
+    qa_pushkey(a, qa->ns, "inflight:%s", worker);
+    for (int l = 0; l < nl; l++) {
+        qa_pushkey(a, qa->ns, "ready:%s", lanes[heads[l]]);
+        qa_pushkey(a, qa->ns, "lane:%s", lanes[heads[l]]);
+    }
+    for (int l = 0, at = 0; l < nl; l++) {
+        int k = 0;
+        while (at + k < no && strcmp(lanes[order[at + k]], lanes[heads[l]]) == 0) k++;
+        qa_pushs(a, lanes[heads[l]]);
+        qa_pushf(a, "%d", k);
+        for (int m = 0; m < k; m++) qa_pushs(a, ukhs[order[at + m]]);
+        at += k;
+    }
+    free(order);
+    send_req(qa, r);
+}
+
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv)
 {

@@ -51,6 +51,7 @@ enum {
     QS_UNKNOWN,
     QS_CHARGE,
     QS_QUOTA,
+    QS_RELEASE,
     QS_COUNT
 };
 typedef struct queue_script {

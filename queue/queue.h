@@ -613,6 +613,18 @@ void queue_async_charge(queue_async *qa, const char *lane, int calls, queue_stat
  * window replaces it. status: the count kept, or -1; cb may be NULL. */
 void queue_async_quota(queue_async *qa, const char *lane, long left, int64_t reset_in_ms,
                        long since, queue_status_cb *cb, void *priv);
+/* queue_async_wait sends WAIT n timeout_ms on the handle's connection: its
+ * status is how many replicas acknowledged every write sent before it (fewer
+ * than n when the timeout ran out), or -1. */
+void queue_async_wait(queue_async *qa, int n, int64_t timeout_ms, queue_status_cb *cb,
+                      void *priv);
+/* queue_async_release hands back n jobs worker fetched and will not start
+ * (ukhs[i] from lanes[i], in fetch order): each still in its record and not
+ * attempted goes back to the front of its lane, its budget refunded, at
+ * once rather than when worker's lease runs out. status: how many went
+ * back, or -1 with a message (they stay for the reaper); cb may be NULL. */
+void queue_async_release(queue_async *qa, const char *worker, const char *const *ukhs,
+                         const char *const *lanes, int n, queue_status_cb *cb, void *priv);
 void queue_async_unregister(queue_async *qa, const char *worker, queue_status_cb *cb,
                             void *priv);
 /* queue_async_lanes lists every lane; cb owns the array (queue_strv_free). */

@@ -11,7 +11,8 @@
 extern const char queue_lua_enqueue[], queue_lua_promote[], queue_lua_fetch[],
     queue_lua_attempt[], queue_lua_ack[], queue_lua_retry[], queue_lua_bury[],
     queue_lua_reap[], queue_lua_cancel[], queue_lua_resolve[], queue_lua_register[],
-    queue_lua_circuit[], queue_lua_unknown[], queue_lua_charge[], queue_lua_quota[];
+    queue_lua_circuit[], queue_lua_unknown[], queue_lua_charge[], queue_lua_quota[],
+    queue_lua_release[];
 
 queue_script queue_scripts[QS_COUNT] = {
     [QS_ENQUEUE] = {"enqueue", queue_lua_enqueue, ""},
@@ -29,6 +30,7 @@ queue_script queue_scripts[QS_COUNT] = {
     [QS_UNKNOWN] = {"unknown", queue_lua_unknown, ""},
     [QS_CHARGE] = {"charge", queue_lua_charge, ""},
     [QS_QUOTA] = {"quota", queue_lua_quota, ""},
+    [QS_RELEASE] = {"release", queue_lua_release, ""},
 };
 
 void queue_scripts_init(void)

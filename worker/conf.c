@@ -320,6 +320,8 @@ const worker_duration_directive worker_durations[] = {
     {"reconcile-exact-settle", "2s", 0},
     /* workers report every second: less would kill healthy ones */
     {"worker-hang-timeout", "10s", 1000},
+    /* unset: 1s, or half worker-redis-timeout-ms (process.c wait_timeout) */
+    {"redis-wait-timeout", "1s", 1},
     {NULL, NULL, 0},
 };
 

@@ -129,5 +129,8 @@ void wk_seam_init(void);
 /* wk_clock_ms is the worker process's wall clock in ms: the host's, unless
  * the HERALD_WORKER_CLOCK_SKEW_MS test seam moves it. */
 int64_t wk_clock_ms(void);
+/* wk_seam_new_id returns 1 the N-th time step is reached under
+ * HERALD_WORKER_NEW_ID_AT=STEP:N (the caller then lets its lease go), else 0. */
+int wk_seam_new_id(const char *step);
 
 #endif

@@ -107,6 +107,7 @@ struct wk_proc {
     int inflight;
     int concurrency;
     int registered, registering, fetching, listing;
+    int releasing; /* hand-backs of fetches under an old id on their way */
     int draining, done;
     int shutting; /* past the loop: callbacks only let go of their jobs */
     wk_jobq ackq; /* sent, waiting for the next group commit */
@@ -118,12 +119,19 @@ struct wk_proc {
      * ends no later than Redis's. lease_gen tells an old id's replies. */
     int64_t lease_until_ms, reg_issued_ms, fetch_issued_ms, beat_issued_ms;
     unsigned lease_gen, reg_gen, fetch_gen, beat_gen;
+    char fetch_worker[64]; /* the id the fetch on its way was issued under */
     int beat_pending;
     int idle_polls; /* consecutive empty fetches */
     int64_t poll_delays_ms[8];
     int npolls;
     long sent, failed, retried, polled;
     int64_t stream_maxlen; /* webhooks-stream-maxlen: poll events trim the stream as webhooks do */
+    /* Attempt marks on replicas before a send (redis-wait-replicas: -1
+     * auto, the replicas INFO reports; else N): a failover or a lost
+     * Redis host then keeps them. wait_replicas: what batches wait for. */
+    int wait_conf, wait_replicas;
+    int64_t wait_timeout_ms;
+    ev_timer repl_timer;
     int exit_status;
     ev_timer fetch_timer, beat_timer, lanes_timer, status_timer, drain_timer;
     ev_signal sig_term, sig_int, sig_hup;
@@ -513,7 +521,7 @@ static void job_release(wk_job *j)
     if (l && l->reload && l->inflight == 0 && !p->shutting) lane_reload(p, l);
     if (p->shutting) return;
     if (!p->draining) ev_prepare_start(p->loop, &p->kick);
-    else if (p->inflight == 0) stop_now(p);
+    else if (p->inflight == 0 && !p->releasing) stop_now(p); /* else on_released */
 }
 
 static void on_status_done(int status, const char *errmsg, void *priv)
@@ -1221,18 +1229,52 @@ static void on_attempt(wk_job *j, int status, const char *errmsg)
 }
 
 typedef struct attempt_batch {
+    wk_proc *p;
     int n;
     wk_job **jobs;
     int *results;
+    /* the attempts' answer, and with replicas WAIT's after it: the batch
+     * goes on once both are in (pending 0) */
+    int pending, recorded, status;
+    char errmsg[HR_ERRLEN];
+    int wait_n, replicas;
 } attempt_batch;
 
-static void on_attempts(int status, const char *errmsg, void *priv)
+/* marks_unconfirmed: fewer than wait_n replicas have the batch's attempt
+ * marks: a failover or the Redis host's crash could lose them while the
+ * posts went out (sent twice after the reaper's requeue). Nothing is sent:
+ * each recorded job goes back to its lane after a backoff (mark dropped),
+ * not counted as an attempt. */
+static void marks_unconfirmed(attempt_batch *b)
 {
-    attempt_batch *b = priv;
-    wk_proc *p = b->n ? b->jobs[0]->p : NULL;
+    wk_proc *p = b->p;
+    char want[16], got[16];
+    snprintf(want, sizeof want, "%d", b->wait_n);
+    snprintf(got, sizeof got, "%d", b->replicas);
+    hr_log(HR_LOG_WARN, "attempt marks not on enough replicas: not sending", "want", want,
+           "got", got, NULL);
+    for (int i = 0; i < b->n; i++) {
+        wk_job *j = b->jobs[i];
+        if (b->results[i] != 0) {
+            on_attempt(j, 1, NULL);
+            continue;
+        }
+        j->job->attempt--;
+        retry_in(j,
+                 worker_backoff_ms(j->job->attempt > 0 ? j->job->attempt : 1, p->retry.base_ms,
+                                   p->retry.cap_ms, hr_random_u64()),
+                 "attempt mark not confirmed by the redis replicas");
+    }
+}
+
+static void attempts_done(attempt_batch *b)
+{
+    wk_proc *p = b->p;
+    int status = b->status;
+    const char *errmsg = b->errmsg;
     /* the record may hold them still: the reaper must get to settle it */
-    if (p && status < 0 && !p->shutting) lease_abandon(p, b->jobs[0]->worker);
-    if (p && status >= 0 && !p->shutting && !lease_vouched(p, b->jobs[0]->worker)) {
+    if (status < 0 && !p->shutting) lease_abandon(p, b->jobs[0]->worker);
+    if (status >= 0 && !p->shutting && !lease_vouched(p, b->jobs[0]->worker)) {
         /* The loop stalled (or the id changed) while the record was made:
          * the reaper may already have given these jobs to another worker.
          * Their attempts are marked, so the reaper sends them to unknown
@@ -1248,13 +1290,38 @@ static void on_attempts(int status, const char *errmsg, void *priv)
         status = -1;
         errmsg = "lease not vouched for";
     }
-    for (int i = 0; i < b->n; i++) on_attempt(b->jobs[i], status < 0 ? -1 : b->results[i], errmsg);
+    if (status >= 0 && !p->shutting && b->replicas < b->wait_n)
+        marks_unconfirmed(b);
+    else
+        for (int i = 0; i < b->n; i++)
+            on_attempt(b->jobs[i], status < 0 ? -1 : b->results[i], errmsg);
     free(b->jobs);
     free(b->results);
     free(b);
     /* The batch's requests leave now: a worker that dies later has sent
      * every job whose attempt it recorded (the narrowest unknown window). */
-    if (p && p->http) wk_http_flush(p->http);
+    if (p->http) wk_http_flush(p->http);
+}
+
+static void on_attempts(int status, const char *errmsg, void *priv)
+{
+    attempt_batch *b = priv;
+    b->recorded = 1;
+    b->status = status;
+    snprintf(b->errmsg, sizeof b->errmsg, "%s", errmsg ? errmsg : "");
+    if (--b->pending == 0) attempts_done(b);
+}
+
+/* on_marks_replicated: WAIT's answer, the replicas that have the batch's
+ * marks; one that comes before the marks' own (their script was sent again
+ * after a NOSCRIPT) vouches for nothing. */
+static void on_marks_replicated(int status, const char *errmsg, void *priv)
+{
+    attempt_batch *b = priv;
+    b->replicas = b->recorded ? status : -1;
+    if (status < 0 && errmsg && !b->p->shutting)
+        hr_log(HR_LOG_WARN, "redis WAIT failed", "error", errmsg, NULL);
+    if (--b->pending == 0) attempts_done(b);
 }
 
 /* Attempts are group-committed like acknowledgements: the jobs formatted
@@ -1266,6 +1333,9 @@ static void on_att_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     ev_prepare_stop(loop, w);
     while (p->attq.n > 0) {
         attempt_batch *b = hr_calloc(1, sizeof *b);
+        b->p = p;
+        b->pending = 1;
+        b->wait_n = p->wait_replicas;
         b->n = jobq_take(&p->attq, QUEUE_ATTEMPT_MAX, &b->jobs);
         b->results = hr_calloc((size_t)b->n, sizeof *b->results);
         const char **ukhs = hr_malloc(2 * (size_t)b->n * sizeof *ukhs), **lanes = ukhs + b->n;
@@ -1273,8 +1343,12 @@ static void on_att_flush(struct ev_loop *loop, ev_prepare *w, int revents)
             ukhs[i] = b->jobs[i]->ukh;
             lanes[i] = b->jobs[i]->lane_name;
         }
+        if (b->wait_n > 0) b->pending++;
         queue_async_attempts(p->qa, b->jobs[0]->worker, ukhs, lanes, b->n, b->results,
                              on_attempts, b);
+        /* pipelined: the marks go out, then the wait for the replicas */
+        if (b->wait_n > 0)
+            queue_async_wait(p->qa, b->wait_n, p->wait_timeout_ms, on_marks_replicated, b);
         free(ukhs);
     }
 }
@@ -1358,7 +1432,8 @@ static int lane_resumed(wk_proc *p, wk_job *j)
     return 0;
 }
 
-static void job_start(wk_proc *p, queue_fetched *f)
+/* job_start starts f, fetched under worker (the id it sits under in Redis). */
+static void job_start(wk_proc *p, const char *worker, queue_fetched *f)
 {
     wk_job *j = hr_calloc(1, sizeof *j);
     j->p = p;
@@ -1367,7 +1442,7 @@ static void job_start(wk_proc *p, queue_fetched *f)
     memcpy(j->ukh, f->ukh, sizeof j->ukh);
     memcpy(j->lane_name, f->lane, sizeof j->lane_name);
     j->probe = f->probe;
-    memcpy(j->worker, p->worker_id, sizeof j->worker);
+    snprintf(j->worker, sizeof j->worker, "%s", worker);
     j->fetched_ms = hr_now_ms();
     j->next = p->jobs;
     if (p->jobs) p->jobs->prev = j;
@@ -1439,6 +1514,38 @@ static void arm_fetch(wk_proc *p, double after_s)
     ev_timer_start(p->loop, &p->fetch_timer);
 }
 
+static void on_released(int status, const char *errmsg, void *priv)
+{
+    wk_proc *p = priv;
+    p->releasing--;
+    if (p->shutting) return;
+    char nj[16];
+    snprintf(nj, sizeof nj, "%d", status);
+    if (status < 0)
+        hr_log(HR_LOG_WARN, "handing back a fetch failed; the reaper returns its jobs", "error",
+               errmsg, NULL);
+    else
+        hr_log(HR_LOG_INFO, "fetch under an old id handed back", "jobs", nj, NULL);
+    if (p->draining && p->inflight == 0 && !p->releasing) stop_now(p);
+}
+
+/* fetched_release hands the n jobs of a fetch issued under p->fetch_worker
+ * back to their lanes, unstarted. */
+static void fetched_release(wk_proc *p, const queue_fetched *jobs, int n)
+{
+    if (n == 0) return;
+    const char **ukhs = hr_malloc(2 * (size_t)n * sizeof *ukhs), **lanes = ukhs + n;
+    for (int i = 0; i < n; i++) {
+        ukhs[i] = jobs[i].ukh;
+        lanes[i] = jobs[i].lane;
+    }
+    hr_log(HR_LOG_WARN, "the id changed while a fetch was on its way: handing its jobs back",
+           "worker", p->fetch_worker, NULL);
+    p->releasing++;
+    queue_async_release(p->qa, p->fetch_worker, ukhs, lanes, n, on_released, p);
+    free(ukhs);
+}
+
 static void on_fetched(int status, queue_fetched *jobs, int n, const char *errmsg, void *priv)
 {
     wk_proc *p = priv;
@@ -1455,14 +1562,27 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
     }
     if (status == 1) {
         /* Our lease ran out (we were reaped): register again. */
-        hr_log(HR_LOG_WARN, "lease lost; registering again", "worker", p->worker_id, NULL);
+        hr_log(HR_LOG_WARN, "lease lost; registering again", "worker", p->fetch_worker, NULL);
         /* Under a new id: the old record keeps what this process dropped
          * (refused attempts) until the reaper settles it; the same id would
          * renew the old lease and strand them. */
-        new_worker_id(p);
-        p->registered = 0;
+        if (p->fetch_gen == p->lease_gen) {
+            new_worker_id(p);
+            p->registered = 0;
+        }
         queue_fetched_free(jobs, n);
         arm_fetch(p, 0.);
+        return;
+    }
+    if (p->fetch_gen != p->lease_gen) {
+        /* The id changed while the fetch was on its way: its jobs sit in
+         * the old id's record, whose lease nothing renews or vouches for
+         * now. They go back to their lanes at once (not after that lease
+         * runs out) and are fetched again under the new id. */
+        fetched_release(p, jobs, n);
+        queue_fetched_free(jobs, n);
+        if (p->draining && p->inflight == 0 && !p->releasing) stop_now(p);
+        else arm_fetch(p, 0.);
         return;
     }
     lease_renewed(p, p->fetch_gen, p->fetch_issued_ms); /* the fetch renews it */
@@ -1473,7 +1593,7 @@ static void on_fetched(int status, queue_fetched *jobs, int n, const char *errms
         if (p->inflight == 0) stop_now(p);
         return;
     }
-    for (int i = 0; i < n; i++) job_start(p, &jobs[i]);
+    for (int i = 0; i < n; i++) job_start(p, p->fetch_worker, &jobs[i]);
     queue_fetched_free(jobs, n);
     if (n > 0) {
         p->idle_polls = 0;
@@ -1570,10 +1690,12 @@ static void fetch_more(wk_proc *p)
     p->fetching = 1;
     p->fetch_gen = p->lease_gen;
     p->fetch_issued_ms = hr_mono_ms();
+    memcpy(p->fetch_worker, p->worker_id, sizeof p->fetch_worker);
     /* One batch sized to free capacity; the script round-robins lanes. */
     int batch = free_slots > 256 ? 256 : free_slots;
     queue_async_fetch(p->qa, p->worker_id, order, no, batch, (int)p->o.lease_ms, on_fetched, p);
     free(order);
+    if (wk_seam_new_id("fetch_sent")) lease_abandon(p, p->worker_id);
 }
 
 static void on_fetch_timer(struct ev_loop *loop, ev_timer *w, int revents) { fetch_more(w->data); }
@@ -1697,6 +1819,26 @@ static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &p->drain_timer);
 }
 
+/* wait_timeout reads redis-wait-timeout: how long a batch's WAIT may take,
+ * shorter than the command timeout (which would reset the connection
+ * first); unset: 1 s, or half that timeout. */
+static int wait_timeout(const hr_config *c, int64_t *ms, hr_err *err)
+{
+    int64_t cmd_ms = 5000;
+    if (hr_config_int(c, "worker-redis-timeout-ms", &cmd_ms, err) != 0) return -1;
+    if (!hr_config_get(c, "redis-wait-timeout", NULL)) {
+        *ms = cmd_ms / 2 < 1000 ? (cmd_ms + 1) / 2 : 1000;
+        return 0;
+    }
+    if (worker_conf_duration(c, "redis-wait-timeout", ms, err) != 0) return -1;
+    if (*ms < 1 || *ms >= cmd_ms)
+        return hr_err_set(err,
+                          "redis-wait-timeout: expected 1 ms up to worker-redis-timeout-ms "
+                          "(%lld ms), got %lld ms",
+                          (long long)cmd_ms, (long long)*ms);
+    return 0;
+}
+
 /* proc_settings reads what the process takes from config besides its
  * lanes: the pool's platforms and weights, the poll schedule, the retry
  * policy (at start and on SIGHUP; concurrency stays what it started
@@ -1708,8 +1850,14 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     worker_retry_policy retry;
     int64_t polls[HR_ARRAY_LEN(p->poll_delays_ms)];
     int npolls;
-    int64_t maxlen = 100000;
+    int64_t maxlen = 100000, wait_n = -1, wait_ms = 0;
+    const char *wr = hr_config_get(c, "redis-wait-replicas", "auto");
+    if (strcmp(wr, "auto") != 0 && (hr_parse_i64(wr, &wait_n) != 0 || wait_n < 0 || wait_n > 64)) {
+        hr_err_set(err, "redis-wait-replicas: expected auto or 0..64, got \"%s\"", wr);
+        return -1;
+    }
     if (worker_pool_conf_get(c, p->o.platforms, &pool, err) != 0 ||
+        wait_timeout(c, &wait_ms, err) != 0 ||
         hr_config_int(c, "webhooks-stream-maxlen", &maxlen, err) != 0 ||
         (npolls = worker_poll_schedule(c, polls, (int)HR_ARRAY_LEN(polls), err)) < 0 ||
         worker_conf_duration(c, "retry-base", &retry.base_ms, err) != 0 ||
@@ -1722,6 +1870,9 @@ static int proc_settings(wk_proc *p, const hr_config *c, hr_err *err)
     p->npolls = npolls;
     p->retry = retry;
     p->stream_maxlen = maxlen;
+    p->wait_conf = (int)wait_n;
+    p->wait_timeout_ms = wait_ms;
+    if (wait_n >= 0) p->wait_replicas = (int)wait_n;
     return 0;
 }
 
@@ -1758,6 +1909,45 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     }
     hr_log(HR_LOG_INFO, "config reloaded", NULL);
 }
+
+/* wait_replicas_set: batches of attempt marks wait for n replicas now */
+static void wait_replicas_set(wk_proc *p, int n)
+{
+    if (n == p->wait_replicas) return;
+    char v[16];
+    snprintf(v, sizeof v, "%d", n);
+    hr_log(HR_LOG_INFO, "attempt marks wait for redis replicas", "replicas", v, NULL);
+    p->wait_replicas = n;
+}
+
+/* on_repl_info: INFO replication's answer: with redis-wait-replicas auto,
+ * batches wait for the replicas in sync now (a "slaveN:" line with
+ * state=online: one still loading its first copy cannot acknowledge). */
+static void on_repl_info(redisAsyncContext *c, void *reply, void *priv)
+{
+    wk_proc *p = priv;
+    redisReply *r = reply;
+    if (p->shutting || p->wait_conf >= 0 || !r || r->type != REDIS_REPLY_STRING)
+        return; /* as it was: the next check asks again */
+    int n = 0;
+    for (const char *l = r->str; l;) {
+        const char *eol = strchr(l, '\n');
+        size_t len = eol ? (size_t)(eol - l) : strlen(l);
+        if (strncmp(l, "slave", 5) == 0 && memmem(l, len, ",state=online,", 14)) n++;
+        l = eol ? eol + 1 : NULL;
+    }
+    wait_replicas_set(p, n);
+}
+
+/* repl_check asks Redis how many replicas it has (auto), at connect and
+ * every 10 s: a replica added or lost changes what batches wait for. */
+static void repl_check(wk_proc *p)
+{
+    redisAsyncContext *c = queue_async_redis(p->qa);
+    if (p->wait_conf < 0 && c) redisAsyncCommand(c, on_repl_info, p, "INFO replication");
+}
+
+static void on_repl_timer(struct ev_loop *loop, ev_timer *w, int revents) { repl_check(w->data); }
 
 /* on_ready_msg: promote and enqueue publish a lane's name on {NS}:readych
  * when it gets ready jobs: an idle worker that serves it fetches now, not
@@ -1807,6 +1997,7 @@ static void on_qa_state(queue_async *qa, int connected, void *priv)
         for (int i = 0; i < p->nlanes; i++) p->lanes[i]->conf_written = 0;
     }
     p->lost_redis = 0;
+    repl_check(p); /* a failover's new master may have other replicas */
     fetch_more(p);
 }
 
@@ -1868,6 +2059,9 @@ int worker_process_main(const worker_opts *o)
     ev_timer_init(&p->lanes_timer, on_lanes_timer, 0., 2.0);
     ev_timer_init(&p->status_timer, on_status_timer, 0., 1.0);
     ev_timer_init(&p->drain_timer, on_drain_timer, 0., 0.);
+    ev_timer_init(&p->repl_timer, on_repl_timer, 0., 10.);
+    p->repl_timer.data = p;
+    ev_timer_again(p->loop, &p->repl_timer);
     ev_prepare_init(&p->kick, on_kick);
     ev_prepare_init(&p->ack_flush, on_ack_flush);
     ev_prepare_init(&p->att_flush, on_att_flush);
@@ -1930,6 +2124,7 @@ int worker_process_main(const worker_opts *o)
     ev_timer_stop(p->loop, &p->status_timer);
     ev_timer_stop(p->loop, &p->fetch_timer);
     ev_timer_stop(p->loop, &p->drain_timer);
+    ev_timer_stop(p->loop, &p->repl_timer);
     ev_prepare_stop(p->loop, &p->kick);
     ev_signal_stop(p->loop, &p->sig_term);
     ev_signal_stop(p->loop, &p->sig_int);

@@ -8,6 +8,8 @@
  * process's step before this one's).
  * HERALD_WORKER_CLOCK_SKEW_MS=MS sets the worker's wall clock (wk_clock_ms)
  * that far from the host's: a host whose clock is off Redis's.
+ * HERALD_WORKER_NEW_ID_AT=STEP:N makes the process let its lease go (as when
+ * Redis refuses a job's update) the N-th time it reaches STEP (wk_seam_new_id).
  * Read once at start; inert when unset. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,8 @@ static char stall_step[32];
 static long stall_left, stall_ms;
 static char stall_file[512];
 static int64_t clock_skew_ms;
+static char newid_step[32];
+static long newid_left;
 
 int64_t wk_clock_ms(void) { return hr_now_ms() + clock_skew_ms; }
 
@@ -44,6 +48,16 @@ void wk_seam_init(void)
                 memcpy(stall_step, st, n);
                 stall_step[n] = '\0';
             }
+        }
+    }
+    const char *ni = getenv("HERALD_WORKER_NEW_ID_AT");
+    newid_step[0] = '\0';
+    if (ni && *ni) {
+        size_t n = strcspn(ni, ":");
+        newid_left = ni[n] == ':' ? strtol(ni + n + 1, NULL, 10) : 1;
+        if (n < sizeof newid_step && newid_left > 0) {
+            memcpy(newid_step, ni, n);
+            newid_step[n] = '\0';
         }
     }
     const char *v = getenv("HERALD_WORKER_CRASH_AT");
@@ -83,4 +97,11 @@ void worker_crash_point(const char *step)
     hr_log(HR_LOG_WARN, "test seam: crashing", "step", step, NULL);
     hr_log_flush(); /* _exit: what the loop logged before, and this */
     _exit(137);
+}
+
+int wk_seam_new_id(const char *step)
+{
+    if (!newid_step[0] || strcmp(step, newid_step) != 0 || --newid_left != 0) return 0;
+    hr_log(HR_LOG_WARN, "test seam: letting the lease go", "step", step, NULL);
+    return 1;
 }

@@ -325,6 +325,63 @@ static void test_formatted_noscript(void)
     free(sha);
 }
 
+/* release: a worker's unstarted jobs go back to the front of their lanes
+ * in fetch order; an attempted one, and one of another lane not named,
+ * stay in its record. */
+static void on_released(int st, const char *err, void *priv)
+{
+    *(int *)priv = st;
+}
+
+static void test_release(void)
+{
+    queue *q = sync_q();
+    REQUIRE(q);
+    free(th_redis_cmd(R, "FLUSHALL"));
+    enqueue_some(4);
+    hr_err err = {0};
+    REQUIRE(queue_worker_register(q, "rw", 60000, &err) == 0);
+    const char *lanes[] = {"x:@a"};
+    queue_fetched *f = NULL;
+    int n = 0;
+    REQUIRE(queue_fetch(q, "rw", lanes, 1, 4, 60000, &f, &n, &err) == 0);
+    REQUIRE(n == 4);
+    CHECK(queue_attempt(q, "rw", f[1].ukh, &err) == 0);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s", R->sock);
+    queue_opts o = {.url = url, .ns = "a1"};
+    queue_async *qa = queue_async_new(loop, &o, &err);
+    REQUIRE(qa);
+    for (int i = 0; i < 50 && !queue_async_connected(qa); i++) ev_run(loop, EVRUN_ONCE);
+    const char *ukhs[] = {f[0].ukh, f[1].ukh, f[2].ukh};
+    const char *from[] = {f[0].lane, f[1].lane, f[2].lane};
+    int st = -2;
+    queue_async_release(qa, "rw", ukhs, from, 3, on_released, &st);
+    for (int i = 0; i < 50 && st == -2; i++) ev_run(loop, EVRUN_ONCE);
+    CHECK_INT(st, 2);
+    char *head = th_redis_cmd(R, "LINDEX {a1}:ready:x:@a 0");
+    char *second = th_redis_cmd(R, "LINDEX {a1}:ready:x:@a 1");
+    CHECK_STR(head, f[0].ukh);
+    CHECK_STR(second, f[2].ukh);
+    free(head);
+    free(second);
+    char *left = th_redis_cmd(R, "HGET {a1}:inflight:rw x:@a");
+    char want[2 * QUEUE_UKH_LEN + 1];
+    snprintf(want, sizeof want, "%s%s", f[1].ukh, f[3].ukh);
+    CHECK_STR(left, want);
+    free(left);
+    /* again: nothing of theirs is left to hand back */
+    st = -2;
+    queue_async_release(qa, "rw", ukhs, from, 3, on_released, &st);
+    for (int i = 0; i < 50 && st == -2; i++) ev_run(loop, EVRUN_ONCE);
+    CHECK_INT(st, 0);
+    queue_async_free(qa);
+    ev_loop_destroy(loop);
+    queue_fetched_free(f, n);
+    queue_free(q);
+}
+
 int main(void)
 {
     R = th_redis_start(0, NULL);
@@ -332,5 +389,6 @@ int main(void)
     th_run("not_connected", test_not_connected);
     th_run("free_in_callback", test_free_in_callback);
     th_run("formatted_noscript", test_formatted_noscript);
+    th_run("release", test_release);
     return th_main_end();
 }

@@ -10,24 +10,12 @@
 
 #include "wktest.h"
 
-/* log_count: how many times the worker's log name.log has what */
-static int log_count(const char *name, const char *what)
-{
-    char log[700];
-    snprintf(log, sizeof log, "%s/%s.log", wt.dir, name);
-    char *text = th_read_file(log, NULL);
-    int n = 0;
-    for (const char *s = text; s && (s = strstr(s, what)); s++) n++;
-    free(text);
-    return n;
-}
-
 /* two resets: the stalled connection's, then the one made after it (to
  * the kernel's backlog: Redis still hangs) */
 static int stall_reset_twice(void *arg)
 {
     (void)arg;
-    return log_count("stall", "redis: no reply within 300 ms") >= 2;
+    return wt_log_count("stall", "redis: no reply within 300 ms") >= 2;
 }
 
 static int some_done(void *arg)
@@ -148,7 +136,7 @@ static void charge_unanswered(void)
 static int connect_retried_twice(void *arg)
 {
     (void)arg;
-    return log_count("blackhole", "redis: no connection in time, connecting again") >= 2;
+    return wt_log_count("blackhole", "redis: no connection in time, connecting again") >= 2;
 }
 
 /* connect_black_holed: a connection Redis's address never answers (the
@@ -176,7 +164,7 @@ static void connect_black_holed(void)
 
 static int unreachable_said(void *arg)
 {
-    return log_count(arg, "redis unreachable; retrying") >= 1;
+    return wt_log_count(arg, "redis unreachable; retrying") >= 1;
 }
 
 /* locked_connections: how many connections r (whose password is
@@ -220,8 +208,8 @@ static void connect_failures_said(void)
     usleep(3000 * 1000); /* retries meanwhile: 50, 100 ... 2000 ms apart */
     wt_term(w);
     /* one line per process (the supervisor's and its worker's), not per try */
-    CHECK(log_count("refused", "redis unreachable; retrying") <= 2);
-    CHECK(log_count("refused", "Connection refused") >= 1);
+    CHECK(wt_log_count("refused", "redis unreachable; retrying") <= 2);
+    CHECK(wt_log_count("refused", "Connection refused") >= 1);
 
     th_redis *locked = th_redis_start(1, NULL);
     free(th_redis_cmd(locked, "CONFIG SET requirepass right-one"));
@@ -234,11 +222,11 @@ static void connect_failures_said(void)
     CHECK(th_wait_for(tried, &t, 15000));
     wt_term(w);
     unsetenv("HERALD_WORKER_NO_RECONCILER");
-    CHECK(log_count("wrongpass", "redis unreachable; retrying") <= 2);
-    CHECK(log_count("wrongpass", "WRONGPASS") >= 1);
-    CHECK_INT(log_count("wrongpass", "redis connected"), 0);
-    CHECK_INT(log_count("wrongpass", "redis connection lost"), 0);
-    CHECK_INT(log_count("wrongpass", "wrong-one"), 0); /* never the password */
+    CHECK(wt_log_count("wrongpass", "redis unreachable; retrying") <= 2);
+    CHECK(wt_log_count("wrongpass", "WRONGPASS") >= 1);
+    CHECK_INT(wt_log_count("wrongpass", "redis connected"), 0);
+    CHECK_INT(wt_log_count("wrongpass", "redis connection lost"), 0);
+    CHECK_INT(wt_log_count("wrongpass", "wrong-one"), 0); /* never the password */
     th_redis_stop(locked);
 }
 

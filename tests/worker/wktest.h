@@ -374,6 +374,30 @@ static inline void wt_reset(void)
     th_http(wt.sandbox_port, "POST", "/_sandbox/reset", NULL, "", NULL);
 }
 
+/* wt_log_count: how many times the worker's log name.log has what */
+static inline int wt_log_count(const char *name, const char *what)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/%s.log", wt.dir, name);
+    char *text = th_read_file(log, NULL);
+    int n = 0;
+    for (const char *s = text; s && (s = strstr(s, what)); s++) n++;
+    free(text);
+    return n;
+}
+
+/* wt_sent_once checks that the sandbox took n posts of platform, none of
+ * them twice, and that nothing of platform:account is left unknown. */
+static inline void wt_sent_once(const char *platform, const char *account, long n)
+{
+    long dups = -1;
+    CHECK_INT(wt_sandbox_posts(platform, &dups), n);
+    CHECK_INT(dups, 0);
+    char key[160];
+    snprintf(key, sizeof key, "{t}:unknown:%s:%s", platform, account);
+    CHECK_INT(wt_redis_int("ZCARD %s", key), 0);
+}
+
 /* wt_term stops a worker supervisor gracefully and waits for it. */
 static inline void wt_term(pid_t pid) { th_kill(pid, SIGTERM); }
 
