@@ -707,7 +707,7 @@ static void ack(wk_job *j, const char *platform_id)
     free(j->platform_id);
     j->platform_id = id;
     if (polled) log_job(HR_LOG_INFO, "engagement polled", j, "polled", NULL);
-    else log_job(HR_LOG_INFO, "job sent", j, "sent", platform_id);
+    else log_job(HR_LOG_INFO, "job sent", j, "sent", j->platform_id);
     j->ack.ukh = j->ukh;
     j->ack.id = j->job->id; /* the done record names the job by its full id */
     /* a job without a unique key can never be enqueued again under its
