@@ -19,38 +19,76 @@
 
 /* ------------------------------------------------------ pause/resume */
 
+/* lane_known: an account line in the config names lane, or the queue has
+ * it (jobs for an account with defaults). 1, 0, -1 with err. */
+static int lane_known(queue *q, const char *lane, hr_err *err)
+{
+    int pos = -1;
+    const hr_conf_line *l;
+    while ((l = hr_config_next(cli_config(), "account", &pos)))
+        if (l->argc >= 1 && strcmp(l->argv[0], lane) == 0) return 1;
+    char **lanes;
+    int n, found = 0;
+    if (queue_lanes(q, &lanes, &n, err) < 0) return -1;
+    for (int i = 0; i < n && !found; i++)
+        found = strcmp(lanes[i], lane) == 0;
+    queue_strv_free(lanes, n);
+    return found;
+}
+
 static int pause_resume(int argc, char **argv, int pause)
 {
+    const char *who = pause ? "herald pause" : "herald resume";
     int json = cli_has_flag(&argc, argv, "json");
-    if (argc < 2) {
-        fprintf(stderr, "usage: herald %s PLATFORM|PLATFORM:ACCOUNT...\n",
-                pause ? "pause" : "resume");
-        return 2;
-    }
+    int force = pause && cli_has_flag(&argc, argv, "force");
+    int bad = cli_args_left(argc, argv, 1, argc);
+    if (bad) return bad;
     for (int i = 1; i < argc; i++) {
         const char *colon = strchr(argv[i], ':');
         char plat[64];
         snprintf(plat, sizeof plat, "%.*s", colon ? (int)(colon - argv[i]) : (int)strlen(argv[i]),
                  argv[i]);
         if (!plat_known(plat)) {
-            fprintf(stderr, "herald %s: \"%s\" is not a platform herald knows\n",
-                    pause ? "pause" : "resume", plat);
+            fprintf(stderr, "%s: \"%s\" is not a platform herald knows\n", who, plat);
             return 2;
         }
     }
     queue *q = cli_queue();
-    for (int i = 1; i < argc; i++) {
-        hr_err err = {0};
-        if ((pause ? queue_pause(q, argv[i], &err) : queue_resume(q, argv[i], &err)) < 0) {
-            fprintf(stderr, "herald %s: %s\n", pause ? "pause" : "resume", err.msg);
-            return 1;
+    hr_err err = {0};
+    /* a misspelt account would be paused to no effect: refuse it (all or
+     * nothing) unless --force */
+    for (int i = 1; i < argc && pause && !force; i++) {
+        int k = strchr(argv[i], ':') ? lane_known(q, argv[i], &err) : 1;
+        if (k < 0) goto fail;
+        if (k == 0) {
+            fprintf(stderr,
+                    "%s: %s: no such account (no account line in the config, no jobs in the "
+                    "queue); --force pauses it anyway\n",
+                    who, argv[i]);
+            return 3;
         }
+    }
+    for (int i = 1; i < argc; i++) {
+        if ((pause ? queue_pause(q, argv[i], &err) : queue_resume(q, argv[i], &err)) < 0)
+            goto fail;
+        /* a lane resumed while its platform is paused still sends nothing */
+        int held = !pause && strchr(argv[i], ':') ? queue_is_paused(q, argv[i], &err) : 0;
+        if (held < 0) goto fail;
         if (json)
-            printf("{\"%s\":\"%s\"}\n", pause ? "paused" : "resumed", argv[i]);
+            printf("{\"%s\":\"%s\",\"paused\":%s}\n", pause ? "paused" : "resumed", argv[i],
+                   pause || held ? "true" : "false");
+        else if (held)
+            printf("resumed %s, but its platform %.*s is paused: it still sends nothing "
+                   "(herald resume %.*s)\n",
+                   argv[i], (int)(strchr(argv[i], ':') - argv[i]), argv[i],
+                   (int)(strchr(argv[i], ':') - argv[i]), argv[i]);
         else
             printf("%s %s\n", pause ? "paused" : "resumed", argv[i]);
     }
     return 0;
+fail:
+    fprintf(stderr, "%s: %s\n", who, err.msg);
+    return 1;
 }
 
 int cmd_pause(int argc, char **argv)
@@ -117,6 +155,12 @@ static const char *const account_keys[] = {
     "circuit",      NULL,
 };
 
+/* a problem found, printed once every check has run, in line order */
+typedef struct problem {
+    int line, warn, seq;
+    char *msg;
+} problem;
+
 typedef struct checker {
     const hr_config *c;
     const char *path;
@@ -126,6 +170,8 @@ typedef struct checker {
     FILE *out;    /* where problems are printed (NULL: nowhere) */
     int errors_only; /* print no warnings (they are still counted) */
     hr_err *first;   /* gets the first error, "path:line: reason" */
+    problem *found;
+    int nfound;
 } checker;
 
 static void report(checker *k, int warn, int line, const char *fmt, ...) HR_PRINTF(4, 5);
@@ -139,22 +185,47 @@ static void report(checker *k, int warn, int line, const char *fmt, ...)
         k->warnings++;
     else
         k->problems++;
-    if (!warn && k->first && !k->first->code) {
-        if (line > 0) hr_err_set(k->first, "%s:%d: %s", k->path, line, msg);
-        else hr_err_set(k->first, "%s: %s", k->path, msg);
+    k->found = hr_realloc(k->found, sizeof *k->found * (size_t)(k->nfound + 1));
+    k->found[k->nfound] = (problem){.line = line > 0 ? line : 0, .warn = warn,
+                                    .seq = k->nfound, .msg = msg};
+    k->nfound++;
+}
+
+static int by_line(const void *a, const void *b)
+{
+    const problem *x = a, *y = b;
+    if (x->line != y->line) return x->line < y->line ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* flush prints what report() gathered in line order (problems without a
+ * line first: they concern the whole file) and frees it. */
+static void flush(checker *k)
+{
+    if (k->nfound) qsort(k->found, (size_t)k->nfound, sizeof *k->found, by_line);
+    for (int i = 0; i < k->nfound; i++) {
+        const problem *p = &k->found[i];
+        if (!p->warn && k->first && !k->first->code) {
+            if (p->line > 0) hr_err_set(k->first, "%s:%d: %s", k->path, p->line, p->msg);
+            else hr_err_set(k->first, "%s: %s", k->path, p->msg);
+        }
+        if (k->list) {
+            json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level",
+                                  p->warn ? "warning" : "error", "message", p->msg);
+            if (p->line > 0) json_object_set_new(o, "line", json_integer(p->line));
+            json_array_append_new(k->list, o);
+        } else if (k->out && !(p->warn && k->errors_only)) {
+            if (p->line > 0)
+                fprintf(k->out, "%s:%d: %s%s\n", k->path, p->line, p->warn ? "warning: " : "",
+                        p->msg);
+            else
+                fprintf(k->out, "%s: %s%s\n", k->path, p->warn ? "warning: " : "", p->msg);
+        }
+        free(p->msg);
     }
-    if (k->list) {
-        json_t *o = json_pack("{s:s,s:s,s:s}", "file", k->path, "level", warn ? "warning" : "error",
-                              "message", msg);
-        if (line > 0) json_object_set_new(o, "line", json_integer(line));
-        json_array_append_new(k->list, o);
-    } else if (k->out && !(warn && k->errors_only)) {
-        if (line > 0)
-            fprintf(k->out, "%s:%d: %s%s\n", k->path, line, warn ? "warning: " : "", msg);
-        else
-            fprintf(k->out, "%s: %s%s\n", k->path, warn ? "warning: " : "", msg);
-    }
-    free(msg);
+    free(k->found);
+    k->found = NULL;
+    k->nfound = 0;
 }
 
 /* strip_prefix drops a leading "path:line: " a module put in its message,
@@ -406,6 +477,7 @@ static void check_all(checker *k, int online)
     check_accounts(k);
     check_campaigns(k);
     check_pools(k);
+    flush(k);
 }
 
 int cli_config_errors(const hr_config *c, FILE *out, hr_err *err)
@@ -425,12 +497,9 @@ static int config_check(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
     int online = cli_has_flag(&argc, argv, "online");
-    if (argc == 3)
-        cli_set_config_path(argv[2]);
-    else if (argc != 2) {
-        fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n");
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 1, 2);
+    if (bad) return bad;
+    if (argc == 3) cli_set_config_path(argv[2]);
     /* cli_config exits 2 with "path:line: reason" on a syntax error */
     checker k = {0};
     cli_config_checking();
@@ -460,8 +529,5 @@ static int config_check(int argc, char **argv)
 int cmd_config(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) return config_check(argc, argv);
-    fprintf(stderr, "usage: herald config check [--online] [--json] [FILE]\n"
-                    "exit: 0 valid, 2 problems found (each printed as FILE:LINE: reason),\n"
-                    "      1 Redis unreachable with --online (and nothing else wrong)\n");
-    return 2;
+    return cli_usage();
 }

@@ -10,18 +10,6 @@
 #include "queue.h"
 #include "worker.h"
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: herald dead list [--platform P] [--lane L] [--campaign C] [--limit N] "
-                    "[--json]\n"
-                    "       herald dead show ID [--json]\n"
-                    "       herald dead retry ID...|--all [--platform P] [--lane L]\n"
-                    "       herald dead purge ID...|--all [--platform P] [--lane L] "
-                    "[--older-than 7d]\n"
-                    "exit: 0 ok, 1 Redis failed, 2 usage, 3 a named job is not dead\n");
-    return 2;
-}
-
 static int lane_ok(const char *lane, const char *platform, const char *only)
 {
     if (only && strcmp(only, lane) != 0) return 0;
@@ -88,16 +76,16 @@ fail:
 
 int cmd_dead(int argc, char **argv)
 {
-    if (argc < 2) return usage();
+    if (argc < 2) return cli_usage();
     const char *op = argv[1];
     if (strcmp(op, "list") == 0) return cli_list_jobs(argc, argv, "dead", "herald dead");
     int json = cli_has_flag(&argc, argv, "json");
     if (strcmp(op, "show") == 0) {
-        if (argc != 3) return usage();
+        if (argc != 3) return cli_usage();
         return cli_show_job(argv[2], json, "herald dead");
     }
     int retry = strcmp(op, "retry") == 0;
-    if (!retry && strcmp(op, "purge") != 0) return usage();
+    if (!retry && strcmp(op, "purge") != 0) return cli_usage();
     int all = cli_has_flag(&argc, argv, "all");
     const char *platform = cli_take_opt(&argc, argv, "platform");
     const char *lane = cli_take_opt(&argc, argv, "lane");
@@ -113,22 +101,24 @@ int cmd_dead(int argc, char **argv)
         before = hr_now_ms() - ms;
     }
     if (all || platform || lane) {
-        if (argc > 2) return usage();
+        if (argc > 2) return cli_usage();
         return bulk(cli_queue(), retry, platform, lane, before, json);
     }
-    if (argc < 3) return usage();
+    if (argc < 3) return cli_usage();
     queue *q = cli_queue();
     int rc = 0;
     for (int i = 2; i < argc; i++) {
         hr_err err = {0};
         int r = retry ? queue_dead_retry(q, argv[i], &err) : queue_dead_purge(q, argv[i], &err);
-        if (r < 0) {
+        if (r < 0 && err.code != 2) {
             fprintf(stderr, "herald dead %s: %s\n", op, err.msg);
             return 1;
         }
-        if (r == 0) {
-            fprintf(stderr, "herald dead %s: %s is not a dead job\n", op, argv[i]);
-            rc = 3;
+        if (r <= 0) { /* say why: not a job id, no such job, or not dead */
+            char who[32];
+            snprintf(who, sizeof who, "herald dead %s", op);
+            rc = cli_worse_exit(rc, cli_job_refused(q, argv[i], who, "not dead"));
+            if (rc == 1) return 1;
             continue;
         }
         printf("%s %s\n", retry ? "retried" : "purged", argv[i]);

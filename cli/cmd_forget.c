@@ -10,10 +10,8 @@
 
 int cmd_forget(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: herald forget EMAIL\n");
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 1, 1);
+    if (bad) return bad;
     hr_err err = {0};
     char *secret = hr_secret_load(cli_config(), NULL, &err);
     if (!secret) {

@@ -22,14 +22,6 @@ static char *read_all(FILE *f, size_t *len)
     return hr_buf_detach(&b);
 }
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: herald format --platform P [--account NAME] [--job] [--fit] "
-                    "[--thread] [--json] < post\n"
-                    "  stdin is raw text (counted as given), or with --job a job as JSON.\n");
-    return 2;
-}
-
 static plat_account *pick_account(const char *platform, const char *name,
                                   const char *job_account, hr_err *err)
 {
@@ -66,7 +58,8 @@ int cmd_format(int argc, char **argv)
     int as_job = cli_has_flag(&argc, argv, "job");
     int fit = cli_has_flag(&argc, argv, "fit");
     int thread = cli_has_flag(&argc, argv, "thread");
-    if (argc != 1) return usage();
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
 
     size_t len;
     char *in = read_all(stdin, &len);
@@ -93,7 +86,7 @@ int cmd_format(int argc, char **argv)
     if (!platform) {
         free(in);
         queue_job_free(job);
-        return usage();
+        return cli_usage();
     }
     if (!plat_known(platform)) {
         fprintf(stderr, "herald format: unknown platform \"%s\" (one of:", platform);

@@ -12,18 +12,6 @@
 #include "queue.h"
 #include "scheduler.h"
 
-static int usage(void)
-{
-    fprintf(stderr,
-            "usage: herald import [--format wxr|ghost|csv|ndjson] [--campaign NAME]\n"
-            "                     [--dry-run [--json]] [--sync] [--skip-invalid] [--drafts]\n"
-            "                     [--seed N] [--now RFC3339] [--batch N] [--lock-wait SECONDS]\n"
-            "                     [--json] FILE\n"
-            "       herald preview [--format F] [--campaign NAME] [--drafts] [--seed N]\n"
-            "                      [--now RFC3339] FILE   (every job as `format --json`)\n");
-    return 2;
-}
-
 /* herald preview: every job an import would create, each printed as the
  * `herald format --json` object for its account (docs/format.md) plus the
  * job's source, run_at and kind. Accounts are parsed once each. */
@@ -101,8 +89,35 @@ static int run_import(int argc, char **argv, int preview)
     o.skip_invalid = cli_has_flag(&argc, argv, "skip-invalid");
     o.drafts = cli_has_flag(&argc, argv, "drafts");
     int no_progress = cli_has_flag(&argc, argv, "no-progress");
-    if (argc != 2 || argv[1][0] == '-') return usage();
-    preview_ctx pc = {0};
+    int bad = cli_args_left(argc, argv, 1, 1);
+    if (bad) return bad;
+    o.path = argv[1];
+    if (fmt) {
+        o.format = sched_format_parse(fmt);
+        if (o.format == SCHED_FMT_AUTO) {
+            fprintf(stderr, "herald %s: --format: unknown format \"%s\"\n", argv[0], fmt);
+            return 2;
+        }
+    }
+    int64_t v;
+    if (seed) {
+        if (cli_opt_i64("seed", seed, INT64_MIN, INT64_MAX, &v) < 0) return 2;
+        o.has_seed = 1;
+        o.seed = (uint64_t)v;
+    }
+    if (now && hr_parse_rfc3339(now, &o.now_ms) < 0) {
+        fprintf(stderr, "herald %s: --now: \"%s\" is not an RFC 3339 time\n", argv[0], now);
+        return 2;
+    }
+    if (batch) {
+        if (cli_opt_i64("batch", batch, 1, 100000, &v) < 0) return 2;
+        o.batch = (int)v;
+    }
+    if (lock_wait) {
+        if (cli_opt_i64("lock-wait", lock_wait, 0, 86400, &v) < 0) return 2;
+        o.lock_wait_s = v ? (int)v : -1;
+    }
+    preview_ctx pc = {0}; /* once the options are good: it holds the secret */
     if (preview) {
         o.dry_run = 1;
         o.json = 1;
@@ -111,32 +126,6 @@ static int run_import(int argc, char **argv, int preview)
         pc.cfg = cli_config();
         hr_err se = {0};
         pc.secret = hr_secret_load(pc.cfg, NULL, &se); /* NULL: emails show no unsubscribe URL */
-    }
-    o.path = argv[1];
-    if (fmt) {
-        o.format = sched_format_parse(fmt);
-        if (o.format == SCHED_FMT_AUTO) {
-            fprintf(stderr, "herald import: --format: unknown format \"%s\"\n", fmt);
-            return 2;
-        }
-    }
-    int64_t v;
-    if (seed) {
-        if (hr_parse_i64(seed, &v) < 0) return usage();
-        o.has_seed = 1;
-        o.seed = (uint64_t)v;
-    }
-    if (now && hr_parse_rfc3339(now, &o.now_ms) < 0) {
-        fprintf(stderr, "herald import: --now: \"%s\" is not an RFC 3339 time\n", now);
-        return 2;
-    }
-    if (batch) {
-        if (hr_parse_i64(batch, &v) < 0 || v < 1 || v > 100000) return usage();
-        o.batch = (int)v;
-    }
-    if (lock_wait) {
-        if (hr_parse_i64(lock_wait, &v) < 0 || v < 0 || v > 86400) return usage();
-        o.lock_wait_s = v ? (int)v : -1;
     }
     /* a dry run of a large export takes as long to read: it shows one too */
     o.progress = !no_progress && isatty(2);
@@ -198,10 +187,15 @@ static int run_import(int argc, char **argv, int preview)
             snprintf(skipped, sizeof skipped, " (skipped; %ld kept their jobs)", st.kept_invalid);
         fprintf(out,
                 "import: %ld items: %ld taken, %ld left out by status/type, %ld invalid%s, "
-                "%ld unchanged\n"
-                "jobs: %ld added, %ld updated, %ld unchanged, %ld already sent, %ld cancelled\n",
-                st.items, st.taken, st.filtered, st.invalid, skipped,
-                st.unchanged_items, st.added, st.updated, st.unchanged, st.done, st.cancelled);
+                "%ld unchanged\n",
+                st.items, st.taken, st.filtered, st.invalid, skipped, st.unchanged_items);
+        if (o.dry_run) /* nothing was added: the plan above is the result */
+            fprintf(out, "%ld job%s planned (nothing written)\n", st.planned,
+                    st.planned == 1 ? "" : "s");
+        else
+            fprintf(out, "jobs: %ld added, %ld updated, %ld unchanged, %ld already sent, "
+                         "%ld cancelled\n",
+                    st.added, st.updated, st.unchanged, st.done, st.cancelled);
         if (st.emails || st.suppressed || sk->n)
             fprintf(out, "emails: %ld jobs; contacts skipped: %ld suppressed, %ld invalid\n",
                     st.emails, st.suppressed, sk->n);

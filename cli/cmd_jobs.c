@@ -162,7 +162,7 @@ static int parse_filter(int *argc, char **argv, filter *f)
 {
     memset(f, 0, sizeof *f);
     f->state = -1;
-    f->limit = 100;
+    f->limit = -1; /* not given */
     const char *st = cli_take_opt(argc, argv, "state");
     f->platform = cli_take_opt(argc, argv, "platform");
     f->lane = cli_take_opt(argc, argv, "lane");
@@ -213,11 +213,11 @@ int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *wh
     int json = cli_has_flag(&argc, argv, "json");
     filter f;
     if (parse_filter(&argc, argv, &f) < 0) return 2;
+    /* a script reading --json gets every match; a person, a screenful */
+    if (f.limit < 0) f.limit = json ? 0 : 100;
     if (fixed_state) f.state = state_index(fixed_state);
-    if (argc > 2) {
-        fprintf(stderr, "%s list: unexpected argument '%s'\n", who, argv[2]);
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 1, 1);
+    if (bad) return bad;
     queue *q = cli_queue();
     hr_err err = {0};
     found *v;
@@ -226,8 +226,10 @@ int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *wh
         fprintf(stderr, "%s list: %s\n", who, err.msg);
         return 1;
     }
-    json_t *arr = json ? json_array() : NULL;
-    if (!json)
+    /* --json streams the array: it may hold every job in the queue */
+    if (json)
+        fputs("[", stdout);
+    else
         printf("%-20s %-9s %-24s %-20s %-16s %3s  %s\n", "ID", "STATE", "LANE", "RUN AT",
                "CAMPAIGN", "TRY", "TITLE");
     long shown = 0;
@@ -249,7 +251,10 @@ int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *wh
                 j ? job_json(j, st, reason)
                   : json_pack("{s:s,s:s,s:s}", "ukh", v[i].ukh, "state", st, "lane", v[i].lane);
             if (!j && reason) json_object_set_new(o, "reason", json_string(reason));
-            json_array_append_new(arr, o);
+            char *line = json_dumps(o, JSON_COMPACT);
+            printf("%s%s", shown ? ",\n" : "", line ? line : "{}");
+            free(line);
+            json_decref(o);
         } else {
             print_row(j, v[i].lane, st);
             if (reason) printf("%20s └ %s\n", "", reason);
@@ -258,35 +263,84 @@ int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *wh
         queue_job_free(j);
         shown++;
     }
-    if (json) {
-        char *s = json_dumps(arr, JSON_COMPACT);
-        printf("%s\n", s);
-        free(s);
-        json_decref(arr);
-    } else if (shown < n && f.limit && shown == f.limit) {
+    if (json)
+        fputs("]\n", stdout);
+    else if (shown < n && f.limit && shown == f.limit) {
         fprintf(stderr, "(first %ld shown; --limit 0 shows all)\n", shown);
     }
     free(v);
     return rc;
 }
 
+/* done_record reads the record a sent job with a unique key leaves
+ * ("id\tplatform id\tsent at[\tlatency ms\tcost]"): a string reply, or
+ * NULL (none, or err set). */
+static redisReply *done_record(queue *q, const char *id, hr_err *err)
+{
+    if (strlen(id) < QUEUE_UKH_LEN) return NULL;
+    redisReply *r =
+        cmd(q, err, "HGET {%s}:done %s", queue_ns(q), id + strlen(id) - QUEUE_UKH_LEN);
+    if (r && r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* what a missing job may be: a sent job keeps a record only when it had a
+ * unique key (docs/jobs.md) */
+#define NO_RECORD_HINT "(a sent job without a unique key keeps no record)"
+
+int cli_job_refused(queue *q, const char *id, const char *who, const char *what)
+{
+    hr_err err = {0};
+    if (queue_id_check(id, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        return 2;
+    }
+    char st[16] = "sent";
+    queue_job *j = queue_get(q, id, &err);
+    if (j) {
+        cli_job_state(q, j, st, sizeof st, &err);
+        queue_job_free(j);
+    } else if (!err.code) { /* gone: sent (its done record), or never there */
+        redisReply *r = done_record(q, id, &err);
+        if (!r && !err.code) {
+            fprintf(stderr, "%s: no job %s %s\n", who, id, NO_RECORD_HINT);
+            return 3;
+        }
+        if (r) freeReplyObject(r);
+    }
+    if (err.code) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        return 1;
+    }
+    if (strcmp(st, "sent") == 0)
+        fprintf(stderr, "%s: %s was already sent: %s\n", who, id, what);
+    else
+        fprintf(stderr, "%s: %s is %s: %s\n", who, id, st, what);
+    return 4;
+}
+
 /* cli_show_job prints one job with its state (and reason when dead).
  * Returns the exit status: 3 when there is no such job. */
 int cli_show_job(const char *id, int json, const char *who)
 {
-    queue *q = cli_queue();
     hr_err err = {0};
+    if (queue_id_check(id, &err) < 0) {
+        fprintf(stderr, "%s show: %s\n", who, err.msg);
+        return 2;
+    }
+    queue *q = cli_queue();
     queue_job *j = queue_get(q, id, &err);
     if (!j) {
+        /* a sent job keeps only its done record */
+        redisReply *r = err.code ? NULL : done_record(q, id, &err);
         if (err.code) {
             fprintf(stderr, "%s show: %s\n", who, err.msg);
             return 1;
         }
-        /* a sent job keeps only its done record */
-        redisReply *r = NULL;
-        if (strlen(id) >= QUEUE_UKH_LEN)
-            r = cmd(q, &err, "HGET {%s}:done %s", queue_ns(q), id + strlen(id) - QUEUE_UKH_LEN);
-        if (r && r->type == REDIS_REPLY_STRING) {
+        if (r) {
             /* id, platform id, sent at[, latency ms, cost in millionths]:
              * fields may be empty (an email's platform id), so not strtok */
             char *f[5] = {0}, *s = r->str;
@@ -314,8 +368,7 @@ int cli_show_job(const char *id, int json, const char *who)
             freeReplyObject(r);
             return 0;
         }
-        if (r) freeReplyObject(r);
-        fprintf(stderr, "%s show: no job %s\n", who, id);
+        fprintf(stderr, "%s show: no job %s %s\n", who, id, NO_RECORD_HINT);
         return 3;
     }
     char st[16];
@@ -362,16 +415,10 @@ int cli_show_job(const char *id, int json, const char *who)
     return 0;
 }
 
-static int usage(void)
+int cli_worse_exit(int a, int b)
 {
-    fprintf(stderr, "usage: herald jobs list [--state S] [--platform P] [--lane L] [--campaign C]\n"
-                    "                        [--limit N] [--json]\n"
-                    "       herald jobs show ID [--json]\n"
-                    "       herald jobs cancel ID...\n"
-                    "       herald jobs cancel --campaign C|--platform P|--lane L [--state S]\n"
-                    "states: scheduled, ready, inflight, retrying, dead, unknown\n"
-                    "exit: 0 ok, 1 Redis failed, 2 usage, 3 no such job, 4 not cancellable\n");
-    return 2;
+    static const int rank[] = {0, 4, 3, 1, 2}; /* by status 0..4 */
+    return rank[b] > rank[a] ? b : a;
 }
 
 static int cancel(int argc, char **argv)
@@ -385,25 +432,17 @@ static int cancel(int argc, char **argv)
         int rc = 0;
         for (int i = 2; i < argc; i++) {
             int r = queue_cancel(q, argv[i], &err);
-            if (r < 0) {
+            if (r < 0 && err.code != 2) {
                 fprintf(stderr, "herald jobs cancel: %s\n", err.msg);
                 return 1;
             }
+            hr_err_clear(&err);
             if (r == 1) {
                 printf("cancelled %s\n", argv[i]);
                 continue;
             }
-            queue_job *j = queue_get(q, argv[i], &err);
-            if (!j) {
-                fprintf(stderr, "herald jobs cancel: no job %s\n", argv[i]);
-                if (rc == 0) rc = 3;
-            } else {
-                char st[16];
-                cli_job_state(q, j, st, sizeof st, &err);
-                fprintf(stderr, "herald jobs cancel: %s is %s: not cancellable\n", argv[i], st);
-                rc = 4;
-            }
-            queue_job_free(j);
+            rc = cli_worse_exit(rc, cli_job_refused(q, argv[i], "herald jobs cancel", "not cancellable"));
+            if (rc == 1) return 1;
         }
         return rc;
     }
@@ -446,14 +485,14 @@ static int cancel(int argc, char **argv)
 
 int cmd_jobs(int argc, char **argv)
 {
-    if (argc < 2) return usage();
+    if (argc < 2) return cli_usage();
     const char *op = argv[1];
     if (strcmp(op, "list") == 0) return cli_list_jobs(argc, argv, NULL, "herald jobs");
     if (strcmp(op, "show") == 0) {
         int json = cli_has_flag(&argc, argv, "json");
-        if (argc != 3) return usage();
+        if (argc != 3) return cli_usage();
         return cli_show_job(argv[2], json, "herald jobs");
     }
     if (strcmp(op, "cancel") == 0) return cancel(argc, argv);
-    return usage();
+    return cli_usage();
 }

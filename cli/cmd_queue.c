@@ -11,20 +11,6 @@
 #include "commands.h"
 #include "queue.h"
 
-static int usage_queue(void)
-{
-    fprintf(stderr,
-            "usage: herald queue counts [--json]\n"
-            "       herald queue promote        move every due job to its ready lane\n"
-            "       herald queue reap           re-queue the jobs of dead workers\n"
-            "       herald queue prune          drop per-minute stats older than a day\n"
-            "       herald queue lanes\n"
-            "       herald queue get ID\n"
-            "       herald queue cancel ID\n"
-            "       herald queue pause|resume LANE|PLATFORM\n");
-    return 2;
-}
-
 static int print_counts(queue *q, int json)
 {
     hr_err err = {0};
@@ -65,7 +51,7 @@ static int print_counts(queue *q, int json)
 int cmd_queue(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
-    if (argc < 2) return usage_queue();
+    if (argc < 2) return cli_usage();
     const char *op = argv[1];
     queue *q = cli_queue();
     hr_err err = {0};
@@ -100,13 +86,18 @@ int cmd_queue(int argc, char **argv)
         queue_strv_free(v, n);
         return 0;
     }
-    if (argc < 3) return usage_queue();
+    if (argc < 3) return cli_usage();
     if (strcmp(op, "get") == 0) {
+        if (queue_id_check(argv[2], &err) < 0) {
+            fprintf(stderr, "herald queue get: %s\n", err.msg);
+            return 2;
+        }
         queue_job *j = queue_get(q, argv[2], &err);
         if (!j) {
             if (err.code) goto fail;
-            fprintf(stderr, "herald queue: no job %s\n", argv[2]);
-            return 1;
+            fprintf(stderr, "herald queue get: no stored job %s (herald jobs show finds sent ones)\n",
+                    argv[2]);
+            return 3;
         }
         char *s = queue_job_to_json(j);
         printf("%s\n", s);
@@ -116,9 +107,10 @@ int cmd_queue(int argc, char **argv)
     }
     if (strcmp(op, "cancel") == 0) {
         int r = queue_cancel(q, argv[2], &err);
-        if (r < 0) goto fail;
-        printf("%s\n", r ? "cancelled" : "not cancellable (in flight, unknown, sent or absent)");
-        return r ? 0 : 1;
+        if (r < 0 && err.code != 2) goto fail;
+        if (r <= 0) return cli_job_refused(q, argv[2], "herald queue cancel", "not cancellable");
+        printf("cancelled\n");
+        return 0;
     }
     if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? queue_pause(q, argv[2], &err) : queue_resume(q, argv[2], &err);
@@ -126,7 +118,7 @@ int cmd_queue(int argc, char **argv)
         printf("%s %s\n", op[0] == 'p' ? "paused" : "resumed", argv[2]);
         return 0;
     }
-    return usage_queue();
+    return cli_usage();
 fail:
     fprintf(stderr, "herald queue %s: %s\n", op, err.msg);
     return 1;
@@ -137,12 +129,8 @@ fail:
  * enqueues nothing. */
 int cmd_enqueue(int argc, char **argv)
 {
-    if (argc > 2) {
-        fprintf(stderr, "herald enqueue: unexpected argument '%s'\n"
-                        "usage: herald enqueue [FILE]   (JSON lines; stdin without FILE)\n",
-                argv[2]);
-        return 2;
-    }
+    int rc = cli_args_left(argc, argv, 0, 1);
+    if (rc) return rc;
     const char *name = argc == 2 && strcmp(argv[1], "-") != 0 ? argv[1] : NULL;
     FILE *in = name ? fopen(name, "r") : stdin;
     if (!in) {
@@ -180,7 +168,6 @@ int cmd_enqueue(int argc, char **argv)
     }
     if (in != stdin) fclose(in);
     free(line);
-    int rc = 0;
     if (bad) {
         fprintf(stderr, "herald enqueue: %d bad line(s); nothing enqueued\n", bad);
         rc = 2;

@@ -538,17 +538,6 @@ static void show_progress(run_state *s, const progress *pr, long base_sent, long
 
 /* ---------------------------------------------------------------- run */
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: herald run [--state-dir DIR] [--import FILE] [--span SECONDS]\n"
-                    "                  [--timeout SECONDS] [--processes N] [--fresh] [--quiet]\n"
-                    "Runs the whole pipeline on a private Redis and the sandbox platforms;\n"
-                    "state (Redis data, logs, generated config and secrets) goes in DIR\n"
-                    "(default $HERALD_STATE_DIR or ./.state). Jobs sent by an earlier run\n"
-                    "are not sent again; --fresh forgets them first.\n");
-    return 2;
-}
-
 static int find_examples(char *out, size_t n, const char *self)
 {
     /* the source tree's examples/ (build/cli/herald -> ../../examples), then
@@ -589,10 +578,10 @@ static int copy_file(const char *from, const char *to)
     return fclose(out);
 }
 
-static int parse_secs(const char *v, int lo, int hi, int *out)
+static int parse_secs(const char *name, const char *v, int lo, int hi, int *out)
 {
     int64_t n;
-    if (hr_parse_i64(v, &n) < 0 || n < lo || n > hi) return -1;
+    if (cli_opt_i64(name, v, lo, hi, &n) < 0) return -1;
     *out = (int)n;
     return 0;
 }
@@ -609,10 +598,12 @@ int cmd_run(int argc, char **argv)
     s.quiet = cli_has_flag(&argc, argv, "quiet");
     int fresh = cli_has_flag(&argc, argv, "fresh");
     int span_s = 20, timeout_s = 55, procs = 2;
-    if (argc != 1 || (span_v && parse_secs(span_v, 0, 3600, &span_s) < 0) ||
-        (timeout_v && parse_secs(timeout_v, 5, 86400, &timeout_s) < 0) ||
-        (procs_v && parse_secs(procs_v, 1, 64, &procs) < 0))
-        return usage();
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
+    if ((span_v && parse_secs("span", span_v, 0, 3600, &span_s) < 0) ||
+        (timeout_v && parse_secs("timeout", timeout_v, 5, 86400, &timeout_s) < 0) ||
+        (procs_v && parse_secs("processes", procs_v, 1, 64, &procs) < 0))
+        return 2;
     if (!dir) dir = getenv("HERALD_STATE_DIR");
     if (!dir || !*dir) dir = ".state";
     ssize_t sl = readlink("/proc/self/exe", s.self, sizeof s.self - 1);

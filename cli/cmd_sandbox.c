@@ -24,16 +24,14 @@ int cmd_sandbox(int argc, char **argv)
     o.sendgrid_pubkey_out = cli_take_opt(&argc, argv, "sendgrid-pubkey-out");
     o.smtp_listen = cli_take_opt(&argc, argv, "smtp-listen");
     o.auto_events = cli_has_flag(&argc, argv, "auto-events");
-    if (argc > 1) {
-        fprintf(stderr, "usage: herald sandbox [--listen HOST:PORT] [--webhooks URL] "
-                        "[--auto-events] [--faults JSON] [--seed N] "
-                        "[--sendgrid-pubkey-out FILE] [--smtp-listen HOST:PORT]\n");
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
     if (!o.listen) o.listen = hr_config_get(c, "sandbox-listen", "127.0.0.1:8700");
     if (!o.webhooks_url) o.webhooks_url = hr_config_get(c, "sandbox-webhooks-url", NULL);
     if (!o.smtp_listen) o.smtp_listen = hr_config_get(c, "sandbox-smtp-listen", NULL);
-    if (seed) o.seed = strtoull(seed, NULL, 10);
+    int64_t sv;
+    if (seed && cli_opt_i64("seed", seed, 0, INT64_MAX, &sv) < 0) return 2;
+    if (seed) o.seed = (uint64_t)sv;
     struct ev_loop *loop = ev_default_loop(0);
     hr_err err = {0};
     hook_sandbox *s = hook_sandbox_new(loop, &o, &err);

@@ -20,19 +20,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 int cmd_scheduler(int argc, char **argv)
 {
     const char *batch = cli_take_opt(&argc, argv, "batch");
-    if (argc != 1) {
-        fprintf(stderr, "usage: herald scheduler [--batch N]\n");
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
     const hr_config *cfg = cli_config();
     sched_daemon_opts o = {0};
     o.q.url = hr_config_get(cfg, "redis-url", NULL);
     o.q.ns = hr_config_get(cfg, "namespace", "herald");
     int64_t v;
-    if (batch && (hr_parse_i64(batch, &v) < 0 || v < 1 || v > 1000000)) {
-        fprintf(stderr, "herald scheduler: --batch: not a count\n");
-        return 2;
-    }
+    if (batch && cli_opt_i64("batch", batch, 1, 1000000, &v) < 0) return 2;
     o.batch = batch ? (int)v : 0;
     hr_err e = {0};
     struct ev_loop *loop = EV_DEFAULT;

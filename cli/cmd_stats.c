@@ -522,14 +522,6 @@ static void on_int(int sig)
     stop_watch = sig;
 }
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: herald stats [--json|--prometheus] [--watch [SECONDS]] "
-                    "[--platform P] [--lane PLATFORM:ACCOUNT]\n"
-                    "       herald stats --serve HOST:PORT   (/metrics, /healthz, /readyz)\n");
-    return 2;
-}
-
 int cmd_stats(int argc, char **argv)
 {
     int json = cli_has_flag(&argc, argv, "json");
@@ -543,8 +535,13 @@ int cmd_stats(int argc, char **argv)
         if (strcmp(argv[i], "--watch") == 0) {
             watch = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') {
-                every = atof(argv[i + 1]);
-                if (every < 0.1) return usage();
+                char *end;
+                every = strtod(argv[i + 1], &end);
+                if (end == argv[i + 1] || *end || !(every >= 0.1 && every <= 86400)) {
+                    fprintf(stderr, "herald stats: --watch: expected 0.1..86400 seconds, got \"%s\"\n",
+                            argv[i + 1]);
+                    return 2;
+                }
                 memmove(&argv[i + 1], &argv[i + 2], sizeof *argv * (size_t)(argc - i - 2));
                 argc--;
             }
@@ -552,7 +549,8 @@ int cmd_stats(int argc, char **argv)
             argc--;
             break;
         }
-    if (argc > 1) return usage();
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
     if (listen) return serve(listen, cli_config());
     queue *q = cli_queue();
     const hr_config *cfg = cli_config();

@@ -17,10 +17,8 @@ static void stop(void *obj, void (*done)(void *priv), void *priv)
 int cmd_webhooks(int argc, char **argv)
 {
     const char *listen = cli_take_opt(&argc, argv, "listen");
-    if (argc > 1) {
-        fprintf(stderr, "usage: herald webhooks [--listen HOST:PORT]\n");
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
     struct ev_loop *loop = ev_default_loop(0);
     hr_err err = {0};
     hook_server *s = hook_server_new(loop, cli_config(), listen, &err);

@@ -8,17 +8,6 @@
 #include "webhooks.h"
 #include "worker.h"
 
-static int parse_int(const char *name, const char *v, int lo, int hi, int *out)
-{
-    int64_t n;
-    if (hr_parse_i64(v, &n) != 0 || n < lo || n > hi) {
-        fprintf(stderr, "herald worker: --%s: expected %d..%d, got \"%s\"\n", name, lo, hi, v);
-        return -1;
-    }
-    *out = (int)n;
-    return 0;
-}
-
 /* --metrics ADDR: the supervisor serves /metrics, /healthz and /readyz on
  * its own loop; forked workers close their copy of the listener. */
 typedef struct metrics_ctx {
@@ -60,25 +49,20 @@ static int config_fit(const hr_config *c, hr_err *err)
 
 int cmd_worker(int argc, char **argv)
 {
-    if (cli_has_flag(&argc, argv, "help")) {
-        printf("usage: herald worker [--platforms POOL|x,bluesky] [--processes N]\n"
-               "                     [--concurrency M] [--shutdown-timeout 10s]\n"
-               "                     [--lease 30s] [--once] [--foreground] [--metrics ADDR]\n"
-               "Sends queued posts and emails. --foreground runs one worker process\n"
-               "without a supervisor; --once exits when nothing is left to send.\n");
-        return 0;
-    }
     worker_opts o = {0};
     o.config = cli_config();
     o.config_path = o.config->path;
     const char *v;
     o.platforms = cli_take_opt(&argc, argv, "platforms");
-    if ((v = cli_take_opt(&argc, argv, "processes")) &&
-        parse_int("processes", v, 1, 1024, &o.processes) != 0)
-        return 2;
-    if ((v = cli_take_opt(&argc, argv, "concurrency")) &&
-        parse_int("concurrency", v, 1, 100000, &o.concurrency) != 0)
-        return 2;
+    int64_t n;
+    if ((v = cli_take_opt(&argc, argv, "processes"))) {
+        if (cli_opt_i64("processes", v, 1, 1024, &n) != 0) return 2;
+        o.processes = (int)n;
+    }
+    if ((v = cli_take_opt(&argc, argv, "concurrency"))) {
+        if (cli_opt_i64("concurrency", v, 1, 100000, &n) != 0) return 2;
+        o.concurrency = (int)n;
+    }
     hr_err err = {0};
     if ((v = cli_take_opt(&argc, argv, "shutdown-timeout")) &&
         worker_parse_duration(v, &o.shutdown_timeout_ms, &err) != 0) {
@@ -96,10 +80,8 @@ int cmd_worker(int argc, char **argv)
     metrics_ctx mc = {.listen = cli_take_opt(&argc, argv, "metrics"), .cfg = o.config};
     if (!mc.listen) mc.listen = hr_config_get(o.config, "metrics-listen", NULL);
     int foreground = cli_has_flag(&argc, argv, "foreground");
-    if (argc > 1) {
-        fprintf(stderr, "herald worker: unexpected argument '%s' (see --help)\n", argv[1]);
-        return 2;
-    }
+    int bad = cli_args_left(argc, argv, 0, 0);
+    if (bad) return bad;
     /* what config check rejects would run with some settings dropped */
     if (cli_config_errors(o.config, stderr, &err) > 0) {
         fprintf(stderr, "herald worker: %s has errors (herald config check): not starting\n",

@@ -1,7 +1,9 @@
 /* commands.h: the subcommands of the one `herald` binary. Each lives in
  * cli/cmd_<name>.c and returns the process exit status:
  * 0 ok, 1 failure (environment: Redis down, platform error),
- * 2 bad usage or bad input (a message names the file, line and reason). */
+ * 2 bad usage or bad input (a message names the file, line and reason),
+ * 3 not found (no such job or account), 4 refused by a job's state
+ * (docs/operations.md). */
 #ifndef HERALD_COMMANDS_H
 #define HERALD_COMMANDS_H
 
@@ -13,6 +15,7 @@ typedef struct cli_command {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
     const char *summary;
+    const char *usage; /* `herald NAME --help` */
 } cli_command;
 
 struct ev_loop;
@@ -42,8 +45,20 @@ struct queue *cli_queue(void);
 /* cli_has_flag removes "--name" from argv if present and returns 1. */
 int cli_has_flag(int *argc, char **argv, const char *name);
 /* cli_take_opt removes "--name VALUE" or "--name=VALUE" and returns VALUE
- * (borrowed from argv), or NULL. */
+ * (borrowed from argv), or NULL; "--name" without a value (last, or before
+ * another --option) exits 2 saying so. */
 const char *cli_take_opt(int *argc, char **argv, const char *name);
+/* cli_opt_i64 parses the value v of --name into *out when it is an integer
+ * in lo..hi; else prints `herald CMD: --name: expected lo..hi, got "v"` and
+ * returns -1 (the caller exits 2). */
+int cli_opt_i64(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out);
+/* cli_args_left checks what is left in argv once the options are taken:
+ * an option still there is unknown and named; then min..max arguments
+ * (argv[1] on; a subcommand counts). Returns 0, or 2 after saying why. */
+int cli_args_left(int argc, char **argv, int min, int max);
+/* cli_usage prints the running command's usage (the table in main.c) on
+ * stderr and returns 2. */
+int cli_usage(void);
 
 /* cli_stats_report prints the stats table and the engagement recorded
  * (cmd_stats.c); cli_metrics_render appends the queue's Prometheus text to b
@@ -69,6 +84,14 @@ int cli_job_state(struct queue *q, const struct queue_job *j, char *out, size_t 
                   hr_err *err);
 int cli_list_jobs(int argc, char **argv, const char *fixed_state, const char *who);
 int cli_show_job(const char *id, int json, const char *who);
+/* cli_job_refused says why an operation that did nothing (what: "not
+ * cancellable", "not dead") left id alone, prefixed by who, and returns the
+ * exit status docs/operations.md gives: 2 not a job id, 3 no such job, 4 the
+ * job is in another state (or already sent), 1 Redis failed. */
+int cli_job_refused(struct queue *q, const char *id, const char *who, const char *what);
+/* cli_worse_exit folds the status of one more id into a command's: 1 over
+ * 2 over 4 over 3 over 0. */
+int cli_worse_exit(int a, int b);
 
 #define CLI_CMD(n) int cmd_##n(int argc, char **argv)
 CLI_CMD(config);

@@ -45,6 +45,15 @@ static int ukh_of(const char *id, char *ukh)
     return 0;
 }
 
+int queue_id_check(const char *id, hr_err *err)
+{
+    char ukh[QUEUE_UKH_LEN + 1];
+    if (ukh_of(id, ukh) == 0) return 0;
+    hr_err_set(err, "\"%s\" is not a job id", id);
+    if (err) err->code = 2; /* bad input, not the environment */
+    return -1;
+}
+
 int qo_int_reply(redisReply *r, long long *out, hr_err *err)
 {
     if (!r || r->type != REDIS_REPLY_INTEGER) return hr_err_set(err, "redis: unexpected reply");
@@ -784,7 +793,7 @@ static int cancel_run(queue *q, queue_argv *a, hr_err *err)
 int queue_cancel(queue *q, const char *id, hr_err *err)
 {
     char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
-    if (ukh_of(id, ukh) < 0) return hr_err_set(err, "cancel: \"%s\" is not a job id", id);
+    if (ukh_of(id, ukh) < 0) return queue_id_check(id, err);
     hr_err_clear(err);
     if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
     queue_argv a;
@@ -1607,7 +1616,7 @@ static int resolve(queue *q, const char *op, const char *id, const char *platfor
                    int reset_attempts, const queue_job *store, hr_err *err)
 {
     char ukh[QUEUE_UKH_LEN + 1], lane[QUEUE_LANE_MAX];
-    if (ukh_of(id, ukh) < 0) return hr_err_set(err, "\"%s\" is not a job id", id);
+    if (ukh_of(id, ukh) < 0) return queue_id_check(id, err);
     hr_err_clear(err);
     if (job_lane(q, ukh, lane, err) < 0) return err && err->code ? -1 : 0;
     hr_buf v;
@@ -1678,11 +1687,19 @@ int queue_dead_purge(queue *q, const char *id, hr_err *err)
     return resolve(q, "dead_purge", id, NULL, 0, NULL, err);
 }
 
+int queue_unknown_attempts(const queue_job *j, const char *reason)
+{
+    static const char tail[] = " stopped during the send"; /* reap.lua's reason */
+    size_t n = reason ? strlen(reason) : 0, t = sizeof tail - 1;
+    int reaped = n > t && strncmp(reason, "worker ", 7) == 0 && strcmp(reason + n - t, tail) == 0;
+    return j->attempt + reaped;
+}
+
 char *queue_dead_reason(queue *q, const char *id, hr_err *err)
 {
     char ukh[QUEUE_UKH_LEN + 1];
     if (ukh_of(id, ukh) < 0) {
-        hr_err_set(err, "\"%s\" is not a job id", id);
+        queue_id_check(id, err);
         return NULL;
     }
     redisReply *r = queue_cmd_sync(q, err, "HGET {%s}:reasons %s", q->ns, ukh);

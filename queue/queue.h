@@ -253,6 +253,11 @@ int queue_forget_job(queue *q, const char *ukh, const char *lane, const void *ex
                      size_t expected_len, const void *scrubbed, size_t scrubbed_len,
                      const char *reason, hr_err *err);
 
+/* queue_id_check returns 0 when id is a job id (or a ukh), else -1 with
+ * err->code 2 (bad input) and err naming it. queue_cancel, queue_dead_*,
+ * queue_unknown_resolve and queue_dead_reason fail the same way. */
+int queue_id_check(const char *id, hr_err *err);
+
 /* queue_get reads a job by id (or by ukh). Returns a new job, or NULL with
  * err->code 0 when there is none, or NULL with err set. */
 queue_job *queue_get(queue *q, const char *id, hr_err *err);
@@ -433,6 +438,11 @@ int queue_dead_retry(queue *q, const char *id, hr_err *err);
 int queue_dead_purge(queue *q, const char *id, hr_err *err);
 /* queue_dead_reason returns the reason a job was buried (new string). */
 char *queue_dead_reason(queue *q, const char *id, hr_err *err);
+/* queue_unknown_attempts is how many attempts the unknown job j (its
+ * reason as queue_dead_reason gives it) has started: a worker that moves a
+ * job to unknown stores it with the attempt counted, the reaper (reason
+ * "worker ID stopped during the send", reap.lua) cannot rewrite it. */
+int queue_unknown_attempts(const queue_job *j, const char *reason);
 
 /* ------------------------------------------------------ pause, stats */
 

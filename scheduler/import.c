@@ -844,6 +844,7 @@ static void bar_clear(imp *m)
 static void print_plan(imp *m, const batch *b, pending *p)
 {
     if (p->n) bar_clear(m);
+    m->st->planned += p->n;
     for (int i = 0; i < p->n; i++) {
         queue_job *j = b->jobs[p->first + i];
         if (m->o->on_planned) {

@@ -322,6 +322,7 @@ typedef struct sched_import_stats {
     long suppressed;
     sched_contact_skips invalid_emails; /* contacts rows left out (.n) */
     long rolled_back;
+    long planned; /* dry run: jobs in the plan printed */
 } sched_import_stats;
 
 /* sched_import imports one export for one campaign (see docs/import.md).

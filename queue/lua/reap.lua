@@ -35,6 +35,8 @@ for i = 1, #h, 2 do
       local ukh = string.sub(packed, p, p + 11)
       if started[ukh] then
         redis.call('ZADD', KEYS[3 + 3 * li], now, ukh)
+        -- (queue_unknown_attempts counts the attempt this stored job lacks
+        -- by this reason: keep the two in step)
         redis.call('HSET', KEYS[3], ukh, 'worker ' .. worker .. ' stopped during the send')
         unknown = unknown + 1
       else

@@ -10,33 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
-#include "queue.h"
-
-static th_redis *R;
-static queue *Q;
-static char *dir;
-static char conf[700];
-
-/* herald runs the herald binary with the test config and the given
- * arguments (NULL-terminated); stdout goes into *out (may be NULL). Returns
- * the exit status. */
-static int herald(char **out, ...)
-{
-    char *argv[32];
-    int n = 0;
-    argv[n++] = HERALD_BIN;
-    argv[n++] = "--config";
-    argv[n++] = conf;
-    va_list ap;
-    va_start(ap, out);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && n < 30)
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return th_exec(argv, NULL, 0, out);
-}
+#include "clitest.h"
 
 static queue_job *mk(const char *platform, const char *account, const char *campaign,
                      const char *title, int64_t run_at_ms)
@@ -314,7 +288,7 @@ static void test_dead(void)
     CHECK_INT(herald(&out, "dead", "show", ids[6], NULL), 0);
     CHECK(out && strstr(out, "403 duplicate content") && strstr(out, "dead"));
     free(out);
-    CHECK_INT(herald(NULL, "dead", "retry", ids[0], NULL), 3); /* not dead */
+    CHECK_INT(herald(NULL, "dead", "retry", ids[0], NULL), 4); /* scheduled: not dead */
     CHECK_INT(herald(NULL, "dead", "retry", ids[6], NULL), 0);
     char *s = th_redis_cmd(R, "LLEN {t}:ready:x:@a");
     CHECK_STR(s, "3");
@@ -552,28 +526,7 @@ static void test_example_config(void)
 
 int main(void)
 {
-    R = th_redis_start(0, NULL);
-    dir = th_tempdir();
-    char cred[700];
-    snprintf(cred, sizeof cred, "%s/x-a", dir);
-    th_write_file(cred, "token-a\n");
-    snprintf(conf, sizeof conf, "%s/herald.conf", dir);
-    char *text = hr_asprintf("redis-url unix://%s\nnamespace t\ncredentials-dir %s\n"
-                             "account x:@a credentials=x-a budget-daily=2.5 cost=0.01\n",
-                             R->sock, dir);
-    th_write_file(conf, text);
-    free(text);
-    setenv("HERALD_SECRET", "test-secret-0123456789abcdef", 1);
-    unsetenv("CREDENTIALS_DIRECTORY");
-    char url[400];
-    snprintf(url, sizeof url, "unix://%s", R->sock);
-    queue_opts o = {.url = url, .ns = "t"};
-    hr_err err = {0};
-    Q = queue_connect(&o, &err);
-    if (!Q) {
-        fprintf(stderr, "connect: %s\n", err.msg);
-        return 1;
-    }
+    if (clitest_start("account x:@a credentials=x-a budget-daily=2.5 cost=0.01\n") < 0) return 1;
     setup();
     th_run("stats", test_stats);
     th_run("jobs", test_jobs);

@@ -199,15 +199,15 @@ static void test_unknown_cli(void)
     REDIS_IS("1", "HEXISTS {cli}:jobs %s", u1);
     REDIS_IS("1", "ZCARD {cli}:unknown:bluesky:@unk");
 
-    /* settled, absent and malformed ids: a clear error, non-zero */
+    /* settled (4), absent (3) and malformed (2) ids: a clear error */
     snprintf(args, sizeof args, "unknown resolve %s --resend", jobs[1]->id);
-    CHECK_INT(run("", args, &out), 1);
-    CHECK(out && strstr(out, "not in the unknown state") != NULL);
+    CHECK_INT(run("", args, &out), 4);
+    CHECK(out && strstr(out, "is ready: not in the unknown state") != NULL);
     free(out);
-    CHECK_INT(run("", "unknown resolve 00000000AAAAAAAAAAAA --sent", &out), 1);
-    CHECK(out && strstr(out, "00000000AAAAAAAAAAAA: not in the unknown state") != NULL);
+    CHECK_INT(run("", "unknown resolve 00000000AAAAAAAAAAAA --sent", &out), 3);
+    CHECK(out && strstr(out, "no job 00000000AAAAAAAAAAAA") != NULL);
     free(out);
-    CHECK_INT(run("", "unknown resolve not-an-id --sent", &out), 1);
+    CHECK_INT(run("", "unknown resolve not-an-id --sent", &out), 2);
     CHECK(out && strstr(out, "not-an-id") != NULL && strstr(out, "not a job id") != NULL);
     free(out);
     snprintf(args, sizeof args, "unknown resolve %s", jobs[2]->id);
