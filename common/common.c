@@ -91,26 +91,13 @@ void hr_buf_reset(hr_buf *b)
     if (b->data) b->data[0] = '\0';
 }
 
-void hr_buf_reserve(hr_buf *b, size_t extra)
+void hr_buf_grow(hr_buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra + 1) cap *= 2;
     b->data = hr_realloc(b->data, cap);
     b->cap = cap;
-}
-
-void hr_buf_append(hr_buf *b, const void *p, size_t n)
-{
-    hr_buf_reserve(b, n);
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void hr_buf_puts(hr_buf *b, const char *s)
-{
-    hr_buf_append(b, s, strlen(s));
 }
 
 void hr_buf_html_escape(hr_buf *b, const char *s)
@@ -128,11 +115,6 @@ void hr_buf_html_escape(hr_buf *b, const char *s)
         default: return; /* the terminating NUL */
         }
     }
-}
-
-void hr_buf_putc(hr_buf *b, char c)
-{
-    hr_buf_append(b, &c, 1);
 }
 
 void hr_buf_printf(hr_buf *b, const char *fmt, ...)

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define HR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define HR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -31,10 +32,31 @@ typedef struct hr_buf {
 void hr_buf_init(hr_buf *b);
 void hr_buf_release(hr_buf *b);
 void hr_buf_reset(hr_buf *b);
-void hr_buf_reserve(hr_buf *b, size_t extra);
-void hr_buf_append(hr_buf *b, const void *p, size_t n);
-void hr_buf_puts(hr_buf *b, const char *s);
-void hr_buf_putc(hr_buf *b, char c);
+/* hr_buf_grow makes room for extra more bytes (and the NUL): the slow path
+ * of the inline functions below, which run several times per webhook
+ * request and showed in its profile as calls. */
+void hr_buf_grow(hr_buf *b, size_t extra);
+static inline void hr_buf_reserve(hr_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 > b->cap) hr_buf_grow(b, extra);
+}
+static inline void hr_buf_append(hr_buf *b, const void *p, size_t n)
+{
+    hr_buf_reserve(b, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+static inline void hr_buf_puts(hr_buf *b, const char *s)
+{
+    hr_buf_append(b, s, strlen(s));
+}
+static inline void hr_buf_putc(hr_buf *b, char c)
+{
+    hr_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
 void hr_buf_printf(hr_buf *b, const char *fmt, ...) HR_PRINTF(2, 3);
 /* hr_buf_html_escape appends s with & < > " ' as character references, for
  * text or a quoted attribute value in HTML. */

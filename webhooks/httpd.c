@@ -22,6 +22,7 @@
 
 typedef struct hdr {
     size_t name, value; /* offsets in hook_req.hbuf of NUL-terminated text */
+    size_t name_len;    /* lookups compare it first: most names differ in length */
 } hdr;
 
 typedef enum {
@@ -170,18 +171,33 @@ const char *hook_status_text(int s)
 
 size_t hook_fmt_i64(char out[24], int64_t v)
 {
-    char tmp[24];
-    size_t n = 0, o = 0;
+    /* two digits a step, written in place once the length is known: it
+     * runs a dozen times per webhook event (lengths in the Redis protocol,
+     * the answer's numbers) */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) out[o++] = '-';
-    while (n)
-        out[o++] = tmp[--n];
-    out[o] = '\0';
-    return o;
+    size_t n = 1;
+    for (uint64_t t = u; t >= 10; t /= 10)
+        n++;
+    if (v < 0) *out++ = '-';
+    char *p = out + n;
+    *p = '\0';
+    while (u >= 100) {
+        const char *d = pairs + 2 * (u % 100);
+        u /= 100;
+        *--p = d[1];
+        *--p = d[0];
+    }
+    if (u >= 10) {
+        *--p = pairs[2 * u + 1];
+        *--p = pairs[2 * u];
+    } else {
+        *--p = (char)('0' + u);
+    }
+    return n + (v < 0);
 }
 
 /* ----------------------------------------------------------- request */
@@ -229,8 +245,9 @@ const char *hook_req_peer(const hook_req *r)
 
 const char *hook_req_header(const hook_req *r, const char *name)
 {
+    size_t n = strlen(name);
     for (int i = 0; i < r->nhdrs; i++)
-        if (strcasecmp(r->hbuf.data + r->hdrs[i].name, name) == 0)
+        if (r->hdrs[i].name_len == n && strcasecmp(r->hbuf.data + r->hdrs[i].name, name) == 0)
             return r->hbuf.data + r->hdrs[i].value;
     return NULL;
 }
@@ -508,6 +525,7 @@ static int p_field(http_parser *p, const char *at, size_t n)
         hdr *hd = &r->hdrs[r->nhdrs++];
         hd->name = r->hbuf.len;
         hd->value = 0;
+        hd->name_len = 0;
         r->last_was_value = 0;
     }
     if (r->hbuf.len - r->hdrs[r->nhdrs - 1].name + n > 256) return -1;
@@ -521,6 +539,7 @@ static int p_value(http_parser *p, const char *at, size_t n)
     if (r->nhdrs == 0) return -1;
     hdr *hd = &r->hdrs[r->nhdrs - 1];
     if (!r->last_was_value) {
+        hd->name_len = r->hbuf.len - hd->name;
         hr_buf_putc(&r->hbuf, '\0'); /* ends the name */
         hd->value = r->hbuf.len;
         r->last_was_value = 1;
@@ -541,6 +560,7 @@ static int p_headers_done(http_parser *p)
     r->method[ml] = '\0';
     if (r->nhdrs) {
         if (!r->last_was_value) { /* a header without a value */
+            r->hdrs[r->nhdrs - 1].name_len = r->hbuf.len - r->hdrs[r->nhdrs - 1].name;
             hr_buf_putc(&r->hbuf, '\0');
             r->hdrs[r->nhdrs - 1].value = r->hbuf.len;
         }

@@ -1779,6 +1779,26 @@ static void test_graceful_stop(void)
 
 /* test_url_password: a redis-url with the wrong scheme is refused naming
  * the url, without its password */
+/* hook_fmt_i64 writes what printf's %lld does (it writes the numbers of
+ * every answer and Redis command) */
+static void test_fmt_i64(void)
+{
+    const int64_t edge[] = {0, 9, 10, 99, 100, 101, 999, 1000, 1700000000123LL, INT64_MAX,
+                            INT64_MIN, INT64_MIN + 1};
+    char got[24], want[32];
+    for (size_t i = 0; i < HR_ARRAY_LEN(edge); i++) {
+        snprintf(want, sizeof want, "%lld", (long long)edge[i]);
+        CHECK_INT((int)hook_fmt_i64(got, edge[i]), (int)strlen(want));
+        CHECK_STR(got, want);
+    }
+    int bad = 0;
+    for (int64_t v = -20000; v <= 20000; v++) {
+        snprintf(want, sizeof want, "%lld", (long long)v);
+        if (hook_fmt_i64(got, v) != strlen(want) || strcmp(got, want) != 0) bad++;
+    }
+    CHECK_INT(bad, 0);
+}
+
 static void test_url_password(void)
 {
     char path[600];
@@ -1992,6 +2012,7 @@ int main(void)
     th_run("bad_numbers", test_bad_numbers);
     th_run("bad_credentials", test_bad_credentials);
     th_run("loose_key_file", test_loose_key_file);
+    th_run("fmt_i64", test_fmt_i64);
     th_run("script_flush", test_script_flush);
     th_run("redis_down", test_redis_down);
     th_run("redis_stall", test_redis_stall);
