@@ -65,42 +65,63 @@ static void truncate_to(hook_events *out, int n, int ignored)
 }
 
 /* event_id returns "<route>:<id>", or "<route>:<sub>:<id>" when sub is not
- * NULL (new string). Each route's ids live under its own name, so what one
- * sender puts in a body never names another route's events. Ids are made
- * per event, and printf showed in the profile. */
-static char *event_id(const char *route, const char *sub, const char *id)
+ * NULL (new string); id is idlen bytes. Each route's ids live under its own
+ * name, so what one sender puts in a body never names another route's
+ * events. Ids are made per event, and printf showed in the profile. */
+static char *event_id(const char *route, const char *sub, const char *id, size_t idlen)
 {
-    size_t rl = strlen(route), sl = sub ? strlen(sub) + 1 : 0, il = strlen(id);
-    char *s = hr_malloc(rl + sl + il + 2);
+    size_t rl = strlen(route), sl = sub ? strlen(sub) + 1 : 0;
+    char *s = hr_malloc(rl + sl + idlen + 2);
     memcpy(s, route, rl);
     s[rl] = ':';
     if (sub) {
         memcpy(s + rl + 1, sub, sl - 1);
         s[rl + sl] = ':';
     }
-    memcpy(s + rl + sl + 1, id, il + 1);
+    memcpy(s + rl + sl + 1, id, idlen);
+    s[rl + sl + 1 + idlen] = '\0';
     return s;
+}
+
+/* str_view returns v's text without copying it: a string of 1..1023 bytes
+ * (borrowed from v), or an integer written in decimal into num; else NULL.
+ * *len is its length. */
+static const char *str_view(json_t *v, char num[24], size_t *len)
+{
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 1024) {
+        *len = json_string_length(v);
+        return json_string_value(v);
+    }
+    if (json_is_integer(v)) {
+        *len = hook_fmt_i64(num, (int64_t)json_integer_value(v));
+        return num;
+    }
+    return NULL;
+}
+
+/* str_val is str_view's text as a new string, or NULL. */
+static char *str_val(json_t *v)
+{
+    char num[24];
+    size_t len;
+    const char *p = str_view(v, num, &len);
+    return p ? hr_strndup(p, len) : NULL;
 }
 
 static char *str_of(json_t *o, const char *key)
 {
-    json_t *v = json_object_get(o, key);
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 1024)
-        return hr_strndup(json_string_value(v), json_string_length(v));
-    if (json_is_integer(v)) return hr_asprintf("%lld", (long long)json_integer_value(v));
-    return NULL;
+    return str_val(json_object_get(o, key));
 }
 
 /* The earliest event time taken (2000-01-01T00:00:00Z, in s). */
 enum { TS_MIN_S = 946684800 };
 
-/* ts_of returns the event time in key (unix seconds, integer or not, or
+/* ts_val returns the event time v (unix seconds, integer or not, or
  * RFC 3339) in ms, or 0 (unknown) when it is absent or outside [2000, now +
  * 1 day]: a time no sender could mean, checked before any arithmetic so
  * that no value overflows. */
-static int64_t ts_of(json_t *o, const char *key)
+static int64_t ts_val(json_t *v)
 {
-    json_t *v = json_object_get(o, key);
     if (!v) return 0;
     int64_t max_ms = hr_now_ms() + 86400000;
     if (json_is_integer(v)) {
@@ -116,6 +137,11 @@ static int64_t ts_of(json_t *o, const char *key)
         ms >= TS_MIN_S * INT64_C(1000) && ms <= max_ms)
         return ms;
     return 0;
+}
+
+static int64_t ts_of(json_t *o, const char *key)
+{
+    return ts_val(json_object_get(o, key));
 }
 
 static json_t *load(const char *body, size_t len, const char *who, hr_err *err)
@@ -189,20 +215,20 @@ int hook_parse_sendgrid(const char *body, size_t len, hook_events *out, hr_err *
             hr_err_set(err, "sendgrid: event %zu: not an object", i);
             goto fail;
         }
-        char *id = str_of(ev, "sg_event_id");
+        char num[24];
+        size_t idlen;
+        const char *id = str_view(json_object_get(ev, "sg_event_id"), num, &idlen);
         if (!id) {
             hr_err_set(err, "sendgrid: event %zu: no sg_event_id", i);
             goto fail;
         }
         hook_ev_type t = sendgrid_type(ev);
         if (t == HOOK_EV_NONE) {
-            free(id);
             out->ignored++;
             continue;
         }
         hook_event *e = push(out);
-        e->id = event_id("sendgrid", NULL, id);
-        free(id);
+        e->id = event_id("sendgrid", NULL, id, idlen);
         e->type = t;
         e->platform = hr_strdup("sendgrid");
         e->job = str_of(ev, "herald_job");
@@ -244,24 +270,22 @@ int hook_parse_mailgun_json(json_t *root, hook_events *out, hr_err *err)
     json_t *ed = json_object_get(root, "event-data");
     if (!json_is_object(ed)) return hr_err_set(err, "mailgun: no event-data object");
     const char *t = json_string_value(json_object_get(ed, "event"));
-    char *id = str_of(ed, "id");
-    if (!t || !id) {
-        free(id);
+    char num[24];
+    size_t idlen;
+    const char *id = str_view(json_object_get(ed, "id"), num, &idlen);
+    if (!t || !id)
         return hr_err_set(err, "mailgun: event-data: missing %s", t ? "id" : "event");
-    }
     hook_ev_type type = provider_type("mailgun", t);
     if (type == HOOK_EV_BOUNCE) { /* only permanent failures are bounces */
         const char *sev = json_string_value(json_object_get(ed, "severity"));
         if (!sev || strcmp(sev, "permanent") != 0) type = HOOK_EV_NONE;
     }
     if (type == HOOK_EV_NONE) {
-        free(id);
         out->ignored++;
         return 0;
     }
     hook_event *e = push(out);
-    e->id = event_id("mailgun", NULL, id);
-    free(id);
+    e->id = event_id("mailgun", NULL, id, idlen);
     e->type = type;
     e->platform = hr_strdup("mailgun");
     json_t *uv = json_object_get(ed, "user-variables");
@@ -342,6 +366,35 @@ int hook_parse_postmark(const char *body, size_t len, hook_events *out, hr_err *
 
 /* ------------------------------------------------------------- generic */
 
+/* A generic event's fields, found in one walk over its keys: a lookup per
+ * field hashed each name again, 8 per event (load rejects repeated keys, so
+ * the walk finds what the lookups did). */
+enum { G_ID, G_TYPE, G_PLATFORM, G_JOB, G_CAMPAIGN, G_PLATFORM_ID, G_EMAIL, G_TS, G_N };
+static const struct {
+    const char *name;
+    size_t len;
+} generic_keys[G_N] = {
+#define GK(s) {s, sizeof s - 1}
+    GK("id"),       GK("type"),        GK("platform"), GK("job"),
+    GK("campaign"), GK("platform_id"), GK("email"),    GK("ts"),
+#undef GK
+};
+
+static void generic_fields(json_t *ev, json_t *f[G_N])
+{
+    for (int k = 0; k < G_N; k++)
+        f[k] = NULL;
+    for (void *it = json_object_iter(ev); it; it = json_object_iter_next(ev, it)) {
+        size_t kl = json_object_iter_key_len(it);
+        const char *key = json_object_iter_key(it);
+        for (int k = 0; k < G_N; k++)
+            if (kl == generic_keys[k].len && memcmp(key, generic_keys[k].name, kl) == 0) {
+                f[k] = json_object_iter_value(it);
+                break;
+            }
+    }
+}
+
 int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *err)
 {
     json_t *root = load(body, len, "generic", err);
@@ -356,31 +409,32 @@ int hook_parse_generic(const char *body, size_t len, hook_events *out, hr_err *e
     json_t *ev;
     json_array_foreach(arr, i, ev)
     {
-        char *id = str_of(ev, "id");
-        const char *t = json_string_value(json_object_get(ev, "type"));
-        if (!json_is_object(ev) || !id || !t) {
-            free(id);
+        json_t *f[G_N];
+        generic_fields(ev, f); /* none when ev is not an object */
+        char num[24];
+        size_t idlen;
+        const char *id = str_view(f[G_ID], num, &idlen);
+        const char *t = json_string_value(f[G_TYPE]);
+        if (!id || !t) {
             hr_err_set(err, "generic: event %zu: needs \"id\" and \"type\"", i);
             goto fail;
         }
         hook_ev_type type = hook_ev_parse(t);
         if (type == HOOK_EV_NONE) {
-            free(id);
             out->ignored++;
             continue;
         }
         hook_event *e = push(out);
-        e->platform = str_of(ev, "platform");
+        e->platform = str_val(f[G_PLATFORM]);
         /* "generic:<platform>:<id>": the body's platform names where the
          * event happened, never a provider route's ids ("sendgrid:...") */
-        e->id = event_id("generic", e->platform, id);
-        free(id);
+        e->id = event_id("generic", e->platform, id, idlen);
         e->type = type;
-        e->job = str_of(ev, "job");
-        e->campaign = str_of(ev, "campaign");
-        e->platform_id = str_of(ev, "platform_id");
-        e->email = str_of(ev, "email");
-        e->ts_ms = ts_of(ev, "ts");
+        e->job = str_val(f[G_JOB]);
+        e->campaign = str_val(f[G_CAMPAIGN]);
+        e->platform_id = str_val(f[G_PLATFORM_ID]);
+        e->email = str_val(f[G_EMAIL]);
+        e->ts_ms = ts_val(f[G_TS]);
         if (!e->job && !e->platform_id && !e->email) {
             hr_err_set(err, "generic: event %zu: needs \"job\", \"platform_id\" or \"email\"", i);
             goto fail;

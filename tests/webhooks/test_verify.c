@@ -190,6 +190,28 @@ static void test_parsers(void)
     const char *nomatch = "{\"events\":[{\"id\":\"g1\",\"type\":\"like\"}]}";
     CHECK_INT(hook_parse_generic(nomatch, strlen(nomatch), &ev, &err), -1);
     CHECK_INT(hook_parse_generic("{\"events\":3}", 12, &ev, &err), -1);
+    /* every field read, an integer id, keys that only look alike ignored */
+    const char *all = "{\"events\":[{\"idx\":\"no\",\"platform_ids\":\"no\",\"id\":42,"
+                      "\"type\":\"click\",\"platform\":\"x\",\"platform_id\":\"p9\",\"job\":"
+                      "\"J\",\"campaign\":\"C\",\"email\":\"e@x.org\",\"ts\":1700000001,"
+                      "\"tss\":5,\"Job\":\"no\"}]}";
+    CHECK_INT(hook_parse_generic(all, strlen(all), &ev, &err), 0);
+    REQUIRE(ev.n == 1);
+    CHECK_STR(ev.v[0].id, "generic:x:42");
+    CHECK_INT(ev.v[0].type, HOOK_EV_CLICK);
+    CHECK_STR(ev.v[0].platform, "x");
+    CHECK_STR(ev.v[0].platform_id, "p9");
+    CHECK_STR(ev.v[0].job, "J");
+    CHECK_STR(ev.v[0].campaign, "C");
+    CHECK_STR(ev.v[0].email, "e@x.org");
+    CHECK_INT(ev.v[0].ts_ms, 1700000001000LL);
+    hook_events_release(&ev);
+    /* an event that is not an object, an empty id */
+    CHECK_INT(hook_parse_generic("[\"id\"]", 6, &ev, &err), -1);
+    CHECK(strstr(err.msg, "event 0") != NULL);
+    const char *empty = "[{\"id\":\"\",\"type\":\"like\",\"job\":\"J\"}]";
+    CHECK_INT(hook_parse_generic(empty, strlen(empty), &ev, &err), -1);
+    CHECK_INT(ev.n, 0);
 }
 
 static void test_names(void)
