@@ -57,15 +57,15 @@ struct hook_server {
     long recorded, duplicates, unmatched, ignored, unsubscribes;
 };
 
+/* A request waiting for its batch: kept in the batch's array, not
+ * allocated per request. */
 typedef struct rec_ctx {
     hook_server *s;
     hook_req *r;
     int ignored;
-    int unsub;        /* answer with the unsubscribe page */
     int first, count; /* this request's events in its batch */
     int tok;          /* its signature token's index in the batch, or -1 */
-    char masked[300];
-    char campaign[128];
+    char *unsub_msg;  /* an unsubscribe: its answer page's text (HTML), owned */
 } rec_ctx;
 
 /* A batch: the events of every request that arrived in one loop iteration,
@@ -83,7 +83,7 @@ typedef struct batch {
     int has_keys;
     hr_buf toks; /* Mailgun's signature tokens: 4 ARGV each, after the events */
     int ntoks;
-    rec_ctx **ctxs;
+    rec_ctx *ctxs;
     int nctxs, capctxs;
 } batch;
 
@@ -134,21 +134,9 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
     s->duplicates += dup;
     s->unmatched += unm;
     s->ignored += x->ignored;
-    if (x->unsub) {
+    if (x->unsub_msg) {
         s->unsubscribes++;
-        hr_buf b;
-        hr_buf_init(&b);
-        hr_buf_puts(&b, "<p>");
-        hr_buf_html_escape(&b, x->masked);
-        hr_buf_puts(&b, " will get no more emails");
-        if (x->campaign[0]) {
-            hr_buf_puts(&b, " from <b>");
-            hr_buf_html_escape(&b, x->campaign);
-            hr_buf_puts(&b, "</b>");
-        }
-        hr_buf_puts(&b, ".</p>");
-        answer_page(x->r, 200, "Unsubscribed", b.data);
-        hr_buf_release(&b);
+        answer_page(x->r, 200, "Unsubscribed", x->unsub_msg);
     } else {
         /* {"recorded":n,"duplicates":n,"unmatched":n,"ignored":n}, no printf */
         static const char *const names[4] = {
@@ -170,7 +158,7 @@ static void answer_recorded(rec_ctx *x, long rec, long dup, long unm)
 static void answer_unavailable(rec_ctx *x, const char *errmsg)
 {
     x->s->unavailable++;
-    if (x->unsub)
+    if (x->unsub_msg)
         answer_page(x->r, 503, "Try again",
                     "<p>We could not record your request just now. Please try again in a "
                     "minute.</p>");
@@ -184,7 +172,7 @@ static void batch_free(batch *b)
     hr_buf_release(&b->keys);
     hr_buf_release(&b->toks);
     for (int i = 0; i < b->nctxs; i++)
-        free(b->ctxs[i]);
+        free(b->ctxs[i].unsub_msg);
     free(b->ctxs);
     free(b);
 }
@@ -203,7 +191,7 @@ static void on_batch(redisReply *rep, const char *errmsg, void *priv)
         hr_log(HR_LOG_WARN, "webhook events not recorded", "error",
                errmsg ? errmsg : "unexpected script reply", NULL);
     for (int i = 0; i < b->nctxs; i++) {
-        rec_ctx *x = b->ctxs[i];
+        rec_ctx *x = &b->ctxs[i];
         if (!ok) {
             answer_unavailable(x, errmsg);
             continue;
@@ -274,13 +262,13 @@ static void push_arg(batch *b, const char *v)
     b->nargs++;
 }
 
-/* record adds evs to the current batch; ctx is taken over and answered when
- * the batch's script replies. token, when not NULL, is the request's
+/* record adds evs to the current batch with a copy of *ctx, answered when
+ * the batch's script replies (its unsub_msg is taken over). token, when not NULL, is the request's
  * signature token and tok_digest the digest of what it signed (mailgun_digest):
  * the script records its events only if the token was not used before, and
  * remembers it, with the digest, in the same call; a token used before with
  * the same digest makes the request a duplicate, with another a replay. */
-static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const char *token,
+static void record(hook_server *s, const rec_ctx *ctx, const hook_events *evs, const char *token,
                    const char *tok_digest)
 {
     if (!s->cur) {
@@ -288,6 +276,12 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const cha
         s->cur->s = s;
     }
     batch *b = s->cur;
+    if (b->nctxs == b->capctxs) {
+        b->capctxs = b->capctxs ? b->capctxs * 2 : 16;
+        b->ctxs = hr_realloc(b->ctxs, sizeof *b->ctxs * (size_t)b->capctxs);
+    }
+    rec_ctx *x = &b->ctxs[b->nctxs++];
+    *x = *ctx;
     x->first = b->nevents;
     x->count = evs->n;
     x->tok = -1;
@@ -326,28 +320,28 @@ static void record(hook_server *s, rec_ctx *x, const hook_events *evs, const cha
         push_arg(b, ts);
     }
     b->nevents += evs->n;
-    if (b->nctxs == b->capctxs) {
-        b->capctxs = b->capctxs ? b->capctxs * 2 : 16;
-        b->ctxs = hr_realloc(b->ctxs, sizeof *b->ctxs * (size_t)b->capctxs);
-    }
-    b->ctxs[b->nctxs++] = x;
     if (b->nevents >= BATCH_MAX_EVENTS) flush_batch(s);
 }
 
 /* ------------------------------------------------------------- routes */
 
-static int route_verify(hook_server *s, hook_req *r, const char *provider, const char *body,
-                        size_t len, hr_err *err)
+/* The provider routes, /webhooks/<name>: named once per request, where
+ * each step compared the name again. */
+typedef enum { RT_SENDGRID, RT_MAILGUN, RT_POSTMARK, RT_GENERIC, RT_N } route_id;
+static const char *const route_names[RT_N] = {"sendgrid", "mailgun", "postmark", "generic"};
+
+static int route_verify(hook_server *s, hook_req *r, route_id rt, const char *body, size_t len,
+                        hr_err *err)
 {
     int64_t now = hr_now_ms() / 1000;
-    if (strcmp(provider, "sendgrid") == 0)
+    if (rt == RT_SENDGRID)
         return hook_verify_sendgrid_key(
             s->sendgrid_key, hook_req_header(r, "X-Twilio-Email-Event-Webhook-Signature"),
             hook_req_header(r, "X-Twilio-Email-Event-Webhook-Timestamp"), body, len, now,
             s->window_s, err);
-    if (strcmp(provider, "postmark") == 0)
+    if (rt == RT_POSTMARK)
         return hook_verify_basic(s->postmark_auth, hook_req_header(r, "Authorization"), err);
-    if (strcmp(provider, "generic") == 0)
+    if (rt == RT_GENERIC)
         return hook_verify_generic_mac(s->generic_mac, hook_req_header(r, "X-Herald-Signature"),
                                        body, len, now, s->window_s, err);
     /* mailgun signs inside the body */
@@ -398,11 +392,14 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
         answer_not_allowed(r, "POST", "use POST");
         return;
     }
-    int configured = strcmp(provider, "sendgrid") == 0   ? s->sendgrid_key != NULL
-                     : strcmp(provider, "mailgun") == 0  ? s->mailgun_key != NULL
-                     : strcmp(provider, "postmark") == 0 ? s->postmark_auth != NULL
-                     : strcmp(provider, "generic") == 0  ? s->generic_key != NULL
-                                                         : -1;
+    route_id rt = RT_SENDGRID;
+    while (rt < RT_N && strcmp(provider, route_names[rt]) != 0)
+        rt++;
+    int configured = rt == RT_SENDGRID   ? s->sendgrid_key != NULL
+                     : rt == RT_MAILGUN  ? s->mailgun_key != NULL
+                     : rt == RT_POSTMARK ? s->postmark_auth != NULL
+                     : rt == RT_GENERIC  ? s->generic_key != NULL
+                                         : -1;
     if (configured < 0) {
         answer_error(r, 404, "no such route");
         return;
@@ -416,24 +413,23 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
     hr_err err = {0};
     json_t *mg_root = NULL; /* mailgun: the body, parsed once */
     const char *mg_token = NULL;
-    int vrc = strcmp(provider, "mailgun") == 0
-                  ? mailgun_verify_body(s, body, len, &mg_root, &mg_token, &err)
-                  : route_verify(s, r, provider, body, len, &err);
+    int vrc = rt == RT_MAILGUN ? mailgun_verify_body(s, body, len, &mg_root, &mg_token, &err)
+                               : route_verify(s, r, rt, body, len, &err);
     if (vrc != 0) {
         s->rejected++;
         hr_log(HR_LOG_WARN, "webhook rejected", "route", provider, "peer", hook_req_peer(r),
                "error", err.msg, NULL);
         /* Postmark authenticates with HTTP Basic: its 401 says so (RFC 7235) */
-        if (strcmp(provider, "postmark") == 0)
+        if (rt == RT_POSTMARK)
             hook_req_add_header(r, "WWW-Authenticate", "Basic realm=\"herald\"");
         answer_error(r, 401, "signature check failed");
         return;
     }
     hook_events evs = {0};
-    int prc = strcmp(provider, "sendgrid") == 0   ? hook_parse_sendgrid(body, len, &evs, &err)
-              : mg_root                           ? hook_parse_mailgun_json(mg_root, &evs, &err)
-              : strcmp(provider, "postmark") == 0 ? hook_parse_postmark(body, len, &evs, &err)
-                                                  : hook_parse_generic(body, len, &evs, &err);
+    int prc = rt == RT_SENDGRID   ? hook_parse_sendgrid(body, len, &evs, &err)
+              : mg_root           ? hook_parse_mailgun_json(mg_root, &evs, &err)
+              : rt == RT_POSTMARK ? hook_parse_postmark(body, len, &evs, &err)
+                                  : hook_parse_generic(body, len, &evs, &err);
     /* Mailgun signs only timestamp + token, not the event: each token is
      * good for one event-data, consumed by the script that records the
      * request (even one whose event herald ignores: its signature must not
@@ -469,13 +465,19 @@ static void handle_webhook(hook_server *s, hook_req *r, const char *provider)
         free(token);
         return;
     }
-    rec_ctx *x = hr_calloc(1, sizeof *x);
-    x->s = s;
-    x->r = r;
-    x->ignored = evs.ignored;
-    record(s, x, &evs, token, mg_digest);
+    rec_ctx x = {.s = s, .r = r, .ignored = evs.ignored};
+    record(s, &x, &evs, token, mg_digest);
     hook_events_release(&evs);
     free(token);
+}
+
+/* unsub_from names the campaign an unsubscribe is from, if any */
+static void unsub_from(hr_buf *b, const char *campaign)
+{
+    if (!campaign[0]) return;
+    hr_buf_puts(b, " from <b>");
+    hr_buf_html_escape(b, campaign);
+    hr_buf_puts(b, "</b>");
 }
 
 static void handle_unsub(hook_server *s, hook_req *r, const char *token)
@@ -503,11 +505,7 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
         hr_buf_init(&b);
         hr_buf_puts(&b, "<p>Stop sending emails to ");
         hr_buf_html_escape(&b, masked);
-        if (u.campaign[0]) {
-            hr_buf_puts(&b, " from <b>");
-            hr_buf_html_escape(&b, u.campaign);
-            hr_buf_puts(&b, "</b>");
-        }
+        unsub_from(&b, u.campaign);
         hr_buf_puts(&b, "?</p><form method=\"post\"><input type=\"hidden\" "
                         "name=\"List-Unsubscribe\" value=\"One-Click\">"
                         "<button type=\"submit\">Unsubscribe</button></form>");
@@ -532,13 +530,16 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
     evs.v[0].platform = hr_strdup("unsubscribe");
     evs.v[0].email = hr_strdup(u.email);
     evs.v[0].ts_ms = hr_now_ms();
-    rec_ctx *x = hr_calloc(1, sizeof *x);
-    x->s = s;
-    x->r = r;
-    x->unsub = 1;
-    snprintf(x->masked, sizeof x->masked, "%s", masked);
-    snprintf(x->campaign, sizeof x->campaign, "%s", u.campaign);
-    record(s, x, &evs, NULL, NULL);
+    /* the answer's text, made now: masked and u go with this frame */
+    hr_buf msg;
+    hr_buf_init(&msg);
+    hr_buf_puts(&msg, "<p>");
+    hr_buf_html_escape(&msg, masked);
+    hr_buf_puts(&msg, " will get no more emails");
+    unsub_from(&msg, u.campaign);
+    hr_buf_puts(&msg, ".</p>");
+    rec_ctx x = {.s = s, .r = r, .unsub_msg = hr_buf_detach(&msg)};
+    record(s, &x, &evs, NULL, NULL);
     hook_events_release(&evs);
 }
 

@@ -1324,13 +1324,20 @@ static void test_unsubscribe(void)
     char *page = NULL;
     CHECK_INT(th_http(port, "GET", path, NULL, NULL, &page), 200);
     CHECK(page && strstr(page, "<form method=\"post\"") && !strstr(page, "Reader@Example.com"));
+    CHECK(page && strstr(page, "<p>Stop sending emails to ") &&
+          strstr(page, "@Example.com from <b>newsletter</b>?</p>"));
     free(page);
     char digest[65];
     queue_suppress_hash(secret, u.email, digest);
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 0);
     /* RFC 8058 one-click */
     const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
+    CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", &page), 200);
+    /* the answer page names the masked address and the campaign */
+    CHECK(page && strstr(page, "<title>Unsubscribed</title>") &&
+          strstr(page, "@Example.com will get no more emails from <b>newsletter</b>.</p>") &&
+          !strstr(page, "Reader@Example.com"));
+    free(page);
     CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
     CHECK_INT(rint_("HGET {t}:eng:campaigns newsletter|unsubscribe"), 1);
     CHECK_INT(th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL), 200);
