@@ -223,6 +223,28 @@ static void test_time(void)
     CHECK_STR(s, "2026-01-01T00:00:00.500Z");
 }
 
+/* hr_ct_equal: equal only when every byte is, whatever the length and
+ * wherever the difference (it compares eight bytes a step) */
+static void test_ct_equal(void)
+{
+    unsigned char a[70], b[70];
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = b[i] = (unsigned char)(i * 37 + 1);
+    for (size_t n = 0; n <= sizeof a; n++)
+        CHECK_INT(hr_ct_equal(a, b, n), 1);
+    int missed = 0;
+    for (size_t n = 1; n <= sizeof a; n++)
+        for (size_t k = 0; k < n; k++) {
+            b[k] ^= 0x80;
+            missed += hr_ct_equal(a, b, n);
+            b[k] ^= 0x01 ^ 0x80;
+            missed += hr_ct_equal(a, b, n);
+            b[k] ^= 0x01;
+        }
+    CHECK_INT(missed, 0);
+    CHECK_INT(hr_ct_equal("abc", "abd", 2), 1);
+}
+
 static void test_token(void)
 {
     hr_unsub u = {0};
@@ -252,5 +274,6 @@ int main(void)
     th_run("html_escape", test_html_escape);
     th_run("random_fork", test_random_fork);
     th_run("token", test_token);
+    th_run("ct_equal", test_ct_equal);
     return th_main_end();
 }
