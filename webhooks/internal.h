@@ -45,11 +45,10 @@ int hook_verify_sendgrid_key(EVP_PKEY *key, const char *sig_b64, const char *tim
                              const char *body, size_t len, int64_t now_s, int window_s,
                              hr_err *err);
 
-/* hook_mac_hex writes the hex MAC of the concatenation a + b + c; it
- * reuses one context, so one hook_mac serves one MAC at a time (one
- * loop's). */
+/* hook_mac_hex writes the hex MAC of the concatenation a + b; it reuses
+ * one context, so one hook_mac serves one MAC at a time (one loop's). */
 void hook_mac_hex(hook_mac *m, const void *a, size_t alen, const void *b, size_t blen,
-                  const void *c, size_t clen, char hex[65]);
+                  char hex[65]);
 /* hook_verify_generic_mac is hook_verify_generic with a keyed hook_mac. */
 int hook_verify_generic_mac(hook_mac *m, const char *sig_header, const char *body, size_t len,
                             int64_t now_s, int window_s, hr_err *err);

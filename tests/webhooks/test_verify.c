@@ -1,6 +1,7 @@
 /* test_verify.c: the signature checks and event parsers, without a server:
  * valid, forged, replayed, truncated and malformed inputs for each. */
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,16 @@ static void test_generic(void)
     int64_t now = 1700000000;
     hook_sign_generic(key, now, body, strlen(body), sig, sizeof sig);
     hr_err err = {0};
+    /* the signature is HMAC-SHA256 of "<t>.<body>", as documented for senders */
+    char signed_text[256], want[200], hex[65];
+    snprintf(signed_text, sizeof signed_text, "%lld.%s", (long long)now, body);
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signed_text,
+         strlen(signed_text), mac, &maclen);
+    hr_hex(mac, maclen, hex);
+    snprintf(want, sizeof want, "t=%lld,v1=%s", (long long)now, hex);
+    CHECK_STR(sig, want);
     CHECK_INT(hook_verify_generic(key, sig, body, strlen(body), now, 300, &err), 0);
     /* within the window either side */
     CHECK_INT(hook_verify_generic(key, sig, body, strlen(body), now + 299, 300, &err), 0);
