@@ -116,7 +116,7 @@ static void start_child(sup *s, child *c)
     char spid[24], slot[16];
     snprintf(spid, sizeof spid, "%d", (int)pid);
     snprintf(slot, sizeof slot, "%d", c->slot);
-    hr_log(HR_LOG_INFO, c->reconciler ? "reconciler started" : "worker started", "pid", spid,
+    hr_log(HR_LOG_INFO, c->reconciler ? "reconciler started" : "worker started", "#child_pid", spid,
            "slot", slot, NULL);
 }
 
@@ -138,7 +138,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (WIFSIGNALED(w->rstatus)) snprintf(how, sizeof how, "signal %d", WTERMSIG(w->rstatus));
     else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(w->rstatus));
     if (s->stopping) {
-        hr_log(HR_LOG_INFO, "worker stopped", "pid", spid, "status", how, NULL);
+        hr_log(HR_LOG_INFO, "worker stopped", "#child_pid", spid, "status", how, NULL);
         if (s->alive == 0) ev_break(loop, EVBREAK_ALL);
         return;
     }
@@ -163,7 +163,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     char backoff[24];
     snprintf(backoff, sizeof backoff, "%lld", (long long)c->backoff_ms);
-    hr_log(HR_LOG_WARN, "worker died, restarting", "pid", spid, "status", how, "backoff_ms",
+    hr_log(HR_LOG_WARN, "worker died, restarting", "#child_pid", spid, "status", how, "backoff_ms",
            backoff, NULL);
     ev_timer_set(&c->restart, (double)c->backoff_ms / 1000.0, 0.);
     ev_timer_start(loop, &c->restart);
@@ -227,7 +227,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
             char spid[24], silent[24];
             snprintf(spid, sizeof spid, "%d", (int)c->pid);
             snprintf(silent, sizeof silent, "%lld", (long long)(now - c->heard_ms));
-            hr_log(HR_LOG_ERROR, "worker not responding, killing it", "pid", spid, "silent_ms",
+            hr_log(HR_LOG_ERROR, "worker not responding, killing it", "#child_pid", spid, "silent_ms",
                    silent, NULL);
             kill(c->pid, SIGKILL);
             c->heard_ms = now; /* once: on_child restarts it */

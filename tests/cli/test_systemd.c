@@ -111,7 +111,7 @@ static void test_directives(void)
     char path[600];
     snprintf(path, sizeof path, "%s/systemd/herald-worker@.service", HERALD_SRC);
     char *text = th_read_file(path, NULL);
-    CHECK(text && strstr(text, "--platforms %i") && strstr(text, "NotifyAccess=all"));
+    CHECK(text && strstr(text, "--platforms %I") && strstr(text, "NotifyAccess=all"));
     free(text);
 }
 
@@ -269,16 +269,16 @@ static void test_notify(void)
     th_redis_stop(r);
 }
 
-/* pid_of returns the pid in the last "worker started" line of slot in the
- * log file, or 0. */
+/* pid_of returns the child_pid in the last "worker started" line of slot in
+ * the log file, or 0. */
 static pid_t pid_of(const char *log, int slot)
 {
     char *text = th_read_file(log, NULL), want[40];
     snprintf(want, sizeof want, "\"slot\":\"%d\"", slot);
     pid_t pid = 0;
     for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        const char *p = strstr(line, "\"pid\":\"");
-        if (strstr(line, "worker started") && strstr(line, want) && p) pid = atoi(p + 7);
+        const char *p = strstr(line, "\"child_pid\":");
+        if (strstr(line, "worker started") && strstr(line, want) && p) pid = atoi(p + 12);
     }
     free(text);
     return pid;

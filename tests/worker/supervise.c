@@ -11,17 +11,19 @@
 static char sup_log[700];
 
 /* log_values reads, from each line of the supervisor's log that holds msg
- * and has (unless NULL), the value of its string field into out (room for
- * cap); returns how many. */
+ * and has (unless NULL), the value of its field (a string or a number) into
+ * out (room for cap); returns how many. */
 static int log_values(const char *msg, const char *has, const char *field, long *out, int cap)
 {
     char *text = th_read_file(sup_log, NULL), key[48];
-    snprintf(key, sizeof key, "\"%s\":\"", field);
+    snprintf(key, sizeof key, "\"%s\":", field);
     int n = 0;
     for (char *line = text ? strtok(text, "\n") : NULL; line && n < cap;
          line = strtok(NULL, "\n")) {
         const char *p = strstr(line, key);
-        if (p && strstr(line, msg) && (!has || strstr(line, has))) out[n++] = atol(p + strlen(key));
+        if (!p || !strstr(line, msg) || (has && !strstr(line, has))) continue;
+        p += strlen(key);
+        out[n++] = atol(p + (*p == '"'));
     }
     free(text);
     return n;
@@ -36,7 +38,7 @@ static int new_child(void *arg)
 {
     restarted *r = arg;
     long pids[64];
-    int n = log_values("worker started", "\"slot\":\"0\"", "pid", pids, 64);
+    int n = log_values("worker started", "\"slot\":\"0\"", "child_pid", pids, 64);
     r->now = n ? (pid_t)pids[n - 1] : 0;
     return r->now > 0 && r->now != r->old;
 }
@@ -78,10 +80,15 @@ static void restart_backoff(void)
     for (int i = 0; i < n && i < KILLS; i++)
         CHECK_INT(b[i], 100L << i);
     /* and those lines are about the children killed, by that signal */
-    n = log_values("worker died, restarting", "\"status\":\"signal 9\"", "pid", pids, 32);
+    n = log_values("worker died, restarting", "\"status\":\"signal 9\"", "child_pid", pids, 32);
     CHECK_INT(n, KILLS);
     for (int i = 0; i < n && i < KILLS; i++)
         CHECK_INT(pids[i], (long)killed[i]);
+    /* the standard pid field stays the supervisor's own */
+    n = log_values("worker died, restarting", NULL, "pid", pids, 32);
+    CHECK_INT(n, KILLS);
+    for (int i = 0; i < n && i < KILLS; i++)
+        CHECK_INT(pids[i], (long)w);
 }
 
 static int received(void *arg)
