@@ -615,85 +615,52 @@ int cmd_stats(int argc, char **argv)
 
 /* ----------------------------------------------------------- metrics */
 
-static void label_escape(hr_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"') hr_buf_putc(b, '\\');
-        if (*s == '\n') {
-            hr_buf_puts(b, "\\n");
-            continue;
-        }
-        hr_buf_putc(b, *s);
-    }
-}
-
-/* send_hist renders {ns}:sendtime ("PLATFORM|LE_MS" or "PLATFORM|inf" ->
- * count, "PLATFORM|sum_ms" -> ms) as one cumulative histogram per platform. */
-typedef struct hist_cell {
+/* send_hist_render renders {ns}:sendtime ("PLATFORM|LE_MS" or
+ * "PLATFORM|inf" -> count, "PLATFORM|sum_ms" -> ms; docs/metrics.md) as one
+ * histogram per platform, every bucket of queue_send_bounds_ms each time. */
+typedef struct send_hist {
     char platform[64];
-    double le_ms; /* 1e300 for +Inf */
-    long count;
-} hist_cell;
-
-static int cell_cmp(const void *a, const void *b)
-{
-    const hist_cell *x = a, *y = b;
-    int c = strcmp(x->platform, y->platform);
-    if (c) return c;
-    return x->le_ms < y->le_ms ? -1 : x->le_ms > y->le_ms;
-}
+    long counts[QUEUE_SEND_BUCKETS + 1];
+    long long sum_ms;
+} send_hist;
 
 static void send_hist_render(hr_buf *b, const redisReply *r)
 {
-    size_t n = r->elements / 2;
-    hist_cell *cells = hr_calloc(n + 1, sizeof *cells);
-    size_t nc = 0;
+    send_hist *h = hr_calloc(r->elements / 2 + 1, sizeof *h);
+    int nh = 0;
     for (size_t k = 0; k + 1 < r->elements; k += 2) {
         const char *f = r->element[k]->str, *bar = strrchr(f, '|');
-        if (!bar || (size_t)(bar - f) >= sizeof cells[0].platform) continue;
-        hist_cell *c = &cells[nc];
-        snprintf(c->platform, sizeof c->platform, "%.*s", (int)(bar - f), f);
-        c->count = atol(r->element[k + 1]->str);
-        if (strcmp(bar + 1, "sum_ms") == 0)
-            c->le_ms = -1; /* sorts first */
-        else if (strcmp(bar + 1, "inf") == 0)
-            c->le_ms = 1e300;
-        else
-            c->le_ms = atof(bar + 1);
-        nc++;
-    }
-    qsort(cells, nc, sizeof *cells, cell_cmp);
-    for (size_t i = 0; i < nc;) {
-        size_t j = i;
-        long cum = 0;
-        double sum_s = 0;
-        for (; j < nc && strcmp(cells[j].platform, cells[i].platform) == 0; j++) {
-            if (cells[j].le_ms < 0) {
-                sum_s = (double)cells[j].count / 1000.0;
-                continue;
-            }
-            cum += cells[j].count;
-            hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
-            label_escape(b, cells[i].platform);
-            if (cells[j].le_ms >= 1e300)
-                hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
-            else
-                hr_buf_printf(b, "\",le=\"%g\"} %ld\n", cells[j].le_ms / 1000.0, cum);
+        if (!bar || (size_t)(bar - f) >= sizeof h[0].platform) continue;
+        int i = 0;
+        while (i < nh && (strncmp(h[i].platform, f, (size_t)(bar - f)) != 0 ||
+                          h[i].platform[bar - f] != '\0'))
+            i++;
+        if (i == nh) snprintf(h[nh++].platform, sizeof h[0].platform, "%.*s", (int)(bar - f), f);
+        long long v = atoll(r->element[k + 1]->str);
+        if (strcmp(bar + 1, "sum_ms") == 0) {
+            h[i].sum_ms = v;
+            continue;
         }
-        if (nc && cells[j - 1].le_ms < 1e300) {
-            hr_buf_puts(b, "herald_send_duration_seconds_bucket{platform=\"");
-            label_escape(b, cells[i].platform);
-            hr_buf_printf(b, "\",le=\"+Inf\"} %ld\n", cum);
+        int bk = QUEUE_SEND_BUCKETS; /* "inf" */
+        if (strcmp(bar + 1, "inf") != 0) {
+            long long le = atoll(bar + 1);
+            for (bk = 0; bk < QUEUE_SEND_BUCKETS && queue_send_bounds_ms[bk] != le; bk++) {}
+            if (bk == QUEUE_SEND_BUCKETS) continue; /* a bound no worker writes */
         }
-        hr_buf_puts(b, "herald_send_duration_seconds_sum{platform=\"");
-        label_escape(b, cells[i].platform);
-        hr_buf_printf(b, "\"} %.3f\n", sum_s);
-        hr_buf_puts(b, "herald_send_duration_seconds_count{platform=\"");
-        label_escape(b, cells[i].platform);
-        hr_buf_printf(b, "\"} %ld\n", cum);
-        i = j;
+        h[i].counts[bk] += (long)v;
     }
-    free(cells);
+    hr_buf labels;
+    hr_buf_init(&labels);
+    for (int i = 0; i < nh; i++) {
+        hr_buf_reset(&labels);
+        hr_buf_puts(&labels, "platform=\"");
+        hr_prom_label(&labels, h[i].platform);
+        hr_buf_putc(&labels, '"');
+        hr_prom_histogram(b, "herald_send_duration_seconds", labels.data, queue_send_bounds_ms,
+                          QUEUE_SEND_BUCKETS, h[i].counts, h[i].sum_ms);
+    }
+    hr_buf_release(&labels);
+    free(h);
 }
 
 /* Platform totals for herald_sends_total, summed over lanes. */
@@ -708,70 +675,64 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     int n;
     int64_t now;
     if (cli_stats_collect(q, cfg, 0, &v, &n, &now, err) < 0) return -1;
-    hr_buf_puts(b, "# HELP herald_queue_depth Jobs per lane and state.\n"
-                   "# TYPE herald_queue_depth gauge\n");
+    hr_prom_family(b, "herald_queue_depth", "gauge", "Jobs per lane and state.");
     for (int i = 0; i < n; i++) {
         long st[NSTATES];
         lane_states(&v[i].c, st);
         for (int k = 0; k < NSTATES; k++) {
             hr_buf_puts(b, "herald_queue_depth{platform=\"");
-            label_escape(b, v[i].platform);
+            hr_prom_label(b, v[i].platform);
             hr_buf_puts(b, "\",lane=\"");
-            label_escape(b, v[i].c.lane);
+            hr_prom_label(b, v[i].c.lane);
             hr_buf_printf(b, "\",state=\"%s\"} %ld\n", state_names[k], st[k]);
         }
     }
-    hr_buf_puts(b, "# HELP herald_queue_oldest_ready_seconds Age of the oldest ready job.\n"
-                   "# TYPE herald_queue_oldest_ready_seconds gauge\n");
+    hr_prom_family(b, "herald_queue_oldest_ready_seconds", "gauge", "Age of the oldest ready job.");
     for (int i = 0; i < n; i++) {
         hr_buf_puts(b, "herald_queue_oldest_ready_seconds{lane=\"");
-        label_escape(b, v[i].c.lane);
+        hr_prom_label(b, v[i].c.lane);
         hr_buf_printf(b, "\"} %.3f\n", age_s(&v[i], now));
     }
-    hr_buf_puts(b, "# HELP herald_lane_paused 1 when the lane or its platform is paused.\n"
-                   "# TYPE herald_lane_paused gauge\n");
+    hr_prom_family(b, "herald_lane_paused", "gauge", "1 when the lane or its platform is paused.");
     for (int i = 0; i < n; i++) {
         hr_buf_puts(b, "herald_lane_paused{lane=\"");
-        label_escape(b, v[i].c.lane);
+        hr_prom_label(b, v[i].c.lane);
         hr_buf_printf(b, "\"} %d\n", v[i].c.paused ? 1 : 0);
     }
-    hr_buf_puts(b, "# HELP herald_lane_parked 1 while the fetch script holds the whole lane "
-                   "back (reason: why, e.g. budget).\n"
-                   "# TYPE herald_lane_parked gauge\n");
+    hr_prom_family(b, "herald_lane_parked", "gauge",
+                   "1 while the fetch script holds the whole lane back (reason: why, e.g. "
+                   "budget).");
     for (int i = 0; i < n; i++) {
         hr_buf_puts(b, "herald_lane_parked{lane=\"");
-        label_escape(b, v[i].c.lane);
+        hr_prom_label(b, v[i].c.lane);
         if (v[i].parked[0]) {
             hr_buf_puts(b, "\",reason=\"");
-            label_escape(b, v[i].parked);
+            hr_prom_label(b, v[i].parked);
         }
         hr_buf_printf(b, "\"} %d\n", v[i].parked[0] ? 1 : 0);
     }
-    hr_buf_puts(b, "# HELP herald_circuit_open 1 while the lane's circuit breaker is open.\n"
-                   "# TYPE herald_circuit_open gauge\n");
+    hr_prom_family(b, "herald_circuit_open", "gauge", "1 while the lane's circuit breaker is open.");
     for (int i = 0; i < n; i++) {
         hr_buf_puts(b, "herald_circuit_open{lane=\"");
-        label_escape(b, v[i].c.lane);
+        hr_prom_label(b, v[i].c.lane);
         hr_buf_printf(b, "\"} %d\n", strcmp(circuit_now(&v[i], now), "closed") != 0);
     }
-    hr_buf_puts(b, "# HELP herald_budget_spent Money spent in the period (currency units).\n"
-                   "# TYPE herald_budget_spent gauge\n");
+    hr_prom_family(b, "herald_budget_spent", "gauge", "Money spent in the period (currency units).");
     for (int i = 0; i < n; i++) {
         for (int p = 0; p < 2; p++) {
             hr_buf_puts(b, "herald_budget_spent{lane=\"");
-            label_escape(b, v[i].c.lane);
+            hr_prom_label(b, v[i].c.lane);
             hr_buf_printf(b, "\",period=\"%s\"} %.6f\n", p ? "month" : "day",
                           (double)(p ? v[i].spent_month : v[i].spent_day) / 1e6);
         }
     }
-    hr_buf_puts(b, "# HELP herald_budget_limit Budget cap of the period (absent: no cap).\n"
-                   "# TYPE herald_budget_limit gauge\n");
+    hr_prom_family(b, "herald_budget_limit", "gauge", "Budget cap of the period (absent: no cap).");
     for (int i = 0; i < n; i++) {
         for (int p = 0; p < 2; p++) {
             int64_t cap = p ? v[i].cap_month : v[i].cap_day;
             if (!cap) continue;
             hr_buf_puts(b, "herald_budget_limit{lane=\"");
-            label_escape(b, v[i].c.lane);
+            hr_prom_label(b, v[i].c.lane);
             hr_buf_printf(b, "\",period=\"%s\"} %.6f\n", p ? "month" : "day", (double)cap / 1e6);
         }
     }
@@ -787,22 +748,20 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
         ps[k].retried += v[i].c.retried_total;
         ps[k].polled += v[i].c.polled_total;
     }
-    hr_buf_puts(b, "# HELP herald_sends_total Send outcomes per platform.\n"
-                   "# TYPE herald_sends_total counter\n");
+    hr_prom_family(b, "herald_sends_total", "counter", "Send outcomes per platform.");
     for (int k = 0; k < np; k++) {
         const char *outcome[3] = {"sent", "dead", "retry"};
         long val[3] = {ps[k].sent, ps[k].dead, ps[k].retried};
         for (int o = 0; o < 3; o++) {
             hr_buf_puts(b, "herald_sends_total{platform=\"");
-            label_escape(b, ps[k].platform);
+            hr_prom_label(b, ps[k].platform);
             hr_buf_printf(b, "\",outcome=\"%s\"} %ld\n", outcome[o], val[o]);
         }
     }
-    hr_buf_puts(b, "# HELP herald_polls_total Engagement polls answered, per platform.\n"
-                   "# TYPE herald_polls_total counter\n");
+    hr_prom_family(b, "herald_polls_total", "counter", "Engagement polls answered, per platform.");
     for (int k = 0; k < np; k++) {
         hr_buf_puts(b, "herald_polls_total{platform=\"");
-        label_escape(b, ps[k].platform);
+        hr_prom_label(b, ps[k].platform);
         hr_buf_printf(b, "\"} %ld\n", ps[k].polled);
     }
     free(ps);
@@ -810,19 +769,29 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
 
     /* Lateness (fetch time - run_at) from the queue's histogram. */
     long lat[QUEUE_LATENESS_BUCKETS];
-    if (queue_lateness(q, lat, err) < 0) return -1;
-    hr_buf_puts(b, "# HELP herald_job_lateness_seconds How late jobs were fetched after their "
-                   "run time.\n# TYPE herald_job_lateness_seconds histogram\n");
-    long cum = 0;
-    for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) {
-        cum += lat[i];
-        if (i == QUEUE_LATENESS_BUCKETS - 1)
-            hr_buf_printf(b, "herald_job_lateness_seconds_bucket{le=\"+Inf\"} %ld\n", cum);
-        else
-            hr_buf_printf(b, "herald_job_lateness_seconds_bucket{le=\"%g\"} %ld\n",
-                          (double)queue_lateness_bounds_ms[i] / 1000.0, cum);
+    long long lat_sum_ms = 0;
+    if (queue_lateness(q, lat, &lat_sum_ms, err) < 0) return -1;
+    hr_prom_family(b, "herald_job_lateness_seconds", "histogram",
+                   "How late jobs were fetched after their run time.");
+    /* the last bound is INT64_MAX: the +Inf bucket */
+    hr_prom_histogram(b, "herald_job_lateness_seconds", "", queue_lateness_bounds_ms,
+                      QUEUE_LATENESS_BUCKETS - 1, lat, lat_sum_ms);
+
+    /* Engagement events recorded by the webhooks and polls, per type, from
+     * {NS}:eng:totals; its unmatched and duplicate counts are not events. */
+    queue_kv *eng;
+    int neng;
+    if (cli_engagement(q, &eng, &neng, err) < 0) return -1;
+    hr_prom_family(b, "herald_engagement_events_total", "counter",
+                   "Engagement events recorded, per type (delivered, open, click, ...).");
+    for (int i = 0; i < neng; i++) {
+        if (strcmp(eng[i].key, "unmatched") == 0 || strcmp(eng[i].key, "duplicate") == 0)
+            continue;
+        hr_buf_puts(b, "herald_engagement_events_total{type=\"");
+        hr_prom_label(b, eng[i].key);
+        hr_buf_printf(b, "\"} %lld\n", atoll(eng[i].value));
     }
-    hr_buf_printf(b, "herald_job_lateness_seconds_count %ld\n", cum);
+    cli_kv_free(eng, neng);
 
     /* Send durations, when the workers record them: {ns}:sendtime hash
      * "PLATFORM|BUCKET_MS" -> count (non-cumulative; "inf" for the last),
@@ -830,11 +799,10 @@ int cli_metrics_render(queue *q, const hr_config *cfg, hr_buf *b, hr_err *err)
     redisContext *rc = queue_redis(q);
     redisReply *r = redisCommand(rc, "HGETALL {%s}:sendtime", queue_ns(q));
     if (!r) return hr_err_set(err, "metrics: redis: %s", rc->errstr);
-    if (r->type == REDIS_REPLY_ARRAY && r->elements) {
-        hr_buf_puts(b, "# HELP herald_send_duration_seconds Platform request time per send.\n"
-                       "# TYPE herald_send_duration_seconds histogram\n");
-        send_hist_render(b, r);
-    }
+    hr_prom_family(b, "herald_send_duration_seconds", "histogram",
+                   "Platform request time of sends answered with success (and of "
+                   "engagement polls).");
+    if (r->type == REDIS_REPLY_ARRAY) send_hist_render(b, r);
     freeReplyObject(r);
     return 0;
 }
@@ -857,11 +825,17 @@ void cli_metrics_hook(hr_buf *out, void *priv)
         o.timeout_ms = 500;
         q = queue_connect(&o, &err);
     }
-    if (q && cli_metrics_render(q, cfg, out, &err) == 0) {
-        hr_buf_puts(out, "herald_metrics_redis_up 1\n");
-        return;
+    hr_buf page; /* all or nothing: no half page when Redis fails mid-scrape */
+    hr_buf_init(&page);
+    int up = q && cli_metrics_render(q, cfg, &page, &err) == 0;
+    if (up) hr_buf_append(out, page.data, page.len);
+    hr_buf_release(&page);
+    if (!up) {
+        queue_free(q);
+        q = NULL;
+        hr_buf_puts(out, "# herald queue metrics unavailable\n");
     }
-    queue_free(q);
-    q = NULL;
-    hr_buf_puts(out, "# herald queue metrics unavailable\nherald_metrics_redis_up 0\n");
+    hr_prom_family(out, "herald_metrics_redis_up", "gauge",
+                   "1 when this scrape read the queue's figures from Redis.");
+    hr_buf_printf(out, "herald_metrics_redis_up %d\n", up);
 }

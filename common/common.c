@@ -117,6 +117,45 @@ void hr_buf_html_escape(hr_buf *b, const char *s)
     }
 }
 
+void hr_prom_family(hr_buf *b, const char *name, const char *type, const char *help)
+{
+    hr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void hr_prom_label(hr_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"') hr_buf_putc(b, '\\');
+        if (*s == '\n') {
+            hr_buf_puts(b, "\\n");
+            continue;
+        }
+        hr_buf_putc(b, *s);
+    }
+}
+
+void hr_prom_histogram(hr_buf *b, const char *name, const char *labels, const int64_t *bounds_ms,
+                       int nb, const long *counts, long long sum_ms)
+{
+    const char *sep = labels[0] ? "," : "";
+    long cum = 0;
+    for (int i = 0; i <= nb; i++) {
+        cum += counts[i];
+        if (i < nb)
+            hr_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %ld\n", name, labels, sep,
+                          (double)bounds_ms[i] / 1000.0, cum);
+        else
+            hr_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %ld\n", name, labels, sep, cum);
+    }
+    if (labels[0]) {
+        hr_buf_printf(b, "%s_sum{%s} %.3f\n", name, labels, (double)sum_ms / 1000.0);
+        hr_buf_printf(b, "%s_count{%s} %ld\n", name, labels, cum);
+    } else {
+        hr_buf_printf(b, "%s_sum %.3f\n", name, (double)sum_ms / 1000.0);
+        hr_buf_printf(b, "%s_count %ld\n", name, cum);
+    }
+}
+
 void hr_buf_printf(hr_buf *b, const char *fmt, ...)
 {
     va_list ap, cp;

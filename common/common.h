@@ -64,6 +64,20 @@ void hr_buf_html_escape(hr_buf *b, const char *s);
 /* hr_buf_detach returns the data (caller frees) and leaves b empty. */
 char *hr_buf_detach(hr_buf *b);
 
+/* ---- Prometheus text exposition (format 0.0.4): every /metrics page writes
+ * through these, so each family has # HELP and # TYPE and each histogram
+ * every bucket, _sum and _count on every scrape. */
+/* hr_prom_family opens the family name: its # HELP and # TYPE lines. */
+void hr_prom_family(hr_buf *b, const char *name, const char *type, const char *help);
+/* hr_prom_label appends s as a label value (\, " and newline escaped). */
+void hr_prom_label(hr_buf *b, const char *s);
+/* hr_prom_histogram appends one series of histogram family name: labels is
+ * "" or escaped `k="v",...` pairs; bounds_ms[nb] the finite upper bounds;
+ * counts[nb + 1] the non-cumulative counts (the last: over every bound);
+ * sum_ms their sum. Writes all nb + 1 buckets, _sum (seconds) and _count. */
+void hr_prom_histogram(hr_buf *b, const char *name, const char *labels, const int64_t *bounds_ms,
+                       int nb, const long *counts, long long sum_ms);
+
 /* ---- errors: a caller-owned message buffer filled by one setter. */
 /* room for a message that adds its consequences ("...; rolled back N jobs;
  * restored M"): cut messages hide what the operator must know */

@@ -14,6 +14,8 @@
 const int64_t queue_lateness_bounds_ms[QUEUE_LATENESS_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 60000, INT64_MAX};
 
+const int64_t queue_send_bounds_ms[QUEUE_SEND_BUCKETS] = {10, 25, 50, 100, 250, 500, 1000, 5000};
+
 int qo_lateness_bucket(int64_t ms)
 {
     for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++)
@@ -1192,6 +1194,7 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     int *li = hr_malloc(sizeof(int) * (size_t)n);
     int *per_lane = hr_calloc((size_t)n + 1, sizeof(int));
     long buckets[QUEUE_LATENESS_BUCKETS] = {0};
+    long long lat_sum_ms = 0;
     int nl = 0, nd = 0, nb = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh ||
@@ -1207,7 +1210,10 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
         li[i] = k;
         per_lane[k]++;
         nd += !items[i].no_done;
-        if (items[i].lateness_ms >= 0) buckets[qo_lateness_bucket(items[i].lateness_ms)]++;
+        if (items[i].lateness_ms >= 0) {
+            buckets[qo_lateness_bucket(items[i].lateness_ms)]++;
+            lat_sum_ms += items[i].lateness_ms;
+        }
     }
     /* the script takes each lane's ukhs as one range: order[g] is the item
      * at grouped position g (items keep their order within a lane) */
@@ -1216,6 +1222,7 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int i = 0; i < n; i++) order[next[li[i]]++] = i;
     free(next);
     for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
+    nb += nb > 0; /* the pair ("sum_ms", total): lat|sum_ms, the histogram's _sum */
     qa_evalsha(a, QS_ACK, 7 + 2 * nl);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "done");
@@ -1260,6 +1267,10 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
         if (!buckets[b]) continue;
         qa_pushf(a, "%d", b);
         qa_pushf(a, "%ld", buckets[b]);
+    }
+    if (nb) {
+        qa_pushs(a, "sum_ms");
+        qa_pushf(a, "%lld", lat_sum_ms);
     }
     const queue_ack_item **grouped = hr_malloc(sizeof *grouped * (size_t)n);
     for (int g = 0; g < n; g++) grouped[g] = &items[order[g]];
@@ -1936,17 +1947,19 @@ int queue_prune_stats(queue *q, hr_err *err)
     return pruned;
 }
 
-int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err)
+int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], long long *sum_ms, hr_err *err)
 {
     queue_argv a;
     qa_init(&a);
     qa_pushs(&a, "HMGET");
     qa_pushf(&a, "{%s}:stats", q->ns);
     for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) qa_pushf(&a, "lat|%d", i);
+    qa_pushs(&a, "lat|sum_ms");
     redisReply *r = queue_cmdargv_sync(q, &a, err);
     qa_release(&a);
     if (!r) return -1;
     for (int i = 0; i < QUEUE_LATENESS_BUCKETS; i++) counts[i] = (long)hmget_ll(r, i);
+    *sum_ms = hmget_ll(r, QUEUE_LATENESS_BUCKETS);
     freeReplyObject(r);
     return 0;
 }

@@ -475,12 +475,18 @@ int queue_recent(queue *q, const char *lane, int window_min, long *sent, long *d
  * rest). Returns how many it deleted, or -1. */
 int queue_prune_stats(queue *q, hr_err *err);
 
+/* The send-duration histogram {ns}:sendtime (written by the workers, read
+ * by /metrics): the finite upper bounds of its buckets, in ms. */
+#define QUEUE_SEND_BUCKETS 8
+extern const int64_t queue_send_bounds_ms[QUEUE_SEND_BUCKETS];
+
 /* Lateness histogram buckets (upper bounds in ms; the last is +Inf). */
 #define QUEUE_LATENESS_BUCKETS 12
 extern const int64_t queue_lateness_bounds_ms[QUEUE_LATENESS_BUCKETS];
 /* queue_lateness reads the histogram: counts[i] jobs had lateness <= bound i
- * (not cumulative). */
-int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], hr_err *err);
+ * (not cumulative), and *sum_ms their lateness in all. */
+int queue_lateness(queue *q, long counts[QUEUE_LATENESS_BUCKETS], long long *sum_ms,
+                   hr_err *err);
 
 /* List members of one lane's state: state is "scheduled", "retry", "ready",
  * "dead" or "unknown"; returns ukhs (new strings). */

@@ -543,33 +543,40 @@ static void handle_unsub(hook_server *s, hook_req *r, const char *token)
     hook_events_release(&evs);
 }
 
+/* the webhooks server's own counters: per process, unlike the queue's */
+static void webhook_counter(hr_buf *b, const char *name, const char *help, long v)
+{
+    hr_prom_family(b, name, "counter", help);
+    hr_buf_printf(b, "%s %ld\n", name, v);
+}
+
 static void handle_metrics(hook_server *s, hook_req *r)
 {
     hr_buf b;
     hr_buf_init(&b);
+    webhook_counter(&b, "herald_webhook_requests_total", "HTTP requests this server answered.",
+                    s->requests);
+    webhook_counter(&b, "herald_webhook_rejected_total",
+                    "Requests refused: a webhook's signature, auth or timestamp, an unsubscribe token.", s->rejected);
+    webhook_counter(&b, "herald_webhook_malformed_total",
+                    "Webhook requests whose body could not be read.", s->malformed);
+    webhook_counter(&b, "herald_webhook_unavailable_total",
+                    "Webhook requests answered 503: Redis unreachable.", s->unavailable);
+    hr_prom_family(&b, "herald_webhook_events_total", "counter",
+                   "Engagement events received by this server, by what recording did.");
     hr_buf_printf(&b,
-                  "# TYPE herald_webhook_requests_total counter\n"
-                  "herald_webhook_requests_total %ld\n"
-                  "# TYPE herald_webhook_rejected_total counter\n"
-                  "herald_webhook_rejected_total %ld\n"
-                  "# TYPE herald_webhook_malformed_total counter\n"
-                  "herald_webhook_malformed_total %ld\n"
-                  "# TYPE herald_webhook_unavailable_total counter\n"
-                  "herald_webhook_unavailable_total %ld\n"
-                  "# TYPE herald_webhook_events_total counter\n"
                   "herald_webhook_events_total{result=\"recorded\"} %ld\n"
                   "herald_webhook_events_total{result=\"duplicate\"} %ld\n"
                   "herald_webhook_events_total{result=\"unmatched\"} %ld\n"
-                  "herald_webhook_events_total{result=\"ignored\"} %ld\n"
-                  "# TYPE herald_unsubscribes_total counter\n"
-                  "herald_unsubscribes_total %ld\n"
-                  "# TYPE herald_webhook_redis_up gauge\n"
-                  "herald_webhook_redis_up %d\n"
-                  "# TYPE herald_webhook_connections gauge\n"
-                  "herald_webhook_connections %d\n",
-                  s->requests, s->rejected, s->malformed, s->unavailable, s->recorded,
-                  s->duplicates, s->unmatched, s->ignored, s->unsubscribes, hook_redis_up(s->redis),
-                  hook_httpd_conns(s->http));
+                  "herald_webhook_events_total{result=\"ignored\"} %ld\n",
+                  s->recorded, s->duplicates, s->unmatched, s->ignored);
+    webhook_counter(&b, "herald_unsubscribes_total",
+                    "One-click unsubscribes this server recorded.", s->unsubscribes);
+    hr_prom_family(&b, "herald_webhook_redis_up", "gauge",
+                   "1 while this server's Redis connection is up.");
+    hr_buf_printf(&b, "herald_webhook_redis_up %d\n", hook_redis_up(s->redis));
+    hr_prom_family(&b, "herald_webhook_connections", "gauge", "Open client connections.");
+    hr_buf_printf(&b, "herald_webhook_connections %d\n", hook_httpd_conns(s->http));
     if (s->metrics) s->metrics(&b, s->metrics_priv);
     hook_req_respond(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     hr_buf_release(&b);

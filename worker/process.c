@@ -17,9 +17,8 @@
 #include "platforms.h"
 #include "queue.h"
 
-/* upper bounds (ms) of the send-duration buckets; the last bucket is +Inf */
-static const int send_bounds_ms[] = {10, 25, 50, 100, 250, 500, 1000, 5000};
-#define SEND_BUCKETS ((int)HR_ARRAY_LEN(send_bounds_ms))
+/* the send-duration buckets: queue_send_bounds_ms, then +Inf */
+#define SEND_BUCKETS QUEUE_SEND_BUCKETS
 
 typedef struct wk_job wk_job;
 
@@ -668,7 +667,8 @@ static void flush_sendtime(wk_proc *p)
             if (!l->send_hist[b]) continue;
             char field[64];
             if (b < SEND_BUCKETS)
-                snprintf(field, sizeof field, "%s|%d", l->platform, send_bounds_ms[b]);
+                snprintf(field, sizeof field, "%s|%lld", l->platform,
+                         (long long)queue_send_bounds_ms[b]);
             else
                 snprintf(field, sizeof field, "%s|inf", l->platform);
             redisAsyncCommand(c, on_raw, NULL, "HINCRBY %s %s %ld", key, field, l->send_hist[b]);
@@ -729,7 +729,7 @@ static void ack(wk_job *j, const char *platform_id)
     if (j->started_us) {
         long long ms = (hr_mono_us() - j->started_us) / 1000;
         int b = 0;
-        while (b < SEND_BUCKETS && ms > send_bounds_ms[b]) b++;
+        while (b < SEND_BUCKETS && ms > queue_send_bounds_ms[b]) b++;
         j->lane->send_hist[b]++;
         j->lane->send_sum_ms += ms;
     }

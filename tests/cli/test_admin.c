@@ -145,6 +145,49 @@ static void test_stats(void)
     CHECK_INT(herald(NULL, "stats", "--bogus", NULL), 2);
 }
 
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* the /metrics text is well formed (tests/harness: th_check_exposition):
+ * each family has HELP and TYPE; the send-duration histogram has every
+ * bucket although the workers wrote only the ones that counted; lateness has
+ * its _sum; engagement totals are exported per type. */
+static void test_exposition(void)
+{
+    free(th_redis_cmd(R, "HSET {t}:sendtime x|250 3 x|sum_ms 600 mastodon|10 1 mastodon|inf 1 "
+                         "mastodon|sum_ms 6000"));
+    free(th_redis_cmd(R, "HSET {t}:stats lat|3 2 lat|sum_ms 14"));
+    free(th_redis_cmd(R, "HSET {t}:eng:totals delivered 30 open 4 unmatched 2 duplicate 1"));
+    char *out = NULL;
+    CHECK_INT(herald(&out, "stats", "--prometheus", NULL), 0);
+    REQUIRE(out);
+    char *problem = th_check_exposition(out);
+    if (problem) fprintf(stderr, "exposition: %s\n", problem);
+    CHECK(problem == NULL);
+    free(problem);
+    CHECK_INT(count_of(out, "herald_send_duration_seconds_bucket{platform=\"x\""),
+              QUEUE_SEND_BUCKETS + 1);
+    CHECK_INT(count_of(out, "herald_send_duration_seconds_bucket{platform=\"mastodon\""),
+              QUEUE_SEND_BUCKETS + 1);
+    CHECK(strstr(out, "herald_send_duration_seconds_bucket{platform=\"x\",le=\"0.1\"} 0\n"));
+    CHECK(strstr(out, "herald_send_duration_seconds_bucket{platform=\"x\",le=\"0.25\"} 3\n"));
+    CHECK(strstr(out, "herald_send_duration_seconds_bucket{platform=\"x\",le=\"+Inf\"} 3\n"));
+    CHECK(strstr(out, "herald_send_duration_seconds_sum{platform=\"x\"} 0.600\n"));
+    CHECK(strstr(out, "herald_send_duration_seconds_count{platform=\"mastodon\"} 2\n"));
+    CHECK_INT(count_of(out, "herald_job_lateness_seconds_bucket{"), QUEUE_LATENESS_BUCKETS);
+    CHECK(strstr(out, "herald_job_lateness_seconds_sum 0.014\n"));
+    CHECK(strstr(out, "herald_engagement_events_total{type=\"open\"} 4\n"));
+    CHECK(strstr(out, "herald_engagement_events_total{type=\"delivered\"} 30\n"));
+    CHECK(!strstr(out, "type=\"unmatched\""));
+    free(out);
+    free(th_redis_cmd(R, "DEL {t}:sendtime {t}:eng:totals"));
+    free(th_redis_cmd(R, "HDEL {t}:stats lat|3 lat|sum_ms"));
+}
+
 /* reaped is th_wait_for's condition: the reaper moved the job of the dead
  * worker "gone" to x:@u's unknown set. */
 static int reaped(void *arg)
@@ -453,6 +496,10 @@ static void test_serve(void)
     CHECK_INT(th_http(port, NULL, "/metrics", NULL, NULL, &body), 200);
     CHECK(body && strstr(body, "herald_queue_depth{platform=\"x\",lane=\"x:@a\",state=\"ready\"}"));
     CHECK(body && strstr(body, "herald_metrics_redis_up 1"));
+    char *problem = body ? th_check_exposition(body) : NULL;
+    if (problem) fprintf(stderr, "exposition: %s\n", problem);
+    CHECK(problem == NULL);
+    free(problem);
     free(body);
     CHECK_INT(th_http(port, NULL, "/readyz", NULL, NULL, NULL), 200);
     CHECK_INT(th_http(port, NULL, "/nope", NULL, NULL, NULL), 404);
@@ -529,6 +576,7 @@ int main(void)
     if (clitest_start("account x:@a credentials=x-a budget-daily=2.5 cost=0.01\n") < 0) return 1;
     setup();
     th_run("stats", test_stats);
+    th_run("exposition", test_exposition);
     th_run("jobs", test_jobs);
     th_run("dead", test_dead);
     th_run("pause", test_pause);

@@ -534,3 +534,161 @@ pid_t th_smtp_start(int data_code, const char *log_path, int *port)
     track(pid);
     return pid;
 }
+
+/* ---- Prometheus text */
+
+typedef struct th_family {
+    char name[128];
+    int help, typed, histogram;
+} th_family;
+
+typedef struct th_series { /* one histogram series: its labels but le */
+    const th_family *f;
+    char labels[512], les[1024];
+    double last, inf, count;
+    int has_inf, has_sum, has_count;
+} th_series;
+
+static char *expo_problem(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = malloc(1024);
+    vsnprintf(m, 1024, fmt, ap);
+    va_end(ap);
+    return m;
+}
+
+static th_family *expo_family(th_family *fs, int nf, const char *name, size_t len)
+{
+    for (int i = 0; i < nf; i++)
+        if (strlen(fs[i].name) == len && strncmp(fs[i].name, name, len) == 0) return &fs[i];
+    return NULL;
+}
+
+char *th_check_exposition(const char *text)
+{
+    enum { MAXF = 256, MAXS = 512 };
+    th_family *fs = calloc(MAXF, sizeof *fs);
+    th_series *ss = calloc(MAXS, sizeof *ss);
+    int nf = 0, ns = 0;
+    char *problem = NULL, line[2048];
+    for (const char *p = text; *p && !problem;) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
+        p += len + (end != NULL);
+        char name[128], word[32];
+        if (line[0] == '#') {
+            int help = sscanf(line, "# HELP %127s", name) == 1;
+            int type = !help && sscanf(line, "# TYPE %127s %31s", name, word) == 2;
+            if (!help && !type) continue; /* a comment */
+            th_family *f = expo_family(fs, nf, name, strlen(name));
+            if (!f && nf < MAXF) {
+                f = &fs[nf++];
+                snprintf(f->name, sizeof f->name, "%s", name);
+            }
+            if (!f) continue;
+            if (help) f->help = 1;
+            else {
+                f->typed = 1;
+                f->histogram = strcmp(word, "histogram") == 0;
+            }
+            continue;
+        }
+        if (!line[0]) continue;
+        size_t nlen = strcspn(line, "{ ");
+        const char *sp = strrchr(line, ' ');
+        if (!sp || nlen == 0) {
+            problem = expo_problem("not a sample: \"%s\"", line);
+            break;
+        }
+        double value = strtod(sp + 1, NULL);
+        th_family *f = expo_family(fs, nf, line, nlen);
+        const char *suffix = NULL;
+        if (!f || !f->typed) {
+            static const char *sufs[] = {"_bucket", "_sum", "_count"};
+            for (int i = 0; i < 3 && !suffix; i++) {
+                size_t sl = strlen(sufs[i]);
+                if (nlen > sl && strncmp(line + nlen - sl, sufs[i], sl) == 0) {
+                    th_family *h = expo_family(fs, nf, line, nlen - sl);
+                    if (h && h->histogram) {
+                        f = h;
+                        suffix = sufs[i];
+                    }
+                }
+            }
+        }
+        if (!f || !f->help || !f->typed) {
+            problem = expo_problem("%.*s: no # HELP and # TYPE before its sample", (int)nlen, line);
+            break;
+        }
+        if (!f->histogram) continue;
+        if (!suffix) {
+            problem = expo_problem("%s: a histogram sample without a suffix", line);
+            break;
+        }
+        /* the labels but le, and le */
+        char labels[512] = "", le[64] = "";
+        if (line[nlen] == '{') {
+            const char *close = strrchr(line, '}');
+            const char *l = line + nlen + 1;
+            size_t n = close ? (size_t)(close - l) : 0;
+            char all[512];
+            snprintf(all, sizeof all, "%.*s", (int)n, l);
+            for (char *tok = strtok(all, ","); tok; tok = strtok(NULL, ",")) {
+                if (strncmp(tok, "le=\"", 4) == 0) {
+                    snprintf(le, sizeof le, "%.*s", (int)strcspn(tok + 4, "\""), tok + 4);
+                    continue;
+                }
+                size_t have = strlen(labels);
+                snprintf(labels + have, sizeof labels - have, "%s%s", have ? "," : "", tok);
+            }
+        }
+        th_series *s = NULL;
+        for (int i = 0; i < ns && !s; i++)
+            if (ss[i].f == f && strcmp(ss[i].labels, labels) == 0) s = &ss[i];
+        if (!s && ns < MAXS) {
+            s = &ss[ns++];
+            s->f = f;
+            snprintf(s->labels, sizeof s->labels, "%s", labels);
+        }
+        if (!s) continue;
+        if (strcmp(suffix, "_sum") == 0) s->has_sum = 1;
+        else if (strcmp(suffix, "_count") == 0) {
+            s->has_count = 1;
+            s->count = value;
+        } else if (!le[0] || s->has_inf || value < s->last) {
+            problem = expo_problem("%s: %s", line,
+                                   !le[0] ? "a bucket without le"
+                                   : s->has_inf ? "a bucket after +Inf"
+                                                : "counts not cumulative");
+        } else {
+            s->last = value;
+            size_t have = strlen(s->les);
+            snprintf(s->les + have, sizeof s->les - have, "%s|", le);
+            if (strcmp(le, "+Inf") == 0) {
+                s->has_inf = 1;
+                s->inf = value;
+            }
+        }
+    }
+    for (int i = 0; i < ns && !problem; i++) {
+        th_series *s = &ss[i];
+        const th_series *first = NULL;
+        for (int k = 0; k < i && !first; k++)
+            if (ss[k].f == s->f) first = &ss[k];
+        if (!s->has_inf || !s->has_sum || !s->has_count)
+            problem = expo_problem("%s{%s}: lacks %s", s->f->name, s->labels,
+                                   !s->has_inf ? "its +Inf bucket" : !s->has_sum ? "_sum" : "_count");
+        else if (s->inf != s->count)
+            problem = expo_problem("%s{%s}: _count %g is not the +Inf bucket's %g", s->f->name,
+                                   s->labels, s->count, s->inf);
+        else if (first && strcmp(first->les, s->les) != 0)
+            problem = expo_problem("%s{%s}: buckets %s, not %s as {%s}", s->f->name, s->labels,
+                                   s->les, first->les, first->labels);
+    }
+    free(fs);
+    free(ss);
+    return problem;
+}

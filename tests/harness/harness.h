@@ -99,6 +99,14 @@ void th_write_file(const char *path, const char *data);
 int th_http(int port, const char *method, const char *path, const char *headers[],
             const char *body, char **resp_body);
 
+/* ---- Prometheus text */
+/* th_check_exposition checks a /metrics page (format 0.0.4): every sample's
+ * family has # HELP and # TYPE before it; every histogram series has the
+ * same le buckets as the family's others, +Inf last and equal to _count,
+ * cumulative counts, and _sum and _count. Returns NULL when it holds, else
+ * the first problem (caller frees). */
+char *th_check_exposition(const char *text);
+
 /* ---- an SMTP sink */
 /* th_smtp_start forks a minimal SMTP server on a free loopback port (set in
  * *port): it answers RFC 5321's happy path, ends each DATA with data_code

@@ -136,8 +136,10 @@ static void test_done_never_resent(void)
     CHECK(queue_recent(q, "mastodon:@shop@m.social", 1440, &sent, NULL, NULL, &err) == 0);
     CHECK_INT(sent, 1);
     long lat[QUEUE_LATENESS_BUCKETS];
-    CHECK(queue_lateness(q, lat, &err) == 0);
+    long long lat_sum_ms = -1;
+    CHECK(queue_lateness(q, lat, &lat_sum_ms, &err) == 0);
     CHECK_INT(lat[2], 1); /* 3 ms falls in the <= 5 ms bucket */
+    CHECK_INT(lat_sum_ms, 3); /* herald_job_lateness_seconds_sum */
     queue_job_free(a);
     queue_job_free(again);
     queue_free(q);

@@ -1725,6 +1725,11 @@ static void test_health_metrics(void)
     char *m = NULL;
     CHECK_INT(th_http(port, NULL, "/metrics", NULL, NULL, &m), 200);
     CHECK(m && strstr(m, "herald_webhook_events_total{result=\"recorded\"}"));
+    /* every family has # HELP and # TYPE (tests/harness) */
+    char *problem = m ? th_check_exposition(m) : NULL;
+    if (problem) fprintf(stderr, "exposition: %s\n", problem);
+    CHECK(problem == NULL);
+    free(problem);
     free(m);
     CHECK_INT(th_http(port, NULL, "/healthz", NULL, NULL, NULL), 200);
     CHECK_INT(th_http(port, NULL, "/nope", NULL, NULL, NULL), 404);
