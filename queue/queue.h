@@ -139,6 +139,10 @@ typedef struct queue_opts {
     const char *url;
     const char *ns;
     int timeout_ms; /* connect/command timeout for the sync API; 0: 5000 */
+    /* queue_connect: 1 answers a handle even while Redis is unreachable (its
+     * first command connects), for a daemon that waits for Redis as the
+     * async handle does; 0 fails at once */
+    int lazy;
 } queue_opts;
 
 typedef struct queue queue; /* a synchronous handle */

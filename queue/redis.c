@@ -186,7 +186,12 @@ queue *queue_connect(const queue_opts *o, hr_err *err)
         return NULL;
     }
     q->timeout_ms = o && o->timeout_ms ? o->timeout_ms : 5000;
-    if (queue_url_parse(url, &q->url, err) < 0 || sync_connect(q, err) < 0) {
+    if (queue_url_parse(url, &q->url, err) < 0) {
+        free(q);
+        return NULL;
+    }
+    hr_err cerr = {0};
+    if (sync_connect(q, o && o->lazy ? &cerr : err) < 0 && !(o && o->lazy)) {
         free(q);
         return NULL;
     }

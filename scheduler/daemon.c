@@ -110,7 +110,12 @@ sched_daemon *sched_daemon_new(struct ev_loop *loop, const sched_daemon_opts *o,
     d->batch = o->batch > 0 ? o->batch : 1000;
     d->max_sleep_ms = o->max_sleep_ms > 0 ? o->max_sleep_ms : 1000;
     d->reap_every_ms = o->reap_every_ms > 0 ? o->reap_every_ms : 1000;
-    d->q = queue_connect(&o->q, err);
+    /* Redis may come up after us (boot, an outage): promote_now and the
+     * async handle retry with backoff, logging "redis unreachable;
+     * retrying", rather than exiting into systemd's start limit */
+    queue_opts qo = o->q;
+    qo.lazy = 1;
+    d->q = queue_connect(&qo, err);
     if (!d->q) {
         free(d);
         return NULL;

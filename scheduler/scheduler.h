@@ -349,7 +349,8 @@ typedef struct sched_daemon sched_daemon;
 struct ev_loop;
 
 /* sched_daemon_new connects (sync handle for promote/reap, async one for the
- * wake channel) and arms its watchers on loop. NULL with err. */
+ * wake channel) and arms its watchers on loop; while Redis is unreachable it
+ * retries with backoff. NULL with err (a bad URL or namespace). */
 sched_daemon *sched_daemon_new(struct ev_loop *loop, const sched_daemon_opts *o, hr_err *err);
 /* sched_daemon_stop stops every watcher (ev_run then returns); safe from a
  * callback. */

@@ -135,7 +135,7 @@ static void test_unknown_cli(void)
 {
     char url[320];
     snprintf(url, sizeof url, "unix://%s", R->sock);
-    queue_opts o = {url, "cli", 0};
+    queue_opts o = {.url = url, .ns = "cli"};
     hr_err err = {0};
     queue *q = queue_connect(&o, &err);
     REQUIRE(q);

@@ -1507,7 +1507,7 @@ static int unknown_async(const queue_opts *o, const char *w, const queue_job *j,
 static queue *test_queue(char url[400], queue_opts *o)
 {
     snprintf(url, 400, "unix://%s", redis->sock);
-    *o = (queue_opts){url, "t", 0};
+    *o = (queue_opts){.url = url, .ns = "t"};
     hr_err err = {0};
     queue *q = queue_connect(o, &err);
     if (!q) fprintf(stderr, "queue: %s\n", err.msg);
