@@ -214,7 +214,8 @@ int64_t hr_notify_watchdog_ms(void);
 size_t hr_trim_end(char *s, size_t n);
 /* hr_key_file_read reads the secret in the file at path (at most 64 KiB)
  * with trailing whitespace removed: a new string, or NULL with "cannot open
- * PATH: reason", "PATH is a directory" or "PATH is empty" in err. optional:
+ * PATH: reason", "PATH is a directory", "PATH: larger than 64 KiB" or
+ * "PATH is empty" in err. optional:
  * a file that does not exist is NULL with err untouched (not configured).
  * warn (may be NULL) gets "PATH is open to group or others" when the
  * mode lets anyone but the owner read it; the caller reports or logs it. */
@@ -222,7 +223,8 @@ char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err
 /* hr_secret_load returns the install's secret (new string, >= 16 bytes):
  * $HERALD_SECRET, else the file named by config "secret-file", else
  * $CREDENTIALS_DIRECTORY/herald-secret. NULL with err when there is none.
- * warn as hr_key_file_read's. The secret keys unsubscribe tokens and the
+ * warn as hr_key_file_read's. A file's secret is its first 1023 bytes less
+ * trailing CR, LF and spaces (tabs kept), as it always was. The secret keys unsubscribe tokens and the
  * suppression list. */
 char *hr_secret_load(const hr_config *c, hr_err *warn, hr_err *err);
 /* hr_hmac_sha256 writes the 32-byte HMAC of msg under key into out. */

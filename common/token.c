@@ -11,7 +11,10 @@
 
 #include "common.h"
 
-char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err)
+/* key_file_open opens path for reading after the checks every key file
+ * gets (see hr_key_file_read); NULL with err (untouched when optional and
+ * missing). */
+static FILE *key_file_open(const char *path, int optional, hr_err *warn, hr_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -32,39 +35,58 @@ char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err
     if (warn && known && (st.st_mode & 077))
         hr_err_set(warn, "%s is open to group or others (mode %04o; chmod go-rwx)", path,
                    (unsigned)(st.st_mode & 07777));
+    return f;
+}
+
+#define KEY_FILE_MAX 65536
+
+char *hr_key_file_read(const char *path, int optional, hr_err *warn, hr_err *err)
+{
+    FILE *f = key_file_open(path, optional, warn, err);
+    if (!f) return NULL;
     hr_buf b;
     hr_buf_init(&b);
     char chunk[4096];
     size_t n;
-    while (b.len < 65536 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    while (b.len <= KEY_FILE_MAX && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
         hr_buf_append(&b, chunk, n);
     int bad = ferror(f);
     fclose(f);
-    if (b.len) b.len = hr_trim_end(b.data, b.len);
-    if (bad || b.len == 0) {
-        if (b.data) explicit_bzero(b.data, b.len);
-        hr_buf_release(&b);
-        hr_err_set(err, bad ? "cannot read %s" : "%s is empty", path);
-        return NULL;
-    }
-    return hr_buf_detach(&b);
+    /* cutting a key short would only show later as every signature failing */
+    if (bad) hr_err_set(err, "cannot read %s", path);
+    else if (b.len > KEY_FILE_MAX) hr_err_set(err, "%s: larger than 64 KiB", path);
+    else if (b.len == 0 || (b.len = hr_trim_end(b.data, b.len)) == 0)
+        hr_err_set(err, "%s is empty", path);
+    else return hr_buf_detach(&b);
+    if (b.data) explicit_bzero(b.data, b.cap);
+    hr_buf_release(&b);
+    return NULL;
 }
 
+/* read_secret_file keeps the derivation herald has always used (the first
+ * 1023 bytes, less trailing CR, LF and spaces; a NUL ends it): the secret
+ * keys the suppression hashes and unsubscribe tokens already stored and
+ * mailed, so any other reading would silently unsuppress people. */
 static char *read_secret_file(const char *path, hr_err *warn, hr_err *err)
 {
     hr_err e = {0}, w = {0};
-    char *s = hr_key_file_read(path, 0, &w, &e);
+    FILE *f = key_file_open(path, 0, &w, &e);
     if (w.code) hr_err_set(warn, "secret: %s", w.msg);
-    if (!s) {
+    if (!f) {
         hr_err_set(err, "secret: %s", e.msg);
         return NULL;
     }
-    if (strlen(s) < 16) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-        hr_err_set(err, "secret: %s: shorter than 16 bytes", path);
-        return NULL;
-    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+    buf[n] = '\0';
+    char *s = bad || n < 16 ? NULL : hr_strdup(buf);
+    explicit_bzero(buf, sizeof buf);
+    if (!s)
+        hr_err_set(err, bad ? "secret: cannot read %s" : "secret: %s: shorter than 16 bytes",
+                   path);
     return s;
 }
 

@@ -66,6 +66,17 @@ static void test_config_int(void)
     hr_config_free(c);
 }
 
+/* fread_old_rule is the secret-file reading of herald before dc1e152,
+ * written out again: the first 1023 bytes less trailing CR, LF, space */
+static size_t fread_old_rule(const char *body, char out[1024])
+{
+    size_t n = strlen(body) < 1023 ? strlen(body) : 1023;
+    memcpy(out, body, n);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ')) n--;
+    out[n] = '\0';
+    return n;
+}
+
 /* key files: whitespace (tabs too) trimmed; only a missing optional file is
  * "not configured"; a file others can read is a warning */
 static void test_key_file(void)
@@ -103,7 +114,22 @@ static void test_key_file(void)
     hr_err_clear(&err);
     CHECK(hr_key_file_read(p, 1, NULL, &err) == NULL);
     CHECK(err.code && strstr(err.msg, "/sub is a directory"));
-    /* the secret goes through it too */
+    /* a key is never cut short */
+    snprintf(p, sizeof p, "%s/big", dir);
+    char *big = hr_malloc(65538);
+    memset(big, 'k', 65537);
+    big[65537] = '\0';
+    th_write_file(p, big);
+    hr_err_clear(&err);
+    CHECK(hr_key_file_read(p, 0, NULL, &err) == NULL);
+    CHECK(err.code && strstr(err.msg, "/big: larger than 64 KiB"));
+    big[65536] = '\0';
+    th_write_file(p, big);
+    v = hr_key_file_read(p, 0, NULL, &err);
+    CHECK(v && strlen(v) == 65536);
+    free(v);
+    free(big);
+    /* the secret checks the file as a key file does */
     snprintf(p, sizeof p, "%s/secret", dir);
     th_write_file(p, "0123456789abcdef\t\n");
     REQUIRE(chmod(p, 0644) == 0);
@@ -115,9 +141,35 @@ static void test_key_file(void)
     unsetenv("HERALD_SECRET");
     hr_err_clear(&warn);
     v = hr_secret_load(c, &warn, &err);
-    CHECK_STR(v, "0123456789abcdef");
+    CHECK_STR(v, "0123456789abcdef\t");
     CHECK(warn.code && strstr(warn.msg, "/secret is open to group or others"));
     free(v);
+    /* but keeps the reading it always had: the first 1023 bytes less CR, LF
+     * and spaces, else every stored suppression and mailed unsubscribe link
+     * stops matching after an upgrade */
+    static const char *const files[] = {"0123456789abcdef\t", "0123456789abcdef\v\f \r\n",
+                                        NULL};
+    char *long_secret = hr_malloc(1501);
+    for (int i = 0; i < 1500; i++) long_secret[i] = (char)('a' + i % 26);
+    long_secret[1500] = '\0';
+    for (int i = 0; i < 3; i++) {
+        const char *body = files[i] ? files[i] : long_secret;
+        th_write_file(p, body);
+        char old[1024];
+        size_t n = fread_old_rule(body, old);
+        v = hr_secret_load(c, NULL, &err);
+        REQUIRE(v != NULL);
+        CHECK_INT((long)strlen(v), (long)n);
+        CHECK_STR(v, old); /* the key of queue_suppress_hash */
+        hr_unsub u = {0};
+        snprintf(u.job, sizeof u.job, "j1");
+        char *t_old = hr_unsub_token_make(old, &u); /* a link already mailed */
+        hr_unsub back;
+        CHECK(hr_unsub_token_verify(v, t_old, &back, &err) == 0);
+        free(t_old);
+        free(v);
+    }
+    free(long_secret);
     if (saved) setenv("HERALD_SECRET", saved, 1);
     free(saved);
     hr_config_free(c);
