@@ -1193,8 +1193,6 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     const char **lanes = hr_malloc(sizeof(char *) * (size_t)n);
     int *li = hr_malloc(sizeof(int) * (size_t)n);
     int *per_lane = hr_calloc((size_t)n + 1, sizeof(int));
-    long buckets[QUEUE_LATENESS_BUCKETS] = {0};
-    long long lat_sum_ms = 0;
     int nl = 0, nd = 0, nb = 0;
     for (int i = 0; i < n; i++) {
         if (!items[i].lane || !qo_valid_lane(items[i].lane) || !items[i].ukh ||
@@ -1210,10 +1208,7 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
         li[i] = k;
         per_lane[k]++;
         nd += !items[i].no_done;
-        if (items[i].lateness_ms >= 0) {
-            buckets[qo_lateness_bucket(items[i].lateness_ms)]++;
-            lat_sum_ms += items[i].lateness_ms;
-        }
+        nb += items[i].lateness_ms >= 0;
     }
     /* the script takes each lane's ukhs as one range: order[g] is the item
      * at grouped position g (items keep their order within a lane) */
@@ -1221,8 +1216,6 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
     for (int k = 1; k < nl; k++) next[k] = next[k - 1] + per_lane[k - 1];
     for (int i = 0; i < n; i++) order[next[li[i]]++] = i;
     free(next);
-    for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) nb += buckets[b] > 0;
-    nb += nb > 0; /* the pair ("sum_ms", total): lat|sum_ms, the histogram's _sum */
     qa_evalsha(a, QS_ACK, 7 + 2 * nl);
     qa_pushkey(a, ns, "jobs");
     qa_pushkey(a, ns, "done");
@@ -1262,15 +1255,13 @@ int qo_build_ack(const char *ns, const char *worker, const queue_ack_item *items
             qa_pushf(a, "%s\t%s\t%lld", items[i].id ? items[i].id : items[i].ukh,
                      items[i].platform_id ? items[i].platform_id : "", now);
     }
+    /* per job, so that the script counts only the jobs it settles */
     qa_pushf(a, "%d", nb);
-    for (int b = 0; b < QUEUE_LATENESS_BUCKETS; b++) {
-        if (!buckets[b]) continue;
-        qa_pushf(a, "%d", b);
-        qa_pushf(a, "%ld", buckets[b]);
-    }
-    if (nb) {
-        qa_pushs(a, "sum_ms");
-        qa_pushf(a, "%lld", lat_sum_ms);
+    for (int g = 0; g < n; g++) {
+        if (items[order[g]].lateness_ms < 0) continue;
+        qa_pushf(a, "%d", g + 1);
+        qa_pushf(a, "%d:%lld", qo_lateness_bucket(items[order[g]].lateness_ms),
+                 (long long)items[order[g]].lateness_ms);
     }
     const queue_ack_item **grouped = hr_malloc(sizeof *grouped * (size_t)n);
     for (int g = 0; g < n; g++) grouped[g] = &items[order[g]];

@@ -621,6 +621,20 @@ typedef struct ack_batch {
     int *results;
 } ack_batch;
 
+/* acked_note logs a job its ack settled and counts its send time: only
+ * then, as an ack refused (QUEUE_ACK_TAKEN) is made again later. */
+static void acked_note(wk_job *j)
+{
+    if (j->ack.polled) log_job(HR_LOG_INFO, "engagement polled", j, "polled", NULL);
+    else log_job(HR_LOG_INFO, "job sent", j, "sent", j->platform_id);
+    if (!j->started_us) return;
+    long long ms = j->ack.latency_ms;
+    int b = 0;
+    while (b < SEND_BUCKETS && ms > queue_send_bounds_ms[b]) b++;
+    j->lane->send_hist[b]++;
+    j->lane->send_sum_ms += ms;
+}
+
 static void on_batch_acked(int status, const char *errmsg, void *priv)
 {
     ack_batch *b = priv;
@@ -631,6 +645,7 @@ static void on_batch_acked(int status, const char *errmsg, void *priv)
             post_taken(j); /* still ours, not settled */
             continue;
         }
+        if (status >= 0 && b->results[i] > 0) acked_note(j); /* settled by this ack */
         if (!p->shutting) {
             if (status < 0) {
                 /* Redis lost the ack: the attempt record makes the reaper put
@@ -706,8 +721,6 @@ static void ack(wk_job *j, const char *platform_id)
     char *id = hr_strdup(platform_id); /* platform_id may be j's own */
     free(j->platform_id);
     j->platform_id = id;
-    if (polled) log_job(HR_LOG_INFO, "engagement polled", j, "polled", NULL);
-    else log_job(HR_LOG_INFO, "job sent", j, "sent", j->platform_id);
     j->ack.ukh = j->ukh;
     j->ack.id = j->job->id; /* the done record names the job by its full id */
     /* a job without a unique key can never be enqueued again under its
@@ -726,13 +739,6 @@ static void ack(wk_job *j, const char *platform_id)
     j->ack.metrics = 1;
     j->ack.latency_ms = j->started_us ? (hr_mono_us() - j->started_us) / 1000 : 0;
     j->ack.cost_micros = j->lane ? j->lane->conf.budget.cost * calls : 0;
-    if (j->started_us) {
-        long long ms = (hr_mono_us() - j->started_us) / 1000;
-        int b = 0;
-        while (b < SEND_BUCKETS && ms > queue_send_bounds_ms[b]) b++;
-        j->lane->send_hist[b]++;
-        j->lane->send_sum_ms += ms;
-    }
     worker_crash_point("before_ack");
     jobq_push(&p->ackq, j);
     ev_prepare_start(p->loop, &p->ack_flush);

@@ -7,14 +7,16 @@
 -- ARGV: nl, nl lane names, n, n ukhs grouped by lane (lane 1's first),
 --   nl counts (how many of the n are each lane's), np, np positions (in
 --   the grouped order, 1-based) of engagement polls, nd, nd pairs
---   (ukh, done record), nb, nb pairs (lateness bucket, count), then what
+--   (ukh, done record), nb, nb pairs (grouped position, "BUCKET:MS": its
+--   lateness bucket and ms) of the jobs that have a lateness, then what
 --   records the acked jobs with a platform id as sent (sent_record).
 -- The common case (a lane's acked jobs are the oldest it has in flight, in
 -- fetch order) is one string compare per lane, without a per-job loop;
 -- otherwise that lane's jobs are settled one by one.
 -- Returns {n} when all were acked, else per job (in the grouped order):
 -- 1 acked, 2 resolved from unknown, 0 not the worker's, 3 its platform id
--- is another job's (sent_taken): nothing done, the job stays where it was.
+-- is another job's (sent_taken) and the job is still the worker's: nothing
+-- done, it stays where it was (0 when it is no longer the worker's).
 -- One post never settles two jobs.
 local now = now_ms()
 local jobs, done, inflight, stats, reasons = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -32,6 +34,7 @@ local minute = math.floor(now / 60000)
 local res = {}             -- per job result, only for lanes settled one by one
 local all = true
 local hset, emptied, sent, first = {}, {}, {}, {}
+local ours = {} -- grouped positions of refused jobs that are still ours
 -- grouped positions of the jobs whose post another job owns: settled one
 -- by one, and left out
 local taken = sent_taken(KEYS[6 + 2 * nl], bs + 2 * nb, n)
@@ -56,6 +59,9 @@ for i = 1, nl do
       local r = 0
       if taken and taken[j - us + 1] then
         r = 0 -- kept in flight (or unknown) for the worker to look on
+        if slot[ukh] or redis.call('ZSCORE', KEYS[5 + i], ukh) then
+          ours[j - us + 1] = true
+        end
       elseif slot[ukh] then
         r = 1
         slot[ukh] = nil
@@ -159,10 +165,21 @@ end
 -- platform ids and engagement polls, of the jobs settled here only
 sent_record(KEYS[6 + 2 * nl], KEYS[7 + 2 * nl], bs + 2 * nb, n,
   not all and function(g) return res[g] > 0 end or nil)
--- lateness is only an estimate when some jobs were not ours: keep it anyway
+-- lateness of the jobs settled here only: a refused one is acked again
+local lat, counted, sum = {}, false, 0
 for i = 0, nb - 1 do
-  redis.call('HINCRBY', stats, 'lat|' .. ARGV[bs + 2 * i], ARGV[bs + 2 * i + 1])
+  if all or res[tonumber(ARGV[bs + 2 * i])] > 0 then
+    local b, ms = string.match(ARGV[bs + 2 * i + 1], '^(%d+):(%d+)$')
+    lat[b] = (lat[b] or 0) + 1
+    sum = sum + tonumber(ms)
+    counted = true
+  end
 end
+for b, c in pairs(lat) do redis.call('HINCRBY', stats, 'lat|' .. b, c) end
+-- lat|sum_ms: the histogram's _sum
+if counted then redis.call('HINCRBY', stats, 'lat|sum_ms', sum) end
 if all then return {n} end
-for g in pairs(taken or {}) do res[g] = 3 end
+for g in pairs(taken or {}) do
+  if ours[g] then res[g] = 3 end
+end
 return res

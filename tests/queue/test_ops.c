@@ -1204,11 +1204,14 @@ static void test_ack_taken(void)
         it[i] = (queue_ack_item){.ukh = f[i].ukh, .id = a[i], .lane = "x:@a",
                                  .platform_id = "p0", .campaign = "c1", .poll = 1,
                                  .lateness_ms = -1};
-    /* two of one call claim one post (in fetch order: the fast path) */
+    /* two of one call claim one post (in fetch order: the fast path); the
+     * refused one's lateness counts when it is acked, not now */
+    it[1].lateness_ms = 0;
     int res[4] = {-1, -1, -1, -1};
     CHECK(queue_ack(q, "w", it, 2, res, &err) == 0);
     CHECK_INT(res[0], 1);
     CHECK_INT(res[1], QUEUE_ACK_TAKEN);
+    CHECK_INT(count("HGET {%s}:stats lat|%s", "t41", "0"), 0);
     /* one alone claims a post another job owns */
     CHECK(queue_ack(q, "w", it + 2, 1, res + 2, &err) == 0);
     CHECK_INT(res[2], QUEUE_ACK_TAKEN);
@@ -1227,10 +1230,16 @@ static void test_ack_taken(void)
     it[3].platform_id = "p3";
     CHECK(queue_ack(q, "w", it + 1, 3, res + 1, &err) == 0);
     for (int i = 1; i < 4; i++) CHECK_INT(res[i], 1);
+    CHECK_INT(count("HGET {%s}:stats lat|%s", "t41", "0"), 1);
     CHECK_INT(count("HLEN {%s}:done%s", "t41", ""), 4);
     CHECK_INT(count("HLEN {%s}:platform_ids%s", "t41", ""), 4);
     CHECK_INT(count("HGET {%s}:stats sent|%s", "t41", "x:@a"), 4);
     CHECK_INT(count("EXISTS {%s}:inflight:w%s", "t41", ""), 0);
+    /* refused, and no longer the worker's (settled, or reaped and resolved):
+     * not ours (0), not "taken" (3) */
+    it[2].platform_id = "p1";
+    CHECK(queue_ack(q, "w", it + 2, 1, res + 2, &err) == 0);
+    CHECK_INT(res[2], 0);
     queue_fetched_free(f, 4);
     queue_free(q);
 }
