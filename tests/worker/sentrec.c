@@ -106,7 +106,7 @@ static void cli_resolve_records(void)
     wt_enqueue_job(wt_post_job("x", "@a", "cli-two", "resolved by hand"));
     make_unknown("x:@a", 1, ids + 1);
     const char *id2 = ids[1];
-    CHECK_INT(resolve_cli(id2, "777", &out), 1);
+    CHECK_INT(resolve_cli(id2, "777", &out), 4); /* refused: docs/operations.md exit 4 */
     CHECK(out && strstr(out, "recorded for another job"));
     free(out);
     CHECK_INT(wt_done(), 1);
