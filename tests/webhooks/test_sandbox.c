@@ -1261,6 +1261,173 @@ static void test_stop(void)
     }
 }
 
+/* created_posts: how many requests /_sandbox/posts?all=1 says created
+ * something */
+static long created_posts(void)
+{
+    json_t *j = json_answer("GET", "/_sandbox/posts?all=1", NULL, NULL, 200);
+    json_t *posts = json_object_get(j, "posts");
+    long n = 0;
+    for (size_t i = 0; i < json_array_size(posts); i++)
+        n += json_is_true(json_object_get(json_array_get(posts, i), "created"));
+    json_decref(j);
+    return n;
+}
+
+/* every platform's create route refuses a request without its auth header
+ * (or with a bad one) with the platform's own status, and creates nothing */
+static void test_auth_everywhere(void)
+{
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+    const char *json[] = {"Content-Type: application/json", NULL};
+    const char *form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *li[] = {"Content-Type: application/json", "LinkedIn-Version: 202401",
+                        "X-Restli-Protocol-Version: 2.0.0", NULL};
+    const char *mg_bad[] = {"Authorization: Basic YXBpOmludmFsaWQ=", /* api:invalid */
+                            "Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *pm[] = {"Content-Type: application/json", "Accept: application/json", NULL};
+    static const char bsky_body[] =
+        "{\"repo\":\"did:plc:x\",\"collection\":\"app.bsky.feed.post\",\"record\":{\"text\":"
+        "\"hi\",\"createdAt\":\"2026-11-21T20:40:16Z\"}}";
+    const struct {
+        const char *path;
+        const char *const *hdrs;
+        const char *body;
+        long status;
+    } cases[] = {
+        {"/2/tweets", json, "{\"text\":\"hi\"}", 401},
+        {"/api/v1/statuses", json, "{\"status\":\"hi\"}", 401},
+        {"/xrpc/com.atproto.repo.createRecord", json, bsky_body, 401},
+        {"/rest/posts", li,
+         "{\"author\":\"urn:li:organization:1\",\"commentary\":\"hi\",\"visibility\":\"PUBLIC\","
+         "\"distribution\":{\"feedDistribution\":\"MAIN_FEED\"},\"lifecycleState\":\"PUBLISHED\"}",
+         401},
+        {"/v1.0/1234567/threads", form, "media_type=TEXT&text=hi", 400},
+        {"/v19.0/1122334455/feed", form, "message=hi", 400},
+        {"/v3/mail/send", json,
+         "{\"personalizations\":[{\"to\":[{\"email\":\"a@example.com\"}]}],\"from\":{\"email\":"
+         "\"n@shop.example\"},\"subject\":\"Hi\",\"content\":[{\"type\":\"text/plain\","
+         "\"value\":\"x\"}]}",
+         401},
+        {"/v3/mg.shop.example/messages", form,
+         "from=n%40shop.example&to=a%40example.com&subject=Hi&text=x", 401},
+        {"/v3/mg.shop.example/messages", mg_bad,
+         "from=n%40shop.example&to=a%40example.com&subject=Hi&text=x", 401},
+        {"/email", pm,
+         "{\"From\":\"n@shop.example\",\"To\":\"a@example.com\",\"Subject\":\"Hi\","
+         "\"TextBody\":\"x\"}",
+         401},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(cases); i++) {
+        long st = status_of("POST", cases[i].path, cases[i].hdrs, cases[i].body);
+        CHECK_INT(st, cases[i].status);
+        if (st != cases[i].status) fprintf(stderr, "  %s: %ld\n", cases[i].path, st);
+    }
+    CHECK_INT(created_posts(), 0);
+    CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
+}
+
+/* like_count reads a post's like count from its platform's read API at
+ * path (jpath: the keys down to it, NULL-terminated; a number key "0" is an
+ * array index), or -1 */
+static long like_count(const char *path, const char *const *jpath)
+{
+    resp r;
+    req("GET", path, bearer, NULL, &r);
+    json_t *j = r.status == 200 ? json_of(&r) : NULL;
+    resp_release(&r);
+    json_t *v = j;
+    for (int i = 0; v && jpath[i]; i++)
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(jpath[i]))
+                             : json_object_get(v, jpath[i]);
+    long n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
+    json_decref(j);
+    return n;
+}
+
+typedef struct read_api {
+    char path[400];
+    const char *jpath[8];
+    long first;
+} read_api;
+
+enum { NREADS = 6 };
+
+static int all_grew(void *arg)
+{
+    read_api *a = arg;
+    for (int i = 0; i < NREADS; i++)
+        if (like_count(a[i].path, a[i].jpath) <= a[i].first) return 0;
+    return 1;
+}
+
+/* the read APIs serve each accepted post's engagement, and it grows with
+ * the post's age (a poller sees counts rise): X, Mastodon, Bluesky,
+ * LinkedIn, Threads and Facebook */
+static void test_engagement_grows(void)
+{
+    read_api a[NREADS] = {
+        {.jpath = {"data", "public_metrics", "like_count", NULL}},
+        {.jpath = {"favourites_count", NULL}},
+        {.jpath = {"posts", "0", "likeCount", NULL}},
+        {.jpath = {"likesSummary", "totalLikes", NULL}},
+        {.jpath = {"data", "0", "values", "0", "value", NULL}},
+        {.jpath = {"reactions", "summary", "total_count", NULL}},
+    };
+    json_t *j = json_answer("POST", "/2/tweets", bearer, "{\"text\":\"grows\"}", 201);
+    snprintf(a[0].path, sizeof a[0].path, "/2/tweets/%s?tweet.fields=public_metrics",
+             jstr_at(j, "data", "id"));
+    json_decref(j);
+    j = json_answer("POST", "/api/v1/statuses", bearer, "{\"status\":\"grows\"}", 200);
+    snprintf(a[1].path, sizeof a[1].path, "/api/v1/statuses/%s",
+             json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    char auth[200];
+    json_t *ann = bsky_login("grow.bsky.social", auth, sizeof auth);
+    const char *bh[] = {auth, "Content-Type: application/json", NULL};
+    char *body = hr_asprintf("{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"record\":"
+                             "{\"text\":\"grows\",\"createdAt\":\"2026-11-21T20:40:16Z\"}}",
+                             json_string_value(json_object_get(ann, "did")));
+    j = json_answer("POST", "/xrpc/com.atproto.repo.createRecord", bh, body, 200);
+    free(body);
+    char *uri = curl_easy_escape(NULL, json_string_value(json_object_get(j, "uri")), 0);
+    snprintf(a[2].path, sizeof a[2].path, "/xrpc/app.bsky.feed.getPosts?uris=%s", uri);
+    curl_free(uri);
+    json_decref(j);
+    json_decref(ann);
+    const char *li[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                        "LinkedIn-Version: 202401", "X-Restli-Protocol-Version: 2.0.0", NULL};
+    resp r;
+    req("POST", "/rest/posts", li,
+        "{\"author\":\"urn:li:organization:5515715\",\"commentary\":\"grows\",\"visibility\":"
+        "\"PUBLIC\",\"distribution\":{\"feedDistribution\":\"MAIN_FEED\"},\"lifecycleState\":"
+        "\"PUBLISHED\"}",
+        &r);
+    CHECK_INT(r.status, 201);
+    char urn[200] = "";
+    char *h = strcasestr(r.hdrs.data, "x-restli-id: ");
+    if (h) sscanf(h + 13, "%199[^\r\n]", urn);
+    resp_release(&r);
+    char *enc = curl_easy_escape(NULL, urn, 0);
+    snprintf(a[3].path, sizeof a[3].path, "/rest/socialActions/%s", enc);
+    curl_free(enc);
+    char *tid = threads_post("7654321", "grows");
+    snprintf(a[4].path, sizeof a[4].path, "/v1.0/%s/insights?metric=likes", tid);
+    free(tid);
+    const char *form[] = {"Authorization: Bearer tok",
+                          "Content-Type: application/x-www-form-urlencoded", NULL};
+    j = json_answer("POST", "/v19.0/1122334455/feed", form, "message=grows", 200);
+    snprintf(a[5].path, sizeof a[5].path, "/v19.0/%s",
+             json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    for (int i = 0; i < NREADS; i++) {
+        a[i].first = like_count(a[i].path, a[i].jpath);
+        CHECK(a[i].first >= 0);
+        if (a[i].first < 0) fprintf(stderr, "  no like count at %s\n", a[i].path);
+    }
+    CHECK(th_wait_for(all_grew, a, 20000));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1280,6 +1447,8 @@ int main(void)
     th_run("refusals", test_refusals);
     th_run("record_everything", test_record_everything);
     th_run("relay", test_relay);
+    th_run("auth_everywhere", test_auth_everywhere);
+    th_run("engagement_grows", test_engagement_grows);
     th_run("stop", test_stop);
     free(dir);
     int rc = th_main_end();

@@ -154,6 +154,26 @@ static int generic_answers(const char *body, const char *want)
     return ok;
 }
 
+/* unsub_link fills u (email, campaign, the job JOB) and writes its link's
+ * path to path; returns its token (caller frees). */
+static char *unsub_link(hr_unsub *u, const char *email, const char *campaign, char path[600])
+{
+    memset(u, 0, sizeof *u);
+    snprintf(u->email, sizeof u->email, "%s", email);
+    snprintf(u->campaign, sizeof u->campaign, "%s", campaign);
+    snprintf(u->job, sizeof u->job, "%s", JOB);
+    char *tok = hr_unsub_token_make(secret, u);
+    snprintf(path, 600, "/u/%s", tok);
+    return tok;
+}
+
+/* unsub_post posts a one-click unsubscribe to path and returns the status */
+static int unsub_post(const char *path)
+{
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    return th_http(port, "POST", path, h, "List-Unsubscribe=One-Click", NULL);
+}
+
 static void test_generic(void)
 {
     char body[400];
@@ -420,9 +440,13 @@ static void test_mailgun(void)
              "\"user-variables\":{\"herald-job\":\"%s\"}}",
              JOB);
     int64_t now = hr_now_ms() / 1000;
+    char *before = engagement_state();
     CHECK_INT(post_mailgun(ev, now, 1), 401);
     CHECK_INT(post_mailgun(ev, now - 3600, 0), 401);
-    CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 0);
+    char *after = engagement_state(); /* refused: nothing changed */
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
     CHECK_INT(post_mailgun(ev, now, 0), 200);
     CHECK_INT(post_mailgun(ev, now, 0), 200); /* redelivered, freshly signed */
     CHECK_INT(rint_("HGET {t}:eng:jobs %s|spam", JOB), 1);
@@ -700,8 +724,17 @@ static void test_redis_down(void)
     snprintf(body, sizeof body,
              "{\"events\":[{\"id\":\"down-1\",\"type\":\"reply\",\"job\":\"%s\"}]}", JOB);
     CHECK_INT(post_generic(body, 0, NULL), 503);
+    /* a one-click unsubscribe is not confirmed while it cannot be stored */
+    hr_unsub u;
+    char path[600];
+    free(unsub_link(&u, "down@example.com", "outage", path));
+    CHECK_INT(unsub_post(path), 503);
     th_redis_restart(redis);
     CHECK(th_wait_for(healthy, "/readyz", 10000));
+    CHECK_INT(unsub_post(path), 200);
+    char digest[65];
+    REQUIRE(queue_suppress_hash(secret, u.email, digest) == 0);
+    CHECK_INT(rint_("HEXISTS {t}:suppressed %s", digest), 1);
     /* the restarted Redis kept nothing (no persistence): the job again */
     free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", JOB + 8, JOB));
     CHECK_INT(post_generic(body, 0, NULL), 200);
@@ -1303,19 +1336,6 @@ static void test_nofile(void)
     th_kill(pid, SIGTERM);
 }
 
-/* unsub_link fills u (email, campaign, the job JOB) and writes its link's
- * path to path; returns its token (caller frees). */
-static char *unsub_link(hr_unsub *u, const char *email, const char *campaign, char path[600])
-{
-    memset(u, 0, sizeof *u);
-    snprintf(u->email, sizeof u->email, "%s", email);
-    snprintf(u->campaign, sizeof u->campaign, "%s", campaign);
-    snprintf(u->job, sizeof u->job, "%s", JOB);
-    char *tok = hr_unsub_token_make(secret, u);
-    snprintf(path, 600, "/u/%s", tok);
-    return tok;
-}
-
 static void test_unsubscribe(void)
 {
     hr_unsub u;
@@ -1370,6 +1390,140 @@ static void test_unsubscribe(void)
     CHECK_INT(th_http(port, "GET", "/u/garbage", NULL, NULL, NULL), 400);
     free(other);
     free(tok);
+}
+
+/* test_idle_timeout: a connection that sends nothing, and a keep-alive
+ * connection idle after its answer, are closed by the server after
+ * webhooks-idle-timeout-ms (a server of its own: 300 ms), so idle clients
+ * cannot hold the connection cap */
+static void test_idle_timeout(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/idle.conf", dir);
+    int at = th_free_port();
+    write_conf(path, at, 65536,
+               "webhooks-redis-timeout-ms 10000\nwebhooks-idle-timeout-ms 300\n");
+    pid_t pid = spawn_server(path, "idle.log", &at);
+    int fd = dial_port(at);
+    REQUIRE(fd >= 0);
+    CHECK(th_wait_for(closed_by_peer, &fd, 10000));
+    close(fd);
+    fd = dial_port(at);
+    REQUIRE(fd >= 0);
+    char *req = signed_request("idle-1", 1);
+    CHECK_INT(send_all(fd, req), 0);
+    free(req);
+    CHECK_INT(read_responses(fd, 1), 1); /* kept alive, then idle */
+    CHECK(th_wait_for(closed_by_peer, &fd, 10000));
+    close(fd);
+    th_kill(pid, SIGTERM);
+}
+
+/* test_refused_change_nothing: every route's refused request (forged,
+ * replayed, unsigned, wrong password, altered token) is 401 (400 for a
+ * token) and leaves every counter, suppression, seen id and the stream as
+ * they were */
+static void test_refused_change_nothing(void)
+{
+    char *before = engagement_state();
+    /* a SendGrid body signed by someone else, and one with no signature */
+    const char *sg = "[{\"email\":\"forged@example.com\",\"event\":\"spamreport\",\"sg_event_id\":"
+                     "\"sg-forged\",\"herald_job\":\"0000000Aabcdefghijkl\"}]";
+    CHECK_INT(post_sendgrid(sg, "[]"), 401);
+    /* generic: replayed (signed an hour ago) */
+    const char *gen = "{\"events\":[{\"id\":\"gen-forged\",\"type\":\"spam\",\"job\":"
+                      "\"0000000Aabcdefghijkl\",\"email\":\"forged@example.com\"}]}";
+    CHECK_INT(post_generic(gen, hr_now_ms() / 1000 - 3600, NULL), 401);
+    /* unsigned or with a wrong password (Mailgun's: test_mailgun) */
+    const char *none[] = {"Content-Type: application/json", NULL};
+    const char *pm_bad[] = {"Authorization: Basic aG9va3M6bm9wZQ==", NULL};
+    const struct {
+        const char *path, **hdrs, *body;
+    } unsigned_[] = {
+        {"/webhooks/sendgrid", none, sg},
+        {"/webhooks/generic", none, gen},
+        {"/webhooks/postmark", pm_bad,
+         "{\"RecordType\":\"SpamComplaint\",\"MessageID\":\"pm-forged\",\"Recipient\":"
+         "\"forged@example.com\",\"Metadata\":{\"herald_job\":\"0000000Aabcdefghijkl\"}}"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(unsigned_); i++)
+        CHECK_INT(th_http(port, "POST", unsigned_[i].path, unsigned_[i].hdrs, unsigned_[i].body,
+                          NULL),
+                  401);
+    /* an altered unsubscribe token */
+    hr_unsub u;
+    char path[600];
+    free(unsub_link(&u, "forged@example.com", "refused", path));
+    size_t L = strlen(path);
+    path[L - 5] = path[L - 5] == 'A' ? 'B' : 'A';
+    CHECK_INT(unsub_post(path), 400);
+    char *after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+}
+
+/* test_oversized_every_route: a body over webhooks-max-body is 413 on every
+ * route, unsubscribe links too, and records nothing */
+static void test_oversized_every_route(void)
+{
+    hr_unsub u;
+    char upath[600];
+    free(unsub_link(&u, "big@example.com", "oversized", upath));
+    const char *paths[] = {"/webhooks/sendgrid", "/webhooks/mailgun", "/webhooks/postmark",
+                           "/webhooks/generic", upath};
+    size_t n = 70000;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[n] = '\0';
+    big[0] = '[';
+    big[n - 1] = ']';
+    const char *h[] = {"Authorization: Basic aG9va3M6cG0tcGFzcw==", "Content-Type: application/json",
+                       NULL};
+    char *before = engagement_state();
+    for (size_t i = 0; i < HR_ARRAY_LEN(paths); i++) {
+        int st = th_http(port, "POST", paths[i], h, big, NULL);
+        CHECK_INT(st, 413);
+        if (st != 413) fprintf(stderr, "  %s: %d\n", paths[i], st);
+    }
+    char *after = engagement_state();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+    free(big);
+    CHECK(ready_at(&port));
+}
+
+/* test_stream_bounded: the events stream is trimmed to about
+ * webhooks-stream-maxlen (a server of its own: 10) as events come, so it
+ * cannot grow without bound; counters still count every event */
+static void test_stream_bounded(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stream.conf", dir);
+    int at = th_free_port();
+    write_conf(path, at, 1 << 20, "webhooks-redis-timeout-ms 10000\nwebhooks-stream-maxlen 10\n");
+    pid_t pid = spawn_server(path, "stream.log", &at);
+    const char *J = "0000000Astream000001";
+    free(rcmd("HSET {t}:done %s %s\t1700000000000\t1999", J + 8, J));
+    enum { REQS = 5, PER = 100 };
+    for (int k = 0; k < REQS; k++) {
+        hr_buf body;
+        hr_buf_init(&body);
+        hr_buf_puts(&body, "{\"events\":[");
+        for (int i = 0; i < PER; i++)
+            hr_buf_printf(&body, "%s{\"id\":\"st-%d-%d\",\"type\":\"open\",\"job\":\"%s\"}",
+                          i ? "," : "", k, i, J);
+        hr_buf_puts(&body, "]}");
+        CHECK_INT(post_generic_to(at, body.data, 0, NULL), 200);
+        hr_buf_release(&body);
+    }
+    CHECK_INT(rint_("HGET {t}:eng:jobs %s|open", J), REQS * PER);
+    /* approximate trimming ("~") removes whole nodes of up to 100 entries */
+    long xlen = rint_("XLEN {t}:events");
+    if (xlen > 10 + 100) fprintf(stderr, "  XLEN %ld after %d events\n", xlen, REQS * PER);
+    CHECK(xlen >= 10 && xlen <= 10 + 100);
+    th_kill(pid, SIGTERM);
 }
 
 /* reply_holds says whether any string in r (arrays walked) holds needle,
@@ -2016,6 +2170,9 @@ int main(void)
     th_run("connection_cap", test_connection_cap);
     th_run("nofile", test_nofile);
     th_run("unsubscribe", test_unsubscribe);
+    th_run("idle_timeout", test_idle_timeout);
+    th_run("refused_change_nothing", test_refused_change_nothing);
+    th_run("oversized_every_route", test_oversized_every_route);
     th_run("forget", test_forget);
     th_run("campaign_from_job", test_campaign_from_job);
     th_run("forget_unsubscribe", test_forget_unsubscribe);
@@ -2025,6 +2182,7 @@ int main(void)
     th_run("bad_credentials", test_bad_credentials);
     th_run("loose_key_file", test_loose_key_file);
     th_run("fmt_i64", test_fmt_i64);
+    th_run("stream_bounded", test_stream_bounded);
     th_run("script_flush", test_script_flush);
     th_run("redis_down", test_redis_down);
     th_run("redis_stall", test_redis_stall);
