@@ -261,6 +261,37 @@ static void test_lengths(void)
     free(t);
     free(a);
     free(dom);
+    /* LinkedIn 3000, Threads 500, Facebook 63206: the limit is taken, one
+     * more refused in the platform's own way */
+    const char *li[] = {"Authorization: Bearer tok", "Content-Type: application/json",
+                        "LinkedIn-Version: 202401", "X-Restli-Protocol-Version: 2.0.0", NULL};
+    const char *form[] = {"Authorization: Bearer tok",
+                          "Content-Type: application/x-www-form-urlencoded", NULL};
+    static const struct {
+        const char *path, *head, *tail; /* the text goes between */
+        int limit, form;
+        long ok, over;
+    } at_limit[] = {
+        {"/rest/posts",
+         "{\"author\":\"urn:li:organization:1\",\"commentary\":\"", "\",\"visibility\":"
+         "\"PUBLIC\",\"distribution\":{\"feedDistribution\":\"MAIN_FEED\"},"
+         "\"lifecycleState\":\"PUBLISHED\"}",
+         3000, 0, 201, 422},
+        {"/v1.0/1234567/threads", "media_type=TEXT&text=", "", 500, 1, 200, 400},
+        {"/v19.0/1122334455/feed", "message=", "", 63206, 1, 200, 400},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(at_limit); i++)
+        for (int extra = 0; extra < 2; extra++) {
+            a = repeat("a", at_limit[i].limit + extra);
+            t = hr_asprintf("%s%s%s", at_limit[i].head, a, at_limit[i].tail);
+            long st = status_of("POST", at_limit[i].path, at_limit[i].form ? form : li, t);
+            CHECK_INT(st, extra ? at_limit[i].over : at_limit[i].ok);
+            if (st != (extra ? at_limit[i].over : at_limit[i].ok))
+                fprintf(stderr, "  %s, %d characters: %ld\n", at_limit[i].path,
+                        at_limit[i].limit + extra, st);
+            free(t);
+            free(a);
+        }
     CHECK_INT(status_of("POST", "/_sandbox/reset", NULL, ""), 200);
 }
 

@@ -622,6 +622,40 @@ static void test_record_tokens(void)
 #undef RKEYS
 }
 
+/* test_seen_rotation: an event id is remembered in two seen hashes that
+ * take turns per period (webhooks-dedupe-days): delivered again in the next
+ * period it is still a duplicate; two periods after it was last recorded it
+ * is forgotten (new again), and a hash left from an older period counts for
+ * nothing. One script call per delivery, at times chosen in periods of 1 s. */
+static char *record_at(long long period, const char *id)
+{
+    return rcmd("EVAL %s 11 {d}:ev:seen:0 {d}:events {d}:suppressed {d}:done {d}:jobs "
+                "{d}:platform_ids {d}:eng:jobs {d}:eng:campaigns {d}:eng:contacts "
+                "{d}:eng:totals {d}:ev:seen:1 %lld 1000 1000 1 0 %s click %s %s generic 0",
+                hook_lua_record, period * 1000 + 500, id, "", "");
+}
+
+static void test_seen_rotation(void)
+{
+    static const struct {
+        long long period;
+        const char *id, *want; /* 3: new (unmatched), 2: duplicate */
+    } steps[] = {
+        {10, "generic:r1", "3"}, {10, "generic:r1", "2"}, {11, "generic:r1", "2"},
+        {11, "generic:r2", "3"}, {12, "generic:r1", "3"}, {12, "generic:r2", "2"},
+        {13, "generic:r1", "2"}, {16, "generic:r1", "3"}, {16, "generic:r2", "3"},
+    };
+    for (size_t i = 0; i < HR_ARRAY_LEN(steps); i++) {
+        char *v = record_at(steps[i].period, steps[i].id);
+        CHECK_STR(v ? v : "(nil)", steps[i].want);
+        if (!v || strcmp(v, steps[i].want) != 0)
+            fprintf(stderr, "  step %zu: period %lld %s\n", i, steps[i].period, steps[i].id);
+        free(v);
+    }
+    CHECK_INT(rint_("HGET {d}:eng:totals unmatched"), 5);
+    CHECK_INT(rint_("HGET {d}:eng:totals duplicate"), 4);
+}
+
 /* test_generic_namespace: the generic route's sender names its events'
  * platform, but not the seen ids of the provider routes: events claiming to
  * be SendGrid's and Mailgun's, and one whose id is a Mailgun signature token,
@@ -2157,6 +2191,7 @@ int main(void)
     th_run("mailgun_replay", test_mailgun_replay);
     th_run("mailgun_redelivery", test_mailgun_redelivery);
     th_run("record_tokens", test_record_tokens);
+    th_run("seen_rotation", test_seen_rotation);
     th_run("generic_namespace", test_generic_namespace);
     th_run("postmark", test_postmark);
     th_run("oversized", test_oversized);
